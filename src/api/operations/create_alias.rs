@@ -1,0 +1,48 @@
+//! `CreateAlias`.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{check_key_id, present, Empty, Operation};
+use crate::api::validate::Checks;
+use crate::service::{Call, KmsResult, KmsService};
+
+pub struct CreateAlias;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    alias_name: Option<String>,
+    target_key_id: Option<String>,
+}
+
+/// `AliasName`: 1-256 characters of `[a-zA-Z0-9:/_-]`.
+pub(super) fn check_alias_name(c: &mut Checks, v: &Option<String>) {
+    c.required("aliasName", v).len("aliasName", v.as_deref(), 1, 256).pattern(
+        "aliasName",
+        v.as_deref(),
+        |s| s.bytes().all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b)),
+        "^[a-zA-Z0-9:/_-]+$",
+    );
+}
+
+impl Operation for CreateAlias {
+    const NAME: &'static str = "CreateAlias";
+    const READ_ONLY: bool = false;
+    const BLOCKING: bool = true;
+    type Request = Request;
+    type Response = Empty;
+
+    fn audit_parameters(r: &Request) -> Value {
+        json!({ "aliasName": r.alias_name, "targetKeyId": r.target_key_id })
+    }
+
+    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+        let mut c = Checks::new();
+        check_alias_name(&mut c, &r.alias_name);
+        check_key_id(&mut c, "targetKeyId", &r.target_key_id);
+        c.finish()?;
+        svc.create_alias(call, &present(r.alias_name)?, &present(r.target_key_id)?)?;
+        Ok(Empty {})
+    }
+}

@@ -1,0 +1,141 @@
+//! `CreateKey`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::Operation;
+use crate::api::shapes::{KeyMetadata, WireTag};
+use crate::api::validate::{is_policy_text, Checks};
+use crate::model::{KeySpec, KeyUsage, Origin, Tag};
+use crate::service::keys::NewKey;
+use crate::service::policy::{validate_policy, MAX_POLICY_BYTES};
+use crate::service::{Call, KmsError, KmsResult, KmsService};
+
+pub struct CreateKey;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    description: Option<String>,
+    key_usage: Option<String>,
+    key_spec: Option<String>,
+    customer_master_key_spec: Option<String>,
+    origin: Option<String>,
+    policy: Option<String>,
+    bypass_policy_lockout_safety_check: Option<bool>,
+    tags: Option<Vec<WireTag>>,
+    multi_region: Option<bool>,
+    custom_key_store_id: Option<String>,
+    xks_key_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Response {
+    key_metadata: KeyMetadata,
+}
+
+/// Validates `Tags` members (lengths and characters) and converts them.
+pub fn wire_tags(c: &mut Checks, tags: Option<Vec<WireTag>>) -> Vec<Tag> {
+    let mut out = Vec::new();
+    for t in tags.unwrap_or_default() {
+        c.required("tags.member.tagKey", &t.tag_key)
+            .required("tags.member.tagValue", &t.tag_value)
+            .len("tags.member.tagKey", t.tag_key.as_deref(), 1, 128)
+            .len("tags.member.tagValue", t.tag_value.as_deref(), 0, 256);
+        if let (Some(key), Some(value)) = (t.tag_key, t.tag_value) {
+            out.push(Tag { key, value });
+        }
+    }
+    out
+}
+
+/// Size and character checks shared by CreateKey and PutKeyPolicy.
+pub fn check_policy_text(c: &mut Checks, policy: Option<&str>) -> KmsResult<()> {
+    c.len("policy", policy, 1, MAX_POLICY_BYTES);
+    if let Some(p) = policy {
+        if p.len() > MAX_POLICY_BYTES {
+            c.len("policy", Some(p), 1, 0);
+        }
+        c.pattern("policy", Some(p), is_policy_text, "[\\u0009\\u000A\\u000D\\u0020-\\u00FF]+");
+    }
+    Ok(())
+}
+
+impl Operation for CreateKey {
+    const NAME: &'static str = "CreateKey";
+    const READ_ONLY: bool = false;
+    const BLOCKING: bool = true;
+    type Request = Request;
+    type Response = Response;
+
+    fn audit_parameters(r: &Request) -> Value {
+        json!({
+            "description": r.description,
+            "keyUsage": r.key_usage.as_deref().unwrap_or("ENCRYPT_DECRYPT"),
+            "keySpec": r.key_spec.as_deref().or(r.customer_master_key_spec.as_deref()).unwrap_or("SYMMETRIC_DEFAULT"),
+            "origin": r.origin.as_deref().unwrap_or("AWS_KMS"),
+            "bypassPolicyLockoutSafetyCheck": r.bypass_policy_lockout_safety_check.unwrap_or(false),
+            "multiRegion": r.multi_region.unwrap_or(false),
+            "tags": r.tags.as_ref().map(|t| t.iter().map(|t| json!({"tagKey": t.tag_key, "tagValue": t.tag_value})).collect::<Vec<_>>()),
+        })
+    }
+
+    fn audit_response(r: &Response) -> Value {
+        json!({ "keyMetadata": { "keyId": r.key_metadata.key_id, "arn": r.key_metadata.arn } })
+    }
+
+    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+        let mut c = Checks::new();
+        c.len("description", r.description.as_deref(), 0, 8192);
+        let usage = c.enum_value("keyUsage", r.key_usage.as_deref(), KeyUsage::parse, &KeyUsage::wire_list());
+        let spec = c.enum_value("keySpec", r.key_spec.as_deref(), KeySpec::parse, &KeySpec::wire_list());
+        let cmk_spec = c.enum_value(
+            "customerMasterKeySpec",
+            r.customer_master_key_spec.as_deref(),
+            KeySpec::parse,
+            &KeySpec::wire_list(),
+        );
+        let origin = c.enum_value("origin", r.origin.as_deref(), Origin::parse, &Origin::wire_list());
+        check_policy_text(&mut c, r.policy.as_deref())?;
+        c.len("customKeyStoreId", r.custom_key_store_id.as_deref(), 1, 64)
+            .len("xksKeyId", r.xks_key_id.as_deref(), 1, 128);
+        let tags = wire_tags(&mut c, r.tags);
+        c.finish()?;
+        if spec.is_some() && cmk_spec.is_some() {
+            return Err(KmsError::Validation(
+                "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. \
+                 CustomerMasterKeySpec is deprecated."
+                    .into(),
+            ));
+        }
+        if r.custom_key_store_id.is_some() {
+            return Err(KmsError::UnsupportedOperation(
+                "Custom key stores are not supported by this server yet.".into(),
+            ));
+        }
+        if r.xks_key_id.is_some() {
+            return Err(KmsError::Validation(
+                "XksKeyId is valid only with Origin EXTERNAL_KEY_STORE.".into(),
+            ));
+        }
+        if let Some(p) = &r.policy {
+            validate_policy(p)?;
+        }
+        crate::service::tags::check_tags(&tags)?;
+        let key_spec = spec.or(cmk_spec).unwrap_or(KeySpec::SymmetricDefault);
+        let key = svc.create_key(
+            call,
+            NewKey {
+                description: r.description.unwrap_or_default(),
+                key_spec,
+                key_usage: usage.unwrap_or(KeyUsage::EncryptDecrypt),
+                origin: origin.unwrap_or(Origin::AwsKms),
+                policy: r.policy,
+                tags,
+                multi_region: r.multi_region.unwrap_or(false),
+            },
+        )?;
+        Ok(Response { key_metadata: KeyMetadata::from(&key) })
+    }
+}

@@ -1,0 +1,37 @@
+//! `DeleteAlias`.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{present, Empty, Operation};
+use super::create_alias::check_alias_name;
+use crate::api::validate::Checks;
+use crate::service::{Call, KmsResult, KmsService};
+
+pub struct DeleteAlias;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    alias_name: Option<String>,
+}
+
+impl Operation for DeleteAlias {
+    const NAME: &'static str = "DeleteAlias";
+    const READ_ONLY: bool = false;
+    const BLOCKING: bool = true;
+    type Request = Request;
+    type Response = Empty;
+
+    fn audit_parameters(r: &Request) -> Value {
+        json!({ "aliasName": r.alias_name })
+    }
+
+    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+        let mut c = Checks::new();
+        check_alias_name(&mut c, &r.alias_name);
+        c.finish()?;
+        svc.delete_alias(call, &present(r.alias_name)?)?;
+        Ok(Empty {})
+    }
+}

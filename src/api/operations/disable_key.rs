@@ -1,0 +1,41 @@
+//! `DisableKey`.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{check_key_id, present, Empty, Operation};
+use crate::api::validate::Checks;
+use crate::service::{Call, KmsResult, KmsService};
+
+pub struct DisableKey;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    key_id: Option<String>,
+}
+
+impl Operation for DisableKey {
+    const NAME: &'static str = "DisableKey";
+    const READ_ONLY: bool = false;
+    const BLOCKING: bool = true;
+    type Request = Request;
+    type Response = Empty;
+
+    fn audit_parameters(r: &Request) -> Value {
+        json!({ "keyId": r.key_id })
+    }
+
+    fn audit_response(_: &Empty) -> Value {
+        Value::Null
+    }
+
+    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+        let mut c = Checks::new();
+        check_key_id(&mut c, "keyId", &r.key_id);
+        c.finish()?;
+        let key_id = present(r.key_id)?;
+        svc.disable_key(call, &key_id)?;
+        Ok(Empty {})
+    }
+}

@@ -1,0 +1,48 @@
+//! `GenerateRandom` (1-1024 bytes).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{present, Operation};
+use crate::api::shapes::SecretBlob;
+use crate::api::validate::Checks;
+use crate::service::{Call, KmsError, KmsResult, KmsService};
+
+pub struct GenerateRandom;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    number_of_bytes: Option<i64>,
+    custom_key_store_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Response {
+    plaintext: SecretBlob,
+}
+
+impl Operation for GenerateRandom {
+    const NAME: &'static str = "GenerateRandom";
+    const READ_ONLY: bool = true;
+    const BLOCKING: bool = false;
+    type Request = Request;
+    type Response = Response;
+
+    fn audit_parameters(_: &Request) -> Value {
+        json!(null)
+    }
+
+    fn execute(svc: &KmsService, _call: &mut Call, r: Request) -> KmsResult<Response> {
+        let mut c = Checks::new();
+        c.required("numberOfBytes", &r.number_of_bytes).range("numberOfBytes", r.number_of_bytes, 1, 1024);
+        c.len("customKeyStoreId", r.custom_key_store_id.as_deref(), 1, 64);
+        c.finish()?;
+        if let Some(id) = r.custom_key_store_id {
+            return Err(KmsError::NotFound(format!("Custom key store '{id}' does not exist")));
+        }
+        let n = present(r.number_of_bytes)? as usize;
+        Ok(Response { plaintext: SecretBlob(svc.generate_random(n)?) })
+    }
+}

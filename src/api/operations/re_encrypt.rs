@@ -1,0 +1,97 @@
+//! `ReEncrypt`: decrypt under the source key and encrypt under the destination, server-side.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::encrypt::algorithm;
+use super::{check_grant_tokens, check_key_id, present, Operation};
+use crate::api::shapes::{Blob, WireContext};
+use crate::api::validate::Checks;
+use crate::model::EncryptionAlgorithm;
+use crate::service::{Call, KmsResult, KmsService};
+
+pub struct ReEncrypt;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    ciphertext_blob: Option<Blob>,
+    source_encryption_context: Option<WireContext>,
+    source_key_id: Option<String>,
+    destination_key_id: Option<String>,
+    destination_encryption_context: Option<WireContext>,
+    source_encryption_algorithm: Option<String>,
+    destination_encryption_algorithm: Option<String>,
+    grant_tokens: Option<Vec<String>>,
+    dry_run: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Response {
+    ciphertext_blob: Blob,
+    source_key_id: String,
+    key_id: String,
+    source_encryption_algorithm: &'static str,
+    destination_encryption_algorithm: &'static str,
+}
+
+impl Operation for ReEncrypt {
+    const NAME: &'static str = "ReEncrypt";
+    const READ_ONLY: bool = true;
+    const BLOCKING: bool = false;
+    type Request = Request;
+    type Response = Response;
+
+    fn audit_parameters(r: &Request) -> Value {
+        json!({
+            "sourceKeyId": r.source_key_id,
+            "sourceEncryptionContext": r.source_encryption_context.as_ref().map(|c| &c.0),
+            "sourceEncryptionAlgorithm": r.source_encryption_algorithm.as_deref().unwrap_or("SYMMETRIC_DEFAULT"),
+            "destinationKeyId": r.destination_key_id,
+            "destinationEncryptionContext": r.destination_encryption_context.as_ref().map(|c| &c.0),
+            "destinationEncryptionAlgorithm": r.destination_encryption_algorithm.as_deref().unwrap_or("SYMMETRIC_DEFAULT"),
+            "dryRun": r.dry_run,
+        })
+    }
+
+    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+        let mut c = Checks::new();
+        c.required("ciphertextBlob", &r.ciphertext_blob).blob_len(
+            "ciphertextBlob",
+            r.ciphertext_blob.as_ref().map(|b| b.0.as_slice()),
+            1,
+            6144,
+        );
+        c.len("sourceKeyId", r.source_key_id.as_deref(), 1, 2048);
+        check_key_id(&mut c, "destinationKeyId", &r.destination_key_id);
+        check_grant_tokens(&mut c, &r.grant_tokens);
+        let src_alg =
+            algorithm(&mut c, "sourceEncryptionAlgorithm", r.source_encryption_algorithm.as_deref());
+        let dst_alg = algorithm(
+            &mut c,
+            "destinationEncryptionAlgorithm",
+            r.destination_encryption_algorithm.as_deref(),
+        );
+        c.finish()?;
+        let blob = present(r.ciphertext_blob)?;
+        let (source, out) = svc.re_encrypt(
+            call,
+            &blob.0,
+            r.source_key_id.as_deref(),
+            &r.source_encryption_context.unwrap_or_default().0,
+            src_alg,
+            &present(r.destination_key_id)?,
+            &r.destination_encryption_context.unwrap_or_default().0,
+            dst_alg,
+            r.dry_run.unwrap_or(false),
+        )?;
+        Ok(Response {
+            ciphertext_blob: Blob(out.blob),
+            source_key_id: source.arn,
+            key_id: out.key.arn,
+            source_encryption_algorithm: EncryptionAlgorithm::SymmetricDefault.as_str(),
+            destination_encryption_algorithm: EncryptionAlgorithm::SymmetricDefault.as_str(),
+        })
+    }
+}

@@ -1,0 +1,65 @@
+//! `ScheduleKeyDeletion` (PendingWindowInDays 7-30, default 30).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{check_key_id, present, Operation};
+use crate::api::shapes::epoch;
+use crate::api::validate::Checks;
+use crate::service::{Call, KmsResult, KmsService};
+
+pub struct ScheduleKeyDeletion;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    key_id: Option<String>,
+    pending_window_in_days: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Response {
+    key_id: String,
+    #[serde(serialize_with = "epoch")]
+    deletion_date: DateTime<Utc>,
+    key_state: &'static str,
+    pending_window_in_days: i64,
+}
+
+impl Operation for ScheduleKeyDeletion {
+    const NAME: &'static str = "ScheduleKeyDeletion";
+    const READ_ONLY: bool = false;
+    const BLOCKING: bool = true;
+    type Request = Request;
+    type Response = Response;
+
+    fn audit_parameters(r: &Request) -> Value {
+        json!({ "keyId": r.key_id, "pendingWindowInDays": r.pending_window_in_days.unwrap_or(30) })
+    }
+
+    fn audit_response(r: &Response) -> Value {
+        json!({
+            "keyId": r.key_id,
+            "keyState": r.key_state,
+            "deletionDate": r.deletion_date.format("%b %-d, %Y, %-I:%M:%S %p").to_string(),
+            "pendingWindowInDays": r.pending_window_in_days,
+        })
+    }
+
+    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+        let mut c = Checks::new();
+        check_key_id(&mut c, "keyId", &r.key_id);
+        c.range("pendingWindowInDays", r.pending_window_in_days, 7, 30);
+        c.finish()?;
+        let days = r.pending_window_in_days.unwrap_or(30);
+        let s = svc.schedule_key_deletion(call, &present(r.key_id)?, days)?;
+        Ok(Response {
+            key_id: s.key.arn,
+            deletion_date: s.deletion_date,
+            key_state: s.key.state.as_str(),
+            pending_window_in_days: s.pending_window_days,
+        })
+    }
+}

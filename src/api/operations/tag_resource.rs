@@ -1,0 +1,44 @@
+//! `TagResource`: adds or overwrites tags (at most 50 per key).
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::create_key::wire_tags;
+use super::{check_key_id, present, Empty, Operation};
+use crate::api::shapes::WireTag;
+use crate::api::validate::Checks;
+use crate::service::{Call, KmsResult, KmsService};
+
+pub struct TagResource;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    key_id: Option<String>,
+    tags: Option<Vec<WireTag>>,
+}
+
+impl Operation for TagResource {
+    const NAME: &'static str = "TagResource";
+    const READ_ONLY: bool = false;
+    const BLOCKING: bool = true;
+    type Request = Request;
+    type Response = Empty;
+
+    fn audit_parameters(r: &Request) -> Value {
+        json!({
+            "keyId": r.key_id,
+            "tags": r.tags.as_ref().map(|t| t.iter().map(|t| json!({"tagKey": t.tag_key, "tagValue": t.tag_value})).collect::<Vec<_>>()),
+        })
+    }
+
+    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+        let mut c = Checks::new();
+        check_key_id(&mut c, "keyId", &r.key_id);
+        c.required("tags", &r.tags);
+        let tags = wire_tags(&mut c, r.tags);
+        c.finish()?;
+        svc.tag_resource(call, &present(r.key_id)?, tags)?;
+        Ok(Empty {})
+    }
+}

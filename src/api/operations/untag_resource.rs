@@ -1,0 +1,41 @@
+//! `UntagResource`: removing a tag key that is not there is not an error.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{check_key_id, present, Empty, Operation};
+use crate::api::validate::Checks;
+use crate::service::{Call, KmsResult, KmsService};
+
+pub struct UntagResource;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    key_id: Option<String>,
+    tag_keys: Option<Vec<String>>,
+}
+
+impl Operation for UntagResource {
+    const NAME: &'static str = "UntagResource";
+    const READ_ONLY: bool = false;
+    const BLOCKING: bool = true;
+    type Request = Request;
+    type Response = Empty;
+
+    fn audit_parameters(r: &Request) -> Value {
+        json!({ "keyId": r.key_id, "tagKeys": r.tag_keys })
+    }
+
+    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+        let mut c = Checks::new();
+        check_key_id(&mut c, "keyId", &r.key_id);
+        c.required("tagKeys", &r.tag_keys);
+        for k in r.tag_keys.iter().flatten() {
+            c.len("tagKeys.member", Some(k), 1, 128);
+        }
+        c.finish()?;
+        svc.untag_resource(call, &present(r.key_id)?, present(r.tag_keys)?)?;
+        Ok(Empty {})
+    }
+}

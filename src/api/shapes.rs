@@ -1,0 +1,154 @@
+//! Wire shapes shared by several operations: base64 blobs, encryption context, `KeyMetadata`,
+//! tags, and epoch-seconds timestamps.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroizing;
+
+use crate::model::{epoch_seconds, EncryptionAlgorithm, KeyRecord, KeyState};
+use crate::service::ciphertext::EncryptionContext;
+
+/// A base64 blob in a request or response.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Blob(pub Vec<u8>);
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Blob({} bytes)", self.0.len())
+    }
+}
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        B64.decode(s.as_bytes())
+            .map(Blob)
+            .map_err(|_| serde::de::Error::custom("Invalid base64"))
+    }
+}
+
+impl Serialize for Blob {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&B64.encode(&self.0))
+    }
+}
+
+/// A secret base64 blob (plaintext, data keys): zeroized on drop, never printed.
+pub struct SecretBlob(pub Zeroizing<Vec<u8>>);
+
+impl std::fmt::Debug for SecretBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBlob({} bytes)", self.0.len())
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretBlob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Zeroizing::new(String::deserialize(d)?);
+        B64.decode(s.as_bytes())
+            .map(|v| SecretBlob(Zeroizing::new(v)))
+            .map_err(|_| serde::de::Error::custom("Invalid base64"))
+    }
+}
+
+impl Serialize for SecretBlob {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let encoded = Zeroizing::new(B64.encode(&*self.0));
+        s.serialize_str(&encoded)
+    }
+}
+
+/// `EncryptionContext`: a string map; numbers and booleans are taken as their text, the way
+/// AWS interprets non-string JSON values.
+#[derive(Debug, Clone, Default)]
+pub struct WireContext(pub EncryptionContext);
+
+impl<'de> Deserialize<'de> for WireContext {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+        let mut out = EncryptionContext::new();
+        for (k, v) in raw {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => return Err(serde::de::Error::custom("Encryption context values must be strings")),
+            };
+            out.insert(k, v);
+        }
+        Ok(WireContext(out))
+    }
+}
+
+/// Seconds since the epoch as a JSON number.
+pub fn epoch<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(epoch_seconds(*t))
+}
+
+pub fn epoch_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_f64(epoch_seconds(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// `{TagKey, TagValue}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WireTag {
+    pub tag_key: Option<String>,
+    pub tag_value: Option<String>,
+}
+
+/// `KeyMetadata`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyMetadata {
+    #[serde(rename = "AWSAccountId")]
+    pub aws_account_id: String,
+    pub key_id: String,
+    pub arn: String,
+    #[serde(serialize_with = "epoch")]
+    pub creation_date: DateTime<Utc>,
+    pub enabled: bool,
+    pub description: String,
+    pub key_usage: &'static str,
+    pub key_state: &'static str,
+    #[serde(serialize_with = "epoch_opt", skip_serializing_if = "Option::is_none")]
+    pub deletion_date: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_deletion_window_in_days: Option<i64>,
+    pub origin: &'static str,
+    pub key_manager: &'static str,
+    pub customer_master_key_spec: &'static str,
+    pub key_spec: &'static str,
+    pub encryption_algorithms: Vec<&'static str>,
+    pub multi_region: bool,
+}
+
+impl From<&KeyRecord> for KeyMetadata {
+    fn from(k: &KeyRecord) -> Self {
+        KeyMetadata {
+            aws_account_id: k.account.clone(),
+            key_id: k.key_id.to_string(),
+            arn: k.arn.clone(),
+            creation_date: k.creation_date,
+            enabled: k.state == KeyState::Enabled,
+            description: k.description.clone(),
+            key_usage: k.key_usage.as_str(),
+            key_state: k.state.as_str(),
+            deletion_date: k.deletion_date,
+            pending_deletion_window_in_days: k.pending_window_days,
+            origin: k.origin.as_str(),
+            key_manager: "CUSTOMER",
+            customer_master_key_spec: k.key_spec.as_str(),
+            key_spec: k.key_spec.as_str(),
+            encryption_algorithms: vec![EncryptionAlgorithm::SymmetricDefault.as_str()],
+            multi_region: false,
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Audit records: one CloudTrail-shaped JSON line per API call (allowed or failed) and per
+//! service-internal event (`DeleteKey`, `RotateKey`).
+//!
+//! This module owns the record shape and the writer. Callers put only sanitized request
+//! parameters in a record: key ids, encryption context, algorithms, sizes — never plaintext,
+//! ciphertext, data keys, key material or secrets.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// `userIdentity` of a record.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserIdentity {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    pub account_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoked_by: Option<String>,
+}
+
+/// One entry of `resources`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Resource {
+    pub account_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(rename = "ARN")]
+    pub arn: String,
+}
+
+impl Resource {
+    pub fn key(account: &str, arn: &str) -> Self {
+        Resource { account_id: account.into(), kind: "AWS::KMS::Key".into(), arn: arn.into() }
+    }
+}
+
+/// A CloudTrail-shaped KMS event.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub event_version: &'static str,
+    pub user_identity: UserIdentity,
+    pub event_time: String,
+    pub event_source: &'static str,
+    pub event_name: String,
+    pub aws_region: String,
+    pub source_i_p_address: String,
+    pub user_agent: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    pub request_parameters: Value,
+    pub response_elements: Value,
+    #[serde(rename = "requestID")]
+    pub request_id: String,
+    #[serde(rename = "eventID")]
+    pub event_id: String,
+    pub read_only: bool,
+    pub resources: Vec<Resource>,
+    pub event_type: &'static str,
+    pub management_event: bool,
+    pub recipient_account_id: String,
+    pub event_category: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_event_details: Option<Value>,
+}
+
+/// Where audit events go.
+pub trait AuditSink: Send + Sync {
+    fn record(&self, event: &AuditEvent);
+}
+
+/// Writes JSON lines to a file from a background thread so request paths never wait on disk.
+/// The queue is bounded; if the writer falls behind by more than the bound, the event is
+/// written synchronously rather than dropped.
+pub struct FileAuditSink {
+    tx: SyncSender<String>,
+    path: PathBuf,
+    fallback: Mutex<()>,
+}
+
+impl FileAuditSink {
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let (tx, rx) = mpsc::sync_channel::<String>(65_536);
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer_loop(file, rx))?;
+        Ok(FileAuditSink { tx, path: path.to_path_buf(), fallback: Mutex::new(()) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn writer_loop(file: std::fs::File, rx: Receiver<String>) {
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
+    while let Ok(line) = rx.recv() {
+        let _ = w.write_all(line.as_bytes());
+        // Drain what is queued, then flush once.
+        while let Ok(more) = rx.try_recv() {
+            let _ = w.write_all(more.as_bytes());
+        }
+        if let Err(e) = w.flush() {
+            tracing::error!(error = %e, "audit log write failed");
+        }
+    }
+}
+
+impl AuditSink for FileAuditSink {
+    fn record(&self, event: &AuditEvent) {
+        let mut line = match serde_json::to_string(event) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "audit event not serializable");
+                return;
+            }
+        };
+        line.push('\n');
+        match self.tx.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(line)) => {
+                let _g = self.fallback.lock();
+                if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&self.path) {
+                    let _ = f.write_all(line.as_bytes());
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::error!("audit writer stopped");
+            }
+        }
+    }
+}
+
+/// Keeps events in memory (tests).
+#[derive(Default)]
+pub struct MemoryAuditSink(pub Mutex<Vec<Value>>);
+
+impl AuditSink for MemoryAuditSink {
+    fn record(&self, event: &AuditEvent) {
+        if let Ok(v) = serde_json::to_value(event) {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Where key material lives and cryptography runs.
+//!
+//! A [`CryptoBackend`] generates key material, hands it to the service only *wrapped* (for the
+//! metadata store), and performs AES-256-GCM with it. The service never sees unwrapped key
+//! material; a backend may cache unwrapped key objects (handles) keyed by key id and material
+//! version. Errors are classified ([`BackendError`]) and mapped to the wire by the service.
+//!
+//! Backends: [`software`] (development root; key file on disk). PKCS#11 and XKS backends plug in
+//! behind the same trait.
+
+pub mod software;
+
+use zeroize::Zeroizing;
+
+use crate::model::KeyId;
+
+/// Errors of the backend layer, classified so that callers never match on strings.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Authentication of a ciphertext failed, or it is malformed.
+    #[error("invalid ciphertext")]
+    InvalidCiphertext,
+    /// The wrapped material could not be unwrapped (wrong root, corrupted store).
+    #[error("key material could not be unwrapped")]
+    Unwrap,
+    /// The backend cannot do this (mechanism missing, key spec not supported).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The backend is not reachable right now.
+    #[error("backend unavailable")]
+    Unavailable { retryable: bool },
+    /// The backend did not answer in time.
+    #[error("backend timeout")]
+    Timeout,
+    /// Anything else; the text is for logs (it never contains secrets).
+    #[error("backend failure: {0}")]
+    Internal(String),
+}
+
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// Identifies one key material version.
+#[derive(Debug, Clone, Copy)]
+pub struct MaterialId<'a> {
+    pub key_id: &'a KeyId,
+    pub version: u32,
+}
+
+/// Loads the wrapped material of a version from the store when the backend has no cached
+/// object for it.
+pub type LoadWrapped<'a> = &'a dyn Fn() -> BackendResult<Vec<u8>>;
+
+/// Output of an AEAD encryption: the IV the backend chose and ciphertext with the tag appended.
+pub struct Sealed {
+    pub iv: [u8; 12],
+    pub ciphertext_and_tag: Vec<u8>,
+}
+
+/// The crypto backend of a key store.
+pub trait CryptoBackend: Send + Sync {
+    /// Short name for logs and metrics (`software`, `pkcs11`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Generates a new 256-bit symmetric key material version and returns it wrapped.
+    fn generate_symmetric(&self, material: MaterialId<'_>) -> BackendResult<Vec<u8>>;
+
+    /// AES-256-GCM encryption with a fresh 96-bit IV and a 128-bit tag.
+    fn encrypt(
+        &self,
+        material: MaterialId<'_>,
+        load: LoadWrapped<'_>,
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> BackendResult<Sealed>;
+
+    /// AES-256-GCM decryption; [`BackendError::InvalidCiphertext`] on any authentication failure.
+    fn decrypt(
+        &self,
+        material: MaterialId<'_>,
+        load: LoadWrapped<'_>,
+        iv: &[u8; 12],
+        ciphertext_and_tag: &[u8],
+        aad: &[u8],
+    ) -> BackendResult<Zeroizing<Vec<u8>>>;
+
+    /// Cryptographically secure random bytes.
+    fn random(&self, len: usize) -> BackendResult<Zeroizing<Vec<u8>>>;
+
+    /// Drops cached objects of a key (called when the key is deleted).
+    fn forget(&self, key_id: &KeyId);
+}

@@ -1,0 +1,758 @@
+//! `kms-bench`: a load generator for a running kms server on this machine.
+//!
+//! It creates a key (`CreateKey`), makes one ciphertext (`Encrypt`), then runs one scenario
+//! after the other, each for `--warmup` + `--duration` seconds over `--concurrency` HTTP/1.1
+//! keep-alive connections (one request in flight per connection). Every request is freshly
+//! SigV4-signed with `kms::sigv4` (current `X-Amz-Date`), like a real client.
+//!
+//! Scenarios: `baseline` (always first: a POST to `--baseline-path` with the same headers,
+//! signing and body as `encrypt`; the server answers `{}` there without authentication or
+//! work, so it measures the HTTP + client overhead), then the `--ops` among `encrypt`,
+//! `decrypt` and `generate-data-key` (AES_256).
+//!
+//! Only 200 responses count as successes; everything else is counted per status (`transport`
+//! for connection errors and timeouts) and the first error body is printed. The output is a
+//! table of requests, errors, requests/s, p50/p99/p99.9 latency and the ratio to the baseline
+//! rate (`--json` adds a JSON document on stdout). The exit status is 1 if any scenario had
+//! errors, 2 if the setup failed.
+//!
+//! Only loopback endpoints are accepted (127.0.0.0/8, ::1, localhost), over plain HTTP.
+//!
+//! ```text
+//! KMS_SERVER__BASELINE_ROUTE=true cargo run --release &
+//! cargo run --release --bin kms-bench -- --duration 10 --concurrency 32
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use chrono::Utc;
+use clap::{Parser, ValueEnum};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use kms::sigv4::{sign_kms_json, Credentials, SigningKeyCache};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Per-request timeout: a hung server cannot keep the run from ending.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause before reconnecting after a connection error.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
+/// Error status recorded for transport failures (connect, I/O, timeout).
+const TRANSPORT_ERROR: u16 = 0;
+
+#[derive(Debug, Parser)]
+#[command(name = "kms-bench", about = "Load generator for a local kms server")]
+struct Args {
+    /// Server endpoint (plain HTTP, loopback only).
+    #[arg(long, env = "KMS_ENDPOINT", default_value = "http://127.0.0.1:4599")]
+    endpoint: String,
+    /// Access key id used to sign requests.
+    #[arg(
+        long,
+        env = "AWS_ACCESS_KEY_ID",
+        default_value = "AKIAIOSFODNN7EXAMPLE"
+    )]
+    access_key_id: String,
+    /// Secret access key used to sign requests.
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        default_value = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    secret_access_key: String,
+    /// Region of the credential scope.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// Number of connections (one request in flight each).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    concurrency: u32,
+    /// Measured seconds per scenario.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    duration: u64,
+    /// Unmeasured warm-up seconds before each scenario's measurement.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=600))]
+    warmup: u64,
+    /// Plaintext bytes per Encrypt request.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    plaintext_size: u32,
+    /// Scenarios to run after the baseline.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "encrypt,decrypt,generate-data-key"
+    )]
+    ops: Vec<Op>,
+    /// Path of the server's no-work baseline route.
+    #[arg(long, default_value = "/__baseline")]
+    baseline_path: String,
+    /// Also print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Op {
+    Encrypt,
+    Decrypt,
+    GenerateDataKey,
+}
+
+/// Where and how to send requests.
+struct Target {
+    addrs: Vec<SocketAddr>,
+    host_header: String,
+    access_key_id: String,
+    secret: Vec<u8>,
+    region: String,
+    cache: SigningKeyCache,
+}
+
+impl Target {
+    fn credentials(&self) -> Credentials<'_> {
+        Credentials {
+            access_key_id: &self.access_key_id,
+            secret_access_key: &self.secret,
+            region: &self.region,
+            service: "kms",
+        }
+    }
+
+    fn request(
+        &self,
+        path: &str,
+        operation: &str,
+        body: &Bytes,
+    ) -> Result<Request<Full<Bytes>>, BoxError> {
+        let headers = sign_kms_json(
+            &self.cache,
+            &self.credentials(),
+            &self.host_header,
+            operation,
+            body,
+            Utc::now(),
+        );
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(http::header::HOST, self.host_header.as_str());
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        Ok(builder.body(Full::new(body.clone()))?)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, BoxError> {
+        let mut last_error: Option<BoxError> = None;
+        for addr in &self.addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    let (sender, connection) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                    tokio::spawn(async move {
+                        // Errors surface on the sender side.
+                        let _ = connection.await;
+                    });
+                    return Ok(sender);
+                }
+                Err(e) => last_error = Some(e.into()),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| "no address to connect to".into()))
+    }
+}
+
+/// Sends one request and collects the response.
+async fn send(
+    sender: &mut SendRequest<Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+) -> Result<(StatusCode, Bytes), BoxError> {
+    let exchange = async {
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, BoxError>((status, body))
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .map_err(|_| BoxError::from("request timed out"))?
+}
+
+/// Parses the endpoint and resolves it, refusing anything that is not loopback.
+async fn resolve_endpoint(endpoint: &str) -> Result<(Vec<SocketAddr>, String), BoxError> {
+    let uri: Uri = endpoint.parse()?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("endpoint {endpoint}: only http:// is supported").into());
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("endpoint {endpoint}: no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("endpoint {endpoint}: user info is not supported").into());
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!("endpoint {endpoint}: must not have a path or query").into());
+    }
+    let host = authority.host();
+    let port = authority.port_u16().unwrap_or(80);
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = if let Ok(ip) = bare.parse::<IpAddr>() {
+        vec![SocketAddr::new(ip, port)]
+    } else if bare.eq_ignore_ascii_case("localhost") {
+        tokio::net::lookup_host((bare, port)).await?.collect()
+    } else {
+        return Err(format!("endpoint {endpoint}: host must be a loopback address").into());
+    };
+    if addrs.is_empty() || addrs.iter().any(|addr| !addr.ip().is_loopback()) {
+        return Err(format!(
+            "endpoint {endpoint}: refusing non-loopback address(es) {addrs:?}; only \
+             127.0.0.0/8, ::1 and localhost are allowed"
+        )
+        .into());
+    }
+    Ok((addrs, authority.as_str().to_owned()))
+}
+
+/// Log-linear latency histogram in microseconds (64 sub-buckets per power of two, so
+/// quantiles are within about 1.6%).
+#[derive(Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+}
+
+impl Histogram {
+    const SUB_BITS: u32 = 6;
+    const SUB: u64 = 1 << Self::SUB_BITS;
+    const MAX_SHIFT: u32 = 34;
+
+    fn new() -> Self {
+        let buckets = (Self::SUB * (u64::from(Self::MAX_SHIFT) + 2)) as usize;
+        Histogram {
+            counts: vec![0; buckets],
+            total: 0,
+        }
+    }
+
+    fn index(micros: u64) -> usize {
+        let max = (Self::SUB << (Self::MAX_SHIFT + 1)) - 1;
+        let v = micros.min(max);
+        if v < Self::SUB {
+            return v as usize;
+        }
+        let msb = 63 - v.leading_zeros();
+        let shift = msb - Self::SUB_BITS;
+        let sub = (v >> shift) - Self::SUB;
+        (Self::SUB * (u64::from(shift) + 1) + sub) as usize
+    }
+
+    /// Midpoint of a bucket, in microseconds.
+    fn value(index: usize) -> f64 {
+        let index = index as u64;
+        if index < Self::SUB {
+            return index as f64;
+        }
+        let shift = index / Self::SUB - 1;
+        let sub = index % Self::SUB;
+        let low = (Self::SUB + sub) << shift;
+        let width = 1u64 << shift;
+        low as f64 + (width as f64 - 1.0) / 2.0
+    }
+
+    fn record(&mut self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        if let Some(count) = self.counts.get_mut(Self::index(micros)) {
+            *count += 1;
+            self.total += 1;
+        }
+    }
+
+    fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.total += other.total;
+    }
+
+    /// Quantile `q` (0..=1) in milliseconds; 0 when empty.
+    fn quantile_ms(&self, q: f64) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0;
+        for (index, count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Self::value(index) / 1000.0;
+            }
+        }
+        0.0
+    }
+}
+
+/// What one connection task measured.
+struct TaskStats {
+    histogram: Histogram,
+    errors: BTreeMap<u16, u64>,
+    first_error: Option<String>,
+    last_completion: Option<Instant>,
+}
+
+/// A scenario's fixed request.
+#[derive(Clone)]
+struct Scenario {
+    name: &'static str,
+    path: String,
+    operation: &'static str,
+    body: Bytes,
+}
+
+struct ScenarioResult {
+    name: &'static str,
+    requests: u64,
+    errors: BTreeMap<u16, u64>,
+    first_error: Option<String>,
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+}
+
+impl ScenarioResult {
+    fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+async fn run_connection(
+    target: Arc<Target>,
+    scenario: Arc<Scenario>,
+    measure_from: Instant,
+    deadline: Instant,
+) -> TaskStats {
+    let mut stats = TaskStats {
+        histogram: Histogram::new(),
+        errors: BTreeMap::new(),
+        first_error: None,
+        last_completion: None,
+    };
+    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+    while Instant::now() < deadline {
+        let mut current = match sender.take() {
+            Some(s) if !s.is_closed() => s,
+            _ => match tokio::time::timeout(REQUEST_TIMEOUT, target.connect()).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    record_error(
+                        &mut stats,
+                        Instant::now() >= measure_from,
+                        None,
+                        &e.to_string(),
+                    );
+                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                    continue;
+                }
+                Err(_) => {
+                    record_error(
+                        &mut stats,
+                        Instant::now() >= measure_from,
+                        None,
+                        "connect timed out",
+                    );
+                    continue;
+                }
+            },
+        };
+        let request = match target.request(&scenario.path, scenario.operation, &scenario.body) {
+            Ok(r) => r,
+            Err(e) => {
+                record_error(&mut stats, true, None, &e.to_string());
+                break;
+            }
+        };
+        let started = Instant::now();
+        let measured = started >= measure_from;
+        match send(&mut current, request).await {
+            Ok((status, body)) => {
+                let done = Instant::now();
+                if status == StatusCode::OK {
+                    if measured {
+                        stats.histogram.record(done - started);
+                        stats.last_completion = Some(done);
+                    }
+                } else {
+                    let text = String::from_utf8_lossy(&body);
+                    record_error(&mut stats, measured, Some(status), &text);
+                }
+                sender = Some(current);
+            }
+            Err(e) => {
+                record_error(&mut stats, measured, None, &e.to_string());
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+            }
+        }
+    }
+    stats
+}
+
+fn record_error(stats: &mut TaskStats, measured: bool, status: Option<StatusCode>, text: &str) {
+    if !measured {
+        return;
+    }
+    let code = status.map_or(TRANSPORT_ERROR, |s| s.as_u16());
+    *stats.errors.entry(code).or_insert(0) += 1;
+    if stats.first_error.is_none() {
+        let label = status.map_or_else(|| "transport error".to_owned(), |s| s.to_string());
+        let text: String = text.chars().take(2000).collect();
+        stats.first_error = Some(format!("{label}: {text}"));
+    }
+}
+
+async fn run_scenario(
+    target: &Arc<Target>,
+    scenario: Scenario,
+    args: &Args,
+) -> Result<ScenarioResult, BoxError> {
+    let scenario = Arc::new(scenario);
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs(args.warmup);
+    let deadline = measure_from + Duration::from_secs(args.duration);
+    let tasks: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            tokio::spawn(run_connection(
+                Arc::clone(target),
+                Arc::clone(&scenario),
+                measure_from,
+                deadline,
+            ))
+        })
+        .collect();
+    let mut histogram = Histogram::new();
+    let mut errors = BTreeMap::new();
+    let mut first_error = None;
+    let mut last_completion = measure_from;
+    for task in tasks {
+        let stats = task.await?;
+        histogram.merge(&stats.histogram);
+        for (code, n) in stats.errors {
+            *errors.entry(code).or_insert(0) += n;
+        }
+        if first_error.is_none() {
+            first_error = stats.first_error;
+        }
+        if let Some(t) = stats.last_completion {
+            last_completion = last_completion.max(t);
+        }
+    }
+    let window = last_completion
+        .saturating_duration_since(measure_from)
+        .max(Duration::from_millis(1));
+    Ok(ScenarioResult {
+        name: scenario.name,
+        requests: histogram.total,
+        rps: histogram.total as f64 / window.as_secs_f64(),
+        p50: histogram.quantile_ms(0.50),
+        p99: histogram.quantile_ms(0.99),
+        p999: histogram.quantile_ms(0.999),
+        errors,
+        first_error,
+    })
+}
+
+/// Sends one setup request and returns the parsed JSON of a 200 response.
+async fn setup_call(
+    target: &Target,
+    sender: &mut SendRequest<Full<Bytes>>,
+    operation: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, BoxError> {
+    let body = Bytes::from(serde_json::to_vec(&body)?);
+    let request = target.request("/", operation, &body)?;
+    let (status, response) = send(sender, request).await?;
+    if status != StatusCode::OK {
+        return Err(format!(
+            "{operation} failed with {status}: {}",
+            String::from_utf8_lossy(&response)
+        )
+        .into());
+    }
+    Ok(serde_json::from_slice(&response)?)
+}
+
+fn string_field<'a>(value: &'a serde_json::Value, pointer: &str) -> Result<&'a str, BoxError> {
+    value
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| format!("response lacks {pointer}: {value}").into())
+}
+
+fn plaintext(size: u32) -> Vec<u8> {
+    (0..size)
+        .map(|i| (i.wrapping_mul(131) ^ 0x5a) as u8)
+        .collect()
+}
+
+/// Creates the key and the ciphertext, and builds every scenario's request.
+async fn prepare(target: &Target, args: &Args) -> Result<Vec<Scenario>, BoxError> {
+    let mut sender = target.connect().await?;
+    let created = setup_call(target, &mut sender, "CreateKey", serde_json::json!({})).await?;
+    let key_id = string_field(&created, "/KeyMetadata/KeyId")?.to_owned();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let encrypt_body = serde_json::json!({
+        "KeyId": key_id,
+        "Plaintext": b64.encode(plaintext(args.plaintext_size)),
+    });
+    let encrypted = setup_call(target, &mut sender, "Encrypt", encrypt_body.clone()).await?;
+    let ciphertext = string_field(&encrypted, "/CiphertextBlob")?.to_owned();
+    let encrypt_body = Bytes::from(serde_json::to_vec(&encrypt_body)?);
+
+    let mut scenarios = vec![Scenario {
+        name: "baseline",
+        path: args.baseline_path.clone(),
+        operation: "Encrypt",
+        body: encrypt_body.clone(),
+    }];
+    let mut ops: Vec<Op> = Vec::with_capacity(args.ops.len());
+    for op in &args.ops {
+        if !ops.contains(op) {
+            ops.push(*op);
+        }
+    }
+    for op in ops {
+        scenarios.push(match op {
+            Op::Encrypt => Scenario {
+                name: "encrypt",
+                path: "/".to_owned(),
+                operation: "Encrypt",
+                body: encrypt_body.clone(),
+            },
+            Op::Decrypt => Scenario {
+                name: "decrypt",
+                path: "/".to_owned(),
+                operation: "Decrypt",
+                body: Bytes::from(serde_json::to_vec(&serde_json::json!({
+                    "KeyId": key_id,
+                    "CiphertextBlob": ciphertext,
+                }))?),
+            },
+            Op::GenerateDataKey => Scenario {
+                name: "generate-data-key",
+                path: "/".to_owned(),
+                operation: "GenerateDataKey",
+                body: Bytes::from(serde_json::to_vec(&serde_json::json!({
+                    "KeyId": key_id,
+                    "KeySpec": "AES_256",
+                }))?),
+            },
+        });
+    }
+    eprintln!("kms-bench: using key {key_id}");
+    Ok(scenarios)
+}
+
+fn print_table(results: &[ScenarioResult]) {
+    let baseline = results
+        .iter()
+        .find(|r| r.name == "baseline")
+        .map(|r| r.rps)
+        .filter(|rps| *rps > 0.0);
+    println!(
+        "{:<18} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9}",
+        "scenario", "requests", "errors", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "vs base"
+    );
+    for r in results {
+        let ratio = baseline.map_or_else(|| "-".to_owned(), |b| format!("{:.3}", r.rps / b));
+        println!(
+            "{:<18} {:>10} {:>8} {:>11.0} {:>9.3} {:>9.3} {:>9.3} {:>9}",
+            r.name,
+            r.requests,
+            r.error_count(),
+            r.rps,
+            r.p50,
+            r.p99,
+            r.p999,
+            ratio
+        );
+    }
+}
+
+fn json_report(args: &Args, results: &[ScenarioResult]) -> serde_json::Value {
+    let baseline = results
+        .iter()
+        .find(|r| r.name == "baseline")
+        .map(|r| r.rps)
+        .filter(|rps| *rps > 0.0);
+    let scenarios: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| {
+            let errors: serde_json::Map<String, serde_json::Value> = r
+                .errors
+                .iter()
+                .map(|(code, n)| {
+                    let key = if *code == TRANSPORT_ERROR {
+                        "transport".to_owned()
+                    } else {
+                        code.to_string()
+                    };
+                    (key, serde_json::Value::from(*n))
+                })
+                .collect();
+            serde_json::json!({
+                "scenario": r.name,
+                "requests": r.requests,
+                "errors": r.error_count(),
+                "errors_by_status": errors,
+                "first_error": r.first_error,
+                "requests_per_second": r.rps,
+                "p50_ms": r.p50,
+                "p99_ms": r.p99,
+                "p999_ms": r.p999,
+                "ratio_to_baseline": baseline.map(|b| r.rps / b),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "endpoint": args.endpoint,
+        "concurrency": args.concurrency,
+        "duration_secs": args.duration,
+        "warmup_secs": args.warmup,
+        "plaintext_size": args.plaintext_size,
+        "scenarios": scenarios,
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let (addrs, host_header) = match resolve_endpoint(&args.endpoint).await {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            eprintln!("kms-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !args.baseline_path.starts_with('/') {
+        eprintln!("kms-bench: --baseline-path must start with '/'");
+        return ExitCode::from(2);
+    }
+    let target = Arc::new(Target {
+        addrs,
+        host_header,
+        access_key_id: args.access_key_id.clone(),
+        secret: args.secret_access_key.as_bytes().to_vec(),
+        region: args.region.clone(),
+        cache: SigningKeyCache::new(),
+    });
+    let scenarios = match prepare(&target, &args).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kms-bench: setup failed: {e}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let mut results = Vec::with_capacity(scenarios.len());
+    for scenario in scenarios {
+        eprintln!(
+            "kms-bench: {} ({} connections, {}s warm-up + {}s)",
+            scenario.name, args.concurrency, args.warmup, args.duration
+        );
+        match run_scenario(&target, scenario, &args).await {
+            Ok(result) => {
+                if let Some(first) = &result.first_error {
+                    let by_status: Vec<String> = result
+                        .errors
+                        .iter()
+                        .map(|(code, n)| match *code {
+                            TRANSPORT_ERROR => format!("transport: {n}"),
+                            code => format!("{code}: {n}"),
+                        })
+                        .collect();
+                    eprintln!(
+                        "kms-bench: {} errors ({}); first: {first}",
+                        result.name,
+                        by_status.join(", ")
+                    );
+                }
+                results.push(result);
+            }
+            Err(e) => {
+                eprintln!("kms-bench: scenario failed: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+
+    print_table(&results);
+    if args.json {
+        println!("{}", json_report(&args, &results));
+    }
+    if results.iter().any(|r| r.error_count() > 0) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_are_close() {
+        let mut h = Histogram::new();
+        for micros in 1..=100_000u64 {
+            h.record(Duration::from_micros(micros));
+        }
+        for (q, expected_ms) in [(0.5, 50.0), (0.99, 99.0), (0.999, 99.9)] {
+            let got = h.quantile_ms(q);
+            assert!((got - expected_ms).abs() / expected_ms < 0.02, "{q}: {got}");
+        }
+        let mut small = Histogram::new();
+        small.record(Duration::from_micros(7));
+        assert!((small.quantile_ms(0.5) - 0.007).abs() < 1e-9);
+        let mut huge = Histogram::new();
+        huge.record(Duration::from_secs(1 << 40));
+        assert_eq!(huge.total, 1);
+    }
+
+    #[tokio::test]
+    async fn only_loopback_endpoints() {
+        for ok in [
+            "http://127.0.0.1:4599",
+            "http://127.1.2.3:80/",
+            "http://[::1]:4599",
+            "http://localhost:4599",
+        ] {
+            let (addrs, _) = resolve_endpoint(ok).await.unwrap();
+            assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.1:4599",
+            "http://example.com",
+            "https://127.0.0.1:4599",
+            "http://[::ffff:7f00:1]:4599",
+            "http://user@127.0.0.1:4599",
+            "http://127.0.0.1:4599/prefix",
+            "http://0.0.0.0:4599",
+        ] {
+            assert!(resolve_endpoint(bad).await.is_err(), "{bad}");
+        }
+    }
+}

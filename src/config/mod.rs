@@ -1,0 +1,389 @@
+//! Configuration: embedded defaults, then an optional TOML file (`--config`), then `KMS_*`
+//! environment variables. The raw (serde) form is validated into a typed [`Config`]; every
+//! problem is reported at once.
+//!
+//! Environment overrides: `KMS_<SECTION>__<FIELD>` sets `[section] field` (for example
+//! `KMS_SERVER__LISTEN=127.0.0.1:8443`, `KMS_SERVER__BASELINE_ROUTE=true`), and
+//! `KMS_ACCESS_KEY_ID` + `KMS_SECRET_ACCESS_KEY` (+ optional `KMS_PRINCIPAL_ARN`) replace the
+//! credential list with one credential.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The development credential used when none is configured (AWS's documentation example key).
+pub const DEV_ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+pub const DEV_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+pub const DEV_PRINCIPAL_ARN: &str = "arn:aws:iam::111122223333:user/kms-dev";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    credentials: Vec<RawCredential>,
+    #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
+    root: RawRoot,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    region: Option<String>,
+    data_dir: Option<PathBuf>,
+    max_clock_skew_seconds: Option<i64>,
+    baseline_route: Option<bool>,
+    maintenance_interval_seconds: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    access_key_id: String,
+    secret_access_key: Option<SecretString>,
+    secret_access_key_file: Option<PathBuf>,
+    principal: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoot {
+    kind: Option<String>,
+    key_file: Option<PathBuf>,
+}
+
+/// A credential and the principal it authenticates.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    pub principal_arn: String,
+    pub account: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub region: String,
+    pub data_dir: PathBuf,
+    pub max_clock_skew: chrono::Duration,
+    pub baseline_route: bool,
+    pub maintenance_interval: std::time::Duration,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub max_body_bytes: usize,
+    pub credentials: Vec<Credential>,
+    /// True when the built-in development credential is in use.
+    pub dev_credential: bool,
+    pub audit_path: PathBuf,
+    pub root_key_file: PathBuf,
+}
+
+/// All the problems found in a configuration.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Loads the configuration from an optional file and the given environment.
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut table = match file {
+        None => toml::Table::new(),
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(text) => match text.parse::<toml::Table>() {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(format!("{}: {}", p.display(), e.message()));
+                    toml::Table::new()
+                }
+            },
+            Err(e) => {
+                errors.push(format!("{}: {e}", p.display()));
+                toml::Table::new()
+            }
+        },
+    };
+    let mut single = (None, None, None);
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("KMS_") else { continue };
+        match rest {
+            "ACCESS_KEY_ID" => single.0 = Some(value),
+            "SECRET_ACCESS_KEY" => single.1 = Some(value),
+            "PRINCIPAL_ARN" => single.2 = Some(value),
+            _ => {
+                let Some((section, field)) = rest.split_once("__") else { continue };
+                let section = section.to_ascii_lowercase();
+                let field = field.to_ascii_lowercase();
+                let v = parse_env_value(&value);
+                match table
+                    .entry(section.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                {
+                    toml::Value::Table(t) => {
+                        t.insert(field, v);
+                    }
+                    _ => errors.push(format!("{name}: [{section}] is not a table")),
+                }
+            }
+        }
+    }
+    match single {
+        (Some(akid), Some(secret), principal) => {
+            let mut c = toml::Table::new();
+            c.insert("access_key_id".into(), toml::Value::String(akid));
+            c.insert("secret_access_key".into(), toml::Value::String(secret));
+            c.insert(
+                "principal".into(),
+                toml::Value::String(principal.unwrap_or_else(|| DEV_PRINCIPAL_ARN.into())),
+            );
+            table.insert("credentials".into(), toml::Value::Array(vec![toml::Value::Table(c)]));
+        }
+        (None, None, None) => {}
+        _ => errors.push(
+            "KMS_ACCESS_KEY_ID and KMS_SECRET_ACCESS_KEY must be set together".to_string(),
+        ),
+    }
+    let raw: RawConfig = match table.try_into() {
+        Ok(r) => r,
+        Err(e) => {
+            errors.push(e.message().to_string());
+            RawConfig::default()
+        }
+    };
+    validate(raw, errors)
+}
+
+fn parse_env_value(v: &str) -> toml::Value {
+    if let Ok(b) = v.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if let Ok(i) = v.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    toml::Value::String(v.to_string())
+}
+
+/// Splits `arn:aws:iam::<account>:user/<name>` (or `role/`, or `root`) into its account.
+fn principal_account(arn: &str) -> Option<String> {
+    let rest = arn.strip_prefix("arn:aws:iam::")?;
+    let (account, resource) = rest.split_once(':')?;
+    let valid_account = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+    let valid_resource = resource == "root"
+        || ["user/", "role/"].iter().any(|p| {
+            resource.strip_prefix(p).is_some_and(|n| {
+                !n.is_empty()
+                    && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
+            })
+        });
+    (valid_account && valid_resource).then(|| account.to_string())
+}
+
+fn validate(raw: RawConfig, mut errors: Vec<String>) -> Result<Config, ConfigErrors> {
+    let s = raw.server;
+    let listen = s.listen.unwrap_or_else(|| "127.0.0.1:4599".into());
+    let listen: SocketAddr = match listen.parse() {
+        Ok(a) => a,
+        Err(_) => {
+            errors.push(format!("server.listen: '{listen}' is not an address:port"));
+            SocketAddr::from(([127, 0, 0, 1], 4599))
+        }
+    };
+    let region = s.region.unwrap_or_else(|| "us-east-1".into());
+    let region_ok = !region.is_empty()
+        && region.len() <= 32
+        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !region_ok {
+        errors.push(format!("server.region: '{region}' is not a region name like us-east-1"));
+    }
+    let data_dir = s.data_dir.unwrap_or_else(|| PathBuf::from("kms-data"));
+    let skew = s.max_clock_skew_seconds.unwrap_or(300);
+    if !(1..=3600).contains(&skew) {
+        errors.push(format!("server.max_clock_skew_seconds: {skew} is not within 1..=3600"));
+    }
+    let maintenance = s.maintenance_interval_seconds.unwrap_or(60);
+    if maintenance == 0 {
+        errors.push("server.maintenance_interval_seconds: must be at least 1".into());
+    }
+    let max_body_bytes = s.max_body_bytes.unwrap_or(256 * 1024);
+    if !(64 * 1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
+        errors.push(format!("server.max_body_bytes: {max_body_bytes} is not within 65536..=16777216"));
+    }
+    let tls = match (s.tls_cert, s.tls_key) {
+        (None, None) => None,
+        (Some(c), Some(k)) => {
+            for p in [&c, &k] {
+                if !p.is_file() {
+                    errors.push(format!("server.tls: {} does not exist", p.display()));
+                }
+            }
+            Some((c, k))
+        }
+        _ => {
+            errors.push("server.tls_cert and server.tls_key must be set together".into());
+            None
+        }
+    };
+
+    let dev_credential = raw.credentials.is_empty();
+    let raw_creds = if dev_credential {
+        vec![RawCredential {
+            access_key_id: DEV_ACCESS_KEY_ID.into(),
+            secret_access_key: Some(SecretString::from(DEV_SECRET_ACCESS_KEY)),
+            secret_access_key_file: None,
+            principal: DEV_PRINCIPAL_ARN.into(),
+        }]
+    } else {
+        raw.credentials
+    };
+    let mut credentials = Vec::new();
+    for (i, c) in raw_creds.into_iter().enumerate() {
+        let at = format!("credentials[{i}]");
+        let akid_ok = (16..=128).contains(&c.access_key_id.len())
+            && c.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !akid_ok {
+            errors.push(format!("{at}.access_key_id: must be 16-128 letters and digits"));
+        }
+        if credentials.iter().any(|o: &Credential| o.access_key_id == c.access_key_id) {
+            errors.push(format!("{at}.access_key_id: duplicate access key id"));
+        }
+        let secret = match (c.secret_access_key, c.secret_access_key_file) {
+            (Some(s), None) => Some(s),
+            (None, Some(p)) => match std::fs::read_to_string(&p) {
+                Ok(s) => Some(SecretString::from(s.trim().to_string())),
+                Err(e) => {
+                    errors.push(format!("{at}.secret_access_key_file: {}: {e}", p.display()));
+                    None
+                }
+            },
+            _ => {
+                errors.push(format!(
+                    "{at}: set exactly one of secret_access_key and secret_access_key_file"
+                ));
+                None
+            }
+        };
+        if let Some(secret) = &secret {
+            use secrecy::ExposeSecret;
+            if secret.expose_secret().is_empty() {
+                errors.push(format!("{at}: the secret access key is empty"));
+            }
+        }
+        let account = principal_account(&c.principal);
+        if account.is_none() {
+            errors.push(format!(
+                "{at}.principal: '{}' is not arn:aws:iam::<12-digit account>:user/<name>, role/<name> or root",
+                c.principal
+            ));
+        }
+        if let (Some(secret), Some(account)) = (secret, account) {
+            credentials.push(Credential {
+                access_key_id: c.access_key_id,
+                secret_access_key: secret,
+                principal_arn: c.principal,
+                account,
+            });
+        }
+    }
+    match raw.root.kind.as_deref() {
+        None | Some("software") => {}
+        Some(other) => errors.push(format!(
+            "root.kind: '{other}' is not supported (this build has: software)"
+        )),
+    }
+    let audit_path = raw.audit.path.unwrap_or_else(|| data_dir.join("audit.log"));
+    let root_key_file = raw.root.key_file.unwrap_or_else(|| data_dir.join("root.key"));
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Config {
+        listen,
+        region,
+        data_dir,
+        max_clock_skew: chrono::Duration::seconds(skew),
+        baseline_route: s.baseline_route.unwrap_or(false),
+        maintenance_interval: std::time::Duration::from_secs(maintenance),
+        tls,
+        max_body_bytes,
+        credentials,
+        dev_credential,
+        audit_path,
+        root_key_file,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = load(None, Vec::new()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:4599");
+        assert_eq!(c.region, "us-east-1");
+        assert!(c.dev_credential);
+        assert_eq!(c.credentials[0].account, "111122223333");
+    }
+
+    #[test]
+    fn env_overrides_and_every_error_is_reported() {
+        let env = vec![
+            ("KMS_SERVER__LISTEN".to_string(), "nonsense".to_string()),
+            ("KMS_SERVER__REGION".to_string(), "US EAST".to_string()),
+            ("KMS_SERVER__MAX_CLOCK_SKEW_SECONDS".to_string(), "0".to_string()),
+        ];
+        let e = load(None, env).unwrap_err();
+        assert_eq!(e.0.len(), 3, "{e}");
+        let ok = load(None, vec![("KMS_SERVER__BASELINE_ROUTE".into(), "true".into())]).unwrap();
+        assert!(ok.baseline_route);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_principals_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[server]\nlisten='127.0.0.1:1'\nbogus=1\n[[credentials]]\naccess_key_id='AKIA0000000000000001'\nsecret_access_key='x'\nprincipal='bob'\n",
+        )
+        .unwrap();
+        let e = load(Some(&p), Vec::new()).unwrap_err();
+        assert!(e.0.iter().any(|m| m.contains("bogus")), "{e}");
+        std::fs::write(
+            &p,
+            "[[credentials]]\naccess_key_id='AKIA0000000000000001'\nsecret_access_key='x'\nprincipal='bob'\n",
+        )
+        .unwrap();
+        let e = load(Some(&p), Vec::new()).unwrap_err();
+        assert!(e.0.iter().any(|m| m.contains("principal")), "{e}");
+    }
+}

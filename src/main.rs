@@ -1,0 +1,115 @@
+//! The `kms` server binary: CLI -> Config -> App -> serve.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "kms", about = "AWS-KMS-compatible key management service")]
+struct Cli {
+    /// TOML configuration file (see hsm-config/ for examples).
+    #[arg(long, env = "KMS_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KMS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = match kms::config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(64);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: kms::config::Config) -> ExitCode {
+    let app = match kms::app::build(&config, Arc::new(kms::service::clock::SystemClock)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("kms: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::warn!(
+        root_key_file = %config.root_key_file.display(),
+        created = app.root_created,
+        "DEVELOPMENT ONLY: key material is protected by a software root key file, not an HSM"
+    );
+    let tls = match &config.tls {
+        None => None,
+        Some((cert, key)) => match kms::api::server::tls_acceptor(cert, key) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("kms: TLS: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("kms: cannot listen on {}: {e}", config.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(config.listen);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoint = format!("{scheme}://{addr}");
+    println!("kms listening on {endpoint} (region {})", config.region);
+    if config.dev_credential {
+        println!(
+            "development credential: AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={}",
+            kms::config::DEV_ACCESS_KEY_ID,
+            kms::config::DEV_SECRET_ACCESS_KEY
+        );
+    }
+    println!(
+        "try: aws kms create-key --endpoint-url {endpoint} --region {}",
+        config.region
+    );
+    let maintenance = kms::service::maintenance::spawn_maintenance(
+        app.state.service.clone(),
+        config.maintenance_interval,
+    );
+    let router = kms::api::router(app.state.clone());
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+    };
+    kms::api::server::serve(listener, router, tls, shutdown).await;
+    maintenance.abort();
+    tracing::info!("kms stopped");
+    ExitCode::SUCCESS
+}

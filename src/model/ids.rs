@@ -1,0 +1,178 @@
+//! Identifier newtypes: key ids, key ARNs, alias names, and the parsed form of the `KeyId`
+//! request parameter (key id, key ARN, alias name or alias ARN).
+
+use std::fmt;
+
+/// A KMS key id: a lower-case UUID (`1234abcd-12ab-34cd-56ef-1234567890ab`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(String);
+
+impl KeyId {
+    /// A fresh random key id.
+    pub fn generate() -> Self {
+        KeyId(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Parses a key id; only the canonical lower-case hyphenated UUID form is a key id.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.len() != 36 {
+            return None;
+        }
+        let ok = s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b) || (b'A'..=b'F').contains(&b),
+        });
+        ok.then(|| KeyId(s.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `arn:aws:kms:<region>:<account>:key/<key-id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyArn(pub String);
+
+impl KeyArn {
+    pub fn new(partition: &str, region: &str, account: &str, key_id: &KeyId) -> Self {
+        KeyArn(format!("arn:{partition}:kms:{region}:{account}:key/{key_id}"))
+    }
+}
+
+impl fmt::Display for KeyArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An alias name, always with its `alias/` prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AliasName(pub String);
+
+impl AliasName {
+    /// The alias ARN in the given account and region.
+    pub fn arn(&self, partition: &str, region: &str, account: &str) -> String {
+        format!("arn:{partition}:kms:{region}:{account}:{}", self.0)
+    }
+}
+
+impl fmt::Display for AliasName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The four ways a request can name a key. ARN forms keep the account and region they name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRef {
+    Id(KeyId),
+    Arn { region: String, account: String, key_id: KeyId },
+    AliasName(AliasName),
+    AliasArn { region: String, account: String, alias: AliasName },
+}
+
+/// Why a `KeyId` parameter could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRefError {
+    /// Not a key id, alias name or ARN at all.
+    InvalidKeyId,
+    /// Starts with `arn:` but is not a KMS key or alias ARN.
+    InvalidArn,
+}
+
+impl KeyRef {
+    pub fn parse(s: &str) -> Result<Self, KeyRefError> {
+        if let Some(rest) = s.strip_prefix("arn:") {
+            // partition:kms:region:account:resource
+            let mut parts = rest.splitn(5, ':');
+            let (Some(partition), Some(service), Some(region), Some(account), Some(resource)) =
+                (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(KeyRefError::InvalidArn);
+            };
+            if partition.is_empty()
+                || service != "kms"
+                || region.is_empty()
+                || account.len() != 12
+                || !account.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(KeyRefError::InvalidArn);
+            }
+            if let Some(id) = resource.strip_prefix("key/") {
+                let key_id = KeyId::parse(id).ok_or(KeyRefError::InvalidArn)?;
+                return Ok(KeyRef::Arn { region: region.into(), account: account.into(), key_id });
+            }
+            if resource.starts_with("alias/") && resource.len() > "alias/".len() {
+                return Ok(KeyRef::AliasArn {
+                    region: region.into(),
+                    account: account.into(),
+                    alias: AliasName(resource.to_string()),
+                });
+            }
+            return Err(KeyRefError::InvalidArn);
+        }
+        if s.starts_with("alias/") && s.len() > "alias/".len() {
+            return Ok(KeyRef::AliasName(AliasName(s.to_string())));
+        }
+        KeyId::parse(s).map(KeyRef::Id).ok_or(KeyRefError::InvalidKeyId)
+    }
+
+    pub fn is_alias(&self) -> bool {
+        matches!(self, KeyRef::AliasName(_) | KeyRef::AliasArn { .. })
+    }
+}
+
+/// The authenticated caller, resolved from the access key id of a verified SigV4 request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// 12-digit account id.
+    pub account: String,
+    /// `arn:aws:iam::<account>:user/<name>` or `...:role/<name>` or `...:root`.
+    pub arn: String,
+    pub access_key_id: String,
+}
+
+impl Principal {
+    /// `IAMUser`, `AssumedRole` or `Root`, as CloudTrail's `userIdentity.type` says.
+    pub fn identity_type(&self) -> &'static str {
+        if self.arn.ends_with(":root") {
+            "Root"
+        } else if self.arn.contains(":role/") || self.arn.contains(":assumed-role/") {
+            "AssumedRole"
+        } else {
+            "IAMUser"
+        }
+    }
+
+    /// The last path segment of the ARN (user or role name).
+    pub fn name(&self) -> &str {
+        self.arn.rsplit('/').next().unwrap_or(&self.arn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        let id = "1234abcd-12ab-34cd-56ef-1234567890ab";
+        assert!(matches!(KeyRef::parse(id), Ok(KeyRef::Id(_))));
+        let arn = format!("arn:aws:kms:us-east-1:111122223333:key/{id}");
+        assert!(matches!(KeyRef::parse(&arn), Ok(KeyRef::Arn { .. })));
+        assert!(matches!(KeyRef::parse("alias/x"), Ok(KeyRef::AliasName(_))));
+        let aarn = "arn:aws:kms:us-east-1:111122223333:alias/x";
+        assert!(matches!(KeyRef::parse(aarn), Ok(KeyRef::AliasArn { .. })));
+        assert_eq!(KeyRef::parse("foo"), Err(KeyRefError::InvalidKeyId));
+        assert_eq!(KeyRef::parse("alias/"), Err(KeyRefError::InvalidKeyId));
+        assert_eq!(KeyRef::parse("arn:aws:kms:us-east-1:1:key/x"), Err(KeyRefError::InvalidArn));
+        assert_eq!(KeyRef::parse("arn:aws:s3:::bucket"), Err(KeyRefError::InvalidArn));
+    }
+}

@@ -1,0 +1,194 @@
+//! Key metadata types: spec, usage, state, origin, and the records the metadata store keeps.
+
+use chrono::{DateTime, Utc};
+
+use super::KeyId;
+
+macro_rules! wire_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            /// Every value, in the order AWS documents them.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The wire (and database) spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+
+            /// Parses the exact wire spelling.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($wire => Some($name::$variant),)+ _ => None }
+            }
+
+            /// `[A, B, C]` as AWS prints an enum constraint.
+            pub fn wire_list() -> String {
+                let names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                format!("[{}]", names.join(", "))
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// `KeySpec` (and the deprecated `CustomerMasterKeySpec`).
+    KeySpec {
+        Rsa2048 => "RSA_2048",
+        Rsa3072 => "RSA_3072",
+        Rsa4096 => "RSA_4096",
+        EccNistP256 => "ECC_NIST_P256",
+        EccNistP384 => "ECC_NIST_P384",
+        EccNistP521 => "ECC_NIST_P521",
+        EccSecgP256k1 => "ECC_SECG_P256K1",
+        SymmetricDefault => "SYMMETRIC_DEFAULT",
+        Hmac224 => "HMAC_224",
+        Hmac256 => "HMAC_256",
+        Hmac384 => "HMAC_384",
+        Hmac512 => "HMAC_512",
+        Sm2 => "SM2",
+    }
+);
+
+wire_enum!(
+    /// `KeyUsage`.
+    KeyUsage {
+        SignVerify => "SIGN_VERIFY",
+        EncryptDecrypt => "ENCRYPT_DECRYPT",
+        GenerateVerifyMac => "GENERATE_VERIFY_MAC",
+        KeyAgreement => "KEY_AGREEMENT",
+    }
+);
+
+wire_enum!(
+    /// `KeyState`.
+    KeyState {
+        Creating => "Creating",
+        Enabled => "Enabled",
+        Disabled => "Disabled",
+        PendingDeletion => "PendingDeletion",
+        PendingImport => "PendingImport",
+        PendingReplicaDeletion => "PendingReplicaDeletion",
+        Unavailable => "Unavailable",
+        Updating => "Updating",
+    }
+);
+
+wire_enum!(
+    /// `Origin`: where the key material comes from.
+    Origin {
+        AwsKms => "AWS_KMS",
+        External => "EXTERNAL",
+        AwsCloudhsm => "AWS_CLOUDHSM",
+        ExternalKeyStore => "EXTERNAL_KEY_STORE",
+    }
+);
+
+wire_enum!(
+    /// `DataKeySpec` of GenerateDataKey.
+    DataKeySpec {
+        Aes256 => "AES_256",
+        Aes128 => "AES_128",
+    }
+);
+
+wire_enum!(
+    /// `RotationType` in ListKeyRotations.
+    RotationType {
+        Automatic => "AUTOMATIC",
+        OnDemand => "ON_DEMAND",
+    }
+);
+
+impl DataKeySpec {
+    pub fn len(self) -> usize {
+        match self {
+            DataKeySpec::Aes256 => 32,
+            DataKeySpec::Aes128 => 16,
+        }
+    }
+}
+
+/// A KMS key as the metadata store keeps it (tags, aliases and material live beside it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    pub key_id: KeyId,
+    pub account: String,
+    pub region: String,
+    pub arn: String,
+    pub description: String,
+    pub key_spec: KeySpec,
+    pub key_usage: KeyUsage,
+    pub origin: Origin,
+    pub state: KeyState,
+    pub creation_date: DateTime<Utc>,
+    pub deletion_date: Option<DateTime<Utc>>,
+    pub pending_window_days: Option<i64>,
+    /// The key policy document (the only policy name is `default`).
+    pub policy: String,
+    pub rotation_enabled: bool,
+    pub rotation_period_days: Option<i64>,
+    pub next_rotation_date: Option<DateTime<Utc>>,
+    /// The newest key material version (encryptions use it).
+    pub current_material: u32,
+    /// Optimistic-concurrency version of this row.
+    pub row_version: i64,
+}
+
+/// One version of key material, wrapped by the root backend.
+#[derive(Clone, PartialEq)]
+pub struct MaterialRecord {
+    pub key_id: KeyId,
+    pub version: u32,
+    /// The material wrapped under the root; never plaintext.
+    pub wrapped: Vec<u8>,
+    pub created: DateTime<Utc>,
+    /// How this version came to be (None for the initial material).
+    pub rotation_type: Option<RotationType>,
+}
+
+impl std::fmt::Debug for MaterialRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaterialRecord")
+            .field("key_id", &self.key_id)
+            .field("version", &self.version)
+            .field("wrapped_len", &self.wrapped.len())
+            .finish()
+    }
+}
+
+/// An alias as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AliasRecord {
+    pub account: String,
+    pub region: String,
+    pub name: String,
+    pub target_key_id: KeyId,
+    pub creation_date: DateTime<Utc>,
+    pub last_updated_date: DateTime<Utc>,
+}
+
+/// A resource tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+wire_enum!(
+    /// `EncryptionAlgorithmSpec`.
+    EncryptionAlgorithm {
+        SymmetricDefault => "SYMMETRIC_DEFAULT",
+        RsaesOaepSha1 => "RSAES_OAEP_SHA_1",
+        RsaesOaepSha256 => "RSAES_OAEP_SHA_256",
+        Sm2Pke => "SM2PKE",
+    }
+);

@@ -1,0 +1,17 @@
+//! Domain types shared by every layer: key identifiers, key specs, usages, states, origins and
+//! the key record as the metadata store holds it. No I/O and no HTTP types live here.
+
+mod ids;
+mod key;
+
+pub use ids::{AliasName, KeyArn, KeyId, KeyRef, KeyRefError, Principal};
+pub use key::{
+    AliasRecord, DataKeySpec, EncryptionAlgorithm, KeyRecord, KeySpec, KeyState, KeyUsage, MaterialRecord, Origin,
+    RotationType, Tag,
+};
+
+/// Seconds since the Unix epoch with millisecond precision, the way KMS renders timestamps
+/// (`1502910355.475`).
+pub fn epoch_seconds(t: chrono::DateTime<chrono::Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}

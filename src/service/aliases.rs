@@ -1,0 +1,146 @@
+//! Aliases: independent resources of an account and region that point at one key each.
+
+use super::{Call, KmsError, KmsResult, KmsService, StateRule};
+use crate::audit::Resource;
+use crate::model::{AliasName, AliasRecord, KeyId, KeyRecord};
+use crate::store::StoreError;
+
+/// Aliases per key (AWS default quota).
+pub const MAX_ALIASES_PER_KEY: usize = 50;
+
+impl KmsService {
+    /// Validates an alias name the way CreateAlias does (pattern and length are checked by the
+    /// API layer; this checks the KMS rules).
+    fn check_alias_name(&self, name: &str) -> KmsResult<()> {
+        if !name.starts_with("alias/") || name.len() == "alias/".len() {
+            return Err(KmsError::Validation(
+                "Alias must start with the prefix \"alias/\". Please see \
+                 https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html"
+                    .into(),
+            ));
+        }
+        if name.starts_with("alias/aws/") {
+            return Err(KmsError::InvalidAliasName(
+                "Alias names that begin with alias/aws/ are reserved for AWS managed keys.".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn alias_arn(&self, account: &str, name: &str) -> String {
+        AliasName(name.to_string()).arn(&self.partition, &self.region, account)
+    }
+
+    /// Resolves a `TargetKeyId` (key id or key ARN only).
+    fn target_key(&self, call: &mut Call, target: &str) -> KmsResult<KeyRecord> {
+        self.resolve(call, target, false)
+    }
+
+    pub fn create_alias(&self, call: &mut Call, name: &str, target: &str) -> KmsResult<()> {
+        self.check_alias_name(name)?;
+        let key = self.target_key(call, target)?;
+        self.check_state(&key, StateRule::NotPendingDeletion)?;
+        let account = call.principal.account.clone();
+        call.resources.insert(0, alias_resource(&account, &self.alias_arn(&account, name)));
+        if self.store.get_alias(&account, &self.region, name)?.is_some() {
+            return Err(self.alias_exists(&account, name));
+        }
+        if self.store.count_aliases(&key.key_id)? >= MAX_ALIASES_PER_KEY {
+            return Err(KmsError::LimitExceeded(format!(
+                "The request was rejected because {} already has the maximum number of aliases ({MAX_ALIASES_PER_KEY}).",
+                key.arn
+            )));
+        }
+        let now = self.clock.now();
+        let record = AliasRecord {
+            account: account.clone(),
+            region: self.region.clone(),
+            name: name.to_string(),
+            target_key_id: key.key_id.clone(),
+            creation_date: now,
+            last_updated_date: now,
+        };
+        match self.store.create_alias(&record) {
+            Err(StoreError::AlreadyExists) => Err(self.alias_exists(&account, name)),
+            other => Ok(other?),
+        }
+    }
+
+    fn alias_exists(&self, account: &str, name: &str) -> KmsError {
+        KmsError::AlreadyExists(format!(
+            "An alias with the name {} already exists",
+            self.alias_arn(account, name)
+        ))
+    }
+
+    fn existing_alias(&self, account: &str, name: &str) -> KmsResult<AliasRecord> {
+        self.store.get_alias(account, &self.region, name)?.ok_or_else(|| {
+            KmsError::NotFound(format!("Alias '{}' is not found.", self.alias_arn(account, name)))
+        })
+    }
+
+    pub fn update_alias(&self, call: &mut Call, name: &str, target: &str) -> KmsResult<()> {
+        let account = call.principal.account.clone();
+        call.resources.push(alias_resource(&account, &self.alias_arn(&account, name)));
+        let mut alias = self.existing_alias(&account, name)?;
+        let new_key = self.target_key(call, target)?;
+        self.check_state(&new_key, StateRule::NotPendingDeletion)?;
+        let old_key = self.get_key_of(&account, &alias.target_key_id)?;
+        call.touch(&old_key);
+        if old_key.key_spec != new_key.key_spec || old_key.key_usage != new_key.key_usage {
+            return Err(KmsError::Validation(format!(
+                "{} and {} are not the same key type and key usage. An alias can point only to \
+                 keys of the same type and usage.",
+                old_key.arn, new_key.arn
+            )));
+        }
+        alias.target_key_id = new_key.key_id.clone();
+        alias.last_updated_date = self.clock.now();
+        self.store.update_alias(&alias)?;
+        Ok(())
+    }
+
+    pub fn delete_alias(&self, call: &mut Call, name: &str) -> KmsResult<()> {
+        let account = call.principal.account.clone();
+        call.resources.push(alias_resource(&account, &self.alias_arn(&account, name)));
+        let alias = self.existing_alias(&account, name)?;
+        if let Ok(key) = self.get_key_of(&account, &alias.target_key_id) {
+            call.touch(&key);
+        }
+        self.store.delete_alias(&account, &self.region, name)?;
+        Ok(())
+    }
+
+    /// One page of aliases, optionally of one key (key id or key ARN).
+    pub fn list_aliases(
+        &self,
+        call: &mut Call,
+        key_id: Option<&str>,
+        marker: Option<&str>,
+        limit: usize,
+    ) -> KmsResult<(Vec<AliasRecord>, bool)> {
+        let account = call.principal.account.clone();
+        let key: Option<KeyId> = match key_id {
+            Some(k) => Some(self.resolve(call, k, false)?.key_id),
+            None => None,
+        };
+        if let Some(m) = marker {
+            if !m.starts_with("alias/") {
+                return Err(KmsError::InvalidMarker("Invalid marker".into()));
+            }
+        }
+        let mut page =
+            self.store.list_aliases(&account, &self.region, key.as_ref(), marker, limit + 1)?;
+        let truncated = page.len() > limit;
+        page.truncate(limit);
+        Ok((page, truncated))
+    }
+
+    pub fn alias_arn_of(&self, record: &AliasRecord) -> String {
+        self.alias_arn(&record.account, &record.name)
+    }
+}
+
+fn alias_resource(account: &str, arn: &str) -> Resource {
+    Resource { account_id: account.into(), kind: "AWS::KMS::Alias".into(), arn: arn.into() }
+}

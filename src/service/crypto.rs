@@ -1,0 +1,238 @@
+//! Symmetric cryptographic operations: Encrypt, Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext)
+//! and GenerateRandom. Every ciphertext is a [`ciphertext`](super::ciphertext) blob bound to its key
+//! id, material version and encryption context.
+
+use zeroize::Zeroizing;
+
+use super::ciphertext::{self, EncryptionContext};
+use super::{Call, KmsError, KmsResult, KmsService, StateRule};
+use crate::backend::{BackendError, MaterialId};
+use crate::model::{EncryptionAlgorithm, KeyRecord, KeySpec, KeyUsage};
+
+/// Result of a decryption: the key that decrypted and the plaintext.
+pub struct Decrypted {
+    pub key: KeyRecord,
+    pub plaintext: Zeroizing<Vec<u8>>,
+}
+
+/// Result of an encryption.
+pub struct Encrypted {
+    pub key: KeyRecord,
+    pub blob: Vec<u8>,
+}
+
+/// How a crypto operation is named in errors.
+#[derive(Debug, Clone, Copy)]
+pub enum CryptoOp {
+    Encrypt,
+    Decrypt,
+    ReEncrypt,
+    GenerateDataKey,
+    GenerateDataKeyWithoutPlaintext,
+}
+
+impl CryptoOp {
+    fn name(self) -> &'static str {
+        match self {
+            CryptoOp::Encrypt => "Encrypt",
+            CryptoOp::Decrypt => "Decrypt",
+            CryptoOp::ReEncrypt => "ReEncrypt",
+            CryptoOp::GenerateDataKey => "GenerateDataKey",
+            CryptoOp::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+        }
+    }
+}
+
+impl KmsService {
+    /// Checks that a key can do symmetric encryption with `algorithm`.
+    fn check_symmetric(
+        &self,
+        key: &KeyRecord,
+        op: CryptoOp,
+        algorithm: Option<EncryptionAlgorithm>,
+    ) -> KmsResult<()> {
+        if key.key_usage != KeyUsage::EncryptDecrypt {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "{} key usage is {} which is not valid for {}.",
+                key.arn,
+                key.key_usage,
+                op.name()
+            )));
+        }
+        if key.key_spec != KeySpec::SymmetricDefault {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "{} key spec is {} which is not valid for {}.",
+                key.arn,
+                key.key_spec,
+                op.name()
+            )));
+        }
+        match algorithm {
+            None | Some(EncryptionAlgorithm::SymmetricDefault) => Ok(()),
+            Some(other) => Err(KmsError::InvalidKeyUsage(format!(
+                "Algorithm {other} is incompatible with key spec {}.",
+                key.key_spec
+            ))),
+        }
+    }
+
+    fn seal(&self, key: &KeyRecord, plaintext: &[u8], context: &EncryptionContext) -> KmsResult<Vec<u8>> {
+        let version = key.current_material;
+        let header = ciphertext::header(&key.key_id, version);
+        let aad = ciphertext::aad(&header, context);
+        let m = MaterialId { key_id: &key.key_id, version };
+        let load = || self.load_wrapped(key, version);
+        let sealed = self.backend.encrypt(m, &load, plaintext, &aad)?;
+        Ok(ciphertext::assemble(&header, &sealed.iv, &sealed.ciphertext_and_tag))
+    }
+
+    fn load_wrapped(&self, key: &KeyRecord, version: u32) -> Result<Vec<u8>, BackendError> {
+        match self.store.get_material(&key.key_id, version) {
+            Ok(Some(m)) => Ok(m.wrapped),
+            // A version the key never had: the blob's header lies.
+            Ok(None) => Err(BackendError::InvalidCiphertext),
+            Err(e) => Err(BackendError::Internal(e.to_string())),
+        }
+    }
+
+    /// Resolves, checks and encrypts; `dry_run` stops just before the cryptography.
+    pub fn encrypt(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+        algorithm: Option<EncryptionAlgorithm>,
+        op: CryptoOp,
+        dry_run: bool,
+    ) -> KmsResult<Encrypted> {
+        let key = self.resolve(call, key_id, true)?;
+        self.check_symmetric(&key, op, algorithm)?;
+        self.check_state(&key, StateRule::Crypto)?;
+        if dry_run {
+            return Err(KmsError::DryRunOperation);
+        }
+        let blob = self.seal(&key, plaintext, context)?;
+        Ok(Encrypted { key, blob })
+    }
+
+    /// Decrypts a blob. `key_id`, when given, must name the key that made the blob.
+    pub fn decrypt(
+        &self,
+        call: &mut Call,
+        blob: &[u8],
+        key_id: Option<&str>,
+        context: &EncryptionContext,
+        algorithm: Option<EncryptionAlgorithm>,
+        op: CryptoOp,
+        dry_run: bool,
+    ) -> KmsResult<Decrypted> {
+        let parsed = ciphertext::parse(blob);
+        let account = call.principal.account.clone();
+        let key = match key_id {
+            Some(requested) => {
+                let key = self.resolve(call, requested, true)?;
+                if let Some(p) = &parsed {
+                    if p.key_id != key.key_id {
+                        return Err(KmsError::IncorrectKey);
+                    }
+                }
+                key
+            }
+            None => {
+                let Some(p) = &parsed else {
+                    return Err(KmsError::InvalidCiphertext);
+                };
+                match self.store.get_key(&p.key_id)? {
+                    Some(k) if k.account == account => {
+                        call.touch(&k);
+                        k
+                    }
+                    // A blob naming a key the caller cannot see (or that never existed).
+                    _ => return Err(KmsError::InvalidCiphertext),
+                }
+            }
+        };
+        self.check_symmetric(&key, op, algorithm)?;
+        self.check_state(&key, StateRule::Crypto)?;
+        let Some(parsed) = parsed else {
+            return Err(KmsError::InvalidCiphertext);
+        };
+        if dry_run {
+            return Err(KmsError::DryRunOperation);
+        }
+        if parsed.material_version == 0 || parsed.material_version > key.current_material {
+            return Err(KmsError::InvalidCiphertext);
+        }
+        let aad = ciphertext::aad(parsed.header, context);
+        let m = MaterialId { key_id: &key.key_id, version: parsed.material_version };
+        let load = || self.load_wrapped(&key, parsed.material_version);
+        let plaintext = self.backend.decrypt(m, &load, &parsed.iv, parsed.ciphertext_and_tag, &aad)?;
+        Ok(Decrypted { key, plaintext })
+    }
+
+    /// Decrypts under the source and encrypts under the destination, server-side.
+    #[allow(clippy::too_many_arguments)]
+    pub fn re_encrypt(
+        &self,
+        call: &mut Call,
+        blob: &[u8],
+        source_key_id: Option<&str>,
+        source_context: &EncryptionContext,
+        source_algorithm: Option<EncryptionAlgorithm>,
+        destination_key_id: &str,
+        destination_context: &EncryptionContext,
+        destination_algorithm: Option<EncryptionAlgorithm>,
+        dry_run: bool,
+    ) -> KmsResult<(KeyRecord, Encrypted)> {
+        // Resolve and check the destination first so that a dry run validates both sides.
+        let mut dest_call = call.clone();
+        dest_call.resources.clear();
+        let dest = self.resolve(&mut dest_call, destination_key_id, true)?;
+        self.check_symmetric(&dest, CryptoOp::ReEncrypt, destination_algorithm)?;
+        self.check_state(&dest, StateRule::Crypto)?;
+        let source = self.decrypt(
+            call,
+            blob,
+            source_key_id,
+            source_context,
+            source_algorithm,
+            CryptoOp::ReEncrypt,
+            dry_run,
+        );
+        // Audit resources: source then destination.
+        for r in dest_call.resources {
+            if !call.resources.contains(&r) {
+                call.resources.push(r);
+            }
+        }
+        let source = source?;
+        let out = self.seal(&dest, &source.plaintext, destination_context)?;
+        Ok((source.key, Encrypted { key: dest, blob: out }))
+    }
+
+    /// GenerateDataKey(WithoutPlaintext): random bytes from the backend, encrypted under the key.
+    pub fn generate_data_key(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        len: usize,
+        context: &EncryptionContext,
+        op: CryptoOp,
+        dry_run: bool,
+    ) -> KmsResult<(Encrypted, Zeroizing<Vec<u8>>)> {
+        let key = self.resolve(call, key_id, true)?;
+        self.check_symmetric(&key, op, None)?;
+        self.check_state(&key, StateRule::Crypto)?;
+        if dry_run {
+            return Err(KmsError::DryRunOperation);
+        }
+        let data_key = self.backend.random(len)?;
+        let blob = self.seal(&key, &data_key, context)?;
+        Ok((Encrypted { key, blob }, data_key))
+    }
+
+    pub fn generate_random(&self, len: usize) -> KmsResult<Zeroizing<Vec<u8>>> {
+        Ok(self.backend.random(len)?)
+    }
+}

@@ -1,0 +1,157 @@
+//! Key material rotation: automatic (a period of 90-2560 days, done by the maintenance task)
+//! and on demand. Every rotation adds a material version; old versions stay for decryption.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::{Call, KmsError, KmsResult, KmsService, StateRule};
+use crate::backend::MaterialId;
+use crate::model::{KeyRecord, KeySpec, KeyState, MaterialRecord, Origin, RotationType};
+
+pub const DEFAULT_ROTATION_DAYS: i64 = 365;
+pub const MIN_ROTATION_DAYS: i64 = 90;
+pub const MAX_ROTATION_DAYS: i64 = 2560;
+/// On-demand rotations allowed per key (AWS quota).
+pub const MAX_ON_DEMAND_ROTATIONS: usize = 10;
+
+/// GetKeyRotationStatus result.
+pub struct RotationStatus {
+    pub key: KeyRecord,
+    pub enabled: bool,
+    pub period_days: Option<i64>,
+    pub next_rotation: Option<DateTime<Utc>>,
+}
+
+/// One entry of ListKeyRotations.
+pub struct RotationEntry {
+    pub rotation_date: DateTime<Utc>,
+    pub rotation_type: RotationType,
+}
+
+impl KmsService {
+    fn check_rotatable(&self, key: &KeyRecord) -> KmsResult<()> {
+        if key.origin == Origin::External {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} origin is EXTERNAL which is not valid for this operation.",
+                key.arn
+            )));
+        }
+        if key.key_spec != KeySpec::SymmetricDefault || key.origin != Origin::AwsKms {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} does not support automatic key rotation: only symmetric encryption keys with \
+                 AWS_KMS origin can be rotated.",
+                key.arn
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn enable_key_rotation(&self, call: &mut Call, key_id: &str, period_days: i64) -> KmsResult<()> {
+        let mut key = self.resolve(call, key_id, false)?;
+        self.check_rotatable(&key)?;
+        self.check_state(&key, StateRule::Rotation)?;
+        key.rotation_enabled = true;
+        key.rotation_period_days = Some(period_days);
+        key.next_rotation_date = Some(self.clock.now() + Duration::days(period_days));
+        self.store.update_key(&key)?;
+        Ok(())
+    }
+
+    pub fn disable_key_rotation(&self, call: &mut Call, key_id: &str) -> KmsResult<()> {
+        let mut key = self.resolve(call, key_id, false)?;
+        self.check_rotatable(&key)?;
+        self.check_state(&key, StateRule::Rotation)?;
+        key.rotation_enabled = false;
+        key.rotation_period_days = None;
+        key.next_rotation_date = None;
+        self.store.update_key(&key)?;
+        Ok(())
+    }
+
+    pub fn get_key_rotation_status(&self, call: &mut Call, key_id: &str) -> KmsResult<RotationStatus> {
+        let key = self.resolve(call, key_id, false)?;
+        if key.origin == Origin::External || key.state == KeyState::PendingImport {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} origin is EXTERNAL which is not valid for this operation.",
+                key.arn
+            )));
+        }
+        // While pending deletion rotation is reported as disabled; the setting is kept and
+        // comes back on CancelKeyDeletion.
+        let enabled = key.rotation_enabled && key.state != KeyState::PendingDeletion;
+        Ok(RotationStatus {
+            enabled,
+            period_days: if enabled { key.rotation_period_days } else { None },
+            next_rotation: if enabled { key.next_rotation_date } else { None },
+            key,
+        })
+    }
+
+    pub fn rotate_key_on_demand(&self, call: &mut Call, key_id: &str) -> KmsResult<KeyRecord> {
+        let key = self.resolve(call, key_id, false)?;
+        self.check_rotatable(&key)?;
+        self.check_state(&key, StateRule::Rotation)?;
+        let on_demand = self
+            .store
+            .list_materials(&key.key_id)?
+            .iter()
+            .filter(|m| m.rotation_type == Some(RotationType::OnDemand))
+            .count();
+        if on_demand >= MAX_ON_DEMAND_ROTATIONS {
+            return Err(KmsError::LimitExceeded(format!(
+                "{} has reached the maximum number of on-demand rotations ({MAX_ON_DEMAND_ROTATIONS}).",
+                key.arn
+            )));
+        }
+        self.rotate(key, RotationType::OnDemand)
+    }
+
+    /// Adds a new material version and makes it current.
+    pub(crate) fn rotate(&self, mut key: KeyRecord, kind: RotationType) -> KmsResult<KeyRecord> {
+        let version = key.current_material + 1;
+        let now = self.clock.now();
+        let wrapped = self.backend.generate_symmetric(MaterialId { key_id: &key.key_id, version })?;
+        key.current_material = version;
+        if kind == RotationType::Automatic {
+            if let Some(days) = key.rotation_period_days {
+                key.next_rotation_date = Some(now + Duration::days(days));
+            }
+        }
+        let material = MaterialRecord {
+            key_id: key.key_id.clone(),
+            version,
+            wrapped,
+            created: now,
+            rotation_type: Some(kind),
+        };
+        let key = self.store.rotate_key(&key, &material)?;
+        self.audit_service_event("RotateKey", &key);
+        Ok(key)
+    }
+
+    /// Completed rotations of a key, oldest first; returns the page and whether more follow.
+    pub fn list_key_rotations(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        marker: Option<&str>,
+        limit: usize,
+    ) -> KmsResult<(KeyRecord, Vec<RotationEntry>, bool)> {
+        let key = self.resolve(call, key_id, false)?;
+        self.check_rotatable(&key)?;
+        let start: usize = match marker {
+            None => 0,
+            Some(m) => m.parse().map_err(|_| KmsError::InvalidMarker("Invalid marker".into()))?,
+        };
+        let all: Vec<RotationEntry> = self
+            .store
+            .list_materials(&key.key_id)?
+            .into_iter()
+            .filter_map(|m| {
+                m.rotation_type.map(|t| RotationEntry { rotation_date: m.created, rotation_type: t })
+            })
+            .collect();
+        let truncated = all.len() > start.saturating_add(limit);
+        let page = all.into_iter().skip(start).take(limit).collect();
+        Ok((key, page, truncated))
+    }
+}

@@ -1,0 +1,74 @@
+//! Resource tags on keys: upsert, remove, list (AWS tag rules and limits).
+
+use super::{Call, KmsError, KmsResult, KmsService, StateRule};
+use crate::model::Tag;
+
+/// Tags per key (AWS quota).
+pub const MAX_TAGS_PER_KEY: usize = 50;
+
+impl KmsService {
+    pub fn tag_resource(&self, call: &mut Call, key_id: &str, tags: Vec<Tag>) -> KmsResult<()> {
+        let key = self.resolve(call, key_id, false)?;
+        self.check_state(&key, StateRule::NotPendingDeletion)?;
+        check_tags(&tags)?;
+        let existing = self.store.list_tags(&key.key_id)?;
+        let new_keys = tags.iter().filter(|t| !existing.iter().any(|e| e.key == t.key)).count();
+        if existing.len() + new_keys > MAX_TAGS_PER_KEY {
+            return Err(KmsError::LimitExceeded(format!(
+                "The request was rejected because {} would have more than {MAX_TAGS_PER_KEY} tags.",
+                key.arn
+            )));
+        }
+        self.store.put_tags(&key.key_id, &tags)?;
+        Ok(())
+    }
+
+    pub fn untag_resource(&self, call: &mut Call, key_id: &str, tag_keys: Vec<String>) -> KmsResult<()> {
+        let key = self.resolve(call, key_id, false)?;
+        self.check_state(&key, StateRule::NotPendingDeletion)?;
+        self.store.remove_tags(&key.key_id, &tag_keys)?;
+        Ok(())
+    }
+
+    /// One page of tags (ordered by tag key); returns the page and whether more follow.
+    pub fn list_resource_tags(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        marker: Option<&str>,
+        limit: usize,
+    ) -> KmsResult<(Vec<Tag>, bool)> {
+        let key = self.resolve(call, key_id, false)?;
+        let all = self.store.list_tags(&key.key_id)?;
+        let start = match marker {
+            None => 0,
+            Some(m) => match all.iter().position(|t| t.key.as_str() > m) {
+                Some(i) => i,
+                None => all.len(),
+            },
+        };
+        let page: Vec<Tag> = all[start..].iter().take(limit).cloned().collect();
+        let truncated = all.len() > start + page.len();
+        Ok((page, truncated))
+    }
+}
+
+/// Tag rules enforced by KMS itself (lengths are checked by the API layer).
+pub fn check_tags(tags: &[Tag]) -> KmsResult<()> {
+    for (i, t) in tags.iter().enumerate() {
+        if tags[..i].iter().any(|o| o.key == t.key) {
+            return Err(KmsError::Tag(format!("Duplicate tag keys: {}", t.key)));
+        }
+        if t.key.starts_with("aws:") {
+            return Err(KmsError::Tag(
+                "Tags beginning with aws: are reserved and cannot be set by customers".into(),
+            ));
+        }
+    }
+    if tags.len() > MAX_TAGS_PER_KEY {
+        return Err(KmsError::LimitExceeded(format!(
+            "The request was rejected because it includes more than {MAX_TAGS_PER_KEY} tags."
+        )));
+    }
+    Ok(())
+}

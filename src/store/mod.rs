@@ -1,0 +1,104 @@
+//! Metadata persistence: keys, wrapped key material versions, aliases and tags.
+//!
+//! The service talks to a [`MetadataStore`] trait object only. This module owns durability
+//! (a successful write is on disk before it returns) and optimistic concurrency (every key row
+//! carries a `row_version`; an update names the version it read and fails with
+//! [`StoreError::Conflict`] when another writer got there first). It never sees plaintext key
+//! material: material arrives here already wrapped by the root backend.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{AliasRecord, KeyId, KeyRecord, MaterialRecord, Tag};
+
+/// Errors of the store layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row changed since it was read (optimistic concurrency).
+    #[error("concurrent modification")]
+    Conflict,
+    /// A uniqueness constraint (alias name) was violated.
+    #[error("already exists")]
+    AlreadyExists,
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(String),
+    /// A stored row could not be decoded.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                StoreError::AlreadyExists
+            }
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Durable key metadata. Implementations are synchronous; callers keep them off async workers
+/// when a call may block on disk.
+pub trait MetadataStore: Send + Sync {
+    /// Inserts a new key with its first material version and tags, atomically.
+    fn insert_key(&self, key: &KeyRecord, material: &MaterialRecord, tags: &[Tag])
+        -> StoreResult<()>;
+    /// Looks a key up by id (key ids are unique across accounts).
+    fn get_key(&self, key_id: &KeyId) -> StoreResult<Option<KeyRecord>>;
+    /// Replaces a key row if its `row_version` still equals `key.row_version`; bumps it.
+    fn update_key(&self, key: &KeyRecord) -> StoreResult<KeyRecord>;
+    /// Replaces a key row and adds a material version in one transaction (rotation).
+    fn rotate_key(&self, key: &KeyRecord, material: &MaterialRecord) -> StoreResult<KeyRecord>;
+    /// Deletes a key with its material, aliases and tags.
+    fn delete_key(&self, key_id: &KeyId) -> StoreResult<()>;
+    /// Key ids of an account and region, ordered, starting after `after`.
+    fn list_keys(
+        &self,
+        account: &str,
+        region: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<KeyRecord>>;
+    /// Keys in PendingDeletion whose deletion date has passed.
+    fn keys_due_for_deletion(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>>;
+    /// Keys with rotation enabled whose next rotation date has passed.
+    fn keys_due_for_rotation(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>>;
+
+    /// One material version of a key.
+    fn get_material(&self, key_id: &KeyId, version: u32) -> StoreResult<Option<MaterialRecord>>;
+    /// All material versions of a key, oldest first.
+    fn list_materials(&self, key_id: &KeyId) -> StoreResult<Vec<MaterialRecord>>;
+
+    /// Creates an alias; [`StoreError::AlreadyExists`] when the name is taken.
+    fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()>;
+    fn get_alias(&self, account: &str, region: &str, name: &str)
+        -> StoreResult<Option<AliasRecord>>;
+    /// Points an existing alias at another key.
+    fn update_alias(&self, alias: &AliasRecord) -> StoreResult<()>;
+    fn delete_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<bool>;
+    /// Aliases of an account and region (optionally of one key), ordered by name, after `after`.
+    fn list_aliases(
+        &self,
+        account: &str,
+        region: &str,
+        key_id: Option<&KeyId>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<AliasRecord>>;
+    fn count_aliases(&self, key_id: &KeyId) -> StoreResult<usize>;
+
+    /// Upserts tags on a key.
+    fn put_tags(&self, key_id: &KeyId, tags: &[Tag]) -> StoreResult<()>;
+    fn remove_tags(&self, key_id: &KeyId, tag_keys: &[String]) -> StoreResult<()>;
+    /// Tags of a key ordered by tag key.
+    fn list_tags(&self, key_id: &KeyId) -> StoreResult<Vec<Tag>>;
+}

@@ -1,0 +1,524 @@
+//! SQLite metadata store: WAL journal, `synchronous=FULL` (every commit is fsynced before the
+//! call returns), one writer connection and a small pool of reader connections so reads never
+//! wait behind a commit's fsync.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{params, Connection, Row};
+
+use super::{MetadataStore, StoreError, StoreResult};
+use crate::model::{
+    AliasRecord, KeyId, KeyRecord, KeySpec, KeyState, KeyUsage, MaterialRecord, Origin,
+    RotationType, Tag,
+};
+
+/// Versioned schema migrations for SQLite; applied in order, recorded in `schema_version`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE keys (
+    key_id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    arn TEXT NOT NULL,
+    description TEXT NOT NULL,
+    key_spec TEXT NOT NULL,
+    key_usage TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    state TEXT NOT NULL,
+    creation_ms INTEGER NOT NULL,
+    deletion_ms INTEGER,
+    pending_window_days INTEGER,
+    policy TEXT NOT NULL,
+    rotation_enabled INTEGER NOT NULL,
+    rotation_period_days INTEGER,
+    next_rotation_ms INTEGER,
+    current_material INTEGER NOT NULL,
+    row_version INTEGER NOT NULL
+);
+CREATE INDEX keys_by_account ON keys(account, region, key_id);
+CREATE TABLE key_material (
+    key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    wrapped BLOB NOT NULL,
+    created_ms INTEGER NOT NULL,
+    rotation_type TEXT,
+    PRIMARY KEY (key_id, version)
+);
+CREATE TABLE aliases (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    target_key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+    creation_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (account, region, name)
+);
+CREATE INDEX aliases_by_key ON aliases(target_key_id);
+CREATE TABLE tags (
+    key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+    tag_key TEXT NOT NULL,
+    tag_value TEXT NOT NULL,
+    PRIMARY KEY (key_id, tag_key)
+);
+"#];
+
+const READERS: usize = 4;
+
+/// The embedded default store.
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(ms: i64) -> StoreResult<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms}")))
+}
+
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A poisoned connection mutex only means another thread panicked while holding it; the
+    // connection itself is still usable (SQLite rolls back unfinished transactions).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn open(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+const KEY_COLUMNS: &str = "key_id, account, region, arn, description, key_spec, key_usage, \
+    origin, state, creation_ms, deletion_ms, pending_window_days, policy, rotation_enabled, \
+    rotation_period_days, next_rotation_ms, current_material, row_version";
+
+fn corrupt(what: &str, v: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} {v:?}"))
+}
+
+fn key_from_row(row: &Row<'_>) -> StoreResult<KeyRecord> {
+    let key_id: String = row.get(0)?;
+    let key_spec: String = row.get(5)?;
+    let key_usage: String = row.get(6)?;
+    let origin: String = row.get(7)?;
+    let state: String = row.get(8)?;
+    Ok(KeyRecord {
+        key_id: KeyId::parse(&key_id).ok_or_else(|| corrupt("key id", &key_id))?,
+        account: row.get(1)?,
+        region: row.get(2)?,
+        arn: row.get(3)?,
+        description: row.get(4)?,
+        key_spec: KeySpec::parse(&key_spec).ok_or_else(|| corrupt("key spec", &key_spec))?,
+        key_usage: KeyUsage::parse(&key_usage).ok_or_else(|| corrupt("key usage", &key_usage))?,
+        origin: Origin::parse(&origin).ok_or_else(|| corrupt("origin", &origin))?,
+        state: KeyState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
+        creation_date: from_ms(row.get(9)?)?,
+        deletion_date: row.get::<_, Option<i64>>(10)?.map(from_ms).transpose()?,
+        pending_window_days: row.get(11)?,
+        policy: row.get(12)?,
+        rotation_enabled: row.get(13)?,
+        rotation_period_days: row.get(14)?,
+        next_rotation_date: row.get::<_, Option<i64>>(15)?.map(from_ms).transpose()?,
+        current_material: row.get(16)?,
+        row_version: row.get(17)?,
+    })
+}
+
+fn material_from_row(row: &Row<'_>) -> StoreResult<MaterialRecord> {
+    let key_id: String = row.get(0)?;
+    let rotation_type: Option<String> = row.get(4)?;
+    Ok(MaterialRecord {
+        key_id: KeyId::parse(&key_id).ok_or_else(|| corrupt("key id", &key_id))?,
+        version: row.get(1)?,
+        wrapped: row.get(2)?,
+        created: from_ms(row.get(3)?)?,
+        rotation_type: match rotation_type {
+            None => None,
+            Some(t) => Some(RotationType::parse(&t).ok_or_else(|| corrupt("rotation", &t))?),
+        },
+    })
+}
+
+fn alias_from_row(row: &Row<'_>) -> StoreResult<AliasRecord> {
+    let target: String = row.get(3)?;
+    Ok(AliasRecord {
+        account: row.get(0)?,
+        region: row.get(1)?,
+        name: row.get(2)?,
+        target_key_id: KeyId::parse(&target).ok_or_else(|| corrupt("key id", &target))?,
+        creation_date: from_ms(row.get(4)?)?,
+        last_updated_date: from_ms(row.get(5)?)?,
+    })
+}
+
+fn insert_material(conn: &Connection, m: &MaterialRecord) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO key_material (key_id, version, wrapped, created_ms, rotation_type) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        m.key_id.as_str(),
+        m.version,
+        m.wrapped,
+        to_ms(m.created),
+        m.rotation_type.map(|r| r.as_str())
+    ])?;
+    Ok(())
+}
+
+/// Writes the mutable columns of a key if its row version matches; returns the new record.
+fn write_key(conn: &Connection, k: &KeyRecord) -> StoreResult<KeyRecord> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE keys SET description = ?2, state = ?3, deletion_ms = ?4, \
+             pending_window_days = ?5, policy = ?6, rotation_enabled = ?7, \
+             rotation_period_days = ?8, next_rotation_ms = ?9, current_material = ?10, \
+             row_version = row_version + 1 WHERE key_id = ?1 AND row_version = ?11",
+        )?
+        .execute(params![
+            k.key_id.as_str(),
+            k.description,
+            k.state.as_str(),
+            k.deletion_date.map(to_ms),
+            k.pending_window_days,
+            k.policy,
+            k.rotation_enabled,
+            k.rotation_period_days,
+            k.next_rotation_date.map(to_ms),
+            k.current_material,
+            k.row_version,
+        ])?;
+    if n != 1 {
+        return Err(StoreError::Conflict);
+    }
+    let mut out = k.clone();
+    out.row_version += 1;
+    Ok(out)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let mut writer = open(path)?;
+        Self::migrate(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| open(path).map(Mutex::new))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(SqliteStore { writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
+    }
+
+    fn migrate(conn: &mut Connection) -> StoreResult<()> {
+        conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+        let current: i64 = conn
+            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version <= current {
+                continue;
+            }
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [version])?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        // Prefer an idle reader; fall back to waiting on the next one in turn.
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.readers.len() {
+            if let Ok(guard) = self.readers[(start + i) % self.readers.len()].try_lock() {
+                return guard;
+            }
+        }
+        lock(&self.readers[start % self.readers.len()])
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.writer)
+    }
+}
+
+impl MetadataStore for SqliteStore {
+    fn insert_key(&self, k: &KeyRecord, m: &MaterialRecord, tags: &[Tag]) -> StoreResult<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        tx.prepare_cached(&format!(
+            "INSERT INTO keys ({KEY_COLUMNS}) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+        ))?
+        .execute(params![
+            k.key_id.as_str(),
+            k.account,
+            k.region,
+            k.arn,
+            k.description,
+            k.key_spec.as_str(),
+            k.key_usage.as_str(),
+            k.origin.as_str(),
+            k.state.as_str(),
+            to_ms(k.creation_date),
+            k.deletion_date.map(to_ms),
+            k.pending_window_days,
+            k.policy,
+            k.rotation_enabled,
+            k.rotation_period_days,
+            k.next_rotation_date.map(to_ms),
+            k.current_material,
+            k.row_version,
+        ])?;
+        insert_material(&tx, m)?;
+        for t in tags {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO tags (key_id, tag_key, tag_value) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![k.key_id.as_str(), t.key, t.value])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn get_key(&self, key_id: &KeyId) -> StoreResult<Option<KeyRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE key_id = ?1"))?;
+        let mut rows = stmt.query([key_id.as_str()])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(key_from_row(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn update_key(&self, key: &KeyRecord) -> StoreResult<KeyRecord> {
+        let conn = self.writer();
+        write_key(&conn, key)
+    }
+
+    fn rotate_key(&self, key: &KeyRecord, material: &MaterialRecord) -> StoreResult<KeyRecord> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let out = write_key(&tx, key)?;
+        insert_material(&tx, material)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn delete_key(&self, key_id: &KeyId) -> StoreResult<()> {
+        let conn = self.writer();
+        conn.prepare_cached("DELETE FROM keys WHERE key_id = ?1")?.execute([key_id.as_str()])?;
+        Ok(())
+    }
+
+    fn list_keys(
+        &self,
+        account: &str,
+        region: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<KeyRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE account = ?1 AND region = ?2 AND key_id > ?3 \
+             ORDER BY key_id LIMIT ?4"
+        ))?;
+        let mut rows = stmt.query(params![account, region, after.unwrap_or(""), limit as i64])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(key_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    fn keys_due_for_deletion(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT key_id FROM keys WHERE state = 'PendingDeletion' AND deletion_ms <= ?1",
+        )?;
+        let ids = stmt.query_map([to_ms(now)], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for id in ids {
+            let id = id?;
+            out.push(KeyId::parse(&id).ok_or_else(|| corrupt("key id", &id))?);
+        }
+        Ok(out)
+    }
+
+    fn keys_due_for_rotation(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT key_id FROM keys WHERE rotation_enabled = 1 AND next_rotation_ms <= ?1",
+        )?;
+        let ids = stmt.query_map([to_ms(now)], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for id in ids {
+            let id = id?;
+            out.push(KeyId::parse(&id).ok_or_else(|| corrupt("key id", &id))?);
+        }
+        Ok(out)
+    }
+
+    fn get_material(&self, key_id: &KeyId, version: u32) -> StoreResult<Option<MaterialRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT key_id, version, wrapped, created_ms, rotation_type FROM key_material \
+             WHERE key_id = ?1 AND version = ?2",
+        )?;
+        let mut rows = stmt.query(params![key_id.as_str(), version])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(material_from_row(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn list_materials(&self, key_id: &KeyId) -> StoreResult<Vec<MaterialRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT key_id, version, wrapped, created_ms, rotation_type FROM key_material \
+             WHERE key_id = ?1 ORDER BY version",
+        )?;
+        let mut rows = stmt.query([key_id.as_str()])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(material_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    fn create_alias(&self, a: &AliasRecord) -> StoreResult<()> {
+        let conn = self.writer();
+        conn.prepare_cached(
+            "INSERT INTO aliases (account, region, name, target_key_id, creation_ms, updated_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            a.account,
+            a.region,
+            a.name,
+            a.target_key_id.as_str(),
+            to_ms(a.creation_date),
+            to_ms(a.last_updated_date)
+        ])?;
+        Ok(())
+    }
+
+    fn get_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<Option<AliasRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT account, region, name, target_key_id, creation_ms, updated_ms FROM aliases \
+             WHERE account = ?1 AND region = ?2 AND name = ?3",
+        )?;
+        let mut rows = stmt.query(params![account, region, name])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(alias_from_row(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn update_alias(&self, a: &AliasRecord) -> StoreResult<()> {
+        let conn = self.writer();
+        conn.prepare_cached(
+            "UPDATE aliases SET target_key_id = ?4, updated_ms = ?5 \
+             WHERE account = ?1 AND region = ?2 AND name = ?3",
+        )?
+        .execute(params![
+            a.account,
+            a.region,
+            a.name,
+            a.target_key_id.as_str(),
+            to_ms(a.last_updated_date)
+        ])?;
+        Ok(())
+    }
+
+    fn delete_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<bool> {
+        let conn = self.writer();
+        let n = conn
+            .prepare_cached("DELETE FROM aliases WHERE account = ?1 AND region = ?2 AND name = ?3")?
+            .execute(params![account, region, name])?;
+        Ok(n == 1)
+    }
+
+    fn list_aliases(
+        &self,
+        account: &str,
+        region: &str,
+        key_id: Option<&KeyId>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<AliasRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT account, region, name, target_key_id, creation_ms, updated_ms FROM aliases \
+             WHERE account = ?1 AND region = ?2 AND (?3 IS NULL OR target_key_id = ?3) \
+             AND name > ?4 ORDER BY name LIMIT ?5",
+        )?;
+        let mut rows = stmt.query(params![
+            account,
+            region,
+            key_id.map(|k| k.as_str()),
+            after.unwrap_or(""),
+            limit as i64
+        ])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(alias_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    fn count_aliases(&self, key_id: &KeyId) -> StoreResult<usize> {
+        let conn = self.reader();
+        let n: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM aliases WHERE target_key_id = ?1")?
+            .query_row([key_id.as_str()], |r| r.get(0))?;
+        Ok(n as usize)
+    }
+
+    fn put_tags(&self, key_id: &KeyId, tags: &[Tag]) -> StoreResult<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        for t in tags {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO tags (key_id, tag_key, tag_value) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![key_id.as_str(), t.key, t.value])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn remove_tags(&self, key_id: &KeyId, tag_keys: &[String]) -> StoreResult<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        for k in tag_keys {
+            tx.prepare_cached("DELETE FROM tags WHERE key_id = ?1 AND tag_key = ?2")?
+                .execute(params![key_id.as_str(), k])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn list_tags(&self, key_id: &KeyId) -> StoreResult<Vec<Tag>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached("SELECT tag_key, tag_value FROM tags WHERE key_id = ?1 ORDER BY tag_key")?;
+        let rows = stmt.query_map([key_id.as_str()], |r| {
+            Ok(Tag { key: r.get(0)?, value: r.get(1)? })
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r?);
+        }
+        Ok(out)
+    }
+}
