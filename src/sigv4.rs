@@ -2588,6 +2588,55 @@ mod tests {
         assert!(cache.is_empty());
     }
 
+    /// Rough cost of signing and of verifying (with the key cache) one KMS request:
+    /// `cargo test --release --lib sigv4::tests::timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing report, run manually in release mode"]
+    fn timing() {
+        let cache = SigningKeyCache::new();
+        let creds = Credentials {
+            access_key_id: "AKID",
+            secret_access_key: GOLDEN_SECRET,
+            region: "us-east-1",
+            service: "kms",
+        };
+        let now = Utc::now();
+        let body = [b'x'; 400];
+        let n = 200_000u32;
+        let start = std::time::Instant::now();
+        let mut signed = sign_kms_json(&cache, &creds, "127.0.0.1:4599", "Encrypt", &body, now);
+        for _ in 1..n {
+            signed = sign_kms_json(&cache, &creds, "127.0.0.1:4599", "Encrypt", &body, now);
+        }
+        println!("sign_kms_json: {:?}/request", start.elapsed() / n);
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("127.0.0.1:4599"));
+        for (name, value) in &signed {
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let options = VerifyOptions {
+            service: "kms",
+            region: "us-east-1",
+            max_skew: five_min(),
+        };
+        let parts = RequestParts {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body: &body,
+        };
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            let auth = extract_authorization(&parts).unwrap();
+            verify_cached(&parts, &auth, GOLDEN_SECRET, &cache, &options, now).unwrap();
+        }
+        println!("extract + verify_cached: {:?}/request", start.elapsed() / n);
+    }
+
     #[test]
     fn hex_helpers() {
         let bytes: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37)).collect();

@@ -1,0 +1,119 @@
+//! Test harness: an in-process KMS server on 127.0.0.1:0 with its own data directory and a
+//! manual clock, plus real `aws-sdk-kms` clients pointed at it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use aws_credential_types::Credentials;
+use aws_sdk_kms::config::{BehaviorVersion, Region};
+use kms::api::AppState;
+use kms::service::clock::ManualClock;
+
+pub const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+pub const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+/// A second principal in another account.
+pub const OTHER_ACCESS_KEY: &str = "AKIAOTHERACCOUNT0001";
+pub const OTHER_SECRET_KEY: &str = "otherSecretKeyForTheSecondAccount0000001";
+
+pub struct TestServer {
+    pub endpoint: String,
+    pub clock: Arc<ManualClock>,
+    pub state: Arc<AppState>,
+    pub data_dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    /// Starts a server with two credentials: the default dev user (account 111122223333) and
+    /// a user in account 444455556666.
+    pub async fn start() -> TestServer {
+        let data_dir = tempfile::tempdir().unwrap();
+        let cfg_path = data_dir.path().join("kms.toml");
+        std::fs::write(
+            &cfg_path,
+            format!(
+                "[server]\nlisten = '127.0.0.1:0'\ndata_dir = '{}'\nbaseline_route = true\n\
+                 [[credentials]]\naccess_key_id = '{ACCESS_KEY}'\nsecret_access_key = '{SECRET_KEY}'\n\
+                 principal = 'arn:aws:iam::111122223333:user/alice'\n\
+                 [[credentials]]\naccess_key_id = '{OTHER_ACCESS_KEY}'\nsecret_access_key = '{OTHER_SECRET_KEY}'\n\
+                 principal = 'arn:aws:iam::444455556666:role/bob'\n",
+                data_dir.path().display()
+            ),
+        )
+        .unwrap();
+        let config = kms::config::load(Some(&cfg_path), Vec::new()).unwrap();
+        let clock = Arc::new(ManualClock::default());
+        let app = kms::app::build(&config, clock.clone()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = kms::api::router(app.state.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(kms::api::server::serve(listener, router, None, async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            endpoint: format!("http://{addr}"),
+            clock,
+            state: app.state,
+            data_dir,
+            stop: Some(tx),
+        }
+    }
+
+    /// An SDK client for the default user.
+    pub fn client(&self) -> aws_sdk_kms::Client {
+        self.client_with(ACCESS_KEY, SECRET_KEY)
+    }
+
+    /// An SDK client for the user in the other account.
+    pub fn other_client(&self) -> aws_sdk_kms::Client {
+        self.client_with(OTHER_ACCESS_KEY, OTHER_SECRET_KEY)
+    }
+
+    pub fn client_with(&self, akid: &str, secret: &str) -> aws_sdk_kms::Client {
+        let conf = aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(Credentials::new(akid, secret, None, None, "test"))
+            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_kms::Client::from_conf(conf)
+    }
+
+    /// Runs one maintenance pass (deletions and scheduled rotations) now.
+    pub fn run_maintenance(&self) -> kms::service::maintenance::MaintenanceReport {
+        self.state.service.run_maintenance().unwrap()
+    }
+
+    /// The audit records written so far (waits briefly for the writer thread).
+    pub async fn audit_records(&self) -> Vec<serde_json::Value> {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let text = std::fs::read_to_string(self.data_dir.path().join("audit.log")).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The AWS error code of an SDK error.
+pub fn code<E, R>(e: &aws_sdk_kms::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata,
+{
+    aws_sdk_kms::error::ProvideErrorMetadata::code(e).unwrap_or("<none>").to_string()
+}
+
+/// The AWS error message of an SDK error.
+pub fn message<E, R>(e: &aws_sdk_kms::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata,
+{
+    aws_sdk_kms::error::ProvideErrorMetadata::message(e).unwrap_or("").to_string()
+}
