@@ -75,18 +75,25 @@ async fn run(config: kms::config::Config) -> ExitCode {
     let addr = listener.local_addr().unwrap_or(config.listen);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let endpoint = format!("{scheme}://{addr}");
-    println!("kms listening on {endpoint} (region {})", config.region);
+    // Written with errors ignored: a closed stdout must not take the server down.
+    let mut banner = format!("kms listening on {endpoint} (region {})\n", config.region);
     if config.dev_credential {
-        println!(
-            "development credential: AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={}",
+        banner.push_str(&format!(
+            "development credential: AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={}\n",
             kms::config::DEV_ACCESS_KEY_ID,
             kms::config::DEV_SECRET_ACCESS_KEY
-        );
+        ));
     }
-    println!(
-        "try: aws kms create-key --endpoint-url {endpoint} --region {}",
+    banner.push_str(&format!(
+        "try: aws kms create-key --endpoint-url {endpoint} --region {}\n",
         config.region
-    );
+    ));
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes());
+        let _ = out.flush();
+    }
     let maintenance = kms::service::maintenance::spawn_maintenance(
         app.state.service.clone(),
         config.maintenance_interval,
