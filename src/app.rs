@@ -11,19 +11,25 @@ use crate::backend::CryptoBackend;
 use crate::config::Config;
 use crate::service::clock::Clock;
 use crate::service::KmsService;
-use crate::store::{MetadataStore, SqliteStore};
+use crate::store::{CachedStore, MetadataStore, SqliteStore};
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("metadata store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("root key: {0}")]
     Root(#[from] crate::backend::software::RootKeyError),
     #[error("audit log {path}: {source}")]
-    Audit { path: String, source: std::io::Error },
+    Audit {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The assembled application.
@@ -44,13 +50,24 @@ pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> 
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
     }
-    let store: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&config.data_dir.join("kms.sqlite3"))?);
+    let store: Arc<dyn MetadataStore> = Arc::new(CachedStore::new(SqliteStore::open(
+        &config.data_dir.join("kms.sqlite3"),
+    )?));
     let (root, root_created) = SoftwareRoot::open_or_create(&config.root_key_file)?;
     let backend: Arc<dyn CryptoBackend> = Arc::new(root);
-    let audit: Arc<dyn AuditSink> = Arc::new(FileAuditSink::open(&config.audit_path).map_err(|source| {
-        StartError::Audit { path: config.audit_path.display().to_string(), source }
-    })?);
-    let service = Arc::new(KmsService::new(store, backend, audit, clock, config.region.clone()));
+    let audit: Arc<dyn AuditSink> = Arc::new(FileAuditSink::open(&config.audit_path).map_err(
+        |source| StartError::Audit {
+            path: config.audit_path.display().to_string(),
+            source,
+        },
+    )?);
+    let service = Arc::new(KmsService::new(
+        store,
+        backend,
+        audit,
+        clock,
+        config.region.clone(),
+    ));
     let auth = Authenticator::new(&config.credentials, &config.region, config.max_clock_skew);
     let state = Arc::new(AppState {
         service,
@@ -58,5 +75,8 @@ pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> 
         max_body_bytes: config.max_body_bytes,
         baseline_route: config.baseline_route,
     });
-    Ok(App { state, root_created })
+    Ok(App {
+        state,
+        root_created,
+    })
 }

@@ -2329,6 +2329,39 @@ mod tests {
     }
 
     #[test]
+    fn hostile_signed_header_names_do_not_panic() {
+        let value = "AWS4-HMAC-SHA256 Credential=AKID/20261122/us-east-1/kms/aws4_request, \
+                     SignedHeaders=host;x-amz-date;h(o)st;\u{c4}\u{d6};:authority;a\u{7f}, \
+                     Signature=00";
+        let auth = parse_authorization(value).unwrap();
+        let headers = header_request(
+            "AWS4-HMAC-SHA256 Credential=AKID/20261122/us-east-1/kms/aws4_request, \
+             SignedHeaders=host;x-amz-date, Signature=00",
+            "20261122T062947Z",
+        );
+        let parts = RequestParts {
+            method: "POST",
+            path: "/%zz/../\u{e9}",
+            query: "%=%&&=&\u{e9}=%f",
+            headers: &headers,
+            body: b"",
+        };
+        let now = parse_amz_date("20261122T062947Z").unwrap();
+        assert_eq!(
+            verify(
+                &parts,
+                &auth,
+                GOLDEN_SECRET,
+                "kms",
+                "us-east-1",
+                now,
+                five_min()
+            ),
+            Err(SigV4Error::SignatureMismatch)
+        );
+    }
+
+    #[test]
     fn parse_tolerates_spacing() {
         for value in [
             "AWS4-HMAC-SHA256 Credential=AK/20261122/us-east-1/kms/aws4_request, SignedHeaders=Host;X-Amz-Date, Signature=ab",

@@ -1,6 +1,6 @@
 //! A key whose CreateKey returned survives `kill -9` of the server right afterwards, and so do
 //! ciphertexts made before the kill (the root key and wrapped material are durable too).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -55,7 +55,12 @@ async fn created_key_survives_kill_9() {
     let mut ids = Vec::new();
     let mut blobs = Vec::new();
     for i in 0..5u8 {
-        let key = kms.create_key().description(format!("k{i}")).send().await.unwrap();
+        let key = kms
+            .create_key()
+            .description(format!("k{i}"))
+            .send()
+            .await
+            .unwrap();
         let id = key.key_metadata.unwrap().key_id;
         let ct = kms
             .encrypt()
@@ -78,7 +83,13 @@ async fn created_key_survives_kill_9() {
     let d = kms.describe_key().key_id(&last_id).send().await.unwrap();
     assert_eq!(d.key_metadata.unwrap().description.unwrap(), "last");
     for (i, (id, blob)) in ids.iter().zip(blobs).enumerate() {
-        let pt = kms.decrypt().key_id(id).ciphertext_blob(blob).send().await.unwrap();
+        let pt = kms
+            .decrypt()
+            .key_id(id)
+            .ciphertext_blob(blob)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(pt.plaintext.unwrap().as_ref(), vec![i as u8; 32].as_slice());
     }
     let listed = kms.list_keys().send().await.unwrap().keys.unwrap();

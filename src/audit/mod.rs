@@ -45,7 +45,11 @@ pub struct Resource {
 
 impl Resource {
     pub fn key(account: &str, arn: &str) -> Self {
-        Resource { account_id: account.into(), kind: "AWS::KMS::Key".into(), arn: arn.into() }
+        Resource {
+            account_id: account.into(),
+            kind: "AWS::KMS::Key".into(),
+            arn: arn.into(),
+        }
     }
 }
 
@@ -84,25 +88,39 @@ pub struct AuditEvent {
 /// Where audit events go.
 pub trait AuditSink: Send + Sync {
     fn record(&self, event: &AuditEvent);
+    /// Blocks until everything recorded so far is written.
+    fn flush(&self) {}
+}
+
+enum Msg {
+    Line(String),
+    Flush(SyncSender<()>),
 }
 
 /// Writes JSON lines to a file from a background thread so request paths never wait on disk.
 /// The queue is bounded; if the writer falls behind by more than the bound, the event is
 /// written synchronously rather than dropped.
 pub struct FileAuditSink {
-    tx: SyncSender<String>,
+    tx: SyncSender<Msg>,
     path: PathBuf,
     fallback: Mutex<()>,
 }
 
 impl FileAuditSink {
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        let (tx, rx) = mpsc::sync_channel::<String>(65_536);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let (tx, rx) = mpsc::sync_channel::<Msg>(65_536);
         std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || writer_loop(file, rx))?;
-        Ok(FileAuditSink { tx, path: path.to_path_buf(), fallback: Mutex::new(()) })
+        Ok(FileAuditSink {
+            tx,
+            path: path.to_path_buf(),
+            fallback: Mutex::new(()),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -110,17 +128,28 @@ impl FileAuditSink {
     }
 }
 
-fn writer_loop(file: std::fs::File, rx: Receiver<String>) {
+fn writer_loop(file: std::fs::File, rx: Receiver<Msg>) {
     let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
-    while let Ok(line) = rx.recv() {
-        let _ = w.write_all(line.as_bytes());
+    while let Ok(first) = rx.recv() {
         // Drain what is queued, then flush once.
-        while let Ok(more) = rx.try_recv() {
-            let _ = w.write_all(more.as_bytes());
+        let mut acks = Vec::new();
+        let mut next = Some(first);
+        while let Some(msg) = next.take().or_else(|| rx.try_recv().ok()) {
+            match msg {
+                Msg::Line(line) => {
+                    let _ = w.write_all(line.as_bytes());
+                }
+                Msg::Flush(ack) => acks.push(ack),
+            }
         }
         if let Err(e) = w.flush() {
             tracing::error!(error = %e, "audit log write failed");
         }
+        for ack in acks {
+            let _ = ack.send(());
+        }
+        // Batch: under load one wake-up per interval instead of one per event.
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
@@ -134,17 +163,25 @@ impl AuditSink for FileAuditSink {
             }
         };
         line.push('\n');
-        match self.tx.try_send(line) {
+        match self.tx.try_send(Msg::Line(line)) {
             Ok(()) => {}
-            Err(TrySendError::Full(line)) => {
+            Err(TrySendError::Full(Msg::Line(line))) => {
                 let _g = self.fallback.lock();
                 if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&self.path) {
                     let _ = f.write_all(line.as_bytes());
                 }
             }
+            Err(TrySendError::Full(Msg::Flush(_))) => {}
             Err(TrySendError::Disconnected(_)) => {
                 tracing::error!("audit writer stopped");
             }
+        }
+    }
+
+    fn flush(&self) {
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        if self.tx.send(Msg::Flush(ack_tx)).is_ok() {
+            let _ = ack_rx.recv_timeout(std::time::Duration::from_secs(5));
         }
     }
 }

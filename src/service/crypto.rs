@@ -76,14 +76,26 @@ impl KmsService {
         }
     }
 
-    fn seal(&self, key: &KeyRecord, plaintext: &[u8], context: &EncryptionContext) -> KmsResult<Vec<u8>> {
+    fn seal(
+        &self,
+        key: &KeyRecord,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> KmsResult<Vec<u8>> {
         let version = key.current_material;
         let header = ciphertext::header(&key.key_id, version);
         let aad = ciphertext::aad(&header, context);
-        let m = MaterialId { key_id: &key.key_id, version };
+        let m = MaterialId {
+            key_id: &key.key_id,
+            version,
+        };
         let load = || self.load_wrapped(key, version);
         let sealed = self.backend.encrypt(m, &load, plaintext, &aad)?;
-        Ok(ciphertext::assemble(&header, &sealed.iv, &sealed.ciphertext_and_tag))
+        Ok(ciphertext::assemble(
+            &header,
+            &sealed.iv,
+            &sealed.ciphertext_and_tag,
+        ))
     }
 
     fn load_wrapped(&self, key: &KeyRecord, version: u32) -> Result<Vec<u8>, BackendError> {
@@ -96,6 +108,7 @@ impl KmsService {
     }
 
     /// Resolves, checks and encrypts; `dry_run` stops just before the cryptography.
+    #[allow(clippy::too_many_arguments)]
     pub fn encrypt(
         &self,
         call: &mut Call,
@@ -117,6 +130,7 @@ impl KmsService {
     }
 
     /// Decrypts a blob. `key_id`, when given, must name the key that made the blob.
+    #[allow(clippy::too_many_arguments)]
     pub fn decrypt(
         &self,
         call: &mut Call,
@@ -165,9 +179,14 @@ impl KmsService {
             return Err(KmsError::InvalidCiphertext);
         }
         let aad = ciphertext::aad(parsed.header, context);
-        let m = MaterialId { key_id: &key.key_id, version: parsed.material_version };
+        let m = MaterialId {
+            key_id: &key.key_id,
+            version: parsed.material_version,
+        };
         let load = || self.load_wrapped(&key, parsed.material_version);
-        let plaintext = self.backend.decrypt(m, &load, &parsed.iv, parsed.ciphertext_and_tag, &aad)?;
+        let plaintext =
+            self.backend
+                .decrypt(m, &load, &parsed.iv, parsed.ciphertext_and_tag, &aad)?;
         Ok(Decrypted { key, plaintext })
     }
 
@@ -208,7 +227,13 @@ impl KmsService {
         }
         let source = source?;
         let out = self.seal(&dest, &source.plaintext, destination_context)?;
-        Ok((source.key, Encrypted { key: dest, blob: out }))
+        Ok((
+            source.key,
+            Encrypted {
+                key: dest,
+                blob: out,
+            },
+        ))
     }
 
     /// GenerateDataKey(WithoutPlaintext): random bytes from the backend, encrypted under the key.

@@ -39,8 +39,19 @@ pub struct Call {
 }
 
 impl Call {
-    pub fn new(principal: Principal, request_id: String, source_ip: String, user_agent: String) -> Self {
-        Call { principal, request_id, source_ip, user_agent, resources: Vec::new() }
+    pub fn new(
+        principal: Principal,
+        request_id: String,
+        source_ip: String,
+        user_agent: String,
+    ) -> Self {
+        Call {
+            principal,
+            request_id,
+            source_ip,
+            user_agent,
+            resources: Vec::new(),
+        }
     }
 
     fn touch(&mut self, key: &KeyRecord) {
@@ -88,7 +99,14 @@ impl KmsService {
         clock: Arc<dyn Clock>,
         region: String,
     ) -> Self {
-        KmsService { store, backend, audit, clock, region, partition: "aws".into() }
+        KmsService {
+            store,
+            backend,
+            audit,
+            clock,
+            region,
+            partition: "aws".into(),
+        }
     }
 
     pub fn region(&self) -> &str {
@@ -108,7 +126,12 @@ impl KmsService {
 
     /// Resolves a `KeyId` parameter to a key of the caller's account. `allow_alias` is false
     /// for management operations, which accept only a key id or key ARN.
-    pub fn resolve(&self, call: &mut Call, key_id: &str, allow_alias: bool) -> KmsResult<KeyRecord> {
+    pub fn resolve(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        allow_alias: bool,
+    ) -> KmsResult<KeyRecord> {
         let account = call.principal.account.clone();
         let key_ref = match KeyRef::parse(key_id) {
             Ok(r) => r,
@@ -124,7 +147,11 @@ impl KmsService {
         }
         let id = match key_ref {
             KeyRef::Id(id) => id,
-            KeyRef::Arn { region, account: owner, key_id: id } => {
+            KeyRef::Arn {
+                region,
+                account: owner,
+                key_id: id,
+            } => {
                 if region != self.region {
                     return Err(KmsError::NotFound(format!("Invalid arn {region}")));
                 }
@@ -134,7 +161,11 @@ impl KmsService {
                 id
             }
             KeyRef::AliasName(alias) => self.alias_target(&account, &alias.0)?,
-            KeyRef::AliasArn { region, account: owner, alias } => {
+            KeyRef::AliasArn {
+                region,
+                account: owner,
+                alias,
+            } => {
                 if region != self.region {
                     return Err(KmsError::NotFound(format!("Invalid arn {region}")));
                 }
@@ -150,7 +181,11 @@ impl KmsService {
     }
 
     /// Loads a key by id, as visible to `account`.
-    pub(crate) fn get_key_of(&self, account: &str, id: &crate::model::KeyId) -> KmsResult<KeyRecord> {
+    pub(crate) fn get_key_of(
+        &self,
+        account: &str,
+        id: &crate::model::KeyId,
+    ) -> KmsResult<KeyRecord> {
         match self.store.get_key(id)? {
             Some(k) if k.account == account => Ok(k),
             _ => Err(self.key_not_found(account, id.as_str())),
@@ -162,7 +197,11 @@ impl KmsService {
             Some(a) => Ok(a.target_key_id),
             None => Err(KmsError::NotFound(format!(
                 "Alias '{}' is not found.",
-                crate::model::AliasName(alias.to_string()).arn(&self.partition, &self.region, account)
+                crate::model::AliasName(alias.to_string()).arn(
+                    &self.partition,
+                    &self.region,
+                    account
+                )
             ))),
         }
     }
@@ -190,7 +229,9 @@ impl KmsService {
             (StateRule::Any, _) => Ok(()),
             (StateRule::Crypto, Enabled | Updating) => Ok(()),
             (StateRule::Crypto, Disabled) => Err(disabled()),
-            (StateRule::Crypto, PendingDeletion | PendingReplicaDeletion) => Err(pending_deletion()),
+            (StateRule::Crypto, PendingDeletion | PendingReplicaDeletion) => {
+                Err(pending_deletion())
+            }
             (StateRule::Crypto, PendingImport) => Err(pending_import()),
             (StateRule::Crypto, Unavailable) => Err(unavailable()),
             (StateRule::Crypto, Creating) => Err(creating()),
@@ -208,7 +249,9 @@ impl KmsService {
             }
             (StateRule::NotPendingDeletion, _) => Ok(()),
 
-            (StateRule::Schedule, PendingDeletion | PendingReplicaDeletion) => Err(pending_deletion()),
+            (StateRule::Schedule, PendingDeletion | PendingReplicaDeletion) => {
+                Err(pending_deletion())
+            }
             (StateRule::Schedule, Updating) => Err(updating()),
             (StateRule::Schedule, _) => Ok(()),
 
@@ -219,7 +262,9 @@ impl KmsService {
 
             (StateRule::Rotation, Enabled | Updating) => Ok(()),
             (StateRule::Rotation, Disabled) => Err(disabled()),
-            (StateRule::Rotation, PendingDeletion | PendingReplicaDeletion) => Err(pending_deletion()),
+            (StateRule::Rotation, PendingDeletion | PendingReplicaDeletion) => {
+                Err(pending_deletion())
+            }
             (StateRule::Rotation, PendingImport) => Err(KmsError::UnsupportedOperation(format!(
                 "{arn} origin is EXTERNAL which is not valid for this operation."
             ))),
@@ -252,7 +297,10 @@ impl KmsService {
                 user_name: Some(p.name().to_string()),
                 invoked_by: None,
             },
-            event_time: self.clock.now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            event_time: self
+                .clock
+                .now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             event_source: "kms.amazonaws.com",
             event_name: event_name.to_string(),
             aws_region: self.region.clone(),
@@ -275,6 +323,11 @@ impl KmsService {
         self.audit.record(&event);
     }
 
+    /// Waits until every audit record emitted so far is written (graceful shutdown).
+    pub fn flush_audit(&self) {
+        self.audit.flush();
+    }
+
     /// Emits the audit record of a service-internal event (`DeleteKey`, `RotateKey`).
     pub(crate) fn audit_service_event(&self, event_name: &str, key: &KeyRecord) {
         let event = AuditEvent {
@@ -288,7 +341,10 @@ impl KmsService {
                 user_name: None,
                 invoked_by: Some("AWS Internal".into()),
             },
-            event_time: self.clock.now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            event_time: self
+                .clock
+                .now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             event_source: "kms.amazonaws.com",
             event_name: event_name.to_string(),
             aws_region: self.region.clone(),

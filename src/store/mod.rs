@@ -6,8 +6,10 @@
 //! [`StoreError::Conflict`] when another writer got there first). It never sees plaintext key
 //! material: material arrives here already wrapped by the root backend.
 
+mod cached;
 mod sqlite;
 
+pub use cached::CachedStore;
 pub use sqlite::SqliteStore;
 
 use chrono::{DateTime, Utc};
@@ -50,8 +52,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// when a call may block on disk.
 pub trait MetadataStore: Send + Sync {
     /// Inserts a new key with its first material version and tags, atomically.
-    fn insert_key(&self, key: &KeyRecord, material: &MaterialRecord, tags: &[Tag])
-        -> StoreResult<()>;
+    fn insert_key(
+        &self,
+        key: &KeyRecord,
+        material: &MaterialRecord,
+        tags: &[Tag],
+    ) -> StoreResult<()>;
     /// Looks a key up by id (key ids are unique across accounts).
     fn get_key(&self, key_id: &KeyId) -> StoreResult<Option<KeyRecord>>;
     /// Replaces a key row if its `row_version` still equals `key.row_version`; bumps it.
@@ -80,8 +86,12 @@ pub trait MetadataStore: Send + Sync {
 
     /// Creates an alias; [`StoreError::AlreadyExists`] when the name is taken.
     fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()>;
-    fn get_alias(&self, account: &str, region: &str, name: &str)
-        -> StoreResult<Option<AliasRecord>>;
+    fn get_alias(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> StoreResult<Option<AliasRecord>>;
     /// Points an existing alias at another key.
     fn update_alias(&self, alias: &AliasRecord) -> StoreResult<()>;
     fn delete_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<bool>;

@@ -47,13 +47,20 @@ impl Request {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &self.key_id);
         c.range("numberOfBytes", self.number_of_bytes, 1, 1024);
-        let spec = c.enum_value("keySpec", self.key_spec.as_deref(), DataKeySpec::parse, &DataKeySpec::wire_list());
+        let spec = c.enum_value(
+            "keySpec",
+            self.key_spec.as_deref(),
+            DataKeySpec::parse,
+            &DataKeySpec::wire_list(),
+        );
         check_grant_tokens(&mut c, &self.grant_tokens);
         c.finish()?;
         match (spec, self.number_of_bytes) {
-            (Some(s), None) => Ok(s.len()),
+            (Some(s), None) => Ok(s.byte_len()),
             (None, Some(n)) => Ok(n as usize),
-            _ => Err(KmsError::Validation("Please specify either number of bytes or key spec.".into())),
+            _ => Err(KmsError::Validation(
+                "Please specify either number of bytes or key spec.".into(),
+            )),
         }
     }
 }
@@ -80,6 +87,10 @@ impl Operation for GenerateDataKey {
             CryptoOp::GenerateDataKey,
             r.dry_run.unwrap_or(false),
         )?;
-        Ok(Response { ciphertext_blob: Blob(out.blob), plaintext: SecretBlob(data_key), key_id: out.key.arn })
+        Ok(Response {
+            ciphertext_blob: Blob(out.blob),
+            plaintext: SecretBlob(data_key),
+            key_id: out.key.arn,
+        })
     }
 }

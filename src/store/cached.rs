@@ -1,0 +1,183 @@
+//! A read-through cache of key rows in front of another [`MetadataStore`].
+//!
+//! Key rows are read on every cryptographic request; caching them keeps the hot path off the
+//! database. Every write of a key goes through this wrapper, which replaces or drops the cached
+//! row, so a single node always reads its own writes. (Several nodes sharing one database need
+//! a bounded staleness instead; see `docs/architecture.md`.)
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+
+use super::{MetadataStore, StoreResult};
+use crate::model::{AliasRecord, KeyId, KeyRecord, MaterialRecord, Tag};
+
+/// Bound on cached rows; the cache is cleared when it is reached.
+const MAX_CACHED_KEYS: usize = 100_000;
+
+pub struct CachedStore<S> {
+    inner: S,
+    keys: RwLock<HashMap<KeyId, Arc<KeyRecord>>>,
+}
+
+impl<S: MetadataStore> CachedStore<S> {
+    pub fn new(inner: S) -> Self {
+        CachedStore {
+            inner,
+            keys: RwLock::default(),
+        }
+    }
+
+    fn put(&self, key: &KeyRecord) {
+        let mut map = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_CACHED_KEYS {
+            map.clear();
+        }
+        map.insert(key.key_id.clone(), Arc::new(key.clone()));
+    }
+
+    fn drop_key(&self, id: &KeyId) {
+        self.keys
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+}
+
+impl<S: MetadataStore> MetadataStore for CachedStore<S> {
+    fn insert_key(
+        &self,
+        key: &KeyRecord,
+        material: &MaterialRecord,
+        tags: &[Tag],
+    ) -> StoreResult<()> {
+        self.inner.insert_key(key, material, tags)?;
+        self.put(key);
+        Ok(())
+    }
+
+    fn get_key(&self, key_id: &KeyId) -> StoreResult<Option<KeyRecord>> {
+        if let Some(k) = self
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key_id)
+        {
+            return Ok(Some(KeyRecord::clone(k)));
+        }
+        let found = self.inner.get_key(key_id)?;
+        if let Some(k) = &found {
+            self.put(k);
+        }
+        Ok(found)
+    }
+
+    fn update_key(&self, key: &KeyRecord) -> StoreResult<KeyRecord> {
+        match self.inner.update_key(key) {
+            Ok(k) => {
+                self.put(&k);
+                Ok(k)
+            }
+            Err(e) => {
+                // A conflict means our copy is stale.
+                self.drop_key(&key.key_id);
+                Err(e)
+            }
+        }
+    }
+
+    fn rotate_key(&self, key: &KeyRecord, material: &MaterialRecord) -> StoreResult<KeyRecord> {
+        match self.inner.rotate_key(key, material) {
+            Ok(k) => {
+                self.put(&k);
+                Ok(k)
+            }
+            Err(e) => {
+                self.drop_key(&key.key_id);
+                Err(e)
+            }
+        }
+    }
+
+    fn delete_key(&self, key_id: &KeyId) -> StoreResult<()> {
+        let r = self.inner.delete_key(key_id);
+        self.drop_key(key_id);
+        r
+    }
+
+    fn list_keys(
+        &self,
+        account: &str,
+        region: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<KeyRecord>> {
+        self.inner.list_keys(account, region, after, limit)
+    }
+
+    fn keys_due_for_deletion(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
+        self.inner.keys_due_for_deletion(now)
+    }
+
+    fn keys_due_for_rotation(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
+        self.inner.keys_due_for_rotation(now)
+    }
+
+    fn get_material(&self, key_id: &KeyId, version: u32) -> StoreResult<Option<MaterialRecord>> {
+        self.inner.get_material(key_id, version)
+    }
+
+    fn list_materials(&self, key_id: &KeyId) -> StoreResult<Vec<MaterialRecord>> {
+        self.inner.list_materials(key_id)
+    }
+
+    fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
+        self.inner.create_alias(alias)
+    }
+
+    fn get_alias(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> StoreResult<Option<AliasRecord>> {
+        self.inner.get_alias(account, region, name)
+    }
+
+    fn update_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
+        self.inner.update_alias(alias)
+    }
+
+    fn delete_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<bool> {
+        self.inner.delete_alias(account, region, name)
+    }
+
+    fn list_aliases(
+        &self,
+        account: &str,
+        region: &str,
+        key_id: Option<&KeyId>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<AliasRecord>> {
+        self.inner
+            .list_aliases(account, region, key_id, after, limit)
+    }
+
+    fn count_aliases(&self, key_id: &KeyId) -> StoreResult<usize> {
+        self.inner.count_aliases(key_id)
+    }
+
+    fn put_tags(&self, key_id: &KeyId, tags: &[Tag]) -> StoreResult<()> {
+        self.inner.put_tags(key_id, tags)
+    }
+
+    fn remove_tags(&self, key_id: &KeyId, tag_keys: &[String]) -> StoreResult<()> {
+        self.inner.remove_tags(key_id, tag_keys)
+    }
+
+    fn list_tags(&self, key_id: &KeyId) -> StoreResult<Vec<Tag>> {
+        self.inner.list_tags(key_id)
+    }
+}
