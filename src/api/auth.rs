@@ -29,16 +29,26 @@ impl Authenticator {
                     arn: c.principal_arn.clone(),
                     access_key_id: c.access_key_id.clone(),
                 };
-                (c.access_key_id.clone(), (c.secret_access_key.clone(), principal))
+                (
+                    c.access_key_id.clone(),
+                    (c.secret_access_key.clone(), principal),
+                )
             })
             .collect();
-        Authenticator { credentials, cache: SigningKeyCache::new(), region: region.into(), max_skew }
+        Authenticator {
+            credentials,
+            cache: SigningKeyCache::new(),
+            region: region.into(),
+            max_skew,
+        }
     }
 
     /// The access key id a request claims (for audit records of failed authentication).
     pub fn claimed_access_key(&self, parts: &Parts) -> Option<String> {
         let req = RequestParts::from_http(parts, &[]);
-        sigv4::extract_authorization(&req).ok().map(|a| a.access_key_id)
+        sigv4::extract_authorization(&req)
+            .ok()
+            .map(|a| a.access_key_id)
     }
 
     /// Authenticates a request; the error is the AWS exception to return.
@@ -48,7 +58,11 @@ impl Authenticator {
         let Some((secret, principal)) = self.credentials.get(&auth.access_key_id) else {
             return Err(KmsError::UnrecognizedClient);
         };
-        let options = VerifyOptions { service: "kms", region: &self.region, max_skew: self.max_skew };
+        let options = VerifyOptions {
+            service: "kms",
+            region: &self.region,
+            max_skew: self.max_skew,
+        };
         sigv4::verify_cached(
             &req,
             &auth,

@@ -65,10 +65,7 @@ macro_rules! dispatch {
     };
 }
 
-async fn handle(
-    State(state): State<Arc<AppState>>,
-    req: Request<Body>,
-) -> Response {
+async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = req.into_parts();
     if parts.method != Method::POST || parts.uri.path() != "/" {
@@ -111,7 +108,14 @@ async fn handle(
                 source_ip,
                 user_agent,
             );
-            state.service.audit_call(&call, &operation, serde_json::Value::Null, serde_json::Value::Null, Some(&e), true);
+            state.service.audit_call(
+                &call,
+                &operation,
+                serde_json::Value::Null,
+                serde_json::Value::Null,
+                Some(&e),
+                true,
+            );
             tracing::info!(request_id = %request_id, operation = %operation, error = e.code(), "authentication failed");
             return error_response(&e, &request_id);
         }
@@ -171,7 +175,14 @@ async fn run<O: Operation>(
     let req = match decoded {
         Ok(r) => r,
         Err(e) => {
-            svc.audit_call(&call, O::NAME, serde_json::Value::Null, serde_json::Value::Null, Some(&e), O::READ_ONLY);
+            svc.audit_call(
+                &call,
+                O::NAME,
+                serde_json::Value::Null,
+                serde_json::Value::Null,
+                Some(&e),
+                O::READ_ONLY,
+            );
             return Err(e);
         }
     };
@@ -196,14 +207,28 @@ async fn run<O: Operation>(
     };
     match result {
         Ok(resp) => {
-            svc.audit_call(&call, O::NAME, params, O::audit_response(&resp), None, O::READ_ONLY);
+            svc.audit_call(
+                &call,
+                O::NAME,
+                params,
+                O::audit_response(&resp),
+                None,
+                O::READ_ONLY,
+            );
             serde_json::to_vec(&resp).map_err(|e| {
                 tracing::error!(request_id, error = %e, "response not serializable");
                 KmsError::internal()
             })
         }
         Err(e) => {
-            svc.audit_call(&call, O::NAME, params, serde_json::Value::Null, Some(&e), O::READ_ONLY);
+            svc.audit_call(
+                &call,
+                O::NAME,
+                params,
+                serde_json::Value::Null,
+                Some(&e),
+                O::READ_ONLY,
+            );
             if matches!(e, KmsError::KmsInternal(_)) {
                 tracing::warn!(request_id, operation = O::NAME, "internal error");
             }
@@ -217,7 +242,9 @@ async fn run<O: Operation>(
 fn serialization_error(e: serde_json::Error) -> KmsError {
     use serde_json::error::Category;
     let msg = match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => "Malformed JSON in request body".to_string(),
+        Category::Syntax | Category::Eof | Category::Io => {
+            "Malformed JSON in request body".to_string()
+        }
         Category::Data => {
             let text = e.to_string();
             if text.contains("Invalid base64") {
@@ -226,7 +253,10 @@ fn serialization_error(e: serde_json::Error) -> KmsError {
                 // serde's "invalid type: integer `5`, expected a string at line 1 column 12"
                 // names the JSON type and the expected type; drop the value itself.
                 let expected = text.split("expected ").nth(1).unwrap_or("another type");
-                format!("Unexpected value type in request body, expected {}", expected.split(" at line").next().unwrap_or(expected))
+                format!(
+                    "Unexpected value type in request body, expected {}",
+                    expected.split(" at line").next().unwrap_or(expected)
+                )
             } else {
                 "Request body does not match the operation's input shape".to_string()
             }

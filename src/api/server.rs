@@ -72,10 +72,11 @@ pub async fn serve(
         let tls = tls.clone();
         let mut conn_stop = stop_rx.clone();
         tokio::spawn(async move {
-            let svc = router.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                req.map(axum::body::Body::new)
-            });
+            let svc =
+                router.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                    req.map(axum::body::Body::new)
+                });
             let svc = TowerToHyperService::new(svc);
             let builder = hyper::server::conn::http1::Builder::new();
             match tls {
@@ -91,7 +92,9 @@ pub async fn serve(
                     }
                 }
                 Some(acceptor) => {
-                    let Ok(stream) = acceptor.accept(stream).await else { return };
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
                     let conn = builder.serve_connection(TokioIo::new(stream), svc);
                     tokio::pin!(conn);
                     tokio::select! {

@@ -76,7 +76,11 @@ impl<'de> Deserialize<'de> for WireContext {
                 serde_json::Value::String(s) => s,
                 serde_json::Value::Number(n) => n.to_string(),
                 serde_json::Value::Bool(b) => b.to_string(),
-                _ => return Err(serde::de::Error::custom("Encryption context values must be strings")),
+                _ => {
+                    return Err(serde::de::Error::custom(
+                        "Encryption context values must be strings",
+                    ))
+                }
             };
             out.insert(k, v);
         }

@@ -20,8 +20,9 @@ impl Checks {
             Some(v) => format!("Value '{v}' at"),
             None => "Value at".to_string(),
         };
-        self.errors
-            .push(format!("{v} '{field}' failed to satisfy constraint: Member must {constraint}"));
+        self.errors.push(format!(
+            "{v} '{field}' failed to satisfy constraint: Member must {constraint}"
+        ));
     }
 
     /// A required member is missing.
@@ -39,9 +40,17 @@ impl Checks {
         if let Some(s) = v {
             let n = s.chars().count();
             if n < min {
-                self.fail(Some(s), field, &format!("have length greater than or equal to {min}"));
+                self.fail(
+                    Some(s),
+                    field,
+                    &format!("have length greater than or equal to {min}"),
+                );
             } else if n > max {
-                self.fail(Some(s), field, &format!("have length less than or equal to {max}"));
+                self.fail(
+                    Some(s),
+                    field,
+                    &format!("have length less than or equal to {max}"),
+                );
             }
         }
         self
@@ -51,9 +60,17 @@ impl Checks {
     pub fn blob_len(&mut self, field: &str, v: Option<&[u8]>, min: usize, max: usize) -> &mut Self {
         if let Some(b) = v {
             if b.len() < min {
-                self.fail(None, field, &format!("have length greater than or equal to {min}"));
+                self.fail(
+                    None,
+                    field,
+                    &format!("have length greater than or equal to {min}"),
+                );
             } else if b.len() > max {
-                self.fail(None, field, &format!("have length less than or equal to {max}"));
+                self.fail(
+                    None,
+                    field,
+                    &format!("have length less than or equal to {max}"),
+                );
             }
         }
         self
@@ -64,9 +81,17 @@ impl Checks {
         if let Some(n) = v {
             let s = n.to_string();
             if n < min {
-                self.fail(Some(&s), field, &format!("have value greater than or equal to {min}"));
+                self.fail(
+                    Some(&s),
+                    field,
+                    &format!("have value greater than or equal to {min}"),
+                );
             } else if n > max {
-                self.fail(Some(&s), field, &format!("have value less than or equal to {max}"));
+                self.fail(
+                    Some(&s),
+                    field,
+                    &format!("have value less than or equal to {max}"),
+                );
             }
         }
         self
@@ -82,7 +107,11 @@ impl Checks {
     ) -> &mut Self {
         if let Some(s) = v {
             if !ok(s) {
-                self.fail(Some(s), field, &format!("satisfy regular expression pattern: {pattern}"));
+                self.fail(
+                    Some(s),
+                    field,
+                    &format!("satisfy regular expression pattern: {pattern}"),
+                );
             }
         }
         self
@@ -110,7 +139,10 @@ impl Checks {
     pub fn finish(&mut self) -> KmsResult<()> {
         match self.errors.len() {
             0 => Ok(()),
-            1 => Err(KmsError::Validation(format!("1 validation error detected: {}", self.errors[0]))),
+            1 => Err(KmsError::Validation(format!(
+                "1 validation error detected: {}",
+                self.errors[0]
+            ))),
             n => Err(KmsError::Validation(format!(
                 "{n} validation errors detected: {}",
                 self.errors.join("; ")
@@ -122,7 +154,8 @@ impl Checks {
 /// Printable characters allowed in key policies and descriptions: tab, LF, CR, printable ASCII
 /// and printable Latin-1 Supplement.
 pub fn is_policy_text(s: &str) -> bool {
-    s.chars().all(|c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{7e}' | '\u{a1}'..='\u{ff}'))
+    s.chars()
+        .all(|c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{7e}' | '\u{a1}'..='\u{ff}'))
 }
 
 #[cfg(test)]
@@ -132,7 +165,10 @@ mod tests {
 
     #[test]
     fn aws_wording() {
-        let e = Checks::new().range("pendingWindowInDays", Some(5), 7, 30).finish().unwrap_err();
+        let e = Checks::new()
+            .range("pendingWindowInDays", Some(5), 7, 30)
+            .finish()
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "1 validation error detected: Value '5' at 'pendingWindowInDays' failed to satisfy \

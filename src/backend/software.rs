@@ -29,7 +29,10 @@ pub struct SoftwareRoot {
 #[derive(Debug, thiserror::Error)]
 pub enum RootKeyError {
     #[error("root key file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("root key file {path} must hold exactly 32 bytes")]
     BadLength { path: String },
 }
@@ -52,7 +55,10 @@ impl SoftwareRoot {
     /// Opens the root key file, creating it (32 random bytes, mode 0600) when it is missing.
     /// Returns the backend and whether the file was created now.
     pub fn open_or_create(path: &Path) -> Result<(Self, bool), RootKeyError> {
-        let io = |source| RootKeyError::Io { path: path.display().to_string(), source };
+        let io = |source| RootKeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let mut created = false;
         let bytes = match std::fs::read(path) {
             Ok(b) => Zeroizing::new(b),
@@ -77,25 +83,41 @@ impl SoftwareRoot {
             Err(e) => return Err(io(e)),
         };
         if bytes.len() != 32 {
-            return Err(RootKeyError::BadLength { path: path.display().to_string() });
+            return Err(RootKeyError::BadLength {
+                path: path.display().to_string(),
+            });
         }
         let root = aes_key(&bytes).map_err(|_| RootKeyError::BadLength {
             path: path.display().to_string(),
         })?;
-        Ok((SoftwareRoot { root, rng: SystemRandom::new(), cache: RwLock::default() }, created))
+        Ok((
+            SoftwareRoot {
+                root,
+                rng: SystemRandom::new(),
+                cache: RwLock::default(),
+            },
+            created,
+        ))
     }
 
     /// A root held only in memory (tests).
     pub fn ephemeral() -> BackendResult<Self> {
         let rng = SystemRandom::new();
         let mut bytes = Zeroizing::new([0u8; 32]);
-        rng.fill(bytes.as_mut()).map_err(|_| BackendError::Internal("rng".into()))?;
-        Ok(SoftwareRoot { root: aes_key(bytes.as_ref())?, rng, cache: RwLock::default() })
+        rng.fill(bytes.as_mut())
+            .map_err(|_| BackendError::Internal("rng".into()))?;
+        Ok(SoftwareRoot {
+            root: aes_key(bytes.as_ref())?,
+            rng,
+            cache: RwLock::default(),
+        })
     }
 
     fn iv(&self) -> BackendResult<[u8; 12]> {
         let mut iv = [0u8; 12];
-        self.rng.fill(&mut iv).map_err(|_| BackendError::Internal("rng".into()))?;
+        self.rng
+            .fill(&mut iv)
+            .map_err(|_| BackendError::Internal("rng".into()))?;
         Ok(iv)
     }
 
@@ -108,14 +130,23 @@ impl SoftwareRoot {
         let mut buf = Zeroizing::new(wrapped[12..].to_vec());
         let plain = self
             .root
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(wrap_aad(m)), &mut buf)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(wrap_aad(m)),
+                &mut buf,
+            )
             .map_err(|_| BackendError::Unwrap)?;
         aes_key(plain)
     }
 
     fn key_for(&self, m: MaterialId<'_>, load: LoadWrapped<'_>) -> BackendResult<Arc<LessSafeKey>> {
         let cache_key = (m.key_id.clone(), m.version);
-        if let Some(k) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(&cache_key) {
+        if let Some(k) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&cache_key)
+        {
             return Ok(k.clone());
         }
         let wrapped = load()?;
@@ -135,7 +166,9 @@ impl CryptoBackend for SoftwareRoot {
 
     fn generate_symmetric(&self, m: MaterialId<'_>) -> BackendResult<Vec<u8>> {
         let mut material = Zeroizing::new(vec![0u8; 32]);
-        self.rng.fill(&mut material).map_err(|_| BackendError::Internal("rng".into()))?;
+        self.rng
+            .fill(&mut material)
+            .map_err(|_| BackendError::Internal("rng".into()))?;
         let iv = self.iv()?;
         let mut out = Vec::with_capacity(12 + 32 + TAG_LEN);
         out.extend_from_slice(&iv);
@@ -167,7 +200,10 @@ impl CryptoBackend for SoftwareRoot {
             .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(aad), &mut buf)
             .map_err(|_| BackendError::Internal("seal failed".into()))?;
         buf.extend_from_slice(tag.as_ref());
-        Ok(Sealed { iv, ciphertext_and_tag: buf })
+        Ok(Sealed {
+            iv,
+            ciphertext_and_tag: buf,
+        })
     }
 
     fn decrypt(
@@ -193,12 +229,17 @@ impl CryptoBackend for SoftwareRoot {
 
     fn random(&self, len: usize) -> BackendResult<Zeroizing<Vec<u8>>> {
         let mut out = Zeroizing::new(vec![0u8; len]);
-        self.rng.fill(&mut out).map_err(|_| BackendError::Internal("rng".into()))?;
+        self.rng
+            .fill(&mut out)
+            .map_err(|_| BackendError::Internal("rng".into()))?;
         Ok(out)
     }
 
     fn forget(&self, key_id: &KeyId) {
-        self.cache.write().unwrap_or_else(|p| p.into_inner()).retain(|(k, _), _| k != key_id);
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(k, _), _| k != key_id);
     }
 }
 
@@ -211,12 +252,17 @@ mod tests {
     fn wrap_round_trip_and_binding() {
         let root = SoftwareRoot::ephemeral().unwrap();
         let id = KeyId::generate();
-        let m = MaterialId { key_id: &id, version: 1 };
+        let m = MaterialId {
+            key_id: &id,
+            version: 1,
+        };
         let wrapped = root.generate_symmetric(m).unwrap();
         let w = wrapped.clone();
         let load = move || Ok(w.clone());
         let sealed = root.encrypt(m, &load, b"hello", b"aad").unwrap();
-        let plain = root.decrypt(m, &load, &sealed.iv, &sealed.ciphertext_and_tag, b"aad").unwrap();
+        let plain = root
+            .decrypt(m, &load, &sealed.iv, &sealed.ciphertext_and_tag, b"aad")
+            .unwrap();
         assert_eq!(&plain[..], b"hello");
         assert!(matches!(
             root.decrypt(m, &load, &sealed.iv, &sealed.ciphertext_and_tag, b"other"),
@@ -226,7 +272,13 @@ mod tests {
         let other = KeyId::generate();
         let w2 = wrapped.clone();
         let load2 = move || Ok(w2.clone());
-        let m2 = MaterialId { key_id: &other, version: 1 };
-        assert!(matches!(root.encrypt(m2, &load2, b"x", b""), Err(BackendError::Unwrap)));
+        let m2 = MaterialId {
+            key_id: &other,
+            version: 1,
+        };
+        assert!(matches!(
+            root.encrypt(m2, &load2, b"x", b""),
+            Err(BackendError::Unwrap)
+        ));
     }
 }

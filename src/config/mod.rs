@@ -134,13 +134,17 @@ pub fn load(
     };
     let mut single = (None, None, None);
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix("KMS_") else { continue };
+        let Some(rest) = name.strip_prefix("KMS_") else {
+            continue;
+        };
         match rest {
             "ACCESS_KEY_ID" => single.0 = Some(value),
             "SECRET_ACCESS_KEY" => single.1 = Some(value),
             "PRINCIPAL_ARN" => single.2 = Some(value),
             _ => {
-                let Some((section, field)) = rest.split_once("__") else { continue };
+                let Some((section, field)) = rest.split_once("__") else {
+                    continue;
+                };
                 let section = section.to_ascii_lowercase();
                 let field = field.to_ascii_lowercase();
                 let v = parse_env_value(&value);
@@ -165,12 +169,14 @@ pub fn load(
                 "principal".into(),
                 toml::Value::String(principal.unwrap_or_else(|| DEV_PRINCIPAL_ARN.into())),
             );
-            table.insert("credentials".into(), toml::Value::Array(vec![toml::Value::Table(c)]));
+            table.insert(
+                "credentials".into(),
+                toml::Value::Array(vec![toml::Value::Table(c)]),
+            );
         }
         (None, None, None) => {}
-        _ => errors.push(
-            "KMS_ACCESS_KEY_ID and KMS_SECRET_ACCESS_KEY must be set together".to_string(),
-        ),
+        _ => errors
+            .push("KMS_ACCESS_KEY_ID and KMS_SECRET_ACCESS_KEY must be set together".to_string()),
     }
     let raw: RawConfig = match table.try_into() {
         Ok(r) => r,
@@ -201,7 +207,8 @@ fn principal_account(arn: &str) -> Option<String> {
         || ["user/", "role/"].iter().any(|p| {
             resource.strip_prefix(p).is_some_and(|n| {
                 !n.is_empty()
-                    && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
             })
         });
     (valid_account && valid_resource).then(|| account.to_string())
@@ -220,14 +227,20 @@ fn validate(raw: RawConfig, mut errors: Vec<String>) -> Result<Config, ConfigErr
     let region = s.region.unwrap_or_else(|| "us-east-1".into());
     let region_ok = !region.is_empty()
         && region.len() <= 32
-        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !region_ok {
-        errors.push(format!("server.region: '{region}' is not a region name like us-east-1"));
+        errors.push(format!(
+            "server.region: '{region}' is not a region name like us-east-1"
+        ));
     }
     let data_dir = s.data_dir.unwrap_or_else(|| PathBuf::from("kms-data"));
     let skew = s.max_clock_skew_seconds.unwrap_or(300);
     if !(1..=3600).contains(&skew) {
-        errors.push(format!("server.max_clock_skew_seconds: {skew} is not within 1..=3600"));
+        errors.push(format!(
+            "server.max_clock_skew_seconds: {skew} is not within 1..=3600"
+        ));
     }
     let maintenance = s.maintenance_interval_seconds.unwrap_or(60);
     if maintenance == 0 {
@@ -235,7 +248,9 @@ fn validate(raw: RawConfig, mut errors: Vec<String>) -> Result<Config, ConfigErr
     }
     let max_body_bytes = s.max_body_bytes.unwrap_or(256 * 1024);
     if !(64 * 1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
-        errors.push(format!("server.max_body_bytes: {max_body_bytes} is not within 65536..=16777216"));
+        errors.push(format!(
+            "server.max_body_bytes: {max_body_bytes} is not within 65536..=16777216"
+        ));
     }
     let tls = match (s.tls_cert, s.tls_key) {
         (None, None) => None,
@@ -270,9 +285,14 @@ fn validate(raw: RawConfig, mut errors: Vec<String>) -> Result<Config, ConfigErr
         let akid_ok = (16..=128).contains(&c.access_key_id.len())
             && c.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric());
         if !akid_ok {
-            errors.push(format!("{at}.access_key_id: must be 16-128 letters and digits"));
+            errors.push(format!(
+                "{at}.access_key_id: must be 16-128 letters and digits"
+            ));
         }
-        if credentials.iter().any(|o: &Credential| o.access_key_id == c.access_key_id) {
+        if credentials
+            .iter()
+            .any(|o: &Credential| o.access_key_id == c.access_key_id)
+        {
             errors.push(format!("{at}.access_key_id: duplicate access key id"));
         }
         let secret = match (c.secret_access_key, c.secret_access_key_file) {
@@ -320,7 +340,10 @@ fn validate(raw: RawConfig, mut errors: Vec<String>) -> Result<Config, ConfigErr
         )),
     }
     let audit_path = raw.audit.path.unwrap_or_else(|| data_dir.join("audit.log"));
-    let root_key_file = raw.root.key_file.unwrap_or_else(|| data_dir.join("root.key"));
+    let root_key_file = raw
+        .root
+        .key_file
+        .unwrap_or_else(|| data_dir.join("root.key"));
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -359,11 +382,18 @@ mod tests {
         let env = vec![
             ("KMS_SERVER__LISTEN".to_string(), "nonsense".to_string()),
             ("KMS_SERVER__REGION".to_string(), "US EAST".to_string()),
-            ("KMS_SERVER__MAX_CLOCK_SKEW_SECONDS".to_string(), "0".to_string()),
+            (
+                "KMS_SERVER__MAX_CLOCK_SKEW_SECONDS".to_string(),
+                "0".to_string(),
+            ),
         ];
         let e = load(None, env).unwrap_err();
         assert_eq!(e.0.len(), 3, "{e}");
-        let ok = load(None, vec![("KMS_SERVER__BASELINE_ROUTE".into(), "true".into())]).unwrap();
+        let ok = load(
+            None,
+            vec![("KMS_SERVER__BASELINE_ROUTE".into(), "true".into())],
+        )
+        .unwrap();
         assert!(ok.baseline_route);
     }
 

@@ -42,7 +42,9 @@ pub struct KeyArn(pub String);
 
 impl KeyArn {
     pub fn new(partition: &str, region: &str, account: &str, key_id: &KeyId) -> Self {
-        KeyArn(format!("arn:{partition}:kms:{region}:{account}:key/{key_id}"))
+        KeyArn(format!(
+            "arn:{partition}:kms:{region}:{account}:key/{key_id}"
+        ))
     }
 }
 
@@ -73,9 +75,17 @@ impl fmt::Display for AliasName {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyRef {
     Id(KeyId),
-    Arn { region: String, account: String, key_id: KeyId },
+    Arn {
+        region: String,
+        account: String,
+        key_id: KeyId,
+    },
     AliasName(AliasName),
-    AliasArn { region: String, account: String, alias: AliasName },
+    AliasArn {
+        region: String,
+        account: String,
+        alias: AliasName,
+    },
 }
 
 /// Why a `KeyId` parameter could not be parsed.
@@ -92,9 +102,13 @@ impl KeyRef {
         if let Some(rest) = s.strip_prefix("arn:") {
             // partition:kms:region:account:resource
             let mut parts = rest.splitn(5, ':');
-            let (Some(partition), Some(service), Some(region), Some(account), Some(resource)) =
-                (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-            else {
+            let (Some(partition), Some(service), Some(region), Some(account), Some(resource)) = (
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+            ) else {
                 return Err(KeyRefError::InvalidArn);
             };
             if partition.is_empty()
@@ -107,7 +121,11 @@ impl KeyRef {
             }
             if let Some(id) = resource.strip_prefix("key/") {
                 let key_id = KeyId::parse(id).ok_or(KeyRefError::InvalidArn)?;
-                return Ok(KeyRef::Arn { region: region.into(), account: account.into(), key_id });
+                return Ok(KeyRef::Arn {
+                    region: region.into(),
+                    account: account.into(),
+                    key_id,
+                });
             }
             if resource.starts_with("alias/") && resource.len() > "alias/".len() {
                 return Ok(KeyRef::AliasArn {
@@ -121,7 +139,9 @@ impl KeyRef {
         if s.starts_with("alias/") && s.len() > "alias/".len() {
             return Ok(KeyRef::AliasName(AliasName(s.to_string())));
         }
-        KeyId::parse(s).map(KeyRef::Id).ok_or(KeyRefError::InvalidKeyId)
+        KeyId::parse(s)
+            .map(KeyRef::Id)
+            .ok_or(KeyRefError::InvalidKeyId)
     }
 
     pub fn is_alias(&self) -> bool {
@@ -172,7 +192,13 @@ mod tests {
         assert!(matches!(KeyRef::parse(aarn), Ok(KeyRef::AliasArn { .. })));
         assert_eq!(KeyRef::parse("foo"), Err(KeyRefError::InvalidKeyId));
         assert_eq!(KeyRef::parse("alias/"), Err(KeyRefError::InvalidKeyId));
-        assert_eq!(KeyRef::parse("arn:aws:kms:us-east-1:1:key/x"), Err(KeyRefError::InvalidArn));
-        assert_eq!(KeyRef::parse("arn:aws:s3:::bucket"), Err(KeyRefError::InvalidArn));
+        assert_eq!(
+            KeyRef::parse("arn:aws:kms:us-east-1:1:key/x"),
+            Err(KeyRefError::InvalidArn)
+        );
+        assert_eq!(
+            KeyRef::parse("arn:aws:s3:::bucket"),
+            Err(KeyRefError::InvalidArn)
+        );
     }
 }

@@ -41,8 +41,13 @@ impl KmsService {
         let key = self.target_key(call, target)?;
         self.check_state(&key, StateRule::NotPendingDeletion)?;
         let account = call.principal.account.clone();
-        call.resources.insert(0, alias_resource(&account, &self.alias_arn(&account, name)));
-        if self.store.get_alias(&account, &self.region, name)?.is_some() {
+        call.resources
+            .insert(0, alias_resource(&account, &self.alias_arn(&account, name)));
+        if self
+            .store
+            .get_alias(&account, &self.region, name)?
+            .is_some()
+        {
             return Err(self.alias_exists(&account, name));
         }
         if self.store.count_aliases(&key.key_id)? >= MAX_ALIASES_PER_KEY {
@@ -74,14 +79,20 @@ impl KmsService {
     }
 
     fn existing_alias(&self, account: &str, name: &str) -> KmsResult<AliasRecord> {
-        self.store.get_alias(account, &self.region, name)?.ok_or_else(|| {
-            KmsError::NotFound(format!("Alias '{}' is not found.", self.alias_arn(account, name)))
-        })
+        self.store
+            .get_alias(account, &self.region, name)?
+            .ok_or_else(|| {
+                KmsError::NotFound(format!(
+                    "Alias '{}' is not found.",
+                    self.alias_arn(account, name)
+                ))
+            })
     }
 
     pub fn update_alias(&self, call: &mut Call, name: &str, target: &str) -> KmsResult<()> {
         let account = call.principal.account.clone();
-        call.resources.push(alias_resource(&account, &self.alias_arn(&account, name)));
+        call.resources
+            .push(alias_resource(&account, &self.alias_arn(&account, name)));
         let mut alias = self.existing_alias(&account, name)?;
         let new_key = self.target_key(call, target)?;
         self.check_state(&new_key, StateRule::NotPendingDeletion)?;
@@ -102,7 +113,8 @@ impl KmsService {
 
     pub fn delete_alias(&self, call: &mut Call, name: &str) -> KmsResult<()> {
         let account = call.principal.account.clone();
-        call.resources.push(alias_resource(&account, &self.alias_arn(&account, name)));
+        call.resources
+            .push(alias_resource(&account, &self.alias_arn(&account, name)));
         let alias = self.existing_alias(&account, name)?;
         if let Ok(key) = self.get_key_of(&account, &alias.target_key_id) {
             call.touch(&key);
@@ -130,7 +142,8 @@ impl KmsService {
             }
         }
         let mut page =
-            self.store.list_aliases(&account, &self.region, key.as_ref(), marker, limit + 1)?;
+            self.store
+                .list_aliases(&account, &self.region, key.as_ref(), marker, limit + 1)?;
         let truncated = page.len() > limit;
         page.truncate(limit);
         Ok((page, truncated))
@@ -142,5 +155,9 @@ impl KmsService {
 }
 
 fn alias_resource(account: &str, arn: &str) -> Resource {
-    Resource { account_id: account.into(), kind: "AWS::KMS::Alias".into(), arn: arn.into() }
+    Resource {
+        account_id: account.into(),
+        kind: "AWS::KMS::Alias".into(),
+        arn: arn.into(),
+    }
 }

@@ -43,7 +43,9 @@ pub enum KmsError {
     NotFound(String),
     #[error("{0}")]
     Tag(String),
-    #[error("You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.")]
+    #[error(
+        "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."
+    )]
     Throttling,
     #[error("{0}")]
     UnsupportedOperation(String),

@@ -61,9 +61,10 @@ impl KmsService {
         let key_id = KeyId::generate();
         let arn = crate::model::KeyArn::new(&self.partition, &self.region, &account, &key_id).0;
         let now = self.clock.now();
-        let wrapped = self
-            .backend
-            .generate_symmetric(MaterialId { key_id: &key_id, version: 1 })?;
+        let wrapped = self.backend.generate_symmetric(MaterialId {
+            key_id: &key_id,
+            version: 1,
+        })?;
         let key = KeyRecord {
             key_id: key_id.clone(),
             account,
@@ -112,7 +113,9 @@ impl KmsService {
                 return Err(KmsError::InvalidMarker("Invalid marker".into()));
             }
         }
-        let mut keys = self.store.list_keys(&call.principal.account, &self.region, marker, limit + 1)?;
+        let mut keys =
+            self.store
+                .list_keys(&call.principal.account, &self.region, marker, limit + 1)?;
         let truncated = keys.len() > limit;
         keys.truncate(limit);
         Ok((keys, truncated))
@@ -138,7 +141,12 @@ impl KmsService {
         Ok(())
     }
 
-    pub fn update_key_description(&self, call: &mut Call, key_id: &str, description: String) -> KmsResult<()> {
+    pub fn update_key_description(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        description: String,
+    ) -> KmsResult<()> {
         let mut key = self.resolve(call, key_id, false)?;
         self.check_state(&key, StateRule::NotPendingDeletion)?;
         key.description = description;
@@ -146,7 +154,12 @@ impl KmsService {
         Ok(())
     }
 
-    pub fn schedule_key_deletion(&self, call: &mut Call, key_id: &str, days: i64) -> KmsResult<Scheduled> {
+    pub fn schedule_key_deletion(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        days: i64,
+    ) -> KmsResult<Scheduled> {
         let mut key = self.resolve(call, key_id, false)?;
         self.check_state(&key, StateRule::Schedule)?;
         let deletion_date = self.clock.now() + Duration::days(days);
@@ -154,7 +167,11 @@ impl KmsService {
         key.deletion_date = Some(deletion_date);
         key.pending_window_days = Some(days);
         let key = self.store.update_key(&key)?;
-        Ok(Scheduled { key, deletion_date, pending_window_days: days })
+        Ok(Scheduled {
+            key,
+            deletion_date,
+            pending_window_days: days,
+        })
     }
 
     pub fn cancel_key_deletion(&self, call: &mut Call, key_id: &str) -> KmsResult<KeyRecord> {

@@ -21,7 +21,9 @@ impl KmsService {
         let now = self.clock.now();
         let mut report = MaintenanceReport::default();
         for id in self.store.keys_due_for_deletion(now)? {
-            let Some(key) = self.store.get_key(&id)? else { continue };
+            let Some(key) = self.store.get_key(&id)? else {
+                continue;
+            };
             if key.state != KeyState::PendingDeletion || key.deletion_date.is_none_or(|d| d > now) {
                 continue;
             }
@@ -32,7 +34,9 @@ impl KmsService {
             report.deleted += 1;
         }
         for id in self.store.keys_due_for_rotation(now)? {
-            let Some(key) = self.store.get_key(&id)? else { continue };
+            let Some(key) = self.store.get_key(&id)? else {
+                continue;
+            };
             // Disabled or pending-deletion keys are not rotated; they rotate when they come back.
             if key.state != KeyState::Enabled || key.next_rotation_date.is_none_or(|d| d > now) {
                 continue;

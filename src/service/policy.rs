@@ -24,9 +24,9 @@ pub fn validate_policy(policy: &str) -> KmsResult<()> {
     let doc: serde_json::Value = serde_json::from_str(policy)
         .map_err(|_| malformed("the document is not valid JSON"))
         .and_then(|v| match v {
-        serde_json::Value::Object(_) => Ok(v),
-        _ => Err(malformed("Policy document must be a JSON object")),
-    })?;
+            serde_json::Value::Object(_) => Ok(v),
+            _ => Err(malformed("Policy document must be a JSON object")),
+        })?;
     let statements = match doc.get("Statement") {
         Some(serde_json::Value::Array(a)) if !a.is_empty() => a.clone(),
         Some(o @ serde_json::Value::Object(_)) => vec![o.clone()],
@@ -61,7 +61,13 @@ impl KmsService {
         Ok(key.policy)
     }
 
-    pub fn put_key_policy(&self, call: &mut Call, key_id: &str, name: &str, policy: String) -> KmsResult<()> {
+    pub fn put_key_policy(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        name: &str,
+        policy: String,
+    ) -> KmsResult<()> {
         let mut key = self.resolve(call, key_id, false)?;
         self.check_state(&key, StateRule::Any)?;
         check_name(name)?;

@@ -45,7 +45,12 @@ impl KmsService {
         Ok(())
     }
 
-    pub fn enable_key_rotation(&self, call: &mut Call, key_id: &str, period_days: i64) -> KmsResult<()> {
+    pub fn enable_key_rotation(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        period_days: i64,
+    ) -> KmsResult<()> {
         let mut key = self.resolve(call, key_id, false)?;
         self.check_rotatable(&key)?;
         self.check_state(&key, StateRule::Rotation)?;
@@ -67,7 +72,11 @@ impl KmsService {
         Ok(())
     }
 
-    pub fn get_key_rotation_status(&self, call: &mut Call, key_id: &str) -> KmsResult<RotationStatus> {
+    pub fn get_key_rotation_status(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+    ) -> KmsResult<RotationStatus> {
         let key = self.resolve(call, key_id, false)?;
         if key.origin == Origin::External || key.state == KeyState::PendingImport {
             return Err(KmsError::UnsupportedOperation(format!(
@@ -80,8 +89,16 @@ impl KmsService {
         let enabled = key.rotation_enabled && key.state != KeyState::PendingDeletion;
         Ok(RotationStatus {
             enabled,
-            period_days: if enabled { key.rotation_period_days } else { None },
-            next_rotation: if enabled { key.next_rotation_date } else { None },
+            period_days: if enabled {
+                key.rotation_period_days
+            } else {
+                None
+            },
+            next_rotation: if enabled {
+                key.next_rotation_date
+            } else {
+                None
+            },
             key,
         })
     }
@@ -109,7 +126,10 @@ impl KmsService {
     pub(crate) fn rotate(&self, mut key: KeyRecord, kind: RotationType) -> KmsResult<KeyRecord> {
         let version = key.current_material + 1;
         let now = self.clock.now();
-        let wrapped = self.backend.generate_symmetric(MaterialId { key_id: &key.key_id, version })?;
+        let wrapped = self.backend.generate_symmetric(MaterialId {
+            key_id: &key.key_id,
+            version,
+        })?;
         key.current_material = version;
         if kind == RotationType::Automatic {
             if let Some(days) = key.rotation_period_days {
@@ -140,14 +160,19 @@ impl KmsService {
         self.check_rotatable(&key)?;
         let start: usize = match marker {
             None => 0,
-            Some(m) => m.parse().map_err(|_| KmsError::InvalidMarker("Invalid marker".into()))?,
+            Some(m) => m
+                .parse()
+                .map_err(|_| KmsError::InvalidMarker("Invalid marker".into()))?,
         };
         let all: Vec<RotationEntry> = self
             .store
             .list_materials(&key.key_id)?
             .into_iter()
             .filter_map(|m| {
-                m.rotation_type.map(|t| RotationEntry { rotation_date: m.created, rotation_type: t })
+                m.rotation_type.map(|t| RotationEntry {
+                    rotation_date: m.created,
+                    rotation_type: t,
+                })
             })
             .collect();
         let truncated = all.len() > start.saturating_add(limit);

@@ -12,7 +12,10 @@ impl KmsService {
         self.check_state(&key, StateRule::NotPendingDeletion)?;
         check_tags(&tags)?;
         let existing = self.store.list_tags(&key.key_id)?;
-        let new_keys = tags.iter().filter(|t| !existing.iter().any(|e| e.key == t.key)).count();
+        let new_keys = tags
+            .iter()
+            .filter(|t| !existing.iter().any(|e| e.key == t.key))
+            .count();
         if existing.len() + new_keys > MAX_TAGS_PER_KEY {
             return Err(KmsError::LimitExceeded(format!(
                 "The request was rejected because {} would have more than {MAX_TAGS_PER_KEY} tags.",
@@ -23,7 +26,12 @@ impl KmsService {
         Ok(())
     }
 
-    pub fn untag_resource(&self, call: &mut Call, key_id: &str, tag_keys: Vec<String>) -> KmsResult<()> {
+    pub fn untag_resource(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        tag_keys: Vec<String>,
+    ) -> KmsResult<()> {
         let key = self.resolve(call, key_id, false)?;
         self.check_state(&key, StateRule::NotPendingDeletion)?;
         self.store.remove_tags(&key.key_id, &tag_keys)?;

@@ -214,13 +214,20 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| open(path).map(Mutex::new))
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(SqliteStore { writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
     }
 
     fn migrate(conn: &mut Connection) -> StoreResult<()> {
         conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-        let current: i64 = conn
-            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))?;
+        let current: i64 = conn.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+            [],
+            |r| r.get(0),
+        )?;
         for (i, sql) in MIGRATIONS.iter().enumerate() {
             let version = i as i64 + 1;
             if version <= current {
@@ -228,7 +235,10 @@ impl SqliteStore {
             }
             let tx = conn.transaction()?;
             tx.execute_batch(sql)?;
-            tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [version])?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [version],
+            )?;
             tx.commit()?;
         }
         Ok(())
@@ -291,7 +301,8 @@ impl MetadataStore for SqliteStore {
 
     fn get_key(&self, key_id: &KeyId) -> StoreResult<Option<KeyRecord>> {
         let conn = self.reader();
-        let mut stmt = conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE key_id = ?1"))?;
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE key_id = ?1"))?;
         let mut rows = stmt.query([key_id.as_str()])?;
         match rows.next()? {
             Some(row) => Ok(Some(key_from_row(row)?)),
@@ -315,7 +326,8 @@ impl MetadataStore for SqliteStore {
 
     fn delete_key(&self, key_id: &KeyId) -> StoreResult<()> {
         let conn = self.writer();
-        conn.prepare_cached("DELETE FROM keys WHERE key_id = ?1")?.execute([key_id.as_str()])?;
+        conn.prepare_cached("DELETE FROM keys WHERE key_id = ?1")?
+            .execute([key_id.as_str()])?;
         Ok(())
     }
 
@@ -411,7 +423,12 @@ impl MetadataStore for SqliteStore {
         Ok(())
     }
 
-    fn get_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<Option<AliasRecord>> {
+    fn get_alias(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> StoreResult<Option<AliasRecord>> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT account, region, name, target_key_id, creation_ms, updated_ms FROM aliases \
@@ -510,10 +527,14 @@ impl MetadataStore for SqliteStore {
 
     fn list_tags(&self, key_id: &KeyId) -> StoreResult<Vec<Tag>> {
         let conn = self.reader();
-        let mut stmt = conn
-            .prepare_cached("SELECT tag_key, tag_value FROM tags WHERE key_id = ?1 ORDER BY tag_key")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT tag_key, tag_value FROM tags WHERE key_id = ?1 ORDER BY tag_key",
+        )?;
         let rows = stmt.query_map([key_id.as_str()], |r| {
-            Ok(Tag { key: r.get(0)?, value: r.get(1)? })
+            Ok(Tag {
+                key: r.get(0)?,
+                value: r.get(1)?,
+            })
         })?;
         let mut out = Vec::new();
         for r in rows {

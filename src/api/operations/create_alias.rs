@@ -18,12 +18,17 @@ pub struct Request {
 
 /// `AliasName`: 1-256 characters of `[a-zA-Z0-9:/_-]`.
 pub(super) fn check_alias_name(c: &mut Checks, v: &Option<String>) {
-    c.required("aliasName", v).len("aliasName", v.as_deref(), 1, 256).pattern(
-        "aliasName",
-        v.as_deref(),
-        |s| s.bytes().all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b)),
-        "^[a-zA-Z0-9:/_-]+$",
-    );
+    c.required("aliasName", v)
+        .len("aliasName", v.as_deref(), 1, 256)
+        .pattern(
+            "aliasName",
+            v.as_deref(),
+            |s| {
+                s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b))
+            },
+            "^[a-zA-Z0-9:/_-]+$",
+        );
 }
 
 impl Operation for CreateAlias {

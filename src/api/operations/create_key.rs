@@ -57,7 +57,12 @@ pub fn check_policy_text(c: &mut Checks, policy: Option<&str>) -> KmsResult<()> 
         if p.len() > MAX_POLICY_BYTES {
             c.len("policy", Some(p), 1, 0);
         }
-        c.pattern("policy", Some(p), is_policy_text, "[\\u0009\\u000A\\u000D\\u0020-\\u00FF]+");
+        c.pattern(
+            "policy",
+            Some(p),
+            is_policy_text,
+            "[\\u0009\\u000A\\u000D\\u0020-\\u00FF]+",
+        );
     }
     Ok(())
 }
@@ -88,15 +93,30 @@ impl Operation for CreateKey {
     fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         c.len("description", r.description.as_deref(), 0, 8192);
-        let usage = c.enum_value("keyUsage", r.key_usage.as_deref(), KeyUsage::parse, &KeyUsage::wire_list());
-        let spec = c.enum_value("keySpec", r.key_spec.as_deref(), KeySpec::parse, &KeySpec::wire_list());
+        let usage = c.enum_value(
+            "keyUsage",
+            r.key_usage.as_deref(),
+            KeyUsage::parse,
+            &KeyUsage::wire_list(),
+        );
+        let spec = c.enum_value(
+            "keySpec",
+            r.key_spec.as_deref(),
+            KeySpec::parse,
+            &KeySpec::wire_list(),
+        );
         let cmk_spec = c.enum_value(
             "customerMasterKeySpec",
             r.customer_master_key_spec.as_deref(),
             KeySpec::parse,
             &KeySpec::wire_list(),
         );
-        let origin = c.enum_value("origin", r.origin.as_deref(), Origin::parse, &Origin::wire_list());
+        let origin = c.enum_value(
+            "origin",
+            r.origin.as_deref(),
+            Origin::parse,
+            &Origin::wire_list(),
+        );
         check_policy_text(&mut c, r.policy.as_deref())?;
         c.len("customKeyStoreId", r.custom_key_store_id.as_deref(), 1, 64)
             .len("xksKeyId", r.xks_key_id.as_deref(), 1, 128);
@@ -136,6 +156,8 @@ impl Operation for CreateKey {
                 multi_region: r.multi_region.unwrap_or(false),
             },
         )?;
-        Ok(Response { key_metadata: KeyMetadata::from(&key) })
+        Ok(Response {
+            key_metadata: KeyMetadata::from(&key),
+        })
     }
 }

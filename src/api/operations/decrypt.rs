@@ -58,7 +58,11 @@ impl Operation for Decrypt {
         );
         c.len("keyId", r.key_id.as_deref(), 1, 2048);
         check_grant_tokens(&mut c, &r.grant_tokens);
-        let alg = algorithm(&mut c, "encryptionAlgorithm", r.encryption_algorithm.as_deref());
+        let alg = algorithm(
+            &mut c,
+            "encryptionAlgorithm",
+            r.encryption_algorithm.as_deref(),
+        );
         c.finish()?;
         let blob = present(r.ciphertext_blob)?;
         let context = r.encryption_context.unwrap_or_default().0;

@@ -3,8 +3,8 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{present, Empty, Operation};
 use super::create_alias::check_alias_name;
+use super::{present, Empty, Operation};
 use crate::api::validate::Checks;
 use crate::service::{Call, KmsResult, KmsService};
 

@@ -40,6 +40,8 @@ impl Operation for DescribeKey {
         check_grant_tokens(&mut c, &r.grant_tokens);
         c.finish()?;
         let key = svc.describe_key(call, &present(r.key_id)?)?;
-        Ok(Response { key_metadata: KeyMetadata::from(&key) })
+        Ok(Response {
+            key_metadata: KeyMetadata::from(&key),
+        })
     }
 }

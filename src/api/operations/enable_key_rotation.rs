@@ -31,7 +31,12 @@ impl Operation for EnableKeyRotation {
     fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
-        c.range("rotationPeriodInDays", r.rotation_period_in_days, MIN_ROTATION_DAYS, MAX_ROTATION_DAYS);
+        c.range(
+            "rotationPeriodInDays",
+            r.rotation_period_in_days,
+            MIN_ROTATION_DAYS,
+            MAX_ROTATION_DAYS,
+        );
         c.finish()?;
         let days = r.rotation_period_in_days.unwrap_or(DEFAULT_ROTATION_DAYS);
         svc.enable_key_rotation(call, &present(r.key_id)?, days)?;

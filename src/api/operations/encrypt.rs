@@ -33,7 +33,12 @@ pub struct Response {
 
 /// Parses an `EncryptionAlgorithm` member.
 pub fn algorithm(c: &mut Checks, field: &str, v: Option<&str>) -> Option<EncryptionAlgorithm> {
-    c.enum_value(field, v, EncryptionAlgorithm::parse, &EncryptionAlgorithm::wire_list())
+    c.enum_value(
+        field,
+        v,
+        EncryptionAlgorithm::parse,
+        &EncryptionAlgorithm::wire_list(),
+    )
 }
 
 impl Operation for Encrypt {
@@ -55,10 +60,18 @@ impl Operation for Encrypt {
     fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
-        c.required("plaintext", &r.plaintext)
-            .blob_len("plaintext", r.plaintext.as_ref().map(|p| p.0.as_slice()), 1, 4096);
+        c.required("plaintext", &r.plaintext).blob_len(
+            "plaintext",
+            r.plaintext.as_ref().map(|p| p.0.as_slice()),
+            1,
+            4096,
+        );
         check_grant_tokens(&mut c, &r.grant_tokens);
-        let alg = algorithm(&mut c, "encryptionAlgorithm", r.encryption_algorithm.as_deref());
+        let alg = algorithm(
+            &mut c,
+            "encryptionAlgorithm",
+            r.encryption_algorithm.as_deref(),
+        );
         c.finish()?;
         let plaintext = present(r.plaintext)?;
         let context = r.encryption_context.unwrap_or_default().0;

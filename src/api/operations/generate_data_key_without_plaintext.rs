@@ -40,6 +40,9 @@ impl Operation for GenerateDataKeyWithoutPlaintext {
             CryptoOp::GenerateDataKeyWithoutPlaintext,
             r.dry_run.unwrap_or(false),
         )?;
-        Ok(Response { ciphertext_blob: Blob(out.blob), key_id: out.key.arn })
+        Ok(Response {
+            ciphertext_blob: Blob(out.blob),
+            key_id: out.key.arn,
+        })
     }
 }

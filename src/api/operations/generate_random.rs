@@ -36,13 +36,22 @@ impl Operation for GenerateRandom {
 
     fn execute(svc: &KmsService, _call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
-        c.required("numberOfBytes", &r.number_of_bytes).range("numberOfBytes", r.number_of_bytes, 1, 1024);
+        c.required("numberOfBytes", &r.number_of_bytes).range(
+            "numberOfBytes",
+            r.number_of_bytes,
+            1,
+            1024,
+        );
         c.len("customKeyStoreId", r.custom_key_store_id.as_deref(), 1, 64);
         c.finish()?;
         if let Some(id) = r.custom_key_store_id {
-            return Err(KmsError::NotFound(format!("Custom key store '{id}' does not exist")));
+            return Err(KmsError::NotFound(format!(
+                "Custom key store '{id}' does not exist"
+            )));
         }
         let n = present(r.number_of_bytes)? as usize;
-        Ok(Response { plaintext: SecretBlob(svc.generate_random(n)?) })
+        Ok(Response {
+            plaintext: SecretBlob(svc.generate_random(n)?),
+        })
     }
 }

@@ -52,6 +52,9 @@ impl Operation for GetKeyPolicy {
         c.finish()?;
         let name = r.policy_name.unwrap_or_else(|| POLICY_NAME.to_string());
         let policy = svc.get_key_policy(call, &present(r.key_id)?, &name)?;
-        Ok(Response { policy, policy_name: name })
+        Ok(Response {
+            policy,
+            policy_name: name,
+        })
     }
 }

@@ -58,8 +58,13 @@ impl Operation for ListAliases {
         check_marker(&mut c, &r.marker);
         c.finish()?;
         let limit = r.limit.unwrap_or(50) as usize;
-        let (page, truncated) = svc.list_aliases(call, r.key_id.as_deref(), r.marker.as_deref(), limit)?;
-        let next_marker = if truncated { page.last().map(|a| a.name.clone()) } else { None };
+        let (page, truncated) =
+            svc.list_aliases(call, r.key_id.as_deref(), r.marker.as_deref(), limit)?;
+        let next_marker = if truncated {
+            page.last().map(|a| a.name.clone())
+        } else {
+            None
+        };
         Ok(Response {
             aliases: page
                 .iter()

@@ -42,6 +42,9 @@ impl Operation for ListKeyPolicies {
         check_marker(&mut c, &r.marker);
         c.finish()?;
         let names = svc.list_key_policies(call, &present(r.key_id)?)?;
-        Ok(Response { policy_names: names, truncated: false })
+        Ok(Response {
+            policy_names: names,
+            truncated: false,
+        })
     }
 }

@@ -55,7 +55,11 @@ impl Operation for ListKeyRotations {
         check_marker(&mut c, &r.marker);
         c.finish()?;
         let limit = r.limit.unwrap_or(100) as usize;
-        let start: usize = r.marker.as_deref().and_then(|m| m.parse().ok()).unwrap_or(0);
+        let start: usize = r
+            .marker
+            .as_deref()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
         let (key, page, truncated) =
             svc.list_key_rotations(call, &present(r.key_id)?, r.marker.as_deref(), limit)?;
         let next_marker = truncated.then(|| (start + page.len()).to_string());

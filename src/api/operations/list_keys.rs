@@ -50,11 +50,18 @@ impl Operation for ListKeys {
         c.finish()?;
         let limit = r.limit.unwrap_or(100) as usize;
         let (keys, truncated) = svc.list_keys(call, r.marker.as_deref(), limit)?;
-        let next_marker = if truncated { keys.last().map(|k| k.key_id.to_string()) } else { None };
+        let next_marker = if truncated {
+            keys.last().map(|k| k.key_id.to_string())
+        } else {
+            None
+        };
         Ok(Response {
             keys: keys
                 .into_iter()
-                .map(|k| Entry { key_id: k.key_id.to_string(), key_arn: k.arn })
+                .map(|k| Entry {
+                    key_id: k.key_id.to_string(),
+                    key_arn: k.arn,
+                })
                 .collect(),
             next_marker,
             truncated,

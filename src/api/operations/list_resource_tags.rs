@@ -47,11 +47,18 @@ impl Operation for ListResourceTags {
         let limit = r.limit.unwrap_or(50) as usize;
         let (tags, truncated) =
             svc.list_resource_tags(call, &present(r.key_id)?, r.marker.as_deref(), limit)?;
-        let next_marker = if truncated { tags.last().map(|t| t.key.clone()) } else { None };
+        let next_marker = if truncated {
+            tags.last().map(|t| t.key.clone())
+        } else {
+            None
+        };
         Ok(Response {
             tags: tags
                 .into_iter()
-                .map(|t| WireTag { tag_key: Some(t.key), tag_value: Some(t.value) })
+                .map(|t| WireTag {
+                    tag_key: Some(t.key),
+                    tag_value: Some(t.value),
+                })
                 .collect(),
             next_marker,
             truncated,

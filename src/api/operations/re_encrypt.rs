@@ -66,8 +66,11 @@ impl Operation for ReEncrypt {
         c.len("sourceKeyId", r.source_key_id.as_deref(), 1, 2048);
         check_key_id(&mut c, "destinationKeyId", &r.destination_key_id);
         check_grant_tokens(&mut c, &r.grant_tokens);
-        let src_alg =
-            algorithm(&mut c, "sourceEncryptionAlgorithm", r.source_encryption_algorithm.as_deref());
+        let src_alg = algorithm(
+            &mut c,
+            "sourceEncryptionAlgorithm",
+            r.source_encryption_algorithm.as_deref(),
+        );
         let dst_alg = algorithm(
             &mut c,
             "destinationEncryptionAlgorithm",

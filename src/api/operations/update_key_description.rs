@@ -30,7 +30,12 @@ impl Operation for UpdateKeyDescription {
     fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
-        c.required("description", &r.description).len("description", r.description.as_deref(), 0, 8192);
+        c.required("description", &r.description).len(
+            "description",
+            r.description.as_deref(),
+            0,
+            8192,
+        );
         c.finish()?;
         svc.update_key_description(call, &present(r.key_id)?, present(r.description)?)?;
         Ok(Empty {})
