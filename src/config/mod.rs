@@ -398,6 +398,14 @@ mod tests {
     }
 
     #[test]
+    fn example_config_loads() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("hsm-config/kms.toml");
+        let c = load(Some(&p), Vec::new()).unwrap();
+        assert_eq!(c.credentials.len(), 1);
+        assert!(!c.dev_credential);
+    }
+
+    #[test]
     fn unknown_keys_and_bad_principals_fail() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
