@@ -6,9 +6,11 @@ use std::sync::Arc;
 use crate::api::auth::Authenticator;
 use crate::api::AppState;
 use crate::audit::{AuditSink, FileAuditSink};
+use crate::backend::pkcs11::root::Pkcs11Root;
+use crate::backend::pkcs11::Token;
 use crate::backend::software::SoftwareRoot;
 use crate::backend::CryptoBackend;
-use crate::config::Config;
+use crate::config::{Config, RootConfig};
 use crate::service::clock::Clock;
 use crate::service::KmsService;
 use crate::store::{CachedStore, MetadataStore, SqliteStore};
@@ -25,6 +27,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("root key: {0}")]
     Root(#[from] crate::backend::software::RootKeyError),
+    #[error("PKCS#11 root: {0}")]
+    Pkcs11(#[from] crate::backend::pkcs11::Pkcs11Error),
     #[error("audit log {path}: {source}")]
     Audit {
         path: String,
@@ -53,8 +57,19 @@ pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> 
     let store: Arc<dyn MetadataStore> = Arc::new(CachedStore::new(SqliteStore::open(
         &config.data_dir.join("kms.sqlite3"),
     )?));
-    let (root, root_created) = SoftwareRoot::open_or_create(&config.root_key_file)?;
-    let backend: Arc<dyn CryptoBackend> = Arc::new(root);
+    let (backend, root_created): (Arc<dyn CryptoBackend>, bool) = match &config.root {
+        RootConfig::Software { key_file } => {
+            let (root, created) = SoftwareRoot::open_or_create(key_file)?;
+            (Arc::new(root), created)
+        }
+        RootConfig::Pkcs11 {
+            token,
+            domain_key_label,
+        } => {
+            let token = Token::open(token.clone())?;
+            (Arc::new(Pkcs11Root::open(token, domain_key_label)?), false)
+        }
+    };
     let audit: Arc<dyn AuditSink> = Arc::new(FileAuditSink::open(&config.audit_path).map_err(
         |source| StartError::Audit {
             path: config.audit_path.display().to_string(),

@@ -53,11 +53,18 @@ async fn run(config: kms::config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::warn!(
-        root_key_file = %config.root_key_file.display(),
-        created = app.root_created,
-        "DEVELOPMENT ONLY: key material is protected by a software root key file, not an HSM"
-    );
+    match &config.root {
+        kms::config::RootConfig::Software { key_file } => tracing::warn!(
+            root_key_file = %key_file.display(),
+            created = app.root_created,
+            "DEVELOPMENT ONLY: key material is protected by a software root key file, not an HSM"
+        ),
+        kms::config::RootConfig::Pkcs11 { token, .. } => tracing::info!(
+            token = %token.token_label,
+            profile = %token.profile.name,
+            "key material is generated and used in the PKCS#11 token"
+        ),
+    }
     let tls = match &config.tls {
         None => None,
         Some((cert, key)) => match kms::api::server::tls_acceptor(cert, key) {

@@ -187,7 +187,7 @@ async fn run<O: Operation>(
         }
     };
     let params = O::audit_parameters(&req);
-    let (call, result) = if O::BLOCKING {
+    let (call, result) = if O::BLOCKING || svc.crypto_blocks() {
         let svc2 = svc.clone();
         match tokio::task::spawn_blocking(move || {
             let r = O::execute(&svc2, &mut call, req);

@@ -5,9 +5,10 @@
 //! material; a backend may cache unwrapped key objects (handles) keyed by key id and material
 //! version. Errors are classified ([`BackendError`]) and mapped to the wire by the service.
 //!
-//! Backends: [`software`] (development root; key file on disk). PKCS#11 and XKS backends plug in
-//! behind the same trait.
+//! Backends: [`software`] (development root; key file on disk) and [`pkcs11`] (HSM root). The
+//! XKS backend plugs in behind the same trait.
 
+pub mod pkcs11;
 pub mod software;
 
 use zeroize::Zeroizing;
@@ -32,6 +33,9 @@ pub enum BackendError {
     /// The backend did not answer in time.
     #[error("backend timeout")]
     Timeout,
+    /// No HSM session became free within the deadline (overload).
+    #[error("backend busy")]
+    Busy,
     /// Anything else; the text is for logs (it never contains secrets).
     #[error("backend failure: {0}")]
     Internal(String),
@@ -60,6 +64,12 @@ pub struct Sealed {
 pub trait CryptoBackend: Send + Sync {
     /// Short name for logs and metrics (`software`, `pkcs11`, ...).
     fn name(&self) -> &'static str;
+
+    /// True when calls block on a device (HSM round trips): callers then run them on the
+    /// blocking thread pool, never on async workers.
+    fn blocking(&self) -> bool {
+        false
+    }
 
     /// Generates a new 256-bit symmetric key material version and returns it wrapped.
     fn generate_symmetric(&self, material: MaterialId<'_>) -> BackendResult<Vec<u8>>;

@@ -65,6 +65,60 @@ struct RawAudit {
 struct RawRoot {
     kind: Option<String>,
     key_file: Option<PathBuf>,
+    module: Option<PathBuf>,
+    profile: Option<String>,
+    token_label: Option<String>,
+    pin_file: Option<PathBuf>,
+    pin_env: Option<String>,
+    domain_key_label: Option<String>,
+    sessions: Option<usize>,
+    session_wait_ms: Option<u64>,
+}
+
+/// Where the default key store's key material lives.
+#[derive(Debug, Clone)]
+pub enum RootConfig {
+    /// Development only: a root key file.
+    Software { key_file: PathBuf },
+    /// A PKCS#11 token holding the domain key.
+    Pkcs11 {
+        token: crate::backend::pkcs11::TokenConfig,
+        domain_key_label: String,
+    },
+}
+
+/// Reads a PIN from a file (first line) or an environment variable; never from the command line.
+fn read_pin(
+    at: &str,
+    file: Option<&Path>,
+    env_name: Option<&str>,
+    env: &std::collections::HashMap<String, String>,
+    errors: &mut Vec<String>,
+) -> Option<SecretString> {
+    match (file, env_name) {
+        (Some(p), None) => match std::fs::read_to_string(p) {
+            Ok(s) => Some(SecretString::from(
+                s.lines().next().unwrap_or("").to_string(),
+            )),
+            Err(e) => {
+                errors.push(format!("{at}.pin_file: {}: {e}", p.display()));
+                None
+            }
+        },
+        (None, Some(name)) => match env.get(name) {
+            Some(v) => Some(SecretString::from(v.clone())),
+            None => {
+                errors.push(format!(
+                    "{at}.pin_env: environment variable {name} is not set"
+                ));
+                None
+            }
+        },
+        _ => {
+            errors.push(format!("{at}: set exactly one of pin_file and pin_env"));
+            None
+        }
+    }
 }
 
 /// A credential and the principal it authenticates.
@@ -91,7 +145,7 @@ pub struct Config {
     /// True when the built-in development credential is in use.
     pub dev_credential: bool,
     pub audit_path: PathBuf,
-    pub root_key_file: PathBuf,
+    pub root: RootConfig,
 }
 
 /// All the problems found in a configuration.
@@ -132,8 +186,9 @@ pub fn load(
             }
         },
     };
+    let env: std::collections::HashMap<String, String> = env.into_iter().collect();
     let mut single = (None, None, None);
-    for (name, value) in env {
+    for (name, value) in env.iter().map(|(k, v)| (k.clone(), v.clone())) {
         let Some(rest) = name.strip_prefix("KMS_") else {
             continue;
         };
@@ -185,7 +240,7 @@ pub fn load(
             RawConfig::default()
         }
     };
-    validate(raw, errors)
+    validate(raw, errors, &env)
 }
 
 fn parse_env_value(v: &str) -> toml::Value {
@@ -214,7 +269,11 @@ fn principal_account(arn: &str) -> Option<String> {
     (valid_account && valid_resource).then(|| account.to_string())
 }
 
-fn validate(raw: RawConfig, mut errors: Vec<String>) -> Result<Config, ConfigErrors> {
+fn validate(
+    raw: RawConfig,
+    mut errors: Vec<String>,
+    env: &std::collections::HashMap<String, String>,
+) -> Result<Config, ConfigErrors> {
     let s = raw.server;
     let listen = s.listen.unwrap_or_else(|| "127.0.0.1:4599".into());
     let listen: SocketAddr = match listen.parse() {
@@ -333,17 +392,73 @@ fn validate(raw: RawConfig, mut errors: Vec<String>) -> Result<Config, ConfigErr
             });
         }
     }
-    match raw.root.kind.as_deref() {
-        None | Some("software") => {}
-        Some(other) => errors.push(format!(
-            "root.kind: '{other}' is not supported (this build has: software)"
-        )),
-    }
+    let r = raw.root;
+    let root = match r.kind.as_deref() {
+        None | Some("software") => RootConfig::Software {
+            key_file: r.key_file.unwrap_or_else(|| data_dir.join("root.key")),
+        },
+        Some("pkcs11") => {
+            let profile = match crate::backend::pkcs11::VendorProfile::load(
+                r.profile.as_deref().unwrap_or("softhsm2"),
+            ) {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.push(format!("root.profile: {e}"));
+                    crate::backend::pkcs11::VendorProfile::default()
+                }
+            };
+            let module = r
+                .module
+                .unwrap_or_else(|| PathBuf::from(&profile.default_module));
+            if !module.is_file() {
+                errors.push(format!("root.module: {} does not exist", module.display()));
+            }
+            let token_label = r.token_label.unwrap_or_default();
+            if token_label.is_empty() || token_label.len() > 32 {
+                errors.push("root.token_label: must be 1-32 characters".into());
+            }
+            let pin = read_pin(
+                "root",
+                r.pin_file.as_deref(),
+                r.pin_env.as_deref(),
+                env,
+                &mut errors,
+            );
+            let sessions = r.sessions.unwrap_or(profile.max_sessions);
+            if !(1..=4096).contains(&sessions) {
+                errors.push(format!("root.sessions: {sessions} is not within 1..=4096"));
+            }
+            let wait = r.session_wait_ms.unwrap_or(200);
+            if !(1..=60_000).contains(&wait) {
+                errors.push(format!(
+                    "root.session_wait_ms: {wait} is not within 1..=60000"
+                ));
+            }
+            RootConfig::Pkcs11 {
+                token: crate::backend::pkcs11::TokenConfig {
+                    module,
+                    token_label,
+                    pin: pin.unwrap_or_else(|| SecretString::from(String::new())),
+                    so: false,
+                    max_sessions: sessions,
+                    session_wait: std::time::Duration::from_millis(wait),
+                    profile: std::sync::Arc::new(profile),
+                },
+                domain_key_label: r
+                    .domain_key_label
+                    .unwrap_or_else(|| "kms-domain-key".into()),
+            }
+        }
+        Some(other) => {
+            errors.push(format!(
+                "root.kind: '{other}' is not supported (software or pkcs11)"
+            ));
+            RootConfig::Software {
+                key_file: data_dir.join("root.key"),
+            }
+        }
+    };
     let audit_path = raw.audit.path.unwrap_or_else(|| data_dir.join("audit.log"));
-    let root_key_file = raw
-        .root
-        .key_file
-        .unwrap_or_else(|| data_dir.join("root.key"));
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -359,7 +474,7 @@ fn validate(raw: RawConfig, mut errors: Vec<String>) -> Result<Config, ConfigErr
         credentials,
         dev_credential,
         audit_path,
-        root_key_file,
+        root,
     })
 }
 

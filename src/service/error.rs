@@ -149,6 +149,7 @@ impl From<BackendError> for KmsError {
         match e {
             BackendError::InvalidCiphertext => KmsError::InvalidCiphertext,
             BackendError::Unsupported(m) => KmsError::UnsupportedOperation(m),
+            BackendError::Busy => KmsError::Throttling,
             BackendError::Timeout => KmsError::DependencyTimeout(
                 "The key store did not respond in time. Retry the request.".into(),
             ),

@@ -109,6 +109,11 @@ impl KmsService {
         }
     }
 
+    /// True when crypto calls block on a device and must run on the blocking pool.
+    pub fn crypto_blocks(&self) -> bool {
+        self.backend.blocking()
+    }
+
     pub fn region(&self) -> &str {
         &self.region
     }

@@ -15,6 +15,94 @@ pub const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 pub const OTHER_ACCESS_KEY: &str = "AKIAOTHERACCOUNT0001";
 pub const OTHER_SECRET_KEY: &str = "otherSecretKeyForTheSecondAccount0000001";
 
+/// The backend under test: `KMS_TEST_BACKEND=pkcs11` runs every suite on the PKCS#11 root
+/// (SoftHSMv2, a token created for this test process); anything else is the software root.
+pub fn backend() -> &'static str {
+    match std::env::var("KMS_TEST_BACKEND").as_deref() {
+        Ok("pkcs11") => "pkcs11",
+        _ => "software",
+    }
+}
+
+/// Environment overrides that select the backend under test.
+pub fn backend_env() -> Vec<(String, String)> {
+    if backend() != "pkcs11" {
+        return Vec::new();
+    }
+    let token = softhsm::test_token();
+    vec![
+        ("KMS_ROOT__KIND".into(), "pkcs11".into()),
+        ("KMS_ROOT__MODULE".into(), token.module.clone()),
+        ("KMS_ROOT__TOKEN_LABEL".into(), token.label.clone()),
+        ("KMS_ROOT__PIN_ENV".into(), "KMS_TEST_TOKEN_PIN".into()),
+        ("KMS_TEST_TOKEN_PIN".into(), token.pin.clone()),
+        // A domain key per server, so concurrent tests never race to create one.
+        (
+            "KMS_ROOT__DOMAIN_KEY_LABEL".into(),
+            format!("kms-domain-{}", uuid::Uuid::new_v4()),
+        ),
+    ]
+}
+
+pub mod softhsm {
+    //! A SoftHSMv2 token private to this test process.
+    use std::sync::OnceLock;
+
+    pub struct TestToken {
+        pub module: String,
+        pub label: String,
+        pub pin: String,
+        pub so_pin: String,
+        pub dir: std::path::PathBuf,
+    }
+
+    pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+    /// Creates (once per process) a token directory and configuration, points SOFTHSM2_CONF at
+    /// it before the module is first loaded, and initializes a token. Panics (fails the test)
+    /// when SoftHSMv2 is not installed: run `softhsm/install.sh`.
+    pub fn test_token() -> &'static TestToken {
+        static TOKEN: OnceLock<TestToken> = OnceLock::new();
+        TOKEN.get_or_init(|| {
+            assert!(
+                std::path::Path::new(MODULE).exists(),
+                "SoftHSMv2 is not installed ({MODULE} missing): run softhsm/install.sh"
+            );
+            let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("kms-test-softhsm-{}", std::process::id()));
+            let tokens = dir.join("tokens");
+            std::fs::create_dir_all(&tokens).unwrap();
+            let conf = dir.join("softhsm2.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                    tokens.display()
+                ),
+            )
+            .unwrap();
+            std::env::set_var("SOFTHSM2_CONF", &conf);
+            let t = TestToken {
+                module: MODULE.into(),
+                label: "kms-test".into(),
+                pin: "1234".into(),
+                so_pin: "12345678".into(),
+                dir,
+            };
+            let profile = kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap();
+            kms::backend::pkcs11::token::init_token(
+                std::path::Path::new(&t.module),
+                &t.label,
+                &t.so_pin.clone().into(),
+                &t.pin.clone().into(),
+                &profile,
+            )
+            .unwrap();
+            t
+        })
+    }
+}
+
 pub struct TestServer {
     pub endpoint: String,
     pub clock: Arc<ManualClock>,
@@ -41,16 +129,21 @@ impl TestServer {
             ),
         )
         .unwrap();
-        let config = kms::config::load(Some(&cfg_path), Vec::new()).unwrap();
+        let config = kms::config::load(Some(&cfg_path), backend_env()).unwrap();
         let clock = Arc::new(ManualClock::default());
         let app = kms::app::build(&config, clock.clone()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = kms::api::router(app.state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(kms::api::server::serve(listener, router, None, async move {
-            let _ = rx.await;
-        }));
+        tokio::spawn(kms::api::server::serve(
+            listener,
+            router,
+            None,
+            async move {
+                let _ = rx.await;
+            },
+        ));
         TestServer {
             endpoint: format!("http://{addr}"),
             clock,
@@ -89,8 +182,11 @@ impl TestServer {
     /// The audit records written so far (waits briefly for the writer thread).
     pub async fn audit_records(&self) -> Vec<serde_json::Value> {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let text = std::fs::read_to_string(self.data_dir.path().join("audit.log")).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        let text =
+            std::fs::read_to_string(self.data_dir.path().join("audit.log")).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 }
 
@@ -107,7 +203,9 @@ pub fn code<E, R>(e: &aws_sdk_kms::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_kms::error::ProvideErrorMetadata,
 {
-    aws_sdk_kms::error::ProvideErrorMetadata::code(e).unwrap_or("<none>").to_string()
+    aws_sdk_kms::error::ProvideErrorMetadata::code(e)
+        .unwrap_or("<none>")
+        .to_string()
 }
 
 /// The AWS error message of an SDK error.
@@ -115,5 +213,7 @@ pub fn message<E, R>(e: &aws_sdk_kms::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_kms::error::ProvideErrorMetadata,
 {
-    aws_sdk_kms::error::ProvideErrorMetadata::message(e).unwrap_or("").to_string()
+    aws_sdk_kms::error::ProvideErrorMetadata::message(e)
+        .unwrap_or("")
+        .to_string()
 }
