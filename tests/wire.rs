@@ -19,22 +19,46 @@ async fn send(endpoint: &str, method: &str, headers: Vec<(String, String)>, body
     let addr = endpoint.trim_start_matches("http://").to_string();
     let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
-    let mut req = hyper::Request::builder().method(method).uri("/").header("host", &addr);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri("/")
+        .header("host", &addr);
     for (k, v) in headers {
         req = req.header(k, v);
     }
-    let resp = sender.send_request(req.body(Full::new(Bytes::from(body))).unwrap()).await.unwrap();
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
-    let request_id =
-        resp.headers().get("x-amzn-requestid").map(|v| v.to_str().unwrap().to_string());
+    let request_id = resp
+        .headers()
+        .get("x-amzn-requestid")
+        .map(|v| v.to_str().unwrap().to_string());
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let json = if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
-    Raw { status, request_id, json }
+    let json = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    Raw {
+        status,
+        request_id,
+        json,
+    }
 }
 
-fn signed_headers(endpoint: &str, op: &str, body: &[u8], secret: &str, time: chrono::DateTime<chrono::Utc>) -> Vec<(String, String)> {
+fn signed_headers(
+    endpoint: &str,
+    op: &str,
+    body: &[u8],
+    secret: &str,
+    time: chrono::DateTime<chrono::Utc>,
+) -> Vec<(String, String)> {
     let host = endpoint.trim_start_matches("http://");
     let creds = Credentials {
         access_key_id: common::ACCESS_KEY,
@@ -49,12 +73,22 @@ fn signed_headers(endpoint: &str, op: &str, body: &[u8], secret: &str, time: chr
 }
 
 async fn call(endpoint: &str, op: &str, body: &str) -> Raw {
-    let h = signed_headers(endpoint, op, body.as_bytes(), common::SECRET_KEY, chrono::Utc::now());
+    let h = signed_headers(
+        endpoint,
+        op,
+        body.as_bytes(),
+        common::SECRET_KEY,
+        chrono::Utc::now(),
+    );
     send(endpoint, "POST", h, body.as_bytes().to_vec()).await
 }
 
 fn err(r: &Raw) -> (u16, &str, Option<&str>) {
-    (r.status, r.json["__type"].as_str().unwrap_or(""), r.json["message"].as_str())
+    (
+        r.status,
+        r.json["__type"].as_str().unwrap_or(""),
+        r.json["message"].as_str(),
+    )
 }
 
 #[tokio::test]
@@ -83,7 +117,13 @@ async fn errors_on_the_wire() {
     // Unknown operation and missing target.
     let r = call(e, "MakeCoffee", "{}").await;
     assert_eq!(err(&r), (400, "UnknownOperationException", None));
-    let r = send(e, "POST", vec![("content-type".into(), "application/x-amz-json-1.1".into())], b"{}".to_vec()).await;
+    let r = send(
+        e,
+        "POST",
+        vec![("content-type".into(), "application/x-amz-json-1.1".into())],
+        b"{}".to_vec(),
+    )
+    .await;
     assert_eq!(err(&r).1, "UnknownOperationException");
 
     // Missing required members: ValidationException with AWS's wording.
@@ -110,22 +150,37 @@ async fn errors_on_the_wire() {
         b"{}".to_vec(),
     )
     .await;
-    assert_eq!(err(&r), (400, "MissingAuthenticationTokenException", Some("Missing Authentication Token")));
+    assert_eq!(
+        err(&r),
+        (
+            400,
+            "MissingAuthenticationTokenException",
+            Some("Missing Authentication Token")
+        )
+    );
     let h = signed_headers(e, "ListKeys", b"{}", "wrong-secret", chrono::Utc::now());
     let r = send(e, "POST", h, b"{}".to_vec()).await;
     assert_eq!(err(&r).1, "InvalidSignatureException");
-    assert!(err(&r).2.unwrap().starts_with("The request signature we calculated does not match"));
+    assert!(err(&r)
+        .2
+        .unwrap()
+        .starts_with("The request signature we calculated does not match"));
     let old = chrono::Utc::now() - chrono::Duration::minutes(20);
     let h = signed_headers(e, "ListKeys", b"{}", common::SECRET_KEY, old);
     let r = send(e, "POST", h, b"{}".to_vec()).await;
     assert_eq!(err(&r).1, "InvalidSignatureException");
-    assert!(err(&r).2.unwrap().starts_with("Signature expired"), "{:?}", r.json);
+    assert!(
+        err(&r).2.unwrap().starts_with("Signature expired"),
+        "{:?}",
+        r.json
+    );
     // A body changed after signing.
     let h = signed_headers(e, "ListKeys", b"{}", common::SECRET_KEY, chrono::Utc::now());
     let r = send(e, "POST", h, br#"{"Limit": 1}"#.to_vec()).await;
     assert_eq!(err(&r).1, "InvalidSignatureException");
     let mut h = signed_headers(e, "ListKeys", b"{}", common::SECRET_KEY, chrono::Utc::now());
-    h[3].1 = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261122/us-east-1/kms/aws4_request".into();
+    h[3].1 = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261122/us-east-1/kms/aws4_request"
+        .into();
     let r = send(e, "POST", h, b"{}".to_vec()).await;
     assert_eq!(err(&r).1, "IncompleteSignatureException");
 
@@ -139,7 +194,10 @@ async fn every_single_byte_flip_is_invalid_ciphertext() {
     let srv = common::TestServer::start().await;
     let e = &srv.endpoint;
     let key = call(e, "CreateKey", "{}").await;
-    let key_id = key.json["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    let key_id = key.json["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let b64 = base64::engine::general_purpose::STANDARD;
     let body = serde_json::json!({
         "KeyId": key_id,
@@ -147,9 +205,17 @@ async fn every_single_byte_flip_is_invalid_ciphertext() {
         "EncryptionContext": {"k": "v"},
     });
     let enc = call(e, "Encrypt", &body.to_string()).await;
-    let blob = b64.decode(enc.json["CiphertextBlob"].as_str().unwrap()).unwrap();
+    let blob = b64
+        .decode(enc.json["CiphertextBlob"].as_str().unwrap())
+        .unwrap();
     // The untouched blob decrypts.
-    let ok = call(e, "Decrypt", &serde_json::json!({"CiphertextBlob": b64.encode(&blob), "EncryptionContext": {"k": "v"}}).to_string()).await;
+    let ok = call(
+        e,
+        "Decrypt",
+        &serde_json::json!({"CiphertextBlob": b64.encode(&blob), "EncryptionContext": {"k": "v"}})
+            .to_string(),
+    )
+    .await;
     assert_eq!(ok.status, 200, "{:?}", ok.json);
     for i in 0..blob.len() {
         for flip in [0x01u8, 0x80] {
@@ -169,7 +235,14 @@ async fn every_single_byte_flip_is_invalid_ciphertext() {
     for len in [0usize, 1, 2, 10, 40, blob.len() - 1] {
         let req = serde_json::json!({"CiphertextBlob": b64.encode(&blob[..len.max(1)])});
         let r = call(e, "Decrypt", &req.to_string()).await;
-        assert!(matches!(r.json["__type"].as_str(), Some("InvalidCiphertextException") | Some("ValidationException")), "{len}: {:?}", r.json);
+        assert!(
+            matches!(
+                r.json["__type"].as_str(),
+                Some("InvalidCiphertextException") | Some("ValidationException")
+            ),
+            "{len}: {:?}",
+            r.json
+        );
     }
     let mut longer = blob.clone();
     longer.push(0);

@@ -29,6 +29,11 @@ pub fn backend_env() -> Vec<(String, String)> {
     if backend() != "pkcs11" {
         return Vec::new();
     }
+    pkcs11_env()
+}
+
+/// Environment overrides for the PKCS#11 root on this process's SoftHSM token.
+pub fn pkcs11_env() -> Vec<(String, String)> {
     let token = softhsm::test_token();
     vec![
         ("KMS_ROOT__KIND".into(), "pkcs11".into()),
@@ -108,6 +113,8 @@ pub struct TestServer {
     pub clock: Arc<ManualClock>,
     pub state: Arc<AppState>,
     pub data_dir: tempfile::TempDir,
+    /// The `KMS_*` overrides the server was started with.
+    pub env: Vec<(String, String)>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -115,6 +122,16 @@ impl TestServer {
     /// Starts a server with two credentials: the default dev user (account 111122223333) and
     /// a user in account 444455556666.
     pub async fn start() -> TestServer {
+        Self::start_with(backend_env()).await
+    }
+
+    /// Starts a server on the PKCS#11 root whatever `KMS_TEST_BACKEND` says.
+    pub async fn start_pkcs11() -> TestServer {
+        Self::start_with(pkcs11_env()).await
+    }
+
+    /// Starts a server with extra configuration from `env` (`KMS_*` variables).
+    pub async fn start_with(env: Vec<(String, String)>) -> TestServer {
         let data_dir = tempfile::tempdir().unwrap();
         let cfg_path = data_dir.path().join("kms.toml");
         std::fs::write(
@@ -129,7 +146,7 @@ impl TestServer {
             ),
         )
         .unwrap();
-        let config = kms::config::load(Some(&cfg_path), backend_env()).unwrap();
+        let config = kms::config::load(Some(&cfg_path), env.clone()).unwrap();
         let clock = Arc::new(ManualClock::default());
         let app = kms::app::build(&config, clock.clone()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -149,6 +166,7 @@ impl TestServer {
             clock,
             state: app.state,
             data_dir,
+            env,
             stop: Some(tx),
         }
     }

@@ -63,6 +63,9 @@ fn domain_key_template(label: &str) -> Vec<Attribute> {
         Attribute::Unwrap(true),
         Attribute::Encrypt(false),
         Attribute::Decrypt(false),
+        Attribute::Sign(false),
+        Attribute::Verify(false),
+        Attribute::Derive(false),
         Attribute::ValueLen(32.into()),
         Attribute::Label(label.as_bytes().to_vec()),
     ]

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs SoftHSMv2 (and pkcs11-tool) for development and tests.
+# Debian/Ubuntu: apt packages softhsm2, libsofthsm2, opensc (needs root or sudo).
+# Elsewhere: install SoftHSMv2 2.6+ from your package manager (Fedora: dnf install softhsm opensc;
+# macOS: brew install softhsm opensc) and set KMS_PKCS11_MODULE to its libsofthsm2.so path.
+set -euo pipefail
+module=/usr/lib/softhsm/libsofthsm2.so
+if [ -e "$module" ] && command -v softhsm2-util >/dev/null && command -v pkcs11-tool >/dev/null; then
+  echo "SoftHSMv2 already installed: $(softhsm2-util --version)"
+  exit 0
+fi
+if ! command -v apt-get >/dev/null; then
+  echo "FAIL: no apt-get here; install SoftHSMv2 and OpenSC with your package manager (see this script's header)" >&2
+  exit 1
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q softhsm2 libsofthsm2 opensc
+[ -e "$module" ] || { echo "FAIL: $module missing after install" >&2; exit 1; }
+echo "SoftHSMv2 installed: $(softhsm2-util --version)"
