@@ -76,13 +76,11 @@ pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> 
             source,
         },
     )?);
-    let service = Arc::new(KmsService::new(
-        store,
-        backend,
-        audit,
-        clock,
-        config.region.clone(),
-    ));
+    let cks = crate::service::custom_key_stores::CustomKeyStores::new(config.clusters.clone());
+    let service = KmsService::new(store, backend, audit, clock, config.region.clone(), cks);
+    if let Err(e) = service.reconnect_stores() {
+        tracing::warn!(error = e.code(), "reconnecting custom key stores failed");
+    }
     let auth = Authenticator::new(&config.credentials, &config.region, config.max_clock_skew);
     let state = Arc::new(AppState {
         service,

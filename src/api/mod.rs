@@ -123,6 +123,12 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
     let call = Call::new(principal, request_id.clone(), source_ip, user_agent);
     let result = dispatch!(operation.as_str(), &state, call, body, &request_id;
         "CancelKeyDeletion" => operations::cancel_key_deletion::CancelKeyDeletion,
+        "ConnectCustomKeyStore" => operations::connect_custom_key_store::ConnectCustomKeyStore,
+        "CreateCustomKeyStore" => operations::create_custom_key_store::CreateCustomKeyStore,
+        "DeleteCustomKeyStore" => operations::delete_custom_key_store::DeleteCustomKeyStore,
+        "DescribeCustomKeyStores" => operations::describe_custom_key_stores::DescribeCustomKeyStores,
+        "DisconnectCustomKeyStore" => operations::disconnect_custom_key_store::DisconnectCustomKeyStore,
+        "UpdateCustomKeyStore" => operations::update_custom_key_store::UpdateCustomKeyStore,
         "CreateAlias" => operations::create_alias::CreateAlias,
         "CreateKey" => operations::create_key::CreateKey,
         "Decrypt" => operations::decrypt::Decrypt,

@@ -132,6 +132,19 @@ pub struct KeyMetadata {
     pub key_spec: &'static str,
     pub encryption_algorithms: Vec<&'static str>,
     pub multi_region: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_key_store_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud_hsm_cluster_id: Option<String>,
+}
+
+impl KeyMetadata {
+    /// Metadata with the fields that need the service (the CloudHSM cluster id).
+    pub fn of(svc: &crate::service::KmsService, k: &KeyRecord) -> Self {
+        let mut m = KeyMetadata::from(k);
+        m.cloud_hsm_cluster_id = svc.cloud_hsm_cluster_id(k);
+        m
+    }
 }
 
 impl From<&KeyRecord> for KeyMetadata {
@@ -141,10 +154,10 @@ impl From<&KeyRecord> for KeyMetadata {
             key_id: k.key_id.to_string(),
             arn: k.arn.clone(),
             creation_date: k.creation_date,
-            enabled: k.state == KeyState::Enabled,
+            enabled: k.effective_state() == KeyState::Enabled,
             description: k.description.clone(),
             key_usage: k.key_usage.as_str(),
-            key_state: k.state.as_str(),
+            key_state: k.effective_state().as_str(),
             deletion_date: k.deletion_date,
             pending_deletion_window_in_days: k.pending_window_days,
             origin: k.origin.as_str(),
@@ -153,6 +166,8 @@ impl From<&KeyRecord> for KeyMetadata {
             key_spec: k.key_spec.as_str(),
             encryption_algorithms: vec![EncryptionAlgorithm::SymmetricDefault.as_str()],
             multi_region: false,
+            custom_key_store_id: k.custom_key_store_id.clone(),
+            cloud_hsm_cluster_id: None,
         }
     }
 }

@@ -83,6 +83,8 @@ pub struct AuditEvent {
     pub event_category: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_event_details: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub additional_event_data: Option<Value>,
 }
 
 /// Where audit events go.

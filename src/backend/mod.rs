@@ -9,6 +9,7 @@
 //! XKS backend plugs in behind the same trait.
 
 pub mod pkcs11;
+pub use pkcs11::cluster;
 pub mod software;
 
 use zeroize::Zeroizing;
@@ -36,6 +37,9 @@ pub enum BackendError {
     /// No HSM session became free within the deadline (overload).
     #[error("backend busy")]
     Busy,
+    /// The key's backing object is gone from the key store.
+    #[error("key material missing from the key store")]
+    KeyMaterialMissing,
     /// Anything else; the text is for logs (it never contains secrets).
     #[error("backend failure: {0}")]
     Internal(String),
@@ -48,6 +52,8 @@ pub type BackendResult<T> = Result<T, BackendError>;
 pub struct MaterialId<'a> {
     pub key_id: &'a KeyId,
     pub version: u32,
+    /// The key ARN: the label of the key's backing object in a cluster.
+    pub label: &'a str,
 }
 
 /// Loads the wrapped material of a version from the store when the backend has no cached

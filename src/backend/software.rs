@@ -255,6 +255,7 @@ mod tests {
         let m = MaterialId {
             key_id: &id,
             version: 1,
+            label: "",
         };
         let wrapped = root.generate_symmetric(m).unwrap();
         let w = wrapped.clone();
@@ -275,6 +276,7 @@ mod tests {
         let m2 = MaterialId {
             key_id: &other,
             version: 1,
+            label: "",
         };
         assert!(matches!(
             root.encrypt(m2, &load2, b"x", b""),

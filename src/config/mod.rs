@@ -29,6 +29,29 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     root: RawRoot,
+    #[serde(default)]
+    clusters: Vec<RawCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    id: String,
+    profile: Option<String>,
+    trust_anchor_file: PathBuf,
+    cluster_key_label: Option<String>,
+    sessions: Option<usize>,
+    session_wait_ms: Option<u64>,
+    #[serde(default)]
+    members: Vec<RawMember>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMember {
+    name: String,
+    module: Option<PathBuf>,
+    token_label: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,6 +169,8 @@ pub struct Config {
     pub dev_credential: bool,
     pub audit_path: PathBuf,
     pub root: RootConfig,
+    /// CloudHSM-style clusters that custom key stores can use.
+    pub clusters: Vec<crate::backend::cluster::ClusterConfig>,
 }
 
 /// All the problems found in a configuration.
@@ -459,6 +484,98 @@ fn validate(
         }
     };
     let audit_path = raw.audit.path.unwrap_or_else(|| data_dir.join("audit.log"));
+    let mut clusters = Vec::new();
+    for (i, c) in raw.clusters.into_iter().enumerate() {
+        let at = format!("clusters[{i}]");
+        let id_ok = c.id.len() == 19
+            && c.id.starts_with("cluster-")
+            && c.id[8..].bytes().all(|b| b.is_ascii_alphanumeric());
+        if !id_ok {
+            errors.push(format!(
+                "{at}.id: '{}' is not like cluster-1a23b4cdefg (cluster- and 11 letters or digits)",
+                c.id
+            ));
+        }
+        if clusters
+            .iter()
+            .any(|o: &crate::backend::cluster::ClusterConfig| o.id == c.id)
+        {
+            errors.push(format!("{at}.id: duplicate cluster id {}", c.id));
+        }
+        let profile = match crate::backend::pkcs11::VendorProfile::load(
+            c.profile.as_deref().unwrap_or("softhsm2"),
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(format!("{at}.profile: {e}"));
+                crate::backend::pkcs11::VendorProfile::default()
+            }
+        };
+        let trust_anchor_pem = match std::fs::read_to_string(&c.trust_anchor_file) {
+            Ok(t) if t.contains("-----BEGIN CERTIFICATE-----") => t,
+            Ok(_) => {
+                errors.push(format!(
+                    "{at}.trust_anchor_file: {} holds no PEM certificate",
+                    c.trust_anchor_file.display()
+                ));
+                String::new()
+            }
+            Err(e) => {
+                errors.push(format!(
+                    "{at}.trust_anchor_file: {}: {e}",
+                    c.trust_anchor_file.display()
+                ));
+                String::new()
+            }
+        };
+        if c.members.is_empty() {
+            errors.push(format!("{at}.members: a cluster needs at least one member"));
+        }
+        let mut members = Vec::new();
+        for (j, m) in c.members.into_iter().enumerate() {
+            let module = m
+                .module
+                .unwrap_or_else(|| PathBuf::from(&profile.default_module));
+            if !module.is_file() {
+                errors.push(format!(
+                    "{at}.members[{j}].module: {} does not exist",
+                    module.display()
+                ));
+            }
+            if m.token_label.is_empty() || m.token_label.len() > 32 {
+                errors.push(format!(
+                    "{at}.members[{j}].token_label: must be 1-32 characters"
+                ));
+            }
+            if members
+                .iter()
+                .any(|o: &crate::backend::cluster::MemberConfig| o.name == m.name)
+            {
+                errors.push(format!(
+                    "{at}.members[{j}].name: duplicate member name {}",
+                    m.name
+                ));
+            }
+            members.push(crate::backend::cluster::MemberConfig {
+                name: m.name,
+                module,
+                token_label: m.token_label,
+            });
+        }
+        clusters.push(crate::backend::cluster::ClusterConfig {
+            id: c.id,
+            sessions: c.sessions.unwrap_or(profile.max_sessions).clamp(1, 4096),
+            session_wait: std::time::Duration::from_millis(
+                c.session_wait_ms.unwrap_or(200).clamp(1, 60_000),
+            ),
+            profile: std::sync::Arc::new(profile),
+            trust_anchor_pem,
+            cluster_key_label: c
+                .cluster_key_label
+                .unwrap_or_else(|| "kms-cluster-key".into()),
+            members,
+        });
+    }
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -475,6 +592,7 @@ fn validate(
         dev_credential,
         audit_path,
         root,
+        clusters,
     })
 }
 

@@ -141,6 +141,71 @@ pub struct KeyRecord {
     pub current_material: u32,
     /// Optimistic-concurrency version of this row.
     pub row_version: i64,
+    /// The custom key store holding the key material, if any.
+    pub custom_key_store_id: Option<String>,
+    /// Not stored: set when the key's custom key store is not connected.
+    pub unavailable: bool,
+}
+
+impl KeyRecord {
+    /// The key state as the API reports it: keys of a disconnected custom key store are
+    /// `Unavailable` unless they are pending deletion; they return to their stored state when
+    /// the store reconnects.
+    pub fn effective_state(&self) -> KeyState {
+        match self.state {
+            KeyState::Enabled | KeyState::Disabled if self.unavailable => KeyState::Unavailable,
+            s => s,
+        }
+    }
+}
+
+wire_enum!(
+    /// `ConnectionStateType` of a custom key store.
+    ConnectionState {
+        Connected => "CONNECTED",
+        Connecting => "CONNECTING",
+        Failed => "FAILED",
+        Disconnected => "DISCONNECTED",
+        Disconnecting => "DISCONNECTING",
+    }
+);
+
+wire_enum!(
+    /// `CustomKeyStoreType`.
+    CustomKeyStoreType {
+        AwsCloudhsm => "AWS_CLOUDHSM",
+        ExternalKeyStore => "EXTERNAL_KEY_STORE",
+    }
+);
+
+/// A custom key store as stored. Secrets (the `kmsuser` password) are kept only encrypted
+/// under the root.
+#[derive(Clone, PartialEq)]
+pub struct CustomKeyStoreRecord {
+    pub id: String,
+    pub account: String,
+    pub region: String,
+    pub name: String,
+    pub store_type: CustomKeyStoreType,
+    pub cluster_id: Option<String>,
+    pub trust_anchor: Option<String>,
+    /// The `kmsuser` password, encrypted under the root (see `service::secrets`).
+    pub password_encrypted: Vec<u8>,
+    pub connection_state: ConnectionState,
+    pub connection_error: Option<String>,
+    pub creation_date: DateTime<Utc>,
+    pub row_version: i64,
+}
+
+impl std::fmt::Debug for CustomKeyStoreRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustomKeyStoreRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("cluster_id", &self.cluster_id)
+            .field("connection_state", &self.connection_state)
+            .finish()
+    }
 }
 
 /// One version of key material, wrapped by the root backend.

@@ -6,8 +6,9 @@ mod key;
 
 pub use ids::{AliasName, KeyArn, KeyId, KeyRef, KeyRefError, Principal};
 pub use key::{
-    AliasRecord, DataKeySpec, EncryptionAlgorithm, KeyRecord, KeySpec, KeyState, KeyUsage,
-    MaterialRecord, Origin, RotationType, Tag,
+    AliasRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, DataKeySpec,
+    EncryptionAlgorithm, KeyRecord, KeySpec, KeyState, KeyUsage, MaterialRecord, Origin,
+    RotationType, Tag,
 };
 
 /// Seconds since the Unix epoch with millisecond precision, the way KMS renders timestamps

@@ -88,9 +88,13 @@ impl KmsService {
         let m = MaterialId {
             key_id: &key.key_id,
             version,
+            label: &key.arn,
         };
         let load = || self.load_wrapped(key, version);
-        let sealed = self.backend.encrypt(m, &load, plaintext, &aad)?;
+        let backend = self.backend_for(key)?;
+        let sealed = backend
+            .encrypt(m, &load, plaintext, &aad)
+            .map_err(|e| self.backend_error(key, e))?;
         Ok(ciphertext::assemble(
             &header,
             &sealed.iv,
@@ -160,7 +164,7 @@ impl KmsService {
                 match self.store.get_key(&p.key_id)? {
                     Some(k) if k.account == account => {
                         call.touch(&k);
-                        k
+                        self.annotate(k)
                     }
                     // A blob naming a key the caller cannot see (or that never existed).
                     _ => return Err(KmsError::InvalidCiphertext),
@@ -182,11 +186,13 @@ impl KmsService {
         let m = MaterialId {
             key_id: &key.key_id,
             version: parsed.material_version,
+            label: &key.arn,
         };
         let load = || self.load_wrapped(&key, parsed.material_version);
-        let plaintext =
-            self.backend
-                .decrypt(m, &load, &parsed.iv, parsed.ciphertext_and_tag, &aad)?;
+        let backend = self.backend_for(&key)?;
+        let plaintext = backend
+            .decrypt(m, &load, &parsed.iv, parsed.ciphertext_and_tag, &aad)
+            .map_err(|e| self.backend_error(&key, e))?;
         Ok(Decrypted { key, plaintext })
     }
 
@@ -252,7 +258,10 @@ impl KmsService {
         if dry_run {
             return Err(KmsError::DryRunOperation);
         }
-        let data_key = self.backend.random(len)?;
+        let data_key = self
+            .backend_for(&key)?
+            .random(len)
+            .map_err(|e| self.backend_error(&key, e))?;
         let blob = self.seal(&key, &data_key, context)?;
         Ok((Encrypted { key, blob }, data_key))
     }

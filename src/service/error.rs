@@ -67,6 +67,26 @@ pub enum KmsError {
     RequestEntityTooLarge(String),
     #[error("{0}")]
     DependencyTimeout(String),
+    #[error("{0}")]
+    CustomKeyStoreNotFound(String),
+    #[error("{0}")]
+    CustomKeyStoreInvalidState(String),
+    #[error("{0}")]
+    CustomKeyStoreNameInUse(String),
+    #[error("{0}")]
+    CustomKeyStoreHasCmks(String),
+    #[error("{0}")]
+    CloudHsmClusterNotFound(String),
+    #[error("{0}")]
+    CloudHsmClusterInUse(String),
+    #[error("{0}")]
+    CloudHsmClusterInvalidConfiguration(String),
+    #[error("{0}")]
+    CloudHsmClusterNotActive(String),
+    #[error("{0}")]
+    CloudHsmClusterNotRelated(String),
+    #[error("{0}")]
+    IncorrectTrustAnchor(String),
 }
 
 impl KmsError {
@@ -102,6 +122,18 @@ impl KmsError {
             UnrecognizedClient => "UnrecognizedClientException",
             RequestEntityTooLarge(_) => "RequestEntityTooLargeException",
             DependencyTimeout(_) => "DependencyTimeoutException",
+            CustomKeyStoreNotFound(_) => "CustomKeyStoreNotFoundException",
+            CustomKeyStoreInvalidState(_) => "CustomKeyStoreInvalidStateException",
+            CustomKeyStoreNameInUse(_) => "CustomKeyStoreNameInUseException",
+            CustomKeyStoreHasCmks(_) => "CustomKeyStoreHasCMKsException",
+            CloudHsmClusterNotFound(_) => "CloudHsmClusterNotFoundException",
+            CloudHsmClusterInUse(_) => "CloudHsmClusterInUseException",
+            CloudHsmClusterInvalidConfiguration(_) => {
+                "CloudHsmClusterInvalidConfigurationException"
+            }
+            CloudHsmClusterNotActive(_) => "CloudHsmClusterNotActiveException",
+            CloudHsmClusterNotRelated(_) => "CloudHsmClusterNotRelatedException",
+            IncorrectTrustAnchor(_) => "IncorrectTrustAnchorException",
         }
     }
 
@@ -150,6 +182,9 @@ impl From<BackendError> for KmsError {
             BackendError::InvalidCiphertext => KmsError::InvalidCiphertext,
             BackendError::Unsupported(m) => KmsError::UnsupportedOperation(m),
             BackendError::Busy => KmsError::Throttling,
+            BackendError::KeyMaterialMissing => KmsError::KmsInvalidState(
+                "The key material of this KMS key is missing from its key store.".into(),
+            ),
             BackendError::Timeout => KmsError::DependencyTimeout(
                 "The key store did not respond in time. Retry the request.".into(),
             ),

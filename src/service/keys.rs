@@ -64,6 +64,7 @@ impl KmsService {
         let wrapped = self.backend.generate_symmetric(MaterialId {
             key_id: &key_id,
             version: 1,
+            label: "",
         })?;
         let key = KeyRecord {
             key_id: key_id.clone(),
@@ -84,6 +85,8 @@ impl KmsService {
             next_rotation_date: None,
             current_material: 1,
             row_version: 1,
+            custom_key_store_id: None,
+            unavailable: false,
         };
         let material = MaterialRecord {
             key_id,

@@ -29,7 +29,20 @@ impl KmsService {
             }
             self.store.delete_key(&id)?;
             self.backend.forget(&id);
-            self.audit_service_event("DeleteKey", &key);
+            // Keys of a CloudHSM-style store: best-effort deletion of the backing objects.
+            let additional = self.delete_backing_key(&key).map(|ok| {
+                let store = key.custom_key_store_id.clone().unwrap_or_default();
+                serde_json::json!({
+                    "customKeyStoreId": store,
+                    "clusterId": self.cloud_hsm_cluster_id_of_store(&store),
+                    "backingKeys": serde_json::json!([{ "backingKeyId": key.arn }]).to_string(),
+                    "backingKeysDeletionStatus": serde_json::json!([{
+                        "backingKeyId": key.arn,
+                        "deletionStatus": if ok { "SUCCESS" } else { "FAILURE" },
+                    }]).to_string(),
+                })
+            });
+            self.audit_service_event("DeleteKey", &key, additional);
             tracing::info!(key_arn = %key.arn, "deleted key at the end of its waiting period");
             report.deleted += 1;
         }

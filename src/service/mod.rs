@@ -7,11 +7,13 @@ pub mod aliases;
 pub mod ciphertext;
 pub mod clock;
 pub mod crypto;
+pub mod custom_key_stores;
 pub mod error;
 pub mod keys;
 pub mod maintenance;
 pub mod policy;
 pub mod rotation;
+pub mod secrets;
 pub mod tags;
 
 use std::sync::Arc;
@@ -70,6 +72,9 @@ pub struct KmsService {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) region: String,
     pub(crate) partition: String,
+    pub(crate) cks: custom_key_stores::CustomKeyStores,
+    /// A handle on ourselves for background work (custom key store connects).
+    pub(crate) me: std::sync::Weak<KmsService>,
 }
 
 /// Which row of the key-state table an operation follows.
@@ -98,20 +103,23 @@ impl KmsService {
         audit: Arc<dyn AuditSink>,
         clock: Arc<dyn Clock>,
         region: String,
-    ) -> Self {
-        KmsService {
+        cks: custom_key_stores::CustomKeyStores,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| KmsService {
             store,
             backend,
             audit,
             clock,
             region,
             partition: "aws".into(),
-        }
+            cks,
+            me: me.clone(),
+        })
     }
 
-    /// True when crypto calls block on a device and must run on the blocking pool.
+    /// True when crypto calls may block on a device and must run on the blocking pool.
     pub fn crypto_blocks(&self) -> bool {
-        self.backend.blocking()
+        self.backend.blocking() || self.cks.has_clusters()
     }
 
     pub fn region(&self) -> &str {
@@ -192,7 +200,7 @@ impl KmsService {
         id: &crate::model::KeyId,
     ) -> KmsResult<KeyRecord> {
         match self.store.get_key(id)? {
-            Some(k) if k.account == account => Ok(k),
+            Some(k) if k.account == account => Ok(self.annotate(k)),
             _ => Err(self.key_not_found(account, id.as_str())),
         }
     }
@@ -224,13 +232,18 @@ impl KmsService {
     pub fn check_state(&self, key: &KeyRecord, rule: StateRule) -> KmsResult<()> {
         use KeyState::*;
         let arn = &key.arn;
+        if rule == StateRule::Rotation && key.custom_key_store_id.is_some() {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{arn} is in a custom key store, which does not support this operation."
+            )));
+        }
         let pending_deletion = || KmsError::KmsInvalidState(format!("{arn} is pending deletion."));
         let pending_import = || KmsError::KmsInvalidState(format!("{arn} is pending import."));
         let disabled = || KmsError::Disabled(format!("{arn} is disabled."));
         let unavailable = || KmsError::KmsInvalidState(format!("{arn} is unavailable."));
         let creating = || KmsError::KmsInvalidState(format!("{arn} is creating."));
         let updating = || KmsError::KmsInvalidState(format!("{arn} is updating."));
-        match (rule, key.state) {
+        match (rule, key.effective_state()) {
             (StateRule::Any, _) => Ok(()),
             (StateRule::Crypto, Enabled | Updating) => Ok(()),
             (StateRule::Crypto, Disabled) => Err(disabled()),
@@ -324,6 +337,7 @@ impl KmsService {
             recipient_account_id: p.account.clone(),
             event_category: "Management",
             service_event_details: None,
+            additional_event_data: None,
         };
         self.audit.record(&event);
     }
@@ -334,7 +348,12 @@ impl KmsService {
     }
 
     /// Emits the audit record of a service-internal event (`DeleteKey`, `RotateKey`).
-    pub(crate) fn audit_service_event(&self, event_name: &str, key: &KeyRecord) {
+    pub(crate) fn audit_service_event(
+        &self,
+        event_name: &str,
+        key: &KeyRecord,
+        additional: Option<Value>,
+    ) {
         let event = AuditEvent {
             event_version: "1.08",
             user_identity: UserIdentity {
@@ -358,7 +377,8 @@ impl KmsService {
             error_code: None,
             error_message: None,
             request_parameters: Value::Null,
-            response_elements: Value::Null,
+            // CloudTrail names the affected key here for DeleteKey and RotateKey.
+            response_elements: serde_json::json!({ "keyId": key.arn }),
             request_id: uuid::Uuid::new_v4().to_string(),
             event_id: uuid::Uuid::new_v4().to_string(),
             read_only: false,
@@ -368,6 +388,7 @@ impl KmsService {
             recipient_account_id: key.account.clone(),
             event_category: "Management",
             service_event_details: Some(serde_json::json!({ "keyId": key.key_id.as_str() })),
+            additional_event_data: additional,
         };
         self.audit.record(&event);
     }

@@ -129,6 +129,7 @@ impl KmsService {
         let wrapped = self.backend.generate_symmetric(MaterialId {
             key_id: &key.key_id,
             version,
+            label: &key.arn,
         })?;
         key.current_material = version;
         if kind == RotationType::Automatic {
@@ -144,7 +145,7 @@ impl KmsService {
             rotation_type: Some(kind),
         };
         let key = self.store.rotate_key(&key, &material)?;
-        self.audit_service_event("RotateKey", &key);
+        self.audit_service_event("RotateKey", &key, None);
         Ok(key)
     }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 
 use super::{MetadataStore, StoreResult};
-use crate::model::{AliasRecord, KeyId, KeyRecord, MaterialRecord, Tag};
+use crate::model::{AliasRecord, CustomKeyStoreRecord, KeyId, KeyRecord, MaterialRecord, Tag};
 
 /// Bound on cached rows; the cache is cleared when it is reached.
 const MAX_CACHED_KEYS: usize = 100_000;
@@ -179,5 +179,48 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
 
     fn list_tags(&self, key_id: &KeyId) -> StoreResult<Vec<Tag>> {
         self.inner.list_tags(key_id)
+    }
+
+    fn insert_custom_key_store(&self, store: &CustomKeyStoreRecord) -> StoreResult<()> {
+        self.inner.insert_custom_key_store(store)
+    }
+
+    fn get_custom_key_store(&self, id: &str) -> StoreResult<Option<CustomKeyStoreRecord>> {
+        self.inner.get_custom_key_store(id)
+    }
+
+    fn list_custom_key_stores(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> StoreResult<Vec<CustomKeyStoreRecord>> {
+        self.inner.list_custom_key_stores(account, region)
+    }
+
+    fn update_custom_key_store(
+        &self,
+        store: &CustomKeyStoreRecord,
+    ) -> StoreResult<CustomKeyStoreRecord> {
+        self.inner.update_custom_key_store(store)
+    }
+
+    fn delete_custom_key_store(&self, id: &str) -> StoreResult<()> {
+        self.inner.delete_custom_key_store(id)
+    }
+
+    fn count_keys_in_store(&self, store_id: &str) -> StoreResult<usize> {
+        self.inner.count_keys_in_store(store_id)
+    }
+
+    fn get_system_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.get_system_secret(name)
+    }
+
+    fn put_system_secret_if_absent(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
+        self.inner.put_system_secret_if_absent(name, value)
+    }
+
+    fn all_custom_key_stores(&self) -> StoreResult<Vec<CustomKeyStoreRecord>> {
+        self.inner.all_custom_key_stores()
     }
 }

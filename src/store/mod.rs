@@ -14,7 +14,7 @@ pub use sqlite::SqliteStore;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{AliasRecord, KeyId, KeyRecord, MaterialRecord, Tag};
+use crate::model::{AliasRecord, CustomKeyStoreRecord, KeyId, KeyRecord, MaterialRecord, Tag};
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -111,4 +111,28 @@ pub trait MetadataStore: Send + Sync {
     fn remove_tags(&self, key_id: &KeyId, tag_keys: &[String]) -> StoreResult<()>;
     /// Tags of a key ordered by tag key.
     fn list_tags(&self, key_id: &KeyId) -> StoreResult<Vec<Tag>>;
+
+    /// Custom key stores.
+    fn insert_custom_key_store(&self, store: &CustomKeyStoreRecord) -> StoreResult<()>;
+    fn get_custom_key_store(&self, id: &str) -> StoreResult<Option<CustomKeyStoreRecord>>;
+    /// Stores of an account and region, ordered by id.
+    fn list_custom_key_stores(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> StoreResult<Vec<CustomKeyStoreRecord>>;
+    /// Replaces a store row if its `row_version` still matches; bumps it.
+    fn update_custom_key_store(
+        &self,
+        store: &CustomKeyStoreRecord,
+    ) -> StoreResult<CustomKeyStoreRecord>;
+    fn delete_custom_key_store(&self, id: &str) -> StoreResult<()>;
+    /// Every store of every account (start-up reconnects).
+    fn all_custom_key_stores(&self) -> StoreResult<Vec<CustomKeyStoreRecord>>;
+    fn count_keys_in_store(&self, store_id: &str) -> StoreResult<usize>;
+
+    /// Service secrets (wrapped material of the key that protects stored passwords).
+    fn get_system_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Stores `value` unless the name exists; returns the stored value either way.
+    fn put_system_secret_if_absent(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>>;
 }

@@ -11,12 +11,13 @@ use rusqlite::{params, Connection, Row};
 
 use super::{MetadataStore, StoreError, StoreResult};
 use crate::model::{
-    AliasRecord, KeyId, KeyRecord, KeySpec, KeyState, KeyUsage, MaterialRecord, Origin,
-    RotationType, Tag,
+    AliasRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, KeyId, KeyRecord,
+    KeySpec, KeyState, KeyUsage, MaterialRecord, Origin, RotationType, Tag,
 };
 
 /// Versioned schema migrations for SQLite; applied in order, recorded in `schema_version`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE keys (
     key_id TEXT PRIMARY KEY,
     account TEXT NOT NULL,
@@ -62,7 +63,31 @@ CREATE TABLE tags (
     tag_value TEXT NOT NULL,
     PRIMARY KEY (key_id, tag_key)
 );
-"#];
+"#,
+    r#"
+ALTER TABLE keys ADD COLUMN custom_key_store_id TEXT;
+CREATE INDEX keys_by_store ON keys(custom_key_store_id);
+CREATE TABLE custom_key_stores (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    store_type TEXT NOT NULL,
+    cluster_id TEXT,
+    trust_anchor TEXT,
+    password_encrypted BLOB NOT NULL,
+    connection_state TEXT NOT NULL,
+    connection_error TEXT,
+    creation_ms INTEGER NOT NULL,
+    row_version INTEGER NOT NULL,
+    UNIQUE (account, region, name)
+);
+CREATE TABLE system_secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+"#,
+];
 
 const READERS: usize = 4;
 
@@ -100,7 +125,31 @@ fn open(path: &Path) -> StoreResult<Connection> {
 
 const KEY_COLUMNS: &str = "key_id, account, region, arn, description, key_spec, key_usage, \
     origin, state, creation_ms, deletion_ms, pending_window_days, policy, rotation_enabled, \
-    rotation_period_days, next_rotation_ms, current_material, row_version";
+    rotation_period_days, next_rotation_ms, current_material, row_version, custom_key_store_id";
+
+const STORE_COLUMNS: &str = "id, account, region, name, store_type, cluster_id, trust_anchor, \
+    password_encrypted, connection_state, connection_error, creation_ms, row_version";
+
+fn store_from_row(row: &Row<'_>) -> StoreResult<CustomKeyStoreRecord> {
+    let store_type: String = row.get(4)?;
+    let state: String = row.get(8)?;
+    Ok(CustomKeyStoreRecord {
+        id: row.get(0)?,
+        account: row.get(1)?,
+        region: row.get(2)?,
+        name: row.get(3)?,
+        store_type: CustomKeyStoreType::parse(&store_type)
+            .ok_or_else(|| corrupt("store type", &store_type))?,
+        cluster_id: row.get(5)?,
+        trust_anchor: row.get(6)?,
+        password_encrypted: row.get(7)?,
+        connection_state: ConnectionState::parse(&state)
+            .ok_or_else(|| corrupt("connection state", &state))?,
+        connection_error: row.get(9)?,
+        creation_date: from_ms(row.get(10)?)?,
+        row_version: row.get(11)?,
+    })
+}
 
 fn corrupt(what: &str, v: &str) -> StoreError {
     StoreError::Corrupt(format!("{what} {v:?}"))
@@ -131,6 +180,8 @@ fn key_from_row(row: &Row<'_>) -> StoreResult<KeyRecord> {
         next_rotation_date: row.get::<_, Option<i64>>(15)?.map(from_ms).transpose()?,
         current_material: row.get(16)?,
         row_version: row.get(17)?,
+        custom_key_store_id: row.get(18)?,
+        unavailable: false,
     })
 }
 
@@ -266,7 +317,7 @@ impl MetadataStore for SqliteStore {
         let tx = conn.transaction()?;
         tx.prepare_cached(&format!(
             "INSERT INTO keys ({KEY_COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
         ))?
         .execute(params![
             k.key_id.as_str(),
@@ -287,6 +338,7 @@ impl MetadataStore for SqliteStore {
             k.next_rotation_date.map(to_ms),
             k.current_material,
             k.row_version,
+            k.custom_key_store_id,
         ])?;
         insert_material(&tx, m)?;
         for t in tags {
@@ -539,6 +591,134 @@ impl MetadataStore for SqliteStore {
         let mut out = Vec::new();
         for r in rows {
             out.push(r?);
+        }
+        Ok(out)
+    }
+
+    fn insert_custom_key_store(&self, r: &CustomKeyStoreRecord) -> StoreResult<()> {
+        let conn = self.writer();
+        conn.prepare_cached(&format!(
+            "INSERT INTO custom_key_stores ({STORE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ))?
+        .execute(params![
+            r.id,
+            r.account,
+            r.region,
+            r.name,
+            r.store_type.as_str(),
+            r.cluster_id,
+            r.trust_anchor,
+            r.password_encrypted,
+            r.connection_state.as_str(),
+            r.connection_error,
+            to_ms(r.creation_date),
+            r.row_version
+        ])?;
+        Ok(())
+    }
+
+    fn get_custom_key_store(&self, id: &str) -> StoreResult<Option<CustomKeyStoreRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {STORE_COLUMNS} FROM custom_key_stores WHERE id = ?1"
+        ))?;
+        let mut rows = stmt.query([id])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(store_from_row(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn list_custom_key_stores(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> StoreResult<Vec<CustomKeyStoreRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {STORE_COLUMNS} FROM custom_key_stores WHERE account = ?1 AND region = ?2 ORDER BY id"
+        ))?;
+        let mut rows = stmt.query(params![account, region])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(store_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    fn update_custom_key_store(
+        &self,
+        r: &CustomKeyStoreRecord,
+    ) -> StoreResult<CustomKeyStoreRecord> {
+        let conn = self.writer();
+        let n = conn
+            .prepare_cached(
+                "UPDATE custom_key_stores SET name = ?2, cluster_id = ?3, trust_anchor = ?4, \
+                 password_encrypted = ?5, connection_state = ?6, connection_error = ?7, \
+                 row_version = row_version + 1 WHERE id = ?1 AND row_version = ?8",
+            )?
+            .execute(params![
+                r.id,
+                r.name,
+                r.cluster_id,
+                r.trust_anchor,
+                r.password_encrypted,
+                r.connection_state.as_str(),
+                r.connection_error,
+                r.row_version
+            ])?;
+        if n != 1 {
+            return Err(StoreError::Conflict);
+        }
+        let mut out = r.clone();
+        out.row_version += 1;
+        Ok(out)
+    }
+
+    fn delete_custom_key_store(&self, id: &str) -> StoreResult<()> {
+        let conn = self.writer();
+        conn.prepare_cached("DELETE FROM custom_key_stores WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    fn count_keys_in_store(&self, store_id: &str) -> StoreResult<usize> {
+        let conn = self.reader();
+        let n: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM keys WHERE custom_key_store_id = ?1")?
+            .query_row([store_id], |r| r.get(0))?;
+        Ok(n as usize)
+    }
+
+    fn get_system_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached("SELECT value FROM system_secrets WHERE name = ?1")?;
+        let mut rows = stmt.query([name])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(row.get(0)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_system_secret_if_absent(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
+        let conn = self.writer();
+        conn.prepare_cached("INSERT OR IGNORE INTO system_secrets (name, value) VALUES (?1, ?2)")?
+            .execute(params![name, value])?;
+        let v: Vec<u8> = conn
+            .prepare_cached("SELECT value FROM system_secrets WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))?;
+        Ok(v)
+    }
+
+    fn all_custom_key_stores(&self) -> StoreResult<Vec<CustomKeyStoreRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {STORE_COLUMNS} FROM custom_key_stores ORDER BY id"
+        ))?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(store_from_row(row)?);
         }
         Ok(out)
     }

@@ -51,7 +51,94 @@ pub fn pkcs11_env() -> Vec<(String, String)> {
 
 pub mod softhsm {
     //! A SoftHSMv2 token private to this test process.
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::OnceLock;
+
+    /// A fresh two-member cluster for one test: two new tokens with user PIN `pin`, the same
+    /// cluster key provisioned on both (as an operator would), and a trust anchor certificate.
+    pub struct TestCluster {
+        pub id: String,
+        pub members: Vec<String>,
+        pub pin: String,
+        pub trust_anchor_pem: String,
+        pub trust_anchor_path: std::path::PathBuf,
+    }
+
+    impl TestCluster {
+        /// The `[[clusters]]` TOML section for this cluster.
+        pub fn toml(&self) -> String {
+            let mut t = format!(
+                "[[clusters]]\nid = '{}'\nprofile = 'softhsm2'\ntrust_anchor_file = '{}'\nsession_wait_ms = 200\n",
+                self.id,
+                self.trust_anchor_path.display()
+            );
+            for (i, m) in self.members.iter().enumerate() {
+                t.push_str(&format!(
+                    "[[clusters.members]]\nname = 'hsm-{i}'\nmodule = '{MODULE}'\ntoken_label = '{m}'\n"
+                ));
+            }
+            t
+        }
+    }
+
+    pub fn cluster(n_members: usize) -> TestCluster {
+        use cryptoki::object::{Attribute, KeyType, ObjectClass};
+        use cryptoki::session::UserType;
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let token = test_token();
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let profile = kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap();
+        let module = std::path::Path::new(MODULE);
+        assert!(
+            (n + 1) * n_members <= POOL,
+            "the test process used up its cluster tokens"
+        );
+        let pin = POOL_PIN.to_string();
+        let mut value = [0u8; 32];
+        for (i, b) in value.iter_mut().enumerate() {
+            *b = (uuid::Uuid::new_v4().as_bytes()[i % 16]) ^ (i as u8);
+        }
+        let mut members = Vec::new();
+        for m in 0..n_members {
+            let label = format!("pool-{}", n * n_members + m);
+            let ctx = kms::backend::pkcs11::module::load(module).unwrap();
+            let slot = kms::backend::pkcs11::token::find_slot(&ctx, &label, &profile).unwrap();
+            let s = ctx.open_rw_session(slot).unwrap();
+            s.login(UserType::User, Some(&pin.clone().into())).unwrap();
+            s.create_object(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Wrap(true),
+                Attribute::Unwrap(true),
+                Attribute::Encrypt(false),
+                Attribute::Decrypt(false),
+                Attribute::Label(b"kms-cluster-key".to_vec()),
+                Attribute::Value(value.to_vec()),
+            ])
+            .unwrap();
+            s.logout().unwrap();
+            members.push(label);
+        }
+        let cert = rcgen::generate_simple_self_signed(vec![format!("cluster-{n}")]).unwrap();
+        let pem = cert.cert.pem();
+        let path = token.dir.join(format!("customerCA-{n}.crt"));
+        std::fs::write(&path, &pem).unwrap();
+        TestCluster {
+            id: format!(
+                "cluster-{:0>11}",
+                format!("t{pid}x{n}").chars().take(11).collect::<String>()
+            ),
+            members,
+            pin,
+            trust_anchor_pem: pem,
+            trust_anchor_path: path,
+        }
+    }
 
     pub struct TestToken {
         pub module: String,
@@ -62,6 +149,10 @@ pub mod softhsm {
     }
 
     pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+    /// Cluster member tokens available to one test process.
+    const POOL: usize = 8;
+    /// The initial user PIN of the pool tokens (the cluster's `kmsuser` password).
+    pub const POOL_PIN: &str = "kmsuserPIN1";
 
     /// Creates (once per process) a token directory and configuration, points SOFTHSM2_CONF at
     /// it before the module is first loaded, and initializes a token. Panics (fails the test)
@@ -87,6 +178,20 @@ pub mod softhsm {
             )
             .unwrap();
             std::env::set_var("SOFTHSM2_CONF", &conf);
+            // SoftHSM lists slots once per process (at C_Initialize), so every token this
+            // process will use is created now, before the module is loaded: the server's token
+            // and a pool of cluster member tokens.
+            let mut labels = vec!["kms-test".to_string()];
+            labels.extend((0..POOL).map(|i| format!("pool-{i}")));
+            for label in &labels {
+                let pin = if label == "kms-test" { "1234" } else { POOL_PIN };
+                let out = std::process::Command::new("softhsm2-util")
+                    .env("SOFTHSM2_CONF", &conf)
+                    .args(["--init-token", "--free", "--label", label, "--so-pin", "12345678", "--pin", pin])
+                    .output()
+                    .expect("softhsm2-util (package softhsm2) must be installed");
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            }
             let t = TestToken {
                 module: MODULE.into(),
                 label: "kms-test".into(),
@@ -94,18 +199,22 @@ pub mod softhsm {
                 so_pin: "12345678".into(),
                 dir,
             };
-            let profile = kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap();
-            kms::backend::pkcs11::token::init_token(
-                std::path::Path::new(&t.module),
-                &t.label,
-                &t.so_pin.clone().into(),
-                &t.pin.clone().into(),
-                &profile,
-            )
-            .unwrap();
             t
         })
     }
+}
+
+/// Server logs for tests: `KMS_LOG=debug cargo test ...`.
+pub fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("KMS_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
 }
 
 pub struct TestServer {
@@ -132,6 +241,12 @@ impl TestServer {
 
     /// Starts a server with extra configuration from `env` (`KMS_*` variables).
     pub async fn start_with(env: Vec<(String, String)>) -> TestServer {
+        Self::start_with_config("", env).await
+    }
+
+    /// Starts a server with extra TOML appended to its configuration file.
+    pub async fn start_with_config(extra_toml: &str, env: Vec<(String, String)>) -> TestServer {
+        init_logs();
         let data_dir = tempfile::tempdir().unwrap();
         let cfg_path = data_dir.path().join("kms.toml");
         std::fs::write(
@@ -141,7 +256,7 @@ impl TestServer {
                  [[credentials]]\naccess_key_id = '{ACCESS_KEY}'\nsecret_access_key = '{SECRET_KEY}'\n\
                  principal = 'arn:aws:iam::111122223333:user/alice'\n\
                  [[credentials]]\naccess_key_id = '{OTHER_ACCESS_KEY}'\nsecret_access_key = '{OTHER_SECRET_KEY}'\n\
-                 principal = 'arn:aws:iam::444455556666:role/bob'\n",
+                 principal = 'arn:aws:iam::444455556666:role/bob'\n{extra_toml}\n",
                 data_dir.path().display()
             ),
         )

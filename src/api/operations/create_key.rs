@@ -129,11 +129,6 @@ impl Operation for CreateKey {
                     .into(),
             ));
         }
-        if r.custom_key_store_id.is_some() {
-            return Err(KmsError::UnsupportedOperation(
-                "Custom key stores are not supported by this server yet.".into(),
-            ));
-        }
         if r.xks_key_id.is_some() {
             return Err(KmsError::Validation(
                 "XksKeyId is valid only with Origin EXTERNAL_KEY_STORE.".into(),
@@ -144,13 +139,50 @@ impl Operation for CreateKey {
         }
         crate::service::tags::check_tags(&tags)?;
         let key_spec = spec.or(cmk_spec).unwrap_or(KeySpec::SymmetricDefault);
+        let origin = origin.unwrap_or(Origin::AwsKms);
+        let key_usage = usage.unwrap_or(KeyUsage::EncryptDecrypt);
+        if origin == Origin::AwsCloudhsm || r.custom_key_store_id.is_some() {
+            let Some(store_id) = r.custom_key_store_id.as_deref() else {
+                return Err(KmsError::Validation(
+                    "Origin AWS_CLOUDHSM requires a CustomKeyStoreId.".into(),
+                ));
+            };
+            if origin != Origin::AwsCloudhsm {
+                return Err(KmsError::Validation(format!(
+                    "A key in a custom key store must have Origin AWS_CLOUDHSM, not {origin}."
+                )));
+            }
+            if key_spec != KeySpec::SymmetricDefault
+                || key_usage != KeyUsage::EncryptDecrypt
+                || r.multi_region.unwrap_or(false)
+            {
+                return Err(KmsError::UnsupportedOperation(
+                    "Custom key stores support only single-Region symmetric encryption keys \
+                     (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT)."
+                        .into(),
+                ));
+            }
+            let policy = r.policy.unwrap_or_else(|| {
+                crate::service::policy::default_policy("aws", &call.principal.account)
+            });
+            let key = svc.create_cloudhsm_key(
+                call,
+                store_id,
+                r.description.unwrap_or_default(),
+                policy,
+                tags,
+            )?;
+            return Ok(Response {
+                key_metadata: KeyMetadata::of(svc, &key),
+            });
+        }
         let key = svc.create_key(
             call,
             NewKey {
                 description: r.description.unwrap_or_default(),
                 key_spec,
-                key_usage: usage.unwrap_or(KeyUsage::EncryptDecrypt),
-                origin: origin.unwrap_or(Origin::AwsKms),
+                key_usage,
+                origin,
                 policy: r.policy,
                 tags,
                 multi_region: r.multi_region.unwrap_or(false),

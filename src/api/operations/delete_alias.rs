@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::create_alias::check_alias_name;
-use super::{present, Empty, Operation};
+use super::{present, KeyAffected, Operation};
 use crate::api::validate::Checks;
 use crate::service::{Call, KmsResult, KmsService};
 
@@ -21,17 +21,21 @@ impl Operation for DeleteAlias {
     const READ_ONLY: bool = false;
     const BLOCKING: bool = true;
     type Request = Request;
-    type Response = Empty;
+    type Response = KeyAffected;
 
     fn audit_parameters(r: &Request) -> Value {
         json!({ "aliasName": r.alias_name })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+    fn audit_response(r: &KeyAffected) -> Value {
+        r.audit()
+    }
+
+    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
         let mut c = Checks::new();
         check_alias_name(&mut c, &r.alias_name);
         c.finish()?;
         svc.delete_alias(call, &present(r.alias_name)?)?;
-        Ok(Empty {})
+        Ok(KeyAffected::of(call))
     }
 }

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{check_key_id, present, Empty, Operation};
+use super::{check_key_id, present, KeyAffected, Operation};
 use crate::api::validate::Checks;
 use crate::service::{Call, KmsResult, KmsService};
 
@@ -20,22 +20,22 @@ impl Operation for EnableKey {
     const READ_ONLY: bool = false;
     const BLOCKING: bool = true;
     type Request = Request;
-    type Response = Empty;
+    type Response = KeyAffected;
 
     fn audit_parameters(r: &Request) -> Value {
         json!({ "keyId": r.key_id })
     }
 
-    fn audit_response(_: &Empty) -> Value {
-        Value::Null
+    fn audit_response(r: &KeyAffected) -> Value {
+        r.audit()
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         c.finish()?;
         let key_id = present(r.key_id)?;
         svc.enable_key(call, &key_id)?;
-        Ok(Empty {})
+        Ok(KeyAffected::of(call))
     }
 }

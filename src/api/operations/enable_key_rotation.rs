@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{check_key_id, present, Empty, Operation};
+use super::{check_key_id, present, KeyAffected, Operation};
 use crate::api::validate::Checks;
 use crate::service::rotation::{DEFAULT_ROTATION_DAYS, MAX_ROTATION_DAYS, MIN_ROTATION_DAYS};
 use crate::service::{Call, KmsResult, KmsService};
@@ -22,13 +22,17 @@ impl Operation for EnableKeyRotation {
     const READ_ONLY: bool = false;
     const BLOCKING: bool = true;
     type Request = Request;
-    type Response = Empty;
+    type Response = KeyAffected;
 
     fn audit_parameters(r: &Request) -> Value {
         json!({ "keyId": r.key_id, "rotationPeriodInDays": r.rotation_period_in_days })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+    fn audit_response(r: &KeyAffected) -> Value {
+        r.audit()
+    }
+
+    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         c.range(
@@ -40,6 +44,6 @@ impl Operation for EnableKeyRotation {
         c.finish()?;
         let days = r.rotation_period_in_days.unwrap_or(DEFAULT_ROTATION_DAYS);
         svc.enable_key_rotation(call, &present(r.key_id)?, days)?;
-        Ok(Empty {})
+        Ok(KeyAffected::of(call))
     }
 }

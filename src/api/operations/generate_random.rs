@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{present, Operation};
 use crate::api::shapes::SecretBlob;
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsError, KmsResult, KmsService};
+use crate::service::{Call, KmsResult, KmsService};
 
 pub struct GenerateRandom;
 
@@ -44,12 +44,13 @@ impl Operation for GenerateRandom {
         );
         c.len("customKeyStoreId", r.custom_key_store_id.as_deref(), 1, 64);
         c.finish()?;
-        if let Some(id) = r.custom_key_store_id {
-            return Err(KmsError::NotFound(format!(
-                "Custom key store '{id}' does not exist"
-            )));
-        }
         let n = present(r.number_of_bytes)? as usize;
+        if let Some(id) = r.custom_key_store_id {
+            let bytes = svc.generate_random_in_store(_call, &id, n)?;
+            return Ok(Response {
+                plaintext: SecretBlob(bytes),
+            });
+        }
         Ok(Response {
             plaintext: SecretBlob(svc.generate_random(n)?),
         })

@@ -11,13 +11,18 @@ use crate::service::{Call, KmsResult, KmsService};
 use super::validate::Checks;
 
 pub mod cancel_key_deletion;
+pub mod connect_custom_key_store;
 pub mod create_alias;
+pub mod create_custom_key_store;
 pub mod create_key;
 pub mod decrypt;
 pub mod delete_alias;
+pub mod delete_custom_key_store;
+pub mod describe_custom_key_stores;
 pub mod describe_key;
 pub mod disable_key;
 pub mod disable_key_rotation;
+pub mod disconnect_custom_key_store;
 pub mod enable_key;
 pub mod enable_key_rotation;
 pub mod encrypt;
@@ -38,6 +43,7 @@ pub mod schedule_key_deletion;
 pub mod tag_resource;
 pub mod untag_resource;
 pub mod update_alias;
+pub mod update_custom_key_store;
 pub mod update_key_description;
 
 /// An AWS KMS operation.
@@ -66,6 +72,36 @@ pub trait Operation {
 /// A response without members.
 #[derive(Debug, Default, Serialize)]
 pub struct Empty {}
+
+/// A response without members whose audit record names the key the call affected: CloudTrail
+/// puts that key's ARN in `responseElements.keyId` for CreateAlias, DeleteAlias, DisableKey,
+/// EnableKey, EnableKeyRotation, TagResource, UntagResource and UpdateAlias.
+#[derive(Debug, Default, Serialize)]
+pub struct KeyAffected {
+    #[serde(skip)]
+    key_arn: Option<String>,
+}
+
+impl KeyAffected {
+    /// The first key the call touched (for UpdateAlias, the new target).
+    pub fn of(call: &Call) -> Self {
+        KeyAffected {
+            key_arn: call
+                .resources
+                .iter()
+                .find(|r| r.kind == "AWS::KMS::Key")
+                .map(|r| r.arn.clone()),
+        }
+    }
+
+    /// `responseElements` of the audit record.
+    pub fn audit(&self) -> Value {
+        match &self.key_arn {
+            Some(arn) => serde_json::json!({ "keyId": arn }),
+            None => Value::Null,
+        }
+    }
+}
 
 /// Checks a required `KeyId`-like member: present, 1-2048 characters.
 pub fn check_key_id(c: &mut Checks, field: &str, v: &Option<String>) {

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::create_key::wire_tags;
-use super::{check_key_id, present, Empty, Operation};
+use super::{check_key_id, present, KeyAffected, Operation};
 use crate::api::shapes::WireTag;
 use crate::api::validate::Checks;
 use crate::service::{Call, KmsResult, KmsService};
@@ -23,7 +23,7 @@ impl Operation for TagResource {
     const READ_ONLY: bool = false;
     const BLOCKING: bool = true;
     type Request = Request;
-    type Response = Empty;
+    type Response = KeyAffected;
 
     fn audit_parameters(r: &Request) -> Value {
         json!({
@@ -32,13 +32,17 @@ impl Operation for TagResource {
         })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+    fn audit_response(r: &KeyAffected) -> Value {
+        r.audit()
+    }
+
+    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         c.required("tags", &r.tags);
         let tags = wire_tags(&mut c, r.tags);
         c.finish()?;
         svc.tag_resource(call, &present(r.key_id)?, tags)?;
-        Ok(Empty {})
+        Ok(KeyAffected::of(call))
     }
 }

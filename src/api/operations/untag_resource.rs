@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{check_key_id, present, Empty, Operation};
+use super::{check_key_id, present, KeyAffected, Operation};
 use crate::api::validate::Checks;
 use crate::service::{Call, KmsResult, KmsService};
 
@@ -21,13 +21,17 @@ impl Operation for UntagResource {
     const READ_ONLY: bool = false;
     const BLOCKING: bool = true;
     type Request = Request;
-    type Response = Empty;
+    type Response = KeyAffected;
 
     fn audit_parameters(r: &Request) -> Value {
         json!({ "keyId": r.key_id, "tagKeys": r.tag_keys })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+    fn audit_response(r: &KeyAffected) -> Value {
+        r.audit()
+    }
+
+    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         c.required("tagKeys", &r.tag_keys);
@@ -36,6 +40,6 @@ impl Operation for UntagResource {
         }
         c.finish()?;
         svc.untag_resource(call, &present(r.key_id)?, present(r.tag_keys)?)?;
-        Ok(Empty {})
+        Ok(KeyAffected::of(call))
     }
 }

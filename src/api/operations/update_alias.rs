@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::create_alias::check_alias_name;
-use super::{check_key_id, present, Empty, Operation};
+use super::{check_key_id, present, KeyAffected, Operation};
 use crate::api::validate::Checks;
 use crate::service::{Call, KmsResult, KmsService};
 
@@ -22,18 +22,22 @@ impl Operation for UpdateAlias {
     const READ_ONLY: bool = false;
     const BLOCKING: bool = true;
     type Request = Request;
-    type Response = Empty;
+    type Response = KeyAffected;
 
     fn audit_parameters(r: &Request) -> Value {
         json!({ "aliasName": r.alias_name, "targetKeyId": r.target_key_id })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+    fn audit_response(r: &KeyAffected) -> Value {
+        r.audit()
+    }
+
+    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
         let mut c = Checks::new();
         check_alias_name(&mut c, &r.alias_name);
         check_key_id(&mut c, "targetKeyId", &r.target_key_id);
         c.finish()?;
         svc.update_alias(call, &present(r.alias_name)?, &present(r.target_key_id)?)?;
-        Ok(Empty {})
+        Ok(KeyAffected::of(call))
     }
 }

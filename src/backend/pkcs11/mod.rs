@@ -15,6 +15,7 @@
 //!
 //! Every call here blocks: callers run it on a blocking thread, never on async workers.
 
+pub mod cluster;
 pub mod error;
 pub mod module;
 pub mod profile;

@@ -68,6 +68,7 @@ struct Pool {
 /// A connected, logged-in token.
 pub struct Token {
     cfg: TokenConfig,
+    pin: std::sync::RwLock<SecretString>,
     ctx: Pkcs11,
     conn: Mutex<Option<Conn>>,
     pool: Mutex<Pool>,
@@ -123,8 +124,9 @@ impl Token {
                 return Err(Pkcs11Error::MissingMechanism(required.clone()));
             }
         }
-        let anchor = Self::open_anchor(&ctx, slot, &cfg)?;
+        let anchor = Self::open_anchor(&ctx, slot, &cfg, &cfg.pin)?;
         Ok(Arc::new(Token {
+            pin: std::sync::RwLock::new(SecretString::from(cfg.pin.expose_secret().to_string())),
             conn: Mutex::new(Some(Conn { slot, anchor })),
             pool: Mutex::new(Pool {
                 idle: Vec::new(),
@@ -140,13 +142,17 @@ impl Token {
         }))
     }
 
-    fn open_anchor(ctx: &Pkcs11, slot: Slot, cfg: &TokenConfig) -> Result<Session, Pkcs11Error> {
+    fn open_anchor(
+        ctx: &Pkcs11,
+        slot: Slot,
+        cfg: &TokenConfig,
+        pin: &SecretString,
+    ) -> Result<Session, Pkcs11Error> {
         let anchor = ctx
             .open_rw_session(slot)
             .map_err(|e| classify(&e, &cfg.profile, false))?;
         let user = if cfg.so { UserType::So } else { UserType::User };
-        let pin = SecretString::from(cfg.pin.expose_secret().to_string());
-        match anchor.login(user, Some(&pin)) {
+        match anchor.login(user, Some(pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(anchor),
             Err(e) => Err(classify(&e, &cfg.profile, false)),
         }
@@ -315,7 +321,14 @@ impl Token {
         }
         *conn = None;
         let slot = find_slot(&self.ctx, &self.cfg.token_label, &self.cfg.profile)?;
-        let anchor = Self::open_anchor(&self.ctx, slot, &self.cfg)?;
+        let pin = SecretString::from(
+            self.pin
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .expose_secret()
+                .to_string(),
+        );
+        let anchor = Self::open_anchor(&self.ctx, slot, &self.cfg, &pin)?;
         *conn = Some(Conn { slot, anchor });
         tracing::info!(token = %self.summary.label, generation = self.generation(), "token reconnected");
         Ok(())
@@ -329,6 +342,14 @@ impl Token {
             Attribute::Label(label.as_bytes().to_vec()),
         ];
         self.with_session(false, |s| s.find_objects(&template))
+    }
+
+    /// Changes the logged-in user's PIN (C_SetPIN) and remembers the new one for reconnects.
+    pub fn set_pin(&self, old: &SecretString, new: &SecretString) -> Result<(), Pkcs11Error> {
+        self.with_anchor(|s| s.set_pin(old, new))?;
+        *self.pin.write().unwrap_or_else(|p| p.into_inner()) =
+            SecretString::from(new.expose_secret().to_string());
+        Ok(())
     }
 
     /// A real probe: the token is present, a session works, and it produces random bytes.

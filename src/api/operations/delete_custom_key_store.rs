@@ -1,0 +1,41 @@
+//! `DeleteCustomKeyStore`.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{present, Empty, Operation};
+use crate::api::validate::Checks;
+use crate::service::{Call, KmsResult, KmsService};
+
+pub struct DeleteCustomKeyStore;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    custom_key_store_id: Option<String>,
+}
+
+impl Operation for DeleteCustomKeyStore {
+    const NAME: &'static str = "DeleteCustomKeyStore";
+    const READ_ONLY: bool = false;
+    const BLOCKING: bool = true;
+    type Request = Request;
+    type Response = Empty;
+
+    fn audit_parameters(r: &Request) -> Value {
+        json!({ "customKeyStoreId": r.custom_key_store_id })
+    }
+
+    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+        let mut c = Checks::new();
+        c.required("customKeyStoreId", &r.custom_key_store_id).len(
+            "customKeyStoreId",
+            r.custom_key_store_id.as_deref(),
+            1,
+            64,
+        );
+        c.finish()?;
+        svc.delete_custom_key_store(call, &present(r.custom_key_store_id)?)?;
+        Ok(Empty {})
+    }
+}

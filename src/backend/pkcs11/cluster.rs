@@ -1,0 +1,591 @@
+//! CloudHSM-style clusters: one or more PKCS#11 tokens ("members") that the operator owns, used
+//! by a custom key store through the crypto user (`kmsuser`, the token's user PIN).
+//!
+//! - Connect logs in on every reachable member and rotates the PIN to a value only the KMS
+//!   knows (reverting members already rotated if one fails).
+//! - Each KMS key is a persistent, non-extractable AES-256 token object labelled with the key
+//!   ARN. When the vendor library does not replicate keys itself (profile
+//!   `replicates_keys = false`), the driver does: the key is generated in one member as a
+//!   transient session object, wrapped (CKM_AES_KEY_WRAP_PAD) under the *cluster key* — a
+//!   non-extractable key with the same value on every member, provisioned by the operator
+//!   (`softhsm/make-token.sh` for SoftHSM), never seen by this server — and unwrapped as a token
+//!   object into every active member. The wrapped copy is kept in the metadata store so a member
+//!   that was down gets the key when it returns, as long as another member still holds it.
+//! - Requests are spread round-robin over healthy members; a member that fails with a device,
+//!   session or token error is skipped for a while and the request is retried on the next one.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use ring::rand::{SecureRandom, SystemRandom};
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+use super::error::{ErrorClass, Pkcs11Error};
+use super::{Token, TokenConfig, VendorProfile};
+use crate::backend::{BackendError, BackendResult, CryptoBackend, LoadWrapped, MaterialId, Sealed};
+use crate::model::KeyId;
+
+/// How long a failed member is skipped before it is tried again.
+const MEMBER_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// One member of a cluster in the configuration.
+#[derive(Debug, Clone)]
+pub struct MemberConfig {
+    pub name: String,
+    pub module: PathBuf,
+    pub token_label: String,
+}
+
+/// A cluster in the configuration.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `CloudHsmClusterId` (e.g. `cluster-1a23b4cdefg`).
+    pub id: String,
+    pub profile: Arc<VendorProfile>,
+    /// The cluster's trust anchor certificate (PEM); CreateCustomKeyStore must present it.
+    pub trust_anchor_pem: String,
+    /// Label of the cluster key every member holds.
+    pub cluster_key_label: String,
+    pub sessions: usize,
+    pub session_wait: Duration,
+    pub members: Vec<MemberConfig>,
+}
+
+/// Why a connect failed, as AWS's `ConnectionErrorCode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectError {
+    InvalidCredentials,
+    UserLockedOut,
+    InsufficientHsms,
+    NetworkErrors,
+    InternalError,
+}
+
+impl ConnectError {
+    pub fn code(self) -> &'static str {
+        match self {
+            ConnectError::InvalidCredentials => "INVALID_CREDENTIALS",
+            ConnectError::UserLockedOut => "USER_LOCKED_OUT",
+            ConnectError::InsufficientHsms => "INSUFFICIENT_CLOUDHSM_HSMS",
+            ConnectError::NetworkErrors => "NETWORK_ERRORS",
+            ConnectError::InternalError => "INTERNAL_ERROR",
+        }
+    }
+}
+
+struct Member {
+    cfg: MemberConfig,
+    token: RwLock<Option<Arc<Token>>>,
+    down_until: Mutex<Option<Instant>>,
+    handles: RwLock<HashMap<KeyId, (u64, ObjectHandle)>>,
+    cluster_key: RwLock<Option<(u64, ObjectHandle)>>,
+}
+
+/// A connected cluster.
+pub struct Cluster {
+    cfg: ClusterConfig,
+    members: Vec<Member>,
+    password: RwLock<SecretString>,
+    next: AtomicUsize,
+    rng: SystemRandom,
+}
+
+fn token_config(cfg: &ClusterConfig, m: &MemberConfig, pin: &SecretString) -> TokenConfig {
+    TokenConfig {
+        module: m.module.clone(),
+        token_label: m.token_label.clone(),
+        pin: SecretString::from(pin.expose_secret().to_string()),
+        so: false,
+        max_sessions: cfg.sessions,
+        session_wait: cfg.session_wait,
+        profile: cfg.profile.clone(),
+    }
+}
+
+/// A random PIN of 32 letters and digits (CloudHSM's `kmsuser` password rules: 7-32
+/// alphanumerics).
+fn random_password(rng: &SystemRandom) -> Result<SecretString, Pkcs11Error> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    rng.fill(bytes.as_mut())
+        .map_err(|_| Pkcs11Error::Other("rng".into()))?;
+    let s: String = bytes
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect();
+    Ok(SecretString::from(s))
+}
+
+impl Cluster {
+    /// Logs in on every reachable member with `password`, checks the cluster key, and rotates
+    /// the PIN. Returns the connected cluster and the new password (to be stored encrypted).
+    pub fn connect(
+        cfg: ClusterConfig,
+        password: &SecretString,
+    ) -> Result<(Cluster, SecretString), ConnectError> {
+        let rng = SystemRandom::new();
+        let mut opened: Vec<(MemberConfig, Arc<Token>)> = Vec::new();
+        let mut worst: Option<ConnectError> = None;
+        for m in &cfg.members {
+            match Token::open(token_config(&cfg, m, password)) {
+                Ok(t) => opened.push((m.clone(), t)),
+                Err(e) => {
+                    let code = match e.class() {
+                        ErrorClass::PinIncorrect => ConnectError::InvalidCredentials,
+                        ErrorClass::PinLocked => ConnectError::UserLockedOut,
+                        ErrorClass::TokenNotPresent => ConnectError::InsufficientHsms,
+                        _ if matches!(e, Pkcs11Error::Module { .. }) => ConnectError::NetworkErrors,
+                        _ => ConnectError::NetworkErrors,
+                    };
+                    tracing::warn!(cluster = %cfg.id, member = %m.name, error = %e, "cluster member did not connect");
+                    // Credentials are cluster-wide: a credential problem on any member fails the connect.
+                    if matches!(
+                        code,
+                        ConnectError::InvalidCredentials | ConnectError::UserLockedOut
+                    ) {
+                        return Err(code);
+                    }
+                    worst.get_or_insert(code);
+                }
+            }
+        }
+        if opened.is_empty() {
+            return Err(worst.unwrap_or(ConnectError::InsufficientHsms));
+        }
+        for (m, t) in &opened {
+            if t.find(ObjectClass::SECRET_KEY, &cfg.cluster_key_label)
+                .map(|v| v.is_empty())
+                .unwrap_or(true)
+            {
+                tracing::error!(cluster = %cfg.id, member = %m.name, label = %cfg.cluster_key_label,
+                    "the cluster key is missing on a member; provision it (see softhsm/make-token.sh)");
+                return Err(ConnectError::InternalError);
+            }
+        }
+        // Rotate the PIN to a value only the KMS knows; undo on partial failure.
+        let new = random_password(&rng).map_err(|_| ConnectError::InternalError)?;
+        let mut rotated: Vec<&Arc<Token>> = Vec::new();
+        for (m, t) in &opened {
+            match t.set_pin(password, &new) {
+                Ok(()) => rotated.push(t),
+                Err(e) => {
+                    tracing::error!(cluster = %cfg.id, member = %m.name, error = %e, "PIN rotation failed; reverting");
+                    for r in rotated {
+                        let _ = r.set_pin(&new, password);
+                    }
+                    return Err(ConnectError::InternalError);
+                }
+            }
+        }
+        let members = cfg
+            .members
+            .iter()
+            .map(|m| Member {
+                token: RwLock::new(
+                    opened
+                        .iter()
+                        .find(|(o, _)| o.name == m.name)
+                        .map(|(_, t)| t.clone()),
+                ),
+                cfg: m.clone(),
+                down_until: Mutex::new(None),
+                handles: RwLock::default(),
+                cluster_key: RwLock::new(None),
+            })
+            .collect();
+        let cluster = Cluster {
+            password: RwLock::new(SecretString::from(new.expose_secret().to_string())),
+            cfg,
+            members,
+            next: AtomicUsize::new(0),
+            rng,
+        };
+        Ok((cluster, new))
+    }
+
+    pub fn id(&self) -> &str {
+        &self.cfg.id
+    }
+
+    /// Logs out of every member (the anchor sessions close when the tokens drop).
+    pub fn disconnect(&self) {
+        for m in &self.members {
+            if let Some(t) = m.token.write().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = t.with_anchor(|s| s.logout());
+            }
+        }
+    }
+
+    /// The token of a member if it is usable now; a member that is not connected is tried
+    /// again after [`MEMBER_RETRY_AFTER`].
+    fn token(&self, m: &Member) -> Option<Arc<Token>> {
+        {
+            let down = m.down_until.lock().unwrap_or_else(|p| p.into_inner());
+            if down.is_some_and(|t| Instant::now() < t) {
+                return None;
+            }
+        }
+        if let Some(t) = m.token.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Some(t.clone());
+        }
+        let pin = SecretString::from(
+            self.password
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .expose_secret()
+                .to_string(),
+        );
+        match Token::open(token_config(&self.cfg, &m.cfg, &pin)) {
+            Ok(t) => {
+                tracing::info!(cluster = %self.cfg.id, member = %m.cfg.name, "cluster member (re)connected");
+                *m.token.write().unwrap_or_else(|p| p.into_inner()) = Some(t.clone());
+                Some(t)
+            }
+            Err(_) => {
+                self.mark_down(m);
+                None
+            }
+        }
+    }
+
+    fn mark_down(&self, m: &Member) {
+        *m.down_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Instant::now() + MEMBER_RETRY_AFTER);
+    }
+
+    /// Members that answer a probe now.
+    pub fn active_members(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| self.token(m).is_some_and(|t| t.probe().is_ok()))
+            .map(|m| m.cfg.name.clone())
+            .collect()
+    }
+
+    fn cluster_key(&self, m: &Member, t: &Token) -> Result<ObjectHandle, Pkcs11Error> {
+        let gen = t.generation();
+        if let Some((g, h)) = *m.cluster_key.read().unwrap_or_else(|p| p.into_inner()) {
+            if g == gen {
+                return Ok(h);
+            }
+        }
+        let h = *t
+            .find(ObjectClass::SECRET_KEY, &self.cfg.cluster_key_label)?
+            .first()
+            .ok_or_else(|| Pkcs11Error::ObjectNotFound(self.cfg.cluster_key_label.clone()))?;
+        *m.cluster_key.write().unwrap_or_else(|p| p.into_inner()) = Some((gen, h));
+        Ok(h)
+    }
+
+    fn backing_template(label: &str) -> Vec<Attribute> {
+        vec![
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ]
+    }
+
+    /// Creates the backing key of a KMS key (label = key ARN) on every active member; needs at
+    /// least `min_members` of them. Returns the wrapped copy to keep in the metadata store.
+    pub fn create_backing_key(
+        &self,
+        label: &str,
+        min_members: usize,
+    ) -> Result<(Vec<u8>, Vec<String>), BackendError> {
+        let active: Vec<(&Member, Arc<Token>)> = self
+            .members
+            .iter()
+            .filter_map(|m| self.token(m).filter(|t| t.probe().is_ok()).map(|t| (m, t)))
+            .collect();
+        if active.len() < min_members {
+            return Err(BackendError::Unsupported(format!(
+                "the cluster has {} active HSMs; creating keys needs at least {min_members}",
+                active.len()
+            )));
+        }
+        let (first, first_token) = &active[0];
+        let wrap_key = self.cluster_key(first, first_token)?;
+        let transient = [
+            Attribute::Token(false),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(true),
+            Attribute::ValueLen(32.into()),
+        ];
+        let wrapped = first_token.with_session(false, |s| {
+            let k = s.generate_key(&Mechanism::AesKeyGen, &transient)?;
+            let w = s.wrap_key(&Mechanism::AesKeyWrapPad, wrap_key, k);
+            let d = s.destroy_object(k);
+            let w = w?;
+            d?;
+            Ok(w)
+        })?;
+        let mut holders = Vec::new();
+        for (m, t) in &active {
+            match self.unwrap_into(m, t, label, &wrapped) {
+                Ok(_) => holders.push(m.cfg.name.clone()),
+                Err(e) => {
+                    tracing::warn!(member = %m.cfg.name, error = %e, "backing key not created on a member")
+                }
+            }
+        }
+        if holders.len() < min_members {
+            return Err(BackendError::Unavailable { retryable: true });
+        }
+        Ok((wrapped, holders))
+    }
+
+    fn unwrap_into(
+        &self,
+        m: &Member,
+        t: &Token,
+        label: &str,
+        wrapped: &[u8],
+    ) -> Result<ObjectHandle, Pkcs11Error> {
+        let wrap_key = self.cluster_key(m, t)?;
+        let template = Self::backing_template(label);
+        t.with_session(false, |s| {
+            s.unwrap_key(&Mechanism::AesKeyWrapPad, wrap_key, wrapped, &template)
+        })
+    }
+
+    /// Finds (or, when another member still holds it, replicates) the backing key on a member.
+    fn handle(
+        &self,
+        m: &Member,
+        t: &Token,
+        id: MaterialId<'_>,
+        load: LoadWrapped<'_>,
+    ) -> Result<ObjectHandle, BackendError> {
+        let gen = t.generation();
+        if let Some((g, h)) = m
+            .handles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id.key_id)
+        {
+            if *g == gen {
+                return Ok(*h);
+            }
+        }
+        let found = t.find(ObjectClass::SECRET_KEY, id.label)?;
+        let h = match found.first() {
+            Some(h) => *h,
+            None => {
+                // Replicate only while some other member still holds the key: a key deleted
+                // from the whole cluster stays deleted.
+                let elsewhere = self
+                    .members
+                    .iter()
+                    .filter(|o| o.cfg.name != m.cfg.name)
+                    .any(|o| {
+                        self.token(o).is_some_and(|ot| {
+                            ot.find(ObjectClass::SECRET_KEY, id.label)
+                                .is_ok_and(|v| !v.is_empty())
+                        })
+                    });
+                if !elsewhere {
+                    return Err(BackendError::KeyMaterialMissing);
+                }
+                let wrapped = load()?;
+                tracing::info!(member = %m.cfg.name, key = %id.label, "replicating backing key to a member");
+                self.unwrap_into(m, t, id.label, &wrapped)?
+            }
+        };
+        m.handles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.key_id.clone(), (gen, h));
+        Ok(h)
+    }
+
+    /// Runs `f` on the first healthy member that holds the key, failing over on member errors.
+    fn on_member<T>(
+        &self,
+        id: MaterialId<'_>,
+        load: LoadWrapped<'_>,
+        f: impl Fn(&Token, ObjectHandle) -> Result<T, Pkcs11Error>,
+    ) -> BackendResult<T> {
+        let n = self.members.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut last = BackendError::Unavailable { retryable: true };
+        let mut missing = 0;
+        for i in 0..n {
+            let m = &self.members[(start + i) % n];
+            let Some(t) = self.token(m) else { continue };
+            let h = match self.handle(m, &t, id, load) {
+                Ok(h) => h,
+                Err(BackendError::KeyMaterialMissing) => {
+                    missing += 1;
+                    continue;
+                }
+                Err(e) => {
+                    self.mark_down(m);
+                    last = e;
+                    continue;
+                }
+            };
+            match f(&t, h) {
+                Ok(v) => return Ok(v),
+                Err(e) => match e.class() {
+                    ErrorClass::InvalidCiphertext
+                    | ErrorClass::Invalid
+                    | ErrorClass::Unsupported => {
+                        return Err(e.into());
+                    }
+                    ErrorClass::StaleHandle => {
+                        m.handles
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(id.key_id);
+                        last = BackendError::Unavailable { retryable: true };
+                    }
+                    _ => {
+                        if !matches!(e, Pkcs11Error::Busy) {
+                            tracing::warn!(member = %m.cfg.name, error = %e, "cluster member failed; failing over");
+                            self.mark_down(m);
+                        }
+                        last = e.into();
+                    }
+                },
+            }
+        }
+        if missing > 0
+            && missing
+                == self
+                    .members
+                    .iter()
+                    .filter(|m| self.token(m).is_some())
+                    .count()
+        {
+            return Err(BackendError::KeyMaterialMissing);
+        }
+        Err(last)
+    }
+
+    /// Best-effort deletion of a key's backing objects on every member. Returns whether every
+    /// reachable member deleted (or never had) the object and none was unreachable.
+    pub fn delete_backing_key(&self, key_id: &KeyId, label: &str) -> bool {
+        let mut ok = true;
+        for m in &self.members {
+            m.handles
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(key_id);
+            let Some(t) = self.token(m) else {
+                ok = false;
+                continue;
+            };
+            match t.find(ObjectClass::SECRET_KEY, label) {
+                Ok(handles) => {
+                    for h in handles {
+                        if t.with_session(false, |s| s.destroy_object(h)).is_err() {
+                            ok = false;
+                        }
+                    }
+                }
+                Err(_) => ok = false,
+            }
+        }
+        ok
+    }
+}
+
+impl CryptoBackend for Cluster {
+    fn name(&self) -> &'static str {
+        "cloudhsm-cluster"
+    }
+
+    fn blocking(&self) -> bool {
+        true
+    }
+
+    fn generate_symmetric(&self, _m: MaterialId<'_>) -> BackendResult<Vec<u8>> {
+        Err(BackendError::Unsupported(
+            "keys of a cluster are created with create_backing_key".into(),
+        ))
+    }
+
+    fn encrypt(
+        &self,
+        id: MaterialId<'_>,
+        load: LoadWrapped<'_>,
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> BackendResult<Sealed> {
+        let mut iv = [0u8; 12];
+        self.rng
+            .fill(&mut iv)
+            .map_err(|_| BackendError::Internal("rng".into()))?;
+        let ct = self.on_member(id, load, |t, h| {
+            t.with_session(false, |s| {
+                let mut iv_buf = iv;
+                let params = GcmParams::new(&mut iv_buf, aad, 128.into())?;
+                s.encrypt(&Mechanism::AesGcm(params), h, plaintext)
+            })
+        })?;
+        Ok(Sealed {
+            iv,
+            ciphertext_and_tag: ct,
+        })
+    }
+
+    fn decrypt(
+        &self,
+        id: MaterialId<'_>,
+        load: LoadWrapped<'_>,
+        iv: &[u8; 12],
+        ciphertext_and_tag: &[u8],
+        aad: &[u8],
+    ) -> BackendResult<Zeroizing<Vec<u8>>> {
+        if ciphertext_and_tag.len() < 16 {
+            return Err(BackendError::InvalidCiphertext);
+        }
+        let pt = self.on_member(id, load, |t, h| {
+            t.with_session(true, |s| {
+                let mut iv_buf = *iv;
+                let params = GcmParams::new(&mut iv_buf, aad, 128.into())?;
+                s.decrypt(&Mechanism::AesGcm(params), h, ciphertext_and_tag)
+            })
+        })?;
+        Ok(Zeroizing::new(pt))
+    }
+
+    fn random(&self, len: usize) -> BackendResult<Zeroizing<Vec<u8>>> {
+        for m in &self.members {
+            if let Some(t) = self.token(m) {
+                let mut out = Zeroizing::new(vec![0u8; len]);
+                if t.with_session(false, |s| s.generate_random_slice(&mut out))
+                    .is_ok()
+                {
+                    return Ok(out);
+                }
+                self.mark_down(m);
+            }
+        }
+        Err(BackendError::Unavailable { retryable: true })
+    }
+
+    fn forget(&self, key_id: &KeyId) {
+        for m in &self.members {
+            m.handles
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(key_id);
+        }
+    }
+}
