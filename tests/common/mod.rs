@@ -192,14 +192,13 @@ pub mod softhsm {
                     .expect("softhsm2-util (package softhsm2) must be installed");
                 assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             }
-            let t = TestToken {
+            TestToken {
                 module: MODULE.into(),
                 label: "kms-test".into(),
                 pin: "1234".into(),
                 so_pin: "12345678".into(),
                 dir,
-            };
-            t
+            }
         })
     }
 }
