@@ -3,7 +3,8 @@
 #   softhsm/make-token.sh DIR      -> DIR/softhsm2.conf, DIR/tokens/, DIR/user.pin
 # Tokens: kms-root (default key store root), kms-cluster-a and kms-cluster-b (a two-member
 # CloudHSM-style cluster), xks-keys (the XKS proxy's key manager). User PIN in DIR/user.pin,
-# SO PIN 12345678 (throwaway only!). Prints the SOFTHSM2_CONF to export.
+# SO PIN 12345678 (throwaway only!). The two cluster tokens get the same cluster key, and
+# DIR/customerCA.crt is the cluster's trust anchor. Prints the SOFTHSM2_CONF to export.
 set -euo pipefail
 dir=${1:?usage: softhsm/make-token.sh DIR}
 mkdir -p "$dir/tokens"
@@ -15,7 +16,7 @@ log.level = ERROR
 slots.removable = false
 CONF
 export SOFTHSM2_CONF=$dir/softhsm2.conf
-pin=${KMS_SOFTHSM_PIN:-1234}
+pin=${KMS_SOFTHSM_PIN:-kmsuserPassw0rd}
 umask 077
 printf '%s\n' "$pin" >"$dir/user.pin"
 for label in kms-root kms-cluster-a kms-cluster-b xks-keys; do
@@ -26,4 +27,25 @@ for label in kms-root kms-cluster-a kms-cluster-b xks-keys; do
     echo "token $label created"
   fi
 done
+# The cluster key: the same AES-256 wrapping key on every member of the kms-cluster-* cluster
+# (what an HSM vendor's cloning or security-world join does). It is provisioned here, by the
+# operator, never by the kms server; the temporary file is shredded at once.
+key=$(mktemp)
+head -c 32 /dev/urandom >"$key"
+for label in kms-cluster-a kms-cluster-b; do
+  if pkcs11-tool --module /usr/lib/softhsm/libsofthsm2.so --token-label "$label" --login --pin "$pin" \
+      --list-objects --type secrkey 2>/dev/null | grep -q "label:[[:space:]]*kms-cluster-key"; then
+    continue
+  fi
+  pkcs11-tool --module /usr/lib/softhsm/libsofthsm2.so --token-label "$label" --login --pin "$pin" \
+    --write-object "$key" --type secrkey --key-type AES:32 --label kms-cluster-key \
+    --usage-wrap --sensitive >/dev/null
+  echo "cluster key provisioned on $label"
+done
+shred -u "$key" 2>/dev/null || rm -f "$key"
+# The cluster's trust anchor certificate (CreateCustomKeyStore's TrustAnchorCertificate).
+if [ ! -f "$dir/customerCA.crt" ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+    -subj "/CN=kms-cluster customer CA" -keyout "$dir/customerCA.key" -out "$dir/customerCA.crt" 2>/dev/null
+fi
 echo "export SOFTHSM2_CONF=$dir/softhsm2.conf"

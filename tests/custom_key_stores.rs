@@ -328,6 +328,8 @@ async fn lifecycle_keys_and_unavailable_state() {
         .unwrap();
     assert_eq!(d.key_state(), Some(&KeyState::Unavailable));
     assert!(!d.enabled());
+    assert_eq!(d.cloud_hsm_cluster_id(), Some(cluster.id.as_str()));
+    assert_eq!(d.custom_key_store_id(), Some(id.as_str()));
     let e = kms
         .encrypt()
         .key_id(&key_id)

@@ -189,7 +189,7 @@ impl Operation for CreateKey {
             },
         )?;
         Ok(Response {
-            key_metadata: KeyMetadata::from(&key),
+            key_metadata: KeyMetadata::of(svc, &key),
         })
     }
 }

@@ -41,7 +41,7 @@ impl Operation for DescribeKey {
         c.finish()?;
         let key = svc.describe_key(call, &present(r.key_id)?)?;
         Ok(Response {
-            key_metadata: KeyMetadata::from(&key),
+            key_metadata: KeyMetadata::of(svc, &key),
         })
     }
 }
