@@ -12,6 +12,8 @@
 //! - [`store`]: metadata persistence (trait `MetadataStore`, SQLite).
 //! - [`audit`]: CloudTrail-shaped audit records.
 //! - [`sigv4`]: AWS Signature Version 4 verification and signing.
+//! - [`xks_wire`]: XKS Proxy API v1 request/response types (shared by `xks-proxy` and the
+//!   XKS client).
 //!
 //! Dependencies point one way: `api -> service -> {backend, store, audit}`; `model` is shared.
 
@@ -26,3 +28,4 @@ pub mod model;
 pub mod service;
 pub mod sigv4;
 pub mod store;
+pub mod xks_wire;

@@ -612,5 +612,7 @@ async fn key_is_deleted_with_its_aliases_after_the_window() {
     assert_eq!(d["resources"][0]["ARN"], arn.as_str());
     assert_eq!(d["resources"][0]["type"], "AWS::KMS::Key");
     assert_eq!(d["serviceEventDetails"]["keyId"], id.as_str());
+    assert_eq!(d["responseElements"]["keyId"], arn.as_str());
+    assert!(d["requestParameters"].is_null());
     assert_eq!(d["recipientAccountId"], ACCOUNT);
 }

@@ -172,6 +172,7 @@ async fn run<O: Operation>(
     request_id: &str,
 ) -> Result<Vec<u8>, KmsError> {
     let svc = state.service.clone();
+    call.operation = O::NAME;
     let decoded: Result<O::Request, KmsError> = if body.is_empty() {
         serde_json::from_slice(b"{}")
     } else {

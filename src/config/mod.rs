@@ -42,6 +42,7 @@ struct RawCluster {
     cluster_key_label: Option<String>,
     sessions: Option<usize>,
     session_wait_ms: Option<u64>,
+    requests_per_second: Option<u32>,
     #[serde(default)]
     members: Vec<RawMember>,
 }
@@ -531,6 +532,14 @@ fn validate(
         if c.members.is_empty() {
             errors.push(format!("{at}.members: a cluster needs at least one member"));
         }
+        let requests_per_second = c
+            .requests_per_second
+            .unwrap_or(crate::service::custom_key_stores::DEFAULT_STORE_RPS);
+        if !(1..=1_000_000).contains(&requests_per_second) {
+            errors.push(format!(
+                "{at}.requests_per_second: {requests_per_second} is not within 1..=1000000"
+            ));
+        }
         let mut members = Vec::new();
         for (j, m) in c.members.into_iter().enumerate() {
             let module = m
@@ -568,6 +577,7 @@ fn validate(
             session_wait: std::time::Duration::from_millis(
                 c.session_wait_ms.unwrap_or(200).clamp(1, 60_000),
             ),
+            requests_per_second,
             profile: std::sync::Arc::new(profile),
             trust_anchor_pem,
             cluster_key_label: c

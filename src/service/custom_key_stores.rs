@@ -23,8 +23,9 @@ use crate::model::{
 
 /// Custom key stores per account and region (AWS quota).
 pub const MAX_STORES: usize = 10;
-/// Requests per second per CloudHSM key store (AWS quota, not adjustable).
-pub const DEFAULT_STORE_RPS: f64 = 1800.0;
+/// Requests per second per CloudHSM key store (AWS quota, not adjustable there); the default
+/// of a cluster's `requests_per_second` in the configuration.
+pub const DEFAULT_STORE_RPS: u32 = 1800;
 /// Active cluster members needed to create a key (AWS: two HSMs in different AZs).
 pub const MIN_MEMBERS_FOR_CREATE: usize = 2;
 
@@ -33,7 +34,8 @@ pub struct CustomKeyStores {
     clusters: Vec<ClusterConfig>,
     connected: std::sync::RwLock<HashMap<String, Arc<Cluster>>>,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
-    rps: f64,
+    /// Overrides every cluster's `requests_per_second` when set.
+    rps: Option<f64>,
 }
 
 impl CustomKeyStores {
@@ -42,13 +44,14 @@ impl CustomKeyStores {
             clusters,
             connected: Default::default(),
             buckets: Mutex::default(),
-            rps: DEFAULT_STORE_RPS,
+            rps: None,
         }
     }
 
-    /// Overrides the per-store request quota (tests, operators with smaller HSMs).
+    /// Overrides the per-store request quota of every cluster (normally each cluster's
+    /// `requests_per_second` from the configuration applies).
     pub fn with_rps(mut self, rps: f64) -> Self {
-        self.rps = rps;
+        self.rps = Some(rps);
         self
     }
 
@@ -69,14 +72,14 @@ impl CustomKeyStores {
             .cloned()
     }
 
-    /// Takes one request from the store's quota bucket.
-    fn admit(&self, store_id: &str) -> bool {
+    /// Takes one request from the store's quota bucket (`cluster_rps` requests per second, a
+    /// burst of as many, unless [`Self::with_rps`] overrode it).
+    fn admit(&self, store_id: &str, cluster_rps: u32) -> bool {
+        let rps = self.rps.unwrap_or(f64::from(cluster_rps));
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let (tokens, last) = buckets
-            .entry(store_id.to_string())
-            .or_insert((self.rps, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rps).min(self.rps);
+        let (tokens, last) = buckets.entry(store_id.to_string()).or_insert((rps, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rps).min(rps);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -135,7 +138,7 @@ impl KmsService {
                 let cluster = self.cks.connected(id).ok_or_else(|| {
                     KmsError::KmsInvalidState(format!("{} is unavailable.", key.arn))
                 })?;
-                if !self.cks.admit(id) {
+                if !self.cks.admit(id, cluster.requests_per_second()) {
                     return Err(KmsError::Throttling);
                 }
                 Ok(cluster)

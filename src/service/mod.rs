@@ -38,6 +38,8 @@ pub struct Call {
     pub user_agent: String,
     /// Keys (and aliases) the call touched, in order; becomes the audit `resources`.
     pub resources: Vec<Resource>,
+    /// The AWS operation name (`Encrypt`), for messages that name the action.
+    pub operation: &'static str,
 }
 
 impl Call {
@@ -53,6 +55,7 @@ impl Call {
             source_ip,
             user_agent,
             resources: Vec::new(),
+            operation: "",
         }
     }
 
@@ -221,10 +224,11 @@ impl KmsService {
 
     fn cross_account_denied(&self, call: &Call, resource: &str) -> KmsError {
         // Key policies are not evaluated yet, so no policy can grant another account access.
+        let action = format!("kms:{}", call.operation);
         KmsError::AccessDenied(format!(
-            "User: {} is not authorized to perform this operation on resource: {} because no \
-             resource-based policy allows it",
-            call.principal.arn, resource
+            "User: {} is not authorized to perform: {action} on resource: {resource} because no \
+             resource-based policy allows the {action} action",
+            call.principal.arn
         ))
     }
 

@@ -55,6 +55,8 @@ pub struct ClusterConfig {
     pub cluster_key_label: String,
     pub sessions: usize,
     pub session_wait: Duration,
+    /// The request quota of a custom key store on this cluster (requests per second).
+    pub requests_per_second: u32,
     pub members: Vec<MemberConfig>,
 }
 
@@ -212,6 +214,11 @@ impl Cluster {
 
     pub fn id(&self) -> &str {
         &self.cfg.id
+    }
+
+    /// The request quota of a custom key store on this cluster.
+    pub fn requests_per_second(&self) -> u32 {
+        self.cfg.requests_per_second
     }
 
     /// Logs out of every member (the anchor sessions close when the tokens drop).
@@ -424,44 +431,52 @@ impl Cluster {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last = BackendError::Unavailable { retryable: true };
         let mut missing = 0;
-        for i in 0..n {
+        'members: for i in 0..n {
             let m = &self.members[(start + i) % n];
             let Some(t) = self.token(m) else { continue };
-            let h = match self.handle(m, &t, id, load) {
-                Ok(h) => h,
-                Err(BackendError::KeyMaterialMissing) => {
-                    missing += 1;
-                    continue;
-                }
-                Err(e) => {
-                    self.mark_down(m);
-                    last = e;
-                    continue;
-                }
-            };
-            match f(&t, h) {
-                Ok(v) => return Ok(v),
-                Err(e) => match e.class() {
-                    ErrorClass::InvalidCiphertext
-                    | ErrorClass::Invalid
-                    | ErrorClass::Unsupported => {
-                        return Err(e.into());
+            // A stale cached handle (object destroyed, token reconnected) is looked up once
+            // more on the same member, so a backing object that is gone counts as missing.
+            for attempt in 0..2 {
+                let h = match self.handle(m, &t, id, load) {
+                    Ok(h) => h,
+                    Err(BackendError::KeyMaterialMissing) => {
+                        missing += 1;
+                        continue 'members;
                     }
-                    ErrorClass::StaleHandle => {
-                        m.handles
-                            .write()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(id.key_id);
-                        last = BackendError::Unavailable { retryable: true };
+                    Err(e) => {
+                        self.mark_down(m);
+                        last = e;
+                        continue 'members;
                     }
-                    _ => {
-                        if !matches!(e, Pkcs11Error::Busy) {
-                            tracing::warn!(member = %m.cfg.name, error = %e, "cluster member failed; failing over");
-                            self.mark_down(m);
+                };
+                match f(&t, h) {
+                    Ok(v) => return Ok(v),
+                    Err(e) => match e.class() {
+                        ErrorClass::InvalidCiphertext
+                        | ErrorClass::Invalid
+                        | ErrorClass::Unsupported => {
+                            return Err(e.into());
                         }
-                        last = e.into();
-                    }
-                },
+                        ErrorClass::StaleHandle => {
+                            m.handles
+                                .write()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(id.key_id);
+                            last = BackendError::Unavailable { retryable: true };
+                            if attempt == 0 {
+                                continue;
+                            }
+                        }
+                        _ => {
+                            if !matches!(e, Pkcs11Error::Busy) {
+                                tracing::warn!(member = %m.cfg.name, error = %e, "cluster member failed; failing over");
+                                self.mark_down(m);
+                            }
+                            last = e.into();
+                        }
+                    },
+                }
+                continue 'members;
             }
         }
         if missing > 0

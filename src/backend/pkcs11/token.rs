@@ -19,6 +19,8 @@ use super::{module, VendorProfile};
 
 /// Consecutive device errors after which the connection to the token is rebuilt.
 const DEVICE_ERRORS_BEFORE_RECONNECT: u32 = 3;
+/// How often a connection left down by a failed reconnect is tried again.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 
 /// How to reach and log in to a token.
 #[derive(Clone)]
@@ -75,6 +77,8 @@ pub struct Token {
     freed: Condvar,
     generation: AtomicU64,
     device_errors: AtomicU32,
+    /// When a connection that was down was last tried again.
+    last_reconnect: Mutex<Option<Instant>>,
     mechanisms: Vec<MechanismType>,
     summary: TokenSummary,
 }
@@ -135,6 +139,7 @@ impl Token {
             freed: Condvar::new(),
             generation: AtomicU64::new(1),
             device_errors: AtomicU32::new(0),
+            last_reconnect: Mutex::new(None),
             mechanisms,
             summary,
             ctx,
@@ -203,6 +208,9 @@ impl Token {
                 pool.open += 1;
                 drop(pool);
                 let slot = lock(&self.conn).as_ref().map(|c| c.slot);
+                let slot = slot.or_else(|| self.reconnect_if_down());
+                // A reconnect above starts a new generation.
+                let gen = self.generation();
                 let opened = match slot {
                     Some(slot) => self
                         .ctx
@@ -228,6 +236,28 @@ impl Token {
                 .wait_timeout(pool, deadline - now)
                 .unwrap_or_else(|p| p.into_inner());
             pool = p;
+        }
+    }
+
+    /// Tries again (at most once per [`RECONNECT_EVERY`]) a connection that a failed reconnect
+    /// left down, e.g. while the token was removed; returns its slot when it is up.
+    fn reconnect_if_down(&self) -> Option<Slot> {
+        if let Some(c) = lock(&self.conn).as_ref() {
+            return Some(c.slot);
+        }
+        {
+            let mut last = lock(&self.last_reconnect);
+            if last.is_some_and(|t| t.elapsed() < RECONNECT_EVERY) {
+                return None;
+            }
+            *last = Some(Instant::now());
+        }
+        match self.reconnect() {
+            Ok(()) => lock(&self.conn).as_ref().map(|c| c.slot),
+            Err(e) => {
+                tracing::debug!(token = %self.summary.label, error = %e, "token still unreachable");
+                None
+            }
         }
     }
 
