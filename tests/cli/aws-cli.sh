@@ -5,7 +5,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-bin=${KMS_BIN:-$root/target/debug/kms}
+bin=${KMS_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/kms}
 for tool in aws aws-encryption-cli "$bin"; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool not found" >&2; exit 1; }
 done

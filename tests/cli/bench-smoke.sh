@@ -4,13 +4,14 @@
 # (Numbers from a debug build mean nothing; docs/benchmarks.md has the release measurements.)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
 cargo build --quiet --bin kms --bin kms-bench
 work=$(mktemp -d)
 server_pid=""
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 KMS_SERVER__LISTEN=127.0.0.1:0 KMS_SERVER__DATA_DIR="$work/data" KMS_SERVER__BASELINE_ROUTE=true \
-  KMS_LOG=warn "$root/target/debug/kms" >"$work/stdout" 2>"$work/stderr" &
+  KMS_LOG=warn "$target/debug/kms" >"$work/stdout" 2>"$work/stderr" &
 server_pid=$!
 for _ in $(seq 100); do
   endpoint=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/stdout" 2>/dev/null | head -n1 || true)
@@ -18,4 +19,4 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ -n "${endpoint:-}" ] || { echo "FAIL: server did not start" >&2; cat "$work/stderr" >&2; exit 1; }
-"$root/target/debug/kms-bench" --endpoint "$endpoint" --duration 1 --warmup 0 --concurrency 8
+"$target/debug/kms-bench" --endpoint "$endpoint" --duration 1 --warmup 0 --concurrency 8
