@@ -29,6 +29,8 @@ pub enum StartError {
     Root(#[from] crate::backend::software::RootKeyError),
     #[error("PKCS#11 root: {0}")]
     Pkcs11(#[from] crate::backend::pkcs11::Pkcs11Error),
+    #[error("XKS client TLS settings: {0}")]
+    XksTls(String),
     #[error("audit log {path}: {source}")]
     Audit {
         path: String,
@@ -76,7 +78,20 @@ pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> 
             source,
         },
     )?);
-    let cks = crate::service::custom_key_stores::CustomKeyStores::new(config.clusters.clone());
+    let xks_tls = crate::backend::xks::XksTls::new(
+        config.xks.ca_pem.as_deref(),
+        match (&config.xks.client_cert_pem, &config.xks.client_key_pem) {
+            (Some(c), Some(k)) => Some((c.as_slice(), k.as_slice())),
+            _ => None,
+        },
+    )
+    .map_err(StartError::XksTls)?;
+    let mut xks = crate::service::xks::XksStores::new(Some(xks_tls));
+    if let Some(t) = config.xks.timeout {
+        xks = xks.with_timeout(t);
+    }
+    let cks = crate::service::custom_key_stores::CustomKeyStores::new(config.clusters.clone())
+        .with_xks(xks);
     let service = KmsService::new(store, backend, audit, clock, config.region.clone(), cks);
     if let Err(e) = service.reconnect_stores() {
         tracing::warn!(error = e.code(), "reconnecting custom key stores failed");

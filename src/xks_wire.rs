@@ -148,9 +148,10 @@ impl Base64 {
         base64::engine::general_purpose::STANDARD.decode(self.0.as_bytes())
     }
 
-    /// The number of bytes the text decodes to at most (without decoding it).
-    pub fn decoded_len_estimate(&self) -> usize {
-        self.0.len() / 4 * 3 + 3
+    /// The number of bytes the text decodes to at most (without decoding it); padding makes
+    /// the real length up to 2 bytes shorter.
+    pub fn max_decoded_len(&self) -> usize {
+        self.0.len().div_ceil(4) * 3
     }
 
     pub fn as_str(&self) -> &str {

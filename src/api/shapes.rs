@@ -100,6 +100,14 @@ pub fn epoch_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok
     }
 }
 
+/// `XksProxyAuthenticationCredential`: `{AccessKeyId, RawSecretAccessKey}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct XksCredential {
+    pub access_key_id: Option<String>,
+    pub raw_secret_access_key: Option<secrecy::SecretString>,
+}
+
 /// `{TagKey, TagValue}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -136,6 +144,15 @@ pub struct KeyMetadata {
     pub custom_key_store_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cloud_hsm_cluster_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xks_key_configuration: Option<XksKeyConfiguration>,
+}
+
+/// `XksKeyConfiguration` of a key in an external key store.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct XksKeyConfiguration {
+    pub id: String,
 }
 
 impl KeyMetadata {
@@ -168,6 +185,7 @@ impl From<&KeyRecord> for KeyMetadata {
             multi_region: false,
             custom_key_store_id: k.custom_key_store_id.clone(),
             cloud_hsm_cluster_id: None,
+            xks_key_configuration: k.xks_key_id.clone().map(|id| XksKeyConfiguration { id }),
         }
     }
 }

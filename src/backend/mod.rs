@@ -11,6 +11,7 @@
 pub mod pkcs11;
 pub use pkcs11::cluster;
 pub mod software;
+pub mod xks;
 
 use zeroize::Zeroizing;
 

@@ -22,6 +22,20 @@
 //! KMS_SERVER__BASELINE_ROUTE=true cargo run --release &
 //! cargo run --release --bin kms-bench -- --duration 10 --concurrency 32
 //! ```
+//!
+//! Keys: `--key-id` benchmarks an existing key instead of creating one; `--custom-key-store`
+//! also creates a key in that (connected, CloudHSM-style) store and runs every op on it too
+//! (scenarios `encrypt-cks`, ...).
+//!
+//! HSM ceiling: `--raw-pkcs11 session,token` adds in-process scenarios with no server at all:
+//! `--concurrency` threads, one PKCS#11 session each, doing what the server does per Encrypt
+//! (`Session::encrypt`: C_EncryptInit + C_Encrypt, AES-256-GCM, same plaintext size, 96-bit IV,
+//! 128-bit tag) on an AES-256 key object that is private, sensitive and non-extractable, either
+//! a *session* object (as the PKCS#11 root uses) or a *token* object (as a custom key store
+//! uses), in `--pkcs11-token` of `--pkcs11-module`, logged in with the PIN in
+//! `--pkcs11-pin-file`. The object is destroyed afterwards. The table then also compares
+//! `encrypt` with the lower of `baseline` and `raw-session`, and `encrypt-cks` with the lower of
+//! `baseline` and `raw-token`. See `softhsm/bench.sh`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -101,6 +115,32 @@ struct Args {
     /// Also print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// Benchmark this existing key instead of creating one.
+    #[arg(long)]
+    key_id: Option<String>,
+    /// Also create a key in this custom key store and run every op on it (`-cks` scenarios).
+    #[arg(long)]
+    custom_key_store: Option<String>,
+    /// In-process PKCS#11 scenarios (no server): C_Encrypt on a session or token key object.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    raw_pkcs11: Vec<RawObject>,
+    /// PKCS#11 module of the raw scenarios.
+    #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so")]
+    pkcs11_module: std::path::PathBuf,
+    /// Token label of the raw scenarios.
+    #[arg(long, default_value = "kms-root")]
+    pkcs11_token: String,
+    /// File whose first line is the token's user PIN (raw scenarios).
+    #[arg(long)]
+    pkcs11_pin_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RawObject {
+    /// A session object (the PKCS#11 root unwraps key versions as session objects).
+    Session,
+    /// A token object (a custom key store's backing keys are token objects).
+    Token,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -316,14 +356,14 @@ struct TaskStats {
 /// A scenario's fixed request.
 #[derive(Clone)]
 struct Scenario {
-    name: &'static str,
+    name: String,
     path: String,
     operation: &'static str,
     body: Bytes,
 }
 
 struct ScenarioResult {
-    name: &'static str,
+    name: String,
     requests: u64,
     errors: BTreeMap<u16, u64>,
     first_error: Option<String>,
@@ -463,7 +503,7 @@ async fn run_scenario(
         .saturating_duration_since(measure_from)
         .max(Duration::from_millis(1));
     Ok(ScenarioResult {
-        name: scenario.name,
+        name: scenario.name.clone(),
         requests: histogram.total,
         rps: histogram.total as f64 / window.as_secs_f64(),
         p50: histogram.quantile_ms(0.50),
@@ -507,26 +547,62 @@ fn plaintext(size: u32) -> Vec<u8> {
         .collect()
 }
 
-/// Creates the key and the ciphertext, and builds every scenario's request.
+/// Creates the key(s) and ciphertexts, and builds every scenario's request.
 async fn prepare(target: &Target, args: &Args) -> Result<Vec<Scenario>, BoxError> {
     let mut sender = target.connect().await?;
-    let created = setup_call(target, &mut sender, "CreateKey", serde_json::json!({})).await?;
-    let key_id = string_field(&created, "/KeyMetadata/KeyId")?.to_owned();
+    let key_id = match &args.key_id {
+        Some(k) => k.clone(),
+        None => {
+            let created =
+                setup_call(target, &mut sender, "CreateKey", serde_json::json!({})).await?;
+            string_field(&created, "/KeyMetadata/KeyId")?.to_owned()
+        }
+    };
+    let encrypt_body = serde_json::json!({
+        "KeyId": key_id,
+        "Plaintext": base64::engine::general_purpose::STANDARD.encode(plaintext(args.plaintext_size)),
+    });
+    let mut scenarios = vec![Scenario {
+        name: "baseline".to_owned(),
+        path: args.baseline_path.clone(),
+        operation: "Encrypt",
+        body: Bytes::from(serde_json::to_vec(&encrypt_body)?),
+    }];
+    scenarios.extend(key_scenarios(target, &mut sender, args, &key_id, "").await?);
+    eprintln!("kms-bench: using key {key_id}");
+    if let Some(store) = &args.custom_key_store {
+        let created = setup_call(
+            target,
+            &mut sender,
+            "CreateKey",
+            serde_json::json!({"Origin": "AWS_CLOUDHSM", "CustomKeyStoreId": store}),
+        )
+        .await?;
+        let store_key = string_field(&created, "/KeyMetadata/KeyId")?.to_owned();
+        scenarios.extend(key_scenarios(target, &mut sender, args, &store_key, "-cks").await?);
+        eprintln!("kms-bench: using key {store_key} in custom key store {store}");
+    }
+    Ok(scenarios)
+}
+
+/// The `--ops` scenarios for one key (names end with `suffix`).
+async fn key_scenarios(
+    target: &Target,
+    sender: &mut SendRequest<Full<Bytes>>,
+    args: &Args,
+    key_id: &str,
+    suffix: &str,
+) -> Result<Vec<Scenario>, BoxError> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let encrypt_body = serde_json::json!({
         "KeyId": key_id,
         "Plaintext": b64.encode(plaintext(args.plaintext_size)),
     });
-    let encrypted = setup_call(target, &mut sender, "Encrypt", encrypt_body.clone()).await?;
+    let encrypted = setup_call(target, sender, "Encrypt", encrypt_body.clone()).await?;
     let ciphertext = string_field(&encrypted, "/CiphertextBlob")?.to_owned();
     let encrypt_body = Bytes::from(serde_json::to_vec(&encrypt_body)?);
 
-    let mut scenarios = vec![Scenario {
-        name: "baseline",
-        path: args.baseline_path.clone(),
-        operation: "Encrypt",
-        body: encrypt_body.clone(),
-    }];
+    let mut scenarios = Vec::new();
     let mut ops: Vec<Op> = Vec::with_capacity(args.ops.len());
     for op in &args.ops {
         if !ops.contains(op) {
@@ -536,13 +612,13 @@ async fn prepare(target: &Target, args: &Args) -> Result<Vec<Scenario>, BoxError
     for op in ops {
         scenarios.push(match op {
             Op::Encrypt => Scenario {
-                name: "encrypt",
+                name: format!("encrypt{suffix}"),
                 path: "/".to_owned(),
                 operation: "Encrypt",
                 body: encrypt_body.clone(),
             },
             Op::Decrypt => Scenario {
-                name: "decrypt",
+                name: format!("decrypt{suffix}"),
                 path: "/".to_owned(),
                 operation: "Decrypt",
                 body: Bytes::from(serde_json::to_vec(&serde_json::json!({
@@ -551,7 +627,7 @@ async fn prepare(target: &Target, args: &Args) -> Result<Vec<Scenario>, BoxError
                 }))?),
             },
             Op::GenerateDataKey => Scenario {
-                name: "generate-data-key",
+                name: format!("generate-data-key{suffix}"),
                 path: "/".to_owned(),
                 operation: "GenerateDataKey",
                 body: Bytes::from(serde_json::to_vec(&serde_json::json!({
@@ -561,8 +637,172 @@ async fn prepare(target: &Target, args: &Args) -> Result<Vec<Scenario>, BoxError
             },
         });
     }
-    eprintln!("kms-bench: using key {key_id}");
     Ok(scenarios)
+}
+
+/// What one raw PKCS#11 thread measured.
+struct RawStats {
+    histogram: Histogram,
+    errors: u64,
+    first_error: Option<String>,
+    last_completion: Option<std::time::Instant>,
+}
+
+/// The in-process PKCS#11 scenario (see the module documentation): blocking, run on its own
+/// threads with no server involved.
+fn run_raw(args: &Args, kind: RawObject) -> Result<ScenarioResult, BoxError> {
+    use cryptoki::error::{Error as CkError, RvError};
+    use cryptoki::mechanism::aead::GcmParams;
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::Attribute;
+    use cryptoki::session::UserType;
+    use std::time::Instant as StdInstant;
+
+    let pin_file = args
+        .pkcs11_pin_file
+        .as_ref()
+        .ok_or("--raw-pkcs11 needs --pkcs11-pin-file")?;
+    let pin = secrecy::SecretString::from(
+        std::fs::read_to_string(pin_file)?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned(),
+    );
+    let ctx = kms::backend::pkcs11::module::load(&args.pkcs11_module)?;
+    let profile = kms::backend::pkcs11::VendorProfile::default();
+    let slot = kms::backend::pkcs11::token::find_slot(&ctx, &args.pkcs11_token, &profile)?;
+    // The setup session stays open (and logged in) until the end: session objects live as
+    // long as the session that created them.
+    let setup = ctx.open_rw_session(slot)?;
+    match setup.login(UserType::User, Some(&pin)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let label = format!("kms-bench-raw-{}", std::process::id());
+    let key = setup.generate_key(
+        &Mechanism::AesKeyGen,
+        &[
+            Attribute::Token(kind == RawObject::Token),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::ValueLen(32.into()),
+            Attribute::Label(label.into_bytes()),
+        ],
+    )?;
+    let data = plaintext(args.plaintext_size);
+    // About the size of the server's AAD (encryption context and key ARN).
+    let aad = [0x61u8; 96];
+    let measure_from = StdInstant::now() + Duration::from_secs(args.warmup);
+    let deadline = measure_from + Duration::from_secs(args.duration);
+    let outcomes: Vec<Result<RawStats, String>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..args.concurrency)
+            .map(|t| {
+                let (ctx, data) = (&ctx, &data);
+                scope.spawn(move || -> Result<RawStats, String> {
+                    let session = ctx.open_rw_session(slot).map_err(|e| e.to_string())?;
+                    let mut stats = RawStats {
+                        histogram: Histogram::new(),
+                        errors: 0,
+                        first_error: None,
+                        last_completion: None,
+                    };
+                    let mut counter = u64::from(t) << 40;
+                    while StdInstant::now() < deadline {
+                        counter += 1;
+                        let mut iv = [0u8; 12];
+                        iv[4..].copy_from_slice(&counter.to_be_bytes());
+                        let started = StdInstant::now();
+                        let result = GcmParams::new(&mut iv, &aad, 128.into())
+                            .and_then(|p| session.encrypt(&Mechanism::AesGcm(p), key, data));
+                        let done = StdInstant::now();
+                        if started < measure_from {
+                            continue;
+                        }
+                        match result {
+                            Ok(_) => {
+                                stats.histogram.record(done - started);
+                                stats.last_completion = Some(done);
+                            }
+                            Err(e) => {
+                                stats.errors += 1;
+                                stats.first_error.get_or_insert_with(|| e.to_string());
+                            }
+                        }
+                    }
+                    Ok(stats)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err("a benchmark thread panicked".to_owned()))
+            })
+            .collect()
+    });
+    let destroyed = setup.destroy_object(key);
+    let mut histogram = Histogram::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    let mut last_completion = measure_from;
+    for outcome in outcomes {
+        let stats = outcome?;
+        histogram.merge(&stats.histogram);
+        errors += stats.errors;
+        first_error = first_error.or(stats.first_error);
+        if let Some(t) = stats.last_completion {
+            last_completion = last_completion.max(t);
+        }
+    }
+    destroyed?;
+    let window = last_completion
+        .saturating_duration_since(measure_from)
+        .max(Duration::from_millis(1));
+    let name = match kind {
+        RawObject::Session => "raw-session",
+        RawObject::Token => "raw-token",
+    };
+    Ok(ScenarioResult {
+        name: name.to_owned(),
+        requests: histogram.total,
+        errors: if errors > 0 {
+            BTreeMap::from([(TRANSPORT_ERROR, errors)])
+        } else {
+            BTreeMap::new()
+        },
+        first_error,
+        rps: histogram.total as f64 / window.as_secs_f64(),
+        p50: histogram.quantile_ms(0.50),
+        p99: histogram.quantile_ms(0.99),
+        p999: histogram.quantile_ms(0.999),
+    })
+}
+
+/// Server scenarios compared with the lower of the baseline and the matching raw PKCS#11
+/// rate: (scenario, raw scenario, ceiling rate, ratio).
+fn targets(results: &[ScenarioResult]) -> Vec<(String, &'static str, f64, f64)> {
+    let rate = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.name == name && r.rps > 0.0)
+            .map(|r| r.rps)
+    };
+    let Some(baseline) = rate("baseline") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (server, raw) in [("encrypt", "raw-session"), ("encrypt-cks", "raw-token")] {
+        if let (Some(s), Some(r)) = (rate(server), rate(raw)) {
+            let ceiling = baseline.min(r);
+            out.push((server.to_owned(), raw, ceiling, s / ceiling));
+        }
+    }
+    out
 }
 
 fn print_table(results: &[ScenarioResult]) {
@@ -587,6 +827,12 @@ fn print_table(results: &[ScenarioResult]) {
             r.p99,
             r.p999,
             ratio
+        );
+    }
+    for (server, raw, ceiling, ratio) in targets(results) {
+        println!(
+            "{server} = {ratio:.3} of min(baseline, {raw}) = {ceiling:.0} req/s (target >= 0.5: {})",
+            if ratio >= 0.5 { "met" } else { "MISSED" }
         );
     }
 }
@@ -626,6 +872,17 @@ fn json_report(args: &Args, results: &[ScenarioResult]) -> serde_json::Value {
             })
         })
         .collect();
+    let targets: Vec<serde_json::Value> = targets(results)
+        .into_iter()
+        .map(|(server, raw, ceiling, ratio)| {
+            serde_json::json!({
+                "scenario": server,
+                "raw_scenario": raw,
+                "ceiling_requests_per_second": ceiling,
+                "ratio": ratio,
+            })
+        })
+        .collect();
     serde_json::json!({
         "endpoint": args.endpoint,
         "concurrency": args.concurrency,
@@ -633,6 +890,7 @@ fn json_report(args: &Args, results: &[ScenarioResult]) -> serde_json::Value {
         "warmup_secs": args.warmup,
         "plaintext_size": args.plaintext_size,
         "scenarios": scenarios,
+        "targets": targets,
     })
 }
 
@@ -693,6 +951,30 @@ async fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("kms-bench: scenario failed: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut raw_kinds = args.raw_pkcs11.clone();
+    raw_kinds.dedup();
+    for kind in raw_kinds {
+        eprintln!(
+            "kms-bench: raw PKCS#11 C_Encrypt on a {kind:?} object in '{}' ({} threads, {}s warm-up + {}s)",
+            args.pkcs11_token, args.concurrency, args.warmup, args.duration
+        );
+        match tokio::task::block_in_place(|| run_raw(&args, kind)) {
+            Ok(result) => {
+                if let Some(first) = &result.first_error {
+                    eprintln!(
+                        "kms-bench: {} errors ({}); first: {first}",
+                        result.name,
+                        result.error_count()
+                    );
+                }
+                results.push(result);
+            }
+            Err(e) => {
+                eprintln!("kms-bench: raw PKCS#11 scenario failed: {e}");
                 return ExitCode::from(2);
             }
         }

@@ -31,6 +31,30 @@ struct RawConfig {
     root: RawRoot,
     #[serde(default)]
     clusters: Vec<RawCluster>,
+    #[serde(default)]
+    xks: RawXks,
+}
+
+/// How the KMS reaches external key store proxies.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawXks {
+    /// PEM bundle of the CAs that sign proxy certificates (default: the public web PKI).
+    ca_file: Option<PathBuf>,
+    /// Client certificate chain and key (PEM) for proxies that require mTLS.
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    /// Per-attempt timeout (AWS: 250 ms).
+    timeout_ms: Option<u64>,
+}
+
+/// Validated XKS client settings.
+#[derive(Debug, Clone, Default)]
+pub struct XksClientConfig {
+    pub ca_pem: Option<Vec<u8>>,
+    pub client_cert_pem: Option<Vec<u8>>,
+    pub client_key_pem: Option<zeroize::Zeroizing<Vec<u8>>>,
+    pub timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,6 +196,8 @@ pub struct Config {
     pub root: RootConfig,
     /// CloudHSM-style clusters that custom key stores can use.
     pub clusters: Vec<crate::backend::cluster::ClusterConfig>,
+    /// How external key store proxies are reached.
+    pub xks: XksClientConfig,
 }
 
 /// All the problems found in a configuration.
@@ -586,6 +612,31 @@ fn validate(
             members,
         });
     }
+    let read = |what: &str, p: &Option<PathBuf>, errors: &mut Vec<String>| -> Option<Vec<u8>> {
+        let p = p.as_ref()?;
+        match std::fs::read(p) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                errors.push(format!("xks.{what}: {}: {e}", p.display()));
+                None
+            }
+        }
+    };
+    let xks = XksClientConfig {
+        ca_pem: read("ca_file", &raw.xks.ca_file, &mut errors),
+        client_cert_pem: read("client_cert", &raw.xks.client_cert, &mut errors),
+        client_key_pem: read("client_key", &raw.xks.client_key, &mut errors)
+            .map(zeroize::Zeroizing::new),
+        timeout: raw.xks.timeout_ms.map(std::time::Duration::from_millis),
+    };
+    if raw.xks.client_cert.is_some() != raw.xks.client_key.is_some() {
+        errors.push("xks.client_cert and xks.client_key must be set together".into());
+    }
+    if let Some(t) = raw.xks.timeout_ms {
+        if !(10..=60_000).contains(&t) {
+            errors.push(format!("xks.timeout_ms: {t} is not within 10..=60000"));
+        }
+    }
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -603,6 +654,7 @@ fn validate(
         audit_path,
         root,
         clusters,
+        xks,
     })
 }
 

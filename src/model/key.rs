@@ -143,6 +143,8 @@ pub struct KeyRecord {
     pub row_version: i64,
     /// The custom key store holding the key material, if any.
     pub custom_key_store_id: Option<String>,
+    /// The external key of a key in an external key store (`XksKeyId`).
+    pub xks_key_id: Option<String>,
     /// Not stored: set when the key's custom key store is not connected.
     pub unavailable: bool,
 }
@@ -195,6 +197,21 @@ pub struct CustomKeyStoreRecord {
     pub connection_error: Option<String>,
     pub creation_date: DateTime<Utc>,
     pub row_version: i64,
+    /// External key stores: where the proxy is (the secret is in `password_encrypted`).
+    pub xks: Option<XksProxySettings>,
+}
+
+/// The proxy settings of an external key store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XksProxySettings {
+    /// `https://host[:port]`.
+    pub uri_endpoint: String,
+    /// `[/prefix]/kms/xks/v1`.
+    pub uri_path: String,
+    /// `PUBLIC_ENDPOINT` or `VPC_ENDPOINT_SERVICE`.
+    pub connectivity: String,
+    pub vpc_endpoint_service_name: Option<String>,
+    pub access_key_id: String,
 }
 
 impl std::fmt::Debug for CustomKeyStoreRecord {

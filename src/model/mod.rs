@@ -8,7 +8,7 @@ pub use ids::{AliasName, KeyArn, KeyId, KeyRef, KeyRefError, Principal};
 pub use key::{
     AliasRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, DataKeySpec,
     EncryptionAlgorithm, KeyRecord, KeySpec, KeyState, KeyUsage, MaterialRecord, Origin,
-    RotationType, Tag,
+    RotationType, Tag, XksProxySettings,
 };
 
 /// Seconds since the Unix epoch with millisecond precision, the way KMS renders timestamps

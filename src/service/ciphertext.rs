@@ -24,12 +24,16 @@ use std::collections::BTreeMap;
 use crate::model::KeyId;
 
 pub const VERSION: u8 = 1;
+/// Version 2: a key of an external key store (double encryption, see `service::xks`).
+pub const VERSION_XKS: u8 = 2;
 const AAD_CONTEXT: &[u8] = b"kms-ciphertext-v1";
 const IV_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
 /// The parsed header of a blob, borrowing its body.
 pub struct ParsedBlob<'a> {
+    /// Format version (the first byte).
+    pub version: u8,
     pub key_id: KeyId,
     pub material_version: u32,
     pub iv: [u8; IV_LEN],
@@ -42,9 +46,14 @@ pub type EncryptionContext = BTreeMap<String, String>;
 
 /// The blob header for a key id and material version.
 pub fn header(key_id: &KeyId, material_version: u32) -> Vec<u8> {
+    header_v(VERSION, key_id, material_version)
+}
+
+/// The blob header of a given format version.
+pub fn header_v(version: u8, key_id: &KeyId, material_version: u32) -> Vec<u8> {
     let id = key_id.as_str().as_bytes();
     let mut h = Vec::with_capacity(6 + id.len());
-    h.push(VERSION);
+    h.push(version);
     h.push(id.len() as u8);
     h.extend_from_slice(id);
     h.extend_from_slice(&material_version.to_be_bytes());
@@ -77,7 +86,7 @@ pub fn assemble(header: &[u8], iv: &[u8; IV_LEN], ciphertext_and_tag: &[u8]) -> 
 
 /// Parses a blob; `None` when it is not a well-formed version-1 blob.
 pub fn parse(blob: &[u8]) -> Option<ParsedBlob<'_>> {
-    if blob.len() < 2 || blob[0] != VERSION {
+    if blob.len() < 2 || !(blob[0] == VERSION || blob[0] == VERSION_XKS) {
         return None;
     }
     let n = blob[1] as usize;
@@ -96,6 +105,7 @@ pub fn parse(blob: &[u8]) -> Option<ParsedBlob<'_>> {
     let mut iv = [0u8; IV_LEN];
     iv.copy_from_slice(&blob[header_len..header_len + IV_LEN]);
     Some(ParsedBlob {
+        version: blob[0],
         key_id,
         material_version: u32::from_be_bytes(v),
         iv,

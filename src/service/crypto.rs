@@ -78,10 +78,14 @@ impl KmsService {
 
     fn seal(
         &self,
+        call: &Call,
         key: &KeyRecord,
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> KmsResult<Vec<u8>> {
+        if key.xks_key_id.is_some() {
+            return self.xks_seal(call, key, plaintext, context);
+        }
         let version = key.current_material;
         let header = ciphertext::header(&key.key_id, version);
         let aad = ciphertext::aad(&header, context);
@@ -129,7 +133,7 @@ impl KmsService {
         if dry_run {
             return Err(KmsError::DryRunOperation);
         }
-        let blob = self.seal(&key, plaintext, context)?;
+        let blob = self.seal(call, &key, plaintext, context)?;
         Ok(Encrypted { key, blob })
     }
 
@@ -182,6 +186,14 @@ impl KmsService {
         if parsed.material_version == 0 || parsed.material_version > key.current_material {
             return Err(KmsError::InvalidCiphertext);
         }
+        // An external-key-store blob only for an external-key-store key, and vice versa.
+        if (parsed.version == ciphertext::VERSION_XKS) != key.xks_key_id.is_some() {
+            return Err(KmsError::InvalidCiphertext);
+        }
+        if key.xks_key_id.is_some() {
+            let plaintext = self.xks_open(call, &key, &parsed, context)?;
+            return Ok(Decrypted { key, plaintext });
+        }
         let aad = ciphertext::aad(parsed.header, context);
         let m = MaterialId {
             key_id: &key.key_id,
@@ -232,7 +244,7 @@ impl KmsService {
             }
         }
         let source = source?;
-        let out = self.seal(&dest, &source.plaintext, destination_context)?;
+        let out = self.seal(call, &dest, &source.plaintext, destination_context)?;
         Ok((
             source.key,
             Encrypted {
@@ -262,7 +274,7 @@ impl KmsService {
             .backend_for(&key)?
             .random(len)
             .map_err(|e| self.backend_error(&key, e))?;
-        let blob = self.seal(&key, &data_key, context)?;
+        let blob = self.seal(call, &key, &data_key, context)?;
         Ok((Encrypted { key, blob }, data_key))
     }
 

@@ -36,6 +36,8 @@ pub struct CustomKeyStores {
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
     /// Overrides every cluster's `requests_per_second` when set.
     rps: Option<f64>,
+    /// External key stores: connected proxies.
+    pub(crate) xks: super::xks::XksStores,
 }
 
 impl CustomKeyStores {
@@ -45,7 +47,14 @@ impl CustomKeyStores {
             connected: Default::default(),
             buckets: Mutex::default(),
             rps: None,
+            xks: super::xks::XksStores::new(None),
         }
+    }
+
+    /// Sets the XKS client runtime (TLS roots, client certificate, timeouts).
+    pub fn with_xks(mut self, xks: super::xks::XksStores) -> Self {
+        self.xks = xks;
+        self
     }
 
     /// Overrides the per-store request quota of every cluster (normally each cluster's
@@ -112,6 +121,8 @@ pub struct StoreUpdate {
     pub new_name: Option<String>,
     pub password: Option<SecretString>,
     pub cluster_id: Option<String>,
+    /// External key stores: proxy settings.
+    pub xks: Option<super::xks::XksUpdate>,
 }
 
 impl KmsService {
@@ -125,7 +136,7 @@ impl KmsService {
     /// Marks a key `unavailable` when its custom key store is not connected.
     pub(crate) fn annotate(&self, mut key: KeyRecord) -> KeyRecord {
         if let Some(id) = &key.custom_key_store_id {
-            key.unavailable = self.cks.connected(id).is_none();
+            key.unavailable = self.cks.connected(id).is_none() && self.cks.xks.client(id).is_none();
         }
         key
     }
@@ -134,6 +145,19 @@ impl KmsService {
     pub(crate) fn backend_for(&self, key: &KeyRecord) -> KmsResult<Arc<dyn CryptoBackend>> {
         match &key.custom_key_store_id {
             None => Ok(self.backend.clone()),
+            // External key stores: the KMS-side layer uses the root (the proxy adds the other).
+            Some(id) if key.xks_key_id.is_some() => {
+                if self.cks.xks.client(id).is_none() {
+                    return Err(KmsError::KmsInvalidState(format!(
+                        "{} is unavailable.",
+                        key.arn
+                    )));
+                }
+                if !self.cks.admit(id, DEFAULT_STORE_RPS) {
+                    return Err(KmsError::Throttling);
+                }
+                Ok(self.backend.clone())
+            }
             Some(id) => {
                 let cluster = self.cks.connected(id).ok_or_else(|| {
                     KmsError::KmsInvalidState(format!("{} is unavailable.", key.arn))
@@ -252,6 +276,7 @@ impl KmsService {
             connection_error: None,
             creation_date: self.clock.now(),
             row_version: 1,
+            xks: None,
         };
         match self.store.insert_custom_key_store(&record) {
             Err(crate::store::StoreError::AlreadyExists) => Err(KmsError::CustomKeyStoreNameInUse(
@@ -276,6 +301,9 @@ impl KmsService {
                     }
                 )))
             }
+        }
+        if store.store_type == CustomKeyStoreType::ExternalKeyStore {
+            return self.connect_xks_store(call, store);
         }
         let cluster_id = store.cluster_id.clone().unwrap_or_default();
         let Some(cfg) = self.cks.cluster_config(&cluster_id).cloned() else {
@@ -362,6 +390,7 @@ impl KmsService {
         {
             c.disconnect();
         }
+        self.disconnect_xks_store(id);
         store.connection_state = ConnectionState::Disconnected;
         store.connection_error = None;
         self.store.update_custom_key_store(&store)?;
@@ -375,6 +404,36 @@ impl KmsService {
         u: StoreUpdate,
     ) -> KmsResult<()> {
         let mut store = self.store_of(call, id)?;
+        if store.store_type == CustomKeyStoreType::ExternalKeyStore {
+            // Name, credential and path may change in any state (they are probed first).
+            if let Some(name) = u.new_name {
+                let others = self
+                    .store
+                    .list_custom_key_stores(&store.account, &self.region)?;
+                if others.iter().any(|s| s.name == name && s.id != store.id) {
+                    return Err(KmsError::CustomKeyStoreNameInUse(format!(
+                        "Custom key store name '{name}' is already in use"
+                    )));
+                }
+                store.name = name;
+            }
+            if u.password.is_some() || u.cluster_id.is_some() {
+                return Err(KmsError::Validation(
+                    "KeyStorePassword and CloudHsmClusterId apply only to AWS_CLOUDHSM key stores."
+                        .into(),
+                ));
+            }
+            if let Some(x) = u.xks {
+                self.update_xks_store(call, &mut store, x)?;
+            }
+            self.store.update_custom_key_store(&store)?;
+            return Ok(());
+        }
+        if u.xks.is_some() {
+            return Err(KmsError::Validation(
+                "XKS proxy properties apply only to EXTERNAL_KEY_STORE custom key stores.".into(),
+            ));
+        }
         if store.connection_state != ConnectionState::Disconnected {
             return Err(KmsError::CustomKeyStoreInvalidState(format!(
                 "Custom key store {id} must be DISCONNECTED to update its properties"
@@ -507,6 +566,7 @@ impl KmsService {
             current_material: 1,
             row_version: 1,
             custom_key_store_id: Some(store_id.to_string()),
+            xks_key_id: None,
             unavailable: false,
         };
         let material = MaterialRecord {
@@ -566,6 +626,22 @@ impl KmsService {
                 s.connection_state,
                 ConnectionState::Connected | ConnectionState::Connecting
             ) {
+                continue;
+            }
+            if s.store_type == CustomKeyStoreType::ExternalKeyStore {
+                let call = Call::new(
+                    crate::model::Principal {
+                        account: s.account.clone(),
+                        arn: String::new(),
+                        access_key_id: String::new(),
+                    },
+                    uuid::Uuid::new_v4().to_string(),
+                    "AWS Internal".into(),
+                    "AWS Internal".into(),
+                );
+                let mut call = call;
+                call.operation = "KmsHealthCheck";
+                self.connect_xks_store(&call, s)?;
                 continue;
             }
             let Some(cfg) = s

@@ -87,6 +87,26 @@ pub enum KmsError {
     CloudHsmClusterNotRelated(String),
     #[error("{0}")]
     IncorrectTrustAnchor(String),
+    #[error("{0}")]
+    XksProxyIncorrectAuthenticationCredential(String),
+    #[error("{0}")]
+    XksProxyInvalidConfiguration(String),
+    #[error("{0}")]
+    XksProxyInvalidResponse(String),
+    #[error("{0}")]
+    XksProxyUriUnreachable(String),
+    #[error("{0}")]
+    XksProxyUriInUse(String),
+    #[error("{0}")]
+    XksProxyVpcEndpointServiceNotFound(String),
+    #[error("{0}")]
+    XksKeyNotFound(String),
+    #[error("{0}")]
+    XksKeyInvalidConfiguration(String),
+    #[error("{0}")]
+    XksKeyInvalidResponse(String),
+    #[error("{0}")]
+    XksKeyAlreadyInUse(String),
 }
 
 impl KmsError {
@@ -134,6 +154,18 @@ impl KmsError {
             CloudHsmClusterNotActive(_) => "CloudHsmClusterNotActiveException",
             CloudHsmClusterNotRelated(_) => "CloudHsmClusterNotRelatedException",
             IncorrectTrustAnchor(_) => "IncorrectTrustAnchorException",
+            XksProxyIncorrectAuthenticationCredential(_) => {
+                "XksProxyIncorrectAuthenticationCredentialException"
+            }
+            XksProxyInvalidConfiguration(_) => "XksProxyInvalidConfigurationException",
+            XksProxyInvalidResponse(_) => "XksProxyInvalidResponseException",
+            XksProxyUriUnreachable(_) => "XksProxyUriUnreachableException",
+            XksProxyUriInUse(_) => "XksProxyUriInUseException",
+            XksProxyVpcEndpointServiceNotFound(_) => "XksProxyVpcEndpointServiceNotFoundException",
+            XksKeyNotFound(_) => "XksKeyNotFoundException",
+            XksKeyInvalidConfiguration(_) => "XksKeyInvalidConfigurationException",
+            XksKeyInvalidResponse(_) => "XksKeyInvalidResponseException",
+            XksKeyAlreadyInUse(_) => "XksKeyAlreadyInUseException",
         }
     }
 

@@ -86,6 +86,7 @@ impl KmsService {
             current_material: 1,
             row_version: 1,
             custom_key_store_id: None,
+            xks_key_id: None,
             unavailable: false,
         };
         let material = MaterialRecord {

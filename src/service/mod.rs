@@ -15,6 +15,7 @@ pub mod policy;
 pub mod rotation;
 pub mod secrets;
 pub mod tags;
+pub mod xks;
 
 use std::sync::Arc;
 
@@ -122,7 +123,7 @@ impl KmsService {
 
     /// True when crypto calls may block on a device and must run on the blocking pool.
     pub fn crypto_blocks(&self) -> bool {
-        self.backend.blocking() || self.cks.has_clusters()
+        self.backend.blocking() || self.cks.has_clusters() || self.cks.xks.any_connected()
     }
 
     pub fn region(&self) -> &str {

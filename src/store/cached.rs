@@ -212,6 +212,10 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.inner.count_keys_in_store(store_id)
     }
 
+    fn find_key_by_xks_id(&self, store_id: &str, xks_key_id: &str) -> StoreResult<Option<KeyId>> {
+        self.inner.find_key_by_xks_id(store_id, xks_key_id)
+    }
+
     fn get_system_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
         self.inner.get_system_secret(name)
     }

@@ -130,6 +130,8 @@ pub trait MetadataStore: Send + Sync {
     /// Every store of every account (start-up reconnects).
     fn all_custom_key_stores(&self) -> StoreResult<Vec<CustomKeyStoreRecord>>;
     fn count_keys_in_store(&self, store_id: &str) -> StoreResult<usize>;
+    /// The key of an external key store that uses an external key, if any.
+    fn find_key_by_xks_id(&self, store_id: &str, xks_key_id: &str) -> StoreResult<Option<KeyId>>;
 
     /// Service secrets (wrapped material of the key that protects stored passwords).
     fn get_system_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;

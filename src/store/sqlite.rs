@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, Row};
 use super::{MetadataStore, StoreError, StoreResult};
 use crate::model::{
     AliasRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, KeyId, KeyRecord,
-    KeySpec, KeyState, KeyUsage, MaterialRecord, Origin, RotationType, Tag,
+    KeySpec, KeyState, KeyUsage, MaterialRecord, Origin, RotationType, Tag, XksProxySettings,
 };
 
 /// Versioned schema migrations for SQLite; applied in order, recorded in `schema_version`.
@@ -87,6 +87,14 @@ CREATE TABLE system_secrets (
     value BLOB NOT NULL
 );
 "#,
+    r#"
+ALTER TABLE keys ADD COLUMN xks_key_id TEXT;
+ALTER TABLE custom_key_stores ADD COLUMN xks_uri_endpoint TEXT;
+ALTER TABLE custom_key_stores ADD COLUMN xks_uri_path TEXT;
+ALTER TABLE custom_key_stores ADD COLUMN xks_connectivity TEXT;
+ALTER TABLE custom_key_stores ADD COLUMN xks_vpc_service TEXT;
+ALTER TABLE custom_key_stores ADD COLUMN xks_access_key_id TEXT;
+"#,
 ];
 
 const READERS: usize = 4;
@@ -125,10 +133,11 @@ fn open(path: &Path) -> StoreResult<Connection> {
 
 const KEY_COLUMNS: &str = "key_id, account, region, arn, description, key_spec, key_usage, \
     origin, state, creation_ms, deletion_ms, pending_window_days, policy, rotation_enabled, \
-    rotation_period_days, next_rotation_ms, current_material, row_version, custom_key_store_id";
+    rotation_period_days, next_rotation_ms, current_material, row_version, custom_key_store_id, xks_key_id";
 
 const STORE_COLUMNS: &str = "id, account, region, name, store_type, cluster_id, trust_anchor, \
-    password_encrypted, connection_state, connection_error, creation_ms, row_version";
+    password_encrypted, connection_state, connection_error, creation_ms, row_version, xks_uri_endpoint, \
+    xks_uri_path, xks_connectivity, xks_vpc_service, xks_access_key_id";
 
 fn store_from_row(row: &Row<'_>) -> StoreResult<CustomKeyStoreRecord> {
     let store_type: String = row.get(4)?;
@@ -148,6 +157,16 @@ fn store_from_row(row: &Row<'_>) -> StoreResult<CustomKeyStoreRecord> {
         connection_error: row.get(9)?,
         creation_date: from_ms(row.get(10)?)?,
         row_version: row.get(11)?,
+        xks: match row.get::<_, Option<String>>(12)? {
+            None => None,
+            Some(uri_endpoint) => Some(XksProxySettings {
+                uri_endpoint,
+                uri_path: row.get::<_, Option<String>>(13)?.unwrap_or_default(),
+                connectivity: row.get::<_, Option<String>>(14)?.unwrap_or_default(),
+                vpc_endpoint_service_name: row.get(15)?,
+                access_key_id: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
+            }),
+        },
     })
 }
 
@@ -181,6 +200,7 @@ fn key_from_row(row: &Row<'_>) -> StoreResult<KeyRecord> {
         current_material: row.get(16)?,
         row_version: row.get(17)?,
         custom_key_store_id: row.get(18)?,
+        xks_key_id: row.get(19)?,
         unavailable: false,
     })
 }
@@ -317,7 +337,7 @@ impl MetadataStore for SqliteStore {
         let tx = conn.transaction()?;
         tx.prepare_cached(&format!(
             "INSERT INTO keys ({KEY_COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
         ))?
         .execute(params![
             k.key_id.as_str(),
@@ -339,6 +359,7 @@ impl MetadataStore for SqliteStore {
             k.current_material,
             k.row_version,
             k.custom_key_store_id,
+            k.xks_key_id,
         ])?;
         insert_material(&tx, m)?;
         for t in tags {
@@ -598,7 +619,7 @@ impl MetadataStore for SqliteStore {
     fn insert_custom_key_store(&self, r: &CustomKeyStoreRecord) -> StoreResult<()> {
         let conn = self.writer();
         conn.prepare_cached(&format!(
-            "INSERT INTO custom_key_stores ({STORE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            "INSERT INTO custom_key_stores ({STORE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
         ))?
         .execute(params![
             r.id,
@@ -612,7 +633,12 @@ impl MetadataStore for SqliteStore {
             r.connection_state.as_str(),
             r.connection_error,
             to_ms(r.creation_date),
-            r.row_version
+            r.row_version,
+            r.xks.as_ref().map(|x| x.uri_endpoint.clone()),
+            r.xks.as_ref().map(|x| x.uri_path.clone()),
+            r.xks.as_ref().map(|x| x.connectivity.clone()),
+            r.xks.as_ref().and_then(|x| x.vpc_endpoint_service_name.clone()),
+            r.xks.as_ref().map(|x| x.access_key_id.clone()),
         ])?;
         Ok(())
     }
@@ -655,6 +681,8 @@ impl MetadataStore for SqliteStore {
             .prepare_cached(
                 "UPDATE custom_key_stores SET name = ?2, cluster_id = ?3, trust_anchor = ?4, \
                  password_encrypted = ?5, connection_state = ?6, connection_error = ?7, \
+                 xks_uri_endpoint = ?9, xks_uri_path = ?10, xks_connectivity = ?11, \
+                 xks_vpc_service = ?12, xks_access_key_id = ?13, \
                  row_version = row_version + 1 WHERE id = ?1 AND row_version = ?8",
             )?
             .execute(params![
@@ -665,7 +693,14 @@ impl MetadataStore for SqliteStore {
                 r.password_encrypted,
                 r.connection_state.as_str(),
                 r.connection_error,
-                r.row_version
+                r.row_version,
+                r.xks.as_ref().map(|x| x.uri_endpoint.clone()),
+                r.xks.as_ref().map(|x| x.uri_path.clone()),
+                r.xks.as_ref().map(|x| x.connectivity.clone()),
+                r.xks
+                    .as_ref()
+                    .and_then(|x| x.vpc_endpoint_service_name.clone()),
+                r.xks.as_ref().map(|x| x.access_key_id.clone()),
             ])?;
         if n != 1 {
             return Err(StoreError::Conflict);
@@ -680,6 +715,23 @@ impl MetadataStore for SqliteStore {
         conn.prepare_cached("DELETE FROM custom_key_stores WHERE id = ?1")?
             .execute([id])?;
         Ok(())
+    }
+
+    fn find_key_by_xks_id(&self, store_id: &str, xks_key_id: &str) -> StoreResult<Option<KeyId>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT key_id FROM keys WHERE custom_key_store_id = ?1 AND xks_key_id = ?2",
+        )?;
+        let mut rows = stmt.query(params![store_id, xks_key_id])?;
+        match rows.next()? {
+            Some(row) => {
+                let id: String = row.get(0)?;
+                Ok(Some(
+                    KeyId::parse(&id).ok_or_else(|| corrupt("key id", &id))?,
+                ))
+            }
+            None => Ok(None),
+        }
     }
 
     fn count_keys_in_store(&self, store_id: &str) -> StoreResult<usize> {

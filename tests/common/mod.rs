@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+pub mod xks_test_proxy;
+
 use aws_credential_types::Credentials;
 use aws_sdk_kms::config::{BehaviorVersion, Region};
 use kms::api::AppState;
@@ -54,45 +56,138 @@ pub mod softhsm {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::OnceLock;
 
-    /// A fresh two-member cluster for one test: two new tokens with user PIN `pin`, the same
-    /// cluster key provisioned on both (as an operator would), and a trust anchor certificate.
+    /// A fresh cluster for one test: new tokens with user PIN `pin`, the same cluster key
+    /// provisioned on each (as an operator would), and a trust anchor certificate.
     pub struct TestCluster {
         pub id: String,
         pub members: Vec<String>,
         pub pin: String,
         pub trust_anchor_pem: String,
         pub trust_anchor_path: std::path::PathBuf,
+        /// The PKCS#11 module the server uses for each member.
+        pub modules: Vec<String>,
+        /// Extra lines of the `[[clusters]]` table (`sessions`, `requests_per_second`, ...).
+        pub settings: String,
     }
 
     impl TestCluster {
         /// The `[[clusters]]` TOML section for this cluster.
         pub fn toml(&self) -> String {
             let mut t = format!(
-                "[[clusters]]\nid = '{}'\nprofile = 'softhsm2'\ntrust_anchor_file = '{}'\nsession_wait_ms = 200\n",
+                "[[clusters]]\nid = '{}'\nprofile = 'softhsm2'\ntrust_anchor_file = '{}'\n{}\n",
                 self.id,
-                self.trust_anchor_path.display()
+                self.trust_anchor_path.display(),
+                self.settings
             );
             for (i, m) in self.members.iter().enumerate() {
                 t.push_str(&format!(
-                    "[[clusters.members]]\nname = 'hsm-{i}'\nmodule = '{MODULE}'\ntoken_label = '{m}'\n"
+                    "[[clusters.members]]\nname = 'hsm-{i}'\nmodule = '{}'\ntoken_label = '{m}'\n",
+                    self.modules[i]
                 ));
             }
             t
         }
+
+        /// Path of a fault marker of a member (see softhsm/fault-module/fault.c).
+        fn marker(&self, member: usize, kind: &str) -> std::path::PathBuf {
+            fault_dir().join(format!("{}.{kind}", self.members[member]))
+        }
+
+        /// Makes a member's HSM fail: every call on it returns CKR_DEVICE_ERROR (needs a
+        /// cluster from [`fault_cluster`]).
+        pub fn fail_member(&self, member: usize) {
+            std::fs::write(self.marker(member, "fail"), b"").unwrap();
+        }
+
+        /// Removes a member's token: it leaves the slot list, calls return
+        /// CKR_TOKEN_NOT_PRESENT / CKR_DEVICE_REMOVED.
+        pub fn remove_member(&self, member: usize) {
+            std::fs::write(self.marker(member, "removed"), b"").unwrap();
+        }
+
+        /// Undoes [`Self::fail_member`] and [`Self::remove_member`].
+        pub fn restore_member(&self, member: usize) {
+            for kind in ["fail", "removed"] {
+                let _ = std::fs::remove_file(self.marker(member, kind));
+            }
+        }
+
+        /// Makes each C_Encrypt/C_Decrypt on a member take `ms` longer (0: no delay).
+        pub fn delay_member(&self, member: usize, ms: u64) {
+            if ms == 0 {
+                let _ = std::fs::remove_file(self.marker(member, "delay-ms"));
+            } else {
+                std::fs::write(self.marker(member, "delay-ms"), ms.to_string()).unwrap();
+            }
+        }
+
+        /// Consecutive wrong user PINs the fault module counted on a member.
+        pub fn failed_logins(&self, member: usize) -> u32 {
+            std::fs::read_to_string(self.marker(member, "failed-logins"))
+                .map(|s| s.trim().parse().unwrap())
+                .unwrap_or(0)
+        }
+
+        /// Unlocks a locked-out user (as the cluster's administrator would).
+        pub fn unlock_member(&self, member: usize) {
+            let _ = std::fs::remove_file(self.marker(member, "failed-logins"));
+        }
     }
 
+    /// The directory of fault markers read by the fault module (`KMS_FAULT_DIR`).
+    pub fn fault_dir() -> std::path::PathBuf {
+        test_token().dir.join("faults")
+    }
+
+    /// Builds the fault-injection PKCS#11 module (softhsm/fault-module/) once per process and
+    /// returns its path. It forwards to SoftHSM, so its tokens are this process's tokens.
+    pub fn fault_module() -> &'static str {
+        static PATH: OnceLock<String> = OnceLock::new();
+        PATH.get_or_init(|| {
+            let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join("kms-fault-module")
+                .join("libkmsfault.so");
+            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("softhsm/fault-module/build.sh");
+            let built = std::process::Command::new("bash")
+                .arg(&script)
+                .arg(&out)
+                .output()
+                .expect("bash must be installed");
+            assert!(
+                built.status.success(),
+                "building the fault module failed (run softhsm/install.sh): {}",
+                String::from_utf8_lossy(&built.stderr)
+            );
+            out.display().to_string()
+        })
+    }
+
+    /// A cluster whose members the server reaches through SoftHSM itself.
     pub fn cluster(n_members: usize) -> TestCluster {
+        cluster_on(n_members, MODULE)
+    }
+
+    /// A cluster whose members the server reaches through the fault module, so a test can
+    /// fail, remove, slow down or lock out a member.
+    pub fn fault_cluster(n_members: usize) -> TestCluster {
+        cluster_on(n_members, fault_module())
+    }
+
+    fn cluster_on(n_members: usize, server_module: &str) -> TestCluster {
         use cryptoki::object::{Attribute, KeyType, ObjectClass};
         use cryptoki::session::UserType;
         static NEXT: AtomicUsize = AtomicUsize::new(0);
+        static NEXT_TOKEN: AtomicUsize = AtomicUsize::new(0);
         let token = test_token();
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let first = NEXT_TOKEN.fetch_add(n_members, Ordering::SeqCst);
         let pid = std::process::id();
         let profile = kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap();
         let module = std::path::Path::new(MODULE);
         assert!(
-            (n + 1) * n_members <= POOL,
-            "the test process used up its cluster tokens"
+            first + n_members <= POOL,
+            "the test process used up its {POOL} cluster tokens (raise POOL)"
         );
         let pin = POOL_PIN.to_string();
         let mut value = [0u8; 32];
@@ -101,7 +196,7 @@ pub mod softhsm {
         }
         let mut members = Vec::new();
         for m in 0..n_members {
-            let label = format!("pool-{}", n * n_members + m);
+            let label = format!("pool-{}", first + m);
             let ctx = kms::backend::pkcs11::module::load(module).unwrap();
             let slot = kms::backend::pkcs11::token::find_slot(&ctx, &label, &profile).unwrap();
             let s = ctx.open_rw_session(slot).unwrap();
@@ -133,10 +228,12 @@ pub mod softhsm {
                 "cluster-{:0>11}",
                 format!("t{pid}x{n}").chars().take(11).collect::<String>()
             ),
+            modules: vec![server_module.to_string(); members.len()],
             members,
             pin,
             trust_anchor_pem: pem,
             trust_anchor_path: path,
+            settings: "session_wait_ms = 200".into(),
         }
     }
 
@@ -150,7 +247,7 @@ pub mod softhsm {
 
     pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
     /// Cluster member tokens available to one test process.
-    const POOL: usize = 8;
+    const POOL: usize = 24;
     /// The initial user PIN of the pool tokens (the cluster's `kmsuser` password).
     pub const POOL_PIN: &str = "kmsuserPIN1";
 
@@ -178,6 +275,9 @@ pub mod softhsm {
             )
             .unwrap();
             std::env::set_var("SOFTHSM2_CONF", &conf);
+            // Read by the fault module (softhsm/fault-module/) when it is first loaded.
+            std::fs::create_dir_all(dir.join("faults")).unwrap();
+            std::env::set_var("KMS_FAULT_DIR", dir.join("faults"));
             // SoftHSM lists slots once per process (at C_Initialize), so every token this
             // process will use is created now, before the module is loaded: the server's token
             // and a pool of cluster member tokens.

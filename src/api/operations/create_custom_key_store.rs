@@ -24,6 +24,7 @@ pub struct Request {
     xks_proxy_uri_path: Option<String>,
     xks_proxy_vpc_endpoint_service_name: Option<String>,
     xks_proxy_connectivity: Option<String>,
+    xks_proxy_authentication_credential: Option<crate::api::shapes::XksCredential>,
 }
 
 #[derive(Debug, Serialize)]
@@ -107,6 +108,27 @@ impl Operation for CreateCustomKeyStore {
             "[PUBLIC_ENDPOINT, VPC_ENDPOINT_SERVICE]",
         );
         c.finish()?;
+        if store_type == Some(CustomKeyStoreType::ExternalKeyStore) {
+            let (access_key_id, secret) = match r.xks_proxy_authentication_credential {
+                Some(c) => (c.access_key_id, c.raw_secret_access_key),
+                None => (None, None),
+            };
+            let id = svc.create_xks_store(
+                call,
+                crate::service::xks::NewXksStore {
+                    name: present(r.custom_key_store_name)?,
+                    uri_endpoint: r.xks_proxy_uri_endpoint,
+                    uri_path: r.xks_proxy_uri_path,
+                    connectivity: r.xks_proxy_connectivity,
+                    vpc_endpoint_service_name: r.xks_proxy_vpc_endpoint_service_name,
+                    access_key_id,
+                    secret,
+                },
+            )?;
+            return Ok(Response {
+                custom_key_store_id: id,
+            });
+        }
         let id = svc.create_custom_key_store(
             call,
             NewStore {

@@ -129,7 +129,7 @@ impl Operation for CreateKey {
                     .into(),
             ));
         }
-        if r.xks_key_id.is_some() {
+        if r.xks_key_id.is_some() && origin != Some(Origin::ExternalKeyStore) {
             return Err(KmsError::Validation(
                 "XksKeyId is valid only with Origin EXTERNAL_KEY_STORE.".into(),
             ));
@@ -141,15 +141,17 @@ impl Operation for CreateKey {
         let key_spec = spec.or(cmk_spec).unwrap_or(KeySpec::SymmetricDefault);
         let origin = origin.unwrap_or(Origin::AwsKms);
         let key_usage = usage.unwrap_or(KeyUsage::EncryptDecrypt);
-        if origin == Origin::AwsCloudhsm || r.custom_key_store_id.is_some() {
+        let custom = matches!(origin, Origin::AwsCloudhsm | Origin::ExternalKeyStore);
+        if custom || r.custom_key_store_id.is_some() {
             let Some(store_id) = r.custom_key_store_id.as_deref() else {
-                return Err(KmsError::Validation(
-                    "Origin AWS_CLOUDHSM requires a CustomKeyStoreId.".into(),
-                ));
-            };
-            if origin != Origin::AwsCloudhsm {
                 return Err(KmsError::Validation(format!(
-                    "A key in a custom key store must have Origin AWS_CLOUDHSM, not {origin}."
+                    "Origin {origin} requires a CustomKeyStoreId."
+                )));
+            };
+            if !custom {
+                return Err(KmsError::Validation(format!(
+                    "A key in a custom key store must have Origin AWS_CLOUDHSM or \
+                     EXTERNAL_KEY_STORE, not {origin}."
                 )));
             }
             if key_spec != KeySpec::SymmetricDefault
@@ -165,13 +167,29 @@ impl Operation for CreateKey {
             let policy = r.policy.unwrap_or_else(|| {
                 crate::service::policy::default_policy("aws", &call.principal.account)
             });
-            let key = svc.create_cloudhsm_key(
-                call,
-                store_id,
-                r.description.unwrap_or_default(),
-                policy,
-                tags,
-            )?;
+            let key = if origin == Origin::ExternalKeyStore {
+                let Some(xks_key_id) = r.xks_key_id.as_deref() else {
+                    return Err(KmsError::Validation(
+                        "Origin EXTERNAL_KEY_STORE requires an XksKeyId.".into(),
+                    ));
+                };
+                svc.create_xks_key(
+                    call,
+                    store_id,
+                    xks_key_id,
+                    r.description.unwrap_or_default(),
+                    policy,
+                    tags,
+                )?
+            } else {
+                svc.create_cloudhsm_key(
+                    call,
+                    store_id,
+                    r.description.unwrap_or_default(),
+                    policy,
+                    tags,
+                )?
+            };
             return Ok(Response {
                 key_metadata: KeyMetadata::of(svc, &key),
             });

@@ -34,8 +34,22 @@ pub struct Entry {
     connection_state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     connection_error_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    xks_proxy_configuration: Option<XksProxyConfiguration>,
     #[serde(serialize_with = "epoch")]
     creation_date: DateTime<Utc>,
+}
+
+/// `XksProxyConfiguration` (never the secret).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct XksProxyConfiguration {
+    access_key_id: String,
+    connectivity: String,
+    uri_endpoint: String,
+    uri_path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vpc_endpoint_service_name: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -116,6 +130,13 @@ impl Operation for DescribeCustomKeyStores {
                         None
                     },
                     creation_date: s.creation_date,
+                    xks_proxy_configuration: s.xks.as_ref().map(|x| XksProxyConfiguration {
+                        access_key_id: x.access_key_id.clone(),
+                        connectivity: x.connectivity.clone(),
+                        uri_endpoint: x.uri_endpoint.clone(),
+                        uri_path: x.uri_path.clone(),
+                        vpc_endpoint_service_name: x.vpc_endpoint_service_name.clone(),
+                    }),
                 })
                 .collect(),
             next_marker,

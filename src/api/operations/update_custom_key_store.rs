@@ -8,7 +8,7 @@ use super::create_custom_key_store::check_password;
 use super::{present, Empty, Operation};
 use crate::api::validate::Checks;
 use crate::service::custom_key_stores::StoreUpdate;
-use crate::service::{Call, KmsError, KmsResult, KmsService};
+use crate::service::{Call, KmsResult, KmsService};
 
 pub struct UpdateCustomKeyStore;
 
@@ -23,6 +23,7 @@ pub struct Request {
     xks_proxy_uri_path: Option<String>,
     xks_proxy_vpc_endpoint_service_name: Option<String>,
     xks_proxy_connectivity: Option<String>,
+    xks_proxy_authentication_credential: Option<crate::api::shapes::XksCredential>,
 }
 
 impl Operation for UpdateCustomKeyStore {
@@ -58,15 +59,25 @@ impl Operation for UpdateCustomKeyStore {
             );
         check_password(&mut c, &r.key_store_password);
         c.finish()?;
-        if r.xks_proxy_uri_endpoint.is_some()
+        let any_xks = r.xks_proxy_uri_endpoint.is_some()
             || r.xks_proxy_uri_path.is_some()
             || r.xks_proxy_vpc_endpoint_service_name.is_some()
             || r.xks_proxy_connectivity.is_some()
-        {
-            return Err(KmsError::Validation(
-                "XKS proxy properties apply only to EXTERNAL_KEY_STORE custom key stores.".into(),
-            ));
-        }
+            || r.xks_proxy_authentication_credential.is_some();
+        let xks = any_xks.then(|| {
+            let (access_key_id, secret) = match r.xks_proxy_authentication_credential {
+                Some(c) => (c.access_key_id, c.raw_secret_access_key),
+                None => (None, None),
+            };
+            crate::service::xks::XksUpdate {
+                uri_endpoint: r.xks_proxy_uri_endpoint,
+                uri_path: r.xks_proxy_uri_path,
+                connectivity: r.xks_proxy_connectivity,
+                vpc_endpoint_service_name: r.xks_proxy_vpc_endpoint_service_name,
+                access_key_id,
+                secret,
+            }
+        });
         svc.update_custom_key_store(
             call,
             &present(r.custom_key_store_id)?,
@@ -74,6 +85,7 @@ impl Operation for UpdateCustomKeyStore {
                 new_name: r.new_custom_key_store_name,
                 password: r.key_store_password,
                 cluster_id: r.cloud_hsm_cluster_id,
+                xks,
             },
         )?;
         Ok(Empty {})

@@ -95,6 +95,9 @@ pub struct Cluster {
     cfg: ClusterConfig,
     members: Vec<Member>,
     password: RwLock<SecretString>,
+    /// The password the connect logged in with: members that were unreachable then still
+    /// have it (see [`Cluster::rejoin`]).
+    previous_password: SecretString,
     next: AtomicUsize,
     rng: SystemRandom,
 }
@@ -204,6 +207,7 @@ impl Cluster {
             .collect();
         let cluster = Cluster {
             password: RwLock::new(SecretString::from(new.expose_secret().to_string())),
+            previous_password: SecretString::from(password.expose_secret().to_string()),
             cfg,
             members,
             next: AtomicUsize::new(0),
@@ -249,17 +253,31 @@ impl Cluster {
                 .expose_secret()
                 .to_string(),
         );
-        match Token::open(token_config(&self.cfg, &m.cfg, &pin)) {
+        let opened = match Token::open(token_config(&self.cfg, &m.cfg, &pin)) {
+            Err(e) if e.class() == ErrorClass::PinIncorrect => self.rejoin(m, &pin),
+            other => other,
+        };
+        match opened {
             Ok(t) => {
                 tracing::info!(cluster = %self.cfg.id, member = %m.cfg.name, "cluster member (re)connected");
                 *m.token.write().unwrap_or_else(|p| p.into_inner()) = Some(t.clone());
                 Some(t)
             }
-            Err(_) => {
+            Err(e) => {
+                tracing::debug!(cluster = %self.cfg.id, member = %m.cfg.name, error = %e, "cluster member still unavailable");
                 self.mark_down(m);
                 None
             }
         }
+    }
+
+    /// A member that was unreachable while the cluster connected missed the PIN rotation: it
+    /// logs in with the password the connect used and is rotated to the current one.
+    fn rejoin(&self, m: &Member, current: &SecretString) -> Result<Arc<Token>, Pkcs11Error> {
+        let t = Token::open(token_config(&self.cfg, &m.cfg, &self.previous_password))?;
+        t.set_pin(&self.previous_password, current)?;
+        tracing::info!(cluster = %self.cfg.id, member = %m.cfg.name, "cluster member missed the PIN rotation; rotated it now");
+        Ok(t)
     }
 
     fn mark_down(&self, m: &Member) {
@@ -444,7 +462,10 @@ impl Cluster {
                         continue 'members;
                     }
                     Err(e) => {
-                        self.mark_down(m);
+                        // No free session is overload, not a failed member.
+                        if !matches!(e, BackendError::Busy) {
+                            self.mark_down(m);
+                        }
                         last = e;
                         continue 'members;
                     }

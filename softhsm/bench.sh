@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The PKCS#11 benchmark in one command (docs/benchmarks.md):
+#   softhsm/bench.sh                  # 10 s per scenario, 2 s warm-up, 32 connections/threads
+#   KMS_BENCH_DURATION=3 KMS_BENCH_CONCURRENCY=8 softhsm/bench.sh
+# Builds release binaries, makes throwaway SoftHSM tokens with softhsm/make-token.sh (kms-root,
+# and kms-cluster-a + kms-cluster-b sharing a cluster key), starts one kms server on 127.0.0.1
+# with the PKCS#11 root on kms-root and a two-member cluster, creates and connects a custom key
+# store (signed with curl --aws-sigv4), then runs kms-bench once: the bare HTTP route
+# (baseline), Encrypt of 256 bytes with a key of the PKCS#11 root (encrypt) and with a key of
+# the custom key store (encrypt-cks), and the raw in-process SoftHSM C_Encrypt rates with a
+# session object (raw-session) and a token object (raw-token) at the same concurrency.
+# Everything is loopback-only and bounded in time; the server it started is stopped by PID and
+# the tokens are deleted. Extra arguments are passed to kms-bench (e.g. --json).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+target=${CARGO_TARGET_DIR:-$root/target}
+duration=${KMS_BENCH_DURATION:-10}
+warmup=${KMS_BENCH_WARMUP:-2}
+concurrency=${KMS_BENCH_CONCURRENCY:-32}
+
+bash softhsm/install.sh >/dev/null
+cargo build --release --quiet --bin kms --bin kms-bench
+
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+bash softhsm/make-token.sh "$work/softhsm" >"$work/make-token.log" 2>&1 ||
+  { cat "$work/make-token.log" >&2; exit 1; }
+export SOFTHSM2_CONF=$work/softhsm/softhsm2.conf
+cluster=cluster-1a23b4cdefg
+cat >"$work/kms.toml" <<TOML
+[server]
+listen = "127.0.0.1:0"
+data_dir = "$work/data"
+baseline_route = true
+
+[root]
+kind = "pkcs11"
+token_label = "kms-root"
+pin_file = "$work/softhsm/user.pin"
+
+[[clusters]]
+id = "$cluster"
+trust_anchor_file = "$work/softhsm/customerCA.crt"
+# Not AWS's 1800/s store quota: the benchmark measures the store, not the quota.
+requests_per_second = 1000000
+
+[[clusters.members]]
+name = "hsm-a"
+token_label = "kms-cluster-a"
+
+[[clusters.members]]
+name = "hsm-b"
+token_label = "kms-cluster-b"
+TOML
+
+KMS_LOG=warn "$target/release/kms" --config "$work/kms.toml" >"$work/stdout" 2>"$work/stderr" &
+server_pid=$!
+endpoint=""
+for _ in $(seq 100); do
+  endpoint=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/stdout" 2>/dev/null | head -n1 || true)
+  [ -n "$endpoint" ] && break
+  sleep 0.1
+done
+[ -n "$endpoint" ] || { echo "FAIL: server did not start" >&2; cat "$work/stderr" >&2; exit 1; }
+
+# The development credential (the server's default, and kms-bench's).
+kms() {
+  curl -sS --fail-with-body --aws-sigv4 "aws:amz:us-east-1:kms" \
+    --user "AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY" \
+    -H "X-Amz-Target: TrentService.$1" -H "Content-Type: application/x-amz-json-1.1" \
+    --data-binary "$2" "$endpoint/"
+}
+store=$(kms CreateCustomKeyStore "$(jq -n --arg c "$cluster" \
+  --rawfile ta "$work/softhsm/customerCA.crt" --rawfile pw "$work/softhsm/user.pin" \
+  '{CustomKeyStoreName: "bench", CloudHsmClusterId: $c, TrustAnchorCertificate: $ta,
+    KeyStorePassword: ($pw | rtrimstr("\n"))}')" | jq -r .CustomKeyStoreId)
+kms ConnectCustomKeyStore "{\"CustomKeyStoreId\": \"$store\"}" >/dev/null
+state=""
+for _ in $(seq 100); do
+  state=$(kms DescribeCustomKeyStores "{\"CustomKeyStoreId\": \"$store\"}" |
+    jq -r '.CustomKeyStores[0].ConnectionState')
+  [ "$state" = CONNECTING ] || break
+  sleep 0.1
+done
+[ "$state" = CONNECTED ] || { echo "FAIL: custom key store is $state" >&2; cat "$work/stderr" >&2; exit 1; }
+
+echo "== kms-bench: $concurrency connections/threads, ${warmup}s warm-up + ${duration}s per scenario ($(nproc) cores) =="
+"$target/release/kms-bench" --endpoint "$endpoint" --ops encrypt \
+  --duration "$duration" --warmup "$warmup" --concurrency "$concurrency" \
+  --custom-key-store "$store" \
+  --raw-pkcs11 session,token --pkcs11-token kms-root --pkcs11-pin-file "$work/softhsm/user.pin" "$@"

@@ -1,0 +1,294 @@
+//! The HTTPS + SigV4 client of one external key store proxy.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::sigv4::{self, Credentials, SignableRequest, SigningKeyCache};
+use crate::xks_wire::{self, ErrorResponse, Operation};
+
+/// Per-attempt time budget (AWS KMS waits 250 ms for the proxy).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(250);
+/// Largest response body read from a proxy.
+const MAX_RESPONSE: usize = 64 * 1024;
+/// Idle connections kept per proxy.
+const MAX_IDLE: usize = 64;
+
+/// Where a store's proxy is and how to authenticate to it.
+#[derive(Clone)]
+pub struct XksTarget {
+    /// Host name (SNI and certificate name) of `XksProxyUriEndpoint`.
+    pub host: String,
+    pub port: u16,
+    /// `XksProxyUriPath`: `[/prefix]/kms/xks/v1`.
+    pub uri_path: String,
+    pub access_key_id: String,
+    pub secret: SecretString,
+    /// The region the KMS signs for.
+    pub region: String,
+}
+
+impl std::fmt::Debug for XksTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XksTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("uri_path", &self.uri_path)
+            .field("access_key_id", &self.access_key_id)
+            .finish()
+    }
+}
+
+/// TLS settings of the client side: trusted roots and an optional client certificate.
+#[derive(Clone)]
+pub struct XksTls(pub Arc<rustls::ClientConfig>);
+
+impl XksTls {
+    /// Roots from a PEM bundle (or the public web PKI roots when `ca_pem` is `None`), and an
+    /// optional client certificate chain + key (PEM) for mTLS.
+    pub fn new(ca_pem: Option<&[u8]>, client: Option<(&[u8], &[u8])>) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        match ca_pem {
+            Some(pem) => {
+                for cert in rustls_pemfile::certs(&mut &pem[..]) {
+                    let cert = cert.map_err(|e| format!("CA bundle: {e}"))?;
+                    roots.add(cert).map_err(|e| format!("CA bundle: {e}"))?;
+                }
+                if roots.is_empty() {
+                    return Err("CA bundle: no certificate".into());
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots);
+        let mut config = match client {
+            None => builder.with_no_client_auth(),
+            Some((chain, key)) => {
+                let certs = rustls_pemfile::certs(&mut &chain[..])
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("client certificate: {e}"))?;
+                let key = rustls_pemfile::private_key(&mut &key[..])
+                    .map_err(|e| format!("client key: {e}"))?
+                    .ok_or("client key: none found")?;
+                builder
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|e| format!("client certificate: {e}"))?
+            }
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(XksTls(Arc::new(config)))
+    }
+}
+
+/// A failed call, classified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XksError {
+    /// No answer within the budget (after the retry).
+    #[error("the external key store proxy did not respond in time")]
+    Timeout,
+    /// TCP connection failed.
+    #[error("cannot connect to the external key store proxy")]
+    Unreachable,
+    /// The TLS handshake failed (certificate, protocol).
+    #[error("TLS handshake with the external key store proxy failed: {0}")]
+    Tls(String),
+    /// The proxy answered with an error body.
+    #[error("the external key store proxy returned {name} (HTTP {status})")]
+    Proxy { status: u16, name: String },
+    /// The proxy's answer cannot be interpreted.
+    #[error("cannot interpret the external key store proxy's response: {0}")]
+    InvalidResponse(String),
+}
+
+impl XksError {
+    /// Whether AWS KMS retries this (network timeouts and connection failures).
+    fn retryable(&self) -> bool {
+        matches!(self, XksError::Timeout | XksError::Unreachable)
+    }
+}
+
+/// The client of one proxy.
+pub struct XksClient {
+    target: XksTarget,
+    tls: XksTls,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    keys: SigningKeyCache,
+    timeout: Duration,
+}
+
+impl XksClient {
+    pub fn new(target: XksTarget, tls: XksTls) -> Self {
+        XksClient {
+            target,
+            tls,
+            idle: Mutex::default(),
+            keys: SigningKeyCache::new(),
+            timeout: ATTEMPT_TIMEOUT,
+        }
+    }
+
+    /// Overrides the per-attempt budget (tests).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn target(&self) -> &XksTarget {
+        &self.target
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, XksError> {
+        let tcp = tokio::net::TcpStream::connect((self.target.host.as_str(), self.target.port))
+            .await
+            .map_err(|_| XksError::Unreachable)?;
+        let _ = tcp.set_nodelay(true);
+        let name = rustls::pki_types::ServerName::try_from(self.target.host.clone())
+            .map_err(|e| XksError::Tls(e.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(self.tls.0.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| XksError::Tls(e.to_string()))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| XksError::Tls(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    async fn sender(&self) -> Result<SendRequest<Full<Bytes>>, XksError> {
+        loop {
+            let next = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            match next {
+                Some(mut s) => {
+                    if s.ready().await.is_ok() {
+                        return Ok(s);
+                    }
+                }
+                None => return self.connect().await,
+            }
+        }
+    }
+
+    async fn attempt(&self, path: &str, body: &Bytes) -> Result<Vec<u8>, XksError> {
+        let mut sender = self.sender().await?;
+        let host = if self.target.port == 443 {
+            self.target.host.clone()
+        } else {
+            format!("{}:{}", self.target.host, self.target.port)
+        };
+        let creds = Credentials {
+            access_key_id: &self.target.access_key_id,
+            secret_access_key: self.target.secret.expose_secret().as_bytes(),
+            region: &self.target.region,
+            service: xks_wire::SIGV4_SERVICE,
+        };
+        let signed = sigv4::sign(
+            &self.keys,
+            &creds,
+            &SignableRequest {
+                method: "POST",
+                host: &host,
+                path,
+                query: "",
+                headers: &[],
+                body,
+            },
+            chrono::Utc::now(),
+        );
+        let req = hyper::Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("host", &host)
+            .header("content-type", "application/json")
+            .header("x-amz-date", &signed.amz_date)
+            .header("authorization", &signed.authorization)
+            .body(Full::new(body.clone()))
+            .map_err(|e| XksError::InvalidResponse(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|_| XksError::Unreachable)?;
+        let status = resp.status().as_u16();
+        let bytes = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE)
+            .collect()
+            .await
+            .map_err(|_| XksError::InvalidResponse("response body unreadable or too large".into()))?
+            .to_bytes();
+        // Keep the connection for the next call.
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE {
+                idle.push(sender);
+            }
+        }
+        if status == 200 {
+            return Ok(bytes.to_vec());
+        }
+        match serde_json::from_slice::<ErrorResponse>(&bytes) {
+            Ok(e) => Err(XksError::Proxy {
+                status,
+                name: e.error_name,
+            }),
+            Err(_) => Err(XksError::InvalidResponse(format!(
+                "HTTP {status} without an XKS error body"
+            ))),
+        }
+    }
+
+    /// One API call: 250 ms per attempt, one retry on a timeout or connection failure.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        op: Operation,
+        key_id: &str,
+        req: &Req,
+    ) -> Result<Resp, XksError> {
+        let base = self.target.uri_path.trim_end_matches('/');
+        let prefix = base.strip_suffix(xks_wire::API_BASE).unwrap_or(base);
+        let path = xks_wire::uri_path(prefix.trim_matches('/'), op, key_id);
+        let body = Bytes::from(
+            serde_json::to_vec(req).map_err(|e| XksError::InvalidResponse(e.to_string()))?,
+        );
+        let mut last = XksError::Timeout;
+        for _ in 0..2 {
+            match tokio::time::timeout(self.timeout, self.attempt(&path, &body)).await {
+                Ok(Ok(bytes)) => {
+                    return serde_json::from_slice(&bytes).map_err(|e| {
+                        XksError::InvalidResponse(format!("{op} response: {}", e.classify_name()))
+                    })
+                }
+                Ok(Err(e)) if !e.retryable() => return Err(e),
+                Ok(Err(e)) => last = e,
+                Err(_) => last = XksError::Timeout,
+            }
+        }
+        Err(last)
+    }
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "I/O error",
+            serde_json::error::Category::Syntax => "malformed JSON",
+            serde_json::error::Category::Data => "unexpected fields or types",
+            serde_json::error::Category::Eof => "truncated JSON",
+        }
+    }
+}

@@ -1,0 +1,882 @@
+//! External key stores (`EXTERNAL_KEY_STORE`): store management through an XKS proxy, keys
+//! backed by external keys, and double encryption.
+//!
+//! Double encryption: a key in an external key store has KMS-side key material (generated and
+//! wrapped by the root, like any key's) *and* an external key (`XksKeyId`) in the external key
+//! manager. Encrypt seals the plaintext with the KMS-side material first (AES-256-GCM, AAD =
+//! blob header + encryption context), then sends only that ciphertext to the proxy's Encrypt
+//! with AAD = SHA-256(`kms-xks-v1` || header || canonical encryption context). Decrypt undoes
+//! the outer layer at the proxy, then the inner one. The proxy never sees plaintext or a
+//! plaintext data key; neither side alone can decrypt.
+//!
+//! Blob (format version 2) after the common header (`docs/ciphertext-format.md`):
+//! `inner IV (12) || outer IV length (1) || outer IV (12|16) || outer tag (16) ||
+//! ciphertextMetadata length (1) || ciphertextMetadata (<= 20) || outer ciphertext`.
+//!
+//! Proxy calls run on a small dedicated runtime; the service thread waits for them. Every call
+//! carries `requestMetadata` (principal, key ARN, operation, request id = audit requestID).
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use ring::digest;
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+use super::ciphertext::{self, EncryptionContext, ParsedBlob};
+use super::{Call, KmsError, KmsResult, KmsService};
+use crate::backend::xks::{XksClient, XksError, XksTarget, XksTls};
+use crate::backend::MaterialId;
+use crate::model::{
+    ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, KeyId, KeyRecord, KeySpec, KeyState,
+    KeyUsage, MaterialRecord, Origin, Tag, XksProxySettings,
+};
+use crate::xks_wire::{
+    self, Base64, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse,
+    GetHealthStatusResponse, GetKeyMetadataResponse, HealthStatus, MetadataOnlyRequest, Operation,
+    RequestMetadata, SecretBase64,
+};
+
+const PROXY_AAD_CONTEXT: &[u8] = b"kms-xks-v1";
+
+/// The XKS side of the custom key store runtime: connected proxies and the TLS settings used
+/// to reach them.
+pub struct XksStores {
+    tls: Option<XksTls>,
+    connected: RwLock<HashMap<String, Arc<XksClient>>>,
+    runtime: OnceLock<Option<tokio::runtime::Runtime>>,
+    timeout: std::time::Duration,
+}
+
+impl Drop for XksStores {
+    fn drop(&mut self) {
+        if let Some(Some(rt)) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl XksStores {
+    pub fn new(tls: Option<XksTls>) -> Self {
+        XksStores {
+            tls,
+            connected: RwLock::default(),
+            runtime: OnceLock::new(),
+            timeout: crate::backend::xks::client::ATTEMPT_TIMEOUT,
+        }
+    }
+
+    /// Overrides the per-attempt proxy timeout (tests).
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub(crate) fn client(&self, store_id: &str) -> Option<Arc<XksClient>> {
+        self.connected
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(store_id)
+            .cloned()
+    }
+
+    /// Whether any proxy is connected (crypto may then wait on the network).
+    pub fn any_connected(&self) -> bool {
+        !self
+            .connected
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// Runs a proxy call to completion from a synchronous service thread.
+    fn run<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> KmsResult<T> {
+        let rt = self
+            .runtime
+            .get_or_init(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("xks-client")
+                    .enable_all()
+                    .build()
+                    .ok()
+            })
+            .as_ref()
+            .ok_or_else(KmsError::internal)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rt.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().map_err(|_| KmsError::internal())
+    }
+
+    fn client_for(
+        &self,
+        settings: &XksProxySettings,
+        secret: SecretString,
+        region: &str,
+    ) -> KmsResult<XksClient> {
+        let (host, port) = parse_endpoint(&settings.uri_endpoint).ok_or_else(|| {
+            KmsError::Validation("XksProxyUriEndpoint must be https://<host>[:port]".into())
+        })?;
+        let target = XksTarget {
+            host,
+            port,
+            uri_path: settings.uri_path.clone(),
+            access_key_id: settings.access_key_id.clone(),
+            secret,
+            region: region.to_string(),
+        };
+        let tls = self.tls.clone().ok_or_else(|| {
+            KmsError::XksProxyInvalidConfiguration(
+                "External key stores are not configured on this server (TLS settings missing)."
+                    .into(),
+            )
+        })?;
+        Ok(XksClient::new(target, tls).with_timeout(self.timeout))
+    }
+}
+
+/// `https://host[:port]` -> (host, port). An explicit port is accepted (an on-prem proxy may
+/// listen anywhere); AWS itself allows only 443.
+pub fn parse_endpoint(uri: &str) -> Option<(String, u16)> {
+    let rest = uri.strip_prefix("https://")?;
+    if rest.is_empty() || rest.contains('/') || rest.contains('@') {
+        return None;
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().ok()?),
+        None => (rest, 443),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    host_ok.then(|| (host.to_ascii_lowercase(), port))
+}
+
+/// `[/prefix]/kms/xks/v1`, at most 128 characters of `[a-zA-Z0-9/_-]`.
+pub fn valid_uri_path(p: &str) -> bool {
+    p.len() <= xks_wire::MAX_URI_PATH_LEN
+        && p.starts_with('/')
+        && p.ends_with(xks_wire::API_BASE)
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
+}
+
+/// Input of CreateCustomKeyStore for an external key store.
+pub struct NewXksStore {
+    pub name: String,
+    pub uri_endpoint: Option<String>,
+    pub uri_path: Option<String>,
+    pub connectivity: Option<String>,
+    pub vpc_endpoint_service_name: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret: Option<SecretString>,
+}
+
+/// Proxy-side changes of UpdateCustomKeyStore.
+pub struct XksUpdate {
+    pub uri_endpoint: Option<String>,
+    pub uri_path: Option<String>,
+    pub connectivity: Option<String>,
+    pub vpc_endpoint_service_name: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret: Option<SecretString>,
+}
+
+/// Which kind of KMS operation a proxy failure is mapped for.
+#[derive(Clone, Copy)]
+enum Context {
+    Management,
+    CreateKey,
+    Crypto,
+}
+
+fn proxy_error(e: &XksError, ctx: Context) -> KmsError {
+    use Context::*;
+    let name = match e {
+        XksError::Proxy { name, .. } => name.as_str(),
+        _ => "",
+    };
+    match ctx {
+        Management => match (e, name) {
+            (_, "AuthenticationFailedException") => KmsError::XksProxyIncorrectAuthenticationCredential(
+                "The external key store proxy rejected the request because it could not authenticate AWS KMS. \
+                 Verify the credentials for your external key store proxy."
+                    .into(),
+            ),
+            (_, "InvalidUriPathException") => KmsError::XksProxyInvalidConfiguration(
+                "The external key store proxy rejected the request because of an invalid URI path. \
+                 Verify the URI path for your external key store."
+                    .into(),
+            ),
+            (XksError::InvalidResponse(_), _) | (_, "ValidationException" | "InternalException") => {
+                KmsError::XksProxyInvalidResponse(
+                    "AWS KMS cannot interpret the response from the external key store proxy.".into(),
+                )
+            }
+            (XksError::Tls(_), _) => KmsError::XksProxyInvalidConfiguration(
+                "AWS KMS cannot establish a TLS connection to the external key store proxy. Verify \
+                 that the proxy supports TLS 1.2 or 1.3 and that its certificate is valid, trusted \
+                 and matches the host name in XksProxyUriEndpoint."
+                    .into(),
+            ),
+            _ => KmsError::XksProxyUriUnreachable(
+                "AWS KMS cannot communicate with the external key store proxy. Verify the \
+                 XksProxyUriEndpoint and XksProxyUriPath, and that the proxy is running."
+                    .into(),
+            ),
+        },
+        CreateKey => match name {
+            "KeyNotFoundException" => KmsError::XksKeyNotFound(
+                "The external key store proxy rejected the request because it could not find the external key.".into(),
+            ),
+            "InvalidStateException" | "InvalidKeyUsageException" => KmsError::XksKeyInvalidConfiguration(
+                "The external key store proxy reports that the external key is not enabled or does not \
+                 support the required operations."
+                    .into(),
+            ),
+            "UnsupportedOperationException" => KmsError::XksKeyInvalidResponse(
+                "The external key store proxy rejected the request because it does not support the requested operation.".into(),
+            ),
+            _ => KmsError::CustomKeyStoreInvalidState(format!("The external key store proxy failed: {e}")),
+        },
+        Crypto => KmsError::KmsInvalidState(crypto_message(e, name)),
+    }
+}
+
+/// The cause-specific message of KMSInvalidStateException for crypto operations.
+fn crypto_message(e: &XksError, name: &str) -> String {
+    let p = "The external key store proxy rejected the request";
+    match (e, name) {
+        (XksError::Timeout, _) | (_, "DependencyTimeoutException") => {
+            format!("{p} because the external key store proxy did not respond in time. Retry the request.")
+        }
+        (XksError::Unreachable, _) | (XksError::Tls(_), _) => "AWS KMS cannot communicate with the external key \
+            store proxy. This might be a transient network issue. If you see this error repeatedly, verify that \
+            your external key store proxy is active and is connected to the network, and that its endpoint URI is \
+            correct in your external key store."
+            .to_string(),
+        (XksError::InvalidResponse(_), _) => {
+            "AWS KMS cannot interpret the response from the external key store proxy.".to_string()
+        }
+        (_, "InvalidCiphertextException") => format!(
+            "{p} because the specified ciphertext or additional authenticated data is corrupted, missing, or otherwise invalid."
+        ),
+        (_, "KeyNotFoundException") => format!("{p} because it could not find the external key."),
+        (_, "InvalidStateException") => {
+            format!("{p} because the external key is not enabled in the external key manager.")
+        }
+        (_, "InvalidKeyUsageException") => {
+            format!("{p} because the external key does not support the requested operation.")
+        }
+        (_, "AuthenticationFailedException") => format!(
+            "{p} because it could not authenticate AWS KMS. Verify the credentials for your external key store proxy."
+        ),
+        (_, "InvalidUriPathException") => {
+            format!("{p} because of an invalid URI path. Verify the URI path for your external key store.")
+        }
+        (_, "ThrottlingException") => format!("{p} because of a very high request rate. Retry the request."),
+        (_, "AccessDeniedException") => "The external key store proxy denied access to the operation. Verify \
+            that the user and the external key are both authorized for this operation, and try the request again."
+            .to_string(),
+        (_, "UnsupportedOperationException") => {
+            format!("{p} because it does not support the requested cryptographic operation.")
+        }
+        _ => "The external key store proxy is in an unhealthy state. Retry the request.".to_string(),
+    }
+}
+
+/// The connection error code of a failed health probe at connect time.
+fn connect_error_code(e: &XksError) -> &'static str {
+    match e {
+        XksError::Timeout => "XKS_PROXY_TIMED_OUT",
+        XksError::Unreachable => "XKS_PROXY_NOT_REACHABLE",
+        XksError::Tls(_) => "XKS_PROXY_INVALID_TLS_CONFIGURATION",
+        XksError::InvalidResponse(_) => "XKS_PROXY_INVALID_RESPONSE",
+        XksError::Proxy { name, .. } => match name.as_str() {
+            "AuthenticationFailedException" => "INVALID_CREDENTIALS",
+            "AccessDeniedException" => "XKS_PROXY_ACCESS_DENIED",
+            "InvalidUriPathException" => "XKS_PROXY_INVALID_CONFIGURATION",
+            "DependencyTimeoutException" => "XKS_PROXY_TIMED_OUT",
+            "ThrottlingException" => "XKS_PROXY_NOT_REACHABLE",
+            _ => "XKS_PROXY_INVALID_RESPONSE",
+        },
+    }
+}
+
+fn metadata(call: &Call, key_arn: Option<&str>) -> RequestMetadata {
+    RequestMetadata {
+        kms_request_id: call.request_id.clone(),
+        kms_operation: call.operation.to_string(),
+        aws_principal_arn: (!call.principal.arn.is_empty()).then(|| call.principal.arn.clone()),
+        kms_key_arn: key_arn.map(str::to_string),
+        ..RequestMetadata::default()
+    }
+}
+
+fn proxy_aad(header: &[u8], context: &EncryptionContext) -> Vec<u8> {
+    let mut d = digest::Context::new(&digest::SHA256);
+    d.update(PROXY_AAD_CONTEXT);
+    d.update(&ciphertext::aad(header, context));
+    d.finish().as_ref().to_vec()
+}
+
+/// The outer envelope of a version-2 blob.
+struct Outer<'a> {
+    iv: &'a [u8],
+    tag: &'a [u8],
+    metadata: &'a [u8],
+    ciphertext: &'a [u8],
+}
+
+fn parse_outer(b: &[u8]) -> Option<Outer<'_>> {
+    let (&iv_len, rest) = b.split_first()?;
+    let iv_len = iv_len as usize;
+    if !(iv_len == 12 || iv_len == 16) || rest.len() < iv_len + 16 + 1 {
+        return None;
+    }
+    let (iv, rest) = rest.split_at(iv_len);
+    let (tag, rest) = rest.split_at(16);
+    let (&cm_len, rest) = rest.split_first()?;
+    let cm_len = cm_len as usize;
+    if cm_len > xks_wire::MAX_CIPHERTEXT_METADATA || rest.len() < cm_len + 16 {
+        return None;
+    }
+    let (metadata, ciphertext) = rest.split_at(cm_len);
+    Some(Outer {
+        iv,
+        tag,
+        metadata,
+        ciphertext,
+    })
+}
+
+impl KmsService {
+    fn xks_store_of(&self, call: &Call, id: &str) -> KmsResult<CustomKeyStoreRecord> {
+        match self.store.get_custom_key_store(id)? {
+            Some(s) if s.account == call.principal.account && s.region == self.region => Ok(s),
+            _ => Err(KmsError::CustomKeyStoreNotFound(format!(
+                "Custom key store '{id}' does not exist"
+            ))),
+        }
+    }
+
+    /// GetHealthStatus through a client; an all-UNAVAILABLE fleet counts as unreachable.
+    fn probe(
+        &self,
+        client: Arc<XksClient>,
+        call: &Call,
+    ) -> KmsResult<Result<GetHealthStatusResponse, XksError>> {
+        let req = MetadataOnlyRequest {
+            request_metadata: Some(metadata(call, None)),
+        };
+        let r = self.cks.xks.run(async move {
+            client
+                .call::<_, GetHealthStatusResponse>(Operation::GetHealthStatus, "", &req)
+                .await
+        })?;
+        Ok(r.and_then(|h| {
+            let all_down = !h.ekm_fleet_details.is_empty()
+                && h.ekm_fleet_details
+                    .iter()
+                    .all(|d| d.health_status == HealthStatus::Unavailable);
+            if all_down {
+                Err(XksError::Unreachable)
+            } else {
+                Ok(h)
+            }
+        }))
+    }
+
+    fn check_credential(akid: &str, secret: &SecretString) -> KmsResult<()> {
+        let akid_ok = (20..=30).contains(&akid.len())
+            && akid
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b));
+        let s = secret.expose_secret();
+        let secret_ok = (43..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+        if !akid_ok || !secret_ok {
+            return Err(KmsError::Validation(
+                "XksProxyAuthenticationCredential must have an AccessKeyId of 20-30 characters \
+                 [A-Z2-7] and a RawSecretAccessKey of 43-64 characters [a-zA-Z0-9/+=]."
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn create_xks_store(&self, call: &mut Call, req: NewXksStore) -> KmsResult<String> {
+        let (Some(endpoint), Some(path), Some(connectivity), Some(akid), Some(secret)) = (
+            req.uri_endpoint,
+            req.uri_path,
+            req.connectivity,
+            req.access_key_id,
+            req.secret,
+        ) else {
+            return Err(KmsError::Validation(
+                "XksProxyUriEndpoint, XksProxyUriPath, XksProxyConnectivity and \
+                 XksProxyAuthenticationCredential are required for an EXTERNAL_KEY_STORE custom key store."
+                    .into(),
+            ));
+        };
+        if parse_endpoint(&endpoint).is_none() {
+            return Err(KmsError::Validation(format!(
+                "XksProxyUriEndpoint '{endpoint}' must be https://<host name>[:port]"
+            )));
+        }
+        if !valid_uri_path(&path) {
+            return Err(KmsError::Validation(format!(
+                "XksProxyUriPath '{path}' must begin with / and end with /kms/xks/v1, using only a-z, A-Z, 0-9, /, _ and -"
+            )));
+        }
+        Self::check_credential(&akid, &secret)?;
+        if connectivity == "VPC_ENDPOINT_SERVICE" {
+            return Err(KmsError::XksProxyVpcEndpointServiceNotFound(
+                "VPC endpoint service connectivity is not available in this deployment; use PUBLIC_ENDPOINT.".into(),
+            ));
+        }
+        let account = call.principal.account.clone();
+        let existing = self.store.list_custom_key_stores(&account, &self.region)?;
+        if existing.iter().any(|s| s.name == req.name) {
+            return Err(KmsError::CustomKeyStoreNameInUse(format!(
+                "Custom key store name '{}' is already in use",
+                req.name
+            )));
+        }
+        if existing
+            .iter()
+            .filter_map(|s| s.xks.as_ref())
+            .any(|x| x.uri_endpoint == endpoint && x.uri_path == path)
+        {
+            return Err(KmsError::XksProxyUriInUse(format!(
+                "The XksProxyUriEndpoint and XksProxyUriPath {endpoint}{path} are already used by another external key store"
+            )));
+        }
+        if existing.len() >= super::custom_key_stores::MAX_STORES {
+            return Err(KmsError::LimitExceeded(format!(
+                "The request was rejected because the account already has {} custom key stores.",
+                super::custom_key_stores::MAX_STORES
+            )));
+        }
+        let settings = XksProxySettings {
+            uri_endpoint: endpoint,
+            uri_path: path,
+            connectivity,
+            vpc_endpoint_service_name: req.vpc_endpoint_service_name,
+            access_key_id: akid,
+        };
+        // Test the configuration the way AWS does: GetHealthStatus signed with the credential.
+        let client = Arc::new(
+            self.cks
+                .xks
+                .client_for(&settings, secret.clone(), &self.region)?,
+        );
+        self.probe(client, call)?
+            .map_err(|e| proxy_error(&e, Context::Management))?;
+        let mut raw = [0u8; 9];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+            .map_err(|_| KmsError::internal())?;
+        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let id = format!("cks-{}", &hex[..17]);
+        let record = CustomKeyStoreRecord {
+            id: id.clone(),
+            account,
+            region: self.region.clone(),
+            name: req.name,
+            store_type: CustomKeyStoreType::ExternalKeyStore,
+            cluster_id: None,
+            trust_anchor: None,
+            password_encrypted: self.seal_secret(&id, &secret)?,
+            connection_state: ConnectionState::Disconnected,
+            connection_error: None,
+            creation_date: self.clock.now(),
+            row_version: 1,
+            xks: Some(settings),
+        };
+        self.store.insert_custom_key_store(&record)?;
+        Ok(id)
+    }
+
+    /// ConnectCustomKeyStore for an external key store (the caller checked the state).
+    pub(crate) fn connect_xks_store(
+        &self,
+        call: &Call,
+        mut store: CustomKeyStoreRecord,
+    ) -> KmsResult<()> {
+        let Some(settings) = store.xks.clone() else {
+            return Err(KmsError::internal());
+        };
+        let secret = self.open_secret(&store.id, &store.password_encrypted)?;
+        store.connection_state = ConnectionState::Connecting;
+        store.connection_error = None;
+        let mut store = self.store.update_custom_key_store(&store)?;
+        let client = Arc::new(self.cks.xks.client_for(&settings, secret, &self.region)?);
+        match self.probe(client.clone(), call)? {
+            Ok(_) => {
+                store.connection_state = ConnectionState::Connected;
+                self.store.update_custom_key_store(&store)?;
+                self.cks
+                    .xks
+                    .connected
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(store.id.clone(), client);
+            }
+            Err(e) => {
+                store.connection_state = ConnectionState::Failed;
+                store.connection_error = Some(connect_error_code(&e).to_string());
+                self.store.update_custom_key_store(&store)?;
+                tracing::warn!(custom_key_store_id = %store.id, error = %e, "external key store connect failed");
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn disconnect_xks_store(&self, store_id: &str) {
+        self.cks
+            .xks
+            .connected
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(store_id);
+    }
+
+    /// UpdateCustomKeyStore for an external key store: the new settings are probed first.
+    pub(crate) fn update_xks_store(
+        &self,
+        call: &Call,
+        store: &mut CustomKeyStoreRecord,
+        u: XksUpdate,
+    ) -> KmsResult<()> {
+        let Some(mut settings) = store.xks.clone() else {
+            return Err(KmsError::internal());
+        };
+        let connected = store.connection_state != ConnectionState::Disconnected;
+        if connected
+            && (u.uri_endpoint.is_some()
+                || u.connectivity.is_some()
+                || u.vpc_endpoint_service_name.is_some())
+        {
+            return Err(KmsError::CustomKeyStoreInvalidState(format!(
+                "Custom key store {} must be DISCONNECTED to change XksProxyUriEndpoint, \
+                 XksProxyConnectivity or XksProxyVpcEndpointServiceName",
+                store.id
+            )));
+        }
+        if u.access_key_id.is_some() != u.secret.is_some() {
+            return Err(KmsError::Validation(
+                "XksProxyAuthenticationCredential needs both AccessKeyId and RawSecretAccessKey."
+                    .into(),
+            ));
+        }
+        if let Some(e) = u.uri_endpoint {
+            if parse_endpoint(&e).is_none() {
+                return Err(KmsError::Validation(format!(
+                    "XksProxyUriEndpoint '{e}' must be https://<host name>[:port]"
+                )));
+            }
+            settings.uri_endpoint = e;
+        }
+        if let Some(p) = u.uri_path {
+            if !valid_uri_path(&p) {
+                return Err(KmsError::Validation(format!(
+                    "XksProxyUriPath '{p}' must begin with / and end with /kms/xks/v1"
+                )));
+            }
+            settings.uri_path = p;
+        }
+        if let Some(c) = u.connectivity {
+            if c == "VPC_ENDPOINT_SERVICE" {
+                return Err(KmsError::XksProxyVpcEndpointServiceNotFound(
+                    "VPC endpoint service connectivity is not available in this deployment.".into(),
+                ));
+            }
+            settings.connectivity = c;
+        }
+        let secret = match (u.access_key_id, u.secret) {
+            (Some(akid), Some(secret)) => {
+                Self::check_credential(&akid, &secret)?;
+                settings.access_key_id = akid;
+                secret
+            }
+            _ => self.open_secret(&store.id, &store.password_encrypted)?,
+        };
+        let client = Arc::new(
+            self.cks
+                .xks
+                .client_for(&settings, secret.clone(), &self.region)?,
+        );
+        self.probe(client.clone(), call)?
+            .map_err(|e| proxy_error(&e, Context::Management))?;
+        store.password_encrypted = self.seal_secret(&store.id, &secret)?;
+        store.xks = Some(settings);
+        if connected && self.cks.xks.client(&store.id).is_some() {
+            self.cks
+                .xks
+                .connected
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(store.id.clone(), client);
+        }
+        Ok(())
+    }
+
+    /// CreateKey with Origin=EXTERNAL_KEY_STORE.
+    pub fn create_xks_key(
+        &self,
+        call: &mut Call,
+        store_id: &str,
+        xks_key_id: &str,
+        description: String,
+        policy: String,
+        tags: Vec<Tag>,
+    ) -> KmsResult<KeyRecord> {
+        let store = self.xks_store_of(call, store_id)?;
+        if store.store_type != CustomKeyStoreType::ExternalKeyStore {
+            return Err(KmsError::Validation(format!(
+                "Custom key store {store_id} is not an EXTERNAL_KEY_STORE; use Origin AWS_CLOUDHSM"
+            )));
+        }
+        let Some(client) = self.cks.xks.client(store_id) else {
+            return Err(KmsError::CustomKeyStoreInvalidState(format!(
+                "Custom key store {store_id} is not connected"
+            )));
+        };
+        if !xks_wire::is_valid_key_id(xks_key_id) {
+            return Err(KmsError::Validation(format!(
+                "XksKeyId '{xks_key_id}' must be 1-128 characters of A-Z, a-z, 0-9, -, . and _"
+            )));
+        }
+        if self
+            .store
+            .find_key_by_xks_id(store_id, xks_key_id)?
+            .is_some()
+        {
+            return Err(KmsError::XksKeyAlreadyInUse(format!(
+                "The external key {xks_key_id} is already associated with a KMS key in custom key store {store_id}"
+            )));
+        }
+        let account = call.principal.account.clone();
+        let key_id = KeyId::generate();
+        let arn = crate::model::KeyArn::new(&self.partition, &self.region, &account, &key_id).0;
+        let req = MetadataOnlyRequest {
+            request_metadata: Some(metadata(call, None)),
+        };
+        let id = xks_key_id.to_string();
+        let meta = self
+            .cks
+            .xks
+            .run(async move {
+                client
+                    .call::<_, GetKeyMetadataResponse>(Operation::GetKeyMetadata, &id, &req)
+                    .await
+            })?
+            .map_err(|e| proxy_error(&e, Context::CreateKey))?;
+        if meta.key_spec != xks_wire::KEY_SPEC_AES_256 {
+            return Err(KmsError::XksKeyInvalidConfiguration(format!(
+                "The key spec of the external key must be AES_256. The key spec of the specified external key is {}.",
+                meta.key_spec
+            )));
+        }
+        if meta.key_status != xks_wire::KEY_STATUS_ENABLED {
+            return Err(KmsError::XksKeyInvalidConfiguration(format!(
+                "The external key status must be ENABLED. The status of the specified external key is {}.",
+                meta.key_status
+            )));
+        }
+        if !(meta.key_usage.iter().any(|u| u == "ENCRYPT")
+            && meta.key_usage.iter().any(|u| u == "DECRYPT"))
+        {
+            return Err(KmsError::XksKeyInvalidConfiguration(format!(
+                "The key usage of the external key must include ENCRYPT and DECRYPT. The key usage of the specified external key is {}.",
+                meta.key_usage.join(", ")
+            )));
+        }
+        let wrapped = self.backend.generate_symmetric(MaterialId {
+            key_id: &key_id,
+            version: 1,
+            label: &arn,
+        })?;
+        let now = self.clock.now();
+        let key = KeyRecord {
+            key_id: key_id.clone(),
+            account,
+            region: self.region.clone(),
+            arn,
+            description,
+            key_spec: KeySpec::SymmetricDefault,
+            key_usage: KeyUsage::EncryptDecrypt,
+            origin: Origin::ExternalKeyStore,
+            state: KeyState::Enabled,
+            creation_date: now,
+            deletion_date: None,
+            pending_window_days: None,
+            policy,
+            rotation_enabled: false,
+            rotation_period_days: None,
+            next_rotation_date: None,
+            current_material: 1,
+            row_version: 1,
+            custom_key_store_id: Some(store_id.to_string()),
+            xks_key_id: Some(xks_key_id.to_string()),
+            unavailable: false,
+        };
+        let material = MaterialRecord {
+            key_id,
+            version: 1,
+            wrapped,
+            created: now,
+            rotation_type: None,
+        };
+        self.store.insert_key(&key, &material, &tags)?;
+        call.touch(&key);
+        Ok(key)
+    }
+
+    /// Double encryption: KMS-side material, then the external key over that ciphertext.
+    pub(crate) fn xks_seal(
+        &self,
+        call: &Call,
+        key: &KeyRecord,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> KmsResult<Vec<u8>> {
+        let (Some(store_id), Some(xks_key_id)) = (&key.custom_key_store_id, &key.xks_key_id) else {
+            return Err(KmsError::internal());
+        };
+        let client = self
+            .cks
+            .xks
+            .client(store_id)
+            .ok_or_else(|| KmsError::KmsInvalidState(format!("{} is unavailable.", key.arn)))?;
+        let version = key.current_material;
+        let header = ciphertext::header_v(ciphertext::VERSION_XKS, &key.key_id, version);
+        let inner_aad = ciphertext::aad(&header, context);
+        let m = MaterialId {
+            key_id: &key.key_id,
+            version,
+            label: &key.arn,
+        };
+        let load = || match self.store.get_material(&key.key_id, version) {
+            Ok(Some(m)) => Ok(m.wrapped),
+            _ => Err(crate::backend::BackendError::InvalidCiphertext),
+        };
+        let inner = self.backend.encrypt(m, &load, plaintext, &inner_aad)?;
+        let req = EncryptRequest {
+            request_metadata: Some(metadata(call, Some(&key.arn))),
+            // Only the KMS-side ciphertext reaches the proxy, never the plaintext.
+            plaintext: Some(SecretBase64::encode(&inner.ciphertext_and_tag)),
+            encryption_algorithm: xks_wire::AES_GCM.to_string(),
+            additional_authenticated_data: Some(Base64::encode(&proxy_aad(&header, context))),
+            ciphertext_data_integrity_value_algorithm: None,
+        };
+        let id = xks_key_id.clone();
+        let out = self
+            .cks
+            .xks
+            .run(async move {
+                client
+                    .call::<_, EncryptResponse>(Operation::Encrypt, &id, &req)
+                    .await
+            })?
+            .map_err(|e| proxy_error(&e, Context::Crypto))?;
+        let bad = || {
+            KmsError::KmsInvalidState(crypto_message(
+                &XksError::InvalidResponse(String::new()),
+                "",
+            ))
+        };
+        let iv = out.initialization_vector.decode().map_err(|_| bad())?;
+        let tag = out.authentication_tag.decode().map_err(|_| bad())?;
+        let ct = out.ciphertext.decode().map_err(|_| bad())?;
+        let cm = match &out.ciphertext_metadata {
+            Some(c) => c.decode().map_err(|_| bad())?,
+            None => Vec::new(),
+        };
+        if !(iv.len() == 12 || iv.len() == 16)
+            || tag.len() != 16
+            || cm.len() > xks_wire::MAX_CIPHERTEXT_METADATA
+            || ct.len() != inner.ciphertext_and_tag.len()
+        {
+            return Err(bad());
+        }
+        let mut blob = header;
+        blob.extend_from_slice(&inner.iv);
+        blob.push(iv.len() as u8);
+        blob.extend_from_slice(&iv);
+        blob.extend_from_slice(&tag);
+        blob.push(cm.len() as u8);
+        blob.extend_from_slice(&cm);
+        blob.extend_from_slice(&ct);
+        Ok(blob)
+    }
+
+    /// Decrypts a version-2 blob: the proxy's layer, then the KMS-side layer.
+    pub(crate) fn xks_open(
+        &self,
+        call: &Call,
+        key: &KeyRecord,
+        parsed: &ParsedBlob<'_>,
+        context: &EncryptionContext,
+    ) -> KmsResult<Zeroizing<Vec<u8>>> {
+        let (Some(store_id), Some(xks_key_id)) = (&key.custom_key_store_id, &key.xks_key_id) else {
+            return Err(KmsError::InvalidCiphertext);
+        };
+        let outer = parse_outer(parsed.ciphertext_and_tag).ok_or(KmsError::InvalidCiphertext)?;
+        let client = self
+            .cks
+            .xks
+            .client(store_id)
+            .ok_or_else(|| KmsError::KmsInvalidState(format!("{} is unavailable.", key.arn)))?;
+        let req = DecryptRequest {
+            request_metadata: Some(metadata(call, Some(&key.arn))),
+            ciphertext: Some(Base64::encode(outer.ciphertext)),
+            ciphertext_metadata: (!outer.metadata.is_empty())
+                .then(|| Base64::encode(outer.metadata)),
+            encryption_algorithm: xks_wire::AES_GCM.to_string(),
+            additional_authenticated_data: Some(Base64::encode(&proxy_aad(parsed.header, context))),
+            initialization_vector: Some(Base64::encode(outer.iv)),
+            authentication_tag: Some(Base64::encode(outer.tag)),
+        };
+        let id = xks_key_id.clone();
+        let out = self
+            .cks
+            .xks
+            .run(async move {
+                client
+                    .call::<_, DecryptResponse>(Operation::Decrypt, &id, &req)
+                    .await
+            })?
+            .map_err(|e| proxy_error(&e, Context::Crypto))?;
+        let inner_ct = out.plaintext.decode().map_err(|_| {
+            KmsError::KmsInvalidState(crypto_message(
+                &XksError::InvalidResponse(String::new()),
+                "",
+            ))
+        })?;
+        let inner_aad = ciphertext::aad(parsed.header, context);
+        let m = MaterialId {
+            key_id: &key.key_id,
+            version: parsed.material_version,
+            label: &key.arn,
+        };
+        let load = || match self
+            .store
+            .get_material(&key.key_id, parsed.material_version)
+        {
+            Ok(Some(m)) => Ok(m.wrapped),
+            _ => Err(crate::backend::BackendError::InvalidCiphertext),
+        };
+        Ok(self
+            .backend
+            .decrypt(m, &load, &parsed.iv, &inner_ct, &inner_aad)?)
+    }
+}

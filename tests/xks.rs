@@ -1,0 +1,681 @@
+//! External key stores end to end with the real `aws-sdk-kms` client: KMS -> an XKS proxy over
+//! TLS with SigV4 (a recording test proxy that shows exactly what the KMS sends), double
+//! encryption, store lifecycle, key creation, every crypto operation, encryption context
+//! binding, and the fault cases (proxy down, slow, each error name, wrong credential, untrusted
+//! certificate) with their exceptions, messages and connection error codes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod common;
+
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{
+    ConnectionStateType, CustomKeyStoreType, KeyState, OriginType,
+    XksProxyAuthenticationCredentialType, XksProxyConnectivityType,
+};
+use base64::Engine;
+use common::xks_test_proxy::{TestProxy, AKID, SECRET};
+use common::{code, message, TestServer};
+
+fn cred(akid: &str, secret: &str) -> XksProxyAuthenticationCredentialType {
+    XksProxyAuthenticationCredentialType::builder()
+        .access_key_id(akid)
+        .raw_secret_access_key(secret)
+        .build()
+        .unwrap()
+}
+
+async fn server_trusting(ca_pem: &str) -> TestServer {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("xks-ca-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    TestServer::start_with_config(
+        &format!("[xks]\nca_file = '{}'\n", ca.display()),
+        common::backend_env(),
+    )
+    .await
+}
+
+async fn create_store(
+    kms: &aws_sdk_kms::Client,
+    proxy: &TestProxy,
+    name: &str,
+    path: &str,
+) -> String {
+    kms.create_custom_key_store()
+        .custom_key_store_name(name)
+        .custom_key_store_type(CustomKeyStoreType::ExternalKeyStore)
+        .xks_proxy_uri_endpoint(proxy.endpoint())
+        .xks_proxy_uri_path(path)
+        .xks_proxy_connectivity(XksProxyConnectivityType::PublicEndpoint)
+        .xks_proxy_authentication_credential(cred(AKID, SECRET))
+        .send()
+        .await
+        .unwrap()
+        .custom_key_store_id
+        .unwrap()
+}
+
+async fn state(kms: &aws_sdk_kms::Client, id: &str) -> (ConnectionStateType, Option<String>) {
+    let d = kms
+        .describe_custom_key_stores()
+        .custom_key_store_id(id)
+        .send()
+        .await
+        .unwrap();
+    let s = &d.custom_key_stores()[0];
+    (
+        s.connection_state().unwrap().clone(),
+        s.connection_error_code().map(|c| c.as_str().to_string()),
+    )
+}
+
+async fn connected_key(kms: &aws_sdk_kms::Client, store: &str, xks_key: &str) -> String {
+    kms.connect_custom_key_store()
+        .custom_key_store_id(store)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(state(kms, store).await.0, ConnectionStateType::Connected);
+    kms.create_key()
+        .origin(OriginType::ExternalKeyStore)
+        .custom_key_store_id(store)
+        .xks_key_id(xks_key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id
+}
+
+#[tokio::test]
+async fn double_encryption_end_to_end() {
+    let proxy = TestProxy::start().await;
+    let srv = server_trusting(&proxy.ca_pem).await;
+    let kms = srv.client();
+    let store = create_store(&kms, &proxy, "xks-1", "/kms/xks/v1").await;
+
+    let d = kms
+        .describe_custom_key_stores()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    let s = &d.custom_key_stores()[0];
+    assert_eq!(
+        s.custom_key_store_type(),
+        Some(&CustomKeyStoreType::ExternalKeyStore)
+    );
+    assert_eq!(
+        s.connection_state(),
+        Some(&ConnectionStateType::Disconnected)
+    );
+    let cfg = s.xks_proxy_configuration().unwrap();
+    assert_eq!(cfg.access_key_id(), Some(AKID));
+    assert_eq!(cfg.uri_endpoint(), Some(proxy.endpoint().as_str()));
+    assert_eq!(cfg.uri_path(), Some("/kms/xks/v1"));
+    let raw = format!("{d:?}");
+    assert!(
+        !raw.contains(SECRET),
+        "DescribeCustomKeyStores leaked the secret"
+    );
+
+    // Keys cannot be created while disconnected.
+    let e = kms
+        .create_key()
+        .origin(OriginType::ExternalKeyStore)
+        .custom_key_store_id(&store)
+        .xks_key_id("k1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "CustomKeyStoreInvalidStateException");
+
+    let key = connected_key(&kms, &store, "k1").await;
+    let meta = kms
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(meta.origin(), Some(&OriginType::ExternalKeyStore));
+    assert_eq!(meta.custom_key_store_id(), Some(store.as_str()));
+    assert_eq!(meta.xks_key_configuration().unwrap().id(), Some("k1"));
+    // One KMS key per external key in a store; unknown external keys are rejected.
+    let e = kms
+        .create_key()
+        .origin(OriginType::ExternalKeyStore)
+        .custom_key_store_id(&store)
+        .xks_key_id("k1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "XksKeyAlreadyInUseException");
+    let e = kms
+        .create_key()
+        .origin(OriginType::ExternalKeyStore)
+        .custom_key_store_id(&store)
+        .xks_key_id("nope")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "XksKeyNotFoundException");
+    proxy.state.disabled.lock().unwrap().push("k3".into());
+    let e = kms
+        .create_key()
+        .origin(OriginType::ExternalKeyStore)
+        .custom_key_store_id(&store)
+        .xks_key_id("k3")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "XksKeyInvalidConfigurationException");
+    assert_eq!(message(&e), "The external key status must be ENABLED. The status of the specified external key is DISABLED.");
+
+    // Every crypto operation.
+    let secret_text = b"the proxy must never see this".to_vec();
+    let enc = kms
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(secret_text.clone()))
+        .encryption_context("purpose", "xks")
+        .send()
+        .await
+        .unwrap();
+    let enc_request_id = aws_sdk_kms::operation::RequestId::request_id(&enc)
+        .unwrap()
+        .to_string();
+    let blob = enc.ciphertext_blob.unwrap();
+    let pt = kms
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .encryption_context("purpose", "xks")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pt.plaintext.unwrap().as_ref(), secret_text.as_slice());
+    let e = kms
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .encryption_context("purpose", "other")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "KMSInvalidStateException");
+    assert!(
+        message(&e).contains("ciphertext or additional authenticated data is corrupted"),
+        "{}",
+        message(&e)
+    );
+    let dk = kms
+        .generate_data_key()
+        .key_id(&key)
+        .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
+        .send()
+        .await
+        .unwrap();
+    let data_key = dk.plaintext.unwrap().into_inner();
+    let back = kms
+        .decrypt()
+        .ciphertext_blob(dk.ciphertext_blob.unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.plaintext.unwrap().as_ref(), data_key.as_slice());
+    let wp = kms
+        .generate_data_key_without_plaintext()
+        .key_id(&key)
+        .number_of_bytes(24)
+        .send()
+        .await
+        .unwrap();
+    let back = kms
+        .decrypt()
+        .ciphertext_blob(wp.ciphertext_blob.unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.plaintext.unwrap().as_ref().len(), 24);
+    let default_key = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let re = kms
+        .re_encrypt()
+        .ciphertext_blob(blob.clone())
+        .source_encryption_context("purpose", "xks")
+        .destination_key_id(&default_key)
+        .send()
+        .await
+        .unwrap();
+    let re_back = kms
+        .re_encrypt()
+        .ciphertext_blob(re.ciphertext_blob.unwrap())
+        .destination_key_id(&key)
+        .destination_encryption_context("again", "yes")
+        .send()
+        .await
+        .unwrap();
+    let pt = kms
+        .decrypt()
+        .ciphertext_blob(re_back.ciphertext_blob.unwrap())
+        .encryption_context("again", "yes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pt.plaintext.unwrap().as_ref(), secret_text.as_slice());
+
+    // Another KMS key on the same external key (another store on the same proxy) cannot decrypt.
+    let store2 = create_store(&kms, &proxy, "xks-2", "/tenant2/kms/xks/v1").await;
+    let key2 = connected_key(&kms, &store2, "k1").await;
+    let e = kms
+        .decrypt()
+        .key_id(&key2)
+        .ciphertext_blob(blob.clone())
+        .encryption_context("purpose", "xks")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "IncorrectKeyException");
+    // Rewriting the blob's key id to key2 does not help either.
+    let mut forged = blob.clone().into_inner();
+    forged[2..38].copy_from_slice(key2.as_bytes());
+    let e = kms
+        .decrypt()
+        .ciphertext_blob(Blob::new(forged))
+        .encryption_context("purpose", "xks")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            code(&e).as_str(),
+            "KMSInvalidStateException" | "InvalidCiphertextException"
+        ),
+        "{}",
+        code(&e)
+    );
+
+    // What the proxy saw: request metadata, never plaintext or data keys.
+    let text = proxy.all_request_text();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for secret in [secret_text.as_slice(), data_key.as_slice()] {
+        assert!(
+            !text.contains(&b64.encode(secret)),
+            "a plaintext reached the proxy"
+        );
+        for shift in 1..3 {
+            let enc = b64.encode(&secret[shift..]);
+            assert!(
+                !text.contains(&enc[4..enc.len() - 4]),
+                "a plaintext reached the proxy"
+            );
+        }
+    }
+    assert!(!text.contains("the proxy must never see this"));
+    let reqs = proxy.state.requests.lock().unwrap().clone();
+    let enc_call = reqs
+        .iter()
+        .find(|(p, b)| {
+            p.ends_with("/keys/k1/encrypt")
+                && b["requestMetadata"]["kmsRequestId"] == enc_request_id.as_str()
+        })
+        .expect("the Encrypt call carries the KMS request id");
+    let md = &enc_call.1["requestMetadata"];
+    assert_eq!(md["kmsOperation"], "Encrypt");
+    assert_eq!(
+        md["awsPrincipalArn"],
+        "arn:aws:iam::111122223333:user/alice"
+    );
+    assert_eq!(md["kmsKeyArn"], meta.arn().unwrap());
+    assert!(reqs.iter().any(|(p, b)| p.ends_with("/health")
+        && b["requestMetadata"]["kmsOperation"] == "ConnectCustomKeyStore"));
+    assert!(reqs.iter().any(|(p, b)| p.ends_with("/keys/k1/metadata")
+        && b["requestMetadata"]["kmsOperation"] == "CreateKey"));
+    assert!(reqs
+        .iter()
+        .any(|(p, _)| p.starts_with("/tenant2/kms/xks/v1/")));
+    // The audit record of that Encrypt names the store and has the same request id.
+    let records = srv.audit_records().await;
+    assert!(records
+        .iter()
+        .any(|r| r["eventName"] == "Encrypt" && r["requestID"] == enc_request_id.as_str()));
+
+    // Disconnect: Unavailable; update the path while disconnected; reconnect; delete.
+    kms.disconnect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    let d = kms
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(d.key_state(), Some(&KeyState::Unavailable));
+    let e = kms
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(vec![1]))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "KMSInvalidStateException");
+    kms.update_custom_key_store()
+        .custom_key_store_id(&store)
+        .new_custom_key_store_name("xks-1-renamed")
+        .xks_proxy_authentication_credential(cred(AKID, SECRET))
+        .send()
+        .await
+        .unwrap();
+    kms.connect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    let pt = kms
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .encryption_context("purpose", "xks")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pt.plaintext.unwrap().as_ref(), secret_text.as_slice());
+    kms.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    srv.clock.advance(chrono::Duration::days(8));
+    srv.run_maintenance();
+    kms.disconnect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    kms.delete_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn proxy_faults_map_to_the_reference_exceptions() {
+    let mut proxy = TestProxy::start().await;
+    let srv = server_trusting(&proxy.ca_pem).await;
+    let kms = srv.client();
+
+    // Wrong credential at create: the health probe is rejected.
+    let e = kms
+        .create_custom_key_store()
+        .custom_key_store_name("bad")
+        .custom_key_store_type(CustomKeyStoreType::ExternalKeyStore)
+        .xks_proxy_uri_endpoint(proxy.endpoint())
+        .xks_proxy_uri_path("/kms/xks/v1")
+        .xks_proxy_connectivity(XksProxyConnectivityType::PublicEndpoint)
+        .xks_proxy_authentication_credential(cred("ZZZZZZZZZZZZZZZZZZZZ", SECRET))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&e),
+        "XksProxyIncorrectAuthenticationCredentialException"
+    );
+    let e = kms
+        .create_custom_key_store()
+        .custom_key_store_name("bad")
+        .custom_key_store_type(CustomKeyStoreType::ExternalKeyStore)
+        .xks_proxy_uri_endpoint("https://localhost:1")
+        .xks_proxy_uri_path("/kms/xks/v1")
+        .xks_proxy_connectivity(XksProxyConnectivityType::PublicEndpoint)
+        .xks_proxy_authentication_credential(cred(AKID, SECRET))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "XksProxyUriUnreachableException");
+
+    let store = create_store(&kms, &proxy, "faults", "/kms/xks/v1").await;
+    let key = connected_key(&kms, &store, "k2").await;
+    let default_key = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let healthy = |kms: aws_sdk_kms::Client, k: String| async move {
+        kms.encrypt()
+            .key_id(k)
+            .plaintext(Blob::new(vec![9; 8]))
+            .send()
+            .await
+            .unwrap();
+    };
+
+    // Each proxy error name -> KMSInvalidStateException with the cause in the message.
+    let cases = [
+        (400, "ValidationException", "unhealthy"),
+        (
+            400,
+            "InvalidStateException",
+            "not enabled in the external key manager",
+        ),
+        (
+            400,
+            "InvalidKeyUsageException",
+            "does not support the requested operation",
+        ),
+        (
+            401,
+            "AuthenticationFailedException",
+            "could not authenticate AWS KMS",
+        ),
+        (403, "AccessDeniedException", "denied access"),
+        (
+            404,
+            "KeyNotFoundException",
+            "could not find the external key",
+        ),
+        (404, "InvalidUriPathException", "invalid URI path"),
+        (429, "ThrottlingException", "very high request rate"),
+        (
+            501,
+            "UnsupportedOperationException",
+            "does not support the requested cryptographic operation",
+        ),
+        (503, "DependencyTimeoutException", "did not respond in time"),
+        (500, "InternalException", "unhealthy"),
+    ];
+    for (status, name, gist) in cases {
+        *proxy.state.fail.lock().unwrap() = Some((status, name.to_string()));
+        let e = kms
+            .encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(vec![1; 4]))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), "KMSInvalidStateException", "{name}");
+        assert!(message(&e).contains(gist), "{name}: {}", message(&e));
+        healthy(kms.clone(), default_key.clone()).await;
+    }
+    *proxy.state.fail.lock().unwrap() = None;
+
+    // Slow proxy (> 250 ms, retried once): a timeout.
+    *proxy.state.delay_ms.lock().unwrap() = 400;
+    let started = std::time::Instant::now();
+    let e = kms
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(vec![1; 4]))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "KMSInvalidStateException");
+    assert!(
+        message(&e).contains("did not respond in time"),
+        "{}",
+        message(&e)
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(480),
+        "no retry: {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    *proxy.state.delay_ms.lock().unwrap() = 0;
+    healthy(kms.clone(), default_key.clone()).await;
+
+    // Reconnect checks: the health probe fails with each connection error code.
+    kms.disconnect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    *proxy.state.fail_health.lock().unwrap() = Some((401, "AuthenticationFailedException".into()));
+    kms.connect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&kms, &store).await,
+        (
+            ConnectionStateType::Failed,
+            Some("INVALID_CREDENTIALS".into())
+        )
+    );
+    kms.disconnect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    *proxy.state.fail_health.lock().unwrap() = Some((404, "InvalidUriPathException".into()));
+    kms.connect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&kms, &store).await,
+        (
+            ConnectionStateType::Failed,
+            Some("XKS_PROXY_INVALID_CONFIGURATION".into())
+        )
+    );
+    kms.disconnect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    *proxy.state.fail_health.lock().unwrap() = None;
+    *proxy.state.delay_ms.lock().unwrap() = 400;
+    kms.connect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&kms, &store).await,
+        (
+            ConnectionStateType::Failed,
+            Some("XKS_PROXY_TIMED_OUT".into())
+        )
+    );
+    *proxy.state.delay_ms.lock().unwrap() = 0;
+    kms.disconnect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    kms.connect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(state(&kms, &store).await.0, ConnectionStateType::Connected);
+
+    // Proxy down: crypto says KMS cannot communicate; other keys keep working.
+    proxy.shutdown();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let e = kms
+        .decrypt()
+        .key_id(&key)
+        .ciphertext_blob(Blob::new(vec![2; 200]))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        code(&e).as_str(),
+        "InvalidCiphertextException" | "KMSInvalidStateException"
+    ));
+    let e = kms
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(vec![1; 4]))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "KMSInvalidStateException");
+    assert!(
+        message(&e).contains("cannot communicate with the external key store proxy"),
+        "{}",
+        message(&e)
+    );
+    healthy(kms.clone(), default_key.clone()).await;
+    kms.disconnect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    kms.connect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&kms, &store).await,
+        (
+            ConnectionStateType::Failed,
+            Some("XKS_PROXY_NOT_REACHABLE".into())
+        )
+    );
+}
+
+#[tokio::test]
+async fn untrusted_proxy_certificate_fails_tls() {
+    let proxy = TestProxy::start().await;
+    // The KMS trusts another CA.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .unwrap()
+        .cert
+        .pem();
+    let srv = server_trusting(&other).await;
+    let kms = srv.client();
+    let e = kms
+        .create_custom_key_store()
+        .custom_key_store_name("tls")
+        .custom_key_store_type(CustomKeyStoreType::ExternalKeyStore)
+        .xks_proxy_uri_endpoint(proxy.endpoint())
+        .xks_proxy_uri_path("/kms/xks/v1")
+        .xks_proxy_connectivity(XksProxyConnectivityType::PublicEndpoint)
+        .xks_proxy_authentication_credential(cred(AKID, SECRET))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "XksProxyInvalidConfigurationException");
+    assert!(message(&e).contains("TLS"), "{}", message(&e));
+}
