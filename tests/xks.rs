@@ -344,9 +344,15 @@ async fn double_encryption_end_to_end() {
         .any(|(p, _)| p.starts_with("/tenant2/kms/xks/v1/")));
     // The audit record of that Encrypt names the store and has the same request id.
     let records = srv.audit_records().await;
-    assert!(records
+    let rec = records
         .iter()
-        .any(|r| r["eventName"] == "Encrypt" && r["requestID"] == enc_request_id.as_str()));
+        .find(|r| r["eventName"] == "Encrypt" && r["requestID"] == enc_request_id.as_str())
+        .expect("the Encrypt audit record");
+    assert_eq!(
+        rec["additionalEventData"]["customKeyStoreId"],
+        store.as_str()
+    );
+    assert_eq!(rec["additionalEventData"]["xksKeyId"], "k1");
 
     // Disconnect: Unavailable; update the path while disconnected; reconnect; delete.
     kms.disconnect_custom_key_store()
@@ -636,6 +642,8 @@ async fn proxy_faults_map_to_the_reference_exceptions() {
         message(&e)
     );
     healthy(kms.clone(), default_key.clone()).await;
+    // The periodic health check notices the dead proxy.
+    assert_eq!(srv.run_maintenance().unhealthy_proxies, 1);
     kms.disconnect_custom_key_store()
         .custom_key_store_id(&store)
         .send()

@@ -13,6 +13,8 @@ use crate::model::{KeyState, RotationType};
 pub struct MaintenanceReport {
     pub deleted: usize,
     pub rotated: usize,
+    /// External key store proxies whose health check failed.
+    pub unhealthy_proxies: usize,
 }
 
 impl KmsService {
@@ -59,6 +61,7 @@ impl KmsService {
             tracing::info!(key_arn = %arn, "rotated key material on schedule");
             report.rotated += 1;
         }
+        report.unhealthy_proxies = self.xks_health_pass();
         Ok(report)
     }
 }

@@ -41,6 +41,8 @@ pub struct Call {
     pub resources: Vec<Resource>,
     /// The AWS operation name (`Encrypt`), for messages that name the action.
     pub operation: &'static str,
+    /// `additionalEventData` of the audit record (custom key store details).
+    pub additional: Option<Value>,
 }
 
 impl Call {
@@ -57,6 +59,7 @@ impl Call {
             user_agent,
             resources: Vec::new(),
             operation: "",
+            additional: None,
         }
     }
 
@@ -64,6 +67,16 @@ impl Call {
         let r = Resource::key(&key.account, &key.arn);
         if !self.resources.contains(&r) {
             self.resources.push(r);
+        }
+        // Keys of custom key stores: the audit record names the store (and the external key).
+        if let Some(store) = &key.custom_key_store_id {
+            if self.additional.is_none() {
+                let mut extra = serde_json::json!({ "customKeyStoreId": store });
+                if let Some(x) = &key.xks_key_id {
+                    extra["xksKeyId"] = serde_json::Value::String(x.clone());
+                }
+                self.additional = Some(extra);
+            }
         }
     }
 }
@@ -342,7 +355,7 @@ impl KmsService {
             recipient_account_id: p.account.clone(),
             event_category: "Management",
             service_event_details: None,
-            additional_event_data: None,
+            additional_event_data: call.additional.clone(),
         };
         self.audit.record(&event);
     }

@@ -540,6 +540,44 @@ impl KmsService {
         Ok(())
     }
 
+    /// The periodic health check (`KmsHealthCheck`) of every connected proxy; failures are
+    /// logged with the connection error code they would cause.
+    pub(crate) fn xks_health_pass(&self) -> usize {
+        let clients: Vec<(String, Arc<XksClient>)> = self
+            .cks
+            .xks
+            .connected
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut unhealthy = 0;
+        for (store_id, client) in clients {
+            let mut call = Call::new(
+                crate::model::Principal {
+                    account: String::new(),
+                    arn: String::new(),
+                    access_key_id: String::new(),
+                },
+                uuid::Uuid::new_v4().to_string(),
+                "AWS Internal".into(),
+                "AWS Internal".into(),
+            );
+            call.operation = "KmsHealthCheck";
+            match self.probe(client, &call) {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    unhealthy += 1;
+                    tracing::warn!(custom_key_store_id = %store_id, code = connect_error_code(&e), error = %e,
+                        "external key store proxy health check failed");
+                }
+                Err(_) => unhealthy += 1,
+            }
+        }
+        unhealthy
+    }
+
     pub(crate) fn disconnect_xks_store(&self, store_id: &str) {
         self.cks
             .xks
