@@ -29,6 +29,8 @@ pub enum StartError {
     Root(#[from] crate::backend::software::RootKeyError),
     #[error("PKCS#11 root: {0}")]
     Pkcs11(#[from] crate::backend::pkcs11::Pkcs11Error),
+    #[error("metrics: {0}")]
+    Metrics(String),
     #[error("XKS client TLS settings: {0}")]
     XksTls(String),
     #[error("audit log {path}: {source}")]
@@ -92,7 +94,8 @@ pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> 
     }
     let cks = crate::service::custom_key_stores::CustomKeyStores::new(config.clusters.clone())
         .with_xks(xks);
-    let service = KmsService::new(store, backend, audit, clock, config.region.clone(), cks);
+    let metrics = Arc::new(crate::metrics::Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?);
+    let service = KmsService::new(store, backend, audit, clock, config.region.clone(), cks, metrics);
     if let Err(e) = service.reconnect_stores() {
         tracing::warn!(error = e.code(), "reconnecting custom key stores failed");
     }

@@ -24,6 +24,7 @@ pub mod app;
 pub mod audit;
 pub mod backend;
 pub mod config;
+pub mod metrics;
 pub mod model;
 pub mod service;
 pub mod sigv4;

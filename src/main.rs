@@ -108,6 +108,19 @@ async fn run(config: kms::config::Config) -> ExitCode {
         app.state.service.clone(),
         config.maintenance_interval,
     );
+    if let Some(addr) = config.metrics_listen {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                let r = kms::api::metrics_router(app.state.service.clone());
+                tokio::spawn(kms::api::server::serve(l, r, None, std::future::pending()));
+                tracing::info!(%addr, "metrics on /metrics");
+            }
+            Err(e) => {
+                eprintln!("kms: cannot listen on {addr} for metrics: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let router = kms::api::router(app.state.clone());
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();

@@ -644,6 +644,22 @@ async fn proxy_faults_map_to_the_reference_exceptions() {
     healthy(kms.clone(), default_key.clone()).await;
     // The periodic health check notices the dead proxy.
     assert_eq!(srv.run_maintenance().unhealthy_proxies, 1);
+    // Metrics: proxy latency, errors by type, key manager states, certificate and credential age.
+    let text = srv.state.service.metrics().render();
+    let has = |needle: &str| text.lines().any(|l| l.contains(needle));
+    assert!(has(&format!("kms_xks_proxy_request_duration_seconds_count{{custom_key_store_id=\"{store}\",operation=\"Encrypt\"}}")), "{text}");
+    assert!(has(&format!("kms_xks_proxy_errors_total{{custom_key_store_id=\"{store}\",error_type=\"ThrottlingException\"}} 1")), "{text}");
+    assert!(has(&format!("kms_xks_proxy_errors_total{{custom_key_store_id=\"{store}\",error_type=\"Unreachable\"}}")), "{text}");
+    assert!(has(&format!("kms_xks_external_key_manager_state{{custom_key_store_id=\"{store}\",ekm_id=\"hsm-1\",state=\"ACTIVE\"}} 1")), "{text}");
+    let days = text
+        .lines()
+        .find(|l| l.starts_with(&format!("kms_xks_proxy_certificate_days_left{{custom_key_store_id=\"{store}\"}}")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("certificate days gauge");
+    assert!(days > 300.0, "{days}");
+    assert!(has(&format!("kms_xks_proxy_credential_age_days{{custom_key_store_id=\"{store}\"}}")), "{text}");
+    assert!(has("kms_requests_total{operation=\"Encrypt\",outcome=\"KMSInvalidStateException\"}"), "{text}");
     kms.disconnect_custom_key_store()
         .custom_key_store_id(&store)
         .send()

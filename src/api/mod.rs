@@ -34,6 +34,24 @@ pub struct AppState {
     pub baseline_route: bool,
 }
 
+/// The metrics router (`GET /metrics`, Prometheus text), served on its own listener.
+pub fn metrics_router(service: Arc<KmsService>) -> Router {
+    Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let svc = service.clone();
+            async move {
+                let mut resp = axum::response::IntoResponse::into_response(svc.metrics().render());
+                resp.headers_mut().insert(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                resp
+            }
+        }),
+    )
+}
+
 /// The KMS router.
 pub fn router(state: Arc<AppState>) -> Router {
     let mut r = Router::new();
@@ -173,6 +191,25 @@ async fn run<O: Operation>(
 ) -> Result<Vec<u8>, KmsError> {
     let svc = state.service.clone();
     call.operation = O::NAME;
+    let started = std::time::Instant::now();
+    let result = run_inner::<O>(&svc, call, body, request_id).await;
+    let m = svc.metrics();
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    m.requests.with_label_values(&[O::NAME, outcome]).inc();
+    m.request_seconds.with_label_values(&[O::NAME]).observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn run_inner<O: Operation>(
+    svc: &Arc<KmsService>,
+    mut call: Call,
+    body: Bytes,
+    request_id: &str,
+) -> Result<Vec<u8>, KmsError> {
+    let svc = svc.clone();
     let decoded: Result<O::Request, KmsError> = if body.is_empty() {
         serde_json::from_slice(b"{}")
     } else {

@@ -91,6 +91,7 @@ struct RawServer {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     max_body_bytes: Option<usize>,
+    metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +190,8 @@ pub struct Config {
     pub maintenance_interval: std::time::Duration,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub max_body_bytes: usize,
+    /// Where Prometheus metrics are served (`GET /metrics`), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     pub credentials: Vec<Credential>,
     /// True when the built-in development credential is in use.
     pub dev_credential: bool,
@@ -363,6 +366,16 @@ fn validate(
             "server.max_body_bytes: {max_body_bytes} is not within 65536..=16777216"
         ));
     }
+    let metrics_listen = match s.metrics_listen {
+        None => None,
+        Some(a) => match a.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errors.push(format!("server.metrics_listen: '{a}' is not an address:port"));
+                None
+            }
+        },
+    };
     let tls = match (s.tls_cert, s.tls_key) {
         (None, None) => None,
         (Some(c), Some(k)) => {
@@ -649,6 +662,7 @@ fn validate(
         maintenance_interval: std::time::Duration::from_secs(maintenance),
         tls,
         max_body_bytes,
+        metrics_listen,
         credentials,
         dev_credential,
         audit_path,

@@ -212,6 +212,8 @@ pub struct XksProxySettings {
     pub connectivity: String,
     pub vpc_endpoint_service_name: Option<String>,
     pub access_key_id: String,
+    /// When the current credential was associated with the store (create or update).
+    pub credential_date: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for CustomKeyStoreRecord {

@@ -90,6 +90,7 @@ pub struct KmsService {
     pub(crate) region: String,
     pub(crate) partition: String,
     pub(crate) cks: custom_key_stores::CustomKeyStores,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// A handle on ourselves for background work (custom key store connects).
     pub(crate) me: std::sync::Weak<KmsService>,
 }
@@ -121,6 +122,7 @@ impl KmsService {
         clock: Arc<dyn Clock>,
         region: String,
         cks: custom_key_stores::CustomKeyStores,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| KmsService {
             store,
@@ -130,8 +132,14 @@ impl KmsService {
             region,
             partition: "aws".into(),
             cks,
+            metrics,
             me: me.clone(),
         })
+    }
+
+    /// The metrics registry (rendered by the metrics listener).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// True when crypto calls may block on a device and must run on the blocking pool.

@@ -372,15 +372,30 @@ impl KmsService {
         &self,
         client: Arc<XksClient>,
         call: &Call,
+        store_id: Option<&str>,
     ) -> KmsResult<Result<GetHealthStatusResponse, XksError>> {
         let req = MetadataOnlyRequest {
             request_metadata: Some(metadata(call, None)),
         };
+        let r_client = client.clone();
         let r = self.cks.xks.run(async move {
             client
                 .call::<_, GetHealthStatusResponse>(Operation::GetHealthStatus, "", &req)
                 .await
         })?;
+        if let (Some(id), Ok(h)) = (store_id, &r) {
+            let m = &self.metrics;
+            for d in &h.ekm_fleet_details {
+                for state in [HealthStatus::Active, HealthStatus::Degraded, HealthStatus::Unavailable] {
+                    let v = if d.health_status == state { 1.0 } else { 0.0 };
+                    m.xks_ekm_state.with_label_values(&[id, d.id.as_str(), state.as_str()]).set(v);
+                }
+            }
+        }
+        if let (Some(id), Some(not_after)) = (store_id, r_client.certificate_not_after()) {
+            let days = (not_after - self.clock.now().timestamp()) as f64 / 86_400.0;
+            self.metrics.xks_cert_days_left.with_label_values(&[id]).set(days);
+        }
         Ok(r.and_then(|h| {
             let all_down = !h.ekm_fleet_details.is_empty()
                 && h.ekm_fleet_details
@@ -472,6 +487,7 @@ impl KmsService {
             connectivity,
             vpc_endpoint_service_name: req.vpc_endpoint_service_name,
             access_key_id: akid,
+            credential_date: Some(self.clock.now()),
         };
         // Test the configuration the way AWS does: GetHealthStatus signed with the credential.
         let client = Arc::new(
@@ -479,7 +495,7 @@ impl KmsService {
                 .xks
                 .client_for(&settings, secret.clone(), &self.region)?,
         );
-        self.probe(client, call)?
+        self.probe(client, call, None)?
             .map_err(|e| proxy_error(&e, Context::Management))?;
         let mut raw = [0u8; 9];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
@@ -518,8 +534,13 @@ impl KmsService {
         store.connection_state = ConnectionState::Connecting;
         store.connection_error = None;
         let mut store = self.store.update_custom_key_store(&store)?;
-        let client = Arc::new(self.cks.xks.client_for(&settings, secret, &self.region)?);
-        match self.probe(client.clone(), call)? {
+        let client = Arc::new(
+            self.cks
+                .xks
+                .client_for(&settings, secret, &self.region)?
+                .with_metrics(self.metrics.clone(), &store.id),
+        );
+        match self.probe(client.clone(), call, Some(&store.id))? {
             Ok(_) => {
                 store.connection_state = ConnectionState::Connected;
                 self.store.update_custom_key_store(&store)?;
@@ -565,7 +586,13 @@ impl KmsService {
                 "AWS Internal".into(),
             );
             call.operation = "KmsHealthCheck";
-            match self.probe(client, &call) {
+            if let Ok(Some(rec)) = self.store.get_custom_key_store(&store_id) {
+                if let Some(since) = rec.xks.and_then(|x| x.credential_date) {
+                    let days = (self.clock.now() - since).num_seconds() as f64 / 86_400.0;
+                    self.metrics.xks_credential_age_days.with_label_values(&[store_id.as_str()]).set(days);
+                }
+            }
+            match self.probe(client, &call, Some(&store_id)) {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     unhealthy += 1;
@@ -643,6 +670,7 @@ impl KmsService {
             (Some(akid), Some(secret)) => {
                 Self::check_credential(&akid, &secret)?;
                 settings.access_key_id = akid;
+                settings.credential_date = Some(self.clock.now());
                 secret
             }
             _ => self.open_secret(&store.id, &store.password_encrypted)?,
@@ -650,9 +678,10 @@ impl KmsService {
         let client = Arc::new(
             self.cks
                 .xks
-                .client_for(&settings, secret.clone(), &self.region)?,
+                .client_for(&settings, secret.clone(), &self.region)?
+                .with_metrics(self.metrics.clone(), &store.id),
         );
-        self.probe(client.clone(), call)?
+        self.probe(client.clone(), call, Some(&store.id))?
             .map_err(|e| proxy_error(&e, Context::Management))?;
         store.password_encrypted = self.seal_secret(&store.id, &secret)?;
         store.xks = Some(settings);

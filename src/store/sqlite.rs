@@ -95,6 +95,9 @@ ALTER TABLE custom_key_stores ADD COLUMN xks_connectivity TEXT;
 ALTER TABLE custom_key_stores ADD COLUMN xks_vpc_service TEXT;
 ALTER TABLE custom_key_stores ADD COLUMN xks_access_key_id TEXT;
 "#,
+    r#"
+ALTER TABLE custom_key_stores ADD COLUMN xks_credential_ms INTEGER;
+"#,
 ];
 
 const READERS: usize = 4;
@@ -137,7 +140,7 @@ const KEY_COLUMNS: &str = "key_id, account, region, arn, description, key_spec, 
 
 const STORE_COLUMNS: &str = "id, account, region, name, store_type, cluster_id, trust_anchor, \
     password_encrypted, connection_state, connection_error, creation_ms, row_version, xks_uri_endpoint, \
-    xks_uri_path, xks_connectivity, xks_vpc_service, xks_access_key_id";
+    xks_uri_path, xks_connectivity, xks_vpc_service, xks_access_key_id, xks_credential_ms";
 
 fn store_from_row(row: &Row<'_>) -> StoreResult<CustomKeyStoreRecord> {
     let store_type: String = row.get(4)?;
@@ -165,6 +168,7 @@ fn store_from_row(row: &Row<'_>) -> StoreResult<CustomKeyStoreRecord> {
                 connectivity: row.get::<_, Option<String>>(14)?.unwrap_or_default(),
                 vpc_endpoint_service_name: row.get(15)?,
                 access_key_id: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
+                credential_date: row.get::<_, Option<i64>>(17)?.map(from_ms).transpose()?,
             }),
         },
     })
@@ -619,7 +623,7 @@ impl MetadataStore for SqliteStore {
     fn insert_custom_key_store(&self, r: &CustomKeyStoreRecord) -> StoreResult<()> {
         let conn = self.writer();
         conn.prepare_cached(&format!(
-            "INSERT INTO custom_key_stores ({STORE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+            "INSERT INTO custom_key_stores ({STORE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
         ))?
         .execute(params![
             r.id,
@@ -639,6 +643,7 @@ impl MetadataStore for SqliteStore {
             r.xks.as_ref().map(|x| x.connectivity.clone()),
             r.xks.as_ref().and_then(|x| x.vpc_endpoint_service_name.clone()),
             r.xks.as_ref().map(|x| x.access_key_id.clone()),
+            r.xks.as_ref().and_then(|x| x.credential_date).map(to_ms),
         ])?;
         Ok(())
     }
@@ -682,7 +687,7 @@ impl MetadataStore for SqliteStore {
                 "UPDATE custom_key_stores SET name = ?2, cluster_id = ?3, trust_anchor = ?4, \
                  password_encrypted = ?5, connection_state = ?6, connection_error = ?7, \
                  xks_uri_endpoint = ?9, xks_uri_path = ?10, xks_connectivity = ?11, \
-                 xks_vpc_service = ?12, xks_access_key_id = ?13, \
+                 xks_vpc_service = ?12, xks_access_key_id = ?13, xks_credential_ms = ?14, \
                  row_version = row_version + 1 WHERE id = ?1 AND row_version = ?8",
             )?
             .execute(params![
@@ -701,6 +706,7 @@ impl MetadataStore for SqliteStore {
                     .as_ref()
                     .and_then(|x| x.vpc_endpoint_service_name.clone()),
                 r.xks.as_ref().map(|x| x.access_key_id.clone()),
+                r.xks.as_ref().and_then(|x| x.credential_date).map(to_ms),
             ])?;
         if n != 1 {
             return Err(StoreError::Conflict);

@@ -121,6 +121,10 @@ impl XksError {
 /// The client of one proxy.
 pub struct XksClient {
     target: XksTarget,
+    /// Metrics and the store id they are labelled with.
+    metrics: Option<(Arc<crate::metrics::Metrics>, String)>,
+    /// `notAfter` (Unix seconds) of the proxy certificate seen on the last new connection.
+    cert_not_after: Mutex<Option<i64>>,
     tls: XksTls,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     keys: SigningKeyCache,
@@ -131,6 +135,8 @@ impl XksClient {
     pub fn new(target: XksTarget, tls: XksTls) -> Self {
         XksClient {
             target,
+            metrics: None,
+            cert_not_after: Mutex::new(None),
             tls,
             idle: Mutex::default(),
             keys: SigningKeyCache::new(),
@@ -142,6 +148,20 @@ impl XksClient {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// Records latency and errors of this client's calls, labelled with a store id.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>, store_id: &str) -> Self {
+        self.metrics = Some((metrics, store_id.to_string()));
+        self
+    }
+
+    /// Unix time at which the proxy's certificate expires (from the last new connection).
+    pub fn certificate_not_after(&self) -> Option<i64> {
+        *self
+            .cert_not_after
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn target(&self) -> &XksTarget {
@@ -159,6 +179,15 @@ impl XksClient {
             .connect(name, tcp)
             .await
             .map_err(|e| XksError::Tls(e.to_string()))?;
+        if let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+            if let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) {
+                *self
+                    .cert_not_after
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) =
+                    Some(parsed.validity().not_after.timestamp());
+            }
+        }
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| XksError::Tls(e.to_string()))?;
@@ -261,9 +290,37 @@ impl XksClient {
         let body = Bytes::from(
             serde_json::to_vec(req).map_err(|e| XksError::InvalidResponse(e.to_string()))?,
         );
+        let started = std::time::Instant::now();
+        let result = self.call_with_retry(op, &path, &body).await;
+        if let Some((m, store)) = &self.metrics {
+            m.xks_seconds
+                .with_label_values(&[store.as_str(), op.as_str()])
+                .observe(started.elapsed().as_secs_f64());
+            if let Err(e) = &result {
+                let kind = match e {
+                    XksError::Timeout => "Timeout",
+                    XksError::Unreachable => "Unreachable",
+                    XksError::Tls(_) => "TlsError",
+                    XksError::InvalidResponse(_) => "InvalidResponse",
+                    XksError::Proxy { name, .. } => name.as_str(),
+                };
+                m.xks_errors
+                    .with_label_values(&[store.as_str(), kind])
+                    .inc();
+            }
+        }
+        result
+    }
+
+    async fn call_with_retry<Resp: DeserializeOwned>(
+        &self,
+        op: Operation,
+        path: &str,
+        body: &Bytes,
+    ) -> Result<Resp, XksError> {
         let mut last = XksError::Timeout;
         for _ in 0..2 {
-            match tokio::time::timeout(self.timeout, self.attempt(&path, &body)).await {
+            match tokio::time::timeout(self.timeout, self.attempt(path, body)).await {
                 Ok(Ok(bytes)) => {
                     return serde_json::from_slice(&bytes).map_err(|e| {
                         XksError::InvalidResponse(format!("{op} response: {}", e.classify_name()))
