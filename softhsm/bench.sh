@@ -11,6 +11,8 @@
 # session object (raw-session) and a token object (raw-token) at the same concurrency.
 # Everything is loopback-only and bounded in time; the server it started is stopped by PID and
 # the tokens are deleted. Extra arguments are passed to kms-bench (e.g. --json).
+# KMS_BENCH_PROFILE=FILE uses another HSM profile (e.g. a copy of softhsm2.toml with in_process = true,
+# to measure the hand-off of every call to the blocking thread pool).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -18,8 +20,12 @@ target=${CARGO_TARGET_DIR:-$root/target}
 duration=${KMS_BENCH_DURATION:-10}
 warmup=${KMS_BENCH_WARMUP:-2}
 concurrency=${KMS_BENCH_CONCURRENCY:-32}
+profile=${KMS_BENCH_PROFILE:-softhsm2}
 
 bash softhsm/install.sh >/dev/null
+for tool in curl jq openssl; do
+  command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (apt-get install $tool)" >&2; exit 1; }
+done
 cargo build --release --quiet --bin kms --bin kms-bench
 
 work=$(mktemp -d)
@@ -45,11 +51,13 @@ baseline_route = true
 
 [root]
 kind = "pkcs11"
+profile = "$profile"
 token_label = "kms-root"
 pin_file = "$work/softhsm/user.pin"
 
 [[clusters]]
 id = "$cluster"
+profile = "$profile"
 trust_anchor_file = "$work/softhsm/customerCA.crt"
 # Not AWS's 1800/s store quota: the benchmark measures the store, not the quota.
 requests_per_second = 1000000

@@ -92,10 +92,22 @@ pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> 
     if let Some(t) = config.xks.timeout {
         xks = xks.with_timeout(t);
     }
+    if let Some(rps) = config.xks.requests_per_second {
+        xks = xks.with_requests_per_second(rps);
+    }
     let cks = crate::service::custom_key_stores::CustomKeyStores::new(config.clusters.clone())
         .with_xks(xks);
-    let metrics = Arc::new(crate::metrics::Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?);
-    let service = KmsService::new(store, backend, audit, clock, config.region.clone(), cks, metrics);
+    let metrics =
+        Arc::new(crate::metrics::Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?);
+    let service = KmsService::new(
+        store,
+        backend,
+        audit,
+        clock,
+        config.region.clone(),
+        cks,
+        metrics,
+    );
     if let Err(e) = service.reconnect_stores() {
         tracing::warn!(error = e.code(), "reconnecting custom key stores failed");
     }

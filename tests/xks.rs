@@ -653,13 +653,25 @@ async fn proxy_faults_map_to_the_reference_exceptions() {
     assert!(has(&format!("kms_xks_external_key_manager_state{{custom_key_store_id=\"{store}\",ekm_id=\"hsm-1\",state=\"ACTIVE\"}} 1")), "{text}");
     let days = text
         .lines()
-        .find(|l| l.starts_with(&format!("kms_xks_proxy_certificate_days_left{{custom_key_store_id=\"{store}\"}}")))
+        .find(|l| {
+            l.starts_with(&format!(
+                "kms_xks_proxy_certificate_days_left{{custom_key_store_id=\"{store}\"}}"
+            ))
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok())
         .expect("certificate days gauge");
     assert!(days > 300.0, "{days}");
-    assert!(has(&format!("kms_xks_proxy_credential_age_days{{custom_key_store_id=\"{store}\"}}")), "{text}");
-    assert!(has("kms_requests_total{operation=\"Encrypt\",outcome=\"KMSInvalidStateException\"}"), "{text}");
+    assert!(
+        has(&format!(
+            "kms_xks_proxy_credential_age_days{{custom_key_store_id=\"{store}\"}}"
+        )),
+        "{text}"
+    );
+    assert!(
+        has("kms_requests_total{operation=\"Encrypt\",outcome=\"KMSInvalidStateException\"}"),
+        "{text}"
+    );
     kms.disconnect_custom_key_store()
         .custom_key_store_id(&store)
         .send()
@@ -702,4 +714,44 @@ async fn untrusted_proxy_certificate_fails_tls() {
         .unwrap_err();
     assert_eq!(code(&e), "XksProxyInvalidConfigurationException");
     assert!(message(&e).contains("TLS"), "{}", message(&e));
+}
+
+#[tokio::test]
+async fn per_store_quota_gives_throttling() {
+    let proxy = TestProxy::start().await;
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("xks-ca-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), &proxy.ca_pem).unwrap();
+    let srv = TestServer::start_with_config(
+        &format!(
+            "[xks]\nca_file = '{}'\nrequests_per_second = 5\n",
+            dir.join("ca.pem").display()
+        ),
+        common::backend_env(),
+    )
+    .await;
+    let kms = srv.client();
+    let store = create_store(&kms, &proxy, "quota", "/kms/xks/v1").await;
+    let key = connected_key(&kms, &store, "k4").await;
+    let mut throttled = 0;
+    for _ in 0..20 {
+        match kms
+            .encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(vec![1; 8]))
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(code(&e), "ThrottlingException");
+                throttled += 1;
+            }
+        }
+    }
+    assert!(
+        throttled >= 10,
+        "only {throttled} of 20 throttled at 5 requests/s"
+    );
 }

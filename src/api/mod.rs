@@ -199,7 +199,9 @@ async fn run<O: Operation>(
         Err(e) => e.code(),
     };
     m.requests.with_label_values(&[O::NAME, outcome]).inc();
-    m.request_seconds.with_label_values(&[O::NAME]).observe(started.elapsed().as_secs_f64());
+    m.request_seconds
+        .with_label_values(&[O::NAME])
+        .observe(started.elapsed().as_secs_f64());
     result
 }
 

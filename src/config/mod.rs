@@ -46,6 +46,8 @@ struct RawXks {
     client_key: Option<PathBuf>,
     /// Per-attempt timeout (AWS: 250 ms).
     timeout_ms: Option<u64>,
+    /// Request quota per external key store (AWS default 1800/s).
+    requests_per_second: Option<u32>,
 }
 
 /// Validated XKS client settings.
@@ -55,6 +57,7 @@ pub struct XksClientConfig {
     pub client_cert_pem: Option<Vec<u8>>,
     pub client_key_pem: Option<zeroize::Zeroizing<Vec<u8>>>,
     pub timeout: Option<std::time::Duration>,
+    pub requests_per_second: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -371,7 +374,9 @@ fn validate(
         Some(a) => match a.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                errors.push(format!("server.metrics_listen: '{a}' is not an address:port"));
+                errors.push(format!(
+                    "server.metrics_listen: '{a}' is not an address:port"
+                ));
                 None
             }
         },
@@ -641,6 +646,7 @@ fn validate(
         client_key_pem: read("client_key", &raw.xks.client_key, &mut errors)
             .map(zeroize::Zeroizing::new),
         timeout: raw.xks.timeout_ms.map(std::time::Duration::from_millis),
+        requests_per_second: raw.xks.requests_per_second,
     };
     if raw.xks.client_cert.is_some() != raw.xks.client_key.is_some() {
         errors.push("xks.client_cert and xks.client_key must be set together".into());
@@ -732,5 +738,35 @@ mod tests {
         .unwrap();
         let e = load(Some(&p), Vec::new()).unwrap_err();
         assert!(e.0.iter().any(|m| m.contains("principal")), "{e}");
+    }
+
+    #[test]
+    fn cluster_request_quota_defaults_to_aws_and_is_configurable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let anchor = dir.path().join("ca.crt");
+        std::fs::write(
+            &anchor,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        // Any existing file stands in for the PKCS#11 module (it is not loaded here).
+        let cluster = |extra: &str| {
+            format!(
+                "[[clusters]]\nid = 'cluster-1a23b4cdefg'\ntrust_anchor_file = '{}'\n{extra}\n\
+                 [[clusters.members]]\nname = 'a'\nmodule = '{}'\ntoken_label = 'a'\n",
+                anchor.display(),
+                anchor.display()
+            )
+        };
+        std::fs::write(&p, cluster("")).unwrap();
+        let c = load(Some(&p), Vec::new()).unwrap();
+        assert_eq!(c.clusters[0].requests_per_second, 1800);
+        std::fs::write(&p, cluster("requests_per_second = 5")).unwrap();
+        let c = load(Some(&p), Vec::new()).unwrap();
+        assert_eq!(c.clusters[0].requests_per_second, 5);
+        std::fs::write(&p, cluster("requests_per_second = 0")).unwrap();
+        let e = load(Some(&p), Vec::new()).unwrap_err();
+        assert!(e.0.iter().any(|m| m.contains("requests_per_second")), "{e}");
     }
 }

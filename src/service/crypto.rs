@@ -270,10 +270,14 @@ impl KmsService {
         if dry_run {
             return Err(KmsError::DryRunOperation);
         }
-        let data_key = self
-            .backend_for(&key)?
-            .random(len)
-            .map_err(|e| self.backend_error(&key, e))?;
+        // External key stores: the data key comes from the root; the quota is taken in `seal`.
+        let data_key = if key.xks_key_id.is_some() {
+            self.backend.random(len)?
+        } else {
+            self.backend_for(&key)?
+                .random(len)
+                .map_err(|e| self.backend_error(&key, e))?
+        };
         let blob = self.seal(call, &key, &data_key, context)?;
         Ok((Encrypted { key, blob }, data_key))
     }

@@ -64,9 +64,10 @@ impl CustomKeyStores {
         self
     }
 
-    /// True when any cluster is configured (crypto may then block on an HSM).
+    /// True when a configured cluster's HSM calls may block (any profile that is not
+    /// `in_process`): crypto then runs on the blocking thread pool.
     pub fn has_clusters(&self) -> bool {
-        !self.clusters.is_empty()
+        self.clusters.iter().any(|c| !c.profile.in_process)
     }
 
     fn cluster_config(&self, id: &str) -> Option<&ClusterConfig> {
@@ -153,7 +154,7 @@ impl KmsService {
                         key.arn
                     )));
                 }
-                if !self.cks.admit(id, DEFAULT_STORE_RPS) {
+                if !self.cks.admit(id, self.cks.xks.requests_per_second()) {
                     return Err(KmsError::Throttling);
                 }
                 Ok(self.backend.clone())

@@ -46,6 +46,8 @@ pub struct XksStores {
     connected: RwLock<HashMap<String, Arc<XksClient>>>,
     runtime: OnceLock<Option<tokio::runtime::Runtime>>,
     timeout: std::time::Duration,
+    /// Request quota per external key store (AWS default 1800/s; may be lowered to shed load).
+    rps: u32,
 }
 
 impl Drop for XksStores {
@@ -63,7 +65,18 @@ impl XksStores {
             connected: RwLock::default(),
             runtime: OnceLock::new(),
             timeout: crate::backend::xks::client::ATTEMPT_TIMEOUT,
+            rps: super::custom_key_stores::DEFAULT_STORE_RPS,
         }
+    }
+
+    /// Sets the per-store request quota.
+    pub fn with_requests_per_second(mut self, rps: u32) -> Self {
+        self.rps = rps.max(1);
+        self
+    }
+
+    pub fn requests_per_second(&self) -> u32 {
+        self.rps
     }
 
     /// Overrides the per-attempt proxy timeout (tests).
@@ -386,15 +399,24 @@ impl KmsService {
         if let (Some(id), Ok(h)) = (store_id, &r) {
             let m = &self.metrics;
             for d in &h.ekm_fleet_details {
-                for state in [HealthStatus::Active, HealthStatus::Degraded, HealthStatus::Unavailable] {
+                for state in [
+                    HealthStatus::Active,
+                    HealthStatus::Degraded,
+                    HealthStatus::Unavailable,
+                ] {
                     let v = if d.health_status == state { 1.0 } else { 0.0 };
-                    m.xks_ekm_state.with_label_values(&[id, d.id.as_str(), state.as_str()]).set(v);
+                    m.xks_ekm_state
+                        .with_label_values(&[id, d.id.as_str(), state.as_str()])
+                        .set(v);
                 }
             }
         }
         if let (Some(id), Some(not_after)) = (store_id, r_client.certificate_not_after()) {
             let days = (not_after - self.clock.now().timestamp()) as f64 / 86_400.0;
-            self.metrics.xks_cert_days_left.with_label_values(&[id]).set(days);
+            self.metrics
+                .xks_cert_days_left
+                .with_label_values(&[id])
+                .set(days);
         }
         Ok(r.and_then(|h| {
             let all_down = !h.ekm_fleet_details.is_empty()
@@ -589,7 +611,10 @@ impl KmsService {
             if let Ok(Some(rec)) = self.store.get_custom_key_store(&store_id) {
                 if let Some(since) = rec.xks.and_then(|x| x.credential_date) {
                     let days = (self.clock.now() - since).num_seconds() as f64 / 86_400.0;
-                    self.metrics.xks_credential_age_days.with_label_values(&[store_id.as_str()]).set(days);
+                    self.metrics
+                        .xks_credential_age_days
+                        .with_label_values(&[store_id.as_str()])
+                        .set(days);
                 }
             }
             match self.probe(client, &call, Some(&store_id)) {
@@ -819,6 +844,8 @@ impl KmsService {
         let (Some(store_id), Some(xks_key_id)) = (&key.custom_key_store_id, &key.xks_key_id) else {
             return Err(KmsError::internal());
         };
+        // Connected check and the per-store quota.
+        self.backend_for(key)?;
         let client = self
             .cks
             .xks
@@ -897,6 +924,7 @@ impl KmsService {
         let (Some(store_id), Some(xks_key_id)) = (&key.custom_key_store_id, &key.xks_key_id) else {
             return Err(KmsError::InvalidCiphertext);
         };
+        self.backend_for(key)?;
         let outer = parse_outer(parsed.ciphertext_and_tag).ok_or(KmsError::InvalidCiphertext)?;
         let client = self
             .cks

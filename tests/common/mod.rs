@@ -66,7 +66,8 @@ pub mod softhsm {
         pub trust_anchor_path: std::path::PathBuf,
         /// The PKCS#11 module the server uses for each member.
         pub modules: Vec<String>,
-        /// Extra lines of the `[[clusters]]` table (`sessions`, `requests_per_second`, ...).
+        /// Lines of the `[[clusters]]` table besides id and trust anchor (`profile`, `sessions`,
+        /// `requests_per_second`, ...).
         pub settings: String,
     }
 
@@ -74,7 +75,7 @@ pub mod softhsm {
         /// The `[[clusters]]` TOML section for this cluster.
         pub fn toml(&self) -> String {
             let mut t = format!(
-                "[[clusters]]\nid = '{}'\nprofile = 'softhsm2'\ntrust_anchor_file = '{}'\n{}\n",
+                "[[clusters]]\nid = '{}'\ntrust_anchor_file = '{}'\n{}\n",
                 self.id,
                 self.trust_anchor_path.display(),
                 self.settings
@@ -233,7 +234,7 @@ pub mod softhsm {
             pin,
             trust_anchor_pem: pem,
             trust_anchor_path: path,
-            settings: "session_wait_ms = 200".into(),
+            settings: "profile = 'softhsm2'\nsession_wait_ms = 200".into(),
         }
     }
 

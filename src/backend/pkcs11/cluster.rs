@@ -13,6 +13,8 @@
 //!   that was down gets the key when it returns, as long as another member still holds it.
 //! - Requests are spread round-robin over healthy members; a member that fails with a device,
 //!   session or token error is skipped for a while and the request is retried on the next one.
+//!   A member that was unreachable during connect still has the old PIN: when it returns it is
+//!   logged in with that one and rotated to the current one.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -547,7 +549,7 @@ impl CryptoBackend for Cluster {
     }
 
     fn blocking(&self) -> bool {
-        true
+        !self.cfg.profile.in_process
     }
 
     fn generate_symmetric(&self, _m: MaterialId<'_>) -> BackendResult<Vec<u8>> {

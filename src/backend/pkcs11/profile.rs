@@ -23,6 +23,11 @@ pub struct VendorProfile {
     pub host_generated_iv: bool,
     /// Mechanism names (`CKM_AES_GCM`) that must be present.
     pub required_mechanisms: Vec<String>,
+    /// True when the module computes in this process (no device or network round trips), so
+    /// a call takes microseconds: crypto then runs on the async workers instead of a hand-off
+    /// to the blocking thread pool per request (which costs more than the call).
+    #[serde(default)]
+    pub in_process: bool,
 }
 
 impl Default for VendorProfile {
@@ -43,6 +48,7 @@ impl Default for VendorProfile {
                 "CKM_AES_GCM".into(),
                 "CKM_AES_KEY_WRAP_PAD".into(),
             ],
+            in_process: false,
         }
     }
 }

@@ -179,7 +179,7 @@ impl CryptoBackend for Pkcs11Root {
     }
 
     fn blocking(&self) -> bool {
-        std::env::var_os("KMS_EXP_INLINE").is_none()
+        !self.token.profile().in_process
     }
 
     fn generate_symmetric(&self, _m: MaterialId<'_>) -> BackendResult<Vec<u8>> {

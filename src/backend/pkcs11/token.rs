@@ -65,6 +65,8 @@ struct Conn {
 struct Pool {
     idle: Vec<(u64, Session)>,
     open: usize,
+    /// Callers waiting for a session (a wake-up is a system call: only when someone waits).
+    waiters: usize,
 }
 
 /// A connected, logged-in token.
@@ -135,6 +137,7 @@ impl Token {
             pool: Mutex::new(Pool {
                 idle: Vec::new(),
                 open: 0,
+                waiters: 0,
             }),
             freed: Condvar::new(),
             generation: AtomicU64::new(1),
@@ -221,8 +224,11 @@ impl Token {
                 return match opened {
                     Ok(s) => Ok((gen, s)),
                     Err(e) => {
-                        lock(&self.pool).open -= 1;
-                        self.freed.notify_one();
+                        let mut pool = lock(&self.pool);
+                        pool.open -= 1;
+                        if pool.waiters > 0 {
+                            self.freed.notify_one();
+                        }
                         Err(e)
                     }
                 };
@@ -231,11 +237,13 @@ impl Token {
             if now >= deadline {
                 return Err(Pkcs11Error::Busy);
             }
+            pool.waiters += 1;
             let (p, _) = self
                 .freed
                 .wait_timeout(pool, deadline - now)
                 .unwrap_or_else(|p| p.into_inner());
             pool = p;
+            pool.waiters -= 1;
         }
     }
 
@@ -269,8 +277,11 @@ impl Token {
             pool.open -= 1;
             drop(session);
         }
+        let wake = pool.waiters > 0;
         drop(pool);
-        self.freed.notify_one();
+        if wake {
+            self.freed.notify_one();
+        }
     }
 
     /// Runs `f` on a pooled session, waiting at most the configured deadline for one.
@@ -284,7 +295,16 @@ impl Token {
     ) -> Result<T, Pkcs11Error> {
         let mut retried = false;
         loop {
-            let (gen, session) = self.take_session()?;
+            let (gen, session) = match self.take_session() {
+                Ok(s) => s,
+                Err(e) => {
+                    // A token that cannot even open a session counts towards a reconnect too.
+                    if matches!(e.class(), ErrorClass::Device | ErrorClass::TokenNotPresent) {
+                        self.device_error();
+                    }
+                    return Err(e);
+                }
+            };
             match f(&session) {
                 Ok(v) => {
                     self.device_errors.store(0, Ordering::Relaxed);
@@ -303,12 +323,7 @@ impl Token {
                         }
                         ErrorClass::Device | ErrorClass::TokenNotPresent => {
                             self.give_back(gen, session, false);
-                            let n = self.device_errors.fetch_add(1, Ordering::Relaxed) + 1;
-                            if n >= DEVICE_ERRORS_BEFORE_RECONNECT {
-                                self.device_errors.store(0, Ordering::Relaxed);
-                                tracing::warn!(token = %self.summary.label, "repeated device errors: reconnecting");
-                                let _ = self.reconnect();
-                            }
+                            self.device_error();
                             return Err(err);
                         }
                         ErrorClass::SessionLost | ErrorClass::NotLoggedIn => {
@@ -323,6 +338,16 @@ impl Token {
                     retried = true;
                 }
             }
+        }
+    }
+
+    /// Counts a device error; repeated ones rebuild the connection.
+    fn device_error(&self) {
+        let n = self.device_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= DEVICE_ERRORS_BEFORE_RECONNECT {
+            self.device_errors.store(0, Ordering::Relaxed);
+            tracing::warn!(token = %self.summary.label, "repeated device errors: reconnecting");
+            let _ = self.reconnect();
         }
     }
 
