@@ -1,0 +1,205 @@
+//! Prometheus metrics, served on their own listener (`[metrics] listen`), never on the API
+//! port: requests by operation and outcome, request latency, HSM call latency, blocking-pool
+//! and session-pool use, health per HSM instance, configuration reloads, open connections.
+
+use kms::xks_wire::Operation;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::state::AppState;
+
+/// Latency buckets in seconds: 100 µs .. 1 s (KMS gives up at 250 ms).
+const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.25, 0.5, 1.0,
+];
+
+/// The metric families.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pool: IntGaugeVec,
+    sessions: IntGaugeVec,
+    health: IntGaugeVec,
+    reloads: IntCounterVec,
+    pub connections: IntGauge,
+    /// Per operation (in [`Operation::ALL`] order): the ok counter, the request and the HSM
+    /// latency histograms, resolved once (the hot path does no label lookups).
+    hot: Vec<(Operation, IntCounter, Histogram, Histogram)>,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    if let Err(e) = r.register(Box::new(c.clone())) {
+        tracing::warn!(error = %e, "metric registration failed");
+    }
+    c
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "xks_requests_total",
+                    "XKS API requests by operation and outcome (ok or the errorName)",
+                ),
+                &["operation", "outcome"],
+            )?,
+        );
+        let latency = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "xks_request_duration_seconds",
+                    "Time from request start to response, by operation",
+                )
+                .buckets(BUCKETS.to_vec()),
+                &["operation"],
+            )?,
+        );
+        let hsm_latency = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "xks_hsm_call_duration_seconds",
+                    "Time spent in the blocking HSM pool (queueing included), by operation",
+                )
+                .buckets(BUCKETS.to_vec()),
+                &["operation"],
+            )?,
+        );
+        let pool = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "xks_hsm_pool_calls",
+                    "Blocking HSM pool: calls admitted (running or queued) and the maximum",
+                ),
+                &["state"],
+            )?,
+        );
+        let sessions = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "xks_hsm_sessions",
+                    "PKCS#11 session pool per HSM: in use, open, maximum",
+                ),
+                &["hsm", "state"],
+            )?,
+        );
+        let health = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "xks_hsm_health",
+                    "1 for the current health status of each HSM (ACTIVE, DEGRADED, UNAVAILABLE)",
+                ),
+                &["hsm", "status"],
+            )?,
+        );
+        let reloads = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "xks_config_reloads_total",
+                    "Configuration reloads by result (applied, unchanged, failed)",
+                ),
+                &["result"],
+            )?,
+        );
+        let connections = register(
+            &registry,
+            IntGauge::new("xks_open_connections", "Open client connections")?,
+        );
+        let mut hot = Vec::new();
+        for op in Operation::ALL {
+            let name = op.as_str();
+            hot.push((
+                op,
+                requests.get_metric_with_label_values(&[name, "ok"])?,
+                latency.get_metric_with_label_values(&[name])?,
+                hsm_latency.get_metric_with_label_values(&[name])?,
+            ));
+        }
+        Ok(Metrics {
+            hot,
+            registry,
+            requests,
+            latency,
+            pool,
+            sessions,
+            health,
+            reloads,
+            connections,
+        })
+    }
+
+    /// Counts one finished request.
+    pub fn observe_request(&self, operation: &str, outcome: &str, seconds: f64) {
+        if outcome == "ok" {
+            if let Some((_, ok, lat, _)) = self.hot.iter().find(|h| h.0.as_str() == operation) {
+                ok.inc();
+                lat.observe(seconds);
+                return;
+            }
+        }
+        if let Ok(c) = self
+            .requests
+            .get_metric_with_label_values(&[operation, outcome])
+        {
+            c.inc();
+        }
+        if let Ok(h) = self.latency.get_metric_with_label_values(&[operation]) {
+            h.observe(seconds);
+        }
+    }
+
+    /// The HSM-latency histogram of an operation.
+    pub fn hsm_histogram(&self, operation: Operation) -> Option<&Histogram> {
+        self.hot.iter().find(|h| h.0 == operation).map(|h| &h.3)
+    }
+
+    pub fn reload(&self, result: &str) {
+        if let Ok(c) = self.reloads.get_metric_with_label_values(&[result]) {
+            c.inc();
+        }
+    }
+
+    /// Refreshes the gauges from `state` and renders the text exposition format.
+    pub fn render(&self, state: &AppState) -> String {
+        let (in_use, capacity) = state.executor.usage();
+        self.set(&self.pool, &["in_use"], in_use);
+        self.set(&self.pool, &["capacity"], capacity);
+        for hsm in &state.fleet {
+            let (used, open, max) = hsm.token().session_use();
+            self.set(&self.sessions, &[&hsm.name, "in_use"], used);
+            self.set(&self.sessions, &[&hsm.name, "open"], open);
+            self.set(&self.sessions, &[&hsm.name, "max"], max);
+        }
+        for (hsm, h) in state.health.snapshot() {
+            for s in ["ACTIVE", "DEGRADED", "UNAVAILABLE"] {
+                self.set(
+                    &self.health,
+                    &[&hsm.name, s],
+                    usize::from(h.status.as_str() == s),
+                );
+            }
+        }
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    fn set(&self, g: &IntGaugeVec, labels: &[&str], v: usize) {
+        if let Ok(g) = g.get_metric_with_label_values(labels) {
+            g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        }
+    }
+}
