@@ -74,10 +74,6 @@ impl HsmExecutor {
                 }
             }
         };
-        if std::env::var_os("XKS_EXPERIMENT_INLINE").is_some() {
-            let _p = permit;
-            return f();
-        }
         let job = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             f()

@@ -68,6 +68,9 @@ fn profile() -> kms::backend::pkcs11::VendorProfile {
 /// Initializes (once) a token with `label` and user PIN [`PIN`].
 pub fn token(label: &str) -> String {
     softhsm_dir();
+    // Tests run as threads: two initializations at once would pick the same free slot.
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
     kms::backend::pkcs11::token::init_token(
         Path::new(MODULE),
         label,
@@ -79,10 +82,13 @@ pub fn token(label: &str) -> String {
     label.to_string()
 }
 
-/// The token most tests share.
+/// A token for one test (its keys are created before its proxy starts).
+///
+/// Every call makes a new token: SoftHSM 2.6 sometimes fails C_GenerateKey for a token object
+/// (CKR_GENERAL_ERROR) while other sessions of the process work on the same token, and tests
+/// run as concurrent threads. A token per test keeps object creation and use apart.
 pub fn shared_token() -> String {
-    static T: OnceLock<String> = OnceLock::new();
-    T.get_or_init(|| token("xks-test")).clone()
+    token(&unique("xks-test"))
 }
 
 /// A label unique in this process.
