@@ -106,7 +106,11 @@ impl KmsService {
         ))
     }
 
-    fn load_wrapped(&self, key: &KeyRecord, version: u32) -> Result<Vec<u8>, BackendError> {
+    pub(super) fn load_wrapped(
+        &self,
+        key: &KeyRecord,
+        version: u32,
+    ) -> Result<Vec<u8>, BackendError> {
         match self.store.get_material(&key.key_id, version) {
             Ok(Some(m)) => Ok(m.wrapped),
             // A version the key never had: the blob's header lies.

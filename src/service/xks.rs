@@ -859,10 +859,7 @@ impl KmsService {
             version,
             label: &key.arn,
         };
-        let load = || match self.store.get_material(&key.key_id, version) {
-            Ok(Some(m)) => Ok(m.wrapped),
-            _ => Err(crate::backend::BackendError::InvalidCiphertext),
-        };
+        let load = || self.load_wrapped(key, version);
         let inner = self.backend.encrypt(m, &load, plaintext, &inner_aad)?;
         let req = EncryptRequest {
             request_metadata: Some(metadata(call, Some(&key.arn))),
@@ -963,13 +960,7 @@ impl KmsService {
             version: parsed.material_version,
             label: &key.arn,
         };
-        let load = || match self
-            .store
-            .get_material(&key.key_id, parsed.material_version)
-        {
-            Ok(Some(m)) => Ok(m.wrapped),
-            _ => Err(crate::backend::BackendError::InvalidCiphertext),
-        };
+        let load = || self.load_wrapped(key, parsed.material_version);
         Ok(self
             .backend
             .decrypt(m, &load, &parsed.iv, &inner_ct, &inner_aad)?)
