@@ -755,3 +755,28 @@ async fn per_store_quota_gives_throttling() {
         "only {throttled} of 20 throttled at 5 requests/s"
     );
 }
+
+#[tokio::test]
+async fn connect_reports_an_invalid_tls_configuration() {
+    let mut proxy = TestProxy::start().await;
+    let port = proxy.port;
+    let srv = server_trusting(&proxy.ca_pem).await;
+    let kms = srv.client();
+    let store = create_store(&kms, &proxy, "tls-later", "/kms/xks/v1").await;
+    // The proxy is replaced, on the same endpoint, by one whose certificate the KMS does not trust.
+    proxy.shutdown();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let _impostor = TestProxy::start_on(port).await;
+    kms.connect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&kms, &store).await,
+        (
+            ConnectionStateType::Failed,
+            Some("XKS_PROXY_INVALID_TLS_CONFIGURATION".into())
+        )
+    );
+}

@@ -50,6 +50,11 @@ impl Drop for TestProxy {
 
 impl TestProxy {
     pub async fn start() -> TestProxy {
+        Self::start_on(0).await
+    }
+
+    /// Starts on a given loopback port (0: any free port).
+    pub async fn start_on(port: u16) -> TestProxy {
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("xks-proxy-{}", uuid::Uuid::new_v4()));
@@ -74,7 +79,9 @@ impl TestProxy {
         let router = axum::Router::new()
             .fallback(handle)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(kms::api::server::serve(
