@@ -106,4 +106,5 @@ echo "== kms-bench: $concurrency connections/threads, ${warmup}s warm-up + ${dur
 "$target/release/kms-bench" --endpoint "$endpoint" --ops encrypt \
   --duration "$duration" --warmup "$warmup" --concurrency "$concurrency" \
   --custom-key-store "$store" \
-  --raw-pkcs11 session,token --pkcs11-token kms-root --pkcs11-pin-file "$work/softhsm/user.pin" "$@"
+  --raw-pkcs11 session,token --pkcs11-token kms-root --pkcs11-pin-file "$work/softhsm/user.pin" \
+  --pkcs11-profile "$profile" "$@"

@@ -33,6 +33,8 @@ pub enum StartError {
     Metrics(String),
     #[error("XKS client TLS settings: {0}")]
     XksTls(String),
+    #[error("HSM threads: {0}")]
+    Threads(std::io::Error),
     #[error("audit log {path}: {source}")]
     Audit {
         path: String,
@@ -99,6 +101,12 @@ pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> 
         .with_xks(xks);
     let metrics =
         Arc::new(crate::metrics::Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?);
+    let hsm_pool = match config.hsm_threads() {
+        None => None,
+        Some(n) => Some(Arc::new(
+            crate::blocking::BlockingPool::new("hsm", n).map_err(StartError::Threads)?,
+        )),
+    };
     let service = KmsService::new(
         store,
         backend,
@@ -107,6 +115,7 @@ pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> 
         config.region.clone(),
         cks,
         metrics,
+        hsm_pool,
     );
     if let Err(e) = service.reconnect_stores() {
         tracing::warn!(error = e.code(), "reconnecting custom key stores failed");

@@ -11,6 +11,7 @@
 //! - [`backend`]: where key material lives and crypto runs (trait `CryptoBackend`).
 //! - [`store`]: metadata persistence (trait `MetadataStore`, SQLite).
 //! - [`audit`]: CloudTrail-shaped audit records.
+//! - [`blocking`]: dedicated threads for PKCS#11 calls (never on the async workers).
 //! - [`sigv4`]: AWS Signature Version 4 verification and signing.
 //! - [`xks_wire`]: XKS Proxy API v1 request/response types (shared by `xks-proxy` and the
 //!   XKS client).
@@ -23,6 +24,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod backend;
+pub mod blocking;
 pub mod config;
 pub mod metrics;
 pub mod model;

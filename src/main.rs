@@ -8,6 +8,11 @@ use std::sync::Arc;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc malloc: the request path allocates many small buffers from
+/// several threads (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "kms", about = "AWS-KMS-compatible key management service")]
 struct Cli {

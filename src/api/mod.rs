@@ -233,7 +233,24 @@ async fn run_inner<O: Operation>(
         }
     };
     let params = O::audit_parameters(&req);
-    let (call, result) = if O::BLOCKING || svc.crypto_blocks() {
+    let hsm_pool = if O::BLOCKING { None } else { svc.hsm_pool() };
+    let (call, result) = if let Some(pool) = hsm_pool {
+        // Crypto with an HSM configured: on the HSM threads (see crate::blocking).
+        let svc2 = svc.clone();
+        match pool
+            .run(move || {
+                let r = O::execute(&svc2, &mut call, req);
+                (call, r)
+            })
+            .await
+        {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(request_id, error = %e, "operation task failed");
+                return Err(KmsError::internal());
+            }
+        }
+    } else if O::BLOCKING || svc.crypto_blocks() {
         let svc2 = svc.clone();
         match tokio::task::spawn_blocking(move || {
             let r = O::execute(&svc2, &mut call, req);

@@ -130,6 +130,11 @@ struct Args {
     /// Token label of the raw scenarios.
     #[arg(long, default_value = "kms-root")]
     pkcs11_token: String,
+    /// HSM profile (built-in name or file) whose key attributes the raw scenarios copy (a
+    /// session object is private only if the profile's `private_session_keys` says so, as in
+    /// the server's PKCS#11 root).
+    #[arg(long, default_value = "softhsm2")]
+    pkcs11_profile: String,
     /// File whose first line is the token's user PIN (raw scenarios).
     #[arg(long)]
     pkcs11_pin_file: Option<std::path::PathBuf>,
@@ -670,7 +675,8 @@ fn run_raw(args: &Args, kind: RawObject) -> Result<ScenarioResult, BoxError> {
             .to_owned(),
     );
     let ctx = kms::backend::pkcs11::module::load(&args.pkcs11_module)?;
-    let profile = kms::backend::pkcs11::VendorProfile::default();
+    let profile = kms::backend::pkcs11::VendorProfile::load(&args.pkcs11_profile)
+        .map_err(|e| format!("--pkcs11-profile: {e}"))?;
     let slot = kms::backend::pkcs11::token::find_slot(&ctx, &args.pkcs11_token, &profile)?;
     // The setup session stays open (and logged in) until the end: session objects live as
     // long as the session that created them.
@@ -684,7 +690,8 @@ fn run_raw(args: &Args, kind: RawObject) -> Result<ScenarioResult, BoxError> {
         &Mechanism::AesKeyGen,
         &[
             Attribute::Token(kind == RawObject::Token),
-            Attribute::Private(true),
+            // The same kind of object as the server's: token objects are always private.
+            Attribute::Private(kind == RawObject::Token || profile.private_session_keys),
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
             Attribute::Encrypt(true),

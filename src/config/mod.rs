@@ -95,6 +95,7 @@ struct RawServer {
     tls_key: Option<PathBuf>,
     max_body_bytes: Option<usize>,
     metrics_listen: Option<String>,
+    hsm_threads: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +138,40 @@ pub enum RootConfig {
         token: crate::backend::pkcs11::TokenConfig,
         domain_key_label: String,
     },
+}
+
+impl Config {
+    /// How many threads run crypto operations when an HSM is configured (`None` without one):
+    /// `[server] hsm_threads` if set; otherwise, from the configured tokens' sessions (a
+    /// cluster's over all its members): for modules that compute in this process (SoftHSM),
+    /// their sessions capped at the CPU count, since more threads only contend; for devices,
+    /// twice their sessions, so that callers beyond the sessions reach the session pool and
+    /// fail after `session_wait_ms` instead of queueing without a deadline.
+    pub fn hsm_threads(&self) -> Option<usize> {
+        let mut tokens: Vec<(bool, usize)> = self
+            .clusters
+            .iter()
+            .map(|c| (c.profile.in_process, c.sessions * c.members.len().max(1)))
+            .collect();
+        if let RootConfig::Pkcs11 { token, .. } = &self.root {
+            tokens.push((token.profile.in_process, token.max_sessions));
+        }
+        if tokens.is_empty() {
+            return None;
+        }
+        if self.hsm_threads.is_some() {
+            return self.hsm_threads;
+        }
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let wanted = |&(in_process, sessions): &(bool, usize)| {
+            if in_process {
+                sessions.min(cpus)
+            } else {
+                sessions * 2
+            }
+        };
+        tokens.iter().map(wanted).max().map(|n| n.clamp(1, 1024))
+    }
 }
 
 /// Reads a PIN from a file (first line) or an environment variable; never from the command line.
@@ -195,6 +230,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Where Prometheus metrics are served (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Threads that run crypto operations when an HSM is configured (`None`: derived from
+    /// the HSM profiles and session counts, see [`Config::hsm_threads`]).
+    pub hsm_threads: Option<usize>,
     pub credentials: Vec<Credential>,
     /// True when the built-in development credential is in use.
     pub dev_credential: bool,
@@ -368,6 +406,11 @@ fn validate(
         errors.push(format!(
             "server.max_body_bytes: {max_body_bytes} is not within 65536..=16777216"
         ));
+    }
+    if let Some(n) = s.hsm_threads {
+        if !(1..=1024).contains(&n) {
+            errors.push(format!("server.hsm_threads: {n} is not within 1..=1024"));
+        }
     }
     let metrics_listen = match s.metrics_listen {
         None => None,
@@ -669,6 +712,7 @@ fn validate(
         tls,
         max_body_bytes,
         metrics_listen,
+        hsm_threads: s.hsm_threads,
         credentials,
         dev_credential,
         audit_path,

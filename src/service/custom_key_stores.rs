@@ -64,10 +64,10 @@ impl CustomKeyStores {
         self
     }
 
-    /// True when a configured cluster's HSM calls may block (any profile that is not
-    /// `in_process`): crypto then runs on the blocking thread pool.
+    /// True when HSM clusters are configured (their calls block: crypto then runs on the HSM
+    /// threads).
     pub fn has_clusters(&self) -> bool {
-        self.clusters.iter().any(|c| !c.profile.in_process)
+        !self.clusters.is_empty()
     }
 
     fn cluster_config(&self, id: &str) -> Option<&ClusterConfig> {

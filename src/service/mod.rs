@@ -91,6 +91,8 @@ pub struct KmsService {
     pub(crate) partition: String,
     pub(crate) cks: custom_key_stores::CustomKeyStores,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// The threads that run crypto operations when an HSM is configured.
+    pub(crate) hsm_pool: Option<Arc<crate::blocking::BlockingPool>>,
     /// A handle on ourselves for background work (custom key store connects).
     pub(crate) me: std::sync::Weak<KmsService>,
 }
@@ -115,6 +117,7 @@ pub enum StateRule {
 }
 
 impl KmsService {
+    #[allow(clippy::too_many_arguments)] // one per shared component, built once by crate::app
     pub fn new(
         store: Arc<dyn MetadataStore>,
         backend: Arc<dyn CryptoBackend>,
@@ -123,6 +126,7 @@ impl KmsService {
         region: String,
         cks: custom_key_stores::CustomKeyStores,
         metrics: Arc<crate::metrics::Metrics>,
+        hsm_pool: Option<Arc<crate::blocking::BlockingPool>>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| KmsService {
             store,
@@ -133,6 +137,7 @@ impl KmsService {
             partition: "aws".into(),
             cks,
             metrics,
+            hsm_pool,
             me: me.clone(),
         })
     }
@@ -144,6 +149,15 @@ impl KmsService {
 
     /// True when crypto calls may block on a device and must run on the blocking pool.
     pub fn crypto_blocks(&self) -> bool {
+        self.hsm_pool.is_some() || self.crypto_blocks_without_hsm()
+    }
+
+    /// The HSM threads, when an HSM is configured (crypto operations run there).
+    pub fn hsm_pool(&self) -> Option<&Arc<crate::blocking::BlockingPool>> {
+        self.hsm_pool.as_ref()
+    }
+
+    fn crypto_blocks_without_hsm(&self) -> bool {
         self.backend.blocking() || self.cks.has_clusters() || self.cks.xks.any_connected()
     }
 

@@ -123,7 +123,8 @@ impl XksStores {
         rt.spawn(async move {
             let _ = tx.send(fut.await);
         });
-        rx.recv().map_err(|_| KmsError::internal())
+        // The wait is network-bound: off the HSM threads.
+        crate::blocking::detach(|| rx.recv()).map_err(|_| KmsError::internal())
     }
 
     fn client_for(

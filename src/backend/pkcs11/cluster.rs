@@ -549,7 +549,7 @@ impl CryptoBackend for Cluster {
     }
 
     fn blocking(&self) -> bool {
-        !self.cfg.profile.in_process
+        true
     }
 
     fn generate_symmetric(&self, _m: MaterialId<'_>) -> BackendResult<Vec<u8>> {

@@ -23,11 +23,21 @@ pub struct VendorProfile {
     pub host_generated_iv: bool,
     /// Mechanism names (`CKM_AES_GCM`) that must be present.
     pub required_mechanisms: Vec<String>,
-    /// True when the module computes in this process (no device or network round trips), so
-    /// a call takes microseconds: crypto then runs on the async workers instead of a hand-off
-    /// to the blocking thread pool per request (which costs more than the call).
+    /// True when the module computes in this process (no device or network round trips): the
+    /// server then runs at most one HSM thread per CPU core (more threads only contend).
+    /// PKCS#11 calls still never run on the async workers.
     #[serde(default)]
     pub in_process: bool,
+    /// CKA_PRIVATE of the session objects the PKCS#11 root unwraps key material into (they
+    /// are always sensitive and non-extractable, and session objects are visible to this
+    /// process only). `false` is for modules that re-decrypt a private object's value on every
+    /// operation (SoftHSM: half of its C_EncryptInit cost); token objects are always private.
+    #[serde(default = "yes")]
+    pub private_session_keys: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for VendorProfile {
@@ -49,6 +59,7 @@ impl Default for VendorProfile {
                 "CKM_AES_KEY_WRAP_PAD".into(),
             ],
             in_process: false,
+            private_session_keys: true,
         }
     }
 }

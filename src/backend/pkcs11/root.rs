@@ -130,7 +130,7 @@ impl Pkcs11Root {
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(KeyType::AES),
             Attribute::Token(false),
-            Attribute::Private(true),
+            Attribute::Private(self.token.profile().private_session_keys),
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
             Attribute::Encrypt(true),
@@ -179,7 +179,7 @@ impl CryptoBackend for Pkcs11Root {
     }
 
     fn blocking(&self) -> bool {
-        !self.token.profile().in_process
+        true
     }
 
     fn generate_symmetric(&self, _m: MaterialId<'_>) -> BackendResult<Vec<u8>> {
