@@ -11,7 +11,7 @@
 //! - [`error`]: the one mapping of failures to `{"errorName","errorMessage"}` + HTTP status.
 //! - [`hsm`]: PKCS#11 instances and external keys on the shared driver
 //!   (`kms::backend::pkcs11`); all blocking.
-//! - [`pool`]: the bounded blocking pool (semaphore + `spawn_blocking`, deadlines).
+//! - [`pool`]: the bounded HSM pool (semaphore + dedicated threads, deadlines).
 //! - [`health`]: background deep probes, cached for GetHealthStatus.
 //! - [`authz`]: optional secondary authorization rules per keystore.
 //! - [`ratelimit`]: optional per-keystore token bucket.
@@ -82,7 +82,9 @@ pub fn runtime_builder(config: &Config) -> tokio::runtime::Builder {
     let mut b = tokio::runtime::Builder::new_multi_thread();
     b.enable_all()
         .thread_name("xks-proxy")
-        .max_blocking_threads(config.pool.threads.max(1));
+        // HSM calls have their own threads (crate::pool); these serve start-up, reloads and
+        // health probes.
+        .max_blocking_threads(config.pool.threads.clamp(1, 8));
     b
 }
 

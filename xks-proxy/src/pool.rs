@@ -1,11 +1,9 @@
-//! The bounded blocking pool for HSM calls.
+//! The bounded pool for HSM calls.
 //!
 //! PKCS#11 calls block, so they never run on async workers: each one takes a permit of a
-//! semaphore (`[pool] max_in_flight`: calls admitted at once) and runs on `spawn_blocking`.
-//! The binary caps the runtime's blocking threads at `[pool] threads` (about one per PKCS#11
-//! session, see [`crate::runtime_builder`]), so admitted calls beyond that wait in tokio's
-//! queue and a busy thread takes the next call without being parked and woken again (one
-//! context switch less per request than a thread per call).
+//! semaphore (`[pool] max_in_flight`: calls admitted at once) and runs on one of `[pool]
+//! threads` dedicated threads ([`kms::blocking::BlockingPool`], shared with the KMS: a busy
+//! thread takes the next queued call without being parked and woken again).
 //!
 //! A caller waits at most `queue_timeout` for a permit (more work than the pool takes in
 //! that time is a 429 ThrottlingException) and at most `hsm_timeout` for the call, queueing
@@ -15,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kms::blocking::BlockingPool;
 use tokio::sync::Semaphore;
 
 use crate::config::PoolConfig;
@@ -24,6 +23,7 @@ use kms::xks_wire::ErrorName;
 /// The pool.
 #[derive(Debug, Clone)]
 pub struct HsmExecutor {
+    threads: Arc<BlockingPool>,
     permits: Arc<Semaphore>,
     capacity: usize,
     queue_timeout: Duration,
@@ -31,13 +31,16 @@ pub struct HsmExecutor {
 }
 
 impl HsmExecutor {
-    pub fn new(cfg: &PoolConfig) -> Self {
-        HsmExecutor {
+    pub fn new(cfg: &PoolConfig) -> Result<Self, String> {
+        let threads = BlockingPool::new("xks-hsm", cfg.threads)
+            .map_err(|e| format!("cannot start the HSM threads: {e}"))?;
+        Ok(HsmExecutor {
+            threads: Arc::new(threads),
             permits: Arc::new(Semaphore::new(cfg.max_in_flight)),
             capacity: cfg.max_in_flight,
             queue_timeout: cfg.queue_timeout,
             hsm_timeout: cfg.hsm_timeout,
-        }
+        })
     }
 
     /// Permits in use and the pool size (for metrics).
@@ -74,7 +77,7 @@ impl HsmExecutor {
                 }
             }
         };
-        let job = tokio::task::spawn_blocking(move || {
+        let job = self.threads.run(move || {
             let _permit = permit;
             f()
         });

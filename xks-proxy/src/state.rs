@@ -170,7 +170,7 @@ impl AppState {
             Some(t) => Some(Arc::new(TlsHolder::new(t)?)),
             None => None,
         };
-        let executor = HsmExecutor::new(&config.pool);
+        let executor = HsmExecutor::new(&config.pool)?;
         let health = Arc::new(HealthMonitor::new(
             &fleet,
             config.health,
