@@ -813,4 +813,54 @@ mod tests {
         let e = load(Some(&p), Vec::new()).unwrap_err();
         assert!(e.0.iter().any(|m| m.contains("requests_per_second")), "{e}");
     }
+
+    #[test]
+    fn hsm_threads_follow_the_profiles_and_can_be_set() {
+        // No HSM: no HSM threads.
+        assert_eq!(load(None, Vec::new()).unwrap().hsm_threads(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let anchor = dir.path().join("ca.crt");
+        std::fs::write(
+            &anchor,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let network = dir.path().join("network.toml");
+        std::fs::write(
+            &network,
+            std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("hsm-config/profiles/softhsm2.toml"),
+            )
+            .unwrap()
+            .replace("in_process = true", "in_process = false"),
+        )
+        .unwrap();
+        let cfg = |profile: &str, server: &str| {
+            format!(
+                "[server]\n{server}\n[[clusters]]\nid = 'cluster-1a23b4cdefg'\n\
+                 trust_anchor_file = '{}'\nprofile = '{profile}'\nsessions = 3\n\
+                 [[clusters.members]]\nname = 'a'\nmodule = '{}'\ntoken_label = 'a'\n\
+                 [[clusters.members]]\nname = 'b'\nmodule = '{}'\ntoken_label = 'b'\n",
+                anchor.display(),
+                anchor.display(),
+                anchor.display()
+            )
+        };
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // In-process module: 2 members x 3 sessions, capped at the CPU count.
+        std::fs::write(&p, cfg("softhsm2", "")).unwrap();
+        let c = load(Some(&p), Vec::new()).unwrap();
+        assert_eq!(c.hsm_threads(), Some(6.min(cpus)));
+        // A device: twice its 6 sessions.
+        std::fs::write(&p, cfg(&network.display().to_string(), "")).unwrap();
+        let c = load(Some(&p), Vec::new()).unwrap();
+        assert_eq!(c.hsm_threads(), Some(12));
+        // Set explicitly; out of range is reported.
+        std::fs::write(&p, cfg("softhsm2", "hsm_threads = 5")).unwrap();
+        assert_eq!(load(Some(&p), Vec::new()).unwrap().hsm_threads(), Some(5));
+        std::fs::write(&p, cfg("softhsm2", "hsm_threads = 0")).unwrap();
+        let e = load(Some(&p), Vec::new()).unwrap_err();
+        assert!(e.0.iter().any(|m| m.contains("hsm_threads")), "{e}");
+    }
 }
