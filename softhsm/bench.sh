@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The PKCS#11 benchmark in one command (docs/benchmarks.md):
-#   softhsm/bench.sh                  # 10 s per scenario, 2 s warm-up, 32 connections/threads
+#   softhsm/bench.sh                  # 4 interleaved rounds of 2 s warm-up + 5 s per scenario, 32 connections/threads
 #   KMS_BENCH_DURATION=3 KMS_BENCH_CONCURRENCY=8 softhsm/bench.sh
 # Builds release binaries, makes throwaway SoftHSM tokens with softhsm/make-token.sh (kms-root,
 # and kms-cluster-a + kms-cluster-b sharing a cluster key), starts one kms server on 127.0.0.1
@@ -17,8 +17,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 target=${CARGO_TARGET_DIR:-$root/target}
-duration=${KMS_BENCH_DURATION:-10}
+duration=${KMS_BENCH_DURATION:-5}
 warmup=${KMS_BENCH_WARMUP:-2}
+rounds=${KMS_BENCH_ROUNDS:-4}
 concurrency=${KMS_BENCH_CONCURRENCY:-32}
 profile=${KMS_BENCH_PROFILE:-softhsm2}
 
@@ -102,9 +103,9 @@ for _ in $(seq 100); do
 done
 [ "$state" = CONNECTED ] || { echo "FAIL: custom key store is $state" >&2; cat "$work/stderr" >&2; exit 1; }
 
-echo "== kms-bench: $concurrency connections/threads, ${warmup}s warm-up + ${duration}s per scenario ($(nproc) cores) =="
+echo "== kms-bench: $concurrency connections/threads, $rounds interleaved rounds of ${warmup}s warm-up + ${duration}s per scenario ($(nproc) cores) =="
 "$target/release/kms-bench" --endpoint "$endpoint" --ops encrypt \
-  --duration "$duration" --warmup "$warmup" --concurrency "$concurrency" \
+  --duration "$duration" --warmup "$warmup" --rounds "$rounds" --concurrency "$concurrency" \
   --custom-key-store "$store" \
   --raw-pkcs11 session,token --pkcs11-token kms-root --pkcs11-pin-file "$work/softhsm/user.pin" \
   --pkcs11-profile "$profile" "$@"

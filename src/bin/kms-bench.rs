@@ -98,6 +98,12 @@ struct Args {
     /// Unmeasured warm-up seconds before each scenario's measurement.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=600))]
     warmup: u64,
+    /// Interleaved rounds: every scenario (raw ones included) runs once per round for
+    /// `--duration` seconds, and each scenario's rate and latencies are taken over all its
+    /// rounds. A machine whose speed drifts (a shared VM) then slows every scenario alike,
+    /// instead of whichever one happened to run during the slow minute.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
     /// Plaintext bytes per Encrypt request.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
     plaintext_size: u32,
@@ -369,6 +375,9 @@ struct Scenario {
 
 struct ScenarioResult {
     name: String,
+    histogram: Histogram,
+    /// Measured time (summed over rounds).
+    window: Duration,
     requests: u64,
     errors: BTreeMap<u16, u64>,
     first_error: Option<String>,
@@ -379,8 +388,47 @@ struct ScenarioResult {
 }
 
 impl ScenarioResult {
+    fn new(
+        name: String,
+        histogram: Histogram,
+        window: Duration,
+        errors: BTreeMap<u16, u64>,
+        first_error: Option<String>,
+    ) -> Self {
+        let window = window.max(Duration::from_millis(1));
+        ScenarioResult {
+            name,
+            requests: histogram.total,
+            rps: histogram.total as f64 / window.as_secs_f64(),
+            p50: histogram.quantile_ms(0.50),
+            p99: histogram.quantile_ms(0.99),
+            p999: histogram.quantile_ms(0.999),
+            histogram,
+            window,
+            errors,
+            first_error,
+        }
+    }
+
     fn error_count(&self) -> u64 {
         self.errors.values().sum()
+    }
+
+    /// Adds another round of the same scenario.
+    fn absorb(self, other: ScenarioResult) -> ScenarioResult {
+        let mut histogram = self.histogram;
+        histogram.merge(&other.histogram);
+        let mut errors = self.errors;
+        for (code, n) in other.errors {
+            *errors.entry(code).or_insert(0) += n;
+        }
+        ScenarioResult::new(
+            self.name,
+            histogram,
+            self.window + other.window,
+            errors,
+            self.first_error.or(other.first_error),
+        )
     }
 }
 
@@ -504,19 +552,14 @@ async fn run_scenario(
             last_completion = last_completion.max(t);
         }
     }
-    let window = last_completion
-        .saturating_duration_since(measure_from)
-        .max(Duration::from_millis(1));
-    Ok(ScenarioResult {
-        name: scenario.name.clone(),
-        requests: histogram.total,
-        rps: histogram.total as f64 / window.as_secs_f64(),
-        p50: histogram.quantile_ms(0.50),
-        p99: histogram.quantile_ms(0.99),
-        p999: histogram.quantile_ms(0.999),
+    let window = last_completion.saturating_duration_since(measure_from);
+    Ok(ScenarioResult::new(
+        scenario.name.clone(),
+        histogram,
+        window,
         errors,
         first_error,
-    })
+    ))
 }
 
 /// Sends one setup request and returns the parsed JSON of a 200 response.
@@ -767,27 +810,22 @@ fn run_raw(args: &Args, kind: RawObject) -> Result<ScenarioResult, BoxError> {
         }
     }
     destroyed?;
-    let window = last_completion
-        .saturating_duration_since(measure_from)
-        .max(Duration::from_millis(1));
+    let window = last_completion.saturating_duration_since(measure_from);
     let name = match kind {
         RawObject::Session => "raw-session",
         RawObject::Token => "raw-token",
     };
-    Ok(ScenarioResult {
-        name: name.to_owned(),
-        requests: histogram.total,
-        errors: if errors > 0 {
+    Ok(ScenarioResult::new(
+        name.to_owned(),
+        histogram,
+        window,
+        if errors > 0 {
             BTreeMap::from([(TRANSPORT_ERROR, errors)])
         } else {
             BTreeMap::new()
         },
         first_error,
-        rps: histogram.total as f64 / window.as_secs_f64(),
-        p50: histogram.quantile_ms(0.50),
-        p99: histogram.quantile_ms(0.99),
-        p999: histogram.quantile_ms(0.999),
-    })
+    ))
 }
 
 /// Server scenarios compared with the lower of the baseline and the matching raw PKCS#11
@@ -875,6 +913,7 @@ fn json_report(args: &Args, results: &[ScenarioResult]) -> serde_json::Value {
                 "p50_ms": r.p50,
                 "p99_ms": r.p99,
                 "p999_ms": r.p999,
+                "measured_secs": r.window.as_secs_f64(),
                 "ratio_to_baseline": baseline.map(|b| r.rps / b),
             })
         })
@@ -895,6 +934,7 @@ fn json_report(args: &Args, results: &[ScenarioResult]) -> serde_json::Value {
         "concurrency": args.concurrency,
         "duration_secs": args.duration,
         "warmup_secs": args.warmup,
+        "rounds": args.rounds,
         "plaintext_size": args.plaintext_size,
         "scenarios": scenarios,
         "targets": targets,
@@ -931,59 +971,69 @@ async fn main() -> ExitCode {
         }
     };
 
-    let mut results = Vec::with_capacity(scenarios.len());
-    for scenario in scenarios {
-        eprintln!(
-            "kms-bench: {} ({} connections, {}s warm-up + {}s)",
-            scenario.name, args.concurrency, args.warmup, args.duration
-        );
-        match run_scenario(&target, scenario, &args).await {
-            Ok(result) => {
-                if let Some(first) = &result.first_error {
-                    let by_status: Vec<String> = result
-                        .errors
-                        .iter()
-                        .map(|(code, n)| match *code {
-                            TRANSPORT_ERROR => format!("transport: {n}"),
-                            code => format!("{code}: {n}"),
-                        })
-                        .collect();
-                    eprintln!(
-                        "kms-bench: {} errors ({}); first: {first}",
-                        result.name,
-                        by_status.join(", ")
-                    );
-                }
-                results.push(result);
-            }
-            Err(e) => {
-                eprintln!("kms-bench: scenario failed: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
     let mut raw_kinds = args.raw_pkcs11.clone();
     raw_kinds.dedup();
-    for kind in raw_kinds {
-        eprintln!(
-            "kms-bench: raw PKCS#11 C_Encrypt on a {kind:?} object in '{}' ({} threads, {}s warm-up + {}s)",
-            args.pkcs11_token, args.concurrency, args.warmup, args.duration
-        );
-        match tokio::task::block_in_place(|| run_raw(&args, kind)) {
-            Ok(result) => {
-                if let Some(first) = &result.first_error {
-                    eprintln!(
-                        "kms-bench: {} errors ({}); first: {first}",
-                        result.name,
-                        result.error_count()
-                    );
+    let mut results: Vec<ScenarioResult> = Vec::new();
+    for round in 1..=args.rounds {
+        let mut this_round = Vec::with_capacity(scenarios.len() + raw_kinds.len());
+        for scenario in scenarios.iter().cloned() {
+            eprintln!(
+                "kms-bench: round {round}/{}: {} ({} connections, {}s warm-up + {}s)",
+                args.rounds, scenario.name, args.concurrency, args.warmup, args.duration
+            );
+            match run_scenario(&target, scenario, &args).await {
+                Ok(result) => this_round.push(result),
+                Err(e) => {
+                    eprintln!("kms-bench: scenario failed: {e}");
+                    return ExitCode::from(2);
                 }
-                results.push(result);
             }
-            Err(e) => {
-                eprintln!("kms-bench: raw PKCS#11 scenario failed: {e}");
-                return ExitCode::from(2);
+        }
+        for kind in &raw_kinds {
+            eprintln!(
+                "kms-bench: round {round}/{}: raw PKCS#11 C_Encrypt on a {kind:?} object in '{}' ({} threads, {}s warm-up + {}s)",
+                args.rounds, args.pkcs11_token, args.concurrency, args.warmup, args.duration
+            );
+            match tokio::task::block_in_place(|| run_raw(&args, *kind)) {
+                Ok(result) => this_round.push(result),
+                Err(e) => {
+                    eprintln!("kms-bench: raw PKCS#11 scenario failed: {e}");
+                    return ExitCode::from(2);
+                }
             }
+        }
+        if args.rounds > 1 {
+            let line: Vec<String> = this_round
+                .iter()
+                .map(|r| format!("{} {:.0}/s", r.name, r.rps))
+                .collect();
+            eprintln!("kms-bench: round {round}: {}", line.join(", "));
+        }
+        results = if results.is_empty() {
+            this_round
+        } else {
+            results
+                .into_iter()
+                .zip(this_round)
+                .map(|(all, one)| all.absorb(one))
+                .collect()
+        };
+    }
+    for result in &results {
+        if let Some(first) = &result.first_error {
+            let by_status: Vec<String> = result
+                .errors
+                .iter()
+                .map(|(code, n)| match *code {
+                    TRANSPORT_ERROR => format!("transport: {n}"),
+                    code => format!("{code}: {n}"),
+                })
+                .collect();
+            eprintln!(
+                "kms-bench: {} errors ({}); first: {first}",
+                result.name,
+                by_status.join(", ")
+            );
         }
     }
 

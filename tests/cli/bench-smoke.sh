@@ -19,4 +19,4 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ -n "${endpoint:-}" ] || { echo "FAIL: server did not start" >&2; cat "$work/stderr" >&2; exit 1; }
-"$target/debug/kms-bench" --endpoint "$endpoint" --duration 1 --warmup 0 --concurrency 8
+"$target/debug/kms-bench" --endpoint "$endpoint" --duration 1 --warmup 0 --rounds 2 --concurrency 8
