@@ -62,9 +62,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
     about = "Benchmark xks-proxy against raw SoftHSM and its bare HTTP stack"
 )]
 struct Args {
-    /// Measured seconds per closed-loop scenario.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    /// Measured seconds per closed-loop scenario and round.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
     duration: u64,
+    /// Interleaved rounds of the raw and closed-loop scenarios; each scenario's rate and
+    /// latencies are taken over all its rounds, so a machine whose speed drifts (a shared VM)
+    /// slows every scenario alike.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
     /// Unmeasured warm-up seconds before each scenario.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=60))]
     warmup: u64,
@@ -167,7 +172,7 @@ fn counters() -> Counters {
             }
         }
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if comm.starts_with("xks-proxy") {
+        if comm.starts_with("xks-proxy") || comm.starts_with("xks-hsm") {
             if let Ok(s) = std::fs::read_to_string(t.path().join("stat")) {
                 c.server_cpu_us += stat_cpu_us(&s);
             }
@@ -207,6 +212,33 @@ fn outcome_counters(start: Counters) -> Counters {
         switches: now.switches.saturating_sub(start.switches),
         cpu_us: now.cpu_us.saturating_sub(start.cpu_us),
         server_cpu_us: now.server_cpu_us.saturating_sub(start.server_cpu_us),
+    }
+}
+
+/// One scenario's raw measurements, merged over rounds.
+struct Sample {
+    name: String,
+    lat_us: Vec<u32>,
+    errors: u64,
+    seconds: f64,
+    used: Counters,
+}
+
+impl Sample {
+    fn merge(&mut self, other: Sample) {
+        self.lat_us.extend(other.lat_us);
+        self.errors += other.errors;
+        self.seconds += other.seconds;
+        self.used.switches += other.used.switches;
+        self.used.cpu_us += other.used.cpu_us;
+        self.used.server_cpu_us += other.used.server_cpu_us;
+    }
+
+    fn outcome(self) -> Outcome {
+        with_switches(
+            outcome(&self.name, self.lat_us, self.errors, self.seconds),
+            self.used,
+        )
     }
 }
 
@@ -274,7 +306,7 @@ fn setup_softhsm(dir: &Path) -> Result<(), BoxError> {
 }
 
 /// C_EncryptInit + C_Encrypt (AES-256-GCM) in a loop on `threads` sessions of their own.
-fn raw_encrypt(args: &Args, threads: usize) -> Result<Outcome, BoxError> {
+fn raw_encrypt(args: &Args, threads: usize) -> Result<Sample, BoxError> {
     let profile =
         kms::backend::pkcs11::VendorProfile::builtin("softhsm2").ok_or("no softhsm2 profile")?;
     let ctx = kms::backend::pkcs11::module::load(Path::new(MODULE))?;
@@ -349,7 +381,13 @@ fn raw_encrypt(args: &Args, threads: usize) -> Result<Outcome, BoxError> {
         "raw C_Encrypt, {threads} thread{}",
         if threads == 1 { "" } else { "s" }
     );
-    Ok(with_switches(outcome(&name, all, errors, seconds), done))
+    Ok(Sample {
+        name,
+        lat_us: all,
+        errors,
+        seconds,
+        used: done,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -440,7 +478,7 @@ struct Scenario {
 }
 
 /// Closed loop: `concurrency` connections, one request in flight each, as fast as possible.
-async fn closed_loop(t: &Target, s: &Scenario, args: &Args) -> Result<Outcome, BoxError> {
+async fn closed_loop(t: &Target, s: &Scenario, args: &Args) -> Result<Sample, BoxError> {
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let first_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
@@ -510,7 +548,13 @@ async fn closed_loop(t: &Target, s: &Scenario, args: &Args) -> Result<Outcome, B
     if let Some(e) = first_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
         eprintln!("{}: first error: {e}", s.name);
     }
-    Ok(with_switches(outcome(&s.name, all, errors, seconds), done))
+    Ok(Sample {
+        name: s.name.clone(),
+        lat_us: all,
+        errors,
+        seconds,
+        used: done,
+    })
 }
 
 /// Open loop at a fixed rate: request k is due at `t0 + k/rate`; connection i sends requests
@@ -597,7 +641,11 @@ fn scenario_bodies(args: &Args) -> (Bytes, serde_json::Value) {
     (Bytes::from(enc.to_string()), enc)
 }
 
-async fn load_phase(addr: std::net::SocketAddr, args: &Args) -> Result<Vec<Outcome>, BoxError> {
+/// The load generator's target and the closed-loop scenarios (baseline, Encrypt, Decrypt).
+async fn prepare(
+    addr: std::net::SocketAddr,
+    args: &Args,
+) -> Result<(Target, Vec<Scenario>), BoxError> {
     let t = Target {
         addr,
         host: addr.to_string(),
@@ -649,17 +697,37 @@ async fn load_phase(addr: std::net::SocketAddr, args: &Args) -> Result<Vec<Outco
         path: dec_path,
         body: dec_body,
     };
+    let _ = args;
+    Ok((t, vec![baseline, encrypt, decrypt]))
+}
+
+/// One round of the closed-loop scenarios.
+async fn closed_round(
+    t: &Target,
+    scenarios: &[Scenario],
+    args: &Args,
+) -> Result<Vec<Sample>, BoxError> {
     let mut out = Vec::new();
-    for s in [&baseline, &encrypt, &decrypt] {
+    for s in scenarios {
         eprintln!("running {} ...", s.name);
-        out.push(closed_loop(&t, s, args).await?);
+        out.push(closed_loop(t, s, args).await?);
     }
+    Ok(out)
+}
+
+/// The open-loop scenarios (Encrypt and Decrypt at `--rate`), once.
+async fn fixed_rates(
+    t: &Target,
+    scenarios: &[Scenario],
+    args: &Args,
+) -> Result<Vec<Outcome>, BoxError> {
+    let mut out = Vec::new();
     if args.rate > 0 {
-        for s in [&encrypt, &decrypt] {
+        for s in scenarios.iter().skip(1) {
             let mut fixed = s.clone();
             fixed.name = format!("{} @ {} req/s", s.name, args.rate);
             eprintln!("running {} ...", fixed.name);
-            out.push(fixed_rate(&t, &fixed, args).await?);
+            out.push(fixed_rate(t, &fixed, args).await?);
         }
     }
     Ok(out)
@@ -689,10 +757,6 @@ fn print_table(all: &[Outcome]) {
 
 fn run(args: &Args, dir: &Path) -> Result<bool, BoxError> {
     setup_softhsm(dir)?;
-    eprintln!("running raw C_Encrypt, 1 thread ...");
-    let raw1 = raw_encrypt(args, 1)?;
-    eprintln!("running raw C_Encrypt, {} threads ...", args.raw_threads);
-    let raw_n = raw_encrypt(args, args.raw_threads.max(1))?;
 
     // The proxy on a runtime of its own, built like the binary builds it.
     let config = proxy_config(dir, args)?;
@@ -707,9 +771,47 @@ fn run(args: &Args, dir: &Path) -> Result<bool, BoxError> {
         .thread_name("xks-bench-client")
         .enable_all()
         .build()?;
-    let load = client_rt.block_on(load_phase(addr, args));
+    let measured = client_rt.block_on(async {
+        let (t, scenarios) = prepare(addr, args).await?;
+        // Interleaved rounds: raw 1 thread, raw n threads, baseline, Encrypt, Decrypt.
+        let mut samples: Vec<Sample> = Vec::new();
+        for round in 1..=args.rounds {
+            eprintln!(
+                "round {round}/{}: running raw C_Encrypt, 1 thread ...",
+                args.rounds
+            );
+            let mut this = vec![tokio::task::block_in_place(|| raw_encrypt(args, 1))?];
+            eprintln!(
+                "round {round}/{}: running raw C_Encrypt, {} threads ...",
+                args.rounds, args.raw_threads
+            );
+            this.push(tokio::task::block_in_place(|| {
+                raw_encrypt(args, args.raw_threads.max(1))
+            })?);
+            this.extend(closed_round(&t, &scenarios, args).await?);
+            let line: Vec<String> = this
+                .iter()
+                .map(|s| format!("{} {:.0}/s", s.name, s.lat_us.len() as f64 / s.seconds))
+                .collect();
+            eprintln!("round {round}: {}", line.join(", "));
+            if samples.is_empty() {
+                samples = this;
+            } else {
+                for (all, one) in samples.iter_mut().zip(this) {
+                    all.merge(one);
+                }
+            }
+        }
+        let fixed = fixed_rates(&t, &scenarios, args).await?;
+        Ok::<_, BoxError>((samples, fixed))
+    });
     server_rt.block_on(proxy.shutdown());
-    let load = load?;
+    let (samples, fixed) = measured?;
+    let mut outcomes: Vec<Outcome> = samples.into_iter().map(Sample::outcome).collect();
+    let load = outcomes.split_off(2);
+    let (raw1, raw_n) = (outcomes[0].clone(), outcomes[1].clone());
+    let mut load = load;
+    load.extend(fixed);
 
     let mut all = vec![raw1.clone(), raw_n.clone()];
     all.extend(load.iter().cloned());
