@@ -64,10 +64,10 @@ struct State {
     shutdown: bool,
 }
 
-/// How many times an idle worker yields before it parks (measured on the 2-core VM with
-/// `softhsm/bench.sh`: 0 -> 33k Encrypt/s, 4 -> 34k, 32 -> 37k, 200 -> 38.7k, with more CPU
-/// burnt when idle; 32 is the knee).
-const SPINS: u32 = 32;
+/// How many times an idle worker yields before it parks. Measured on the 2-core VM with
+/// `softhsm/bench.sh` (Encrypt on the PKCS#11 root): 0 -> 33k/s, 4 -> 34k/s, 32 -> 37k/s,
+/// 128 -> 38.5-38.9k/s, 200 -> 38.7k/s. An idle pool stops spinning within about 100 µs.
+const SPINS: u32 = 128;
 
 thread_local! {
     /// The pool this thread works for; `None` once the current job detached it.
