@@ -66,8 +66,12 @@ struct State {
 
 /// How many times an idle worker yields before it parks. Measured on the 2-core VM with
 /// `softhsm/bench.sh` (Encrypt on the PKCS#11 root): 0 -> 33k/s, 4 -> 34k/s, 32 -> 37k/s,
-/// 128 -> 38.5-38.9k/s, 200 -> 38.7k/s. An idle pool stops spinning within about 100 µs.
+/// 128 -> 38.5-38.9k/s, 200 -> 38.7k/s. A worker whose spins keep ending in a park spins
+/// less (down to `MIN_SPINS`) until spinning finds work again.
 const SPINS: u32 = 128;
+
+/// The spin budget after repeated parking (see `worker`).
+const MIN_SPINS: u32 = 4;
 
 thread_local! {
     /// The pool this thread works for; `None` once the current job detached it.
@@ -155,7 +159,10 @@ fn spawn_worker(shared: &Arc<Shared>) -> std::io::Result<()> {
 }
 
 fn worker(shared: &Shared) {
-    while let Some(job) = next_job(shared) {
+    // Spin budget: the full SPINS while spinning finds work (under load), a quarter of it after
+    // each spin that ended in parking (so a lightly loaded pool does not burn CPU).
+    let mut budget = SPINS;
+    while let Some(job) = next_job(shared, &mut budget) {
         // A panicking job drops its result sender; the caller gets PoolError.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
         if MEMBER.with(|m| m.borrow().is_none()) {
@@ -164,28 +171,32 @@ fn worker(shared: &Shared) {
     }
 }
 
-fn next_job(shared: &Shared) -> Option<Job> {
+fn next_job(shared: &Shared, budget: &mut u32) -> Option<Job> {
     let mut spins = 0;
     let mut st = lock(&shared.state);
     loop {
         if let Some(job) = st.queue.pop_front() {
             shared.queued.fetch_sub(1, Ordering::Release);
+            if spins > 0 {
+                *budget = SPINS; // spinning paid off
+            }
             return Some(job);
         }
         if st.shutdown {
             return None;
         }
-        if spins < SPINS {
+        if spins < *budget {
             spins += 1;
             drop(st);
             std::thread::yield_now();
-            while spins < SPINS && shared.queued.load(Ordering::Acquire) == 0 {
+            while spins < *budget && shared.queued.load(Ordering::Acquire) == 0 {
                 spins += 1;
                 std::thread::yield_now();
             }
             st = lock(&shared.state);
             continue;
         }
+        *budget = (*budget / 4).max(MIN_SPINS);
         st.parked += 1;
         st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
         st.parked -= 1;
