@@ -29,18 +29,19 @@ for label in kms-root kms-cluster-a kms-cluster-b xks-keys; do
 done
 # The cluster key: the same AES-256 wrapping key on every member of the kms-cluster-* cluster
 # (what an HSM vendor's cloning or security-world join does). It is provisioned here, by the
-# operator, never by the kms server; the temporary file is shredded at once.
+# operator, never by the kms server, with `kms-cluster-key` (private, sensitive, non-extractable,
+# wrap/unwrap only: pkcs11-tool cannot turn encrypt/decrypt off); the temporary file is shredded
+# at once.
+repo=$(cd "$(dirname "$0")/.." && pwd)
+provision=${KMS_CLUSTER_KEY_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/kms-cluster-key}
+if [ ! -x "$provision" ]; then
+  (cd "$repo" && cargo build --release --quiet --bin kms-cluster-key)
+fi
 key=$(mktemp)
 head -c 32 /dev/urandom >"$key"
 for label in kms-cluster-a kms-cluster-b; do
-  if pkcs11-tool --module /usr/lib/softhsm/libsofthsm2.so --token-label "$label" --login --pin "$pin" \
-      --list-objects --type secrkey 2>/dev/null | grep -q "label:[[:space:]]*kms-cluster-key"; then
-    continue
-  fi
-  pkcs11-tool --module /usr/lib/softhsm/libsofthsm2.so --token-label "$label" --login --pin "$pin" \
-    --write-object "$key" --type secrkey --key-type AES:32 --label kms-cluster-key \
-    --usage-wrap --sensitive >/dev/null
-  echo "cluster key provisioned on $label"
+  "$provision" --token-label "$label" --pin-file "$dir/user.pin" --key-file "$key" \
+    --label kms-cluster-key || { shred -u "$key" 2>/dev/null || rm -f "$key"; exit 1; }
 done
 shred -u "$key" 2>/dev/null || rm -f "$key"
 # The cluster's trust anchor certificate (CreateCustomKeyStore's TrustAnchorCertificate).

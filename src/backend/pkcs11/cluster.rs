@@ -104,6 +104,34 @@ pub struct Cluster {
     rng: SystemRandom,
 }
 
+/// What the cluster key allows beyond wrap/unwrap (empty when it is as it should be, or when
+/// its attributes cannot be read).
+fn cluster_key_weaknesses(t: &Token, key: ObjectHandle) -> Vec<&'static str> {
+    use cryptoki::object::AttributeType;
+    let attrs = t.with_session(false, |s| {
+        s.get_attributes(
+            key,
+            &[
+                AttributeType::Encrypt,
+                AttributeType::Decrypt,
+                AttributeType::Extractable,
+                AttributeType::Sensitive,
+            ],
+        )
+    });
+    let mut loose = Vec::new();
+    for a in attrs.unwrap_or_default() {
+        match a {
+            Attribute::Encrypt(true) => loose.push("CKA_ENCRYPT"),
+            Attribute::Decrypt(true) => loose.push("CKA_DECRYPT"),
+            Attribute::Extractable(true) => loose.push("CKA_EXTRACTABLE"),
+            Attribute::Sensitive(false) => loose.push("not CKA_SENSITIVE"),
+            _ => {}
+        }
+    }
+    loose
+}
+
 fn token_config(cfg: &ClusterConfig, m: &MemberConfig, pin: &SecretString) -> TokenConfig {
     TokenConfig {
         module: m.module.clone(),
@@ -167,13 +195,21 @@ impl Cluster {
             return Err(worst.unwrap_or(ConnectError::InsufficientHsms));
         }
         for (m, t) in &opened {
-            if t.find(ObjectClass::SECRET_KEY, &cfg.cluster_key_label)
-                .map(|v| v.is_empty())
-                .unwrap_or(true)
-            {
+            let found = t
+                .find(ObjectClass::SECRET_KEY, &cfg.cluster_key_label)
+                .unwrap_or_default();
+            let Some(&key) = found.first() else {
                 tracing::error!(cluster = %cfg.id, member = %m.name, label = %cfg.cluster_key_label,
                     "the cluster key is missing on a member; provision it (see softhsm/make-token.sh)");
                 return Err(ConnectError::InternalError);
+            };
+            let loose = cluster_key_weaknesses(t, key);
+            if !loose.is_empty() {
+                tracing::warn!(cluster = %cfg.id, member = %m.name, label = %cfg.cluster_key_label,
+                    weaknesses = %loose.join(", "),
+                    "the cluster key should be a sensitive, non-extractable wrap/unwrap-only key: \
+                     with encrypt/decrypt allowed, the crypto user can decrypt wrapped key material \
+                     (provision it with kms-cluster-key)");
             }
         }
         // Rotate the PIN to a value only the KMS knows; undo on partial failure.
