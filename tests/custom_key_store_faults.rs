@@ -545,3 +545,40 @@ fn a_token_left_down_reconnects_when_its_module_returns() {
     token.probe().unwrap();
     assert!(token.session_use().1 >= 1);
 }
+
+/// Logs this process out of a member token. SoftHSM's login state is per process (as
+/// PKCS#11 says, per application), so this is the server's login too.
+fn logout(member: &str) {
+    let profile = kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap();
+    let ctx = kms::backend::pkcs11::module::load(std::path::Path::new(softhsm::MODULE)).unwrap();
+    let slot = kms::backend::pkcs11::token::find_slot(&ctx, member, &profile).unwrap();
+    let s = ctx.open_ro_session(slot).unwrap();
+    s.logout().unwrap();
+}
+
+#[tokio::test]
+async fn a_lost_login_is_redone_without_duplicating_keys() {
+    let cluster = softhsm::cluster(2);
+    let srv = start(&cluster).await;
+    let kms = srv.client();
+    let id = connected_store(&kms, &cluster).await;
+    let (key, arn) = create_key(&kms, &id).await;
+    serve(&kms, &[&key], &[], 2).await;
+    for m in &cluster.members {
+        assert_eq!(objects(m, &arn).len(), 1);
+    }
+    logout(&cluster.members[0]);
+    assert!(
+        objects(&cluster.members[0], &arn).is_empty(),
+        "private objects are invisible without the login"
+    );
+    // Requests go round-robin: member 0 serves some of them and must log in again.
+    serve(&kms, &[&key], &[], 6).await;
+    for m in &cluster.members {
+        assert_eq!(
+            objects(m, &arn).len(),
+            1,
+            "member {m} must hold exactly one backing key"
+        );
+    }
+}

@@ -391,12 +391,36 @@ impl Token {
 
     /// Handles of objects of `class` whose label is `label`. A search reads every object on
     /// some tokens: call it at start-up or on a cache miss, never per request.
+    ///
+    /// Private objects are invisible without a login, so an empty result from a session that
+    /// is no longer logged in (the login was lost: a C_Logout elsewhere in the process, a token
+    /// that was reset) is not believed: the token is logged in again and searched once more.
+    /// Otherwise a caller would take a missing domain key for a new token and create another.
     pub fn find(&self, class: ObjectClass, label: &str) -> Result<Vec<ObjectHandle>, Pkcs11Error> {
         let template = [
             Attribute::Class(class),
             Attribute::Label(label.as_bytes().to_vec()),
         ];
-        self.with_session(false, |s| s.find_objects(&template))
+        let (found, believable) = self.with_session(false, |s| {
+            let found = s.find_objects(&template)?;
+            let believable = !found.is_empty() || is_logged_in(s)?;
+            Ok((found, believable))
+        })?;
+        if believable {
+            return Ok(found);
+        }
+        tracing::warn!(token = %self.summary.label, "the token's login is gone: logging in again");
+        self.reconnect()?;
+        self.with_session(false, |s| {
+            let found = s.find_objects(&template)?;
+            if found.is_empty() && !is_logged_in(s)? {
+                return Err(CkError::Pkcs11(
+                    cryptoki::error::RvError::UserNotLoggedIn,
+                    cryptoki::context::Function::FindObjectsInit,
+                ));
+            }
+            Ok(found)
+        })
     }
 
     /// Changes the logged-in user's PIN (C_SetPIN) and remembers the new one for reconnects.
@@ -415,6 +439,15 @@ impl Token {
             s.generate_random_slice(&mut buf)
         })
     }
+}
+
+/// True when the session's application is logged in (user or security officer).
+fn is_logged_in(s: &Session) -> Result<bool, CkError> {
+    use cryptoki::session::SessionState;
+    Ok(matches!(
+        s.get_session_info()?.session_state(),
+        SessionState::RoUser | SessionState::RwUser | SessionState::RwSecurityOfficer
+    ))
 }
 
 /// Initializes a fresh token in the first free slot (as `softhsm2-util --init-token --free`
