@@ -148,24 +148,30 @@ async fn serve(kms: &aws_sdk_kms::Client, keys: &[&str], old: &[(Blob, Vec<u8>)]
 /// (not through the fault module). The server keeps the members logged in, and SoftHSM's login
 /// state is per process, so private objects are visible.
 fn objects(member: &str, label: &str) -> Vec<cryptoki::object::ObjectHandle> {
-    let profile = kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap();
-    let ctx = kms::backend::pkcs11::module::load(std::path::Path::new(softhsm::MODULE)).unwrap();
-    let slot = kms::backend::pkcs11::token::find_slot(&ctx, member, &profile).unwrap();
-    let s = ctx.open_ro_session(slot).unwrap();
-    s.find_objects(&[
-        cryptoki::object::Attribute::Class(cryptoki::object::ObjectClass::SECRET_KEY),
-        cryptoki::object::Attribute::Label(label.as_bytes().to_vec()),
-    ])
-    .unwrap()
+    member_session(member, false)
+        .find_objects(&[
+            cryptoki::object::Attribute::Class(cryptoki::object::ObjectClass::SECRET_KEY),
+            cryptoki::object::Attribute::Label(label.as_bytes().to_vec()),
+        ])
+        .unwrap()
 }
 
 fn destroy_objects(member: &str, label: &str) {
+    let s = member_session(member, true);
+    for h in objects(member, label) {
+        s.destroy_object(h).unwrap();
+    }
+}
+
+/// A session on a member token through SoftHSM itself.
+fn member_session(member: &str, rw: bool) -> cryptoki::session::Session {
     let profile = kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap();
     let ctx = kms::backend::pkcs11::module::load(std::path::Path::new(softhsm::MODULE)).unwrap();
     let slot = kms::backend::pkcs11::token::find_slot(&ctx, member, &profile).unwrap();
-    let s = ctx.open_rw_session(slot).unwrap();
-    for h in objects(member, label) {
-        s.destroy_object(h).unwrap();
+    if rw {
+        ctx.open_rw_session(slot).unwrap()
+    } else {
+        ctx.open_ro_session(slot).unwrap()
     }
 }
 
@@ -549,11 +555,7 @@ fn a_token_left_down_reconnects_when_its_module_returns() {
 /// Logs this process out of a member token. SoftHSM's login state is per process (as
 /// PKCS#11 says, per application), so this is the server's login too.
 fn logout(member: &str) {
-    let profile = kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap();
-    let ctx = kms::backend::pkcs11::module::load(std::path::Path::new(softhsm::MODULE)).unwrap();
-    let slot = kms::backend::pkcs11::token::find_slot(&ctx, member, &profile).unwrap();
-    let s = ctx.open_ro_session(slot).unwrap();
-    s.logout().unwrap();
+    member_session(member, false).logout().unwrap();
 }
 
 #[tokio::test]

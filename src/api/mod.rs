@@ -234,39 +234,30 @@ async fn run_inner<O: Operation>(
     };
     let params = O::audit_parameters(&req);
     let hsm_pool = if O::BLOCKING { None } else { svc.hsm_pool() };
-    let (call, result) = if let Some(pool) = hsm_pool {
-        // Crypto with an HSM configured: on the HSM threads (see crate::blocking).
-        let svc2 = svc.clone();
-        match pool
-            .run(move || {
-                let r = O::execute(&svc2, &mut call, req);
-                (call, r)
-            })
-            .await
-        {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::error!(request_id, error = %e, "operation task failed");
-                return Err(KmsError::internal());
-            }
-        }
-    } else if O::BLOCKING || svc.crypto_blocks() {
-        let svc2 = svc.clone();
-        match tokio::task::spawn_blocking(move || {
-            let r = O::execute(&svc2, &mut call, req);
-            (call, r)
-        })
-        .await
-        {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::error!(request_id, error = %e, "operation task failed");
-                return Err(KmsError::internal());
-            }
-        }
-    } else {
+    let (call, result) = if hsm_pool.is_none() && !O::BLOCKING && !svc.crypto_blocks() {
         let r = O::execute(&svc, &mut call, req);
         (call, r)
+    } else {
+        // Off the async workers: crypto with an HSM configured on the HSM threads (see
+        // crate::blocking), store writes and XKS-only crypto on tokio's blocking pool.
+        let svc2 = svc.clone();
+        let job = move || {
+            let r = O::execute(&svc2, &mut call, req);
+            (call, r)
+        };
+        let done = match hsm_pool {
+            Some(pool) => pool.run(job).await.map_err(|e| e.to_string()),
+            None => tokio::task::spawn_blocking(job)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match done {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(request_id, error = %e, "operation task failed");
+                return Err(KmsError::internal());
+            }
+        }
     };
     match result {
         Ok(resp) => {

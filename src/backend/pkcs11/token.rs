@@ -401,26 +401,27 @@ impl Token {
             Attribute::Class(class),
             Attribute::Label(label.as_bytes().to_vec()),
         ];
-        let (found, believable) = self.with_session(false, |s| {
-            let found = s.find_objects(&template)?;
-            let believable = !found.is_empty() || is_logged_in(s)?;
-            Ok((found, believable))
-        })?;
-        if believable {
-            return Ok(found);
-        }
-        tracing::warn!(token = %self.summary.label, "the token's login is gone: logging in again");
-        self.reconnect()?;
-        self.with_session(false, |s| {
-            let found = s.find_objects(&template)?;
-            if found.is_empty() && !is_logged_in(s)? {
-                return Err(CkError::Pkcs11(
+        let mut logged_in_again = false;
+        loop {
+            let (found, believable) = self.with_session(false, |s| {
+                let found = s.find_objects(&template)?;
+                let believable = !found.is_empty() || is_logged_in(s)?;
+                Ok((found, believable))
+            })?;
+            if believable {
+                return Ok(found);
+            }
+            if logged_in_again {
+                let e = CkError::Pkcs11(
                     cryptoki::error::RvError::UserNotLoggedIn,
                     cryptoki::context::Function::FindObjectsInit,
-                ));
+                );
+                return Err(classify(&e, &self.cfg.profile, false));
             }
-            Ok(found)
-        })
+            tracing::warn!(token = %self.summary.label, "the token's login is gone: logging in again");
+            self.reconnect()?;
+            logged_in_again = true;
+        }
     }
 
     /// Changes the logged-in user's PIN (C_SetPIN) and remembers the new one for reconnects.
