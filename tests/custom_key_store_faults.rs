@@ -148,6 +148,7 @@ async fn serve(kms: &aws_sdk_kms::Client, keys: &[&str], old: &[(Blob, Vec<u8>)]
 /// (not through the fault module). The server keeps the members logged in, and SoftHSM's login
 /// state is per process, so private objects are visible.
 fn objects(member: &str, label: &str) -> Vec<cryptoki::object::ObjectHandle> {
+    let _shared = kms::backend::pkcs11::module::object_store_lock().read();
     member_session(member, false)
         .find_objects(&[
             cryptoki::object::Attribute::Class(cryptoki::object::ObjectClass::SECRET_KEY),
@@ -159,6 +160,9 @@ fn objects(member: &str, label: &str) -> Vec<cryptoki::object::ObjectHandle> {
 fn destroy_objects(member: &str, label: &str) {
     let s = member_session(member, true);
     for h in objects(member, label) {
+        // SoftHSM's object store is not safe for concurrent writes (profile
+        // `serialize_object_store`): take the driver's lock, as the server does.
+        let _exclusive = kms::backend::pkcs11::module::object_store_lock().write();
         s.destroy_object(h).unwrap();
     }
 }

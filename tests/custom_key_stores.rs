@@ -274,6 +274,8 @@ async fn lifecycle_keys_and_unavailable_state() {
     for m in &cluster.members {
         let slot = kms::backend::pkcs11::token::find_slot(&ctx, m, &profile).unwrap();
         let s = ctx.open_ro_session(slot).unwrap();
+        // Not beside a token-object write of another test (profile `serialize_object_store`).
+        let _shared = kms::backend::pkcs11::module::object_store_lock().read();
         let found = s
             .find_objects(&[
                 cryptoki::object::Attribute::Class(cryptoki::object::ObjectClass::SECRET_KEY),
@@ -435,6 +437,8 @@ async fn lifecycle_keys_and_unavailable_state() {
     for m in &cluster.members {
         let slot = kms::backend::pkcs11::token::find_slot(&ctx, m, &profile).unwrap();
         let s = ctx.open_ro_session(slot).unwrap();
+        // Not beside a token-object write of another test (profile `serialize_object_store`).
+        let _shared = kms::backend::pkcs11::module::object_store_lock().read();
         let found = s
             .find_objects(&[cryptoki::object::Attribute::Label(arn.as_bytes().to_vec())])
             .unwrap();

@@ -65,9 +65,11 @@ async fn token_holds_no_extractable_material_and_store_only_wrapped() {
     let _ = session.login(UserType::User, Some(&token.pin.clone().into()));
 
     // Every secret key the process can see (token objects and the server's session objects).
+    let shared = kms::backend::pkcs11::module::object_store_lock().read();
     let keys = session
         .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])
         .unwrap();
+    drop(shared);
     // 1 domain key + 3 keys x 2 material versions unwrapped for use (some tests may add more).
     assert!(keys.len() >= 7, "found {} secret keys", keys.len());
     let mut token_objects = 0;

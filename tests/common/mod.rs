@@ -202,6 +202,8 @@ pub mod softhsm {
             let slot = kms::backend::pkcs11::token::find_slot(&ctx, &label, &profile).unwrap();
             let s = ctx.open_rw_session(slot).unwrap();
             s.login(UserType::User, Some(&pin.clone().into())).unwrap();
+            // Other tests of this process may be writing or searching SoftHSM's object store.
+            let _exclusive = kms::backend::pkcs11::module::object_store_lock().write();
             s.create_object(&[
                 Attribute::Class(ObjectClass::SECRET_KEY),
                 Attribute::KeyType(KeyType::AES),

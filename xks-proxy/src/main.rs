@@ -227,7 +227,7 @@ fn create_key(
         Attribute::ValueLen(32.into()),
         Attribute::Label(label.as_bytes().to_vec()),
     ];
-    match token.with_session(false, |s| s.generate_key(&Mechanism::AesKeyGen, &template)) {
+    match token.with_object_write(|s| s.generate_key(&Mechanism::AesKeyGen, &template)) {
         Ok(_) => {
             println!(
                 "created AES-256 key '{label}' on HSM '{}' (encrypt={encrypt}, decrypt={decrypt})",

@@ -421,7 +421,7 @@ impl Cluster {
     ) -> Result<ObjectHandle, Pkcs11Error> {
         let wrap_key = self.cluster_key(m, t)?;
         let template = Self::backing_template(label);
-        t.with_session(false, |s| {
+        t.with_object_write(|s| {
             s.unwrap_key(&Mechanism::AesKeyWrapPad, wrap_key, wrapped, &template)
         })
     }
@@ -567,7 +567,7 @@ impl Cluster {
             match t.find(ObjectClass::SECRET_KEY, label) {
                 Ok(handles) => {
                     for h in handles {
-                        if t.with_session(false, |s| s.destroy_object(h)).is_err() {
+                        if t.with_object_write(|s| s.destroy_object(h)).is_err() {
                             ok = false;
                         }
                     }

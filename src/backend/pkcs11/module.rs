@@ -2,10 +2,13 @@
 //! one process-wide registry in the crate: each module path is loaded and initialized once and
 //! the `Pkcs11` context (an `Arc` inside) is shared. CKR_CRYPTOKI_ALREADY_INITIALIZED counts as
 //! success (another component of the process initialized the library first).
+//!
+//! It also holds the process-wide object-store lock for modules whose profile says
+//! `serialize_object_store` (see [`object_store_lock`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -34,4 +37,15 @@ pub fn load(path: &Path) -> Result<Pkcs11, Pkcs11Error> {
     }
     reg.insert(path.to_path_buf(), ctx.clone());
     Ok(ctx)
+}
+
+/// The lock that token-object writes take exclusively and object searches take shared, for
+/// modules whose object store is not safe for concurrent use (profile
+/// `serialize_object_store`). One for the whole process: such a module's state is shared by
+/// every component that loads it, whatever path it was loaded through (the test fault module
+/// wraps SoftHSM). Writes are rare (key creation and deletion), so one lock costs nothing
+/// on the request path.
+pub fn object_store_lock() -> &'static RwLock<()> {
+    static LOCK: RwLock<()> = RwLock::new(());
+    &LOCK
 }

@@ -34,6 +34,13 @@ pub struct VendorProfile {
     /// operation (SoftHSM: half of its C_EncryptInit cost); token objects are always private.
     #[serde(default = "yes")]
     pub private_session_keys: bool,
+    /// True when the module's object store is not safe for concurrent use within a process:
+    /// the driver then runs token-object writes (create, generate, unwrap, destroy) one at a
+    /// time and never alongside an object search. SoftHSM 2.6 fails C_GenerateKey with
+    /// CKR_GENERAL_ERROR when another thread writes or searches token objects at that moment,
+    /// and a search beside a write can miss objects that exist.
+    #[serde(default)]
+    pub serialize_object_store: bool,
 }
 
 fn yes() -> bool {
@@ -60,6 +67,7 @@ impl Default for VendorProfile {
             ],
             in_process: false,
             private_session_keys: true,
+            serialize_object_store: false,
         }
     }
 }

@@ -91,7 +91,7 @@ impl Pkcs11Root {
         }
         tracing::info!(label, "creating the HSM domain key");
         let template = domain_key_template(label);
-        token.with_session(false, |s| s.generate_key(&Mechanism::AesKeyGen, &template))
+        token.with_object_write(|s| s.generate_key(&Mechanism::AesKeyGen, &template))
     }
 
     pub fn token(&self) -> &Arc<Token> {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use cryptoki::context::Pkcs11;
@@ -351,6 +351,34 @@ impl Token {
         }
     }
 
+    /// Runs `f`, which creates, generates, unwraps or destroys token objects, on a pooled
+    /// session (as [`Token::with_session`]). For modules whose object store is not safe for
+    /// concurrent use (profile `serialize_object_store`), it runs alone: no other write and no
+    /// search in the process at the same time.
+    pub fn with_object_write<T>(
+        &self,
+        f: impl FnMut(&Session) -> Result<T, CkError>,
+    ) -> Result<T, Pkcs11Error> {
+        let _exclusive = self.store_write();
+        self.with_session(false, f)
+    }
+
+    fn store_write(&self) -> Option<RwLockWriteGuard<'static, ()>> {
+        self.cfg.profile.serialize_object_store.then(|| {
+            module::object_store_lock()
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+        })
+    }
+
+    fn store_read(&self) -> Option<RwLockReadGuard<'static, ()>> {
+        self.cfg.profile.serialize_object_store.then(|| {
+            module::object_store_lock()
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+        })
+    }
+
     /// Runs `f` on the anchor session (objects created here live as long as the connection).
     pub fn with_anchor<T>(
         &self,
@@ -403,11 +431,13 @@ impl Token {
         ];
         let mut logged_in_again = false;
         loop {
+            let shared = self.store_read();
             let (found, believable) = self.with_session(false, |s| {
                 let found = s.find_objects(&template)?;
                 let believable = !found.is_empty() || is_logged_in(s)?;
                 Ok((found, believable))
             })?;
+            drop(shared);
             if believable {
                 return Ok(found);
             }

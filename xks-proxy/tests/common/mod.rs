@@ -136,6 +136,8 @@ pub fn create_key_with(
     ];
     // The login belongs to the process and ends with its last session: if another test's
     // sessions all closed in between, log in again.
+    // SoftHSM's object store is not safe for concurrent writes: take the driver's lock.
+    let _exclusive = kms::backend::pkcs11::module::object_store_lock().write();
     match s.generate_key(&Mechanism::AesKeyGen, &template) {
         Ok(_) => {}
         Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserNotLoggedIn, _)) => {
