@@ -4,6 +4,7 @@
 //! created their domain keys side by side), and a search running beside a write can miss
 //! objects that exist. The softhsm2 profile says
 //! `serialize_object_store`, and the driver then runs writes alone and searches together.
+//! Token initialization (`init_token`, for development and tests) is one at a time too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
@@ -148,4 +149,50 @@ fn concurrent_token_key_writes_searches_and_use_all_succeed() {
             assert_eq!(found.len(), usize::from(i % 2 == 0), "{w}-{i}");
         }
     }
+}
+
+#[test]
+fn concurrent_token_initializations_get_a_slot_each() {
+    let t = common::softhsm::test_token();
+    let profile = VendorProfile::builtin("softhsm2").unwrap();
+    let labels: Vec<String> = (0..4)
+        .map(|i| {
+            format!(
+                "init-{}-{i}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            )
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for label in &labels {
+            let (profile, module) = (&profile, &t.module);
+            scope.spawn(move || {
+                kms::backend::pkcs11::token::init_token(
+                    std::path::Path::new(module),
+                    label,
+                    &"so-pin-1234".to_string().into(),
+                    &"user-pin-1234".to_string().into(),
+                    profile,
+                )
+                .unwrap();
+            });
+        }
+    });
+    let ctx = kms::backend::pkcs11::module::load(std::path::Path::new(&t.module)).unwrap();
+    let mut slots = Vec::new();
+    for label in &labels {
+        let slot = kms::backend::pkcs11::token::find_slot(&ctx, label, &profile).unwrap();
+        // Each token took its own slot and its user PIN works.
+        let s = ctx.open_ro_session(slot).unwrap();
+        s.login(
+            cryptoki::session::UserType::User,
+            Some(&"user-pin-1234".to_string().into()),
+        )
+        .unwrap();
+        s.logout().unwrap();
+        slots.push(slot.id());
+    }
+    slots.sort_unstable();
+    slots.dedup();
+    assert_eq!(slots.len(), labels.len());
 }

@@ -483,7 +483,8 @@ fn is_logged_in(s: &Session) -> Result<bool, CkError> {
 
 /// Initializes a fresh token in the first free slot (as `softhsm2-util --init-token --free`
 /// does) and sets its user PIN. For development and tests: production tokens are initialized
-/// with the vendor's tools.
+/// with the vendor's tools. Calls within a process run one at a time, so two threads never
+/// pick the same free slot.
 pub fn init_token(
     module_path: &std::path::Path,
     label: &str,
@@ -491,6 +492,8 @@ pub fn init_token(
     user_pin: &SecretString,
     profile: &VendorProfile,
 ) -> Result<(), Pkcs11Error> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _alone = lock(&ONE_AT_A_TIME);
     let ctx = module::load(module_path)?;
     if find_slot(&ctx, label, profile).is_ok() {
         return Ok(());

@@ -68,9 +68,6 @@ fn profile() -> kms::backend::pkcs11::VendorProfile {
 /// Initializes (once) a token with `label` and user PIN [`PIN`].
 pub fn token(label: &str) -> String {
     softhsm_dir();
-    // Tests run as threads: two initializations at once would pick the same free slot.
-    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
     kms::backend::pkcs11::token::init_token(
         Path::new(MODULE),
         label,
