@@ -127,7 +127,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
                 user_agent,
             );
             state.service.audit_call(
-                &call,
+                call,
                 &operation,
                 serde_json::Value::Null,
                 serde_json::Value::Null,
@@ -222,7 +222,7 @@ async fn run_inner<O: Operation>(
         Ok(r) => r,
         Err(e) => {
             svc.audit_call(
-                &call,
+                call,
                 O::NAME,
                 serde_json::Value::Null,
                 serde_json::Value::Null,
@@ -262,7 +262,7 @@ async fn run_inner<O: Operation>(
     match result {
         Ok(resp) => {
             svc.audit_call(
-                &call,
+                call,
                 O::NAME,
                 params,
                 O::audit_response(&resp),
@@ -276,7 +276,7 @@ async fn run_inner<O: Operation>(
         }
         Err(e) => {
             svc.audit_call(
-                &call,
+                call,
                 O::NAME,
                 params,
                 serde_json::Value::Null,

@@ -89,19 +89,20 @@ pub struct AuditEvent {
 
 /// Where audit events go.
 pub trait AuditSink: Send + Sync {
-    fn record(&self, event: &AuditEvent);
+    fn record(&self, event: AuditEvent);
     /// Blocks until everything recorded so far is written.
     fn flush(&self) {}
 }
 
 enum Msg {
-    Line(String),
+    Event(Box<AuditEvent>),
     Flush(SyncSender<()>),
 }
 
-/// Writes JSON lines to a file from a background thread so request paths never wait on disk.
-/// The queue is bounded; if the writer falls behind by more than the bound, the event is
-/// written synchronously rather than dropped.
+/// Writes JSON lines to a file from a background thread so request paths never wait on disk
+/// (nor spend time serializing: the writer serializes, in batches). The queue is bounded; if
+/// the writer falls behind by more than the bound, the event is written synchronously rather
+/// than dropped.
 pub struct FileAuditSink {
     tx: SyncSender<Msg>,
     path: PathBuf,
@@ -138,9 +139,7 @@ fn writer_loop(file: std::fs::File, rx: Receiver<Msg>) {
         let mut next = Some(first);
         while let Some(msg) = next.take().or_else(|| rx.try_recv().ok()) {
             match msg {
-                Msg::Line(line) => {
-                    let _ = w.write_all(line.as_bytes());
-                }
+                Msg::Event(event) => write_line(&mut w, &event),
                 Msg::Flush(ack) => acks.push(ack),
             }
         }
@@ -155,22 +154,26 @@ fn writer_loop(file: std::fs::File, rx: Receiver<Msg>) {
     }
 }
 
+/// One JSON line. A record that cannot be serialized is reported, never half-written; write
+/// errors surface at the writer's flush.
+fn write_line(w: &mut impl Write, event: &AuditEvent) {
+    match serde_json::to_vec(event) {
+        Ok(mut line) => {
+            line.push(b'\n');
+            let _ = w.write_all(&line);
+        }
+        Err(e) => tracing::error!(error = %e, "audit event not serializable"),
+    }
+}
+
 impl AuditSink for FileAuditSink {
-    fn record(&self, event: &AuditEvent) {
-        let mut line = match serde_json::to_string(event) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "audit event not serializable");
-                return;
-            }
-        };
-        line.push('\n');
-        match self.tx.try_send(Msg::Line(line)) {
+    fn record(&self, event: AuditEvent) {
+        match self.tx.try_send(Msg::Event(Box::new(event))) {
             Ok(()) => {}
-            Err(TrySendError::Full(Msg::Line(line))) => {
+            Err(TrySendError::Full(Msg::Event(event))) => {
                 let _g = self.fallback.lock();
                 if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&self.path) {
-                    let _ = f.write_all(line.as_bytes());
+                    write_line(&mut f, &event);
                 }
             }
             Err(TrySendError::Full(Msg::Flush(_))) => {}
@@ -193,8 +196,8 @@ impl AuditSink for FileAuditSink {
 pub struct MemoryAuditSink(pub Mutex<Vec<Value>>);
 
 impl AuditSink for MemoryAuditSink {
-    fn record(&self, event: &AuditEvent) {
-        if let Ok(v) = serde_json::to_value(event) {
+    fn record(&self, event: AuditEvent) {
+        if let Ok(v) = serde_json::to_value(&event) {
             self.0.lock().unwrap_or_else(|p| p.into_inner()).push(v);
         }
     }

@@ -12,6 +12,7 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
+use super::iv::IvPool;
 use super::{BackendError, BackendResult, CryptoBackend, LoadWrapped, MaterialId, Sealed};
 use crate::model::KeyId;
 
@@ -22,6 +23,7 @@ const WRAP_CONTEXT: &[u8] = b"kms-software-root-v1";
 pub struct SoftwareRoot {
     root: LessSafeKey,
     rng: SystemRandom,
+    ivs: IvPool,
     cache: RwLock<HashMap<(KeyId, u32), Arc<LessSafeKey>>>,
 }
 
@@ -94,6 +96,7 @@ impl SoftwareRoot {
             SoftwareRoot {
                 root,
                 rng: SystemRandom::new(),
+                ivs: IvPool::new(),
                 cache: RwLock::default(),
             },
             created,
@@ -109,16 +112,15 @@ impl SoftwareRoot {
         Ok(SoftwareRoot {
             root: aes_key(bytes.as_ref())?,
             rng,
+            ivs: IvPool::new(),
             cache: RwLock::default(),
         })
     }
 
     fn iv(&self) -> BackendResult<[u8; 12]> {
-        let mut iv = [0u8; 12];
-        self.rng
-            .fill(&mut iv)
-            .map_err(|_| BackendError::Internal("rng".into()))?;
-        Ok(iv)
+        self.ivs
+            .iv12()
+            .map_err(|e| BackendError::Internal(e.to_string()))
     }
 
     fn unwrap_material(&self, m: MaterialId<'_>, wrapped: &[u8]) -> BackendResult<LessSafeKey> {

@@ -333,26 +333,27 @@ impl KmsService {
         }
     }
 
-    /// Emits the audit record of an API call.
+    /// Emits the audit record of an API call (consumes the call: its strings move into the
+    /// record).
     pub fn audit_call(
         &self,
-        call: &Call,
+        call: Call,
         event_name: &str,
         request_parameters: Value,
         response_elements: Value,
         error: Option<&KmsError>,
         read_only: bool,
     ) {
-        let p = &call.principal;
+        let p = call.principal;
         let event = AuditEvent {
             event_version: "1.08",
             user_identity: UserIdentity {
                 kind: Some(p.identity_type().into()),
                 principal_id: Some(p.access_key_id.clone()),
-                arn: Some(p.arn.clone()),
-                account_id: p.account.clone(),
-                access_key_id: Some(p.access_key_id.clone()),
                 user_name: Some(p.name().to_string()),
+                arn: Some(p.arn),
+                account_id: p.account.clone(),
+                access_key_id: Some(p.access_key_id),
                 invoked_by: None,
             },
             event_time: self
@@ -362,24 +363,24 @@ impl KmsService {
             event_source: "kms.amazonaws.com",
             event_name: event_name.to_string(),
             aws_region: self.region.clone(),
-            source_i_p_address: call.source_ip.clone(),
-            user_agent: call.user_agent.clone(),
+            source_i_p_address: call.source_ip,
+            user_agent: call.user_agent,
             error_code: error.map(|e| e.code().to_string()),
             error_message: error.and_then(|e| e.message()),
             request_parameters,
             response_elements,
-            request_id: call.request_id.clone(),
+            request_id: call.request_id,
             event_id: uuid::Uuid::new_v4().to_string(),
             read_only,
-            resources: call.resources.clone(),
+            resources: call.resources,
             event_type: "AwsApiCall",
             management_event: true,
-            recipient_account_id: p.account.clone(),
+            recipient_account_id: p.account,
             event_category: "Management",
             service_event_details: None,
-            additional_event_data: call.additional.clone(),
+            additional_event_data: call.additional,
         };
-        self.audit.record(&event);
+        self.audit.record(event);
     }
 
     /// Waits until every audit record emitted so far is written (graceful shutdown).
@@ -430,6 +431,6 @@ impl KmsService {
             service_event_details: Some(serde_json::json!({ "keyId": key.key_id.as_str() })),
             additional_event_data: additional,
         };
-        self.audit.record(&event);
+        self.audit.record(event);
     }
 }

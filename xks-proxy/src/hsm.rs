@@ -18,9 +18,9 @@ use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, SessionState};
+use kms::backend::iv::IvPool;
 use kms::backend::pkcs11::{ErrorClass, Pkcs11Error, Token};
 use kms::xks_wire::{ErrorName, TAG_LEN};
-use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -28,15 +28,6 @@ use crate::config::HsmConfig;
 use crate::error::XksError;
 
 const TAG_BITS: u64 = (TAG_LEN as u64) * 8;
-/// IV bytes fetched from the OS CSPRNG at a time.
-const IV_POOL_BYTES: usize = 4096;
-
-/// IV bytes from the OS CSPRNG, fetched 4 KiB at a time (one system call per ~340 IVs instead
-/// of one per request). Every byte is handed out once; IVs are not secret.
-struct IvPool {
-    buf: Box<[u8; IV_POOL_BYTES]>,
-    pos: usize,
-}
 const HEALTH_KEY_LABEL: &str = "xks-proxy-health-check";
 
 /// One PKCS#11 instance.
@@ -45,8 +36,7 @@ pub struct HsmInstance {
     token: Arc<Token>,
     health_key_label: Option<String>,
     health_key: Mutex<Option<(u64, ObjectHandle)>>,
-    rng: SystemRandom,
-    ivs: Mutex<IvPool>,
+    ivs: IvPool,
 }
 
 impl std::fmt::Debug for HsmInstance {
@@ -67,11 +57,7 @@ impl HsmInstance {
             token,
             health_key_label: cfg.health_key_label.clone(),
             health_key: Mutex::new(None),
-            rng: SystemRandom::new(),
-            ivs: Mutex::new(IvPool {
-                buf: Box::new([0u8; IV_POOL_BYTES]),
-                pos: IV_POOL_BYTES,
-            }),
+            ivs: IvPool::new(),
         }))
     }
 
@@ -119,20 +105,9 @@ impl HsmInstance {
 
     fn fill_iv(&self, iv: &mut [u8]) -> Result<(), XksError> {
         if self.token.profile().host_generated_iv {
-            let mut pool = self.ivs.lock().unwrap_or_else(|p| p.into_inner());
-            if iv.len() > IV_POOL_BYTES {
-                return Err(XksError::internal("IV too long"));
-            }
-            if pool.pos + iv.len() > IV_POOL_BYTES {
-                self.rng
-                    .fill(&mut pool.buf[..])
-                    .map_err(|_| XksError::internal("the random number generator failed"))?;
-                pool.pos = 0;
-            }
-            let start = pool.pos;
-            iv.copy_from_slice(&pool.buf[start..start + iv.len()]);
-            pool.pos += iv.len();
-            Ok(())
+            self.ivs
+                .fill(iv)
+                .map_err(|e| XksError::internal(e.to_string()))
         } else {
             // The token generates the IV and writes it into the parameter buffer.
             iv.fill(0);
@@ -182,10 +157,10 @@ impl HsmInstance {
     fn health_round_trip(&self) -> Result<(), Pkcs11Error> {
         self.token.probe()?;
         let key = self.health_key()?;
-        let mut iv = [0u8; 12];
-        self.rng
-            .fill(&mut iv)
-            .map_err(|_| Pkcs11Error::Other("rng".into()))?;
+        let iv = self
+            .ivs
+            .iv12()
+            .map_err(|e| Pkcs11Error::Other(e.to_string()))?;
         let data = [0x5au8; 32];
         let sealed = self.token.with_session(false, |s| {
             let mut iv_buf = iv;

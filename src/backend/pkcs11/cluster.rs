@@ -31,6 +31,7 @@ use zeroize::Zeroizing;
 
 use super::error::{ErrorClass, Pkcs11Error};
 use super::{Token, TokenConfig, VendorProfile};
+use crate::backend::iv::IvPool;
 use crate::backend::{BackendError, BackendResult, CryptoBackend, LoadWrapped, MaterialId, Sealed};
 use crate::model::KeyId;
 
@@ -101,7 +102,7 @@ pub struct Cluster {
     /// have it (see [`Cluster::rejoin`]).
     previous_password: SecretString,
     next: AtomicUsize,
-    rng: SystemRandom,
+    ivs: IvPool,
 }
 
 /// What the cluster key allows beyond wrap/unwrap (empty when it is as it should be, or when
@@ -249,7 +250,7 @@ impl Cluster {
             cfg,
             members,
             next: AtomicUsize::new(0),
-            rng,
+            ivs: IvPool::new(),
         };
         Ok((cluster, new))
     }
@@ -601,10 +602,10 @@ impl CryptoBackend for Cluster {
         plaintext: &[u8],
         aad: &[u8],
     ) -> BackendResult<Sealed> {
-        let mut iv = [0u8; 12];
-        self.rng
-            .fill(&mut iv)
-            .map_err(|_| BackendError::Internal("rng".into()))?;
+        let iv = self
+            .ivs
+            .iv12()
+            .map_err(|e| BackendError::Internal(e.to_string()))?;
         let ct = self.on_member(id, load, |t, h| {
             t.with_session(false, |s| {
                 let mut iv_buf = iv;

@@ -17,11 +17,11 @@ use std::sync::{Arc, RwLock};
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
-use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
 use super::error::{ErrorClass, Pkcs11Error};
 use super::Token;
+use crate::backend::iv::IvPool;
 use crate::backend::{BackendError, BackendResult, CryptoBackend, LoadWrapped, MaterialId, Sealed};
 use crate::model::KeyId;
 
@@ -33,7 +33,7 @@ pub struct Pkcs11Root {
     domain_label: String,
     domain: RwLock<(u64, ObjectHandle)>,
     keys: RwLock<HashMap<(KeyId, u32), (u64, ObjectHandle)>>,
-    rng: SystemRandom,
+    ivs: IvPool,
 }
 
 impl From<Pkcs11Error> for BackendError {
@@ -80,7 +80,7 @@ impl Pkcs11Root {
             token,
             domain_label: domain_label.to_string(),
             keys: RwLock::default(),
-            rng: SystemRandom::new(),
+            ivs: IvPool::new(),
         })
     }
 
@@ -210,10 +210,10 @@ impl CryptoBackend for Pkcs11Root {
         plaintext: &[u8],
         aad: &[u8],
     ) -> BackendResult<Sealed> {
-        let mut iv = [0u8; 12];
-        self.rng
-            .fill(&mut iv)
-            .map_err(|_| BackendError::Internal("rng".into()))?;
+        let iv = self
+            .ivs
+            .iv12()
+            .map_err(|e| BackendError::Internal(e.to_string()))?;
         let ciphertext_and_tag = self.with_key(m, load, |h| {
             self.token.with_session(false, |s| {
                 let mut iv_buf = iv;
