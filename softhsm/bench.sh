@@ -104,7 +104,7 @@ done
 [ "$state" = CONNECTED ] || { echo "FAIL: custom key store is $state" >&2; cat "$work/stderr" >&2; exit 1; }
 
 echo "== kms-bench: $concurrency connections/threads, $rounds interleaved rounds of ${warmup}s warm-up + ${duration}s per scenario ($(nproc) cores) =="
-"$target/release/kms-bench" --endpoint "$endpoint" --ops encrypt \
+"$target/release/kms-bench" --endpoint "$endpoint" --server-pid "$server_pid" --ops encrypt \
   --duration "$duration" --warmup "$warmup" --rounds "$rounds" --concurrency "$concurrency" \
   --custom-key-store "$store" \
   --raw-pkcs11 session,token --pkcs11-token kms-root --pkcs11-pin-file "$work/softhsm/user.pin" \

@@ -144,6 +144,25 @@ struct Args {
     /// File whose first line is the token's user PIN (raw scenarios).
     #[arg(long)]
     pkcs11_pin_file: Option<std::path::PathBuf>,
+    /// The server's process id (on this machine): its CPU time over each measured window is
+    /// reported per request (`srv µs/req`). On a shared VM, whose speed drifts, this moves
+    /// far less than the rates do, so it shows what a change to the server saves.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// CPU time used so far by every thread of process `pid` (the first field of each
+/// `/proc/<pid>/task/<tid>/schedstat`, in nanoseconds); `None` off Linux or if it is gone.
+fn process_cpu(pid: u32) -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        // A thread that ended between the listing and the read no longer counts.
+        if let Ok(text) = std::fs::read_to_string(path) {
+            total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(Duration::from_nanos(total))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -385,6 +404,8 @@ struct ScenarioResult {
     p50: f64,
     p99: f64,
     p999: f64,
+    /// The server's CPU time over the measured window(s), with `--server-pid`.
+    server_cpu: Option<Duration>,
 }
 
 impl ScenarioResult {
@@ -407,7 +428,14 @@ impl ScenarioResult {
             window,
             errors,
             first_error,
+            server_cpu: None,
         }
+    }
+
+    /// The server's CPU microseconds per request of this scenario.
+    fn server_us_per_request(&self) -> Option<f64> {
+        let cpu = self.server_cpu?;
+        (self.requests > 0).then(|| cpu.as_secs_f64() * 1e6 / self.requests as f64)
     }
 
     fn error_count(&self) -> u64 {
@@ -422,13 +450,19 @@ impl ScenarioResult {
         for (code, n) in other.errors {
             *errors.entry(code).or_insert(0) += n;
         }
-        ScenarioResult::new(
+        let server_cpu = match (self.server_cpu, other.server_cpu) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        let mut merged = ScenarioResult::new(
             self.name,
             histogram,
             self.window + other.window,
             errors,
             self.first_error.or(other.first_error),
-        )
+        );
+        merged.server_cpu = server_cpu;
+        merged
     }
 }
 
@@ -525,6 +559,15 @@ async fn run_scenario(
     let start = Instant::now();
     let measure_from = start + Duration::from_secs(args.warmup);
     let deadline = measure_from + Duration::from_secs(args.duration);
+    // The server's CPU time from the start to the end of the measured window.
+    let cpu_probe = args.server_pid.map(|pid| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from).await;
+            let before = process_cpu(pid)?;
+            tokio::time::sleep_until(deadline).await;
+            Some(process_cpu(pid)?.saturating_sub(before))
+        })
+    });
     let tasks: Vec<_> = (0..args.concurrency)
         .map(|_| {
             tokio::spawn(run_connection(
@@ -553,13 +596,20 @@ async fn run_scenario(
         }
     }
     let window = last_completion.saturating_duration_since(measure_from);
-    Ok(ScenarioResult::new(
+    let mut result = ScenarioResult::new(
         scenario.name.clone(),
         histogram,
         window,
         errors,
         first_error,
-    ))
+    );
+    if let Some(probe) = cpu_probe {
+        result.server_cpu = probe.await?;
+        if result.server_cpu.is_none() {
+            return Err("--server-pid: cannot read the process's CPU time in /proc".into());
+        }
+    }
+    Ok(result)
 }
 
 /// Sends one setup request and returns the parsed JSON of a 200 response.
@@ -857,13 +907,24 @@ fn print_table(results: &[ScenarioResult]) {
         .map(|r| r.rps)
         .filter(|rps| *rps > 0.0);
     println!(
-        "{:<18} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9}",
-        "scenario", "requests", "errors", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "vs base"
+        "{:<18} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>11}",
+        "scenario",
+        "requests",
+        "errors",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "vs base",
+        "srv µs/req"
     );
     for r in results {
         let ratio = baseline.map_or_else(|| "-".to_owned(), |b| format!("{:.3}", r.rps / b));
+        let cpu = r
+            .server_us_per_request()
+            .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
         println!(
-            "{:<18} {:>10} {:>8} {:>11.0} {:>9.3} {:>9.3} {:>9.3} {:>9}",
+            "{:<18} {:>10} {:>8} {:>11.0} {:>9.3} {:>9.3} {:>9.3} {:>9} {:>11}",
             r.name,
             r.requests,
             r.error_count(),
@@ -871,7 +932,8 @@ fn print_table(results: &[ScenarioResult]) {
             r.p50,
             r.p99,
             r.p999,
-            ratio
+            ratio,
+            cpu
         );
     }
     for (server, raw, ceiling, ratio) in targets(results) {
@@ -915,6 +977,7 @@ fn json_report(args: &Args, results: &[ScenarioResult]) -> serde_json::Value {
                 "p999_ms": r.p999,
                 "measured_secs": r.window.as_secs_f64(),
                 "ratio_to_baseline": baseline.map(|b| r.rps / b),
+                "server_cpu_us_per_request": r.server_us_per_request(),
             })
         })
         .collect();
