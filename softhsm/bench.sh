@@ -106,6 +106,6 @@ done
 echo "== kms-bench: $concurrency connections/threads, $rounds interleaved rounds of ${warmup}s warm-up + ${duration}s per scenario ($(nproc) cores) =="
 "$target/release/kms-bench" --endpoint "$endpoint" --server-pid "$server_pid" --ops encrypt \
   --duration "$duration" --warmup "$warmup" --rounds "$rounds" --concurrency "$concurrency" \
-  --custom-key-store "$store" \
+  --custom-key-store "$store" --floor \
   --raw-pkcs11 session,token --pkcs11-token kms-root --pkcs11-pin-file "$work/softhsm/user.pin" \
   --pkcs11-profile "$profile" "$@"

@@ -16,6 +16,16 @@ struct Raw {
 }
 
 async fn send(endpoint: &str, method: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> Raw {
+    send_to(endpoint, "/", method, headers, body).await
+}
+
+async fn send_to(
+    endpoint: &str,
+    path: &str,
+    method: &str,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) -> Raw {
     let addr = endpoint.trim_start_matches("http://").to_string();
     let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let (mut sender, conn) =
@@ -25,7 +35,7 @@ async fn send(endpoint: &str, method: &str, headers: Vec<(String, String)>, body
     tokio::spawn(conn);
     let mut req = hyper::Request::builder()
         .method(method)
-        .uri("/")
+        .uri(path)
         .header("host", &addr);
     for (k, v) in headers {
         req = req.header(k, v);
@@ -248,4 +258,34 @@ async fn every_single_byte_flip_is_invalid_ciphertext() {
     longer.push(0);
     let r = call(e, "Decrypt", &serde_json::json!({"CiphertextBlob": b64.encode(&longer), "EncryptionContext": {"k": "v"}}).to_string()).await;
     assert_eq!(r.json["__type"], "InvalidCiphertextException");
+}
+
+/// The benchmark routes (test servers enable `baseline_route`): the baseline answers `{}`
+/// without authentication; the work floor (`x-kms-bench-key`) encrypts with the named key's
+/// backend and fails like KMS for a key that does not exist.
+#[tokio::test]
+async fn benchmark_baseline_and_floor_routes() {
+    let srv = common::TestServer::start().await;
+    let e = &srv.endpoint;
+    let bare = send_to(e, "/__baseline", "POST", Vec::new(), b"x".to_vec()).await;
+    assert_eq!((bare.status, bare.json.clone()), (200, serde_json::json!({})));
+
+    let created = call(e, "CreateKey", "{}").await;
+    let key_id = created.json["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    let floor = |key: String| {
+        send_to(
+            e,
+            "/__baseline",
+            "POST",
+            vec![(kms::api::BENCH_KEY_HEADER.to_string(), key)],
+            vec![7u8; 300],
+        )
+    };
+    let ok = floor(key_id).await;
+    assert_eq!((ok.status, ok.json.clone()), (200, serde_json::json!({})));
+    let missing = floor("00000000-0000-4000-8000-000000000000".into()).await;
+    assert_eq!(err(&missing).0, 400);
+    assert_eq!(err(&missing).1, "NotFoundException");
+    let malformed = floor("alias/nope".into()).await;
+    assert_eq!(err(&malformed).1, "NotFoundException");
 }

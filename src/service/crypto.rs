@@ -86,6 +86,17 @@ impl KmsService {
         if key.xks_key_id.is_some() {
             return self.xks_seal(call, key, plaintext, context);
         }
+        self.seal_material(key, plaintext, context)
+    }
+
+    /// Encrypts under the key's current material in its backend (default store or custom
+    /// key store) and assembles the blob.
+    fn seal_material(
+        &self,
+        key: &KeyRecord,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> KmsResult<Vec<u8>> {
         let version = key.current_material;
         let header = ciphertext::header(&key.key_id, version);
         let aad = ciphertext::aad(&header, context);
@@ -104,6 +115,26 @@ impl KmsService {
             &sealed.iv,
             &sealed.ciphertext_and_tag,
         ))
+    }
+
+    /// The benchmark floor (`POST /__baseline` with `x-kms-bench-key`, only with
+    /// `server.baseline_route`): the key's backend encrypts `plaintext` exactly as Encrypt's
+    /// does (same IV source, AAD shape and PKCS#11 calls), with none of the KMS work around it
+    /// (no authentication, checks, JSON, audit, or hand-off to the HSM threads: the caller runs
+    /// it where it is). No result leaves: the benchmark only needs the work done.
+    pub fn bench_seal(&self, key_id: &str, plaintext: &[u8]) -> KmsResult<()> {
+        let key = crate::model::KeyId::parse(key_id)
+            .map(|id| self.store.get_key(&id))
+            .transpose()?
+            .flatten()
+            .ok_or_else(|| KmsError::NotFound(format!("Invalid keyId '{key_id}'")))?;
+        if key.xks_key_id.is_some() {
+            return Err(KmsError::UnsupportedOperation(
+                "the benchmark floor does not cover external key stores".into(),
+            ));
+        }
+        self.seal_material(&key, plaintext, &EncryptionContext::default())
+            .map(drop)
     }
 
     pub(super) fn load_wrapped(

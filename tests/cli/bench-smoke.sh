@@ -20,11 +20,12 @@ for _ in $(seq 100); do
 done
 [ -n "${endpoint:-}" ] || { echo "FAIL: server did not start" >&2; cat "$work/stderr" >&2; exit 1; }
 "$target/debug/kms-bench" --endpoint "$endpoint" --duration 1 --warmup 0 --rounds 2 --concurrency 8 \
-  --server-pid "$server_pid" --json | tee "$work/report"
+  --server-pid "$server_pid" --floor --json | tee "$work/report"
 # The server's CPU per request is reported for every scenario (and is a plausible number).
 tail -n1 "$work/report" | python3 -c '
 import json, sys
 report = json.load(sys.stdin)
+assert "floor-encrypt" in [s["scenario"] for s in report["scenarios"]], "no work-floor scenario"
 for s in report["scenarios"]:
     us = s["server_cpu_us_per_request"]
     assert us is not None and 1 < us < 100000, (s["scenario"], us)
