@@ -268,10 +268,16 @@ async fn benchmark_baseline_and_floor_routes() {
     let srv = common::TestServer::start().await;
     let e = &srv.endpoint;
     let bare = send_to(e, "/__baseline", "POST", Vec::new(), b"x".to_vec()).await;
-    assert_eq!((bare.status, bare.json.clone()), (200, serde_json::json!({})));
+    assert_eq!(
+        (bare.status, bare.json.clone()),
+        (200, serde_json::json!({}))
+    );
 
     let created = call(e, "CreateKey", "{}").await;
-    let key_id = created.json["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    let key_id = created.json["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let floor = |key: String| {
         send_to(
             e,
