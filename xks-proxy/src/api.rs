@@ -58,7 +58,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         r = r.route(p, get(ping));
     }
     if state.server.baseline_route {
-        r = r.route("/__baseline", post(baseline));
+        r = r
+            .route("/__baseline", post(baseline))
+            .route("/__baseline/floor/{key}", post(floor));
     }
     r.fallback(handle).with_state(state)
 }
@@ -88,6 +90,34 @@ async fn baseline(State(state): State<Arc<AppState>>, req: Request) -> Response 
     match axum::body::to_bytes(req.into_body(), state.limits.max_body()).await {
         Ok(_) => json_bytes(StatusCode::OK, Bytes::from_static(b"{}")),
         Err(_) => XksError::validation("unreadable body").into_response(),
+    }
+}
+
+/// `POST /__baseline/floor/<external key id>` (with the baseline route): the work floor of
+/// Encrypt. Like the baseline, plus the key's AES-GCM encryption of the body's first 256
+/// bytes (with a 64-byte AAD) in the HSM, right here on the async worker; no authentication,
+/// JSON, checks or hand-off to the HSM threads. No proxy can serve an Encrypt with less work
+/// on the machine, so its rate bounds the proxy's (`xks-bench`).
+async fn floor(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(key_id): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let body = match axum::body::to_bytes(req.into_body(), state.limits.max_body()).await {
+        Ok(b) => b,
+        Err(_) => return XksError::validation("unreadable body").into_response(),
+    };
+    let Some(key) = state.dynamic().keys.get(&key_id).cloned() else {
+        return XksError::new(
+            ErrorName::KeyNotFoundException,
+            format!("external key {key_id} is not configured"),
+        )
+        .into_response();
+    };
+    let data = &body[..body.len().min(256)];
+    match key.encrypt(12, data, &[0x61; 64], None, false) {
+        Ok(_) => json_bytes(StatusCode::OK, Bytes::from_static(b"{}")),
+        Err(e) => e.into_response(),
     }
 }
 

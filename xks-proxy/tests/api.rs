@@ -779,3 +779,39 @@ fn the_example_configuration_is_valid() {
     assert_eq!(cfg.dynamic.keystores[0].prefix, "example/uri/path/prefix");
     assert!(cfg.tls.is_some() && cfg.metrics_listen.is_some());
 }
+
+/// The benchmark routes (test proxies enable `baseline_route`): the baseline answers `{}`
+/// without authentication; the work floor encrypts with the named key in the HSM and fails
+/// like the API for a key that is not configured or cannot encrypt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn benchmark_baseline_and_floor_routes() {
+    let p = proxy().await;
+    let c = p.client();
+    let mut conn = c.connect().await.unwrap();
+    let body = vec![b'x'; 300];
+    for path in ["/__baseline", "/__baseline/floor/foo"] {
+        let r = c
+            .send_raw(&mut conn, "POST", path, body.clone(), false)
+            .await
+            .unwrap();
+        r.assert_ok();
+        assert_eq!(r.body, json!({}), "{path}");
+    }
+    let missing = c
+        .send_raw(
+            &mut conn,
+            "POST",
+            "/__baseline/floor/nope",
+            body.clone(),
+            false,
+        )
+        .await
+        .unwrap();
+    missing.assert_error(ErrorName::KeyNotFoundException);
+    // The floor does the HSM work: a key that may not encrypt is refused by the HSM path.
+    let dec_only = c
+        .send_raw(&mut conn, "POST", "/__baseline/floor/dec-only", body, false)
+        .await
+        .unwrap();
+    assert_ne!(dec_only.status, 200, "body: {}", dec_only.body);
+}
