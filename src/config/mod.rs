@@ -379,6 +379,12 @@ fn validate(
             SocketAddr::from(([127, 0, 0, 1], 4599))
         }
     };
+    if s.baseline_route == Some(true) && !listen.ip().is_loopback() {
+        errors.push(format!(
+            "server.baseline_route: the unauthenticated benchmark routes are served only on a \
+             loopback listen address, not {listen}"
+        ));
+    }
     let region = s.region.unwrap_or_else(|| "us-east-1".into());
     let region_ok = !region.is_empty()
         && region.len() <= 32
@@ -754,6 +760,19 @@ mod tests {
         )
         .unwrap();
         assert!(ok.baseline_route);
+        let e = load(
+            None,
+            vec![
+                ("KMS_SERVER__BASELINE_ROUTE".into(), "true".into()),
+                ("KMS_SERVER__LISTEN".into(), "0.0.0.0:4599".into()),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            e.0.iter()
+                .any(|m| m.starts_with("server.baseline_route") && m.contains("loopback")),
+            "{e}"
+        );
     }
 
     #[test]

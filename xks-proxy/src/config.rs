@@ -705,6 +705,12 @@ impl Validator {
 
     fn server(&mut self, s: &RawServer) -> ServerConfig {
         let listen = self.addr("[server] listen", &s.listen);
+        if s.baseline_route && !listen.ip().is_loopback() {
+            self.problem(format!(
+                "[server] baseline_route: the unauthenticated benchmark routes are served only \
+                 on a loopback listen address, not {listen}"
+            ));
+        }
         if s.region.is_empty()
             || !s
                 .region
@@ -1384,6 +1390,23 @@ mod tests {
             assert!(all.contains(needle), "missing '{needle}' in:\n{all}");
         }
         assert!(err.problems.len() >= 11, "{all}");
+    }
+
+    #[test]
+    fn benchmark_routes_only_on_loopback() {
+        let open = minimal().replace(
+            "listen = '127.0.0.1:0'",
+            "listen = '0.0.0.0:0'\nbaseline_route = true",
+        );
+        let Err(err) = parse(&open, Path::new("/"), "test") else {
+            panic!("accepted the benchmark routes on a public address");
+        };
+        assert!(err.to_string().contains("baseline_route"), "{err}");
+        let local = minimal().replace(
+            "listen = '127.0.0.1:0'",
+            "listen = '127.0.0.1:0'\nbaseline_route = true",
+        );
+        assert!(parse(&local, Path::new("/"), "test").is_ok());
     }
 
     #[test]
