@@ -588,3 +588,52 @@ async fn a_lost_login_is_redone_without_duplicating_keys() {
         );
     }
 }
+
+/// Members that miss PIN rotations (unreachable during one or more connects) keep working:
+/// the KMS records each member's PIN and logs in to each with its own, so a later connect or a
+/// returning member never fails with INVALID_CREDENTIALS and no wrong PIN is ever tried.
+#[tokio::test]
+async fn members_that_missed_pin_rotations_rejoin() {
+    let cluster = softhsm::fault_cluster(2);
+    let srv = start(&cluster).await;
+    let kms = srv.client();
+    let id = create_store(&kms, &cluster, &cluster.pin).await;
+
+    // Member 1 misses the first rotation, and is back for the next connect.
+    cluster.remove_member(1);
+    assert_eq!(connect(&kms, &id).await, connected());
+    disconnect(&kms, &id).await;
+    cluster.restore_member(1);
+    assert_eq!(connect(&kms, &id).await, connected());
+    // Both members are in: a key lands on both.
+    let (k1, arn1) = create_key(&kms, &id).await;
+    for m in &cluster.members {
+        assert_eq!(objects(m, &arn1).len(), 1, "backing key on {m}");
+    }
+
+    // Member 1 misses two connects in a row, then returns while the store is connected.
+    cluster.remove_member(1);
+    disconnect(&kms, &id).await;
+    assert_eq!(connect(&kms, &id).await, connected());
+    disconnect(&kms, &id).await;
+    assert_eq!(connect(&kms, &id).await, connected());
+    cluster.restore_member(1);
+    tokio::time::sleep(MEMBER_RETRY).await;
+    let (k2, arn2) = create_key(&kms, &id).await;
+    for m in &cluster.members {
+        assert_eq!(objects(m, &arn2).len(), 1, "backing key on {m}");
+    }
+    // It serves alone.
+    cluster.fail_member(0);
+    serve(&kms, &[&k1, &k2], &[], 4).await;
+    cluster.restore_member(0);
+
+    // The rotation of the returning member was stored: the next connect logs in everywhere.
+    disconnect(&kms, &id).await;
+    assert_eq!(connect(&kms, &id).await, connected());
+    let (_, arn3) = create_key(&kms, &id).await;
+    for m in &cluster.members {
+        assert_eq!(objects(m, &arn3).len(), 1, "backing key on {m}");
+    }
+    assert_eq!((cluster.failed_logins(0), cluster.failed_logins(1)), (0, 0));
+}

@@ -14,7 +14,7 @@ use std::time::Instant;
 use secrecy::SecretString;
 
 use super::{Call, KmsError, KmsResult, KmsService};
-use crate::backend::cluster::{Cluster, ClusterConfig};
+use crate::backend::cluster::{Cluster, ClusterConfig, ConnectError, PinBook};
 use crate::backend::{BackendError, CryptoBackend};
 use crate::model::{
     ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, KeyId, KeyRecord, KeySpec, KeyState,
@@ -328,9 +328,39 @@ impl KmsService {
         Ok(())
     }
 
+    /// Stores a cluster's changed PIN book (a member that missed a rotation was rotated).
+    fn save_pins(&self, store_id: &str, pins: &SecretString) {
+        let saved: KmsResult<()> = (|| {
+            if let Some(mut store) = self.store.get_custom_key_store(store_id)? {
+                store.password_encrypted = self.seal_secret(store_id, pins)?;
+                self.store.update_custom_key_store(&store)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = saved {
+            // The member has the new PIN now; without the record, the next connect fails with
+            // INVALID_CREDENTIALS until the operator resets it (UpdateCustomKeyStore).
+            tracing::error!(
+                custom_key_store_id = store_id,
+                error = e.code(),
+                "storing a cluster member's rotated PIN failed"
+            );
+        }
+    }
+
     /// The background half of ConnectCustomKeyStore.
     fn finish_connect(&self, store_id: &str, cfg: ClusterConfig, password: SecretString) {
-        let outcome = Cluster::connect(cfg, &password);
+        // The stored secret: the customer's password, or each member's PIN after a connect.
+        let outcome = match PinBook::from_secret(&password) {
+            Ok(pins) => Cluster::connect(cfg, &pins),
+            Err(_) => {
+                tracing::error!(
+                    custom_key_store_id = store_id,
+                    "the stored crypto user password is unreadable"
+                );
+                Err(ConnectError::InternalError)
+            }
+        };
         let result: KmsResult<()> = (|| {
             let Some(mut store) = self.store.get_custom_key_store(store_id)? else {
                 return Ok(());
@@ -339,15 +369,22 @@ impl KmsService {
                 // Disconnected (or deleted) while connecting: drop the connection.
                 if let Ok((cluster, new)) = outcome {
                     cluster.disconnect();
-                    // Keep the rotated password so a later connect can log in.
-                    store.password_encrypted = self.seal_secret(store_id, &new)?;
+                    // Keep the rotated PINs so a later connect can log in.
+                    store.password_encrypted = self.seal_secret(store_id, &new.to_secret())?;
                     self.store.update_custom_key_store(&store)?;
                 }
                 return Ok(());
             }
             match outcome {
                 Ok((cluster, new)) => {
-                    store.password_encrypted = self.seal_secret(store_id, &new)?;
+                    store.password_encrypted = self.seal_secret(store_id, &new.to_secret())?;
+                    let me = self.me.clone();
+                    let id = store_id.to_string();
+                    cluster.on_pins_changed(Box::new(move |pins| {
+                        if let Some(svc) = me.upgrade() {
+                            svc.save_pins(&id, pins);
+                        }
+                    }));
                     store.connection_state = ConnectionState::Connected;
                     store.connection_error = None;
                     self.store.update_custom_key_store(&store)?;

@@ -13,8 +13,9 @@
 //!   that was down gets the key when it returns, as long as another member still holds it.
 //! - Requests are spread round-robin over healthy members; a member that fails with a device,
 //!   session or token error is skipped for a while and the request is retried on the next one.
-//!   A member that was unreachable during connect still has the old PIN: when it returns it is
-//!   logged in with that one and rotated to the current one.
+//!   A member that was unreachable during connect keeps the PIN it had: the KMS records each
+//!   member's PIN ([`PinBook`]), logs in to each with its own, and rotates a returning member
+//!   to the current PIN (the book is stored again after every change).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use super::error::{ErrorClass, Pkcs11Error};
+pub use super::pin_book::PinBook;
 use super::{Token, TokenConfig, VendorProfile};
 use crate::backend::iv::IvPool;
 use crate::backend::{BackendError, BackendResult, CryptoBackend, LoadWrapped, MaterialId, Sealed};
@@ -88,19 +90,27 @@ impl ConnectError {
 struct Member {
     cfg: MemberConfig,
     token: RwLock<Option<Arc<Token>>>,
+    /// Held while (re)connecting the member, so that two requests never log in (or rotate the
+    /// PIN) at once: a second login with a PIN just rotated away would count as a failure.
+    opening: Mutex<()>,
     down_until: Mutex<Option<Instant>>,
     handles: RwLock<HashMap<KeyId, (u64, ObjectHandle)>>,
     cluster_key: RwLock<Option<(u64, ObjectHandle)>>,
 }
 
+/// Stores a changed [`PinBook`] (given as its secret form).
+pub type PinsChanged = Box<dyn Fn(&SecretString) + Send + Sync>;
+
 /// A connected cluster.
 pub struct Cluster {
     cfg: ClusterConfig,
     members: Vec<Member>,
-    password: RwLock<SecretString>,
-    /// The password the connect logged in with: members that were unreachable then still
-    /// have it (see [`Cluster::rejoin`]).
-    previous_password: SecretString,
+    /// The PIN the connect rotated every reachable member to.
+    password: SecretString,
+    /// Each member's PIN (members unreachable at connect still have an older one).
+    pins: Mutex<PinBook>,
+    /// Called with the book after a returning member was rotated (to store it).
+    pins_changed: Mutex<Option<PinsChanged>>,
     next: AtomicUsize,
     ivs: IvPool,
 }
@@ -160,17 +170,15 @@ fn random_password(rng: &SystemRandom) -> Result<SecretString, Pkcs11Error> {
 }
 
 impl Cluster {
-    /// Logs in on every reachable member with `password`, checks the cluster key, and rotates
-    /// the PIN. Returns the connected cluster and the new password (to be stored encrypted).
-    pub fn connect(
-        cfg: ClusterConfig,
-        password: &SecretString,
-    ) -> Result<(Cluster, SecretString), ConnectError> {
+    /// Logs in on every reachable member with its PIN from `pins`, checks the cluster key, and
+    /// rotates the PIN of every member it reached. Returns the connected cluster and the new
+    /// book (to be stored encrypted).
+    pub fn connect(cfg: ClusterConfig, pins: &PinBook) -> Result<(Cluster, PinBook), ConnectError> {
         let rng = SystemRandom::new();
         let mut opened: Vec<(MemberConfig, Arc<Token>)> = Vec::new();
         let mut worst: Option<ConnectError> = None;
         for m in &cfg.members {
-            match Token::open(token_config(&cfg, m, password)) {
+            match Token::open(token_config(&cfg, m, pins.pin(&m.name))) {
                 Ok(t) => opened.push((m.clone(), t)),
                 Err(e) => {
                     let code = match e.class() {
@@ -215,18 +223,22 @@ impl Cluster {
         }
         // Rotate the PIN to a value only the KMS knows; undo on partial failure.
         let new = random_password(&rng).map_err(|_| ConnectError::InternalError)?;
-        let mut rotated: Vec<&Arc<Token>> = Vec::new();
+        let mut rotated: Vec<(&MemberConfig, &Arc<Token>)> = Vec::new();
         for (m, t) in &opened {
-            match t.set_pin(password, &new) {
-                Ok(()) => rotated.push(t),
+            match t.set_pin(pins.pin(&m.name), &new) {
+                Ok(()) => rotated.push((m, t)),
                 Err(e) => {
                     tracing::error!(cluster = %cfg.id, member = %m.name, error = %e, "PIN rotation failed; reverting");
-                    for r in rotated {
-                        let _ = r.set_pin(&new, password);
+                    for (rm, r) in rotated {
+                        let _ = r.set_pin(&new, pins.pin(&rm.name));
                     }
                     return Err(ConnectError::InternalError);
                 }
             }
+        }
+        let mut book = pins.clone();
+        for (m, _) in &opened {
+            book.set(&m.name, &new);
         }
         let members = cfg
             .members
@@ -239,20 +251,27 @@ impl Cluster {
                         .map(|(_, t)| t.clone()),
                 ),
                 cfg: m.clone(),
+                opening: Mutex::new(()),
                 down_until: Mutex::new(None),
                 handles: RwLock::default(),
                 cluster_key: RwLock::new(None),
             })
             .collect();
         let cluster = Cluster {
-            password: RwLock::new(SecretString::from(new.expose_secret().to_string())),
-            previous_password: SecretString::from(password.expose_secret().to_string()),
+            password: new,
+            pins: Mutex::new(book.clone()),
+            pins_changed: Mutex::new(None),
             cfg,
             members,
             next: AtomicUsize::new(0),
             ivs: IvPool::new(),
         };
-        Ok((cluster, new))
+        Ok((cluster, book))
+    }
+
+    /// Sets what stores the PIN book when a returning member's PIN was rotated.
+    pub fn on_pins_changed(&self, f: PinsChanged) {
+        *self.pins_changed.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
     }
 
     pub fn id(&self) -> &str {
@@ -285,18 +304,11 @@ impl Cluster {
         if let Some(t) = m.token.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             return Some(t.clone());
         }
-        let pin = SecretString::from(
-            self.password
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .expose_secret()
-                .to_string(),
-        );
-        let opened = match Token::open(token_config(&self.cfg, &m.cfg, &pin)) {
-            Err(e) if e.class() == ErrorClass::PinIncorrect => self.rejoin(m, &pin),
-            other => other,
-        };
-        match opened {
+        let _opening = m.opening.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = m.token.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Some(t.clone()); // another request reconnected it meanwhile
+        }
+        match self.open_member(m) {
             Ok(t) => {
                 tracing::info!(cluster = %self.cfg.id, member = %m.cfg.name, "cluster member (re)connected");
                 *m.token.write().unwrap_or_else(|p| p.into_inner()) = Some(t.clone());
@@ -310,12 +322,34 @@ impl Cluster {
         }
     }
 
-    /// A member that was unreachable while the cluster connected missed the PIN rotation: it
-    /// logs in with the password the connect used and is rotated to the current one.
-    fn rejoin(&self, m: &Member, current: &SecretString) -> Result<Arc<Token>, Pkcs11Error> {
-        let t = Token::open(token_config(&self.cfg, &m.cfg, &self.previous_password))?;
-        t.set_pin(&self.previous_password, current)?;
-        tracing::info!(cluster = %self.cfg.id, member = %m.cfg.name, "cluster member missed the PIN rotation; rotated it now");
+    /// Logs in to a member with the PIN it has; a member that missed PIN rotations (it was
+    /// unreachable during a connect) is rotated to the current PIN and the book is stored.
+    fn open_member(&self, m: &Member) -> Result<Arc<Token>, Pkcs11Error> {
+        let pin = SecretString::from(
+            self.pins
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pin(&m.cfg.name)
+                .expose_secret(),
+        );
+        let t = Token::open(token_config(&self.cfg, &m.cfg, &pin))?;
+        if pin.expose_secret() != self.password.expose_secret() {
+            t.set_pin(&pin, &self.password)?;
+            let stored = {
+                let mut book = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+                book.set(&m.cfg.name, &self.password);
+                book.to_secret()
+            };
+            if let Some(save) = self
+                .pins_changed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                save(&stored);
+            }
+            tracing::info!(cluster = %self.cfg.id, member = %m.cfg.name, "cluster member missed the PIN rotation; rotated it now");
+        }
         Ok(t)
     }
 

@@ -18,6 +18,7 @@
 pub mod cluster;
 pub mod error;
 pub mod module;
+pub mod pin_book;
 pub mod profile;
 pub mod root;
 pub mod token;
