@@ -32,7 +32,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::authz::Decision;
 use crate::config::VerifyEncrypt;
 use crate::error::XksError;
-use crate::hsm::KeyEntry;
+use crate::key::KeyEntry;
 use crate::state::{AppState, Dynamic, Keystore};
 
 /// `ciphertextMetadata` of this proxy's ciphertexts: format marker `xkp` + version 1, meaning

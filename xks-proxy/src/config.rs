@@ -306,6 +306,7 @@ fn default_profile() -> String {
 struct RawKey {
     id: String,
     hsm: Option<String>,
+    hsms: Option<Vec<String>>,
     label: Option<String>,
     #[serde(default = "yes")]
     enabled: bool,
@@ -507,7 +508,8 @@ pub struct DynamicConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyConfig {
     pub id: String,
-    pub hsm: String,
+    /// The HSMs holding a copy of the key (at least one; see [`crate::key`]).
+    pub hsms: Vec<String>,
     pub label: String,
     pub enabled: bool,
 }
@@ -1058,35 +1060,53 @@ impl Validator {
             if !ids.insert(k.id.clone()) {
                 self.problem(format!("{at}: duplicate key id"));
             }
-            let hsm = match &k.hsm {
-                Some(h) => {
-                    if !hsm_names.contains(h.as_str()) {
-                        self.problem(format!("{at}: unknown hsm '{h}'"));
-                    }
-                    h.clone()
+            let on: Vec<String> = match (&k.hsm, &k.hsms) {
+                (Some(_), Some(_)) => {
+                    self.problem(format!("{at}: give either hsm or hsms, not both"));
+                    Vec::new()
                 }
-                None if hsms.len() == 1 => hsms[0].name.clone(),
-                None => {
+                (Some(h), None) => vec![h.clone()],
+                (None, Some(list)) => {
+                    if list.is_empty() {
+                        self.problem(format!("{at}: hsms must name at least one hsm"));
+                    }
+                    let mut seen = HashSet::new();
+                    for h in list {
+                        if !seen.insert(h.as_str()) {
+                            self.problem(format!("{at}: hsm '{h}' is listed twice"));
+                        }
+                    }
+                    list.clone()
+                }
+                (None, None) if hsms.len() == 1 => vec![hsms[0].name.clone()],
+                (None, None) => {
                     if !hsms.is_empty() {
                         self.problem(format!(
-                            "{at}: hsm is required when several [[hsms]] are configured"
+                            "{at}: hsm (or hsms) is required when several [[hsms]] are configured"
                         ));
                     }
-                    String::new()
+                    Vec::new()
                 }
             };
+            for h in &on {
+                if !hsm_names.contains(h.as_str()) {
+                    self.problem(format!("{at}: unknown hsm '{h}'"));
+                }
+            }
             let label = k.label.clone().unwrap_or_else(|| k.id.clone());
             if label.is_empty() {
                 self.problem(format!("{at}: label must not be empty"));
             }
-            if !placements.insert((hsm.clone(), label.clone())) {
-                self.problem(format!(
-                    "{at}: another key already maps to label '{label}' on hsm '{hsm}' (external keys must be unambiguous)"
-                ));
+            for hsm in &on {
+                if !placements.insert((hsm.clone(), label.clone())) {
+                    self.problem(format!(
+                        "{at}: another key already maps to label '{label}' on hsm '{hsm}' (external keys must be unambiguous)"
+                    ));
+                }
             }
             keys.push(KeyConfig {
                 id: k.id.clone(),
-                hsm,
+                hsms: on,
                 label,
                 enabled: k.enabled,
             });
@@ -1355,7 +1375,7 @@ mod tests {
     #[test]
     fn minimal_config_is_valid() {
         let cfg = parse(&minimal(), Path::new("/"), "test").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(cfg.dynamic.keys[0].hsm, "a");
+        assert_eq!(cfg.dynamic.keys[0].hsms, ["a"]);
         assert_eq!(cfg.dynamic.keys[0].label, "foo");
         assert_eq!(cfg.dynamic.keystores[0].prefix, "p/q");
         assert_eq!(cfg.pool.threads, cfg.hsms[0].token.max_sessions);
@@ -1390,6 +1410,32 @@ mod tests {
             assert!(all.contains(needle), "missing '{needle}' in:\n{all}");
         }
         assert!(err.problems.len() >= 11, "{all}");
+    }
+
+    #[test]
+    fn a_key_on_several_hsms() {
+        let two = minimal().replace(
+            "[[keys]]\nid = 'foo'\n",
+            "[[hsms]]\nname = 'b'\nmodule = '/dev/null'\ntoken_label = 'u'\npin = '1234'\n\
+             [[keys]]\nid = 'foo'\nhsms = ['a', 'b']\n",
+        );
+        let cfg = parse(&two, Path::new("/"), "test").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.dynamic.keys[0].hsms, ["a", "b"]);
+        for (keys, needle) in [
+            ("hsm = 'a'\nhsms = ['a']", "either hsm or hsms"),
+            ("hsms = []", "at least one"),
+            ("hsms = ['a', 'a']", "listed twice"),
+            ("hsms = ['a', 'zzz']", "unknown hsm 'zzz'"),
+        ] {
+            let text = minimal().replace(
+                "[[keys]]\nid = 'foo'\n",
+                &format!("[[keys]]\nid = 'foo'\n{keys}\n"),
+            );
+            let Err(err) = parse(&text, Path::new("/"), "test") else {
+                panic!("accepted {keys}");
+            };
+            assert!(err.to_string().contains(needle), "{keys}: {err}");
+        }
     }
 
     #[test]

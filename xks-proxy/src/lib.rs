@@ -29,6 +29,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod hsm;
+pub mod key;
 pub mod metrics;
 pub mod pool;
 pub mod ratelimit;

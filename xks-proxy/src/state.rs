@@ -15,7 +15,8 @@ use crate::config::{
     Config, CryptoConfig, DynamicConfig, Identity, Limits, ServerConfig, TlsConfig,
 };
 use crate::health::HealthMonitor;
-use crate::hsm::{HsmInstance, KeyEntry};
+use crate::hsm::HsmInstance;
+use crate::key::KeyEntry;
 use crate::metrics::Metrics;
 use crate::pool::HsmExecutor;
 use crate::ratelimit::RateLimiter;
@@ -64,21 +65,25 @@ impl Dynamic {
     ) -> Result<Dynamic, String> {
         let mut keys = HashMap::new();
         for k in &cfg.keys {
-            let Some(hsm) = fleet.iter().find(|h| h.name == k.hsm) else {
-                return Err(format!(
-                    "key {} uses hsm '{}', which is not connected (adding [[hsms]] needs a restart)",
-                    k.id, k.hsm
-                ));
-            };
+            let mut hsms = Vec::with_capacity(k.hsms.len());
+            for name in &k.hsms {
+                let Some(hsm) = fleet.iter().find(|h| &h.name == name) else {
+                    return Err(format!(
+                        "key {} uses hsm '{name}', which is not connected (adding [[hsms]] needs a restart)",
+                        k.id
+                    ));
+                };
+                hsms.push(hsm.clone());
+            }
             let entry = match previous.and_then(|p| p.keys.get(&k.id)) {
-                Some(old) if old.label == k.label && Arc::ptr_eq(&old.hsm, hsm) => {
+                Some(old) if old.is_placed(&k.label, &hsms) => {
                     if old.enabled == k.enabled {
                         old.clone()
                     } else {
                         Arc::new(old.with_enabled(k.enabled))
                     }
                 }
-                _ => Arc::new(KeyEntry::new(&k.id, &k.label, k.enabled, hsm.clone())),
+                _ => Arc::new(KeyEntry::new(&k.id, &k.label, k.enabled, &hsms)),
             };
             keys.insert(k.id.clone(), entry);
         }
@@ -158,11 +163,11 @@ impl AppState {
         for k in dynamic.keys.values() {
             match k.warm_up() {
                 Ok(info) => tracing::info!(
-                    key = %k.id, hsm = %k.hsm.name, label = %k.label, spec = %info.key_spec(),
+                    key = %k.id, hsms = %k.hsm_names(), label = %k.label, spec = %info.key_spec(),
                     usage = ?info.key_usage(), enabled = k.enabled, "external key found"
                 ),
                 Err(e) => {
-                    tracing::warn!(key = %k.id, hsm = %k.hsm.name, label = %k.label, error = %e, "external key not usable")
+                    tracing::warn!(key = %k.id, hsms = %k.hsm_names(), label = %k.label, error = %e, "external key not usable")
                 }
             }
         }

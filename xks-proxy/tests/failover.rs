@@ -1,0 +1,182 @@
+//! One external key on several HSMs: requests fail over between the copies when an HSM fails
+//! or its token disappears, and a copy with different key material never serves.
+//!
+//! The proxy reaches the HSMs through the fault-injection module (softhsm/fault-module/),
+//! which forwards to SoftHSM and fails per token label as marker files say.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::*;
+use kms::xks_wire::ErrorName;
+use serde_json::Value;
+
+/// The fault markers' directory; set before the fault module is first loaded.
+fn fault_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = softhsm_dir().join("faults");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::env::set_var("KMS_FAULT_DIR", &dir);
+        dir
+    })
+}
+
+/// Builds the fault module once and returns its path.
+fn fault_module() -> String {
+    fault_dir();
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("xks-fault-module")
+        .join("libkmsfault.so");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../softhsm/fault-module/build.sh");
+    let built = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(&out)
+        .output()
+        .expect("bash must be installed");
+    assert!(
+        built.status.success(),
+        "building the fault module failed (run softhsm/install.sh): {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    out.display().to_string()
+}
+
+fn mark(token: &str, kind: &str) {
+    std::fs::write(fault_dir().join(format!("{token}.{kind}")), b"").unwrap();
+}
+
+fn clear(token: &str) {
+    for kind in ["fail", "removed"] {
+        let _ = std::fs::remove_file(fault_dir().join(format!("{token}.{kind}")));
+    }
+}
+
+/// Imports an AES-256 key with the given value as a private, sensitive, non-extractable token
+/// object (as an operator replicates a key between HSMs).
+fn import_key(token_label: &str, label: &str, value: &[u8; 32]) {
+    use cryptoki::object::{Attribute, KeyType, ObjectClass};
+    use cryptoki::session::UserType;
+    let profile = kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap();
+    let ctx = kms::backend::pkcs11::module::load(Path::new(MODULE)).unwrap();
+    let slot = kms::backend::pkcs11::token::find_slot(&ctx, token_label, &profile).unwrap();
+    let s = ctx.open_rw_session(slot).unwrap();
+    match s.login(UserType::User, Some(&PIN.to_string().into())) {
+        Ok(())
+        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {
+        }
+        Err(e) => panic!("login: {e}"),
+    }
+    let _exclusive = kms::backend::pkcs11::module::object_store_lock().write();
+    s.create_object(&[
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Value(value.to_vec()),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(true),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ])
+    .unwrap();
+}
+
+/// A proxy with HSMs a, b, c (tokens through the fault module): key `k` on a and b (same
+/// material), key `odd` on a and c (different material under the same label).
+async fn proxy() -> (TestProxy, [String; 3]) {
+    let module = fault_module();
+    let tokens = [
+        token(&unique("fo-a")),
+        token(&unique("fo-b")),
+        token(&unique("fo-c")),
+    ];
+    let same = [0x11u8; 32];
+    import_key(&tokens[0], "k", &same);
+    import_key(&tokens[1], "k", &same);
+    import_key(&tokens[0], "odd", &[0x22u8; 32]);
+    import_key(&tokens[2], "odd", &[0x33u8; 32]);
+    let mut opts = ProxyOptions::new(&tokens[0]);
+    opts.keys.clear();
+    let mut toml = format!(
+        "[server]\nlisten = '127.0.0.1:0'\nregion = '{REGION}'\n[metrics]\nlisten = '127.0.0.1:0'\n"
+    );
+    for (name, t) in ["a", "b", "c"].iter().zip(&tokens) {
+        toml.push_str(&format!(
+            "[[hsms]]\nname = '{name}'\nmodule = '{module}'\ntoken_label = '{t}'\npin = '{PIN}'\nmax_sessions = 2\n"
+        ));
+    }
+    toml.push_str("[[keys]]\nid = 'k'\nhsms = ['a', 'b']\n");
+    toml.push_str("[[keys]]\nid = 'odd'\nhsms = ['a', 'c']\n");
+    toml.push_str(&format!(
+        "[[keystores]]\nprefix = '{PREFIX}'\n[[keystores.credentials]]\naccess_key_id = '{AKID_1}'\nsecret_access_key = '{SECRET_1}'\n"
+    ));
+    (TestProxy::start_toml(toml, opts).await, tokens)
+}
+
+/// Encrypts `n` times with `key` and decrypts every ciphertext in `old` and the new ones.
+async fn round_trips(c: &Client, key: &str, old: &mut Vec<(Value, Vec<u8>)>, n: usize) {
+    for i in 0..n {
+        let plaintext = format!("round {i} of {}", old.len()).into_bytes();
+        let e = c.encrypt(key, &plaintext, Some(b"ctx"), false).await;
+        e.assert_ok();
+        old.push((e.body, plaintext));
+    }
+    for (body, plaintext) in old.iter() {
+        let d = c.decrypt_response(key, body, Some(b"ctx")).await;
+        d.assert_ok();
+        assert_eq!(&unb64(&d.body["plaintext"]), plaintext);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_fail_over_between_the_copies_of_a_key() {
+    let (p, tokens) = proxy().await;
+    let c = p.client();
+    let mut old = Vec::new();
+    round_trips(&c, "k", &mut old, 6).await;
+
+    // HSM a stops answering: b serves everything, old ciphertexts included.
+    mark(&tokens[0], "fail");
+    round_trips(&c, "k", &mut old, 6).await;
+    c.metadata("k").await.assert_ok();
+
+    // a is back and b's token is removed: a serves, without waiting for a's back-off.
+    clear(&tokens[0]);
+    mark(&tokens[1], "removed");
+    round_trips(&c, "k", &mut old, 6).await;
+
+    // Both gone: the key cannot be served.
+    mark(&tokens[0], "fail");
+    let e = c.encrypt("k", b"x", None, false).await;
+    e.assert_error(ErrorName::InternalException);
+    clear(&tokens[0]);
+    clear(&tokens[1]);
+    round_trips(&c, "k", &mut old, 2).await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_with_different_key_material_never_serves() {
+    let (p, tokens) = proxy().await;
+    let c = p.client();
+    // Start-up checked c's copy of `odd` against a's and set it aside: every request is
+    // served by a, so every ciphertext decrypts.
+    let mut old = Vec::new();
+    round_trips(&c, "odd", &mut old, 8).await;
+    // With a down, c is not used in its place.
+    mark(&tokens[0], "fail");
+    let e = c.encrypt("odd", b"x", None, false).await;
+    assert_eq!(e.status, 500, "{}", e.body);
+    let d = c.decrypt_response("odd", &old[0].0, Some(b"ctx")).await;
+    assert_eq!(d.status, 500, "{}", d.body);
+    clear(&tokens[0]);
+    round_trips(&c, "odd", &mut old, 2).await;
+    // `k` (same material on a and b) was unaffected by `odd`.
+    round_trips(&c, "k", &mut Vec::new(), 2).await;
+    p.stop().await;
+}
