@@ -5,7 +5,7 @@
 //! Everything here blocks; callers run it through [`crate::pool::HsmExecutor`], never on async
 //! workers.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use cryptoki::error::Error as CkError;
@@ -14,7 +14,7 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, SessionState};
 use kms::backend::iv::IvPool;
-use kms::backend::pkcs11::{Pkcs11Error, Token};
+use kms::backend::pkcs11::{ErrorClass, Pkcs11Error, Token};
 use kms::xks_wire::TAG_LEN;
 
 use crate::config::HsmConfig;
@@ -24,80 +24,163 @@ pub(crate) const TAG_BITS: u64 = (TAG_LEN as u64) * 8;
 const HEALTH_KEY_LABEL: &str = "xks-proxy-health-check";
 
 /// One PKCS#11 instance.
+///
+/// An HSM that cannot be reached when the proxy starts (token missing or not present, device
+/// error) does not stop the start: the instance starts *down* and its token is opened on use,
+/// at most once per [`REOPEN_EVERY`], so keys with copies on other HSMs keep working and
+/// GetHealthStatus reports it UNAVAILABLE until it answers. Configuration errors (a wrong PIN,
+/// a module that does not load, a missing mechanism) still stop the start.
 pub struct HsmInstance {
     pub name: String,
-    token: Arc<Token>,
+    cfg: HsmConfig,
+    token: RwLock<Option<Arc<Token>>>,
+    /// When opening a down instance was last tried.
+    last_open: Mutex<Option<Instant>>,
     health_key_label: Option<String>,
     health_key: Mutex<Option<(u64, ObjectHandle)>>,
     ivs: IvPool,
 }
 
+/// How often a down instance is tried again (on use). Once opened, the token stays: its own
+/// recovery (`kms::backend::pkcs11::Token`) handles later outages, and its handle generations
+/// stay meaningful.
+pub const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
 impl std::fmt::Debug for HsmInstance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HsmInstance")
             .field("name", &self.name)
-            .field("token", &self.token.summary().label)
+            .field("token", &self.cfg.token.token_label)
             .finish()
     }
 }
 
+/// Whether a failure to open a token means "not reachable now" rather than "misconfigured".
+fn unreachable(e: &Pkcs11Error) -> bool {
+    matches!(e, Pkcs11Error::TokenNotFound { .. })
+        || matches!(
+            e.class(),
+            ErrorClass::TokenNotPresent | ErrorClass::Device | ErrorClass::SessionLost
+        )
+}
+
 impl HsmInstance {
-    /// Connects to the token (loads the module, logs in, checks mechanisms).
+    /// Connects to the token (loads the module, logs in, checks mechanisms); an unreachable
+    /// token gives a down instance (see the type's documentation).
     pub fn open(cfg: &HsmConfig) -> Result<Arc<HsmInstance>, Pkcs11Error> {
-        let token = Token::open(cfg.token.clone())?;
+        let token = match Token::open(cfg.token.clone()) {
+            Ok(t) => Some(t),
+            Err(e) if unreachable(&e) => {
+                tracing::warn!(hsm = %cfg.name, token = %cfg.token.token_label, error = %e,
+                    "HSM not reachable at start: starting without it, trying again on use");
+                None
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Arc::new(HsmInstance {
             name: cfg.name.clone(),
-            token,
+            cfg: cfg.clone(),
+            last_open: Mutex::new(token.is_none().then(Instant::now)),
+            token: RwLock::new(token),
             health_key_label: cfg.health_key_label.clone(),
             health_key: Mutex::new(None),
             ivs: IvPool::new(),
         }))
     }
 
-    pub fn token(&self) -> &Arc<Token> {
-        &self.token
+    /// The connected token; a down instance is opened again (at most once per
+    /// [`REOPEN_EVERY`]).
+    pub fn token(&self) -> Result<Arc<Token>, Pkcs11Error> {
+        if let Some(t) = self
+            .token
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            return Ok(t.clone());
+        }
+        let mut last = self.last_open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = self
+            .token
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            return Ok(t.clone()); // opened meanwhile
+        }
+        if last.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {
+            return Err(Pkcs11Error::Other(format!(
+                "HSM {} is not connected",
+                self.name
+            )));
+        }
+        *last = Some(Instant::now());
+        let t = Token::open(self.cfg.token.clone())?;
+        tracing::info!(hsm = %self.name, model = %self.model_of(&t), "HSM connected");
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(t.clone());
+        Ok(t)
     }
 
-    /// The model string for GetHealthStatus: manufacturer, model and serial of the token.
-    pub fn model(&self) -> String {
-        let s = self.token.summary();
+    /// The connected token, without trying to open a down one (metrics, descriptions).
+    fn token_if_up(&self) -> Option<Arc<Token>> {
+        self.token.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sessions in use, open and the maximum (zeros but the maximum while down).
+    pub fn session_use(&self) -> (usize, usize, usize) {
+        self.token_if_up()
+            .map_or((0, 0, self.cfg.token.max_sessions), |t| t.session_use())
+    }
+
+    fn model_of(&self, t: &Token) -> String {
+        let s = t.summary();
         format!(
             "{} {} (token '{}', serial {}, profile {})",
             s.manufacturer,
             s.model,
             s.label,
             s.serial,
-            self.token.profile().name
+            t.profile().name
         )
+    }
+
+    /// The model string for GetHealthStatus: manufacturer, model and serial of the token.
+    pub fn model(&self) -> String {
+        match self.token_if_up() {
+            Some(t) => self.model_of(&t),
+            None => format!(
+                "token '{}' (not connected, profile {})",
+                self.cfg.token.token_label, self.cfg.token.profile.name
+            ),
+        }
     }
 
     /// The vendor of the key manager (from the profile, else the token's manufacturer).
     pub fn vendor(&self) -> String {
-        let v = &self.token.profile().vendor;
-        if v.is_empty() || v == "unknown" {
-            self.token.summary().manufacturer.clone()
-        } else {
-            v.clone()
+        let v = &self.cfg.token.profile.vendor;
+        if !v.is_empty() && v != "unknown" {
+            return v.clone();
         }
+        self.token_if_up()
+            .map_or_else(|| "unknown".into(), |t| t.summary().manufacturer.clone())
     }
 
     /// Makes sure the application is logged in: if the anchor session is gone or no longer
     /// logged in (all sessions were closed, the token restarted), the connection is rebuilt.
     pub fn ensure_logged_in(&self) -> Result<(), Pkcs11Error> {
-        let state = self
-            .token
-            .with_anchor(|s| s.get_session_info().map(|i| i.session_state()));
+        let token = self.token()?;
+        let state = token.with_anchor(|s| s.get_session_info().map(|i| i.session_state()));
         match state {
             Ok(SessionState::RwUser | SessionState::RoUser) => Ok(()),
             Ok(_) | Err(_) => {
                 tracing::warn!(hsm = %self.name, "HSM login lost: reconnecting");
-                self.token.reconnect()
+                token.reconnect()
             }
         }
     }
 
     pub(crate) fn fill_iv(&self, iv: &mut [u8]) -> Result<(), XksError> {
-        if self.token.profile().host_generated_iv {
+        if self.cfg.token.profile.host_generated_iv {
             self.ivs
                 .fill(iv)
                 .map_err(|e| XksError::internal(e.to_string()))
@@ -108,8 +191,8 @@ impl HsmInstance {
         }
     }
 
-    fn health_key(&self) -> Result<ObjectHandle, Pkcs11Error> {
-        let gen = self.token.generation();
+    fn health_key(&self, token: &Token) -> Result<ObjectHandle, Pkcs11Error> {
+        let gen = token.generation();
         let mut cached = self.health_key.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((g, h)) = *cached {
             if g == gen {
@@ -117,8 +200,7 @@ impl HsmInstance {
             }
         }
         let h = match &self.health_key_label {
-            Some(label) => *self
-                .token
+            Some(label) => *token
                 .find(ObjectClass::SECRET_KEY, label)?
                 .first()
                 .ok_or_else(|| Pkcs11Error::ObjectNotFound(label.clone()))?,
@@ -135,8 +217,7 @@ impl HsmInstance {
                     Attribute::ValueLen(32.into()),
                     Attribute::Label(HEALTH_KEY_LABEL.as_bytes().to_vec()),
                 ];
-                self.token
-                    .with_anchor(|s| s.generate_key(&Mechanism::AesKeyGen, &template))?
+                token.with_anchor(|s| s.generate_key(&Mechanism::AesKeyGen, &template))?
             }
         };
         *cached = Some((gen, h));
@@ -148,19 +229,20 @@ impl HsmInstance {
     }
 
     fn health_round_trip(&self) -> Result<(), Pkcs11Error> {
-        self.token.probe()?;
-        let key = self.health_key()?;
+        let token = self.token()?;
+        token.probe()?;
+        let key = self.health_key(&token)?;
         let iv = self
             .ivs
             .iv12()
             .map_err(|e| Pkcs11Error::Other(e.to_string()))?;
         let data = [0x5au8; 32];
-        let sealed = self.token.with_session(false, |s| {
+        let sealed = token.with_session(false, |s| {
             let mut iv_buf = iv;
             let params = GcmParams::new(&mut iv_buf, b"xks-health", TAG_BITS.into())?;
             s.encrypt(&Mechanism::AesGcm(params), key, &data)
         })?;
-        let opened = self.token.with_session(true, |s| {
+        let opened = token.with_session(true, |s| {
             let mut iv_buf = iv;
             let params = GcmParams::new(&mut iv_buf, b"xks-health", TAG_BITS.into())?;
             s.decrypt(&Mechanism::AesGcm(params), key, &sealed)

@@ -379,15 +379,19 @@ impl Replica {
         }
     }
 
-    fn find(&self) -> Result<ObjectHandle, XksError> {
-        let token = self.hsm.token();
+    /// The HSM's token (a down HSM is tried again; see [`HsmInstance::token`]).
+    fn token(&self) -> Result<Arc<Token>, XksError> {
+        self.hsm.token().map_err(|e| self.map(&e, false))
+    }
+
+    fn find(&self, token: &Token) -> Result<ObjectHandle, XksError> {
         let generation = token.generation();
         if let Some((g, at)) = *self.missing.lock().unwrap_or_else(|p| p.into_inner()) {
             if g == generation && at.elapsed() < MISSING_TTL {
                 return Err(self.not_found());
             }
         }
-        let result = self.search();
+        let result = self.search(token);
         let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
         *missing = match &result {
             Err(e) if e.name == ErrorName::KeyNotFoundException => {
@@ -398,8 +402,7 @@ impl Replica {
         result
     }
 
-    fn search(&self) -> Result<ObjectHandle, XksError> {
-        let token = self.hsm.token();
+    fn search(&self, token: &Token) -> Result<ObjectHandle, XksError> {
         let mut found = token
             .find(ObjectClass::SECRET_KEY, &self.label)
             .map_err(|e| self.map(&e, false))?;
@@ -427,7 +430,11 @@ impl Replica {
     }
 
     fn resolve(&self, refresh: bool) -> Result<Resolved, XksError> {
-        let token = self.hsm.token();
+        let token = self.token()?;
+        self.resolve_on(&token, refresh)
+    }
+
+    fn resolve_on(&self, token: &Token, refresh: bool) -> Result<Resolved, XksError> {
         let generation = token.generation();
         if !refresh {
             if let Some(r) = *self.cache.read().unwrap_or_else(|p| p.into_inner()) {
@@ -436,7 +443,7 @@ impl Replica {
                 }
             }
         }
-        let handle = self.find()?;
+        let handle = self.find(token)?;
         let info = token
             .with_session(false, |s| KeyInfo::read(s, handle))
             .map_err(|e| self.map(&e, false))?;
@@ -455,16 +462,17 @@ impl Replica {
         decrypting: bool,
         f: impl Fn(&Token, ObjectHandle, &KeyInfo) -> Result<T, Pkcs11Error>,
     ) -> Result<T, XksError> {
-        let r = self.resolve(false)?;
-        match f(self.hsm.token(), r.handle, &r.info) {
+        let token = self.token()?;
+        let r = self.resolve_on(&token, false)?;
+        match f(&token, r.handle, &r.info) {
             Ok(v) => Ok(v),
             Err(e) if matches!(e.class(), ErrorClass::StaleHandle | ErrorClass::NotLoggedIn) => {
                 tracing::info!(key = %self.id, hsm = %self.hsm.name, error = %e, "key handle is stale: looking the key up again");
                 self.hsm
                     .ensure_logged_in()
                     .map_err(|e| self.map(&e, decrypting))?;
-                let r = self.resolve(true)?;
-                f(self.hsm.token(), r.handle, &r.info).map_err(|e| self.map(&e, decrypting))
+                let r = self.resolve_on(&token, true)?;
+                f(&token, r.handle, &r.info).map_err(|e| self.map(&e, decrypting))
             }
             Err(e) => Err(self.map(&e, decrypting)),
         }

@@ -176,7 +176,7 @@ impl Metrics {
         self.set(&self.pool, &["in_use"], in_use);
         self.set(&self.pool, &["capacity"], capacity);
         for hsm in &state.fleet {
-            let (used, open, max) = hsm.token().session_use();
+            let (used, open, max) = hsm.session_use();
             self.set(&self.sessions, &[&hsm.name, "in_use"], used);
             self.set(&self.sessions, &[&hsm.name, "open"], open);
             self.set(&self.sessions, &[&hsm.name, "max"], max);

@@ -1,5 +1,6 @@
 //! One external key on several HSMs: requests fail over between the copies when an HSM fails
-//! or its token disappears, and a copy with different key material never serves.
+//! or its token disappears, a copy with different key material never serves, and an HSM that
+//! is unreachable at start-up does not stop the proxy and is taken in when it answers.
 //!
 //! The proxy reaches the HSMs through the fault-injection module (softhsm/fault-module/),
 //! which forwards to SoftHSM and fails per token label as marker files say.
@@ -89,6 +90,11 @@ fn import_key(token_label: &str, label: &str, value: &[u8; 32]) {
 /// A proxy with HSMs a, b, c (tokens through the fault module): key `k` on a and b (same
 /// material), key `odd` on a and c (different material under the same label).
 async fn proxy() -> (TestProxy, [String; 3]) {
+    proxy_with(|_| {}).await
+}
+
+/// [`proxy`], calling `before_start` with the tokens just before the proxy starts.
+async fn proxy_with(before_start: impl FnOnce(&[String; 3])) -> (TestProxy, [String; 3]) {
     let module = fault_module();
     let tokens = [
         token(&unique("fo-a")),
@@ -115,6 +121,7 @@ async fn proxy() -> (TestProxy, [String; 3]) {
     toml.push_str(&format!(
         "[[keystores]]\nprefix = '{PREFIX}'\n[[keystores.credentials]]\naccess_key_id = '{AKID_1}'\nsecret_access_key = '{SECRET_1}'\n"
     ));
+    before_start(&tokens);
     (TestProxy::start_toml(toml, opts).await, tokens)
 }
 
@@ -178,5 +185,33 @@ async fn a_copy_with_different_key_material_never_serves() {
     round_trips(&c, "odd", &mut old, 2).await;
     // `k` (same material on a and b) was unaffected by `odd`.
     round_trips(&c, "k", &mut Vec::new(), 2).await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hsm_unreachable_at_start_is_taken_in_when_it_answers() {
+    let (p, tokens) = proxy_with(|t| mark(&t[1], "removed")).await;
+    let c = p.client();
+    let h = c.health().await;
+    h.assert_ok();
+    let fleet = h.body["ekmFleetDetails"].as_array().unwrap();
+    let status = |id: &str| {
+        fleet
+            .iter()
+            .find(|e| e["id"] == id)
+            .map(|e| e["healthStatus"].clone())
+    };
+    assert_eq!(status("a"), Some(Value::from("ACTIVE")), "{}", h.body);
+    assert_eq!(status("b"), Some(Value::from("UNAVAILABLE")), "{}", h.body);
+    let mut old = Vec::new();
+    round_trips(&c, "k", &mut old, 4).await;
+
+    // b's token returns and a fails: b is opened on use and serves everything.
+    clear(&tokens[1]);
+    mark(&tokens[0], "fail");
+    tokio::time::sleep(xks_proxy::hsm::REOPEN_EVERY).await;
+    round_trips(&c, "k", &mut old, 4).await;
+    clear(&tokens[0]);
+    round_trips(&c, "k", &mut old, 2).await;
     p.stop().await;
 }

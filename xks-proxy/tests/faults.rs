@@ -24,7 +24,7 @@ async fn proxy_on_own_token(name: &str, extra: &str, sessions: usize) -> TestPro
 
 /// Occupies every PKCS#11 session of the proxy's HSM for `hold`, from a plain thread.
 fn hold_sessions(p: &TestProxy, hold: Duration) -> std::thread::JoinHandle<()> {
-    let token = p.state().fleet[0].token().clone();
+    let token = p.state().fleet[0].token().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let t = std::thread::spawn(move || {
         token
@@ -110,14 +110,14 @@ async fn recovers_after_the_hsm_login_and_sessions_are_lost() {
     let before = c.encrypt("foo", b"before", Some(b"a"), false).await;
     before.assert_ok();
     let hsm = p.state().fleet[0].clone();
-    let generation = hsm.token().generation();
+    let generation = hsm.token().unwrap().generation();
     // Log the application out (what a token restart or the loss of every session does): the
     // cached key handle becomes unusable and private objects become invisible.
-    hsm.token().with_anchor(|s| s.logout()).unwrap();
+    hsm.token().unwrap().with_anchor(|s| s.logout()).unwrap();
     let after = c.encrypt("foo", b"after", Some(b"a"), false).await;
     after.assert_ok();
     assert!(
-        hsm.token().generation() > generation,
+        hsm.token().unwrap().generation() > generation,
         "the connection was rebuilt"
     );
     let d = c.decrypt_response("foo", &before.body, Some(b"a")).await;
@@ -125,11 +125,11 @@ async fn recovers_after_the_hsm_login_and_sessions_are_lost() {
     assert_eq!(unb64(&d.body["plaintext"]), b"before");
     c.metadata("foo").await.assert_ok();
     // Again, with the loss noticed first by a decrypt and by the health probe.
-    hsm.token().with_anchor(|s| s.logout()).unwrap();
+    hsm.token().unwrap().with_anchor(|s| s.logout()).unwrap();
     c.decrypt_response("foo", &after.body, Some(b"a"))
         .await
         .assert_ok();
-    hsm.token().with_anchor(|s| s.logout()).unwrap();
+    hsm.token().unwrap().with_anchor(|s| s.logout()).unwrap();
     p.state().health.check_all().await;
     let h = c.health().await;
     assert_eq!(
@@ -151,7 +151,7 @@ async fn recovers_after_the_token_connection_is_rebuilt() {
     for _ in 0..3 {
         // Every session and the anchor are replaced; all cached handles are of an old
         // generation.
-        hsm.token().reconnect().unwrap();
+        hsm.token().unwrap().reconnect().unwrap();
         c.decrypt_response("foo", &e.body, None).await.assert_ok();
         c.encrypt("foo", b"data", None, true).await.assert_ok();
     }
@@ -176,7 +176,7 @@ async fn recovers_after_the_token_connection_is_rebuilt() {
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let h = hsm.clone();
-        tokio::task::spawn_blocking(move || h.token().reconnect().unwrap())
+        tokio::task::spawn_blocking(move || h.token().unwrap().reconnect().unwrap())
             .await
             .unwrap();
     }

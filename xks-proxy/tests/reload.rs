@@ -153,7 +153,7 @@ async fn a_request_in_flight_survives_the_removal_of_its_credential() {
     let c = p.client_with(AKID_1, SECRET_1);
     c.encrypt("foo", b"warm", None, false).await.assert_ok();
     // Make the HSM slow, start a request signed with AKID_1, remove AKID_1 meanwhile.
-    let token_h = p.state().fleet[0].token().clone();
+    let token_h = p.state().fleet[0].token().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let holders: Vec<_> = (0..4)
         .map(|_| {
@@ -247,7 +247,7 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
     let p = TestProxy::start(opts).await;
     let c = p.client();
     c.encrypt("foo", b"warm", None, false).await.assert_ok();
-    let token_h = p.state().fleet[0].token().clone();
+    let token_h = p.state().fleet[0].token().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let holders: Vec<_> = (0..4)
         .map(|_| {
