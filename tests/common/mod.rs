@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+pub mod fault_module;
 pub mod xks_test_proxy;
 
 use aws_credential_types::Credentials;
@@ -148,18 +149,7 @@ pub mod softhsm {
             let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
                 .join("kms-fault-module")
                 .join("libkmsfault.so");
-            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("softhsm/fault-module/build.sh");
-            let built = std::process::Command::new("bash")
-                .arg(&script)
-                .arg(&out)
-                .output()
-                .expect("bash must be installed");
-            assert!(
-                built.status.success(),
-                "building the fault module failed (run softhsm/install.sh): {}",
-                String::from_utf8_lossy(&built.stderr)
-            );
+            super::fault_module::build(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), &out);
             out.display().to_string()
         })
     }

@@ -7,6 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[path = "../../tests/common/fault_module.rs"]
+mod fault_module;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -32,17 +34,7 @@ fn fault_module() -> String {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("xks-fault-module")
         .join("libkmsfault.so");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../softhsm/fault-module/build.sh");
-    let built = std::process::Command::new("bash")
-        .arg(&script)
-        .arg(&out)
-        .output()
-        .expect("bash must be installed");
-    assert!(
-        built.status.success(),
-        "building the fault module failed (run softhsm/install.sh): {}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    fault_module::build(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."), &out);
     out.display().to_string()
 }
 
