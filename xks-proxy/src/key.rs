@@ -22,7 +22,7 @@
 //! Everything here blocks; callers run it through [`crate::pool::HsmExecutor`]. Errors come
 //! out already mapped to the wire ([`XksError`]).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,8 @@ pub struct KeyEntry {
     checked: Vec<Mutex<Option<Checked>>>,
     /// Per copy: until when it is tried last (its HSM failed).
     down_until: Vec<Mutex<Option<Instant>>>,
+    /// Per copy: requests that failed on it and were tried on the other copies.
+    failures: Vec<AtomicU64>,
     /// The copy the others are checked against (the first that served).
     reference: Mutex<Option<usize>>,
     next: AtomicUsize,
@@ -76,6 +78,16 @@ impl std::fmt::Debug for KeyEntry {
             .field("hsms", &self.hsm_names())
             .finish()
     }
+}
+
+/// One copy of a key, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyState {
+    pub hsm: String,
+    /// False once the copy was found to hold different key material.
+    pub usable: bool,
+    /// Requests that failed on this copy and were tried on the others.
+    pub failures: u64,
 }
 
 /// Whether another copy may still serve a request that failed with `e` on one copy.
@@ -107,6 +119,7 @@ impl KeyEntry {
             replicas,
             checked: (0..n).map(|_| Mutex::new(None)).collect(),
             down_until: (0..n).map(|_| Mutex::new(None)).collect(),
+            failures: (0..n).map(|_| AtomicU64::new(0)).collect(),
             reference: Mutex::new(None),
             next: AtomicUsize::new(0),
         }
@@ -128,6 +141,22 @@ impl KeyEntry {
                 .iter()
                 .zip(hsms)
                 .all(|(r, h)| Arc::ptr_eq(&r.hsm, h))
+    }
+
+    /// Each copy's state (metrics).
+    pub fn copies(&self) -> Vec<CopyState> {
+        self.replicas
+            .iter()
+            .enumerate()
+            .map(|(i, r)| CopyState {
+                hsm: r.hsm.name.clone(),
+                usable: !self.checked[i]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_some_and(|c| !c.same),
+                failures: self.failures[i].load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// The HSMs holding the key, comma-separated (for logs).
@@ -229,6 +258,7 @@ impl KeyEntry {
                 match result {
                     Ok(v) => return Ok(v),
                     Err(e) if may_fail_over(&e) => {
+                        self.failures[i].fetch_add(1, Ordering::Relaxed);
                         let hsm = &self.replicas[i].hsm.name;
                         if e.name == ErrorName::InternalException {
                             tracing::warn!(key = %self.id, %hsm, error = %e, "HSM failed; trying the key's other HSMs");

@@ -24,6 +24,8 @@ pub struct Metrics {
     sessions: IntGaugeVec,
     health: IntGaugeVec,
     reloads: IntCounterVec,
+    copy_usable: IntGaugeVec,
+    copy_failures: IntCounterVec,
     pub connections: IntGauge,
     /// Per operation (in [`Operation::ALL`] order): the ok counter, the request and the HSM
     /// latency histograms, resolved once (the hot path does no label lookups).
@@ -112,6 +114,28 @@ impl Metrics {
                 &["result"],
             )?,
         );
+        let copy_usable = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "xks_key_copy_usable",
+                    "Per external key and HSM: 1 if the copy may serve, 0 if it holds different \
+                     key material than the key's reference copy",
+                ),
+                &["key", "hsm"],
+            )?,
+        );
+        let copy_failures = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "xks_key_copy_failures_total",
+                    "Requests that failed on a copy of an external key and were tried on the \
+                     key's other copies (keys on several HSMs)",
+                ),
+                &["key", "hsm"],
+            )?,
+        );
         let connections = register(
             &registry,
             IntGauge::new("xks_open_connections", "Open client connections")?,
@@ -135,6 +159,8 @@ impl Metrics {
             sessions,
             health,
             reloads,
+            copy_usable,
+            copy_failures,
             connections,
         })
     }
@@ -188,6 +214,22 @@ impl Metrics {
                     &[&hsm.name, s],
                     usize::from(h.status.as_str() == s),
                 );
+            }
+        }
+        for key in state.dynamic().keys.values() {
+            for copy in key.copies() {
+                self.set(
+                    &self.copy_usable,
+                    &[&key.id, &copy.hsm],
+                    usize::from(copy.usable),
+                );
+                if let Ok(c) = self
+                    .copy_failures
+                    .get_metric_with_label_values(&[&key.id, &copy.hsm])
+                {
+                    // The entry counts since it was built (a reload can start it again).
+                    c.inc_by(copy.failures.saturating_sub(c.get()));
+                }
             }
         }
         let mut buf = Vec::new();

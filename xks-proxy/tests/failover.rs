@@ -132,6 +132,15 @@ async fn round_trips(c: &Client, key: &str, old: &mut Vec<(Value, Vec<u8>)>, n: 
     }
 }
 
+/// The value of `metric` with labels key and hsm in the exposition text.
+fn metric(text: &str, metric: &str, key: &str, hsm: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .find(|l| l.contains(&format!("key=\"{key}\"")) && l.contains(&format!("hsm=\"{hsm}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_fail_over_between_the_copies_of_a_key() {
     let (p, tokens) = proxy().await;
@@ -143,6 +152,21 @@ async fn requests_fail_over_between_the_copies_of_a_key() {
     mark(&tokens[0], "fail");
     round_trips(&c, "k", &mut old, 6).await;
     c.metadata("k").await.assert_ok();
+    let m = p.metrics().await;
+    assert!(
+        metric(&m, "xks_key_copy_failures_total", "k", "a").unwrap() >= 1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "xks_key_copy_failures_total", "k", "b"),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "xks_key_copy_usable", "k", "b"),
+        Some(1.0),
+        "{m}"
+    );
 
     // a is back and b's token is removed: a serves, without waiting for a's back-off.
     clear(&tokens[0]);
@@ -167,6 +191,17 @@ async fn a_copy_with_different_key_material_never_serves() {
     // served by a, so every ciphertext decrypts.
     let mut old = Vec::new();
     round_trips(&c, "odd", &mut old, 8).await;
+    let m = p.metrics().await;
+    assert_eq!(
+        metric(&m, "xks_key_copy_usable", "odd", "a"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "xks_key_copy_usable", "odd", "c"),
+        Some(0.0),
+        "{m}"
+    );
     // With a down, c is not used in its place.
     mark(&tokens[0], "fail");
     let e = c.encrypt("odd", b"x", None, false).await;
