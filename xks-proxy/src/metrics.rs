@@ -217,7 +217,11 @@ impl Metrics {
             }
         }
         for key in state.dynamic().keys.values() {
-            for copy in key.copies() {
+            let copies = key.copies();
+            if copies.len() < 2 {
+                continue; // a key on one HSM has no copies to report (keeps the series few)
+            }
+            for copy in copies {
                 self.set(
                     &self.copy_usable,
                     &[&key.id, &copy.hsm],
