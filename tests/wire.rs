@@ -287,8 +287,24 @@ async fn benchmark_baseline_and_floor_routes() {
             vec![7u8; 300],
         )
     };
-    let ok = floor(key_id).await;
+    let ok = floor(key_id.clone()).await;
     assert_eq!((ok.status, ok.json.clone()), (200, serde_json::json!({})));
+    // The same with the hand-off (on the HSM threads when an HSM is configured).
+    let handed = send_to(
+        e,
+        "/__baseline",
+        "POST",
+        vec![
+            (kms::api::BENCH_KEY_HEADER.to_string(), key_id),
+            (kms::api::BENCH_HANDOFF_HEADER.to_string(), "1".to_string()),
+        ],
+        vec![7u8; 300],
+    )
+    .await;
+    assert_eq!(
+        (handed.status, handed.json.clone()),
+        (200, serde_json::json!({}))
+    );
     let missing = floor("00000000-0000-4000-8000-000000000000".into()).await;
     assert_eq!(err(&missing).0, 400);
     assert_eq!(err(&missing).1, "NotFoundException");

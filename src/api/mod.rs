@@ -64,13 +64,20 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Request header naming a key for the benchmark floor (see [`baseline`]).
 pub const BENCH_KEY_HEADER: &str = "x-kms-bench-key";
 
+/// With [`BENCH_KEY_HEADER`]: run the floor's encryption on the HSM threads, as Encrypt does
+/// (see [`baseline`]).
+pub const BENCH_HANDOFF_HEADER: &str = "x-kms-bench-handoff";
+
 /// The benchmark baseline: the same HTTP stack and body handling, then a fixed answer.
 ///
 /// With an `x-kms-bench-key: <key id>` header it is the benchmark *floor* instead: the key's
 /// backend also encrypts the first 256 bytes of the body, right here on the async worker
 /// ([`KmsService::bench_seal`]). That is the least work any server must do per Encrypt (HTTP
 /// plus the HSM call, nothing else), so its rate bounds what Encrypt can reach on the machine.
-/// The route exists only with `server.baseline_route` (benchmarks; never in production).
+/// With `x-kms-bench-handoff` too, the encryption runs on the HSM threads (when an HSM is
+/// configured) and the request waits for it, as Encrypt's does: the difference to the floor is
+/// what the hand-off costs. The route exists only with `server.baseline_route` (benchmarks;
+/// never in production).
 async fn baseline(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let bench_key = req
@@ -78,13 +85,22 @@ async fn baseline(State(state): State<Arc<AppState>>, req: Request<Body>) -> Res
         .get(BENCH_KEY_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let handoff = req.headers().contains_key(BENCH_HANDOFF_HEADER);
     let body = match axum::body::to_bytes(req.into_body(), state.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => return error_response(&too_large(), &request_id),
     };
     if let Some(key_id) = bench_key {
-        let data = &body[..body.len().min(256)];
-        if let Err(e) = state.service.bench_seal(&key_id, data) {
+        let svc = state.service.clone();
+        let seal = move || svc.bench_seal(&key_id, &body[..body.len().min(256)]);
+        let sealed = match state.service.hsm_pool().filter(|_| handoff) {
+            Some(pool) => pool
+                .run(seal)
+                .await
+                .unwrap_or_else(|_| Err(KmsError::internal())),
+            None => seal(),
+        };
+        if let Err(e) = sealed {
             return error_response(&e, &request_id);
         }
     }

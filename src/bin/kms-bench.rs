@@ -15,6 +15,9 @@
 //! the key's backend encrypt 256 bytes inline (the same IV source, AAD shape and PKCS#11 calls
 //! as Encrypt) and does nothing else: no SigV4, JSON, checks, audit or hand-off. That is the
 //! least work an Encrypt can cost, so its rate is the most any server reaches on the machine.
+//! It also adds `handoff-encrypt` (`-cks`): the same with the encryption run on the server's
+//! HSM threads, as Encrypt runs it (`x-kms-bench-handoff`); floor -> handoff -> encrypt splits
+//! Encrypt's cost into the HSM call, the hand-off to the HSM threads, and the KMS work.
 //!
 //! Only 200 responses count as successes; everything else is counted per status (`transport`
 //! for connection errors and timeouts) and the first error body is printed. The output is a
@@ -136,7 +139,8 @@ struct Args {
     /// With `encrypt` among `--ops`: also run the work floor of each Encrypt scenario
     /// (`floor-encrypt`, `floor-encrypt-cks`): the baseline route with the `x-kms-bench-key`
     /// header, where the server does the HTTP work and the key's HSM encryption inline and
-    /// nothing else. No server can do an Encrypt with less work on this machine.
+    /// nothing else. No server can do an Encrypt with less work on this machine. Also runs
+    /// `handoff-encrypt` (`-cks`): the same on the HSM threads, as Encrypt does it.
     #[arg(long)]
     floor: bool,
     /// In-process PKCS#11 scenarios (no server): C_Encrypt on a session or token key object.
@@ -218,6 +222,7 @@ impl Target {
         operation: &str,
         body: &Bytes,
         bench_key: Option<&str>,
+        bench_handoff: bool,
     ) -> Result<Request<Full<Bytes>>, BoxError> {
         let headers = sign_kms_json(
             &self.cache,
@@ -236,6 +241,9 @@ impl Target {
         }
         if let Some(key) = bench_key {
             builder = builder.header(kms::api::BENCH_KEY_HEADER, key);
+            if bench_handoff {
+                builder = builder.header(kms::api::BENCH_HANDOFF_HEADER, "1");
+            }
         }
         Ok(builder.body(Full::new(body.clone()))?)
     }
@@ -408,6 +416,8 @@ struct Scenario {
     body: Bytes,
     /// The key of a `floor-` scenario (sent as `x-kms-bench-key`).
     bench_key: Option<String>,
+    /// Whether the floor's encryption runs on the HSM threads (`x-kms-bench-handoff`).
+    bench_handoff: bool,
 }
 
 struct ScenarioResult {
@@ -528,6 +538,7 @@ async fn run_connection(
             scenario.operation,
             &scenario.body,
             scenario.bench_key.as_deref(),
+            scenario.bench_handoff,
         ) {
             Ok(r) => r,
             Err(e) => {
@@ -643,7 +654,7 @@ async fn setup_call(
     body: serde_json::Value,
 ) -> Result<serde_json::Value, BoxError> {
     let body = Bytes::from(serde_json::to_vec(&body)?);
-    let request = target.request("/", operation, &body, None)?;
+    let request = target.request("/", operation, &body, None, false)?;
     let (status, response) = send(sender, request).await?;
     if status != StatusCode::OK {
         return Err(format!(
@@ -689,6 +700,7 @@ async fn prepare(target: &Target, args: &Args) -> Result<Vec<Scenario>, BoxError
         operation: "Encrypt",
         body: Bytes::from(serde_json::to_vec(&encrypt_body)?),
         bench_key: None,
+        bench_handoff: false,
     }];
     scenarios.extend(key_scenarios(target, &mut sender, args, &key_id, "").await?);
     eprintln!("kms-bench: using key {key_id}");
@@ -733,13 +745,16 @@ async fn key_scenarios(
     }
     for op in ops {
         if op == Op::Encrypt && args.floor {
-            scenarios.push(Scenario {
-                name: format!("floor-encrypt{suffix}"),
-                path: args.baseline_path.clone(),
-                operation: "Encrypt",
-                body: encrypt_body.clone(),
-                bench_key: Some(key_id.to_owned()),
-            });
+            for (name, handoff) in [("floor", false), ("handoff", true)] {
+                scenarios.push(Scenario {
+                    name: format!("{name}-encrypt{suffix}"),
+                    path: args.baseline_path.clone(),
+                    operation: "Encrypt",
+                    body: encrypt_body.clone(),
+                    bench_key: Some(key_id.to_owned()),
+                    bench_handoff: handoff,
+                });
+            }
         }
         scenarios.push(match op {
             Op::Encrypt => Scenario {
@@ -748,6 +763,7 @@ async fn key_scenarios(
                 operation: "Encrypt",
                 body: encrypt_body.clone(),
                 bench_key: None,
+                bench_handoff: false,
             },
             Op::Decrypt => Scenario {
                 name: format!("decrypt{suffix}"),
@@ -758,6 +774,7 @@ async fn key_scenarios(
                     "CiphertextBlob": ciphertext,
                 }))?),
                 bench_key: None,
+                bench_handoff: false,
             },
             Op::GenerateDataKey => Scenario {
                 name: format!("generate-data-key{suffix}"),
@@ -768,6 +785,7 @@ async fn key_scenarios(
                     "KeySpec": "AES_256",
                 }))?),
                 bench_key: None,
+                bench_handoff: false,
             },
         });
     }
@@ -930,8 +948,10 @@ fn targets(results: &[ScenarioResult]) -> Vec<(String, &'static str, f64, f64)> 
     for (server, raw) in [
         ("encrypt", "raw-session"),
         ("floor-encrypt", "raw-session"),
+        ("handoff-encrypt", "raw-session"),
         ("encrypt-cks", "raw-token"),
         ("floor-encrypt-cks", "raw-token"),
+        ("handoff-encrypt-cks", "raw-token"),
     ] {
         if let (Some(s), Some(r)) = (rate(server), rate(raw)) {
             let ceiling = baseline.min(r);
@@ -982,6 +1002,11 @@ fn print_table(results: &[ScenarioResult]) {
             println!(
                 "{server} = {ratio:.3} of min(baseline, {raw}) = {ceiling:.0} req/s \
                  (HTTP + HSM call only: no server reaches more here)"
+            );
+        } else if server.starts_with("handoff-") {
+            println!(
+                "{server} = {ratio:.3} of min(baseline, {raw}) = {ceiling:.0} req/s \
+                 (HTTP + hand-off to the HSM threads + HSM call)"
             );
         } else {
             println!(
@@ -1036,6 +1061,7 @@ fn json_report(args: &Args, results: &[ScenarioResult]) -> serde_json::Value {
                 "scenario": server,
                 "raw_scenario": raw,
                 "floor": server.starts_with("floor-"),
+                "handoff": server.starts_with("handoff-"),
                 "ceiling_requests_per_second": ceiling,
                 "ratio": ratio,
             })

@@ -25,7 +25,8 @@ done
 tail -n1 "$work/report" | python3 -c '
 import json, sys
 report = json.load(sys.stdin)
-assert "floor-encrypt" in [s["scenario"] for s in report["scenarios"]], "no work-floor scenario"
+names = [s["scenario"] for s in report["scenarios"]]
+assert "floor-encrypt" in names and "handoff-encrypt" in names, names
 for s in report["scenarios"]:
     us = s["server_cpu_us_per_request"]
     assert us is not None and 1 < us < 100000, (s["scenario"], us)
