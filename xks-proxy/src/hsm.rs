@@ -99,7 +99,14 @@ impl HsmInstance {
         {
             return Ok(t.clone());
         }
-        let mut last = self.last_open.lock().unwrap_or_else(|p| p.into_inner());
+        let not_connected = || Pkcs11Error::Other(format!("HSM {} is not connected", self.name));
+        // One caller reopens; the others fail at once (and fail over to other copies) rather
+        // than wait behind an HSM that may be slow to answer.
+        let mut last = match self.last_open.try_lock() {
+            Ok(l) => l,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(not_connected()),
+        };
         if let Some(t) = self
             .token
             .read()
@@ -109,10 +116,7 @@ impl HsmInstance {
             return Ok(t.clone()); // opened meanwhile
         }
         if last.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {
-            return Err(Pkcs11Error::Other(format!(
-                "HSM {} is not connected",
-                self.name
-            )));
+            return Err(not_connected());
         }
         *last = Some(Instant::now());
         let t = Token::open(self.cfg.token.clone())?;

@@ -92,6 +92,7 @@ struct Member {
     token: RwLock<Option<Arc<Token>>>,
     /// Held while (re)connecting the member, so that two requests never log in (or rotate the
     /// PIN) at once: a second login with a PIN just rotated away would count as a failure.
+    /// Requests that find it held skip the member.
     opening: Mutex<()>,
     down_until: Mutex<Option<Instant>>,
     handles: RwLock<HashMap<KeyId, (u64, ObjectHandle)>>,
@@ -304,7 +305,13 @@ impl Cluster {
         if let Some(t) = m.token.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             return Some(t.clone());
         }
-        let _opening = m.opening.lock().unwrap_or_else(|p| p.into_inner());
+        // One request reconnects a member; the others skip it (and fail over) rather than
+        // wait behind a member that may be slow to answer.
+        let _opening = match m.opening.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
         if let Some(t) = m.token.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             return Some(t.clone()); // another request reconnected it meanwhile
         }
