@@ -321,10 +321,13 @@ impl KmsService {
             return Err(KmsError::internal());
         };
         let store_id = id.to_string();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("connect-{store_id}"))
             .spawn(move || me.finish_connect(&store_id, cfg, password))
             .map_err(|_| KmsError::internal())?;
+        let mut background = self.background.lock().unwrap_or_else(|p| p.into_inner());
+        background.retain(|t| !t.is_finished());
+        background.push(thread);
         Ok(())
     }
 

@@ -95,6 +95,16 @@ pub struct KmsService {
     pub(crate) hsm_pool: Option<Arc<crate::blocking::BlockingPool>>,
     /// A handle on ourselves for background work (custom key store connects).
     pub(crate) me: std::sync::Weak<KmsService>,
+    /// The background threads (custom key store connects), joined when the service goes away
+    /// (see [`crate::blocking::join_within`]: they call into the HSM library).
+    pub(crate) background: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for KmsService {
+    fn drop(&mut self) {
+        let threads = std::mem::take(self.background.get_mut().unwrap_or_else(|p| p.into_inner()));
+        crate::blocking::join_within(threads, crate::blocking::JOIN_WAIT, "kms-background");
+    }
 }
 
 /// Which row of the key-state table an operation follows.
@@ -139,6 +149,7 @@ impl KmsService {
             metrics,
             hsm_pool,
             me: me.clone(),
+            background: std::sync::Mutex::default(),
         })
     }
 
