@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.async_threads())
         .enable_all()
         .build()
     {
@@ -58,6 +59,11 @@ async fn run(config: kms::config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    tracing::info!(
+        async_threads = config.async_threads(),
+        hsm_threads = config.hsm_threads().unwrap_or(0),
+        "threads"
+    );
     match &config.root {
         kms::config::RootConfig::Software { key_file } => tracing::warn!(
             root_key_file = %key_file.display(),

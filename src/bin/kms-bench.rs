@@ -1001,12 +1001,12 @@ fn print_table(results: &[ScenarioResult]) {
         if server.starts_with("floor-") {
             println!(
                 "{server} = {ratio:.3} of min(baseline, {raw}) = {ceiling:.0} req/s \
-                 (HTTP + HSM call only: no server reaches more here)"
+                 (HTTP + HSM call inline on the async workers, no KMS work)"
             );
         } else if server.starts_with("handoff-") {
             println!(
                 "{server} = {ratio:.3} of min(baseline, {raw}) = {ceiling:.0} req/s \
-                 (HTTP + hand-off to the HSM threads + HSM call)"
+                 (HTTP + hand-off to the HSM threads + HSM call, no KMS work)"
             );
         } else {
             println!(
