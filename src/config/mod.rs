@@ -141,6 +141,11 @@ pub enum RootConfig {
     },
 }
 
+/// The CPUs this process may use (2 when unknown).
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 impl Config {
     /// How many threads run crypto operations when an HSM is configured (`None` without one):
     /// `[server] hsm_threads` if set; otherwise, from the configured tokens' sessions (a
@@ -163,7 +168,7 @@ impl Config {
         if self.hsm_threads.is_some() {
             return self.hsm_threads;
         }
-        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cpus = cpus();
         let wanted = |&(in_process, sessions): &(bool, usize)| {
             if in_process {
                 sessions.min(cpus)
@@ -184,7 +189,7 @@ impl Config {
         if let Some(n) = self.async_threads {
             return n;
         }
-        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cpus = cpus();
         let in_process = self.clusters.iter().any(|c| c.profile.in_process)
             || matches!(&self.root, RootConfig::Pkcs11 { token, .. } if token.profile.in_process);
         match self.hsm_threads() {
