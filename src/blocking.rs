@@ -25,7 +25,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -185,6 +185,16 @@ fn spawn_worker(shared: &Arc<Shared>, st: &mut State) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Set once [`join_within`] returned without joining a thread: that thread may still call
+/// into a PKCS#11 module, so the process must not finalize the modules
+/// ([`crate::backend::pkcs11::module::finalize_all`]).
+static LEFT_BEHIND: AtomicBool = AtomicBool::new(false);
+
+/// True when some pool or service gave up waiting for one of its threads (see [`join_within`]).
+pub fn threads_left_behind() -> bool {
+    LEFT_BEHIND.load(Ordering::Acquire)
+}
+
 /// Waits until each thread of `threads` has exited (its thread-local clean-up included), for
 /// at most `wait` in all. The calling thread, if listed, is skipped: it cannot wait for itself.
 pub fn join_within(threads: Vec<JoinHandle<()>>, wait: Duration, owner: &str) {
@@ -193,6 +203,8 @@ pub fn join_within(threads: Vec<JoinHandle<()>>, wait: Duration, owner: &str) {
     let mut left_behind = 0;
     for t in threads {
         if t.thread().id() == me {
+            // Still running (it is us), so it may call into a module after this returns.
+            LEFT_BEHIND.store(true, Ordering::Release);
             continue;
         }
         while !t.is_finished() && Instant::now() < deadline {
@@ -205,6 +217,7 @@ pub fn join_within(threads: Vec<JoinHandle<()>>, wait: Duration, owner: &str) {
         }
     }
     if left_behind > 0 {
+        LEFT_BEHIND.store(true, Ordering::Release);
         tracing::warn!(
             owner,
             threads = left_behind,
@@ -427,5 +440,7 @@ mod tests {
         drop(pool);
         let r = rt.block_on(async { tokio::time::timeout(Duration::from_secs(3), job).await });
         assert_eq!(r.expect("the job must not wait for its own thread"), Ok(()));
+        // The job's thread was not joined, so the modules must not be finalized.
+        assert!(threads_left_behind());
     }
 }

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("KMS_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,cryptoki=off")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -48,17 +49,32 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config))
+    let (code, service) = runtime.block_on(run(config));
+    // Ends every task (their handles to the service included) and joins tokio's blocking
+    // threads; then the service, its HSM threads and sessions go, and the modules last.
+    drop(runtime);
+    if let Some(service) = service {
+        match Arc::try_unwrap(service) {
+            Ok(service) => drop(service),
+            Err(_) => {
+                tracing::warn!("PKCS#11 modules not finalized: the service is still in use");
+                return code;
+            }
+        }
+    }
+    kms::backend::pkcs11::module::finalize_all();
+    code
 }
 
-async fn run(config: kms::config::Config) -> ExitCode {
+async fn run(config: kms::config::Config) -> (ExitCode, Option<Arc<kms::service::KmsService>>) {
     let app = match kms::app::build(&config, Arc::new(kms::service::clock::SystemClock)) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("kms: cannot start: {e}");
-            return ExitCode::FAILURE;
+            return (ExitCode::FAILURE, None);
         }
     };
+    let service = Some(app.state.service.clone());
     tracing::info!(
         async_threads = config.async_threads(),
         hsm_threads = config.hsm_threads().unwrap_or(0),
@@ -82,7 +98,7 @@ async fn run(config: kms::config::Config) -> ExitCode {
             Ok(a) => Some(a),
             Err(e) => {
                 eprintln!("kms: TLS: {e}");
-                return ExitCode::FAILURE;
+                return (ExitCode::FAILURE, service);
             }
         },
     };
@@ -90,7 +106,7 @@ async fn run(config: kms::config::Config) -> ExitCode {
         Ok(l) => l,
         Err(e) => {
             eprintln!("kms: cannot listen on {}: {e}", config.listen);
-            return ExitCode::FAILURE;
+            return (ExitCode::FAILURE, service);
         }
     };
     let addr = listener.local_addr().unwrap_or(config.listen);
@@ -128,7 +144,7 @@ async fn run(config: kms::config::Config) -> ExitCode {
             }
             Err(e) => {
                 eprintln!("kms: cannot listen on {addr} for metrics: {e}");
-                return ExitCode::FAILURE;
+                return (ExitCode::FAILURE, service);
             }
         }
     }
@@ -154,5 +170,6 @@ async fn run(config: kms::config::Config) -> ExitCode {
     maintenance.abort();
     app.state.service.flush_audit();
     tracing::info!("kms stopped");
-    ExitCode::SUCCESS
+    drop(app);
+    (ExitCode::SUCCESS, service)
 }

@@ -98,17 +98,31 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(run(config))
+            let (code, state) = runtime.block_on(run(config));
+            // Ends every task and joins tokio's blocking threads; then the proxy's state (HSM
+            // threads, sessions) goes, and the PKCS#11 modules are finalized last.
+            drop(runtime);
+            if let Some(state) = state {
+                match std::sync::Arc::try_unwrap(state) {
+                    Ok(state) => drop(state),
+                    Err(_) => {
+                        tracing::warn!("PKCS#11 modules not finalized: the proxy is still in use");
+                        return code;
+                    }
+                }
+            }
+            kms::backend::pkcs11::module::finalize_all();
+            code
         }
     }
 }
 
-async fn run(config: xks_proxy::Config) -> ExitCode {
+async fn run(config: xks_proxy::Config) -> (ExitCode, Option<std::sync::Arc<xks_proxy::AppState>>) {
     let proxy = match xks_proxy::start(config).await {
         Ok(p) => p,
         Err(e) => {
             eprintln!("xks-proxy: cannot start: {e}");
-            return ExitCode::FAILURE;
+            return (ExitCode::FAILURE, None);
         }
     };
     let d = proxy.state.dynamic();
@@ -140,9 +154,10 @@ async fn run(config: xks_proxy::Config) -> ExitCode {
     }
     wait_for_signal().await;
     tracing::info!("shutting down: draining requests in flight");
+    let state = proxy.state.clone();
     proxy.shutdown().await;
     tracing::info!("xks-proxy stopped");
-    ExitCode::SUCCESS
+    (ExitCode::SUCCESS, Some(state))
 }
 
 async fn wait_for_signal() {

@@ -3,6 +3,10 @@
 //! the `Pkcs11` context (an `Arc` inside) is shared. CKR_CRYPTOKI_ALREADY_INITIALIZED counts as
 //! success (another component of the process initialized the library first).
 //!
+//! At a clean exit, [`finalize_all`] calls `C_Finalize` on each of them, so that the module
+//! tears its state down while the process is intact, not in its static destructors racing
+//! the exit handlers of OpenSSL and others (SoftHSMv2 issues #635, #729).
+//!
 //! It also holds the process-wide object-store lock for modules whose profile says
 //! `serialize_object_store` (see [`object_store_lock`]).
 
@@ -37,6 +41,37 @@ pub fn load(path: &Path) -> Result<Pkcs11, Pkcs11Error> {
     }
     reg.insert(path.to_path_buf(), ctx.clone());
     Ok(ctx)
+}
+
+/// Finalizes (`C_Finalize`) every module loaded by [`load`], for a clean exit, and returns how
+/// many were finalized. Call it last: after every component that used a module was dropped
+/// (sessions closed, HSM threads joined). When a thread was left behind because it did not
+/// finish in time ([`crate::blocking::threads_left_behind`]), it may still be inside a
+/// module call, so nothing is finalized (0) and the process exits as before. A module loaded
+/// again afterwards is initialized again.
+pub fn finalize_all() -> usize {
+    if crate::blocking::threads_left_behind() {
+        tracing::warn!("PKCS#11 modules not finalized: a thread may still be using them");
+        return 0;
+    }
+    let modules: Vec<(PathBuf, Pkcs11)> = registry()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain()
+        .collect();
+    let mut finalized = 0;
+    for (path, ctx) in modules {
+        match ctx.finalize() {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiNotInitialized, _)) => finalized += 1,
+            Err(e) => {
+                tracing::warn!(module = %path.display(), error = %e, "C_Finalize failed");
+            }
+        }
+    }
+    if finalized > 0 {
+        tracing::info!(modules = finalized, "PKCS#11 modules finalized");
+    }
+    finalized
 }
 
 /// The lock that token-object writes take exclusively and object searches take shared, for

@@ -1,0 +1,111 @@
+//! A clean stop of the `kms` binary on the PKCS#11 root: SIGTERM after HSM work ends the server
+//! with status 0, having closed its sessions and finalized the module (`C_Finalize`) itself,
+//! rather than leaving SoftHSM to its static destructors at exit.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_credential_types::Credentials;
+use aws_sdk_kms::config::{BehaviorVersion, Region};
+use aws_sdk_kms::primitives::Blob;
+
+#[tokio::test]
+async fn sigterm_after_hsm_work_finalizes_the_module_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kms"))
+        .envs(common::pkcs11_env())
+        .env("KMS_SERVER__LISTEN", "127.0.0.1:0")
+        .env("KMS_SERVER__DATA_DIR", dir.path())
+        .env("KMS_LOG", "info,cryptoki=off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drained on a thread, so that the server never blocks on a full pipe.
+    let mut stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let endpoint = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no endpoint in {line:?}"))
+        .to_string();
+    let conf = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&endpoint)
+        .credentials_provider(Credentials::new(
+            kms::config::DEV_ACCESS_KEY_ID,
+            kms::config::DEV_SECRET_ACCESS_KEY,
+            None,
+            None,
+            "test",
+        ))
+        .build();
+    let kms = aws_sdk_kms::Client::from_conf(conf);
+    let key = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    // Concurrent requests, so that both HSM threads have called into the module.
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..16u8 {
+        let kms = kms.clone();
+        let key = key.clone();
+        calls.spawn(async move {
+            let blob = kms
+                .encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new(vec![i; 64]))
+                .send()
+                .await
+                .unwrap()
+                .ciphertext_blob
+                .unwrap();
+            let back = kms.decrypt().ciphertext_blob(blob).send().await.unwrap();
+            assert_eq!(back.plaintext.unwrap().into_inner(), vec![i; 64]);
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        done.unwrap();
+    }
+
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the server did not stop within 20 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = log.join().unwrap();
+    assert!(status.success(), "exit status {status:?}; log:\n{log}");
+    assert!(log.contains("kms stopped"), "{log}");
+    assert!(
+        log.contains("PKCS#11 modules finalized") && log.contains("modules=1"),
+        "{log}"
+    );
+    assert!(!log.contains("not finalized"), "{log}");
+}
