@@ -101,6 +101,22 @@ struct RawServer {
     log_format: String,
     #[serde(default = "default_max_connections")]
     max_connections: usize,
+    #[serde(default)]
+    async_threads: Option<usize>,
+}
+
+/// The async workers when `[server] async_threads` is not set: the CPU count, less half the
+/// HSM threads when a module computes in this process (SoftHSM), because those threads need
+/// the same cores. On two cores with two SoftHSM threads that is one worker, which gave the
+/// proxy 5-6 points more of the reference rate than two did (docs/benchmarks.md). Nothing
+/// blocks on these threads: HSM calls run on the HSM threads.
+fn default_async_threads(hsms: &[HsmConfig], hsm_threads: usize) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    if hsms.iter().any(|h| h.token.profile.in_process) {
+        cpus.saturating_sub(hsm_threads / 2).max(1)
+    } else {
+        cpus
+    }
 }
 
 fn default_region() -> String {
@@ -416,6 +432,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     pub json_logs: bool,
     pub max_connections: usize,
+    /// Async worker threads of the runtime (see [`Config`]'s loader: `[server] async_threads`,
+    /// or derived from the HSM threads).
+    pub async_threads: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -665,6 +684,10 @@ impl Validator {
         }
         let mut hsms = self.hsms(&raw.hsms);
         let pool = self.pool(&raw.pool, &hsms);
+        let mut server = server;
+        if server.async_threads == 0 {
+            server.async_threads = default_async_threads(&hsms, pool.threads);
+        }
         for h in &mut hsms {
             // Waiting for a PKCS#11 session is part of the HSM call: the request gives up at
             // the HSM timeout (503) well before the driver would report "busy".
@@ -748,6 +771,13 @@ impl Validator {
         if s.max_connections == 0 {
             self.problem("[server] max_connections must be at least 1");
         }
+        if let Some(n) = s.async_threads {
+            if !(1..=1024).contains(&n) {
+                self.problem(format!(
+                    "[server] async_threads = {n}: must be between 1 and 1024"
+                ));
+            }
+        }
         ServerConfig {
             listen,
             region: s.region.clone(),
@@ -756,6 +786,8 @@ impl Validator {
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
             json_logs,
             max_connections: s.max_connections.max(1),
+            // Derived once the HSM threads are known (see `config`).
+            async_threads: s.async_threads.unwrap_or(0).clamp(0, 1024),
         }
     }
 
@@ -1380,6 +1412,44 @@ mod tests {
         assert_eq!(cfg.dynamic.keystores[0].prefix, "p/q");
         assert_eq!(cfg.pool.threads, cfg.hsms[0].token.max_sessions);
         assert_eq!(cfg.pool.max_in_flight, 4 * cfg.pool.threads);
+    }
+
+    #[test]
+    fn async_threads_default_leaves_cores_to_in_process_hsm_threads() {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cfg = parse(&minimal(), Path::new("/"), "test").unwrap_or_else(|e| panic!("{e}"));
+        let expected = if cfg.hsms[0].token.profile.in_process {
+            cpus.saturating_sub(cfg.pool.threads / 2).max(1)
+        } else {
+            cpus
+        };
+        assert_eq!(cfg.server.async_threads, expected);
+        // An in-process module (SoftHSM) with 2 HSM threads.
+        let soft = minimal().replace(
+            "token_label = 't'\n",
+            "token_label = 't'\nprofile = 'softhsm2'\nmax_sessions = 2\n",
+        );
+        let cfg = parse(&soft, Path::new("/"), "test").unwrap_or_else(|e| panic!("{e}"));
+        assert!(cfg.hsms[0].token.profile.in_process);
+        assert_eq!(cfg.pool.threads, 2);
+        assert_eq!(cfg.server.async_threads, cpus.saturating_sub(1).max(1));
+        // Explicit, and out of range.
+        let explicit = minimal().replace(
+            "listen = '127.0.0.1:0'\n",
+            "listen = '127.0.0.1:0'\nasync_threads = 3\n",
+        );
+        let cfg = parse(&explicit, Path::new("/"), "test").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.server.async_threads, 3);
+        for bad in ["0", "1025"] {
+            let text = minimal().replace(
+                "listen = '127.0.0.1:0'\n",
+                &format!("listen = '127.0.0.1:0'\nasync_threads = {bad}\n"),
+            );
+            let err = parse(&text, Path::new("/"), "test")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("async_threads"), "{err}");
+        }
     }
 
     #[test]

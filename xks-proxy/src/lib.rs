@@ -76,12 +76,13 @@ impl RunningProxy {
     }
 }
 
-/// The tokio runtime the proxy is meant to run on: multi-threaded, with the blocking-thread
-/// cap set to `[pool] threads` (see [`pool`]). Tests and embedders may use any runtime; the
+/// The tokio runtime the proxy is meant to run on: multi-threaded, `[server] async_threads`
+/// workers, with the blocking-thread cap set to `[pool] threads` (see [`pool`]). Tests and embedders may use any runtime; the
 /// semaphore still bounds HSM calls, only the thread reuse differs.
 pub fn runtime_builder(config: &Config) -> tokio::runtime::Builder {
     let mut b = tokio::runtime::Builder::new_multi_thread();
     b.enable_all()
+        .worker_threads(config.server.async_threads.max(1))
         .thread_name("xks-proxy")
         // HSM calls have their own threads (crate::pool); these serve start-up, reloads and
         // health probes.

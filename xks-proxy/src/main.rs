@@ -118,6 +118,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: xks_proxy::Config) -> (ExitCode, Option<std::sync::Arc<xks_proxy::AppState>>) {
+    let (async_threads, hsm_threads) = (config.server.async_threads, config.pool.threads);
     let proxy = match xks_proxy::start(config).await {
         Ok(p) => p,
         Err(e) => {
@@ -144,6 +145,8 @@ async fn run(config: xks_proxy::Config) -> (ExitCode, Option<std::sync::Arc<xks_
         mtls = proxy.state.tls.as_ref().is_some_and(|t| t.mtls),
         keys = d.keys.len(),
         uri_paths = %prefixes.join(" "),
+        async_threads,
+        hsm_threads,
         "xks-proxy listening"
     );
     {

@@ -104,8 +104,9 @@ struct Args {
     /// HSM calls admitted at once (`[pool] max_in_flight`; 0: 4 x threads).
     #[arg(long, default_value_t = 0)]
     max_in_flight: usize,
-    /// Async worker threads of the proxy's runtime.
-    #[arg(long, default_value_t = 2)]
+    /// Async worker threads of the proxy's runtime (`[server] async_threads`; 0: the binary's
+    /// default, derived from the CPUs and HSM threads).
+    #[arg(long, default_value_t = 0)]
     server_threads: usize,
     /// Async worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 2)]
@@ -773,9 +774,11 @@ fn run(args: &Args, dir: &Path) -> Result<bool, BoxError> {
 
     // The proxy on a runtime of its own, built like the binary builds it.
     let config = proxy_config(dir, args)?;
-    let server_rt = xks_proxy::runtime_builder(&config)
-        .worker_threads(args.server_threads.max(1))
-        .build()?;
+    let mut server_rt = xks_proxy::runtime_builder(&config);
+    if args.server_threads > 0 {
+        server_rt.worker_threads(args.server_threads);
+    }
+    let server_rt = server_rt.build()?;
     let proxy = server_rt.block_on(xks_proxy::start(config))?;
     let addr = proxy.addr;
     // The load generator on another.
