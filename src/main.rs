@@ -53,16 +53,7 @@ fn main() -> ExitCode {
     // Ends every task (their handles to the service included) and joins tokio's blocking
     // threads; then the service, its HSM threads and sessions go, and the modules last.
     drop(runtime);
-    if let Some(service) = service {
-        match Arc::try_unwrap(service) {
-            Ok(service) => drop(service),
-            Err(_) => {
-                tracing::warn!("PKCS#11 modules not finalized: the service is still in use");
-                return code;
-            }
-        }
-    }
-    kms::backend::pkcs11::module::finalize_all();
+    kms::backend::pkcs11::module::finalize_after(service);
     code
 }
 

@@ -3,48 +3,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use aws_credential_types::Credentials;
-use aws_sdk_kms::config::{BehaviorVersion, Region};
 use aws_sdk_kms::primitives::Blob;
 
-/// Starts the real `kms` binary on an ephemeral port and returns it with its endpoint.
-fn spawn(data_dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kms"))
-        .env("KMS_SERVER__LISTEN", "127.0.0.1:0")
-        .env("KMS_SERVER__DATA_DIR", data_dir)
-        .env("KMS_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let endpoint = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no endpoint in {line:?}"))
-        .to_string();
-    (child, endpoint)
+fn spawn(data_dir: &std::path::Path) -> (std::process::Child, String) {
+    let env = vec![("KMS_LOG".to_string(), "warn".to_string())];
+    common::spawn_kms(data_dir, env, Stdio::null())
 }
 
 fn client(endpoint: &str) -> aws_sdk_kms::Client {
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(
-            kms::config::DEV_ACCESS_KEY_ID,
-            kms::config::DEV_SECRET_ACCESS_KEY,
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    aws_sdk_kms::Client::from_conf(conf)
+    common::sdk_client(
+        endpoint,
+        kms::config::DEV_ACCESS_KEY_ID,
+        kms::config::DEV_SECRET_ACCESS_KEY,
+    )
 }
 
 #[tokio::test]

@@ -4,26 +4,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_credential_types::Credentials;
-use aws_sdk_kms::config::{BehaviorVersion, Region};
 use aws_sdk_kms::primitives::Blob;
 
 #[tokio::test]
 async fn sigterm_after_hsm_work_finalizes_the_module_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kms"))
-        .envs(common::pkcs11_env())
-        .env("KMS_SERVER__LISTEN", "127.0.0.1:0")
-        .env("KMS_SERVER__DATA_DIR", dir.path())
-        .env("KMS_LOG", "info,cryptoki=off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut env = common::pkcs11_env();
+    env.push(("KMS_LOG".into(), "info,cryptoki=off".into()));
+    let (mut child, endpoint) = common::spawn_kms(dir.path(), env, Stdio::piped());
     // Drained on a thread, so that the server never blocks on a full pipe.
     let mut stderr = child.stderr.take().unwrap();
     let log = std::thread::spawn(move || {
@@ -31,28 +23,11 @@ async fn sigterm_after_hsm_work_finalizes_the_module_and_exits_0() {
         stderr.read_to_string(&mut s).unwrap();
         s
     });
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let endpoint = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no endpoint in {line:?}"))
-        .to_string();
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&endpoint)
-        .credentials_provider(Credentials::new(
-            kms::config::DEV_ACCESS_KEY_ID,
-            kms::config::DEV_SECRET_ACCESS_KEY,
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    let kms = aws_sdk_kms::Client::from_conf(conf);
+    let kms = common::sdk_client(
+        &endpoint,
+        kms::config::DEV_ACCESS_KEY_ID,
+        kms::config::DEV_SECRET_ACCESS_KEY,
+    );
     let key = kms
         .create_key()
         .send()

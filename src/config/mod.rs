@@ -189,13 +189,21 @@ impl Config {
         if let Some(n) = self.async_threads {
             return n;
         }
-        let cpus = cpus();
         let in_process = self.clusters.iter().any(|c| c.profile.in_process)
             || matches!(&self.root, RootConfig::Pkcs11 { token, .. } if token.profile.in_process);
-        match self.hsm_threads() {
-            Some(hsm) if in_process => cpus.saturating_sub(hsm / 2).max(1),
-            _ => cpus,
-        }
+        async_threads_beside(self.hsm_threads().unwrap_or(0), in_process)
+    }
+}
+
+/// The default async worker count beside `hsm_threads` HSM threads (the KMS's and the XKS
+/// proxy's): the CPU count, less half the HSM threads when the module computes in this process
+/// (`in_process`, SoftHSM), since those threads need the same cores; at least 1.
+pub fn async_threads_beside(hsm_threads: usize, in_process: bool) -> usize {
+    let cpus = cpus();
+    if in_process {
+        cpus.saturating_sub(hsm_threads / 2).max(1)
+    } else {
+        cpus
     }
 }
 

@@ -1,6 +1,6 @@
 //! Test harness: an in-process KMS server on 127.0.0.1:0 with its own data directory and a
 //! manual clock, plus real `aws-sdk-kms` clients pointed at it.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 
@@ -11,6 +11,46 @@ use aws_credential_types::Credentials;
 use aws_sdk_kms::config::{BehaviorVersion, Region};
 use kms::api::AppState;
 use kms::service::clock::ManualClock;
+
+/// A real `aws-sdk-kms` client for `endpoint` (us-east-1, no retries).
+pub fn sdk_client(endpoint: &str, akid: &str, secret: &str) -> aws_sdk_kms::Client {
+    let conf = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(akid, secret, None, None, "test"))
+        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_kms::Client::from_conf(conf)
+}
+
+/// Starts the real `kms` binary on 127.0.0.1:0 with `data_dir` and the extra environment
+/// `env`, and returns it with its endpoint (read from the first line it prints).
+pub fn spawn_kms(
+    data_dir: &std::path::Path,
+    env: Vec<(String, String)>,
+    stderr: std::process::Stdio,
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kms"))
+        .env("KMS_SERVER__LISTEN", "127.0.0.1:0")
+        .env("KMS_SERVER__DATA_DIR", data_dir)
+        .envs(env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let endpoint = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no endpoint in {line:?}"))
+        .to_string();
+    (child, endpoint)
+}
 
 pub const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 pub const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
@@ -389,14 +429,7 @@ impl TestServer {
     }
 
     pub fn client_with(&self, akid: &str, secret: &str) -> aws_sdk_kms::Client {
-        let conf = aws_sdk_kms::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(Credentials::new(akid, secret, None, None, "test"))
-            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
-            .build();
-        aws_sdk_kms::Client::from_conf(conf)
+        sdk_client(&self.endpoint, akid, secret)
     }
 
     /// Runs one maintenance pass (deletions and scheduled rotations) now.

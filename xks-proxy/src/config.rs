@@ -105,18 +105,13 @@ struct RawServer {
     async_threads: Option<usize>,
 }
 
-/// The async workers when `[server] async_threads` is not set: the CPU count, less half the
-/// HSM threads when a module computes in this process (SoftHSM), because those threads need
-/// the same cores. On two cores with two SoftHSM threads that is one worker, which gave the
-/// proxy 5-6 points more of the reference rate than two did (docs/benchmarks.md). Nothing
-/// blocks on these threads: HSM calls run on the HSM threads.
+/// The async workers when `[server] async_threads` is not set: as in the KMS
+/// ([`kms::config::async_threads_beside`]), one less per two HSM threads of an in-process module
+/// (SoftHSM): on two cores with two SoftHSM threads, one worker, which gave the proxy 5-6 points
+/// more of the reference rate than two did (docs/benchmarks.md).
 fn default_async_threads(hsms: &[HsmConfig], hsm_threads: usize) -> usize {
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    if hsms.iter().any(|h| h.token.profile.in_process) {
-        cpus.saturating_sub(hsm_threads / 2).max(1)
-    } else {
-        cpus
-    }
+    let in_process = hsms.iter().any(|h| h.token.profile.in_process);
+    kms::config::async_threads_beside(hsm_threads, in_process)
 }
 
 fn default_region() -> String {

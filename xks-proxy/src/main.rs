@@ -102,16 +102,7 @@ fn main() -> ExitCode {
             // Ends every task and joins tokio's blocking threads; then the proxy's state (HSM
             // threads, sessions) goes, and the PKCS#11 modules are finalized last.
             drop(runtime);
-            if let Some(state) = state {
-                match std::sync::Arc::try_unwrap(state) {
-                    Ok(state) => drop(state),
-                    Err(_) => {
-                        tracing::warn!("PKCS#11 modules not finalized: the proxy is still in use");
-                        return code;
-                    }
-                }
-            }
-            kms::backend::pkcs11::module::finalize_all();
+            kms::backend::pkcs11::module::finalize_after(state);
             code
         }
     }

@@ -74,6 +74,23 @@ pub fn finalize_all() -> usize {
     finalized
 }
 
+/// The end of a binary's clean stop: drops `owner` (the service or proxy state that holds the
+/// tokens and HSM threads) if this is its last reference, then [`finalize_all`]. When something
+/// still holds it, nothing is finalized and a warning says so. Call it after the async runtime
+/// is dropped (its tasks hold references too).
+pub fn finalize_after<T>(owner: Option<std::sync::Arc<T>>) {
+    if let Some(owner) = owner {
+        match std::sync::Arc::try_unwrap(owner) {
+            Ok(owner) => drop(owner),
+            Err(_) => {
+                tracing::warn!("PKCS#11 modules not finalized: the service is still in use");
+                return;
+            }
+        }
+    }
+    finalize_all();
+}
+
 /// The lock that token-object writes take exclusively and object searches take shared, for
 /// modules whose object store is not safe for concurrent use (profile
 /// `serialize_object_store`). One for the whole process: such a module's state is shared by
