@@ -45,6 +45,11 @@
 //! `--pkcs11-pin-file`. The object is destroyed afterwards. The table then also compares
 //! `encrypt` with the lower of `baseline` and `raw-session`, and `encrypt-cks` with the lower of
 //! `baseline` and `raw-token`. See `softhsm/bench.sh`.
+//!
+//! With `--rounds` > 1 each compared scenario also gets its ratio per round (that round's rate
+//! against that round's baseline and raw rate) and their median, next to the pooled ratio: on a
+//! shared machine the references drift within a run, and the spread shows whether a verdict is
+//! the server or the drift.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -961,7 +966,22 @@ fn targets(results: &[ScenarioResult]) -> Vec<(String, &'static str, f64, f64)> 
     out
 }
 
-fn print_table(results: &[ScenarioResult]) {
+/// The median of a non-empty list (the mean of the middle two for an even length).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+fn print_table(results: &[ScenarioResult], round_ratios: &BTreeMap<String, Vec<f64>>) {
     let baseline = results
         .iter()
         .find(|r| r.name == "baseline")
@@ -998,6 +1018,14 @@ fn print_table(results: &[ScenarioResult]) {
         );
     }
     for (server, raw, ceiling, ratio) in targets(results) {
+        if let Some(rounds) = round_ratios.get(&server).filter(|r| r.len() > 1) {
+            let each: Vec<String> = rounds.iter().map(|r| format!("{r:.3}")).collect();
+            println!(
+                "{server}: by round {} (median {:.3})",
+                each.join(", "),
+                median(rounds)
+            );
+        }
         if server.starts_with("floor-") {
             println!(
                 "{server} = {ratio:.3} of min(baseline, {raw}) = {ceiling:.0} req/s \
@@ -1017,7 +1045,11 @@ fn print_table(results: &[ScenarioResult]) {
     }
 }
 
-fn json_report(args: &Args, results: &[ScenarioResult]) -> serde_json::Value {
+fn json_report(
+    args: &Args,
+    results: &[ScenarioResult],
+    round_ratios: &BTreeMap<String, Vec<f64>>,
+) -> serde_json::Value {
     let baseline = results
         .iter()
         .find(|r| r.name == "baseline")
@@ -1064,6 +1096,8 @@ fn json_report(args: &Args, results: &[ScenarioResult]) -> serde_json::Value {
                 "handoff": server.starts_with("handoff-"),
                 "ceiling_requests_per_second": ceiling,
                 "ratio": ratio,
+                "round_ratios": round_ratios.get(&server),
+                "round_median": round_ratios.get(&server).map(|r| median(r)),
             })
         })
         .collect();
@@ -1112,6 +1146,9 @@ async fn main() -> ExitCode {
     let mut raw_kinds = args.raw_pkcs11.clone();
     raw_kinds.dedup();
     let mut results: Vec<ScenarioResult> = Vec::new();
+    // Each round's own ratios (the round's rates against the same round's baseline and raw
+    // rate), to show how far a pooled ratio moves with the machine's drift.
+    let mut round_ratios: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for round in 1..=args.rounds {
         let mut this_round = Vec::with_capacity(scenarios.len() + raw_kinds.len());
         for scenario in scenarios.iter().cloned() {
@@ -1139,6 +1176,9 @@ async fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             }
+        }
+        for (server, _, _, ratio) in targets(&this_round) {
+            round_ratios.entry(server).or_default().push(ratio);
         }
         if args.rounds > 1 {
             let line: Vec<String> = this_round
@@ -1175,9 +1215,9 @@ async fn main() -> ExitCode {
         }
     }
 
-    print_table(&results);
+    print_table(&results, &round_ratios);
     if args.json {
-        println!("{}", json_report(&args, &results));
+        println!("{}", json_report(&args, &results, &round_ratios));
     }
     if results.iter().any(|r| r.error_count() > 0) {
         ExitCode::from(1)
@@ -1190,6 +1230,14 @@ async fn main() -> ExitCode {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_lists() {
+        assert_eq!(median(&[0.3, 0.1, 0.2]), 0.2);
+        assert_eq!(median(&[0.4, 0.1, 0.3, 0.2]), 0.25);
+        assert_eq!(median(&[0.5]), 0.5);
+        assert!(median(&[]).is_nan());
+    }
 
     #[test]
     fn histogram_quantiles_are_close() {
