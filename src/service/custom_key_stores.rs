@@ -88,7 +88,13 @@ impl CustomKeyStores {
         let rps = self.rps.unwrap_or(f64::from(cluster_rps));
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let (tokens, last) = buckets.entry(store_id.to_string()).or_insert((rps, now));
+        // Looked up by `&str` first: a store's id is allocated once, not per request.
+        if !buckets.contains_key(store_id) {
+            buckets.insert(store_id.to_string(), (rps, now));
+        }
+        let Some((tokens, last)) = buckets.get_mut(store_id) else {
+            return false;
+        };
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rps).min(rps);
         *last = now;
         if *tokens >= 1.0 {
