@@ -7,7 +7,7 @@ use crate::api::auth::Authenticator;
 use crate::api::AppState;
 use crate::audit::{AuditSink, FileAuditSink};
 use crate::backend::pkcs11::root::Pkcs11Root;
-use crate::backend::pkcs11::Token;
+use hsm::Token;
 use crate::backend::software::SoftwareRoot;
 use crate::backend::CryptoBackend;
 use crate::config::{Config, RootConfig};
@@ -28,7 +28,7 @@ pub enum StartError {
     #[error("root key: {0}")]
     Root(#[from] crate::backend::software::RootKeyError),
     #[error("PKCS#11 root: {0}")]
-    Pkcs11(#[from] crate::backend::pkcs11::Pkcs11Error),
+    Pkcs11(#[from] hsm::Pkcs11Error),
     #[error("metrics: {0}")]
     Metrics(String),
     #[error("XKS client TLS settings: {0}")]
@@ -104,7 +104,7 @@ pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> 
     let hsm_pool = match config.hsm_threads() {
         None => None,
         Some(n) => Some(Arc::new(
-            crate::blocking::BlockingPool::new("hsm", n).map_err(StartError::Threads)?,
+            hsm::threads::BlockingPool::new("hsm", n).map_err(StartError::Threads)?,
         )),
     };
     let service = KmsService::new(

@@ -11,10 +11,9 @@
 //! - [`backend`]: where key material lives and crypto runs (trait `CryptoBackend`).
 //! - [`store`]: metadata persistence (trait `MetadataStore`, SQLite).
 //! - [`audit`]: CloudTrail-shaped audit records.
-//! - [`blocking`]: dedicated threads for PKCS#11 calls (never on the async workers).
-//! - [`sigv4`]: AWS Signature Version 4 verification and signing.
-//! - [`xks_wire`]: XKS Proxy API v1 request/response types (shared by `xks-proxy` and the
-//!   XKS client).
+//!
+//! Shared ground, in `crates/`: `sigv4` (SigV4), `xks_wire` (XKS Proxy API v1 types) and `hsm`
+//! (the PKCS#11 driver and the HSM threads).
 //!
 //! Dependencies point one way: `api -> service -> {backend, store, audit}`; `model` is shared.
 
@@ -24,11 +23,8 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod backend;
-pub mod blocking;
 pub mod config;
 pub mod metrics;
 pub mod model;
 pub mod service;
-pub mod sigv4;
 pub mod store;
-pub mod xks_wire;

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     // Ends every task (their handles to the service included) and joins tokio's blocking
     // threads; then the service, its HSM threads and sessions go, and the modules last.
     drop(runtime);
-    kms::backend::pkcs11::module::finalize_after(service);
+    hsm::module::finalize_after(service);
     code
 }
 

@@ -55,9 +55,9 @@ fn provisions_a_wrap_only_non_extractable_cluster_key_once() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("32 bytes"));
 
     // Inspect the token as an outsider would, over PKCS#11.
-    let profile = kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap();
-    let ctx = kms::backend::pkcs11::module::load(Path::new(softhsm::MODULE)).unwrap();
-    let slot = kms::backend::pkcs11::token::find_slot(&ctx, "pool-0", &profile).unwrap();
+    let profile = hsm::VendorProfile::builtin("softhsm2").unwrap();
+    let ctx = hsm::module::load(Path::new(softhsm::MODULE)).unwrap();
+    let slot = hsm::token::find_slot(&ctx, "pool-0", &profile).unwrap();
     let s = ctx.open_ro_session(slot).unwrap();
     s.login(UserType::User, Some(&softhsm::POOL_PIN.to_string().into()))
         .unwrap();

@@ -148,7 +148,7 @@ async fn serve(kms: &aws_sdk_kms::Client, keys: &[&str], old: &[(Blob, Vec<u8>)]
 /// (not through the fault module). The server keeps the members logged in, and SoftHSM's login
 /// state is per process, so private objects are visible.
 fn objects(member: &str, label: &str) -> Vec<cryptoki::object::ObjectHandle> {
-    let _shared = kms::backend::pkcs11::module::object_store_lock().read();
+    let _shared = hsm::module::object_store_lock().read();
     member_session(member, false)
         .find_objects(&[
             cryptoki::object::Attribute::Class(cryptoki::object::ObjectClass::SECRET_KEY),
@@ -162,16 +162,16 @@ fn destroy_objects(member: &str, label: &str) {
     for h in objects(member, label) {
         // SoftHSM's object store is not safe for concurrent writes (profile
         // `serialize_object_store`): take the driver's lock, as the server does.
-        let _exclusive = kms::backend::pkcs11::module::object_store_lock().write();
+        let _exclusive = hsm::module::object_store_lock().write();
         s.destroy_object(h).unwrap();
     }
 }
 
 /// A session on a member token through SoftHSM itself.
 fn member_session(member: &str, rw: bool) -> cryptoki::session::Session {
-    let profile = kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap();
-    let ctx = kms::backend::pkcs11::module::load(std::path::Path::new(softhsm::MODULE)).unwrap();
-    let slot = kms::backend::pkcs11::token::find_slot(&ctx, member, &profile).unwrap();
+    let profile = hsm::VendorProfile::builtin("softhsm2").unwrap();
+    let ctx = hsm::module::load(std::path::Path::new(softhsm::MODULE)).unwrap();
+    let slot = hsm::token::find_slot(&ctx, member, &profile).unwrap();
     if rw {
         ctx.open_rw_session(slot).unwrap()
     } else {
@@ -529,7 +529,7 @@ async fn key_created_while_a_member_is_removed_replicates_when_it_returns() {
 /// use once the module answers again.
 #[test]
 fn a_token_left_down_reconnects_when_its_module_returns() {
-    use kms::backend::pkcs11::{ErrorClass, Token, TokenConfig, VendorProfile};
+    use hsm::{ErrorClass, Token, TokenConfig, VendorProfile};
     let cluster = softhsm::fault_cluster(1);
     let token = Token::open(TokenConfig {
         module: softhsm::fault_module().into(),

@@ -269,13 +269,13 @@ async fn lifecycle_keys_and_unavailable_state() {
     assert_eq!(code(&e), "UnsupportedOperationException");
 
     // The backing key is on both members, labelled with the key ARN, non-extractable.
-    let profile = kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap();
-    let ctx = kms::backend::pkcs11::module::load(std::path::Path::new(softhsm::MODULE)).unwrap();
+    let profile = hsm::VendorProfile::builtin("softhsm2").unwrap();
+    let ctx = hsm::module::load(std::path::Path::new(softhsm::MODULE)).unwrap();
     for m in &cluster.members {
-        let slot = kms::backend::pkcs11::token::find_slot(&ctx, m, &profile).unwrap();
+        let slot = hsm::token::find_slot(&ctx, m, &profile).unwrap();
         let s = ctx.open_ro_session(slot).unwrap();
         // Not beside a token-object write of another test (profile `serialize_object_store`).
-        let _shared = kms::backend::pkcs11::module::object_store_lock().read();
+        let _shared = hsm::module::object_store_lock().read();
         let found = s
             .find_objects(&[
                 cryptoki::object::Attribute::Class(cryptoki::object::ObjectClass::SECRET_KEY),
@@ -435,10 +435,10 @@ async fn lifecycle_keys_and_unavailable_state() {
     srv.clock.advance(chrono::Duration::days(8));
     assert_eq!(srv.run_maintenance().deleted, 1);
     for m in &cluster.members {
-        let slot = kms::backend::pkcs11::token::find_slot(&ctx, m, &profile).unwrap();
+        let slot = hsm::token::find_slot(&ctx, m, &profile).unwrap();
         let s = ctx.open_ro_session(slot).unwrap();
         // Not beside a token-object write of another test (profile `serialize_object_store`).
-        let _shared = kms::backend::pkcs11::module::object_store_lock().read();
+        let _shared = hsm::module::object_store_lock().read();
         let found = s
             .find_objects(&[cryptoki::object::Attribute::Label(arn.as_bytes().to_vec())])
             .unwrap();
@@ -533,14 +533,14 @@ async fn wrong_password_fails_with_invalid_credentials() {
     );
 
     // Connect rotated the PIN: the operator's password no longer logs in.
-    let profile = kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap();
-    let ctx = kms::backend::pkcs11::module::load(std::path::Path::new(softhsm::MODULE)).unwrap();
+    let profile = hsm::VendorProfile::builtin("softhsm2").unwrap();
+    let ctx = hsm::module::load(std::path::Path::new(softhsm::MODULE)).unwrap();
     kms.disconnect_custom_key_store()
         .custom_key_store_id(&id)
         .send()
         .await
         .unwrap();
-    let slot = kms::backend::pkcs11::token::find_slot(&ctx, &cluster.members[0], &profile).unwrap();
+    let slot = hsm::token::find_slot(&ctx, &cluster.members[0], &profile).unwrap();
     let s = ctx.open_rw_session(slot).unwrap();
     let r = s.login(
         cryptoki::session::UserType::User,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
-use kms::backend::pkcs11::{Token, TokenConfig, VendorProfile};
+use hsm::{Token, TokenConfig, VendorProfile};
 
 const WRITERS: usize = 8;
 const KEYS_PER_WRITER: usize = 40;
@@ -167,7 +167,7 @@ fn concurrent_token_initializations_get_a_slot_each() {
         for label in &labels {
             let (profile, module) = (&profile, &t.module);
             scope.spawn(move || {
-                kms::backend::pkcs11::token::init_token(
+                hsm::token::init_token(
                     std::path::Path::new(module),
                     label,
                     &"so-pin-1234".to_string().into(),
@@ -178,10 +178,10 @@ fn concurrent_token_initializations_get_a_slot_each() {
             });
         }
     });
-    let ctx = kms::backend::pkcs11::module::load(std::path::Path::new(&t.module)).unwrap();
+    let ctx = hsm::module::load(std::path::Path::new(&t.module)).unwrap();
     let mut slots = Vec::new();
     for label in &labels {
-        let slot = kms::backend::pkcs11::token::find_slot(&ctx, label, &profile).unwrap();
+        let slot = hsm::token::find_slot(&ctx, label, &profile).unwrap();
         // Each token took its own slot and its user PIN works.
         let s = ctx.open_ro_session(slot).unwrap();
         s.login(

@@ -57,15 +57,15 @@ async fn token_holds_no_extractable_material_and_store_only_wrapped() {
     }
 
     let token = common::softhsm::test_token();
-    let profile = kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap();
-    let ctx = kms::backend::pkcs11::module::load(std::path::Path::new(&token.module)).unwrap();
-    let slot = kms::backend::pkcs11::token::find_slot(&ctx, &token.label, &profile).unwrap();
+    let profile = hsm::VendorProfile::builtin("softhsm2").unwrap();
+    let ctx = hsm::module::load(std::path::Path::new(&token.module)).unwrap();
+    let slot = hsm::token::find_slot(&ctx, &token.label, &profile).unwrap();
     let session = ctx.open_ro_session(slot).unwrap();
     // The process is already logged in (the server's anchor session); a second login says so.
     let _ = session.login(UserType::User, Some(&token.pin.clone().into()));
 
     // Every secret key the process can see (token objects and the server's session objects).
-    let shared = kms::backend::pkcs11::module::object_store_lock().read();
+    let shared = hsm::module::object_store_lock().read();
     let keys = session
         .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])
         .unwrap();

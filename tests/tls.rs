@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use kms::sigv4::{sign_kms_json, Credentials, SigningKeyCache};
+use sigv4::{sign_kms_json, Credentials, SigningKeyCache};
 
 #[tokio::test]
 async fn https_listener_serves_signed_requests() {

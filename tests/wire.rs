@@ -7,7 +7,7 @@ mod common;
 use base64::Engine;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use kms::sigv4::{sign_kms_json, Credentials, SigningKeyCache};
+use sigv4::{sign_kms_json, Credentials, SigningKeyCache};
 
 struct Raw {
     status: u16,

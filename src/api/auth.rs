@@ -1,5 +1,5 @@
 //! SigV4 authentication of KMS requests: access key id -> secret + principal, signature
-//! recomputed and compared in constant time ([`crate::sigv4`]), clock-skew window, scope checks.
+//! recomputed and compared in constant time ([`sigv4`]), clock-skew window, scope checks.
 
 use std::collections::HashMap;
 
@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::config::Credential;
 use crate::model::Principal;
 use crate::service::KmsError;
-use crate::sigv4::{self, RequestParts, SigV4Error, SigningKeyCache, VerifyOptions};
+use sigv4::{self, RequestParts, SigV4Error, SigningKeyCache, VerifyOptions};
 
 /// Verifies requests against the configured credentials.
 pub struct Authenticator {

@@ -276,7 +276,7 @@ async fn run_inner<O: Operation>(
         (call, r)
     } else {
         // Off the async workers: crypto with an HSM configured on the HSM threads (see
-        // crate::blocking), store writes and XKS-only crypto on tokio's blocking pool.
+        // hsm::threads), store writes and XKS-only crypto on tokio's blocking pool.
         let svc2 = svc.clone();
         let job = move || {
             let r = O::execute(&svc2, &mut call, req);

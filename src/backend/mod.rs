@@ -8,7 +8,6 @@
 //! Backends: [`software`] (development root; key file on disk) and [`pkcs11`] (HSM root). The
 //! XKS backend plugs in behind the same trait.
 
-pub mod iv;
 pub mod pkcs11;
 pub use pkcs11::cluster;
 pub mod software;

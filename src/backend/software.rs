@@ -12,7 +12,7 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
-use super::iv::IvPool;
+use hsm::iv::IvPool;
 use super::{BackendError, BackendResult, CryptoBackend, LoadWrapped, MaterialId, Sealed};
 use crate::model::KeyId;
 

@@ -3,7 +3,7 @@
 //! It creates a key (`CreateKey`), makes one ciphertext (`Encrypt`), then runs one scenario
 //! after the other, each for `--warmup` + `--duration` seconds over `--concurrency` HTTP/1.1
 //! keep-alive connections (one request in flight per connection). Every request is freshly
-//! SigV4-signed with `kms::sigv4` (current `X-Amz-Date`), like a real client.
+//! SigV4-signed with `sigv4` (current `X-Amz-Date`), like a real client.
 //!
 //! Scenarios: `baseline` (always first: a POST to `--baseline-path` with the same headers,
 //! signing and body as `encrypt`; the server answers `{}` there without authentication or
@@ -65,7 +65,7 @@ use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use kms::sigv4::{sign_kms_json, Credentials, SigningKeyCache};
+use sigv4::{sign_kms_json, Credentials, SigningKeyCache};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -826,10 +826,10 @@ fn run_raw(args: &Args, kind: RawObject) -> Result<ScenarioResult, BoxError> {
             .unwrap_or("")
             .to_owned(),
     );
-    let ctx = kms::backend::pkcs11::module::load(&args.pkcs11_module)?;
-    let profile = kms::backend::pkcs11::VendorProfile::load(&args.pkcs11_profile)
+    let ctx = hsm::module::load(&args.pkcs11_module)?;
+    let profile = hsm::VendorProfile::load(&args.pkcs11_profile)
         .map_err(|e| format!("--pkcs11-profile: {e}"))?;
-    let slot = kms::backend::pkcs11::token::find_slot(&ctx, &args.pkcs11_token, &profile)?;
+    let slot = hsm::token::find_slot(&ctx, &args.pkcs11_token, &profile)?;
     // The setup session stays open (and logged in) until the end: session objects live as
     // long as the session that created them.
     let setup = ctx.open_rw_session(slot)?;

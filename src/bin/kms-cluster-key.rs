@@ -61,9 +61,9 @@ fn run(args: &Args) -> Result<&'static str, String> {
             value.len()
         ));
     }
-    let profile = kms::backend::pkcs11::VendorProfile::default();
-    let ctx = kms::backend::pkcs11::module::load(&args.module).map_err(|e| e.to_string())?;
-    let slot = kms::backend::pkcs11::token::find_slot(&ctx, &args.token_label, &profile)
+    let profile = hsm::VendorProfile::default();
+    let ctx = hsm::module::load(&args.module).map_err(|e| e.to_string())?;
+    let slot = hsm::token::find_slot(&ctx, &args.token_label, &profile)
         .map_err(|e| e.to_string())?;
     let session = ctx.open_rw_session(slot).map_err(|e| e.to_string())?;
     session

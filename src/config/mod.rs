@@ -136,15 +136,13 @@ pub enum RootConfig {
     Software { key_file: PathBuf },
     /// A PKCS#11 token holding the domain key.
     Pkcs11 {
-        token: crate::backend::pkcs11::TokenConfig,
+        token: hsm::TokenConfig,
         domain_key_label: String,
     },
 }
 
 /// The CPUs this process may use (2 when unknown).
-fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
-}
+use hsm::{async_threads_beside, cpus};
 
 impl Config {
     /// How many threads run crypto operations when an HSM is configured (`None` without one):
@@ -192,18 +190,6 @@ impl Config {
         let in_process = self.clusters.iter().any(|c| c.profile.in_process)
             || matches!(&self.root, RootConfig::Pkcs11 { token, .. } if token.profile.in_process);
         async_threads_beside(self.hsm_threads().unwrap_or(0), in_process)
-    }
-}
-
-/// The default async worker count beside `hsm_threads` HSM threads (the KMS's and the XKS
-/// proxy's): the CPU count, less half the HSM threads when the module computes in this process
-/// (`in_process`, SoftHSM), since those threads need the same cores; at least 1.
-pub fn async_threads_beside(hsm_threads: usize, in_process: bool) -> usize {
-    let cpus = cpus();
-    if in_process {
-        cpus.saturating_sub(hsm_threads / 2).max(1)
-    } else {
-        cpus
     }
 }
 
@@ -557,13 +543,13 @@ fn validate(
             key_file: r.key_file.unwrap_or_else(|| data_dir.join("root.key")),
         },
         Some("pkcs11") => {
-            let profile = match crate::backend::pkcs11::VendorProfile::load(
+            let profile = match hsm::VendorProfile::load(
                 r.profile.as_deref().unwrap_or("softhsm2"),
             ) {
                 Ok(p) => p,
                 Err(e) => {
                     errors.push(format!("root.profile: {e}"));
-                    crate::backend::pkcs11::VendorProfile::default()
+                    hsm::VendorProfile::default()
                 }
             };
             let module = r
@@ -594,7 +580,7 @@ fn validate(
                 ));
             }
             RootConfig::Pkcs11 {
-                token: crate::backend::pkcs11::TokenConfig {
+                token: hsm::TokenConfig {
                     module,
                     token_label,
                     pin: pin.unwrap_or_else(|| SecretString::from(String::new())),
@@ -636,13 +622,13 @@ fn validate(
         {
             errors.push(format!("{at}.id: duplicate cluster id {}", c.id));
         }
-        let profile = match crate::backend::pkcs11::VendorProfile::load(
+        let profile = match hsm::VendorProfile::load(
             c.profile.as_deref().unwrap_or("softhsm2"),
         ) {
             Ok(p) => p,
             Err(e) => {
                 errors.push(format!("{at}.profile: {e}"));
-                crate::backend::pkcs11::VendorProfile::default()
+                hsm::VendorProfile::default()
             }
         };
         let trust_anchor_pem = match std::fs::read_to_string(&c.trust_anchor_file) {

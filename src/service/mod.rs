@@ -92,18 +92,18 @@ pub struct KmsService {
     pub(crate) cks: custom_key_stores::CustomKeyStores,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The threads that run crypto operations when an HSM is configured.
-    pub(crate) hsm_pool: Option<Arc<crate::blocking::BlockingPool>>,
+    pub(crate) hsm_pool: Option<Arc<hsm::threads::BlockingPool>>,
     /// A handle on ourselves for background work (custom key store connects).
     pub(crate) me: std::sync::Weak<KmsService>,
     /// The background threads (custom key store connects), joined when the service goes away
-    /// (see [`crate::blocking::join_within`]: they call into the HSM library).
+    /// (see [`hsm::threads::join_within`]: they call into the HSM library).
     pub(crate) background: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Drop for KmsService {
     fn drop(&mut self) {
         let threads = std::mem::take(self.background.get_mut().unwrap_or_else(|p| p.into_inner()));
-        crate::blocking::join_within(threads, crate::blocking::JOIN_WAIT, "kms-background");
+        hsm::threads::join_within(threads, hsm::threads::JOIN_WAIT, "kms-background");
     }
 }
 
@@ -136,7 +136,7 @@ impl KmsService {
         region: String,
         cks: custom_key_stores::CustomKeyStores,
         metrics: Arc<crate::metrics::Metrics>,
-        hsm_pool: Option<Arc<crate::blocking::BlockingPool>>,
+        hsm_pool: Option<Arc<hsm::threads::BlockingPool>>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| KmsService {
             store,
@@ -164,7 +164,7 @@ impl KmsService {
     }
 
     /// The HSM threads, when an HSM is configured (crypto operations run there).
-    pub fn hsm_pool(&self) -> Option<&Arc<crate::blocking::BlockingPool>> {
+    pub fn hsm_pool(&self) -> Option<&Arc<hsm::threads::BlockingPool>> {
         self.hsm_pool.as_ref()
     }
 

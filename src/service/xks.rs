@@ -31,7 +31,7 @@ use crate::model::{
     ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, KeyId, KeyRecord, KeySpec, KeyState,
     KeyUsage, MaterialRecord, Origin, Tag, XksProxySettings,
 };
-use crate::xks_wire::{
+use xks_wire::{
     self, Base64, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse,
     GetHealthStatusResponse, GetKeyMetadataResponse, HealthStatus, MetadataOnlyRequest, Operation,
     RequestMetadata, SecretBase64,
@@ -124,7 +124,7 @@ impl XksStores {
             let _ = tx.send(fut.await);
         });
         // The wait is network-bound: off the HSM threads.
-        crate::blocking::detach(|| rx.recv()).map_err(|_| KmsError::internal())
+        hsm::threads::detach(|| rx.recv()).map_err(|_| KmsError::internal())
     }
 
     fn client_for(

@@ -214,7 +214,7 @@ pub mod softhsm {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let first = NEXT_TOKEN.fetch_add(n_members, Ordering::SeqCst);
         let pid = std::process::id();
-        let profile = kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap();
+        let profile = hsm::VendorProfile::builtin("softhsm2").unwrap();
         let module = std::path::Path::new(MODULE);
         assert!(
             first + n_members <= POOL,
@@ -228,12 +228,12 @@ pub mod softhsm {
         let mut members = Vec::new();
         for m in 0..n_members {
             let label = format!("pool-{}", first + m);
-            let ctx = kms::backend::pkcs11::module::load(module).unwrap();
-            let slot = kms::backend::pkcs11::token::find_slot(&ctx, &label, &profile).unwrap();
+            let ctx = hsm::module::load(module).unwrap();
+            let slot = hsm::token::find_slot(&ctx, &label, &profile).unwrap();
             let s = ctx.open_rw_session(slot).unwrap();
             s.login(UserType::User, Some(&pin.clone().into())).unwrap();
             // Other tests of this process may be writing or searching SoftHSM's object store.
-            let _exclusive = kms::backend::pkcs11::module::object_store_lock().write();
+            let _exclusive = hsm::module::object_store_lock().write();
             s.create_object(&[
                 Attribute::Class(ObjectClass::SECRET_KEY),
                 Attribute::KeyType(KeyType::AES),

@@ -161,8 +161,8 @@ async fn handle(
         builder = builder.header(k, v);
     }
     let (parts, _) = builder.body(()).unwrap().into_parts();
-    let req = kms::sigv4::RequestParts::from_http(&parts, &body);
-    let auth = match kms::sigv4::extract_authorization(&req) {
+    let req = sigv4::RequestParts::from_http(&parts, &body);
+    let auth = match sigv4::extract_authorization(&req) {
         Ok(a) => a,
         Err(_) => return err(401, "AuthenticationFailedException"),
     };
@@ -176,7 +176,7 @@ async fn handle(
     let Some(secret) = secret else {
         return err(401, "AuthenticationFailedException");
     };
-    if kms::sigv4::verify(
+    if sigv4::verify(
         &req,
         &auth,
         secret.as_bytes(),

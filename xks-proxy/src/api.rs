@@ -18,8 +18,8 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use kms::sigv4::{extract_authorization, verify_cached, RequestParts, VerifyOptions};
-use kms::xks_wire::{
+use sigv4::{extract_authorization, verify_cached, RequestParts, VerifyOptions};
+use xks_wire::{
     self, Base64, DecryptRequest, DecryptResponse, EkmFleetDetail, EncryptRequest, EncryptResponse,
     ErrorName, GetHealthStatusResponse, GetKeyMetadataResponse, HealthStatus, MetadataOnlyRequest,
     Operation, RequestMetadata, SecretBase64,

@@ -10,7 +10,7 @@
 //! otherwise the request is denied (nothing is allowed implicitly). GetHealthStatus is never
 //! evaluated (the spec exempts it).
 
-use kms::xks_wire::{Operation, RequestMetadata};
+use xks_wire::{Operation, RequestMetadata};
 
 /// A wildcard pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]

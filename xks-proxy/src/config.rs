@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kms::backend::pkcs11::VendorProfile;
-use kms::xks_wire::{self, Operation};
+use hsm::VendorProfile;
+use xks_wire::{self, Operation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -106,12 +106,12 @@ struct RawServer {
 }
 
 /// The async workers when `[server] async_threads` is not set: as in the KMS
-/// ([`kms::config::async_threads_beside`]), one less per two HSM threads of an in-process module
+/// ([`hsm::async_threads_beside`]), one less per two HSM threads of an in-process module
 /// (SoftHSM): on two cores with two SoftHSM threads, one worker, which gave the proxy 5-6 points
 /// more of the reference rate than two did (docs/benchmarks.md).
 fn default_async_threads(hsms: &[HsmConfig], hsm_threads: usize) -> usize {
     let in_process = hsms.iter().any(|h| h.token.profile.in_process);
-    kms::config::async_threads_beside(hsm_threads, in_process)
+    hsm::async_threads_beside(hsm_threads, in_process)
 }
 
 fn default_region() -> String {
@@ -508,7 +508,7 @@ pub struct Identity {
 #[derive(Debug, Clone)]
 pub struct HsmConfig {
     pub name: String,
-    pub token: kms::backend::pkcs11::TokenConfig,
+    pub token: hsm::TokenConfig,
     pub health_key_label: Option<String>,
 }
 
@@ -1009,7 +1009,7 @@ impl Validator {
             }
             out.push(HsmConfig {
                 name: h.name.clone(),
-                token: kms::backend::pkcs11::TokenConfig {
+                token: hsm::TokenConfig {
                     module,
                     token_label: h.token_label.clone(),
                     pin: pin.unwrap_or_else(|| SecretString::from(String::new())),

@@ -4,8 +4,8 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use kms::backend::pkcs11::{ErrorClass, Pkcs11Error};
-use kms::xks_wire::{sanitize_error_message, ErrorName, ErrorResponse};
+use hsm::{ErrorClass, Pkcs11Error};
+use xks_wire::{sanitize_error_message, ErrorName, ErrorResponse};
 
 /// A failed request: the spec's error name and a message for the operator (KMS logs it to the
 /// customer's CloudWatch; it never contains plaintext, keys or secrets).

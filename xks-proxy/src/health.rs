@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use kms::xks_wire::HealthStatus;
+use xks_wire::HealthStatus;
 
 use crate::config::HealthConfig;
 use crate::hsm::HsmInstance;

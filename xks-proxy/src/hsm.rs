@@ -1,5 +1,5 @@
 //! The key manager side: PKCS#11 instances ([`HsmInstance`], one per configured token, on the
-//! shared driver `kms::backend::pkcs11`): connection, login checks, IVs, the deep health check,
+//! shared driver `hsm`): connection, login checks, IVs, the deep health check,
 //! and the attributes of a key object ([`KeyInfo`]). External keys are in [`crate::key`].
 //!
 //! Everything here blocks; callers run it through [`crate::pool::HsmExecutor`], never on async
@@ -13,9 +13,9 @@ use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, SessionState};
-use kms::backend::iv::IvPool;
-use kms::backend::pkcs11::{ErrorClass, Pkcs11Error, Token};
-use kms::xks_wire::TAG_LEN;
+use hsm::iv::IvPool;
+use hsm::{ErrorClass, Pkcs11Error, Token};
+use xks_wire::TAG_LEN;
 
 use crate::config::HsmConfig;
 use crate::error::XksError;
@@ -42,7 +42,7 @@ pub struct HsmInstance {
 }
 
 /// How often a down instance is tried again (on use). Once opened, the token stays: its own
-/// recovery (`kms::backend::pkcs11::Token`) handles later outages, and its handle generations
+/// recovery (`hsm::Token`) handles later outages, and its handle generations
 /// stay meaningful.
 pub const REOPEN_EVERY: Duration = Duration::from_secs(1);
 

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{ObjectClass, ObjectHandle};
-use kms::backend::pkcs11::{ErrorClass, Pkcs11Error, Token};
-use kms::xks_wire::{ErrorName, TAG_LEN};
+use hsm::{ErrorClass, Pkcs11Error, Token};
+use xks_wire::{ErrorName, TAG_LEN};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -584,7 +584,7 @@ impl Replica {
             )));
         }
         let (ct, tag) = out.split_at(plaintext.len());
-        let cdiv = cdiv_input.map(|(a, m)| kms::xks_wire::cdiv_sha256(a, m, &iv, ct, tag));
+        let cdiv = cdiv_input.map(|(a, m)| xks_wire::cdiv_sha256(a, m, &iv, ct, tag));
         if verify {
             let back = self.decrypt(&iv, &out, aad)?;
             if !bool::from(back.as_slice().ct_eq(plaintext)) {

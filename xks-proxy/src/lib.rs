@@ -10,7 +10,7 @@
 //!   request logs and metrics. [`router`] builds the axum router.
 //! - [`error`]: the one mapping of failures to `{"errorName","errorMessage"}` + HTTP status.
 //! - [`hsm`]: PKCS#11 instances and external keys on the shared driver
-//!   (`kms::backend::pkcs11`); all blocking.
+//!   (`hsm`); all blocking.
 //! - [`pool`]: the bounded HSM pool (semaphore + dedicated threads, deadlines).
 //! - [`health`]: background deep probes, cached for GetHealthStatus.
 //! - [`authz`]: optional secondary authorization rules per keystore.
@@ -19,7 +19,7 @@
 //! - [`metrics`]: Prometheus metrics on a separate listener.
 //! - [`server`]: the listener loop with graceful shutdown.
 //!
-//! Wire types are shared with the KMS's XKS client: `kms::xks_wire`. SigV4 is `kms::sigv4`.
+//! Wire types are shared with the KMS's XKS client: `xks_wire`. SigV4 is `sigv4`.
 
 #![forbid(unsafe_code)]
 

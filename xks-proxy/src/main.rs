@@ -102,7 +102,7 @@ fn main() -> ExitCode {
             // Ends every task and joins tokio's blocking threads; then the proxy's state (HSM
             // threads, sessions) goes, and the PKCS#11 modules are finalized last.
             drop(runtime);
-            kms::backend::pkcs11::module::finalize_after(state);
+            hsm::module::finalize_after(state);
             code
         }
     }
@@ -200,7 +200,7 @@ fn create_key(
             }
         }
     }
-    let token = match kms::backend::pkcs11::Token::open(h.token.clone()) {
+    let token = match hsm::Token::open(h.token.clone()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("xks-proxy: HSM '{}': {e}", h.name);

@@ -2,7 +2,7 @@
 //! port: requests by operation and outcome, request latency, HSM call latency, blocking-pool
 //! and session-pool use, health per HSM instance, configuration reloads, open connections.
 
-use kms::xks_wire::Operation;
+use xks_wire::Operation;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,

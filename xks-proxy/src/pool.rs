@@ -2,7 +2,7 @@
 //!
 //! PKCS#11 calls block, so they never run on async workers: each one takes a permit of a
 //! semaphore (`[pool] max_in_flight`: calls admitted at once) and runs on one of `[pool]
-//! threads` dedicated threads ([`kms::blocking::BlockingPool`], shared with the KMS: a busy
+//! threads` dedicated threads ([`hsm::threads::BlockingPool`], shared with the KMS: a busy
 //! thread takes the next queued call without being parked and woken again).
 //!
 //! A caller waits at most `queue_timeout` for a permit (more work than the pool takes in
@@ -13,12 +13,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kms::blocking::BlockingPool;
+use hsm::threads::BlockingPool;
 use tokio::sync::Semaphore;
 
 use crate::config::PoolConfig;
 use crate::error::XksError;
-use kms::xks_wire::ErrorName;
+use xks_wire::ErrorName;
 
 /// The pool.
 #[derive(Debug, Clone)]

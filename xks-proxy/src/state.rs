@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
-use kms::sigv4::SigningKeyCache;
+use sigv4::SigningKeyCache;
 use secrecy::SecretString;
 
 use crate::authz::Policy;

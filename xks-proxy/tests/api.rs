@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use kms::xks_wire::{cdiv_sha256, ErrorName, Operation};
+use xks_wire::{cdiv_sha256, ErrorName, Operation};
 use serde_json::{json, Value};
 
 /// A proxy on the shared token with keys: `foo` (AES-256 enc+dec), `enc-only`, `dec-only`,

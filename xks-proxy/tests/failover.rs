@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use common::*;
-use kms::xks_wire::ErrorName;
+use xks_wire::ErrorName;
 use serde_json::Value;
 
 /// The fault markers' directory; set before the fault module is first loaded.
@@ -53,9 +53,9 @@ fn clear(token: &str) {
 fn import_key(token_label: &str, label: &str, value: &[u8; 32]) {
     use cryptoki::object::{Attribute, KeyType, ObjectClass};
     use cryptoki::session::UserType;
-    let profile = kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap();
-    let ctx = kms::backend::pkcs11::module::load(Path::new(MODULE)).unwrap();
-    let slot = kms::backend::pkcs11::token::find_slot(&ctx, token_label, &profile).unwrap();
+    let profile = hsm::VendorProfile::builtin("softhsm2").unwrap();
+    let ctx = hsm::module::load(Path::new(MODULE)).unwrap();
+    let slot = hsm::token::find_slot(&ctx, token_label, &profile).unwrap();
     let s = ctx.open_rw_session(slot).unwrap();
     match s.login(UserType::User, Some(&PIN.to_string().into())) {
         Ok(())
@@ -63,7 +63,7 @@ fn import_key(token_label: &str, label: &str, value: &[u8; 32]) {
         }
         Err(e) => panic!("login: {e}"),
     }
-    let _exclusive = kms::backend::pkcs11::module::object_store_lock().write();
+    let _exclusive = hsm::module::object_store_lock().write();
     s.create_object(&[
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::AES),

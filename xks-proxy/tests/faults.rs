@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use kms::xks_wire::{ErrorName, HealthStatus};
+use xks_wire::{ErrorName, HealthStatus};
 
 async fn proxy_on_own_token(name: &str, extra: &str, sessions: usize) -> TestProxy {
     let token = token(&unique(name));

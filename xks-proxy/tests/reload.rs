@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use kms::xks_wire::{ErrorName, Operation};
+use xks_wire::{ErrorName, Operation};
 
 fn opts_with_credentials(token: &str, label: &str, creds: &[(&str, &str)]) -> ProxyOptions {
     let mut o = ProxyOptions::new(token).key("foo", label);

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use kms::xks_wire::Operation;
+use xks_wire::Operation;
 
 const KMS_CN: &str = "cks.kms.us-east-1.amazonaws.com";
 

@@ -30,10 +30,10 @@ use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use super::error::{ErrorClass, Pkcs11Error};
+use hsm::error::{ErrorClass, Pkcs11Error};
 pub use super::pin_book::PinBook;
-use super::{Token, TokenConfig, VendorProfile};
-use crate::backend::iv::IvPool;
+use hsm::{Token, TokenConfig, VendorProfile};
+use hsm::iv::IvPool;
 use crate::backend::{BackendError, BackendResult, CryptoBackend, LoadWrapped, MaterialId, Sealed};
 use crate::model::KeyId;
 

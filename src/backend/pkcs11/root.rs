@@ -19,9 +19,9 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use zeroize::Zeroizing;
 
-use super::error::{ErrorClass, Pkcs11Error};
-use super::Token;
-use crate::backend::iv::IvPool;
+use hsm::error::{ErrorClass, Pkcs11Error};
+use hsm::Token;
+use hsm::iv::IvPool;
 use crate::backend::{BackendError, BackendResult, CryptoBackend, LoadWrapped, MaterialId, Sealed};
 use crate::model::KeyId;
 

@@ -11,8 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::sigv4::{self, Credentials, SignableRequest, SigningKeyCache};
-use crate::xks_wire::{self, ErrorResponse, Operation};
+use sigv4::{self, Credentials, SignableRequest, SigningKeyCache};
+use xks_wire::{self, ErrorResponse, Operation};
 
 /// Per-attempt time budget (AWS KMS waits 250 ms for the proxy).
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(250);

@@ -43,8 +43,8 @@ use cryptoki::session::UserType;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use kms::sigv4::{sign, Credentials, SignableRequest, SigningKeyCache};
-use kms::xks_wire::{self, Operation};
+use sigv4::{sign, Credentials, SignableRequest, SigningKeyCache};
+use xks_wire::{self, Operation};
 use serde_json::json;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -279,16 +279,16 @@ fn setup_softhsm(dir: &Path) -> Result<(), BoxError> {
     // Read by C_Initialize: set before the module is loaded, while the process has one thread.
     std::env::set_var("SOFTHSM2_CONF", &conf);
     let profile =
-        kms::backend::pkcs11::VendorProfile::builtin("softhsm2").ok_or("no softhsm2 profile")?;
-    kms::backend::pkcs11::token::init_token(
+        hsm::VendorProfile::builtin("softhsm2").ok_or("no softhsm2 profile")?;
+    hsm::token::init_token(
         Path::new(MODULE),
         TOKEN,
         &SO_PIN.to_string().into(),
         &PIN.to_string().into(),
         &profile,
     )?;
-    let ctx = kms::backend::pkcs11::module::load(Path::new(MODULE))?;
-    let slot = kms::backend::pkcs11::token::find_slot(&ctx, TOKEN, &profile)?;
+    let ctx = hsm::module::load(Path::new(MODULE))?;
+    let slot = hsm::token::find_slot(&ctx, TOKEN, &profile)?;
     let s = ctx.open_rw_session(slot)?;
     s.login(UserType::User, Some(&PIN.to_string().into()))?;
     // The same kind of object the proxy serves (see `xks-proxy create-key`).
@@ -312,9 +312,9 @@ fn setup_softhsm(dir: &Path) -> Result<(), BoxError> {
 /// C_EncryptInit + C_Encrypt (AES-256-GCM) in a loop on `threads` sessions of their own.
 fn raw_encrypt(args: &Args, threads: usize) -> Result<Sample, BoxError> {
     let profile =
-        kms::backend::pkcs11::VendorProfile::builtin("softhsm2").ok_or("no softhsm2 profile")?;
-    let ctx = kms::backend::pkcs11::module::load(Path::new(MODULE))?;
-    let slot = kms::backend::pkcs11::token::find_slot(&ctx, TOKEN, &profile)?;
+        hsm::VendorProfile::builtin("softhsm2").ok_or("no softhsm2 profile")?;
+    let ctx = hsm::module::load(Path::new(MODULE))?;
+    let slot = hsm::token::find_slot(&ctx, TOKEN, &profile)?;
     let anchor = ctx.open_rw_session(slot)?;
     match anchor.login(UserType::User, Some(&PIN.to_string().into())) {
         Ok(()) => {}

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use kms::sigv4::{sign, Credentials, SignableRequest, SigningKeyCache};
-use kms::xks_wire::{self, Operation};
+use sigv4::{sign, Credentials, SignableRequest, SigningKeyCache};
+use xks_wire::{self, Operation};
 use serde_json::{json, Value};
 
 pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -61,14 +61,14 @@ pub fn softhsm_dir() -> &'static PathBuf {
     })
 }
 
-fn profile() -> kms::backend::pkcs11::VendorProfile {
-    kms::backend::pkcs11::VendorProfile::builtin("softhsm2").unwrap()
+fn profile() -> hsm::VendorProfile {
+    hsm::VendorProfile::builtin("softhsm2").unwrap()
 }
 
 /// Initializes (once) a token with `label` and user PIN [`PIN`].
 pub fn token(label: &str) -> String {
     softhsm_dir();
-    kms::backend::pkcs11::token::init_token(
+    hsm::token::init_token(
         Path::new(MODULE),
         label,
         &SO_PIN.to_string().into(),
@@ -109,8 +109,8 @@ pub fn create_key_with(
     // token from several threads at once: tests create their keys one at a time.
     static CREATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = CREATE.lock().unwrap_or_else(|p| p.into_inner());
-    let ctx = kms::backend::pkcs11::module::load(Path::new(MODULE)).unwrap();
-    let slot = kms::backend::pkcs11::token::find_slot(&ctx, token_label, &profile()).unwrap();
+    let ctx = hsm::module::load(Path::new(MODULE)).unwrap();
+    let slot = hsm::token::find_slot(&ctx, token_label, &profile()).unwrap();
     let s = ctx.open_rw_session(slot).unwrap();
     match s.login(UserType::User, Some(&PIN.to_string().into())) {
         Ok(()) => {}
@@ -134,7 +134,7 @@ pub fn create_key_with(
     // The login belongs to the process and ends with its last session: if another test's
     // sessions all closed in between, log in again.
     // SoftHSM's object store is not safe for concurrent writes: take the driver's lock.
-    let _exclusive = kms::backend::pkcs11::module::object_store_lock().write();
+    let _exclusive = hsm::module::object_store_lock().write();
     match s.generate_key(&Mechanism::AesKeyGen, &template) {
         Ok(_) => {}
         Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserNotLoggedIn, _)) => {

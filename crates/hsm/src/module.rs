@@ -17,7 +17,7 @@ use std::sync::{Mutex, OnceLock, RwLock};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 
-use super::Pkcs11Error;
+use crate::Pkcs11Error;
 
 fn registry() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
     static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
@@ -46,11 +46,11 @@ pub fn load(path: &Path) -> Result<Pkcs11, Pkcs11Error> {
 /// Finalizes (`C_Finalize`) every module loaded by [`load`], for a clean exit, and returns how
 /// many were finalized. Call it last: after every component that used a module was dropped
 /// (sessions closed, HSM threads joined). When a thread was left behind because it did not
-/// finish in time ([`crate::blocking::threads_left_behind`]), it may still be inside a
+/// finish in time ([`crate::threads::threads_left_behind`]), it may still be inside a
 /// module call, so nothing is finalized (0) and the process exits as before. A module loaded
 /// again afterwards is initialized again.
 pub fn finalize_all() -> usize {
-    if crate::blocking::threads_left_behind() {
+    if crate::threads::threads_left_behind() {
         tracing::warn!("PKCS#11 modules not finalized: a thread may still be using them");
         return 0;
     }

@@ -14,8 +14,8 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::error::{classify, ErrorClass, Pkcs11Error};
-use super::{module, VendorProfile};
+use crate::error::{classify, ErrorClass, Pkcs11Error};
+use crate::{module, VendorProfile};
 
 /// Consecutive device errors after which the connection to the token is rebuilt.
 const DEVICE_ERRORS_BEFORE_RECONNECT: u32 = 3;

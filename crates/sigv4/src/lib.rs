@@ -57,6 +57,8 @@
 //! SHA-256, never an implicit `UNSIGNED-PAYLOAD`), which is what the SDKs do for services other
 //! than S3.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{PoisonError, RwLock};

@@ -187,7 +187,7 @@ fn spawn_worker(shared: &Arc<Shared>, st: &mut State) -> std::io::Result<()> {
 
 /// Set once [`join_within`] returned without joining a thread: that thread may still call
 /// into a PKCS#11 module, so the process must not finalize the modules
-/// ([`crate::backend::pkcs11::module::finalize_all`]).
+/// ([`crate::module::finalize_all`]).
 static LEFT_BEHIND: AtomicBool = AtomicBool::new(false);
 
 /// True when some pool or service gave up waiting for one of its threads (see [`join_within`]).

@@ -3,7 +3,7 @@
 use cryptoki::context::Function;
 use cryptoki::error::{Error as CkError, RvError};
 
-use super::VendorProfile;
+use crate::VendorProfile;
 
 /// What a failed PKCS#11 call means for the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

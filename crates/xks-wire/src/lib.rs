@@ -13,6 +13,8 @@
 //! * required request fields that are strings default to empty when absent, so a server can
 //!   report *which* field is missing instead of a generic parse error.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 
 use base64::Engine as _;

@@ -3,6 +3,7 @@
 //! every crypto operation with encryption context binding, and a ciphertext of one KMS key
 //! failing under another KMS key that uses the same external key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[path = "../xks-proxy/tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
