@@ -7,13 +7,14 @@ use crate::api::auth::Authenticator;
 use crate::api::AppState;
 use crate::audit::{AuditSink, FileAuditSink};
 use crate::backend::pkcs11::root::Pkcs11Root;
-use hsm::Token;
 use crate::backend::software::SoftwareRoot;
 use crate::backend::CryptoBackend;
 use crate::config::{Config, RootConfig};
 use crate::service::clock::Clock;
-use crate::service::KmsService;
+use crate::service::custom_key_stores::Connections;
+use crate::service::Kms;
 use crate::store::{CachedStore, MetadataStore, SqliteStore};
+use hsm::Token;
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,8 @@ pub enum StartError {
     XksTls(String),
     #[error("HSM threads: {0}")]
     Threads(std::io::Error),
+    #[error("HSM threads: none configured for the PKCS#11 root")]
+    NoHsmThreads,
     #[error("audit log {path}: {source}")]
     Audit {
         path: String,
@@ -49,8 +52,9 @@ pub struct App {
     pub root_created: bool,
 }
 
-/// Builds the application from a configuration and a clock.
-pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
+/// Builds the application from a configuration and a clock (in a tokio runtime: custom key
+/// stores that were connected are reconnected before it returns).
+pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
@@ -63,7 +67,14 @@ pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> 
     let store: Arc<dyn MetadataStore> = Arc::new(CachedStore::new(SqliteStore::open(
         &config.data_dir.join("kms.sqlite3"),
     )?));
-    let (backend, root_created): (Arc<dyn CryptoBackend>, bool) = match &config.root {
+    // The HSM threads: every PKCS#11 call of the root and of the clusters runs there.
+    let threads = match config.hsm_threads() {
+        None => None,
+        Some(n) => Some(Arc::new(
+            hsm::threads::BlockingPool::new("hsm", n).map_err(StartError::Threads)?,
+        )),
+    };
+    let (root, root_created): (Arc<dyn CryptoBackend>, bool) = match &config.root {
         RootConfig::Software { key_file } => {
             let (root, created) = SoftwareRoot::open_or_create(key_file)?;
             (Arc::new(root), created)
@@ -72,8 +83,10 @@ pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> 
             token,
             domain_key_label,
         } => {
+            let threads = threads.clone().ok_or(StartError::NoHsmThreads)?;
             let token = Token::open(token.clone())?;
-            (Arc::new(Pkcs11Root::open(token, domain_key_label)?), false)
+            let root = Pkcs11Root::open(token, domain_key_label, threads)?;
+            (Arc::new(root), false)
         }
     };
     let audit: Arc<dyn AuditSink> = Arc::new(FileAuditSink::open(&config.audit_path).map_err(
@@ -97,28 +110,25 @@ pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> 
     if let Some(rps) = config.xks.requests_per_second {
         xks = xks.with_requests_per_second(rps);
     }
-    let cks = crate::service::custom_key_stores::CustomKeyStores::new(config.clusters.clone())
-        .with_xks(xks);
+    let connections = Connections::new(config.clusters.clone(), threads).with_xks(xks);
     let metrics =
         Arc::new(crate::metrics::Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?);
-    let hsm_pool = match config.hsm_threads() {
-        None => None,
-        Some(n) => Some(Arc::new(
-            hsm::threads::BlockingPool::new("hsm", n).map_err(StartError::Threads)?,
-        )),
-    };
-    let service = KmsService::new(
+    let service = Kms::new(
         store,
-        backend,
+        root,
         audit,
         clock,
         config.region.clone(),
-        cks,
+        connections,
         metrics,
-        hsm_pool,
     );
-    if let Err(e) = service.reconnect_stores() {
-        tracing::warn!(error = e.code(), "reconnecting custom key stores failed");
+    if let Err(e) = service.custom_key_stores.reconnect_stores().await {
+        match e.cause() {
+            Some(cause) => {
+                tracing::warn!(error = e.code(), %cause, "reconnecting custom key stores failed")
+            }
+            None => tracing::warn!(error = e.code(), "reconnecting custom key stores failed"),
+        }
     }
     let auth = Authenticator::new(&config.credentials, &config.region, config.max_clock_skew);
     let state = Arc::new(AppState {

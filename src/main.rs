@@ -57,8 +57,8 @@ fn main() -> ExitCode {
     code
 }
 
-async fn run(config: kms::config::Config) -> (ExitCode, Option<Arc<kms::service::KmsService>>) {
-    let app = match kms::app::build(&config, Arc::new(kms::service::clock::SystemClock)) {
+async fn run(config: kms::config::Config) -> (ExitCode, Option<Arc<kms::service::Kms>>) {
+    let app = match kms::app::build(&config, Arc::new(kms::service::clock::SystemClock)).await {
         Ok(a) => a,
         Err(e) => {
             eprintln!("kms: cannot start: {e}");

@@ -433,7 +433,7 @@ async fn lifecycle_keys_and_unavailable_state() {
         .unwrap();
     assert_eq!(settle(&kms, &id).await.0, ConnectionStateType::Connected);
     srv.clock.advance(chrono::Duration::days(8));
-    assert_eq!(srv.run_maintenance().deleted, 1);
+    assert_eq!(srv.run_maintenance().await.deleted, 1);
     for m in &cluster.members {
         let slot = hsm::token::find_slot(&ctx, m, &profile).unwrap();
         let s = ctx.open_ro_session(slot).unwrap();

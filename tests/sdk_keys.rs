@@ -525,7 +525,7 @@ async fn cancel_key_deletion_leaves_the_key_disabled() {
 
     // A cancelled key is not deleted when the old window passes.
     srv.clock.advance(chrono::Duration::days(8));
-    assert_eq!(srv.run_maintenance().deleted, 0);
+    assert_eq!(srv.run_maintenance().await.deleted, 0);
     assert_eq!(state_of(&kms, &id).await, KeyState::Disabled);
     // And it can be re-enabled.
     kms.enable_key().key_id(&id).send().await.unwrap();
@@ -561,13 +561,13 @@ async fn key_is_deleted_with_its_aliases_after_the_window() {
 
     // Not yet: six days in, nothing happens.
     srv.clock.advance(chrono::Duration::days(6));
-    assert_eq!(srv.run_maintenance().deleted, 0);
+    assert_eq!(srv.run_maintenance().await.deleted, 0);
     assert_eq!(state_of(&kms, &id).await, KeyState::PendingDeletion);
 
     // Past the window the key goes, and so do its aliases.
     srv.clock
         .advance(chrono::Duration::days(1) + chrono::Duration::minutes(1));
-    assert_eq!(srv.run_maintenance().deleted, 1);
+    assert_eq!(srv.run_maintenance().await.deleted, 1);
     let (c, m) = fail(kms.describe_key().key_id(&id).send().await);
     assert_eq!(c, "NotFoundException");
     assert_eq!(m, format!("Key '{arn}' does not exist"));
@@ -595,7 +595,7 @@ async fn key_is_deleted_with_its_aliases_after_the_window() {
         .await
         .unwrap();
     // A second pass has nothing to do.
-    assert_eq!(srv.run_maintenance().deleted, 0);
+    assert_eq!(srv.run_maintenance().await.deleted, 0);
 
     // The deletion is audited as a service event.
     let records = srv.audit_records().await;

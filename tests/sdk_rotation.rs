@@ -272,12 +272,12 @@ async fn scheduled_rotation_by_maintenance() {
 
     // Not due yet.
     srv.clock.advance(chrono::Duration::days(364));
-    assert_eq!(srv.run_maintenance().rotated, 0);
+    assert_eq!(srv.run_maintenance().await.rotated, 0);
     assert!(rotations(&kms, &id).await.is_empty());
 
     // Due: exactly one key rotates (not the one without rotation, nor the disabled one).
     srv.clock.advance(chrono::Duration::days(2));
-    let report = srv.run_maintenance();
+    let report = srv.run_maintenance().await;
     assert_eq!(report.rotated, 1);
     assert_eq!(report.deleted, 0);
     let r = rotations(&kms, &id).await;
@@ -297,7 +297,7 @@ async fn scheduled_rotation_by_maintenance() {
     assert!(s.key_rotation_enabled());
     let next = s.next_rotation_date().unwrap().as_secs_f64();
     assert!((next - (now_secs(&srv) + 365.0 * DAY)).abs() < 5.0);
-    assert_eq!(srv.run_maintenance().rotated, 0);
+    assert_eq!(srv.run_maintenance().await.rotated, 0);
 
     // The disabled key keeps its rotation setting, and rotates as soon as it is enabled
     // again, its date having passed.
@@ -310,7 +310,7 @@ async fn scheduled_rotation_by_maintenance() {
     assert!(s.key_rotation_enabled());
     assert_eq!(s.rotation_period_in_days(), Some(365));
     kms.enable_key().key_id(&off).send().await.unwrap();
-    assert_eq!(srv.run_maintenance().rotated, 1);
+    assert_eq!(srv.run_maintenance().await.rotated, 1);
     let r = rotations(&kms, &off).await;
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].0, RotationType::Automatic);
@@ -335,7 +335,7 @@ async fn list_key_rotations_lists_both_kinds_and_pages() {
         .unwrap();
     kms.rotate_key_on_demand().key_id(&id).send().await.unwrap();
     srv.clock.advance(chrono::Duration::days(91));
-    assert_eq!(srv.run_maintenance().rotated, 1);
+    assert_eq!(srv.run_maintenance().await.rotated, 1);
     srv.clock.advance(chrono::Duration::days(1));
     kms.rotate_key_on_demand().key_id(&id).send().await.unwrap();
 
@@ -448,11 +448,11 @@ async fn rotation_status_while_pending_deletion() {
         .await
         .unwrap();
     srv.clock.advance(chrono::Duration::days(20));
-    assert_eq!(srv.run_maintenance(), Default::default());
+    assert_eq!(srv.run_maintenance().await, Default::default());
     kms.cancel_key_deletion().key_id(&id).send().await.unwrap();
-    assert_eq!(srv.run_maintenance().rotated, 0, "still disabled");
+    assert_eq!(srv.run_maintenance().await.rotated, 0, "still disabled");
     kms.enable_key().key_id(&id).send().await.unwrap();
-    assert_eq!(srv.run_maintenance().rotated, 1);
+    assert_eq!(srv.run_maintenance().await.rotated, 1);
     let r = rotations(&kms, &id).await;
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].0, RotationType::Automatic);
@@ -472,7 +472,7 @@ async fn rotation_status_while_pending_deletion() {
         .await
         .unwrap();
     srv.clock.advance(chrono::Duration::days(91));
-    let report = srv.run_maintenance();
+    let report = srv.run_maintenance().await;
     assert_eq!(report.deleted, 1);
     assert_eq!(report.rotated, 0);
 }
@@ -508,7 +508,7 @@ async fn on_demand_rotation_limit_of_ten() {
         .await
         .unwrap();
     srv.clock.advance(chrono::Duration::days(91));
-    assert_eq!(srv.run_maintenance().rotated, 1);
+    assert_eq!(srv.run_maintenance().await.rotated, 1);
     assert_eq!(rotations(&kms, &id).await.len(), 11);
     let latest = encrypt(&kms, &id, b"v12").await;
     assert_eq!(material_version(&latest), 12);
@@ -544,9 +544,9 @@ async fn on_demand_rotation_keeps_the_automatic_schedule() {
     assert_eq!(after.next_rotation_date(), before.next_rotation_date());
     // The automatic rotation still comes on its original date.
     srv.clock.advance(chrono::Duration::days(89));
-    assert_eq!(srv.run_maintenance().rotated, 0);
+    assert_eq!(srv.run_maintenance().await.rotated, 0);
     srv.clock.advance(chrono::Duration::days(2));
-    assert_eq!(srv.run_maintenance().rotated, 1);
+    assert_eq!(srv.run_maintenance().await.rotated, 1);
     let kinds: Vec<RotationType> = rotations(&kms, &id)
         .await
         .into_iter()

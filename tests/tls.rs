@@ -32,7 +32,9 @@ async fn https_listener_serves_signed_requests() {
         ),
     ];
     let config = kms::config::load(None, env).unwrap();
-    let app = kms::app::build(&config, Arc::new(kms::service::clock::SystemClock)).unwrap();
+    let app = kms::app::build(&config, Arc::new(kms::service::clock::SystemClock))
+        .await
+        .unwrap();
     let (cert_file, key_file) = config.tls.clone().unwrap();
     let acceptor = kms::api::server::tls_acceptor(&cert_file, &key_file).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -404,7 +404,7 @@ async fn double_encryption_end_to_end() {
         .await
         .unwrap();
     srv.clock.advance(chrono::Duration::days(8));
-    srv.run_maintenance();
+    srv.run_maintenance().await;
     kms.disconnect_custom_key_store()
         .custom_key_store_id(&store)
         .send()
@@ -643,7 +643,7 @@ async fn proxy_faults_map_to_the_reference_exceptions() {
     );
     healthy(kms.clone(), default_key.clone()).await;
     // The periodic health check notices the dead proxy.
-    assert_eq!(srv.run_maintenance().unhealthy_proxies, 1);
+    assert_eq!(srv.run_maintenance().await.unhealthy_proxies, 1);
     // Metrics: proxy latency, errors by type, key manager states, certificate and credential age.
     let text = srv.state.service.metrics().render();
     let has = |needle: &str| text.lines().any(|l| l.contains(needle));

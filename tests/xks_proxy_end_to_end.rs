@@ -45,7 +45,9 @@ async fn kms_with(
     )
     .unwrap();
     let config = kms::config::load(Some(&cfg), Vec::new()).unwrap();
-    let app = kms::app::build(&config, Arc::new(kms::service::clock::SystemClock)).unwrap();
+    let app = kms::app::build(&config, Arc::new(kms::service::clock::SystemClock))
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

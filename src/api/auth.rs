@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use axum::http::request::Parts;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::error::ProtocolError;
 use crate::config::Credential;
 use crate::model::Principal;
-use crate::service::KmsError;
 use sigv4::{self, RequestParts, SigV4Error, SigningKeyCache, VerifyOptions};
 
 /// Verifies requests against the configured credentials.
@@ -52,11 +52,11 @@ impl Authenticator {
     }
 
     /// Authenticates a request; the error is the AWS exception to return.
-    pub fn authenticate(&self, parts: &Parts, body: &[u8]) -> Result<Principal, KmsError> {
+    pub fn authenticate(&self, parts: &Parts, body: &[u8]) -> Result<Principal, ProtocolError> {
         let req = RequestParts::from_http(parts, body);
         let auth = sigv4::extract_authorization(&req).map_err(to_kms)?;
         let Some((secret, principal)) = self.credentials.get(&auth.access_key_id) else {
-            return Err(KmsError::UnrecognizedClient);
+            return Err(ProtocolError::UnrecognizedClient);
         };
         let options = VerifyOptions {
             service: "kms",
@@ -76,10 +76,10 @@ impl Authenticator {
     }
 }
 
-fn to_kms(e: SigV4Error) -> KmsError {
+fn to_kms(e: SigV4Error) -> ProtocolError {
     match e.aws_error_code() {
-        "MissingAuthenticationTokenException" => KmsError::MissingAuthenticationToken,
-        "IncompleteSignatureException" => KmsError::IncompleteSignature(e.to_string()),
-        _ => KmsError::InvalidSignature(e.to_string()),
+        "MissingAuthenticationTokenException" => ProtocolError::MissingAuthenticationToken,
+        "IncompleteSignatureException" => ProtocolError::IncompleteSignature(e.to_string()),
+        _ => ProtocolError::InvalidSignature(e.to_string()),
     }
 }

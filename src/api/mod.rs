@@ -1,8 +1,9 @@
 //! The HTTP edge: `POST /` with `X-Amz-Target: TrentService.<Operation>` and an
 //! `application/x-amz-json-1.1` body. This layer assigns the request id, bounds the body,
 //! verifies SigV4 (-> [`Principal`](crate::model::Principal)), decodes the operation's JSON,
-//! runs it (on the blocking pool when it writes to disk), renders the result or the error, and
-//! hands the audit record to the service. It holds no KMS rules.
+//! runs it (on the request's task: the service sends only blocking calls elsewhere), renders
+//! the result or the error, logs an internal error's cause once, and hands the audit record to
+//! the service. It holds no KMS rules.
 
 pub mod auth;
 pub mod error;
@@ -20,14 +21,14 @@ use axum::http::{Method, Request, StatusCode};
 use axum::response::Response;
 use axum::Router;
 
-use crate::service::{Call, KmsError, KmsService};
+use crate::service::{AuditError, Call, Kms, KmsError};
 use auth::Authenticator;
-use error::{error_response, with_headers};
+use error::{error_response, with_headers, ApiError, ProtocolError};
 use operations::Operation;
 
 /// Everything the HTTP layer needs; built once by `main` (or a test) and shared.
 pub struct AppState {
-    pub service: Arc<KmsService>,
+    pub service: Arc<Kms>,
     pub auth: Authenticator,
     pub max_body_bytes: usize,
     /// Serve `POST /__baseline` (no auth, no work) for benchmarks.
@@ -35,7 +36,7 @@ pub struct AppState {
 }
 
 /// The metrics router (`GET /metrics`, Prometheus text), served on its own listener.
-pub fn metrics_router(service: Arc<KmsService>) -> Router {
+pub fn metrics_router(service: Arc<Kms>) -> Router {
     Router::new().route(
         "/metrics",
         axum::routing::get(move || {
@@ -71,13 +72,13 @@ pub const BENCH_HANDOFF_HEADER: &str = "x-kms-bench-handoff";
 /// The benchmark baseline: the same HTTP stack and body handling, then a fixed answer.
 ///
 /// With an `x-kms-bench-key: <key id>` header it is the benchmark *floor* instead: the key's
-/// backend also encrypts the first 256 bytes of the body, right here on the async worker
-/// ([`KmsService::bench_seal`]). That is the least work any server must do per Encrypt (HTTP
-/// plus the HSM call, nothing else), so its rate bounds what Encrypt can reach on the machine.
-/// With `x-kms-bench-handoff` too, the encryption runs on the HSM threads (when an HSM is
-/// configured) and the request waits for it, as Encrypt's does: the difference to the floor is
-/// what the hand-off costs. The route exists only with `server.baseline_route` (benchmarks;
-/// never in production).
+/// backend also encrypts the first 256 bytes of the body exactly as Encrypt's does (on the
+/// HSM threads when the key is in an HSM), [`crate::service::crypto::Crypto::bench_seal`].
+/// That is the least work any server must do per Encrypt (HTTP plus the HSM call, nothing
+/// else), so its rate bounds what Encrypt can reach on the machine. `x-kms-bench-handoff` is
+/// accepted for older load generators and changes nothing: the hand-off is part of the floor
+/// now that only the PKCS#11 call leaves the async workers. The route exists only with
+/// `server.baseline_route` (benchmarks; never in production).
 async fn baseline(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let bench_key = req
@@ -85,37 +86,28 @@ async fn baseline(State(state): State<Arc<AppState>>, req: Request<Body>) -> Res
         .get(BENCH_KEY_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let handoff = req.headers().contains_key(BENCH_HANDOFF_HEADER);
     let body = match axum::body::to_bytes(req.into_body(), state.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => return error_response(&too_large(), &request_id),
+        Err(_) => return error_response(&ProtocolError::RequestEntityTooLarge.into(), &request_id),
     };
     if let Some(key_id) = bench_key {
-        let svc = state.service.clone();
-        let seal = move || svc.bench_seal(&key_id, &body[..body.len().min(256)]);
-        let sealed = match state.service.hsm_pool().filter(|_| handoff) {
-            Some(pool) => pool
-                .run(seal)
-                .await
-                .unwrap_or_else(|_| Err(KmsError::internal())),
-            None => seal(),
-        };
+        let sealed = state
+            .service
+            .crypto
+            .bench_seal(&key_id, &body[..body.len().min(256)])
+            .await;
         if let Err(e) = sealed {
-            return error_response(&e, &request_id);
+            return error_response(&e.into(), &request_id);
         }
     }
     with_headers(StatusCode::OK, b"{}".to_vec(), &request_id)
-}
-
-fn too_large() -> KmsError {
-    KmsError::RequestEntityTooLarge("Request body is too large".into())
 }
 
 macro_rules! dispatch {
     ($op:expr, $state:expr, $call:expr, $body:expr, $rid:expr; $($name:literal => $ty:ty),+ $(,)?) => {
         match $op {
             $($name => run::<$ty>($state, $call, $body, $rid).await,)+
-            _ => Err(KmsError::UnknownOperation),
+            _ => Err(ProtocolError::UnknownOperation.into()),
         }
     };
 }
@@ -124,7 +116,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = req.into_parts();
     if parts.method != Method::POST || parts.uri.path() != "/" {
-        return error_response(&KmsError::UnknownOperation, &request_id);
+        return error_response(&ProtocolError::UnknownOperation.into(), &request_id);
     }
     let operation = parts
         .headers
@@ -133,11 +125,11 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
         .and_then(|t| t.strip_prefix("TrentService."))
         .map(str::to_string);
     let Some(operation) = operation else {
-        return error_response(&KmsError::UnknownOperation, &request_id);
+        return error_response(&ProtocolError::UnknownOperation.into(), &request_id);
     };
     let body = match axum::body::to_bytes(body, state.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => return error_response(&too_large(), &request_id),
+        Err(_) => return error_response(&ProtocolError::RequestEntityTooLarge.into(), &request_id),
     };
     let source_ip = parts
         .extensions
@@ -163,16 +155,20 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
                 source_ip,
                 user_agent,
             );
+            let message = e.to_string();
             state.service.audit_call(
                 call,
                 &operation,
                 serde_json::Value::Null,
                 serde_json::Value::Null,
-                Some(&e),
+                Some(AuditError {
+                    code: e.code(),
+                    message: Some(&message),
+                }),
                 true,
             );
             tracing::info!(request_id = %request_id, operation = %operation, error = e.code(), "authentication failed");
-            return error_response(&e, &request_id);
+            return error_response(&e.into(), &request_id);
         }
     };
     let call = Call::new(principal, request_id.clone(), source_ip, user_agent);
@@ -225,12 +221,11 @@ async fn run<O: Operation>(
     mut call: Call,
     body: Bytes,
     request_id: &str,
-) -> Result<Vec<u8>, KmsError> {
-    let svc = state.service.clone();
+) -> Result<Vec<u8>, ApiError> {
     call.operation = O::NAME;
     let started = std::time::Instant::now();
-    let result = run_inner::<O>(&svc, call, body, request_id).await;
-    let m = svc.metrics();
+    let result = run_inner::<O>(&state.service, call, body, request_id).await;
+    let m = state.service.metrics();
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.code(),
@@ -243,13 +238,12 @@ async fn run<O: Operation>(
 }
 
 async fn run_inner<O: Operation>(
-    svc: &Arc<KmsService>,
+    kms: &Kms,
     mut call: Call,
     body: Bytes,
     request_id: &str,
-) -> Result<Vec<u8>, KmsError> {
-    let svc = svc.clone();
-    let decoded: Result<O::Request, KmsError> = if body.is_empty() {
+) -> Result<Vec<u8>, ApiError> {
+    let decoded: Result<O::Request, ProtocolError> = if body.is_empty() {
         serde_json::from_slice(b"{}")
     } else {
         serde_json::from_slice(&body)
@@ -258,47 +252,26 @@ async fn run_inner<O: Operation>(
     let req = match decoded {
         Ok(r) => r,
         Err(e) => {
-            svc.audit_call(
+            let message = e.to_string();
+            kms.audit_call(
                 call,
                 O::NAME,
                 serde_json::Value::Null,
                 serde_json::Value::Null,
-                Some(&e),
+                Some(AuditError {
+                    code: e.code(),
+                    message: Some(&message),
+                }),
                 O::READ_ONLY,
             );
-            return Err(e);
+            return Err(e.into());
         }
     };
     let params = O::audit_parameters(&req);
-    let hsm_pool = if O::BLOCKING { None } else { svc.hsm_pool() };
-    let (call, result) = if hsm_pool.is_none() && !O::BLOCKING && !svc.crypto_blocks() {
-        let r = O::execute(&svc, &mut call, req);
-        (call, r)
-    } else {
-        // Off the async workers: crypto with an HSM configured on the HSM threads (see
-        // hsm::threads), store writes and XKS-only crypto on tokio's blocking pool.
-        let svc2 = svc.clone();
-        let job = move || {
-            let r = O::execute(&svc2, &mut call, req);
-            (call, r)
-        };
-        let done = match hsm_pool {
-            Some(pool) => pool.run(job).await.map_err(|e| e.to_string()),
-            None => tokio::task::spawn_blocking(job)
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        match done {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::error!(request_id, error = %e, "operation task failed");
-                return Err(KmsError::internal());
-            }
-        }
-    };
+    let result = O::execute(kms, &mut call, req).await;
     match result {
         Ok(resp) => {
-            svc.audit_call(
+            kms.audit_call(
                 call,
                 O::NAME,
                 params,
@@ -307,51 +280,52 @@ async fn run_inner<O: Operation>(
                 O::READ_ONLY,
             );
             serde_json::to_vec(&resp).map_err(|e| {
-                tracing::error!(request_id, error = %e, "response not serializable");
-                KmsError::internal()
+                tracing::error!(request_id, operation = O::NAME, error = %e, "response not serializable");
+                KmsError::internal().into()
             })
         }
         Err(e) => {
-            svc.audit_call(
+            let message = e.message();
+            kms.audit_call(
                 call,
                 O::NAME,
                 params,
                 serde_json::Value::Null,
-                Some(&e),
+                Some(AuditError {
+                    code: e.code(),
+                    message: message.as_deref(),
+                }),
                 O::READ_ONLY,
             );
-            if matches!(e, KmsError::KmsInternal(_)) {
-                tracing::warn!(request_id, operation = O::NAME, "internal error");
+            // Logged once, here, where it is answered.
+            if let KmsError::KmsInternal { cause, .. } = &e {
+                match cause {
+                    Some(cause) => {
+                        tracing::error!(request_id, operation = O::NAME, %cause, "internal error")
+                    }
+                    None => {
+                        tracing::warn!(request_id, operation = O::NAME, error = %e, "internal error")
+                    }
+                }
             }
-            Err(e)
+            Err(e.into())
         }
     }
 }
 
-/// Maps a JSON decoding error to AWS's SerializationException (the message describes where,
-/// never echoes values).
-fn serialization_error(e: serde_json::Error) -> KmsError {
+/// Maps a JSON decoding error to AWS's SerializationException. The message says where and what
+/// type was expected, from serde's classification and position, never the value itself.
+fn serialization_error(e: serde_json::Error) -> ProtocolError {
     use serde_json::error::Category;
     let msg = match e.classify() {
         Category::Syntax | Category::Eof | Category::Io => {
             "Malformed JSON in request body".to_string()
         }
-        Category::Data => {
-            let text = e.to_string();
-            if text.contains("Invalid base64") {
-                "Base64 encoded value is not valid".to_string()
-            } else if text.starts_with("invalid type") {
-                // serde's "invalid type: integer `5`, expected a string at line 1 column 12"
-                // names the JSON type and the expected type; drop the value itself.
-                let expected = text.split("expected ").nth(1).unwrap_or("another type");
-                format!(
-                    "Unexpected value type in request body, expected {}",
-                    expected.split(" at line").next().unwrap_or(expected)
-                )
-            } else {
-                "Request body does not match the operation's input shape".to_string()
-            }
-        }
+        Category::Data => format!(
+            "The request body does not match the operation's input shape (line {}, column {})",
+            e.line(),
+            e.column()
+        ),
     };
-    KmsError::Serialization(msg)
+    ProtocolError::Serialization(msg)
 }

@@ -157,9 +157,9 @@ pub struct XksKeyConfiguration {
 
 impl KeyMetadata {
     /// Metadata with the fields that need the service (the CloudHSM cluster id).
-    pub fn of(svc: &crate::service::KmsService, k: &KeyRecord) -> Self {
+    pub async fn of(kms: &crate::service::Kms, k: &KeyRecord) -> Self {
         let mut m = KeyMetadata::from(k);
-        m.cloud_hsm_cluster_id = svc.cloud_hsm_cluster_id(k);
+        m.cloud_hsm_cluster_id = kms.cloud_hsm_cluster_id(k).await;
         m
     }
 }

@@ -23,6 +23,10 @@ pub enum BackendError {
     /// Authentication of a ciphertext failed, or it is malformed.
     #[error("invalid ciphertext")]
     InvalidCiphertext,
+    /// The backend has no usable object for this material version: the caller loads the
+    /// wrapped material from the store, hands it over with [`CryptoBackend::load`], and retries.
+    #[error("key material not loaded")]
+    MaterialNeeded,
     /// The wrapped material could not be unwrapped (wrong root, corrupted store).
     #[error("key material could not be unwrapped")]
     Unwrap,
@@ -41,9 +45,16 @@ pub enum BackendError {
     /// The key's backing object is gone from the key store.
     #[error("key material missing from the key store")]
     KeyMaterialMissing,
-    /// Anything else; the text is for logs (it never contains secrets).
+    /// A PKCS#11 failure that fits none of the classes above (the return value and the
+    /// function stay typed inside).
+    #[error(transparent)]
+    Pkcs11(hsm::Pkcs11Error),
+    /// The HSM threads ended the job without a result (shutdown).
+    #[error("the HSM threads are gone")]
+    ThreadsGone,
+    /// Anything else: a bug or a resource failure; the text is for logs (never secrets).
     #[error("backend failure: {0}")]
-    Internal(String),
+    Internal(&'static str),
 }
 
 pub type BackendResult<T> = Result<T, BackendError>;
@@ -57,10 +68,6 @@ pub struct MaterialId<'a> {
     pub label: &'a str,
 }
 
-/// Loads the wrapped material of a version from the store when the backend has no cached
-/// object for it.
-pub type LoadWrapped<'a> = &'a dyn Fn() -> BackendResult<Vec<u8>>;
-
 /// Output of an AEAD encryption: the IV the backend chose and ciphertext with the tag appended.
 pub struct Sealed {
     pub iv: [u8; 12],
@@ -68,40 +75,41 @@ pub struct Sealed {
 }
 
 /// The crypto backend of a key store.
+///
+/// Async: a backend whose calls block (PKCS#11) submits only the blocking call itself to the
+/// HSM threads and awaits it. A backend never reads the metadata store: when it has no usable
+/// object for a material version it answers [`BackendError::MaterialNeeded`], and the service
+/// hands it the wrapped material ([`CryptoBackend::load`]) and retries.
+#[async_trait::async_trait]
 pub trait CryptoBackend: Send + Sync {
     /// Short name for logs and metrics (`software`, `pkcs11`, ...).
     fn name(&self) -> &'static str;
 
-    /// True when calls block on a device (HSM round trips): callers then run them on the
-    /// blocking thread pool, never on async workers.
-    fn blocking(&self) -> bool {
-        false
-    }
-
     /// Generates a new 256-bit symmetric key material version and returns it wrapped.
-    fn generate_symmetric(&self, material: MaterialId<'_>) -> BackendResult<Vec<u8>>;
+    async fn generate_symmetric(&self, material: MaterialId<'_>) -> BackendResult<Vec<u8>>;
+
+    /// Makes a material version usable from its wrapped form (as stored).
+    async fn load(&self, material: MaterialId<'_>, wrapped: &[u8]) -> BackendResult<()>;
 
     /// AES-256-GCM encryption with a fresh 96-bit IV and a 128-bit tag.
-    fn encrypt(
+    async fn encrypt(
         &self,
         material: MaterialId<'_>,
-        load: LoadWrapped<'_>,
         plaintext: &[u8],
         aad: &[u8],
     ) -> BackendResult<Sealed>;
 
     /// AES-256-GCM decryption; [`BackendError::InvalidCiphertext`] on any authentication failure.
-    fn decrypt(
+    async fn decrypt(
         &self,
         material: MaterialId<'_>,
-        load: LoadWrapped<'_>,
         iv: &[u8; 12],
         ciphertext_and_tag: &[u8],
         aad: &[u8],
     ) -> BackendResult<Zeroizing<Vec<u8>>>;
 
     /// Cryptographically secure random bytes.
-    fn random(&self, len: usize) -> BackendResult<Zeroizing<Vec<u8>>>;
+    async fn random(&self, len: usize) -> BackendResult<Zeroizing<Vec<u8>>>;
 
     /// Drops cached objects of a key (called when the key is deleted).
     fn forget(&self, key_id: &KeyId);

@@ -6,15 +6,17 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
-use hsm::iv::IvPool;
-use super::{BackendError, BackendResult, CryptoBackend, LoadWrapped, MaterialId, Sealed};
+use super::{BackendError, BackendResult, CryptoBackend, MaterialId, Sealed};
 use crate::model::KeyId;
+use hsm::iv::IvPool;
 
 const TAG_LEN: usize = 16;
 const WRAP_CONTEXT: &[u8] = b"kms-software-root-v1";
@@ -50,7 +52,7 @@ fn wrap_aad(m: MaterialId<'_>) -> Vec<u8> {
 fn aes_key(bytes: &[u8]) -> BackendResult<LessSafeKey> {
     UnboundKey::new(&AES_256_GCM, bytes)
         .map(LessSafeKey::new)
-        .map_err(|_| BackendError::Internal("bad AES key length".into()))
+        .map_err(|_| BackendError::Internal("bad AES key length"))
 }
 
 impl SoftwareRoot {
@@ -108,7 +110,7 @@ impl SoftwareRoot {
         let rng = SystemRandom::new();
         let mut bytes = Zeroizing::new([0u8; 32]);
         rng.fill(bytes.as_mut())
-            .map_err(|_| BackendError::Internal("rng".into()))?;
+            .map_err(|_| BackendError::Internal("the random number generator failed"))?;
         Ok(SoftwareRoot {
             root: aes_key(bytes.as_ref())?,
             rng,
@@ -120,7 +122,7 @@ impl SoftwareRoot {
     fn iv(&self) -> BackendResult<[u8; 12]> {
         self.ivs
             .iv12()
-            .map_err(|e| BackendError::Internal(e.to_string()))
+            .map_err(|_| BackendError::Internal("the random number generator failed"))
     }
 
     fn unwrap_material(&self, m: MaterialId<'_>, wrapped: &[u8]) -> BackendResult<LessSafeKey> {
@@ -141,36 +143,54 @@ impl SoftwareRoot {
         aes_key(plain)
     }
 
-    fn key_for(&self, m: MaterialId<'_>, load: LoadWrapped<'_>) -> BackendResult<Arc<LessSafeKey>> {
-        let cache_key = (m.key_id.clone(), m.version);
-        if let Some(k) = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&cache_key)
-        {
-            return Ok(k.clone());
-        }
-        let wrapped = load()?;
-        let key = Arc::new(self.unwrap_material(m, &wrapped)?);
+    fn cached(&self, m: MaterialId<'_>) -> BackendResult<Arc<LessSafeKey>> {
         self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(cache_key, key.clone());
-        Ok(key)
-    }
-}
-
-impl CryptoBackend for SoftwareRoot {
-    fn name(&self) -> &'static str {
-        "software"
+            .read()
+            .get(&(m.key_id.clone(), m.version))
+            .cloned()
+            .ok_or(BackendError::MaterialNeeded)
     }
 
-    fn generate_symmetric(&self, m: MaterialId<'_>) -> BackendResult<Vec<u8>> {
+    fn seal(&self, m: MaterialId<'_>, plaintext: &[u8], aad: &[u8]) -> BackendResult<Sealed> {
+        let key = self.cached(m)?;
+        let iv = self.iv()?;
+        let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
+        buf.extend_from_slice(plaintext);
+        let tag = key
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(aad), &mut buf)
+            .map_err(|_| BackendError::Internal("sealing failed"))?;
+        buf.extend_from_slice(tag.as_ref());
+        Ok(Sealed {
+            iv,
+            ciphertext_and_tag: buf,
+        })
+    }
+
+    fn open(
+        &self,
+        m: MaterialId<'_>,
+        iv: &[u8; 12],
+        ciphertext_and_tag: &[u8],
+        aad: &[u8],
+    ) -> BackendResult<Zeroizing<Vec<u8>>> {
+        if ciphertext_and_tag.len() < TAG_LEN {
+            return Err(BackendError::InvalidCiphertext);
+        }
+        let key = self.cached(m)?;
+        let mut buf = Zeroizing::new(ciphertext_and_tag.to_vec());
+        let n = key
+            .open_in_place(Nonce::assume_unique_for_key(*iv), Aad::from(aad), &mut buf)
+            .map_err(|_| BackendError::InvalidCiphertext)?
+            .len();
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    fn wrap_new(&self, m: MaterialId<'_>) -> BackendResult<Vec<u8>> {
         let mut material = Zeroizing::new(vec![0u8; 32]);
         self.rng
             .fill(&mut material)
-            .map_err(|_| BackendError::Internal("rng".into()))?;
+            .map_err(|_| BackendError::Internal("the random number generator failed"))?;
         let iv = self.iv()?;
         let mut out = Vec::with_capacity(12 + 32 + TAG_LEN);
         out.extend_from_slice(&iv);
@@ -182,66 +202,61 @@ impl CryptoBackend for SoftwareRoot {
                 Aad::from(wrap_aad(m)),
                 &mut out[12..],
             )
-            .map_err(|_| BackendError::Internal("wrap failed".into()))?;
+            .map_err(|_| BackendError::Internal("wrapping failed"))?;
         out.extend_from_slice(tag.as_ref());
         Ok(out)
     }
+}
 
-    fn encrypt(
+/// Everything here is memory-bound (AES-GCM on at most a few KiB): it runs inline on the
+/// caller's async worker.
+#[async_trait::async_trait]
+impl CryptoBackend for SoftwareRoot {
+    fn name(&self) -> &'static str {
+        "software"
+    }
+
+    async fn generate_symmetric(&self, m: MaterialId<'_>) -> BackendResult<Vec<u8>> {
+        self.wrap_new(m)
+    }
+
+    async fn load(&self, m: MaterialId<'_>, wrapped: &[u8]) -> BackendResult<()> {
+        let key = Arc::new(self.unwrap_material(m, wrapped)?);
+        self.cache
+            .write()
+            .insert((m.key_id.clone(), m.version), key);
+        Ok(())
+    }
+
+    async fn encrypt(
         &self,
         m: MaterialId<'_>,
-        load: LoadWrapped<'_>,
         plaintext: &[u8],
         aad: &[u8],
     ) -> BackendResult<Sealed> {
-        let key = self.key_for(m, load)?;
-        let iv = self.iv()?;
-        let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
-        buf.extend_from_slice(plaintext);
-        let tag = key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(aad), &mut buf)
-            .map_err(|_| BackendError::Internal("seal failed".into()))?;
-        buf.extend_from_slice(tag.as_ref());
-        Ok(Sealed {
-            iv,
-            ciphertext_and_tag: buf,
-        })
+        self.seal(m, plaintext, aad)
     }
 
-    fn decrypt(
+    async fn decrypt(
         &self,
         m: MaterialId<'_>,
-        load: LoadWrapped<'_>,
         iv: &[u8; 12],
         ciphertext_and_tag: &[u8],
         aad: &[u8],
     ) -> BackendResult<Zeroizing<Vec<u8>>> {
-        if ciphertext_and_tag.len() < TAG_LEN {
-            return Err(BackendError::InvalidCiphertext);
-        }
-        let key = self.key_for(m, load)?;
-        let mut buf = Zeroizing::new(ciphertext_and_tag.to_vec());
-        let n = key
-            .open_in_place(Nonce::assume_unique_for_key(*iv), Aad::from(aad), &mut buf)
-            .map_err(|_| BackendError::InvalidCiphertext)?
-            .len();
-        buf.truncate(n);
-        Ok(buf)
+        self.open(m, iv, ciphertext_and_tag, aad)
     }
 
-    fn random(&self, len: usize) -> BackendResult<Zeroizing<Vec<u8>>> {
+    async fn random(&self, len: usize) -> BackendResult<Zeroizing<Vec<u8>>> {
         let mut out = Zeroizing::new(vec![0u8; len]);
         self.rng
             .fill(&mut out)
-            .map_err(|_| BackendError::Internal("rng".into()))?;
+            .map_err(|_| BackendError::Internal("the random number generator failed"))?;
         Ok(out)
     }
 
     fn forget(&self, key_id: &KeyId) {
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(k, _), _| k != key_id);
+        self.cache.write().retain(|(k, _), _| k != key_id);
     }
 }
 
@@ -250,8 +265,8 @@ impl CryptoBackend for SoftwareRoot {
 mod tests {
     use super::*;
 
-    #[test]
-    fn wrap_round_trip_and_binding() {
+    #[tokio::test]
+    async fn wrap_round_trip_and_binding() {
         let root = SoftwareRoot::ephemeral().unwrap();
         let id = KeyId::generate();
         let m = MaterialId {
@@ -259,29 +274,33 @@ mod tests {
             version: 1,
             label: "",
         };
-        let wrapped = root.generate_symmetric(m).unwrap();
-        let w = wrapped.clone();
-        let load = move || Ok(w.clone());
-        let sealed = root.encrypt(m, &load, b"hello", b"aad").unwrap();
+        let wrapped = root.generate_symmetric(m).await.unwrap();
+        // Not loaded yet: the caller is asked for the wrapped material.
+        assert!(matches!(
+            root.encrypt(m, b"hello", b"aad").await,
+            Err(BackendError::MaterialNeeded)
+        ));
+        root.load(m, &wrapped).await.unwrap();
+        let sealed = root.encrypt(m, b"hello", b"aad").await.unwrap();
         let plain = root
-            .decrypt(m, &load, &sealed.iv, &sealed.ciphertext_and_tag, b"aad")
+            .decrypt(m, &sealed.iv, &sealed.ciphertext_and_tag, b"aad")
+            .await
             .unwrap();
         assert_eq!(&plain[..], b"hello");
         assert!(matches!(
-            root.decrypt(m, &load, &sealed.iv, &sealed.ciphertext_and_tag, b"other"),
+            root.decrypt(m, &sealed.iv, &sealed.ciphertext_and_tag, b"other")
+                .await,
             Err(BackendError::InvalidCiphertext)
         ));
         // The wrapped material is bound to its key id and version.
         let other = KeyId::generate();
-        let w2 = wrapped.clone();
-        let load2 = move || Ok(w2.clone());
         let m2 = MaterialId {
             key_id: &other,
             version: 1,
             label: "",
         };
         assert!(matches!(
-            root.encrypt(m2, &load2, b"x", b""),
+            root.load(m2, &wrapped).await,
             Err(BackendError::Unwrap)
         ));
     }

@@ -63,8 +63,8 @@ fn run(args: &Args) -> Result<&'static str, String> {
     }
     let profile = hsm::VendorProfile::default();
     let ctx = hsm::module::load(&args.module).map_err(|e| e.to_string())?;
-    let slot = hsm::token::find_slot(&ctx, &args.token_label, &profile)
-        .map_err(|e| e.to_string())?;
+    let slot =
+        hsm::token::find_slot(&ctx, &args.token_label, &profile).map_err(|e| e.to_string())?;
     let session = ctx.open_rw_session(slot).map_err(|e| e.to_string())?;
     session
         .login(

@@ -543,9 +543,8 @@ fn validate(
             key_file: r.key_file.unwrap_or_else(|| data_dir.join("root.key")),
         },
         Some("pkcs11") => {
-            let profile = match hsm::VendorProfile::load(
-                r.profile.as_deref().unwrap_or("softhsm2"),
-            ) {
+            let profile = match hsm::VendorProfile::load(r.profile.as_deref().unwrap_or("softhsm2"))
+            {
                 Ok(p) => p,
                 Err(e) => {
                     errors.push(format!("root.profile: {e}"));
@@ -622,9 +621,7 @@ fn validate(
         {
             errors.push(format!("{at}.id: duplicate cluster id {}", c.id));
         }
-        let profile = match hsm::VendorProfile::load(
-            c.profile.as_deref().unwrap_or("softhsm2"),
-        ) {
+        let profile = match hsm::VendorProfile::load(c.profile.as_deref().unwrap_or("softhsm2")) {
             Ok(p) => p,
             Err(e) => {
                 errors.push(format!("{at}.profile: {e}"));

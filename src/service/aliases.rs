@@ -1,6 +1,6 @@
 //! Aliases: independent resources of an account and region that point at one key each.
 
-use super::{Call, KmsError, KmsResult, KmsService, StateRule};
+use super::{part, Call, KmsError, KmsResult, StateRule};
 use crate::audit::Resource;
 use crate::model::{AliasName, AliasRecord, KeyId, KeyRecord};
 use crate::store::StoreError;
@@ -8,7 +8,12 @@ use crate::store::StoreError;
 /// Aliases per key (AWS default quota).
 pub const MAX_ALIASES_PER_KEY: usize = 50;
 
-impl KmsService {
+part!(
+    /// CreateAlias, UpdateAlias, DeleteAlias, ListAliases.
+    Aliases
+);
+
+impl Aliases {
     /// Validates an alias name the way CreateAlias does (pattern and length are checked by the
     /// API layer; this checks the KMS rules).
     fn check_alias_name(&self, name: &str) -> KmsResult<()> {
@@ -32,25 +37,26 @@ impl KmsService {
     }
 
     /// Resolves a `TargetKeyId` (key id or key ARN only).
-    fn target_key(&self, call: &mut Call, target: &str) -> KmsResult<KeyRecord> {
-        self.resolve(call, target, false)
+    async fn target_key(&self, call: &mut Call, target: &str) -> KmsResult<KeyRecord> {
+        self.resolve(call, target, false).await
     }
 
-    pub fn create_alias(&self, call: &mut Call, name: &str, target: &str) -> KmsResult<()> {
+    pub async fn create_alias(&self, call: &mut Call, name: &str, target: &str) -> KmsResult<()> {
         self.check_alias_name(name)?;
-        let key = self.target_key(call, target)?;
+        let key = self.target_key(call, target).await?;
         self.check_state(&key, StateRule::NotPendingDeletion)?;
         let account = call.principal.account.clone();
         call.resources
             .insert(0, alias_resource(&account, &self.alias_arn(&account, name)));
         if self
             .store
-            .get_alias(&account, &self.region, name)?
+            .get_alias(&account, &self.region, name)
+            .await?
             .is_some()
         {
             return Err(self.alias_exists(&account, name));
         }
-        if self.store.count_aliases(&key.key_id)? >= MAX_ALIASES_PER_KEY {
+        if self.store.count_aliases(&key.key_id).await? >= MAX_ALIASES_PER_KEY {
             return Err(KmsError::LimitExceeded(format!(
                 "The request was rejected because {} already has the maximum number of aliases ({MAX_ALIASES_PER_KEY}).",
                 key.arn
@@ -65,7 +71,7 @@ impl KmsService {
             creation_date: now,
             last_updated_date: now,
         };
-        match self.store.create_alias(&record) {
+        match self.store.create_alias(&record).await {
             Err(StoreError::AlreadyExists) => Err(self.alias_exists(&account, name)),
             other => Ok(other?),
         }
@@ -78,9 +84,10 @@ impl KmsService {
         ))
     }
 
-    fn existing_alias(&self, account: &str, name: &str) -> KmsResult<AliasRecord> {
+    async fn existing_alias(&self, account: &str, name: &str) -> KmsResult<AliasRecord> {
         self.store
-            .get_alias(account, &self.region, name)?
+            .get_alias(account, &self.region, name)
+            .await?
             .ok_or_else(|| {
                 KmsError::NotFound(format!(
                     "Alias '{}' is not found.",
@@ -89,14 +96,14 @@ impl KmsService {
             })
     }
 
-    pub fn update_alias(&self, call: &mut Call, name: &str, target: &str) -> KmsResult<()> {
+    pub async fn update_alias(&self, call: &mut Call, name: &str, target: &str) -> KmsResult<()> {
         let account = call.principal.account.clone();
         call.resources
             .push(alias_resource(&account, &self.alias_arn(&account, name)));
-        let mut alias = self.existing_alias(&account, name)?;
-        let new_key = self.target_key(call, target)?;
+        let mut alias = self.existing_alias(&account, name).await?;
+        let new_key = self.target_key(call, target).await?;
         self.check_state(&new_key, StateRule::NotPendingDeletion)?;
-        let old_key = self.get_key_of(&account, &alias.target_key_id)?;
+        let old_key = self.get_key_of(&account, &alias.target_key_id).await?;
         call.touch(&old_key);
         if old_key.key_spec != new_key.key_spec || old_key.key_usage != new_key.key_usage {
             return Err(KmsError::Validation(format!(
@@ -107,24 +114,26 @@ impl KmsService {
         }
         alias.target_key_id = new_key.key_id.clone();
         alias.last_updated_date = self.clock.now();
-        self.store.update_alias(&alias)?;
+        self.store.update_alias(&alias).await?;
         Ok(())
     }
 
-    pub fn delete_alias(&self, call: &mut Call, name: &str) -> KmsResult<()> {
+    pub async fn delete_alias(&self, call: &mut Call, name: &str) -> KmsResult<()> {
         let account = call.principal.account.clone();
         call.resources
             .push(alias_resource(&account, &self.alias_arn(&account, name)));
-        let alias = self.existing_alias(&account, name)?;
-        if let Ok(key) = self.get_key_of(&account, &alias.target_key_id) {
+        let alias = self.existing_alias(&account, name).await?;
+        if let Ok(key) = self.get_key_of(&account, &alias.target_key_id).await {
             call.touch(&key);
         }
-        self.store.delete_alias(&account, &self.region, name)?;
+        self.store
+            .delete_alias(&account, &self.region, name)
+            .await?;
         Ok(())
     }
 
     /// One page of aliases, optionally of one key (key id or key ARN).
-    pub fn list_aliases(
+    pub async fn list_aliases(
         &self,
         call: &mut Call,
         key_id: Option<&str>,
@@ -133,7 +142,7 @@ impl KmsService {
     ) -> KmsResult<(Vec<AliasRecord>, bool)> {
         let account = call.principal.account.clone();
         let key: Option<KeyId> = match key_id {
-            Some(k) => Some(self.resolve(call, k, false)?.key_id),
+            Some(k) => Some(self.resolve(call, k, false).await?.key_id),
             None => None,
         };
         if let Some(m) = marker {
@@ -141,9 +150,10 @@ impl KmsService {
                 return Err(KmsError::InvalidMarker("Invalid marker".into()));
             }
         }
-        let mut page =
-            self.store
-                .list_aliases(&account, &self.region, key.as_ref(), marker, limit + 1)?;
+        let mut page = self
+            .store
+            .list_aliases(&account, &self.region, key.as_ref(), marker, limit + 1)
+            .await?;
         let truncated = page.len() > limit;
         page.truncate(limit);
         Ok((page, truncated))

@@ -2,11 +2,13 @@
 //! and GenerateRandom. Every ciphertext is a [`ciphertext`](super::ciphertext) blob bound to its key
 //! id, material version and encryption context.
 
+use std::future::Future;
+
 use zeroize::Zeroizing;
 
 use super::ciphertext::{self, EncryptionContext};
-use super::{Call, KmsError, KmsResult, KmsService, StateRule};
-use crate::backend::{BackendError, MaterialId};
+use super::{part, Call, Core, KmsError, KmsResult, StateRule};
+use crate::backend::{BackendError, BackendResult, CryptoBackend, MaterialId};
 use crate::model::{EncryptionAlgorithm, KeyRecord, KeySpec, KeyUsage};
 
 /// Result of a decryption: the key that decrypted and the plaintext.
@@ -43,7 +45,35 @@ impl CryptoOp {
     }
 }
 
-impl KmsService {
+impl Core {
+    /// Runs a backend call on a material version. When the backend has no usable object for
+    /// it ([`BackendError::MaterialNeeded`]), its wrapped material is read from the store,
+    /// handed over ([`CryptoBackend::load`]) and the call is made once more. Backend errors
+    /// become domain errors through `map`.
+    pub(crate) async fn with_material<T, F, Fut>(
+        &self,
+        backend: &dyn CryptoBackend,
+        m: MaterialId<'_>,
+        map: impl Fn(BackendError) -> KmsError,
+        op: F,
+    ) -> KmsResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = BackendResult<T>>,
+    {
+        match op().await {
+            Err(BackendError::MaterialNeeded) => {}
+            other => return other.map_err(map),
+        }
+        let wrapped = match self.store.get_material(m.key_id, m.version).await? {
+            Some(record) => record.wrapped,
+            // A version the key never had: the blob's header lies.
+            None => return Err(KmsError::InvalidCiphertext),
+        };
+        backend.load(m, &wrapped).await.map_err(&map)?;
+        op().await.map_err(map)
+    }
+
     /// Checks that a key can do symmetric encryption with `algorithm`.
     fn check_symmetric(
         &self,
@@ -76,7 +106,7 @@ impl KmsService {
         }
     }
 
-    fn seal(
+    async fn seal(
         &self,
         call: &Call,
         key: &KeyRecord,
@@ -84,14 +114,14 @@ impl KmsService {
         context: &EncryptionContext,
     ) -> KmsResult<Vec<u8>> {
         if key.xks_key_id.is_some() {
-            return self.xks_seal(call, key, plaintext, context);
+            return self.xks_seal(call, key, plaintext, context).await;
         }
-        self.seal_material(key, plaintext, context)
+        self.seal_material(key, plaintext, context).await
     }
 
     /// Encrypts under the key's current material in its backend (default store or custom
     /// key store) and assembles the blob.
-    fn seal_material(
+    async fn seal_material(
         &self,
         key: &KeyRecord,
         plaintext: &[u8],
@@ -105,28 +135,42 @@ impl KmsService {
             version,
             label: &key.arn,
         };
-        let load = || self.load_wrapped(key, version);
         let backend = self.backend_for(key)?;
-        let sealed = backend
-            .encrypt(m, &load, plaintext, &aad)
-            .map_err(|e| self.backend_error(key, e))?;
+        let b = backend.as_ref();
+        let sealed = self
+            .with_material(
+                b,
+                m,
+                |e| self.backend_error(key, e),
+                || b.encrypt(m, plaintext, &aad),
+            )
+            .await?;
         Ok(ciphertext::assemble(
             &header,
             &sealed.iv,
             &sealed.ciphertext_and_tag,
         ))
     }
+}
 
+part!(
+    /// Encrypt, Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext) and GenerateRandom.
+    Crypto
+);
+
+impl Crypto {
     /// The benchmark floor (`POST /__baseline` with `x-kms-bench-key`, only with
     /// `server.baseline_route`): the key's backend encrypts `plaintext` exactly as Encrypt's
-    /// does (same IV source, AAD shape and PKCS#11 calls), with none of the KMS work around it
-    /// (no authentication, checks, JSON, audit, or hand-off to the HSM threads: the caller runs
-    /// it where it is). No result leaves: the benchmark only needs the work done.
-    pub fn bench_seal(&self, key_id: &str, plaintext: &[u8]) -> KmsResult<()> {
-        let key = crate::model::KeyId::parse(key_id)
-            .map(|id| self.store.get_key(&id))
-            .transpose()?
-            .flatten()
+    /// does (same IV source, AAD shape and PKCS#11 calls, the same hand-off to the HSM
+    /// threads), with none of the KMS work around it (no authentication, checks, JSON or
+    /// audit). No result leaves: the benchmark only needs the work done.
+    pub async fn bench_seal(&self, key_id: &str, plaintext: &[u8]) -> KmsResult<()> {
+        let id = crate::model::KeyId::parse(key_id)
+            .ok_or_else(|| KmsError::NotFound(format!("Invalid keyId '{key_id}'")))?;
+        let key = self
+            .store
+            .get_key(&id)
+            .await?
             .ok_or_else(|| KmsError::NotFound(format!("Invalid keyId '{key_id}'")))?;
         if key.xks_key_id.is_some() {
             return Err(KmsError::UnsupportedOperation(
@@ -134,25 +178,13 @@ impl KmsService {
             ));
         }
         self.seal_material(&key, plaintext, &EncryptionContext::default())
+            .await
             .map(drop)
-    }
-
-    pub(super) fn load_wrapped(
-        &self,
-        key: &KeyRecord,
-        version: u32,
-    ) -> Result<Vec<u8>, BackendError> {
-        match self.store.get_material(&key.key_id, version) {
-            Ok(Some(m)) => Ok(m.wrapped),
-            // A version the key never had: the blob's header lies.
-            Ok(None) => Err(BackendError::InvalidCiphertext),
-            Err(e) => Err(BackendError::Internal(e.to_string())),
-        }
     }
 
     /// Resolves, checks and encrypts; `dry_run` stops just before the cryptography.
     #[allow(clippy::too_many_arguments)]
-    pub fn encrypt(
+    pub async fn encrypt(
         &self,
         call: &mut Call,
         key_id: &str,
@@ -162,19 +194,19 @@ impl KmsService {
         op: CryptoOp,
         dry_run: bool,
     ) -> KmsResult<Encrypted> {
-        let key = self.resolve(call, key_id, true)?;
+        let key = self.resolve(call, key_id, true).await?;
         self.check_symmetric(&key, op, algorithm)?;
         self.check_state(&key, StateRule::Crypto)?;
         if dry_run {
             return Err(KmsError::DryRunOperation);
         }
-        let blob = self.seal(call, &key, plaintext, context)?;
+        let blob = self.seal(call, &key, plaintext, context).await?;
         Ok(Encrypted { key, blob })
     }
 
     /// Decrypts a blob. `key_id`, when given, must name the key that made the blob.
     #[allow(clippy::too_many_arguments)]
-    pub fn decrypt(
+    pub async fn decrypt(
         &self,
         call: &mut Call,
         blob: &[u8],
@@ -188,7 +220,7 @@ impl KmsService {
         let account = call.principal.account.clone();
         let key = match key_id {
             Some(requested) => {
-                let key = self.resolve(call, requested, true)?;
+                let key = self.resolve(call, requested, true).await?;
                 if let Some(p) = &parsed {
                     if p.key_id != key.key_id {
                         return Err(KmsError::IncorrectKey);
@@ -200,7 +232,7 @@ impl KmsService {
                 let Some(p) = &parsed else {
                     return Err(KmsError::InvalidCiphertext);
                 };
-                match self.store.get_key(&p.key_id)? {
+                match self.store.get_key(&p.key_id).await? {
                     Some(k) if k.account == account => {
                         call.touch(&k);
                         self.annotate(k)
@@ -226,7 +258,7 @@ impl KmsService {
             return Err(KmsError::InvalidCiphertext);
         }
         if key.xks_key_id.is_some() {
-            let plaintext = self.xks_open(call, &key, &parsed, context)?;
+            let plaintext = self.xks_open(call, &key, &parsed, context).await?;
             return Ok(Decrypted { key, plaintext });
         }
         let aad = ciphertext::aad(parsed.header, context);
@@ -235,17 +267,23 @@ impl KmsService {
             version: parsed.material_version,
             label: &key.arn,
         };
-        let load = || self.load_wrapped(&key, parsed.material_version);
         let backend = self.backend_for(&key)?;
-        let plaintext = backend
-            .decrypt(m, &load, &parsed.iv, parsed.ciphertext_and_tag, &aad)
-            .map_err(|e| self.backend_error(&key, e))?;
+        let b = backend.as_ref();
+        let (iv, body) = (parsed.iv, parsed.ciphertext_and_tag);
+        let plaintext = self
+            .with_material(
+                b,
+                m,
+                |e| self.backend_error(&key, e),
+                || b.decrypt(m, &iv, body, &aad),
+            )
+            .await?;
         Ok(Decrypted { key, plaintext })
     }
 
     /// Decrypts under the source and encrypts under the destination, server-side.
     #[allow(clippy::too_many_arguments)]
-    pub fn re_encrypt(
+    pub async fn re_encrypt(
         &self,
         call: &mut Call,
         blob: &[u8],
@@ -260,18 +298,22 @@ impl KmsService {
         // Resolve and check the destination first so that a dry run validates both sides.
         let mut dest_call = call.clone();
         dest_call.resources.clear();
-        let dest = self.resolve(&mut dest_call, destination_key_id, true)?;
+        let dest = self
+            .resolve(&mut dest_call, destination_key_id, true)
+            .await?;
         self.check_symmetric(&dest, CryptoOp::ReEncrypt, destination_algorithm)?;
         self.check_state(&dest, StateRule::Crypto)?;
-        let source = self.decrypt(
-            call,
-            blob,
-            source_key_id,
-            source_context,
-            source_algorithm,
-            CryptoOp::ReEncrypt,
-            dry_run,
-        );
+        let source = self
+            .decrypt(
+                call,
+                blob,
+                source_key_id,
+                source_context,
+                source_algorithm,
+                CryptoOp::ReEncrypt,
+                dry_run,
+            )
+            .await;
         // Audit resources: source then destination.
         for r in dest_call.resources {
             if !call.resources.contains(&r) {
@@ -279,7 +321,9 @@ impl KmsService {
             }
         }
         let source = source?;
-        let out = self.seal(call, &dest, &source.plaintext, destination_context)?;
+        let out = self
+            .seal(call, &dest, &source.plaintext, destination_context)
+            .await?;
         Ok((
             source.key,
             Encrypted {
@@ -290,7 +334,7 @@ impl KmsService {
     }
 
     /// GenerateDataKey(WithoutPlaintext): random bytes from the backend, encrypted under the key.
-    pub fn generate_data_key(
+    pub async fn generate_data_key(
         &self,
         call: &mut Call,
         key_id: &str,
@@ -299,7 +343,7 @@ impl KmsService {
         op: CryptoOp,
         dry_run: bool,
     ) -> KmsResult<(Encrypted, Zeroizing<Vec<u8>>)> {
-        let key = self.resolve(call, key_id, true)?;
+        let key = self.resolve(call, key_id, true).await?;
         self.check_symmetric(&key, op, None)?;
         self.check_state(&key, StateRule::Crypto)?;
         if dry_run {
@@ -307,17 +351,18 @@ impl KmsService {
         }
         // External key stores: the data key comes from the root; the quota is taken in `seal`.
         let data_key = if key.xks_key_id.is_some() {
-            self.backend.random(len)?
+            self.root.random(len).await?
         } else {
             self.backend_for(&key)?
                 .random(len)
+                .await
                 .map_err(|e| self.backend_error(&key, e))?
         };
-        let blob = self.seal(call, &key, &data_key, context)?;
+        let blob = self.seal(call, &key, &data_key, context).await?;
         Ok((Encrypted { key, blob }, data_key))
     }
 
-    pub fn generate_random(&self, len: usize) -> KmsResult<Zeroizing<Vec<u8>>> {
-        Ok(self.backend.random(len)?)
+    pub async fn generate_random(&self, len: usize) -> KmsResult<Zeroizing<Vec<u8>>> {
+        Ok(self.root.random(len).await?)
     }
 }

@@ -5,16 +5,19 @@
 //! A store names a cluster from the configuration (`[[clusters]]`). Connect runs in the
 //! background (CONNECTING -> CONNECTED or FAILED with a ConnectionErrorCode), logs in as the
 //! crypto user on every member and rotates its PIN; the new PIN is stored only encrypted under
-//! the root. The connected clusters live in memory here; the connection state is persisted.
+//! the root. The connected clusters and external key store proxies live in memory
+//! ([`Connections`]); the connection state is persisted.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
+use hsm::threads::BlockingPool;
+use parking_lot::{Mutex, RwLock};
 use secrecy::SecretString;
 
-use super::{Call, KmsError, KmsResult, KmsService};
-use crate::backend::cluster::{Cluster, ClusterConfig, ConnectError, PinBook};
+use super::{part, Call, Core, KmsError, KmsResult};
+use crate::backend::cluster::{Cluster, ClusterBackend, ClusterConfig, ConnectError, PinBook};
 use crate::backend::{BackendError, CryptoBackend};
 use crate::model::{
     ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, KeyId, KeyRecord, KeySpec, KeyState,
@@ -29,25 +32,29 @@ pub const DEFAULT_STORE_RPS: u32 = 1800;
 /// Active cluster members needed to create a key (AWS: two HSMs in different AZs).
 pub const MIN_MEMBERS_FOR_CREATE: usize = 2;
 
-/// The custom key store runtime: configured clusters, connected ones, and quotas.
-pub struct CustomKeyStores {
+/// The custom key store runtime: configured clusters, connected ones, external key store
+/// proxies, and the per-store quotas.
+pub struct Connections {
     clusters: Vec<ClusterConfig>,
-    connected: std::sync::RwLock<HashMap<String, Arc<Cluster>>>,
+    connected: RwLock<HashMap<String, Arc<ClusterBackend>>>,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
     /// Overrides every cluster's `requests_per_second` when set.
     rps: Option<f64>,
     /// External key stores: connected proxies.
     pub(crate) xks: super::xks::XksStores,
+    /// The HSM threads cluster calls run on (present whenever clusters are configured).
+    threads: Option<Arc<BlockingPool>>,
 }
 
-impl CustomKeyStores {
-    pub fn new(clusters: Vec<ClusterConfig>) -> Self {
-        CustomKeyStores {
+impl Connections {
+    pub fn new(clusters: Vec<ClusterConfig>, threads: Option<Arc<BlockingPool>>) -> Self {
+        Connections {
             clusters,
             connected: Default::default(),
             buckets: Mutex::default(),
             rps: None,
             xks: super::xks::XksStores::new(None),
+            threads,
         }
     }
 
@@ -64,8 +71,7 @@ impl CustomKeyStores {
         self
     }
 
-    /// True when HSM clusters are configured (their calls block: crypto then runs on the HSM
-    /// threads).
+    /// True when HSM clusters are configured.
     pub fn has_clusters(&self) -> bool {
         !self.clusters.is_empty()
     }
@@ -74,19 +80,21 @@ impl CustomKeyStores {
         self.clusters.iter().find(|c| c.id == id)
     }
 
-    pub fn connected(&self, store_id: &str) -> Option<Arc<Cluster>> {
-        self.connected
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(store_id)
-            .cloned()
+    /// The connected cluster of a store.
+    pub fn cluster(&self, store_id: &str) -> Option<Arc<ClusterBackend>> {
+        self.connected.read().get(store_id).cloned()
+    }
+
+    /// Whether a store (cluster or external) is connected.
+    pub fn is_connected(&self, store_id: &str) -> bool {
+        self.connected.read().contains_key(store_id) || self.xks.client(store_id).is_some()
     }
 
     /// Takes one request from the store's quota bucket (`cluster_rps` requests per second, a
     /// burst of as many, unless [`Self::with_rps`] overrode it).
     fn admit(&self, store_id: &str, cluster_rps: u32) -> bool {
         let rps = self.rps.unwrap_or(f64::from(cluster_rps));
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buckets = self.buckets.lock();
         let now = Instant::now();
         // Looked up by `&str` first: a store's id is allocated once, not per request.
         if !buckets.contains_key(store_id) {
@@ -132,44 +140,37 @@ pub struct StoreUpdate {
     pub xks: Option<super::xks::XksUpdate>,
 }
 
-impl KmsService {
-    fn store_of(&self, call: &Call, id: &str) -> KmsResult<CustomKeyStoreRecord> {
-        match self.store.get_custom_key_store(id)? {
+impl Core {
+    async fn store_of(&self, call: &Call, id: &str) -> KmsResult<CustomKeyStoreRecord> {
+        match self.store.get_custom_key_store(id).await? {
             Some(s) if s.account == call.principal.account && s.region == self.region => Ok(s),
             _ => Err(not_found(id)),
         }
     }
 
-    /// Marks a key `unavailable` when its custom key store is not connected.
-    pub(crate) fn annotate(&self, mut key: KeyRecord) -> KeyRecord {
-        if let Some(id) = &key.custom_key_store_id {
-            key.unavailable = self.cks.connected(id).is_none() && self.cks.xks.client(id).is_none();
-        }
-        key
-    }
-
     /// The backend that holds a key's material, after the store's quota.
     pub(crate) fn backend_for(&self, key: &KeyRecord) -> KmsResult<Arc<dyn CryptoBackend>> {
+        let c = &self.connections;
         match &key.custom_key_store_id {
-            None => Ok(self.backend.clone()),
+            None => Ok(self.root.clone()),
             // External key stores: the KMS-side layer uses the root (the proxy adds the other).
             Some(id) if key.xks_key_id.is_some() => {
-                if self.cks.xks.client(id).is_none() {
+                if c.xks.client(id).is_none() {
                     return Err(KmsError::KmsInvalidState(format!(
                         "{} is unavailable.",
                         key.arn
                     )));
                 }
-                if !self.cks.admit(id, self.cks.xks.requests_per_second()) {
+                if !c.admit(id, c.xks.requests_per_second()) {
                     return Err(KmsError::Throttling);
                 }
-                Ok(self.backend.clone())
+                Ok(self.root.clone())
             }
             Some(id) => {
-                let cluster = self.cks.connected(id).ok_or_else(|| {
+                let cluster = c.cluster(id).ok_or_else(|| {
                     KmsError::KmsInvalidState(format!("{} is unavailable.", key.arn))
                 })?;
-                if !self.cks.admit(id, cluster.requests_per_second()) {
+                if !c.admit(id, cluster.cluster().requests_per_second()) {
                     return Err(KmsError::Throttling);
                 }
                 Ok(cluster)
@@ -183,10 +184,9 @@ impl KmsService {
             return e.into();
         }
         match e {
-            BackendError::Busy => KmsError::KmsInternal(
+            BackendError::Busy => KmsError::internal_message(
                 "AWS KMS cannot complete the request because no PKCS#11 sessions are available in \
-                 the CloudHSM cluster associated with the custom key store. Retry the request."
-                    .into(),
+                 the CloudHSM cluster associated with the custom key store. Retry the request.",
             ),
             BackendError::KeyMaterialMissing => KmsError::KmsInvalidState(format!(
                 "{} cannot be used: its key material is not in the CloudHSM cluster associated with \
@@ -203,7 +203,45 @@ impl KmsService {
         }
     }
 
-    pub fn create_custom_key_store(&self, call: &mut Call, req: NewStore) -> KmsResult<String> {
+    /// The cluster id of a store (DescribeKey's CloudHsmClusterId).
+    pub(crate) async fn cloud_hsm_cluster_id_of_store(&self, store_id: &str) -> Option<String> {
+        self.store
+            .get_custom_key_store(store_id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| s.cluster_id)
+    }
+
+    /// The cluster id of a key's store (DescribeKey's CloudHsmClusterId).
+    pub async fn cloud_hsm_cluster_id(&self, key: &KeyRecord) -> Option<String> {
+        self.cloud_hsm_cluster_id_of_store(key.custom_key_store_id.as_deref()?)
+            .await
+    }
+
+    /// After deleting a custom-store key: best-effort deletion of its backing objects.
+    pub(crate) async fn delete_backing_key(&self, key: &KeyRecord) -> Option<bool> {
+        let store_id = key.custom_key_store_id.as_deref()?;
+        Some(match self.connections.cluster(store_id) {
+            Some(c) => c.delete_backing_key(&key.key_id, &key.arn).await,
+            None => false,
+        })
+    }
+}
+
+part!(
+    /// CreateCustomKeyStore, ConnectCustomKeyStore, DisconnectCustomKeyStore,
+    /// UpdateCustomKeyStore, DeleteCustomKeyStore, DescribeCustomKeyStores, and CreateKey and
+    /// GenerateRandom in custom key stores (external key stores: `service::xks`).
+    CustomKeyStores
+);
+
+impl CustomKeyStores {
+    pub async fn create_custom_key_store(
+        &self,
+        call: &mut Call,
+        req: NewStore,
+    ) -> KmsResult<String> {
         if req.store_type != CustomKeyStoreType::AwsCloudhsm {
             return Err(KmsError::UnsupportedOperation(
                 "External key stores (EXTERNAL_KEY_STORE) are not supported by this server yet."
@@ -220,19 +258,24 @@ impl KmsService {
             ));
         };
         let account = call.principal.account.clone();
-        let existing = self.store.list_custom_key_stores(&account, &self.region)?;
+        let existing = self
+            .store
+            .list_custom_key_stores(&account, &self.region)
+            .await?;
         if let Some(same) = existing.iter().find(|s| s.name == req.name) {
             // Idempotent: identical properties on a disconnected store return its id.
+            let same_password = {
+                use secrecy::ExposeSecret;
+                self.open_secret(&same.id, &same.password_encrypted)
+                    .await
+                    .map(|p| p.expose_secret() == password.expose_secret())
+                    .unwrap_or(false)
+            };
             let identical = same.connection_state == ConnectionState::Disconnected
                 && same.cluster_id.as_deref() == Some(cluster_id.as_str())
                 && same.trust_anchor.as_deref().map(normalize_pem)
                     == Some(normalize_pem(&trust_anchor))
-                && {
-                    use secrecy::ExposeSecret;
-                    self.open_secret(&same.id, &same.password_encrypted)
-                        .map(|p| p.expose_secret() == password.expose_secret())
-                        .unwrap_or(false)
-                };
+                && same_password;
             if identical {
                 return Ok(same.id.clone());
             }
@@ -241,7 +284,7 @@ impl KmsService {
                 req.name
             )));
         }
-        let Some(cluster) = self.cks.cluster_config(&cluster_id) else {
+        let Some(cluster) = self.connections.cluster_config(&cluster_id) else {
             return Err(KmsError::CloudHsmClusterNotFound(format!(
                 "Cluster '{cluster_id}' does not exist"
             )));
@@ -265,11 +308,7 @@ impl KmsService {
                 "Cluster {cluster_id} is already associated with a custom key store"
             )));
         }
-        let mut raw = [0u8; 9];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
-            .map_err(|_| KmsError::internal())?;
-        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        let id = format!("cks-{}", &hex[..17]);
+        let id = new_store_id()?;
         let record = CustomKeyStoreRecord {
             id: id.clone(),
             account,
@@ -278,14 +317,14 @@ impl KmsService {
             store_type: CustomKeyStoreType::AwsCloudhsm,
             cluster_id: Some(cluster_id),
             trust_anchor: Some(trust_anchor),
-            password_encrypted: self.seal_secret(&id, &password)?,
+            password_encrypted: self.seal_secret(&id, &password).await?,
             connection_state: ConnectionState::Disconnected,
             connection_error: None,
             creation_date: self.clock.now(),
             row_version: 1,
             xks: None,
         };
-        match self.store.insert_custom_key_store(&record) {
+        match self.store.insert_custom_key_store(&record).await {
             Err(crate::store::StoreError::AlreadyExists) => Err(KmsError::CustomKeyStoreNameInUse(
                 format!("Custom key store name '{}' is already in use", record.name),
             )),
@@ -293,8 +332,8 @@ impl KmsService {
         }
     }
 
-    pub fn connect_custom_key_store(&self, call: &mut Call, id: &str) -> KmsResult<()> {
-        let mut store = self.store_of(call, id)?;
+    pub async fn connect_custom_key_store(&self, call: &mut Call, id: &str) -> KmsResult<()> {
+        let mut store = self.store_of(call, id).await?;
         match store.connection_state {
             ConnectionState::Disconnected => {}
             ConnectionState::Connected => return Ok(()),
@@ -310,158 +349,52 @@ impl KmsService {
             }
         }
         if store.store_type == CustomKeyStoreType::ExternalKeyStore {
-            return self.connect_xks_store(call, store);
+            return self.connect_xks_store(call, store).await;
         }
         let cluster_id = store.cluster_id.clone().unwrap_or_default();
-        let Some(cfg) = self.cks.cluster_config(&cluster_id).cloned() else {
+        let Some(cfg) = self.connections.cluster_config(&cluster_id).cloned() else {
             store.connection_state = ConnectionState::Failed;
             store.connection_error = Some("CLUSTER_NOT_FOUND".into());
-            self.store.update_custom_key_store(&store)?;
+            self.store.update_custom_key_store(&store).await?;
             return Ok(());
         };
-        let password = self.open_secret(&store.id, &store.password_encrypted)?;
+        let password = self
+            .open_secret(&store.id, &store.password_encrypted)
+            .await?;
         store.connection_state = ConnectionState::Connecting;
         store.connection_error = None;
-        self.store.update_custom_key_store(&store)?;
-        let Some(me) = self.me.upgrade() else {
-            return Err(KmsError::internal());
-        };
+        self.store.update_custom_key_store(&store).await?;
+        // In the background, as AWS does: the caller polls DescribeCustomKeyStores.
+        let core = self.core.clone();
         let store_id = id.to_string();
-        let thread = std::thread::Builder::new()
-            .name(format!("connect-{store_id}"))
-            .spawn(move || me.finish_connect(&store_id, cfg, password))
-            .map_err(|_| KmsError::internal())?;
-        let mut background = self.background.lock().unwrap_or_else(|p| p.into_inner());
-        background.retain(|t| !t.is_finished());
-        background.push(thread);
+        tokio::spawn(async move { finish_connect(&core, &store_id, cfg, password).await });
         Ok(())
     }
 
-    /// Stores a cluster's changed PIN book (a member that missed a rotation was rotated).
-    fn save_pins(&self, store_id: &str, pins: &SecretString) {
-        let saved: KmsResult<()> = (|| {
-            if let Some(mut store) = self.store.get_custom_key_store(store_id)? {
-                store.password_encrypted = self.seal_secret(store_id, pins)?;
-                self.store.update_custom_key_store(&store)?;
-            }
-            Ok(())
-        })();
-        if let Err(e) = saved {
-            // The member has the new PIN now; without the record, the next connect fails with
-            // INVALID_CREDENTIALS until the operator resets it (UpdateCustomKeyStore).
-            tracing::error!(
-                custom_key_store_id = store_id,
-                error = e.code(),
-                "storing a cluster member's rotated PIN failed"
-            );
-        }
-    }
-
-    /// The background half of ConnectCustomKeyStore.
-    fn finish_connect(&self, store_id: &str, cfg: ClusterConfig, password: SecretString) {
-        // The stored secret: the customer's password, or each member's PIN after a connect.
-        let outcome = match PinBook::from_secret(&password) {
-            Ok(pins) => Cluster::connect(cfg, &pins),
-            Err(_) => {
-                tracing::error!(
-                    custom_key_store_id = store_id,
-                    "the stored crypto user password is unreadable"
-                );
-                Err(ConnectError::InternalError)
-            }
-        };
-        let result: KmsResult<()> = (|| {
-            let Some(mut store) = self.store.get_custom_key_store(store_id)? else {
-                return Ok(());
-            };
-            if store.connection_state != ConnectionState::Connecting {
-                // Disconnected (or deleted) while connecting: drop the connection.
-                if let Ok((cluster, new)) = outcome {
-                    cluster.disconnect();
-                    // Keep the rotated PINs so a later connect can log in.
-                    store.password_encrypted = self.seal_secret(store_id, &new.to_secret())?;
-                    self.store.update_custom_key_store(&store)?;
-                }
-                return Ok(());
-            }
-            match outcome {
-                Ok((cluster, new)) => {
-                    store.password_encrypted = self.seal_secret(store_id, &new.to_secret())?;
-                    let me = self.me.clone();
-                    let id = store_id.to_string();
-                    cluster.on_pins_changed(Box::new(move |pins| {
-                        if let Some(svc) = me.upgrade() {
-                            svc.save_pins(&id, pins);
-                        }
-                    }));
-                    store.connection_state = ConnectionState::Connected;
-                    store.connection_error = None;
-                    self.store.update_custom_key_store(&store)?;
-                    self.cks
-                        .connected
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(store_id.to_string(), Arc::new(cluster));
-                    tracing::info!(custom_key_store_id = store_id, "custom key store connected");
-                }
-                Err(code) => {
-                    store.connection_state = ConnectionState::Failed;
-                    store.connection_error = Some(code.code().to_string());
-                    self.store.update_custom_key_store(&store)?;
-                    tracing::warn!(
-                        custom_key_store_id = store_id,
-                        code = code.code(),
-                        "custom key store connect failed"
-                    );
-                }
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            tracing::error!(
-                custom_key_store_id = store_id,
-                error = e.code(),
-                "recording the connect result failed"
-            );
-        }
-    }
-
-    pub fn disconnect_custom_key_store(&self, call: &mut Call, id: &str) -> KmsResult<()> {
-        let mut store = self.store_of(call, id)?;
-        if let Some(c) = self
-            .cks
-            .connected
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id)
-        {
-            c.disconnect();
+    pub async fn disconnect_custom_key_store(&self, call: &mut Call, id: &str) -> KmsResult<()> {
+        let mut store = self.store_of(call, id).await?;
+        let removed = self.connections.connected.write().remove(id);
+        if let Some(c) = removed {
+            c.disconnect().await;
         }
         self.disconnect_xks_store(id);
         store.connection_state = ConnectionState::Disconnected;
         store.connection_error = None;
-        self.store.update_custom_key_store(&store)?;
+        self.store.update_custom_key_store(&store).await?;
         Ok(())
     }
 
-    pub fn update_custom_key_store(
+    pub async fn update_custom_key_store(
         &self,
         call: &mut Call,
         id: &str,
         u: StoreUpdate,
     ) -> KmsResult<()> {
-        let mut store = self.store_of(call, id)?;
+        let mut store = self.store_of(call, id).await?;
         if store.store_type == CustomKeyStoreType::ExternalKeyStore {
             // Name, credential and path may change in any state (they are probed first).
             if let Some(name) = u.new_name {
-                let others = self
-                    .store
-                    .list_custom_key_stores(&store.account, &self.region)?;
-                if others.iter().any(|s| s.name == name && s.id != store.id) {
-                    return Err(KmsError::CustomKeyStoreNameInUse(format!(
-                        "Custom key store name '{name}' is already in use"
-                    )));
-                }
+                self.check_name_free(&store, &name).await?;
                 store.name = name;
             }
             if u.password.is_some() || u.cluster_id.is_some() {
@@ -471,9 +404,9 @@ impl KmsService {
                 ));
             }
             if let Some(x) = u.xks {
-                self.update_xks_store(call, &mut store, x)?;
+                self.update_xks_store(call, &mut store, x).await?;
             }
-            self.store.update_custom_key_store(&store)?;
+            self.store.update_custom_key_store(&store).await?;
             return Ok(());
         }
         if u.xks.is_some() {
@@ -487,18 +420,11 @@ impl KmsService {
             )));
         }
         if let Some(name) = u.new_name {
-            let others = self
-                .store
-                .list_custom_key_stores(&store.account, &self.region)?;
-            if others.iter().any(|s| s.name == name && s.id != store.id) {
-                return Err(KmsError::CustomKeyStoreNameInUse(format!(
-                    "Custom key store name '{name}' is already in use"
-                )));
-            }
+            self.check_name_free(&store, &name).await?;
             store.name = name;
         }
         if let Some(cluster_id) = u.cluster_id {
-            let Some(new) = self.cks.cluster_config(&cluster_id) else {
+            let Some(new) = self.connections.cluster_config(&cluster_id) else {
                 return Err(KmsError::CloudHsmClusterNotFound(format!(
                     "Cluster '{cluster_id}' does not exist"
                 )));
@@ -514,30 +440,43 @@ impl KmsService {
             store.cluster_id = Some(cluster_id);
         }
         if let Some(p) = u.password {
-            store.password_encrypted = self.seal_secret(&store.id, &p)?;
+            store.password_encrypted = self.seal_secret(&store.id, &p).await?;
         }
-        self.store.update_custom_key_store(&store)?;
+        self.store.update_custom_key_store(&store).await?;
         Ok(())
     }
 
-    pub fn delete_custom_key_store(&self, call: &mut Call, id: &str) -> KmsResult<()> {
-        let store = self.store_of(call, id)?;
+    async fn check_name_free(&self, store: &CustomKeyStoreRecord, name: &str) -> KmsResult<()> {
+        let others = self
+            .store
+            .list_custom_key_stores(&store.account, &self.region)
+            .await?;
+        if others.iter().any(|s| s.name == name && s.id != store.id) {
+            return Err(KmsError::CustomKeyStoreNameInUse(format!(
+                "Custom key store name '{name}' is already in use"
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn delete_custom_key_store(&self, call: &mut Call, id: &str) -> KmsResult<()> {
+        let store = self.store_of(call, id).await?;
         if store.connection_state != ConnectionState::Disconnected {
             return Err(KmsError::CustomKeyStoreInvalidState(format!(
                 "Custom key store {id} must be DISCONNECTED to be deleted"
             )));
         }
-        if self.store.count_keys_in_store(id)? > 0 {
+        if self.store.count_keys_in_store(id).await? > 0 {
             return Err(KmsError::CustomKeyStoreHasCmks(format!(
                 "Custom key store {id} still contains KMS keys"
             )));
         }
-        self.store.delete_custom_key_store(id)?;
+        self.store.delete_custom_key_store(id).await?;
         Ok(())
     }
 
     /// Stores of the caller's account, optionally filtered by id or name.
-    pub fn describe_custom_key_stores(
+    pub async fn describe_custom_key_stores(
         &self,
         call: &mut Call,
         id: Option<&str>,
@@ -545,7 +484,8 @@ impl KmsService {
     ) -> KmsResult<Vec<CustomKeyStoreRecord>> {
         let all = self
             .store
-            .list_custom_key_stores(&call.principal.account, &self.region)?;
+            .list_custom_key_stores(&call.principal.account, &self.region)
+            .await?;
         match (id, name) {
             (Some(id), _) => all
                 .into_iter()
@@ -567,7 +507,7 @@ impl KmsService {
 
     /// CreateKey with Origin=AWS_CLOUDHSM: a backing key labelled with the key ARN on every
     /// active member.
-    pub fn create_cloudhsm_key(
+    pub async fn create_cloudhsm_key(
         &self,
         call: &mut Call,
         store_id: &str,
@@ -575,8 +515,8 @@ impl KmsService {
         policy: String,
         tags: Vec<Tag>,
     ) -> KmsResult<KeyRecord> {
-        let store = self.store_of(call, store_id)?;
-        let Some(cluster) = self.cks.connected(store_id) else {
+        let store = self.store_of(call, store_id).await?;
+        let Some(cluster) = self.connections.cluster(store_id) else {
             return Err(KmsError::CustomKeyStoreInvalidState(format!(
                 "Custom key store {store_id} is not connected"
             )));
@@ -584,13 +524,19 @@ impl KmsService {
         let account = call.principal.account.clone();
         let key_id = KeyId::generate();
         let arn = crate::model::KeyArn::new(&self.partition, &self.region, &account, &key_id).0;
-        let (wrapped, holders) = cluster.create_backing_key(&arn, MIN_MEMBERS_FOR_CREATE).map_err(|e| match e {
-            BackendError::Unsupported(m) => KmsError::CloudHsmClusterInvalidConfiguration(format!(
-                "The CloudHSM cluster {} of custom key store {store_id} is not configured to create keys: {m}",
-                store.cluster_id.as_deref().unwrap_or("")
-            )),
-            other => KmsError::from(other),
-        })?;
+        let (wrapped, holders) = cluster
+            .create_backing_key(&arn, MIN_MEMBERS_FOR_CREATE)
+            .await
+            .map_err(|e| match e {
+                BackendError::Unsupported(m) => {
+                    KmsError::CloudHsmClusterInvalidConfiguration(format!(
+                        "The CloudHSM cluster {} of custom key store {store_id} is not configured \
+                         to create keys: {m}",
+                        store.cluster_id.as_deref().unwrap_or("")
+                    ))
+                }
+                other => KmsError::from(other),
+            })?;
         tracing::info!(key_arn = %arn, members = ?holders, "created backing key in the cluster");
         let now = self.clock.now();
         let key = KeyRecord {
@@ -623,52 +569,31 @@ impl KmsService {
             created: now,
             rotation_type: None,
         };
-        self.store.insert_key(&key, &material, &tags)?;
+        self.store.insert_key(&key, &material, &tags).await?;
         call.touch(&key);
         Ok(key)
     }
 
     /// GenerateRandom from a custom key store's cluster.
-    pub fn generate_random_in_store(
+    pub async fn generate_random_in_store(
         &self,
         call: &Call,
         store_id: &str,
         len: usize,
     ) -> KmsResult<zeroize::Zeroizing<Vec<u8>>> {
-        self.store_of(call, store_id)?;
-        let Some(cluster) = self.cks.connected(store_id) else {
+        self.store_of(call, store_id).await?;
+        let Some(cluster) = self.connections.cluster(store_id) else {
             return Err(KmsError::CustomKeyStoreInvalidState(format!(
                 "Custom key store {store_id} is not connected"
             )));
         };
-        Ok(cluster.random(len)?)
+        Ok(cluster.random(len).await?)
     }
 
-    /// The cluster id of a key's store (DescribeKey's CloudHsmClusterId).
-    pub fn cloud_hsm_cluster_id(&self, key: &KeyRecord) -> Option<String> {
-        self.cloud_hsm_cluster_id_of_store(key.custom_key_store_id.as_deref()?)
-    }
-
-    pub(crate) fn cloud_hsm_cluster_id_of_store(&self, store_id: &str) -> Option<String> {
-        self.store
-            .get_custom_key_store(store_id)
-            .ok()
-            .flatten()
-            .and_then(|s| s.cluster_id)
-    }
-
-    /// After deleting a custom-store key: best-effort deletion of its backing objects.
-    pub(crate) fn delete_backing_key(&self, key: &KeyRecord) -> Option<bool> {
-        let store_id = key.custom_key_store_id.as_deref()?;
-        Some(match self.cks.connected(store_id) {
-            Some(c) => c.delete_backing_key(&key.key_id, &key.arn),
-            None => false,
-        })
-    }
-
-    /// Reconnects, after a restart, the stores that were connected.
-    pub fn reconnect_stores(&self) -> KmsResult<()> {
-        for mut s in self.store.all_custom_key_stores()? {
+    /// Reconnects, after a restart, the stores that were connected (clusters: before this
+    /// returns).
+    pub async fn reconnect_stores(&self) -> KmsResult<()> {
+        for mut s in self.store.all_custom_key_stores().await? {
             if !matches!(
                 s.connection_state,
                 ConnectionState::Connected | ConnectionState::Connecting
@@ -676,37 +601,151 @@ impl KmsService {
                 continue;
             }
             if s.store_type == CustomKeyStoreType::ExternalKeyStore {
-                let call = Call::new(
-                    crate::model::Principal {
-                        account: s.account.clone(),
-                        arn: String::new(),
-                        access_key_id: String::new(),
-                    },
-                    uuid::Uuid::new_v4().to_string(),
-                    "AWS Internal".into(),
-                    "AWS Internal".into(),
-                );
-                let mut call = call;
-                call.operation = "KmsHealthCheck";
-                self.connect_xks_store(&call, s)?;
+                let call = Call::internal(&s.account, "KmsHealthCheck");
+                self.connect_xks_store(&call, s).await?;
                 continue;
             }
             let Some(cfg) = s
                 .cluster_id
                 .as_deref()
-                .and_then(|c| self.cks.cluster_config(c))
+                .and_then(|c| self.connections.cluster_config(c))
                 .cloned()
             else {
                 s.connection_state = ConnectionState::Failed;
                 s.connection_error = Some("CLUSTER_NOT_FOUND".into());
-                self.store.update_custom_key_store(&s)?;
+                self.store.update_custom_key_store(&s).await?;
                 continue;
             };
-            let password = self.open_secret(&s.id, &s.password_encrypted)?;
+            let password = self.open_secret(&s.id, &s.password_encrypted).await?;
             s.connection_state = ConnectionState::Connecting;
-            let s = self.store.update_custom_key_store(&s)?;
-            self.finish_connect(&s.id, cfg, password);
+            let s = self.store.update_custom_key_store(&s).await?;
+            finish_connect(&self.core, &s.id, cfg, password).await;
         }
         Ok(())
+    }
+}
+
+/// A new custom key store id: `cks-` and 17 hex digits.
+pub(crate) fn new_store_id() -> KmsResult<String> {
+    let mut raw = [0u8; 9];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+        .map_err(|_| KmsError::internal())?;
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("cks-{}", &hex[..17]))
+}
+
+/// Stores a cluster's changed PIN book (a member that missed a rotation was rotated).
+async fn save_pins(core: &Core, store_id: &str, pins: &SecretString) {
+    let saved: KmsResult<()> = async {
+        if let Some(mut store) = core.store.get_custom_key_store(store_id).await? {
+            store.password_encrypted = core.seal_secret(store_id, pins).await?;
+            core.store.update_custom_key_store(&store).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = saved {
+        // The member has the new PIN now; without the record, the next connect fails with
+        // INVALID_CREDENTIALS until the operator resets it (UpdateCustomKeyStore).
+        tracing::error!(
+            custom_key_store_id = store_id,
+            error = e.code(),
+            "storing a cluster member's rotated PIN failed"
+        );
+    }
+}
+
+/// Stores every PIN book a connected cluster reports, until the cluster goes away.
+fn spawn_pin_keeper(
+    core: Weak<Core>,
+    store_id: String,
+    mut books: tokio::sync::mpsc::UnboundedReceiver<SecretString>,
+) {
+    tokio::spawn(async move {
+        while let Some(pins) = books.recv().await {
+            let Some(core) = core.upgrade() else { break };
+            save_pins(&core, &store_id, &pins).await;
+        }
+    });
+}
+
+/// The background half of ConnectCustomKeyStore: logs in on the members (on the HSM threads,
+/// detached from them: a slow device must not hold an HSM thread), then records the outcome.
+async fn finish_connect(
+    core: &Arc<Core>,
+    store_id: &str,
+    cfg: ClusterConfig,
+    password: SecretString,
+) {
+    let Some(threads) = core.connections.threads.clone() else {
+        tracing::error!(
+            custom_key_store_id = store_id,
+            "no HSM threads for clusters"
+        );
+        return;
+    };
+    // The stored secret: the customer's password, or each member's PIN after a connect.
+    let outcome = match PinBook::from_secret(&password) {
+        Ok(pins) => threads
+            .run(move || hsm::threads::detach(|| Cluster::connect(cfg, &pins)))
+            .await
+            .unwrap_or(Err(ConnectError::InternalError)),
+        Err(_) => {
+            tracing::error!(
+                custom_key_store_id = store_id,
+                "the stored crypto user password is unreadable"
+            );
+            Err(ConnectError::InternalError)
+        }
+    };
+    let result: KmsResult<()> = async {
+        let Some(mut store) = core.store.get_custom_key_store(store_id).await? else {
+            return Ok(());
+        };
+        if store.connection_state != ConnectionState::Connecting {
+            // Disconnected (or deleted) while connecting: drop the connection.
+            if let Ok((cluster, new)) = outcome {
+                ClusterBackend::new(cluster, threads).disconnect().await;
+                // Keep the rotated PINs so a later connect can log in.
+                store.password_encrypted = core.seal_secret(store_id, &new.to_secret()).await?;
+                core.store.update_custom_key_store(&store).await?;
+            }
+            return Ok(());
+        }
+        match outcome {
+            Ok((cluster, new)) => {
+                store.password_encrypted = core.seal_secret(store_id, &new.to_secret()).await?;
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                cluster.on_pins_changed(tx);
+                spawn_pin_keeper(Arc::downgrade(core), store_id.to_string(), rx);
+                store.connection_state = ConnectionState::Connected;
+                store.connection_error = None;
+                core.store.update_custom_key_store(&store).await?;
+                core.connections.connected.write().insert(
+                    store_id.to_string(),
+                    Arc::new(ClusterBackend::new(cluster, threads)),
+                );
+                tracing::info!(custom_key_store_id = store_id, "custom key store connected");
+            }
+            Err(code) => {
+                store.connection_state = ConnectionState::Failed;
+                store.connection_error = Some(code.code().to_string());
+                core.store.update_custom_key_store(&store).await?;
+                tracing::warn!(
+                    custom_key_store_id = store_id,
+                    code = code.code(),
+                    "custom key store connect failed"
+                );
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(
+            custom_key_store_id = store_id,
+            error = e.code(),
+            "recording the connect result failed"
+        );
     }
 }

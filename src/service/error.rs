@@ -1,12 +1,16 @@
-//! The service's error type: one variant per AWS KMS exception. The API layer renders it to the
-//! wire (`{"__type", "message"}` + HTTP status) in exactly one place (`api::error`).
+//! The domain error: one variant per AWS KMS exception the KMS rules can raise. It carries no
+//! HTTP: the API layer maps it to the wire (status, `{"__type","message"}`) in exactly one place
+//! (`api::error`), and protocol failures (authentication, decoding, unknown operations) are the
+//! API layer's own errors.
+
+use std::sync::Arc;
 
 use crate::backend::BackendError;
 use crate::store::StoreError;
 
 /// Every error a KMS operation can return. Messages are the AWS wording; they never carry
 /// plaintext, key material or secrets.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum KmsError {
     #[error("{0}")]
     AccessDenied(String),
@@ -26,13 +30,20 @@ pub enum KmsError {
     #[error("")]
     InvalidCiphertext,
     #[error("{0}")]
+    InvalidGrantId(String),
+    #[error("{0}")]
     InvalidGrantToken(String),
     #[error("{0}")]
     InvalidKeyUsage(String),
     #[error("{0}")]
     InvalidMarker(String),
-    #[error("{0}")]
-    KmsInternal(String),
+    /// `KMSInternalException`: `message` is what the caller reads; `cause`, when there is one,
+    /// is logged once, where the error is answered.
+    #[error("{message}")]
+    KmsInternal {
+        message: String,
+        cause: Option<Arc<InternalCause>>,
+    },
     #[error("{0}")]
     KmsInvalidState(String),
     #[error("{0}")]
@@ -51,20 +62,6 @@ pub enum KmsError {
     UnsupportedOperation(String),
     #[error("{0}")]
     Validation(String),
-    #[error("{0}")]
-    Serialization(String),
-    #[error("")]
-    UnknownOperation,
-    #[error("Missing Authentication Token")]
-    MissingAuthenticationToken,
-    #[error("{0}")]
-    IncompleteSignature(String),
-    #[error("{0}")]
-    InvalidSignature(String),
-    #[error("The security token included in the request is invalid.")]
-    UnrecognizedClient,
-    #[error("{0}")]
-    RequestEntityTooLarge(String),
     #[error("{0}")]
     DependencyTimeout(String),
     #[error("{0}")]
@@ -109,8 +106,22 @@ pub enum KmsError {
     XksKeyAlreadyInUse(String),
 }
 
+/// What went wrong behind a `KMSInternalException` (for the log, never for the caller).
+#[derive(Debug, thiserror::Error)]
+pub enum InternalCause {
+    #[error("metadata store: {0}")]
+    Store(#[from] StoreError),
+    #[error("crypto backend: {0}")]
+    Backend(#[from] BackendError),
+    /// An invariant did not hold (a bug).
+    #[error("{0}")]
+    Invariant(&'static str),
+}
+
+const RETRY: &str = "An internal error occurred. Retry the request.";
+
 impl KmsError {
-    /// The AWS exception name (`__type`).
+    /// The AWS exception name (`__type` on the wire).
     pub fn code(&self) -> &'static str {
         use KmsError::*;
         match self {
@@ -122,10 +133,11 @@ impl KmsError {
             InvalidAliasName(_) => "InvalidAliasNameException",
             InvalidArn(_) => "InvalidArnException",
             InvalidCiphertext => "InvalidCiphertextException",
+            InvalidGrantId(_) => "InvalidGrantIdException",
             InvalidGrantToken(_) => "InvalidGrantTokenException",
             InvalidKeyUsage(_) => "InvalidKeyUsageException",
             InvalidMarker(_) => "InvalidMarkerException",
-            KmsInternal(_) => "KMSInternalException",
+            KmsInternal { .. } => "KMSInternalException",
             KmsInvalidState(_) => "KMSInvalidStateException",
             LimitExceeded(_) => "LimitExceededException",
             MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
@@ -134,13 +146,6 @@ impl KmsError {
             Throttling => "ThrottlingException",
             UnsupportedOperation(_) => "UnsupportedOperationException",
             Validation(_) => "ValidationException",
-            Serialization(_) => "SerializationException",
-            UnknownOperation => "UnknownOperationException",
-            MissingAuthenticationToken => "MissingAuthenticationTokenException",
-            IncompleteSignature(_) => "IncompleteSignatureException",
-            InvalidSignature(_) => "InvalidSignatureException",
-            UnrecognizedClient => "UnrecognizedClientException",
-            RequestEntityTooLarge(_) => "RequestEntityTooLargeException",
             DependencyTimeout(_) => "DependencyTimeoutException",
             CustomKeyStoreNotFound(_) => "CustomKeyStoreNotFoundException",
             CustomKeyStoreInvalidState(_) => "CustomKeyStoreInvalidStateException",
@@ -169,27 +174,44 @@ impl KmsError {
         }
     }
 
-    /// The HTTP status AWS KMS uses for this exception.
-    pub fn http_status(&self) -> u16 {
-        use KmsError::*;
-        match self {
-            KmsInternal(_) => 500,
-            DependencyTimeout(_) => 503,
-            RequestEntityTooLarge(_) => 413,
-            _ => 400,
-        }
-    }
-
     /// The message, or `None` where AWS sends none.
     pub fn message(&self) -> Option<String> {
         match self {
-            KmsError::InvalidCiphertext | KmsError::UnknownOperation => None,
+            KmsError::InvalidCiphertext => None,
             other => Some(other.to_string()),
         }
     }
 
+    /// `KMSInternalException` with AWS's generic text and no known cause.
     pub fn internal() -> Self {
-        KmsError::KmsInternal("An internal error occurred. Retry the request.".into())
+        KmsError::KmsInternal {
+            message: RETRY.into(),
+            cause: None,
+        }
+    }
+
+    /// `KMSInternalException` with AWS's generic text, caused by `cause`.
+    pub fn internal_because(cause: impl Into<InternalCause>) -> Self {
+        KmsError::KmsInternal {
+            message: RETRY.into(),
+            cause: Some(Arc::new(cause.into())),
+        }
+    }
+
+    /// `KMSInternalException` with a specific (retryable) message.
+    pub fn internal_message(message: impl Into<String>) -> Self {
+        KmsError::KmsInternal {
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// The cause of an internal error, for the log.
+    pub fn cause(&self) -> Option<&InternalCause> {
+        match self {
+            KmsError::KmsInternal { cause, .. } => cause.as_deref(),
+            _ => None,
+        }
     }
 }
 
@@ -197,13 +219,10 @@ impl From<StoreError> for KmsError {
     fn from(e: StoreError) -> Self {
         match e {
             // A lost optimistic-concurrency race is retryable by the client.
-            StoreError::Conflict => KmsError::KmsInternal(
-                "The key was modified concurrently. Retry the request.".into(),
-            ),
-            other => {
-                tracing::error!(error = %other, "metadata store failure");
-                KmsError::internal()
+            StoreError::Conflict => {
+                KmsError::internal_message("The key was modified concurrently. Retry the request.")
             }
+            other => KmsError::internal_because(other),
         }
     }
 }
@@ -220,13 +239,10 @@ impl From<BackendError> for KmsError {
             BackendError::Timeout => KmsError::DependencyTimeout(
                 "The key store did not respond in time. Retry the request.".into(),
             ),
-            BackendError::Unavailable { retryable: true } => KmsError::KmsInternal(
-                "The key store is temporarily unavailable. Retry the request.".into(),
+            BackendError::Unavailable { retryable: true } => KmsError::internal_message(
+                "The key store is temporarily unavailable. Retry the request.",
             ),
-            other => {
-                tracing::error!(error = %other, "crypto backend failure");
-                KmsError::internal()
-            }
+            other => KmsError::internal_because(other),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{Call, KmsError, KmsResult, KmsService, StateRule};
+use super::{part, Call, KmsError, KmsResult, StateRule};
 use crate::backend::MaterialId;
 use crate::model::{KeyId, KeyRecord, KeySpec, KeyState, KeyUsage, MaterialRecord, Origin, Tag};
 
@@ -28,8 +28,13 @@ pub struct Scheduled {
 /// Customer managed keys per account (AWS default quota).
 pub const MAX_KEYS_PER_ACCOUNT: usize = 100_000;
 
-impl KmsService {
-    pub fn create_key(&self, call: &mut Call, req: NewKey) -> KmsResult<KeyRecord> {
+part!(
+    /// CreateKey (default key store), DescribeKey, ListKeys, EnableKey, DisableKey, UpdateKeyDescription, ScheduleKeyDeletion, CancelKeyDeletion.
+    Keys
+);
+
+impl Keys {
+    pub async fn create_key(&self, call: &mut Call, req: NewKey) -> KmsResult<KeyRecord> {
         if req.key_spec != KeySpec::SymmetricDefault {
             return Err(KmsError::UnsupportedOperation(format!(
                 "KeySpec {} is not supported by this key store.",
@@ -61,11 +66,14 @@ impl KmsService {
         let key_id = KeyId::generate();
         let arn = crate::model::KeyArn::new(&self.partition, &self.region, &account, &key_id).0;
         let now = self.clock.now();
-        let wrapped = self.backend.generate_symmetric(MaterialId {
-            key_id: &key_id,
-            version: 1,
-            label: "",
-        })?;
+        let wrapped = self
+            .root
+            .generate_symmetric(MaterialId {
+                key_id: &key_id,
+                version: 1,
+                label: "",
+            })
+            .await?;
         let key = KeyRecord {
             key_id: key_id.clone(),
             account,
@@ -96,17 +104,17 @@ impl KmsService {
             created: now,
             rotation_type: None,
         };
-        self.store.insert_key(&key, &material, &req.tags)?;
+        self.store.insert_key(&key, &material, &req.tags).await?;
         call.touch(&key);
         Ok(key)
     }
 
-    pub fn describe_key(&self, call: &mut Call, key_id: &str) -> KmsResult<KeyRecord> {
-        self.resolve(call, key_id, true)
+    pub async fn describe_key(&self, call: &mut Call, key_id: &str) -> KmsResult<KeyRecord> {
+        self.resolve(call, key_id, true).await
     }
 
     /// One page of the caller's keys; returns the page and whether more follow.
-    pub fn list_keys(
+    pub async fn list_keys(
         &self,
         call: &Call,
         marker: Option<&str>,
@@ -117,60 +125,61 @@ impl KmsService {
                 return Err(KmsError::InvalidMarker("Invalid marker".into()));
             }
         }
-        let mut keys =
-            self.store
-                .list_keys(&call.principal.account, &self.region, marker, limit + 1)?;
+        let mut keys = self
+            .store
+            .list_keys(&call.principal.account, &self.region, marker, limit + 1)
+            .await?;
         let truncated = keys.len() > limit;
         keys.truncate(limit);
         Ok((keys, truncated))
     }
 
-    pub fn enable_key(&self, call: &mut Call, key_id: &str) -> KmsResult<()> {
-        let mut key = self.resolve(call, key_id, false)?;
+    pub async fn enable_key(&self, call: &mut Call, key_id: &str) -> KmsResult<()> {
+        let mut key = self.resolve(call, key_id, false).await?;
         self.check_state(&key, StateRule::EnableDisable)?;
         if key.state == KeyState::Disabled {
             key.state = KeyState::Enabled;
-            self.store.update_key(&key)?;
+            self.store.update_key(&key).await?;
         }
         Ok(())
     }
 
-    pub fn disable_key(&self, call: &mut Call, key_id: &str) -> KmsResult<()> {
-        let mut key = self.resolve(call, key_id, false)?;
+    pub async fn disable_key(&self, call: &mut Call, key_id: &str) -> KmsResult<()> {
+        let mut key = self.resolve(call, key_id, false).await?;
         self.check_state(&key, StateRule::EnableDisable)?;
         if key.state == KeyState::Enabled {
             key.state = KeyState::Disabled;
-            self.store.update_key(&key)?;
+            self.store.update_key(&key).await?;
         }
         Ok(())
     }
 
-    pub fn update_key_description(
+    pub async fn update_key_description(
         &self,
         call: &mut Call,
         key_id: &str,
         description: String,
     ) -> KmsResult<()> {
-        let mut key = self.resolve(call, key_id, false)?;
+        let mut key = self.resolve(call, key_id, false).await?;
         self.check_state(&key, StateRule::NotPendingDeletion)?;
         key.description = description;
-        self.store.update_key(&key)?;
+        self.store.update_key(&key).await?;
         Ok(())
     }
 
-    pub fn schedule_key_deletion(
+    pub async fn schedule_key_deletion(
         &self,
         call: &mut Call,
         key_id: &str,
         days: i64,
     ) -> KmsResult<Scheduled> {
-        let mut key = self.resolve(call, key_id, false)?;
+        let mut key = self.resolve(call, key_id, false).await?;
         self.check_state(&key, StateRule::Schedule)?;
         let deletion_date = self.clock.now() + Duration::days(days);
         key.state = KeyState::PendingDeletion;
         key.deletion_date = Some(deletion_date);
         key.pending_window_days = Some(days);
-        let key = self.store.update_key(&key)?;
+        let key = self.store.update_key(&key).await?;
         Ok(Scheduled {
             key,
             deletion_date,
@@ -178,12 +187,12 @@ impl KmsService {
         })
     }
 
-    pub fn cancel_key_deletion(&self, call: &mut Call, key_id: &str) -> KmsResult<KeyRecord> {
-        let mut key = self.resolve(call, key_id, false)?;
+    pub async fn cancel_key_deletion(&self, call: &mut Call, key_id: &str) -> KmsResult<KeyRecord> {
+        let mut key = self.resolve(call, key_id, false).await?;
         self.check_state(&key, StateRule::Cancel)?;
         key.state = KeyState::Disabled;
         key.deletion_date = None;
         key.pending_window_days = None;
-        Ok(self.store.update_key(&key)?)
+        Ok(self.store.update_key(&key).await?)
     }
 }

@@ -1,11 +1,11 @@
 //! The background maintenance pass: deletes keys whose deletion window has ended (with their
 //! aliases, tags and material) and performs scheduled rotations. Driven by the service clock,
-//! so tests can advance time and call [`KmsService::run_maintenance`] directly.
+//! so tests can advance time and call [`Kms::run_maintenance`] directly.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{KmsResult, KmsService};
+use super::{Kms, KmsResult};
 use crate::model::{KeyState, RotationType};
 
 /// What one maintenance pass did.
@@ -17,26 +17,28 @@ pub struct MaintenanceReport {
     pub unhealthy_proxies: usize,
 }
 
-impl KmsService {
+impl Kms {
     /// One pass over due deletions and rotations.
-    pub fn run_maintenance(&self) -> KmsResult<MaintenanceReport> {
+    pub async fn run_maintenance(&self) -> KmsResult<MaintenanceReport> {
         let now = self.clock.now();
         let mut report = MaintenanceReport::default();
-        for id in self.store.keys_due_for_deletion(now)? {
-            let Some(key) = self.store.get_key(&id)? else {
+        for id in self.store.keys_due_for_deletion(now).await? {
+            let Some(key) = self.store.get_key(&id).await? else {
                 continue;
             };
             if key.state != KeyState::PendingDeletion || key.deletion_date.is_none_or(|d| d > now) {
                 continue;
             }
-            self.store.delete_key(&id)?;
-            self.backend.forget(&id);
+            self.store.delete_key(&id).await?;
+            self.root.forget(&id);
             // Keys of a CloudHSM-style store: best-effort deletion of the backing objects.
-            let additional = self.delete_backing_key(&key).map(|ok| {
-                let store = key.custom_key_store_id.clone().unwrap_or_default();
+            let deleted = self.delete_backing_key(&key).await;
+            let store = key.custom_key_store_id.clone().unwrap_or_default();
+            let cluster_id = self.cloud_hsm_cluster_id_of_store(&store).await;
+            let additional = deleted.map(|ok| {
                 serde_json::json!({
                     "customKeyStoreId": store,
-                    "clusterId": self.cloud_hsm_cluster_id_of_store(&store),
+                    "clusterId": cluster_id,
                     "backingKeys": serde_json::json!([{ "backingKeyId": key.arn }]).to_string(),
                     "backingKeysDeletionStatus": serde_json::json!([{
                         "backingKeyId": key.arn,
@@ -48,8 +50,8 @@ impl KmsService {
             tracing::info!(key_arn = %key.arn, "deleted key at the end of its waiting period");
             report.deleted += 1;
         }
-        for id in self.store.keys_due_for_rotation(now)? {
-            let Some(key) = self.store.get_key(&id)? else {
+        for id in self.store.keys_due_for_rotation(now).await? {
+            let Some(key) = self.store.get_key(&id).await? else {
                 continue;
             };
             // Disabled or pending-deletion keys are not rotated; they rotate when they come back.
@@ -57,17 +59,17 @@ impl KmsService {
                 continue;
             }
             let arn = key.arn.clone();
-            self.rotate(key, RotationType::Automatic)?;
+            self.rotation.rotate(key, RotationType::Automatic).await?;
             tracing::info!(key_arn = %arn, "rotated key material on schedule");
             report.rotated += 1;
         }
-        report.unhealthy_proxies = self.xks_health_pass();
+        report.unhealthy_proxies = self.custom_key_stores.xks_health_pass().await;
         Ok(report)
     }
 }
 
 /// Runs maintenance every `every` until the service is dropped by everyone else.
-pub fn spawn_maintenance(service: Arc<KmsService>, every: Duration) -> tokio::task::JoinHandle<()> {
+pub fn spawn_maintenance(service: Arc<Kms>, every: Duration) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(&service);
     drop(service);
     tokio::spawn(async move {
@@ -76,14 +78,17 @@ pub fn spawn_maintenance(service: Arc<KmsService>, every: Duration) -> tokio::ta
         loop {
             tick.tick().await;
             let Some(svc) = weak.upgrade() else { break };
-            let result = tokio::task::spawn_blocking(move || svc.run_maintenance()).await;
-            match result {
-                Ok(Ok(r)) if r != MaintenanceReport::default() => {
+            match svc.run_maintenance().await {
+                Ok(r) if r != MaintenanceReport::default() => {
                     tracing::debug!(deleted = r.deleted, rotated = r.rotated, "maintenance pass")
                 }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e.code(), "maintenance pass failed"),
-                Err(e) => tracing::error!(error = %e, "maintenance task panicked"),
+                Ok(_) => {}
+                Err(e) => match e.cause() {
+                    Some(cause) => {
+                        tracing::warn!(error = %e.code(), %cause, "maintenance pass failed")
+                    }
+                    None => tracing::warn!(error = %e.code(), "maintenance pass failed"),
+                },
             }
         }
     })

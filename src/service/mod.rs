@@ -1,7 +1,17 @@
 //! The KMS rules: key lifecycle and the key-state table, identifier and alias resolution,
-//! encryption context binding and the ciphertext format, rotation and deletion, and audit
-//! emission. No HTTP types here: the API layer hands in typed, validated values and renders
-//! whatever comes back.
+//! encryption context binding and the ciphertext format, rotation and deletion, custom key
+//! stores, and audit emission. No HTTP types here: the API layer hands in typed, validated
+//! values and renders whatever comes back.
+//!
+//! The service is async. Only a blocking call itself leaves the async workers: a PKCS#11 call
+//! goes to the HSM threads (inside the backend), a SQLite statement to the store's blocking
+//! section, and a proxy call is awaited as network I/O.
+//!
+//! Shape: [`Kms`] is a set of focused parts (keys, crypto, aliases, tags, rotation, policies,
+//! custom key stores), each owning one concern's operations, over one [`Core`] of shared
+//! dependencies (store, root backend, audit sink, clock, region, metrics, key store
+//! connections) and the rules every part needs (key resolution, the key-state table, audit
+//! records). Each part dereferences to the core.
 
 pub mod aliases;
 pub mod ciphertext;
@@ -17,18 +27,20 @@ pub mod secrets;
 pub mod tags;
 pub mod xks;
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-pub use error::{KmsError, KmsResult};
+pub use error::{InternalCause, KmsError, KmsResult};
 
 use crate::audit::{AuditEvent, AuditSink, Resource, UserIdentity};
 use crate::backend::CryptoBackend;
 use crate::model::{KeyRecord, KeyRef, KeyRefError, KeyState, Principal};
 use crate::store::MetadataStore;
 use clock::Clock;
+use custom_key_stores::Connections;
 
 /// One API call in progress: who calls, and what the audit record should say about it.
 #[derive(Debug, Clone)]
@@ -63,7 +75,23 @@ impl Call {
         }
     }
 
-    fn touch(&mut self, key: &KeyRecord) {
+    /// A call the service makes on its own behalf (maintenance, reconnects at start-up).
+    pub fn internal(account: &str, operation: &'static str) -> Self {
+        let mut call = Call::new(
+            Principal {
+                account: account.to_string(),
+                arn: String::new(),
+                access_key_id: String::new(),
+            },
+            uuid::Uuid::new_v4().to_string(),
+            "AWS Internal".into(),
+            "AWS Internal".into(),
+        );
+        call.operation = operation;
+        call
+    }
+
+    pub(crate) fn touch(&mut self, key: &KeyRecord) {
         let r = Resource::key(&key.account, &key.arn);
         if !self.resources.contains(&r) {
             self.resources.push(r);
@@ -81,29 +109,67 @@ impl Call {
     }
 }
 
-/// The KMS service: everything an operation needs, shared by all requests.
-pub struct KmsService {
+/// The error part of an audit record.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditError<'a> {
+    pub code: &'static str,
+    pub message: Option<&'a str>,
+}
+
+/// The shared dependencies of every part of the service, and the rules they all apply.
+pub struct Core {
     pub(crate) store: Arc<dyn MetadataStore>,
-    pub(crate) backend: Arc<dyn CryptoBackend>,
+    /// The root of the default key store (software or PKCS#11).
+    pub(crate) root: Arc<dyn CryptoBackend>,
     pub(crate) audit: Arc<dyn AuditSink>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) region: String,
     pub(crate) partition: String,
-    pub(crate) cks: custom_key_stores::CustomKeyStores,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
-    /// The threads that run crypto operations when an HSM is configured.
-    pub(crate) hsm_pool: Option<Arc<hsm::threads::BlockingPool>>,
-    /// A handle on ourselves for background work (custom key store connects).
-    pub(crate) me: std::sync::Weak<KmsService>,
-    /// The background threads (custom key store connects), joined when the service goes away
-    /// (see [`hsm::threads::join_within`]: they call into the HSM library).
-    pub(crate) background: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Connected custom key stores (clusters and external key store proxies) and their quotas.
+    pub(crate) connections: Connections,
 }
 
-impl Drop for KmsService {
-    fn drop(&mut self) {
-        let threads = std::mem::take(self.background.get_mut().unwrap_or_else(|p| p.into_inner()));
-        hsm::threads::join_within(threads, hsm::threads::JOIN_WAIT, "kms-background");
+/// Implements `Deref<Target = Core>` for a part of the service.
+macro_rules! part {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub struct $name {
+            core: std::sync::Arc<$crate::service::Core>,
+        }
+
+        impl $name {
+            pub(crate) fn new(core: std::sync::Arc<$crate::service::Core>) -> Self {
+                $name { core }
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = $crate::service::Core;
+            fn deref(&self) -> &$crate::service::Core {
+                &self.core
+            }
+        }
+    };
+}
+pub(crate) use part;
+
+/// The KMS service: its parts over one shared [`Core`].
+pub struct Kms {
+    pub keys: keys::Keys,
+    pub crypto: crypto::Crypto,
+    pub aliases: aliases::Aliases,
+    pub tags: tags::Tags,
+    pub rotation: rotation::Rotation,
+    pub policies: policy::Policies,
+    pub custom_key_stores: custom_key_stores::CustomKeyStores,
+    core: Arc<Core>,
+}
+
+impl Deref for Kms {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
     }
 }
 
@@ -126,50 +192,49 @@ pub enum StateRule {
     Any,
 }
 
-impl KmsService {
+impl Kms {
     #[allow(clippy::too_many_arguments)] // one per shared component, built once by crate::app
     pub fn new(
         store: Arc<dyn MetadataStore>,
-        backend: Arc<dyn CryptoBackend>,
+        root: Arc<dyn CryptoBackend>,
         audit: Arc<dyn AuditSink>,
         clock: Arc<dyn Clock>,
         region: String,
-        cks: custom_key_stores::CustomKeyStores,
+        connections: Connections,
         metrics: Arc<crate::metrics::Metrics>,
-        hsm_pool: Option<Arc<hsm::threads::BlockingPool>>,
     ) -> Arc<Self> {
-        Arc::new_cyclic(|me| KmsService {
+        let core = Arc::new(Core {
             store,
-            backend,
+            root,
             audit,
             clock,
             region,
             partition: "aws".into(),
-            cks,
             metrics,
-            hsm_pool,
-            me: me.clone(),
-            background: std::sync::Mutex::default(),
+            connections,
+        });
+        Arc::new(Kms {
+            keys: keys::Keys::new(core.clone()),
+            crypto: crypto::Crypto::new(core.clone()),
+            aliases: aliases::Aliases::new(core.clone()),
+            tags: tags::Tags::new(core.clone()),
+            rotation: rotation::Rotation::new(core.clone()),
+            policies: policy::Policies::new(core.clone()),
+            custom_key_stores: custom_key_stores::CustomKeyStores::new(core.clone()),
+            core,
         })
     }
 
+    /// The shared core.
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+}
+
+impl Core {
     /// The metrics registry (rendered by the metrics listener).
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
-    }
-
-    /// True when crypto calls may block on a device and must run on the blocking pool.
-    pub fn crypto_blocks(&self) -> bool {
-        self.hsm_pool.is_some() || self.crypto_blocks_without_hsm()
-    }
-
-    /// The HSM threads, when an HSM is configured (crypto operations run there).
-    pub fn hsm_pool(&self) -> Option<&Arc<hsm::threads::BlockingPool>> {
-        self.hsm_pool.as_ref()
-    }
-
-    fn crypto_blocks_without_hsm(&self) -> bool {
-        self.backend.blocking() || self.cks.has_clusters() || self.cks.xks.any_connected()
     }
 
     pub fn region(&self) -> &str {
@@ -189,7 +254,7 @@ impl KmsService {
 
     /// Resolves a `KeyId` parameter to a key of the caller's account. `allow_alias` is false
     /// for management operations, which accept only a key id or key ARN.
-    pub fn resolve(
+    pub async fn resolve(
         &self,
         call: &mut Call,
         key_id: &str,
@@ -223,7 +288,7 @@ impl KmsService {
                 }
                 id
             }
-            KeyRef::AliasName(alias) => self.alias_target(&account, &alias.0)?,
+            KeyRef::AliasName(alias) => self.alias_target(&account, &alias.0).await?,
             KeyRef::AliasArn {
                 region,
                 account: owner,
@@ -235,28 +300,28 @@ impl KmsService {
                 if owner != account {
                     return Err(self.cross_account_denied(call, key_id));
                 }
-                self.alias_target(&account, &alias.0)?
+                self.alias_target(&account, &alias.0).await?
             }
         };
-        let key = self.get_key_of(&account, &id)?;
+        let key = self.get_key_of(&account, &id).await?;
         call.touch(&key);
         Ok(key)
     }
 
     /// Loads a key by id, as visible to `account`.
-    pub(crate) fn get_key_of(
+    pub(crate) async fn get_key_of(
         &self,
         account: &str,
         id: &crate::model::KeyId,
     ) -> KmsResult<KeyRecord> {
-        match self.store.get_key(id)? {
+        match self.store.get_key(id).await? {
             Some(k) if k.account == account => Ok(self.annotate(k)),
             _ => Err(self.key_not_found(account, id.as_str())),
         }
     }
 
-    fn alias_target(&self, account: &str, alias: &str) -> KmsResult<crate::model::KeyId> {
-        match self.store.get_alias(account, &self.region, alias)? {
+    async fn alias_target(&self, account: &str, alias: &str) -> KmsResult<crate::model::KeyId> {
+        match self.store.get_alias(account, &self.region, alias).await? {
             Some(a) => Ok(a.target_key_id),
             None => Err(KmsError::NotFound(format!(
                 "Alias '{}' is not found.",
@@ -277,6 +342,14 @@ impl KmsService {
              resource-based policy allows the {action} action",
             call.principal.arn
         ))
+    }
+
+    /// Marks a key `unavailable` when its custom key store is not connected.
+    pub(crate) fn annotate(&self, mut key: KeyRecord) -> KeyRecord {
+        if let Some(id) = &key.custom_key_store_id {
+            key.unavailable = !self.connections.is_connected(id);
+        }
+        key
     }
 
     /// Applies the key-state table for `rule` (messages verbatim from the reference).
@@ -352,7 +425,7 @@ impl KmsService {
         event_name: &str,
         request_parameters: Value,
         response_elements: Value,
-        error: Option<&KmsError>,
+        error: Option<AuditError<'_>>,
         read_only: bool,
     ) {
         let p = call.principal;
@@ -376,8 +449,8 @@ impl KmsService {
             aws_region: self.region.clone(),
             source_i_p_address: call.source_ip,
             user_agent: call.user_agent,
-            error_code: error.map(|e| e.code().to_string()),
-            error_message: error.and_then(|e| e.message()),
+            error_code: error.map(|e| e.code.to_string()),
+            error_message: error.and_then(|e| e.message.map(str::to_string)),
             request_parameters,
             response_elements,
             request_id: call.request_id,

@@ -1,7 +1,7 @@
 //! Key policies: the default policy, document validation, Get/Put. Policy *evaluation* is not
 //! done yet: every authenticated principal of the key's account may use its keys.
 
-use super::{Call, KmsError, KmsResult, KmsService, StateRule};
+use super::{part, Call, KmsError, KmsResult, StateRule};
 
 /// The only policy name.
 pub const POLICY_NAME: &str = "default";
@@ -54,31 +54,41 @@ fn malformed(why: &str) -> KmsError {
     KmsError::MalformedPolicyDocument(format!("The key policy is malformed: {why}."))
 }
 
-impl KmsService {
-    pub fn get_key_policy(&self, call: &mut Call, key_id: &str, name: &str) -> KmsResult<String> {
-        let key = self.resolve(call, key_id, false)?;
+part!(
+    /// GetKeyPolicy, PutKeyPolicy, ListKeyPolicies.
+    Policies
+);
+
+impl Policies {
+    pub async fn get_key_policy(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        name: &str,
+    ) -> KmsResult<String> {
+        let key = self.resolve(call, key_id, false).await?;
         check_name(name)?;
         Ok(key.policy)
     }
 
-    pub fn put_key_policy(
+    pub async fn put_key_policy(
         &self,
         call: &mut Call,
         key_id: &str,
         name: &str,
         policy: String,
     ) -> KmsResult<()> {
-        let mut key = self.resolve(call, key_id, false)?;
+        let mut key = self.resolve(call, key_id, false).await?;
         self.check_state(&key, StateRule::Any)?;
         check_name(name)?;
         validate_policy(&policy)?;
         key.policy = policy;
-        self.store.update_key(&key)?;
+        self.store.update_key(&key).await?;
         Ok(())
     }
 
-    pub fn list_key_policies(&self, call: &mut Call, key_id: &str) -> KmsResult<Vec<String>> {
-        self.resolve(call, key_id, false)?;
+    pub async fn list_key_policies(&self, call: &mut Call, key_id: &str) -> KmsResult<Vec<String>> {
+        self.resolve(call, key_id, false).await?;
         Ok(vec![POLICY_NAME.to_string()])
     }
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{Call, KmsError, KmsResult, KmsService, StateRule};
+use super::{part, Call, KmsError, KmsResult, StateRule};
 use crate::backend::MaterialId;
 use crate::model::{KeyRecord, KeySpec, KeyState, MaterialRecord, Origin, RotationType};
 
@@ -27,7 +27,12 @@ pub struct RotationEntry {
     pub rotation_type: RotationType,
 }
 
-impl KmsService {
+part!(
+    /// Enable/DisableKeyRotation, GetKeyRotationStatus, RotateKeyOnDemand, ListKeyRotations, and scheduled rotation.
+    Rotation
+);
+
+impl Rotation {
     fn check_rotatable(&self, key: &KeyRecord) -> KmsResult<()> {
         if key.origin == Origin::External {
             return Err(KmsError::UnsupportedOperation(format!(
@@ -45,39 +50,39 @@ impl KmsService {
         Ok(())
     }
 
-    pub fn enable_key_rotation(
+    pub async fn enable_key_rotation(
         &self,
         call: &mut Call,
         key_id: &str,
         period_days: i64,
     ) -> KmsResult<()> {
-        let mut key = self.resolve(call, key_id, false)?;
+        let mut key = self.resolve(call, key_id, false).await?;
         self.check_rotatable(&key)?;
         self.check_state(&key, StateRule::Rotation)?;
         key.rotation_enabled = true;
         key.rotation_period_days = Some(period_days);
         key.next_rotation_date = Some(self.clock.now() + Duration::days(period_days));
-        self.store.update_key(&key)?;
+        self.store.update_key(&key).await?;
         Ok(())
     }
 
-    pub fn disable_key_rotation(&self, call: &mut Call, key_id: &str) -> KmsResult<()> {
-        let mut key = self.resolve(call, key_id, false)?;
+    pub async fn disable_key_rotation(&self, call: &mut Call, key_id: &str) -> KmsResult<()> {
+        let mut key = self.resolve(call, key_id, false).await?;
         self.check_rotatable(&key)?;
         self.check_state(&key, StateRule::Rotation)?;
         key.rotation_enabled = false;
         key.rotation_period_days = None;
         key.next_rotation_date = None;
-        self.store.update_key(&key)?;
+        self.store.update_key(&key).await?;
         Ok(())
     }
 
-    pub fn get_key_rotation_status(
+    pub async fn get_key_rotation_status(
         &self,
         call: &mut Call,
         key_id: &str,
     ) -> KmsResult<RotationStatus> {
-        let key = self.resolve(call, key_id, false)?;
+        let key = self.resolve(call, key_id, false).await?;
         if key.origin == Origin::External || key.state == KeyState::PendingImport {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{} origin is EXTERNAL which is not valid for this operation.",
@@ -103,13 +108,18 @@ impl KmsService {
         })
     }
 
-    pub fn rotate_key_on_demand(&self, call: &mut Call, key_id: &str) -> KmsResult<KeyRecord> {
-        let key = self.resolve(call, key_id, false)?;
+    pub async fn rotate_key_on_demand(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+    ) -> KmsResult<KeyRecord> {
+        let key = self.resolve(call, key_id, false).await?;
         self.check_rotatable(&key)?;
         self.check_state(&key, StateRule::Rotation)?;
         let on_demand = self
             .store
-            .list_materials(&key.key_id)?
+            .list_materials(&key.key_id)
+            .await?
             .iter()
             .filter(|m| m.rotation_type == Some(RotationType::OnDemand))
             .count();
@@ -119,18 +129,25 @@ impl KmsService {
                 key.arn
             )));
         }
-        self.rotate(key, RotationType::OnDemand)
+        self.rotate(key, RotationType::OnDemand).await
     }
 
     /// Adds a new material version and makes it current.
-    pub(crate) fn rotate(&self, mut key: KeyRecord, kind: RotationType) -> KmsResult<KeyRecord> {
+    pub(crate) async fn rotate(
+        &self,
+        mut key: KeyRecord,
+        kind: RotationType,
+    ) -> KmsResult<KeyRecord> {
         let version = key.current_material + 1;
         let now = self.clock.now();
-        let wrapped = self.backend.generate_symmetric(MaterialId {
-            key_id: &key.key_id,
-            version,
-            label: &key.arn,
-        })?;
+        let wrapped = self
+            .root
+            .generate_symmetric(MaterialId {
+                key_id: &key.key_id,
+                version,
+                label: &key.arn,
+            })
+            .await?;
         key.current_material = version;
         if kind == RotationType::Automatic {
             if let Some(days) = key.rotation_period_days {
@@ -144,20 +161,20 @@ impl KmsService {
             created: now,
             rotation_type: Some(kind),
         };
-        let key = self.store.rotate_key(&key, &material)?;
+        let key = self.store.rotate_key(&key, &material).await?;
         self.audit_service_event("RotateKey", &key, None);
         Ok(key)
     }
 
     /// Completed rotations of a key, oldest first; returns the page and whether more follow.
-    pub fn list_key_rotations(
+    pub async fn list_key_rotations(
         &self,
         call: &mut Call,
         key_id: &str,
         marker: Option<&str>,
         limit: usize,
     ) -> KmsResult<(KeyRecord, Vec<RotationEntry>, bool)> {
-        let key = self.resolve(call, key_id, false)?;
+        let key = self.resolve(call, key_id, false).await?;
         self.check_rotatable(&key)?;
         let start: usize = match marker {
             None => 0,
@@ -167,7 +184,8 @@ impl KmsService {
         };
         let all: Vec<RotationEntry> = self
             .store
-            .list_materials(&key.key_id)?
+            .list_materials(&key.key_id)
+            .await?
             .into_iter()
             .filter_map(|m| {
                 m.rotation_type.map(|t| RotationEntry {

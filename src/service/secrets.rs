@@ -4,69 +4,90 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{KmsError, KmsResult, KmsService};
-use crate::backend::MaterialId;
+use super::{Core, InternalCause, KmsError, KmsResult};
+use crate::backend::{BackendError, MaterialId};
 use crate::model::KeyId;
 
 /// The system key's id (never a customer key: customer key ids are random UUIDv4s).
 const SYSTEM_KEY_ID: &str = "00000000-0000-0000-0000-000000000001";
 const SYSTEM_SECRET_NAME: &str = "secrets-key-v1";
 
-impl KmsService {
-    fn system_material(&self) -> KmsResult<(KeyId, Vec<u8>)> {
-        let id = KeyId::parse(SYSTEM_KEY_ID).ok_or_else(KmsError::internal)?;
-        if let Some(w) = self.store.get_system_secret(SYSTEM_SECRET_NAME)? {
+impl Core {
+    async fn system_material(&self) -> KmsResult<(KeyId, Vec<u8>)> {
+        let id = KeyId::parse(SYSTEM_KEY_ID).ok_or_else(|| {
+            KmsError::internal_because(InternalCause::Invariant("the system key id is invalid"))
+        })?;
+        if let Some(w) = self.store.get_system_secret(SYSTEM_SECRET_NAME).await? {
             return Ok((id, w));
         }
-        let wrapped = self.backend.generate_symmetric(MaterialId {
-            key_id: &id,
-            version: 1,
-            label: "",
-        })?;
+        let wrapped = self
+            .root
+            .generate_symmetric(MaterialId {
+                key_id: &id,
+                version: 1,
+                label: "",
+            })
+            .await?;
         let stored = self
             .store
-            .put_system_secret_if_absent(SYSTEM_SECRET_NAME, &wrapped)?;
+            .put_system_secret_if_absent(SYSTEM_SECRET_NAME, &wrapped)
+            .await?;
         Ok((id, stored))
     }
 
     /// Encrypts a secret for storage; `purpose` is bound as AAD (e.g. the store id).
-    pub(crate) fn seal_secret(&self, purpose: &str, secret: &SecretString) -> KmsResult<Vec<u8>> {
-        let (id, wrapped) = self.system_material()?;
+    pub(crate) async fn seal_secret(
+        &self,
+        purpose: &str,
+        secret: &SecretString,
+    ) -> KmsResult<Vec<u8>> {
+        let (id, wrapped) = self.system_material().await?;
         let m = MaterialId {
             key_id: &id,
             version: 1,
             label: "",
         };
-        let load = || Ok(wrapped.clone());
-        let sealed = self.backend.encrypt(
-            m,
-            &load,
-            secret.expose_secret().as_bytes(),
-            purpose.as_bytes(),
-        )?;
+        let plaintext = secret.expose_secret().as_bytes();
+        let sealed = match self.root.encrypt(m, plaintext, purpose.as_bytes()).await {
+            Err(BackendError::MaterialNeeded) => {
+                self.root.load(m, &wrapped).await?;
+                self.root.encrypt(m, plaintext, purpose.as_bytes()).await?
+            }
+            other => other?,
+        };
         let mut out = sealed.iv.to_vec();
         out.extend_from_slice(&sealed.ciphertext_and_tag);
         Ok(out)
     }
 
     /// Decrypts a secret sealed by [`Self::seal_secret`] with the same `purpose`.
-    pub(crate) fn open_secret(&self, purpose: &str, sealed: &[u8]) -> KmsResult<SecretString> {
+    pub(crate) async fn open_secret(
+        &self,
+        purpose: &str,
+        sealed: &[u8],
+    ) -> KmsResult<SecretString> {
+        let corrupt =
+            || KmsError::internal_because(InternalCause::Invariant("a stored secret is corrupt"));
         if sealed.len() < 12 + 16 {
-            return Err(KmsError::internal());
+            return Err(corrupt());
         }
-        let (id, wrapped) = self.system_material()?;
+        let (id, wrapped) = self.system_material().await?;
         let m = MaterialId {
             key_id: &id,
             version: 1,
             label: "",
         };
-        let load = || Ok(wrapped.clone());
         let mut iv = [0u8; 12];
         iv.copy_from_slice(&sealed[..12]);
-        let plain = self
-            .backend
-            .decrypt(m, &load, &iv, &sealed[12..], purpose.as_bytes())?;
-        let text = String::from_utf8(plain.to_vec()).map_err(|_| KmsError::internal())?;
+        let body = &sealed[12..];
+        let plain = match self.root.decrypt(m, &iv, body, purpose.as_bytes()).await {
+            Err(BackendError::MaterialNeeded) => {
+                self.root.load(m, &wrapped).await?;
+                self.root.decrypt(m, &iv, body, purpose.as_bytes()).await?
+            }
+            other => other?,
+        };
+        let text = String::from_utf8(plain.to_vec()).map_err(|_| corrupt())?;
         Ok(SecretString::from(text))
     }
 }

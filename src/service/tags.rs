@@ -1,17 +1,27 @@
 //! Resource tags on keys: upsert, remove, list (AWS tag rules and limits).
 
-use super::{Call, KmsError, KmsResult, KmsService, StateRule};
+use super::{part, Call, KmsError, KmsResult, StateRule};
 use crate::model::Tag;
 
 /// Tags per key (AWS quota).
 pub const MAX_TAGS_PER_KEY: usize = 50;
 
-impl KmsService {
-    pub fn tag_resource(&self, call: &mut Call, key_id: &str, tags: Vec<Tag>) -> KmsResult<()> {
-        let key = self.resolve(call, key_id, false)?;
+part!(
+    /// TagResource, UntagResource, ListResourceTags.
+    Tags
+);
+
+impl Tags {
+    pub async fn tag_resource(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        tags: Vec<Tag>,
+    ) -> KmsResult<()> {
+        let key = self.resolve(call, key_id, false).await?;
         self.check_state(&key, StateRule::NotPendingDeletion)?;
         check_tags(&tags)?;
-        let existing = self.store.list_tags(&key.key_id)?;
+        let existing = self.store.list_tags(&key.key_id).await?;
         let new_keys = tags
             .iter()
             .filter(|t| !existing.iter().any(|e| e.key == t.key))
@@ -22,32 +32,32 @@ impl KmsService {
                 key.arn
             )));
         }
-        self.store.put_tags(&key.key_id, &tags)?;
+        self.store.put_tags(&key.key_id, &tags).await?;
         Ok(())
     }
 
-    pub fn untag_resource(
+    pub async fn untag_resource(
         &self,
         call: &mut Call,
         key_id: &str,
         tag_keys: Vec<String>,
     ) -> KmsResult<()> {
-        let key = self.resolve(call, key_id, false)?;
+        let key = self.resolve(call, key_id, false).await?;
         self.check_state(&key, StateRule::NotPendingDeletion)?;
-        self.store.remove_tags(&key.key_id, &tag_keys)?;
+        self.store.remove_tags(&key.key_id, &tag_keys).await?;
         Ok(())
     }
 
     /// One page of tags (ordered by tag key); returns the page and whether more follow.
-    pub fn list_resource_tags(
+    pub async fn list_resource_tags(
         &self,
         call: &mut Call,
         key_id: &str,
         marker: Option<&str>,
         limit: usize,
     ) -> KmsResult<(Vec<Tag>, bool)> {
-        let key = self.resolve(call, key_id, false)?;
-        let all = self.store.list_tags(&key.key_id)?;
+        let key = self.resolve(call, key_id, false).await?;
+        let all = self.store.list_tags(&key.key_id).await?;
         let start = match marker {
             None => 0,
             Some(m) => match all.iter().position(|t| t.key.as_str() > m) {

@@ -13,18 +13,21 @@
 //! `inner IV (12) || outer IV length (1) || outer IV (12|16) || outer tag (16) ||
 //! ciphertextMetadata length (1) || ciphertextMetadata (<= 20) || outer ciphertext`.
 //!
-//! Proxy calls run on a small dedicated runtime; the service thread waits for them. Every call
+//! Proxy calls are awaited on the request's own task (network I/O, nothing blocks). Every call
 //! carries `requestMetadata` (principal, key ARN, operation, request id = audit requestID).
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use ring::digest;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use super::ciphertext::{self, EncryptionContext, ParsedBlob};
-use super::{Call, KmsError, KmsResult, KmsService};
+use super::custom_key_stores::CustomKeyStores;
+use super::{Call, Core, KmsError, KmsResult};
 use crate::backend::xks::{XksClient, XksError, XksTarget, XksTls};
 use crate::backend::MaterialId;
 use crate::model::{
@@ -32,7 +35,7 @@ use crate::model::{
     KeyUsage, MaterialRecord, Origin, Tag, XksProxySettings,
 };
 use xks_wire::{
-    self, Base64, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse,
+    self, Base64, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, ErrorName,
     GetHealthStatusResponse, GetKeyMetadataResponse, HealthStatus, MetadataOnlyRequest, Operation,
     RequestMetadata, SecretBase64,
 };
@@ -43,19 +46,10 @@ const PROXY_AAD_CONTEXT: &[u8] = b"kms-xks-v1";
 /// to reach them.
 pub struct XksStores {
     tls: Option<XksTls>,
-    connected: RwLock<HashMap<String, Arc<XksClient>>>,
-    runtime: OnceLock<Option<tokio::runtime::Runtime>>,
+    pub(crate) connected: RwLock<HashMap<String, Arc<XksClient>>>,
     timeout: std::time::Duration,
     /// Request quota per external key store (AWS default 1800/s; may be lowered to shed load).
     rps: u32,
-}
-
-impl Drop for XksStores {
-    fn drop(&mut self) {
-        if let Some(Some(rt)) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
 }
 
 impl XksStores {
@@ -63,7 +57,6 @@ impl XksStores {
         XksStores {
             tls,
             connected: RwLock::default(),
-            runtime: OnceLock::new(),
             timeout: crate::backend::xks::client::ATTEMPT_TIMEOUT,
             rps: super::custom_key_stores::DEFAULT_STORE_RPS,
         }
@@ -86,48 +79,10 @@ impl XksStores {
     }
 
     pub(crate) fn client(&self, store_id: &str) -> Option<Arc<XksClient>> {
-        self.connected
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(store_id)
-            .cloned()
+        self.connected.read().get(store_id).cloned()
     }
 
-    /// Whether any proxy is connected (crypto may then wait on the network).
-    pub fn any_connected(&self) -> bool {
-        !self
-            .connected
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
-    }
-
-    /// Runs a proxy call to completion from a synchronous service thread.
-    fn run<T: Send + 'static>(
-        &self,
-        fut: impl std::future::Future<Output = T> + Send + 'static,
-    ) -> KmsResult<T> {
-        let rt = self
-            .runtime
-            .get_or_init(|| {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("xks-client")
-                    .enable_all()
-                    .build()
-                    .ok()
-            })
-            .as_ref()
-            .ok_or_else(KmsError::internal)?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        rt.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        // The wait is network-bound: off the HSM threads.
-        hsm::threads::detach(|| rx.recv()).map_err(|_| KmsError::internal())
-    }
-
-    fn client_for(
+    pub(crate) fn client_for(
         &self,
         settings: &XksProxySettings,
         secret: SecretString,
@@ -213,23 +168,24 @@ enum Context {
 
 fn proxy_error(e: &XksError, ctx: Context) -> KmsError {
     use Context::*;
+    use ErrorName as N;
     let name = match e {
-        XksError::Proxy { name, .. } => name.as_str(),
-        _ => "",
+        XksError::Proxy { name, .. } => *name,
+        _ => None,
     };
     match ctx {
         Management => match (e, name) {
-            (_, "AuthenticationFailedException") => KmsError::XksProxyIncorrectAuthenticationCredential(
+            (_, Some(N::AuthenticationFailedException)) => KmsError::XksProxyIncorrectAuthenticationCredential(
                 "The external key store proxy rejected the request because it could not authenticate AWS KMS. \
                  Verify the credentials for your external key store proxy."
                     .into(),
             ),
-            (_, "InvalidUriPathException") => KmsError::XksProxyInvalidConfiguration(
+            (_, Some(N::InvalidUriPathException)) => KmsError::XksProxyInvalidConfiguration(
                 "The external key store proxy rejected the request because of an invalid URI path. \
                  Verify the URI path for your external key store."
                     .into(),
             ),
-            (XksError::InvalidResponse(_), _) | (_, "ValidationException" | "InternalException") => {
+            (XksError::InvalidResponse(_), _) | (_, Some(N::ValidationException) | Some(N::InternalException)) => {
                 KmsError::XksProxyInvalidResponse(
                     "AWS KMS cannot interpret the response from the external key store proxy.".into(),
                 )
@@ -247,15 +203,15 @@ fn proxy_error(e: &XksError, ctx: Context) -> KmsError {
             ),
         },
         CreateKey => match name {
-            "KeyNotFoundException" => KmsError::XksKeyNotFound(
+            Some(N::KeyNotFoundException) => KmsError::XksKeyNotFound(
                 "The external key store proxy rejected the request because it could not find the external key.".into(),
             ),
-            "InvalidStateException" | "InvalidKeyUsageException" => KmsError::XksKeyInvalidConfiguration(
+            Some(N::InvalidStateException) | Some(N::InvalidKeyUsageException) => KmsError::XksKeyInvalidConfiguration(
                 "The external key store proxy reports that the external key is not enabled or does not \
                  support the required operations."
                     .into(),
             ),
-            "UnsupportedOperationException" => KmsError::XksKeyInvalidResponse(
+            Some(N::UnsupportedOperationException) => KmsError::XksKeyInvalidResponse(
                 "The external key store proxy rejected the request because it does not support the requested operation.".into(),
             ),
             _ => KmsError::CustomKeyStoreInvalidState(format!("The external key store proxy failed: {e}")),
@@ -265,10 +221,11 @@ fn proxy_error(e: &XksError, ctx: Context) -> KmsError {
 }
 
 /// The cause-specific message of KMSInvalidStateException for crypto operations.
-fn crypto_message(e: &XksError, name: &str) -> String {
+fn crypto_message(e: &XksError, name: Option<ErrorName>) -> String {
+    use ErrorName as N;
     let p = "The external key store proxy rejected the request";
     match (e, name) {
-        (XksError::Timeout, _) | (_, "DependencyTimeoutException") => {
+        (XksError::Timeout, _) | (_, Some(N::DependencyTimeoutException)) => {
             format!("{p} because the external key store proxy did not respond in time. Retry the request.")
         }
         (XksError::Unreachable, _) | (XksError::Tls(_), _) => "AWS KMS cannot communicate with the external key \
@@ -279,27 +236,27 @@ fn crypto_message(e: &XksError, name: &str) -> String {
         (XksError::InvalidResponse(_), _) => {
             "AWS KMS cannot interpret the response from the external key store proxy.".to_string()
         }
-        (_, "InvalidCiphertextException") => format!(
+        (_, Some(N::InvalidCiphertextException)) => format!(
             "{p} because the specified ciphertext or additional authenticated data is corrupted, missing, or otherwise invalid."
         ),
-        (_, "KeyNotFoundException") => format!("{p} because it could not find the external key."),
-        (_, "InvalidStateException") => {
+        (_, Some(N::KeyNotFoundException)) => format!("{p} because it could not find the external key."),
+        (_, Some(N::InvalidStateException)) => {
             format!("{p} because the external key is not enabled in the external key manager.")
         }
-        (_, "InvalidKeyUsageException") => {
+        (_, Some(N::InvalidKeyUsageException)) => {
             format!("{p} because the external key does not support the requested operation.")
         }
-        (_, "AuthenticationFailedException") => format!(
+        (_, Some(N::AuthenticationFailedException)) => format!(
             "{p} because it could not authenticate AWS KMS. Verify the credentials for your external key store proxy."
         ),
-        (_, "InvalidUriPathException") => {
+        (_, Some(N::InvalidUriPathException)) => {
             format!("{p} because of an invalid URI path. Verify the URI path for your external key store.")
         }
-        (_, "ThrottlingException") => format!("{p} because of a very high request rate. Retry the request."),
-        (_, "AccessDeniedException") => "The external key store proxy denied access to the operation. Verify \
+        (_, Some(N::ThrottlingException)) => format!("{p} because of a very high request rate. Retry the request."),
+        (_, Some(N::AccessDeniedException)) => "The external key store proxy denied access to the operation. Verify \
             that the user and the external key are both authorized for this operation, and try the request again."
             .to_string(),
-        (_, "UnsupportedOperationException") => {
+        (_, Some(N::UnsupportedOperationException)) => {
             format!("{p} because it does not support the requested cryptographic operation.")
         }
         _ => "The external key store proxy is in an unhealthy state. Retry the request.".to_string(),
@@ -308,17 +265,18 @@ fn crypto_message(e: &XksError, name: &str) -> String {
 
 /// The connection error code of a failed health probe at connect time.
 fn connect_error_code(e: &XksError) -> &'static str {
+    use ErrorName as N;
     match e {
         XksError::Timeout => "XKS_PROXY_TIMED_OUT",
         XksError::Unreachable => "XKS_PROXY_NOT_REACHABLE",
         XksError::Tls(_) => "XKS_PROXY_INVALID_TLS_CONFIGURATION",
         XksError::InvalidResponse(_) => "XKS_PROXY_INVALID_RESPONSE",
-        XksError::Proxy { name, .. } => match name.as_str() {
-            "AuthenticationFailedException" => "INVALID_CREDENTIALS",
-            "AccessDeniedException" => "XKS_PROXY_ACCESS_DENIED",
-            "InvalidUriPathException" => "XKS_PROXY_INVALID_CONFIGURATION",
-            "DependencyTimeoutException" => "XKS_PROXY_TIMED_OUT",
-            "ThrottlingException" => "XKS_PROXY_NOT_REACHABLE",
+        XksError::Proxy { name, .. } => match name {
+            Some(N::AuthenticationFailedException) => "INVALID_CREDENTIALS",
+            Some(N::AccessDeniedException) => "XKS_PROXY_ACCESS_DENIED",
+            Some(N::InvalidUriPathException) => "XKS_PROXY_INVALID_CONFIGURATION",
+            Some(N::DependencyTimeoutException) => "XKS_PROXY_TIMED_OUT",
+            Some(N::ThrottlingException) => "XKS_PROXY_NOT_REACHABLE",
             _ => "XKS_PROXY_INVALID_RESPONSE",
         },
     }
@@ -371,9 +329,9 @@ fn parse_outer(b: &[u8]) -> Option<Outer<'_>> {
     })
 }
 
-impl KmsService {
-    fn xks_store_of(&self, call: &Call, id: &str) -> KmsResult<CustomKeyStoreRecord> {
-        match self.store.get_custom_key_store(id)? {
+impl CustomKeyStores {
+    async fn xks_store_of(&self, call: &Call, id: &str) -> KmsResult<CustomKeyStoreRecord> {
+        match self.store.get_custom_key_store(id).await? {
             Some(s) if s.account == call.principal.account && s.region == self.region => Ok(s),
             _ => Err(KmsError::CustomKeyStoreNotFound(format!(
                 "Custom key store '{id}' does not exist"
@@ -382,21 +340,18 @@ impl KmsService {
     }
 
     /// GetHealthStatus through a client; an all-UNAVAILABLE fleet counts as unreachable.
-    fn probe(
+    async fn probe(
         &self,
-        client: Arc<XksClient>,
+        client: &XksClient,
         call: &Call,
         store_id: Option<&str>,
-    ) -> KmsResult<Result<GetHealthStatusResponse, XksError>> {
+    ) -> Result<GetHealthStatusResponse, XksError> {
         let req = MetadataOnlyRequest {
             request_metadata: Some(metadata(call, None)),
         };
-        let r_client = client.clone();
-        let r = self.cks.xks.run(async move {
-            client
-                .call::<_, GetHealthStatusResponse>(Operation::GetHealthStatus, "", &req)
-                .await
-        })?;
+        let r = client
+            .call::<_, GetHealthStatusResponse>(Operation::GetHealthStatus, "", &req)
+            .await;
         if let (Some(id), Ok(h)) = (store_id, &r) {
             let m = &self.metrics;
             for d in &h.ekm_fleet_details {
@@ -412,14 +367,14 @@ impl KmsService {
                 }
             }
         }
-        if let (Some(id), Some(not_after)) = (store_id, r_client.certificate_not_after()) {
+        if let (Some(id), Some(not_after)) = (store_id, client.certificate_not_after()) {
             let days = (not_after - self.clock.now().timestamp()) as f64 / 86_400.0;
             self.metrics
                 .xks_cert_days_left
                 .with_label_values(&[id])
                 .set(days);
         }
-        Ok(r.and_then(|h| {
+        r.and_then(|h| {
             let all_down = !h.ekm_fleet_details.is_empty()
                 && h.ekm_fleet_details
                     .iter()
@@ -429,7 +384,7 @@ impl KmsService {
             } else {
                 Ok(h)
             }
-        }))
+        })
     }
 
     fn check_credential(akid: &str, secret: &SecretString) -> KmsResult<()> {
@@ -451,7 +406,7 @@ impl KmsService {
         Ok(())
     }
 
-    pub fn create_xks_store(&self, call: &mut Call, req: NewXksStore) -> KmsResult<String> {
+    pub async fn create_xks_store(&self, call: &mut Call, req: NewXksStore) -> KmsResult<String> {
         let (Some(endpoint), Some(path), Some(connectivity), Some(akid), Some(secret)) = (
             req.uri_endpoint,
             req.uri_path,
@@ -482,7 +437,10 @@ impl KmsService {
             ));
         }
         let account = call.principal.account.clone();
-        let existing = self.store.list_custom_key_stores(&account, &self.region)?;
+        let existing = self
+            .store
+            .list_custom_key_stores(&account, &self.region)
+            .await?;
         if existing.iter().any(|s| s.name == req.name) {
             return Err(KmsError::CustomKeyStoreNameInUse(format!(
                 "Custom key store name '{}' is already in use",
@@ -513,18 +471,14 @@ impl KmsService {
             credential_date: Some(self.clock.now()),
         };
         // Test the configuration the way AWS does: GetHealthStatus signed with the credential.
-        let client = Arc::new(
-            self.cks
-                .xks
-                .client_for(&settings, secret.clone(), &self.region)?,
-        );
-        self.probe(client, call, None)?
+        let client = self
+            .connections
+            .xks
+            .client_for(&settings, secret.clone(), &self.region)?;
+        self.probe(&client, call, None)
+            .await
             .map_err(|e| proxy_error(&e, Context::Management))?;
-        let mut raw = [0u8; 9];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
-            .map_err(|_| KmsError::internal())?;
-        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        let id = format!("cks-{}", &hex[..17]);
+        let id = super::custom_key_stores::new_store_id()?;
         let record = CustomKeyStoreRecord {
             id: id.clone(),
             account,
@@ -533,51 +487,54 @@ impl KmsService {
             store_type: CustomKeyStoreType::ExternalKeyStore,
             cluster_id: None,
             trust_anchor: None,
-            password_encrypted: self.seal_secret(&id, &secret)?,
+            password_encrypted: self.seal_secret(&id, &secret).await?,
             connection_state: ConnectionState::Disconnected,
             connection_error: None,
             creation_date: self.clock.now(),
             row_version: 1,
             xks: Some(settings),
         };
-        self.store.insert_custom_key_store(&record)?;
+        self.store.insert_custom_key_store(&record).await?;
         Ok(id)
     }
 
     /// ConnectCustomKeyStore for an external key store (the caller checked the state).
-    pub(crate) fn connect_xks_store(
+    pub(crate) async fn connect_xks_store(
         &self,
         call: &Call,
         mut store: CustomKeyStoreRecord,
     ) -> KmsResult<()> {
         let Some(settings) = store.xks.clone() else {
-            return Err(KmsError::internal());
+            return Err(KmsError::internal_because(super::InternalCause::Invariant(
+                "an external key store without proxy settings",
+            )));
         };
-        let secret = self.open_secret(&store.id, &store.password_encrypted)?;
+        let secret = self
+            .open_secret(&store.id, &store.password_encrypted)
+            .await?;
         store.connection_state = ConnectionState::Connecting;
         store.connection_error = None;
-        let mut store = self.store.update_custom_key_store(&store)?;
+        let mut store = self.store.update_custom_key_store(&store).await?;
         let client = Arc::new(
-            self.cks
+            self.connections
                 .xks
                 .client_for(&settings, secret, &self.region)?
                 .with_metrics(self.metrics.clone(), &store.id),
         );
-        match self.probe(client.clone(), call, Some(&store.id))? {
+        match self.probe(&client, call, Some(&store.id)).await {
             Ok(_) => {
                 store.connection_state = ConnectionState::Connected;
-                self.store.update_custom_key_store(&store)?;
-                self.cks
+                self.store.update_custom_key_store(&store).await?;
+                self.connections
                     .xks
                     .connected
                     .write()
-                    .unwrap_or_else(|p| p.into_inner())
                     .insert(store.id.clone(), client);
             }
             Err(e) => {
                 store.connection_state = ConnectionState::Failed;
                 store.connection_error = Some(connect_error_code(&e).to_string());
-                self.store.update_custom_key_store(&store)?;
+                self.store.update_custom_key_store(&store).await?;
                 tracing::warn!(custom_key_store_id = %store.id, error = %e, "external key store connect failed");
             }
         }
@@ -586,30 +543,19 @@ impl KmsService {
 
     /// The periodic health check (`KmsHealthCheck`) of every connected proxy; failures are
     /// logged with the connection error code they would cause.
-    pub(crate) fn xks_health_pass(&self) -> usize {
+    pub(crate) async fn xks_health_pass(&self) -> usize {
         let clients: Vec<(String, Arc<XksClient>)> = self
-            .cks
+            .connections
             .xks
             .connected
             .read()
-            .unwrap_or_else(|p| p.into_inner())
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let mut unhealthy = 0;
         for (store_id, client) in clients {
-            let mut call = Call::new(
-                crate::model::Principal {
-                    account: String::new(),
-                    arn: String::new(),
-                    access_key_id: String::new(),
-                },
-                uuid::Uuid::new_v4().to_string(),
-                "AWS Internal".into(),
-                "AWS Internal".into(),
-            );
-            call.operation = "KmsHealthCheck";
-            if let Ok(Some(rec)) = self.store.get_custom_key_store(&store_id) {
+            let call = Call::internal("", "KmsHealthCheck");
+            if let Ok(Some(rec)) = self.store.get_custom_key_store(&store_id).await {
                 if let Some(since) = rec.xks.and_then(|x| x.credential_date) {
                     let days = (self.clock.now() - since).num_seconds() as f64 / 86_400.0;
                     self.metrics
@@ -618,37 +564,30 @@ impl KmsService {
                         .set(days);
                 }
             }
-            match self.probe(client, &call, Some(&store_id)) {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    unhealthy += 1;
-                    tracing::warn!(custom_key_store_id = %store_id, code = connect_error_code(&e), error = %e,
-                        "external key store proxy health check failed");
-                }
-                Err(_) => unhealthy += 1,
+            if let Err(e) = self.probe(&client, &call, Some(&store_id)).await {
+                unhealthy += 1;
+                tracing::warn!(custom_key_store_id = %store_id, code = connect_error_code(&e), error = %e,
+                    "external key store proxy health check failed");
             }
         }
         unhealthy
     }
 
     pub(crate) fn disconnect_xks_store(&self, store_id: &str) {
-        self.cks
-            .xks
-            .connected
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(store_id);
+        self.connections.xks.connected.write().remove(store_id);
     }
 
     /// UpdateCustomKeyStore for an external key store: the new settings are probed first.
-    pub(crate) fn update_xks_store(
+    pub(crate) async fn update_xks_store(
         &self,
         call: &Call,
         store: &mut CustomKeyStoreRecord,
         u: XksUpdate,
     ) -> KmsResult<()> {
         let Some(mut settings) = store.xks.clone() else {
-            return Err(KmsError::internal());
+            return Err(KmsError::internal_because(super::InternalCause::Invariant(
+                "an external key store without proxy settings",
+            )));
         };
         let connected = store.connection_state != ConnectionState::Disconnected;
         if connected
@@ -699,31 +638,34 @@ impl KmsService {
                 settings.credential_date = Some(self.clock.now());
                 secret
             }
-            _ => self.open_secret(&store.id, &store.password_encrypted)?,
+            _ => {
+                self.open_secret(&store.id, &store.password_encrypted)
+                    .await?
+            }
         };
         let client = Arc::new(
-            self.cks
+            self.connections
                 .xks
                 .client_for(&settings, secret.clone(), &self.region)?
                 .with_metrics(self.metrics.clone(), &store.id),
         );
-        self.probe(client.clone(), call, Some(&store.id))?
+        self.probe(&client, call, Some(&store.id))
+            .await
             .map_err(|e| proxy_error(&e, Context::Management))?;
-        store.password_encrypted = self.seal_secret(&store.id, &secret)?;
+        store.password_encrypted = self.seal_secret(&store.id, &secret).await?;
         store.xks = Some(settings);
-        if connected && self.cks.xks.client(&store.id).is_some() {
-            self.cks
+        if connected && self.connections.xks.client(&store.id).is_some() {
+            self.connections
                 .xks
                 .connected
                 .write()
-                .unwrap_or_else(|p| p.into_inner())
                 .insert(store.id.clone(), client);
         }
         Ok(())
     }
 
     /// CreateKey with Origin=EXTERNAL_KEY_STORE.
-    pub fn create_xks_key(
+    pub async fn create_xks_key(
         &self,
         call: &mut Call,
         store_id: &str,
@@ -732,13 +674,13 @@ impl KmsService {
         policy: String,
         tags: Vec<Tag>,
     ) -> KmsResult<KeyRecord> {
-        let store = self.xks_store_of(call, store_id)?;
+        let store = self.xks_store_of(call, store_id).await?;
         if store.store_type != CustomKeyStoreType::ExternalKeyStore {
             return Err(KmsError::Validation(format!(
                 "Custom key store {store_id} is not an EXTERNAL_KEY_STORE; use Origin AWS_CLOUDHSM"
             )));
         }
-        let Some(client) = self.cks.xks.client(store_id) else {
+        let Some(client) = self.connections.xks.client(store_id) else {
             return Err(KmsError::CustomKeyStoreInvalidState(format!(
                 "Custom key store {store_id} is not connected"
             )));
@@ -750,7 +692,8 @@ impl KmsService {
         }
         if self
             .store
-            .find_key_by_xks_id(store_id, xks_key_id)?
+            .find_key_by_xks_id(store_id, xks_key_id)
+            .await?
             .is_some()
         {
             return Err(KmsError::XksKeyAlreadyInUse(format!(
@@ -763,15 +706,9 @@ impl KmsService {
         let req = MetadataOnlyRequest {
             request_metadata: Some(metadata(call, None)),
         };
-        let id = xks_key_id.to_string();
-        let meta = self
-            .cks
-            .xks
-            .run(async move {
-                client
-                    .call::<_, GetKeyMetadataResponse>(Operation::GetKeyMetadata, &id, &req)
-                    .await
-            })?
+        let meta = client
+            .call::<_, GetKeyMetadataResponse>(Operation::GetKeyMetadata, xks_key_id, &req)
+            .await
             .map_err(|e| proxy_error(&e, Context::CreateKey))?;
         if meta.key_spec != xks_wire::KEY_SPEC_AES_256 {
             return Err(KmsError::XksKeyInvalidConfiguration(format!(
@@ -793,11 +730,14 @@ impl KmsService {
                 meta.key_usage.join(", ")
             )));
         }
-        let wrapped = self.backend.generate_symmetric(MaterialId {
-            key_id: &key_id,
-            version: 1,
-            label: &arn,
-        })?;
+        let wrapped = self
+            .root
+            .generate_symmetric(MaterialId {
+                key_id: &key_id,
+                version: 1,
+                label: &arn,
+            })
+            .await?;
         let now = self.clock.now();
         let key = KeyRecord {
             key_id: key_id.clone(),
@@ -829,13 +769,15 @@ impl KmsService {
             created: now,
             rotation_type: None,
         };
-        self.store.insert_key(&key, &material, &tags)?;
+        self.store.insert_key(&key, &material, &tags).await?;
         call.touch(&key);
         Ok(key)
     }
+}
 
+impl Core {
     /// Double encryption: KMS-side material, then the external key over that ciphertext.
-    pub(crate) fn xks_seal(
+    pub(crate) async fn xks_seal(
         &self,
         call: &Call,
         key: &KeyRecord,
@@ -848,7 +790,7 @@ impl KmsService {
         // Connected check and the per-store quota.
         self.backend_for(key)?;
         let client = self
-            .cks
+            .connections
             .xks
             .client(store_id)
             .ok_or_else(|| KmsError::KmsInvalidState(format!("{} is unavailable.", key.arn)))?;
@@ -860,8 +802,12 @@ impl KmsService {
             version,
             label: &key.arn,
         };
-        let load = || self.load_wrapped(key, version);
-        let inner = self.backend.encrypt(m, &load, plaintext, &inner_aad)?;
+        let root = self.root.as_ref();
+        let inner = self
+            .with_material(root, m, KmsError::from, || {
+                root.encrypt(m, plaintext, &inner_aad)
+            })
+            .await?;
         let req = EncryptRequest {
             request_metadata: Some(metadata(call, Some(&key.arn))),
             // Only the KMS-side ciphertext reaches the proxy, never the plaintext.
@@ -870,20 +816,14 @@ impl KmsService {
             additional_authenticated_data: Some(Base64::encode(&proxy_aad(&header, context))),
             ciphertext_data_integrity_value_algorithm: None,
         };
-        let id = xks_key_id.clone();
-        let out = self
-            .cks
-            .xks
-            .run(async move {
-                client
-                    .call::<_, EncryptResponse>(Operation::Encrypt, &id, &req)
-                    .await
-            })?
+        let out = client
+            .call::<_, EncryptResponse>(Operation::Encrypt, xks_key_id, &req)
+            .await
             .map_err(|e| proxy_error(&e, Context::Crypto))?;
         let bad = || {
             KmsError::KmsInvalidState(crypto_message(
                 &XksError::InvalidResponse(String::new()),
-                "",
+                None,
             ))
         };
         let iv = out.initialization_vector.decode().map_err(|_| bad())?;
@@ -912,7 +852,7 @@ impl KmsService {
     }
 
     /// Decrypts a version-2 blob: the proxy's layer, then the KMS-side layer.
-    pub(crate) fn xks_open(
+    pub(crate) async fn xks_open(
         &self,
         call: &Call,
         key: &KeyRecord,
@@ -925,7 +865,7 @@ impl KmsService {
         self.backend_for(key)?;
         let outer = parse_outer(parsed.ciphertext_and_tag).ok_or(KmsError::InvalidCiphertext)?;
         let client = self
-            .cks
+            .connections
             .xks
             .client(store_id)
             .ok_or_else(|| KmsError::KmsInvalidState(format!("{} is unavailable.", key.arn)))?;
@@ -939,20 +879,14 @@ impl KmsService {
             initialization_vector: Some(Base64::encode(outer.iv)),
             authentication_tag: Some(Base64::encode(outer.tag)),
         };
-        let id = xks_key_id.clone();
-        let out = self
-            .cks
-            .xks
-            .run(async move {
-                client
-                    .call::<_, DecryptResponse>(Operation::Decrypt, &id, &req)
-                    .await
-            })?
+        let out = client
+            .call::<_, DecryptResponse>(Operation::Decrypt, xks_key_id, &req)
+            .await
             .map_err(|e| proxy_error(&e, Context::Crypto))?;
         let inner_ct = out.plaintext.decode().map_err(|_| {
             KmsError::KmsInvalidState(crypto_message(
                 &XksError::InvalidResponse(String::new()),
-                "",
+                None,
             ))
         })?;
         let inner_aad = ciphertext::aad(parsed.header, context);
@@ -961,9 +895,11 @@ impl KmsService {
             version: parsed.material_version,
             label: &key.arn,
         };
-        let load = || self.load_wrapped(key, parsed.material_version);
-        Ok(self
-            .backend
-            .decrypt(m, &load, &parsed.iv, &inner_ct, &inner_aad)?)
+        let root = self.root.as_ref();
+        let iv = parsed.iv;
+        self.with_material(root, m, KmsError::from, || {
+            root.decrypt(m, &iv, &inner_ct, &inner_aad)
+        })
+        .await
     }
 }

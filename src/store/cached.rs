@@ -37,6 +37,14 @@ impl<S: MetadataStore> CachedStore<S> {
         map.insert(key.key_id.clone(), Arc::new(key.clone()));
     }
 
+    fn cached(&self, key_id: &KeyId) -> Option<KeyRecord> {
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key_id)
+            .map(|k| KeyRecord::clone(k))
+    }
+
     fn drop_key(&self, id: &KeyId) {
         self.keys
             .write()
@@ -45,36 +53,32 @@ impl<S: MetadataStore> CachedStore<S> {
     }
 }
 
+#[async_trait::async_trait]
 impl<S: MetadataStore> MetadataStore for CachedStore<S> {
-    fn insert_key(
+    async fn insert_key(
         &self,
         key: &KeyRecord,
         material: &MaterialRecord,
         tags: &[Tag],
     ) -> StoreResult<()> {
-        self.inner.insert_key(key, material, tags)?;
+        self.inner.insert_key(key, material, tags).await?;
         self.put(key);
         Ok(())
     }
 
-    fn get_key(&self, key_id: &KeyId) -> StoreResult<Option<KeyRecord>> {
-        if let Some(k) = self
-            .keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key_id)
-        {
-            return Ok(Some(KeyRecord::clone(k)));
+    async fn get_key(&self, key_id: &KeyId) -> StoreResult<Option<KeyRecord>> {
+        if let Some(k) = self.cached(key_id) {
+            return Ok(Some(k));
         }
-        let found = self.inner.get_key(key_id)?;
+        let found = self.inner.get_key(key_id).await?;
         if let Some(k) = &found {
             self.put(k);
         }
         Ok(found)
     }
 
-    fn update_key(&self, key: &KeyRecord) -> StoreResult<KeyRecord> {
-        match self.inner.update_key(key) {
+    async fn update_key(&self, key: &KeyRecord) -> StoreResult<KeyRecord> {
+        match self.inner.update_key(key).await {
             Ok(k) => {
                 self.put(&k);
                 Ok(k)
@@ -87,8 +91,12 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         }
     }
 
-    fn rotate_key(&self, key: &KeyRecord, material: &MaterialRecord) -> StoreResult<KeyRecord> {
-        match self.inner.rotate_key(key, material) {
+    async fn rotate_key(
+        &self,
+        key: &KeyRecord,
+        material: &MaterialRecord,
+    ) -> StoreResult<KeyRecord> {
+        match self.inner.rotate_key(key, material).await {
             Ok(k) => {
                 self.put(&k);
                 Ok(k)
@@ -100,60 +108,64 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         }
     }
 
-    fn delete_key(&self, key_id: &KeyId) -> StoreResult<()> {
-        let r = self.inner.delete_key(key_id);
+    async fn delete_key(&self, key_id: &KeyId) -> StoreResult<()> {
+        let r = self.inner.delete_key(key_id).await;
         self.drop_key(key_id);
         r
     }
 
-    fn list_keys(
+    async fn list_keys(
         &self,
         account: &str,
         region: &str,
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<KeyRecord>> {
-        self.inner.list_keys(account, region, after, limit)
+        self.inner.list_keys(account, region, after, limit).await
     }
 
-    fn keys_due_for_deletion(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
-        self.inner.keys_due_for_deletion(now)
+    async fn keys_due_for_deletion(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
+        self.inner.keys_due_for_deletion(now).await
     }
 
-    fn keys_due_for_rotation(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
-        self.inner.keys_due_for_rotation(now)
+    async fn keys_due_for_rotation(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
+        self.inner.keys_due_for_rotation(now).await
     }
 
-    fn get_material(&self, key_id: &KeyId, version: u32) -> StoreResult<Option<MaterialRecord>> {
-        self.inner.get_material(key_id, version)
+    async fn get_material(
+        &self,
+        key_id: &KeyId,
+        version: u32,
+    ) -> StoreResult<Option<MaterialRecord>> {
+        self.inner.get_material(key_id, version).await
     }
 
-    fn list_materials(&self, key_id: &KeyId) -> StoreResult<Vec<MaterialRecord>> {
-        self.inner.list_materials(key_id)
+    async fn list_materials(&self, key_id: &KeyId) -> StoreResult<Vec<MaterialRecord>> {
+        self.inner.list_materials(key_id).await
     }
 
-    fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
-        self.inner.create_alias(alias)
+    async fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
+        self.inner.create_alias(alias).await
     }
 
-    fn get_alias(
+    async fn get_alias(
         &self,
         account: &str,
         region: &str,
         name: &str,
     ) -> StoreResult<Option<AliasRecord>> {
-        self.inner.get_alias(account, region, name)
+        self.inner.get_alias(account, region, name).await
     }
 
-    fn update_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
-        self.inner.update_alias(alias)
+    async fn update_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
+        self.inner.update_alias(alias).await
     }
 
-    fn delete_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<bool> {
-        self.inner.delete_alias(account, region, name)
+    async fn delete_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<bool> {
+        self.inner.delete_alias(account, region, name).await
     }
 
-    fn list_aliases(
+    async fn list_aliases(
         &self,
         account: &str,
         region: &str,
@@ -163,68 +175,73 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     ) -> StoreResult<Vec<AliasRecord>> {
         self.inner
             .list_aliases(account, region, key_id, after, limit)
+            .await
     }
 
-    fn count_aliases(&self, key_id: &KeyId) -> StoreResult<usize> {
-        self.inner.count_aliases(key_id)
+    async fn count_aliases(&self, key_id: &KeyId) -> StoreResult<usize> {
+        self.inner.count_aliases(key_id).await
     }
 
-    fn put_tags(&self, key_id: &KeyId, tags: &[Tag]) -> StoreResult<()> {
-        self.inner.put_tags(key_id, tags)
+    async fn put_tags(&self, key_id: &KeyId, tags: &[Tag]) -> StoreResult<()> {
+        self.inner.put_tags(key_id, tags).await
     }
 
-    fn remove_tags(&self, key_id: &KeyId, tag_keys: &[String]) -> StoreResult<()> {
-        self.inner.remove_tags(key_id, tag_keys)
+    async fn remove_tags(&self, key_id: &KeyId, tag_keys: &[String]) -> StoreResult<()> {
+        self.inner.remove_tags(key_id, tag_keys).await
     }
 
-    fn list_tags(&self, key_id: &KeyId) -> StoreResult<Vec<Tag>> {
-        self.inner.list_tags(key_id)
+    async fn list_tags(&self, key_id: &KeyId) -> StoreResult<Vec<Tag>> {
+        self.inner.list_tags(key_id).await
     }
 
-    fn insert_custom_key_store(&self, store: &CustomKeyStoreRecord) -> StoreResult<()> {
-        self.inner.insert_custom_key_store(store)
+    async fn insert_custom_key_store(&self, store: &CustomKeyStoreRecord) -> StoreResult<()> {
+        self.inner.insert_custom_key_store(store).await
     }
 
-    fn get_custom_key_store(&self, id: &str) -> StoreResult<Option<CustomKeyStoreRecord>> {
-        self.inner.get_custom_key_store(id)
+    async fn get_custom_key_store(&self, id: &str) -> StoreResult<Option<CustomKeyStoreRecord>> {
+        self.inner.get_custom_key_store(id).await
     }
 
-    fn list_custom_key_stores(
+    async fn list_custom_key_stores(
         &self,
         account: &str,
         region: &str,
     ) -> StoreResult<Vec<CustomKeyStoreRecord>> {
-        self.inner.list_custom_key_stores(account, region)
+        self.inner.list_custom_key_stores(account, region).await
     }
 
-    fn update_custom_key_store(
+    async fn update_custom_key_store(
         &self,
         store: &CustomKeyStoreRecord,
     ) -> StoreResult<CustomKeyStoreRecord> {
-        self.inner.update_custom_key_store(store)
+        self.inner.update_custom_key_store(store).await
     }
 
-    fn delete_custom_key_store(&self, id: &str) -> StoreResult<()> {
-        self.inner.delete_custom_key_store(id)
+    async fn delete_custom_key_store(&self, id: &str) -> StoreResult<()> {
+        self.inner.delete_custom_key_store(id).await
     }
 
-    fn count_keys_in_store(&self, store_id: &str) -> StoreResult<usize> {
-        self.inner.count_keys_in_store(store_id)
+    async fn all_custom_key_stores(&self) -> StoreResult<Vec<CustomKeyStoreRecord>> {
+        self.inner.all_custom_key_stores().await
     }
 
-    fn find_key_by_xks_id(&self, store_id: &str, xks_key_id: &str) -> StoreResult<Option<KeyId>> {
-        self.inner.find_key_by_xks_id(store_id, xks_key_id)
+    async fn count_keys_in_store(&self, store_id: &str) -> StoreResult<usize> {
+        self.inner.count_keys_in_store(store_id).await
     }
 
-    fn get_system_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.get_system_secret(name)
+    async fn find_key_by_xks_id(
+        &self,
+        store_id: &str,
+        xks_key_id: &str,
+    ) -> StoreResult<Option<KeyId>> {
+        self.inner.find_key_by_xks_id(store_id, xks_key_id).await
     }
 
-    fn put_system_secret_if_absent(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
-        self.inner.put_system_secret_if_absent(name, value)
+    async fn get_system_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.get_system_secret(name).await
     }
 
-    fn all_custom_key_stores(&self) -> StoreResult<Vec<CustomKeyStoreRecord>> {
-        self.inner.all_custom_key_stores()
+    async fn put_system_secret_if_absent(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
+        self.inner.put_system_secret_if_absent(name, value).await
     }
 }

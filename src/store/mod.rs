@@ -48,26 +48,31 @@ impl From<rusqlite::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Durable key metadata. Implementations are synchronous; callers keep them off async workers
-/// when a call may block on disk.
+/// Durable key metadata. Async: an implementation keeps its blocking work (SQLite statements,
+/// fsync) off the async workers itself, so the service awaits it like any other I/O.
+#[async_trait::async_trait]
 pub trait MetadataStore: Send + Sync {
     /// Inserts a new key with its first material version and tags, atomically.
-    fn insert_key(
+    async fn insert_key(
         &self,
         key: &KeyRecord,
         material: &MaterialRecord,
         tags: &[Tag],
     ) -> StoreResult<()>;
     /// Looks a key up by id (key ids are unique across accounts).
-    fn get_key(&self, key_id: &KeyId) -> StoreResult<Option<KeyRecord>>;
+    async fn get_key(&self, key_id: &KeyId) -> StoreResult<Option<KeyRecord>>;
     /// Replaces a key row if its `row_version` still equals `key.row_version`; bumps it.
-    fn update_key(&self, key: &KeyRecord) -> StoreResult<KeyRecord>;
+    async fn update_key(&self, key: &KeyRecord) -> StoreResult<KeyRecord>;
     /// Replaces a key row and adds a material version in one transaction (rotation).
-    fn rotate_key(&self, key: &KeyRecord, material: &MaterialRecord) -> StoreResult<KeyRecord>;
+    async fn rotate_key(
+        &self,
+        key: &KeyRecord,
+        material: &MaterialRecord,
+    ) -> StoreResult<KeyRecord>;
     /// Deletes a key with its material, aliases and tags.
-    fn delete_key(&self, key_id: &KeyId) -> StoreResult<()>;
+    async fn delete_key(&self, key_id: &KeyId) -> StoreResult<()>;
     /// Key ids of an account and region, ordered, starting after `after`.
-    fn list_keys(
+    async fn list_keys(
         &self,
         account: &str,
         region: &str,
@@ -75,28 +80,32 @@ pub trait MetadataStore: Send + Sync {
         limit: usize,
     ) -> StoreResult<Vec<KeyRecord>>;
     /// Keys in PendingDeletion whose deletion date has passed.
-    fn keys_due_for_deletion(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>>;
+    async fn keys_due_for_deletion(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>>;
     /// Keys with rotation enabled whose next rotation date has passed.
-    fn keys_due_for_rotation(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>>;
+    async fn keys_due_for_rotation(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>>;
 
     /// One material version of a key.
-    fn get_material(&self, key_id: &KeyId, version: u32) -> StoreResult<Option<MaterialRecord>>;
+    async fn get_material(
+        &self,
+        key_id: &KeyId,
+        version: u32,
+    ) -> StoreResult<Option<MaterialRecord>>;
     /// All material versions of a key, oldest first.
-    fn list_materials(&self, key_id: &KeyId) -> StoreResult<Vec<MaterialRecord>>;
+    async fn list_materials(&self, key_id: &KeyId) -> StoreResult<Vec<MaterialRecord>>;
 
     /// Creates an alias; [`StoreError::AlreadyExists`] when the name is taken.
-    fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()>;
-    fn get_alias(
+    async fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()>;
+    async fn get_alias(
         &self,
         account: &str,
         region: &str,
         name: &str,
     ) -> StoreResult<Option<AliasRecord>>;
     /// Points an existing alias at another key.
-    fn update_alias(&self, alias: &AliasRecord) -> StoreResult<()>;
-    fn delete_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<bool>;
+    async fn update_alias(&self, alias: &AliasRecord) -> StoreResult<()>;
+    async fn delete_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<bool>;
     /// Aliases of an account and region (optionally of one key), ordered by name, after `after`.
-    fn list_aliases(
+    async fn list_aliases(
         &self,
         account: &str,
         region: &str,
@@ -104,37 +113,41 @@ pub trait MetadataStore: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<AliasRecord>>;
-    fn count_aliases(&self, key_id: &KeyId) -> StoreResult<usize>;
+    async fn count_aliases(&self, key_id: &KeyId) -> StoreResult<usize>;
 
     /// Upserts tags on a key.
-    fn put_tags(&self, key_id: &KeyId, tags: &[Tag]) -> StoreResult<()>;
-    fn remove_tags(&self, key_id: &KeyId, tag_keys: &[String]) -> StoreResult<()>;
+    async fn put_tags(&self, key_id: &KeyId, tags: &[Tag]) -> StoreResult<()>;
+    async fn remove_tags(&self, key_id: &KeyId, tag_keys: &[String]) -> StoreResult<()>;
     /// Tags of a key ordered by tag key.
-    fn list_tags(&self, key_id: &KeyId) -> StoreResult<Vec<Tag>>;
+    async fn list_tags(&self, key_id: &KeyId) -> StoreResult<Vec<Tag>>;
 
     /// Custom key stores.
-    fn insert_custom_key_store(&self, store: &CustomKeyStoreRecord) -> StoreResult<()>;
-    fn get_custom_key_store(&self, id: &str) -> StoreResult<Option<CustomKeyStoreRecord>>;
+    async fn insert_custom_key_store(&self, store: &CustomKeyStoreRecord) -> StoreResult<()>;
+    async fn get_custom_key_store(&self, id: &str) -> StoreResult<Option<CustomKeyStoreRecord>>;
     /// Stores of an account and region, ordered by id.
-    fn list_custom_key_stores(
+    async fn list_custom_key_stores(
         &self,
         account: &str,
         region: &str,
     ) -> StoreResult<Vec<CustomKeyStoreRecord>>;
     /// Replaces a store row if its `row_version` still matches; bumps it.
-    fn update_custom_key_store(
+    async fn update_custom_key_store(
         &self,
         store: &CustomKeyStoreRecord,
     ) -> StoreResult<CustomKeyStoreRecord>;
-    fn delete_custom_key_store(&self, id: &str) -> StoreResult<()>;
+    async fn delete_custom_key_store(&self, id: &str) -> StoreResult<()>;
     /// Every store of every account (start-up reconnects).
-    fn all_custom_key_stores(&self) -> StoreResult<Vec<CustomKeyStoreRecord>>;
-    fn count_keys_in_store(&self, store_id: &str) -> StoreResult<usize>;
+    async fn all_custom_key_stores(&self) -> StoreResult<Vec<CustomKeyStoreRecord>>;
+    async fn count_keys_in_store(&self, store_id: &str) -> StoreResult<usize>;
     /// The key of an external key store that uses an external key, if any.
-    fn find_key_by_xks_id(&self, store_id: &str, xks_key_id: &str) -> StoreResult<Option<KeyId>>;
+    async fn find_key_by_xks_id(
+        &self,
+        store_id: &str,
+        xks_key_id: &str,
+    ) -> StoreResult<Option<KeyId>>;
 
     /// Service secrets (wrapped material of the key that protects stored passwords).
-    fn get_system_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn get_system_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Stores `value` unless the name exists; returns the stored value either way.
-    fn put_system_secret_if_absent(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>>;
+    async fn put_system_secret_if_absent(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>>;
 }

@@ -14,6 +14,7 @@ use crate::model::{
     AliasRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, KeyId, KeyRecord,
     KeySpec, KeyState, KeyUsage, MaterialRecord, Origin, RotationType, Tag, XksProxySettings,
 };
+use std::sync::Arc;
 
 /// Versioned schema migrations for SQLite; applied in order, recorded in `schema_version`.
 const MIGRATIONS: &[&str] = &[
@@ -102,8 +103,15 @@ ALTER TABLE custom_key_stores ADD COLUMN xks_credential_ms INTEGER;
 
 const READERS: usize = 4;
 
-/// The embedded default store.
+/// The embedded default store: a handle on the database whose every statement runs on tokio's
+/// blocking pool (a commit waits for fsync; no statement runs on an async worker).
+#[derive(Clone)]
 pub struct SqliteStore {
+    db: Arc<Db>,
+}
+
+/// The connections; its methods block.
+struct Db {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
@@ -284,12 +292,31 @@ fn write_key(conn: &Connection, k: &KeyRecord) -> StoreResult<KeyRecord> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub fn open(path: &Path) -> StoreResult<Self> {
+        Ok(SqliteStore {
+            db: Arc::new(Db::open(path)?),
+        })
+    }
+
+    /// Runs `f` on the database off the async workers.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Database(format!("store task: {e}")))?
+    }
+}
+
+impl Db {
+    fn open(path: &Path) -> StoreResult<Self> {
         let mut writer = open(path)?;
         Self::migrate(&mut writer)?;
         let readers = (0..READERS)
             .map(|_| open(path).map(Mutex::new))
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(SqliteStore {
+        Ok(Db {
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
@@ -335,7 +362,7 @@ impl SqliteStore {
     }
 }
 
-impl MetadataStore for SqliteStore {
+impl Db {
     fn insert_key(&self, k: &KeyRecord, m: &MaterialRecord, tags: &[Tag]) -> StoreResult<()> {
         let mut conn = self.writer();
         let tx = conn.transaction()?;
@@ -779,5 +806,211 @@ impl MetadataStore for SqliteStore {
             out.push(store_from_row(row)?);
         }
         Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl MetadataStore for SqliteStore {
+    async fn insert_key(
+        &self,
+        key: &KeyRecord,
+        material: &MaterialRecord,
+        tags: &[Tag],
+    ) -> StoreResult<()> {
+        let (key, material, tags) = (key.clone(), material.clone(), tags.to_vec());
+        self.run(move |db| db.insert_key(&key, &material, &tags))
+            .await
+    }
+
+    async fn get_key(&self, key_id: &KeyId) -> StoreResult<Option<KeyRecord>> {
+        let key_id = key_id.clone();
+        self.run(move |db| db.get_key(&key_id)).await
+    }
+
+    async fn update_key(&self, key: &KeyRecord) -> StoreResult<KeyRecord> {
+        let key = key.clone();
+        self.run(move |db| db.update_key(&key)).await
+    }
+
+    async fn rotate_key(
+        &self,
+        key: &KeyRecord,
+        material: &MaterialRecord,
+    ) -> StoreResult<KeyRecord> {
+        let (key, material) = (key.clone(), material.clone());
+        self.run(move |db| db.rotate_key(&key, &material)).await
+    }
+
+    async fn delete_key(&self, key_id: &KeyId) -> StoreResult<()> {
+        let key_id = key_id.clone();
+        self.run(move |db| db.delete_key(&key_id)).await
+    }
+
+    async fn list_keys(
+        &self,
+        account: &str,
+        region: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<KeyRecord>> {
+        let (account, region, after) = (
+            account.to_string(),
+            region.to_string(),
+            after.map(str::to_string),
+        );
+        self.run(move |db| db.list_keys(&account, &region, after.as_deref(), limit))
+            .await
+    }
+
+    async fn keys_due_for_deletion(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
+        self.run(move |db| db.keys_due_for_deletion(now)).await
+    }
+
+    async fn keys_due_for_rotation(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
+        self.run(move |db| db.keys_due_for_rotation(now)).await
+    }
+
+    async fn get_material(
+        &self,
+        key_id: &KeyId,
+        version: u32,
+    ) -> StoreResult<Option<MaterialRecord>> {
+        let key_id = key_id.clone();
+        self.run(move |db| db.get_material(&key_id, version)).await
+    }
+
+    async fn list_materials(&self, key_id: &KeyId) -> StoreResult<Vec<MaterialRecord>> {
+        let key_id = key_id.clone();
+        self.run(move |db| db.list_materials(&key_id)).await
+    }
+
+    async fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
+        let alias = alias.clone();
+        self.run(move |db| db.create_alias(&alias)).await
+    }
+
+    async fn get_alias(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> StoreResult<Option<AliasRecord>> {
+        let (account, region, name) = (account.to_string(), region.to_string(), name.to_string());
+        self.run(move |db| db.get_alias(&account, &region, &name))
+            .await
+    }
+
+    async fn update_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
+        let alias = alias.clone();
+        self.run(move |db| db.update_alias(&alias)).await
+    }
+
+    async fn delete_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<bool> {
+        let (account, region, name) = (account.to_string(), region.to_string(), name.to_string());
+        self.run(move |db| db.delete_alias(&account, &region, &name))
+            .await
+    }
+
+    async fn list_aliases(
+        &self,
+        account: &str,
+        region: &str,
+        key_id: Option<&KeyId>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<AliasRecord>> {
+        let (account, region, key_id, after) = (
+            account.to_string(),
+            region.to_string(),
+            key_id.cloned(),
+            after.map(str::to_string),
+        );
+        self.run(move |db| {
+            db.list_aliases(&account, &region, key_id.as_ref(), after.as_deref(), limit)
+        })
+        .await
+    }
+
+    async fn count_aliases(&self, key_id: &KeyId) -> StoreResult<usize> {
+        let key_id = key_id.clone();
+        self.run(move |db| db.count_aliases(&key_id)).await
+    }
+
+    async fn put_tags(&self, key_id: &KeyId, tags: &[Tag]) -> StoreResult<()> {
+        let (key_id, tags) = (key_id.clone(), tags.to_vec());
+        self.run(move |db| db.put_tags(&key_id, &tags)).await
+    }
+
+    async fn remove_tags(&self, key_id: &KeyId, tag_keys: &[String]) -> StoreResult<()> {
+        let (key_id, tag_keys) = (key_id.clone(), tag_keys.to_vec());
+        self.run(move |db| db.remove_tags(&key_id, &tag_keys)).await
+    }
+
+    async fn list_tags(&self, key_id: &KeyId) -> StoreResult<Vec<Tag>> {
+        let key_id = key_id.clone();
+        self.run(move |db| db.list_tags(&key_id)).await
+    }
+
+    async fn insert_custom_key_store(&self, store: &CustomKeyStoreRecord) -> StoreResult<()> {
+        let store = store.clone();
+        self.run(move |db| db.insert_custom_key_store(&store)).await
+    }
+
+    async fn get_custom_key_store(&self, id: &str) -> StoreResult<Option<CustomKeyStoreRecord>> {
+        let id = id.to_string();
+        self.run(move |db| db.get_custom_key_store(&id)).await
+    }
+
+    async fn list_custom_key_stores(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> StoreResult<Vec<CustomKeyStoreRecord>> {
+        let (account, region) = (account.to_string(), region.to_string());
+        self.run(move |db| db.list_custom_key_stores(&account, &region))
+            .await
+    }
+
+    async fn update_custom_key_store(
+        &self,
+        store: &CustomKeyStoreRecord,
+    ) -> StoreResult<CustomKeyStoreRecord> {
+        let store = store.clone();
+        self.run(move |db| db.update_custom_key_store(&store)).await
+    }
+
+    async fn delete_custom_key_store(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.run(move |db| db.delete_custom_key_store(&id)).await
+    }
+
+    async fn all_custom_key_stores(&self) -> StoreResult<Vec<CustomKeyStoreRecord>> {
+        self.run(move |db| db.all_custom_key_stores()).await
+    }
+
+    async fn count_keys_in_store(&self, store_id: &str) -> StoreResult<usize> {
+        let store_id = store_id.to_string();
+        self.run(move |db| db.count_keys_in_store(&store_id)).await
+    }
+
+    async fn find_key_by_xks_id(
+        &self,
+        store_id: &str,
+        xks_key_id: &str,
+    ) -> StoreResult<Option<KeyId>> {
+        let (store_id, xks_key_id) = (store_id.to_string(), xks_key_id.to_string());
+        self.run(move |db| db.find_key_by_xks_id(&store_id, &xks_key_id))
+            .await
+    }
+
+    async fn get_system_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let name = name.to_string();
+        self.run(move |db| db.get_system_secret(&name)).await
+    }
+
+    async fn put_system_secret_if_absent(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
+        let (name, value) = (name.to_string(), value.to_vec());
+        self.run(move |db| db.put_system_secret_if_absent(&name, &value))
+            .await
     }
 }

@@ -395,7 +395,7 @@ impl TestServer {
         .unwrap();
         let config = kms::config::load(Some(&cfg_path), env.clone()).unwrap();
         let clock = Arc::new(ManualClock::default());
-        let app = kms::app::build(&config, clock.clone()).unwrap();
+        let app = kms::app::build(&config, clock.clone()).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = kms::api::router(app.state.clone());
@@ -433,8 +433,8 @@ impl TestServer {
     }
 
     /// Runs one maintenance pass (deletions and scheduled rotations) now.
-    pub fn run_maintenance(&self) -> kms::service::maintenance::MaintenanceReport {
-        self.state.service.run_maintenance().unwrap()
+    pub async fn run_maintenance(&self) -> kms::service::maintenance::MaintenanceReport {
+        self.state.service.run_maintenance().await.unwrap()
     }
 
     /// The audit records written so far (waits briefly for the writer thread).

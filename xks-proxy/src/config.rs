@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hsm::VendorProfile;
-use xks_wire::{self, Operation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use xks_wire::{self, Operation};
 
 use crate::authz::{Effect, Pattern, Policy, Rule};
 

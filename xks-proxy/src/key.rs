@@ -30,8 +30,8 @@ use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{ObjectClass, ObjectHandle};
 use hsm::{ErrorClass, Pkcs11Error, Token};
-use xks_wire::{ErrorName, TAG_LEN};
 use subtle::ConstantTimeEq;
+use xks_wire::{ErrorName, TAG_LEN};
 use zeroize::Zeroizing;
 
 use crate::error::XksError;

@@ -2,11 +2,11 @@
 //! port: requests by operation and outcome, request latency, HSM call latency, blocking-pool
 //! and session-pool use, health per HSM instance, configuration reloads, open connections.
 
-use xks_wire::Operation;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use xks_wire::Operation;
 
 use crate::state::AppState;
 

@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
-use sigv4::SigningKeyCache;
 use secrecy::SecretString;
+use sigv4::SigningKeyCache;
 
 use crate::authz::Policy;
 use crate::config::{

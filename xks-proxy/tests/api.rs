@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
-use xks_wire::{cdiv_sha256, ErrorName, Operation};
 use serde_json::{json, Value};
+use xks_wire::{cdiv_sha256, ErrorName, Operation};
 
 /// A proxy on the shared token with keys: `foo` (AES-256 enc+dec), `enc-only`, `dec-only`,
 /// `neither`, `off` (disabled), `aes128`, `dup` (two objects with one label), `gone` (no object).

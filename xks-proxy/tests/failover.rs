@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use common::*;
-use xks_wire::ErrorName;
 use serde_json::Value;
+use xks_wire::ErrorName;
 
 /// The fault markers' directory; set before the fault module is first loaded.
 fn fault_dir() -> &'static PathBuf {

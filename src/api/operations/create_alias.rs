@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::{check_key_id, present, KeyAffected, Operation};
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct CreateAlias;
 
@@ -34,7 +34,6 @@ pub(super) fn check_alias_name(c: &mut Checks, v: &Option<String>) {
 impl Operation for CreateAlias {
     const NAME: &'static str = "CreateAlias";
     const READ_ONLY: bool = false;
-    const BLOCKING: bool = true;
     type Request = Request;
     type Response = KeyAffected;
 
@@ -46,12 +45,14 @@ impl Operation for CreateAlias {
         r.audit()
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
         let mut c = Checks::new();
         check_alias_name(&mut c, &r.alias_name);
         check_key_id(&mut c, "targetKeyId", &r.target_key_id);
         c.finish()?;
-        svc.create_alias(call, &present(r.alias_name)?, &present(r.target_key_id)?)?;
+        kms.aliases
+            .create_alias(call, &present(r.alias_name)?, &present(r.target_key_id)?)
+            .await?;
         Ok(KeyAffected::of(call))
     }
 }

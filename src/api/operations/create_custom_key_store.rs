@@ -8,7 +8,7 @@ use super::{present, Operation};
 use crate::api::validate::Checks;
 use crate::model::CustomKeyStoreType;
 use crate::service::custom_key_stores::NewStore;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct CreateCustomKeyStore;
 
@@ -43,7 +43,6 @@ pub fn check_password(c: &mut Checks, p: &Option<SecretString>) {
 impl Operation for CreateCustomKeyStore {
     const NAME: &'static str = "CreateCustomKeyStore";
     const READ_ONLY: bool = false;
-    const BLOCKING: bool = true;
     type Request = Request;
     type Response = Response;
 
@@ -60,7 +59,7 @@ impl Operation for CreateCustomKeyStore {
         json!({ "customKeyStoreId": r.custom_key_store_id })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         c.required("customKeyStoreName", &r.custom_key_store_name)
             .len(
@@ -113,32 +112,38 @@ impl Operation for CreateCustomKeyStore {
                 Some(c) => (c.access_key_id, c.raw_secret_access_key),
                 None => (None, None),
             };
-            let id = svc.create_xks_store(
-                call,
-                crate::service::xks::NewXksStore {
-                    name: present(r.custom_key_store_name)?,
-                    uri_endpoint: r.xks_proxy_uri_endpoint,
-                    uri_path: r.xks_proxy_uri_path,
-                    connectivity: r.xks_proxy_connectivity,
-                    vpc_endpoint_service_name: r.xks_proxy_vpc_endpoint_service_name,
-                    access_key_id,
-                    secret,
-                },
-            )?;
+            let id = kms
+                .custom_key_stores
+                .create_xks_store(
+                    call,
+                    crate::service::xks::NewXksStore {
+                        name: present(r.custom_key_store_name)?,
+                        uri_endpoint: r.xks_proxy_uri_endpoint,
+                        uri_path: r.xks_proxy_uri_path,
+                        connectivity: r.xks_proxy_connectivity,
+                        vpc_endpoint_service_name: r.xks_proxy_vpc_endpoint_service_name,
+                        access_key_id,
+                        secret,
+                    },
+                )
+                .await?;
             return Ok(Response {
                 custom_key_store_id: id,
             });
         }
-        let id = svc.create_custom_key_store(
-            call,
-            NewStore {
-                name: present(r.custom_key_store_name)?,
-                store_type: store_type.unwrap_or(CustomKeyStoreType::AwsCloudhsm),
-                cluster_id: r.cloud_hsm_cluster_id,
-                trust_anchor: r.trust_anchor_certificate,
-                password: r.key_store_password,
-            },
-        )?;
+        let id = kms
+            .custom_key_stores
+            .create_custom_key_store(
+                call,
+                NewStore {
+                    name: present(r.custom_key_store_name)?,
+                    store_type: store_type.unwrap_or(CustomKeyStoreType::AwsCloudhsm),
+                    cluster_id: r.cloud_hsm_cluster_id,
+                    trust_anchor: r.trust_anchor_certificate,
+                    password: r.key_store_password,
+                },
+            )
+            .await?;
         Ok(Response {
             custom_key_store_id: id,
         })

@@ -9,7 +9,7 @@ use crate::api::validate::{is_policy_text, Checks};
 use crate::model::{KeySpec, KeyUsage, Origin, Tag};
 use crate::service::keys::NewKey;
 use crate::service::policy::{validate_policy, MAX_POLICY_BYTES};
-use crate::service::{Call, KmsError, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsError, KmsResult};
 
 pub struct CreateKey;
 
@@ -70,7 +70,6 @@ pub fn check_policy_text(c: &mut Checks, policy: Option<&str>) -> KmsResult<()> 
 impl Operation for CreateKey {
     const NAME: &'static str = "CreateKey";
     const READ_ONLY: bool = false;
-    const BLOCKING: bool = true;
     type Request = Request;
     type Response = Response;
 
@@ -90,7 +89,7 @@ impl Operation for CreateKey {
         json!({ "keyMetadata": { "keyId": r.key_metadata.key_id, "arn": r.key_metadata.arn } })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         c.len("description", r.description.as_deref(), 0, 8192);
         let usage = c.enum_value(
@@ -173,41 +172,48 @@ impl Operation for CreateKey {
                         "Origin EXTERNAL_KEY_STORE requires an XksKeyId.".into(),
                     ));
                 };
-                svc.create_xks_key(
-                    call,
-                    store_id,
-                    xks_key_id,
-                    r.description.unwrap_or_default(),
-                    policy,
-                    tags,
-                )?
+                kms.custom_key_stores
+                    .create_xks_key(
+                        call,
+                        store_id,
+                        xks_key_id,
+                        r.description.unwrap_or_default(),
+                        policy,
+                        tags,
+                    )
+                    .await?
             } else {
-                svc.create_cloudhsm_key(
-                    call,
-                    store_id,
-                    r.description.unwrap_or_default(),
-                    policy,
-                    tags,
-                )?
+                kms.custom_key_stores
+                    .create_cloudhsm_key(
+                        call,
+                        store_id,
+                        r.description.unwrap_or_default(),
+                        policy,
+                        tags,
+                    )
+                    .await?
             };
             return Ok(Response {
-                key_metadata: KeyMetadata::of(svc, &key),
+                key_metadata: KeyMetadata::of(kms, &key).await,
             });
         }
-        let key = svc.create_key(
-            call,
-            NewKey {
-                description: r.description.unwrap_or_default(),
-                key_spec,
-                key_usage,
-                origin,
-                policy: r.policy,
-                tags,
-                multi_region: r.multi_region.unwrap_or(false),
-            },
-        )?;
+        let key = kms
+            .keys
+            .create_key(
+                call,
+                NewKey {
+                    description: r.description.unwrap_or_default(),
+                    key_spec,
+                    key_usage,
+                    origin,
+                    policy: r.policy,
+                    tags,
+                    multi_region: r.multi_region.unwrap_or(false),
+                },
+            )
+            .await?;
         Ok(Response {
-            key_metadata: KeyMetadata::of(svc, &key),
+            key_metadata: KeyMetadata::of(kms, &key).await,
         })
     }
 }

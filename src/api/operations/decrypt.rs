@@ -9,7 +9,7 @@ use crate::api::shapes::{Blob, SecretBlob, WireContext};
 use crate::api::validate::Checks;
 use crate::model::EncryptionAlgorithm;
 use crate::service::crypto::CryptoOp;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct Decrypt;
 
@@ -35,7 +35,6 @@ pub struct Response {
 impl Operation for Decrypt {
     const NAME: &'static str = "Decrypt";
     const READ_ONLY: bool = true;
-    const BLOCKING: bool = false;
     type Request = Request;
     type Response = Response;
 
@@ -48,7 +47,7 @@ impl Operation for Decrypt {
         })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         c.required("ciphertextBlob", &r.ciphertext_blob).blob_len(
             "ciphertextBlob",
@@ -66,15 +65,18 @@ impl Operation for Decrypt {
         c.finish()?;
         let blob = present(r.ciphertext_blob)?;
         let context = r.encryption_context.unwrap_or_default().0;
-        let out = svc.decrypt(
-            call,
-            &blob.0,
-            r.key_id.as_deref(),
-            &context,
-            alg,
-            CryptoOp::Decrypt,
-            r.dry_run.unwrap_or(false),
-        )?;
+        let out = kms
+            .crypto
+            .decrypt(
+                call,
+                &blob.0,
+                r.key_id.as_deref(),
+                &context,
+                alg,
+                CryptoOp::Decrypt,
+                r.dry_run.unwrap_or(false),
+            )
+            .await?;
         Ok(Response {
             key_id: out.key.arn,
             plaintext: SecretBlob(out.plaintext),

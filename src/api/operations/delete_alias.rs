@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::create_alias::check_alias_name;
 use super::{present, KeyAffected, Operation};
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct DeleteAlias;
 
@@ -19,7 +19,6 @@ pub struct Request {
 impl Operation for DeleteAlias {
     const NAME: &'static str = "DeleteAlias";
     const READ_ONLY: bool = false;
-    const BLOCKING: bool = true;
     type Request = Request;
     type Response = KeyAffected;
 
@@ -31,11 +30,13 @@ impl Operation for DeleteAlias {
         r.audit()
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
         let mut c = Checks::new();
         check_alias_name(&mut c, &r.alias_name);
         c.finish()?;
-        svc.delete_alias(call, &present(r.alias_name)?)?;
+        kms.aliases
+            .delete_alias(call, &present(r.alias_name)?)
+            .await?;
         Ok(KeyAffected::of(call))
     }
 }

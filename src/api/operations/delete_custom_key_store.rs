@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::{present, Empty, Operation};
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct DeleteCustomKeyStore;
 
@@ -18,7 +18,6 @@ pub struct Request {
 impl Operation for DeleteCustomKeyStore {
     const NAME: &'static str = "DeleteCustomKeyStore";
     const READ_ONLY: bool = false;
-    const BLOCKING: bool = true;
     type Request = Request;
     type Response = Empty;
 
@@ -26,7 +25,7 @@ impl Operation for DeleteCustomKeyStore {
         json!({ "customKeyStoreId": r.custom_key_store_id })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Empty> {
         let mut c = Checks::new();
         c.required("customKeyStoreId", &r.custom_key_store_id).len(
             "customKeyStoreId",
@@ -35,7 +34,9 @@ impl Operation for DeleteCustomKeyStore {
             64,
         );
         c.finish()?;
-        svc.delete_custom_key_store(call, &present(r.custom_key_store_id)?)?;
+        kms.custom_key_stores
+            .delete_custom_key_store(call, &present(r.custom_key_store_id)?)
+            .await?;
         Ok(Empty {})
     }
 }

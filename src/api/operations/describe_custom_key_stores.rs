@@ -8,7 +8,7 @@ use super::{check_limit, check_marker, Operation};
 use crate::api::shapes::epoch;
 use crate::api::validate::Checks;
 use crate::model::ConnectionState;
-use crate::service::{Call, KmsError, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsError, KmsResult};
 
 pub struct DescribeCustomKeyStores;
 
@@ -64,7 +64,6 @@ pub struct Response {
 impl Operation for DescribeCustomKeyStores {
     const NAME: &'static str = "DescribeCustomKeyStores";
     const READ_ONLY: bool = true;
-    const BLOCKING: bool = false;
     type Request = Request;
     type Response = Response;
 
@@ -77,7 +76,7 @@ impl Operation for DescribeCustomKeyStores {
         })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         c.len("customKeyStoreId", r.custom_key_store_id.as_deref(), 1, 64)
             .len(
@@ -94,11 +93,14 @@ impl Operation for DescribeCustomKeyStores {
                 "Specify either CustomKeyStoreId or CustomKeyStoreName, not both.".into(),
             ));
         }
-        let all = svc.describe_custom_key_stores(
-            call,
-            r.custom_key_store_id.as_deref(),
-            r.custom_key_store_name.as_deref(),
-        )?;
+        let all = kms
+            .custom_key_stores
+            .describe_custom_key_stores(
+                call,
+                r.custom_key_store_id.as_deref(),
+                r.custom_key_store_name.as_deref(),
+            )
+            .await?;
         let start = match &r.marker {
             None => 0,
             Some(m) => match all.iter().position(|s| &s.id == m) {

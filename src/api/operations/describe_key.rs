@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{check_grant_tokens, check_key_id, present, Operation};
 use crate::api::shapes::KeyMetadata;
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct DescribeKey;
 
@@ -26,7 +26,6 @@ pub struct Response {
 impl Operation for DescribeKey {
     const NAME: &'static str = "DescribeKey";
     const READ_ONLY: bool = true;
-    const BLOCKING: bool = false;
     type Request = Request;
     type Response = Response;
 
@@ -34,14 +33,14 @@ impl Operation for DescribeKey {
         json!({ "keyId": r.key_id })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         check_grant_tokens(&mut c, &r.grant_tokens);
         c.finish()?;
-        let key = svc.describe_key(call, &present(r.key_id)?)?;
+        let key = kms.keys.describe_key(call, &present(r.key_id)?).await?;
         Ok(Response {
-            key_metadata: KeyMetadata::of(svc, &key),
+            key_metadata: KeyMetadata::of(kms, &key).await,
         })
     }
 }

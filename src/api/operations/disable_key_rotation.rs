@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::{check_key_id, present, Empty, Operation};
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct DisableKeyRotation;
 
@@ -18,7 +18,6 @@ pub struct Request {
 impl Operation for DisableKeyRotation {
     const NAME: &'static str = "DisableKeyRotation";
     const READ_ONLY: bool = false;
-    const BLOCKING: bool = true;
     type Request = Request;
     type Response = Empty;
 
@@ -30,12 +29,12 @@ impl Operation for DisableKeyRotation {
         Value::Null
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Empty> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         c.finish()?;
         let key_id = present(r.key_id)?;
-        svc.disable_key_rotation(call, &key_id)?;
+        kms.rotation.disable_key_rotation(call, &key_id).await?;
         Ok(Empty {})
     }
 }

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::{check_key_id, present, KeyAffected, Operation};
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct EnableKey;
 
@@ -18,7 +18,6 @@ pub struct Request {
 impl Operation for EnableKey {
     const NAME: &'static str = "EnableKey";
     const READ_ONLY: bool = false;
-    const BLOCKING: bool = true;
     type Request = Request;
     type Response = KeyAffected;
 
@@ -30,12 +29,12 @@ impl Operation for EnableKey {
         r.audit()
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         c.finish()?;
         let key_id = present(r.key_id)?;
-        svc.enable_key(call, &key_id)?;
+        kms.keys.enable_key(call, &key_id).await?;
         Ok(KeyAffected::of(call))
     }
 }

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{check_key_id, present, KeyAffected, Operation};
 use crate::api::validate::Checks;
 use crate::service::rotation::{DEFAULT_ROTATION_DAYS, MAX_ROTATION_DAYS, MIN_ROTATION_DAYS};
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct EnableKeyRotation;
 
@@ -20,7 +20,6 @@ pub struct Request {
 impl Operation for EnableKeyRotation {
     const NAME: &'static str = "EnableKeyRotation";
     const READ_ONLY: bool = false;
-    const BLOCKING: bool = true;
     type Request = Request;
     type Response = KeyAffected;
 
@@ -32,7 +31,7 @@ impl Operation for EnableKeyRotation {
         r.audit()
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         c.range(
@@ -43,7 +42,9 @@ impl Operation for EnableKeyRotation {
         );
         c.finish()?;
         let days = r.rotation_period_in_days.unwrap_or(DEFAULT_ROTATION_DAYS);
-        svc.enable_key_rotation(call, &present(r.key_id)?, days)?;
+        kms.rotation
+            .enable_key_rotation(call, &present(r.key_id)?, days)
+            .await?;
         Ok(KeyAffected::of(call))
     }
 }

@@ -8,7 +8,7 @@ use crate::api::shapes::{Blob, SecretBlob, WireContext};
 use crate::api::validate::Checks;
 use crate::model::EncryptionAlgorithm;
 use crate::service::crypto::CryptoOp;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct Encrypt;
 
@@ -44,7 +44,6 @@ pub fn algorithm(c: &mut Checks, field: &str, v: Option<&str>) -> Option<Encrypt
 impl Operation for Encrypt {
     const NAME: &'static str = "Encrypt";
     const READ_ONLY: bool = true;
-    const BLOCKING: bool = false;
     type Request = Request;
     type Response = Response;
 
@@ -57,7 +56,7 @@ impl Operation for Encrypt {
         })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         c.required("plaintext", &r.plaintext).blob_len(
@@ -75,15 +74,18 @@ impl Operation for Encrypt {
         c.finish()?;
         let plaintext = present(r.plaintext)?;
         let context = r.encryption_context.unwrap_or_default().0;
-        let out = svc.encrypt(
-            call,
-            &present(r.key_id)?,
-            &plaintext.0,
-            &context,
-            alg,
-            CryptoOp::Encrypt,
-            r.dry_run.unwrap_or(false),
-        )?;
+        let out = kms
+            .crypto
+            .encrypt(
+                call,
+                &present(r.key_id)?,
+                &plaintext.0,
+                &context,
+                alg,
+                CryptoOp::Encrypt,
+                r.dry_run.unwrap_or(false),
+            )
+            .await?;
         Ok(Response {
             ciphertext_blob: Blob(out.blob),
             key_id: out.key.arn,

@@ -8,7 +8,7 @@ use crate::api::shapes::{Blob, SecretBlob, WireContext};
 use crate::api::validate::Checks;
 use crate::model::DataKeySpec;
 use crate::service::crypto::CryptoOp;
-use crate::service::{Call, KmsError, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsError, KmsResult};
 
 pub struct GenerateDataKey;
 
@@ -68,7 +68,6 @@ impl Request {
 impl Operation for GenerateDataKey {
     const NAME: &'static str = "GenerateDataKey";
     const READ_ONLY: bool = true;
-    const BLOCKING: bool = false;
     type Request = Request;
     type Response = Response;
 
@@ -76,17 +75,20 @@ impl Operation for GenerateDataKey {
         r.audit()
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let len = r.validate()?;
         let context = r.encryption_context.unwrap_or_default().0;
-        let (out, data_key) = svc.generate_data_key(
-            call,
-            &present(r.key_id)?,
-            len,
-            &context,
-            CryptoOp::GenerateDataKey,
-            r.dry_run.unwrap_or(false),
-        )?;
+        let (out, data_key) = kms
+            .crypto
+            .generate_data_key(
+                call,
+                &present(r.key_id)?,
+                len,
+                &context,
+                CryptoOp::GenerateDataKey,
+                r.dry_run.unwrap_or(false),
+            )
+            .await?;
         Ok(Response {
             ciphertext_blob: Blob(out.blob),
             plaintext: SecretBlob(data_key),

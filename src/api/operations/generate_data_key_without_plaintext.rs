@@ -7,7 +7,7 @@ use super::generate_data_key::Request;
 use super::{present, Operation};
 use crate::api::shapes::Blob;
 use crate::service::crypto::CryptoOp;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct GenerateDataKeyWithoutPlaintext;
 
@@ -21,7 +21,6 @@ pub struct Response {
 impl Operation for GenerateDataKeyWithoutPlaintext {
     const NAME: &'static str = "GenerateDataKeyWithoutPlaintext";
     const READ_ONLY: bool = true;
-    const BLOCKING: bool = false;
     type Request = Request;
     type Response = Response;
 
@@ -29,17 +28,20 @@ impl Operation for GenerateDataKeyWithoutPlaintext {
         r.audit()
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let len = r.validate()?;
         let context = r.encryption_context.unwrap_or_default().0;
-        let (out, _data_key) = svc.generate_data_key(
-            call,
-            &present(r.key_id)?,
-            len,
-            &context,
-            CryptoOp::GenerateDataKeyWithoutPlaintext,
-            r.dry_run.unwrap_or(false),
-        )?;
+        let (out, _data_key) = kms
+            .crypto
+            .generate_data_key(
+                call,
+                &present(r.key_id)?,
+                len,
+                &context,
+                CryptoOp::GenerateDataKeyWithoutPlaintext,
+                r.dry_run.unwrap_or(false),
+            )
+            .await?;
         Ok(Response {
             ciphertext_blob: Blob(out.blob),
             key_id: out.key.arn,

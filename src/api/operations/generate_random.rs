@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{present, Operation};
 use crate::api::shapes::SecretBlob;
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct GenerateRandom;
 
@@ -26,7 +26,6 @@ pub struct Response {
 impl Operation for GenerateRandom {
     const NAME: &'static str = "GenerateRandom";
     const READ_ONLY: bool = true;
-    const BLOCKING: bool = false;
     type Request = Request;
     type Response = Response;
 
@@ -34,7 +33,7 @@ impl Operation for GenerateRandom {
         json!(null)
     }
 
-    fn execute(svc: &KmsService, _call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, _call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         c.required("numberOfBytes", &r.number_of_bytes).range(
             "numberOfBytes",
@@ -46,13 +45,16 @@ impl Operation for GenerateRandom {
         c.finish()?;
         let n = present(r.number_of_bytes)? as usize;
         if let Some(id) = r.custom_key_store_id {
-            let bytes = svc.generate_random_in_store(_call, &id, n)?;
+            let bytes = kms
+                .custom_key_stores
+                .generate_random_in_store(_call, &id, n)
+                .await?;
             return Ok(Response {
                 plaintext: SecretBlob(bytes),
             });
         }
         Ok(Response {
-            plaintext: SecretBlob(svc.generate_random(n)?),
+            plaintext: SecretBlob(kms.crypto.generate_random(n).await?),
         })
     }
 }

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{check_key_id, present, Operation};
 use crate::api::validate::Checks;
 use crate::service::policy::POLICY_NAME;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct GetKeyPolicy;
 
@@ -37,7 +37,6 @@ pub fn check_policy_name(c: &mut Checks, v: &Option<String>) {
 impl Operation for GetKeyPolicy {
     const NAME: &'static str = "GetKeyPolicy";
     const READ_ONLY: bool = true;
-    const BLOCKING: bool = false;
     type Request = Request;
     type Response = Response;
 
@@ -45,13 +44,16 @@ impl Operation for GetKeyPolicy {
         json!({ "keyId": r.key_id, "policyName": r.policy_name.as_deref().unwrap_or(POLICY_NAME) })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         check_policy_name(&mut c, &r.policy_name);
         c.finish()?;
         let name = r.policy_name.unwrap_or_else(|| POLICY_NAME.to_string());
-        let policy = svc.get_key_policy(call, &present(r.key_id)?, &name)?;
+        let policy = kms
+            .policies
+            .get_key_policy(call, &present(r.key_id)?, &name)
+            .await?;
         Ok(Response {
             policy,
             policy_name: name,

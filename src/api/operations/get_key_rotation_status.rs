@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::{check_key_id, present, Operation};
 use crate::api::shapes::epoch_opt;
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct GetKeyRotationStatus;
 
@@ -31,7 +31,6 @@ pub struct Response {
 impl Operation for GetKeyRotationStatus {
     const NAME: &'static str = "GetKeyRotationStatus";
     const READ_ONLY: bool = true;
-    const BLOCKING: bool = false;
     type Request = Request;
     type Response = Response;
 
@@ -39,11 +38,14 @@ impl Operation for GetKeyRotationStatus {
         json!({ "keyId": r.key_id })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         c.finish()?;
-        let s = svc.get_key_rotation_status(call, &present(r.key_id)?)?;
+        let s = kms
+            .rotation
+            .get_key_rotation_status(call, &present(r.key_id)?)
+            .await?;
         Ok(Response {
             key_rotation_enabled: s.enabled,
             key_id: s.key.arn,

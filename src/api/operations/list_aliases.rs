@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::{check_limit, check_marker, Operation};
 use crate::api::shapes::epoch;
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct ListAliases;
 
@@ -43,7 +43,6 @@ pub struct Response {
 impl Operation for ListAliases {
     const NAME: &'static str = "ListAliases";
     const READ_ONLY: bool = true;
-    const BLOCKING: bool = false;
     type Request = Request;
     type Response = Response;
 
@@ -51,15 +50,17 @@ impl Operation for ListAliases {
         json!({ "keyId": r.key_id, "limit": r.limit, "marker": r.marker })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         c.len("keyId", r.key_id.as_deref(), 1, 2048);
         check_limit(&mut c, r.limit, 100);
         check_marker(&mut c, &r.marker);
         c.finish()?;
         let limit = r.limit.unwrap_or(50) as usize;
-        let (page, truncated) =
-            svc.list_aliases(call, r.key_id.as_deref(), r.marker.as_deref(), limit)?;
+        let (page, truncated) = kms
+            .aliases
+            .list_aliases(call, r.key_id.as_deref(), r.marker.as_deref(), limit)
+            .await?;
         let next_marker = if truncated {
             page.last().map(|a| a.name.clone())
         } else {
@@ -70,7 +71,7 @@ impl Operation for ListAliases {
                 .iter()
                 .map(|a| Entry {
                     alias_name: a.name.clone(),
-                    alias_arn: svc.alias_arn_of(a),
+                    alias_arn: kms.aliases.alias_arn_of(a),
                     target_key_id: a.target_key_id.to_string(),
                     creation_date: a.creation_date,
                     last_updated_date: a.last_updated_date,

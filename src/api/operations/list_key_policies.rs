@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::{check_key_id, check_limit, check_marker, present, Operation};
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct ListKeyPolicies;
 
@@ -27,7 +27,6 @@ pub struct Response {
 impl Operation for ListKeyPolicies {
     const NAME: &'static str = "ListKeyPolicies";
     const READ_ONLY: bool = true;
-    const BLOCKING: bool = false;
     type Request = Request;
     type Response = Response;
 
@@ -35,13 +34,16 @@ impl Operation for ListKeyPolicies {
         json!({ "keyId": r.key_id, "limit": r.limit, "marker": r.marker })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         check_limit(&mut c, r.limit, 1000);
         check_marker(&mut c, &r.marker);
         c.finish()?;
-        let names = svc.list_key_policies(call, &present(r.key_id)?)?;
+        let names = kms
+            .policies
+            .list_key_policies(call, &present(r.key_id)?)
+            .await?;
         Ok(Response {
             policy_names: names,
             truncated: false,

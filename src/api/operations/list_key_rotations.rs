@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::{check_key_id, check_limit, check_marker, present, Operation};
 use crate::api::shapes::epoch;
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct ListKeyRotations;
 
@@ -40,7 +40,6 @@ pub struct Response {
 impl Operation for ListKeyRotations {
     const NAME: &'static str = "ListKeyRotations";
     const READ_ONLY: bool = true;
-    const BLOCKING: bool = false;
     type Request = Request;
     type Response = Response;
 
@@ -48,7 +47,7 @@ impl Operation for ListKeyRotations {
         json!({ "keyId": r.key_id, "limit": r.limit, "marker": r.marker })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         check_limit(&mut c, r.limit, 1000);
@@ -60,8 +59,10 @@ impl Operation for ListKeyRotations {
             .as_deref()
             .and_then(|m| m.parse().ok())
             .unwrap_or(0);
-        let (key, page, truncated) =
-            svc.list_key_rotations(call, &present(r.key_id)?, r.marker.as_deref(), limit)?;
+        let (key, page, truncated) = kms
+            .rotation
+            .list_key_rotations(call, &present(r.key_id)?, r.marker.as_deref(), limit)
+            .await?;
         let next_marker = truncated.then(|| (start + page.len()).to_string());
         Ok(Response {
             rotations: page

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::{check_limit, check_marker, Operation};
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct ListKeys;
 
@@ -35,7 +35,6 @@ pub struct Response {
 impl Operation for ListKeys {
     const NAME: &'static str = "ListKeys";
     const READ_ONLY: bool = true;
-    const BLOCKING: bool = false;
     type Request = Request;
     type Response = Response;
 
@@ -43,13 +42,13 @@ impl Operation for ListKeys {
         json!({ "limit": r.limit, "marker": r.marker })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         check_limit(&mut c, r.limit, 1000);
         check_marker(&mut c, &r.marker);
         c.finish()?;
         let limit = r.limit.unwrap_or(100) as usize;
-        let (keys, truncated) = svc.list_keys(call, r.marker.as_deref(), limit)?;
+        let (keys, truncated) = kms.keys.list_keys(call, r.marker.as_deref(), limit).await?;
         let next_marker = if truncated {
             keys.last().map(|k| k.key_id.to_string())
         } else {

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{check_key_id, check_limit, check_marker, present, Operation};
 use crate::api::shapes::WireTag;
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct ListResourceTags;
 
@@ -30,7 +30,6 @@ pub struct Response {
 impl Operation for ListResourceTags {
     const NAME: &'static str = "ListResourceTags";
     const READ_ONLY: bool = true;
-    const BLOCKING: bool = false;
     type Request = Request;
     type Response = Response;
 
@@ -38,15 +37,17 @@ impl Operation for ListResourceTags {
         json!({ "keyId": r.key_id, "limit": r.limit, "marker": r.marker })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         check_limit(&mut c, r.limit, 50);
         check_marker(&mut c, &r.marker);
         c.finish()?;
         let limit = r.limit.unwrap_or(50) as usize;
-        let (tags, truncated) =
-            svc.list_resource_tags(call, &present(r.key_id)?, r.marker.as_deref(), limit)?;
+        let (tags, truncated) = kms
+            .tags
+            .list_resource_tags(call, &present(r.key_id)?, r.marker.as_deref(), limit)
+            .await?;
         let next_marker = if truncated {
             tags.last().map(|t| t.key.clone())
         } else {

@@ -6,7 +6,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::service::{Call, KmsResult, KmsService};
+use std::future::Future;
+
+use crate::service::{Call, Kms, KmsResult};
 
 use super::validate::Checks;
 
@@ -52,16 +54,19 @@ pub trait Operation {
     const NAME: &'static str;
     /// CloudTrail `readOnly`.
     const READ_ONLY: bool;
-    /// Runs on the blocking pool because it writes (and fsyncs) the metadata store.
-    const BLOCKING: bool;
     type Request: DeserializeOwned + Send + 'static;
     type Response: Serialize + Send + 'static;
 
     /// Sanitized `requestParameters` for the audit record.
     fn audit_parameters(req: &Self::Request) -> Value;
 
-    /// Validates and executes.
-    fn execute(svc: &KmsService, call: &mut Call, req: Self::Request) -> KmsResult<Self::Response>;
+    /// Validates and executes (on the request's task: only blocking calls leave it, inside
+    /// the service).
+    fn execute(
+        kms: &Kms,
+        call: &mut Call,
+        req: Self::Request,
+    ) -> impl Future<Output = KmsResult<Self::Response>> + Send;
 
     /// Sanitized `responseElements` for the audit record.
     fn audit_response(_resp: &Self::Response) -> Value {
@@ -137,5 +142,9 @@ pub fn check_grant_tokens(c: &mut Checks, v: &Option<Vec<String>>) {
 
 /// Applies `f` to a required value that validation has already shown present.
 pub fn present<T>(v: Option<T>) -> KmsResult<T> {
-    v.ok_or_else(crate::service::KmsError::internal)
+    v.ok_or_else(|| {
+        crate::service::KmsError::internal_because(crate::service::InternalCause::Invariant(
+            "a validated member is missing",
+        ))
+    })
 }

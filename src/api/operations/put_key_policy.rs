@@ -8,7 +8,7 @@ use super::get_key_policy::check_policy_name;
 use super::{check_key_id, present, Empty, Operation};
 use crate::api::validate::Checks;
 use crate::service::policy::POLICY_NAME;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct PutKeyPolicy;
 
@@ -24,7 +24,6 @@ pub struct Request {
 impl Operation for PutKeyPolicy {
     const NAME: &'static str = "PutKeyPolicy";
     const READ_ONLY: bool = false;
-    const BLOCKING: bool = true;
     type Request = Request;
     type Response = Empty;
 
@@ -37,7 +36,7 @@ impl Operation for PutKeyPolicy {
         })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Empty> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         check_policy_name(&mut c, &r.policy_name);
@@ -45,7 +44,9 @@ impl Operation for PutKeyPolicy {
         check_policy_text(&mut c, r.policy.as_deref())?;
         c.finish()?;
         let name = r.policy_name.unwrap_or_else(|| POLICY_NAME.to_string());
-        svc.put_key_policy(call, &present(r.key_id)?, &name, present(r.policy)?)?;
+        kms.policies
+            .put_key_policy(call, &present(r.key_id)?, &name, present(r.policy)?)
+            .await?;
         Ok(Empty {})
     }
 }

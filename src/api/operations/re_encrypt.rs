@@ -8,7 +8,7 @@ use super::{check_grant_tokens, check_key_id, present, Operation};
 use crate::api::shapes::{Blob, WireContext};
 use crate::api::validate::Checks;
 use crate::model::EncryptionAlgorithm;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct ReEncrypt;
 
@@ -39,7 +39,6 @@ pub struct Response {
 impl Operation for ReEncrypt {
     const NAME: &'static str = "ReEncrypt";
     const READ_ONLY: bool = true;
-    const BLOCKING: bool = false;
     type Request = Request;
     type Response = Response;
 
@@ -55,7 +54,7 @@ impl Operation for ReEncrypt {
         })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         c.required("ciphertextBlob", &r.ciphertext_blob).blob_len(
             "ciphertextBlob",
@@ -78,17 +77,20 @@ impl Operation for ReEncrypt {
         );
         c.finish()?;
         let blob = present(r.ciphertext_blob)?;
-        let (source, out) = svc.re_encrypt(
-            call,
-            &blob.0,
-            r.source_key_id.as_deref(),
-            &r.source_encryption_context.unwrap_or_default().0,
-            src_alg,
-            &present(r.destination_key_id)?,
-            &r.destination_encryption_context.unwrap_or_default().0,
-            dst_alg,
-            r.dry_run.unwrap_or(false),
-        )?;
+        let (source, out) = kms
+            .crypto
+            .re_encrypt(
+                call,
+                &blob.0,
+                r.source_key_id.as_deref(),
+                &r.source_encryption_context.unwrap_or_default().0,
+                src_alg,
+                &present(r.destination_key_id)?,
+                &r.destination_encryption_context.unwrap_or_default().0,
+                dst_alg,
+                r.dry_run.unwrap_or(false),
+            )
+            .await?;
         Ok(Response {
             ciphertext_blob: Blob(out.blob),
             source_key_id: source.arn,

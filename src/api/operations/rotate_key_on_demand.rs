@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::{check_key_id, present, Operation};
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct RotateKeyOnDemand;
 
@@ -24,7 +24,6 @@ pub struct Response {
 impl Operation for RotateKeyOnDemand {
     const NAME: &'static str = "RotateKeyOnDemand";
     const READ_ONLY: bool = false;
-    const BLOCKING: bool = true;
     type Request = Request;
     type Response = Response;
 
@@ -36,11 +35,14 @@ impl Operation for RotateKeyOnDemand {
         json!({ "keyId": r.key_id })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         c.finish()?;
-        let key = svc.rotate_key_on_demand(call, &present(r.key_id)?)?;
+        let key = kms
+            .rotation
+            .rotate_key_on_demand(call, &present(r.key_id)?)
+            .await?;
         Ok(Response { key_id: key.arn })
     }
 }

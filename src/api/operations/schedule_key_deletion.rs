@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::{check_key_id, present, Operation};
 use crate::api::shapes::epoch;
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct ScheduleKeyDeletion;
 
@@ -31,7 +31,6 @@ pub struct Response {
 impl Operation for ScheduleKeyDeletion {
     const NAME: &'static str = "ScheduleKeyDeletion";
     const READ_ONLY: bool = false;
-    const BLOCKING: bool = true;
     type Request = Request;
     type Response = Response;
 
@@ -48,13 +47,16 @@ impl Operation for ScheduleKeyDeletion {
         })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         c.range("pendingWindowInDays", r.pending_window_in_days, 7, 30);
         c.finish()?;
         let days = r.pending_window_in_days.unwrap_or(30);
-        let s = svc.schedule_key_deletion(call, &present(r.key_id)?, days)?;
+        let s = kms
+            .keys
+            .schedule_key_deletion(call, &present(r.key_id)?, days)
+            .await?;
         Ok(Response {
             key_id: s.key.arn,
             deletion_date: s.deletion_date,

@@ -7,7 +7,7 @@ use super::create_key::wire_tags;
 use super::{check_key_id, present, KeyAffected, Operation};
 use crate::api::shapes::WireTag;
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct TagResource;
 
@@ -21,7 +21,6 @@ pub struct Request {
 impl Operation for TagResource {
     const NAME: &'static str = "TagResource";
     const READ_ONLY: bool = false;
-    const BLOCKING: bool = true;
     type Request = Request;
     type Response = KeyAffected;
 
@@ -36,13 +35,15 @@ impl Operation for TagResource {
         r.audit()
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         c.required("tags", &r.tags);
         let tags = wire_tags(&mut c, r.tags);
         c.finish()?;
-        svc.tag_resource(call, &present(r.key_id)?, tags)?;
+        kms.tags
+            .tag_resource(call, &present(r.key_id)?, tags)
+            .await?;
         Ok(KeyAffected::of(call))
     }
 }

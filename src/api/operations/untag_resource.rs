@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::{check_key_id, present, KeyAffected, Operation};
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct UntagResource;
 
@@ -19,7 +19,6 @@ pub struct Request {
 impl Operation for UntagResource {
     const NAME: &'static str = "UntagResource";
     const READ_ONLY: bool = false;
-    const BLOCKING: bool = true;
     type Request = Request;
     type Response = KeyAffected;
 
@@ -31,7 +30,7 @@ impl Operation for UntagResource {
         r.audit()
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         c.required("tagKeys", &r.tag_keys);
@@ -39,7 +38,9 @@ impl Operation for UntagResource {
             c.len("tagKeys.member", Some(k), 1, 128);
         }
         c.finish()?;
-        svc.untag_resource(call, &present(r.key_id)?, present(r.tag_keys)?)?;
+        kms.tags
+            .untag_resource(call, &present(r.key_id)?, present(r.tag_keys)?)
+            .await?;
         Ok(KeyAffected::of(call))
     }
 }

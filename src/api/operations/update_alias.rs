@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::create_alias::check_alias_name;
 use super::{check_key_id, present, KeyAffected, Operation};
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct UpdateAlias;
 
@@ -20,7 +20,6 @@ pub struct Request {
 impl Operation for UpdateAlias {
     const NAME: &'static str = "UpdateAlias";
     const READ_ONLY: bool = false;
-    const BLOCKING: bool = true;
     type Request = Request;
     type Response = KeyAffected;
 
@@ -32,12 +31,14 @@ impl Operation for UpdateAlias {
         r.audit()
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<KeyAffected> {
         let mut c = Checks::new();
         check_alias_name(&mut c, &r.alias_name);
         check_key_id(&mut c, "targetKeyId", &r.target_key_id);
         c.finish()?;
-        svc.update_alias(call, &present(r.alias_name)?, &present(r.target_key_id)?)?;
+        kms.aliases
+            .update_alias(call, &present(r.alias_name)?, &present(r.target_key_id)?)
+            .await?;
         Ok(KeyAffected::of(call))
     }
 }

@@ -8,7 +8,7 @@ use super::create_custom_key_store::check_password;
 use super::{present, Empty, Operation};
 use crate::api::validate::Checks;
 use crate::service::custom_key_stores::StoreUpdate;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct UpdateCustomKeyStore;
 
@@ -29,7 +29,6 @@ pub struct Request {
 impl Operation for UpdateCustomKeyStore {
     const NAME: &'static str = "UpdateCustomKeyStore";
     const READ_ONLY: bool = false;
-    const BLOCKING: bool = true;
     type Request = Request;
     type Response = Empty;
 
@@ -41,7 +40,7 @@ impl Operation for UpdateCustomKeyStore {
         })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Empty> {
         let mut c = Checks::new();
         c.required("customKeyStoreId", &r.custom_key_store_id)
             .len("customKeyStoreId", r.custom_key_store_id.as_deref(), 1, 64)
@@ -78,16 +77,18 @@ impl Operation for UpdateCustomKeyStore {
                 secret,
             }
         });
-        svc.update_custom_key_store(
-            call,
-            &present(r.custom_key_store_id)?,
-            StoreUpdate {
-                new_name: r.new_custom_key_store_name,
-                password: r.key_store_password,
-                cluster_id: r.cloud_hsm_cluster_id,
-                xks,
-            },
-        )?;
+        kms.custom_key_stores
+            .update_custom_key_store(
+                call,
+                &present(r.custom_key_store_id)?,
+                StoreUpdate {
+                    new_name: r.new_custom_key_store_name,
+                    password: r.key_store_password,
+                    cluster_id: r.cloud_hsm_cluster_id,
+                    xks,
+                },
+            )
+            .await?;
         Ok(Empty {})
     }
 }

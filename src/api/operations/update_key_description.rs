@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::{check_key_id, present, Empty, Operation};
 use crate::api::validate::Checks;
-use crate::service::{Call, KmsResult, KmsService};
+use crate::service::{Call, Kms, KmsResult};
 
 pub struct UpdateKeyDescription;
 
@@ -19,7 +19,6 @@ pub struct Request {
 impl Operation for UpdateKeyDescription {
     const NAME: &'static str = "UpdateKeyDescription";
     const READ_ONLY: bool = false;
-    const BLOCKING: bool = true;
     type Request = Request;
     type Response = Empty;
 
@@ -27,7 +26,7 @@ impl Operation for UpdateKeyDescription {
         json!({ "keyId": r.key_id, "description": r.description })
     }
 
-    fn execute(svc: &KmsService, call: &mut Call, r: Request) -> KmsResult<Empty> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Empty> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         c.required("description", &r.description).len(
@@ -37,7 +36,9 @@ impl Operation for UpdateKeyDescription {
             8192,
         );
         c.finish()?;
-        svc.update_key_description(call, &present(r.key_id)?, present(r.description)?)?;
+        kms.keys
+            .update_key_description(call, &present(r.key_id)?, present(r.description)?)
+            .await?;
         Ok(Empty {})
     }
 }

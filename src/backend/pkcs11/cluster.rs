@@ -30,12 +30,13 @@ use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use hsm::error::{ErrorClass, Pkcs11Error};
 pub use super::pin_book::PinBook;
-use hsm::{Token, TokenConfig, VendorProfile};
-use hsm::iv::IvPool;
-use crate::backend::{BackendError, BackendResult, CryptoBackend, LoadWrapped, MaterialId, Sealed};
+use crate::backend::{BackendError, BackendResult, CryptoBackend, MaterialId, Sealed};
 use crate::model::KeyId;
+use hsm::error::{ErrorClass, Pkcs11Error};
+use hsm::iv::IvPool;
+use hsm::threads::BlockingPool;
+use hsm::{Token, TokenConfig, VendorProfile};
 
 /// How long a failed member is skipped before it is tried again.
 const MEMBER_RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -99,8 +100,8 @@ struct Member {
     cluster_key: RwLock<Option<(u64, ObjectHandle)>>,
 }
 
-/// Stores a changed [`PinBook`] (given as its secret form).
-pub type PinsChanged = Box<dyn Fn(&SecretString) + Send + Sync>;
+/// Where a cluster reports a changed [`PinBook`] (in its secret form), for its owner to store.
+pub type PinsChanged = tokio::sync::mpsc::UnboundedSender<SecretString>;
 
 /// A connected cluster.
 pub struct Cluster {
@@ -114,6 +115,9 @@ pub struct Cluster {
     pins_changed: Mutex<Option<PinsChanged>>,
     next: AtomicUsize,
     ivs: IvPool,
+    /// Wrapped copies of backing keys handed over by the caller (from the metadata store), to
+    /// replicate a key to a member that lacks it.
+    wrapped: RwLock<HashMap<KeyId, Vec<u8>>>,
 }
 
 /// What the cluster key allows beyond wrap/unwrap (empty when it is as it should be, or when
@@ -266,11 +270,12 @@ impl Cluster {
             members,
             next: AtomicUsize::new(0),
             ivs: IvPool::new(),
+            wrapped: RwLock::default(),
         };
         Ok((cluster, book))
     }
 
-    /// Sets what stores the PIN book when a returning member's PIN was rotated.
+    /// Sets where the PIN book goes when a returning member's PIN was rotated.
     pub fn on_pins_changed(&self, f: PinsChanged) {
         *self.pins_changed.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
     }
@@ -353,7 +358,7 @@ impl Cluster {
                 .unwrap_or_else(|p| p.into_inner())
                 .as_ref()
             {
-                save(&stored);
+                let _ = save.send(stored);
             }
             tracing::info!(cluster = %self.cfg.id, member = %m.cfg.name, "cluster member missed the PIN rotation; rotated it now");
         }
@@ -474,7 +479,6 @@ impl Cluster {
         m: &Member,
         t: &Token,
         id: MaterialId<'_>,
-        load: LoadWrapped<'_>,
     ) -> Result<ObjectHandle, BackendError> {
         let gen = t.generation();
         if let Some((g, h)) = m
@@ -506,7 +510,14 @@ impl Cluster {
                 if !elsewhere {
                     return Err(BackendError::KeyMaterialMissing);
                 }
-                let wrapped = load()?;
+                // The wrapped copy comes from the metadata store, through the caller.
+                let wrapped = self
+                    .wrapped
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(id.key_id)
+                    .cloned()
+                    .ok_or(BackendError::MaterialNeeded)?;
                 tracing::info!(member = %m.cfg.name, key = %id.label, "replicating backing key to a member");
                 self.unwrap_into(m, t, id.label, &wrapped)?
             }
@@ -522,7 +533,6 @@ impl Cluster {
     fn on_member<T>(
         &self,
         id: MaterialId<'_>,
-        load: LoadWrapped<'_>,
         f: impl Fn(&Token, ObjectHandle) -> Result<T, Pkcs11Error>,
     ) -> BackendResult<T> {
         let n = self.members.len();
@@ -535,8 +545,9 @@ impl Cluster {
             // A stale cached handle (object destroyed, token reconnected) is looked up once
             // more on the same member, so a backing object that is gone counts as missing.
             for attempt in 0..2 {
-                let h = match self.handle(m, &t, id, load) {
+                let h = match self.handle(m, &t, id) {
                     Ok(h) => h,
+                    Err(BackendError::MaterialNeeded) => return Err(BackendError::MaterialNeeded),
                     Err(BackendError::KeyMaterialMissing) => {
                         missing += 1;
                         continue 'members;
@@ -621,33 +632,13 @@ impl Cluster {
     }
 }
 
-impl CryptoBackend for Cluster {
-    fn name(&self) -> &'static str {
-        "cloudhsm-cluster"
-    }
-
-    fn blocking(&self) -> bool {
-        true
-    }
-
-    fn generate_symmetric(&self, _m: MaterialId<'_>) -> BackendResult<Vec<u8>> {
-        Err(BackendError::Unsupported(
-            "keys of a cluster are created with create_backing_key".into(),
-        ))
-    }
-
-    fn encrypt(
-        &self,
-        id: MaterialId<'_>,
-        load: LoadWrapped<'_>,
-        plaintext: &[u8],
-        aad: &[u8],
-    ) -> BackendResult<Sealed> {
+impl Cluster {
+    fn seal(&self, id: MaterialId<'_>, plaintext: &[u8], aad: &[u8]) -> BackendResult<Sealed> {
         let iv = self
             .ivs
             .iv12()
-            .map_err(|e| BackendError::Internal(e.to_string()))?;
-        let ct = self.on_member(id, load, |t, h| {
+            .map_err(|_| BackendError::Internal("the random number generator failed"))?;
+        let ct = self.on_member(id, |t, h| {
             t.with_session(false, |s| {
                 let mut iv_buf = iv;
                 let params = GcmParams::new(&mut iv_buf, aad, 128.into())?;
@@ -660,10 +651,9 @@ impl CryptoBackend for Cluster {
         })
     }
 
-    fn decrypt(
+    fn open(
         &self,
         id: MaterialId<'_>,
-        load: LoadWrapped<'_>,
         iv: &[u8; 12],
         ciphertext_and_tag: &[u8],
         aad: &[u8],
@@ -671,7 +661,7 @@ impl CryptoBackend for Cluster {
         if ciphertext_and_tag.len() < 16 {
             return Err(BackendError::InvalidCiphertext);
         }
-        let pt = self.on_member(id, load, |t, h| {
+        let pt = self.on_member(id, |t, h| {
             t.with_session(true, |s| {
                 let mut iv_buf = *iv;
                 let params = GcmParams::new(&mut iv_buf, aad, 128.into())?;
@@ -681,7 +671,8 @@ impl CryptoBackend for Cluster {
         Ok(Zeroizing::new(pt))
     }
 
-    fn random(&self, len: usize) -> BackendResult<Zeroizing<Vec<u8>>> {
+    /// Random bytes from the first member that answers.
+    pub fn random(&self, len: usize) -> BackendResult<Zeroizing<Vec<u8>>> {
         for m in &self.members {
             if let Some(t) = self.token(m) {
                 let mut out = Zeroizing::new(vec![0u8; len]);
@@ -703,5 +694,141 @@ impl CryptoBackend for Cluster {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(key_id);
         }
+        self.wrapped
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key_id);
+    }
+}
+
+/// A connected cluster as a crypto backend: every call that reaches the members runs on the
+/// HSM threads (a call with fail-over is one job: the PKCS#11 calls of one request, nothing
+/// else).
+pub struct ClusterBackend {
+    cluster: Arc<Cluster>,
+    threads: Arc<BlockingPool>,
+}
+
+impl ClusterBackend {
+    pub fn new(cluster: Cluster, threads: Arc<BlockingPool>) -> Self {
+        ClusterBackend {
+            cluster: Arc::new(cluster),
+            threads,
+        }
+    }
+
+    /// The cluster (its blocking methods are for the HSM threads only).
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// Runs `f` on the HSM threads.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Cluster) -> BackendResult<T> + Send + 'static,
+    ) -> BackendResult<T> {
+        let cluster = self.cluster.clone();
+        self.threads
+            .run(move || f(&cluster))
+            .await
+            .map_err(|_| BackendError::ThreadsGone)?
+    }
+
+    /// [`Cluster::create_backing_key`] on the HSM threads.
+    pub async fn create_backing_key(
+        &self,
+        label: &str,
+        min_members: usize,
+    ) -> BackendResult<(Vec<u8>, Vec<String>)> {
+        let label = label.to_string();
+        self.run(move |c| c.create_backing_key(&label, min_members))
+            .await
+    }
+
+    /// [`Cluster::delete_backing_key`] on the HSM threads.
+    pub async fn delete_backing_key(&self, key_id: &KeyId, label: &str) -> bool {
+        let (key_id, label) = (key_id.clone(), label.to_string());
+        self.run(move |c| Ok(c.delete_backing_key(&key_id, &label)))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// [`Cluster::disconnect`] on the HSM threads.
+    pub async fn disconnect(&self) {
+        let _ = self
+            .run(|c| {
+                c.disconnect();
+                Ok(())
+            })
+            .await;
+    }
+}
+
+#[async_trait::async_trait]
+impl CryptoBackend for ClusterBackend {
+    fn name(&self) -> &'static str {
+        "cloudhsm-cluster"
+    }
+
+    async fn generate_symmetric(&self, _m: MaterialId<'_>) -> BackendResult<Vec<u8>> {
+        Err(BackendError::Unsupported(
+            "keys of a cluster are created with create_backing_key".into(),
+        ))
+    }
+
+    async fn load(&self, m: MaterialId<'_>, wrapped: &[u8]) -> BackendResult<()> {
+        self.cluster
+            .wrapped
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(m.key_id.clone(), wrapped.to_vec());
+        Ok(())
+    }
+
+    async fn encrypt(
+        &self,
+        m: MaterialId<'_>,
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> BackendResult<Sealed> {
+        let (key_id, version, label) = (m.key_id.clone(), m.version, m.label.to_string());
+        let (plaintext, aad) = (Zeroizing::new(plaintext.to_vec()), aad.to_vec());
+        self.run(move |c| {
+            let m = MaterialId {
+                key_id: &key_id,
+                version,
+                label: &label,
+            };
+            c.seal(m, &plaintext, &aad)
+        })
+        .await
+    }
+
+    async fn decrypt(
+        &self,
+        m: MaterialId<'_>,
+        iv: &[u8; 12],
+        ciphertext_and_tag: &[u8],
+        aad: &[u8],
+    ) -> BackendResult<Zeroizing<Vec<u8>>> {
+        let (key_id, version, label, iv) = (m.key_id.clone(), m.version, m.label.to_string(), *iv);
+        let (ciphertext_and_tag, aad) = (ciphertext_and_tag.to_vec(), aad.to_vec());
+        self.run(move |c| {
+            let m = MaterialId {
+                key_id: &key_id,
+                version,
+                label: &label,
+            };
+            c.open(m, &iv, &ciphertext_and_tag, &aad)
+        })
+        .await
+    }
+
+    async fn random(&self, len: usize) -> BackendResult<Zeroizing<Vec<u8>>> {
+        self.run(move |c| c.random(len)).await
+    }
+
+    fn forget(&self, key_id: &KeyId) {
+        self.cluster.forget(key_id);
     }
 }

@@ -12,23 +12,32 @@
 //!   96-bit IV from the host's CSPRNG when the profile allows caller IVs.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use hsm::error::{ErrorClass, Pkcs11Error};
+use hsm::iv::IvPool;
+use hsm::threads::BlockingPool;
+use hsm::Token;
+use parking_lot::RwLock;
 use zeroize::Zeroizing;
 
-use hsm::error::{ErrorClass, Pkcs11Error};
-use hsm::Token;
-use hsm::iv::IvPool;
-use crate::backend::{BackendError, BackendResult, CryptoBackend, LoadWrapped, MaterialId, Sealed};
+use crate::backend::{BackendError, BackendResult, CryptoBackend, MaterialId, Sealed};
 use crate::model::KeyId;
 
 const TAG_BITS: u64 = 128;
 
-/// The PKCS#11 root backend.
+/// The PKCS#11 root backend: the token state, and the HSM threads every PKCS#11 call of it
+/// runs on.
 pub struct Pkcs11Root {
+    inner: Arc<Inner>,
+    threads: Arc<BlockingPool>,
+}
+
+/// The token side; its methods block (they run on the HSM threads).
+struct Inner {
     token: Arc<Token>,
     domain_label: String,
     domain: RwLock<(u64, ObjectHandle)>,
@@ -41,13 +50,12 @@ impl From<Pkcs11Error> for BackendError {
         match e.class() {
             ErrorClass::InvalidCiphertext => BackendError::InvalidCiphertext,
             ErrorClass::Unsupported => BackendError::Unsupported(e.to_string()),
+            ErrorClass::Device | ErrorClass::TokenNotPresent => {
+                BackendError::Unavailable { retryable: true }
+            }
             _ => match e {
                 Pkcs11Error::Busy => BackendError::Busy,
-                Pkcs11Error::TokenNotFound { .. } => BackendError::Unavailable { retryable: true },
-                other if other.class() == ErrorClass::Device => {
-                    BackendError::Unavailable { retryable: true }
-                }
-                other => BackendError::Internal(other.to_string()),
+                other => BackendError::Pkcs11(other),
             },
         }
     }
@@ -72,18 +80,44 @@ fn domain_key_template(label: &str) -> Vec<Attribute> {
 }
 
 impl Pkcs11Root {
-    /// Connects the root to a token, creating the domain key if the token has none.
-    pub fn open(token: Arc<Token>, domain_label: &str) -> Result<Self, Pkcs11Error> {
-        let handle = Self::find_or_create_domain_key(&token, domain_label)?;
+    /// Connects the root to a token, creating the domain key if the token has none. Blocks
+    /// (call it at start-up, before serving).
+    pub fn open(
+        token: Arc<Token>,
+        domain_label: &str,
+        threads: Arc<BlockingPool>,
+    ) -> Result<Self, Pkcs11Error> {
+        let handle = Inner::find_or_create_domain_key(&token, domain_label)?;
         Ok(Pkcs11Root {
-            domain: RwLock::new((token.generation(), handle)),
-            token,
-            domain_label: domain_label.to_string(),
-            keys: RwLock::default(),
-            ivs: IvPool::new(),
+            inner: Arc::new(Inner {
+                domain: RwLock::new((token.generation(), handle)),
+                token,
+                domain_label: domain_label.to_string(),
+                keys: RwLock::default(),
+                ivs: IvPool::new(),
+            }),
+            threads,
         })
     }
 
+    pub fn token(&self) -> &Arc<Token> {
+        &self.inner.token
+    }
+
+    /// Runs `f` on the HSM threads.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> BackendResult<T> + Send + 'static,
+    ) -> BackendResult<T> {
+        let inner = self.inner.clone();
+        self.threads
+            .run(move || f(&inner))
+            .await
+            .map_err(|_| BackendError::ThreadsGone)?
+    }
+}
+
+impl Inner {
     fn find_or_create_domain_key(token: &Token, label: &str) -> Result<ObjectHandle, Pkcs11Error> {
         let found = token.find(ObjectClass::SECRET_KEY, label)?;
         if let Some(h) = found.first() {
@@ -94,37 +128,32 @@ impl Pkcs11Root {
         token.with_object_write(|s| s.generate_key(&Mechanism::AesKeyGen, &template))
     }
 
-    pub fn token(&self) -> &Arc<Token> {
-        &self.token
-    }
-
     fn domain_key(&self) -> BackendResult<ObjectHandle> {
         let gen = self.token.generation();
         {
-            let d = self.domain.read().unwrap_or_else(|p| p.into_inner());
+            let d = self.domain.read();
             if d.0 == gen {
                 return Ok(d.1);
             }
         }
         let h = Self::find_or_create_domain_key(&self.token, &self.domain_label)?;
-        *self.domain.write().unwrap_or_else(|p| p.into_inner()) = (gen, h);
+        *self.domain.write() = (gen, h);
         Ok(h)
     }
 
-    fn key_handle(&self, m: MaterialId<'_>, load: LoadWrapped<'_>) -> BackendResult<ObjectHandle> {
+    /// The cached object of a material version, if it is of the token's current connection.
+    fn cached(&self, key_id: &KeyId, version: u32) -> BackendResult<ObjectHandle> {
         let gen = self.token.generation();
-        let cache_key = (m.key_id.clone(), m.version);
-        if let Some((g, h)) = self
-            .keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&cache_key)
-        {
-            if *g == gen {
-                return Ok(*h);
-            }
+        match self.keys.read().get(&(key_id.clone(), version)) {
+            Some((g, h)) if *g == gen => Ok(*h),
+            _ => Err(BackendError::MaterialNeeded),
         }
-        let wrapped = load()?;
+    }
+
+    /// Unwraps a material version into the anchor session (so that the object outlives pooled
+    /// sessions) as a sensitive, non-extractable session object, and caches its handle.
+    fn load(&self, key_id: KeyId, version: u32, wrapped: &[u8]) -> BackendResult<()> {
+        let gen = self.token.generation();
         let domain = self.domain_key()?;
         let template = [
             Attribute::Class(ObjectClass::SECRET_KEY),
@@ -136,53 +165,66 @@ impl Pkcs11Root {
             Attribute::Encrypt(true),
             Attribute::Decrypt(true),
         ];
-        // Unwrapped into the anchor session so that the object outlives pooled sessions.
         let h = self
             .token
-            .with_anchor(|s| s.unwrap_key(&Mechanism::AesKeyWrapPad, domain, &wrapped, &template))
+            .with_anchor(|s| s.unwrap_key(&Mechanism::AesKeyWrapPad, domain, wrapped, &template))
             .map_err(|e| match e.class() {
                 ErrorClass::Invalid | ErrorClass::InvalidCiphertext => BackendError::Unwrap,
                 _ => BackendError::from(e),
             })?;
-        self.keys
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(cache_key, (gen, h));
-        Ok(h)
+        self.keys.write().insert((key_id, version), (gen, h));
+        Ok(())
     }
 
-    /// Runs a crypto call with the key's handle; a stale handle is reloaded once.
+    /// Runs a crypto call on a cached handle; a stale one is dropped from the cache and
+    /// reported as [`BackendError::MaterialNeeded`] (the caller loads it again).
     fn with_key<T>(
         &self,
-        m: MaterialId<'_>,
-        load: LoadWrapped<'_>,
-        f: impl Fn(ObjectHandle) -> Result<T, Pkcs11Error>,
+        key_id: &KeyId,
+        version: u32,
+        f: impl FnOnce(ObjectHandle) -> Result<T, Pkcs11Error>,
     ) -> BackendResult<T> {
-        let h = self.key_handle(m, load)?;
+        let h = self.cached(key_id, version)?;
         match f(h) {
             Err(e) if e.class() == ErrorClass::StaleHandle => {
-                self.keys
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&(m.key_id.clone(), m.version));
-                let h = self.key_handle(m, load)?;
-                Ok(f(h)?)
+                self.keys.write().remove(&(key_id.clone(), version));
+                Err(BackendError::MaterialNeeded)
             }
             other => Ok(other?),
         }
     }
-}
 
-impl CryptoBackend for Pkcs11Root {
-    fn name(&self) -> &'static str {
-        "pkcs11"
+    fn seal(&self, h: ObjectHandle, plaintext: &[u8], aad: &[u8]) -> Result<Sealed, Pkcs11Error> {
+        let iv = self
+            .ivs
+            .iv12()
+            .map_err(|e| Pkcs11Error::Other(e.to_string()))?;
+        let ciphertext_and_tag = self.token.with_session(false, |s| {
+            let mut iv_buf = iv;
+            let params = GcmParams::new(&mut iv_buf, aad, TAG_BITS.into())?;
+            s.encrypt(&Mechanism::AesGcm(params), h, plaintext)
+        })?;
+        Ok(Sealed {
+            iv,
+            ciphertext_and_tag,
+        })
     }
 
-    fn blocking(&self) -> bool {
-        true
+    fn open(
+        &self,
+        h: ObjectHandle,
+        iv: &[u8; 12],
+        ciphertext_and_tag: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>, Pkcs11Error> {
+        self.token.with_session(true, |s| {
+            let mut iv_buf = *iv;
+            let params = GcmParams::new(&mut iv_buf, aad, TAG_BITS.into())?;
+            s.decrypt(&Mechanism::AesGcm(params), h, ciphertext_and_tag)
+        })
     }
 
-    fn generate_symmetric(&self, _m: MaterialId<'_>) -> BackendResult<Vec<u8>> {
+    fn generate(&self) -> BackendResult<Vec<u8>> {
         let domain = self.domain_key()?;
         let template = [
             Attribute::Token(false),
@@ -202,35 +244,41 @@ impl CryptoBackend for Pkcs11Root {
         })?;
         Ok(wrapped)
     }
+}
 
-    fn encrypt(
+#[async_trait::async_trait]
+impl CryptoBackend for Pkcs11Root {
+    fn name(&self) -> &'static str {
+        "pkcs11"
+    }
+
+    async fn generate_symmetric(&self, _m: MaterialId<'_>) -> BackendResult<Vec<u8>> {
+        self.run(|inner| inner.generate()).await
+    }
+
+    async fn load(&self, m: MaterialId<'_>, wrapped: &[u8]) -> BackendResult<()> {
+        let (key_id, version, wrapped) = (m.key_id.clone(), m.version, wrapped.to_vec());
+        self.run(move |inner| inner.load(key_id, version, &wrapped))
+            .await
+    }
+
+    async fn encrypt(
         &self,
         m: MaterialId<'_>,
-        load: LoadWrapped<'_>,
         plaintext: &[u8],
         aad: &[u8],
     ) -> BackendResult<Sealed> {
-        let iv = self
-            .ivs
-            .iv12()
-            .map_err(|e| BackendError::Internal(e.to_string()))?;
-        let ciphertext_and_tag = self.with_key(m, load, |h| {
-            self.token.with_session(false, |s| {
-                let mut iv_buf = iv;
-                let params = GcmParams::new(&mut iv_buf, aad, TAG_BITS.into())?;
-                s.encrypt(&Mechanism::AesGcm(params), h, plaintext)
-            })
-        })?;
-        Ok(Sealed {
-            iv,
-            ciphertext_and_tag,
-        })
+        // Not loaded: the caller fetches the wrapped material without a trip to the threads.
+        self.inner.cached(m.key_id, m.version)?;
+        let (key_id, version) = (m.key_id.clone(), m.version);
+        let (plaintext, aad) = (Zeroizing::new(plaintext.to_vec()), aad.to_vec());
+        self.run(move |inner| inner.with_key(&key_id, version, |h| inner.seal(h, &plaintext, &aad)))
+            .await
     }
 
-    fn decrypt(
+    async fn decrypt(
         &self,
         m: MaterialId<'_>,
-        load: LoadWrapped<'_>,
         iv: &[u8; 12],
         ciphertext_and_tag: &[u8],
         aad: &[u8],
@@ -238,27 +286,34 @@ impl CryptoBackend for Pkcs11Root {
         if ciphertext_and_tag.len() < 16 {
             return Err(BackendError::InvalidCiphertext);
         }
-        let plain = self.with_key(m, load, |h| {
-            self.token.with_session(true, |s| {
-                let mut iv_buf = *iv;
-                let params = GcmParams::new(&mut iv_buf, aad, TAG_BITS.into())?;
-                s.decrypt(&Mechanism::AesGcm(params), h, ciphertext_and_tag)
-            })
-        })?;
-        Ok(Zeroizing::new(plain))
+        self.inner.cached(m.key_id, m.version)?;
+        let (key_id, version, iv) = (m.key_id.clone(), m.version, *iv);
+        let (ciphertext_and_tag, aad) = (ciphertext_and_tag.to_vec(), aad.to_vec());
+        self.run(move |inner| {
+            inner
+                .with_key(&key_id, version, |h| {
+                    inner.open(h, &iv, &ciphertext_and_tag, &aad)
+                })
+                .map(Zeroizing::new)
+        })
+        .await
     }
 
-    fn random(&self, len: usize) -> BackendResult<Zeroizing<Vec<u8>>> {
-        let mut out = Zeroizing::new(vec![0u8; len]);
-        self.token
-            .with_session(false, |s| s.generate_random_slice(&mut out))?;
-        Ok(out)
+    async fn random(&self, len: usize) -> BackendResult<Zeroizing<Vec<u8>>> {
+        self.run(move |inner| {
+            let mut out = Zeroizing::new(vec![0u8; len]);
+            inner
+                .token
+                .with_session(false, |s| s.generate_random_slice(&mut out))?;
+            Ok(out)
+        })
+        .await
     }
 
     fn forget(&self, key_id: &KeyId) {
-        let gen = self.token.generation();
+        let gen = self.inner.token.generation();
         let stale: Vec<ObjectHandle> = {
-            let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+            let mut keys = self.inner.keys.write();
             let handles = keys
                 .iter()
                 .filter(|((k, _), (g, _))| k == key_id && *g == gen)
@@ -267,8 +322,15 @@ impl CryptoBackend for Pkcs11Root {
             keys.retain(|(k, _), _| k != key_id);
             handles
         };
-        for h in stale {
-            let _ = self.token.with_anchor(|s| s.destroy_object(h));
+        if stale.is_empty() {
+            return;
         }
+        // Destroying the session objects is a PKCS#11 call: on the HSM threads, not awaited.
+        let inner = self.inner.clone();
+        drop(self.threads.run(move || {
+            for h in stale {
+                let _ = inner.token.with_anchor(|s| s.destroy_object(h));
+            }
+        }));
     }
 }

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use sigv4::{self, Credentials, SignableRequest, SigningKeyCache};
-use xks_wire::{self, ErrorResponse, Operation};
+use xks_wire::{self, ErrorName, ErrorResponse, Operation};
 
 /// Per-attempt time budget (AWS KMS waits 250 ms for the proxy).
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(250);
@@ -103,9 +103,13 @@ pub enum XksError {
     /// The TLS handshake failed (certificate, protocol).
     #[error("TLS handshake with the external key store proxy failed: {0}")]
     Tls(String),
-    /// The proxy answered with an error body.
-    #[error("the external key store proxy returned {name} (HTTP {status})")]
-    Proxy { status: u16, name: String },
+    /// The proxy answered with an error body; `name` is `None` for a name outside the spec's
+    /// set (such names are not kept: they would be unbounded text from a tenant's proxy).
+    #[error("the external key store proxy returned {} (HTTP {status})", name.map_or("an error outside the XKS specification", ErrorName::as_str))]
+    Proxy {
+        status: u16,
+        name: Option<ErrorName>,
+    },
     /// The proxy's answer cannot be interpreted.
     #[error("cannot interpret the external key store proxy's response: {0}")]
     InvalidResponse(String),
@@ -269,7 +273,7 @@ impl XksClient {
         match serde_json::from_slice::<ErrorResponse>(&bytes) {
             Ok(e) => Err(XksError::Proxy {
                 status,
-                name: e.error_name,
+                name: ErrorName::parse(&e.error_name),
             }),
             Err(_) => Err(XksError::InvalidResponse(format!(
                 "HTTP {status} without an XKS error body"
@@ -302,7 +306,7 @@ impl XksClient {
                     XksError::Unreachable => "Unreachable",
                     XksError::Tls(_) => "TlsError",
                     XksError::InvalidResponse(_) => "InvalidResponse",
-                    XksError::Proxy { name, .. } => name.as_str(),
+                    XksError::Proxy { name, .. } => name.map_or("Other", ErrorName::as_str),
                 };
                 m.xks_errors
                     .with_label_values(&[store.as_str(), kind])
