@@ -158,6 +158,16 @@ pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
         for &c in chunk {
             acc = (acc << 6) | base64_digit(c)?;
         }
+        // A short final chunk must not carry bits past its last byte (canonical encoding),
+        // so that one byte string has one encoding.
+        let spare_bits = match chunk.len() {
+            2 => 4,
+            3 => 2,
+            _ => 0,
+        };
+        if acc & ((1 << spare_bits) - 1) != 0 {
+            return None;
+        }
         acc <<= 6 * (4 - chunk.len() as u32);
         let bytes = acc.to_be_bytes();
         out.extend_from_slice(&bytes[1..chunk.len()]);
@@ -232,5 +242,10 @@ mod tests {
         assert!(base64_decode("a").is_none());
         assert!(base64_decode("a$==").is_none());
         assert!(base64_decode("aGVsbG8===").is_none());
+        assert!(
+            base64_decode("aGVsbG9=").is_none(),
+            "non-canonical trailing bits"
+        );
+        assert_eq!(base64_decode("/w==").unwrap(), [255]);
     }
 }
