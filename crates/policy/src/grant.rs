@@ -287,8 +287,10 @@ impl GrantConstraints<'_> {
                 .is_some_and(|ce| same_pairs(ce, pe))
         });
         let subset_ok = parent.encryption_context_subset.is_none_or(|ps| {
-            self.encryption_context_equals
-                .is_some_and(|ce| contains_all(ce, ps))
+            ps.is_empty()
+                || self
+                    .encryption_context_equals
+                    .is_some_and(|ce| contains_all(ce, ps))
                 || self
                     .encryption_context_subset
                     .is_some_and(|cs| contains_all(cs, ps))

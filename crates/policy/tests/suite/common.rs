@@ -259,3 +259,7 @@ pub fn run(rows: &[Row]) {
     );
     eprintln!("{} rows passed", rows.len());
 }
+
+pub fn default_key_policy_text() -> String {
+    kms_policy::default_key_policy(A)
+}
