@@ -3,6 +3,7 @@
 //! `serde_json::Value` silently keeps the last of two equal member names; two parsers reading the
 //! same policy differently is a security hole, so a duplicate is an error here.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -93,9 +94,21 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        // Policy objects are small: a linear scan finds duplicates; past a few dozen members a
+        // set keeps a hostile document from costing quadratic time.
+        const LINEAR_SCAN_UP_TO: usize = 32;
         let mut members: Vec<(String, Json)> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
         while let Some(name) = map.next_key::<String>()? {
-            if members.iter().any(|(n, _)| *n == name) {
+            let duplicate = if members.len() < LINEAR_SCAN_UP_TO {
+                members.iter().any(|(n, _)| *n == name)
+            } else {
+                if seen.is_empty() {
+                    seen.extend(members.iter().map(|(n, _)| n.clone()));
+                }
+                !seen.insert(name.clone())
+            };
+            if duplicate {
                 return Err(de::Error::custom(format_args!(
                     "the member name \"{name}\" appears twice in one object"
                 )));
@@ -116,6 +129,19 @@ mod tests {
     fn duplicate_member_names_are_refused() {
         let err = parse(r#"{"a": 1, "b": {"c": 1, "c": 2}}"#).unwrap_err();
         assert!(err.contains("\"c\" appears twice"), "{err}");
+    }
+
+    #[test]
+    fn duplicates_in_large_objects_are_refused() {
+        let members: Vec<String> = (0..100).map(|i| format!("\"k{i}\": {i}")).collect();
+        let unique = format!("{{{}}}", members.join(","));
+        assert!(parse(&unique).is_ok());
+        let duplicate = format!("{{{}, \"k7\": 0}}", members.join(","));
+        assert!(parse(&duplicate)
+            .unwrap_err()
+            .contains("\"k7\" appears twice"));
+        let late = format!("{{{}, \"k99\": 0}}", members.join(","));
+        assert!(parse(&late).is_err());
     }
 
     #[test]
