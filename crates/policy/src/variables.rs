@@ -51,6 +51,19 @@ fn parse_variable(inner: &str) -> Option<Part> {
     })
 }
 
+/// A `${...}` at the start of `text`: an escape or a variable, and the text after it.
+fn variable_at(text: &str) -> Option<(Part, &str)> {
+    let body = text.strip_prefix("${")?;
+    let (inner, after) = body.split_once('}')?;
+    let part = match inner {
+        "*" => Part::Char('*'),
+        "?" => Part::Char('?'),
+        "$" => Part::Char('$'),
+        _ => parse_variable(inner)?,
+    };
+    Some((part, after))
+}
+
 /// Compiles value text. `wildcards`: `*` and `?` outside `${}` are wildcards (Like operators,
 /// ARN operators, `Resource`). `variables`: `${...}` is a variable (Version 2012-10-17, where
 /// the policy kind allows them).
@@ -59,26 +72,12 @@ pub(crate) fn compile(text: &str, wildcards: bool, variables: bool) -> Template 
     let mut has_variable = false;
     let mut rest = text;
     while let Some(c) = rest.chars().next() {
-        if variables && rest.starts_with("${") {
-            if let Some(end) = rest.find('}') {
-                let inner = &rest[2..end];
-                let escaped = match inner {
-                    "*" => Some('*'),
-                    "?" => Some('?'),
-                    "$" => Some('$'),
-                    _ => None,
-                };
-                if let Some(ch) = escaped {
-                    parts.push(Part::Char(ch));
-                    rest = &rest[end + 1..];
-                    continue;
-                }
-                if let Some(var) = parse_variable(inner) {
-                    parts.push(var);
-                    has_variable = true;
-                    rest = &rest[end + 1..];
-                    continue;
-                }
+        if variables {
+            if let Some((part, after)) = variable_at(rest) {
+                has_variable |= matches!(part, Part::Var { .. });
+                parts.push(part);
+                rest = after;
+                continue;
             }
         }
         parts.push(match c {
@@ -86,7 +85,7 @@ pub(crate) fn compile(text: &str, wildcards: bool, variables: bool) -> Template 
             '?' if wildcards => Part::Wild(Token::One),
             c => Part::Char(c),
         });
-        rest = &rest[c.len_utf8()..];
+        rest = rest.get(c.len_utf8()..).unwrap_or_default();
     }
     if has_variable {
         return Template::Dynamic(parts.into());

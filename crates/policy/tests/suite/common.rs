@@ -50,7 +50,7 @@ pub fn identity_policy(statements: &str) -> Policy {
 pub const ROOT_A: &str = r#"{"Sid": "Enable IAM User Permissions", "Effect": "Allow",
     "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"}"#;
 
-/// Operations that work on another account's key (reference §3.3).
+/// Operations that work on another account's resource (reference §3.3, and `sts:AssumeRole`).
 pub fn cross_account_capable(action: &str) -> bool {
     const OPS: [&str; 20] = [
         "Encrypt",
@@ -74,9 +74,10 @@ pub fn cross_account_capable(action: &str) -> bool {
         "RetireGrant",
         "GetKeyRotationStatus",
     ];
-    action
-        .strip_prefix("kms:")
-        .is_some_and(|op| OPS.contains(&op))
+    action == "sts:AssumeRole"
+        || action
+            .strip_prefix("kms:")
+            .is_some_and(|op| OPS.contains(&op))
 }
 
 /// A condition key value for table rows.
@@ -169,6 +170,11 @@ impl Row {
     }
     pub fn key(mut self, statements: &str) -> Row {
         self.key_policy = Some(key_policy(statements));
+        self
+    }
+    /// A role trust policy in place of the key policy.
+    pub fn trust(mut self, statements: &str) -> Row {
+        self.key_policy = Some(parse(PolicyKind::Trust, &doc(statements)));
         self
     }
     pub fn identity(mut self, statements: &str) -> Row {

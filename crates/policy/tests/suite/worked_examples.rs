@@ -965,68 +965,42 @@ fn default_policy_round_trip() {
 #[test]
 fn trust_policies() {
     const ROLE: &str = "arn:aws:iam::111122223333:role/app";
-    let trust = |statements: &str| common::parse(PolicyKind::Trust, &doc(statements));
     let names_alice = r#"{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:user/alice"}, "Action": "sts:AssumeRole"}"#;
     let names_b = r#"{"Effect": "Allow", "Principal": {"AWS": "444455556666"}, "Action": "sts:AssumeRole",
         "Condition": {"StringEquals": {"sts:ExternalId": "secret-42"}}}"#;
     let names_a = r#"{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}"#;
-
-    let mut rows = vec![
+    let rows = vec![
         Row::new("trust names the user: no identity policy needed", ALICE, "sts:AssumeRole")
             .on(ROLE)
+            .trust(names_alice)
             .allow(AllowedBy::ResourcePolicy),
-        Row::new("trust names the account: identity policy needed", CAROL, "sts:AssumeRole").on(ROLE),
+        Row::new("trust names the account: identity policy needed", CAROL, "sts:AssumeRole")
+            .on(ROLE)
+            .trust(names_a),
         Row::new("trust names the account, identity allows", CAROL, "sts:AssumeRole")
             .on(ROLE)
+            .trust(names_a)
             .identity(&format!(r#"{{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "{ROLE}"}}"#))
             .allow(AllowedBy::ResourceAndIdentityPolicies),
         Row::new("cross-account: both sides and the external ID", BOB_B, "sts:AssumeRole")
             .on(ROLE)
+            .trust(names_b)
             .identity(r#"{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "arn:aws:iam::*:role/*"}"#)
             .with(&[Ctx::S("sts:ExternalId", "secret-42")])
             .allow(AllowedBy::ResourceAndIdentityPolicies),
         Row::new("cross-account: wrong external ID", BOB_B, "sts:AssumeRole")
             .on(ROLE)
+            .trust(names_b)
             .identity(r#"{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}"#)
             .with(&[Ctx::S("sts:ExternalId", "guess")])
             .deny_cross_account(),
-        Row::new("trust allows AssumeRole only", ALICE, "sts:TagSession").on(ROLE),
+        Row::new("trust allows AssumeRole only", ALICE, "sts:TagSession")
+            .on(ROLE)
+            .trust(names_alice),
     ];
-    rows[0].key_policy = Some(trust(names_alice));
-    rows[1].key_policy = Some(trust(names_a));
-    rows[2].key_policy = Some(trust(names_a));
-    rows[3].key_policy = Some(trust(names_b));
-    rows[4].key_policy = Some(trust(names_b));
-    rows[5].key_policy = Some(trust(names_alice));
-    for row in &mut rows {
-        // sts:AssumeRole works across accounts; the table helper only knows KMS operations.
-        row.key_policy.get_or_insert_with(|| trust(names_alice));
-    }
-    for row in &rows {
-        let context = row.context();
-        let identity: Vec<&Policy> = row.identity.iter().collect();
-        let decision = authorize(
-            &AuthorizationRequest::new(&context)
-                .resource_policy(row.key_policy.as_ref().unwrap())
-                .identity_policies(IdentityPolicies {
-                    principal_policies: &identity,
-                    session_policies: None,
-                })
-                .cross_account_capable(true),
-        );
-        let got = match decision {
-            Decision::Allow(by) => common::Expect::Allow(by),
-            Decision::Deny(d) if d.cross_account => common::Expect::DenyCrossAccount,
-            Decision::Deny(d) => common::Expect::Deny(d.reason),
-        };
-        assert_eq!(got, row.expect, "{}", row.name);
-    }
-    // The STS denial text names the role.
-    let c = context(CAROL, "sts:AssumeRole", ROLE, &[]);
-    let trust_a = trust(names_a);
-    assert!(!authorize(&AuthorizationRequest::new(&c).resource_policy(&trust_a)).is_allowed());
+    run(&rows);
     assert_eq!(
-        kms_policy::messages::assume_role_denied(c.caller().arn(), ROLE),
+        kms_policy::messages::assume_role_denied(CAROL, ROLE),
         "User: arn:aws:iam::111122223333:user/carol is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::111122223333:role/app"
     );
 }
