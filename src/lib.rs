@@ -23,6 +23,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod backend;
+pub mod iam;
 pub mod config;
 pub mod metrics;
 pub mod model;

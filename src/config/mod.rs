@@ -7,6 +7,8 @@
 //! `KMS_ACCESS_KEY_ID` + `KMS_SECRET_ACCESS_KEY` (+ optional `KMS_PRINCIPAL_ARN`) replace the
 //! credential list with one credential.
 
+pub mod iam;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -24,7 +26,15 @@ struct RawConfig {
     #[serde(default)]
     server: RawServer,
     #[serde(default)]
-    credentials: Vec<RawCredential>,
+    credentials: Vec<iam::RawCredential>,
+    #[serde(default)]
+    users: Vec<iam::RawUser>,
+    #[serde(default)]
+    groups: Vec<iam::RawGroup>,
+    #[serde(default)]
+    roles: Vec<iam::RawRole>,
+    #[serde(default)]
+    guardrails: Vec<iam::RawGuardrail>,
     #[serde(default)]
     audit: RawAudit,
     #[serde(default)]
@@ -97,15 +107,6 @@ struct RawServer {
     metrics_listen: Option<String>,
     hsm_threads: Option<usize>,
     async_threads: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCredential {
-    access_key_id: String,
-    secret_access_key: Option<SecretString>,
-    secret_access_key_file: Option<PathBuf>,
-    principal: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -227,14 +228,7 @@ fn read_pin(
     }
 }
 
-/// A credential and the principal it authenticates.
-#[derive(Debug, Clone)]
-pub struct Credential {
-    pub access_key_id: String,
-    pub secret_access_key: SecretString,
-    pub principal_arn: String,
-    pub account: String,
-}
+pub use iam::{Credential, IamConfig, RoleConfig, UserConfig};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -254,7 +248,10 @@ pub struct Config {
     pub hsm_threads: Option<usize>,
     /// Async worker threads (`None`: derived, see [`Config::async_threads`]).
     pub async_threads: Option<usize>,
-    pub credentials: Vec<Credential>,
+    /// Users, groups, roles, access keys and guardrails (reloadable: [`load_iam`]).
+    pub iam: IamConfig,
+    /// The configuration file, when there is one (identities are reloaded from it).
+    pub file: Option<PathBuf>,
     /// True when the built-in development credential is in use.
     pub dev_credential: bool,
     pub audit_path: PathBuf,
@@ -286,7 +283,101 @@ pub fn load(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigErrors> {
+    let env: std::collections::HashMap<String, String> = env.into_iter().collect();
     let mut errors = Vec::new();
+    let table = read_table(file, &env, &mut errors);
+    let raw: RawConfig = match table.try_into() {
+        Ok(r) => r,
+        Err(e) => {
+            errors.push(e.message().to_string());
+            RawConfig::default()
+        }
+    };
+    validate(raw, file, errors, &env)
+}
+
+/// Loads only the identity sections (users, groups, roles, credentials, guardrails) of the
+/// configuration file, with the same environment: what a reload swaps in. Every problem is
+/// reported; other sections are not validated again.
+pub fn load_iam(
+    file: Option<&Path>,
+    env: &std::collections::HashMap<String, String>,
+) -> Result<IamConfig, ConfigErrors> {
+    #[derive(Default, Deserialize)]
+    struct Sections {
+        #[serde(default)]
+        credentials: Vec<iam::RawCredential>,
+        #[serde(default)]
+        users: Vec<iam::RawUser>,
+        #[serde(default)]
+        groups: Vec<iam::RawGroup>,
+        #[serde(default)]
+        roles: Vec<iam::RawRole>,
+        #[serde(default)]
+        guardrails: Vec<iam::RawGuardrail>,
+    }
+    let mut errors = Vec::new();
+    let table = read_table(file, env, &mut errors);
+    let raw: Sections = match table.try_into() {
+        Ok(r) => r,
+        Err(e) => {
+            errors.push(e.message().to_string());
+            Sections::default()
+        }
+    };
+    let (raw_iam, _) = identity_sections(
+        raw.credentials,
+        raw.users,
+        raw.groups,
+        raw.roles,
+        raw.guardrails,
+    );
+    let iam = iam::validate(raw_iam, file.and_then(Path::parent), &mut errors);
+    if errors.is_empty() {
+        Ok(iam)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// The identity sections, with the development credential when no credential is configured
+/// (and whether it was used).
+fn identity_sections(
+    credentials: Vec<iam::RawCredential>,
+    users: Vec<iam::RawUser>,
+    groups: Vec<iam::RawGroup>,
+    roles: Vec<iam::RawRole>,
+    guardrails: Vec<iam::RawGuardrail>,
+) -> (iam::RawIam, bool) {
+    let dev_credential = credentials.is_empty();
+    let credentials = if dev_credential {
+        vec![iam::RawCredential {
+            access_key_id: DEV_ACCESS_KEY_ID.into(),
+            secret_access_key: Some(SecretString::from(DEV_SECRET_ACCESS_KEY)),
+            secret_access_key_file: None,
+            principal: DEV_PRINCIPAL_ARN.into(),
+        }]
+    } else {
+        credentials
+    };
+    (
+        iam::RawIam {
+            users,
+            groups,
+            roles,
+            guardrails,
+            credentials,
+        },
+        dev_credential,
+    )
+}
+
+/// The configuration file as a TOML table with the `KMS_*` environment applied.
+fn read_table(
+    file: Option<&Path>,
+    env: &std::collections::HashMap<String, String>,
+    errors: &mut Vec<String>,
+) -> toml::Table {
     let mut table = match file {
         None => toml::Table::new(),
         Some(p) => match std::fs::read_to_string(p) {
@@ -303,7 +394,6 @@ pub fn load(
             }
         },
     };
-    let env: std::collections::HashMap<String, String> = env.into_iter().collect();
     let mut single = (None, None, None);
     for (name, value) in env.iter().map(|(k, v)| (k.clone(), v.clone())) {
         let Some(rest) = name.strip_prefix("KMS_") else {
@@ -350,14 +440,7 @@ pub fn load(
         _ => errors
             .push("KMS_ACCESS_KEY_ID and KMS_SECRET_ACCESS_KEY must be set together".to_string()),
     }
-    let raw: RawConfig = match table.try_into() {
-        Ok(r) => r,
-        Err(e) => {
-            errors.push(e.message().to_string());
-            RawConfig::default()
-        }
-    };
-    validate(raw, errors, &env)
+    table
 }
 
 fn parse_env_value(v: &str) -> toml::Value {
@@ -370,24 +453,9 @@ fn parse_env_value(v: &str) -> toml::Value {
     toml::Value::String(v.to_string())
 }
 
-/// Splits `arn:aws:iam::<account>:user/<name>` (or `role/`, or `root`) into its account.
-fn principal_account(arn: &str) -> Option<String> {
-    let rest = arn.strip_prefix("arn:aws:iam::")?;
-    let (account, resource) = rest.split_once(':')?;
-    let valid_account = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
-    let valid_resource = resource == "root"
-        || ["user/", "role/"].iter().any(|p| {
-            resource.strip_prefix(p).is_some_and(|n| {
-                !n.is_empty()
-                    && n.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
-            })
-        });
-    (valid_account && valid_resource).then(|| account.to_string())
-}
-
 fn validate(
     raw: RawConfig,
+    file: Option<&Path>,
     mut errors: Vec<String>,
     env: &std::collections::HashMap<String, String>,
 ) -> Result<Config, ConfigErrors> {
@@ -472,71 +540,14 @@ fn validate(
         }
     };
 
-    let dev_credential = raw.credentials.is_empty();
-    let raw_creds = if dev_credential {
-        vec![RawCredential {
-            access_key_id: DEV_ACCESS_KEY_ID.into(),
-            secret_access_key: Some(SecretString::from(DEV_SECRET_ACCESS_KEY)),
-            secret_access_key_file: None,
-            principal: DEV_PRINCIPAL_ARN.into(),
-        }]
-    } else {
-        raw.credentials
-    };
-    let mut credentials = Vec::new();
-    for (i, c) in raw_creds.into_iter().enumerate() {
-        let at = format!("credentials[{i}]");
-        let akid_ok = (16..=128).contains(&c.access_key_id.len())
-            && c.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric());
-        if !akid_ok {
-            errors.push(format!(
-                "{at}.access_key_id: must be 16-128 letters and digits"
-            ));
-        }
-        if credentials
-            .iter()
-            .any(|o: &Credential| o.access_key_id == c.access_key_id)
-        {
-            errors.push(format!("{at}.access_key_id: duplicate access key id"));
-        }
-        let secret = match (c.secret_access_key, c.secret_access_key_file) {
-            (Some(s), None) => Some(s),
-            (None, Some(p)) => match std::fs::read_to_string(&p) {
-                Ok(s) => Some(SecretString::from(s.trim().to_string())),
-                Err(e) => {
-                    errors.push(format!("{at}.secret_access_key_file: {}: {e}", p.display()));
-                    None
-                }
-            },
-            _ => {
-                errors.push(format!(
-                    "{at}: set exactly one of secret_access_key and secret_access_key_file"
-                ));
-                None
-            }
-        };
-        if let Some(secret) = &secret {
-            use secrecy::ExposeSecret;
-            if secret.expose_secret().is_empty() {
-                errors.push(format!("{at}: the secret access key is empty"));
-            }
-        }
-        let account = principal_account(&c.principal);
-        if account.is_none() {
-            errors.push(format!(
-                "{at}.principal: '{}' is not arn:aws:iam::<12-digit account>:user/<name>, role/<name> or root",
-                c.principal
-            ));
-        }
-        if let (Some(secret), Some(account)) = (secret, account) {
-            credentials.push(Credential {
-                access_key_id: c.access_key_id,
-                secret_access_key: secret,
-                principal_arn: c.principal,
-                account,
-            });
-        }
-    }
+    let (raw_iam, dev_credential) = identity_sections(
+        raw.credentials,
+        raw.users,
+        raw.groups,
+        raw.roles,
+        raw.guardrails,
+    );
+    let iam = iam::validate(raw_iam, file.and_then(Path::parent), &mut errors);
     let r = raw.root;
     let root = match r.kind.as_deref() {
         None | Some("software") => RootConfig::Software {
@@ -743,7 +754,8 @@ fn validate(
         metrics_listen,
         hsm_threads: s.hsm_threads,
         async_threads: s.async_threads,
-        credentials,
+        iam,
+        file: file.map(Path::to_path_buf),
         dev_credential,
         audit_path,
         root,

@@ -2,6 +2,7 @@
 //! request parameter (key id, key ARN, alias name or alias ARN).
 
 use std::fmt;
+use std::sync::Arc;
 
 /// A KMS key id: a lower-case UUID (`1234abcd-12ab-34cd-56ef-1234567890ab`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -149,31 +150,58 @@ impl KeyRef {
     }
 }
 
-/// The authenticated caller, resolved from the access key id of a verified SigV4 request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The authenticated caller, resolved from the access key id of a verified SigV4 request, with
+/// the policies that apply to it (a snapshot: a reload does not change a request in flight).
+#[derive(Debug, Clone)]
 pub struct Principal {
     /// 12-digit account id.
     pub account: String,
-    /// `arn:aws:iam::<account>:user/<name>` or `...:role/<name>` or `...:root`.
+    /// `arn:aws:iam::<account>:user/<name>`, `...:root`, or a role session's
+    /// `arn:aws:sts::<account>:assumed-role/<role>/<session>`.
     pub arn: String,
     pub access_key_id: String,
+    /// The identity as policies see it (`None`: unauthenticated, or the service itself).
+    pub caller: Option<kms_policy::Caller>,
+    /// Identity policies: a user's own and its groups', a session's role's.
+    pub policies: Arc<[Arc<kms_policy::Policy>]>,
+    /// A role session's inline session policy (it narrows the role's policies).
+    pub session_policies: Option<Arc<[Arc<kms_policy::Policy>]>>,
+    /// Deny-only guardrail policies of the account.
+    pub guardrails: Arc<[Arc<kms_policy::Policy>]>,
 }
 
 impl Principal {
-    /// `IAMUser`, `AssumedRole` or `Root`, as CloudTrail's `userIdentity.type` says.
-    pub fn identity_type(&self) -> &'static str {
-        if self.arn.ends_with(":root") {
-            "Root"
-        } else if self.arn.contains(":role/") || self.arn.contains(":assumed-role/") {
-            "AssumedRole"
-        } else {
-            "IAMUser"
+    /// A principal that is no identity: a request that failed authentication, or a call the
+    /// service makes on its own behalf (`account` may be empty).
+    pub fn anonymous(account: &str, access_key_id: &str) -> Principal {
+        Principal {
+            account: account.to_string(),
+            arn: String::new(),
+            access_key_id: access_key_id.to_string(),
+            caller: None,
+            policies: Arc::from(Vec::new()),
+            session_policies: None,
+            guardrails: Arc::from(Vec::new()),
         }
     }
 
-    /// The last path segment of the ARN (user or role name).
+    /// `IAMUser`, `AssumedRole` or `Root`, as CloudTrail's `userIdentity.type` says.
+    pub fn identity_type(&self) -> &'static str {
+        match self.caller.as_ref().map(kms_policy::Caller::kind) {
+            Some(kms_policy::CallerKind::Root) => "Root",
+            Some(kms_policy::CallerKind::AssumedRole { .. }) => "AssumedRole",
+            _ => "IAMUser",
+        }
+    }
+
+    /// The last path segment of the ARN (user name, or session name).
     pub fn name(&self) -> &str {
         self.arn.rsplit('/').next().unwrap_or(&self.arn)
+    }
+
+    /// The unique id (`AIDA...`, `AROA...:session`, or the account for root).
+    pub fn unique_id(&self) -> Option<&str> {
+        self.caller.as_ref().and_then(kms_policy::Caller::unique_id)
     }
 }
 

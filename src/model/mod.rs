@@ -1,9 +1,11 @@
 //! Domain types shared by every layer: key identifiers, key specs, usages, states, origins and
 //! the key record as the metadata store holds it. No I/O and no HTTP types live here.
 
+mod grant;
 mod ids;
 mod key;
 
+pub use grant::{GrantConstraints, GrantRecord};
 pub use ids::{AliasName, KeyArn, KeyId, KeyRef, KeyRefError, Principal};
 pub use key::{
     AliasRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, DataKeySpec,

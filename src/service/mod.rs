@@ -14,6 +14,7 @@
 //! records). Each part dereferences to the core.
 
 pub mod aliases;
+pub mod authz;
 pub mod ciphertext;
 pub mod clock;
 pub mod crypto;
@@ -55,6 +56,10 @@ pub struct Call {
     pub operation: &'static str,
     /// `additionalEventData` of the audit record (custom key store details).
     pub additional: Option<Value>,
+    /// The request arrived over TLS (`aws:SecureTransport`).
+    pub secure_transport: bool,
+    /// The alias name the request named its key by (`kms:RequestAlias`), set by resolution.
+    pub request_alias: Option<String>,
 }
 
 impl Call {
@@ -72,17 +77,15 @@ impl Call {
             resources: Vec::new(),
             operation: "",
             additional: None,
+            secure_transport: false,
+            request_alias: None,
         }
     }
 
     /// A call the service makes on its own behalf (maintenance, reconnects at start-up).
     pub fn internal(account: &str, operation: &'static str) -> Self {
         let mut call = Call::new(
-            Principal {
-                account: account.to_string(),
-                arn: String::new(),
-                access_key_id: String::new(),
-            },
+            Principal::anonymous(account, ""),
             uuid::Uuid::new_v4().to_string(),
             "AWS Internal".into(),
             "AWS Internal".into(),
@@ -128,6 +131,10 @@ pub struct Core {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// Connected custom key stores (clusters and external key store proxies) and their quotas.
     pub(crate) connections: Connections,
+    /// Identities: users, roles, sessions (for principals named in policies and grants).
+    pub(crate) iam: Arc<crate::iam::Iam>,
+    /// Key policies, compiled once per change.
+    pub(crate) key_policies: authz::KeyPolicyCache,
 }
 
 /// Implements `Deref<Target = Core>` for a part of the service.
@@ -202,6 +209,7 @@ impl Kms {
         region: String,
         connections: Connections,
         metrics: Arc<crate::metrics::Metrics>,
+        iam: Arc<crate::iam::Iam>,
     ) -> Arc<Self> {
         let core = Arc::new(Core {
             store,
@@ -212,6 +220,8 @@ impl Kms {
             partition: "aws".into(),
             metrics,
             connections,
+            iam,
+            key_policies: authz::KeyPolicyCache::default(),
         });
         Arc::new(Kms {
             keys: keys::Keys::new(core.clone()),
@@ -252,8 +262,10 @@ impl Core {
         ))
     }
 
-    /// Resolves a `KeyId` parameter to a key of the caller's account. `allow_alias` is false
-    /// for management operations, which accept only a key id or key ARN.
+    /// Resolves a `KeyId` parameter. A key id or alias name resolves in the caller's account
+    /// (NotFound otherwise); a key ARN or alias ARN may name another account's key, which
+    /// authorization then decides on (a missing one is AccessDenied, so as not to reveal what
+    /// exists). `allow_alias` is false for operations that take only a key id or key ARN.
     pub async fn resolve(
         &self,
         call: &mut Call,
@@ -273,8 +285,8 @@ impl Core {
         if key_ref.is_alias() && !allow_alias {
             return Err(KmsError::NotFound(format!("Invalid keyId '{key_id}'")));
         }
-        let id = match key_ref {
-            KeyRef::Id(id) => id,
+        let (id, owner) = match key_ref {
+            KeyRef::Id(id) => (id, account.clone()),
             KeyRef::Arn {
                 region,
                 account: owner,
@@ -283,12 +295,12 @@ impl Core {
                 if region != self.region {
                     return Err(KmsError::NotFound(format!("Invalid arn {region}")));
                 }
-                if owner != account {
-                    return Err(self.cross_account_denied(call, key_id));
-                }
-                id
+                (id, owner)
             }
-            KeyRef::AliasName(alias) => self.alias_target(&account, &alias.0).await?,
+            KeyRef::AliasName(alias) => {
+                call.request_alias = Some(alias.0.clone());
+                (self.alias_target(&account, &alias.0).await?, account.clone())
+            }
             KeyRef::AliasArn {
                 region,
                 account: owner,
@@ -297,15 +309,39 @@ impl Core {
                 if region != self.region {
                     return Err(KmsError::NotFound(format!("Invalid arn {region}")));
                 }
-                if owner != account {
-                    return Err(self.cross_account_denied(call, key_id));
+                call.request_alias = Some(alias.0.clone());
+                if owner == account {
+                    (self.alias_target(&account, &alias.0).await?, owner)
+                } else {
+                    match self.store.get_alias(&owner, &self.region, &alias.0).await? {
+                        Some(a) => (a.target_key_id, owner),
+                        None => return Err(self.not_here(call)),
+                    }
                 }
-                self.alias_target(&account, &alias.0).await?
             }
         };
+        if owner != account {
+            return match self.store.get_key(&id).await? {
+                Some(k) if k.account == owner && k.region == self.region => {
+                    let key = self.annotate(k);
+                    call.touch(&key);
+                    Ok(key)
+                }
+                _ => Err(self.not_here(call)),
+            };
+        }
         let key = self.get_key_of(&account, &id).await?;
         call.touch(&key);
         Ok(key)
+    }
+
+    /// The AccessDenied of another account's key that does not exist (the same words as a
+    /// denial, so callers cannot probe for keys).
+    fn not_here(&self, call: &Call) -> KmsError {
+        KmsError::AccessDenied(kms_policy::messages::cross_account(
+            &call.principal.arn,
+            &format!("kms:{}", call.operation),
+        ))
     }
 
     /// Loads a key by id, as visible to `account`.
@@ -332,16 +368,6 @@ impl Core {
                 )
             ))),
         }
-    }
-
-    fn cross_account_denied(&self, call: &Call, resource: &str) -> KmsError {
-        // Key policies are not evaluated yet, so no policy can grant another account access.
-        let action = format!("kms:{}", call.operation);
-        KmsError::AccessDenied(format!(
-            "User: {} is not authorized to perform: {action} on resource: {resource} because no \
-             resource-based policy allows the {action} action",
-            call.principal.arn
-        ))
     }
 
     /// Marks a key `unavailable` when its custom key store is not connected.

@@ -1,8 +1,10 @@
-//! A read-through cache of key rows in front of another [`MetadataStore`].
+//! A read-through cache of key rows and of each key's grants in front of another
+//! [`MetadataStore`].
 //!
-//! Key rows are read on every cryptographic request; caching them keeps the hot path off the
-//! database. Every write of a key goes through this wrapper, which replaces or drops the cached
-//! row, so a single node always reads its own writes. (Several nodes sharing one database need
+//! Key rows are read on every request, and grants on every request that no policy allows;
+//! caching them keeps the hot path off the database. Every write of a key or grant goes through
+//! this wrapper, which replaces or drops the cached entry, so a single node always reads its
+//! own writes. (Several nodes sharing one database need
 //! a bounded staleness instead; see `docs/architecture.md`.)
 
 use std::collections::HashMap;
@@ -11,7 +13,9 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 
 use super::{MetadataStore, StoreResult};
-use crate::model::{AliasRecord, CustomKeyStoreRecord, KeyId, KeyRecord, MaterialRecord, Tag};
+use crate::model::{
+    AliasRecord, CustomKeyStoreRecord, GrantRecord, KeyId, KeyRecord, MaterialRecord, Tag,
+};
 
 /// Bound on cached rows; the cache is cleared when it is reached.
 const MAX_CACHED_KEYS: usize = 100_000;
@@ -19,6 +23,7 @@ const MAX_CACHED_KEYS: usize = 100_000;
 pub struct CachedStore<S> {
     inner: S,
     keys: RwLock<HashMap<KeyId, Arc<KeyRecord>>>,
+    grants: RwLock<HashMap<KeyId, Arc<[GrantRecord]>>>,
 }
 
 impl<S: MetadataStore> CachedStore<S> {
@@ -26,6 +31,7 @@ impl<S: MetadataStore> CachedStore<S> {
         CachedStore {
             inner,
             keys: RwLock::default(),
+            grants: RwLock::default(),
         }
     }
 
@@ -47,6 +53,14 @@ impl<S: MetadataStore> CachedStore<S> {
 
     fn drop_key(&self, id: &KeyId) {
         self.keys
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        self.drop_grants(id);
+    }
+
+    fn drop_grants(&self, id: &KeyId) {
+        self.grants
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
@@ -235,6 +249,54 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         xks_key_id: &str,
     ) -> StoreResult<Option<KeyId>> {
         self.inner.find_key_by_xks_id(store_id, xks_key_id).await
+    }
+
+    async fn insert_grant(&self, grant: &GrantRecord) -> StoreResult<()> {
+        let r = self.inner.insert_grant(grant).await;
+        self.drop_grants(&grant.key_id);
+        r
+    }
+
+    async fn list_grants(&self, key_id: &KeyId) -> StoreResult<Arc<[GrantRecord]>> {
+        if let Some(g) = self
+            .grants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key_id)
+        {
+            return Ok(g.clone());
+        }
+        let found = self.inner.list_grants(key_id).await?;
+        let mut map = self.grants.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_CACHED_KEYS {
+            map.clear();
+        }
+        map.insert(key_id.clone(), found.clone());
+        Ok(found)
+    }
+
+    async fn get_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>> {
+        self.inner.get_grant(grant_id).await
+    }
+
+    async fn delete_grant(&self, grant_id: &str) -> StoreResult<bool> {
+        let grant = self.inner.get_grant(grant_id).await?;
+        let r = self.inner.delete_grant(grant_id).await;
+        if let Some(g) = grant {
+            self.drop_grants(&g.key_id);
+        }
+        r
+    }
+
+    async fn list_retirable_grants(
+        &self,
+        principal: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<GrantRecord>> {
+        self.inner
+            .list_retirable_grants(principal, after, limit)
+            .await
     }
 
     async fn get_system_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {

@@ -14,7 +14,9 @@ pub use sqlite::SqliteStore;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{AliasRecord, CustomKeyStoreRecord, KeyId, KeyRecord, MaterialRecord, Tag};
+use crate::model::{
+    AliasRecord, CustomKeyStoreRecord, GrantRecord, KeyId, KeyRecord, MaterialRecord, Tag,
+};
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +147,23 @@ pub trait MetadataStore: Send + Sync {
         store_id: &str,
         xks_key_id: &str,
     ) -> StoreResult<Option<KeyId>>;
+
+    /// Grants: inserts one; [`StoreError::AlreadyExists`] when the id is taken.
+    async fn insert_grant(&self, grant: &GrantRecord) -> StoreResult<()>;
+    /// The grants of a key, oldest first (shared: authorization reads them on every request
+    /// that no policy allows).
+    async fn list_grants(&self, key_id: &KeyId) -> StoreResult<std::sync::Arc<[GrantRecord]>>;
+    /// One grant by id.
+    async fn get_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>>;
+    /// Deletes a grant; `false` when there was none.
+    async fn delete_grant(&self, grant_id: &str) -> StoreResult<bool>;
+    /// Grants whose retiring principal is `principal`, ordered by id, after `after`.
+    async fn list_retirable_grants(
+        &self,
+        principal: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<GrantRecord>>;
 
     /// Service secrets (wrapped material of the key that protects stored passwords).
     async fn get_system_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;

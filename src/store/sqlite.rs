@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, Row};
 
 use super::{MetadataStore, StoreError, StoreResult};
 use crate::model::{
-    AliasRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, KeyId, KeyRecord,
+    AliasRecord, GrantConstraints, GrantRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, KeyId, KeyRecord,
     KeySpec, KeyState, KeyUsage, MaterialRecord, Origin, RotationType, Tag, XksProxySettings,
 };
 use std::sync::Arc;
@@ -99,6 +99,21 @@ ALTER TABLE custom_key_stores ADD COLUMN xks_access_key_id TEXT;
     r#"
 ALTER TABLE custom_key_stores ADD COLUMN xks_credential_ms INTEGER;
 "#,
+    r#"
+CREATE TABLE grants (
+    grant_id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+    issuing_account TEXT NOT NULL,
+    name TEXT,
+    grantee_principal TEXT NOT NULL,
+    retiring_principal TEXT,
+    operations TEXT NOT NULL,
+    constraints TEXT,
+    creation_ms INTEGER NOT NULL
+);
+CREATE INDEX grants_by_key ON grants(key_id, creation_ms);
+CREATE INDEX grants_by_retiring ON grants(retiring_principal, grant_id);
+"#,
 ];
 
 const READERS: usize = 4;
@@ -140,6 +155,64 @@ fn open(path: &Path) -> StoreResult<Connection> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(conn)
+}
+
+const GRANT_COLUMNS: &str = "grant_id, key_id, issuing_account, name, grantee_principal, \
+    retiring_principal, operations, constraints, creation_ms";
+
+/// Constraints as stored: `{"equals": {...}, "subset": {...}}`, or NULL when there are none.
+fn constraints_to_json(c: &GrantConstraints) -> Option<String> {
+    if c.is_empty() {
+        return None;
+    }
+    let mut v = serde_json::Map::new();
+    if let Some(e) = &c.encryption_context_equals {
+        v.insert("equals".into(), serde_json::json!(e));
+    }
+    if let Some(e) = &c.encryption_context_subset {
+        v.insert("subset".into(), serde_json::json!(e));
+    }
+    Some(serde_json::Value::Object(v).to_string())
+}
+
+fn constraints_from_json(text: Option<String>) -> StoreResult<GrantConstraints> {
+    let Some(text) = text else {
+        return Ok(GrantConstraints::default());
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|_| StoreError::Corrupt("grant constraints".into()))?;
+    let map = |name: &str| -> StoreResult<Option<std::collections::BTreeMap<String, String>>> {
+        match v.get(name) {
+            None => Ok(None),
+            Some(m) => serde_json::from_value(m.clone())
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt("grant constraints".into())),
+        }
+    };
+    Ok(GrantConstraints {
+        encryption_context_equals: map("equals")?,
+        encryption_context_subset: map("subset")?,
+    })
+}
+
+fn grant_from_row(row: &Row<'_>) -> StoreResult<GrantRecord> {
+    let key_id: String = row.get(1)?;
+    let operations: String = row.get(6)?;
+    Ok(GrantRecord {
+        grant_id: row.get(0)?,
+        key_id: KeyId::parse(&key_id).ok_or_else(|| corrupt("grant key id", &key_id))?,
+        issuing_account: row.get(2)?,
+        name: row.get(3)?,
+        grantee_principal: row.get(4)?,
+        retiring_principal: row.get(5)?,
+        operations: operations
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        constraints: constraints_from_json(row.get(7)?)?,
+        creation_date: from_ms(row.get(8)?)?,
+    })
 }
 
 const KEY_COLUMNS: &str = "key_id, account, region, arn, description, key_spec, key_usage, \
@@ -795,6 +868,77 @@ impl Db {
         Ok(v)
     }
 
+    fn insert_grant(&self, g: &GrantRecord) -> StoreResult<()> {
+        let conn = self.writer();
+        conn.prepare_cached(&format!(
+            "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ))?
+        .execute(params![
+            g.grant_id,
+            g.key_id.as_str(),
+            g.issuing_account,
+            g.name,
+            g.grantee_principal,
+            g.retiring_principal,
+            g.operations.join(","),
+            constraints_to_json(&g.constraints),
+            to_ms(g.creation_date),
+        ])?;
+        Ok(())
+    }
+
+    fn list_grants(&self, key_id: &KeyId) -> StoreResult<Vec<GrantRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 ORDER BY creation_ms, grant_id"
+        ))?;
+        let mut rows = stmt.query([key_id.as_str()])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(grant_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    fn get_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = ?1"
+        ))?;
+        let mut rows = stmt.query([grant_id])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(grant_from_row(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn delete_grant(&self, grant_id: &str) -> StoreResult<bool> {
+        let conn = self.writer();
+        let n = conn
+            .prepare_cached("DELETE FROM grants WHERE grant_id = ?1")?
+            .execute([grant_id])?;
+        Ok(n > 0)
+    }
+
+    fn list_retirable_grants(
+        &self,
+        principal: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<GrantRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE retiring_principal = ?1 AND grant_id > ?2 \
+             ORDER BY grant_id LIMIT ?3"
+        ))?;
+        let mut rows = stmt.query(params![principal, after.unwrap_or(""), limit as i64])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(grant_from_row(row)?);
+        }
+        Ok(out)
+    }
+
     fn all_custom_key_stores(&self) -> StoreResult<Vec<CustomKeyStoreRecord>> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(&format!(
@@ -1000,6 +1144,38 @@ impl MetadataStore for SqliteStore {
     ) -> StoreResult<Option<KeyId>> {
         let (store_id, xks_key_id) = (store_id.to_string(), xks_key_id.to_string());
         self.run(move |db| db.find_key_by_xks_id(&store_id, &xks_key_id))
+            .await
+    }
+
+    async fn insert_grant(&self, grant: &GrantRecord) -> StoreResult<()> {
+        let grant = grant.clone();
+        self.run(move |db| db.insert_grant(&grant)).await
+    }
+
+    async fn list_grants(&self, key_id: &KeyId) -> StoreResult<Arc<[GrantRecord]>> {
+        let key_id = key_id.clone();
+        self.run(move |db| db.list_grants(&key_id).map(Arc::from))
+            .await
+    }
+
+    async fn get_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>> {
+        let grant_id = grant_id.to_string();
+        self.run(move |db| db.get_grant(&grant_id)).await
+    }
+
+    async fn delete_grant(&self, grant_id: &str) -> StoreResult<bool> {
+        let grant_id = grant_id.to_string();
+        self.run(move |db| db.delete_grant(&grant_id)).await
+    }
+
+    async fn list_retirable_grants(
+        &self,
+        principal: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<GrantRecord>> {
+        let (principal, after) = (principal.to_string(), after.map(str::to_string));
+        self.run(move |db| db.list_retirable_grants(&principal, after.as_deref(), limit))
             .await
     }
 

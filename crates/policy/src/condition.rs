@@ -225,6 +225,14 @@ fn all<T>(
 }
 
 impl Condition {
+    /// Whether this condition reads a key whose (case-folded) name starts with `folded_prefix`.
+    pub(crate) fn key_starts_with(&self, folded_prefix: &str) -> bool {
+        match &self.key {
+            KeyRef::Plain(name) => name.starts_with(folded_prefix),
+            KeyRef::EncryptionContext(_) => "kms:encryptioncontext:".starts_with(folded_prefix),
+        }
+    }
+
     /// Compiles one key's values. `variables`: the values may hold policy variables.
     pub(crate) fn compile(
         operator: Operator,

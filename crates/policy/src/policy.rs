@@ -277,6 +277,17 @@ impl Policy {
         self.statements.len()
     }
 
+    /// Whether a condition of the policy reads a key whose name starts with `prefix`
+    /// (case-insensitive), e.g. `aws:ResourceTag/`. Callers use it to skip computing
+    /// expensive context values (a key's tags or aliases) that no policy looks at.
+    pub fn references_condition_key(&self, prefix: &str) -> bool {
+        let folded = crate::glob::fold(prefix);
+        self.statements
+            .iter()
+            .flat_map(|s| s.conditions.iter())
+            .any(|c| c.key_starts_with(&folded))
+    }
+
     /// The statements' `Sid`s in order (`None` for statements without one).
     pub fn sids(&self) -> impl Iterator<Item = Option<&str>> {
         self.statements.iter().map(|s| s.sid.as_deref())

@@ -298,3 +298,25 @@ fn the_directory_is_asked_about_iam_principals_only() {
         ]
     );
 }
+
+#[test]
+fn references_condition_key_finds_keys_by_prefix_case_insensitively() {
+    let p = Policy::parse(
+        r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"kms:*","Resource":"*",
+             "Condition":{"StringEquals":{"AWS:ResourceTag/Team":"blue","kms:EncryptionContext:app":"x"}}}]}"#,
+        PolicyKind::Identity,
+        &kms_policy::AnyPrincipalExists,
+    )
+    .unwrap();
+    assert!(p.references_condition_key("aws:resourcetag/"));
+    assert!(p.references_condition_key("kms:EncryptionContext:"));
+    assert!(!p.references_condition_key("kms:ResourceAliases"));
+    let plain = Policy::parse(
+        r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"kms:*","Resource":"*"}}"#,
+        PolicyKind::Identity,
+        &kms_policy::AnyPrincipalExists,
+    )
+    .unwrap();
+    assert!(!plain.references_condition_key("aws:ResourceTag/"));
+}

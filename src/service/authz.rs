@@ -1,0 +1,347 @@
+//! Authorization: every operation asks here before it acts. This module builds the request
+//! context (caller, action, resource, condition keys), gathers the policies that apply (the
+//! key policy, compiled once per change; the caller's identity, session and guardrail
+//! policies; the key's grants) and asks `kms_policy` for the decision. A denial becomes
+//! `AccessDeniedException` with AWS's wording.
+//!
+//! Order within an operation: resolve the key (NotFound first), authorize, then check the key
+//! state (reference §3.2), so a denied caller learns nothing about the key's state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kms_policy::{
+    authorize, AuthorizationRequest, Caller, ContextValue, Decision, Denial, DenyReason,
+    GrantCheck, GrantConstraints as PolicyConstraints, GrantOperation, GrantView,
+    IdentityPolicies, Policy, PolicyKind, RequestContext, Resource,
+};
+use parking_lot::Mutex;
+
+use super::ciphertext::EncryptionContext;
+use super::{Call, Core, InternalCause, KmsError, KmsResult};
+use crate::model::{GrantRecord, KeyId, KeyRecord};
+
+/// Actions whose permission works on another account's key (reference §3.3). Every other key
+/// action on another account's key is denied whatever the key policy says.
+pub fn cross_account_capable(action: &str) -> bool {
+    matches!(
+        action,
+        "Encrypt"
+            | "Decrypt"
+            | "ReEncryptFrom"
+            | "ReEncryptTo"
+            | "GenerateDataKey"
+            | "GenerateDataKeyWithoutPlaintext"
+            | "GenerateDataKeyPair"
+            | "GenerateDataKeyPairWithoutPlaintext"
+            | "Sign"
+            | "Verify"
+            | "GenerateMac"
+            | "VerifyMac"
+            | "DeriveSharedSecret"
+            | "DescribeKey"
+            | "GetPublicKey"
+            | "CreateGrant"
+            | "ListGrants"
+            | "RevokeGrant"
+            | "RetireGrant"
+            | "GetKeyRotationStatus"
+    )
+}
+
+/// Compiled key policies, by key and row version (a policy change bumps the row version).
+#[derive(Default)]
+pub struct KeyPolicyCache {
+    compiled: Mutex<HashMap<KeyId, (i64, Arc<Policy>)>>,
+}
+
+/// Bound on cached compiled policies; the cache is cleared when it is reached.
+const MAX_CACHED_POLICIES: usize = 100_000;
+
+impl KeyPolicyCache {
+    fn get(&self, key: &KeyRecord) -> Option<Arc<Policy>> {
+        match self.compiled.lock().get(&key.key_id) {
+            Some((version, p)) if *version == key.row_version => Some(p.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, key: &KeyRecord, policy: Arc<Policy>) {
+        let mut map = self.compiled.lock();
+        if map.len() >= MAX_CACHED_POLICIES {
+            map.clear();
+        }
+        map.insert(key.key_id.clone(), (key.row_version, policy));
+    }
+}
+
+/// The identity, session and guardrail policies of a call, as the decision wants them.
+struct CallerPolicies<'a> {
+    principal: Vec<&'a Policy>,
+    session: Option<Vec<&'a Policy>>,
+    guardrails: Vec<&'a Policy>,
+}
+
+impl<'a> CallerPolicies<'a> {
+    fn of(call: &'a Call) -> Self {
+        let p = &call.principal;
+        CallerPolicies {
+            principal: p.policies.iter().map(|p| &**p).collect(),
+            session: p
+                .session_policies
+                .as_ref()
+                .map(|s| s.iter().map(|p| &**p).collect()),
+            guardrails: p.guardrails.iter().map(|p| &**p).collect(),
+        }
+    }
+
+    fn identity(&self) -> IdentityPolicies<'_> {
+        IdentityPolicies {
+            principal_policies: &self.principal,
+            session_policies: self.session.as_deref(),
+        }
+    }
+
+    /// Whether an identity, session or guardrail policy reads a condition key starting with
+    /// `prefix` (expensive keys are computed only then).
+    fn reads(&self, prefix: &str) -> bool {
+        self.principal
+            .iter()
+            .chain(self.session.iter().flatten())
+            .chain(self.guardrails.iter())
+            .any(|p| p.references_condition_key(prefix))
+    }
+}
+
+fn denied(message: String) -> KmsError {
+    KmsError::AccessDenied(message)
+}
+
+impl Core {
+    fn caller<'a>(&self, call: &'a Call, action: &str) -> KmsResult<&'a Caller> {
+        call.principal.caller.as_ref().ok_or_else(|| {
+            denied(format!(
+                "User: anonymous is not authorized to perform: kms:{action}"
+            ))
+        })
+    }
+
+    /// The condition keys every request has.
+    fn base_context(&self, call: &Call, caller: &Caller, action: &str, resource: Resource) -> RequestContext {
+        let mut ctx = RequestContext::new(caller.clone(), &format!("kms:{action}"), resource);
+        let now = self.clock.now();
+        ctx.set("kms:CallerAccount", call.principal.account.as_str())
+            .set("aws:SecureTransport", call.secure_transport)
+            .set("aws:CurrentTime", now)
+            .set("aws:EpochTime", now.timestamp());
+        if let Ok(ip) = call.source_ip.parse::<std::net::IpAddr>() {
+            ctx.set("aws:SourceIp", ip);
+        }
+        ctx
+    }
+
+    /// The compiled policy of a key (parsed once per policy change).
+    fn key_policy(&self, key: &KeyRecord) -> KmsResult<Arc<Policy>> {
+        if let Some(p) = self.key_policies.get(key) {
+            return Ok(p);
+        }
+        // Stored policies were validated when written; principals are not checked again (one
+        // deleted since must not make the key unusable).
+        let policy = Policy::parse(&key.policy, PolicyKind::Key, &kms_policy::AnyPrincipalExists)
+            .map_err(|_| {
+                KmsError::internal_because(InternalCause::Invariant("a stored key policy is invalid"))
+            })?;
+        let policy = Arc::new(policy);
+        self.key_policies.put(key, policy.clone());
+        Ok(policy)
+    }
+
+    /// Authorizes `action` (`Encrypt`, `ReEncryptFrom`, ...) on `key`. `context` is the
+    /// request's encryption context (grant constraints and `kms:EncryptionContext:` keys);
+    /// `extra` sets the operation's own condition keys.
+    pub(crate) async fn authorize_key(
+        &self,
+        call: &Call,
+        action: &str,
+        key: &KeyRecord,
+        context: Option<&EncryptionContext>,
+        extra: impl FnOnce(&mut RequestContext),
+    ) -> KmsResult<()> {
+        let caller = self.caller(call, action)?;
+        let resource = Resource::arn(&key.arn).map_err(|_| {
+            KmsError::internal_because(InternalCause::Invariant("a stored key ARN is invalid"))
+        })?;
+        let mut ctx = self.base_context(call, caller, action, resource);
+        let spec = key.key_spec.to_string();
+        let usage = key.key_usage.to_string();
+        ctx.set("kms:KeySpec", spec.as_str())
+            .set("kms:CustomerMasterKeySpec", spec.as_str())
+            .set("kms:KeyUsage", usage.as_str())
+            .set("kms:CustomerMasterKeyUsage", usage.as_str())
+            .set("kms:KeyOrigin", key.origin.to_string())
+            .set("kms:MultiRegion", false);
+        if let Some(alias) = &call.request_alias {
+            ctx.set("kms:RequestAlias", alias.as_str());
+        }
+        if let Some(ec) = context {
+            ctx.set_encryption_context(ec.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        extra(&mut ctx);
+        let policies = CallerPolicies::of(call);
+        // Identity-policy-only keys that cost a store read: only when a policy reads them.
+        if policies.reads("aws:ResourceTag/") || policies.reads("kms:ResourceTag/") {
+            for tag in self.store.list_tags(&key.key_id).await? {
+                ctx.set(&format!("aws:ResourceTag/{}", tag.key), tag.value.as_str());
+            }
+        }
+        if policies.reads("kms:ResourceAliases") {
+            let aliases = self
+                .store
+                .list_aliases(&key.account, &key.region, Some(&key.key_id), None, 51)
+                .await?;
+            // Above 50 aliases the key is not usable through this condition key (reference §5).
+            if aliases.len() <= 50 {
+                ctx.set_multi(
+                    "kms:ResourceAliases",
+                    aliases.iter().map(|a| a.name.as_str()),
+                );
+            }
+        }
+        let key_policy = self.key_policy(key)?;
+        let request = AuthorizationRequest::new(&ctx)
+            .resource_policy(&key_policy)
+            .identity_policies(policies.identity())
+            .guardrail_policies(&policies.guardrails)
+            .cross_account_capable(cross_account_capable(action));
+        let denial = match authorize(&request) {
+            Decision::Allow(_) => return Ok(()),
+            Decision::Deny(d) => d,
+        };
+        // Grants can allow what no policy does, never what a policy denies.
+        if matches!(denial.reason, DenyReason::NoResourcePolicyAllows) {
+            if let Some(op) = GrantOperation::parse(action) {
+                let check = self.grant_check(caller, &key.key_id, op, context).await?;
+                if check != GrantCheck::NoGrant && authorize(&request.grant(check)).is_allowed() {
+                    return Ok(());
+                }
+            }
+        }
+        Err(denied(denial.message(&ctx)))
+    }
+
+    /// The best grant check among the key's grants for `op` by `caller`.
+    async fn grant_check(
+        &self,
+        caller: &Caller,
+        key_id: &KeyId,
+        op: GrantOperation,
+        context: Option<&EncryptionContext>,
+    ) -> KmsResult<GrantCheck> {
+        let grants = self.store.list_grants(key_id).await?;
+        let mut best = GrantCheck::NoGrant;
+        for g in grants.iter() {
+            match grant_view_check(g, caller, op, context) {
+                GrantCheck::Allows => return Ok(GrantCheck::Allows),
+                GrantCheck::AllowsIfIdentityAllows => best = GrantCheck::AllowsIfIdentityAllows,
+                GrantCheck::NoGrant => {}
+            }
+        }
+        Ok(best)
+    }
+
+    /// Authorizes an action that is not on a key: `resource` is `None` for `"*"` (CreateKey,
+    /// ListKeys, ...) or an alias ARN (the identity half of alias writes).
+    pub(crate) fn authorize_identity(
+        &self,
+        call: &Call,
+        action: &str,
+        resource: Option<&str>,
+        extra: impl FnOnce(&mut RequestContext),
+    ) -> KmsResult<()> {
+        let caller = self.caller(call, action)?;
+        let resource = match resource {
+            None => Resource::Any,
+            Some(arn) => Resource::arn(arn).map_err(|_| {
+                KmsError::internal_because(InternalCause::Invariant("an alias ARN is invalid"))
+            })?,
+        };
+        let mut ctx = self.base_context(call, caller, action, resource);
+        extra(&mut ctx);
+        let policies = CallerPolicies::of(call);
+        let decision = authorize(
+            &AuthorizationRequest::new(&ctx)
+                .identity_policies(policies.identity())
+                .guardrail_policies(&policies.guardrails),
+        );
+        match decision {
+            Decision::Allow(_) => Ok(()),
+            // An alias ARN is the caller's own resource: "no identity-based policy allows".
+            Decision::Deny(Denial {
+                reason: DenyReason::NoResourcePolicyAllows,
+                ..
+            }) => Err(denied(kms_policy::messages::no_identity_policy_allows(
+                caller.arn(),
+                ctx.action(),
+                ctx.resource().as_str(),
+            ))),
+            Decision::Deny(d) => Err(denied(d.message(&ctx))),
+        }
+    }
+
+    /// The lockout safety check for a new key policy (reference §4): would the caller still be
+    /// allowed `kms:PutKeyPolicy` on the key under it? Run unless the request bypasses it.
+    pub(crate) fn lockout_check(
+        &self,
+        call: &Call,
+        key_arn: &str,
+        new_policy: &Policy,
+        bypass: Option<bool>,
+    ) -> KmsResult<()> {
+        let caller = self.caller(call, "PutKeyPolicy")?;
+        let mut ctx = self.base_context(call, caller, "PutKeyPolicy", Resource::Any);
+        if let Some(b) = bypass {
+            ctx.set("kms:BypassPolicyLockoutSafetyCheck", b);
+        }
+        let key = kms_policy::ResourceArn::parse(key_arn).map_err(|_| {
+            KmsError::internal_because(InternalCause::Invariant("a key ARN is invalid"))
+        })?;
+        let policies = CallerPolicies::of(call);
+        kms_policy::lockout_check(
+            &ctx,
+            &key,
+            new_policy,
+            policies.identity(),
+            &policies.guardrails,
+        )
+        .map_err(|e| KmsError::MalformedPolicyDocument(e.to_string()))
+    }
+}
+
+/// A stored grant through the policy crate's grant rules.
+fn grant_view_check(
+    g: &GrantRecord,
+    caller: &Caller,
+    op: GrantOperation,
+    context: Option<&EncryptionContext>,
+) -> GrantCheck {
+    let ops: Vec<GrantOperation> = g
+        .operations
+        .iter()
+        .filter_map(|o| GrantOperation::parse(o))
+        .collect();
+    let view = GrantView {
+        grantee_principal: &g.grantee_principal,
+        retiring_principal: g.retiring_principal.as_deref(),
+        operations: &ops,
+        constraints: PolicyConstraints {
+            encryption_context_equals: g.constraints.encryption_context_equals.as_ref(),
+            encryption_context_subset: g.constraints.encryption_context_subset.as_ref(),
+        },
+    };
+    view.check(caller, op, context)
+}
+
+/// Condition values of a string list (`aws:TagKeys`, `kms:GrantOperations`).
+pub(crate) fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> Vec<ContextValue> {
+    items.into_iter().map(ContextValue::from).collect()
+}
