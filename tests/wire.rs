@@ -7,7 +7,7 @@ mod common;
 use base64::Engine;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use sigv4::{sign_kms_json, Credentials, SigningKeyCache};
+use sigv4::{SignableRequest, Signer};
 
 struct Raw {
     status: u16,
@@ -70,13 +70,9 @@ fn signed_headers(
     time: chrono::DateTime<chrono::Utc>,
 ) -> Vec<(String, String)> {
     let host = endpoint.trim_start_matches("http://");
-    let creds = Credentials {
-        access_key_id: common::ACCESS_KEY,
-        secret_access_key: secret.as_bytes(),
-        region: "us-east-1",
-        service: "kms",
-    };
-    sign_kms_json(&SigningKeyCache::new(), &creds, host, op, body, time)
+    Signer::new(common::ACCESS_KEY, secret, "us-east-1", "kms")
+        .sign_kms_json(host, op, body, time)
+        .unwrap()
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()

@@ -1,5 +1,11 @@
 //! SigV4 authentication of KMS requests: access key id -> secret + principal, signature
-//! recomputed and compared in constant time ([`sigv4`]), clock-skew window, scope checks.
+//! recomputed and compared in constant time ([`sigv4`]), clock-skew window, scope checks, and
+//! the KMS API's signing policy ([`KMS_REQUIRED_SIGNED_HEADERS`], no presigned requests, no
+//! `UNSIGNED-PAYLOAD`).
+//!
+//! This module owns the mapping of SigV4 failures to [`KmsError`] (by [`AwsErrorKind`], never
+//! by message text); it does not validate session tokens yet (temporary credentials arrive
+//! with STS).
 
 use std::collections::HashMap;
 
@@ -9,7 +15,22 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::config::Credential;
 use crate::model::Principal;
 use crate::service::KmsError;
-use sigv4::{self, RequestParts, SigV4Error, SigningKeyCache, VerifyOptions};
+use sigv4::{self, AwsErrorKind, RequestParts, SigV4Error, SigningKeyCache, VerifyOptions};
+
+/// Headers a KMS request must sign besides `host` and `x-amz-date`.
+///
+/// `x-amz-target` names the operation: were it unsigned, a request signed as `DescribeKey`
+/// could be replayed (within the clock-skew window) as `DisableKey` or `ScheduleKeyDeletion`
+/// by rewriting that one header. Every AWS SDK signs it (captured: botocore/boto3, awscli,
+/// the Encryption SDK CLI, curl `--aws-sigv4`, the Rust SDK; by source: Java v2, JS v3, Go v2
+/// and PHP v3 sign every header except a short exclusion list that does not name it).
+///
+/// `content-type` is deliberately not required: the AWS SDK for PHP v3 never signs it (its
+/// `SignatureV4` excludes `content-type` and `content-length`), and this server never reads
+/// the request's `Content-Type`, so an unsigned one cannot change what a request does. If the
+/// server ever starts branching on it (JSON 1.0 vs 1.1, CBOR), add it here: every captured
+/// client already signs it.
+pub const KMS_REQUIRED_SIGNED_HEADERS: &[&str] = &["x-amz-target"];
 
 /// Verifies requests against the configured credentials.
 pub struct Authenticator {
@@ -58,10 +79,13 @@ impl Authenticator {
         let Some((secret, principal)) = self.credentials.get(&auth.access_key_id) else {
             return Err(KmsError::UnrecognizedClient);
         };
+        // The strict policy: presigned (query-string) requests and `UNSIGNED-PAYLOAD` are
+        // refused. No AWS SDK presigns KMS calls or leaves a KMS body unsigned, and either would
+        // let a request's meaning escape its signature (a presigned URL is a bearer token for
+        // whoever holds it; an unsigned body can be swapped).
         let options = VerifyOptions {
-            service: "kms",
-            region: &self.region,
-            max_skew: self.max_skew,
+            required_signed_headers: KMS_REQUIRED_SIGNED_HEADERS,
+            ..VerifyOptions::new("kms", &self.region, self.max_skew)
         };
         sigv4::verify_cached(
             &req,
@@ -77,9 +101,9 @@ impl Authenticator {
 }
 
 fn to_kms(e: SigV4Error) -> KmsError {
-    match e.aws_error_code() {
-        "MissingAuthenticationTokenException" => KmsError::MissingAuthenticationToken,
-        "IncompleteSignatureException" => KmsError::IncompleteSignature(e.to_string()),
-        _ => KmsError::InvalidSignature(e.to_string()),
+    match e.kind() {
+        AwsErrorKind::MissingAuthenticationToken => KmsError::MissingAuthenticationToken,
+        AwsErrorKind::IncompleteSignature => KmsError::IncompleteSignature(e.to_string()),
+        AwsErrorKind::InvalidSignature => KmsError::InvalidSignature(e.to_string()),
     }
 }
