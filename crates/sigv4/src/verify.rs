@@ -917,7 +917,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("host", HeaderValue::from_static("127.0.0.1:4599"));
         for (name, value) in &signed {
-            headers.insert(*name, HeaderValue::from_str(value).unwrap());
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
         }
         let cache = SigningKeyCache::new();
         let options = VerifyOptions {
