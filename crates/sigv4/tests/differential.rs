@@ -749,7 +749,7 @@ fn run_case(seed: u64, index: usize, case: &Case) -> usize {
     if !case.query.is_empty() {
         let mut req = signed.clone();
         let tail = req.query.split_off(case.query.len());
-        req.query.push_str("9");
+        req.query.push('9');
         req.query.push_str(&tail);
         run.expect(
             "query value",
