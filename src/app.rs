@@ -113,6 +113,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     let connections = Connections::new(config.clusters.clone(), threads).with_xks(xks);
     let metrics =
         Arc::new(crate::metrics::Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?);
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let iam = Arc::new(crate::iam::Iam::new(&config.iam).with_source(config.file.clone(), env));
     let service = Kms::new(
         store,
         root,
@@ -121,6 +123,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         config.region.clone(),
         connections,
         metrics,
+        iam.clone(),
     );
     if let Err(e) = service.custom_key_stores.reconnect_stores().await {
         match e.cause() {
@@ -130,7 +133,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
             None => tracing::warn!(error = e.code(), "reconnecting custom key stores failed"),
         }
     }
-    let auth = Authenticator::new(&config.credentials, &config.region, config.max_clock_skew);
+    let auth = Authenticator::new(iam, &config.region, config.max_clock_skew);
     let state = Arc::new(AppState {
         service,
         auth,

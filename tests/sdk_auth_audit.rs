@@ -15,7 +15,7 @@ use serde_json::Value;
 
 const ACCOUNT: &str = "111122223333";
 const ALICE: &str = "arn:aws:iam::111122223333:user/alice";
-const BOB: &str = "arn:aws:iam::444455556666:role/bob";
+const BOB: &str = "arn:aws:iam::444455556666:user/bob";
 
 /// The (code, message) of a call that must fail.
 fn fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(

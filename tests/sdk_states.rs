@@ -814,7 +814,7 @@ async fn keys_of_another_account() {
         let (c, m) = fail(other.describe_key().key_id(&ident).send().await);
         assert_eq!(c, "AccessDeniedException", "{ident}");
         assert!(
-            m.contains(&format!("arn:aws:iam::{OTHER_ACCOUNT}:role/bob")) && m.contains(&ident),
+            m.contains(&format!("arn:aws:iam::{OTHER_ACCOUNT}:user/bob")) && m.contains(&ident),
             "{m}"
         );
         assert!(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use sigv4::{sign_kms_json, Credentials, SigningKeyCache};
+use sigv4::Signer;
 
 #[tokio::test]
 async fn https_listener_serves_signed_requests() {
@@ -76,22 +76,16 @@ async fn https_listener_serves_signed_requests() {
     tokio::spawn(conn);
 
     let host = format!("localhost:{port}");
-    let creds = Credentials {
-        access_key_id: kms::config::DEV_ACCESS_KEY_ID,
-        secret_access_key: kms::config::DEV_SECRET_ACCESS_KEY.as_bytes(),
-        region: "us-east-1",
-        service: "kms",
-    };
-    let cache = SigningKeyCache::new();
+    let signer = Signer::new(
+        kms::config::DEV_ACCESS_KEY_ID,
+        kms::config::DEV_SECRET_ACCESS_KEY,
+        "us-east-1",
+        "kms",
+    );
     for (op, body) in [("CreateKey", "{}"), ("ListKeys", "{}")] {
-        let headers = sign_kms_json(
-            &cache,
-            &creds,
-            &host,
-            op,
-            body.as_bytes(),
-            chrono::Utc::now(),
-        );
+        let headers = signer
+            .sign_kms_json(&host, op, body.as_bytes(), chrono::Utc::now())
+            .unwrap();
         let mut req = hyper::Request::builder()
             .method("POST")
             .uri("/")

@@ -1,13 +1,14 @@
 //! Wire-level tests with raw HTTP: what the SDKs never send (malformed JSON, wrong types,
-//! unknown operations, oversized bodies, missing or bad signatures) still gets AWS's errors,
-//! and a ciphertext with any single byte flipped fails with InvalidCiphertextException.
+//! unknown operations, oversized bodies, missing or bad signatures, signatures that do not
+//! cover the operation) still gets AWS's errors, and a ciphertext with any single byte flipped
+//! fails with InvalidCiphertextException.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
 use base64::Engine;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use sigv4::{sign_kms_json, Credentials, SigningKeyCache};
+use sigv4::{SignableRequest, Signer};
 
 struct Raw {
     status: u16,
@@ -70,13 +71,9 @@ fn signed_headers(
     time: chrono::DateTime<chrono::Utc>,
 ) -> Vec<(String, String)> {
     let host = endpoint.trim_start_matches("http://");
-    let creds = Credentials {
-        access_key_id: common::ACCESS_KEY,
-        secret_access_key: secret.as_bytes(),
-        region: "us-east-1",
-        service: "kms",
-    };
-    sign_kms_json(&SigningKeyCache::new(), &creds, host, op, body, time)
+    Signer::new(common::ACCESS_KEY, secret, "us-east-1", "kms")
+        .sign_kms_json(host, op, body, time)
+        .unwrap()
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
@@ -197,6 +194,202 @@ async fn errors_on_the_wire() {
     // Other methods.
     let r = send(e, "GET", vec![], vec![]).await;
     assert_eq!(err(&r).1, "UnknownOperationException");
+}
+
+/// Headers of a request signed by `signer` over `signed` (plus `host` and `x-amz-date`), with
+/// `unsigned` added after signing.
+fn signed_over(
+    endpoint: &str,
+    signed: &[(&str, &str)],
+    unsigned: &[(&str, &str)],
+    body: &str,
+) -> Vec<(String, String)> {
+    let host = endpoint.trim_start_matches("http://");
+    let signature = Signer::new(common::ACCESS_KEY, common::SECRET_KEY, "us-east-1", "kms")
+        .sign(
+            &SignableRequest {
+                method: "POST",
+                host,
+                path: "/",
+                query: "",
+                headers: signed,
+                body: body.as_bytes(),
+            },
+            chrono::Utc::now(),
+        )
+        .unwrap();
+    signed
+        .iter()
+        .chain(unsigned)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(
+            signature
+                .headers()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .collect()
+}
+
+fn with_target(headers: &[(String, String)], target: &str) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let v = if k == "x-amz-target" { target } else { v };
+            (k.clone(), v.to_string())
+        })
+        .collect()
+}
+
+/// The KMS API's SigV4 policy: `x-amz-target` must be signed, so that a signed `DescribeKey`
+/// cannot be replayed as `DisableKey` by rewriting that header; presigned (query-string)
+/// requests and `UNSIGNED-PAYLOAD` are refused; an unsigned `Content-Type` (the AWS SDK for
+/// PHP never signs it) is accepted.
+#[tokio::test]
+async fn sigv4_policy_of_the_kms_api() {
+    const JSON: &str = "application/x-amz-json-1.1";
+    const DESCRIBE: &str = "TrentService.DescribeKey";
+    const DISABLE: &str = "TrentService.DisableKey";
+    let srv = common::TestServer::start().await;
+    let e = &srv.endpoint;
+    let created = call(e, "CreateKey", "{}").await;
+    let key_id = created.json["KeyMetadata"]["KeyId"].as_str().unwrap();
+    let body = format!(r#"{{"KeyId": "{key_id}"}}"#);
+    let key_state = || async {
+        let r = call(e, "DescribeKey", &body).await;
+        r.json["KeyMetadata"]["KeyState"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(key_state().await, "Enabled");
+
+    // Signed over host;x-amz-date only: refused whatever the target, so the replay as
+    // DisableKey does nothing.
+    let h = signed_over(
+        e,
+        &[],
+        &[("content-type", JSON), ("x-amz-target", DESCRIBE)],
+        &body,
+    );
+    assert!(h
+        .iter()
+        .any(|(k, v)| k == "authorization" && v.contains("SignedHeaders=host;x-amz-date,")));
+    for target in [DESCRIBE, DISABLE] {
+        let r = send(
+            e,
+            "POST",
+            with_target(&h, target),
+            body.clone().into_bytes(),
+        )
+        .await;
+        assert_eq!(
+            err(&r),
+            (
+                400,
+                "IncompleteSignatureException",
+                Some("'X-Amz-Target' must be a 'SignedHeader' in the AWS Authorization.")
+            ),
+            "{target}"
+        );
+    }
+    assert_eq!(key_state().await, "Enabled");
+
+    // Target signed (as every AWS SDK does): accepted as signed; the replay as DisableKey
+    // breaks the signature.
+    let h = signed_over(
+        e,
+        &[("content-type", JSON), ("x-amz-target", DESCRIBE)],
+        &[],
+        &body,
+    );
+    let r = send(e, "POST", h.clone(), body.clone().into_bytes()).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    let r = send(
+        e,
+        "POST",
+        with_target(&h, DISABLE),
+        body.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(err(&r).0, 400);
+    assert_eq!(err(&r).1, "InvalidSignatureException");
+    assert!(err(&r)
+        .2
+        .unwrap()
+        .starts_with("The request signature we calculated does not match"));
+    assert_eq!(key_state().await, "Enabled");
+
+    // Content-Type unsigned, target signed (the AWS SDK for PHP): accepted.
+    let h = signed_over(
+        e,
+        &[("x-amz-target", DESCRIBE)],
+        &[("content-type", JSON)],
+        &body,
+    );
+    let r = send(e, "POST", h, body.clone().into_bytes()).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+
+    // UNSIGNED-PAYLOAD: the body would not be covered.
+    let h = signed_over(
+        e,
+        &[
+            ("content-type", JSON),
+            ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+            ("x-amz-target", DESCRIBE),
+        ],
+        &[],
+        &body,
+    );
+    let r = send(e, "POST", h, body.clone().into_bytes()).await;
+    assert_eq!(err(&r).0, 400);
+    assert_eq!(err(&r).1, "IncompleteSignatureException");
+    assert!(
+        err(&r).2.unwrap().contains("UNSIGNED-PAYLOAD"),
+        "{:?}",
+        r.json
+    );
+
+    // A presigned request, validly signed: refused.
+    let host = e.trim_start_matches("http://");
+    let signed_headers = [("content-type", JSON), ("x-amz-target", DESCRIBE)];
+    let query = Signer::new(common::ACCESS_KEY, common::SECRET_KEY, "us-east-1", "kms")
+        .presign(
+            &SignableRequest {
+                method: "POST",
+                host,
+                path: "/",
+                query: "",
+                headers: &signed_headers,
+                body: body.as_bytes(),
+            },
+            chrono::Utc::now(),
+            std::time::Duration::from_secs(300),
+        )
+        .unwrap();
+    let h = signed_headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let r = send_to(
+        e,
+        &format!("/?{query}"),
+        "POST",
+        h,
+        body.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        err(&r),
+        (
+            400,
+            "IncompleteSignatureException",
+            Some(
+                "Query-string authentication (a presigned request) is not accepted by this \
+                 service. Sign the request with the 'Authorization' header."
+            )
+        )
+    );
+    assert_eq!(key_state().await, "Enabled");
 }
 
 #[tokio::test]

@@ -1,46 +1,68 @@
-//! SigV4 authentication of KMS requests: access key id -> secret + principal, signature
-//! recomputed and compared in constant time ([`sigv4`]), clock-skew window, scope checks.
+//! SigV4 authentication of KMS and STS requests: access key id -> secret + principal (long-term
+//! keys from the configured identities, `ASIA...` keys from role sessions with their
+//! `X-Amz-Security-Token`), signature recomputed and compared in constant time ([`sigv4`]),
+//! clock-skew window, scope checks, and the KMS API's signing policy
+//! ([`KMS_REQUIRED_SIGNED_HEADERS`], no presigned requests, no `UNSIGNED-PAYLOAD`).
+//!
+//! This module owns the mapping of SigV4 failures to [`ProtocolError`] (by [`AwsErrorKind`],
+//! never by message text). Authorization is not here: the service decides what a principal
+//! may do.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::http::request::Parts;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::error::ProtocolError;
-use crate::config::Credential;
+use crate::iam::Iam;
 use crate::model::Principal;
-use sigv4::{self, RequestParts, SigV4Error, SigningKeyCache, VerifyOptions};
+use sigv4::{self, AwsErrorKind, RequestParts, SigV4Error, SigningKeyCache, VerifyOptions};
 
-/// Verifies requests against the configured credentials.
+/// Headers a KMS request must sign besides `host` and `x-amz-date`.
+///
+/// `x-amz-target` names the operation: were it unsigned, a request signed as `DescribeKey`
+/// could be replayed (within the clock-skew window) as `DisableKey` or `ScheduleKeyDeletion`
+/// by rewriting that one header. Every AWS SDK signs it (captured: botocore/boto3, awscli,
+/// the Encryption SDK CLI, curl `--aws-sigv4`, the Rust SDK; by source: Java v2, JS v3, Go v2
+/// and PHP v3 sign every header except a short exclusion list that does not name it).
+///
+/// `content-type` is deliberately not required: the AWS SDK for PHP v3 never signs it (its
+/// `SignatureV4` excludes `content-type` and `content-length`), and this server never reads
+/// the request's `Content-Type` on the KMS API, so an unsigned one cannot change what a
+/// request does. If the server ever starts branching on it (JSON 1.0 vs 1.1, CBOR), add it
+/// here: every captured client already signs it.
+pub const KMS_REQUIRED_SIGNED_HEADERS: &[&str] = &["x-amz-target"];
+
+/// Which API a request is for (the SigV4 scope's service, and the signing policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `kms`: JSON 1.1 with `X-Amz-Target`.
+    Kms,
+    /// `sts`: the query protocol (form body); the action is in the signed body.
+    Sts,
+}
+
+/// Verifies requests against the identities in force.
 pub struct Authenticator {
-    credentials: HashMap<String, (SecretString, Principal)>,
+    iam: Arc<Iam>,
     cache: SigningKeyCache,
     region: String,
     max_skew: chrono::Duration,
 }
 
 impl Authenticator {
-    pub fn new(credentials: &[Credential], region: &str, max_skew: chrono::Duration) -> Self {
-        let credentials = credentials
-            .iter()
-            .map(|c| {
-                let principal = Principal {
-                    account: c.account.clone(),
-                    arn: c.principal_arn.clone(),
-                    access_key_id: c.access_key_id.clone(),
-                };
-                (
-                    c.access_key_id.clone(),
-                    (c.secret_access_key.clone(), principal),
-                )
-            })
-            .collect();
+    pub fn new(iam: Arc<Iam>, region: &str, max_skew: chrono::Duration) -> Self {
         Authenticator {
-            credentials,
+            iam,
             cache: SigningKeyCache::new(),
             region: region.into(),
             max_skew,
         }
+    }
+
+    /// The identities this authenticator reads.
+    pub fn iam(&self) -> &Arc<Iam> {
+        &self.iam
     }
 
     /// The access key id a request claims (for audit records of failed authentication).
@@ -51,17 +73,33 @@ impl Authenticator {
             .map(|a| a.access_key_id)
     }
 
-    /// Authenticates a request; the error is the AWS exception to return.
+    /// Authenticates a KMS request; the error is the AWS exception to return.
     pub fn authenticate(&self, parts: &Parts, body: &[u8]) -> Result<Principal, ProtocolError> {
+        self.authenticate_for(Api::Kms, parts, body)
+    }
+
+    /// Authenticates a request for `api`.
+    pub fn authenticate_for(
+        &self,
+        api: Api,
+        parts: &Parts,
+        body: &[u8],
+    ) -> Result<Principal, ProtocolError> {
         let req = RequestParts::from_http(parts, body);
-        let auth = sigv4::extract_authorization(&req).map_err(to_kms)?;
-        let Some((secret, principal)) = self.credentials.get(&auth.access_key_id) else {
-            return Err(ProtocolError::UnrecognizedClient);
+        let auth = sigv4::extract_authorization(&req).map_err(to_protocol)?;
+        let (secret, principal) = self.credential(parts, &auth.access_key_id)?;
+        // The strict policy: presigned (query-string) requests and `UNSIGNED-PAYLOAD` are
+        // refused. No AWS SDK presigns KMS calls or leaves a KMS body unsigned, and either would
+        // let a request's meaning escape its signature (a presigned URL is a bearer token for
+        // whoever holds it; an unsigned body can be swapped). STS bodies carry the action, so
+        // they are always signed too.
+        let (service, required): (&str, &[&str]) = match api {
+            Api::Kms => ("kms", KMS_REQUIRED_SIGNED_HEADERS),
+            Api::Sts => ("sts", &[]),
         };
         let options = VerifyOptions {
-            service: "kms",
-            region: &self.region,
-            max_skew: self.max_skew,
+            required_signed_headers: required,
+            ..VerifyOptions::new(service, &self.region, self.max_skew)
         };
         sigv4::verify_cached(
             &req,
@@ -71,15 +109,46 @@ impl Authenticator {
             &options,
             chrono::Utc::now(),
         )
-        .map_err(to_kms)?;
-        Ok(principal.clone())
+        .map_err(to_protocol)?;
+        Ok(principal)
+    }
+
+    /// The secret and principal of an access key: a configured long-term key, or a role
+    /// session's temporary key with its token.
+    fn credential(
+        &self,
+        parts: &Parts,
+        access_key_id: &str,
+    ) -> Result<(SecretString, Principal), ProtocolError> {
+        let directory = self.iam.directory();
+        if let Some(found) = directory.long_term(access_key_id) {
+            return Ok(found);
+        }
+        let Some(session) = self.iam.sessions().get(access_key_id) else {
+            return Err(ProtocolError::UnrecognizedClient);
+        };
+        let token = parts
+            .headers
+            .get("x-amz-security-token")
+            .and_then(|v| v.to_str().ok());
+        match token {
+            Some(t) if session.token_matches(t) => {}
+            _ => return Err(ProtocolError::UnrecognizedClient),
+        }
+        if session.expiration <= chrono::Utc::now() {
+            return Err(ProtocolError::ExpiredToken);
+        }
+        let principal = directory
+            .session_principal(&session)
+            .ok_or(ProtocolError::UnrecognizedClient)?;
+        Ok((session.secret_access_key.clone(), principal))
     }
 }
 
-fn to_kms(e: SigV4Error) -> ProtocolError {
-    match e.aws_error_code() {
-        "MissingAuthenticationTokenException" => ProtocolError::MissingAuthenticationToken,
-        "IncompleteSignatureException" => ProtocolError::IncompleteSignature(e.to_string()),
-        _ => ProtocolError::InvalidSignature(e.to_string()),
+fn to_protocol(e: SigV4Error) -> ProtocolError {
+    match e.kind() {
+        AwsErrorKind::MissingAuthenticationToken => ProtocolError::MissingAuthenticationToken,
+        AwsErrorKind::IncompleteSignature => ProtocolError::IncompleteSignature(e.to_string()),
+        AwsErrorKind::InvalidSignature => ProtocolError::InvalidSignature(e.to_string()),
     }
 }

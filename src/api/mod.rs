@@ -146,11 +146,10 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
         Ok(p) => p,
         Err(e) => {
             let call = Call::new(
-                crate::model::Principal {
-                    account: String::new(),
-                    arn: String::new(),
-                    access_key_id: state.auth.claimed_access_key(&parts).unwrap_or_default(),
-                },
+                crate::model::Principal::anonymous(
+                    "",
+                    &state.auth.claimed_access_key(&parts).unwrap_or_default(),
+                ),
                 request_id.clone(),
                 source_ip,
                 user_agent,

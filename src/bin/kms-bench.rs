@@ -65,7 +65,7 @@ use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use sigv4::{sign_kms_json, Credentials, SigningKeyCache};
+use sigv4::Signer;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -205,22 +205,10 @@ enum Op {
 struct Target {
     addrs: Vec<SocketAddr>,
     host_header: String,
-    access_key_id: String,
-    secret: Vec<u8>,
-    region: String,
-    cache: SigningKeyCache,
+    signer: Signer,
 }
 
 impl Target {
-    fn credentials(&self) -> Credentials<'_> {
-        Credentials {
-            access_key_id: &self.access_key_id,
-            secret_access_key: &self.secret,
-            region: &self.region,
-            service: "kms",
-        }
-    }
-
     fn request(
         &self,
         path: &str,
@@ -229,14 +217,9 @@ impl Target {
         bench_key: Option<&str>,
         bench_handoff: bool,
     ) -> Result<Request<Full<Bytes>>, BoxError> {
-        let headers = sign_kms_json(
-            &self.cache,
-            &self.credentials(),
-            &self.host_header,
-            operation,
-            body,
-            Utc::now(),
-        );
+        let headers = self
+            .signer
+            .sign_kms_json(&self.host_header, operation, body, Utc::now())?;
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri(path)
@@ -1130,10 +1113,12 @@ async fn main() -> ExitCode {
     let target = Arc::new(Target {
         addrs,
         host_header,
-        access_key_id: args.access_key_id.clone(),
-        secret: args.secret_access_key.as_bytes().to_vec(),
-        region: args.region.clone(),
-        cache: SigningKeyCache::new(),
+        signer: Signer::new(
+            args.access_key_id.as_str(),
+            args.secret_access_key.as_str(),
+            args.region.as_str(),
+            "kms",
+        ),
     });
     let scenarios = match prepare(&target, &args).await {
         Ok(s) => s,

@@ -315,7 +315,9 @@ fn read_secret(
 fn check_unique_id(at: &str, id: &str, prefix: &str, errors: &mut Problems<'_>) {
     let ok = id.len() == 21
         && id.starts_with(prefix)
-        && id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
     if !ok {
         errors.push(format!(
             "{at}.unique_id: '{id}' is not {prefix} followed by 17 upper-case letters and digits"
@@ -350,7 +352,8 @@ pub(super) fn validate(raw: RawIam, base: Option<&Path>, errors: &mut Vec<String
                 if groups.contains_key(&key) {
                     errors.push(format!("{at}.arn: duplicate group {}", g.arn));
                 }
-                let policies = read_policies(&at, &g.policies, PolicyKind::Identity, base, &mut errors);
+                let policies =
+                    read_policies(&at, &g.policies, PolicyKind::Identity, base, &mut errors);
                 groups.insert(key, policies);
             }
             _ => errors.push(format!(
@@ -411,7 +414,12 @@ pub(super) fn validate(raw: RawIam, base: Option<&Path>, errors: &mut Vec<String
             ));
             continue;
         };
-        let name = a.path_and_name.rsplit('/').next().unwrap_or_default().to_string();
+        let name = a
+            .path_and_name
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         if roles
             .iter()
             .any(|o: &RoleConfig| o.account == a.account && o.name == name)
@@ -459,11 +467,17 @@ pub(super) fn validate(raw: RawIam, base: Option<&Path>, errors: &mut Vec<String
     for (i, g) in raw.guardrails.iter().enumerate() {
         let at = format!("guardrails[{i}]");
         if g.account.len() != 12 || !g.account.bytes().all(|b| b.is_ascii_digit()) {
-            errors.push(format!("{at}.account: '{}' is not a 12-digit account", g.account));
+            errors.push(format!(
+                "{at}.account: '{}' is not a 12-digit account",
+                g.account
+            ));
             continue;
         }
         let policies = read_policies(&at, &g.policies, PolicyKind::Identity, base, &mut errors);
-        guardrails.entry(g.account.clone()).or_default().extend(policies);
+        guardrails
+            .entry(g.account.clone())
+            .or_default()
+            .extend(policies);
     }
 
     let mut credentials: Vec<Credential> = Vec::new();
@@ -472,17 +486,27 @@ pub(super) fn validate(raw: RawIam, base: Option<&Path>, errors: &mut Vec<String
         let akid_ok = (16..=128).contains(&c.access_key_id.len())
             && c.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric());
         if !akid_ok {
-            errors.push(format!("{at}.access_key_id: must be 16-128 letters and digits"));
+            errors.push(format!(
+                "{at}.access_key_id: must be 16-128 letters and digits"
+            ));
         }
         if c.access_key_id.starts_with("ASIA") {
             errors.push(format!(
                 "{at}.access_key_id: ASIA... ids are for temporary credentials (sts:AssumeRole)"
             ));
         }
-        if credentials.iter().any(|o| o.access_key_id == c.access_key_id) {
+        if credentials
+            .iter()
+            .any(|o| o.access_key_id == c.access_key_id)
+        {
             errors.push(format!("{at}.access_key_id: duplicate access key id"));
         }
-        let secret = read_secret(&at, c.secret_access_key, c.secret_access_key_file, &mut errors);
+        let secret = read_secret(
+            &at,
+            c.secret_access_key,
+            c.secret_access_key_file,
+            &mut errors,
+        );
         let account = match parse_iam_arn(&c.principal) {
             Some(a) if a.kind == "root" || a.kind == "user" => Some(a.account.to_string()),
             _ => {
@@ -533,7 +557,13 @@ mod tests {
         let a = derived_unique_id("AIDA", "arn:aws:iam::111122223333:user/alice");
         assert_eq!(a.len(), 21);
         assert!(a.starts_with("AIDA"));
-        assert_eq!(a, derived_unique_id("AIDA", "arn:aws:iam::111122223333:user/alice"));
-        assert_ne!(a, derived_unique_id("AIDA", "arn:aws:iam::111122223333:user/bob"));
+        assert_eq!(
+            a,
+            derived_unique_id("AIDA", "arn:aws:iam::111122223333:user/alice")
+        );
+        assert_ne!(
+            a,
+            derived_unique_id("AIDA", "arn:aws:iam::111122223333:user/bob")
+        );
     }
 }

@@ -775,7 +775,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:4599");
         assert_eq!(c.region, "us-east-1");
         assert!(c.dev_credential);
-        assert_eq!(c.credentials[0].account, "111122223333");
+        assert_eq!(c.iam.credentials[0].account, "111122223333");
     }
 
     #[test]
@@ -815,7 +815,7 @@ mod tests {
     fn example_config_loads() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("hsm-config/kms.toml");
         let c = load(Some(&p), Vec::new()).unwrap();
-        assert_eq!(c.credentials.len(), 1);
+        assert_eq!(c.iam.credentials.len(), 1);
         assert!(!c.dev_credential);
     }
 

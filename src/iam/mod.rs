@@ -114,7 +114,10 @@ impl Directory {
                 u.policies.iter().cloned().collect(),
             ),
             // The root user: its identity is the account; identity policies do not apply.
-            None => (caller.with_unique_id(account.clone()), self.no_policies.clone()),
+            None => (
+                caller.with_unique_id(account.clone()),
+                self.no_policies.clone(),
+            ),
         };
         Some(Principal {
             account: account.clone(),
@@ -140,10 +143,7 @@ impl Directory {
             access_key_id: session.access_key_id.clone(),
             caller: Some(caller),
             policies: role.policies.iter().cloned().collect(),
-            session_policies: session
-                .session_policy
-                .clone()
-                .map(|p| Arc::from(vec![p])),
+            session_policies: session.session_policy.clone().map(|p| Arc::from(vec![p])),
             guardrails: self.guardrails(&role.account),
         })
     }
@@ -241,8 +241,7 @@ pub enum ReloadOutcome {
 pub fn spawn_reloader(iam: Arc<Iam>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         #[cfg(unix)]
-        let mut hup =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await; // the first tick is immediate

@@ -92,7 +92,8 @@ impl Sessions {
         now: DateTime<Utc>,
     ) -> Result<Arc<Session>, SessionError> {
         const UPPER32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-        const BASE64ISH: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const BASE64ISH: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let rng = SystemRandom::new();
         let access_key_id = format!("ASIA{}", random_chars(&rng, UPPER32, 16)?);
         let secret = random_chars(&rng, BASE64ISH, 40)?;

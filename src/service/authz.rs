@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use kms_policy::{
     authorize, AuthorizationRequest, Caller, ContextValue, Decision, Denial, DenyReason,
-    GrantCheck, GrantConstraints as PolicyConstraints, GrantOperation, GrantView,
-    IdentityPolicies, Policy, PolicyKind, RequestContext, Resource,
+    GrantCheck, GrantConstraints as PolicyConstraints, GrantOperation, GrantView, IdentityPolicies,
+    Policy, PolicyKind, RequestContext, Resource,
 };
 use parking_lot::Mutex;
 
@@ -127,7 +127,13 @@ impl Core {
     }
 
     /// The condition keys every request has.
-    fn base_context(&self, call: &Call, caller: &Caller, action: &str, resource: Resource) -> RequestContext {
+    fn base_context(
+        &self,
+        call: &Call,
+        caller: &Caller,
+        action: &str,
+        resource: Resource,
+    ) -> RequestContext {
         let mut ctx = RequestContext::new(caller.clone(), &format!("kms:{action}"), resource);
         let now = self.clock.now();
         ctx.set("kms:CallerAccount", call.principal.account.as_str())
@@ -147,10 +153,14 @@ impl Core {
         }
         // Stored policies were validated when written; principals are not checked again (one
         // deleted since must not make the key unusable).
-        let policy = Policy::parse(&key.policy, PolicyKind::Key, &kms_policy::AnyPrincipalExists)
-            .map_err(|_| {
-                KmsError::internal_because(InternalCause::Invariant("a stored key policy is invalid"))
-            })?;
+        let policy = Policy::parse(
+            &key.policy,
+            PolicyKind::Key,
+            &kms_policy::AnyPrincipalExists,
+        )
+        .map_err(|_| {
+            KmsError::internal_because(InternalCause::Invariant("a stored key policy is invalid"))
+        })?;
         let policy = Arc::new(policy);
         self.key_policies.put(key, policy.clone());
         Ok(policy)

@@ -299,7 +299,10 @@ impl Core {
             }
             KeyRef::AliasName(alias) => {
                 call.request_alias = Some(alias.0.clone());
-                (self.alias_target(&account, &alias.0).await?, account.clone())
+                (
+                    self.alias_target(&account, &alias.0).await?,
+                    account.clone(),
+                )
             }
             KeyRef::AliasArn {
                 region,

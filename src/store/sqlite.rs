@@ -11,8 +11,9 @@ use rusqlite::{params, Connection, Row};
 
 use super::{MetadataStore, StoreError, StoreResult};
 use crate::model::{
-    AliasRecord, GrantConstraints, GrantRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, KeyId, KeyRecord,
-    KeySpec, KeyState, KeyUsage, MaterialRecord, Origin, RotationType, Tag, XksProxySettings,
+    AliasRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, GrantConstraints,
+    GrantRecord, KeyId, KeyRecord, KeySpec, KeyState, KeyUsage, MaterialRecord, Origin,
+    RotationType, Tag, XksProxySettings,
 };
 use std::sync::Arc;
 

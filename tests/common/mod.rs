@@ -388,7 +388,7 @@ impl TestServer {
                  [[credentials]]\naccess_key_id = '{ACCESS_KEY}'\nsecret_access_key = '{SECRET_KEY}'\n\
                  principal = 'arn:aws:iam::111122223333:user/alice'\n\
                  [[credentials]]\naccess_key_id = '{OTHER_ACCESS_KEY}'\nsecret_access_key = '{OTHER_SECRET_KEY}'\n\
-                 principal = 'arn:aws:iam::444455556666:role/bob'\n{extra_toml}\n",
+                 principal = 'arn:aws:iam::444455556666:user/bob'\n{extra_toml}\n",
                 data_dir.path().display()
             ),
         )

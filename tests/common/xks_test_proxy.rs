@@ -176,17 +176,9 @@ async fn handle(
     let Some(secret) = secret else {
         return err(401, "AuthenticationFailedException");
     };
-    if sigv4::verify(
-        &req,
-        &auth,
-        secret.as_bytes(),
-        "kms-xks-proxy",
-        "us-east-1",
-        chrono::Utc::now(),
-        chrono::Duration::minutes(5),
-    )
-    .is_err()
-    {
+    let options =
+        sigv4::VerifyOptions::new("kms-xks-proxy", "us-east-1", chrono::Duration::minutes(5));
+    if sigv4::verify(&req, &auth, secret.as_bytes(), &options, chrono::Utc::now()).is_err() {
         return err(401, "AuthenticationFailedException");
     }
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);

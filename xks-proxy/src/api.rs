@@ -372,10 +372,17 @@ fn authenticate(
             auth.access_key_id
         ))
     })?;
+    // The proxy's own policy, unchanged by the KMS API's hardening: presigned requests are
+    // refused above; `UNSIGNED-PAYLOAD` stays accepted as before, although AWS KMS always
+    // signs the body's SHA-256 (XKS API §1.10) and refusing it would break no known client.
     let options = VerifyOptions {
-        service: xks_wire::SIGV4_SERVICE,
-        region: &keystore.region,
-        max_skew: chrono::Duration::minutes(MAX_SKEW_MINUTES),
+        allow_presigned: false,
+        allow_unsigned_payload: true,
+        ..VerifyOptions::new(
+            xks_wire::SIGV4_SERVICE,
+            &keystore.region,
+            chrono::Duration::minutes(MAX_SKEW_MINUTES),
+        )
     };
     verify_cached(
         &req,

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use sigv4::{self, Credentials, SignableRequest, SigningKeyCache};
+use sigv4::{SignableRequest, Signer};
 use xks_wire::{self, ErrorName, ErrorResponse, Operation};
 
 /// Per-attempt time budget (AWS KMS waits 250 ms for the proxy).
@@ -131,7 +131,6 @@ pub struct XksClient {
     cert_not_after: Mutex<Option<i64>>,
     tls: XksTls,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
-    keys: SigningKeyCache,
     timeout: Duration,
 }
 
@@ -143,7 +142,6 @@ impl XksClient {
             cert_not_after: Mutex::new(None),
             tls,
             idle: Mutex::default(),
-            keys: SigningKeyCache::new(),
             timeout: ATTEMPT_TIMEOUT,
         }
     }
@@ -222,32 +220,37 @@ impl XksClient {
         } else {
             format!("{}:{}", self.target.host, self.target.port)
         };
-        let creds = Credentials {
-            access_key_id: &self.target.access_key_id,
-            secret_access_key: self.target.secret.expose_secret().as_bytes(),
-            region: &self.target.region,
-            service: xks_wire::SIGV4_SERVICE,
-        };
-        let signed = sigv4::sign(
-            &self.keys,
-            &creds,
-            &SignableRequest {
-                method: "POST",
-                host: &host,
-                path,
-                query: "",
-                headers: &[],
-                body,
-            },
-            chrono::Utc::now(),
+        // Signed like AWS KMS signs towards a proxy: `host;x-amz-date` only (XKS API §1.10);
+        // `content-type` is added unsigned. A signer per attempt costs a few small copies of
+        // the credentials, nothing next to the round trip.
+        let signer = Signer::new(
+            self.target.access_key_id.as_str(),
+            self.target.secret.expose_secret(),
+            self.target.region.as_str(),
+            xks_wire::SIGV4_SERVICE,
         );
-        let req = hyper::Request::builder()
+        let signed = signer
+            .sign(
+                &SignableRequest {
+                    method: "POST",
+                    host: &host,
+                    path,
+                    query: "",
+                    headers: &[],
+                    body,
+                },
+                chrono::Utc::now(),
+            )
+            .map_err(|e| XksError::InvalidResponse(e.to_string()))?;
+        let mut req = hyper::Request::builder()
             .method("POST")
             .uri(path)
             .header("host", &host)
-            .header("content-type", "application/json")
-            .header("x-amz-date", &signed.amz_date)
-            .header("authorization", &signed.authorization)
+            .header("content-type", "application/json");
+        for (name, value) in signed.headers() {
+            req = req.header(name, value);
+        }
+        let req = req
             .body(Full::new(body.clone()))
             .map_err(|e| XksError::InvalidResponse(e.to_string()))?;
         let resp = sender

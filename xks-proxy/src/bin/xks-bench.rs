@@ -44,7 +44,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use sigv4::{sign, Credentials, SignableRequest, SigningKeyCache};
+use sigv4::{SignableRequest, Signer};
 use xks_wire::{self, Operation};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -413,19 +413,12 @@ fn proxy_config(dir: &Path, args: &Args) -> Result<xks_proxy::Config, BoxError> 
 struct Target {
     addr: std::net::SocketAddr,
     host: String,
-    cache: Arc<SigningKeyCache>,
+    signer: Signer,
 }
 
 impl Target {
     fn request(&self, path: &str, body: &Bytes) -> Result<http::Request<Full<Bytes>>, BoxError> {
-        let s = sign(
-            &self.cache,
-            &Credentials {
-                access_key_id: AKID,
-                secret_access_key: SECRET.as_bytes(),
-                region: "us-east-1",
-                service: xks_wire::SIGV4_SERVICE,
-            },
+        let s = self.signer.sign(
             &SignableRequest {
                 method: "POST",
                 host: &self.host,
@@ -435,13 +428,14 @@ impl Target {
                 body,
             },
             chrono::Utc::now(),
-        );
-        Ok(http::Request::post(path)
+        )?;
+        let mut request = http::Request::post(path)
             .header("host", &self.host)
-            .header("content-type", "application/json")
-            .header("x-amz-date", s.amz_date)
-            .header("authorization", s.authorization)
-            .body(Full::new(body.clone()))?)
+            .header("content-type", "application/json");
+        for (name, value) in s.headers() {
+            request = request.header(name, value);
+        }
+        Ok(request.body(Full::new(body.clone()))?)
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, BoxError> {
@@ -651,7 +645,7 @@ async fn prepare(
     let t = Target {
         addr,
         host: addr.to_string(),
-        cache: Arc::new(SigningKeyCache::new()),
+        signer: Signer::new(AKID, SECRET, "us-east-1", xks_wire::SIGV4_SERVICE),
     };
     let enc_path = xks_wire::uri_path(PREFIX, Operation::Encrypt, "bench-key");
     let dec_path = xks_wire::uri_path(PREFIX, Operation::Decrypt, "bench-key");

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use sigv4::{sign, Credentials, SignableRequest, SigningKeyCache};
+use sigv4::{SignableRequest, Signer};
 use xks_wire::{self, Operation};
 
 pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -368,7 +368,6 @@ pub struct Client {
     pub service: String,
     pub prefix: String,
     pub transport: Transport,
-    pub cache: Arc<SigningKeyCache>,
     /// Signing time offset (clock-skew tests).
     pub skew: chrono::Duration,
 }
@@ -411,7 +410,6 @@ impl Client {
             service: xks_wire::SIGV4_SERVICE.into(),
             prefix: PREFIX.into(),
             transport: Transport::Plain,
-            cache: Arc::new(SigningKeyCache::new()),
             skew: chrono::Duration::zero(),
         }
     }
@@ -469,27 +467,28 @@ impl Client {
             .header("host", &host)
             .header("content-type", "application/json");
         if signed {
-            let s = sign(
-                &self.cache,
-                &Credentials {
-                    access_key_id: &self.akid,
-                    secret_access_key: self.secret.as_bytes(),
-                    region: &self.region,
-                    service: &self.service,
-                },
-                &SignableRequest {
-                    method,
-                    host: &host,
-                    path,
-                    query: "",
-                    headers: &[],
-                    body: &body,
-                },
-                chrono::Utc::now() + self.skew,
+            let signer = Signer::new(
+                self.akid.as_str(),
+                self.secret.as_str(),
+                self.region.as_str(),
+                self.service.as_str(),
             );
-            b = b
-                .header("x-amz-date", s.amz_date)
-                .header("authorization", s.authorization);
+            let s = signer
+                .sign(
+                    &SignableRequest {
+                        method,
+                        host: &host,
+                        path,
+                        query: "",
+                        headers: &[],
+                        body: &body,
+                    },
+                    chrono::Utc::now() + self.skew,
+                )
+                .map_err(|e| e.to_string())?;
+            for (name, value) in s.headers() {
+                b = b.header(name, value);
+            }
         }
         let req = b.body(Full::new(Bytes::from(body))).unwrap();
         conn.send.ready().await.map_err(|e| e.to_string())?;
