@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -32,6 +31,8 @@ use zeroize::Zeroizing;
 
 use hsm::error::{ErrorClass, Pkcs11Error};
 pub use super::pin_book::PinBook;
+use super::{sealed, IV_LEN};
+use hsm::gcm::{self, IvPolicy};
 use hsm::{Token, TokenConfig, VendorProfile};
 use hsm::iv::IvPool;
 use crate::backend::{BackendError, BackendResult, CryptoBackend, LoadWrapped, MaterialId, Sealed};
@@ -643,21 +644,11 @@ impl CryptoBackend for Cluster {
         plaintext: &[u8],
         aad: &[u8],
     ) -> BackendResult<Sealed> {
-        let iv = self
-            .ivs
-            .iv12()
-            .map_err(|e| BackendError::Internal(e.to_string()))?;
-        let ct = self.on_member(id, load, |t, h| {
-            t.with_session(false, |s| {
-                let mut iv_buf = iv;
-                let params = GcmParams::new(&mut iv_buf, aad, 128.into())?;
-                s.encrypt(&Mechanism::AesGcm(params), h, plaintext)
-            })
+        let out = self.on_member(id, load, |t, h| {
+            let ivs = IvPolicy::of(t.profile(), &self.ivs);
+            gcm::encrypt(t, h, ivs, IV_LEN, plaintext, aad)
         })?;
-        Ok(Sealed {
-            iv,
-            ciphertext_and_tag: ct,
-        })
+        sealed(out)
     }
 
     fn decrypt(
@@ -668,17 +659,9 @@ impl CryptoBackend for Cluster {
         ciphertext_and_tag: &[u8],
         aad: &[u8],
     ) -> BackendResult<Zeroizing<Vec<u8>>> {
-        if ciphertext_and_tag.len() < 16 {
-            return Err(BackendError::InvalidCiphertext);
-        }
-        let pt = self.on_member(id, load, |t, h| {
-            t.with_session(true, |s| {
-                let mut iv_buf = *iv;
-                let params = GcmParams::new(&mut iv_buf, aad, 128.into())?;
-                s.decrypt(&Mechanism::AesGcm(params), h, ciphertext_and_tag)
-            })
-        })?;
-        Ok(Zeroizing::new(pt))
+        self.on_member(id, load, |t, h| {
+            gcm::decrypt(t, h, iv, ciphertext_and_tag, aad)
+        })
     }
 
     fn random(&self, len: usize) -> BackendResult<Zeroizing<Vec<u8>>> {
