@@ -84,11 +84,9 @@ impl XksError {
                 "the ciphertext, initialization vector, additional authenticated data or \
                  authentication tag is corrupted, missing, or otherwise invalid",
             ),
-            ErrorClass::Invalid if decrypting => {
-                Self::invalid_ciphertext(format!(
-                    "the key manager rejected the ciphertext ({rv_name})"
-                ))
-            }
+            ErrorClass::Invalid if decrypting => Self::invalid_ciphertext(format!(
+                "the key manager rejected the ciphertext ({rv_name})"
+            )),
             ErrorClass::Unsupported => Self::unsupported(format!(
                 "the key manager does not support this operation or parameter: {e}"
             )),

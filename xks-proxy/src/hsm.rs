@@ -237,7 +237,13 @@ impl HsmInstance {
         let key = self.health_key(&token)?;
         let data = [0x5au8; 32];
         let sealed = gcm::encrypt(&token, key, self.iv_policy(), 12, &data, HEALTH_AAD)?;
-        let opened = gcm::decrypt(&token, key, &sealed.iv, &sealed.ciphertext_and_tag, HEALTH_AAD)?;
+        let opened = gcm::decrypt(
+            &token,
+            key,
+            &sealed.iv,
+            &sealed.ciphertext_and_tag,
+            HEALTH_AAD,
+        )?;
         if opened.as_slice() != data {
             return Err(Pkcs11Error::Other(
                 "the health check round trip returned different data".into(),

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use cryptoki::object::{ObjectClass, ObjectHandle};
 use hsm::gcm;
 use hsm::{ErrorClass, Pkcs11Error, Token};
-use xks_wire::ErrorName;
 use subtle::ConstantTimeEq;
+use xks_wire::ErrorName;
 use zeroize::Zeroizing;
 
 use crate::error::XksError;

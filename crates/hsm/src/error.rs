@@ -174,10 +174,7 @@ mod tests {
         assert_eq!(classify(&e, &soft, false).class(), ErrorClass::Device);
         let e = CkError::Pkcs11(RvError::PinIncorrect, Function::Login);
         assert_eq!(classify(&e, &soft, false).class(), ErrorClass::PinIncorrect);
-        assert_eq!(
-            classify(&e, &soft, false).rv(),
-            Some(RvError::PinIncorrect)
-        );
+        assert_eq!(classify(&e, &soft, false).rv(), Some(RvError::PinIncorrect));
         assert_eq!(
             classify(&e, &soft, false).to_string(),
             "C_Login failed: CKR_PIN_INCORRECT"

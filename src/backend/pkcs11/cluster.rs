@@ -29,14 +29,14 @@ use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use hsm::error::{ErrorClass, Pkcs11Error};
 pub use super::pin_book::PinBook;
 use super::{sealed, IV_LEN};
-use hsm::gcm::{self, IvPolicy};
-use hsm::{Token, TokenConfig, VendorProfile};
-use hsm::iv::IvPool;
 use crate::backend::{BackendError, BackendResult, CryptoBackend, LoadWrapped, MaterialId, Sealed};
 use crate::model::KeyId;
+use hsm::error::{ErrorClass, Pkcs11Error};
+use hsm::gcm::{self, IvPolicy};
+use hsm::iv::IvPool;
+use hsm::{Token, TokenConfig, VendorProfile};
 
 /// How long a failed member is skipped before it is tried again.
 const MEMBER_RETRY_AFTER: Duration = Duration::from_secs(5);

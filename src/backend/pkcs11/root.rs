@@ -19,13 +19,13 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use zeroize::Zeroizing;
 
+use super::{sealed, IV_LEN};
+use crate::backend::{BackendError, BackendResult, CryptoBackend, LoadWrapped, MaterialId, Sealed};
+use crate::model::KeyId;
 use hsm::error::{ErrorClass, Pkcs11Error};
 use hsm::gcm::{self, IvPolicy};
 use hsm::iv::IvPool;
 use hsm::Token;
-use super::{sealed, IV_LEN};
-use crate::backend::{BackendError, BackendResult, CryptoBackend, LoadWrapped, MaterialId, Sealed};
-use crate::model::KeyId;
 
 /// The PKCS#11 root backend.
 pub struct Pkcs11Root {

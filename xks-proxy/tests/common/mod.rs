@@ -11,9 +11,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
 use sigv4::{sign, Credentials, SignableRequest, SigningKeyCache};
 use xks_wire::{self, Operation};
-use serde_json::{json, Value};
+
+pub mod faults;
 
 pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 pub const PIN: &str = "1234";
