@@ -4,7 +4,8 @@
  * A shim that loads a real PKCS#11 module (SoftHSMv2 by default), forwards every function of
  * its C_GetFunctionList, and injects the failures that SoftHSM cannot produce on demand: a user
  * locked out after repeated wrong PINs (CloudHSM locks its crypto users), an HSM that stops
- * answering, a token that disappears, and a slow HSM. Faults are chosen per *token label* by
+ * answering, a token that disappears, a slow HSM, and a token that generates AES-GCM IVs itself
+ * (CloudHSM refuses caller IVs). Faults are chosen per *token label* by
  * files in the directory named by the environment variable KMS_FAULT_DIR (read once, when the
  * module is first loaded); without it the shim only forwards.
  *
