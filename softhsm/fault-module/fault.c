@@ -4,7 +4,8 @@
  * A shim that loads a real PKCS#11 module (SoftHSMv2 by default), forwards every function of
  * its C_GetFunctionList, and injects the failures that SoftHSM cannot produce on demand: a user
  * locked out after repeated wrong PINs (CloudHSM locks its crypto users), an HSM that stops
- * answering, a token that disappears, and a slow HSM. Faults are chosen per *token label* by
+ * answering, a token that disappears, a slow HSM, and a token that generates AES-GCM IVs itself
+ * (CloudHSM refuses caller IVs). Faults are chosen per *token label* by
  * files in the directory named by the environment variable KMS_FAULT_DIR (read once, when the
  * module is first loaded); without it the shim only forwards.
  *
@@ -17,6 +18,14 @@
  *                          CKR_TOKEN_NOT_PRESENT and session calls CKR_DEVICE_REMOVED.
  *   <label>.delay-ms       a number of milliseconds that each C_Encrypt / C_Decrypt producing
  *                          output sleeps before it runs (holds the session: pool exhaustion).
+ *   <label>.token-iv       the token generates AES-GCM IVs itself, as AWS CloudHSM does: C_EncryptInit
+ *                          with CKM_AES_GCM refuses a caller-supplied IV that is not all zeros
+ *                          (CKR_MECHANISM_PARAM_INVALID), and otherwise writes a random IV of
+ *                          ulIvLen bytes into the caller's pIv buffer and encrypts with it.
+ *                          Decryption is unaffected (the caller passes the IV).
+ *   <label>.token-ivs      written by the shim while token-iv is set: each IV it generated, in
+ *                          hex, one a line (IVs are not secret), so tests can tell the token's IVs
+ *                          from the host's.
  *   <label>.failed-logins  written by the shim: the count of consecutive CKR_PIN_INCORRECT
  *                          answers to C_Login as CKU_USER. At KMS_FAULT_LOCKOUT (5) failures the
  *                          user is locked: C_Login as CKU_USER returns CKR_PIN_LOCKED without
@@ -38,10 +47,12 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +62,8 @@
 #define DEFAULT_TARGET "/usr/lib/softhsm/libsofthsm2.so"
 #define KMS_FAULT_LOCKOUT 5
 #define LABEL_LEN 32
+/* The longest AES-GCM IV of PKCS#11 2.40. */
+#define GCM_MAX_IV 256
 
 static CK_FUNCTION_LIST_PTR real;
 static CK_FUNCTION_LIST shim;
@@ -188,6 +201,56 @@ static void maybe_delay(const char *label)
     }
 }
 
+/* Appends `iv` in hex as one line to <label>.token-ivs (one write(2) with O_APPEND, so lines
+ * of concurrent callers never interleave). */
+static void log_token_iv(const char *label, const unsigned char *iv, unsigned long n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char path[4096];
+    char line[2 * GCM_MAX_IV + 1];
+    unsigned long i;
+    for (i = 0; i < n; i++) {
+        line[2 * i] = hex[iv[i] >> 4];
+        line[2 * i + 1] = hex[iv[i] & 0x0f];
+    }
+    line[2 * n] = '\n';
+    marker_path(label, "token-ivs", path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd < 0)
+        return;
+    if (write(fd, line, 2 * n + 1) < 0) {
+        /* Only tests read the log; the encryption goes on. */
+    }
+    close(fd);
+}
+
+/* A token that generates GCM IVs (marker token-iv): refuses a caller IV, writes its own into
+ * the caller's buffer. CKR_OK to forward the (now filled) mechanism to the real module. */
+static CK_RV token_generated_iv(const char *label, CK_MECHANISM_PTR m)
+{
+    if (!m->pParameter || m->ulParameterLen != sizeof(CK_GCM_PARAMS))
+        return CKR_MECHANISM_PARAM_INVALID;
+    CK_GCM_PARAMS *gcm = (CK_GCM_PARAMS *)m->pParameter;
+    if (!gcm->pIv || gcm->ulIvLen == 0 || gcm->ulIvLen > GCM_MAX_IV)
+        return CKR_MECHANISM_PARAM_INVALID;
+    for (CK_ULONG i = 0; i < gcm->ulIvLen; i++)
+        if (gcm->pIv[i] != 0)
+            return CKR_MECHANISM_PARAM_INVALID;
+    size_t filled = 0;
+    while (filled < gcm->ulIvLen) {
+        ssize_t got = getrandom(gcm->pIv + filled, gcm->ulIvLen - filled, 0);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            memset(gcm->pIv, 0, gcm->ulIvLen);
+            return CKR_FUNCTION_FAILED;
+        }
+        filled += (size_t)got;
+    }
+    log_token_iv(label, gcm->pIv, gcm->ulIvLen);
+    return CKR_OK;
+}
+
 /* ---- wrappers of calls on a slot --------------------------------------------------------- */
 
 static CK_RV w_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count)
@@ -320,7 +383,6 @@ SESSION_WRAP(SetAttributeValue, (S hSession, O o, A t, L c), (hSession, o, t, c)
 SESSION_WRAP(FindObjectsInit, (S hSession, A t, L c), (hSession, t, c))
 SESSION_WRAP(FindObjects, (S hSession, CK_OBJECT_HANDLE_PTR o, L m, LP c), (hSession, o, m, c))
 SESSION_WRAP(FindObjectsFinal, (S hSession), (hSession))
-SESSION_WRAP(EncryptInit, (S hSession, M m, O k), (hSession, m, k))
 SESSION_WRAP(EncryptUpdate, (S hSession, B p, L pl, B o, LP ol), (hSession, p, pl, o, ol))
 SESSION_WRAP(EncryptFinal, (S hSession, B o, LP ol), (hSession, o, ol))
 SESSION_WRAP(DecryptInit, (S hSession, M m, O k), (hSession, m, k))
@@ -362,6 +424,20 @@ SESSION_WRAP(SeedRandom, (S hSession, B s, L sl), (hSession, s, sl))
 SESSION_WRAP(GenerateRandom, (S hSession, B r, L rl), (hSession, r, rl))
 SESSION_WRAP(GetFunctionStatus, (S hSession), (hSession))
 SESSION_WRAP(CancelFunction, (S hSession), (hSession))
+
+static CK_RV w_EncryptInit(S hSession, M m, O k)
+{
+    char label[LABEL_LEN + 1];
+    CK_RV rv = session_fault(hSession, label);
+    if (rv != CKR_OK)
+        return rv;
+    if (m && m->mechanism == CKM_AES_GCM && label[0] && has_marker(label, "token-iv")) {
+        rv = token_generated_iv(label, m);
+        if (rv != CKR_OK)
+            return rv;
+    }
+    return real->C_EncryptInit(hSession, m, k);
+}
 
 static CK_RV w_Encrypt(S hSession, B d, L dl, B o, LP ol)
 {

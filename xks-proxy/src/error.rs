@@ -4,6 +4,8 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use cryptoki::error::RvError;
+use hsm::error::ckr_name;
 use hsm::{ErrorClass, Pkcs11Error};
 use xks_wire::{sanitize_error_message, ErrorName, ErrorResponse};
 
@@ -67,13 +69,14 @@ impl XksError {
                 format!("external key {key_id} was not found in the key manager"),
             );
         }
-        let rv = e.rv().unwrap_or("");
+        let rv = e.rv();
+        let rv_name = rv.as_ref().map(ckr_name).unwrap_or_default();
         if matches!(
             rv,
-            "CKR_KEY_FUNCTION_NOT_PERMITTED" | "CKR_KEY_TYPE_INCONSISTENT"
+            Some(RvError::KeyFunctionNotPermitted | RvError::KeyTypeInconsistent)
         ) {
             return Self::key_usage(format!(
-                "external key {key_id} does not permit this operation ({rv})"
+                "external key {key_id} does not permit this operation ({rv_name})"
             ));
         }
         match e.class() {
@@ -81,9 +84,9 @@ impl XksError {
                 "the ciphertext, initialization vector, additional authenticated data or \
                  authentication tag is corrupted, missing, or otherwise invalid",
             ),
-            ErrorClass::Invalid if decrypting => {
-                Self::invalid_ciphertext(format!("the key manager rejected the ciphertext ({rv})"))
-            }
+            ErrorClass::Invalid if decrypting => Self::invalid_ciphertext(format!(
+                "the key manager rejected the ciphertext ({rv_name})"
+            )),
             ErrorClass::Unsupported => Self::unsupported(format!(
                 "the key manager does not support this operation or parameter: {e}"
             )),

@@ -9,19 +9,18 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use cryptoki::error::Error as CkError;
-use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, SessionState};
+use hsm::gcm::{self, IvPolicy};
 use hsm::iv::IvPool;
 use hsm::{ErrorClass, Pkcs11Error, Token};
-use xks_wire::TAG_LEN;
 
 use crate::config::HsmConfig;
 use crate::error::XksError;
 
-pub(crate) const TAG_BITS: u64 = (TAG_LEN as u64) * 8;
 const HEALTH_KEY_LABEL: &str = "xks-proxy-health-check";
+const HEALTH_AAD: &[u8] = b"xks-health";
 
 /// One PKCS#11 instance.
 ///
@@ -183,16 +182,16 @@ impl HsmInstance {
         }
     }
 
-    pub(crate) fn fill_iv(&self, iv: &mut [u8]) -> Result<(), XksError> {
-        if self.cfg.token.profile.host_generated_iv {
-            self.ivs
-                .fill(iv)
-                .map_err(|e| XksError::internal(e.to_string()))
-        } else {
-            // The token generates the IV and writes it into the parameter buffer.
-            iv.fill(0);
-            Ok(())
-        }
+    /// Where this HSM's GCM IVs come from (its profile's `host_generated_iv`).
+    pub(crate) fn iv_policy(&self) -> IvPolicy<'_> {
+        IvPolicy::of(&self.cfg.token.profile, &self.ivs)
+    }
+
+    /// Fills `buf` with random bytes from the host's CSPRNG.
+    pub(crate) fn fill_random(&self, buf: &mut [u8]) -> Result<(), XksError> {
+        self.ivs
+            .fill(buf)
+            .map_err(|e| XksError::internal(e.to_string()))
     }
 
     fn health_key(&self, token: &Token) -> Result<ObjectHandle, Pkcs11Error> {
@@ -236,21 +235,15 @@ impl HsmInstance {
         let token = self.token()?;
         token.probe()?;
         let key = self.health_key(&token)?;
-        let iv = self
-            .ivs
-            .iv12()
-            .map_err(|e| Pkcs11Error::Other(e.to_string()))?;
         let data = [0x5au8; 32];
-        let sealed = token.with_session(false, |s| {
-            let mut iv_buf = iv;
-            let params = GcmParams::new(&mut iv_buf, b"xks-health", TAG_BITS.into())?;
-            s.encrypt(&Mechanism::AesGcm(params), key, &data)
-        })?;
-        let opened = token.with_session(true, |s| {
-            let mut iv_buf = iv;
-            let params = GcmParams::new(&mut iv_buf, b"xks-health", TAG_BITS.into())?;
-            s.decrypt(&Mechanism::AesGcm(params), key, &sealed)
-        })?;
+        let sealed = gcm::encrypt(&token, key, self.iv_policy(), 12, &data, HEALTH_AAD)?;
+        let opened = gcm::decrypt(
+            &token,
+            key,
+            &sealed.iv,
+            &sealed.ciphertext_and_tag,
+            HEALTH_AAD,
+        )?;
         if opened.as_slice() != data {
             return Err(Pkcs11Error::Other(
                 "the health check round trip returned different data".into(),

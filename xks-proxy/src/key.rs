@@ -26,16 +26,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use cryptoki::mechanism::aead::GcmParams;
-use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{ObjectClass, ObjectHandle};
+use hsm::gcm;
 use hsm::{ErrorClass, Pkcs11Error, Token};
 use subtle::ConstantTimeEq;
-use xks_wire::{ErrorName, TAG_LEN};
+use xks_wire::ErrorName;
 use zeroize::Zeroizing;
 
 use crate::error::XksError;
-use crate::hsm::{HsmInstance, KeyInfo, TAG_BITS};
+use crate::hsm::{HsmInstance, KeyInfo};
 
 /// How long a copy whose HSM failed is tried only after the others.
 pub const DOWN_FOR: Duration = Duration::from_secs(5);
@@ -327,7 +326,7 @@ impl KeyEntry {
     /// Encrypts a random block with copy `a` and decrypts it with copy `b`.
     fn same_material(&self, a: usize, b: usize) -> Result<bool, XksError> {
         let mut block = Zeroizing::new([0u8; 32]);
-        self.replicas[a].hsm.fill_iv(block.as_mut())?;
+        self.replicas[a].hsm.fill_random(block.as_mut())?;
         let sealed = self.replicas[a].encrypt(12, block.as_ref(), CHECK_AAD, None, false)?;
         let mut both = sealed.ciphertext;
         both.extend_from_slice(&sealed.tag);
@@ -564,25 +563,13 @@ impl Replica {
     ) -> Result<Sealed, XksError> {
         let r = self.resolve(false)?;
         self.check_usage(&r.info, true, verify)?;
-        let mut iv = vec![0u8; iv_len];
-        self.hsm.fill_iv(&mut iv)?;
-        let (iv, out) = self.with_handle(false, |token, h, _| {
-            token.with_session(false, |s| {
-                let mut iv_buf = iv.clone();
-                let out = {
-                    let params = GcmParams::new(&mut iv_buf, aad, TAG_BITS.into())?;
-                    s.encrypt(&Mechanism::AesGcm(params), h, plaintext)?
-                };
-                Ok((iv_buf, out))
-            })
+        let ivs = self.hsm.iv_policy();
+        let gcm::Sealed {
+            iv,
+            ciphertext_and_tag: out,
+        } = self.with_handle(false, |token, h, _| {
+            gcm::encrypt(token, h, ivs, iv_len, plaintext, aad)
         })?;
-        if out.len() != plaintext.len() + TAG_LEN {
-            return Err(XksError::internal(format!(
-                "the HSM returned {} bytes for {} bytes of plaintext",
-                out.len(),
-                plaintext.len()
-            )));
-        }
         let (ct, tag) = out.split_at(plaintext.len());
         let cdiv = cdiv_input.map(|(a, m)| xks_wire::cdiv_sha256(a, m, &iv, ct, tag));
         if verify {
@@ -612,15 +599,9 @@ impl Replica {
     ) -> Result<Zeroizing<Vec<u8>>, XksError> {
         let r = self.resolve(false)?;
         self.check_usage(&r.info, false, true)?;
-        let plain = self.with_handle(true, |token, h, _| {
-            token.with_session(true, |s| {
-                let mut iv_buf = iv.to_vec();
-                let params = GcmParams::new(&mut iv_buf, aad, TAG_BITS.into())?;
-                s.decrypt(&Mechanism::AesGcm(params), h, ciphertext_and_tag)
-                    .map(Zeroizing::new)
-            })
-        })?;
-        Ok(plain)
+        self.with_handle(true, |token, h, _| {
+            gcm::decrypt(token, h, iv, ciphertext_and_tag, aad)
+        })
     }
 
     /// Looks the key up now (start-up warm-up); errors are returned, not cached.

@@ -3,6 +3,7 @@
 use cryptoki::context::Function;
 use cryptoki::error::{Error as CkError, RvError};
 
+use crate::gcm::GcmError;
 use crate::VendorProfile;
 
 /// What a failed PKCS#11 call means for the caller.
@@ -35,11 +36,12 @@ pub enum ErrorClass {
 /// A classified PKCS#11 failure. The text never contains key material or PINs.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Pkcs11Error {
-    #[error("{function:?} failed: {rv}")]
+    /// A PKCS#11 function returned an error; the return value and the function stay typed.
+    #[error("C_{function:?} failed: {}", ckr_name(.rv))]
     Call {
         class: ErrorClass,
-        rv: String,
-        function: String,
+        rv: RvError,
+        function: Function,
     },
     #[error("PKCS#11 module {path}: {reason}")]
     Module { path: String, reason: String },
@@ -51,6 +53,9 @@ pub enum Pkcs11Error {
     MissingMechanism(String),
     #[error("object '{0}' not found on the token")]
     ObjectNotFound(String),
+    /// AES-GCM went wrong without a failed call (see [`GcmError`]).
+    #[error(transparent)]
+    Gcm(#[from] GcmError),
     #[error("{0}")]
     Other(String),
 }
@@ -61,14 +66,15 @@ impl Pkcs11Error {
             Pkcs11Error::Call { class, .. } => *class,
             Pkcs11Error::TokenNotFound { .. } => ErrorClass::TokenNotPresent,
             Pkcs11Error::MissingMechanism(_) => ErrorClass::Unsupported,
+            Pkcs11Error::Gcm(e) => e.class(),
             _ => ErrorClass::Other,
         }
     }
 
-    /// The CKR name (`CKR_PIN_INCORRECT`) of a failed call.
-    pub fn rv(&self) -> Option<&str> {
+    /// The return value of a failed call.
+    pub fn rv(&self) -> Option<RvError> {
         match self {
-            Pkcs11Error::Call { rv, .. } => Some(rv),
+            Pkcs11Error::Call { rv, .. } => Some(*rv),
             _ => None,
         }
     }
@@ -92,16 +98,15 @@ pub fn ckr_name(rv: &RvError) -> String {
 pub fn classify(e: &CkError, profile: &VendorProfile, decrypting: bool) -> Pkcs11Error {
     match e {
         CkError::Pkcs11(rv, function) => {
-            let name = ckr_name(rv);
-            let class = if decrypting && profile.gcm_auth_failure_rv.iter().any(|n| n == &name) {
+            let class = if decrypting && is_gcm_auth_failure(rv, profile) {
                 ErrorClass::InvalidCiphertext
             } else {
                 class_of(rv)
             };
             Pkcs11Error::Call {
                 class,
-                rv: name,
-                function: function_name(*function),
+                rv: *rv,
+                function: *function,
             }
         }
         CkError::LibraryLoading(l) => Pkcs11Error::Other(format!("library: {l}")),
@@ -109,8 +114,11 @@ pub fn classify(e: &CkError, profile: &VendorProfile, decrypting: bool) -> Pkcs1
     }
 }
 
-fn function_name(f: Function) -> String {
-    format!("C_{f:?}")
+/// Whether the profile lists `rv` as its "GCM tag did not verify" answer (profiles name the
+/// codes, so a vendor quirk is configuration, not code).
+fn is_gcm_auth_failure(rv: &RvError, profile: &VendorProfile) -> bool {
+    let name = ckr_name(rv);
+    profile.gcm_auth_failure_rv.contains(&name)
 }
 
 fn class_of(rv: &RvError) -> ErrorClass {
@@ -166,6 +174,19 @@ mod tests {
         assert_eq!(classify(&e, &soft, false).class(), ErrorClass::Device);
         let e = CkError::Pkcs11(RvError::PinIncorrect, Function::Login);
         assert_eq!(classify(&e, &soft, false).class(), ErrorClass::PinIncorrect);
-        assert_eq!(classify(&e, &soft, false).rv(), Some("CKR_PIN_INCORRECT"));
+        assert_eq!(classify(&e, &soft, false).rv(), Some(RvError::PinIncorrect));
+        assert_eq!(
+            classify(&e, &soft, false).to_string(),
+            "C_Login failed: CKR_PIN_INCORRECT"
+        );
+        // Vendors that answer a bad tag with the spec's code need no quirk.
+        let generic = VendorProfile::default();
+        let e = CkError::Pkcs11(RvError::EncryptedDataInvalid, Function::Decrypt);
+        assert_eq!(
+            classify(&e, &generic, true).class(),
+            ErrorClass::InvalidCiphertext
+        );
+        let e = CkError::Pkcs11(RvError::GeneralError, Function::Decrypt);
+        assert_eq!(classify(&e, &generic, true).class(), ErrorClass::Device);
     }
 }

@@ -14,6 +14,8 @@
 //!   counter);
 //! - mechanism detection at start-up (`C_GetMechanismList`) checked against the profile;
 //! - the HSM threads every PKCS#11 call runs on ([`threads`]) and their default sizes;
+//! - the one AES-256-GCM path of both servers, with the IV policy of the profile
+//!   (`host_generated_iv`: the host's IV or the token's) ([`gcm`]);
 //! - GCM IVs from the host's CSPRNG ([`iv`]).
 //!
 //! It knows nothing of KMS keys, XKS requests, HTTP or storage. Every call here blocks:
@@ -22,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod gcm;
 pub mod iv;
 pub mod module;
 pub mod profile;

@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -31,9 +30,11 @@ use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 pub use super::pin_book::PinBook;
+use super::{sealed, IV_LEN};
 use crate::backend::{BackendError, BackendResult, CryptoBackend, MaterialId, Sealed};
 use crate::model::KeyId;
 use hsm::error::{ErrorClass, Pkcs11Error};
+use hsm::gcm::{self, IvPolicy};
 use hsm::iv::IvPool;
 use hsm::threads::BlockingPool;
 use hsm::{Token, TokenConfig, VendorProfile};
@@ -634,21 +635,11 @@ impl Cluster {
 
 impl Cluster {
     fn seal(&self, id: MaterialId<'_>, plaintext: &[u8], aad: &[u8]) -> BackendResult<Sealed> {
-        let iv = self
-            .ivs
-            .iv12()
-            .map_err(|_| BackendError::Internal("the random number generator failed"))?;
-        let ct = self.on_member(id, |t, h| {
-            t.with_session(false, |s| {
-                let mut iv_buf = iv;
-                let params = GcmParams::new(&mut iv_buf, aad, 128.into())?;
-                s.encrypt(&Mechanism::AesGcm(params), h, plaintext)
-            })
+        let out = self.on_member(id, |t, h| {
+            let ivs = IvPolicy::of(t.profile(), &self.ivs);
+            gcm::encrypt(t, h, ivs, IV_LEN, plaintext, aad)
         })?;
-        Ok(Sealed {
-            iv,
-            ciphertext_and_tag: ct,
-        })
+        sealed(out)
     }
 
     fn open(
@@ -658,17 +649,7 @@ impl Cluster {
         ciphertext_and_tag: &[u8],
         aad: &[u8],
     ) -> BackendResult<Zeroizing<Vec<u8>>> {
-        if ciphertext_and_tag.len() < 16 {
-            return Err(BackendError::InvalidCiphertext);
-        }
-        let pt = self.on_member(id, |t, h| {
-            t.with_session(true, |s| {
-                let mut iv_buf = *iv;
-                let params = GcmParams::new(&mut iv_buf, aad, 128.into())?;
-                s.decrypt(&Mechanism::AesGcm(params), h, ciphertext_and_tag)
-            })
-        })?;
-        Ok(Zeroizing::new(pt))
+        self.on_member(id, |t, h| gcm::decrypt(t, h, iv, ciphertext_and_tag, aad))
     }
 
     /// Random bytes from the first member that answers.

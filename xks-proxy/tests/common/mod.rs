@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 use sigv4::{SignableRequest, Signer};
 use xks_wire::{self, Operation};
 
+pub mod faults;
+
 pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 pub const PIN: &str = "1234";
 pub const SO_PIN: &str = "12345678";
