@@ -36,13 +36,21 @@ impl Aliases {
         AliasName(name.to_string()).arn(&self.partition, &self.region, account)
     }
 
-    /// Resolves a `TargetKeyId` (key id or key ARN only).
+    /// Resolves a `TargetKeyId` (key id or key ARN only) and authorizes the call's operation on
+    /// the key (the key-policy half of an alias write).
     async fn target_key(&self, call: &mut Call, target: &str) -> KmsResult<KeyRecord> {
-        self.resolve(call, target, false).await
+        self.resolve_authorized(call, target, false).await
+    }
+
+    /// The identity-policy half of an alias write: the action on the alias ARN.
+    fn authorize_alias(&self, call: &Call, name: &str) -> KmsResult<()> {
+        let arn = self.alias_arn(&call.principal.account, name);
+        self.authorize_identity(call, call.operation, Some(&arn), |_| {})
     }
 
     pub async fn create_alias(&self, call: &mut Call, name: &str, target: &str) -> KmsResult<()> {
         self.check_alias_name(name)?;
+        self.authorize_alias(call, name)?;
         let key = self.target_key(call, target).await?;
         self.check_state(&key, StateRule::NotPendingDeletion)?;
         let account = call.principal.account.clone();
@@ -100,11 +108,15 @@ impl Aliases {
         let account = call.principal.account.clone();
         call.resources
             .push(alias_resource(&account, &self.alias_arn(&account, name)));
+        self.authorize_alias(call, name)?;
         let mut alias = self.existing_alias(&account, name).await?;
         let new_key = self.target_key(call, target).await?;
-        self.check_state(&new_key, StateRule::NotPendingDeletion)?;
         let old_key = self.get_key_of(&account, &alias.target_key_id).await?;
         call.touch(&old_key);
+        // Both keys' policies must allow it (reference §3.3).
+        self.authorize_key(call, "UpdateAlias", &old_key, None, |_| {})
+            .await?;
+        self.check_state(&new_key, StateRule::NotPendingDeletion)?;
         if old_key.key_spec != new_key.key_spec || old_key.key_usage != new_key.key_usage {
             return Err(KmsError::Validation(format!(
                 "{} and {} are not the same key type and key usage. An alias can point only to \
@@ -122,9 +134,12 @@ impl Aliases {
         let account = call.principal.account.clone();
         call.resources
             .push(alias_resource(&account, &self.alias_arn(&account, name)));
+        self.authorize_alias(call, name)?;
         let alias = self.existing_alias(&account, name).await?;
         if let Ok(key) = self.get_key_of(&account, &alias.target_key_id).await {
             call.touch(&key);
+            self.authorize_key(call, "DeleteAlias", &key, None, |_| {})
+                .await?;
         }
         self.store
             .delete_alias(&account, &self.region, name)
@@ -140,9 +155,17 @@ impl Aliases {
         marker: Option<&str>,
         limit: usize,
     ) -> KmsResult<(Vec<AliasRecord>, bool)> {
+        self.authorize_identity(call, "ListAliases", None, |_| {})?;
         let account = call.principal.account.clone();
         let key: Option<KeyId> = match key_id {
-            Some(k) => Some(self.resolve(call, k, false).await?.key_id),
+            Some(k) => {
+                let key = self.resolve(call, k, false).await?;
+                // ListAliases sees only the caller's account.
+                if key.account != account {
+                    return Err(self.not_here(call));
+                }
+                Some(key.key_id)
+            }
             None => None,
         };
         if let Some(m) = marker {

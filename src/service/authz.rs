@@ -239,6 +239,50 @@ impl Core {
         Err(denied(denial.message(&ctx)))
     }
 
+    /// Resolves a `KeyId` and authorizes the call's operation on the key, with no condition
+    /// keys beyond the common ones.
+    pub(crate) async fn resolve_authorized(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        allow_alias: bool,
+    ) -> KmsResult<KeyRecord> {
+        let key = self.resolve(call, key_id, allow_alias).await?;
+        self.authorize_key(call, call.operation, &key, None, |_| {})
+            .await?;
+        Ok(key)
+    }
+
+    /// Parses a key policy for writing (CreateKey, PutKeyPolicy): its grammar, and principals
+    /// that exist (AWS refuses unknown ones).
+    pub(crate) fn parse_key_policy(&self, text: &str) -> KmsResult<Policy> {
+        let directory = self.iam.directory();
+        Policy::parse(text, PolicyKind::Key, &*directory)
+            .map_err(|e| KmsError::MalformedPolicyDocument(e.to_string()))
+    }
+
+    /// The key policy of a new key: the default policy when none is given; otherwise the
+    /// given one, validated, and (unless `bypass` is true) checked not to lock the caller out.
+    pub(crate) fn new_key_policy(
+        &self,
+        call: &Call,
+        key_arn: &str,
+        policy: Option<String>,
+        bypass: Option<bool>,
+    ) -> KmsResult<String> {
+        let Some(text) = policy else {
+            return Ok(kms_policy::default_key_policy_in_partition(
+                &self.partition,
+                &call.principal.account,
+            ));
+        };
+        let parsed = self.parse_key_policy(&text)?;
+        if bypass != Some(true) {
+            self.lockout_check(call, key_arn, &parsed, bypass)?;
+        }
+        Ok(text)
+    }
+
     /// The best grant check among the key's grants for `op` by `caller`.
     async fn grant_check(
         &self,

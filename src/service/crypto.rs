@@ -182,7 +182,30 @@ impl Crypto {
             .map(drop)
     }
 
-    /// Resolves, checks and encrypts; `dry_run` stops just before the cryptography.
+    /// Authorizes a symmetric crypto action on a key with its condition keys.
+    async fn authorize_crypto(
+        &self,
+        call: &Call,
+        action: &str,
+        key: &KeyRecord,
+        context: &EncryptionContext,
+        algorithm: Option<EncryptionAlgorithm>,
+        same_key: Option<bool>,
+    ) -> KmsResult<()> {
+        let algorithm = algorithm
+            .unwrap_or(EncryptionAlgorithm::SymmetricDefault)
+            .to_string();
+        self.authorize_key(call, action, key, Some(context), |ctx| {
+            ctx.set("kms:EncryptionAlgorithm", algorithm.as_str());
+            if let Some(same) = same_key {
+                ctx.set("kms:ReEncryptOnSameKey", same);
+            }
+        })
+        .await
+    }
+
+    /// Resolves, authorizes, checks and encrypts; `dry_run` stops just before the
+    /// cryptography.
     #[allow(clippy::too_many_arguments)]
     pub async fn encrypt(
         &self,
@@ -195,6 +218,8 @@ impl Crypto {
         dry_run: bool,
     ) -> KmsResult<Encrypted> {
         let key = self.resolve(call, key_id, true).await?;
+        self.authorize_crypto(call, op.name(), &key, context, algorithm, None)
+            .await?;
         self.check_symmetric(&key, op, algorithm)?;
         self.check_state(&key, StateRule::Crypto)?;
         if dry_run {
@@ -202,6 +227,72 @@ impl Crypto {
         }
         let blob = self.seal(call, &key, plaintext, context).await?;
         Ok(Encrypted { key, blob })
+    }
+
+    /// The key a Decrypt (or the source half of a ReEncrypt) uses: the one `key_id` names,
+    /// which must be the one that made the blob, or else the one the blob names (in any
+    /// account: authorization decides).
+    async fn decryption_key(
+        &self,
+        call: &mut Call,
+        parsed: Option<&ciphertext::ParsedBlob<'_>>,
+        key_id: Option<&str>,
+    ) -> KmsResult<KeyRecord> {
+        if let Some(requested) = key_id {
+            let key = self.resolve(call, requested, true).await?;
+            if let Some(p) = parsed {
+                if p.key_id != key.key_id {
+                    return Err(KmsError::IncorrectKey);
+                }
+            }
+            return Ok(key);
+        }
+        let Some(p) = parsed else {
+            return Err(KmsError::InvalidCiphertext);
+        };
+        match self.store.get_key(&p.key_id).await? {
+            Some(k) if k.region == self.region => {
+                call.touch(&k);
+                Ok(self.annotate(k))
+            }
+            // A blob naming a key that does not exist (here).
+            _ => Err(KmsError::AccessDenied(
+                kms_policy::messages::CIPHERTEXT_KEY_UNUSABLE.into(),
+            )),
+        }
+    }
+
+    /// Decrypts a blob under an authorized, checked key.
+    async fn open(
+        &self,
+        call: &Call,
+        key: &KeyRecord,
+        parsed: &ciphertext::ParsedBlob<'_>,
+        context: &EncryptionContext,
+    ) -> KmsResult<Zeroizing<Vec<u8>>> {
+        if parsed.material_version == 0 || parsed.material_version > key.current_material {
+            return Err(KmsError::InvalidCiphertext);
+        }
+        // An external-key-store blob only for an external-key-store key, and vice versa.
+        if (parsed.version == ciphertext::VERSION_XKS) != key.xks_key_id.is_some() {
+            return Err(KmsError::InvalidCiphertext);
+        }
+        if key.xks_key_id.is_some() {
+            return self.xks_open(call, key, parsed, context).await;
+        }
+        let aad = ciphertext::aad(parsed.header, context);
+        let m = MaterialId {
+            key_id: &key.key_id,
+            version: parsed.material_version,
+            label: &key.arn,
+        };
+        let backend = self.backend_for(key)?;
+        let b = backend.as_ref();
+        let (iv, body) = (parsed.iv, parsed.ciphertext_and_tag);
+        self.with_material(b, m, |e| self.backend_error(key, e), || {
+            b.decrypt(m, &iv, body, &aad)
+        })
+        .await
     }
 
     /// Decrypts a blob. `key_id`, when given, must name the key that made the blob.
@@ -217,31 +308,9 @@ impl Crypto {
         dry_run: bool,
     ) -> KmsResult<Decrypted> {
         let parsed = ciphertext::parse(blob);
-        let account = call.principal.account.clone();
-        let key = match key_id {
-            Some(requested) => {
-                let key = self.resolve(call, requested, true).await?;
-                if let Some(p) = &parsed {
-                    if p.key_id != key.key_id {
-                        return Err(KmsError::IncorrectKey);
-                    }
-                }
-                key
-            }
-            None => {
-                let Some(p) = &parsed else {
-                    return Err(KmsError::InvalidCiphertext);
-                };
-                match self.store.get_key(&p.key_id).await? {
-                    Some(k) if k.account == account => {
-                        call.touch(&k);
-                        self.annotate(k)
-                    }
-                    // A blob naming a key the caller cannot see (or that never existed).
-                    _ => return Err(KmsError::InvalidCiphertext),
-                }
-            }
-        };
+        let key = self.decryption_key(call, parsed.as_ref(), key_id).await?;
+        self.authorize_crypto(call, op.name(), &key, context, algorithm, None)
+            .await?;
         self.check_symmetric(&key, op, algorithm)?;
         self.check_state(&key, StateRule::Crypto)?;
         let Some(parsed) = parsed else {
@@ -250,38 +319,13 @@ impl Crypto {
         if dry_run {
             return Err(KmsError::DryRunOperation);
         }
-        if parsed.material_version == 0 || parsed.material_version > key.current_material {
-            return Err(KmsError::InvalidCiphertext);
-        }
-        // An external-key-store blob only for an external-key-store key, and vice versa.
-        if (parsed.version == ciphertext::VERSION_XKS) != key.xks_key_id.is_some() {
-            return Err(KmsError::InvalidCiphertext);
-        }
-        if key.xks_key_id.is_some() {
-            let plaintext = self.xks_open(call, &key, &parsed, context).await?;
-            return Ok(Decrypted { key, plaintext });
-        }
-        let aad = ciphertext::aad(parsed.header, context);
-        let m = MaterialId {
-            key_id: &key.key_id,
-            version: parsed.material_version,
-            label: &key.arn,
-        };
-        let backend = self.backend_for(&key)?;
-        let b = backend.as_ref();
-        let (iv, body) = (parsed.iv, parsed.ciphertext_and_tag);
-        let plaintext = self
-            .with_material(
-                b,
-                m,
-                |e| self.backend_error(&key, e),
-                || b.decrypt(m, &iv, body, &aad),
-            )
-            .await?;
+        let plaintext = self.open(call, &key, &parsed, context).await?;
         Ok(Decrypted { key, plaintext })
     }
 
     /// Decrypts under the source and encrypts under the destination, server-side.
+    /// Authorized as `kms:ReEncryptFrom` on the source key and `kms:ReEncryptTo` on the
+    /// destination key.
     #[allow(clippy::too_many_arguments)]
     pub async fn re_encrypt(
         &self,
@@ -295,37 +339,57 @@ impl Crypto {
         destination_algorithm: Option<EncryptionAlgorithm>,
         dry_run: bool,
     ) -> KmsResult<(KeyRecord, Encrypted)> {
-        // Resolve and check the destination first so that a dry run validates both sides.
+        // The destination first, so that a dry run validates both sides; it gets its own
+        // `kms:RequestAlias`. The audit resources list the source, then the destination.
         let mut dest_call = call.clone();
         dest_call.resources.clear();
-        let dest = self
-            .resolve(&mut dest_call, destination_key_id, true)
-            .await?;
-        self.check_symmetric(&dest, CryptoOp::ReEncrypt, destination_algorithm)?;
-        self.check_state(&dest, StateRule::Crypto)?;
+        let dest = self.resolve(&mut dest_call, destination_key_id, true).await;
+        let parsed = ciphertext::parse(blob);
         let source = self
-            .decrypt(
-                call,
-                blob,
-                source_key_id,
-                source_context,
-                source_algorithm,
-                CryptoOp::ReEncrypt,
-                dry_run,
-            )
+            .decryption_key(call, parsed.as_ref(), source_key_id)
             .await;
-        // Audit resources: source then destination.
-        for r in dest_call.resources {
+        for r in std::mem::take(&mut dest_call.resources) {
             if !call.resources.contains(&r) {
                 call.resources.push(r);
             }
         }
+        let dest = dest?;
         let source = source?;
+        let same_key = Some(source.key_id == dest.key_id);
+        self.authorize_crypto(
+            call,
+            "ReEncryptFrom",
+            &source,
+            source_context,
+            source_algorithm,
+            same_key,
+        )
+        .await?;
+        self.authorize_crypto(
+            &dest_call,
+            "ReEncryptTo",
+            &dest,
+            destination_context,
+            destination_algorithm,
+            same_key,
+        )
+        .await?;
+        self.check_symmetric(&dest, CryptoOp::ReEncrypt, destination_algorithm)?;
+        self.check_state(&dest, StateRule::Crypto)?;
+        self.check_symmetric(&source, CryptoOp::ReEncrypt, source_algorithm)?;
+        self.check_state(&source, StateRule::Crypto)?;
+        let Some(parsed) = parsed else {
+            return Err(KmsError::InvalidCiphertext);
+        };
+        if dry_run {
+            return Err(KmsError::DryRunOperation);
+        }
+        let plaintext = self.open(call, &source, &parsed, source_context).await?;
         let out = self
-            .seal(call, &dest, &source.plaintext, destination_context)
+            .seal(call, &dest, &plaintext, destination_context)
             .await?;
         Ok((
-            source.key,
+            source,
             Encrypted {
                 key: dest,
                 blob: out,
@@ -344,6 +408,8 @@ impl Crypto {
         dry_run: bool,
     ) -> KmsResult<(Encrypted, Zeroizing<Vec<u8>>)> {
         let key = self.resolve(call, key_id, true).await?;
+        self.authorize_crypto(call, op.name(), &key, context, None, None)
+            .await?;
         self.check_symmetric(&key, op, None)?;
         self.check_state(&key, StateRule::Crypto)?;
         if dry_run {
@@ -362,7 +428,8 @@ impl Crypto {
         Ok((Encrypted { key, blob }, data_key))
     }
 
-    pub async fn generate_random(&self, len: usize) -> KmsResult<Zeroizing<Vec<u8>>> {
+    pub async fn generate_random(&self, call: &Call, len: usize) -> KmsResult<Zeroizing<Vec<u8>>> {
+        self.authorize_identity(call, "GenerateRandom", None, |_| {})?;
         Ok(self.root.random(len).await?)
     }
 }

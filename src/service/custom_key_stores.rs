@@ -512,7 +512,8 @@ impl CustomKeyStores {
         call: &mut Call,
         store_id: &str,
         description: String,
-        policy: String,
+        policy: Option<String>,
+        bypass_policy_lockout: Option<bool>,
         tags: Vec<Tag>,
     ) -> KmsResult<KeyRecord> {
         let store = self.store_of(call, store_id).await?;
@@ -524,6 +525,7 @@ impl CustomKeyStores {
         let account = call.principal.account.clone();
         let key_id = KeyId::generate();
         let arn = crate::model::KeyArn::new(&self.partition, &self.region, &account, &key_id).0;
+        let policy = self.new_key_policy(call, &arn, policy, bypass_policy_lockout)?;
         let (wrapped, holders) = cluster
             .create_backing_key(&arn, MIN_MEMBERS_FOR_CREATE)
             .await

@@ -14,6 +14,8 @@ pub struct NewKey {
     pub key_usage: KeyUsage,
     pub origin: Origin,
     pub policy: Option<String>,
+    /// `BypassPolicyLockoutSafetyCheck`, as sent.
+    pub bypass_policy_lockout: Option<bool>,
     pub tags: Vec<Tag>,
     pub multi_region: bool,
 }
@@ -34,6 +36,54 @@ part!(
 );
 
 impl Keys {
+    /// Authorizes CreateKey (identity policies only, resource `*`) with its condition keys, and
+    /// `kms:TagResource` too when the request has tags. Every key store's CreateKey asks this
+    /// first.
+    #[allow(clippy::too_many_arguments)]
+    pub fn authorize_create(
+        &self,
+        call: &Call,
+        spec: KeySpec,
+        usage: KeyUsage,
+        origin: Origin,
+        multi_region: bool,
+        bypass_policy_lockout: Option<bool>,
+        tags: &[Tag],
+    ) -> KmsResult<()> {
+        let (spec, usage, origin) = (spec.to_string(), usage.to_string(), origin.to_string());
+        let tag_keys = || super::authz::strings(tags.iter().map(|t| t.key.as_str()));
+        let request_tags = |ctx: &mut kms_policy::RequestContext| {
+            for t in tags {
+                ctx.set(&format!("aws:RequestTag/{}", t.key), t.value.as_str());
+            }
+            if !tags.is_empty() {
+                ctx.set_multi("aws:TagKeys", tag_keys());
+            }
+        };
+        self.authorize_identity(call, "CreateKey", None, |ctx| {
+            ctx.set("kms:KeySpec", spec.as_str())
+                .set("kms:CustomerMasterKeySpec", spec.as_str())
+                .set("kms:KeyUsage", usage.as_str())
+                .set("kms:CustomerMasterKeyUsage", usage.as_str())
+                .set("kms:KeyOrigin", origin.as_str())
+                .set("kms:MultiRegion", multi_region);
+            if let Some(b) = bypass_policy_lockout {
+                ctx.set("kms:BypassPolicyLockoutSafetyCheck", b);
+            }
+            request_tags(ctx);
+        })?;
+        if !tags.is_empty() {
+            self.authorize_identity(call, "TagResource", None, request_tags)
+                .map_err(|e| match e {
+                    KmsError::AccessDenied(_) => KmsError::AccessDenied(
+                        kms_policy::messages::tag_resource_on_create_key(&call.principal.arn),
+                    ),
+                    other => other,
+                })?;
+        }
+        Ok(())
+    }
+
     pub async fn create_key(&self, call: &mut Call, req: NewKey) -> KmsResult<KeyRecord> {
         if req.key_spec != KeySpec::SymmetricDefault {
             return Err(KmsError::UnsupportedOperation(format!(
@@ -59,12 +109,9 @@ impl Keys {
             ));
         }
         let account = call.principal.account.clone();
-        let policy = match req.policy {
-            Some(p) => p,
-            None => super::policy::default_policy(&self.partition, &account),
-        };
         let key_id = KeyId::generate();
         let arn = crate::model::KeyArn::new(&self.partition, &self.region, &account, &key_id).0;
+        let policy = self.new_key_policy(call, &arn, req.policy, req.bypass_policy_lockout)?;
         let now = self.clock.now();
         let wrapped = self
             .root
@@ -110,7 +157,7 @@ impl Keys {
     }
 
     pub async fn describe_key(&self, call: &mut Call, key_id: &str) -> KmsResult<KeyRecord> {
-        self.resolve(call, key_id, true).await
+        self.resolve_authorized(call, key_id, true).await
     }
 
     /// One page of the caller's keys; returns the page and whether more follow.
@@ -120,6 +167,7 @@ impl Keys {
         marker: Option<&str>,
         limit: usize,
     ) -> KmsResult<(Vec<KeyRecord>, bool)> {
+        self.authorize_identity(call, "ListKeys", None, |_| {})?;
         if let Some(m) = marker {
             if KeyId::parse(m).is_none() {
                 return Err(KmsError::InvalidMarker("Invalid marker".into()));
@@ -135,7 +183,7 @@ impl Keys {
     }
 
     pub async fn enable_key(&self, call: &mut Call, key_id: &str) -> KmsResult<()> {
-        let mut key = self.resolve(call, key_id, false).await?;
+        let mut key = self.resolve_authorized(call, key_id, false).await?;
         self.check_state(&key, StateRule::EnableDisable)?;
         if key.state == KeyState::Disabled {
             key.state = KeyState::Enabled;
@@ -145,7 +193,7 @@ impl Keys {
     }
 
     pub async fn disable_key(&self, call: &mut Call, key_id: &str) -> KmsResult<()> {
-        let mut key = self.resolve(call, key_id, false).await?;
+        let mut key = self.resolve_authorized(call, key_id, false).await?;
         self.check_state(&key, StateRule::EnableDisable)?;
         if key.state == KeyState::Enabled {
             key.state = KeyState::Disabled;
@@ -160,7 +208,7 @@ impl Keys {
         key_id: &str,
         description: String,
     ) -> KmsResult<()> {
-        let mut key = self.resolve(call, key_id, false).await?;
+        let mut key = self.resolve_authorized(call, key_id, false).await?;
         self.check_state(&key, StateRule::NotPendingDeletion)?;
         key.description = description;
         self.store.update_key(&key).await?;
@@ -174,6 +222,10 @@ impl Keys {
         days: i64,
     ) -> KmsResult<Scheduled> {
         let mut key = self.resolve(call, key_id, false).await?;
+        self.authorize_key(call, "ScheduleKeyDeletion", &key, None, |ctx| {
+            ctx.set("kms:ScheduleKeyDeletionPendingWindowInDays", days);
+        })
+        .await?;
         self.check_state(&key, StateRule::Schedule)?;
         let deletion_date = self.clock.now() + Duration::days(days);
         key.state = KeyState::PendingDeletion;
@@ -188,7 +240,7 @@ impl Keys {
     }
 
     pub async fn cancel_key_deletion(&self, call: &mut Call, key_id: &str) -> KmsResult<KeyRecord> {
-        let mut key = self.resolve(call, key_id, false).await?;
+        let mut key = self.resolve_authorized(call, key_id, false).await?;
         self.check_state(&key, StateRule::Cancel)?;
         key.state = KeyState::Disabled;
         key.deletion_date = None;

@@ -340,7 +340,7 @@ impl Core {
 
     /// The AccessDenied of another account's key that does not exist (the same words as a
     /// denial, so callers cannot probe for keys).
-    fn not_here(&self, call: &Call) -> KmsError {
+    pub(crate) fn not_here(&self, call: &Call) -> KmsError {
         KmsError::AccessDenied(kms_policy::messages::cross_account(
             &call.principal.arn,
             &format!("kms:{}", call.operation),

@@ -57,6 +57,10 @@ impl Rotation {
         period_days: i64,
     ) -> KmsResult<()> {
         let mut key = self.resolve(call, key_id, false).await?;
+        self.authorize_key(call, "EnableKeyRotation", &key, None, |ctx| {
+            ctx.set("kms:RotationPeriodInDays", period_days);
+        })
+        .await?;
         self.check_rotatable(&key)?;
         self.check_state(&key, StateRule::Rotation)?;
         key.rotation_enabled = true;
@@ -67,7 +71,7 @@ impl Rotation {
     }
 
     pub async fn disable_key_rotation(&self, call: &mut Call, key_id: &str) -> KmsResult<()> {
-        let mut key = self.resolve(call, key_id, false).await?;
+        let mut key = self.resolve_authorized(call, key_id, false).await?;
         self.check_rotatable(&key)?;
         self.check_state(&key, StateRule::Rotation)?;
         key.rotation_enabled = false;
@@ -82,7 +86,7 @@ impl Rotation {
         call: &mut Call,
         key_id: &str,
     ) -> KmsResult<RotationStatus> {
-        let key = self.resolve(call, key_id, false).await?;
+        let key = self.resolve_authorized(call, key_id, false).await?;
         if key.origin == Origin::External || key.state == KeyState::PendingImport {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{} origin is EXTERNAL which is not valid for this operation.",
@@ -113,7 +117,7 @@ impl Rotation {
         call: &mut Call,
         key_id: &str,
     ) -> KmsResult<KeyRecord> {
-        let key = self.resolve(call, key_id, false).await?;
+        let key = self.resolve_authorized(call, key_id, false).await?;
         self.check_rotatable(&key)?;
         self.check_state(&key, StateRule::Rotation)?;
         let on_demand = self
@@ -174,7 +178,7 @@ impl Rotation {
         marker: Option<&str>,
         limit: usize,
     ) -> KmsResult<(KeyRecord, Vec<RotationEntry>, bool)> {
-        let key = self.resolve(call, key_id, false).await?;
+        let key = self.resolve_authorized(call, key_id, false).await?;
         self.check_rotatable(&key)?;
         let start: usize = match marker {
             None => 0,

@@ -19,6 +19,16 @@ impl Tags {
         tags: Vec<Tag>,
     ) -> KmsResult<()> {
         let key = self.resolve(call, key_id, false).await?;
+        self.authorize_key(call, "TagResource", &key, None, |ctx| {
+            for t in &tags {
+                ctx.set(&format!("aws:RequestTag/{}", t.key), t.value.as_str());
+            }
+            ctx.set_multi(
+                "aws:TagKeys",
+                super::authz::strings(tags.iter().map(|t| t.key.as_str())),
+            );
+        })
+        .await?;
         self.check_state(&key, StateRule::NotPendingDeletion)?;
         check_tags(&tags)?;
         let existing = self.store.list_tags(&key.key_id).await?;
@@ -43,6 +53,13 @@ impl Tags {
         tag_keys: Vec<String>,
     ) -> KmsResult<()> {
         let key = self.resolve(call, key_id, false).await?;
+        self.authorize_key(call, "UntagResource", &key, None, |ctx| {
+            ctx.set_multi(
+                "aws:TagKeys",
+                super::authz::strings(tag_keys.iter().map(String::as_str)),
+            );
+        })
+        .await?;
         self.check_state(&key, StateRule::NotPendingDeletion)?;
         self.store.remove_tags(&key.key_id, &tag_keys).await?;
         Ok(())
@@ -56,7 +73,7 @@ impl Tags {
         marker: Option<&str>,
         limit: usize,
     ) -> KmsResult<(Vec<Tag>, bool)> {
-        let key = self.resolve(call, key_id, false).await?;
+        let key = self.resolve_authorized(call, key_id, false).await?;
         let all = self.store.list_tags(&key.key_id).await?;
         let start = match marker {
             None => 0,

@@ -671,7 +671,8 @@ impl CustomKeyStores {
         store_id: &str,
         xks_key_id: &str,
         description: String,
-        policy: String,
+        policy: Option<String>,
+        bypass_policy_lockout: Option<bool>,
         tags: Vec<Tag>,
     ) -> KmsResult<KeyRecord> {
         let store = self.xks_store_of(call, store_id).await?;
@@ -703,6 +704,7 @@ impl CustomKeyStores {
         let account = call.principal.account.clone();
         let key_id = KeyId::generate();
         let arn = crate::model::KeyArn::new(&self.partition, &self.region, &account, &key_id).0;
+        let policy = self.new_key_policy(call, &arn, policy, bypass_policy_lockout)?;
         let req = MetadataOnlyRequest {
             request_metadata: Some(metadata(call, None)),
         };

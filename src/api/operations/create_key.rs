@@ -8,7 +8,7 @@ use crate::api::shapes::{KeyMetadata, WireTag};
 use crate::api::validate::{is_policy_text, Checks};
 use crate::model::{KeySpec, KeyUsage, Origin, Tag};
 use crate::service::keys::NewKey;
-use crate::service::policy::{validate_policy, MAX_POLICY_BYTES};
+use crate::service::policy::MAX_POLICY_BYTES;
 use crate::service::{Call, Kms, KmsError, KmsResult};
 
 pub struct CreateKey;
@@ -133,13 +133,20 @@ impl Operation for CreateKey {
                 "XksKeyId is valid only with Origin EXTERNAL_KEY_STORE.".into(),
             ));
         }
-        if let Some(p) = &r.policy {
-            validate_policy(p)?;
-        }
         crate::service::tags::check_tags(&tags)?;
         let key_spec = spec.or(cmk_spec).unwrap_or(KeySpec::SymmetricDefault);
         let origin = origin.unwrap_or(Origin::AwsKms);
         let key_usage = usage.unwrap_or(KeyUsage::EncryptDecrypt);
+        let bypass = r.bypass_policy_lockout_safety_check;
+        kms.keys.authorize_create(
+            call,
+            key_spec,
+            key_usage,
+            origin,
+            r.multi_region.unwrap_or(false),
+            bypass,
+            &tags,
+        )?;
         let custom = matches!(origin, Origin::AwsCloudhsm | Origin::ExternalKeyStore);
         if custom || r.custom_key_store_id.is_some() {
             let Some(store_id) = r.custom_key_store_id.as_deref() else {
@@ -163,9 +170,7 @@ impl Operation for CreateKey {
                         .into(),
                 ));
             }
-            let policy = r.policy.unwrap_or_else(|| {
-                crate::service::policy::default_policy("aws", &call.principal.account)
-            });
+            let policy = r.policy;
             let key = if origin == Origin::ExternalKeyStore {
                 let Some(xks_key_id) = r.xks_key_id.as_deref() else {
                     return Err(KmsError::Validation(
@@ -179,6 +184,7 @@ impl Operation for CreateKey {
                         xks_key_id,
                         r.description.unwrap_or_default(),
                         policy,
+                        bypass,
                         tags,
                     )
                     .await?
@@ -189,6 +195,7 @@ impl Operation for CreateKey {
                         store_id,
                         r.description.unwrap_or_default(),
                         policy,
+                        bypass,
                         tags,
                     )
                     .await?
@@ -207,6 +214,7 @@ impl Operation for CreateKey {
                     key_usage,
                     origin,
                     policy: r.policy,
+                    bypass_policy_lockout: bypass,
                     tags,
                     multi_region: r.multi_region.unwrap_or(false),
                 },

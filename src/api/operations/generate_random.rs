@@ -33,7 +33,7 @@ impl Operation for GenerateRandom {
         json!(null)
     }
 
-    async fn execute(kms: &Kms, _call: &mut Call, r: Request) -> KmsResult<Response> {
+    async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         c.required("numberOfBytes", &r.number_of_bytes).range(
             "numberOfBytes",
@@ -47,14 +47,14 @@ impl Operation for GenerateRandom {
         if let Some(id) = r.custom_key_store_id {
             let bytes = kms
                 .custom_key_stores
-                .generate_random_in_store(_call, &id, n)
+                .generate_random_in_store(call, &id, n)
                 .await?;
             return Ok(Response {
                 plaintext: SecretBlob(bytes),
             });
         }
         Ok(Response {
-            plaintext: SecretBlob(kms.crypto.generate_random(n).await?),
+            plaintext: SecretBlob(kms.crypto.generate_random(call, n).await?),
         })
     }
 }

@@ -1,4 +1,5 @@
-//! `PutKeyPolicy` (size and character validation; evaluation comes later).
+//! `PutKeyPolicy`: size and characters here; grammar, principals and the lockout safety check
+//! in the service.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -45,7 +46,13 @@ impl Operation for PutKeyPolicy {
         c.finish()?;
         let name = r.policy_name.unwrap_or_else(|| POLICY_NAME.to_string());
         kms.policies
-            .put_key_policy(call, &present(r.key_id)?, &name, present(r.policy)?)
+            .put_key_policy(
+                call,
+                &present(r.key_id)?,
+                &name,
+                present(r.policy)?,
+                r.bypass_policy_lockout_safety_check,
+            )
             .await?;
         Ok(Empty {})
     }
