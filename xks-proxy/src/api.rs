@@ -18,15 +18,15 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use sigv4::{extract_authorization, verify_cached, RequestParts, VerifyOptions};
 use xks_wire::{
     self, Base64, DecryptRequest, DecryptResponse, EkmFleetDetail, EncryptRequest, EncryptResponse,
     ErrorName, GetHealthStatusResponse, GetKeyMetadataResponse, HealthStatus, MetadataOnlyRequest,
     Operation, RequestMetadata, SecretBase64,
 };
-use secrecy::ExposeSecret;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::authz::Decision;

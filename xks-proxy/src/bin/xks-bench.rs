@@ -43,9 +43,9 @@ use cryptoki::session::UserType;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use serde_json::json;
 use sigv4::{SignableRequest, Signer};
 use xks_wire::{self, Operation};
-use serde_json::json;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -278,8 +278,7 @@ fn setup_softhsm(dir: &Path) -> Result<(), BoxError> {
     )?;
     // Read by C_Initialize: set before the module is loaded, while the process has one thread.
     std::env::set_var("SOFTHSM2_CONF", &conf);
-    let profile =
-        hsm::VendorProfile::builtin("softhsm2").ok_or("no softhsm2 profile")?;
+    let profile = hsm::VendorProfile::builtin("softhsm2").ok_or("no softhsm2 profile")?;
     hsm::token::init_token(
         Path::new(MODULE),
         TOKEN,
@@ -311,8 +310,7 @@ fn setup_softhsm(dir: &Path) -> Result<(), BoxError> {
 
 /// C_EncryptInit + C_Encrypt (AES-256-GCM) in a loop on `threads` sessions of their own.
 fn raw_encrypt(args: &Args, threads: usize) -> Result<Sample, BoxError> {
-    let profile =
-        hsm::VendorProfile::builtin("softhsm2").ok_or("no softhsm2 profile")?;
+    let profile = hsm::VendorProfile::builtin("softhsm2").ok_or("no softhsm2 profile")?;
     let ctx = hsm::module::load(Path::new(MODULE))?;
     let slot = hsm::token::find_slot(&ctx, TOKEN, &profile)?;
     let anchor = ctx.open_rw_session(slot)?;
