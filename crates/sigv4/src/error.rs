@@ -25,8 +25,9 @@ pub enum AwsErrorKind {
     /// `IncompleteSignatureException`: the authentication is malformed, or does not cover what
     /// the service requires it to cover. Retrying the same request cannot help.
     IncompleteSignature,
-    /// `InvalidSignatureException`: well-formed, but wrong: signature, scope or time. SDKs treat
-    /// this code as a possible clock-skew error and may retry with a corrected clock.
+    /// `InvalidSignatureException`: well-formed, but wrong: signature, scope or time. The JS
+    /// SDK v3 treats this code as a possible clock-skew error and retries with a corrected
+    /// clock.
     InvalidSignature,
 }
 
@@ -181,9 +182,9 @@ impl SigV4Error {
     /// Policy refusals (presigned, a required header not signed, `UNSIGNED-PAYLOAD`) are
     /// `IncompleteSignature`, like AWS's own "'Host' must be a 'SignedHeader'": the signature
     /// may well be correct, it just does not cover what the service requires. They are not
-    /// `InvalidSignature` on purpose: the JS SDK v3 (`CLOCK_SKEW_ERROR_CODES`) and others treat
-    /// `InvalidSignatureException` as a possible clock-skew error and retry it, which cannot
-    /// help here.
+    /// `InvalidSignature` on purpose: the JS SDK v3 lists `InvalidSignatureException` among
+    /// its `CLOCK_SKEW_ERROR_CODES` (retryable after correcting the clock), and a retry cannot
+    /// help here; the message names what must be signed instead.
     pub fn kind(&self) -> AwsErrorKind {
         match self {
             SigV4Error::Missing => AwsErrorKind::MissingAuthenticationToken,

@@ -23,9 +23,11 @@
 //! * Build HTTP responses: statuses and bodies belong to each server's edge.
 //! * SigV4a (ECDSA), chunked payload signatures (`STREAMING-*`), S3's single-encoding path
 //!   rules, or the HTTP `Date` header in place of `X-Amz-Date`.
-//! * Verify by re-signing with `aws-sigv4`: that allocates the canonical request as text,
-//!   derives the signing key every time and, on a 400-byte KMS request, costs several times
-//!   our streaming verifier (`verify::tests::timing` prints both).
+//! * Verify by re-signing with `aws-sigv4`: that allocates the canonical request as text and
+//!   derives the signing key every time. On a 400-byte KMS `Encrypt` (release build, 100k
+//!   iterations, shared 2-core VM at load 5-6) `aws-sigv4` signed in 7.6-12 µs, our
+//!   `extract_authorization` + `verify_cached` took 2.6-4.2 µs; re-measure with
+//!   `cargo test --release -p sigv4 --lib verify::tests::timing -- --ignored --nocapture`.
 //! * Log or `Debug`-print secrets, signing keys or session tokens.
 //!
 //! # Modules

@@ -310,7 +310,7 @@ pub struct SignableRequest<'a> {
     /// `host`, `x-amz-date`, `x-amz-security-token` or `authorization` are ignored (the signer
     /// produces those). Repeated names are signed as one multi-valued header, in this order.
     /// Values should not contain tabs: `aws-sigv4` keeps them where our verifier and botocore
-    /// collapse them (see the [`canonical`](crate::canonical_request_and_string_to_sign) docs).
+    /// collapse them (see "Where signers disagree" in `canonical.rs`).
     pub headers: &'a [(&'a str, &'a str)],
     /// The body.
     pub body: &'a [u8],
