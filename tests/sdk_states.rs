@@ -813,16 +813,16 @@ async fn keys_of_another_account() {
     ] {
         let (c, m) = fail(other.describe_key().key_id(&ident).send().await);
         assert_eq!(c, "AccessDeniedException", "{ident}");
-        assert!(
-            m.contains(&format!("arn:aws:iam::{OTHER_ACCOUNT}:user/bob")) && m.contains(&ident),
-            "{m}"
-        );
-        assert!(
-            m.contains("is not authorized to perform: kms:DescribeKey on resource")
-                && m.ends_with(
-                    "because no resource-based policy allows the kms:DescribeKey action"
-                ),
-            "{m}"
+        // Another account's key: one wording whether it exists or not (reference §7.2).
+        assert_eq!(
+            m,
+            format!(
+                "User: arn:aws:iam::{OTHER_ACCOUNT}:user/bob is not authorized to perform: \
+                 kms:DescribeKey on this resource because the resource does not exist in this \
+                 Region, no resource-based policies allow access, or a resource-based policy \
+                 explicitly denies access"
+            ),
+            "{ident}"
         );
         let (c, _) = fail(
             other
@@ -874,14 +874,35 @@ async fn keys_of_another_account() {
     );
 
     // The ciphertext names a key the other account cannot use.
-    let (c, _) = fail(
+    let (c, m) = fail(
         other
             .decrypt()
             .ciphertext_blob(Blob::new(blob.clone()))
             .send()
             .await,
     );
-    assert_eq!(c, "InvalidCiphertextException");
+    assert_eq!(c, "AccessDeniedException");
+    assert_eq!(
+        m,
+        "The ciphertext refers to a customer master key that does not exist, does not exist \
+         in this region, or you are not allowed to access."
+    );
+    // ... and another account's key that does not exist is denied in the same words as one
+    // that does (no probing for keys).
+    let (c, m) = fail(
+        other
+            .describe_key()
+            .key_id(format!(
+                "arn:aws:kms:us-east-1:{ACCOUNT}:key/00000000-1111-4222-8333-444444444444"
+            ))
+            .send()
+            .await,
+    );
+    assert_eq!(c, "AccessDeniedException");
+    assert!(
+        m.contains("on this resource because the resource does not exist"),
+        "{m}"
+    );
 
     // Alias names are per account: the other account may use the same name for its own key.
     let (their_id, _) = new_key(&other).await;

@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use kms_policy::{
-    authorize, AuthorizationRequest, Caller, ContextValue, Decision, Denial, DenyReason,
-    GrantCheck, GrantConstraints as PolicyConstraints, GrantOperation, GrantView, IdentityPolicies,
-    Policy, PolicyKind, RequestContext, Resource,
+    authorize, AuthorizationRequest, Caller, ContextValue, Decision, DenyReason, GrantCheck,
+    GrantConstraints as PolicyConstraints, GrantOperation, GrantView, IdentityPolicies, Policy,
+    PolicyKind, RequestContext, Resource,
 };
 use parking_lot::Mutex;
 
@@ -322,23 +322,35 @@ impl Core {
         let mut ctx = self.base_context(call, caller, action, resource);
         extra(&mut ctx);
         let policies = CallerPolicies::of(call);
-        let decision = authorize(
-            &AuthorizationRequest::new(&ctx)
-                .identity_policies(policies.identity())
-                .guardrail_policies(&policies.guardrails),
-        );
-        match decision {
-            Decision::Allow(_) => Ok(()),
-            // An alias ARN is the caller's own resource: "no identity-based policy allows".
-            Decision::Deny(Denial {
-                reason: DenyReason::NoResourcePolicyAllows,
-                ..
-            }) => Err(denied(kms_policy::messages::no_identity_policy_allows(
-                caller.arn(),
-                ctx.action(),
-                ctx.resource().as_str(),
+        // Identity policies only (there is no resource policy for "*" or an alias): an explicit
+        // deny anywhere wins; the root user needs no allow.
+        let identity = if caller.is_root() {
+            None
+        } else {
+            Some(policies.identity().evaluate(&ctx))
+        };
+        let (arn, action, resource) = (caller.arn(), ctx.action(), ctx.resource().as_str());
+        if identity.is_some_and(|i| i.explicit_deny) {
+            return Err(denied(
+                kms_policy::messages::explicit_deny_in_identity_policy(arn, action, resource),
+            ));
+        }
+        if policies
+            .guardrails
+            .iter()
+            .any(|g| g.evaluate(&ctx).explicit_deny)
+        {
+            return Err(denied(
+                kms_policy::messages::explicit_deny_in_service_control_policy(
+                    arn, action, resource,
+                ),
+            ));
+        }
+        match identity {
+            Some(i) if !i.allows => Err(denied(kms_policy::messages::no_identity_policy_allows(
+                arn, action, resource,
             ))),
-            Decision::Deny(d) => Err(denied(d.message(&ctx))),
+            _ => Ok(()),
         }
     }
 

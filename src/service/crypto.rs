@@ -255,10 +255,9 @@ impl Crypto {
                 call.touch(&k);
                 Ok(self.annotate(k))
             }
-            // A blob naming a key that does not exist (here).
-            _ => Err(KmsError::AccessDenied(
-                kms_policy::messages::CIPHERTEXT_KEY_UNUSABLE.into(),
-            )),
+            // A blob naming a key that never existed: a tampered blob is an invalid ciphertext
+            // whatever byte changed.
+            _ => Err(KmsError::InvalidCiphertext),
         }
     }
 
@@ -289,9 +288,12 @@ impl Crypto {
         let backend = self.backend_for(key)?;
         let b = backend.as_ref();
         let (iv, body) = (parsed.iv, parsed.ciphertext_and_tag);
-        self.with_material(b, m, |e| self.backend_error(key, e), || {
-            b.decrypt(m, &iv, body, &aad)
-        })
+        self.with_material(
+            b,
+            m,
+            |e| self.backend_error(key, e),
+            || b.decrypt(m, &iv, body, &aad),
+        )
         .await
     }
 
@@ -310,7 +312,8 @@ impl Crypto {
         let parsed = ciphertext::parse(blob);
         let key = self.decryption_key(call, parsed.as_ref(), key_id).await?;
         self.authorize_crypto(call, op.name(), &key, context, algorithm, None)
-            .await?;
+            .await
+            .map_err(|e| unusable_unless_named(e, key_id, &key, call))?;
         self.check_symmetric(&key, op, algorithm)?;
         self.check_state(&key, StateRule::Crypto)?;
         let Some(parsed) = parsed else {
@@ -364,7 +367,8 @@ impl Crypto {
             source_algorithm,
             same_key,
         )
-        .await?;
+        .await
+        .map_err(|e| unusable_unless_named(e, source_key_id, &source, call))?;
         self.authorize_crypto(
             &dest_call,
             "ReEncryptTo",
@@ -431,5 +435,21 @@ impl Crypto {
     pub async fn generate_random(&self, call: &Call, len: usize) -> KmsResult<Zeroizing<Vec<u8>>> {
         self.authorize_identity(call, "GenerateRandom", None, |_| {})?;
         Ok(self.root.random(len).await?)
+    }
+}
+
+/// A denial on another account's key that the caller did not name (Decrypt found it in the
+/// ciphertext) gets AWS's ciphertext wording, which does not say whether the key exists.
+fn unusable_unless_named(
+    e: KmsError,
+    named: Option<&str>,
+    key: &KeyRecord,
+    call: &Call,
+) -> KmsError {
+    match e {
+        KmsError::AccessDenied(_) if named.is_none() && key.account != call.principal.account => {
+            KmsError::AccessDenied(kms_policy::messages::CIPHERTEXT_KEY_UNUSABLE.into())
+        }
+        other => other,
     }
 }
