@@ -83,25 +83,28 @@ async fn run(config: kms::config::Config) -> (ExitCode, Option<Arc<kms::service:
             "key material is generated and used in the PKCS#11 token"
         ),
     }
-    let tls = match &config.tls {
-        None => None,
-        Some((cert, key)) => match kms::api::server::tls_acceptor(cert, key) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                eprintln!("kms: TLS: {e}");
-                return (ExitCode::FAILURE, service);
-            }
-        },
-    };
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+    let tcp = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("kms: cannot listen on {}: {e}", config.listen);
             return (ExitCode::FAILURE, service);
         }
     };
-    let addr = listener.local_addr().unwrap_or(config.listen);
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    let addr = tcp.local_addr().unwrap_or(config.listen);
+    let router = kms::api::router(app.state.clone());
+    let server = match kms::api::server::listener(tcp, router, &config, app.state.service.metrics())
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kms: TLS: {e}");
+            return (ExitCode::FAILURE, service);
+        }
+    };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let endpoint = format!("{scheme}://{addr}");
     // Written with errors ignored: a closed stdout must not take the server down.
     let mut banner = format!("kms listening on {endpoint} (region {})\n", config.region);
@@ -130,7 +133,13 @@ async fn run(config: kms::config::Config) -> (ExitCode, Option<Arc<kms::service:
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {
                 let r = kms::api::metrics_router(app.state.service.clone());
-                tokio::spawn(kms::api::server::serve(l, r, None, std::future::pending()));
+                // Scrapers hold a connection or two; the cap keeps a misbehaving one from
+                // taking the process's descriptors.
+                let metrics = serve::Server::new(l, r).config(serve::ServeConfig {
+                    max_connections: 64,
+                    ..serve::ServeConfig::default()
+                });
+                tokio::spawn(metrics.run(std::future::pending()));
                 tracing::info!(%addr, "metrics on /metrics");
             }
             Err(e) => {
@@ -139,7 +148,6 @@ async fn run(config: kms::config::Config) -> (ExitCode, Option<Arc<kms::service:
             }
         }
     }
-    let router = kms::api::router(app.state.clone());
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -157,7 +165,8 @@ async fn run(config: kms::config::Config) -> (ExitCode, Option<Arc<kms::service:
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
     };
-    kms::api::server::serve(listener, router, tls, shutdown).await;
+    // Returns once requests in flight have finished (or `server.shutdown_grace_ms` passed).
+    server.run(shutdown).await;
     maintenance.abort();
     app.state.service.flush_audit();
     tracing::info!("kms stopped");

@@ -1,10 +1,12 @@
 //! Prometheus metrics of the KMS: requests by operation and outcome with latency, and for
 //! external key stores the proxy latency, proxy errors by type, the external key manager states
 //! last reported by GetHealthStatus, days until the proxy's TLS certificate expires, and the age
-//! of the proxy credential. Served as text on a separate listener (`server.metrics_listen`).
+//! of the proxy credential; open and rejected connections of the API listener. Served as text on
+//! a separate listener (`server.metrics_listen`).
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// The metric families, registered in their own registry (no globals).
@@ -17,6 +19,10 @@ pub struct Metrics {
     pub xks_ekm_state: GaugeVec,
     pub xks_cert_days_left: GaugeVec,
     pub xks_credential_age_days: GaugeVec,
+    /// Open connections of the API listener.
+    pub open_connections: IntGauge,
+    /// API connections closed before carrying a request, by reason (`serve::Rejection`).
+    pub connections_rejected: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -74,6 +80,18 @@ impl Metrics {
             ),
             &["custom_key_store_id"],
         )?;
+        let open_connections = IntGauge::new(
+            "kms_open_connections",
+            "Open connections of the API listener",
+        )?;
+        let connections_rejected = IntCounterVec::new(
+            Opts::new(
+                "kms_connections_rejected_total",
+                "API connections closed before carrying a request, by reason (over_capacity, \
+                 tls_handshake_timeout, tls_handshake_failed)",
+            ),
+            &["reason"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
         registry.register(Box::new(xks_seconds.clone()))?;
@@ -81,6 +99,8 @@ impl Metrics {
         registry.register(Box::new(xks_ekm_state.clone()))?;
         registry.register(Box::new(xks_cert_days_left.clone()))?;
         registry.register(Box::new(xks_credential_age_days.clone()))?;
+        registry.register(Box::new(open_connections.clone()))?;
+        registry.register(Box::new(connections_rejected.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -90,6 +110,8 @@ impl Metrics {
             xks_ekm_state,
             xks_cert_days_left,
             xks_credential_age_days,
+            open_connections,
+            connections_rejected,
         })
     }
 

@@ -35,19 +35,19 @@ async fn https_listener_serves_signed_requests() {
     let app = kms::app::build(&config, Arc::new(kms::service::clock::SystemClock))
         .await
         .unwrap();
-    let (cert_file, key_file) = config.tls.clone().unwrap();
-    let acceptor = kms::api::server::tls_acceptor(&cert_file, &key_file).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(kms::api::server::serve(
+    let server = kms::api::server::listener(
         listener,
         kms::api::router(app.state.clone()),
-        Some(acceptor),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+        &config,
+        app.state.service.metrics(),
+    )
+    .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = stop_rx.await;
+    }));
 
     // A client that trusts only the test certificate.
     let mut roots = rustls::RootCertStore::empty();

@@ -51,14 +51,16 @@ async fn kms_with(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(kms::api::server::serve(
+    let server = kms::api::server::listener(
         listener,
         kms::api::router(app.state.clone()),
-        None,
-        async move {
-            let _ = rx.await;
-        },
-    ));
+        &config,
+        app.state.service.metrics(),
+    )
+    .unwrap();
+    tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
     let conf = aws_sdk_kms::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))

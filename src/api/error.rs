@@ -33,6 +33,9 @@ pub enum ProtocolError {
     ExpiredToken,
     #[error("Request body is too large")]
     RequestEntityTooLarge,
+    /// The body did not arrive within the listener's body timeout.
+    #[error("Your socket connection to the server was not read from or written to within the timeout period.")]
+    RequestTimeout,
 }
 
 impl ProtocolError {
@@ -46,6 +49,7 @@ impl ProtocolError {
             ProtocolError::UnrecognizedClient => "UnrecognizedClientException",
             ProtocolError::ExpiredToken => "ExpiredTokenException",
             ProtocolError::RequestEntityTooLarge => "RequestEntityTooLargeException",
+            ProtocolError::RequestTimeout => "RequestTimeoutException",
         }
     }
 }
@@ -85,6 +89,7 @@ impl ApiError {
             ApiError::Protocol(ProtocolError::RequestEntityTooLarge) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
+            ApiError::Protocol(ProtocolError::RequestTimeout) => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -86,9 +86,9 @@ async fn baseline(State(state): State<Arc<AppState>>, req: Request<Body>) -> Res
         .get(BENCH_KEY_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = match axum::body::to_bytes(req.into_body(), state.max_body_bytes).await {
+    let body = match read_body(req.into_body(), state.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => return error_response(&ProtocolError::RequestEntityTooLarge.into(), &request_id),
+        Err(e) => return error_response(&e.into(), &request_id),
     };
     if let Some(key_id) = bench_key {
         let sealed = state
@@ -127,9 +127,9 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
     let Some(operation) = operation else {
         return error_response(&ProtocolError::UnknownOperation.into(), &request_id);
     };
-    let body = match axum::body::to_bytes(body, state.max_body_bytes).await {
+    let body = match read_body(body, state.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => return error_response(&ProtocolError::RequestEntityTooLarge.into(), &request_id),
+        Err(e) => return error_response(&e.into(), &request_id),
     };
     let source_ip = parts
         .extensions
@@ -212,6 +212,18 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
         Ok(bytes) => with_headers(StatusCode::OK, bytes, &request_id),
         Err(e) => error_response(&e, &request_id),
     }
+}
+
+/// Reads a request body up to `max` bytes: beyond it RequestEntityTooLarge, and a body that
+/// stalls past the listener's body timeout RequestTimeout.
+async fn read_body(body: Body, max: usize) -> Result<Bytes, ProtocolError> {
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        if serve::is_body_timeout(&e) {
+            ProtocolError::RequestTimeout
+        } else {
+            ProtocolError::RequestEntityTooLarge
+        }
+    })
 }
 
 /// Decodes, executes, audits and serializes one operation.

@@ -107,6 +107,11 @@ struct RawServer {
     metrics_listen: Option<String>,
     hsm_threads: Option<usize>,
     async_threads: Option<usize>,
+    max_connections: Option<usize>,
+    tls_handshake_timeout_ms: Option<u64>,
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    shutdown_grace_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -252,6 +257,9 @@ pub struct Config {
     pub iam: IamConfig,
     /// The configuration file, when there is one (identities are reloaded from it).
     pub file: Option<PathBuf>,
+    /// The API listener's connection cap, timeouts and shutdown grace (`[server]
+    /// max_connections`, `*_timeout_ms`, `shutdown_grace_ms`; defaults: `serve`'s).
+    pub listener: serve::ServeConfig,
     /// True when the built-in development credential is in use.
     pub dev_credential: bool,
     pub audit_path: PathBuf,
@@ -453,6 +461,56 @@ fn parse_env_value(v: &str) -> toml::Value {
     toml::Value::String(v.to_string())
 }
 
+/// `[server]`'s listener settings over `serve`'s defaults; out-of-range values are reported.
+fn listener_settings(s: &RawServer, errors: &mut Vec<String>) -> serve::ServeConfig {
+    use std::time::Duration;
+    let defaults = serve::ServeConfig::default();
+    let max_connections = s.max_connections.unwrap_or(defaults.max_connections);
+    if !(1..=1_000_000).contains(&max_connections) {
+        errors.push(format!(
+            "server.max_connections: {max_connections} is not within 1..=1000000"
+        ));
+    }
+    // 10 ms at least: shorter deadlines would cut off healthy clients on a busy host.
+    let mut millis = |field: &str, value: Option<u64>, default: Duration, min: u64| {
+        let Some(ms) = value else {
+            return default;
+        };
+        if !(min..=600_000).contains(&ms) {
+            errors.push(format!("server.{field}: {ms} is not within {min}..=600000"));
+        }
+        Duration::from_millis(ms)
+    };
+    serve::ServeConfig {
+        max_connections,
+        tls_handshake_timeout: millis(
+            "tls_handshake_timeout_ms",
+            s.tls_handshake_timeout_ms,
+            defaults.tls_handshake_timeout,
+            10,
+        ),
+        header_read_timeout: millis(
+            "header_read_timeout_ms",
+            s.header_read_timeout_ms,
+            defaults.header_read_timeout,
+            10,
+        ),
+        body_read_timeout: millis(
+            "body_read_timeout_ms",
+            s.body_read_timeout_ms,
+            defaults.body_read_timeout,
+            10,
+        ),
+        shutdown_grace: millis(
+            "shutdown_grace_ms",
+            s.shutdown_grace_ms,
+            defaults.shutdown_grace,
+            0,
+        ),
+        ..defaults
+    }
+}
+
 fn validate(
     raw: RawConfig,
     file: Option<&Path>,
@@ -460,6 +518,7 @@ fn validate(
     env: &std::collections::HashMap<String, String>,
 ) -> Result<Config, ConfigErrors> {
     let s = raw.server;
+    let listener = listener_settings(&s, &mut errors);
     let listen = s.listen.unwrap_or_else(|| "127.0.0.1:4599".into());
     let listen: SocketAddr = match listen.parse() {
         Ok(a) => a,
@@ -756,6 +815,7 @@ fn validate(
         async_threads: s.async_threads,
         iam,
         file: file.map(Path::to_path_buf),
+        listener,
         dev_credential,
         audit_path,
         root,
@@ -809,6 +869,64 @@ mod tests {
                 .any(|m| m.starts_with("server.baseline_route") && m.contains("loopback")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn listener_settings_default_to_serve_and_follow_the_environment() {
+        assert_eq!(
+            load(None, Vec::new()).unwrap().listener,
+            serve::ServeConfig::default()
+        );
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (format!("KMS_SERVER__{k}"), v.to_string()))
+                .collect()
+        };
+        let c = load(
+            None,
+            env(&[
+                ("MAX_CONNECTIONS", "7"),
+                ("TLS_HANDSHAKE_TIMEOUT_MS", "250"),
+                ("HEADER_READ_TIMEOUT_MS", "300"),
+                ("BODY_READ_TIMEOUT_MS", "400"),
+                ("SHUTDOWN_GRACE_MS", "0"),
+            ]),
+        )
+        .unwrap();
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(
+            c.listener,
+            serve::ServeConfig {
+                max_connections: 7,
+                tls_handshake_timeout: ms(250),
+                header_read_timeout: ms(300),
+                body_read_timeout: ms(400),
+                shutdown_grace: ms(0),
+                ..serve::ServeConfig::default()
+            }
+        );
+        let e = load(
+            None,
+            env(&[
+                ("MAX_CONNECTIONS", "0"),
+                ("HEADER_READ_TIMEOUT_MS", "5"),
+                ("SHUTDOWN_GRACE_MS", "600001"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(e.0.len(), 3, "{e}");
+        for field in [
+            "max_connections",
+            "header_read_timeout_ms",
+            "shutdown_grace_ms",
+        ] {
+            assert!(
+                e.0.iter()
+                    .any(|m| m.starts_with(&format!("server.{field}"))),
+                "{e}"
+            );
+        }
     }
 
     #[test]

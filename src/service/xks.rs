@@ -665,6 +665,7 @@ impl CustomKeyStores {
     }
 
     /// CreateKey with Origin=EXTERNAL_KEY_STORE.
+    #[allow(clippy::too_many_arguments)] // CreateKey's members for this key store
     pub async fn create_xks_key(
         &self,
         call: &mut Call,

@@ -399,17 +399,20 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = kms::api::router(app.state.clone());
+        let server =
+            kms::api::server::listener(listener, router, &config, app.state.service.metrics())
+                .unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(kms::api::server::serve(
-            listener,
-            router,
-            None,
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         TestServer {
-            endpoint: format!("http://{addr}"),
+            endpoint: format!("{scheme}://{addr}"),
             clock,
             state: app.state,
             data_dir,

@@ -61,8 +61,12 @@ impl TestProxy {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
         std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-        let acceptor =
-            kms::api::server::tls_acceptor(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap();
+        let tls = serve::Tls::from_files(
+            &dir.join("cert.pem"),
+            &dir.join("key.pem"),
+            &serve::TlsOptions::default(),
+        )
+        .unwrap();
         let mut keys = HashMap::new();
         for (i, id) in ["k1", "k2", "k3", "k4"].iter().enumerate() {
             keys.insert(id.to_string(), [i as u8 + 7; 32]);
@@ -84,14 +88,10 @@ impl TestProxy {
             .unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(kms::api::server::serve(
-            listener,
-            router,
-            Some(acceptor),
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let server = serve::Server::new(listener, router).tls(Some(Arc::new(tls)));
+        tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
         TestProxy {
             state,
             port,

@@ -17,7 +17,7 @@
 //! - [`ratelimit`]: optional per-keystore token bucket.
 //! - [`tls`]: rustls server configuration, mTLS subject check, certificate reload.
 //! - [`metrics`]: Prometheus metrics on a separate listener.
-//! - [`server`]: the listener loop with graceful shutdown.
+//! - [`server`]: the proxy on the shared listener (`serve`): peer info, connection metrics.
 //!
 //! Wire types are shared with the KMS's XKS client: `xks_wire`. SigV4 is `sigv4`.
 
@@ -120,7 +120,7 @@ pub async fn start(config: Config) -> Result<RunningProxy, String> {
                 tls: None,
                 max_connections: 64,
                 grace: std::time::Duration::from_secs(1),
-                connections: None,
+                metrics: None,
             },
             async move {
                 let _ = rx.changed().await;
@@ -143,7 +143,10 @@ pub async fn start(config: Config) -> Result<RunningProxy, String> {
             tls: state.tls.clone(),
             max_connections: config.server.max_connections,
             grace: config.server.shutdown_grace,
-            connections: Some(state.metrics.connections.clone()),
+            metrics: Some((
+                state.metrics.connections.clone(),
+                state.metrics.connections_rejected.clone(),
+            )),
         },
         async move {
             let _ = rx.changed().await;

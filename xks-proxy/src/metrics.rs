@@ -1,6 +1,7 @@
 //! Prometheus metrics, served on their own listener (`[metrics] listen`), never on the API
 //! port: requests by operation and outcome, request latency, HSM call latency, blocking-pool
-//! and session-pool use, health per HSM instance, configuration reloads, open connections.
+//! and session-pool use, health per HSM instance, configuration reloads, open and rejected
+//! connections.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -27,6 +28,9 @@ pub struct Metrics {
     copy_usable: IntGaugeVec,
     copy_failures: IntCounterVec,
     pub connections: IntGauge,
+    /// Connections closed before carrying a request, by reason (`over_capacity`,
+    /// `tls_handshake_timeout`, `tls_handshake_failed`).
+    pub connections_rejected: IntCounterVec,
     /// Per operation (in [`Operation::ALL`] order): the ok counter, the request and the HSM
     /// latency histograms, resolved once (the hot path does no label lookups).
     hot: Vec<(Operation, IntCounter, Histogram, Histogram)>,
@@ -140,6 +144,17 @@ impl Metrics {
             &registry,
             IntGauge::new("xks_open_connections", "Open client connections")?,
         );
+        let connections_rejected = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "xks_connections_rejected_total",
+                    "Connections closed before carrying a request, by reason (over_capacity, \
+                     tls_handshake_timeout, tls_handshake_failed)",
+                ),
+                &["reason"],
+            )?,
+        );
         let mut hot = Vec::new();
         for op in Operation::ALL {
             let name = op.as_str();
@@ -162,6 +177,7 @@ impl Metrics {
             copy_usable,
             copy_failures,
             connections,
+            connections_rejected,
         })
     }
 

@@ -1,25 +1,20 @@
-//! The listener loop: HTTP/1.1 keep-alive over TCP or rustls TLS (the TLS configuration is
-//! taken per connection, so certificate reloads apply to new connections), a bound on open
-//! connections, handshake and header timeouts, the peer address and mTLS subject handed to
-//! handlers, and graceful shutdown: stop accepting, let requests in flight finish, close idle
-//! connections, give up after the grace period.
+//! The proxy on the shared listener (`serve`): HTTP/1.1 keep-alive over TCP or TLS (the TLS
+//! configuration is read per connection, so certificate reloads apply to new connections), a
+//! bound on open connections, handshake, header and body timeouts, graceful shutdown. What is
+//! the proxy's here: [`PeerInfo`] (the peer address and the mTLS subject CN, worked out once per
+//! connection) for the request log, the connection metrics, and the handshake-failure log line.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use prometheus::{IntCounterVec, IntGauge};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tower::ServiceExt;
 
 use crate::api::PeerInfo;
 use crate::tls::{subject_common_names, TlsHolder};
-
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Listener settings.
 #[derive(Clone)]
@@ -27,126 +22,73 @@ pub struct ServeOptions {
     pub tls: Option<Arc<TlsHolder>>,
     pub max_connections: usize,
     pub grace: Duration,
-    /// Incremented/decremented with open connections (metrics).
-    pub connections: Option<prometheus::IntGauge>,
+    /// Open connections (gauge) and connections rejected by reason (counter).
+    pub metrics: Option<(IntGauge, IntCounterVec)>,
 }
 
-async fn serve_conn<S>(
-    io: S,
-    router: Router,
-    peer: PeerInfo,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let svc = router.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(peer.clone());
-        req.map(axum::body::Body::new)
-    });
-    let svc = TowerToHyperService::new(svc);
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+/// Connection metrics and the log line for failed handshakes (at info, as operators of an mTLS
+/// endpoint want to see rejected clients).
+struct Events {
+    metrics: Option<(IntGauge, IntCounterVec)>,
+}
+
+impl serve::Observer for Events {
+    fn opened(&self, _: SocketAddr) {
+        if let Some((open, _)) = &self.metrics {
+            open.inc();
+        }
+    }
+
+    fn closed(&self, _: SocketAddr) {
+        if let Some((open, _)) = &self.metrics {
+            open.dec();
+        }
+    }
+
+    fn rejected(&self, peer: SocketAddr, why: serve::Rejection<'_>) {
+        match why {
+            serve::Rejection::TlsHandshakeFailed(e) => {
+                tracing::info!(%peer, error = %e, "TLS handshake failed");
+            }
+            serve::Rejection::TlsHandshakeTimeout => {
+                tracing::info!(%peer, "TLS handshake timed out");
+            }
+            _ => {}
+        }
+        if let Some((_, rejected)) = &self.metrics {
+            rejected.with_label_values(&[why.as_str()]).inc();
         }
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains (see module docs).
+fn peer_info(c: &serve::Connection<'_>) -> PeerInfo {
+    PeerInfo {
+        addr: c.peer_addr(),
+        client_cn: c
+            .client_certificate()
+            .and_then(|cert| subject_common_names(cert.as_ref()).into_iter().next()),
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains (see `serve`).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let max = opts.max_connections.clamp(1, Semaphore::MAX_PERMITS);
-    let slots = Arc::new(Semaphore::new(max));
-    let mut accept_stop = stop_rx.clone();
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = accept_stop.changed() => break,
-        };
-        let (stream, addr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = accept_stop.changed() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let tls = opts.tls.clone();
-        let stop = stop_rx.clone();
-        let gauge = opts.connections.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Some(g) = &gauge {
-                g.inc();
-            }
-            match tls {
-                None => {
-                    let peer = PeerInfo {
-                        addr,
-                        client_cn: None,
-                    };
-                    serve_conn(stream, router, peer, stop).await;
-                }
-                Some(holder) => {
-                    let acceptor = holder.acceptor();
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            let client_cn = tls_stream
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|c| c.first())
-                                .and_then(|c| subject_common_names(c.as_ref()).into_iter().next());
-                            let peer = PeerInfo { addr, client_cn };
-                            serve_conn(tls_stream, router, peer, stop).await;
-                        }
-                        Ok(Err(e)) => {
-                            tracing::info!(peer = %addr, error = %e, "TLS handshake failed");
-                        }
-                        Err(_) => {
-                            tracing::info!(peer = %addr, "TLS handshake timed out");
-                        }
-                    }
-                }
-            }
-            if let Some(g) = &gauge {
-                g.dec();
-            }
-        });
-    }
-    drop(listener);
-    // Wait for open connections to finish (each holds a slot), at most the grace period.
-    let all = u32::try_from(max).unwrap_or(u32::MAX);
-    match tokio::time::timeout(opts.grace, slots.clone().acquire_many_owned(all)).await {
-        Ok(_) => tracing::info!("all connections closed"),
-        Err(_) => tracing::warn!(
-            grace_secs = opts.grace.as_secs(),
-            "connections still open after the grace period"
-        ),
-    }
+    let config = serve::ServeConfig {
+        max_connections: opts.max_connections,
+        shutdown_grace: opts.grace,
+        ..serve::ServeConfig::default()
+    };
+    serve::Server::new(listener, router)
+        .config(config)
+        .tls(opts.tls.map(|t| t.listener()))
+        .observer(Arc::new(Events {
+            metrics: opts.metrics,
+        }))
+        .peer_data(peer_info)
+        .run(shutdown)
+        .await;
 }

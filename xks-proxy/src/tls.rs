@@ -5,16 +5,16 @@
 //! handshake with a `handshake_failure` alert.
 //!
 //! The server configuration is rebuilt by [`TlsHolder::reload`] (certificate rotation without a
-//! restart); each new connection uses the current one.
+//! restart); each new connection uses the current one. PEM reading, protocol versions, ALPN and
+//! the CA chain check are the shared listener's (`serve::tls`); the suites and the subject
+//! check are this module's.
 
-use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::WebPkiClientVerifier;
 use rustls::{CipherSuite, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use crate::config::TlsConfig;
@@ -33,24 +33,6 @@ fn provider(spec_only: bool) -> CryptoProvider {
         p.cipher_suites.retain(|s| SPEC_SUITES.contains(&s.suite()));
     }
     p
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(f))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate found", path.display()));
-    }
-    Ok(certs)
-}
-
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    rustls_pemfile::private_key(&mut std::io::BufReader::new(f))
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .ok_or_else(|| format!("{}: no PEM private key found", path.display()))
 }
 
 /// The subject common names of a DER certificate.
@@ -139,71 +121,53 @@ impl ClientCertVerifier for SubjectVerifier {
     }
 }
 
-/// Builds the rustls server configuration from files.
+/// Builds the rustls server configuration from files: the generic part (PEM files, versions,
+/// ALPN, CA chain validation) is the shared listener's (`serve::tls`); the suites and the
+/// subject check are this proxy's policy.
 pub fn server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, String> {
     let provider = Arc::new(provider(cfg.spec_suites_only));
-    let versions: &[&rustls::SupportedProtocolVersion] = if cfg.tls12 {
-        &[&rustls::version::TLS13, &rustls::version::TLS12]
-    } else {
-        &[&rustls::version::TLS13]
-    };
-    let certs = read_certs(&cfg.cert_file)?;
-    let key = read_key(&cfg.key_file)?;
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)
-        .map_err(|e| e.to_string())?;
-    let builder = match &cfg.client_auth {
-        None => builder.with_no_client_auth(),
+    let client_verifier = match &cfg.client_auth {
+        None => None,
         Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in read_certs(&ca.ca_file)? {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("{}: {e}", ca.ca_file.display()))?;
-            }
-            let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| format!("client CA {}: {e}", ca.ca_file.display()))?;
-            builder.with_client_cert_verifier(Arc::new(SubjectVerifier {
+            let inner = serve::tls::client_ca_verifier(&ca.ca_file, provider.clone())
+                .map_err(|e| e.to_string())?;
+            let verifier: Arc<dyn ClientCertVerifier> = Arc::new(SubjectVerifier {
                 inner,
                 subjects: ca.subjects.clone(),
-            }))
+            });
+            Some(verifier)
         }
     };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("{}: {e}", cfg.key_file.display()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    let options = serve::TlsOptions {
+        provider,
+        tls12: cfg.tls12,
+        client_verifier,
+    };
+    serve::tls::server_config(&cfg.cert_file, &cfg.key_file, &options).map_err(|e| e.to_string())
 }
 
-/// The current TLS configuration, replaceable at run time.
+/// The listener's TLS configuration, replaced by [`TlsHolder::reload`].
 pub struct TlsHolder {
-    current: RwLock<Arc<rustls::ServerConfig>>,
+    listener: Arc<serve::Tls>,
     pub mtls: bool,
 }
 
 impl TlsHolder {
     pub fn new(cfg: &TlsConfig) -> Result<TlsHolder, String> {
         Ok(TlsHolder {
-            current: RwLock::new(server_config(cfg)?),
+            listener: Arc::new(serve::Tls::new(server_config(cfg)?)),
             mtls: cfg.client_auth.is_some(),
         })
     }
 
-    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        tokio_rustls::TlsAcceptor::from(
-            self.current
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        )
+    /// What the listener reads at each handshake.
+    pub fn listener(&self) -> Arc<serve::Tls> {
+        self.listener.clone()
     }
 
     /// Rebuilds from files; on error the current configuration stays.
     pub fn reload(&self, cfg: &TlsConfig) -> Result<(), String> {
-        let new = server_config(cfg)?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = new;
+        self.listener.replace(server_config(cfg)?);
         Ok(())
     }
 }

@@ -6,6 +6,8 @@ mod common;
 
 use std::sync::Arc;
 
+use rustls_pki_types::pem::PemObject;
+
 use common::*;
 use xks_wire::Operation;
 
@@ -96,7 +98,7 @@ async fn tls_with_the_spec_cipher_suites() {
         let mut provider = rustls::crypto::ring::default_provider();
         provider.cipher_suites.retain(|s| s.suite() == suite);
         let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut server_ca.pem.as_bytes()) {
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(server_ca.pem.as_bytes()) {
             roots.add(cert.unwrap()).unwrap();
         }
         let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))

@@ -7,6 +7,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -57,7 +59,7 @@ impl XksTls {
         let mut roots = rustls::RootCertStore::empty();
         match ca_pem {
             Some(pem) => {
-                for cert in rustls_pemfile::certs(&mut &pem[..]) {
+                for cert in CertificateDer::pem_slice_iter(pem) {
                     let cert = cert.map_err(|e| format!("CA bundle: {e}"))?;
                     roots.add(cert).map_err(|e| format!("CA bundle: {e}"))?;
                 }
@@ -75,12 +77,13 @@ impl XksTls {
         let mut config = match client {
             None => builder.with_no_client_auth(),
             Some((chain, key)) => {
-                let certs = rustls_pemfile::certs(&mut &chain[..])
+                let certs = CertificateDer::pem_slice_iter(chain)
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| format!("client certificate: {e}"))?;
-                let key = rustls_pemfile::private_key(&mut &key[..])
-                    .map_err(|e| format!("client key: {e}"))?
-                    .ok_or("client key: none found")?;
+                let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| match e {
+                    pem::Error::NoItemsFound => "client key: none found".to_string(),
+                    e => format!("client key: {e}"),
+                })?;
                 builder
                     .with_client_auth_cert(certs, key)
                     .map_err(|e| format!("client certificate: {e}"))?

@@ -11,6 +11,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use sigv4::{SignableRequest, Signer};
 use xks_wire::{self, Operation};
@@ -665,7 +667,7 @@ pub fn tls_files(dir: &Path, server_ca: &TestCa, client_ca: Option<&TestCa>) -> 
 /// certificate.
 pub fn client_tls(server_ca_pem: &str, client: Option<(&str, &str)>) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut server_ca_pem.as_bytes()) {
+    for c in CertificateDer::pem_slice_iter(server_ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -676,12 +678,10 @@ pub fn client_tls(server_ca_pem: &str, client: Option<(&str, &str)>) -> Arc<rust
     let cfg = match client {
         None => b.with_no_client_auth(),
         Some((cert, key)) => {
-            let certs = rustls_pemfile::certs(&mut cert.as_bytes())
+            let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
                 .collect::<Result<Vec<_>, _>>()
                 .unwrap();
-            let key = rustls_pemfile::private_key(&mut key.as_bytes())
-                .unwrap()
-                .unwrap();
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
             b.with_client_auth_cert(certs, key).unwrap()
         }
     };
