@@ -18,6 +18,9 @@ const A: &str = "111122223333";
 const B: &str = "444455556666";
 const REGION: &str = "us-east-1";
 
+/// An encryption context as pairs.
+type Context = Vec<(&'static str, &'static str)>;
+
 /// Principals of the suite: (name, access key id, secret, principal ARN).
 const CARL: (&str, &str) = (
     "AKIACARLNOPOLICIES01",
@@ -400,7 +403,7 @@ async fn condition_operator_families() {
     let carl_arn = arn_user(A, "carl");
     let carl = s.as_(CARL);
     // One key per family: the statement allows carl to Encrypt only under the condition.
-    let cases: Vec<(&str, Value, Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<(&str, Value, Context, Context)> = vec![
         (
             "String (Like)",
             json!({"StringLike": {"kms:EncryptionContext:app": "web-*"}}),
