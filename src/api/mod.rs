@@ -62,11 +62,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     r.fallback(handle).with_state(state)
 }
 
-/// Request header naming a key for the benchmark floor (see [`baseline`]).
+/// Request header naming a key for the benchmark floor (see the `baseline` route handler).
 pub const BENCH_KEY_HEADER: &str = "x-kms-bench-key";
 
 /// With [`BENCH_KEY_HEADER`]: run the floor's encryption on the HSM threads, as Encrypt does
-/// (see [`baseline`]).
+/// (see the `baseline` route handler).
 pub const BENCH_HANDOFF_HEADER: &str = "x-kms-bench-handoff";
 
 /// The benchmark baseline: the same HTTP stack and body handling, then a fixed answer.

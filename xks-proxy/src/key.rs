@@ -1,5 +1,5 @@
 //! External keys: an external key id maps to a token object, found by label, on one or more
-//! HSM instances ([`KeyEntry`]). Each copy ([`Replica`]) caches its object handle and
+//! HSM instances ([`KeyEntry`]). Each copy (`Replica`) caches its object handle and
 //! attributes per connection generation.
 //!
 //! With several HSMs the copies must hold the same key material (replicated by the HSMs' own
@@ -171,7 +171,7 @@ impl KeyEntry {
         self.on_replica(Replica::metadata)
     }
 
-    /// AES-256-GCM encryption with a fresh IV of `iv_len` bytes (see [`Replica::encrypt`]).
+    /// AES-256-GCM encryption with a fresh IV of `iv_len` bytes (see `Replica::encrypt`).
     pub fn encrypt(
         &self,
         iv_len: usize,
