@@ -959,6 +959,13 @@ async fn denials_are_audited_with_the_principal_and_the_key() {
     assert_eq!(r["eventName"], "DescribeKey");
     assert_eq!(r["userIdentity"]["arn"], arn_user(A, "carl"));
     assert_eq!(r["userIdentity"]["type"], "IAMUser");
+    assert_eq!(r["userIdentity"]["userName"], "carl");
+    assert_eq!(r["userIdentity"]["accessKeyId"], CARL.0);
+    let principal_id = r["userIdentity"]["principalId"].as_str().unwrap();
+    assert!(
+        principal_id.starts_with("AIDA") && principal_id.len() == 21,
+        "{principal_id}"
+    );
     assert_eq!(r["resources"][0]["ARN"], arn);
     assert!(r["errorMessage"]
         .as_str()

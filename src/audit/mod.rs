@@ -30,6 +30,10 @@ pub struct UserIdentity {
     pub user_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invoked_by: Option<String>,
+    /// Role sessions: `{"sessionIssuer": {"type": "Role", "principalId", "arn", "accountId",
+    /// "userName"}}`, as CloudTrail records an assumed role.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_context: Option<serde_json::Value>,
 }
 
 /// One entry of `resources`.

@@ -460,15 +460,7 @@ impl Core {
         let p = call.principal;
         let event = AuditEvent {
             event_version: "1.08",
-            user_identity: UserIdentity {
-                kind: Some(p.identity_type().into()),
-                principal_id: Some(p.access_key_id.clone()),
-                user_name: Some(p.name().to_string()),
-                arn: Some(p.arn),
-                account_id: p.account.clone(),
-                access_key_id: Some(p.access_key_id),
-                invoked_by: None,
-            },
+            user_identity: user_identity(p.clone()),
             event_time: self
                 .clock
                 .now()
@@ -518,6 +510,7 @@ impl Core {
                 access_key_id: None,
                 user_name: None,
                 invoked_by: Some("AWS Internal".into()),
+                session_context: None,
             },
             event_time: self
                 .clock
@@ -545,5 +538,45 @@ impl Core {
             additional_event_data: additional,
         };
         self.audit.record(event);
+    }
+}
+
+/// `userIdentity` of an audit record, as CloudTrail writes it for IAM users, the root user and
+/// role sessions (`principalId` is the unique id; a session's record names its role).
+fn user_identity(p: Principal) -> UserIdentity {
+    use kms_policy::CallerKind;
+    let kind = p.identity_type();
+    let principal_id = p
+        .unique_id()
+        .map(str::to_string)
+        .or_else(|| (!p.access_key_id.is_empty()).then(|| p.access_key_id.clone()));
+    let (user_name, session_context) = match p.caller.as_ref().map(kms_policy::Caller::kind) {
+        Some(CallerKind::User) => (Some(p.name().to_string()), None),
+        Some(CallerKind::AssumedRole { role_arn, .. }) => {
+            let role_name = role_arn.rsplit('/').next().unwrap_or_default();
+            let role_id = principal_id
+                .as_deref()
+                .and_then(|id| id.split(':').next())
+                .unwrap_or_default();
+            let issuer = serde_json::json!({
+                "type": "Role",
+                "principalId": role_id,
+                "arn": role_arn,
+                "accountId": p.account,
+                "userName": role_name,
+            });
+            (None, Some(serde_json::json!({ "sessionIssuer": issuer })))
+        }
+        _ => (None, None),
+    };
+    UserIdentity {
+        kind: Some(kind.into()),
+        principal_id,
+        arn: (!p.arn.is_empty()).then(|| p.arn.clone()),
+        account_id: p.account,
+        access_key_id: (!p.access_key_id.is_empty()).then_some(p.access_key_id),
+        user_name,
+        invoked_by: None,
+        session_context,
     }
 }
