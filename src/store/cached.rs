@@ -8,6 +8,7 @@
 //! a bounded staleness instead; see `docs/architecture.md`.)
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -24,6 +25,9 @@ pub struct CachedStore<S> {
     inner: S,
     keys: RwLock<HashMap<KeyId, Arc<KeyRecord>>>,
     grants: RwLock<HashMap<KeyId, Arc<[GrantRecord]>>>,
+    /// Counts grant writes (bumped under the `grants` lock with the entry dropped): a read that
+    /// overlapped a write must not cache what it read, or a revoked grant could keep working.
+    grant_writes: AtomicU64,
 }
 
 impl<S: MetadataStore> CachedStore<S> {
@@ -32,6 +36,7 @@ impl<S: MetadataStore> CachedStore<S> {
             inner,
             keys: RwLock::default(),
             grants: RwLock::default(),
+            grant_writes: AtomicU64::new(0),
         }
     }
 
@@ -60,10 +65,9 @@ impl<S: MetadataStore> CachedStore<S> {
     }
 
     fn drop_grants(&self, id: &KeyId) {
-        self.grants
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        let mut map = self.grants.write().unwrap_or_else(|p| p.into_inner());
+        self.grant_writes.fetch_add(1, Ordering::AcqRel);
+        map.remove(id);
     }
 }
 
@@ -266,12 +270,16 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         {
             return Ok(g.clone());
         }
+        let writes_before = self.grant_writes.load(Ordering::Acquire);
         let found = self.inner.list_grants(key_id).await?;
         let mut map = self.grants.write().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_CACHED_KEYS {
-            map.clear();
+        // A grant write since the read began may not be in `found`: answer it, don't keep it.
+        if self.grant_writes.load(Ordering::Acquire) == writes_before {
+            if map.len() >= MAX_CACHED_KEYS {
+                map.clear();
+            }
+            map.insert(key_id.clone(), found.clone());
         }
-        map.insert(key_id.clone(), found.clone());
         Ok(found)
     }
 

@@ -59,7 +59,7 @@ pub struct Entry {
 impl From<ListedGrant> for Entry {
     fn from(l: ListedGrant) -> Self {
         let g = l.grant;
-        let constraints = (!g.constraints.is_empty()).then(|| Constraints {
+        let constraints = (!g.constraints.is_empty()).then_some(Constraints {
             encryption_context_subset: g.constraints.encryption_context_subset,
             encryption_context_equals: g.constraints.encryption_context_equals,
         });
