@@ -1446,6 +1446,52 @@ async fn try_create_on(
         .await
 }
 
+/// 50,000 grants per key, then LimitExceededException. The rows are written straight into the
+/// database (before anything has read the key's grants, so nothing is cached yet).
+#[tokio::test]
+async fn fifty_thousand_grants_per_key() {
+    let e = env().await;
+    let (key, _) = new_key(&e.alice).await;
+    {
+        let mut db = rusqlite::Connection::open(e.srv.data_dir.path().join("kms.sqlite3")).unwrap();
+        db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        let tx = db.transaction().unwrap();
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO grants (grant_id, key_id, issuing_account, name, \
+                     grantee_principal, retiring_principal, operations, constraints, \
+                     creation_ms) VALUES (?1, ?2, ?3, NULL, ?4, NULL, 'Encrypt', NULL, ?5)",
+                )
+                .unwrap();
+            for i in 0..49_999u64 {
+                insert
+                    .execute(rusqlite::params![
+                        format!("{i:064x}"),
+                        key,
+                        A,
+                        CAROL,
+                        i as i64
+                    ])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    // The 50,000th is fine, the next is not.
+    grant(&e.alice, &key, DAVE, &[Op::Encrypt], None, None).await;
+    assert_eq!(
+        fail(try_create_on(&e.alice, &key).await),
+        (
+            "LimitExceededException".into(),
+            "Grant quota for this key is 50000 but the current usage is 50000.".into()
+        )
+    );
+    // The quota is per key.
+    let (other, _) = new_key(&e.alice).await;
+    try_create_on(&e.alice, &other).await.unwrap();
+}
+
 #[tokio::test]
 async fn create_grant_dry_run_and_key_states() {
     let e = env().await;

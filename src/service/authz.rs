@@ -2,7 +2,8 @@
 //! context (caller, action, resource, condition keys), gathers the policies that apply (the
 //! key policy, compiled once per change; the caller's identity, session and guardrail
 //! policies; the key's grants) and asks `kms_policy` for the decision. A denial becomes
-//! `AccessDeniedException` with AWS's wording.
+//! `AccessDeniedException` with AWS's wording. RetireGrant is the exception: the grant decides
+//! (`service::grants`), and only the identity side (`identity_allows_on_key`) is asked here.
 //!
 //! Order within an operation: resolve the key (NotFound first), authorize, then check the key
 //! state (reference §3.2), so a denied caller learns nothing about the key's state.
