@@ -8,7 +8,7 @@
 //! section, and a proxy call is awaited as network I/O.
 //!
 //! Shape: [`Kms`] is a set of focused parts (keys, crypto, aliases, tags, rotation, policies,
-//! custom key stores), each owning one concern's operations, over one [`Core`] of shared
+//! grants, custom key stores), each owning one concern's operations, over one [`Core`] of shared
 //! dependencies (store, root backend, audit sink, clock, region, metrics, key store
 //! connections) and the rules every part needs (key resolution, the key-state table, audit
 //! records). Each part dereferences to the core.
@@ -20,6 +20,7 @@ pub mod clock;
 pub mod crypto;
 pub mod custom_key_stores;
 pub mod error;
+pub mod grants;
 pub mod keys;
 pub mod maintenance;
 pub mod policy;
@@ -169,6 +170,7 @@ pub struct Kms {
     pub tags: tags::Tags,
     pub rotation: rotation::Rotation,
     pub policies: policy::Policies,
+    pub grants: grants::Grants,
     pub custom_key_stores: custom_key_stores::CustomKeyStores,
     core: Arc<Core>,
 }
@@ -185,6 +187,8 @@ impl Deref for Kms {
 pub enum StateRule {
     /// Encrypt, Decrypt, ReEncrypt, GenerateDataKey*: Enabled and Updating only.
     Crypto,
+    /// CreateGrant: as [`StateRule::Crypto`], but an Unavailable key takes grants.
+    CreateGrant,
     /// EnableKey, DisableKey.
     EnableDisable,
     /// UpdateKeyDescription, TagResource, UntagResource, CreateAlias (target).
@@ -230,6 +234,7 @@ impl Kms {
             tags: tags::Tags::new(core.clone()),
             rotation: rotation::Rotation::new(core.clone()),
             policies: policy::Policies::new(core.clone()),
+            grants: grants::Grants::new(core.clone()),
             custom_key_stores: custom_key_stores::CustomKeyStores::new(core.clone()),
             core,
         })
@@ -406,6 +411,9 @@ impl Core {
             (StateRule::Crypto, PendingImport) => Err(pending_import()),
             (StateRule::Crypto, Unavailable) => Err(unavailable()),
             (StateRule::Crypto, Creating) => Err(creating()),
+
+            (StateRule::CreateGrant, Unavailable) => Ok(()),
+            (StateRule::CreateGrant, _) => self.check_state(key, StateRule::Crypto),
 
             (StateRule::EnableDisable, Enabled | Disabled | Unavailable) => Ok(()),
             (StateRule::EnableDisable, PendingDeletion | PendingReplicaDeletion) => {

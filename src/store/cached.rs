@@ -8,6 +8,7 @@
 //! a bounded staleness instead; see `docs/architecture.md`.)
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -26,6 +27,9 @@ pub struct CachedStore<S> {
     inner: S,
     keys: RwLock<HashMap<KeyId, Arc<KeyRecord>>>,
     grants: RwLock<HashMap<KeyId, Arc<[GrantRecord]>>>,
+    /// Counts grant writes (bumped under the `grants` lock with the entry dropped): a read that
+    /// overlapped a write must not cache what it read, or a revoked grant could keep working.
+    grant_writes: AtomicU64,
 }
 
 impl<S: MetadataStore> CachedStore<S> {
@@ -34,6 +38,7 @@ impl<S: MetadataStore> CachedStore<S> {
             inner,
             keys: RwLock::default(),
             grants: RwLock::default(),
+            grant_writes: AtomicU64::new(0),
         }
     }
 
@@ -55,7 +60,9 @@ impl<S: MetadataStore> CachedStore<S> {
     }
 
     fn drop_grants(&self, id: &KeyId) {
-        self.grants.write().remove(id);
+        let mut map = self.grants.write();
+        self.grant_writes.fetch_add(1, Ordering::AcqRel);
+        map.remove(id);
     }
 }
 
@@ -253,12 +260,16 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         if let Some(g) = self.grants.read().get(key_id) {
             return Ok(g.clone());
         }
+        let writes_before = self.grant_writes.load(Ordering::Acquire);
         let found = self.inner.list_grants(key_id).await?;
         let mut map = self.grants.write();
-        if map.len() >= MAX_CACHED_KEYS {
-            map.clear();
+        // A grant write since the read began may not be in `found`: answer it, don't keep it.
+        if self.grant_writes.load(Ordering::Acquire) == writes_before {
+            if map.len() >= MAX_CACHED_KEYS {
+                map.clear();
+            }
+            map.insert(key_id.clone(), found.clone());
         }
-        map.insert(key_id.clone(), found.clone());
         Ok(found)
     }
 
