@@ -8,7 +8,9 @@
 //! a bounded staleness instead; see `docs/architecture.md`.)
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use chrono::{DateTime, Utc};
 
@@ -36,7 +38,7 @@ impl<S: MetadataStore> CachedStore<S> {
     }
 
     fn put(&self, key: &KeyRecord) {
-        let mut map = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.keys.write();
         if map.len() >= MAX_CACHED_KEYS {
             map.clear();
         }
@@ -44,26 +46,16 @@ impl<S: MetadataStore> CachedStore<S> {
     }
 
     fn cached(&self, key_id: &KeyId) -> Option<KeyRecord> {
-        self.keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key_id)
-            .map(|k| KeyRecord::clone(k))
+        self.keys.read().get(key_id).map(|k| KeyRecord::clone(k))
     }
 
     fn drop_key(&self, id: &KeyId) {
-        self.keys
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.keys.write().remove(id);
         self.drop_grants(id);
     }
 
     fn drop_grants(&self, id: &KeyId) {
-        self.grants
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.grants.write().remove(id);
     }
 }
 
@@ -258,16 +250,11 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn list_grants(&self, key_id: &KeyId) -> StoreResult<Arc<[GrantRecord]>> {
-        if let Some(g) = self
-            .grants
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key_id)
-        {
+        if let Some(g) = self.grants.read().get(key_id) {
             return Ok(g.clone());
         }
         let found = self.inner.list_grants(key_id).await?;
-        let mut map = self.grants.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.grants.write();
         if map.len() >= MAX_CACHED_KEYS {
             map.clear();
         }

@@ -23,6 +23,8 @@
 //! ```
 
 #![forbid(unsafe_code)]
+// A benchmark tool (to be replaced by tools/loadgen): it blocks on purpose.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
