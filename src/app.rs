@@ -119,7 +119,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         store,
         root,
         audit,
-        clock,
+        clock.clone(),
         config.region.clone(),
         connections,
         metrics,
@@ -133,7 +133,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
             None => tracing::warn!(error = e.code(), "reconnecting custom key stores failed"),
         }
     }
-    let auth = Authenticator::new(iam, &config.region, config.max_clock_skew);
+    let auth = Authenticator::new(iam, &config.region, config.max_clock_skew).with_clock(clock);
     let state = Arc::new(AppState {
         service,
         auth,

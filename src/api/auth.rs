@@ -4,6 +4,16 @@
 //! clock-skew window, scope checks, and the KMS API's signing policy
 //! ([`KMS_REQUIRED_SIGNED_HEADERS`], no presigned requests, no `UNSIGNED-PAYLOAD`).
 //!
+//! Two clocks: the SigV4 clock-skew window compares the client's `X-Amz-Date` with the wall
+//! clock (clients sign with theirs), while a role session's expiry is checked against the
+//! service's injected [`Clock`] (the one that set the expiry when the session was made), so that
+//! tests can move time past `Expiration` without also making every signature stale.
+//!
+//! Region of the credential scope: KMS requests must be scoped to the server's region. STS
+//! requests may be scoped to the server's region or to `us-east-1`, the signing region of
+//! STS's global endpoint (`sts.amazonaws.com`), which SDKs and the AWS CLI use when no
+//! regional STS endpoint is configured; any other region is `SignatureDoesNotMatch`.
+//!
 //! This module owns the mapping of SigV4 failures to [`ProtocolError`] (by [`AwsErrorKind`],
 //! never by message text). Authorization is not here: the service decides what a principal
 //! may do.
@@ -16,6 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::error::ProtocolError;
 use crate::iam::Iam;
 use crate::model::Principal;
+use crate::service::clock::{Clock, SystemClock};
 use sigv4::{self, AwsErrorKind, RequestParts, SigV4Error, SigningKeyCache, VerifyOptions};
 
 /// Headers a KMS request must sign besides `host` and `x-amz-date`.
@@ -42,12 +53,17 @@ pub enum Api {
     Sts,
 }
 
+/// The signing region of STS's global endpoint, accepted for STS whatever the server's region.
+pub const STS_GLOBAL_REGION: &str = "us-east-1";
+
 /// Verifies requests against the identities in force.
 pub struct Authenticator {
     iam: Arc<Iam>,
     cache: SigningKeyCache,
     region: String,
     max_skew: chrono::Duration,
+    /// The service's clock: role session expiry (not the SigV4 window, see the module docs).
+    clock: Arc<dyn Clock>,
 }
 
 impl Authenticator {
@@ -57,7 +73,14 @@ impl Authenticator {
             cache: SigningKeyCache::new(),
             region: region.into(),
             max_skew,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Checks role session expiry against `clock` (the service's) instead of the wall clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The identities this authenticator reads.
@@ -97,9 +120,13 @@ impl Authenticator {
             Api::Kms => ("kms", KMS_REQUIRED_SIGNED_HEADERS),
             Api::Sts => ("sts", &[]),
         };
+        let region = match api {
+            Api::Sts if auth.region == STS_GLOBAL_REGION => STS_GLOBAL_REGION,
+            _ => self.region.as_str(),
+        };
         let options = VerifyOptions {
             required_signed_headers: required,
-            ..VerifyOptions::new(service, &self.region, self.max_skew)
+            ..VerifyOptions::new(service, region, self.max_skew)
         };
         sigv4::verify_cached(
             &req,
@@ -139,7 +166,7 @@ impl Authenticator {
             Some(t) if session.token_matches(t) => {}
             _ => return Err(ProtocolError::UnrecognizedClient),
         }
-        if session.expiration <= chrono::Utc::now() {
+        if session.expiration <= self.clock.now() {
             return Err(ProtocolError::ExpiredToken);
         }
         let principal = directory

@@ -3,13 +3,15 @@
 //! verifies SigV4 (-> [`Principal`](crate::model::Principal)), decodes the operation's JSON,
 //! runs it (on the request's task: the service sends only blocking calls elsewhere), renders
 //! the result or the error, logs an internal error's cause once, and hands the audit record to
-//! the service. It holds no KMS rules.
+//! the service. It holds no KMS rules. STS requests (the query protocol, no `X-Amz-Target`) are
+//! handed to [`sts`] on the same listener.
 
 pub mod auth;
 pub mod error;
 pub mod operations;
 pub mod server;
 pub mod shapes;
+pub mod sts;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -115,6 +117,9 @@ macro_rules! dispatch {
 async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = req.into_parts();
+    if sts::is_sts_request(&parts) {
+        return sts::handle(&state, parts, body, request_id).await;
+    }
     if parts.method != Method::POST || parts.uri.path() != "/" {
         return error_response(&ProtocolError::UnknownOperation.into(), &request_id);
     }
@@ -131,17 +136,8 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
         Ok(b) => b,
         Err(e) => return error_response(&e.into(), &request_id),
     };
-    let source_ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "127.0.0.1".into());
-    let user_agent = parts
-        .headers
-        .get(axum::http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let source_ip = source_ip(&parts);
+    let user_agent = user_agent(&parts);
     let principal = match state.auth.authenticate(&parts, &body) {
         Ok(p) => p,
         Err(e) => {
@@ -217,6 +213,25 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
         Ok(bytes) => with_headers(StatusCode::OK, bytes, &request_id),
         Err(e) => error_response(&e, &request_id),
     }
+}
+
+/// The client's address (audit records, `aws:SourceIp`).
+fn source_ip(parts: &axum::http::request::Parts) -> String {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "127.0.0.1".into())
+}
+
+/// The `User-Agent` header, or empty.
+fn user_agent(parts: &axum::http::request::Parts) -> String {
+    parts
+        .headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Reads a request body up to `max` bytes: beyond it RequestEntityTooLarge, and a body that

@@ -141,6 +141,12 @@ impl Checks {
         self
     }
 
+    /// Any other constraint, worded `Member must <constraint>` (`value` echoed when given).
+    pub fn constraint(&mut self, field: &str, value: Option<&str>, constraint: &str) -> &mut Self {
+        self.fail(value, field, constraint);
+        self
+    }
+
     /// Enum membership; returns the parsed value when valid.
     pub fn enum_value<E>(
         &mut self,

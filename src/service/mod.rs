@@ -26,6 +26,7 @@ pub mod maintenance;
 pub mod policy;
 pub mod rotation;
 pub mod secrets;
+pub mod sts;
 pub mod tags;
 pub mod xks;
 
@@ -454,10 +455,34 @@ impl Core {
         }
     }
 
-    /// Emits the audit record of an API call (consumes the call: its strings move into the
+    /// Emits the audit record of a KMS API call (consumes the call: its strings move into the
     /// record).
     pub fn audit_call(
         &self,
+        call: Call,
+        event_name: &str,
+        request_parameters: Value,
+        response_elements: Value,
+        error: Option<AuditError<'_>>,
+        read_only: bool,
+    ) {
+        self.audit_call_from(
+            "kms.amazonaws.com",
+            call,
+            event_name,
+            request_parameters,
+            response_elements,
+            error,
+            read_only,
+        );
+    }
+
+    /// Emits the audit record of an API call of `event_source` (`kms.amazonaws.com`,
+    /// `sts.amazonaws.com`).
+    #[allow(clippy::too_many_arguments)] // the parts of one record, as audit_call
+    pub fn audit_call_from(
+        &self,
+        event_source: &'static str,
         call: Call,
         event_name: &str,
         request_parameters: Value,
@@ -473,7 +498,7 @@ impl Core {
                 .clock
                 .now()
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            event_source: "kms.amazonaws.com",
+            event_source,
             event_name: event_name.to_string(),
             aws_region: self.region.clone(),
             source_i_p_address: call.source_ip,

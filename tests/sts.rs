@@ -1,0 +1,1158 @@
+//! STS on the KMS endpoint through the real `aws-sdk-sts` client: GetCallerIdentity for users,
+//! root and role sessions; AssumeRole authorized by trust policies (same account, account
+//! delegation, cross-account), its parameter rules and AWS's error codes and messages; and the
+//! temporary credentials used with the real `aws-sdk-kms` client (key policies naming the role,
+//! session policies, wrong tokens, expiry on the service clock). Plus the raw wire (XML
+//! envelopes, unknown actions, GET) and the audit records.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod common;
+
+use aws_credential_types::Credentials;
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_sts::config::{BehaviorVersion, Region};
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::operation::RequestId;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use kms::service::clock::Clock;
+use serde_json::Value;
+
+const A: &str = "111122223333";
+const B: &str = "444455556666";
+const DAVE: &str = "arn:aws:iam::111122223333:user/dave";
+const CAROL: &str = "arn:aws:iam::111122223333:user/carol";
+const APP: &str = "arn:aws:iam::111122223333:role/app";
+const OTHER: &str = "arn:aws:iam::111122223333:role/other";
+const DELEGATED: &str = "arn:aws:iam::111122223333:role/delegated";
+const CHAIN: &str = "arn:aws:iam::111122223333:role/ops/chain";
+const PARTNER: &str = "arn:aws:iam::111122223333:role/partner";
+const CROSS: &str = "arn:aws:iam::444455556666:role/cross";
+const LOCAL_B: &str = "arn:aws:iam::444455556666:role/local";
+
+const DAVE_KEY: (&str, &str) = (
+    "AKIADAVE000000000001",
+    "daveSecretKey0000000000000000000000000001",
+);
+const CAROL_KEY: (&str, &str) = (
+    "AKIACAROL00000000001",
+    "carolSecretKey000000000000000000000000001",
+);
+const ROOT_KEY: (&str, &str) = (
+    "AKIAROOTA00000000001",
+    "rootSecretKey0000000000000000000000000001",
+);
+
+const DAVE_ID: &str = "AIDADAVEUSEREXAMPLE01";
+const APP_ID: &str = "AROAAPPROLEEXAMPLE001";
+
+/// Users, credentials, roles and guardrails of the tests (appended to the harness's config,
+/// which has alice, an administrator of A, and bob, an administrator of B).
+const IAM: &str = r#"
+[[users]]
+arn = 'arn:aws:iam::111122223333:user/dave'
+unique_id = 'AIDADAVEUSEREXAMPLE01'
+
+[[users]]
+arn = 'arn:aws:iam::111122223333:user/carol'
+policies = ['{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":["arn:aws:iam::111122223333:role/delegated","arn:aws:iam::444455556666:role/cross"]}]}']
+
+[[credentials]]
+access_key_id = 'AKIADAVE000000000001'
+secret_access_key = 'daveSecretKey0000000000000000000000000001'
+principal = 'arn:aws:iam::111122223333:user/dave'
+
+[[credentials]]
+access_key_id = 'AKIACAROL00000000001'
+secret_access_key = 'carolSecretKey000000000000000000000000001'
+principal = 'arn:aws:iam::111122223333:user/carol'
+
+[[credentials]]
+access_key_id = 'AKIAROOTA00000000001'
+secret_access_key = 'rootSecretKey0000000000000000000000000001'
+principal = 'arn:aws:iam::111122223333:root'
+
+[[roles]]
+arn = 'arn:aws:iam::111122223333:role/app'
+unique_id = 'AROAAPPROLEEXAMPLE001'
+max_session_duration_seconds = 7200
+trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/dave"},"Action":"sts:AssumeRole"}]}'
+
+[[roles]]
+arn = 'arn:aws:iam::111122223333:role/other'
+trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/carol"},"Action":"sts:AssumeRole"}]}'
+
+[[roles]]
+arn = 'arn:aws:iam::111122223333:role/delegated'
+trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"sts:AssumeRole"}]}'
+
+[[roles]]
+arn = 'arn:aws:iam::111122223333:role/ops/chain'
+max_session_duration_seconds = 43200
+trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/app"},"Action":"sts:AssumeRole"}]}'
+
+[[roles]]
+arn = 'arn:aws:iam::111122223333:role/partner'
+trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/dave"},"Action":["sts:AssumeRole","sts:TagSession","sts:SetSourceIdentity"],"Condition":{"StringEquals":{"sts:ExternalId":"ext-123"}}}]}'
+
+[[roles]]
+arn = 'arn:aws:iam::444455556666:role/cross'
+trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam::111122223333:user/carol","arn:aws:iam::111122223333:user/dave"]},"Action":"sts:AssumeRole"}]}'
+
+[[roles]]
+arn = 'arn:aws:iam::444455556666:role/local'
+trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:user/bob"},"Action":"sts:AssumeRole"}]}'
+
+[[guardrails]]
+account = '444455556666'
+policies = ['{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}']
+"#;
+
+async fn server() -> common::TestServer {
+    common::TestServer::start_with_config(IAM, common::backend_env()).await
+}
+
+fn sts_in(endpoint: &str, region: &str, creds: Credentials) -> aws_sdk_sts::Client {
+    let conf = aws_sdk_sts::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .endpoint_url(endpoint)
+        .credentials_provider(creds)
+        .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_sts::Client::from_conf(conf)
+}
+
+fn sts(srv: &common::TestServer, (akid, secret): (&str, &str)) -> aws_sdk_sts::Client {
+    sts_in(
+        &srv.endpoint,
+        "us-east-1",
+        Credentials::new(akid, secret, None, None, "test"),
+    )
+}
+
+/// Credentials of an AssumeRole result, optionally with another session token.
+fn session_credentials(c: &aws_sdk_sts::types::Credentials, token: Option<&str>) -> Credentials {
+    Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(token.unwrap_or(c.session_token()).to_string()),
+        None,
+        "assumed",
+    )
+}
+
+fn session_sts(
+    srv: &common::TestServer,
+    c: &aws_sdk_sts::types::Credentials,
+) -> aws_sdk_sts::Client {
+    sts_in(&srv.endpoint, "us-east-1", session_credentials(c, None))
+}
+
+fn session_kms(
+    srv: &common::TestServer,
+    c: &aws_sdk_sts::types::Credentials,
+    token: Option<&str>,
+) -> aws_sdk_kms::Client {
+    let conf = aws_sdk_kms::Config::builder()
+        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+        .region(aws_sdk_kms::config::Region::new("us-east-1"))
+        .endpoint_url(&srv.endpoint)
+        .credentials_provider(session_credentials(c, token))
+        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_kms::Client::from_conf(conf)
+}
+
+async fn assume(
+    client: &aws_sdk_sts::Client,
+    role: &str,
+    session: &str,
+) -> aws_sdk_sts::types::Credentials {
+    client
+        .assume_role()
+        .role_arn(role)
+        .role_session_name(session)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("assume {role}: {e:?}"))
+        .credentials()
+        .unwrap()
+        .clone()
+}
+
+/// `PackedPolicySize` of a result (deprecated in the newest STS model in favour of
+/// `SessionTokenUtilization`, still what reference §8.3 and this server return).
+#[allow(deprecated)]
+fn packed_policy_size(out: &aws_sdk_sts::operation::assume_role::AssumeRoleOutput) -> Option<i32> {
+    out.packed_policy_size()
+}
+
+/// (code, message, HTTP status) of an STS call that must fail.
+fn sts_fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
+    r: Result<O, SdkError<E, aws_sdk_sts::config::http::HttpResponse>>,
+) -> (String, String, u16) {
+    let e = r.expect_err("the call should have failed");
+    let status = match &e {
+        SdkError::ServiceError(s) => s.raw().status().as_u16(),
+        other => panic!("not a service error: {other:?}"),
+    };
+    (
+        e.code().unwrap_or("<none>").to_string(),
+        e.message().unwrap_or("").to_string(),
+        status,
+    )
+}
+
+fn kms_fail<
+    O: std::fmt::Debug,
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+>(
+    r: Result<O, aws_sdk_kms::error::SdkError<E, R>>,
+) -> (String, String) {
+    let e = r.expect_err("the call should have failed");
+    (common::code(&e), common::message(&e))
+}
+
+fn assume_denied(caller: &str, role: &str) -> String {
+    format!("User: {caller} is not authorized to perform: sts:AssumeRole on resource: {role}")
+}
+
+#[tokio::test]
+async fn get_caller_identity_of_user_root_and_role_session() {
+    let srv = server().await;
+    let me = sts(&srv, DAVE_KEY)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.arn(), Some(DAVE));
+    assert_eq!(me.user_id(), Some(DAVE_ID));
+    assert_eq!(me.account(), Some(A));
+
+    let root = sts(&srv, ROOT_KEY)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(root.arn(), Some("arn:aws:iam::111122223333:root"));
+    assert_eq!(root.user_id(), Some(A));
+    assert_eq!(root.account(), Some(A));
+
+    // A user without a [[users]] entry gets a derived AIDA id.
+    let alice = sts(&srv, (common::ACCESS_KEY, common::SECRET_KEY))
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alice.arn(), Some("arn:aws:iam::111122223333:user/alice"));
+    let id = alice.user_id().unwrap();
+    assert!(id.starts_with("AIDA") && id.len() == 21, "{id}");
+
+    let creds = assume(&sts(&srv, DAVE_KEY), APP, "sess-1").await;
+    let session = session_sts(&srv, &creds)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        session.arn(),
+        Some("arn:aws:sts::111122223333:assumed-role/app/sess-1")
+    );
+    assert_eq!(session.user_id(), Some(format!("{APP_ID}:sess-1").as_str()));
+    assert_eq!(session.account(), Some(A));
+
+    // An explicit deny of everything (bob's account guardrail) does not block it.
+    let bob = sts(&srv, (common::OTHER_ACCESS_KEY, common::OTHER_SECRET_KEY));
+    let who = bob.get_caller_identity().send().await.unwrap();
+    assert_eq!(who.arn(), Some("arn:aws:iam::444455556666:user/bob"));
+    assert_eq!(who.account(), Some(B));
+    // ... while AssumeRole, which needs permission, is denied by it.
+    let (code, msg, status) = sts_fail(
+        bob.assume_role()
+            .role_arn(LOCAL_B)
+            .role_session_name("b1")
+            .send()
+            .await,
+    );
+    assert_eq!((code.as_str(), status), ("AccessDenied", 403));
+    assert_eq!(
+        msg,
+        assume_denied("arn:aws:iam::444455556666:user/bob", LOCAL_B)
+    );
+}
+
+#[tokio::test]
+async fn assume_role_allowed_by_a_trust_policy_naming_the_user() {
+    let srv = server().await;
+    let now = srv.clock.now();
+    let out = sts(&srv, DAVE_KEY)
+        .assume_role()
+        .role_arn(APP)
+        .role_session_name("build-42")
+        .send()
+        .await
+        .unwrap();
+    let c = out.credentials().unwrap();
+    assert!(
+        c.access_key_id().starts_with("ASIA"),
+        "{}",
+        c.access_key_id()
+    );
+    assert_eq!(c.access_key_id().len(), 20);
+    assert_eq!(c.secret_access_key().len(), 40);
+    assert!(c.session_token().len() >= 64);
+    // Default duration: one hour on the service's clock (whole seconds).
+    let expiration = c.expiration().secs();
+    assert!(
+        (expiration - (now.timestamp() + 3600)).abs() <= 1,
+        "expiration {expiration}, now {}",
+        now.timestamp()
+    );
+    let user = out.assumed_role_user().unwrap();
+    assert_eq!(user.assumed_role_id(), format!("{APP_ID}:build-42"));
+    assert_eq!(
+        user.arn(),
+        "arn:aws:sts::111122223333:assumed-role/app/build-42"
+    );
+    assert_eq!(packed_policy_size(&out), None);
+    assert_eq!(out.source_identity(), None);
+
+    // A trust policy naming someone else, and a role that does not exist: the same answer.
+    for role in [OTHER, "arn:aws:iam::111122223333:role/no-such-role"] {
+        let (code, msg, status) = sts_fail(
+            sts(&srv, DAVE_KEY)
+                .assume_role()
+                .role_arn(role)
+                .role_session_name("s1")
+                .send()
+                .await,
+        );
+        assert_eq!((code.as_str(), status), ("AccessDenied", 403), "{role}");
+        assert_eq!(msg, assume_denied(DAVE, role));
+    }
+    // carol is the one `other` trusts.
+    assume(&sts(&srv, CAROL_KEY), OTHER, "c1").await;
+}
+
+#[tokio::test]
+async fn account_delegation_needs_an_identity_policy_allow() {
+    let srv = server().await;
+    // The trust policy names the account: dave has no identity policy allowing sts:AssumeRole.
+    let (code, msg, status) = sts_fail(
+        sts(&srv, DAVE_KEY)
+            .assume_role()
+            .role_arn(DELEGATED)
+            .role_session_name("d1")
+            .send()
+            .await,
+    );
+    assert_eq!((code.as_str(), status), ("AccessDenied", 403));
+    assert_eq!(msg, assume_denied(DAVE, DELEGATED));
+    // carol's identity policy allows it.
+    let c = assume(&sts(&srv, CAROL_KEY), DELEGATED, "c1").await;
+    let who = session_sts(&srv, &c)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        who.arn(),
+        Some("arn:aws:sts::111122223333:assumed-role/delegated/c1")
+    );
+}
+
+#[tokio::test]
+async fn cross_account_role_needs_both_sides() {
+    let srv = server().await;
+    // The role in B trusts carol and dave; only carol's own account allows her to assume it.
+    let c = assume(&sts(&srv, CAROL_KEY), CROSS, "x1").await;
+    let who = session_sts(&srv, &c)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        who.arn(),
+        Some("arn:aws:sts::444455556666:assumed-role/cross/x1")
+    );
+    assert_eq!(who.account(), Some(B));
+    let (code, msg, status) = sts_fail(
+        sts(&srv, DAVE_KEY)
+            .assume_role()
+            .role_arn(CROSS)
+            .role_session_name("x2")
+            .send()
+            .await,
+    );
+    assert_eq!((code.as_str(), status), ("AccessDenied", 403));
+    assert_eq!(msg, assume_denied(DAVE, CROSS));
+}
+
+#[tokio::test]
+async fn root_credentials_cannot_assume_roles() {
+    let srv = server().await;
+    let (code, msg, status) = sts_fail(
+        sts(&srv, ROOT_KEY)
+            .assume_role()
+            .role_arn(DELEGATED)
+            .role_session_name("r1")
+            .send()
+            .await,
+    );
+    assert_eq!((code.as_str(), status), ("AccessDenied", 403));
+    assert_eq!(msg, "Roles may not be assumed by root accounts.");
+}
+
+#[tokio::test]
+async fn duration_rules() {
+    let srv = server().await;
+    let dave = sts(&srv, DAVE_KEY);
+    let with = |d: i32| {
+        dave.assume_role()
+            .role_arn(APP)
+            .role_session_name("d1")
+            .duration_seconds(d)
+            .send()
+    };
+    let (code, msg, status) = sts_fail(with(899).await);
+    assert_eq!((code.as_str(), status), ("ValidationError", 400));
+    assert_eq!(
+        msg,
+        "1 validation error detected: Value '899' at 'durationSeconds' failed to satisfy \
+         constraint: Member must have value greater than or equal to 900"
+    );
+    let (_, msg, _) = sts_fail(with(43_201).await);
+    assert_eq!(
+        msg,
+        "1 validation error detected: Value '43201' at 'durationSeconds' failed to satisfy \
+         constraint: Member must have value less than or equal to 43200"
+    );
+    // The role allows up to 7200 seconds.
+    let now = srv.clock.now().timestamp();
+    let out = with(7200).await.unwrap();
+    let expiration = out.credentials().unwrap().expiration().secs();
+    assert!((expiration - (now + 7200)).abs() <= 1);
+    let (code, msg, status) = sts_fail(with(7201).await);
+    assert_eq!((code.as_str(), status), ("ValidationError", 400));
+    assert_eq!(
+        msg,
+        "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
+    );
+    let out = with(900).await.unwrap();
+    assert!((out.credentials().unwrap().expiration().secs() - (now + 900)).abs() <= 1);
+
+    // Role chaining: a session of `app` may assume `ops/chain` (max 43200) for an hour at most.
+    let app = session_sts(&srv, &assume(&dave, APP, "s1").await);
+    let (code, msg, status) = sts_fail(
+        app.assume_role()
+            .role_arn(CHAIN)
+            .role_session_name("c1")
+            .duration_seconds(3601)
+            .send()
+            .await,
+    );
+    assert_eq!((code.as_str(), status), ("ValidationError", 400));
+    assert_eq!(
+        msg,
+        "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by \
+         role chaining."
+    );
+    let out = app
+        .assume_role()
+        .role_arn(CHAIN)
+        .role_session_name("c1")
+        .duration_seconds(3600)
+        .send()
+        .await
+        .unwrap();
+    // The session ARN names the role without its path.
+    assert_eq!(
+        out.assumed_role_user().unwrap().arn(),
+        "arn:aws:sts::111122223333:assumed-role/chain/c1"
+    );
+    // dave himself is not trusted by `ops/chain`, whatever the duration.
+    let (code, _, _) = sts_fail(
+        dave.assume_role()
+            .role_arn(CHAIN)
+            .role_session_name("c2")
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDenied");
+}
+
+#[tokio::test]
+async fn session_name_and_role_arn_validation() {
+    let srv = server().await;
+    let dave = sts(&srv, DAVE_KEY);
+    let named = |name: &str| {
+        dave.assume_role()
+            .role_arn(APP)
+            .role_session_name(name)
+            .send()
+    };
+    let cases = [
+        (
+            "a".to_string(),
+            "1 validation error detected: Value 'a' at 'roleSessionName' failed to satisfy \
+             constraint: Member must have length greater than or equal to 2"
+                .to_string(),
+        ),
+        (
+            "bad name".to_string(),
+            "1 validation error detected: Value 'bad name' at 'roleSessionName' failed to \
+             satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"
+                .to_string(),
+        ),
+        (
+            "s".repeat(65),
+            format!(
+                "1 validation error detected: Value '{}' at 'roleSessionName' failed to satisfy \
+                 constraint: Member must have length less than or equal to 64",
+                "s".repeat(65)
+            ),
+        ),
+        // Markup in an echoed value survives the XML round trip.
+        (
+            "a<b>&c".to_string(),
+            "1 validation error detected: Value 'a<b>&c' at 'roleSessionName' failed to \
+             satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"
+                .to_string(),
+        ),
+    ];
+    for (name, expected) in cases {
+        let (code, msg, status) = sts_fail(named(&name).await);
+        assert_eq!((code.as_str(), status), ("ValidationError", 400), "{name}");
+        assert_eq!(msg, expected);
+    }
+    assume(&dave, APP, "a_b+c=d,e.f@g-h").await;
+
+    let (code, msg, _) = sts_fail(
+        dave.assume_role()
+            .role_arn("not-an-arn-at-all-here")
+            .role_session_name("s1")
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationError");
+    assert_eq!(msg, "not-an-arn-at-all-here is invalid");
+    let (code, msg, _) = sts_fail(
+        dave.assume_role()
+            .role_arn("arn:aws:iam::1")
+            .role_session_name("s1")
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationError");
+    assert_eq!(
+        msg,
+        "1 validation error detected: Value 'arn:aws:iam::1' at 'roleArn' failed to satisfy \
+         constraint: Member must have length greater than or equal to 20"
+    );
+}
+
+#[tokio::test]
+async fn session_policies_tags_external_id_and_source_identity() {
+    let srv = server().await;
+    let dave = sts(&srv, DAVE_KEY);
+    let (code, msg, status) = sts_fail(
+        dave.assume_role()
+            .role_arn(APP)
+            .role_session_name("p1")
+            .policy("{not json")
+            .send()
+            .await,
+    );
+    assert_eq!((code.as_str(), status), ("MalformedPolicyDocument", 400));
+    assert!(!msg.is_empty());
+    // A policy must be an identity-style document: no Principal.
+    let (code, _, _) = sts_fail(
+        dave.assume_role()
+            .role_arn(APP)
+            .role_session_name("p1")
+            .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "MalformedPolicyDocument");
+    let long = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"{}","Effect":"Allow","Action":"kms:*","Resource":"*"}}]}}"#,
+        "S".repeat(2000)
+    );
+    let (code, msg, _) = sts_fail(
+        dave.assume_role()
+            .role_arn(APP)
+            .role_session_name("p1")
+            .policy(&long)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationError");
+    assert!(
+        msg.ends_with("at 'policy' failed to satisfy constraint: Member must have length less than or equal to 2048"),
+        "{msg}"
+    );
+    let (code, msg, _) = sts_fail(
+        dave.assume_role()
+            .role_arn(APP)
+            .role_session_name("p1")
+            .policy_arns(
+                aws_sdk_sts::types::PolicyDescriptorType::builder()
+                    .arn("arn:aws:iam::aws:policy/ReadOnlyAccess")
+                    .build(),
+            )
+            .send()
+            .await,
+    );
+    assert_eq!(code, "InvalidParameterValue");
+    assert!(msg.starts_with("PolicyArns are not supported"), "{msg}");
+
+    // A session policy: PackedPolicySize in the result.
+    let out = dave
+        .assume_role()
+        .role_arn(APP)
+        .role_session_name("p1")
+        .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(packed_policy_size(&out), Some(5));
+
+    let tag = |k: &str, v: &str| {
+        aws_sdk_sts::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .unwrap()
+    };
+    // Session tags need sts:TagSession, which `app`'s trust policy does not grant.
+    let (code, msg, status) = sts_fail(
+        dave.assume_role()
+            .role_arn(APP)
+            .role_session_name("t1")
+            .tags(tag("team", "kms"))
+            .send()
+            .await,
+    );
+    assert_eq!((code.as_str(), status), ("AccessDenied", 403));
+    assert_eq!(
+        msg,
+        format!("User: {DAVE} is not authorized to perform: sts:TagSession on resource: {APP}")
+    );
+    // Too many tag bytes for the packed budget.
+    let mut request = dave.assume_role().role_arn(APP).role_session_name("t1");
+    for i in 0..6 {
+        request = request.tags(tag(&format!("{i}{}", "k".repeat(99)), &"v".repeat(256)));
+    }
+    let (code, msg, _) = sts_fail(request.send().await);
+    assert_eq!(code, "PackedPolicyTooLarge");
+    assert_eq!(
+        msg,
+        "Packed policy consumes 105% of allotted space, please use smaller policy."
+    );
+
+    // `partner` requires the external id, and allows tags and a source identity.
+    let partner = |external: Option<&str>| {
+        dave.assume_role()
+            .role_arn(PARTNER)
+            .role_session_name("p1")
+            .set_external_id(external.map(str::to_string))
+            .source_identity("dave-laptop")
+            .tags(tag("team", "kms"))
+            .transitive_tag_keys("team")
+    };
+    for external in [None, Some("ext-999")] {
+        let (code, msg, _) = sts_fail(partner(external).send().await);
+        assert_eq!(code, "AccessDenied");
+        assert_eq!(msg, assume_denied(DAVE, PARTNER));
+    }
+    let out = partner(Some("ext-123")).send().await.unwrap();
+    assert_eq!(out.source_identity(), Some("dave-laptop"));
+    assert_eq!(packed_policy_size(&out), Some(1));
+
+    let (code, msg, _) = sts_fail(
+        dave.assume_role()
+            .role_arn(APP)
+            .role_session_name("m1")
+            .serial_number("arn:aws:iam::111122223333:mfa/dave")
+            .token_code("123456")
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDenied");
+    assert!(msg.starts_with("MultiFactorAuthentication failed"), "{msg}");
+}
+
+/// A key of alice's whose policy keeps the account's administrators and allows `principal`
+/// to Encrypt and Decrypt.
+async fn key_allowing(srv: &common::TestServer, principal: &str) -> String {
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Admins", "Effect": "Allow",
+             "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "Use", "Effect": "Allow", "Principal": {"AWS": principal},
+             "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*"}
+        ]
+    });
+    srv.client()
+        .create_key()
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn temporary_credentials_with_kms() {
+    let srv = server().await;
+    let for_role = key_allowing(&srv, APP).await;
+    let for_carol = key_allowing(&srv, CAROL).await;
+    let session_arn = "arn:aws:sts::111122223333:assumed-role/app/s1";
+
+    let creds = assume(&sts(&srv, DAVE_KEY), APP, "s1").await;
+    let kms = session_kms(&srv, &creds, None);
+    let blob = kms
+        .encrypt()
+        .key_id(&for_role)
+        .plaintext(Blob::new("attack at dawn"))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob()
+        .unwrap()
+        .clone();
+    let plain = kms
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.plaintext().unwrap().as_ref(), b"attack at dawn");
+
+    // A key policy that names only carol: the role's session gets nothing (the role has no
+    // identity policy for the account statement to delegate to).
+    let (code, msg) = kms_fail(
+        kms.encrypt()
+            .key_id(&for_carol)
+            .plaintext(Blob::new("x"))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDeniedException");
+    assert_eq!(
+        msg,
+        format!(
+            "User: {session_arn} is not authorized to perform: kms:Encrypt on resource: \
+             {for_carol} because no resource-based policy allows the kms:Encrypt action"
+        )
+    );
+
+    // A session policy narrows the session: Decrypt only.
+    let narrow = sts(&srv, DAVE_KEY)
+        .assume_role()
+        .role_arn(APP)
+        .role_session_name("narrow")
+        .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let narrow = session_kms(&srv, narrow.credentials().unwrap(), None);
+    let (code, msg) = kms_fail(
+        narrow
+            .encrypt()
+            .key_id(&for_role)
+            .plaintext(Blob::new("x"))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDeniedException");
+    assert_eq!(
+        msg,
+        format!(
+            "User: arn:aws:sts::111122223333:assumed-role/app/narrow is not authorized to \
+             perform: kms:Encrypt on resource: {for_role} because no resource-based policy \
+             allows the kms:Encrypt action"
+        )
+    );
+    narrow.decrypt().ciphertext_blob(blob).send().await.unwrap();
+
+    // A session policy that denies Encrypt: an explicit deny in an identity-based policy.
+    let denying = sts(&srv, DAVE_KEY)
+        .assume_role()
+        .role_arn(APP)
+        .role_session_name("denying")
+        .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:Encrypt","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let denying = session_kms(&srv, denying.credentials().unwrap(), None);
+    let (code, msg) = kms_fail(
+        denying
+            .encrypt()
+            .key_id(&for_role)
+            .plaintext(Blob::new("x"))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDeniedException");
+    assert_eq!(
+        msg,
+        format!(
+            "User: arn:aws:sts::111122223333:assumed-role/app/denying is not authorized to \
+             perform: kms:Encrypt on resource: {for_role} with an explicit deny in an \
+             identity-based policy"
+        )
+    );
+
+    // A wrong session token.
+    let wrong = session_kms(&srv, &creds, Some("bm90IHRoZSB0b2tlbg=="));
+    let (code, msg) = kms_fail(wrong.list_keys().send().await);
+    assert_eq!(code, "UnrecognizedClientException");
+    assert_eq!(
+        msg,
+        "The security token included in the request is invalid."
+    );
+    let (code, msg, status) = sts_fail(
+        sts_in(
+            &srv.endpoint,
+            "us-east-1",
+            session_credentials(&creds, Some("bm90IHRoZSB0b2tlbg==")),
+        )
+        .get_caller_identity()
+        .send()
+        .await,
+    );
+    assert_eq!((code.as_str(), status), ("InvalidClientTokenId", 403));
+    assert_eq!(
+        msg,
+        "The security token included in the request is invalid."
+    );
+
+    // Past Expiration on the service's clock.
+    srv.clock.advance(chrono::Duration::seconds(3601));
+    let (code, msg) = kms_fail(
+        kms.encrypt()
+            .key_id(&for_role)
+            .plaintext(Blob::new("x"))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ExpiredTokenException");
+    assert_eq!(msg, "The security token included in the request is expired");
+    let (code, msg, status) =
+        sts_fail(session_sts(&srv, &creds).get_caller_identity().send().await);
+    assert_eq!((code.as_str(), status), ("ExpiredToken", 403));
+    assert_eq!(msg, "The security token included in the request is expired");
+}
+
+#[tokio::test]
+async fn sts_calls_are_audited_without_secrets() {
+    let srv = server().await;
+    let dave = sts(&srv, DAVE_KEY);
+    let out = dave
+        .assume_role()
+        .role_arn(APP)
+        .role_session_name("audited")
+        .duration_seconds(1800)
+        .external_id("ext-secret-1")
+        .send()
+        .await
+        .unwrap();
+    let ok_rid = out.request_id().unwrap().to_string();
+    let creds = out.credentials().unwrap().clone();
+    let denied = dave
+        .assume_role()
+        .role_arn(OTHER)
+        .role_session_name("nope")
+        .send()
+        .await
+        .unwrap_err();
+    let denied_rid = denied.request_id().unwrap().to_string();
+    let who = session_sts(&srv, &creds)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
+    let who_rid = who.request_id().unwrap().to_string();
+    let bad = sts_in(
+        &srv.endpoint,
+        "us-east-1",
+        Credentials::new(
+            DAVE_KEY.0,
+            "wrong-secret-wrong-secret-wrong-secret-00",
+            None,
+            None,
+            "t",
+        ),
+    )
+    .get_caller_identity()
+    .send()
+    .await
+    .unwrap_err();
+    let bad_rid = bad.request_id().unwrap().to_string();
+
+    let records = srv.audit_records().await;
+    let record = |rid: &str| -> Value {
+        let found: Vec<&Value> = records.iter().filter(|r| r["requestID"] == rid).collect();
+        assert_eq!(found.len(), 1, "one record for {rid}");
+        found[0].clone()
+    };
+    let r = record(&ok_rid);
+    assert_eq!(r["eventSource"], "sts.amazonaws.com");
+    assert_eq!(r["eventName"], "AssumeRole");
+    assert_eq!(r["userIdentity"]["arn"], DAVE);
+    assert_eq!(r["userIdentity"]["type"], "IAMUser");
+    assert_eq!(
+        r["requestParameters"],
+        serde_json::json!({"roleArn": APP, "roleSessionName": "audited", "durationSeconds": 1800})
+    );
+    assert_eq!(
+        r["responseElements"],
+        serde_json::json!({
+            "credentials": {"accessKeyId": creds.access_key_id()},
+            "assumedRoleUser": {
+                "assumedRoleId": format!("{APP_ID}:audited"),
+                "arn": "arn:aws:sts::111122223333:assumed-role/app/audited"
+            }
+        })
+    );
+    assert_eq!(r["resources"][0]["ARN"], APP);
+    assert_eq!(r["resources"][0]["type"], "AWS::IAM::Role");
+    assert!(r.get("errorCode").is_none());
+
+    let r = record(&denied_rid);
+    assert_eq!(r["eventSource"], "sts.amazonaws.com");
+    assert_eq!(r["errorCode"], "AccessDenied");
+    assert_eq!(r["errorMessage"], assume_denied(DAVE, OTHER));
+    assert_eq!(r["requestParameters"]["roleArn"], OTHER);
+
+    let r = record(&who_rid);
+    assert_eq!(r["eventName"], "GetCallerIdentity");
+    assert_eq!(r["userIdentity"]["type"], "AssumedRole");
+    assert_eq!(
+        r["userIdentity"]["arn"],
+        "arn:aws:sts::111122223333:assumed-role/app/audited"
+    );
+    assert_eq!(r["userIdentity"]["accessKeyId"], creds.access_key_id());
+
+    let r = record(&bad_rid);
+    assert_eq!(r["eventSource"], "sts.amazonaws.com");
+    assert_eq!(r["eventName"], "GetCallerIdentity");
+    assert_eq!(r["errorCode"], "SignatureDoesNotMatch");
+    assert_eq!(r["userIdentity"]["accessKeyId"], DAVE_KEY.0);
+
+    // No secret, token or external id anywhere in the log.
+    let log = std::fs::read_to_string(srv.data_dir.path().join("audit.log")).unwrap();
+    assert!(!log.contains(creds.secret_access_key()));
+    assert!(!log.contains(creds.session_token()));
+    assert!(!log.contains("ext-secret-1"));
+    assert!(!log.contains(DAVE_KEY.1));
+}
+
+#[tokio::test]
+async fn sts_scope_region_is_the_servers_or_us_east_1() {
+    let srv = common::TestServer::start_with_config(IAM, {
+        let mut env = common::backend_env();
+        env.push(("KMS_SERVER__REGION".into(), "eu-west-1".into()));
+        env
+    })
+    .await;
+    let creds = || Credentials::new(DAVE_KEY.0, DAVE_KEY.1, None, None, "t");
+    for region in ["us-east-1", "eu-west-1"] {
+        let who = sts_in(&srv.endpoint, region, creds())
+            .get_caller_identity()
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{region}: {e:?}"));
+        assert_eq!(who.arn(), Some(DAVE));
+    }
+    let (code, msg, status) = sts_fail(
+        sts_in(&srv.endpoint, "ap-south-1", creds())
+            .get_caller_identity()
+            .send()
+            .await,
+    );
+    assert_eq!((code.as_str(), status), ("SignatureDoesNotMatch", 403));
+    assert_eq!(msg, "Credential should be scoped to a valid region. ");
+}
+
+/// A raw request: (status, content type, body).
+async fn raw(
+    endpoint: &str,
+    method: &str,
+    path_and_query: &str,
+    headers: Vec<(String, String)>,
+    body: &str,
+) -> (u16, String, String) {
+    let addr = endpoint.trim_start_matches("http://").to_string();
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path_and_query)
+        .header("host", &addr);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        content_type,
+        String::from_utf8(bytes.to_vec()).unwrap(),
+    )
+}
+
+/// Headers of a request signed by dave for STS.
+fn signed(
+    endpoint: &str,
+    method: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Vec<(String, String)> {
+    let host = endpoint.trim_start_matches("http://");
+    let signer = sigv4::Signer::new(DAVE_KEY.0, DAVE_KEY.1, "us-east-1", "sts");
+    let signed = signer
+        .sign(
+            &sigv4::SignableRequest {
+                method,
+                host,
+                path: "/",
+                query,
+                headers,
+                body: body.as_bytes(),
+            },
+            chrono::Utc::now(),
+        )
+        .unwrap();
+    headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(
+            signed
+                .headers()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .collect()
+}
+
+#[tokio::test]
+async fn raw_wire_envelopes_get_and_unknown_actions() {
+    let srv = server().await;
+    let form = (
+        "content-type",
+        "application/x-www-form-urlencoded; charset=utf-8",
+    );
+
+    // POST with a form body: the XML success envelope.
+    let body = "Action=GetCallerIdentity&Version=2011-06-15";
+    let (status, ct, xml) = raw(
+        &srv.endpoint,
+        "POST",
+        "/",
+        signed(&srv.endpoint, "POST", "", &[form], body),
+        body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(ct, "text/xml");
+    assert!(
+        xml.starts_with(
+            "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <GetCallerIdentityResult><Arn>arn:aws:iam::111122223333:user/dave</Arn>\
+         <UserId>AIDADAVEUSEREXAMPLE01</UserId><Account>111122223333</Account>\
+         </GetCallerIdentityResult><ResponseMetadata><RequestId>"
+        ),
+        "{xml}"
+    );
+    assert!(xml.ends_with("</RequestId></ResponseMetadata></GetCallerIdentityResponse>"));
+
+    // GET with the same query string.
+    let (status, _, xml) = raw(
+        &srv.endpoint,
+        "GET",
+        &format!("/?{body}"),
+        signed(&srv.endpoint, "GET", body, &[], ""),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{xml}");
+    assert!(xml.contains("<Arn>arn:aws:iam::111122223333:user/dave</Arn>"));
+
+    // Unknown action, and a wrong version.
+    for (body, message) in [
+        (
+            "Action=GetSessionToken&Version=2011-06-15",
+            "Could not find operation GetSessionToken for version 2011-06-15",
+        ),
+        (
+            "Action=GetCallerIdentity&Version=2010-01-01",
+            "Could not find operation GetCallerIdentity for version 2010-01-01",
+        ),
+    ] {
+        let (status, ct, xml) = raw(
+            &srv.endpoint,
+            "POST",
+            "/",
+            signed(&srv.endpoint, "POST", "", &[form], body),
+            body,
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(ct, "text/xml");
+        assert!(
+            xml.starts_with(&format!(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error>\
+             <Type>Sender</Type><Code>InvalidAction</Code><Message>{message}</Message></Error>\
+             <RequestId>"
+            )),
+            "{xml}"
+        );
+    }
+
+    // No signature at all.
+    let (status, _, xml) = raw(
+        &srv.endpoint,
+        "POST",
+        "/",
+        vec![(form.0.into(), form.1.into())],
+        body,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(xml.contains("<Code>MissingAuthenticationToken</Code><Message>Request is missing Authentication Token</Message>"), "{xml}");
+
+    // A request without X-Amz-Target that is not a form is still the KMS API's.
+    let (status, ct, _) = raw(
+        &srv.endpoint,
+        "POST",
+        "/",
+        vec![("content-type".into(), "application/x-amz-json-1.1".into())],
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(ct, "application/x-amz-json-1.1");
+}
