@@ -82,7 +82,24 @@ async fn https_listener_serves_signed_requests() {
         "us-east-1",
         "kms",
     );
-    for (op, body) in [("CreateKey", "{}"), ("ListKeys", "{}")] {
+    // A key whose policy allows only requests that arrive over TLS (aws:SecureTransport).
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+        "Action": "kms:*", "Resource": "*",
+        "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]})
+    .to_string();
+    let create = serde_json::json!({ "Policy": policy }).to_string();
+    let mut key_id = String::new();
+    for (op, body) in [
+        ("CreateKey", create),
+        ("ListKeys", "{}".to_string()),
+        ("DescribeKey", String::new()),
+    ] {
+        let body = if op == "DescribeKey" {
+            serde_json::json!({ "KeyId": key_id }).to_string()
+        } else {
+            body
+        };
         let headers = signer
             .sign_kms_json(&host, op, body.as_bytes(), chrono::Utc::now())
             .unwrap();
@@ -97,11 +114,14 @@ async fn https_listener_serves_signed_requests() {
             .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
             .await
             .unwrap();
-        assert_eq!(resp.status(), 200, "{op}");
+        let status = resp.status();
         let json: serde_json::Value =
             serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
-        if op == "ListKeys" {
-            assert_eq!(json["Keys"].as_array().unwrap().len(), 1);
+        assert_eq!(status, 200, "{op}: {json}");
+        match op {
+            "CreateKey" => key_id = json["KeyMetadata"]["KeyId"].as_str().unwrap().to_string(),
+            "ListKeys" => assert_eq!(json["Keys"].as_array().unwrap().len(), 1),
+            _ => assert_eq!(json["KeyMetadata"]["KeyId"], key_id.as_str()),
         }
     }
 

@@ -166,7 +166,8 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
             return error_response(&e.into(), &request_id);
         }
     };
-    let call = Call::new(principal, request_id.clone(), source_ip, user_agent);
+    let mut call = Call::new(principal, request_id.clone(), source_ip, user_agent);
+    call.secure_transport = secure_transport(&parts);
     let result = dispatch!(operation.as_str(), &state, call, body, &request_id;
         "CancelKeyDeletion" => operations::cancel_key_deletion::CancelKeyDeletion,
         "ConnectCustomKeyStore" => operations::connect_custom_key_store::ConnectCustomKeyStore,
@@ -215,13 +216,30 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
     }
 }
 
+/// What a request knows about its connection, set once per connection by the listener
+/// (`api::server`).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The connection is TLS (`aws:SecureTransport`).
+    pub secure: bool,
+}
+
 /// The client's address (audit records, `aws:SourceIp`).
 fn source_ip(parts: &axum::http::request::Parts) -> String {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+    let addr = parts.extensions.get::<Peer>().map(|p| p.addr).or_else(|| {
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+    });
+    addr.map(|a| a.ip().to_string())
         .unwrap_or_else(|| "127.0.0.1".into())
+}
+
+/// Whether the request came over TLS.
+fn secure_transport(parts: &axum::http::request::Parts) -> bool {
+    parts.extensions.get::<Peer>().is_some_and(|p| p.secure)
 }
 
 /// The `User-Agent` header, or empty.

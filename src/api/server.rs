@@ -1,7 +1,7 @@
 //! The KMS API listener: the shared listener (`serve`) with the `[server]` settings (TLS files,
 //! connection cap, timeouts, shutdown grace) and the connection metrics. Everything else about
 //! connections (TLS handshake, keep-alive, timeouts, draining) is `serve`'s; handlers get the
-//! peer as `ConnectInfo<SocketAddr>`.
+//! peer's address and whether the connection is TLS as [`super::Peer`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ pub fn listener(
     router: Router,
     config: &Config,
     metrics: &Metrics,
-) -> Result<serve::Server, serve::TlsError> {
+) -> Result<serve::Server<super::Peer>, serve::TlsError> {
     let tls = match &config.tls {
         None => None,
         Some((cert, key)) => Some(Arc::new(serve::Tls::from_files(
@@ -36,7 +36,11 @@ pub fn listener(
         .observer(Arc::new(ConnectionMetrics {
             open: metrics.open_connections.clone(),
             rejected: metrics.connections_rejected.clone(),
-        })))
+        }))
+        .peer_data(|c| super::Peer {
+            addr: c.peer_addr(),
+            secure: c.tls().is_some(),
+        }))
 }
 
 /// `kms_open_connections` and `kms_connections_rejected_total{reason}`.

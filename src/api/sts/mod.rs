@@ -151,6 +151,7 @@ pub(super) async fn handle(
         }
     };
     let mut call = Call::new(principal, request_id.clone(), source_ip, user_agent);
+    call.secure_transport = super::secure_transport(&parts);
 
     let action = match select_action(&params) {
         Ok(a) => a,
