@@ -27,6 +27,9 @@ pub struct CachedStore<S> {
     inner: S,
     keys: RwLock<HashMap<KeyId, Arc<KeyRecord>>>,
     grants: RwLock<HashMap<KeyId, Arc<[GrantRecord]>>>,
+    /// Counts key rows dropped from the cache (bumped under the `keys` lock): a read that
+    /// overlapped a drop (a deletion, a failed conditional update) must not cache what it read.
+    key_drops: AtomicU64,
     /// Counts grant writes (bumped under the `grants` lock with the entry dropped): a read that
     /// overlapped a write must not cache what it read, or a revoked grant could keep working.
     grant_writes: AtomicU64,
@@ -38,12 +41,21 @@ impl<S: MetadataStore> CachedStore<S> {
             inner,
             keys: RwLock::default(),
             grants: RwLock::default(),
+            key_drops: AtomicU64::new(0),
             grant_writes: AtomicU64::new(0),
         }
     }
 
+    /// Caches a row this wrapper just wrote (never over a newer version: of two concurrent
+    /// writes, the later put may carry the older row).
     fn put(&self, key: &KeyRecord) {
         let mut map = self.keys.write();
+        if map
+            .get(&key.key_id)
+            .is_some_and(|cached| cached.row_version > key.row_version)
+        {
+            return;
+        }
         if map.len() >= MAX_CACHED_KEYS {
             map.clear();
         }
@@ -54,8 +66,31 @@ impl<S: MetadataStore> CachedStore<S> {
         self.keys.read().get(key_id).map(|k| KeyRecord::clone(k))
     }
 
+    /// Caches a row read from the database, unless a drop happened since the read began
+    /// (`drops_before`) or the cache already holds a newer version (a write through this
+    /// wrapper that finished first): a slow read never brings back an older row.
+    fn put_read(&self, key: &KeyRecord, drops_before: u64) {
+        let mut map = self.keys.write();
+        if self.key_drops.load(Ordering::Acquire) != drops_before {
+            return;
+        }
+        if map
+            .get(&key.key_id)
+            .is_some_and(|cached| cached.row_version >= key.row_version)
+        {
+            return;
+        }
+        if map.len() >= MAX_CACHED_KEYS {
+            map.clear();
+        }
+        map.insert(key.key_id.clone(), Arc::new(key.clone()));
+    }
+
     fn drop_key(&self, id: &KeyId) {
-        self.keys.write().remove(id);
+        let mut map = self.keys.write();
+        self.key_drops.fetch_add(1, Ordering::AcqRel);
+        map.remove(id);
+        drop(map);
         self.drop_grants(id);
     }
 
@@ -83,9 +118,10 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         if let Some(k) = self.cached(key_id) {
             return Ok(Some(k));
         }
+        let drops_before = self.key_drops.load(Ordering::Acquire);
         let found = self.inner.get_key(key_id).await?;
         if let Some(k) = &found {
-            self.put(k);
+            self.put_read(k, drops_before);
         }
         Ok(found)
     }
@@ -303,5 +339,63 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
 
     async fn put_system_secret_if_absent(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
         self.inner.put_system_secret_if_absent(name, value).await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::{KeySpec, KeyState, KeyUsage, Origin};
+
+    fn row(id: &KeyId, version: i64, state: KeyState) -> KeyRecord {
+        KeyRecord {
+            key_id: id.clone(),
+            account: "111122223333".into(),
+            region: "us-east-1".into(),
+            arn: format!("arn:aws:kms:us-east-1:111122223333:key/{}", id.as_str()),
+            description: String::new(),
+            key_spec: KeySpec::SymmetricDefault,
+            key_usage: KeyUsage::EncryptDecrypt,
+            origin: Origin::AwsKms,
+            state,
+            creation_date: Utc::now(),
+            deletion_date: None,
+            pending_window_days: None,
+            policy: String::new(),
+            rotation_enabled: false,
+            rotation_period_days: None,
+            next_rotation_date: None,
+            current_material: 1,
+            row_version: version,
+            custom_key_store_id: None,
+            xks_key_id: None,
+            unavailable: false,
+        }
+    }
+
+    #[test]
+    fn a_slow_read_never_brings_back_an_older_or_deleted_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            CachedStore::new(super::super::SqliteStore::open(&dir.path().join("db")).unwrap());
+        let id = KeyId::generate();
+        // A write put version 3 (disabled) while a read of version 2 (enabled) was in flight.
+        store.put(&row(&id, 3, KeyState::Disabled));
+        let drops = store.key_drops.load(Ordering::Acquire);
+        store.put_read(&row(&id, 2, KeyState::Enabled), drops);
+        assert_eq!(store.cached(&id).unwrap().state, KeyState::Disabled);
+        // Of two writes, the later put of the older row loses too.
+        store.put(&row(&id, 2, KeyState::Enabled));
+        assert_eq!(store.cached(&id).unwrap().row_version, 3);
+        // A deletion while a read was in flight: the read's row is not cached.
+        let drops = store.key_drops.load(Ordering::Acquire);
+        store.drop_key(&id);
+        store.put_read(&row(&id, 3, KeyState::Disabled), drops);
+        assert!(store.cached(&id).is_none());
+        // A read with nothing in between is cached.
+        let drops = store.key_drops.load(Ordering::Acquire);
+        store.put_read(&row(&id, 4, KeyState::Enabled), drops);
+        assert_eq!(store.cached(&id).unwrap().row_version, 4);
     }
 }
