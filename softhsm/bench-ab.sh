@@ -64,11 +64,17 @@ build_rev() {
   git -C "$root" worktree remove --force "$tree"
 }
 
-old_name="$old_rev ($(git rev-parse --short "$old_rev^{commit}"))"
+# "REV" when it is a commit hash already, "REV (hash)" for a branch or tag.
+rev_name() {
+  local short
+  short=$(git rev-parse --short "$1^{commit}")
+  case "$short" in "$1"*) echo "$1" ;; *) echo "$1 ($short)" ;; esac
+}
+old_name=$(rev_name "$old_rev")
 echo "== building A = $old_name =="
 build_rev "$work/bin-a" "$old_rev"
 if [ -n "$new_rev" ]; then
-  new_name="$new_rev ($(git rev-parse --short "$new_rev^{commit}"))"
+  new_name=$(rev_name "$new_rev")
   echo "== building B = $new_name =="
   build_rev "$work/bin-b" "$new_rev"
 else

@@ -112,13 +112,7 @@ pub struct RawArgs {
 impl RawArgs {
     /// The object kinds, each once, in the order given.
     pub fn kinds(&self) -> Vec<RawKind> {
-        let mut kinds = Vec::new();
-        for k in &self.raw_pkcs11 {
-            if !kinds.contains(k) {
-                kinds.push(*k);
-            }
-        }
-        kinds
+        dedup(&self.raw_pkcs11)
     }
 
     /// The thread counts, each once, in the order given (default: `concurrency`).

@@ -235,8 +235,8 @@ struct Outcome {
     json: Value,
 }
 
-fn evaluate(check: &CheckSpec, a: &Side, b: &Side, names: (&str, &str)) -> Outcome {
-    let (name_a, name_b) = names;
+fn evaluate(check: &CheckSpec, a: &Side, b: &Side) -> Outcome {
+    let (name_a, name_b) = ("A", "B");
     let label = format!("{}/{}", check.group, check.scenario);
     let missing = |what: &str| Outcome {
         line: format!("{label}: {what} not measured: MISSED"),
@@ -441,11 +441,8 @@ pub fn run(args: &CompareArgs) -> Result<u8, BoxError> {
             }));
         }
     }
-    out.push_str(&markdown_table(&header, &rows));
-    let outcomes: Vec<Outcome> = checks
-        .iter()
-        .map(|c| evaluate(c, &a, &b, (na, nb)))
-        .collect();
+    out.push_str(&markdown_table(&header, 2, &rows));
+    let outcomes: Vec<Outcome> = checks.iter().map(|c| evaluate(c, &a, &b)).collect();
     if !outcomes.is_empty() {
         out.push_str("\nverdicts:\n");
         for o in &outcomes {
@@ -527,35 +524,15 @@ mod tests {
             vec![run_of(1000, 1.0, 300), run_of(900, 1.0, 300)],
             vec![run_of(580, 1.0, 700), run_of(540, 1.0, 700)],
         );
-        let kept = evaluate(
-            &parse_check("ratio-kept:sw/encrypt=0.95").unwrap(),
-            &a,
-            &b,
-            ("old", "new"),
-        );
+        let kept = evaluate(&parse_check("ratio-kept:sw/encrypt=0.95").unwrap(), &a, &b);
         // A: 0.6; B: 1120/1900 = 0.589 -> 0.982 of A's.
         assert!(kept.met, "{}", kept.line);
         assert!(kept.line.contains("by round 0.967, 1.000"), "{}", kept.line);
-        let gain = evaluate(
-            &parse_check("rate-gain:sw/encrypt=1.2").unwrap(),
-            &a,
-            &b,
-            ("old", "new"),
-        );
+        let gain = evaluate(&parse_check("rate-gain:sw/encrypt=1.2").unwrap(), &a, &b);
         assert!(!gain.met, "{}", gain.line);
-        let p99 = evaluate(
-            &parse_check("max-p99-ms:sw/encrypt=20").unwrap(),
-            &a,
-            &b,
-            ("old", "new"),
-        );
+        let p99 = evaluate(&parse_check("max-p99-ms:sw/encrypt=20").unwrap(), &a, &b);
         assert!(p99.met, "{}", p99.line);
-        let missing = evaluate(
-            &parse_check("rate-gain:xks/encrypt=1.2").unwrap(),
-            &a,
-            &b,
-            ("old", "new"),
-        );
+        let missing = evaluate(&parse_check("rate-gain:xks/encrypt=1.2").unwrap(), &a, &b);
         assert!(!missing.met);
     }
 
@@ -565,12 +542,7 @@ mod tests {
         let mut failing = run_of(20, 1.0, 1);
         failing.errors = 1;
         let b = side("x", vec![run_of(10, 1.0, 1)], vec![failing]);
-        let o = evaluate(
-            &parse_check("rate-gain:x/encrypt=1.2").unwrap(),
-            &a,
-            &b,
-            ("A", "B"),
-        );
+        let o = evaluate(&parse_check("rate-gain:x/encrypt=1.2").unwrap(), &a, &b);
         assert!(!o.met && o.line.contains("errors"), "{}", o.line);
     }
 }

@@ -71,6 +71,13 @@ pub struct RawOptions {
     pub aad: Vec<u8>,
 }
 
+/// Blocks this thread until `t`: the raw scenarios run on plain threads (`spawn_blocking`),
+/// whose only job meanwhile is to wait for the measured window's ends.
+#[allow(clippy::disallowed_methods)]
+fn sleep_until(t: Instant) {
+    std::thread::sleep(t.saturating_duration_since(Instant::now()));
+}
+
 /// An open token with one key object per kind.
 pub struct RawBench {
     token: Arc<hsm::Token>,
@@ -200,9 +207,9 @@ impl RawBench {
                 })
                 .collect();
             // The load generator's CPU over the measured window is the raw calls' CPU.
-            std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
+            sleep_until(measure_from);
             let before = procstat::read(Process::This);
-            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            sleep_until(deadline);
             let after = procstat::read(Process::This);
             stop.store(true, Ordering::Relaxed);
             let usage = before.zip(after).map(|(a, b)| b.since(a));

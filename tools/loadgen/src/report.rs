@@ -447,7 +447,7 @@ impl Report {
                     .map_or_else(dash, |us| format!("{us:.1}")),
             ]);
         }
-        let mut out = markdown_table(&header, &rows);
+        let mut out = markdown_table(&header, 1, &rows);
         for v in self.verdicts() {
             let _ = writeln!(out, "{}", v.line);
         }
@@ -526,9 +526,9 @@ impl Report {
     }
 }
 
-/// A Markdown table whose columns are padded to line up in a terminal (the first column left
-/// aligned, the others right aligned).
-pub fn markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
+/// A Markdown table whose columns are padded to line up in a terminal (the first `left`
+/// columns left aligned, the others right aligned).
+pub fn markdown_table(header: &[&str], left: usize, rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -539,7 +539,7 @@ pub fn markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
         let mut s = String::from("|");
         for (i, (cell, w)) in cells.zip(&widths).enumerate() {
             let pad = w.saturating_sub(cell.chars().count());
-            if i == 0 {
+            if i < left {
                 let _ = write!(s, " {cell}{} |", " ".repeat(pad));
             } else {
                 let _ = write!(s, " {}{cell} |", " ".repeat(pad));
@@ -551,7 +551,7 @@ pub fn markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = line(&mut header.iter().copied());
     out.push('|');
     for (i, w) in widths.iter().enumerate() {
-        if i == 0 {
+        if i < left {
             let _ = write!(out, "{}|", "-".repeat(w + 2));
         } else {
             let _ = write!(out, "{}:|", "-".repeat(w + 1));
@@ -676,7 +676,7 @@ mod tests {
 
     #[test]
     fn tables_line_up() {
-        let t = markdown_table(&["a", "bb"], &[vec!["xyz".into(), "1".into()]]);
+        let t = markdown_table(&["a", "bb"], 1, &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "| a   | bb |\n|-----|---:|\n| xyz |  1 |\n");
     }
 }

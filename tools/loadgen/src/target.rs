@@ -317,7 +317,7 @@ mod tests {
         assert_eq!(a.headers()["x-kms-bench-key"], "k");
         assert_eq!(a.headers()["host"], "127.0.0.1:4599");
         // An expired signature is replaced (X-Amz-Date has a resolution of one second).
-        std::thread::sleep(SIGNATURE_REUSE + Duration::from_millis(100));
+        tokio::time::sleep(SIGNATURE_REUSE + Duration::from_millis(100)).await;
         let c = template.request().unwrap();
         assert_ne!(a.headers()["x-amz-date"], c.headers()["x-amz-date"]);
     }
