@@ -129,6 +129,9 @@ async fn run(config: kms::config::Config) -> (ExitCode, Option<Arc<kms::service:
         app.state.service.clone(),
         config.maintenance_interval,
     );
+    // Identities (users, roles, policies, access keys) reload on SIGHUP and on a timer; a bad
+    // reload keeps the ones in force and says why.
+    let reloader = kms::iam::spawn_reloader(app.state.auth.iam().clone(), config.identity_reload);
     if let Some(addr) = config.metrics_listen {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {
@@ -168,6 +171,7 @@ async fn run(config: kms::config::Config) -> (ExitCode, Option<Arc<kms::service:
     // Returns once requests in flight have finished (or `server.shutdown_grace_ms` passed).
     server.run(shutdown).await;
     maintenance.abort();
+    reloader.abort();
     app.state.service.flush_audit();
     tracing::info!("kms stopped");
     drop(app);

@@ -6,7 +6,12 @@
 //! SoftHSM cannot lock a user or fail on demand, so the server reaches the members through the
 //! fault-injection module (softhsm/fault-module/, built by the harness), which forwards to
 //! SoftHSM and fails per token label as marker files say.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 mod common;
 
 use std::time::{Duration, Instant};

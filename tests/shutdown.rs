@@ -1,7 +1,12 @@
 //! A clean stop of the `kms` binary on the PKCS#11 root: SIGTERM after HSM work ends the server
 //! with status 0, having closed its sessions and finalized the module (`C_Finalize`) itself,
 //! rather than leaving SoftHSM to its static destructors at exit.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 mod common;
 
 use std::io::Read;

@@ -120,17 +120,21 @@ impl Authenticator {
         parts: &Parts,
         access_key_id: &str,
     ) -> Result<(SecretString, Principal), ProtocolError> {
+        let token = parts
+            .headers
+            .get("x-amz-security-token")
+            .and_then(|v| v.to_str().ok());
         let directory = self.iam.directory();
         if let Some(found) = directory.long_term(access_key_id) {
+            // A session token with a long-term key is not a token of that key: AWS refuses it.
+            if token.is_some() {
+                return Err(ProtocolError::UnrecognizedClient);
+            }
             return Ok(found);
         }
         let Some(session) = self.iam.sessions().get(access_key_id) else {
             return Err(ProtocolError::UnrecognizedClient);
         };
-        let token = parts
-            .headers
-            .get("x-amz-security-token")
-            .and_then(|v| v.to_str().ok());
         match token {
             Some(t) if session.token_matches(t) => {}
             _ => return Err(ProtocolError::UnrecognizedClient),

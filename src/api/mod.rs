@@ -62,11 +62,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     r.fallback(handle).with_state(state)
 }
 
-/// Request header naming a key for the benchmark floor (see [`baseline`]).
+/// Request header naming a key for the benchmark floor (see the `baseline` route handler).
 pub const BENCH_KEY_HEADER: &str = "x-kms-bench-key";
 
 /// With [`BENCH_KEY_HEADER`]: run the floor's encryption on the HSM threads, as Encrypt does
-/// (see [`baseline`]).
+/// (see the `baseline` route handler).
 pub const BENCH_HANDOFF_HEADER: &str = "x-kms-bench-handoff";
 
 /// The benchmark baseline: the same HTTP stack and body handling, then a fixed answer.
@@ -180,6 +180,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
         "DisconnectCustomKeyStore" => operations::disconnect_custom_key_store::DisconnectCustomKeyStore,
         "UpdateCustomKeyStore" => operations::update_custom_key_store::UpdateCustomKeyStore,
         "CreateAlias" => operations::create_alias::CreateAlias,
+        "CreateGrant" => operations::create_grant::CreateGrant,
         "CreateKey" => operations::create_key::CreateKey,
         "Decrypt" => operations::decrypt::Decrypt,
         "DeleteAlias" => operations::delete_alias::DeleteAlias,
@@ -195,12 +196,16 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
         "GetKeyPolicy" => operations::get_key_policy::GetKeyPolicy,
         "GetKeyRotationStatus" => operations::get_key_rotation_status::GetKeyRotationStatus,
         "ListAliases" => operations::list_aliases::ListAliases,
+        "ListGrants" => operations::list_grants::ListGrants,
         "ListKeyPolicies" => operations::list_key_policies::ListKeyPolicies,
         "ListKeyRotations" => operations::list_key_rotations::ListKeyRotations,
         "ListKeys" => operations::list_keys::ListKeys,
         "ListResourceTags" => operations::list_resource_tags::ListResourceTags,
+        "ListRetirableGrants" => operations::list_retirable_grants::ListRetirableGrants,
         "PutKeyPolicy" => operations::put_key_policy::PutKeyPolicy,
         "ReEncrypt" => operations::re_encrypt::ReEncrypt,
+        "RetireGrant" => operations::retire_grant::RetireGrant,
+        "RevokeGrant" => operations::revoke_grant::RevokeGrant,
         "RotateKeyOnDemand" => operations::rotate_key_on_demand::RotateKeyOnDemand,
         "ScheduleKeyDeletion" => operations::schedule_key_deletion::ScheduleKeyDeletion,
         "TagResource" => operations::tag_resource::TagResource,

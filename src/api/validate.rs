@@ -25,6 +25,30 @@ impl Checks {
         ));
     }
 
+    /// A violated constraint AWS words in its own way (`constraint` follows "Member must").
+    pub fn violation(&mut self, field: &str, value: Option<&str>, constraint: &str) -> &mut Self {
+        self.fail(value, field, constraint);
+        self
+    }
+
+    /// Number of members of a list or map (the members are not echoed).
+    pub fn count(&mut self, field: &str, n: usize, min: usize, max: usize) -> &mut Self {
+        if n < min {
+            self.fail(
+                None,
+                field,
+                &format!("have length greater than or equal to {min}"),
+            );
+        } else if n > max {
+            self.fail(
+                None,
+                field,
+                &format!("have length less than or equal to {max}"),
+            );
+        }
+        self
+    }
+
     /// A required member is missing.
     pub fn required<T>(&mut self, field: &str, v: &Option<T>) -> &mut Self {
         if v.is_none() {

@@ -5,10 +5,10 @@
 //! parameters in a record: key ids, encryption context, algorithms, sizes — never plaintext,
 //! ciphertext, data keys, key material or secrets.
 
+use parking_lot::Mutex;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Mutex;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -30,6 +30,10 @@ pub struct UserIdentity {
     pub user_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invoked_by: Option<String>,
+    /// Role sessions: `{"sessionIssuer": {"type": "Role", "principalId", "arn", "accountId",
+    /// "userName"}}`, as CloudTrail records an assumed role.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_context: Option<serde_json::Value>,
 }
 
 /// One entry of `resources`.
@@ -149,7 +153,9 @@ fn writer_loop(file: std::fs::File, rx: Receiver<Msg>) {
         for ack in acks {
             let _ = ack.send(());
         }
-        // Batch: under load one wake-up per interval instead of one per event.
+        // Batch: under load one wake-up per interval instead of one per event (this is the
+        // audit writer's own thread, never an async worker).
+        #[allow(clippy::disallowed_methods)]
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
@@ -198,7 +204,7 @@ pub struct MemoryAuditSink(pub Mutex<Vec<Value>>);
 impl AuditSink for MemoryAuditSink {
     fn record(&self, event: AuditEvent) {
         if let Ok(v) = serde_json::to_value(&event) {
-            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+            self.0.lock().push(v);
         }
     }
 }

@@ -101,6 +101,7 @@ struct RawServer {
     max_clock_skew_seconds: Option<i64>,
     baseline_route: Option<bool>,
     maintenance_interval_seconds: Option<u64>,
+    identity_reload_seconds: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     max_body_bytes: Option<usize>,
@@ -244,6 +245,8 @@ pub struct Config {
     pub max_clock_skew: chrono::Duration,
     pub baseline_route: bool,
     pub maintenance_interval: std::time::Duration,
+    /// How often the identity sections are read again (they are also on SIGHUP).
+    pub identity_reload: std::time::Duration,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub max_body_bytes: usize,
     /// Where Prometheus metrics are served (`GET /metrics`), if anywhere.
@@ -551,6 +554,12 @@ fn validate(
             "server.max_clock_skew_seconds: {skew} is not within 1..=3600"
         ));
     }
+    let identity_reload = s.identity_reload_seconds.unwrap_or(30);
+    if !(1..=86_400).contains(&identity_reload) {
+        errors.push(format!(
+            "server.identity_reload_seconds: {identity_reload} is not within 1..=86400"
+        ));
+    }
     let maintenance = s.maintenance_interval_seconds.unwrap_or(60);
     if maintenance == 0 {
         errors.push("server.maintenance_interval_seconds: must be at least 1".into());
@@ -808,6 +817,7 @@ fn validate(
         max_clock_skew: chrono::Duration::seconds(skew),
         baseline_route: s.baseline_route.unwrap_or(false),
         maintenance_interval: std::time::Duration::from_secs(maintenance),
+        identity_reload: std::time::Duration::from_secs(identity_reload),
         tls,
         max_body_bytes,
         metrics_listen,

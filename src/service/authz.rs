@@ -2,7 +2,8 @@
 //! context (caller, action, resource, condition keys), gathers the policies that apply (the
 //! key policy, compiled once per change; the caller's identity, session and guardrail
 //! policies; the key's grants) and asks `kms_policy` for the decision. A denial becomes
-//! `AccessDeniedException` with AWS's wording.
+//! `AccessDeniedException` with AWS's wording. RetireGrant is the exception: the grant decides
+//! (`service::grants`), and only the identity side (`identity_allows_on_key`) is asked here.
 //!
 //! Order within an operation: resolve the key (NotFound first), authorize, then check the key
 //! state (reference §3.2), so a denied caller learns nothing about the key's state.
@@ -177,7 +178,64 @@ impl Core {
         context: Option<&EncryptionContext>,
         extra: impl FnOnce(&mut RequestContext),
     ) -> KmsResult<()> {
+        self.authorize_key_under(call, action, key, context, GrantRule::Covers, extra)
+            .await
+    }
+
+    /// [`Self::authorize_key`] with a rule for which grants may allow the request (CreateGrant
+    /// through a grant).
+    pub(crate) async fn authorize_key_under(
+        &self,
+        call: &Call,
+        action: &str,
+        key: &KeyRecord,
+        context: Option<&EncryptionContext>,
+        rule: GrantRule<'_>,
+        extra: impl FnOnce(&mut RequestContext),
+    ) -> KmsResult<()> {
         let caller = self.caller(call, action)?;
+        let policies = CallerPolicies::of(call);
+        let ctx = self
+            .key_context(call, caller, &policies, action, key, context, extra)
+            .await?;
+        let key_policy = self.key_policy(key)?;
+        let request = AuthorizationRequest::new(&ctx)
+            .resource_policy(&key_policy)
+            .identity_policies(policies.identity())
+            .guardrail_policies(&policies.guardrails)
+            .cross_account_capable(cross_account_capable(action));
+        let denial = match authorize(&request) {
+            Decision::Allow(_) => return Ok(()),
+            Decision::Deny(d) => d,
+        };
+        // Grants can allow what no policy does, never what a policy denies.
+        if matches!(denial.reason, DenyReason::NoResourcePolicyAllows) {
+            if let Some(op) = GrantOperation::parse(action) {
+                let check = self
+                    .grant_check(caller, &key.key_id, op, context, rule)
+                    .await?;
+                if check != GrantCheck::NoGrant && authorize(&request.grant(check)).is_allowed() {
+                    return Ok(());
+                }
+            }
+        }
+        Err(denied(denial.message(&ctx)))
+    }
+
+    /// The request context of `action` on `key`: the common keys, the key's properties, the
+    /// request alias, the encryption context, the operation's own keys (`extra`), and the
+    /// identity-policy-only keys that cost a store read when a policy reads them.
+    #[allow(clippy::too_many_arguments)]
+    async fn key_context(
+        &self,
+        call: &Call,
+        caller: &Caller,
+        policies: &CallerPolicies<'_>,
+        action: &str,
+        key: &KeyRecord,
+        context: Option<&EncryptionContext>,
+        extra: impl FnOnce(&mut RequestContext),
+    ) -> KmsResult<RequestContext> {
         let resource = Resource::arn(&key.arn).map_err(|_| {
             KmsError::internal_because(InternalCause::Invariant("a stored key ARN is invalid"))
         })?;
@@ -197,7 +255,6 @@ impl Core {
             ctx.set_encryption_context(ec.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
         extra(&mut ctx);
-        let policies = CallerPolicies::of(call);
         // Identity-policy-only keys that cost a store read: only when a policy reads them.
         if policies.reads("aws:ResourceTag/") || policies.reads("kms:ResourceTag/") {
             for tag in self.store.list_tags(&key.key_id).await? {
@@ -217,26 +274,63 @@ impl Core {
                 );
             }
         }
-        let key_policy = self.key_policy(key)?;
-        let request = AuthorizationRequest::new(&ctx)
-            .resource_policy(&key_policy)
-            .identity_policies(policies.identity())
-            .guardrail_policies(&policies.guardrails)
-            .cross_account_capable(cross_account_capable(action));
-        let denial = match authorize(&request) {
-            Decision::Allow(_) => return Ok(()),
-            Decision::Deny(d) => d,
-        };
-        // Grants can allow what no policy does, never what a policy denies.
-        if matches!(denial.reason, DenyReason::NoResourcePolicyAllows) {
-            if let Some(op) = GrantOperation::parse(action) {
-                let check = self.grant_check(caller, &key.key_id, op, context).await?;
-                if check != GrantCheck::NoGrant && authorize(&request.grant(check)).is_allowed() {
-                    return Ok(());
+        Ok(ctx)
+    }
+
+    /// The caller's identity-side say on `action` on `key`, for RetireGrant, where the grant
+    /// decides and the key policy has no effect (reference §6.5): an explicit deny in an
+    /// identity, session or guardrail policy is an error; otherwise whether an identity policy
+    /// allows (always for the root user, which has none).
+    pub(crate) async fn identity_allows_on_key(
+        &self,
+        call: &Call,
+        action: &str,
+        key: &KeyRecord,
+    ) -> KmsResult<bool> {
+        let caller = self.caller(call, action)?;
+        let policies = CallerPolicies::of(call);
+        let ctx = self
+            .key_context(call, caller, &policies, action, key, None, |_| {})
+            .await?;
+        let cross_account = key.account != caller.account();
+        let deny = |reason| {
+            denied(
+                kms_policy::Denial {
+                    reason,
+                    cross_account,
                 }
-            }
+                .message(&ctx),
+            )
+        };
+        let identity = policies.identity().evaluate(&ctx);
+        if !caller.is_root() && identity.explicit_deny {
+            return Err(deny(DenyReason::ExplicitDenyInIdentityPolicy));
         }
-        Err(denied(denial.message(&ctx)))
+        if policies
+            .guardrails
+            .iter()
+            .any(|g| g.evaluate(&ctx).explicit_deny)
+        {
+            return Err(deny(DenyReason::ExplicitDenyInGuardrailPolicy));
+        }
+        Ok(caller.is_root() || identity.allows)
+    }
+
+    /// The AccessDenied of `action` on `key` that nothing allowed (the cross-account wording
+    /// for another account's key).
+    pub(crate) fn not_allowed_on_key(
+        &self,
+        call: &Call,
+        action: &str,
+        key: &KeyRecord,
+    ) -> KmsError {
+        let action = format!("kms:{action}");
+        let caller = &call.principal.arn;
+        denied(if key.account != call.principal.account {
+            kms_policy::messages::cross_account(caller, &action)
+        } else {
+            kms_policy::messages::no_resource_policy_allows(caller, &action, &key.arn)
+        })
     }
 
     /// Resolves a `KeyId` and authorizes the call's operation on the key, with no condition
@@ -290,11 +384,12 @@ impl Core {
         key_id: &KeyId,
         op: GrantOperation,
         context: Option<&EncryptionContext>,
+        rule: GrantRule<'_>,
     ) -> KmsResult<GrantCheck> {
         let grants = self.store.list_grants(key_id).await?;
         let mut best = GrantCheck::NoGrant;
         for g in grants.iter() {
-            match grant_view_check(g, caller, op, context) {
+            match grant_view_check(g, caller, op, context, rule) {
                 GrantCheck::Allows => return Ok(GrantCheck::Allows),
                 GrantCheck::AllowsIfIdentityAllows => best = GrantCheck::AllowsIfIdentityAllows,
                 GrantCheck::NoGrant => {}
@@ -383,28 +478,63 @@ impl Core {
     }
 }
 
+/// Which of a key's grants may allow a request, beyond covering its grantee, operation and
+/// encryption context.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum GrantRule<'a> {
+    /// Any grant that covers the request.
+    Covers,
+    /// CreateGrant through a grant: the parent grant must also allow the child grant (a subset
+    /// of its operations, constraints at least as strict; `GrantView::allows_child_grant`).
+    ChildGrant {
+        operations: &'a [GrantOperation],
+        constraints: PolicyConstraints<'a>,
+    },
+}
+
+/// The grant operations a stored grant lists (names it does not know are dropped).
+pub(crate) fn grant_operations(g: &GrantRecord) -> Vec<GrantOperation> {
+    g.operations
+        .iter()
+        .filter_map(|o| GrantOperation::parse(o))
+        .collect()
+}
+
+/// A stored grant as the policy crate's grant rules see it.
+pub(crate) fn grant_view<'a>(
+    g: &'a GrantRecord,
+    operations: &'a [GrantOperation],
+) -> GrantView<'a> {
+    GrantView {
+        grantee_principal: &g.grantee_principal,
+        retiring_principal: g.retiring_principal.as_deref(),
+        operations,
+        constraints: PolicyConstraints {
+            encryption_context_equals: g.constraints.encryption_context_equals.as_ref(),
+            encryption_context_subset: g.constraints.encryption_context_subset.as_ref(),
+        },
+    }
+}
+
 /// A stored grant through the policy crate's grant rules.
 fn grant_view_check(
     g: &GrantRecord,
     caller: &Caller,
     op: GrantOperation,
     context: Option<&EncryptionContext>,
+    rule: GrantRule<'_>,
 ) -> GrantCheck {
-    let ops: Vec<GrantOperation> = g
-        .operations
-        .iter()
-        .filter_map(|o| GrantOperation::parse(o))
-        .collect();
-    let view = GrantView {
-        grantee_principal: &g.grantee_principal,
-        retiring_principal: g.retiring_principal.as_deref(),
-        operations: &ops,
-        constraints: PolicyConstraints {
-            encryption_context_equals: g.constraints.encryption_context_equals.as_ref(),
-            encryption_context_subset: g.constraints.encryption_context_subset.as_ref(),
-        },
-    };
-    view.check(caller, op, context)
+    let ops = grant_operations(g);
+    let view = grant_view(g, &ops);
+    let check = view.check(caller, op, context);
+    match rule {
+        GrantRule::Covers => check,
+        GrantRule::ChildGrant {
+            operations,
+            constraints,
+        } if view.allows_child_grant(operations, &constraints) => check,
+        GrantRule::ChildGrant { .. } => GrantCheck::NoGrant,
+    }
 }
 
 /// Condition values of a string list (`aws:TagKeys`, `kms:GrantOperations`).

@@ -1,7 +1,7 @@
 //! Injectable time: the service asks a [`Clock`] for "now" so tests can jump through deletion
 //! windows and rotation periods without waiting.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -33,13 +33,13 @@ impl Default for ManualClock {
 impl ManualClock {
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.0.lock();
         *t += by;
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        *self.0.lock()
     }
 }

@@ -1,5 +1,5 @@
 //! Symmetric cryptographic operations: Encrypt, Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext)
-//! and GenerateRandom. Every ciphertext is a [`ciphertext`](super::ciphertext) blob bound to its key
+//! and GenerateRandom. Every ciphertext is a [`super::ciphertext`] blob bound to its key
 //! id, material version and encryption context.
 
 use std::future::Future;

@@ -8,7 +8,7 @@
 //! section, and a proxy call is awaited as network I/O.
 //!
 //! Shape: [`Kms`] is a set of focused parts (keys, crypto, aliases, tags, rotation, policies,
-//! custom key stores), each owning one concern's operations, over one [`Core`] of shared
+//! grants, custom key stores), each owning one concern's operations, over one [`Core`] of shared
 //! dependencies (store, root backend, audit sink, clock, region, metrics, key store
 //! connections) and the rules every part needs (key resolution, the key-state table, audit
 //! records). Each part dereferences to the core.
@@ -20,6 +20,7 @@ pub mod clock;
 pub mod crypto;
 pub mod custom_key_stores;
 pub mod error;
+pub mod grants;
 pub mod keys;
 pub mod maintenance;
 pub mod policy;
@@ -169,6 +170,7 @@ pub struct Kms {
     pub tags: tags::Tags,
     pub rotation: rotation::Rotation,
     pub policies: policy::Policies,
+    pub grants: grants::Grants,
     pub custom_key_stores: custom_key_stores::CustomKeyStores,
     core: Arc<Core>,
 }
@@ -185,6 +187,8 @@ impl Deref for Kms {
 pub enum StateRule {
     /// Encrypt, Decrypt, ReEncrypt, GenerateDataKey*: Enabled and Updating only.
     Crypto,
+    /// CreateGrant: as [`StateRule::Crypto`], but an Unavailable key takes grants.
+    CreateGrant,
     /// EnableKey, DisableKey.
     EnableDisable,
     /// UpdateKeyDescription, TagResource, UntagResource, CreateAlias (target).
@@ -230,6 +234,7 @@ impl Kms {
             tags: tags::Tags::new(core.clone()),
             rotation: rotation::Rotation::new(core.clone()),
             policies: policy::Policies::new(core.clone()),
+            grants: grants::Grants::new(core.clone()),
             custom_key_stores: custom_key_stores::CustomKeyStores::new(core.clone()),
             core,
         })
@@ -407,6 +412,9 @@ impl Core {
             (StateRule::Crypto, Unavailable) => Err(unavailable()),
             (StateRule::Crypto, Creating) => Err(creating()),
 
+            (StateRule::CreateGrant, Unavailable) => Ok(()),
+            (StateRule::CreateGrant, _) => self.check_state(key, StateRule::Crypto),
+
             (StateRule::EnableDisable, Enabled | Disabled | Unavailable) => Ok(()),
             (StateRule::EnableDisable, PendingDeletion | PendingReplicaDeletion) => {
                 Err(pending_deletion())
@@ -460,15 +468,7 @@ impl Core {
         let p = call.principal;
         let event = AuditEvent {
             event_version: "1.08",
-            user_identity: UserIdentity {
-                kind: Some(p.identity_type().into()),
-                principal_id: Some(p.access_key_id.clone()),
-                user_name: Some(p.name().to_string()),
-                arn: Some(p.arn),
-                account_id: p.account.clone(),
-                access_key_id: Some(p.access_key_id),
-                invoked_by: None,
-            },
+            user_identity: user_identity(p.clone()),
             event_time: self
                 .clock
                 .now()
@@ -518,6 +518,7 @@ impl Core {
                 access_key_id: None,
                 user_name: None,
                 invoked_by: Some("AWS Internal".into()),
+                session_context: None,
             },
             event_time: self
                 .clock
@@ -545,5 +546,45 @@ impl Core {
             additional_event_data: additional,
         };
         self.audit.record(event);
+    }
+}
+
+/// `userIdentity` of an audit record, as CloudTrail writes it for IAM users, the root user and
+/// role sessions (`principalId` is the unique id; a session's record names its role).
+fn user_identity(p: Principal) -> UserIdentity {
+    use kms_policy::CallerKind;
+    let kind = p.identity_type();
+    let principal_id = p
+        .unique_id()
+        .map(str::to_string)
+        .or_else(|| (!p.access_key_id.is_empty()).then(|| p.access_key_id.clone()));
+    let (user_name, session_context) = match p.caller.as_ref().map(kms_policy::Caller::kind) {
+        Some(CallerKind::User) => (Some(p.name().to_string()), None),
+        Some(CallerKind::AssumedRole { role_arn, .. }) => {
+            let role_name = role_arn.rsplit('/').next().unwrap_or_default();
+            let role_id = principal_id
+                .as_deref()
+                .and_then(|id| id.split(':').next())
+                .unwrap_or_default();
+            let issuer = serde_json::json!({
+                "type": "Role",
+                "principalId": role_id,
+                "arn": role_arn,
+                "accountId": p.account,
+                "userName": role_name,
+            });
+            (None, Some(serde_json::json!({ "sessionIssuer": issuer })))
+        }
+        _ => (None, None),
+    };
+    UserIdentity {
+        kind: Some(kind.into()),
+        principal_id,
+        arn: (!p.arn.is_empty()).then(|| p.arn.clone()),
+        account_id: p.account,
+        access_key_id: (!p.access_key_id.is_empty()).then_some(p.access_key_id),
+        user_name,
+        invoked_by: None,
+        session_context,
     }
 }

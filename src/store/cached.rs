@@ -8,7 +8,10 @@
 //! a bounded staleness instead; see `docs/architecture.md`.)
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use chrono::{DateTime, Utc};
 
@@ -24,6 +27,9 @@ pub struct CachedStore<S> {
     inner: S,
     keys: RwLock<HashMap<KeyId, Arc<KeyRecord>>>,
     grants: RwLock<HashMap<KeyId, Arc<[GrantRecord]>>>,
+    /// Counts grant writes (bumped under the `grants` lock with the entry dropped): a read that
+    /// overlapped a write must not cache what it read, or a revoked grant could keep working.
+    grant_writes: AtomicU64,
 }
 
 impl<S: MetadataStore> CachedStore<S> {
@@ -32,11 +38,12 @@ impl<S: MetadataStore> CachedStore<S> {
             inner,
             keys: RwLock::default(),
             grants: RwLock::default(),
+            grant_writes: AtomicU64::new(0),
         }
     }
 
     fn put(&self, key: &KeyRecord) {
-        let mut map = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.keys.write();
         if map.len() >= MAX_CACHED_KEYS {
             map.clear();
         }
@@ -44,26 +51,18 @@ impl<S: MetadataStore> CachedStore<S> {
     }
 
     fn cached(&self, key_id: &KeyId) -> Option<KeyRecord> {
-        self.keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key_id)
-            .map(|k| KeyRecord::clone(k))
+        self.keys.read().get(key_id).map(|k| KeyRecord::clone(k))
     }
 
     fn drop_key(&self, id: &KeyId) {
-        self.keys
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.keys.write().remove(id);
         self.drop_grants(id);
     }
 
     fn drop_grants(&self, id: &KeyId) {
-        self.grants
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        let mut map = self.grants.write();
+        self.grant_writes.fetch_add(1, Ordering::AcqRel);
+        map.remove(id);
     }
 }
 
@@ -258,20 +257,19 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn list_grants(&self, key_id: &KeyId) -> StoreResult<Arc<[GrantRecord]>> {
-        if let Some(g) = self
-            .grants
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key_id)
-        {
+        if let Some(g) = self.grants.read().get(key_id) {
             return Ok(g.clone());
         }
+        let writes_before = self.grant_writes.load(Ordering::Acquire);
         let found = self.inner.list_grants(key_id).await?;
-        let mut map = self.grants.write().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_CACHED_KEYS {
-            map.clear();
+        let mut map = self.grants.write();
+        // A grant write since the read began may not be in `found`: answer it, don't keep it.
+        if self.grant_writes.load(Ordering::Acquire) == writes_before {
+            if map.len() >= MAX_CACHED_KEYS {
+                map.clear();
+            }
+            map.insert(key_id.clone(), found.clone());
         }
-        map.insert(key_id.clone(), found.clone());
         Ok(found)
     }
 

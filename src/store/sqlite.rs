@@ -2,9 +2,9 @@
 //! call returns), one writer connection and a small pool of reader connections so reads never
 //! wait behind a commit's fsync.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, Row};
@@ -146,7 +146,7 @@ fn from_ms(ms: i64) -> StoreResult<DateTime<Utc>> {
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     // A poisoned connection mutex only means another thread panicked while holding it; the
     // connection itself is still usable (SQLite rolls back unfinished transactions).
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.lock()
 }
 
 fn open(path: &Path) -> StoreResult<Connection> {
@@ -424,7 +424,7 @@ impl Db {
         // Prefer an idle reader; fall back to waiting on the next one in turn.
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
         for i in 0..self.readers.len() {
-            if let Ok(guard) = self.readers[(start + i) % self.readers.len()].try_lock() {
+            if let Some(guard) = self.readers[(start + i) % self.readers.len()].try_lock() {
                 return guard;
             }
         }

@@ -4,6 +4,8 @@
 //! name to return, a delay, dropping the listener). It is not our production proxy
 //! (`xks-proxy/`); it exists to observe exactly what the KMS sends.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+// Test knobs are std mutexes the tests lock and unwrap directly.
+#![allow(clippy::disallowed_types)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

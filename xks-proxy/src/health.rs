@@ -7,7 +7,9 @@
 //! is older than 60 s.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use std::time::{Duration, Instant};
 
 use xks_wire::HealthStatus;
@@ -121,7 +123,7 @@ impl HealthMonitor {
         let Some(e) = self.entries.get(i) else {
             return;
         };
-        let mut s = e.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut s = e.state.write();
         if s.status != status {
             if status == HealthStatus::Active {
                 tracing::info!(hsm = %e.hsm.name, status = status.as_str(), %detail, "HSM health changed");
@@ -143,7 +145,7 @@ impl HealthMonitor {
         self.entries
             .iter()
             .map(|e| {
-                let mut h = e.state.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let mut h = e.state.read().clone();
                 if h.checked_at.elapsed() > MAX_AGE {
                     h.status = HealthStatus::Unavailable;
                     h.detail = "the last probe result is older than 60 s".into();

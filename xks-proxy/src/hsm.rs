@@ -5,7 +5,9 @@
 //! Everything here blocks; callers run it through [`crate::pool::HsmExecutor`], never on async
 //! workers.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use cryptoki::error::Error as CkError;
@@ -90,28 +92,17 @@ impl HsmInstance {
     /// The connected token; a down instance is opened again (at most once per
     /// [`REOPEN_EVERY`]).
     pub fn token(&self) -> Result<Arc<Token>, Pkcs11Error> {
-        if let Some(t) = self
-            .token
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
+        if let Some(t) = self.token.read().as_ref() {
             return Ok(t.clone());
         }
         let not_connected = || Pkcs11Error::Other(format!("HSM {} is not connected", self.name));
         // One caller reopens; the others fail at once (and fail over to other copies) rather
         // than wait behind an HSM that may be slow to answer.
         let mut last = match self.last_open.try_lock() {
-            Ok(l) => l,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return Err(not_connected()),
+            Some(l) => l,
+            None => return Err(not_connected()),
         };
-        if let Some(t) = self
-            .token
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
+        if let Some(t) = self.token.read().as_ref() {
             return Ok(t.clone()); // opened meanwhile
         }
         if last.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {
@@ -120,13 +111,13 @@ impl HsmInstance {
         *last = Some(Instant::now());
         let t = Token::open(self.cfg.token.clone())?;
         tracing::info!(hsm = %self.name, model = %self.model_of(&t), "HSM connected");
-        *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(t.clone());
+        *self.token.write() = Some(t.clone());
         Ok(t)
     }
 
     /// The connected token, without trying to open a down one (metrics, descriptions).
     fn token_if_up(&self) -> Option<Arc<Token>> {
-        self.token.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.token.read().clone()
     }
 
     /// Sessions in use, open and the maximum (zeros but the maximum while down).
@@ -196,7 +187,7 @@ impl HsmInstance {
 
     fn health_key(&self, token: &Token) -> Result<ObjectHandle, Pkcs11Error> {
         let gen = token.generation();
-        let mut cached = self.health_key.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cached = self.health_key.lock();
         if let Some((g, h)) = *cached {
             if g == gen {
                 return Ok(h);
@@ -228,7 +219,7 @@ impl HsmInstance {
     }
 
     fn forget_health_key(&self) {
-        *self.health_key.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.health_key.lock() = None;
     }
 
     fn health_round_trip(&self) -> Result<(), Pkcs11Error> {

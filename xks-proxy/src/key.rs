@@ -1,5 +1,5 @@
 //! External keys: an external key id maps to a token object, found by label, on one or more
-//! HSM instances ([`KeyEntry`]). Each copy ([`Replica`]) caches its object handle and
+//! HSM instances ([`KeyEntry`]). Each copy (`Replica`) caches its object handle and
 //! attributes per connection generation.
 //!
 //! With several HSMs the copies must hold the same key material (replicated by the HSMs' own
@@ -23,7 +23,9 @@
 //! out already mapped to the wire ([`XksError`]).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use cryptoki::object::{ObjectClass, ObjectHandle};
@@ -149,10 +151,7 @@ impl KeyEntry {
             .enumerate()
             .map(|(i, r)| CopyState {
                 hsm: r.hsm.name.clone(),
-                usable: !self.checked[i]
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .is_some_and(|c| !c.same),
+                usable: !self.checked[i].lock().is_some_and(|c| !c.same),
                 failures: self.failures[i].load(Ordering::Relaxed),
             })
             .collect()
@@ -172,7 +171,7 @@ impl KeyEntry {
         self.on_replica(Replica::metadata)
     }
 
-    /// AES-256-GCM encryption with a fresh IV of `iv_len` bytes (see [`Replica::encrypt`]).
+    /// AES-256-GCM encryption with a fresh IV of `iv_len` bytes (see `Replica::encrypt`).
     pub fn encrypt(
         &self,
         iv_len: usize,
@@ -221,15 +220,11 @@ impl KeyEntry {
     }
 
     fn is_down(&self, i: usize, now: Instant) -> bool {
-        self.down_until[i]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|t| now < t)
+        self.down_until[i].lock().is_some_and(|t| now < t)
     }
 
     fn mark_down(&self, i: usize) {
-        *self.down_until[i].lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Instant::now() + DOWN_FOR);
+        *self.down_until[i].lock() = Some(Instant::now() + DOWN_FOR);
     }
 
     /// Runs `op` on a copy, failing over to the others (see the module documentation).
@@ -286,14 +281,14 @@ impl KeyEntry {
             return Ok(true);
         }
         let r = self.replicas[i].resolve(false)?;
-        let mut checked = self.checked[i].lock().unwrap_or_else(|p| p.into_inner());
+        let mut checked = self.checked[i].lock();
         if let Some(c) = *checked {
             if (c.generation, c.handle) == (r.generation, r.handle) {
                 return Ok(c.same);
             }
         }
         let reference = {
-            let mut reference = self.reference.lock().unwrap_or_else(|p| p.into_inner());
+            let mut reference = self.reference.lock();
             *reference.get_or_insert(i)
         };
         let same = if reference == i {
@@ -386,7 +381,7 @@ impl Replica {
             id: self.id.clone(),
             label: self.label.clone(),
             hsm: self.hsm.clone(),
-            cache: RwLock::new(*self.cache.read().unwrap_or_else(|p| p.into_inner())),
+            cache: RwLock::new(*self.cache.read()),
             missing: Mutex::new(None),
         }
     }
@@ -415,13 +410,13 @@ impl Replica {
 
     fn find(&self, token: &Token) -> Result<ObjectHandle, XksError> {
         let generation = token.generation();
-        if let Some((g, at)) = *self.missing.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some((g, at)) = *self.missing.lock() {
             if g == generation && at.elapsed() < MISSING_TTL {
                 return Err(self.not_found());
             }
         }
         let result = self.search(token);
-        let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut missing = self.missing.lock();
         *missing = match &result {
             Err(e) if e.name == ErrorName::KeyNotFoundException => {
                 Some((token.generation(), Instant::now()))
@@ -466,7 +461,7 @@ impl Replica {
     fn resolve_on(&self, token: &Token, refresh: bool) -> Result<Resolved, XksError> {
         let generation = token.generation();
         if !refresh {
-            if let Some(r) = *self.cache.read().unwrap_or_else(|p| p.into_inner()) {
+            if let Some(r) = *self.cache.read() {
                 if r.generation == generation {
                     return Ok(r);
                 }
@@ -481,7 +476,7 @@ impl Replica {
             handle,
             info,
         };
-        *self.cache.write().unwrap_or_else(|p| p.into_inner()) = Some(r);
+        *self.cache.write() = Some(r);
         Ok(r)
     }
 
@@ -512,12 +507,7 @@ impl Replica {
         let info = self.with_handle(false, |token, h, _| {
             token.with_session(false, |s| KeyInfo::read(s, h))
         })?;
-        if let Some(r) = self
-            .cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
+        if let Some(r) = self.cache.write().as_mut() {
             r.info = info;
         }
         Ok(info)

@@ -1,6 +1,6 @@
 //! A token bucket per keystore (optional per-prefix request quota).
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Instant;
 
 /// `rate` requests per second on average, bursts of up to `burst`.
@@ -28,7 +28,7 @@ impl RateLimiter {
     /// Takes one token if there is one.
     pub fn try_acquire(&self) -> bool {
         let now = Instant::now();
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.state.lock();
         let elapsed = now.saturating_duration_since(s.1).as_secs_f64();
         s.0 = (s.0 + elapsed * self.rate).min(self.burst);
         s.1 = now;

@@ -5,7 +5,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use secrecy::SecretString;
 use sigv4::SigningKeyCache;
@@ -201,10 +203,7 @@ impl AppState {
 
     /// The current reloadable configuration.
     pub fn dynamic(&self) -> Arc<Dynamic> {
-        self.dynamic
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.dynamic.read().clone()
     }
 
     /// Applies the reloadable parts of `config` (keys, keystores, TLS files). Changes to other
@@ -215,9 +214,8 @@ impl AppState {
         if let (Some(holder), Some(tls)) = (&self.tls, &config.tls) {
             holder.reload(tls)?;
         }
-        *self.dynamic.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
-        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) =
-            (config.tls.clone(), config.fingerprint);
+        *self.dynamic.write() = Arc::new(next);
+        *self.applied.lock() = (config.tls.clone(), config.fingerprint);
         Ok(())
     }
 
@@ -230,8 +228,7 @@ impl AppState {
         let result = crate::config::load(path)
             .map_err(|e| e.to_string())
             .and_then(|cfg| {
-                let unchanged =
-                    self.applied.lock().unwrap_or_else(|p| p.into_inner()).1 == cfg.fingerprint;
+                let unchanged = self.applied.lock().1 == cfg.fingerprint;
                 if unchanged {
                     return Ok(ReloadOutcome::Unchanged);
                 }

@@ -1,7 +1,12 @@
 //! Overload and faults: pool throttling, HSM timeouts, and recovery after the HSM login or
 //! sessions are lost or the token connection is rebuilt. Each test has a token of its own,
 //! because PKCS#11 login state is shared by the whole process per token.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 mod common;
 

@@ -1,7 +1,12 @@
 //! Run-time changes: credential rotation under load (add the new credential, move clients,
 //! remove the old one) without failing a request, in-flight requests surviving the removal of
 //! their credential, key disable/enable, invalid reloads, health states, graceful shutdown.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 mod common;
 

@@ -1,7 +1,12 @@
 //! A clean stop of the `xks-proxy` binary: SIGTERM after HSM work ends it with status 0, having
 //! closed its sessions and finalized the PKCS#11 module (`C_Finalize`) itself, rather than
 //! leaving SoftHSM to its static destructors at exit.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! system call per ~340 IVs instead of one per request (it showed in the profiles of the
 //! Encrypt path). Every byte is handed out once; IVs are unique, not secret.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -54,7 +54,7 @@ impl IvPool {
         if iv.len() > POOL_BYTES {
             return Err(IvError);
         }
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.state.lock();
         if st.pos + iv.len() > POOL_BYTES {
             self.rng.fill(&mut st.buf[..]).map_err(|_| IvError)?;
             st.pos = 0;

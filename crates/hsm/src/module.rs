@@ -12,7 +12,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, RwLock};
+use std::sync::OnceLock;
+
+use parking_lot::{Mutex, RwLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -26,7 +28,7 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
 
 /// The initialized context of the module at `path`, loading it on first use.
 pub fn load(path: &Path) -> Result<Pkcs11, Pkcs11Error> {
-    let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
+    let mut reg = registry().lock();
     if let Some(ctx) = reg.get(path) {
         return Ok(ctx.clone());
     }
@@ -54,11 +56,7 @@ pub fn finalize_all() -> usize {
         tracing::warn!("PKCS#11 modules not finalized: a thread may still be using them");
         return 0;
     }
-    let modules: Vec<(PathBuf, Pkcs11)> = registry()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .drain()
-        .collect();
+    let modules: Vec<(PathBuf, Pkcs11)> = registry().lock().drain().collect();
     let mut finalized = 0;
     for (path, ctx) in modules {
         match ctx.finalize() {

@@ -26,7 +26,9 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -94,7 +96,7 @@ thread_local! {
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.lock()
 }
 
 impl BlockingPool {
@@ -208,6 +210,8 @@ pub fn join_within(threads: Vec<JoinHandle<()>>, wait: Duration, owner: &str) {
             continue;
         }
         while !t.is_finished() && Instant::now() < deadline {
+            // A bounded wait for a thread to exit, at shutdown, off the async workers.
+            #[allow(clippy::disallowed_methods)]
             std::thread::sleep(Duration::from_millis(1));
         }
         if t.is_finished() {
@@ -267,7 +271,7 @@ fn next_job(shared: &Shared, budget: &mut u32) -> Option<Job> {
         }
         *budget = (*budget / 4).max(MIN_SPINS);
         st.parked += 1;
-        st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+        shared.work.wait(&mut st);
         st.parked -= 1;
         spins = 0;
     }
@@ -294,7 +298,12 @@ pub fn detach<T>(f: impl FnOnce() -> T) -> T {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 mod tests {
     use super::*;
     use std::time::Duration;

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use cryptoki::context::Pkcs11;
@@ -72,7 +74,7 @@ struct Pool {
 /// A connected, logged-in token.
 pub struct Token {
     cfg: TokenConfig,
-    pin: std::sync::RwLock<SecretString>,
+    pin: parking_lot::RwLock<SecretString>,
     ctx: Pkcs11,
     conn: Mutex<Option<Conn>>,
     pool: Mutex<Pool>,
@@ -86,7 +88,7 @@ pub struct Token {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.lock()
 }
 
 /// Finds the slot whose initialized token has `label` (slot ids change when tokens are
@@ -132,7 +134,7 @@ impl Token {
         }
         let anchor = Self::open_anchor(&ctx, slot, &cfg, &cfg.pin)?;
         Ok(Arc::new(Token {
-            pin: std::sync::RwLock::new(SecretString::from(cfg.pin.expose_secret().to_string())),
+            pin: parking_lot::RwLock::new(SecretString::from(cfg.pin.expose_secret().to_string())),
             conn: Mutex::new(Some(Conn { slot, anchor })),
             pool: Mutex::new(Pool {
                 idle: Vec::new(),
@@ -238,11 +240,7 @@ impl Token {
                 return Err(Pkcs11Error::Busy);
             }
             pool.waiters += 1;
-            let (p, _) = self
-                .freed
-                .wait_timeout(pool, deadline - now)
-                .unwrap_or_else(|p| p.into_inner());
-            pool = p;
+            self.freed.wait_for(&mut pool, deadline - now);
             pool.waiters -= 1;
         }
     }
@@ -364,19 +362,17 @@ impl Token {
     }
 
     fn store_write(&self) -> Option<RwLockWriteGuard<'static, ()>> {
-        self.cfg.profile.serialize_object_store.then(|| {
-            module::object_store_lock()
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-        })
+        self.cfg
+            .profile
+            .serialize_object_store
+            .then(|| module::object_store_lock().write())
     }
 
     fn store_read(&self) -> Option<RwLockReadGuard<'static, ()>> {
-        self.cfg.profile.serialize_object_store.then(|| {
-            module::object_store_lock()
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-        })
+        self.cfg
+            .profile
+            .serialize_object_store
+            .then(|| module::object_store_lock().read())
     }
 
     /// Runs `f` on the anchor session (objects created here live as long as the connection).
@@ -404,13 +400,7 @@ impl Token {
         }
         *conn = None;
         let slot = find_slot(&self.ctx, &self.cfg.token_label, &self.cfg.profile)?;
-        let pin = SecretString::from(
-            self.pin
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .expose_secret()
-                .to_string(),
-        );
+        let pin = SecretString::from(self.pin.read().expose_secret().to_string());
         let anchor = Self::open_anchor(&self.ctx, slot, &self.cfg, &pin)?;
         *conn = Some(Conn { slot, anchor });
         tracing::info!(token = %self.summary.label, generation = self.generation(), "token reconnected");
@@ -457,8 +447,7 @@ impl Token {
     /// Changes the logged-in user's PIN (C_SetPIN) and remembers the new one for reconnects.
     pub fn set_pin(&self, old: &SecretString, new: &SecretString) -> Result<(), Pkcs11Error> {
         self.with_anchor(|s| s.set_pin(old, new))?;
-        *self.pin.write().unwrap_or_else(|p| p.into_inner()) =
-            SecretString::from(new.expose_secret().to_string());
+        *self.pin.write() = SecretString::from(new.expose_secret().to_string());
         Ok(())
     }
 

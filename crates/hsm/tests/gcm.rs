@@ -5,7 +5,12 @@
 //! caller IV, writes its own into the parameter buffer, and logs each IV it made to
 //! `<label>.token-ivs`. Run under nextest (one process per test: C_Initialize is process-global
 //! and `SOFTHSM2_CONF` is read once).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 #[path = "../../../tests/common/fault_module.rs"]
 mod fault_module;

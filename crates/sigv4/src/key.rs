@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{PoisonError, RwLock};
+use parking_lot::RwLock;
 
 use ring::hmac;
 use subtle::ConstantTimeEq;
@@ -120,7 +120,7 @@ impl SigningKeyCache {
                 && entry.service == scope.service
         };
         {
-            let map = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+            let map = self.inner.read();
             if let Some(entry) = map
                 .by_access_key_id
                 .get(access_key_id)
@@ -132,7 +132,7 @@ impl SigningKeyCache {
             }
         }
         let key = SigningKey::derive(secret, scope);
-        let mut map = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.inner.write();
         if map.len >= self.max_entries {
             map.by_access_key_id.clear();
             map.len = 0;
@@ -161,7 +161,6 @@ impl SigningKeyCache {
     pub fn len(&self) -> usize {
         self.inner
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
             .len
     }
 
@@ -172,7 +171,7 @@ impl SigningKeyCache {
 
     /// Drops every cached key (e.g. after credentials were reconfigured).
     pub fn clear(&self) {
-        let mut map = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.inner.write();
         map.by_access_key_id.clear();
         map.len = 0;
     }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::encrypt::algorithm;
-use super::{check_grant_tokens, present, Operation};
+use super::{accept_grant_tokens, check_grant_tokens, present, Operation};
 use crate::api::shapes::{Blob, SecretBlob, WireContext};
 use crate::api::validate::Checks;
 use crate::model::EncryptionAlgorithm;
@@ -63,6 +63,7 @@ impl Operation for Decrypt {
             r.encryption_algorithm.as_deref(),
         );
         c.finish()?;
+        accept_grant_tokens(kms, &r.grant_tokens).await?;
         let blob = present(r.ciphertext_blob)?;
         let context = r.encryption_context.unwrap_or_default().0;
         let out = kms

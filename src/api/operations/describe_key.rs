@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{check_grant_tokens, check_key_id, present, Operation};
+use super::{accept_grant_tokens, check_grant_tokens, check_key_id, present, Operation};
 use crate::api::shapes::KeyMetadata;
 use crate::api::validate::Checks;
 use crate::service::{Call, Kms, KmsResult};
@@ -38,6 +38,7 @@ impl Operation for DescribeKey {
         check_key_id(&mut c, "keyId", &r.key_id);
         check_grant_tokens(&mut c, &r.grant_tokens);
         c.finish()?;
+        accept_grant_tokens(kms, &r.grant_tokens).await?;
         let key = kms.keys.describe_key(call, &present(r.key_id)?).await?;
         Ok(Response {
             key_metadata: KeyMetadata::of(kms, &key).await,

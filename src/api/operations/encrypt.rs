@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{check_grant_tokens, check_key_id, present, Operation};
+use super::{accept_grant_tokens, check_grant_tokens, check_key_id, present, Operation};
 use crate::api::shapes::{Blob, SecretBlob, WireContext};
 use crate::api::validate::Checks;
 use crate::model::EncryptionAlgorithm;
@@ -72,6 +72,7 @@ impl Operation for Encrypt {
             r.encryption_algorithm.as_deref(),
         );
         c.finish()?;
+        accept_grant_tokens(kms, &r.grant_tokens).await?;
         let plaintext = present(r.plaintext)?;
         let context = r.encryption_context.unwrap_or_default().0;
         let out = kms

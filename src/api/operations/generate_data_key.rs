@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{check_grant_tokens, check_key_id, present, Operation};
+use super::{accept_grant_tokens, check_grant_tokens, check_key_id, present, Operation};
 use crate::api::shapes::{Blob, SecretBlob, WireContext};
 use crate::api::validate::Checks;
 use crate::model::DataKeySpec;
@@ -77,6 +77,7 @@ impl Operation for GenerateDataKey {
 
     async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let len = r.validate()?;
+        accept_grant_tokens(kms, &r.grant_tokens).await?;
         let context = r.encryption_context.unwrap_or_default().0;
         let (out, data_key) = kms
             .crypto

@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::generate_data_key::Request;
-use super::{present, Operation};
+use super::{accept_grant_tokens, present, Operation};
 use crate::api::shapes::Blob;
 use crate::service::crypto::CryptoOp;
 use crate::service::{Call, Kms, KmsResult};
@@ -30,6 +30,7 @@ impl Operation for GenerateDataKeyWithoutPlaintext {
 
     async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let len = r.validate()?;
+        accept_grant_tokens(kms, &r.grant_tokens).await?;
         let context = r.encryption_context.unwrap_or_default().0;
         let (out, _data_key) = kms
             .crypto

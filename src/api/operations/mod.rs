@@ -16,6 +16,7 @@ pub mod cancel_key_deletion;
 pub mod connect_custom_key_store;
 pub mod create_alias;
 pub mod create_custom_key_store;
+pub mod create_grant;
 pub mod create_key;
 pub mod decrypt;
 pub mod delete_alias;
@@ -34,12 +35,16 @@ pub mod generate_random;
 pub mod get_key_policy;
 pub mod get_key_rotation_status;
 pub mod list_aliases;
+pub mod list_grants;
 pub mod list_key_policies;
 pub mod list_key_rotations;
 pub mod list_keys;
 pub mod list_resource_tags;
+pub mod list_retirable_grants;
 pub mod put_key_policy;
 pub mod re_encrypt;
+pub mod retire_grant;
+pub mod revoke_grant;
 pub mod rotate_key_on_demand;
 pub mod schedule_key_deletion;
 pub mod tag_resource;
@@ -128,7 +133,8 @@ pub fn check_marker(c: &mut Checks, v: &Option<String>) {
     );
 }
 
-/// `GrantTokens`: up to 10 tokens of 1-8192 characters (accepted; grants come later).
+/// `GrantTokens`: up to 10 tokens of 1-8192 characters. Their content is checked by
+/// [`accept_grant_tokens`] once the request is valid.
 pub fn check_grant_tokens(c: &mut Checks, v: &Option<Vec<String>>) {
     if let Some(tokens) = v {
         if tokens.len() > 10 {
@@ -137,6 +143,16 @@ pub fn check_grant_tokens(c: &mut Checks, v: &Option<Vec<String>>) {
         for t in tokens {
             c.len("grantTokens", Some(t), 1, 8192);
         }
+    }
+}
+
+/// Accepts the `GrantTokens` of a valid request: each must be a token this server issued
+/// (`InvalidGrantTokenException` otherwise). They are never needed: a grant works here as soon
+/// as CreateGrant returns.
+pub async fn accept_grant_tokens(kms: &Kms, tokens: &Option<Vec<String>>) -> KmsResult<()> {
+    match tokens {
+        Some(t) => kms.grants.accept_tokens(t).await,
+        None => Ok(()),
     }
 }
 

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::encrypt::algorithm;
-use super::{check_grant_tokens, check_key_id, present, Operation};
+use super::{accept_grant_tokens, check_grant_tokens, check_key_id, present, Operation};
 use crate::api::shapes::{Blob, WireContext};
 use crate::api::validate::Checks;
 use crate::model::EncryptionAlgorithm;
@@ -76,6 +76,7 @@ impl Operation for ReEncrypt {
             r.destination_encryption_algorithm.as_deref(),
         );
         c.finish()?;
+        accept_grant_tokens(kms, &r.grant_tokens).await?;
         let blob = present(r.ciphertext_blob)?;
         let (source, out) = kms
             .crypto

@@ -20,7 +20,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use cryptoki::mechanism::Mechanism;
@@ -278,7 +280,7 @@ impl Cluster {
 
     /// Sets where the PIN book goes when a returning member's PIN was rotated.
     pub fn on_pins_changed(&self, f: PinsChanged) {
-        *self.pins_changed.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+        *self.pins_changed.lock() = Some(f);
     }
 
     pub fn id(&self) -> &str {
@@ -293,7 +295,7 @@ impl Cluster {
     /// Logs out of every member (the anchor sessions close when the tokens drop).
     pub fn disconnect(&self) {
         for m in &self.members {
-            if let Some(t) = m.token.write().unwrap_or_else(|p| p.into_inner()).take() {
+            if let Some(t) = m.token.write().take() {
                 let _ = t.with_anchor(|s| s.logout());
             }
         }
@@ -303,28 +305,24 @@ impl Cluster {
     /// again after [`MEMBER_RETRY_AFTER`].
     fn token(&self, m: &Member) -> Option<Arc<Token>> {
         {
-            let down = m.down_until.lock().unwrap_or_else(|p| p.into_inner());
+            let down = m.down_until.lock();
             if down.is_some_and(|t| Instant::now() < t) {
                 return None;
             }
         }
-        if let Some(t) = m.token.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(t) = m.token.read().as_ref() {
             return Some(t.clone());
         }
         // One request reconnects a member; the others skip it (and fail over) rather than
         // wait behind a member that may be slow to answer.
-        let _opening = match m.opening.try_lock() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
-        if let Some(t) = m.token.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        let _opening = m.opening.try_lock()?;
+        if let Some(t) = m.token.read().as_ref() {
             return Some(t.clone()); // another request reconnected it meanwhile
         }
         match self.open_member(m) {
             Ok(t) => {
                 tracing::info!(cluster = %self.cfg.id, member = %m.cfg.name, "cluster member (re)connected");
-                *m.token.write().unwrap_or_else(|p| p.into_inner()) = Some(t.clone());
+                *m.token.write() = Some(t.clone());
                 Some(t)
             }
             Err(e) => {
@@ -338,27 +336,16 @@ impl Cluster {
     /// Logs in to a member with the PIN it has; a member that missed PIN rotations (it was
     /// unreachable during a connect) is rotated to the current PIN and the book is stored.
     fn open_member(&self, m: &Member) -> Result<Arc<Token>, Pkcs11Error> {
-        let pin = SecretString::from(
-            self.pins
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pin(&m.cfg.name)
-                .expose_secret(),
-        );
+        let pin = SecretString::from(self.pins.lock().pin(&m.cfg.name).expose_secret());
         let t = Token::open(token_config(&self.cfg, &m.cfg, &pin))?;
         if pin.expose_secret() != self.password.expose_secret() {
             t.set_pin(&pin, &self.password)?;
             let stored = {
-                let mut book = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+                let mut book = self.pins.lock();
                 book.set(&m.cfg.name, &self.password);
                 book.to_secret()
             };
-            if let Some(save) = self
-                .pins_changed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-            {
+            if let Some(save) = self.pins_changed.lock().as_ref() {
                 let _ = save.send(stored);
             }
             tracing::info!(cluster = %self.cfg.id, member = %m.cfg.name, "cluster member missed the PIN rotation; rotated it now");
@@ -367,8 +354,7 @@ impl Cluster {
     }
 
     fn mark_down(&self, m: &Member) {
-        *m.down_until.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Instant::now() + MEMBER_RETRY_AFTER);
+        *m.down_until.lock() = Some(Instant::now() + MEMBER_RETRY_AFTER);
     }
 
     /// Members that answer a probe now.
@@ -382,7 +368,7 @@ impl Cluster {
 
     fn cluster_key(&self, m: &Member, t: &Token) -> Result<ObjectHandle, Pkcs11Error> {
         let gen = t.generation();
-        if let Some((g, h)) = *m.cluster_key.read().unwrap_or_else(|p| p.into_inner()) {
+        if let Some((g, h)) = *m.cluster_key.read() {
             if g == gen {
                 return Ok(h);
             }
@@ -391,7 +377,7 @@ impl Cluster {
             .find(ObjectClass::SECRET_KEY, &self.cfg.cluster_key_label)?
             .first()
             .ok_or_else(|| Pkcs11Error::ObjectNotFound(self.cfg.cluster_key_label.clone()))?;
-        *m.cluster_key.write().unwrap_or_else(|p| p.into_inner()) = Some((gen, h));
+        *m.cluster_key.write() = Some((gen, h));
         Ok(h)
     }
 
@@ -482,12 +468,7 @@ impl Cluster {
         id: MaterialId<'_>,
     ) -> Result<ObjectHandle, BackendError> {
         let gen = t.generation();
-        if let Some((g, h)) = m
-            .handles
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id.key_id)
-        {
+        if let Some((g, h)) = m.handles.read().get(id.key_id) {
             if *g == gen {
                 return Ok(*h);
             }
@@ -515,7 +496,6 @@ impl Cluster {
                 let wrapped = self
                     .wrapped
                     .read()
-                    .unwrap_or_else(|p| p.into_inner())
                     .get(id.key_id)
                     .cloned()
                     .ok_or(BackendError::MaterialNeeded)?;
@@ -523,10 +503,7 @@ impl Cluster {
                 self.unwrap_into(m, t, id.label, &wrapped)?
             }
         };
-        m.handles
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.key_id.clone(), (gen, h));
+        m.handles.write().insert(id.key_id.clone(), (gen, h));
         Ok(h)
     }
 
@@ -571,10 +548,7 @@ impl Cluster {
                             return Err(e.into());
                         }
                         ErrorClass::StaleHandle => {
-                            m.handles
-                                .write()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .remove(id.key_id);
+                            m.handles.write().remove(id.key_id);
                             last = BackendError::Unavailable { retryable: true };
                             if attempt == 0 {
                                 continue;
@@ -610,10 +584,7 @@ impl Cluster {
     pub fn delete_backing_key(&self, key_id: &KeyId, label: &str) -> bool {
         let mut ok = true;
         for m in &self.members {
-            m.handles
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(key_id);
+            m.handles.write().remove(key_id);
             let Some(t) = self.token(m) else {
                 ok = false;
                 continue;
@@ -670,15 +641,9 @@ impl Cluster {
 
     fn forget(&self, key_id: &KeyId) {
         for m in &self.members {
-            m.handles
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(key_id);
+            m.handles.write().remove(key_id);
         }
-        self.wrapped
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key_id);
+        self.wrapped.write().remove(key_id);
     }
 }
 
@@ -761,7 +726,6 @@ impl CryptoBackend for ClusterBackend {
         self.cluster
             .wrapped
             .write()
-            .unwrap_or_else(|p| p.into_inner())
             .insert(m.key_id.clone(), wrapped.to_vec());
         Ok(())
     }

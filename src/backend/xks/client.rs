@@ -1,6 +1,8 @@
 //! The HTTPS + SigV4 client of one external key store proxy.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -163,10 +165,7 @@ impl XksClient {
 
     /// Unix time at which the proxy's certificate expires (from the last new connection).
     pub fn certificate_not_after(&self) -> Option<i64> {
-        *self
-            .cert_not_after
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        *self.cert_not_after.lock()
     }
 
     pub fn target(&self) -> &XksTarget {
@@ -186,11 +185,7 @@ impl XksClient {
             .map_err(|e| XksError::Tls(e.to_string()))?;
         if let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
             if let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) {
-                *self
-                    .cert_not_after
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) =
-                    Some(parsed.validity().not_after.timestamp());
+                *self.cert_not_after.lock() = Some(parsed.validity().not_after.timestamp());
             }
         }
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
@@ -204,7 +199,7 @@ impl XksClient {
 
     async fn sender(&self) -> Result<SendRequest<Full<Bytes>>, XksError> {
         loop {
-            let next = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let next = self.idle.lock().pop();
             match next {
                 Some(mut s) => {
                     if s.ready().await.is_ok() {
@@ -268,7 +263,7 @@ impl XksClient {
             .to_bytes();
         // Keep the connection for the next call.
         {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut idle = self.idle.lock();
             if idle.len() < MAX_IDLE {
                 idle.push(sender);
             }

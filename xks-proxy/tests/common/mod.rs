@@ -111,8 +111,8 @@ pub fn create_key_with(
     use cryptoki::session::UserType;
     // SoftHSM 2.6 answers CKR_GENERAL_ERROR when one process creates token objects on one
     // token from several threads at once: tests create their keys one at a time.
-    static CREATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = CREATE.lock().unwrap_or_else(|p| p.into_inner());
+    static CREATE: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+    let _one_at_a_time = CREATE.lock();
     let ctx = hsm::module::load(Path::new(MODULE)).unwrap();
     let slot = hsm::token::find_slot(&ctx, token_label, &profile()).unwrap();
     let s = ctx.open_rw_session(slot).unwrap();
@@ -150,11 +150,11 @@ pub fn create_key_with(
     }
     // No logout, and the session stays open for the life of the process, so that the login
     // (per application, gone with the last session) survives for the other tests.
-    anchors().lock().unwrap().push(s);
+    anchors().lock().push(s);
 }
 
-fn anchors() -> &'static std::sync::Mutex<Vec<cryptoki::session::Session>> {
-    static A: OnceLock<std::sync::Mutex<Vec<cryptoki::session::Session>>> = OnceLock::new();
+fn anchors() -> &'static parking_lot::Mutex<Vec<cryptoki::session::Session>> {
+    static A: OnceLock<parking_lot::Mutex<Vec<cryptoki::session::Session>>> = OnceLock::new();
     A.get_or_init(Default::default)
 }
 
