@@ -20,7 +20,7 @@ cd "$root"
 target=${CARGO_TARGET_DIR:-$root/target}
 bash softhsm/install.sh >/dev/null
 bench_need curl python3 pkcs11-tool softhsm2-util
-cargo build --release --quiet -p xks-proxy --bin xks-proxy -p loadgen
+cargo build --release --quiet -p xks-proxy --bin xks-proxy -p loadgen --bin loadgen
 
 work=$(mktemp -d)
 trap 'bench_stop_all; rm -rf "$work"' EXIT

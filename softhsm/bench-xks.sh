@@ -20,7 +20,7 @@ warmup=${KMS_BENCH_WARMUP:-2}
 concurrency=${KMS_BENCH_CONCURRENCY:-32}
 bash softhsm/install.sh >/dev/null
 bench_need curl jq openssl python3 pkcs11-tool softhsm2-util
-cargo build --release --quiet -p kms --bin kms -p xks-proxy --bin xks-proxy -p loadgen
+cargo build --release --quiet -p kms --bin kms -p xks-proxy --bin xks-proxy -p loadgen --bin loadgen
 
 work=$(mktemp -d)
 trap 'bench_stop_all; rm -rf "$work"' EXIT

@@ -27,7 +27,7 @@ bash softhsm/install.sh >/dev/null
 for tool in curl jq openssl; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (apt-get install $tool)" >&2; exit 1; }
 done
-cargo build --release --quiet -p kms --bin kms -p loadgen
+cargo build --release --quiet -p kms --bin kms -p loadgen --bin loadgen
 
 work=$(mktemp -d)
 server_pid=""

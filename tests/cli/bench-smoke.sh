@@ -13,7 +13,7 @@ cd "$root"
 . softhsm/bench-lib.sh
 target=${CARGO_TARGET_DIR:-$root/target}
 bench_need curl python3 pkcs11-tool softhsm2-util
-cargo build --quiet -p kms --bin kms -p xks-proxy --bin xks-proxy -p loadgen
+cargo build --quiet -p kms --bin kms -p xks-proxy --bin xks-proxy -p loadgen --bin loadgen
 loadgen=$target/debug/loadgen
 work=$(mktemp -d)
 trap 'bench_stop_all; rm -rf "$work"' EXIT
@@ -42,6 +42,7 @@ PY
 make_xks_token "$work/softhsm"
 export SOFTHSM2_CONF=$XKS_SOFTHSM_CONF
 port=$(free_port)
+secret=$(head -c 32 /dev/urandom | base64)
 cat >"$work/xks-proxy.toml" <<CONF
 [server]
 listen = "127.0.0.1:$port"
@@ -58,17 +59,18 @@ label = "bench-key"
 prefix = "bench"
 [[keystores.credentials]]
 access_key_id = "AKIAXKSBENCHSMOKE234"
-secret_access_key = "bench-smoke-secret-loopback-only"
+secret_access_key = "$secret"
 CONF
 RUST_LOG=warn XKS_PROXY_LOG=warn "$target/debug/xks-proxy" --config "$work/xks-proxy.toml" >"$work/proxy.log" 2>&1 &
 pids+=($!)
 proxy_pid=$!
 wait_http "http://127.0.0.1:$port/__baseline" "$work/proxy.log"
-XKS_ACCESS_KEY_ID=AKIAXKSBENCHSMOKE234 XKS_SECRET_ACCESS_KEY=bench-smoke-secret-loopback-only \
+XKS_ACCESS_KEY_ID=AKIAXKSBENCHSMOKE234 XKS_SECRET_ACCESS_KEY=$secret \
   "$loadgen" xks --endpoint "http://127.0.0.1:$port" --server-pid "$proxy_pid" --uri-prefix bench \
   --key-id bench-key --duration 1 --warmup 0 --concurrency 4 --floor --rate 50 --rate-duration 1 \
   --raw-pkcs11 token --raw-threads 1,2 --pkcs11-token xks-keys --pkcs11-pin-file "$XKS_PIN_FILE" \
-  --json | tee "$work/xks.out"
+  --json >"$work/xks.out"
+head -n -1 "$work/xks.out"
 tail -n1 "$work/xks.out" | python3 -c '
 import json, sys
 report = json.load(sys.stdin)

@@ -1,6 +1,11 @@
 //! The listener's behaviours over real loopback sockets: timeouts, the connection cap, peer
 //! data, mTLS, TLS replacement, graceful shutdown, PEM errors.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_types)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_types
+)]
 
 use std::net::SocketAddr;
 use std::path::Path;

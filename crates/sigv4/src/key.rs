@@ -6,9 +6,9 @@
 //! one HMAC over the string to sign. The cache holds secrets (to notice a rotated secret) in
 //! [`Zeroizing`] buffers and never exposes them; [`SigningKey`]'s `Debug` prints nothing.
 
+use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::fmt;
-use parking_lot::RwLock;
 
 use ring::hmac;
 use subtle::ConstantTimeEq;
@@ -159,9 +159,7 @@ impl SigningKeyCache {
 
     /// Number of cached keys.
     pub fn len(&self) -> usize {
-        self.inner
-            .read()
-            .len
+        self.inner.read().len
     }
 
     /// Whether the cache is empty.

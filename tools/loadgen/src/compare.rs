@@ -58,6 +58,8 @@ struct Run {
     errors: u64,
     histogram: Histogram,
     server_cpu_secs: Option<f64>,
+    /// A closed-loop server scenario (its rate compares with the baseline's).
+    closed_loop: bool,
 }
 
 impl Run {
@@ -85,6 +87,7 @@ impl Pooled {
             errors: 0,
             histogram: Histogram::new(),
             server_cpu_secs: Some(0.0),
+            closed_loop: rounds.iter().all(|r| r.closed_loop),
         };
         for r in &rounds {
             total.requests += r.requests;
@@ -146,6 +149,7 @@ fn read_report(path: &PathBuf) -> Result<Vec<(String, Run)>, BoxError> {
                 errors: s["errors"].as_u64().unwrap_or(0),
                 histogram,
                 server_cpu_secs: s["server_cpu_secs"].as_f64(),
+                closed_loop: !s["ratio_to_baseline"].is_null(),
             },
         ));
     }
@@ -372,11 +376,12 @@ pub fn run(args: &CompareArgs) -> Result<u8, BoxError> {
         .iter()
         .map(|(g, n)| format!("{g}: {n} + {}", runs_b.get(g).copied().unwrap_or(0)))
         .collect();
-    let _ = writeln!(
-        out,
-        "A = {na}, B = {nb}; runs per side (A + B): {}",
-        runs.join(", ")
-    );
+    let names = if (na, nb) == ("A", "B") {
+        String::new()
+    } else {
+        format!("A = {na}, B = {nb}; ")
+    };
+    let _ = writeln!(out, "{names}runs per side (A + B): {}", runs.join(", "));
     let header = [
         "benchmark",
         "scenario",
@@ -402,7 +407,7 @@ pub fn run(args: &CompareArgs) -> Result<u8, BoxError> {
             };
             let vs_base = |side: &Side, p: &Pooled| {
                 find(side, group, BASELINE)
-                    .filter(|base| base.total.rate() > 0.0)
+                    .filter(|base| base.total.rate() > 0.0 && p.total.closed_loop)
                     .map(|base| p.total.rate() / base.total.rate())
             };
             let f3 = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
@@ -479,6 +484,7 @@ mod tests {
             errors: 0,
             histogram,
             server_cpu_secs: Some(requests as f64 * 20e-6),
+            closed_loop: true,
         }
     }
 

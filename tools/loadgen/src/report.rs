@@ -177,7 +177,8 @@ impl Check {
                 Some(Ratio {
                     value: value / reference,
                     reference,
-                    best: (best > first && best_reference > 0.0).then(|| value / best_reference),
+                    best: (best_reference != reference && best_reference > 0.0)
+                        .then(|| value / best_reference),
                 })
             }
             Check::Relative {

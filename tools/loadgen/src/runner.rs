@@ -75,6 +75,9 @@ impl RawPlan {
     }
 }
 
+/// What the server and the load generator used in a window (each when readable).
+type Used = (Option<Usage>, Option<Usage>);
+
 /// Samples the server's and the load generator's counters at the start and the end of a
 /// measured window.
 struct Probe {
@@ -96,7 +99,7 @@ impl Probe {
 
     /// What the server and the load generator used since the start; an error when the
     /// server's counters cannot be read (the PID is wrong, or the server died).
-    fn finish(self) -> Result<(Option<Usage>, Option<Usage>), String> {
+    fn finish(self) -> Result<Used, String> {
         let server = match self.server {
             None => None,
             Some(process) => match (self.start.0, procstat::read(process)) {
@@ -120,7 +123,7 @@ impl Probe {
         server_pid: Option<u32>,
         from: Instant,
         until: Instant,
-    ) -> tokio::task::JoinHandle<Result<(Option<Usage>, Option<Usage>), String>> {
+    ) -> tokio::task::JoinHandle<Result<Used, String>> {
         tokio::spawn(async move {
             tokio::time::sleep_until(from).await;
             let probe = Probe::start(server_pid);

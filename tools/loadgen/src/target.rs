@@ -140,6 +140,9 @@ pub enum Scheme {
     Xks,
 }
 
+/// The headers a signature adds (shared by the requests that reuse it).
+type Signed = Arc<[(HeaderName, HeaderValue)]>;
+
 /// One scenario's fixed request: a path, a body, how it is signed, and extra headers (the
 /// benchmark floor's key header). Shared by every connection of a scenario.
 pub struct Template {
@@ -150,7 +153,7 @@ pub struct Template {
     signer: Signer,
     host: String,
     /// The last signature and when it was made (see [`SIGNATURE_REUSE`]).
-    signed: Mutex<Option<(Instant, Arc<[(HeaderName, HeaderValue)]>)>>,
+    signed: Mutex<Option<(Instant, Signed)>>,
 }
 
 impl Template {
@@ -219,14 +222,14 @@ impl Template {
     /// The headers of the current signature, signing again when the last one is older than
     /// [`SIGNATURE_REUSE`]. One caller signs while the others wait on the lock (a few µs once
     /// a second).
-    fn signed_headers(&self) -> Result<Arc<[(HeaderName, HeaderValue)]>, BoxError> {
+    fn signed_headers(&self) -> Result<Signed, BoxError> {
         let mut slot = self.signed.lock();
         if let Some((at, headers)) = slot.as_ref() {
             if at.elapsed() < SIGNATURE_REUSE {
                 return Ok(Arc::clone(headers));
             }
         }
-        let headers: Arc<[(HeaderName, HeaderValue)]> = self.sign()?.into();
+        let headers: Signed = self.sign()?.into();
         *slot = Some((Instant::now(), Arc::clone(&headers)));
         Ok(headers)
     }
