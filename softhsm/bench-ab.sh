@@ -12,8 +12,9 @@
 # own proxy, token, certificates and external key store; softhsm/bench-lib.sh), and runs
 # AB_ROUNDS rounds, each: sw A, sw B, xks A, xks B. Every run is `loadgen kms` with the bare
 # route (baseline) and Encrypt of 256 bytes at AB_CONCURRENCY connections for AB_WARMUP +
-# AB_DURATION seconds each, with the kms server's CPU per request. Last, `loadgen compare` prints
-# one table with A and B side by side and the verdicts against the targets:
+# AB_DURATION seconds each, with the server's CPU per request (for xks: the kms's and the
+# proxy's together). Last, `loadgen compare` prints one table with A and B side by side and the
+# verdicts against the targets:
 #   - sw: B's Encrypt-to-baseline ratio within 5% of A's, or better;
 #   - xks: B's Encrypt throughput >= 1.2x A's, and B's p99 < 20 ms.
 # The old kms has no authorization and accepts the same development credential. Everything is
@@ -94,7 +95,8 @@ for side in a b; do
   pid[sw-$side]=$KMS_PID
   start_xks_stack "$work/bin-$side/kms" "$work/bin-$side/xks-proxy" "$work/xks-$side"
   endpoint[xks-$side]=$KMS_ENDPOINT
-  pid[xks-$side]=$KMS_PID
+  # The whole stack's CPU: the kms and its proxy.
+  pid[xks-$side]=$KMS_PID,$PROXY_PID
   key[xks-$side]=$XKS_KMS_KEY
 done
 

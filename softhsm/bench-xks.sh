@@ -7,8 +7,8 @@
 # on free loopback ports; creates and connects an EXTERNAL_KEY_STORE and a key on the external
 # key (softhsm/bench-lib.sh); then runs `loadgen kms` against that key (Encrypt 256 B and
 # GenerateDataKey, both double encryption through the proxy) next to the bare route of the kms
-# HTTP stack, with the kms server's CPU per request. Everything it starts is stopped by PID;
-# loopback only; bounded in time. Extra arguments go to loadgen (e.g. --rounds 3, --json).
+# HTTP stack, with the CPU per request of the kms and the proxy together. Everything it starts
+# is stopped by PID; loopback only; bounded in time. Extra arguments go to loadgen (e.g. --rounds 3, --json).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -26,5 +26,5 @@ work=$(mktemp -d)
 trap 'bench_stop_all; rm -rf "$work"' EXIT
 start_xks_stack "$target/release/kms" "$target/release/xks-proxy" "$work"
 echo "== loadgen kms: key $XKS_KMS_KEY on an external key store, $concurrency connections, ${warmup}s warm-up + ${duration}s per scenario ($(nproc) cores) =="
-"$target/release/loadgen" kms --endpoint "$KMS_ENDPOINT" --server-pid "$KMS_PID" --key-id "$XKS_KMS_KEY" \
+"$target/release/loadgen" kms --endpoint "$KMS_ENDPOINT" --server-pid "$KMS_PID,$PROXY_PID" --key-id "$XKS_KMS_KEY" \
   --ops encrypt,generate-data-key --concurrency "$concurrency" --duration "$duration" --warmup "$warmup" "$@"

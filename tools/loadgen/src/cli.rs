@@ -40,8 +40,9 @@ pub struct RunArgs {
     /// The server's process id (on this machine): its CPU time and context switches over each
     /// measured window are reported per request. On a shared VM, whose speed drifts, the CPU
     /// per request moves far less than the rates do, so it is the number to compare builds by.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// Several (`--server-pid KMS,PROXY`, or repeated) are summed: the CPU of a whole stack.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Also print the report as one line of JSON, last on stdout.
     #[arg(long)]
     pub json: bool,
@@ -62,7 +63,7 @@ impl RunArgs {
             rounds: self.rounds,
             rate: self.rate,
             rate_duration: Duration::from_secs(self.rate_duration),
-            server_pid: self.server_pid,
+            server_pids: self.server_pid.clone().into(),
         }
     }
 

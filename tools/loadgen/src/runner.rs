@@ -54,8 +54,8 @@ pub struct Settings {
     /// Requests/s of the open-loop scenarios; 0 runs none.
     pub rate: u32,
     pub rate_duration: Duration,
-    /// The server's process id, for its CPU and context switches.
-    pub server_pid: Option<u32>,
+    /// The server's process ids, for their CPU and context switches (summed).
+    pub server_pids: Arc<[u32]>,
 }
 
 /// The raw PKCS#11 scenarios of a run: which object kinds, at which thread counts.
@@ -81,35 +81,37 @@ type Used = (Option<Usage>, Option<Usage>);
 /// Samples the server's and the load generator's counters at the start and the end of a
 /// measured window.
 struct Probe {
-    server: Option<Process>,
+    /// The server's processes (their usage is summed).
+    server: Arc<[u32]>,
     start: (Option<Usage>, Option<Usage>),
 }
 
+/// The summed counters of `pids` (`None` for none; an error naming a PID that cannot be read).
+fn read_all(pids: &[u32]) -> Result<Option<Usage>, String> {
+    let mut total: Option<Usage> = None;
+    for &pid in pids {
+        let usage = procstat::read(Process::Pid(pid)).ok_or_else(|| {
+            format!("--server-pid: cannot read the CPU time of process {pid} in /proc")
+        })?;
+        total = Some(total.map_or(usage, |t| t.add(usage)));
+    }
+    Ok(total)
+}
+
 impl Probe {
-    fn start(server_pid: Option<u32>) -> Probe {
-        let server = server_pid.map(Process::Pid);
-        Probe {
+    fn start(server: Arc<[u32]>) -> Result<Probe, String> {
+        Ok(Probe {
+            start: (read_all(&server)?, procstat::read(Process::This)),
             server,
-            start: (
-                server.and_then(procstat::read),
-                procstat::read(Process::This),
-            ),
-        }
+        })
     }
 
     /// What the server and the load generator used since the start; an error when the
-    /// server's counters cannot be read (the PID is wrong, or the server died).
+    /// server's counters cannot be read (a PID is wrong, or the server died).
     fn finish(self) -> Result<Used, String> {
-        let server = match self.server {
-            None => None,
-            Some(process) => match (self.start.0, procstat::read(process)) {
-                (Some(a), Some(b)) => Some(b.since(a)),
-                _ => {
-                    return Err(format!(
-                        "--server-pid: cannot read the CPU time of {process:?} in /proc"
-                    ))
-                }
-            },
+        let server = match (self.start.0, read_all(&self.server)?) {
+            (Some(a), Some(b)) => Some(b.since(a)),
+            _ => None,
         };
         let client = match (self.start.1, procstat::read(Process::This)) {
             (Some(a), Some(b)) => Some(b.since(a)),
@@ -120,13 +122,13 @@ impl Probe {
 
     /// Samples at `from` and at `until` in a task of its own.
     fn spawn(
-        server_pid: Option<u32>,
+        server: Arc<[u32]>,
         from: Instant,
         until: Instant,
     ) -> tokio::task::JoinHandle<Result<Used, String>> {
         tokio::spawn(async move {
             tokio::time::sleep_until(from).await;
-            let probe = Probe::start(server_pid);
+            let probe = Probe::start(server)?;
             tokio::time::sleep_until(until).await;
             probe.finish()
         })
@@ -264,7 +266,7 @@ pub async fn closed_loop(
 ) -> Result<ScenarioResult, BoxError> {
     let measure_from = Instant::now() + settings.warmup;
     let deadline = measure_from + settings.duration;
-    let probe = Probe::spawn(settings.server_pid, measure_from, deadline);
+    let probe = Probe::spawn(Arc::clone(&settings.server_pids), measure_from, deadline);
     let tasks: Vec<_> = (0..settings.concurrency)
         .map(|_| {
             tokio::spawn(closed_connection(
@@ -300,7 +302,11 @@ pub async fn open_loop(
     let t0 = Instant::now() + Duration::from_millis(100);
     let measure_from = t0 + Duration::from_secs_f64(warm as f64 / rate);
     let measure_until = t0 + Duration::from_secs_f64((warm + total) as f64 / rate);
-    let probe = Probe::spawn(settings.server_pid, measure_from, measure_until);
+    let probe = Probe::spawn(
+        Arc::clone(&settings.server_pids),
+        measure_from,
+        measure_until,
+    );
     let mut tasks = Vec::new();
     for i in 0..connections {
         let endpoint = Arc::clone(endpoint);
@@ -446,4 +452,27 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_usage_is_summed_over_the_pids() {
+        assert_eq!(read_all(&[]), Ok(None));
+        if cfg!(target_os = "linux") {
+            let me = std::process::id();
+            let one = read_all(&[me]).unwrap().unwrap();
+            let twice = read_all(&[me, me]).unwrap().unwrap();
+            assert!(
+                twice.cpu + Duration::from_millis(50) >= one.cpu * 2,
+                "{one:?} {twice:?}"
+            );
+            assert!(read_all(&[me, u32::MAX])
+                .unwrap_err()
+                .contains("4294967295"));
+        }
+    }
 }
