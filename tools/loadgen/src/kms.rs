@@ -431,3 +431,35 @@ async fn make_grants(setup: &mut Setup<'_>, args: &KmsArgs, key_id: &str) -> Res
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// `hsm-config/bench-key-policy.json`: a valid key policy of ten statements, each with
+    /// conditions (what the authorization scenario promises).
+    #[test]
+    fn the_example_key_policy_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../hsm-config/bench-key-policy.json");
+        let text = std::fs::read_to_string(path).unwrap();
+        kms_policy::Policy::parse(
+            &text,
+            kms_policy::PolicyKind::Key,
+            &kms_policy::AnyPrincipalExists,
+        )
+        .unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let statements = doc["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), 10);
+        assert!(statements.iter().all(|s| s.get("Condition").is_some()));
+        assert!(text.contains(DEV_PRINCIPAL_ARN));
+    }
+
+    #[test]
+    fn plaintexts_are_deterministic() {
+        assert_eq!(plaintext(4), plaintext(4));
+        assert_eq!(plaintext(256).len(), 256);
+    }
+}
