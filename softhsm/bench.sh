@@ -5,14 +5,14 @@
 # Builds release binaries, makes throwaway SoftHSM tokens with softhsm/make-token.sh (kms-root,
 # and kms-cluster-a + kms-cluster-b sharing a cluster key), starts one kms server on 127.0.0.1
 # with the PKCS#11 root on kms-root and a two-member cluster, creates and connects a custom key
-# store (signed with curl --aws-sigv4), then runs kms-bench once: the bare HTTP route
+# store (signed with curl --aws-sigv4), then runs `loadgen kms` once: the bare HTTP route
 # (baseline), Encrypt of 256 bytes with a key of the PKCS#11 root (encrypt) and with a key of
-# the custom key store (encrypt-cks), and the raw in-process SoftHSM C_Encrypt rates with a
-# session object (raw-session) and a token object (raw-token) at the same concurrency.
+# the custom key store (encrypt-cks), their work floors (floor-encrypt, floor-encrypt-cks), and
+# the raw in-process SoftHSM C_Encrypt rates with a session object (raw-session) and a token
+# object (raw-token) at the same concurrency, with the server's CPU per request.
 # Everything is loopback-only and bounded in time; the server it started is stopped by PID and
-# the tokens are deleted. Extra arguments are passed to kms-bench (e.g. --json).
-# KMS_BENCH_PROFILE=FILE uses another HSM profile (e.g. a copy of softhsm2.toml with in_process = true,
-# to measure the hand-off of every call to the blocking thread pool).
+# the tokens are deleted. Extra arguments are passed to loadgen (e.g. --json).
+# KMS_BENCH_PROFILE=FILE uses another HSM profile (a copy of softhsm2.toml with other settings).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -27,7 +27,7 @@ bash softhsm/install.sh >/dev/null
 for tool in curl jq openssl; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (apt-get install $tool)" >&2; exit 1; }
 done
-cargo build --release --quiet --bin kms --bin kms-bench
+cargo build --release --quiet -p kms --bin kms -p loadgen --bin loadgen
 
 work=$(mktemp -d)
 server_pid=""
@@ -82,7 +82,7 @@ for _ in $(seq 100); do
 done
 [ -n "$endpoint" ] || { echo "FAIL: server did not start" >&2; cat "$work/stderr" >&2; exit 1; }
 
-# The development credential (the server's default, and kms-bench's).
+# The development credential (the server's default, and loadgen's).
 kms() {
   curl -sS --fail-with-body --aws-sigv4 "aws:amz:us-east-1:kms" \
     --user "AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY" \
@@ -103,8 +103,8 @@ for _ in $(seq 100); do
 done
 [ "$state" = CONNECTED ] || { echo "FAIL: custom key store is $state" >&2; cat "$work/stderr" >&2; exit 1; }
 
-echo "== kms-bench: $concurrency connections/threads, $rounds interleaved rounds of ${warmup}s warm-up + ${duration}s per scenario ($(nproc) cores) =="
-"$target/release/kms-bench" --endpoint "$endpoint" --server-pid "$server_pid" --ops encrypt \
+echo "== loadgen kms: $concurrency connections/threads, $rounds interleaved rounds of ${warmup}s warm-up + ${duration}s per scenario ($(nproc) cores) =="
+"$target/release/loadgen" kms --endpoint "$endpoint" --server-pid "$server_pid" --ops encrypt \
   --duration "$duration" --warmup "$warmup" --rounds "$rounds" --concurrency "$concurrency" \
   --custom-key-store "$store" --floor \
   --raw-pkcs11 session,token --pkcs11-token kms-root --pkcs11-pin-file "$work/softhsm/user.pin" \

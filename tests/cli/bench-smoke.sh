@@ -1,35 +1,82 @@
 #!/usr/bin/env bash
-# Keeps the benchmark runnable: starts a debug server with the baseline route on a free
-# loopback port, runs kms-bench for one second per scenario, and fails if any request failed.
-# (Numbers from a debug build mean nothing; docs/benchmarks.md has the release measurements.)
+# Keeps the benchmarks runnable (seconds, debug builds): starts a kms server with the baseline
+# route and an xks-proxy on a throwaway SoftHSM token, each on a free loopback port, runs
+# `loadgen kms` and `loadgen xks` for one second per scenario (two rounds, the floors, the open
+# loop, a raw PKCS#11 scenario), runs `loadgen compare` on the kms report, and fails
+# if any request failed or a report lacks what the docs describe. Every process it starts is
+# stopped by PID. (Numbers from a debug build mean nothing; docs/benchmarks.md has the release
+# measurements.)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+# shellcheck source=softhsm/bench-lib.sh
+. softhsm/bench-lib.sh
 target=${CARGO_TARGET_DIR:-$root/target}
-cargo build --quiet --bin kms --bin kms-bench
+bench_need curl python3 pkcs11-tool softhsm2-util
+cargo build --quiet -p kms --bin kms -p xks-proxy --bin xks-proxy -p loadgen --bin loadgen
+loadgen=$target/debug/loadgen
 work=$(mktemp -d)
-server_pid=""
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-KMS_SERVER__LISTEN=127.0.0.1:0 KMS_SERVER__DATA_DIR="$work/data" KMS_SERVER__BASELINE_ROUTE=true \
-  KMS_LOG=warn "$target/debug/kms" >"$work/stdout" 2>"$work/stderr" &
-server_pid=$!
-for _ in $(seq 100); do
-  endpoint=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/stdout" 2>/dev/null | head -n1 || true)
-  [ -n "$endpoint" ] && break
-  sleep 0.1
-done
-[ -n "${endpoint:-}" ] || { echo "FAIL: server did not start" >&2; cat "$work/stderr" >&2; exit 1; }
-"$target/debug/kms-bench" --endpoint "$endpoint" --duration 1 --warmup 0 --rounds 2 --concurrency 8 \
-  --server-pid "$server_pid" --floor --json | tee "$work/report"
-# The server's CPU per request is reported for every scenario (and is a plausible number).
-tail -n1 "$work/report" | python3 -c '
+trap 'bench_stop_all; rm -rf "$work"' EXIT
+
+start_kms_software "$target/debug/kms" "$work/kms"
+"$loadgen" kms --endpoint "$KMS_ENDPOINT" --duration 1 --warmup 0 --rounds 2 --concurrency 8 \
+  --server-pid "$KMS_PID" --floor --ops encrypt,decrypt --rate 50 --rate-duration 1 \
+  --report "$work/kms.json"
+python3 - "$work/kms.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+names = [s["scenario"] for s in report["scenarios"]]
+assert names == ["baseline", "floor-encrypt", "encrypt", "decrypt", "encrypt@50", "decrypt@50"], names
+for s in report["scenarios"]:
+    assert s["errors"] == 0, s
+    us = s["server_cpu_us_per_request"]
+    assert us is not None and 1 < us < 100000, (s["scenario"], us)
+    assert len(s["round_requests_per_second"]) == (1 if "@" in s["scenario"] else 2), s
+print("kms: server CPU per request:", ", ".join("%s %.0f us" % (s["scenario"], s["server_cpu_us_per_request"]) for s in report["scenarios"]))
+PY
+# The report against itself: the A/B table and a check that must hold.
+"$loadgen" compare --a "sw=$work/kms.json" --b "sw=$work/kms.json" --check ratio-kept:sw/encrypt=0.99
+
+make_xks_token "$work/softhsm"
+export SOFTHSM2_CONF=$XKS_SOFTHSM_CONF
+port=$(free_port)
+secret=$(head -c 32 /dev/urandom | base64)
+cat >"$work/xks-proxy.toml" <<CONF
+[server]
+listen = "127.0.0.1:$port"
+baseline_route = true
+[[hsms]]
+name = "softhsm"
+profile = "softhsm2"
+token_label = "xks-keys"
+pin_file = "$XKS_PIN_FILE"
+[[keys]]
+id = "bench-key"
+label = "bench-key"
+[[keystores]]
+prefix = "bench"
+[[keystores.credentials]]
+access_key_id = "AKIAXKSBENCHSMOKE234"
+secret_access_key = "$secret"
+CONF
+RUST_LOG=warn XKS_PROXY_LOG=warn "$target/debug/xks-proxy" --config "$work/xks-proxy.toml" >"$work/proxy.log" 2>&1 &
+pids+=($!)
+proxy_pid=$!
+wait_http "http://127.0.0.1:$port/__baseline" "$work/proxy.log"
+XKS_ACCESS_KEY_ID=AKIAXKSBENCHSMOKE234 XKS_SECRET_ACCESS_KEY=$secret \
+  "$loadgen" xks --endpoint "http://127.0.0.1:$port" --server-pid "$proxy_pid" --uri-prefix bench \
+  --key-id bench-key --duration 1 --warmup 0 --concurrency 4 --floor --rate 50 --rate-duration 1 \
+  --raw-pkcs11 token --raw-threads 1,2 --pkcs11-token xks-keys --pkcs11-pin-file "$XKS_PIN_FILE" \
+  --json >"$work/xks.out"
+head -n -1 "$work/xks.out"
+tail -n1 "$work/xks.out" | python3 -c '
 import json, sys
 report = json.load(sys.stdin)
 names = [s["scenario"] for s in report["scenarios"]]
-assert "floor-encrypt" in names and "handoff-encrypt" in names, names
-for s in report["scenarios"]:
-    us = s["server_cpu_us_per_request"]
-    assert us is not None and 1 < us < 100000, (s["scenario"], us)
-print("server CPU per request:", ", ".join("%s %.0f us" % (s["scenario"], s["server_cpu_us_per_request"]) for s in report["scenarios"]))
+assert names == ["baseline", "floor-encrypt", "encrypt", "decrypt", "raw-token-1t", "raw-token-2t",
+                 "encrypt@50", "decrypt@50"], names
+assert all(s["errors"] == 0 for s in report["scenarios"]), report["scenarios"]
+checks = {c["scenario"]: c for c in report["checks"]}
+assert "ratio" in checks["encrypt"] and checks["encrypt@50"]["check"] == "sustained", checks
+print("xks: ok")
 '
-

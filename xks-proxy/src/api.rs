@@ -97,7 +97,7 @@ async fn baseline(State(state): State<Arc<AppState>>, req: Request) -> Response 
 /// Encrypt. Like the baseline, plus the key's AES-GCM encryption of the body's first 256
 /// bytes (with a 64-byte AAD) in the HSM, right here on the async worker; no authentication,
 /// JSON, checks or hand-off to the HSM threads. No proxy can serve an Encrypt with less work
-/// on the machine, so its rate bounds the proxy's (`xks-bench`).
+/// on the machine, so its rate bounds the proxy's (`loadgen xks --floor`).
 async fn floor(
     State(state): State<Arc<AppState>>,
     axum::extract::Path(key_id): axum::extract::Path<String>,
