@@ -1,7 +1,7 @@
 //! STS on the KMS listener: the AWS query protocol, API version 2011-06-15
 //! (reference §8.1). A request without `X-Amz-Target` that is `POST /` with a
 //! `application/x-www-form-urlencoded` body, or `GET /` with a query string, comes here
-//! ([`is_sts_request`]); everything else stays with the KMS JSON front.
+//! (`is_sts_request`); everything else stays with the KMS JSON front.
 //!
 //! Per request this module reads the parameters (query string and form body), authenticates
 //! with the shared SigV4 layer for the `sts` scope ([`Api::Sts`]: the server's region or
@@ -9,8 +9,8 @@
 //! XML result or `ErrorResponse`, and writes one audit record (`eventSource`
 //! `sts.amazonaws.com`) per call, failed authentication included.
 //!
-//! Actions: `GetCallerIdentity` ([`get_caller_identity`]) and `AssumeRole`
-//! ([`assume_role`]; the rules are `service::sts`). Anything else is `InvalidAction`.
+//! Actions: `GetCallerIdentity` (`get_caller_identity`) and `AssumeRole`
+//! (`assume_role`; the rules are `service::sts`). Anything else is `InvalidAction`.
 //! Presigned (query-string-signed) requests are refused like on the KMS API.
 
 mod assume_role;
