@@ -97,7 +97,11 @@ impl Authenticator {
     }
 
     /// Authenticates a KMS request; the error is the AWS exception to return.
-    pub fn authenticate(&self, parts: &Parts, body: &[u8]) -> Result<Principal, ProtocolError> {
+    pub fn authenticate(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+    ) -> Result<Arc<Principal>, ProtocolError> {
         self.authenticate_for(Api::Kms, parts, body)
     }
 
@@ -107,7 +111,7 @@ impl Authenticator {
         api: Api,
         parts: &Parts,
         body: &[u8],
-    ) -> Result<Principal, ProtocolError> {
+    ) -> Result<Arc<Principal>, ProtocolError> {
         let req = RequestParts::from_http(parts, body);
         let auth = sigv4::extract_authorization(&req).map_err(to_protocol)?;
         let (secret, principal) = self.credential(parts, &auth.access_key_id)?;
@@ -146,7 +150,7 @@ impl Authenticator {
         &self,
         parts: &Parts,
         access_key_id: &str,
-    ) -> Result<(SecretString, Principal), ProtocolError> {
+    ) -> Result<(SecretString, Arc<Principal>), ProtocolError> {
         let token = parts
             .headers
             .get("x-amz-security-token")
@@ -171,6 +175,7 @@ impl Authenticator {
         }
         let principal = directory
             .session_principal(&session)
+            .map(Arc::new)
             .ok_or(ProtocolError::UnrecognizedClient)?;
         Ok((session.secret_access_key.clone(), principal))
     }

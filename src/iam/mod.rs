@@ -28,7 +28,9 @@ pub struct Directory {
     roles: HashMap<String, RoleConfig>,
     /// (account, role name) -> role ARN: session ARNs name the role without its path.
     role_names: HashMap<(String, String), String>,
-    credentials: HashMap<String, (SecretString, String)>,
+    /// Long-term access key id -> its secret and the principal it authenticates as, built once
+    /// per snapshot (`None`: the credential names no valid principal).
+    credentials: HashMap<String, (SecretString, Option<Arc<Principal>>)>,
     guardrails: HashMap<String, Arc<[Arc<Policy>]>>,
     no_policies: Arc<[Arc<Policy>]>,
 }
@@ -49,29 +51,35 @@ impl Directory {
             .values()
             .map(|r| ((r.account.clone(), r.name.clone()), r.arn.clone()))
             .collect();
-        let credentials = config
-            .credentials
-            .iter()
-            .map(|c| {
-                (
-                    c.access_key_id.clone(),
-                    (c.secret_access_key.clone(), c.principal_arn.clone()),
-                )
-            })
-            .collect();
         let guardrails = config
             .guardrails
             .iter()
             .map(|(account, p)| (account.clone(), p.iter().cloned().collect()))
             .collect();
-        Directory {
+        let mut directory = Directory {
             users,
             roles,
             role_names,
-            credentials,
+            credentials: HashMap::new(),
             guardrails,
             no_policies: Arc::from(Vec::new()),
-        }
+        };
+        // Principals of long-term keys do not change within a snapshot: build each once, not
+        // per request.
+        directory.credentials = config
+            .credentials
+            .iter()
+            .map(|c| {
+                let principal = directory
+                    .principal_of(&c.principal_arn, &c.access_key_id)
+                    .map(Arc::new);
+                (
+                    c.access_key_id.clone(),
+                    (c.secret_access_key.clone(), principal),
+                )
+            })
+            .collect();
+        directory
     }
 
     pub fn role(&self, arn: &str) -> Option<&RoleConfig> {
@@ -98,10 +106,9 @@ impl Directory {
     }
 
     /// The principal of a long-term access key, with its secret.
-    pub fn long_term(&self, access_key_id: &str) -> Option<(SecretString, Principal)> {
-        let (secret, arn) = self.credentials.get(access_key_id)?;
-        let principal = self.principal_of(arn, access_key_id)?;
-        Some((secret.clone(), principal))
+    pub fn long_term(&self, access_key_id: &str) -> Option<(SecretString, Arc<Principal>)> {
+        let (secret, principal) = self.credentials.get(access_key_id)?;
+        Some((secret.clone(), principal.clone()?))
     }
 
     /// A root or user principal as a request sees it.

@@ -48,7 +48,8 @@ use custom_key_stores::Connections;
 /// One API call in progress: who calls, and what the audit record should say about it.
 #[derive(Debug, Clone)]
 pub struct Call {
-    pub principal: Principal,
+    /// Shared: a long-term key's principal is built once per identity snapshot.
+    pub principal: Arc<Principal>,
     pub request_id: String,
     pub source_ip: String,
     pub user_agent: String,
@@ -66,13 +67,13 @@ pub struct Call {
 
 impl Call {
     pub fn new(
-        principal: Principal,
+        principal: impl Into<Arc<Principal>>,
         request_id: String,
         source_ip: String,
         user_agent: String,
     ) -> Self {
         Call {
-            principal,
+            principal: principal.into(),
             request_id,
             source_ip,
             user_agent,
@@ -493,7 +494,7 @@ impl Core {
         let p = call.principal;
         let event = AuditEvent {
             event_version: "1.08",
-            user_identity: user_identity(p.clone()),
+            user_identity: user_identity(&p),
             event_time: self
                 .clock
                 .now()
@@ -513,7 +514,7 @@ impl Core {
             resources: call.resources,
             event_type: "AwsApiCall",
             management_event: true,
-            recipient_account_id: p.account,
+            recipient_account_id: p.account.clone(),
             event_category: "Management",
             service_event_details: None,
             additional_event_data: call.additional,
@@ -576,7 +577,7 @@ impl Core {
 
 /// `userIdentity` of an audit record, as CloudTrail writes it for IAM users, the root user and
 /// role sessions (`principalId` is the unique id; a session's record names its role).
-fn user_identity(p: Principal) -> UserIdentity {
+fn user_identity(p: &Principal) -> UserIdentity {
     use kms_policy::CallerKind;
     let kind = p.identity_type();
     let principal_id = p
@@ -606,8 +607,8 @@ fn user_identity(p: Principal) -> UserIdentity {
         kind: Some(kind.into()),
         principal_id,
         arn: (!p.arn.is_empty()).then(|| p.arn.clone()),
-        account_id: p.account,
-        access_key_id: (!p.access_key_id.is_empty()).then_some(p.access_key_id),
+        account_id: p.account.clone(),
+        access_key_id: (!p.access_key_id.is_empty()).then(|| p.access_key_id.clone()),
         user_name,
         invoked_by: None,
         session_context,
