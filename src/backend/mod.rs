@@ -1,7 +1,10 @@
 //! Where key material lives and cryptography runs.
 //!
 //! A [`CryptoBackend`] generates key material, hands it to the service only *wrapped* (for the
-//! metadata store), and performs AES-256-GCM with it. The service never sees unwrapped key
+//! metadata store), and performs the private-key and secret-key operations with it: AES-256-GCM
+//! for symmetric keys, signing, RSA decryption, HMAC and ECDH for the other key specs. Public-key
+//! operations (Verify, RSA Encrypt) run on the host against the stored public key
+//! (`crate::crypto`), never here. The service never sees unwrapped key
 //! material; a backend may cache unwrapped key objects (handles) keyed by key id and material
 //! version. Errors are classified ([`BackendError`]) and mapped to the wire by the service.
 //!
@@ -15,7 +18,7 @@ pub mod xks;
 
 use zeroize::Zeroizing;
 
-use crate::model::KeyId;
+use crate::model::{EncryptionAlgorithm, KeyId, KeySpec, MacAlgorithm, SigningAlgorithm};
 
 /// Errors of the backend layer, classified so that callers never match on strings.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +69,19 @@ pub struct MaterialId<'a> {
     pub version: u32,
     /// The key ARN: the label of the key's backing object in a cluster.
     pub label: &'a str,
+    /// The key's spec: what kind of object the wrapped material unwraps to.
+    pub spec: KeySpec,
 }
+
+/// Newly generated key material of a non-symmetric spec.
+pub struct Generated {
+    /// The material wrapped under the root (as stored; never plaintext).
+    pub wrapped: Vec<u8>,
+    /// Asymmetric specs: the public key as DER SubjectPublicKeyInfo. `None` for HMAC.
+    pub public_key: Option<Vec<u8>>,
+}
+
+pub use crate::crypto::SignInput;
 
 /// Output of an AEAD encryption: the IV the backend chose and ciphertext with the tag appended.
 pub struct Sealed {
@@ -107,6 +122,77 @@ pub trait CryptoBackend: Send + Sync {
         ciphertext_and_tag: &[u8],
         aad: &[u8],
     ) -> BackendResult<Zeroizing<Vec<u8>>>;
+
+    /// Generates material of a non-symmetric spec (HMAC, RSA, ECC, ...) and returns it wrapped,
+    /// with its public key. The private or secret part never leaves the backend unwrapped.
+    /// A spec this backend cannot hold gives [`BackendError::Unsupported`] with a message
+    /// the service passes to the caller.
+    async fn generate(&self, material: MaterialId<'_>) -> BackendResult<Generated> {
+        Err(BackendError::Unsupported(format!(
+            "KeySpec {} is not supported by this key store.",
+            material.spec
+        )))
+    }
+
+    /// Signs with an asymmetric private key; the result is in its wire encoding (DER ECDSA,
+    /// k-byte RSA, raw Ed25519 or ML-DSA).
+    async fn sign(
+        &self,
+        material: MaterialId<'_>,
+        algorithm: SigningAlgorithm,
+        input: SignInput<'_>,
+    ) -> BackendResult<Vec<u8>> {
+        let _ = (algorithm, input);
+        Err(BackendError::Unsupported(format!(
+            "KeySpec {} is not supported by this key store.",
+            material.spec
+        )))
+    }
+
+    /// RSAES-OAEP decryption (empty label, MGF1 with the OAEP hash);
+    /// [`BackendError::InvalidCiphertext`] when the decoding fails.
+    async fn decrypt_asymmetric(
+        &self,
+        material: MaterialId<'_>,
+        algorithm: EncryptionAlgorithm,
+        ciphertext: &[u8],
+    ) -> BackendResult<Zeroizing<Vec<u8>>> {
+        let _ = (algorithm, ciphertext);
+        Err(BackendError::Unsupported(format!(
+            "KeySpec {} is not supported by this key store.",
+            material.spec
+        )))
+    }
+
+    /// HMAC of `message` with an HMAC key (RFC 2104). The service verifies a MAC by computing it
+    /// and comparing in constant time.
+    async fn mac(
+        &self,
+        material: MaterialId<'_>,
+        algorithm: MacAlgorithm,
+        message: &[u8],
+    ) -> BackendResult<Vec<u8>> {
+        let _ = (algorithm, message);
+        Err(BackendError::Unsupported(format!(
+            "KeySpec {} is not supported by this key store.",
+            material.spec
+        )))
+    }
+
+    /// ECDH with a KEY_AGREEMENT key: the raw shared secret Z (the x-coordinate, no KDF).
+    /// `peer_point` is the peer's uncompressed point `04 || X || Y` on the key's curve, already
+    /// checked by the service.
+    async fn derive_shared_secret(
+        &self,
+        material: MaterialId<'_>,
+        peer_point: &[u8],
+    ) -> BackendResult<Zeroizing<Vec<u8>>> {
+        let _ = peer_point;
+        Err(BackendError::Unsupported(format!(
+            "KeySpec {} is not supported by this key store.",
+            material.spec
+        )))
+    }
 
     /// Cryptographically secure random bytes.
     async fn random(&self, len: usize) -> BackendResult<Zeroizing<Vec<u8>>>;

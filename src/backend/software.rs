@@ -273,6 +273,7 @@ mod tests {
             key_id: &id,
             version: 1,
             label: "",
+            spec: crate::model::KeySpec::SymmetricDefault,
         };
         let wrapped = root.generate_symmetric(m).await.unwrap();
         // Not loaded yet: the caller is asked for the wrapped material.
@@ -298,6 +299,7 @@ mod tests {
             key_id: &other,
             version: 1,
             label: "",
+            spec: crate::model::KeySpec::SymmetricDefault,
         };
         assert!(matches!(
             root.load(m2, &wrapped).await,

@@ -55,6 +55,10 @@ wire_enum!(
         Hmac384 => "HMAC_384",
         Hmac512 => "HMAC_512",
         Sm2 => "SM2",
+        MlDsa44 => "ML_DSA_44",
+        MlDsa65 => "ML_DSA_65",
+        MlDsa87 => "ML_DSA_87",
+        EccNistEdwards25519 => "ECC_NIST_EDWARDS25519",
     }
 );
 
@@ -145,6 +149,9 @@ pub struct KeyRecord {
     pub custom_key_store_id: Option<String>,
     /// The external key of a key in an external key store (`XksKeyId`).
     pub xks_key_id: Option<String>,
+    /// Asymmetric keys: the public key as DER SubjectPublicKeyInfo, made at creation and never
+    /// changed (host-side Verify and RSA Encrypt use it; GetPublicKey returns it).
+    pub public_key: Option<Vec<u8>>,
     /// Not stored: set when the key's custom key store is not connected.
     pub unavailable: bool,
 }
@@ -274,5 +281,65 @@ wire_enum!(
         RsaesOaepSha1 => "RSAES_OAEP_SHA_1",
         RsaesOaepSha256 => "RSAES_OAEP_SHA_256",
         Sm2Pke => "SM2PKE",
+    }
+);
+
+wire_enum!(
+    /// `SigningAlgorithmSpec`.
+    SigningAlgorithm {
+        RsassaPssSha256 => "RSASSA_PSS_SHA_256",
+        RsassaPssSha384 => "RSASSA_PSS_SHA_384",
+        RsassaPssSha512 => "RSASSA_PSS_SHA_512",
+        RsassaPkcs1V15Sha256 => "RSASSA_PKCS1_V1_5_SHA_256",
+        RsassaPkcs1V15Sha384 => "RSASSA_PKCS1_V1_5_SHA_384",
+        RsassaPkcs1V15Sha512 => "RSASSA_PKCS1_V1_5_SHA_512",
+        EcdsaSha256 => "ECDSA_SHA_256",
+        EcdsaSha384 => "ECDSA_SHA_384",
+        EcdsaSha512 => "ECDSA_SHA_512",
+        Sm2Dsa => "SM2DSA",
+        MlDsaShake256 => "ML_DSA_SHAKE_256",
+        Ed25519Sha512 => "ED25519_SHA_512",
+        Ed25519PhSha512 => "ED25519_PH_SHA_512",
+    }
+);
+
+wire_enum!(
+    /// `MacAlgorithmSpec`.
+    MacAlgorithm {
+        HmacSha224 => "HMAC_SHA_224",
+        HmacSha256 => "HMAC_SHA_256",
+        HmacSha384 => "HMAC_SHA_384",
+        HmacSha512 => "HMAC_SHA_512",
+    }
+);
+
+wire_enum!(
+    /// `KeyAgreementAlgorithmSpec`.
+    KeyAgreementAlgorithm {
+        Ecdh => "ECDH",
+    }
+);
+
+wire_enum!(
+    /// `MessageType` of Sign and Verify.
+    MessageType {
+        Raw => "RAW",
+        Digest => "DIGEST",
+        ExternalMu => "EXTERNAL_MU",
+    }
+);
+
+wire_enum!(
+    /// `DataKeyPairSpec` of GenerateDataKeyPair(WithoutPlaintext).
+    DataKeyPairSpec {
+        Rsa2048 => "RSA_2048",
+        Rsa3072 => "RSA_3072",
+        Rsa4096 => "RSA_4096",
+        EccNistP256 => "ECC_NIST_P256",
+        EccNistP384 => "ECC_NIST_P384",
+        EccNistP521 => "ECC_NIST_P521",
+        EccSecgP256k1 => "ECC_SECG_P256K1",
+        Sm2 => "SM2",
+        EccNistEdwards25519 => "ECC_NIST_EDWARDS25519",
     }
 );

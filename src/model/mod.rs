@@ -4,14 +4,17 @@
 mod grant;
 mod ids;
 mod key;
+mod spec;
 
 pub use grant::{GrantConstraints, GrantRecord};
 pub use ids::{AliasName, KeyArn, KeyId, KeyRef, KeyRefError, Principal};
 pub use key::{
-    AliasRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, DataKeySpec,
-    EncryptionAlgorithm, KeyRecord, KeySpec, KeyState, KeyUsage, MaterialRecord, Origin,
-    RotationType, Tag, XksProxySettings,
+    AliasRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, DataKeyPairSpec,
+    DataKeySpec, EncryptionAlgorithm, KeyAgreementAlgorithm, KeyRecord, KeySpec, KeyState,
+    KeyUsage, MacAlgorithm, MaterialRecord, MessageType, Origin, RotationType, SigningAlgorithm,
+    Tag, XksProxySettings,
 };
+pub use spec::{HashAlg, KeyAlgorithms, KeyFamily};
 
 /// Seconds since the Unix epoch with millisecond precision, the way KMS renders timestamps
 /// (`1502910355.475`).

@@ -134,6 +134,7 @@ impl Core {
             key_id: &key.key_id,
             version,
             label: &key.arn,
+            spec: key.key_spec,
         };
         let backend = self.backend_for(key)?;
         let b = backend.as_ref();
@@ -284,6 +285,7 @@ impl Crypto {
             key_id: &key.key_id,
             version: parsed.material_version,
             label: &key.arn,
+            spec: key.key_spec,
         };
         let backend = self.backend_for(key)?;
         let b = backend.as_ref();

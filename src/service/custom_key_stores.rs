@@ -562,6 +562,7 @@ impl CustomKeyStores {
             row_version: 1,
             custom_key_store_id: Some(store_id.to_string()),
             xks_key_id: None,
+            public_key: None,
             unavailable: false,
         };
         let material = MaterialRecord {

@@ -119,6 +119,7 @@ impl Keys {
                 key_id: &key_id,
                 version: 1,
                 label: "",
+                spec: crate::model::KeySpec::SymmetricDefault,
             })
             .await?;
         let key = KeyRecord {
@@ -142,6 +143,7 @@ impl Keys {
             row_version: 1,
             custom_key_store_id: None,
             xks_key_id: None,
+            public_key: None,
             unavailable: false,
         };
         let material = MaterialRecord {

@@ -150,6 +150,7 @@ impl Rotation {
                 key_id: &key.key_id,
                 version,
                 label: &key.arn,
+                spec: key.key_spec,
             })
             .await?;
         key.current_material = version;

@@ -26,6 +26,7 @@ impl Core {
                 key_id: &id,
                 version: 1,
                 label: "",
+                spec: crate::model::KeySpec::SymmetricDefault,
             })
             .await?;
         let stored = self
@@ -46,6 +47,7 @@ impl Core {
             key_id: &id,
             version: 1,
             label: "",
+            spec: crate::model::KeySpec::SymmetricDefault,
         };
         let plaintext = secret.expose_secret().as_bytes();
         let sealed = match self.root.encrypt(m, plaintext, purpose.as_bytes()).await {
@@ -76,6 +78,7 @@ impl Core {
             key_id: &id,
             version: 1,
             label: "",
+            spec: crate::model::KeySpec::SymmetricDefault,
         };
         let mut iv = [0u8; 12];
         iv.copy_from_slice(&sealed[..12]);

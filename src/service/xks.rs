@@ -739,6 +739,7 @@ impl CustomKeyStores {
                 key_id: &key_id,
                 version: 1,
                 label: &arn,
+                spec: crate::model::KeySpec::SymmetricDefault,
             })
             .await?;
         let now = self.clock.now();
@@ -763,6 +764,7 @@ impl CustomKeyStores {
             row_version: 1,
             custom_key_store_id: Some(store_id.to_string()),
             xks_key_id: Some(xks_key_id.to_string()),
+            public_key: None,
             unavailable: false,
         };
         let material = MaterialRecord {
@@ -804,6 +806,7 @@ impl Core {
             key_id: &key.key_id,
             version,
             label: &key.arn,
+            spec: key.key_spec,
         };
         let root = self.root.as_ref();
         let inner = self
@@ -897,6 +900,7 @@ impl Core {
             key_id: &key.key_id,
             version: parsed.material_version,
             label: &key.arn,
+            spec: key.key_spec,
         };
         let root = self.root.as_ref();
         let iv = parsed.iv;

@@ -370,6 +370,7 @@ mod tests {
             row_version: version,
             custom_key_store_id: None,
             xks_key_id: None,
+            public_key: None,
             unavailable: false,
         }
     }

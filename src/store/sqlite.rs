@@ -115,6 +115,9 @@ CREATE TABLE grants (
 CREATE INDEX grants_by_key ON grants(key_id, creation_ms);
 CREATE INDEX grants_by_retiring ON grants(retiring_principal, grant_id);
 "#,
+    r#"
+ALTER TABLE keys ADD COLUMN public_key BLOB;
+"#,
 ];
 
 const READERS: usize = 4;
@@ -218,7 +221,7 @@ fn grant_from_row(row: &Row<'_>) -> StoreResult<GrantRecord> {
 
 const KEY_COLUMNS: &str = "key_id, account, region, arn, description, key_spec, key_usage, \
     origin, state, creation_ms, deletion_ms, pending_window_days, policy, rotation_enabled, \
-    rotation_period_days, next_rotation_ms, current_material, row_version, custom_key_store_id, xks_key_id";
+    rotation_period_days, next_rotation_ms, current_material, row_version, custom_key_store_id, xks_key_id, public_key";
 
 const STORE_COLUMNS: &str = "id, account, region, name, store_type, cluster_id, trust_anchor, \
     password_encrypted, connection_state, connection_error, creation_ms, row_version, xks_uri_endpoint, \
@@ -287,6 +290,7 @@ fn key_from_row(row: &Row<'_>) -> StoreResult<KeyRecord> {
         row_version: row.get(17)?,
         custom_key_store_id: row.get(18)?,
         xks_key_id: row.get(19)?,
+        public_key: row.get(20)?,
         unavailable: false,
     })
 }
@@ -442,7 +446,7 @@ impl Db {
         let tx = conn.transaction()?;
         tx.prepare_cached(&format!(
             "INSERT INTO keys ({KEY_COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
         ))?
         .execute(params![
             k.key_id.as_str(),
@@ -465,6 +469,7 @@ impl Db {
             k.row_version,
             k.custom_key_store_id,
             k.xks_key_id,
+            k.public_key,
         ])?;
         insert_material(&tx, m)?;
         for t in tags {

@@ -743,6 +743,7 @@ impl CryptoBackend for ClusterBackend {
                 key_id: &key_id,
                 version,
                 label: &label,
+                spec: crate::model::KeySpec::SymmetricDefault,
             };
             c.seal(m, &plaintext, &aad)
         })
@@ -763,6 +764,7 @@ impl CryptoBackend for ClusterBackend {
                 key_id: &key_id,
                 version,
                 label: &label,
+                spec: crate::model::KeySpec::SymmetricDefault,
             };
             c.open(m, &iv, &ciphertext_and_tag, &aad)
         })
