@@ -42,7 +42,9 @@ pub struct SoftwareRoot {
     cache: RwLock<HashMap<(KeyId, u32), Arc<Material>>>,
 }
 
-/// An unwrapped, parsed material version.
+/// An unwrapped, parsed material version (one per cached version, behind an `Arc`, so the
+/// variants' size difference costs nothing worth a box).
+#[allow(clippy::large_enum_variant)]
 enum Material {
     Aes(LessSafeKey),
     Hmac(HmacKey),
