@@ -282,6 +282,33 @@ async fn create_key_rules() {
         .key_metadata
         .unwrap();
     check_metadata(&md, "ECC_NIST_P256", "SIGN_VERIFY");
+    // Custom key stores (CloudHSM and external) hold symmetric encryption keys only.
+    for (spec, usage) in [
+        ("RSA_2048", "SIGN_VERIFY"),
+        ("HMAC_256", "GENERATE_VERIFY_MAC"),
+    ] {
+        let cloudhsm = kms
+            .create_key()
+            .key_spec(KeySpec::from(spec))
+            .key_usage(KeyUsageType::from(usage))
+            .origin(aws_sdk_kms::types::OriginType::AwsCloudhsm)
+            .custom_key_store_id("cks-1234567890abcdef0")
+            .send()
+            .await;
+        let xks = kms
+            .create_key()
+            .key_spec(KeySpec::from(spec))
+            .key_usage(KeyUsageType::from(usage))
+            .origin(aws_sdk_kms::types::OriginType::ExternalKeyStore)
+            .custom_key_store_id("cks-1234567890abcdef0")
+            .xks_key_id("external-key-1")
+            .send()
+            .await;
+        for (code, message) in [fail(cloudhsm), fail(xks)] {
+            assert_eq!(code, "UnsupportedOperationException", "{spec}");
+            assert!(message.contains("symmetric encryption keys"), "{message}");
+        }
+    }
     // Origin EXTERNAL stays refused for asymmetric keys (import is another issue).
     let (code, _) = fail(
         kms.create_key()
