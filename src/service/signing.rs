@@ -170,6 +170,10 @@ impl Signing {
         match crate::crypto::verify(spki, algorithm, input.with(message), signature) {
             Ok(true) => Ok(key),
             Ok(false) => Err(KmsError::KmsInvalidSignature),
+            // An algorithm the host cannot verify (Ed25519ph): said as such, like Sign does.
+            Err(crate::crypto::CryptoError::Unsupported(m)) => {
+                Err(KmsError::UnsupportedOperation(m))
+            }
             Err(e) => {
                 tracing::error!(key = %key.arn, error = %e, "verification could not run");
                 Err(KmsError::internal())
