@@ -612,6 +612,28 @@ async fn ml_dsa_external_mu_and_signature_sizes() {
         assert_eq!(spki.len(), spki_len, "{spec}");
         let raw = sign(&kms, &id, "ML_DSA_SHAKE_256", "RAW", b"post-quantum").await;
         assert_eq!(raw.len(), sig_len, "{spec}");
+        // RAW and EXTERNAL_MU are interchangeable: μ of the message verifies the RAW signature,
+        // and (signing is deterministic here) signing μ gives the same signature.
+        let kspec = kms::model::KeySpec::parse(spec).unwrap();
+        let mu_of = kms::crypto::external_mu(kspec, &spki, b"post-quantum").unwrap();
+        assert_eq!(
+            verify(&kms, &id, "ML_DSA_SHAKE_256", "EXTERNAL_MU", &mu_of, &raw).await,
+            Ok(true)
+        );
+        let from_mu = sign(&kms, &id, "ML_DSA_SHAKE_256", "EXTERNAL_MU", &mu_of).await;
+        assert_eq!(from_mu, raw, "{spec}");
+        assert_eq!(
+            verify(
+                &kms,
+                &id,
+                "ML_DSA_SHAKE_256",
+                "RAW",
+                b"post-quantum",
+                &from_mu
+            )
+            .await,
+            Ok(true)
+        );
         let mu = [7u8; 64];
         let sig = sign(&kms, &id, "ML_DSA_SHAKE_256", "EXTERNAL_MU", &mu).await;
         assert_eq!(sig.len(), sig_len);
