@@ -7,6 +7,14 @@
 //! signing in the key's backend (the private key never leaves it), verification on the host
 //! against the stored public key (`crate::crypto::verify`). A signature that does not verify is
 //! `KMSInvalidSignatureException`, never `SignatureValid: false`.
+//!
+//! Wording where the reference records none (choices, not AWS recordings): a message type a
+//! spec cannot take is `Message type DIGEST is incompatible with key spec ML_DSA_44.` (seen from
+//! an emulator validated against AWS); one an Ed25519 algorithm cannot take is `Message type RAW
+//! is incompatible with algorithm ED25519_PH_SHA_512.`; GetPublicKey on a symmetric or HMAC key
+//! is UnsupportedOperationException `<arn> key spec is HMAC_256 which is not valid for
+//! GetPublicKey.`. Order of checks: resolve, authorize, usage, algorithm, message, key state,
+//! DryRun.
 
 use super::{part, Call, KmsError, KmsResult, StateRule};
 use crate::backend::MaterialId;
