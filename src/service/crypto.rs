@@ -43,6 +43,8 @@ pub enum CryptoOp {
     ReEncrypt,
     GenerateDataKey,
     GenerateDataKeyWithoutPlaintext,
+    GenerateDataKeyPair,
+    GenerateDataKeyPairWithoutPlaintext,
 }
 
 impl CryptoOp {
@@ -53,6 +55,8 @@ impl CryptoOp {
             CryptoOp::ReEncrypt => "ReEncrypt",
             CryptoOp::GenerateDataKey => "GenerateDataKey",
             CryptoOp::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+            CryptoOp::GenerateDataKeyPair => "GenerateDataKeyPair",
+            CryptoOp::GenerateDataKeyPairWithoutPlaintext => "GenerateDataKeyPairWithoutPlaintext",
         }
     }
 }
@@ -87,7 +91,7 @@ impl Core {
     }
 
     /// Checks that a key can do symmetric encryption with `algorithm`.
-    fn check_symmetric(
+    pub(crate) fn check_symmetric(
         &self,
         key: &KeyRecord,
         op: CryptoOp,

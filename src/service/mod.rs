@@ -13,12 +13,14 @@
 //! connections) and the rules every part needs (key resolution, the key-state table, audit
 //! records). Each part dereferences to the core.
 
+pub mod agreement;
 pub mod aliases;
 pub mod authz;
 pub mod ciphertext;
 pub mod clock;
 pub mod crypto;
 pub mod custom_key_stores;
+pub mod data_key_pairs;
 pub mod error;
 pub mod grants;
 pub mod keys;
@@ -174,6 +176,8 @@ pub struct Kms {
     pub policies: policy::Policies,
     pub grants: grants::Grants,
     pub custom_key_stores: custom_key_stores::CustomKeyStores,
+    pub agreement: agreement::Agreement,
+    pub data_key_pairs: data_key_pairs::DataKeyPairs,
     core: Arc<Core>,
 }
 
@@ -238,6 +242,8 @@ impl Kms {
             policies: policy::Policies::new(core.clone()),
             grants: grants::Grants::new(core.clone()),
             custom_key_stores: custom_key_stores::CustomKeyStores::new(core.clone()),
+            agreement: agreement::Agreement::new(core.clone()),
+            data_key_pairs: data_key_pairs::DataKeyPairs::new(core.clone()),
             core,
         })
     }
