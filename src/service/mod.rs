@@ -515,7 +515,7 @@ impl Core {
             request_parameters,
             response_elements,
             request_id: call.request_id,
-            event_id: uuid::Uuid::new_v4().to_string(),
+            event_id: String::new(),
             read_only,
             resources: call.resources,
             event_type: "AwsApiCall",
@@ -567,7 +567,7 @@ impl Core {
             // CloudTrail names the affected key here for DeleteKey and RotateKey.
             response_elements: serde_json::json!({ "keyId": key.arn }),
             request_id: uuid::Uuid::new_v4().to_string(),
-            event_id: uuid::Uuid::new_v4().to_string(),
+            event_id: String::new(),
             read_only: false,
             resources: vec![Resource::key(&key.account, &key.arn)],
             event_type: "AwsServiceEvent",

@@ -38,7 +38,7 @@ pub fn algorithm(c: &mut Checks, field: &str, v: Option<&str>) -> Option<Encrypt
         field,
         v,
         EncryptionAlgorithm::parse,
-        &EncryptionAlgorithm::wire_list(),
+        EncryptionAlgorithm::wire_list(),
     )
 }
 
