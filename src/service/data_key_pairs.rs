@@ -60,6 +60,12 @@ impl DataKeyPairs {
         op: PairOp,
         dry_run: bool,
     ) -> KmsResult<DataKeyPair> {
+        // SM2 exists only in AWS's China Regions; elsewhere AWS refuses it (as CreateKey does).
+        if spec == DataKeyPairSpec::Sm2 && !self.region.starts_with("cn-") {
+            return Err(KmsError::UnsupportedOperation(
+                "KeyPairSpec SM2 is not supported in this Region".into(),
+            ));
+        }
         let key = self.resolve(call, key_id, true).await?;
         self.authorize_key(call, op.name(), &key, Some(context), |ctx| {
             ctx.set(

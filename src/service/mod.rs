@@ -24,10 +24,12 @@ pub mod data_key_pairs;
 pub mod error;
 pub mod grants;
 pub mod keys;
+pub mod mac;
 pub mod maintenance;
 pub mod policy;
 pub mod rotation;
 pub mod secrets;
+pub mod signing;
 pub mod sts;
 pub mod tags;
 pub mod xks;
@@ -178,6 +180,8 @@ pub struct Kms {
     pub custom_key_stores: custom_key_stores::CustomKeyStores,
     pub agreement: agreement::Agreement,
     pub data_key_pairs: data_key_pairs::DataKeyPairs,
+    pub signing: signing::Signing,
+    pub mac: mac::Mac,
     core: Arc<Core>,
 }
 
@@ -244,6 +248,8 @@ impl Kms {
             custom_key_stores: custom_key_stores::CustomKeyStores::new(core.clone()),
             agreement: agreement::Agreement::new(core.clone()),
             data_key_pairs: data_key_pairs::DataKeyPairs::new(core.clone()),
+            signing: signing::Signing::new(core.clone()),
+            mac: mac::Mac::new(core.clone()),
             core,
         })
     }

@@ -60,7 +60,7 @@ impl Operation for DeriveSharedSecret {
             "keyAgreementAlgorithm",
             r.key_agreement_algorithm.as_deref(),
             KeyAgreementAlgorithm::parse,
-            &KeyAgreementAlgorithm::wire_list(),
+            KeyAgreementAlgorithm::wire_list(),
         );
         c.required("publicKey", &r.public_key).blob_len(
             "publicKey",

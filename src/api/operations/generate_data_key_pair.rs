@@ -37,22 +37,6 @@ pub struct Response {
     key_pair_spec: &'static str,
 }
 
-/// The key pair specs this server makes: every `DataKeyPairSpec` but `SM2`, which AWS offers
-/// only in its China Regions and which is therefore not a valid value here.
-pub(super) fn pair_spec(s: &str) -> Option<DataKeyPairSpec> {
-    DataKeyPairSpec::parse(s).filter(|s| *s != DataKeyPairSpec::Sm2)
-}
-
-/// `[RSA_2048, ...]` without `SM2`, as the enum constraint message prints it.
-pub(super) fn pair_spec_list() -> String {
-    let names: Vec<&str> = DataKeyPairSpec::ALL
-        .iter()
-        .filter(|s| **s != DataKeyPairSpec::Sm2)
-        .map(|s| s.as_str())
-        .collect();
-    format!("[{}]", names.join(", "))
-}
-
 impl Request {
     pub(super) fn audit(&self) -> Value {
         json!({
@@ -71,8 +55,8 @@ impl Request {
         let spec = c.enum_value(
             "keyPairSpec",
             self.key_pair_spec.as_deref(),
-            pair_spec,
-            &pair_spec_list(),
+            DataKeyPairSpec::parse,
+            DataKeyPairSpec::wire_list(),
         );
         check_grant_tokens(&mut c, &self.grant_tokens);
         c.finish()?;
