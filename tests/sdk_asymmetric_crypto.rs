@@ -1192,3 +1192,95 @@ async fn generate_data_key_pair_refusals_and_dry_run() {
         "a dry run checks the key first"
     );
 }
+
+#[tokio::test]
+async fn policy_conditions_on_algorithm_pair_spec_and_context() {
+    let srv = common::TestServer::start().await;
+    let kms = srv.client();
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "root", "Effect": "Allow",
+             "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "no-sha1", "Effect": "Deny", "Principal": "*",
+             "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*",
+             "Condition": {"StringEquals": {"kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_1"}}},
+            {"Sid": "no-big-pairs", "Effect": "Deny", "Principal": "*",
+             "Action": "kms:GenerateDataKeyPair*", "Resource": "*",
+             "Condition": {"StringEquals": {"kms:DataKeyPairSpec": "RSA_4096"}}},
+            {"Sid": "no-blocked", "Effect": "Deny", "Principal": "*",
+             "Action": "kms:GenerateDataKeyPair*", "Resource": "*",
+             "Condition": {"StringEquals": {"kms:EncryptionContext:purpose": "blocked"}}},
+            {"Sid": "ecdh-only", "Effect": "Deny", "Principal": "*",
+             "Action": "kms:DeriveSharedSecret", "Resource": "*",
+             "Condition": {"StringNotEquals": {"kms:KeyAgreementAlgorithm": "ECDH"}}}
+        ]
+    })
+    .to_string();
+    let create = |spec: KeySpec, usage: KeyUsageType| {
+        kms.create_key()
+            .key_spec(spec)
+            .key_usage(usage)
+            .policy(policy.clone())
+            .send()
+    };
+    let rsa = create(KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt)
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let sym = create(KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt)
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let ka = create(KeySpec::EccNistP256, KeyUsageType::KeyAgreement)
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+
+    let encrypt = |alg: Alg| {
+        kms.encrypt()
+            .key_id(&rsa)
+            .encryption_algorithm(alg)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+    };
+    assert_eq!(
+        fail(encrypt(Alg::RsaesOaepSha1).await).0,
+        "AccessDeniedException"
+    );
+    encrypt(Alg::RsaesOaepSha256).await.unwrap();
+
+    let pair = |spec: DataKeyPairSpec, purpose: &str| {
+        kms.generate_data_key_pair_without_plaintext()
+            .key_id(&sym)
+            .key_pair_spec(spec)
+            .encryption_context("purpose", purpose)
+            .send()
+    };
+    assert_eq!(
+        fail(pair(DataKeyPairSpec::Rsa4096, "ok").await).0,
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        fail(pair(DataKeyPairSpec::EccNistP256, "blocked").await).0,
+        "AccessDeniedException"
+    );
+    pair(DataKeyPairSpec::EccNistP256, "ok").await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let peer = peer_key(dir.path(), "P-256", "peer");
+    kms.derive_shared_secret()
+        .key_id(&ka)
+        .key_agreement_algorithm(KeyAgreementAlgorithmSpec::Ecdh)
+        .public_key(Blob::new(peer))
+        .send()
+        .await
+        .unwrap();
+}
