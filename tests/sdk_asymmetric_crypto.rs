@@ -484,7 +484,11 @@ async fn rsa_algorithm_usage_and_context_refusals() {
     let records = srv.audit_records().await;
     let encrypts: Vec<_> = records
         .iter()
-        .filter(|r| r["eventName"] == "Encrypt" && r["errorCode"].is_null())
+        .filter(|r| {
+            r["eventName"] == "Encrypt"
+                && r["errorCode"].is_null()
+                && r["requestParameters"]["keyId"] == rsa.as_str()
+        })
         .collect();
     assert!(!encrypts.is_empty());
     for r in encrypts {
