@@ -43,7 +43,7 @@ pub fn check_mac_members(
         "macAlgorithm",
         algorithm,
         MacAlgorithm::parse,
-        &MacAlgorithm::wire_list(),
+        MacAlgorithm::wire_list(),
     )
 }
 

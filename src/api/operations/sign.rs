@@ -44,14 +44,14 @@ pub fn check_signing_members(
         "messageType",
         message_type,
         MessageType::parse,
-        &MessageType::wire_list(),
+        MessageType::wire_list(),
     );
     c.required("signingAlgorithm", &algorithm);
     let alg = c.enum_value(
         "signingAlgorithm",
         algorithm,
         SigningAlgorithm::parse,
-        &SigningAlgorithm::wire_list(),
+        SigningAlgorithm::wire_list(),
     );
     (mt.unwrap_or(MessageType::Raw), alg)
 }
