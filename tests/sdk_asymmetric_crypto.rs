@@ -1288,3 +1288,85 @@ async fn policy_conditions_on_algorithm_pair_spec_and_context() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn generate_data_key_pair_refuses_custom_key_store_keys() {
+    use aws_sdk_kms::types::{
+        CustomKeyStoreType, OriginType, XksProxyAuthenticationCredentialType,
+        XksProxyConnectivityType,
+    };
+    use common::xks_test_proxy::{TestProxy, AKID, SECRET};
+    let proxy = TestProxy::start().await;
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("xks-ca-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &proxy.ca_pem).unwrap();
+    let srv = common::TestServer::start_with_config(
+        &format!("[xks]\nca_file = '{}'\n", ca.display()),
+        common::backend_env(),
+    )
+    .await;
+    let kms = srv.client();
+    let store = kms
+        .create_custom_key_store()
+        .custom_key_store_name("xks-pairs")
+        .custom_key_store_type(CustomKeyStoreType::ExternalKeyStore)
+        .xks_proxy_uri_endpoint(proxy.endpoint())
+        .xks_proxy_uri_path("/kms/xks/v1")
+        .xks_proxy_connectivity(XksProxyConnectivityType::PublicEndpoint)
+        .xks_proxy_authentication_credential(
+            XksProxyAuthenticationCredentialType::builder()
+                .access_key_id(AKID)
+                .raw_secret_access_key(SECRET)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .custom_key_store_id
+        .unwrap();
+    kms.connect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    let md = kms
+        .create_key()
+        .origin(OriginType::ExternalKeyStore)
+        .custom_key_store_id(&store)
+        .xks_key_id("k1")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    for without_plaintext in [false, true] {
+        let r = if without_plaintext {
+            fail(
+                kms.generate_data_key_pair_without_plaintext()
+                    .key_id(md.key_id())
+                    .key_pair_spec(DataKeyPairSpec::EccNistP256)
+                    .send()
+                    .await,
+            )
+        } else {
+            fail(
+                kms.generate_data_key_pair()
+                    .key_id(md.key_id())
+                    .key_pair_spec(DataKeyPairSpec::EccNistP256)
+                    .send()
+                    .await,
+            )
+        };
+        assert_eq!(r.0, "UnsupportedOperationException");
+        assert_eq!(
+            r.1,
+            format!(
+                "{} is in a custom key store, which does not support this operation.",
+                md.arn().unwrap()
+            )
+        );
+    }
+}
