@@ -77,6 +77,8 @@ pub struct AuditEvent {
     pub response_elements: Value,
     #[serde(rename = "requestID")]
     pub request_id: String,
+    /// Left empty by producers: the sink assigns a fresh UUID off the request path
+    /// ([`AuditEvent::assign_id`]).
     #[serde(rename = "eventID")]
     pub event_id: String,
     pub read_only: bool,
@@ -89,6 +91,15 @@ pub struct AuditEvent {
     pub service_event_details: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub additional_event_data: Option<Value>,
+}
+
+impl AuditEvent {
+    /// Gives the event its `eventID` unless it has one.
+    pub fn assign_id(&mut self) {
+        if self.event_id.is_empty() {
+            self.event_id = uuid::Uuid::new_v4().to_string();
+        }
+    }
 }
 
 /// Where audit events go.
@@ -143,7 +154,7 @@ fn writer_loop(file: std::fs::File, rx: Receiver<Msg>) {
         let mut next = Some(first);
         while let Some(msg) = next.take().or_else(|| rx.try_recv().ok()) {
             match msg {
-                Msg::Event(event) => write_line(&mut w, &event),
+                Msg::Event(mut event) => write_line(&mut w, &mut event),
                 Msg::Flush(ack) => acks.push(ack),
             }
         }
@@ -162,7 +173,8 @@ fn writer_loop(file: std::fs::File, rx: Receiver<Msg>) {
 
 /// One JSON line. A record that cannot be serialized is reported, never half-written; write
 /// errors surface at the writer's flush.
-fn write_line(w: &mut impl Write, event: &AuditEvent) {
+fn write_line(w: &mut impl Write, event: &mut AuditEvent) {
+    event.assign_id();
     match serde_json::to_vec(event) {
         Ok(mut line) => {
             line.push(b'\n');
@@ -176,10 +188,10 @@ impl AuditSink for FileAuditSink {
     fn record(&self, event: AuditEvent) {
         match self.tx.try_send(Msg::Event(Box::new(event))) {
             Ok(()) => {}
-            Err(TrySendError::Full(Msg::Event(event))) => {
+            Err(TrySendError::Full(Msg::Event(mut event))) => {
                 let _g = self.fallback.lock();
                 if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&self.path) {
-                    write_line(&mut f, &event);
+                    write_line(&mut f, &mut event);
                 }
             }
             Err(TrySendError::Full(Msg::Flush(_))) => {}
@@ -202,7 +214,8 @@ impl AuditSink for FileAuditSink {
 pub struct MemoryAuditSink(pub Mutex<Vec<Value>>);
 
 impl AuditSink for MemoryAuditSink {
-    fn record(&self, event: AuditEvent) {
+    fn record(&self, mut event: AuditEvent) {
+        event.assign_id();
         if let Ok(v) = serde_json::to_value(&event) {
             self.0.lock().push(v);
         }

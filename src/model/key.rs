@@ -24,10 +24,14 @@ macro_rules! wire_enum {
                 match s { $($wire => Some($name::$variant),)+ _ => None }
             }
 
-            /// `[A, B, C]` as AWS prints an enum constraint.
-            pub fn wire_list() -> String {
-                let names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
-                format!("[{}]", names.join(", "))
+            /// `[A, B, C]` as AWS prints an enum constraint (built once: validation passes it
+            /// on every request).
+            pub fn wire_list() -> &'static str {
+                static LIST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+                LIST.get_or_init(|| {
+                    let names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                    format!("[{}]", names.join(", "))
+                })
             }
         }
 

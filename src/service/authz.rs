@@ -112,6 +112,15 @@ impl<'a> CallerPolicies<'a> {
             .chain(self.guardrails.iter())
             .any(|p| p.references_condition_key(prefix))
     }
+
+    /// Whether an identity, session or guardrail policy reads the request context at all.
+    fn read_context(&self) -> bool {
+        self.principal
+            .iter()
+            .chain(self.session.iter().flatten())
+            .chain(self.guardrails.iter())
+            .any(|p| p.reads_context())
+    }
 }
 
 fn denied(message: String) -> KmsError {
@@ -195,10 +204,11 @@ impl Core {
     ) -> KmsResult<()> {
         let caller = self.caller(call, action)?;
         let policies = CallerPolicies::of(call);
-        let ctx = self
-            .key_context(call, caller, &policies, action, key, context, extra)
-            .await?;
         let key_policy = self.key_policy(key)?;
+        let full = key_policy.reads_context() || policies.read_context();
+        let ctx = self
+            .key_context(call, caller, &policies, full, action, key, context, extra)
+            .await?;
         let request = AuthorizationRequest::new(&ctx)
             .resource_policy(&key_policy)
             .identity_policies(policies.identity())
@@ -224,13 +234,17 @@ impl Core {
 
     /// The request context of `action` on `key`: the common keys, the key's properties, the
     /// request alias, the encryption context, the operation's own keys (`extra`), and the
-    /// identity-policy-only keys that cost a store read when a policy reads them.
+    /// identity-policy-only keys that cost a store read when a policy reads them. With `full`
+    /// false (no applicable policy reads the context) only caller, action and resource: the
+    /// decision is the same and the ~20 keys are not built on every request (measured: about
+    /// 4 µs of a 60 µs software-root Encrypt, docs/benchmarks.md).
     #[allow(clippy::too_many_arguments)]
     async fn key_context(
         &self,
         call: &Call,
         caller: &Caller,
         policies: &CallerPolicies<'_>,
+        full: bool,
         action: &str,
         key: &KeyRecord,
         context: Option<&EncryptionContext>,
@@ -239,6 +253,13 @@ impl Core {
         let resource = Resource::arn(&key.arn).map_err(|_| {
             KmsError::internal_because(InternalCause::Invariant("a stored key ARN is invalid"))
         })?;
+        if !full {
+            return Ok(RequestContext::bare(
+                caller.clone(),
+                &format!("kms:{action}"),
+                resource,
+            ));
+        }
         let mut ctx = self.base_context(call, caller, action, resource);
         let spec = key.key_spec.to_string();
         let usage = key.key_usage.to_string();
@@ -290,7 +311,7 @@ impl Core {
         let caller = self.caller(call, action)?;
         let policies = CallerPolicies::of(call);
         let ctx = self
-            .key_context(call, caller, &policies, action, key, None, |_| {})
+            .key_context(call, caller, &policies, true, action, key, None, |_| {})
             .await?;
         let cross_account = key.account != caller.account();
         let deny = |reason| {

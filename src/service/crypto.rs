@@ -1,26 +1,38 @@
-//! Symmetric cryptographic operations: Encrypt, Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext)
-//! and GenerateRandom. Every ciphertext is a [`super::ciphertext`] blob bound to its key
-//! id, material version and encryption context.
+//! Encryption operations: Encrypt, Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext) and
+//! GenerateRandom. A symmetric key's ciphertext is a [`super::ciphertext`] blob bound to its key
+//! id, material version and encryption context. An RSA `ENCRYPT_DECRYPT` key's ciphertext is the
+//! bare RSAES-OAEP output (no header, so Decrypt needs its `KeyId`): encryption runs on the host
+//! with the stored public key ([`crate::crypto::rsa_oaep_encrypt`]), decryption in the key's
+//! backend ([`CryptoBackend::decrypt_asymmetric`]). RSA keys take no encryption context.
 
 use std::future::Future;
 
 use zeroize::Zeroizing;
 
 use super::ciphertext::{self, EncryptionContext};
-use super::{part, Call, Core, KmsError, KmsResult, StateRule};
+use super::{part, Call, Core, InternalCause, KmsError, KmsResult, StateRule};
 use crate::backend::{BackendError, BackendResult, CryptoBackend, MaterialId};
-use crate::model::{EncryptionAlgorithm, KeyRecord, KeySpec, KeyUsage};
+use crate::model::{EncryptionAlgorithm, KeyFamily, KeyRecord, KeySpec, KeyUsage};
 
-/// Result of a decryption: the key that decrypted and the plaintext.
+/// Result of a decryption: the key that decrypted, the algorithm, and the plaintext.
 pub struct Decrypted {
     pub key: KeyRecord,
+    pub algorithm: EncryptionAlgorithm,
     pub plaintext: Zeroizing<Vec<u8>>,
 }
 
 /// Result of an encryption.
 pub struct Encrypted {
     pub key: KeyRecord,
+    pub algorithm: EncryptionAlgorithm,
     pub blob: Vec<u8>,
+}
+
+/// Result of a ReEncrypt: the source key and algorithm, and the new ciphertext.
+pub struct ReEncrypted {
+    pub source: KeyRecord,
+    pub source_algorithm: EncryptionAlgorithm,
+    pub destination: Encrypted,
 }
 
 /// How a crypto operation is named in errors.
@@ -31,6 +43,8 @@ pub enum CryptoOp {
     ReEncrypt,
     GenerateDataKey,
     GenerateDataKeyWithoutPlaintext,
+    GenerateDataKeyPair,
+    GenerateDataKeyPairWithoutPlaintext,
 }
 
 impl CryptoOp {
@@ -41,6 +55,8 @@ impl CryptoOp {
             CryptoOp::ReEncrypt => "ReEncrypt",
             CryptoOp::GenerateDataKey => "GenerateDataKey",
             CryptoOp::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+            CryptoOp::GenerateDataKeyPair => "GenerateDataKeyPair",
+            CryptoOp::GenerateDataKeyPairWithoutPlaintext => "GenerateDataKeyPairWithoutPlaintext",
         }
     }
 }
@@ -75,7 +91,7 @@ impl Core {
     }
 
     /// Checks that a key can do symmetric encryption with `algorithm`.
-    fn check_symmetric(
+    pub(crate) fn check_symmetric(
         &self,
         key: &KeyRecord,
         op: CryptoOp,
@@ -106,7 +122,123 @@ impl Core {
         }
     }
 
-    async fn seal(
+    /// Checks that a key can do Encrypt, Decrypt or ReEncrypt with the requested algorithm and
+    /// returns the algorithm in effect: `SYMMETRIC_DEFAULT` (also when omitted) for symmetric
+    /// keys, an `RSAES_OAEP_*` algorithm (required) for RSA keys.
+    pub(crate) fn check_encryption(
+        &self,
+        key: &KeyRecord,
+        op: CryptoOp,
+        algorithm: Option<EncryptionAlgorithm>,
+    ) -> KmsResult<EncryptionAlgorithm> {
+        if key.key_usage != KeyUsage::EncryptDecrypt {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "{} key usage is {} which is not valid for {}.",
+                key.arn,
+                key.key_usage,
+                op.name()
+            )));
+        }
+        let requested = algorithm.unwrap_or(EncryptionAlgorithm::SymmetricDefault);
+        let compatible = match key.key_spec.family() {
+            KeyFamily::Symmetric => requested == EncryptionAlgorithm::SymmetricDefault,
+            KeyFamily::Rsa => requested.oaep_hash().is_some(),
+            _ => {
+                return Err(KmsError::InvalidKeyUsage(format!(
+                    "{} key spec is {} which is not valid for {}.",
+                    key.arn,
+                    key.key_spec,
+                    op.name()
+                )))
+            }
+        };
+        if !compatible {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "Algorithm {requested} is incompatible with key spec {}.",
+                key.key_spec
+            )));
+        }
+        Ok(requested)
+    }
+
+    /// The request rules of an RSA key: no encryption context.
+    fn check_asymmetric_context(context: &EncryptionContext) -> KmsResult<()> {
+        if context.is_empty() {
+            Ok(())
+        } else {
+            Err(KmsError::Validation(
+                "EncryptionContext is not supported when encrypting/decrypting with asymmetric \
+                 CMKs."
+                    .into(),
+            ))
+        }
+    }
+
+    /// The OAEP plaintext limit of an RSA key and algorithm.
+    fn check_rsa_plaintext(
+        key: &KeyRecord,
+        algorithm: EncryptionAlgorithm,
+        len: usize,
+    ) -> KmsResult<()> {
+        match algorithm.max_plaintext(key.key_spec) {
+            Some(max) if len <= max => Ok(()),
+            Some(max) => Err(KmsError::Validation(format!(
+                "Algorithm {algorithm} and key spec {} cannot encrypt data larger than {max} bytes.",
+                key.key_spec
+            ))),
+            None => Err(KmsError::internal_because(InternalCause::Invariant(
+                "an RSA algorithm without a plaintext limit",
+            ))),
+        }
+    }
+
+    /// RSAES-OAEP encryption on the host with the key's stored public key (the plaintext
+    /// limit already checked).
+    fn rsa_encrypt(
+        &self,
+        key: &KeyRecord,
+        algorithm: EncryptionAlgorithm,
+        plaintext: &[u8],
+    ) -> KmsResult<Vec<u8>> {
+        let spki = key.public_key.as_deref().ok_or_else(|| {
+            KmsError::internal_because(InternalCause::Invariant("an RSA key has no public key"))
+        })?;
+        crate::crypto::rsa_oaep_encrypt(spki, algorithm, plaintext).map_err(|e| {
+            tracing::error!(key = %key.arn, error = %e, "RSA encryption failed");
+            KmsError::internal_because(InternalCause::Invariant("RSA encryption failed"))
+        })
+    }
+
+    /// RSAES-OAEP decryption in the key's backend. Any failure to decode (wrong key or
+    /// algorithm, a blob that is not a k-byte OAEP ciphertext) is an invalid ciphertext.
+    async fn rsa_decrypt(
+        &self,
+        key: &KeyRecord,
+        algorithm: EncryptionAlgorithm,
+        blob: &[u8],
+    ) -> KmsResult<Zeroizing<Vec<u8>>> {
+        // RFC 8017 §7.1.2: the ciphertext is exactly k bytes.
+        if key.key_spec.rsa_modulus_len() != Some(blob.len()) {
+            return Err(KmsError::InvalidCiphertext);
+        }
+        let m = MaterialId {
+            key_id: &key.key_id,
+            version: key.current_material,
+            label: &key.arn,
+            spec: key.key_spec,
+        };
+        let backend = self.backend_for(key)?;
+        let b = backend.as_ref();
+        self.with_material(
+            b,
+            m,
+            |e| self.backend_error(key, e),
+            || b.decrypt_asymmetric(m, algorithm, blob),
+        )
+        .await
+    }
+
+    pub(crate) async fn seal(
         &self,
         call: &Call,
         key: &KeyRecord,
@@ -221,13 +353,26 @@ impl Crypto {
         let key = self.resolve(call, key_id, true).await?;
         self.authorize_crypto(call, op.name(), &key, context, algorithm, None)
             .await?;
-        self.check_symmetric(&key, op, algorithm)?;
+        let algorithm = self.check_encryption(&key, op, algorithm)?;
+        let symmetric = algorithm == EncryptionAlgorithm::SymmetricDefault;
+        if !symmetric {
+            Core::check_asymmetric_context(context)?;
+            Core::check_rsa_plaintext(&key, algorithm, plaintext.len())?;
+        }
         self.check_state(&key, StateRule::Crypto)?;
         if dry_run {
             return Err(KmsError::DryRunOperation);
         }
-        let blob = self.seal(call, &key, plaintext, context).await?;
-        Ok(Encrypted { key, blob })
+        let blob = if symmetric {
+            self.seal(call, &key, plaintext, context).await?
+        } else {
+            self.rsa_encrypt(&key, algorithm, plaintext)?
+        };
+        Ok(Encrypted {
+            key,
+            algorithm,
+            blob,
+        })
     }
 
     /// The key a Decrypt (or the source half of a ReEncrypt) uses: the one `key_id` names,
@@ -248,11 +393,13 @@ impl Crypto {
             }
             return Ok(key);
         }
+        // Without a KeyId only a symmetric blob can be decrypted (an RSA ciphertext names no
+        // key; a blob naming an asymmetric key was not made here).
         let Some(p) = parsed else {
             return Err(KmsError::InvalidCiphertext);
         };
         match self.store.get_key(&p.key_id).await? {
-            Some(k) if k.region == self.region => {
+            Some(k) if k.region == self.region && k.key_spec == KeySpec::SymmetricDefault => {
                 call.touch(&k);
                 Ok(self.annotate(k))
             }
@@ -299,7 +446,8 @@ impl Crypto {
         .await
     }
 
-    /// Decrypts a blob. `key_id`, when given, must name the key that made the blob.
+    /// Decrypts a blob. `key_id`, when given, must name the key that made the blob; it is
+    /// required for an RSA ciphertext, which names no key.
     #[allow(clippy::too_many_arguments)]
     pub async fn decrypt(
         &self,
@@ -316,7 +464,20 @@ impl Crypto {
         self.authorize_crypto(call, op.name(), &key, context, algorithm, None)
             .await
             .map_err(|e| unusable_unless_named(e, key_id, &key, call))?;
-        self.check_symmetric(&key, op, algorithm)?;
+        let algorithm = self.check_encryption(&key, op, algorithm)?;
+        if algorithm != EncryptionAlgorithm::SymmetricDefault {
+            Core::check_asymmetric_context(context)?;
+            self.check_state(&key, StateRule::Crypto)?;
+            if dry_run {
+                return Err(KmsError::DryRunOperation);
+            }
+            let plaintext = self.rsa_decrypt(&key, algorithm, blob).await?;
+            return Ok(Decrypted {
+                key,
+                algorithm,
+                plaintext,
+            });
+        }
         self.check_state(&key, StateRule::Crypto)?;
         let Some(parsed) = parsed else {
             return Err(KmsError::InvalidCiphertext);
@@ -325,7 +486,11 @@ impl Crypto {
             return Err(KmsError::DryRunOperation);
         }
         let plaintext = self.open(call, &key, &parsed, context).await?;
-        Ok(Decrypted { key, plaintext })
+        Ok(Decrypted {
+            key,
+            algorithm,
+            plaintext,
+        })
     }
 
     /// Decrypts under the source and encrypts under the destination, server-side.
@@ -343,7 +508,7 @@ impl Crypto {
         destination_context: &EncryptionContext,
         destination_algorithm: Option<EncryptionAlgorithm>,
         dry_run: bool,
-    ) -> KmsResult<(KeyRecord, Encrypted)> {
+    ) -> KmsResult<ReEncrypted> {
         // The destination first, so that a dry run validates both sides; it gets its own
         // `kms:RequestAlias`. The audit resources list the source, then the destination.
         let mut dest_call = call.clone();
@@ -380,27 +545,46 @@ impl Crypto {
             same_key,
         )
         .await?;
-        self.check_symmetric(&dest, CryptoOp::ReEncrypt, destination_algorithm)?;
+        let dest_alg = self.check_encryption(&dest, CryptoOp::ReEncrypt, destination_algorithm)?;
+        if dest_alg != EncryptionAlgorithm::SymmetricDefault {
+            Core::check_asymmetric_context(destination_context)?;
+        }
         self.check_state(&dest, StateRule::Crypto)?;
-        self.check_symmetric(&source, CryptoOp::ReEncrypt, source_algorithm)?;
+        let source_alg = self.check_encryption(&source, CryptoOp::ReEncrypt, source_algorithm)?;
+        if source_alg != EncryptionAlgorithm::SymmetricDefault {
+            Core::check_asymmetric_context(source_context)?;
+        }
         self.check_state(&source, StateRule::Crypto)?;
-        let Some(parsed) = parsed else {
-            return Err(KmsError::InvalidCiphertext);
+        let parsed = match (source_alg, parsed) {
+            (EncryptionAlgorithm::SymmetricDefault, None) => {
+                return Err(KmsError::InvalidCiphertext)
+            }
+            (EncryptionAlgorithm::SymmetricDefault, Some(p)) => Some(p),
+            _ => None,
         };
         if dry_run {
             return Err(KmsError::DryRunOperation);
         }
-        let plaintext = self.open(call, &source, &parsed, source_context).await?;
-        let out = self
-            .seal(call, &dest, &plaintext, destination_context)
-            .await?;
-        Ok((
+        let plaintext = match &parsed {
+            Some(p) => self.open(call, &source, p, source_context).await?,
+            None => self.rsa_decrypt(&source, source_alg, blob).await?,
+        };
+        let out = if dest_alg == EncryptionAlgorithm::SymmetricDefault {
+            self.seal(call, &dest, &plaintext, destination_context)
+                .await?
+        } else {
+            Core::check_rsa_plaintext(&dest, dest_alg, plaintext.len())?;
+            self.rsa_encrypt(&dest, dest_alg, &plaintext)?
+        };
+        Ok(ReEncrypted {
             source,
-            Encrypted {
+            source_algorithm: source_alg,
+            destination: Encrypted {
                 key: dest,
+                algorithm: dest_alg,
                 blob: out,
             },
-        ))
+        })
     }
 
     /// GenerateDataKey(WithoutPlaintext): random bytes from the backend, encrypted under the key.
@@ -431,7 +615,14 @@ impl Crypto {
                 .map_err(|e| self.backend_error(&key, e))?
         };
         let blob = self.seal(call, &key, &data_key, context).await?;
-        Ok((Encrypted { key, blob }, data_key))
+        Ok((
+            Encrypted {
+                key,
+                algorithm: EncryptionAlgorithm::SymmetricDefault,
+                blob,
+            },
+            data_key,
+        ))
     }
 
     pub async fn generate_random(&self, call: &Call, len: usize) -> KmsResult<Zeroizing<Vec<u8>>> {

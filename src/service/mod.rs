@@ -13,19 +13,23 @@
 //! connections) and the rules every part needs (key resolution, the key-state table, audit
 //! records). Each part dereferences to the core.
 
+pub mod agreement;
 pub mod aliases;
 pub mod authz;
 pub mod ciphertext;
 pub mod clock;
 pub mod crypto;
 pub mod custom_key_stores;
+pub mod data_key_pairs;
 pub mod error;
 pub mod grants;
 pub mod keys;
+pub mod mac;
 pub mod maintenance;
 pub mod policy;
 pub mod rotation;
 pub mod secrets;
+pub mod signing;
 pub mod sts;
 pub mod tags;
 pub mod xks;
@@ -174,6 +178,10 @@ pub struct Kms {
     pub policies: policy::Policies,
     pub grants: grants::Grants,
     pub custom_key_stores: custom_key_stores::CustomKeyStores,
+    pub agreement: agreement::Agreement,
+    pub data_key_pairs: data_key_pairs::DataKeyPairs,
+    pub signing: signing::Signing,
+    pub mac: mac::Mac,
     core: Arc<Core>,
 }
 
@@ -238,6 +246,10 @@ impl Kms {
             policies: policy::Policies::new(core.clone()),
             grants: grants::Grants::new(core.clone()),
             custom_key_stores: custom_key_stores::CustomKeyStores::new(core.clone()),
+            agreement: agreement::Agreement::new(core.clone()),
+            data_key_pairs: data_key_pairs::DataKeyPairs::new(core.clone()),
+            signing: signing::Signing::new(core.clone()),
+            mac: mac::Mac::new(core.clone()),
             core,
         })
     }
@@ -509,7 +521,7 @@ impl Core {
             request_parameters,
             response_elements,
             request_id: call.request_id,
-            event_id: uuid::Uuid::new_v4().to_string(),
+            event_id: String::new(),
             read_only,
             resources: call.resources,
             event_type: "AwsApiCall",
@@ -561,7 +573,7 @@ impl Core {
             // CloudTrail names the affected key here for DeleteKey and RotateKey.
             response_elements: serde_json::json!({ "keyId": key.arn }),
             request_id: uuid::Uuid::new_v4().to_string(),
-            event_id: uuid::Uuid::new_v4().to_string(),
+            event_id: String::new(),
             read_only: false,
             resources: vec![Resource::key(&key.account, &key.arn)],
             event_type: "AwsServiceEvent",

@@ -270,14 +270,8 @@ impl RequestContext {
     /// has one; the account ID for root) and, for IAM users, `aws:username`. All other keys,
     /// including `kms:CallerAccount`, are the caller's to set for the operations that have them.
     pub fn new(caller: Caller, action: &str, resource: Resource) -> RequestContext {
-        let mut context = RequestContext {
-            action: action.to_owned(),
-            action_folded: fold(action),
-            resource,
-            entries: Vec::with_capacity(8),
-            encryption_context: Vec::new(),
-            caller,
-        };
+        let mut context = RequestContext::bare(caller, action, resource);
+        context.entries.reserve(8);
         let principal_arn = context.caller.principal_arn().to_owned();
         let account = context.caller.account().to_owned();
         let principal_type = context.caller.principal_type();
@@ -339,6 +333,20 @@ impl RequestContext {
     /// `kms:EncryptionContextKeys`).
     pub fn set(&mut self, key: &str, value: impl Into<ContextValue>) -> &mut RequestContext {
         self.set_values(key, vec![value.into()])
+    }
+
+    /// A context with caller, action and resource only: no condition keys, not even the global
+    /// principal keys [`RequestContext::new`] sets. For evaluating policies none of which
+    /// [`reads_context`](crate::Policy::reads_context); anything else would see absent keys.
+    pub fn bare(caller: Caller, action: &str, resource: Resource) -> RequestContext {
+        RequestContext {
+            action: action.to_owned(),
+            action_folded: fold(action),
+            resource,
+            entries: Vec::new(),
+            encryption_context: Vec::new(),
+            caller,
+        }
     }
 
     /// Sets a multi-valued key (`kms:GrantOperations`, `aws:TagKeys`, `kms:ResourceAliases`).

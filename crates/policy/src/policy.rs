@@ -111,6 +111,9 @@ pub struct Policy {
     version: PolicyVersion,
     id: Option<Box<str>>,
     statements: Box<[Statement]>,
+    /// Whether any statement has a condition or a resource with a policy variable: only then
+    /// does evaluation read the request context's keys (see [`Policy::reads_context`]).
+    reads_context: bool,
 }
 
 impl fmt::Debug for Policy {
@@ -243,12 +246,25 @@ impl Policy {
                 }
             }
         }
+        let reads_context = compiled.iter().any(|s: &Statement| {
+            let dynamic = |patterns: &[ResourcePattern]| {
+                patterns
+                    .iter()
+                    .any(|p| matches!(p, ResourcePattern::Dynamic(_)))
+            };
+            !s.conditions.is_empty()
+                || match &s.resources {
+                    ResourceSpec::AttachedResource => false,
+                    ResourceSpec::Resource(p) | ResourceSpec::NotResource(p) => dynamic(p),
+                }
+        });
         Ok(Policy {
             text: text.into(),
             kind,
             version,
             id,
             statements: compiled.into(),
+            reads_context,
         })
     }
 
@@ -286,6 +302,14 @@ impl Policy {
             .iter()
             .flat_map(|s| s.conditions.iter())
             .any(|c| c.key_starts_with(&folded))
+    }
+
+    /// Whether evaluating this policy reads any condition key of the request context (it has
+    /// a condition, or a `Resource` with a policy variable). When no applicable policy does,
+    /// a caller may evaluate against a context that holds only caller, action and resource
+    /// ([`crate::RequestContext::bare`]): the decision is the same and the keys cost nothing.
+    pub fn reads_context(&self) -> bool {
+        self.reads_context
     }
 
     /// The statements' `Sid`s in order (`None` for statements without one).

@@ -98,7 +98,7 @@ impl Operation for CreateCustomKeyStore {
             "customKeyStoreType",
             r.custom_key_store_type.as_deref(),
             CustomKeyStoreType::parse,
-            &CustomKeyStoreType::wire_list(),
+            CustomKeyStoreType::wire_list(),
         );
         let _ = c.enum_value(
             "xksProxyConnectivity",

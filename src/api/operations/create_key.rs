@@ -96,25 +96,25 @@ impl Operation for CreateKey {
             "keyUsage",
             r.key_usage.as_deref(),
             KeyUsage::parse,
-            &KeyUsage::wire_list(),
+            KeyUsage::wire_list(),
         );
         let spec = c.enum_value(
             "keySpec",
             r.key_spec.as_deref(),
             KeySpec::parse,
-            &KeySpec::wire_list(),
+            KeySpec::wire_list(),
         );
         let cmk_spec = c.enum_value(
             "customerMasterKeySpec",
             r.customer_master_key_spec.as_deref(),
             KeySpec::parse,
-            &KeySpec::wire_list(),
+            KeySpec::wire_list(),
         );
         let origin = c.enum_value(
             "origin",
             r.origin.as_deref(),
             Origin::parse,
-            &Origin::wire_list(),
+            Origin::wire_list(),
         );
         check_policy_text(&mut c, r.policy.as_deref())?;
         c.len("customKeyStoreId", r.custom_key_store_id.as_deref(), 1, 64)
@@ -136,7 +136,8 @@ impl Operation for CreateKey {
         crate::service::tags::check_tags(&tags)?;
         let key_spec = spec.or(cmk_spec).unwrap_or(KeySpec::SymmetricDefault);
         let origin = origin.unwrap_or(Origin::AwsKms);
-        let key_usage = usage.unwrap_or(KeyUsage::EncryptDecrypt);
+        let key_usage =
+            crate::service::keys::check_spec_usage(kms.core().region(), key_spec, usage)?;
         let bypass = r.bypass_policy_lockout_safety_check;
         kms.keys.authorize_create(
             call,

@@ -1,4 +1,5 @@
-//! `Decrypt`: KeyId is optional for symmetric ciphertext (the blob names its key).
+//! `Decrypt`: KeyId is optional for symmetric ciphertext (the blob names its key) and required
+//! for RSA ciphertext, which names none.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -7,7 +8,6 @@ use super::encrypt::algorithm;
 use super::{accept_grant_tokens, check_grant_tokens, present, Operation};
 use crate::api::shapes::{Blob, SecretBlob, WireContext};
 use crate::api::validate::Checks;
-use crate::model::EncryptionAlgorithm;
 use crate::service::crypto::CryptoOp;
 use crate::service::{Call, Kms, KmsResult};
 
@@ -81,7 +81,7 @@ impl Operation for Decrypt {
         Ok(Response {
             key_id: out.key.arn,
             plaintext: SecretBlob(out.plaintext),
-            encryption_algorithm: EncryptionAlgorithm::SymmetricDefault.as_str(),
+            encryption_algorithm: out.algorithm.as_str(),
         })
     }
 }

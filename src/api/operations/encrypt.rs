@@ -1,4 +1,5 @@
-//! `Encrypt`: up to 4096 bytes under a symmetric key, bound to the encryption context.
+//! `Encrypt`: up to 4096 bytes under a symmetric key, bound to the encryption context, or up to
+//! the OAEP limit under an RSA `ENCRYPT_DECRYPT` key with an `RSAES_OAEP_*` algorithm.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -37,7 +38,7 @@ pub fn algorithm(c: &mut Checks, field: &str, v: Option<&str>) -> Option<Encrypt
         field,
         v,
         EncryptionAlgorithm::parse,
-        &EncryptionAlgorithm::wire_list(),
+        EncryptionAlgorithm::wire_list(),
     )
 }
 
@@ -90,7 +91,7 @@ impl Operation for Encrypt {
         Ok(Response {
             ciphertext_blob: Blob(out.blob),
             key_id: out.key.arn,
-            encryption_algorithm: EncryptionAlgorithm::SymmetricDefault.as_str(),
+            encryption_algorithm: out.algorithm.as_str(),
         })
     }
 }

@@ -51,7 +51,7 @@ impl Request {
             "keySpec",
             self.key_spec.as_deref(),
             DataKeySpec::parse,
-            &DataKeySpec::wire_list(),
+            DataKeySpec::wire_list(),
         );
         check_grant_tokens(&mut c, &self.grant_tokens);
         c.finish()?;

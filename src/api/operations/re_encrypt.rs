@@ -7,7 +7,6 @@ use super::encrypt::algorithm;
 use super::{accept_grant_tokens, check_grant_tokens, check_key_id, present, Operation};
 use crate::api::shapes::{Blob, WireContext};
 use crate::api::validate::Checks;
-use crate::model::EncryptionAlgorithm;
 use crate::service::{Call, Kms, KmsResult};
 
 pub struct ReEncrypt;
@@ -78,7 +77,7 @@ impl Operation for ReEncrypt {
         c.finish()?;
         accept_grant_tokens(kms, &r.grant_tokens).await?;
         let blob = present(r.ciphertext_blob)?;
-        let (source, out) = kms
+        let out = kms
             .crypto
             .re_encrypt(
                 call,
@@ -93,11 +92,11 @@ impl Operation for ReEncrypt {
             )
             .await?;
         Ok(Response {
-            ciphertext_blob: Blob(out.blob),
-            source_key_id: source.arn,
-            key_id: out.key.arn,
-            source_encryption_algorithm: EncryptionAlgorithm::SymmetricDefault.as_str(),
-            destination_encryption_algorithm: EncryptionAlgorithm::SymmetricDefault.as_str(),
+            ciphertext_blob: Blob(out.destination.blob),
+            source_key_id: out.source.arn,
+            key_id: out.destination.key.arn,
+            source_encryption_algorithm: out.source_algorithm.as_str(),
+            destination_encryption_algorithm: out.destination.algorithm.as_str(),
         })
     }
 }

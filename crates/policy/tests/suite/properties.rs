@@ -218,6 +218,25 @@ fn exercise(text: &str, ec_value: &str, tags: &[String]) -> Result<(), TestCaseE
                 .grant(GrantCheck::AllowsIfIdentityAllows);
             let decision = authorize(&request);
             prop_assert_eq!(decision, authorize(&request));
+            // A policy that reads no context key decides the same on a bare context.
+            if !policy.reads_context() {
+                let bare = RequestContext::bare(
+                    context.caller().clone(),
+                    context.action(),
+                    context.resource().clone(),
+                );
+                prop_assert_eq!(evaluation, policy.evaluate(&bare));
+                let request = AuthorizationRequest::new(&bare)
+                    .resource_policy(&policy)
+                    .identity_policies(IdentityPolicies {
+                        principal_policies: &identity,
+                        session_policies: Some(&identity),
+                    })
+                    .guardrail_policies(&identity)
+                    .cross_account_capable(true)
+                    .grant(GrantCheck::AllowsIfIdentityAllows);
+                prop_assert_eq!(decision, authorize(&request));
+            }
             if let Some(denial) = decision.denial() {
                 prop_assert!(denial.message(context).starts_with("User: "));
             }
@@ -382,6 +401,22 @@ proptest! {
         let t: Vec<char> = text.chars().collect();
         prop_assert_eq!(policy.evaluate(&context).allows(), reference_like(&p, &t));
     }
+}
+
+#[test]
+fn reads_context_only_for_conditions_and_variables() {
+    let parse = |kind, text: &str| Policy::parse(text, kind, &AnyPrincipalExists).unwrap();
+    assert!(!parse(PolicyKind::Key, &default_key_policy_text()).reads_context());
+    let plain = doc(r#"{"Effect":"Allow","Action":"kms:*","Resource":"*"}"#);
+    assert!(!parse(PolicyKind::Identity, &plain).reads_context());
+    let condition = doc(
+        r#"{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"true"}}}"#,
+    );
+    assert!(parse(PolicyKind::Identity, &condition).reads_context());
+    let variable = doc(
+        r#"{"Effect":"Allow","Action":"kms:*","Resource":"arn:aws:kms:*:*:key/${aws:username}"}"#,
+    );
+    assert!(parse(PolicyKind::Identity, &variable).reads_context());
 }
 
 #[test]
