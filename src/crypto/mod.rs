@@ -16,6 +16,8 @@
 //! [`PrivateKey`] is a parsed private key the software root caches per key version; the free
 //! functions taking PKCS#8 parse it per call.
 
+#[cfg(test)]
+mod bench;
 mod der;
 mod ecc;
 mod eddsa;
