@@ -11,11 +11,13 @@
 
 //!
 //! Crates (`docs/key-types.md`, "Software root crates"): `aws-lc-rs` for everything but ML-DSA
-//! signing, which uses RustCrypto `ml-dsa` (external μ). Files: [`rsa`], [`ecc`], [`eddsa`],
-//! [`mldsa`], [`hmac`] (and hashes), [`der`] (the few DER structures parsed or built here).
+//! signing, which uses RustCrypto `ml-dsa` (external μ). Files: `rsa`, `ecc`, `eddsa`,
+//! `mldsa`, `hmac` (and hashes), `der` (the few DER structures parsed or built here).
 //! [`PrivateKey`] is a parsed private key the software root caches per key version; the free
 //! functions taking PKCS#8 parse it per call.
 
+#[cfg(test)]
+mod bench;
 mod der;
 mod ecc;
 mod eddsa;
