@@ -538,6 +538,16 @@ impl Inner {
     fn generate(&self, spec: KeySpec) -> BackendResult<Generated> {
         let domain = self.domain_key()?;
         let private = generate_template(spec, &self.token)?;
+        let needed = match spec.family() {
+            KeyFamily::Hmac => MechanismType::GENERIC_SECRET_KEY_GEN,
+            KeyFamily::Rsa => MechanismType::RSA_PKCS_KEY_PAIR_GEN,
+            _ => MechanismType::ECC_KEY_PAIR_GEN,
+        };
+        if !self.token.supports(needed) {
+            return Err(BackendError::Unsupported(format!(
+                "KeySpec {spec} is not supported by this key store: the HSM token has no {needed}."
+            )));
+        }
         if let Some(len) = hmac_key_len(spec) {
             let mut template = private;
             template.push(Attribute::ValueLen(len.into()));
