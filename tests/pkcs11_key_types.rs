@@ -343,10 +343,16 @@ async fn every_spec_generates_loads_and_works_in_the_token() {
                     let h = digest(alg.hash().unwrap(), &message);
                     let sig = f.root.sign(m, alg, SignInput::Digest(&h)).await.unwrap();
                     assert!(openssl_verifies(dir, alg, &h, &sig), "{spec} {alg}");
+                    let spki = g.public_key.as_deref().unwrap();
+                    // A second library: the host side's (aws-lc-rs).
+                    let host = kms::crypto::verify(spki, alg, SignInput::Digest(&h), &sig);
+                    assert!(host.unwrap(), "{spec} {alg}");
                     let mut bad = sig.clone();
                     let last = bad.len() - 1;
                     bad[last] ^= 1;
                     assert!(!openssl_verifies(dir, alg, &h, &bad), "{spec} {alg}");
+                    let host = kms::crypto::verify(spki, alg, SignInput::Digest(&h), &bad);
+                    assert!(!host.unwrap(), "{spec} {alg}");
                     if let Some(k) = spec.rsa_modulus_len() {
                         assert_eq!(sig.len(), k);
                     } else {
@@ -445,6 +451,11 @@ async fn rsa_decryption(f: &Fixture, m: MaterialId<'_>, spec: KeySpec, dir: &Pat
             assert!(ok, "{spec} {alg}");
             let ct = std::fs::read(dir.join("ct.bin")).unwrap();
             let out = f.root.decrypt_asymmetric(m, alg, &ct).await.unwrap();
+            assert_eq!(out.as_slice(), pt.as_slice(), "{spec} {alg}");
+            // Made by the host side (the service's Encrypt) with the SPKI.
+            let spki = std::fs::read(dir.join("pub.der")).unwrap();
+            let host_ct = kms::crypto::rsa_oaep_encrypt(&spki, alg, &pt).unwrap();
+            let out = f.root.decrypt_asymmetric(m, alg, &host_ct).await.unwrap();
             assert_eq!(out.as_slice(), pt.as_slice(), "{spec} {alg}");
 
             let other = if alg == EncryptionAlgorithm::RsaesOaepSha1 {
@@ -619,16 +630,12 @@ async fn raw_token_rates() {
             }
             _ => (Mechanism::Sha256Hmac, h32.clone(), None),
         };
-        // The object the root unwrapped: the newest private (or HMAC secret) key.
         let class = if spec == KeySpec::Hmac256 {
             ObjectClass::SECRET_KEY
         } else {
             ObjectClass::PRIVATE_KEY
         };
-        let obj = *find(&s, &[Attribute::Class(class), Attribute::Token(false)])
-            .last()
-            .unwrap();
-        for private in [true, false] {
+        for private in [true, false, true, false] {
             // The same key unwrapped with CKA_PRIVATE as given (for the profile decision).
             let domain = find(
                 &s,
@@ -663,26 +670,27 @@ async fn raw_token_rates() {
                 n += 1;
             }
             let rate = n as f64 / start.elapsed().as_secs_f64();
-            println!("raw token  {name:<52} CKA_PRIVATE={private:<5} {rate:>10.0} ops/s");
+            eprintln!("raw token  {name:<52} CKA_PRIVATE={private:<5} {rate:>10.0} ops/s");
             s.destroy_object(k).unwrap();
         }
-        let _ = obj;
         // Through the root: one job on the HSM threads per operation, awaited.
         let m = material(&id, spec);
-        let start = Instant::now();
-        let mut n = 0u64;
-        while start.elapsed().as_secs_f64() < secs {
-            match alg {
-                Some(alg) => {
-                    f.root.sign(m, alg, SignInput::Digest(&h32)).await.unwrap();
+        for _round in 0..2 {
+            let start = Instant::now();
+            let mut n = 0u64;
+            while start.elapsed().as_secs_f64() < secs {
+                match alg {
+                    Some(alg) => {
+                        f.root.sign(m, alg, SignInput::Digest(&h32)).await.unwrap();
+                    }
+                    None => {
+                        f.root.mac(m, MacAlgorithm::HmacSha256, &h32).await.unwrap();
+                    }
                 }
-                None => {
-                    f.root.mac(m, MacAlgorithm::HmacSha256, &h32).await.unwrap();
-                }
+                n += 1;
             }
-            n += 1;
+            let rate = n as f64 / start.elapsed().as_secs_f64();
+            eprintln!("via root   {name:<52} CKA_PRIVATE=true  {rate:>10.0} ops/s");
         }
-        let rate = n as f64 / start.elapsed().as_secs_f64();
-        println!("via root   {name:<52} (CKA_PRIVATE=true) {rate:>10.0} ops/s");
     }
 }

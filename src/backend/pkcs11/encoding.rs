@@ -1,8 +1,9 @@
-//! The byte formats between PKCS#11 and the KMS wire for the PKCS#11 root's non-symmetric keys
-//! (`reference/key-types.md` §4.3, §4.5): DER SubjectPublicKeyInfo from the token's public
-//! attributes (RSA modulus and exponent, EC point), ECDSA `r || s` -> DER, the DigestInfo
-//! prefixes CKM_RSA_PKCS signs, the curve parameters of each EC spec, and EME-OAEP decoding
-//! (RFC 8017 §7.1.2) for tokens that decrypt OAEP-SHA-256 only as raw RSA.
+//! The PKCS#11-specific byte formats of the PKCS#11 root's non-symmetric keys
+//! (`reference/key-types.md` §4.3, §4.5): the curve parameters (CKA_EC_PARAMS) and sizes of each
+//! EC spec, the point inside CKA_EC_POINT, the DigestInfo prefixes CKM_RSA_PKCS signs, and
+//! EME-OAEP decoding (RFC 8017 §7.1.2) for tokens that decrypt OAEP-SHA-256 only as raw RSA.
+//! The SPKI encodings and ECDSA `r || s` -> DER are `crate::crypto`'s (shared with the host
+//! side).
 //!
 //! Pure functions of public data, except [`oaep_decode`], which handles a decrypted padded
 //! message: it works without branches on secret data as far as practical and answers one
@@ -12,15 +13,6 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use zeroize::Zeroizing;
 
 use crate::model::{HashAlg, KeySpec};
-
-/// DER of `OBJECT IDENTIFIER rsaEncryption` (1.2.840.113549.1.1.1).
-const OID_RSA_ENCRYPTION: &[u8] = &[
-    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
-];
-/// DER of `NULL`.
-const DER_NULL: &[u8] = &[0x05, 0x00];
-/// DER of `OBJECT IDENTIFIER id-ecPublicKey` (1.2.840.10045.2.1).
-const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 
 /// The curve of an ECC spec: its DER OID (CKA_EC_PARAMS, namedCurve) and the byte length of
 /// its field elements and of its group order (nLen).
@@ -82,64 +74,6 @@ pub fn digest_info_prefix(hash: HashAlg) -> Option<&'static [u8]> {
     })
 }
 
-/// A DER length.
-fn push_len(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-}
-
-/// A DER TLV.
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() + 6);
-    out.push(tag);
-    push_len(&mut out, content.len());
-    out.extend_from_slice(content);
-    out
-}
-
-/// A DER INTEGER from an unsigned big-endian number: minimal (leading zero bytes dropped), with
-/// a 0x00 in front when the high bit is set.
-fn unsigned_integer(be: &[u8]) -> Vec<u8> {
-    let skip = be.iter().take_while(|b| **b == 0).count();
-    let digits = &be[skip..];
-    let mut content = Vec::with_capacity(digits.len() + 1);
-    if digits.first().is_none_or(|b| b & 0x80 != 0) {
-        content.push(0);
-    }
-    content.extend_from_slice(digits);
-    tlv(0x02, &content)
-}
-
-/// `SubjectPublicKeyInfo { algorithm, BIT STRING key }`.
-fn spki(algorithm: &[u8], key: &[u8]) -> Vec<u8> {
-    let mut bits = Vec::with_capacity(key.len() + 1);
-    bits.push(0); // no unused bits
-    bits.extend_from_slice(key);
-    let mut body = tlv(0x30, algorithm);
-    body.extend_from_slice(&tlv(0x03, &bits));
-    tlv(0x30, &body)
-}
-
-/// The SPKI of an RSA public key (rsaEncryption, NULL parameters) from CKA_MODULUS and
-/// CKA_PUBLIC_EXPONENT (unsigned big-endian).
-pub fn rsa_spki(modulus: &[u8], exponent: &[u8]) -> Option<Vec<u8>> {
-    if modulus.iter().all(|b| *b == 0) || exponent.iter().all(|b| *b == 0) {
-        return None;
-    }
-    let mut key = unsigned_integer(modulus);
-    key.extend_from_slice(&unsigned_integer(exponent));
-    let rsa_public_key = tlv(0x30, &key);
-    let mut algorithm = OID_RSA_ENCRYPTION.to_vec();
-    algorithm.extend_from_slice(DER_NULL);
-    Some(spki(&algorithm, &rsa_public_key))
-}
-
 /// The uncompressed point `04 || X || Y` of CKA_EC_POINT, which is a DER OCTET STRING around
 /// the point on most tokens and the bare point on some; `None` when it is neither, or not a
 /// point of `curve`'s size.
@@ -166,25 +100,6 @@ pub fn ec_point(ec_point_attr: &[u8], curve: &Curve) -> Option<Vec<u8>> {
         (len, &rest[n..])
     };
     (len == rest.len() && is_point(rest)).then(|| rest.to_vec())
-}
-
-/// The SPKI of an EC public key (id-ecPublicKey with the named curve) from its point.
-pub fn ec_spki(point: &[u8], curve: &Curve) -> Vec<u8> {
-    let mut algorithm = OID_EC_PUBLIC_KEY.to_vec();
-    algorithm.extend_from_slice(curve.params);
-    spki(&algorithm, point)
-}
-
-/// A PKCS#11 ECDSA signature (`r || s`, each `order_len` bytes) as DER
-/// `SEQUENCE { INTEGER r, INTEGER s }`; `None` when the length is not `2 * order_len`.
-pub fn ecdsa_der(raw: &[u8], order_len: usize) -> Option<Vec<u8>> {
-    if raw.len() != 2 * order_len {
-        return None;
-    }
-    let (r, s) = raw.split_at(order_len);
-    let mut body = unsigned_integer(r);
-    body.extend_from_slice(&unsigned_integer(s));
-    Some(tlv(0x30, &body))
 }
 
 fn digest_alg(hash: HashAlg) -> Option<&'static ring::digest::Algorithm> {
@@ -254,42 +169,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn integers_are_minimal_and_positive() {
-        assert_eq!(unsigned_integer(&[0, 0, 0x12]), vec![0x02, 0x01, 0x12]);
-        assert_eq!(unsigned_integer(&[0, 0x80]), vec![0x02, 0x02, 0x00, 0x80]);
-        assert_eq!(unsigned_integer(&[0, 0]), vec![0x02, 0x01, 0x00]);
-        assert_eq!(
-            unsigned_integer(&[0x7f, 0xff]),
-            vec![0x02, 0x02, 0x7f, 0xff]
-        );
-    }
-
-    #[test]
-    fn ecdsa_der_lengths() {
-        // P-256 with both high bits set: 2 + (2 + 33) * 2 = 72 bytes.
-        let raw = [0xffu8; 64];
-        let der = ecdsa_der(&raw, 32).unwrap();
-        assert_eq!(der.len(), 72);
-        assert_eq!(&der[..4], &[0x30, 70, 0x02, 33]);
-        // P-521 at full size: long-form SEQUENCE length (0x81), 139 bytes.
-        let mut raw = vec![0x01u8; 132];
-        raw[0] = 0x01;
-        raw[66] = 0x01;
-        let der = ecdsa_der(&raw, 66).unwrap();
-        assert_eq!(der.len(), 139);
-        assert_eq!(&der[..3], &[0x30, 0x81, 136]);
-        // Leading zeros are dropped.
-        let mut raw = vec![0u8; 64];
-        raw[31] = 5;
-        raw[63] = 7;
-        assert_eq!(
-            ecdsa_der(&raw, 32).unwrap(),
-            vec![0x30, 6, 0x02, 1, 5, 0x02, 1, 7]
-        );
-        assert!(ecdsa_der(&raw, 48).is_none());
-    }
-
-    #[test]
     fn ec_points_bare_or_wrapped() {
         let c = curve(KeySpec::EccNistP256).unwrap();
         let mut point = vec![0x04];
@@ -306,26 +185,12 @@ mod tests {
         let mut wrapped = vec![0x04, 0x81, 0x85];
         wrapped.extend_from_slice(&point);
         assert_eq!(ec_point(&wrapped, &c).unwrap(), point);
-        assert_eq!(ec_spki(&point, &c).len(), 158);
-    }
-
-    #[test]
-    fn spki_sizes_match_the_reference() {
-        for (spec, size) in [
-            (KeySpec::EccNistP256, 91),
-            (KeySpec::EccSecgP256k1, 88),
-            (KeySpec::EccNistP384, 120),
-        ] {
-            let c = curve(spec).unwrap();
-            let mut point = vec![0x04];
-            point.extend(std::iter::repeat_n(0x11, 2 * c.field_len));
-            assert_eq!(ec_spki(&point, &c).len(), size, "{spec}");
-        }
-        for (bytes, size) in [(256, 294), (384, 422), (512, 550)] {
-            let mut n = vec![0xc5u8; bytes];
-            n[bytes - 1] = 0x01;
-            assert_eq!(rsa_spki(&n, &[1, 0, 1]).unwrap().len(), size);
-        }
+        assert_eq!(
+            crate::crypto::ec_spki(KeySpec::EccNistP521, &point)
+                .unwrap()
+                .len(),
+            158
+        );
     }
 
     /// EME-OAEP encoding (RFC 8017 §7.1.1 step 2), to test the decoder.

@@ -241,7 +241,7 @@ fn generation_error(spec: KeySpec, e: Pkcs11Error) -> BackendError {
 
 /// The SPKI of a generated key pair from the public attributes read from the token.
 fn spki_of(spec: KeySpec, attrs: Vec<Attribute>) -> BackendResult<Vec<u8>> {
-    let bad = BackendError::Internal("the token returned an unusable public key");
+    let bad = || BackendError::Internal("the token returned an unusable public key");
     if let Some(c) = encoding::curve(spec) {
         let (mut point, mut params) = (None, None);
         for a in attrs {
@@ -252,10 +252,12 @@ fn spki_of(spec: KeySpec, attrs: Vec<Attribute>) -> BackendResult<Vec<u8>> {
             }
         }
         if params.as_deref() != Some(c.params) {
-            return Err(bad);
+            return Err(bad());
         }
-        let point = point.and_then(|p| encoding::ec_point(&p, &c)).ok_or(bad)?;
-        return Ok(encoding::ec_spki(&point, &c));
+        let point = point
+            .and_then(|p| encoding::ec_point(&p, &c))
+            .ok_or_else(bad)?;
+        return crate::crypto::ec_spki(spec, &point).map_err(|_| bad());
     }
     let (mut n, mut e) = (None, None);
     for a in attrs {
@@ -266,13 +268,16 @@ fn spki_of(spec: KeySpec, attrs: Vec<Attribute>) -> BackendResult<Vec<u8>> {
         }
     }
     let (Some(n), Some(e), Some(k)) = (n, e, spec.rsa_modulus_len()) else {
-        return Err(bad);
+        return Err(bad());
     };
     let digits = n.iter().skip_while(|b| **b == 0).count();
     if digits != k {
-        return Err(bad);
+        return Err(bad());
     }
-    encoding::rsa_spki(&n, &e).ok_or(bad)
+    if e.iter().all(|b| *b == 0) {
+        return Err(bad());
+    }
+    Ok(crate::crypto::rsa_spki(&n, &e))
 }
 
 /// Destroys the objects of a generation (private first) whatever happened before, and returns
@@ -533,6 +538,16 @@ impl Inner {
     fn generate(&self, spec: KeySpec) -> BackendResult<Generated> {
         let domain = self.domain_key()?;
         let private = generate_template(spec, &self.token)?;
+        let needed = match spec.family() {
+            KeyFamily::Hmac => MechanismType::GENERIC_SECRET_KEY_GEN,
+            KeyFamily::Rsa => MechanismType::RSA_PKCS_KEY_PAIR_GEN,
+            _ => MechanismType::ECC_KEY_PAIR_GEN,
+        };
+        if !self.token.supports(needed) {
+            return Err(BackendError::Unsupported(format!(
+                "KeySpec {spec} is not supported by this key store: the HSM token has no {needed}."
+            )));
+        }
         if let Some(len) = hmac_key_len(spec) {
             let mut template = private;
             template.push(Attribute::ValueLen(len.into()));
@@ -603,10 +618,13 @@ impl Inner {
                 .with_session(false, |s| s.sign(&mechanism, h, &data))
         })?;
         match encoding::curve(spec) {
-            Some(c) => encoding::ecdsa_der(&raw, c.order_len).ok_or(BackendError::Internal(
-                "the token returned an ECDSA signature of another size",
-            )),
             None => Ok(raw),
+            Some(c) => Some(raw)
+                .filter(|raw| raw.len() == 2 * c.order_len)
+                .and_then(|raw| crate::crypto::ecdsa_fixed_to_der(&raw))
+                .ok_or(BackendError::Internal(
+                    "the token returned an ECDSA signature of another size",
+                )),
         }
     }
 
