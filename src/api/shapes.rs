@@ -9,7 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
 
-use crate::model::{epoch_seconds, EncryptionAlgorithm, KeyRecord, KeyState};
+use crate::model::{
+    epoch_seconds, EncryptionAlgorithm, KeyAgreementAlgorithm, KeyRecord, KeySpec, KeyState,
+    KeyUsage, MacAlgorithm, SigningAlgorithm,
+};
 use crate::service::ciphertext::EncryptionContext;
 
 /// A base64 blob in a request or response.
@@ -138,7 +141,15 @@ pub struct KeyMetadata {
     pub key_manager: &'static str,
     pub customer_master_key_spec: &'static str,
     pub key_spec: &'static str,
-    pub encryption_algorithms: Vec<&'static str>,
+    /// Exactly one of the four algorithm lists is present: the one of the key's usage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_algorithms: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_algorithms: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_algorithms: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_agreement_algorithms: Option<Vec<&'static str>>,
     pub multi_region: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_key_store_id: Option<String>,
@@ -164,8 +175,34 @@ impl KeyMetadata {
     }
 }
 
+/// The algorithm lists of a key as KeyMetadata and GetPublicKey carry them: only the
+/// non-empty one (the one of the key's usage) is `Some`.
+#[derive(Debug, Default)]
+pub struct AlgorithmLists {
+    pub encryption: Option<Vec<&'static str>>,
+    pub signing: Option<Vec<&'static str>>,
+    pub mac: Option<Vec<&'static str>>,
+    pub key_agreement: Option<Vec<&'static str>>,
+}
+
+impl AlgorithmLists {
+    pub fn of(spec: KeySpec, usage: KeyUsage) -> Self {
+        fn list<T: Copy>(items: &[T], name: fn(T) -> &'static str) -> Option<Vec<&'static str>> {
+            (!items.is_empty()).then(|| items.iter().map(|a| name(*a)).collect())
+        }
+        let a = spec.algorithms(usage);
+        AlgorithmLists {
+            encryption: list(a.encryption, EncryptionAlgorithm::as_str),
+            signing: list(a.signing, SigningAlgorithm::as_str),
+            mac: list(a.mac, MacAlgorithm::as_str),
+            key_agreement: list(a.key_agreement, KeyAgreementAlgorithm::as_str),
+        }
+    }
+}
+
 impl From<&KeyRecord> for KeyMetadata {
     fn from(k: &KeyRecord) -> Self {
+        let algorithms = AlgorithmLists::of(k.key_spec, k.key_usage);
         KeyMetadata {
             aws_account_id: k.account.clone(),
             key_id: k.key_id.to_string(),
@@ -181,7 +218,10 @@ impl From<&KeyRecord> for KeyMetadata {
             key_manager: "CUSTOMER",
             customer_master_key_spec: k.key_spec.as_str(),
             key_spec: k.key_spec.as_str(),
-            encryption_algorithms: vec![EncryptionAlgorithm::SymmetricDefault.as_str()],
+            encryption_algorithms: algorithms.encryption,
+            signing_algorithms: algorithms.signing,
+            mac_algorithms: algorithms.mac,
+            key_agreement_algorithms: algorithms.key_agreement,
             multi_region: false,
             custom_key_store_id: k.custom_key_store_id.clone(),
             cloud_hsm_cluster_id: None,

@@ -46,6 +46,13 @@ pub enum KmsError {
     },
     #[error("{0}")]
     KmsInvalidState(String),
+    /// Verify: the signature does not verify. AWS sends it without a message (and never
+    /// `SignatureValid: false`).
+    #[error("")]
+    KmsInvalidSignature,
+    /// VerifyMac: the MAC does not match. AWS sends it without a message.
+    #[error("")]
+    KmsInvalidMac,
     #[error("{0}")]
     LimitExceeded(String),
     #[error("{0}")]
@@ -139,6 +146,8 @@ impl KmsError {
             InvalidMarker(_) => "InvalidMarkerException",
             KmsInternal { .. } => "KMSInternalException",
             KmsInvalidState(_) => "KMSInvalidStateException",
+            KmsInvalidSignature => "KMSInvalidSignatureException",
+            KmsInvalidMac => "KMSInvalidMacException",
             LimitExceeded(_) => "LimitExceededException",
             MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
             NotFound(_) => "NotFoundException",
@@ -177,7 +186,12 @@ impl KmsError {
     /// The message, or `None` where AWS sends none.
     pub fn message(&self) -> Option<String> {
         match self {
-            KmsError::InvalidCiphertext => None,
+            KmsError::InvalidCiphertext
+            | KmsError::KmsInvalidSignature
+            | KmsError::KmsInvalidMac => None,
+            // An UnsupportedOperationException AWS sends without a message (rotation of a
+            // non-symmetric key).
+            KmsError::UnsupportedOperation(m) if m.is_empty() => None,
             other => Some(other.to_string()),
         }
     }

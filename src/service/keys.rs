@@ -27,6 +27,41 @@ pub struct Scheduled {
     pub pending_window_days: i64,
 }
 
+/// The CreateKey rules of a spec and usage (reference key-types.md §1.1), checked before
+/// authorization like any validation: `KeyUsage` is mandatory for every spec but
+/// `SYMMETRIC_DEFAULT` (`usage` is `None` when the request has none), the usage must be one
+/// the spec allows, and `SM2` exists only in the China Regions (`cn-*`); elsewhere AWS answers
+/// UnsupportedOperationException `KeySpec SM2 is not supported in this Region`. Returns the
+/// usage the key gets.
+pub fn check_spec_usage(
+    region: &str,
+    spec: KeySpec,
+    usage: Option<KeyUsage>,
+) -> KmsResult<KeyUsage> {
+    let usage = match usage {
+        Some(u) => u,
+        None if spec == KeySpec::SymmetricDefault => KeyUsage::EncryptDecrypt,
+        None => {
+            return Err(KmsError::Validation(
+                "You must specify a KeyUsage value for all KMS keys except for symmetric \
+                 encryption keys."
+                    .into(),
+            ))
+        }
+    };
+    if !spec.allowed_usages().contains(&usage) {
+        return Err(KmsError::Validation(format!(
+            "KeyUsage {usage} is not compatible with KeySpec {spec}"
+        )));
+    }
+    if spec == KeySpec::Sm2 && !region.starts_with("cn-") {
+        return Err(KmsError::UnsupportedOperation(
+            "KeySpec SM2 is not supported in this Region".into(),
+        ));
+    }
+    Ok(usage)
+}
+
 /// Customer managed keys per account (AWS default quota).
 pub const MAX_KEYS_PER_ACCOUNT: usize = 100_000;
 
@@ -85,18 +120,7 @@ impl Keys {
     }
 
     pub async fn create_key(&self, call: &mut Call, req: NewKey) -> KmsResult<KeyRecord> {
-        if req.key_spec != KeySpec::SymmetricDefault {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "KeySpec {} is not supported by this key store.",
-                req.key_spec
-            )));
-        }
-        if req.key_usage != KeyUsage::EncryptDecrypt {
-            return Err(KmsError::Validation(format!(
-                "KeyUsage {} is not compatible with KeySpec {}",
-                req.key_usage, req.key_spec
-            )));
-        }
+        check_spec_usage(&self.region, req.key_spec, Some(req.key_usage))?;
         if req.origin != Origin::AwsKms {
             return Err(KmsError::UnsupportedOperation(format!(
                 "Origin {} is not supported by this key store.",
@@ -113,15 +137,31 @@ impl Keys {
         let arn = crate::model::KeyArn::new(&self.partition, &self.region, &account, &key_id).0;
         let policy = self.new_key_policy(call, &arn, req.policy, req.bypass_policy_lockout)?;
         let now = self.clock.now();
-        let wrapped = self
-            .root
-            .generate_symmetric(MaterialId {
-                key_id: &key_id,
-                version: 1,
-                label: "",
-                spec: crate::model::KeySpec::SymmetricDefault,
-            })
-            .await?;
+        let (wrapped, public_key) = if req.key_spec == KeySpec::SymmetricDefault {
+            let wrapped = self
+                .root
+                .generate_symmetric(MaterialId {
+                    key_id: &key_id,
+                    version: 1,
+                    label: "",
+                    spec: KeySpec::SymmetricDefault,
+                })
+                .await?;
+            (wrapped, None)
+        } else {
+            // A spec the root cannot hold (ML-DSA on the PKCS#11 root) answers
+            // `BackendError::Unsupported`: UnsupportedOperationException with its message.
+            let generated = self
+                .root
+                .generate(MaterialId {
+                    key_id: &key_id,
+                    version: 1,
+                    label: &arn,
+                    spec: req.key_spec,
+                })
+                .await?;
+            (generated.wrapped, generated.public_key)
+        };
         let key = KeyRecord {
             key_id: key_id.clone(),
             account,
@@ -143,7 +183,7 @@ impl Keys {
             row_version: 1,
             custom_key_store_id: None,
             xks_key_id: None,
-            public_key: None,
+            public_key,
             unavailable: false,
         };
         let material = MaterialRecord {

@@ -22,10 +22,12 @@ pub mod custom_key_stores;
 pub mod error;
 pub mod grants;
 pub mod keys;
+pub mod mac;
 pub mod maintenance;
 pub mod policy;
 pub mod rotation;
 pub mod secrets;
+pub mod signing;
 pub mod sts;
 pub mod tags;
 pub mod xks;
@@ -174,6 +176,8 @@ pub struct Kms {
     pub policies: policy::Policies,
     pub grants: grants::Grants,
     pub custom_key_stores: custom_key_stores::CustomKeyStores,
+    pub signing: signing::Signing,
+    pub mac: mac::Mac,
     core: Arc<Core>,
 }
 
@@ -238,6 +242,8 @@ impl Kms {
             policies: policy::Policies::new(core.clone()),
             grants: grants::Grants::new(core.clone()),
             custom_key_stores: custom_key_stores::CustomKeyStores::new(core.clone()),
+            signing: signing::Signing::new(core.clone()),
+            mac: mac::Mac::new(core.clone()),
             core,
         })
     }

@@ -40,7 +40,12 @@ impl Rotation {
                 key.arn
             )));
         }
-        if key.key_spec != KeySpec::SymmetricDefault || key.origin != Origin::AwsKms {
+        // HMAC and asymmetric keys: AWS answers without a message (recorded for
+        // RotateKeyOnDemand; the same for Enable/DisableKeyRotation, reference key-types.md §3).
+        if key.key_spec != KeySpec::SymmetricDefault {
+            return Err(KmsError::UnsupportedOperation(String::new()));
+        }
+        if key.origin != Origin::AwsKms {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{} does not support automatic key rotation: only symmetric encryption keys with \
                  AWS_KMS origin can be rotated.",

@@ -41,6 +41,12 @@ pub struct VendorProfile {
     /// and a search beside a write can miss objects that exist.
     #[serde(default)]
     pub serialize_object_store: bool,
+    /// True when the token decrypts RSAES-OAEP with SHA-256 (CKM_RSA_PKCS_OAEP with
+    /// CKM_SHA256 / CKG_MGF1_SHA256). False for tokens that refuse it (SoftHSM 2.6.1 accepts
+    /// only SHA-1): the KMS then decrypts with raw RSA (CKM_RSA_X_509) in the token and
+    /// decodes OAEP on the host, the private key staying in the token either way.
+    #[serde(default = "yes")]
+    pub oaep_sha256_in_token: bool,
 }
 
 fn yes() -> bool {
@@ -68,6 +74,7 @@ impl Default for VendorProfile {
             in_process: false,
             private_session_keys: true,
             serialize_object_store: false,
+            oaep_sha256_in_token: true,
         }
     }
 }

@@ -136,7 +136,8 @@ impl Operation for CreateKey {
         crate::service::tags::check_tags(&tags)?;
         let key_spec = spec.or(cmk_spec).unwrap_or(KeySpec::SymmetricDefault);
         let origin = origin.unwrap_or(Origin::AwsKms);
-        let key_usage = usage.unwrap_or(KeyUsage::EncryptDecrypt);
+        let key_usage =
+            crate::service::keys::check_spec_usage(kms.core().region(), key_spec, usage)?;
         let bypass = r.bypass_policy_lockout_safety_check;
         kms.keys.authorize_create(
             call,

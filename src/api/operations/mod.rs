@@ -31,9 +31,11 @@ pub mod enable_key_rotation;
 pub mod encrypt;
 pub mod generate_data_key;
 pub mod generate_data_key_without_plaintext;
+pub mod generate_mac;
 pub mod generate_random;
 pub mod get_key_policy;
 pub mod get_key_rotation_status;
+pub mod get_public_key;
 pub mod list_aliases;
 pub mod list_grants;
 pub mod list_key_policies;
@@ -47,11 +49,14 @@ pub mod retire_grant;
 pub mod revoke_grant;
 pub mod rotate_key_on_demand;
 pub mod schedule_key_deletion;
+pub mod sign;
 pub mod tag_resource;
 pub mod untag_resource;
 pub mod update_alias;
 pub mod update_custom_key_store;
 pub mod update_key_description;
+pub mod verify;
+pub mod verify_mac;
 
 /// An AWS KMS operation.
 pub trait Operation {

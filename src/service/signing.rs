@@ -1,0 +1,238 @@
+//! Asymmetric signing: GetPublicKey, Sign and Verify (reference key-types.md §2.2-§2.3).
+//!
+//! Owns the rules of these operations: which keys they take (usage SIGN_VERIFY, the key's own
+//! algorithms), what a message is under each `MessageType` (RAW is hashed here for the
+//! algorithms that sign a digest; DIGEST must have the hash's length; EXTERNAL_MU is ML-DSA's
+//! 64-byte μ; pure Ed25519 takes RAW only and Ed25519ph DIGEST only), and where the work runs:
+//! signing in the key's backend (the private key never leaves it), verification on the host
+//! against the stored public key (`crate::crypto::verify`). A signature that does not verify is
+//! `KMSInvalidSignatureException`, never `SignatureValid: false`.
+
+use super::{part, Call, KmsError, KmsResult, StateRule};
+use crate::backend::MaterialId;
+use crate::crypto::SignInput;
+use crate::model::{KeyFamily, KeyRecord, KeyUsage, MessageType, SigningAlgorithm};
+
+/// Result of Sign.
+pub struct Signed {
+    pub key: KeyRecord,
+    pub signature: Vec<u8>,
+}
+
+/// A message as the backend or `crypto::verify` takes it; RAW messages of hashing algorithms
+/// are hashed here.
+enum Input {
+    /// The hash the service computed of a RAW message.
+    Hashed(Vec<u8>),
+    Digest,
+    Message,
+    Mu,
+}
+
+impl Input {
+    fn with<'a>(&'a self, message: &'a [u8]) -> SignInput<'a> {
+        match self {
+            Input::Hashed(h) => SignInput::Digest(h),
+            Input::Digest => SignInput::Digest(message),
+            Input::Message => SignInput::Message(message),
+            Input::Mu => SignInput::Mu(message),
+        }
+    }
+}
+
+part!(
+    /// GetPublicKey, Sign, Verify.
+    Signing
+);
+
+impl Signing {
+    /// GetPublicKey: the key (with its stored SPKI) of an asymmetric key. Symmetric and HMAC
+    /// keys: UnsupportedOperationException.
+    pub async fn get_public_key(&self, call: &mut Call, key_id: &str) -> KmsResult<KeyRecord> {
+        let key = self.resolve(call, key_id, true).await?;
+        self.authorize_key(call, "GetPublicKey", &key, None, |_| {})
+            .await?;
+        if !key.key_spec.is_asymmetric() {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} key spec is {} which is not valid for GetPublicKey.",
+                key.arn, key.key_spec
+            )));
+        }
+        self.check_state(&key, StateRule::Crypto)?;
+        if key.public_key.is_none() {
+            return Err(KmsError::internal_because(super::InternalCause::Invariant(
+                "an asymmetric key has no public key",
+            )));
+        }
+        Ok(key)
+    }
+
+    /// Resolves, authorizes and checks a Sign or Verify request; returns the key and how its
+    /// message is to be passed on.
+    async fn prepare(
+        &self,
+        call: &mut Call,
+        operation: &str,
+        key_id: &str,
+        message: &[u8],
+        message_type: MessageType,
+        algorithm: SigningAlgorithm,
+    ) -> KmsResult<(KeyRecord, Input)> {
+        let key = self.resolve(call, key_id, true).await?;
+        let (alg, mt) = (algorithm.to_string(), message_type.to_string());
+        self.authorize_key(call, operation, &key, None, |ctx| {
+            ctx.set("kms:SigningAlgorithm", alg.as_str())
+                .set("kms:MessageType", mt.as_str());
+        })
+        .await?;
+        if key.key_usage != KeyUsage::SignVerify {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "{} key usage is {} which is not valid for {operation}.",
+                key.arn, key.key_usage
+            )));
+        }
+        if !key
+            .key_spec
+            .algorithms(key.key_usage)
+            .signing
+            .contains(&algorithm)
+        {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "Algorithm {algorithm} is incompatible with key spec {}.",
+                key.key_spec
+            )));
+        }
+        let input = message_input(&key, message, message_type, algorithm)?;
+        self.check_state(&key, StateRule::Crypto)?;
+        Ok((key, input))
+    }
+
+    /// Sign: in the key's backend. `dry_run` stops after every check.
+    pub async fn sign(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        message: &[u8],
+        message_type: MessageType,
+        algorithm: SigningAlgorithm,
+        dry_run: bool,
+    ) -> KmsResult<Signed> {
+        let (key, input) = self
+            .prepare(call, "Sign", key_id, message, message_type, algorithm)
+            .await?;
+        if dry_run {
+            return Err(KmsError::DryRunOperation);
+        }
+        let m = MaterialId {
+            key_id: &key.key_id,
+            version: key.current_material,
+            label: &key.arn,
+            spec: key.key_spec,
+        };
+        let backend = self.backend_for(&key)?;
+        let b = backend.as_ref();
+        let signing_input = input.with(message);
+        let signature = self
+            .with_material(
+                b,
+                m,
+                |e| self.backend_error(&key, e),
+                || b.sign(m, algorithm, signing_input),
+            )
+            .await?;
+        Ok(Signed { key, signature })
+    }
+
+    /// Verify: on the host, against the stored public key. A signature that does not verify
+    /// (malformed included) is `KMSInvalidSignatureException`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn verify(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        message: &[u8],
+        message_type: MessageType,
+        algorithm: SigningAlgorithm,
+        signature: &[u8],
+        dry_run: bool,
+    ) -> KmsResult<KeyRecord> {
+        let (key, input) = self
+            .prepare(call, "Verify", key_id, message, message_type, algorithm)
+            .await?;
+        if dry_run {
+            return Err(KmsError::DryRunOperation);
+        }
+        let Some(spki) = key.public_key.as_deref() else {
+            return Err(KmsError::internal_because(super::InternalCause::Invariant(
+                "an asymmetric key has no public key",
+            )));
+        };
+        match crate::crypto::verify(spki, algorithm, input.with(message), signature) {
+            Ok(true) => Ok(key),
+            Ok(false) => Err(KmsError::KmsInvalidSignature),
+            Err(e) => {
+                tracing::error!(key = %key.arn, error = %e, "verification could not run");
+                Err(KmsError::internal())
+            }
+        }
+    }
+}
+
+/// Checks a message against its type and the algorithm, and says how it is signed.
+fn message_input(
+    key: &KeyRecord,
+    message: &[u8],
+    message_type: MessageType,
+    algorithm: SigningAlgorithm,
+) -> KmsResult<Input> {
+    let incompatible_type = || {
+        KmsError::Validation(format!(
+            "Message type {message_type} is incompatible with key spec {}.",
+            key.key_spec
+        ))
+    };
+    let incompatible_algorithm = || {
+        KmsError::Validation(format!(
+            "Message type {message_type} is incompatible with algorithm {algorithm}."
+        ))
+    };
+    let is_ml_dsa = key.key_spec.family() == KeyFamily::MlDsa;
+    match message_type {
+        MessageType::ExternalMu => {
+            if !is_ml_dsa {
+                return Err(incompatible_type());
+            }
+            if message.len() != 64 {
+                return Err(KmsError::Validation(format!(
+                    "External Mu is invalid length for algorithm {algorithm}."
+                )));
+            }
+            Ok(Input::Mu)
+        }
+        MessageType::Digest => {
+            if is_ml_dsa {
+                return Err(incompatible_type());
+            }
+            // Pure Ed25519 signs the message itself: it takes RAW only.
+            let Some(hash) = algorithm.hash() else {
+                return Err(incompatible_algorithm());
+            };
+            if message.len() != hash.output_len() {
+                return Err(KmsError::Validation(format!(
+                    "Digest is invalid length for algorithm {algorithm}."
+                )));
+            }
+            Ok(Input::Digest)
+        }
+        MessageType::Raw => {
+            // Ed25519ph takes the SHA-512 digest only (AWS: DIGEST only).
+            if algorithm == SigningAlgorithm::Ed25519PhSha512 {
+                return Err(incompatible_algorithm());
+            }
+            match algorithm.hash() {
+                Some(h) => Ok(Input::Hashed(crate::crypto::hash(h, message))),
+                None => Ok(Input::Message),
+            }
+        }
+    }
+}
