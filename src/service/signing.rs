@@ -11,7 +11,7 @@
 use super::{part, Call, KmsError, KmsResult, StateRule};
 use crate::backend::MaterialId;
 use crate::crypto::SignInput;
-use crate::model::{KeyFamily, KeyRecord, KeyUsage, MessageType, SigningAlgorithm};
+use crate::model::{KeyFamily, KeyRecord, KeySpec, KeyUsage, MessageType, SigningAlgorithm};
 
 /// Result of Sign.
 pub struct Signed {
@@ -102,7 +102,7 @@ impl Signing {
                 key.key_spec
             )));
         }
-        let input = message_input(&key, message, message_type, algorithm)?;
+        let input = message_input(key.key_spec, message, message_type, algorithm)?;
         self.check_state(&key, StateRule::Crypto)?;
         Ok((key, input))
     }
@@ -180,15 +180,14 @@ impl Signing {
 
 /// Checks a message against its type and the algorithm, and says how it is signed.
 fn message_input(
-    key: &KeyRecord,
+    spec: KeySpec,
     message: &[u8],
     message_type: MessageType,
     algorithm: SigningAlgorithm,
 ) -> KmsResult<Input> {
     let incompatible_type = || {
         KmsError::Validation(format!(
-            "Message type {message_type} is incompatible with key spec {}.",
-            key.key_spec
+            "Message type {message_type} is incompatible with key spec {spec}."
         ))
     };
     let incompatible_algorithm = || {
@@ -196,7 +195,7 @@ fn message_input(
             "Message type {message_type} is incompatible with algorithm {algorithm}."
         ))
     };
-    let is_ml_dsa = key.key_spec.family() == KeyFamily::MlDsa;
+    let is_ml_dsa = spec.family() == KeyFamily::MlDsa;
     match message_type {
         MessageType::ExternalMu => {
             if !is_ml_dsa {
@@ -234,5 +233,89 @@ fn message_input(
                 None => Ok(Input::Message),
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use MessageType as M;
+    use SigningAlgorithm as S;
+
+    fn err(spec: KeySpec, m: &[u8], mt: MessageType, alg: SigningAlgorithm) -> String {
+        match message_input(spec, m, mt, alg) {
+            Err(KmsError::Validation(msg)) => msg,
+            Err(other) => panic!("not a ValidationException: {other:?}"),
+            Ok(_) => panic!("{spec} {mt} {alg} accepted"),
+        }
+    }
+
+    #[test]
+    fn digests_must_have_the_hash_length() {
+        for (alg, len) in [
+            (S::RsassaPssSha256, 32),
+            (S::RsassaPkcs1V15Sha384, 48),
+            (S::EcdsaSha512, 64),
+            (S::Ed25519PhSha512, 64),
+        ] {
+            let spec = match alg {
+                S::EcdsaSha512 => KeySpec::EccNistP521,
+                S::Ed25519PhSha512 => KeySpec::EccNistEdwards25519,
+                _ => KeySpec::Rsa2048,
+            };
+            assert!(matches!(
+                message_input(spec, &vec![0; len], M::Digest, alg),
+                Ok(Input::Digest)
+            ));
+            for bad in [len - 1, len + 1] {
+                assert_eq!(
+                    err(spec, &vec![0; bad], M::Digest, alg),
+                    format!("Digest is invalid length for algorithm {alg}.")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn message_type_rules() {
+        assert_eq!(
+            err(
+                KeySpec::EccNistP256,
+                &[0; 64],
+                M::ExternalMu,
+                S::EcdsaSha256
+            ),
+            "Message type EXTERNAL_MU is incompatible with key spec ECC_NIST_P256."
+        );
+        assert_eq!(
+            err(KeySpec::MlDsa65, &[0; 32], M::Digest, S::MlDsaShake256),
+            "Message type DIGEST is incompatible with key spec ML_DSA_65."
+        );
+        assert_eq!(
+            err(KeySpec::MlDsa44, &[0; 63], M::ExternalMu, S::MlDsaShake256),
+            "External Mu is invalid length for algorithm ML_DSA_SHAKE_256."
+        );
+        assert!(matches!(
+            message_input(KeySpec::MlDsa44, &[0; 64], M::ExternalMu, S::MlDsaShake256),
+            Ok(Input::Mu)
+        ));
+        assert!(matches!(
+            message_input(KeySpec::MlDsa44, b"m", M::Raw, S::MlDsaShake256),
+            Ok(Input::Message)
+        ));
+        let ed = KeySpec::EccNistEdwards25519;
+        assert_eq!(
+            err(ed, &[0; 64], M::Digest, S::Ed25519Sha512),
+            "Message type DIGEST is incompatible with algorithm ED25519_SHA_512."
+        );
+        assert_eq!(
+            err(ed, b"m", M::Raw, S::Ed25519PhSha512),
+            "Message type RAW is incompatible with algorithm ED25519_PH_SHA_512."
+        );
+        assert!(matches!(
+            message_input(ed, b"m", M::Raw, S::Ed25519Sha512),
+            Ok(Input::Message)
+        ));
     }
 }

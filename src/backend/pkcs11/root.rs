@@ -457,12 +457,34 @@ impl Inner {
         let h = self
             .token
             .with_anchor(|s| s.unwrap_key(&Mechanism::AesKeyWrapPad, domain, wrapped, &template))
-            .map_err(|e| match e.class() {
-                ErrorClass::Invalid | ErrorClass::InvalidCiphertext => BackendError::Unwrap,
-                _ => BackendError::from(e),
-            })?;
+            .map_err(|e| self.unwrap_error(e))?;
         self.keys.write().insert((key_id, version), (gen, h));
         Ok(())
+    }
+
+    /// A failed C_UnwrapKey of stored material: a blob that does not unwrap (KWP integrity,
+    /// wrong length, not a key of the spec) is [`BackendError::Unwrap`], also when the token
+    /// answers an integrity failure with one of the profile's "authentication failed" codes
+    /// (SoftHSM 2.6.1: CKR_GENERAL_ERROR), not a device fault.
+    fn unwrap_error(&self, e: Pkcs11Error) -> BackendError {
+        let auth_failure = e.rv().is_some_and(|rv| {
+            matches!(
+                rv,
+                RvError::WrappedKeyInvalid
+                    | RvError::WrappedKeyLenRange
+                    | RvError::EncryptedDataInvalid
+                    | RvError::EncryptedDataLenRange
+            ) || self
+                .token
+                .profile()
+                .gcm_auth_failure_rv
+                .contains(&hsm::error::ckr_name(&rv))
+        });
+        match e.class() {
+            ErrorClass::Invalid | ErrorClass::InvalidCiphertext => BackendError::Unwrap,
+            _ if auth_failure => BackendError::Unwrap,
+            _ => BackendError::from(e),
+        }
     }
 
     /// Runs a crypto call on a cached handle; a stale one is dropped from the cache and
