@@ -3,6 +3,7 @@
 # Verify, GenerateMac"):
 #   softhsm/bench-key-types.sh [--strict] [--debug] [LOADGEN ARGS...]
 #   KMS_BENCH_ROUNDS=3 KMS_BENCH_DURATION=5 KMS_BENCH_WARMUP=2 KMS_BENCH_CONCURRENCY=32
+#   KMS_BENCH_ROOTS=software,pkcs11 (the default: both; one of them for a partial run)
 #
 # Builds release binaries (debug ones with --debug: seconds-long checks only, the numbers mean
 # nothing), makes a throwaway SoftHSM token directory with softhsm/make-token.sh, starts two kms
@@ -35,6 +36,7 @@ warmup=${KMS_BENCH_WARMUP:-2}
 rounds=${KMS_BENCH_ROUNDS:-3}
 concurrency=${KMS_BENCH_CONCURRENCY:-32}
 profile=${KMS_BENCH_PROFILE:-softhsm2}
+roots=,${KMS_BENCH_ROOTS:-software,pkcs11},
 
 strict=0
 build=release
@@ -63,10 +65,15 @@ KMS_CLUSTER_KEY_BIN=$bin/kms-cluster-key bash softhsm/make-token.sh "$work/softh
   >"$work/make-token.log" 2>&1 || { cat "$work/make-token.log" >&2; exit 1; }
 export SOFTHSM2_CONF=$work/softhsm/softhsm2.conf
 
-start_kms_software "$bin/kms" "$work/software"
-software_endpoint=$KMS_ENDPOINT software_pid=$KMS_PID
-start_kms_pkcs11 "$bin/kms" "$work/pkcs11" "$work/softhsm" "$profile"
-pkcs11_endpoint=$KMS_ENDPOINT pkcs11_pid=$KMS_PID
+reports=()
+if [[ $roots == *,software,* ]]; then
+  start_kms_software "$bin/kms" "$work/software"
+  software_endpoint=$KMS_ENDPOINT software_pid=$KMS_PID
+fi
+if [[ $roots == *,pkcs11,* ]]; then
+  start_kms_pkcs11 "$bin/kms" "$work/pkcs11" "$work/softhsm" "$profile"
+  pkcs11_endpoint=$KMS_ENDPOINT pkcs11_pid=$KMS_PID
+fi
 
 ops=sign-p256,sign-rsa2048,mac-hmac256,verify-p256
 common=(--ops "$ops" --message-size 256 --duration "$duration" --warmup "$warmup"
@@ -74,29 +81,37 @@ common=(--ops "$ops" --message-size 256 --duration "$duration" --warmup "$warmup
 echo "== key types: $concurrency connections/threads, $rounds interleaved rounds of ${warmup}s warm-up + ${duration}s per scenario ($(nproc) cores, $build build, load average $(cut -d' ' -f1-3 /proc/loadavg)) =="
 
 status=0
-echo "== software root (aws-lc-rs) =="
-"$bin/loadgen" kms --endpoint "$software_endpoint" --server-pid "$software_pid" "${common[@]}" \
-  --raw-lib sign-p256,sign-rsa2048,hmac256,verify-p256 \
-  --report "$work/software.json" ${extra[@]+"${extra[@]}"} || status=$?
-[ "$status" -eq 0 ] || { echo "FAIL: loadgen on the software root exited with $status" >&2; cat "$work/software/kms.log" >&2; exit 1; }
+if [[ $roots == *,software,* ]]; then
+  echo "== software root (aws-lc-rs) =="
+  "$bin/loadgen" kms --endpoint "$software_endpoint" --server-pid "$software_pid" "${common[@]}" \
+    --raw-lib sign-p256,sign-rsa2048,hmac256,verify-p256 \
+    --report "$work/software.json" ${extra[@]+"${extra[@]}"} || status=$?
+  [ "$status" -eq 0 ] || { echo "FAIL: loadgen on the software root exited with $status" >&2; cat "$work/software/kms.log" >&2; exit 1; }
+  reports+=("software root=$work/software.json")
+fi
 
-echo "== PKCS#11 root (SoftHSMv2 token kms-root, profile $profile) =="
-"$bin/loadgen" kms --endpoint "$pkcs11_endpoint" --server-pid "$pkcs11_pid" "${common[@]}" \
-  --raw-pkcs11 sign-p256,sign-rsa2048,hmac256 --raw-lib verify-p256 \
-  --pkcs11-token kms-root --pkcs11-pin-file "$work/softhsm/user.pin" --pkcs11-profile "$profile" \
-  --report "$work/pkcs11.json" ${extra[@]+"${extra[@]}"} || status=$?
-[ "$status" -eq 0 ] || { echo "FAIL: loadgen on the PKCS#11 root exited with $status" >&2; cat "$work/pkcs11/kms.log" >&2; exit 1; }
+if [[ $roots == *,pkcs11,* ]]; then
+  echo "== PKCS#11 root (SoftHSMv2 token kms-root, profile $profile) =="
+  "$bin/loadgen" kms --endpoint "$pkcs11_endpoint" --server-pid "$pkcs11_pid" "${common[@]}" \
+    --raw-pkcs11 sign-p256,sign-rsa2048,hmac256 --raw-lib verify-p256 \
+    --pkcs11-token kms-root --pkcs11-pin-file "$work/softhsm/user.pin" --pkcs11-profile "$profile" \
+    --report "$work/pkcs11.json" ${extra[@]+"${extra[@]}"} || status=$?
+  [ "$status" -eq 0 ] || { echo "FAIL: loadgen on the PKCS#11 root exited with $status" >&2; cat "$work/pkcs11/kms.log" >&2; exit 1; }
+  reports+=("PKCS#11 root=$work/pkcs11.json")
+fi
 
+[ "${#reports[@]}" -gt 0 ] || { echo "FAIL: KMS_BENCH_ROOTS names no root (software, pkcs11)" >&2; exit 1; }
 echo "== load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg) =="
 missed=0
-python3 - "$work/software.json" "$work/pkcs11.json" <<'PY' || missed=$?
+python3 - "${reports[@]}" <<'PY' || missed=$?
 import json, sys
 
 def load(path):
     return json.load(open(path))
 
 missed = False
-for label, path in (("software root", sys.argv[1]), ("PKCS#11 root", sys.argv[2])):
+for spec in sys.argv[1:]:
+    label, path = spec.split("=", 1)
     report = load(path)
     by_name = {s["scenario"]: s for s in report["scenarios"]}
     checks = {}
