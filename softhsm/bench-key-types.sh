@@ -10,7 +10,8 @@
 # servers on free 127.0.0.1 ports with the baseline route: one on the software root, one on the
 # PKCS#11 root (token kms-root). Then one `loadgen kms` run per root, each in interleaved
 # rounds (every scenario once per round) with the server's CPU per request:
-#   baseline (the bare HTTP route), sign-p256 (Sign, ECC_NIST_P256, ECDSA_SHA_256),
+#   baseline (the bare HTTP route), encrypt (for reference: the symmetric request path),
+#   sign-p256 (Sign, ECC_NIST_P256, ECDSA_SHA_256),
 #   sign-rsa2048 (Sign, RSA_2048, RSASSA_PKCS1_V1_5_SHA_256), mac-hmac256 (GenerateMac,
 #   HMAC_256), verify-p256 (Verify, ECC_NIST_P256), all with a RAW 256-byte message, and the raw
 #   in-process ceilings of the same library or token at the same thread count:
@@ -75,7 +76,9 @@ if [[ $roots == *,pkcs11,* ]]; then
   pkcs11_endpoint=$KMS_ENDPOINT pkcs11_pid=$KMS_PID
 fi
 
-ops=sign-p256,sign-rsa2048,mac-hmac256,verify-p256
+# encrypt (AES-256-GCM, 256 bytes, a SYMMETRIC_DEFAULT key): the per-request cost of the KMS
+# request path in the same run, for reference.
+ops=encrypt,sign-p256,sign-rsa2048,mac-hmac256,verify-p256
 common=(--ops "$ops" --message-size 256 --duration "$duration" --warmup "$warmup"
   --rounds "$rounds" --concurrency "$concurrency")
 echo "== key types: $concurrency connections/threads, $rounds interleaved rounds of ${warmup}s warm-up + ${duration}s per scenario ($(nproc) cores, $build build, load average $(cut -d' ' -f1-3 /proc/loadavg)) =="
