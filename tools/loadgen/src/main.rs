@@ -9,10 +9,11 @@
 //! rate with latency counted from each request's scheduled time; interleaved rounds with each
 //! compared scenario's ratio per round and the median; the latency histogram with p50, p99 and
 //! p99.9; the baseline scenario, i.e. the server's bare HTTP route with the same headers and body
-//! as the real request, measured in the same run; the raw in-process PKCS#11 ceilings
-//! (`raw.rs`); the server's CPU µs and context switches per request (`--server-pid`) and the
-//! load generator's own CPU per request; one table on stdout and a JSON report (`--json`,
-//! `--report FILE`).
+//! as the real request, measured in the same run; the raw in-process ceilings of the token
+//! (`raw.rs`: PKCS#11 AES-GCM and signing) and of the crypto library (`rawlib.rs`: aws-lc-rs,
+//! the software root's); the server's CPU µs and context switches per request (`--server-pid`)
+//! and the load generator's own CPU per request; one table on stdout and a JSON report
+//! (`--json`, `--report FILE`).
 //!
 //! Loopback only: endpoints must resolve to loopback addresses only (`target.rs`). The run
 //! stops by itself (every request has a timeout) and starts no process.
