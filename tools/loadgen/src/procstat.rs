@@ -8,9 +8,9 @@
 //! that exits inside a measured window would take its share with it (Tokio's blocking-pool
 //! threads do, 10 s after their last task: the software root signs with RSA there), so the CPU
 //! time of a window is also taken from the process's `/proc/<pid>/stat` (`utime` + `stime`,
-//! which keeps the time of exited threads, in 10 ms clock ticks) and the larger of the two
-//! differences counts: the exact per-thread sum when no thread exited, at most a tick or two
-//! above it otherwise. Context switches of exited threads are still lost.
+//! which keeps the time of exited threads, in 10 ms clock ticks): when it exceeds the
+//! per-thread sum by more than two ticks, threads exited and it counts; otherwise the exact
+//! per-thread sum does. Context switches of exited threads are still lost.
 
 use std::time::Duration;
 
@@ -47,8 +47,16 @@ impl Usage {
     /// What was used between `earlier` and `self`.
     pub fn since(self, earlier: Usage) -> Usage {
         let process_cpu = self.process_cpu.saturating_sub(earlier.process_cpu);
+        let threads_cpu = self.cpu.saturating_sub(earlier.cpu);
+        // Each `stat` reading is off by up to a tick: only a gap of more than two ticks means
+        // that threads exited (a short, quiet window keeps the exact per-thread sum).
+        let cpu = if process_cpu > threads_cpu + 2 * TICK {
+            process_cpu
+        } else {
+            threads_cpu
+        };
         Usage {
-            cpu: self.cpu.saturating_sub(earlier.cpu).max(process_cpu),
+            cpu,
             switches: self.switches.saturating_sub(earlier.switches),
             process_cpu,
         }
@@ -87,6 +95,9 @@ pub fn read(process: Process) -> Option<Usage> {
 
 /// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`: 100 on every Linux ABI).
 const USER_HZ: u64 = 100;
+
+/// One clock tick.
+const TICK: Duration = Duration::from_millis(1000 / USER_HZ);
 
 /// `utime` + `stime` of a process's `stat` line (fields 14 and 15; the command name, field 2,
 /// is in parentheses and may hold spaces).
