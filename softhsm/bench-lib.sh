@@ -73,6 +73,32 @@ CONF
   wait_http "$KMS_ENDPOINT/__baseline" "$dir/kms.log"
 }
 
+# start_kms_pkcs11 KMS_BIN DIR TOKEN_DIR [PROFILE]: a kms server with the PKCS#11 root on token
+# `kms-root` of TOKEN_DIR (made by softhsm/make-token.sh; SOFTHSM2_CONF must point at it) and
+# the baseline route on a free port. Sets KMS_ENDPOINT and KMS_PID.
+start_kms_pkcs11() {
+  local bin=$1 dir=$2 tokens=$3 profile=${4:-softhsm2} port
+  port=$(free_port)
+  mkdir -p "$dir"
+  cat >"$dir/kms.toml" <<CONF
+[server]
+listen = "127.0.0.1:$port"
+data_dir = "$dir/data"
+baseline_route = true
+
+[root]
+kind = "pkcs11"
+profile = "$profile"
+token_label = "kms-root"
+pin_file = "$tokens/user.pin"
+CONF
+  KMS_LOG=warn "$bin" --config "$dir/kms.toml" >"$dir/kms.log" 2>&1 &
+  pids+=($!)
+  KMS_PID=$!
+  KMS_ENDPOINT="http://127.0.0.1:$port"
+  wait_http "$KMS_ENDPOINT/__baseline" "$dir/kms.log"
+}
+
 # make_xks_token DIR: a throwaway SoftHSM token `xks-keys` with an AES-256 key `bench-key` (as
 # `xks-proxy create-key` makes it: private, sensitive, non-extractable). Sets XKS_SOFTHSM_CONF
 # and XKS_PIN_FILE.

@@ -2,7 +2,8 @@
 # Keeps the benchmarks runnable (seconds, debug builds): starts a kms server with the baseline
 # route and an xks-proxy on a throwaway SoftHSM token, each on a free loopback port, runs
 # `loadgen kms` and `loadgen xks` for one second per scenario (two rounds, the floors, the open
-# loop, a raw PKCS#11 scenario), runs `loadgen compare` on the kms report, and fails
+# loop, a raw PKCS#11 scenario), the key-type operations with their raw library and token
+# ceilings, runs `loadgen compare` on the kms report, and fails
 # if any request failed or a report lacks what the docs describe. Every process it starts is
 # stopped by PID. (Numbers from a debug build mean nothing; docs/benchmarks.md has the release
 # measurements.)
@@ -39,6 +40,27 @@ PY
 
 make_xks_token "$work/softhsm"
 export SOFTHSM2_CONF=$XKS_SOFTHSM_CONF
+# Key types (softhsm/bench-key-types.sh in miniature): Sign P-256, Verify P-256 and GenerateMac on
+# the software root, with the library's raw rate and the token's (SoftHSM C_Sign CKM_ECDSA).
+"$loadgen" kms --endpoint "$KMS_ENDPOINT" --duration 1 --warmup 0 --rounds 1 --concurrency 4 \
+  --server-pid "$KMS_PID" --ops sign-p256,verify-p256,mac-hmac256 --raw-lib sign-p256 \
+  --raw-pkcs11 sign-p256 --raw-threads 2 --pkcs11-token xks-keys --pkcs11-pin-file "$XKS_PIN_FILE" \
+  --report "$work/key-types.json"
+python3 - "$work/key-types.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+names = [s["scenario"] for s in report["scenarios"]]
+assert names == ["baseline", "sign-p256", "verify-p256", "mac-hmac256", "raw-token-sign-p256",
+                 "raw-lib-sign-p256"], names
+for s in report["scenarios"]:
+    assert s["errors"] == 0 and s["requests"] > 0, s
+checks = {(c["scenario"], c["raw_scenario"]): c for c in report["checks"] if c["check"] == "ceiling"}
+for raw in ("raw-lib-sign-p256", "raw-token-sign-p256"):
+    c = checks[("sign-p256", raw)]
+    assert c["target"] == 0.5 and c["ratio"] > 0, c
+print("key types: ok")
+PY
+
 port=$(free_port)
 secret=$(head -c 32 /dev/urandom | base64)
 cat >"$work/xks-proxy.toml" <<CONF

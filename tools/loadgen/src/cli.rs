@@ -1,10 +1,11 @@
 //! Options both server subcommands share: the load, the rounds, the open loop, the server's
-//! PID, the output, and the raw PKCS#11 ceilings.
+//! PID, the output, and the raw ceilings (PKCS#11 and library).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::raw::RawKind;
+use crate::rawlib::LibKind;
 use crate::runner::Settings;
 
 /// The load and how the run is reported.
@@ -84,12 +85,20 @@ impl RunArgs {
     }
 }
 
-/// The raw PKCS#11 ceilings (no server; see `raw.rs`).
+/// The raw ceilings (no server; see `raw.rs` and `rawlib.rs`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RawArgs {
-    /// In-process scenarios with no server: C_Encrypt on a session or a token key object.
+    /// In-process PKCS#11 scenarios with no server: C_Encrypt on a session or a token key
+    /// object (`raw-session`, `raw-token`); SHA-256 + C_Sign CKM_ECDSA P-256, CKM_RSA_PKCS
+    /// RSA-2048, C_Sign CKM_SHA256_HMAC on session key objects (`raw-token-sign-p256`,
+    /// `raw-token-sign-rsa2048`, `raw-token-hmac256`).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub raw_pkcs11: Vec<RawKind>,
+    /// In-process library scenarios with no server (`raw-lib-…`): the software root's and the
+    /// host's calls of `aws-lc-rs` for Sign P-256, Sign RSA-2048, GenerateMac HMAC-256 and
+    /// Verify P-256, on the `--message-size` message.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub raw_lib: Vec<LibKind>,
     /// Thread counts of the raw scenarios (default: `--concurrency`). With more than one, the
     /// first is the reference of the ratios and the best is shown beside it.
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -111,9 +120,14 @@ pub struct RawArgs {
 }
 
 impl RawArgs {
-    /// The object kinds, each once, in the order given.
+    /// The PKCS#11 kinds, each once, in the order given.
     pub fn kinds(&self) -> Vec<RawKind> {
         dedup(&self.raw_pkcs11)
+    }
+
+    /// The library kinds, each once, in the order given.
+    pub fn lib_kinds(&self) -> Vec<LibKind> {
+        dedup(&self.raw_lib)
     }
 
     /// The thread counts, each once, in the order given (default: `concurrency`).

@@ -16,7 +16,14 @@
 //!   server also has the key's backend encrypt 256 bytes (same IV source, AAD shape, PKCS#11
 //!   calls and hand-off to the HSM threads as Encrypt) and does nothing else: no SigV4, JSON,
 //!   key checks, authorization or audit record. No server does an Encrypt with less work;
-//! - with `--raw-pkcs11`, the raw ceilings (`raw.rs`).
+//! - the key-type operations among `--ops` (`sign-p256`, `sign-rsa2048`, `mac-hmac256`,
+//!   `verify-p256`), each on a key of its own created at setup (`CreateKey` with `KeySpec`
+//!   `ECC_NIST_P256` or `RSA_2048` and `KeyUsage` `SIGN_VERIFY`, or `HMAC_256` and
+//!   `GENERATE_VERIFY_MAC`; only the default key store: custom key stores refuse them), with a
+//!   RAW `--message-size` message (256 bytes by default): Sign `ECDSA_SHA_256`, Sign
+//!   `RSASSA_PKCS1_V1_5_SHA_256`, GenerateMac `HMAC_SHA_256`, and Verify `ECDSA_SHA_256` of a
+//!   signature made at setup;
+//! - with `--raw-pkcs11` and `--raw-lib`, the raw ceilings (`raw.rs`, `rawlib.rs`).
 //!
 //! The authorization scenario: `--policy-file FILE` creates a key with that key policy and
 //! `--grants N` adds N grants on it to `--grantee-principal` (CreateGrant with KeyId,
@@ -28,7 +35,10 @@
 //!
 //! Comparisons: with a raw scenario of the right kind, `encrypt` against min(`baseline`,
 //! `raw-session`) and `encrypt-cks` against min(`baseline`, `raw-token`), target >= 0.5 (the
-//! floors beside them, for information).
+//! floors beside them, for information); each key-type operation against min(`baseline`, its
+//! raw ceiling): `raw-lib-…` (the software root's library, and Verify's on both roots) and
+//! `raw-token-…` (the PKCS#11 root's token), whichever ran; target >= 0.5 for `sign-p256`,
+//! the others for information.
 //!
 //! Dropped from `kms-bench`: the `handoff-encrypt` scenarios (`x-kms-bench-handoff`). Since the
 //! service became async only the PKCS#11 call leaves the async workers, so the floor already
@@ -44,6 +54,8 @@ use http::StatusCode;
 use sigv4::Signer;
 
 use crate::cli::{dedup, RawArgs, RunArgs};
+use crate::raw::RawKind;
+use crate::rawlib::LibKind;
 use crate::report::{Check, BASELINE};
 use crate::runner::{Plan, Scenario};
 use crate::target::{send, Endpoint, Scheme, Sender, Template};
@@ -91,6 +103,9 @@ pub struct KmsArgs {
     /// Plaintext bytes per Encrypt request.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub plaintext_size: u32,
+    /// Message bytes of Sign, Verify and GenerateMac (RAW messages; also the raw ceilings').
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub message_size: u32,
     /// Operations to run after the baseline, per key.
     #[arg(
         long,
@@ -140,6 +155,14 @@ pub enum Op {
     Encrypt,
     Decrypt,
     GenerateDataKey,
+    /// Sign, `ECC_NIST_P256` key, `ECDSA_SHA_256`, RAW message.
+    SignP256,
+    /// Sign, `RSA_2048` key, `RSASSA_PKCS1_V1_5_SHA_256`, RAW message.
+    SignRsa2048,
+    /// GenerateMac, `HMAC_256` key, `HMAC_SHA_256`.
+    MacHmac256,
+    /// Verify, `ECC_NIST_P256` key, `ECDSA_SHA_256`, RAW message, a signature made at setup.
+    VerifyP256,
 }
 
 impl Op {
@@ -148,8 +171,88 @@ impl Op {
             Op::Encrypt => "encrypt",
             Op::Decrypt => "decrypt",
             Op::GenerateDataKey => "generate-data-key",
+            Op::SignP256 => "sign-p256",
+            Op::SignRsa2048 => "sign-rsa2048",
+            Op::MacHmac256 => "mac-hmac256",
+            Op::VerifyP256 => "verify-p256",
         }
     }
+
+    /// A key-type operation: its key's `KeySpec` and `KeyUsage`, the operation, its
+    /// algorithm field and value, and its raw ceilings' groups (library, token).
+    fn key_type(self) -> Option<KeyTypeOp> {
+        let (spec, usage, operation, field, algorithm, lib, token) = match self {
+            Op::Encrypt | Op::Decrypt | Op::GenerateDataKey => return None,
+            Op::SignP256 => (
+                "ECC_NIST_P256",
+                "SIGN_VERIFY",
+                "Sign",
+                "SigningAlgorithm",
+                "ECDSA_SHA_256",
+                LibKind::SignP256,
+                Some(RawKind::SignP256),
+            ),
+            Op::SignRsa2048 => (
+                "RSA_2048",
+                "SIGN_VERIFY",
+                "Sign",
+                "SigningAlgorithm",
+                "RSASSA_PKCS1_V1_5_SHA_256",
+                LibKind::SignRsa2048,
+                Some(RawKind::SignRsa2048),
+            ),
+            Op::MacHmac256 => (
+                "HMAC_256",
+                "GENERATE_VERIFY_MAC",
+                "GenerateMac",
+                "MacAlgorithm",
+                "HMAC_SHA_256",
+                LibKind::Hmac256,
+                Some(RawKind::Hmac256),
+            ),
+            // Verify runs on the host on both roots: its ceiling is the library's.
+            Op::VerifyP256 => (
+                "ECC_NIST_P256",
+                "SIGN_VERIFY",
+                "Verify",
+                "SigningAlgorithm",
+                "ECDSA_SHA_256",
+                LibKind::VerifyP256,
+                None,
+            ),
+        };
+        Some(KeyTypeOp {
+            spec,
+            usage,
+            operation,
+            field,
+            algorithm,
+            lib,
+            token,
+        })
+    }
+}
+
+/// What a key-type operation needs (see [`Op::key_type`]).
+struct KeyTypeOp {
+    spec: &'static str,
+    usage: &'static str,
+    operation: &'static str,
+    field: &'static str,
+    algorithm: &'static str,
+    lib: LibKind,
+    token: Option<RawKind>,
+}
+
+/// The key-type operation whose Ceiling check has a target: P-256 Sign >= 50% of min(bare
+/// route, raw rate) on each root (issue "Every key type").
+const KEY_TYPE_TARGET: (Op, f64) = (Op::SignP256, 0.5);
+
+/// The deterministic RAW message of Sign, Verify and GenerateMac (and their raw ceilings).
+pub fn message(size: u32) -> Vec<u8> {
+    (0..size)
+        .map(|i| (i.wrapping_mul(197) ^ 0xa5) as u8)
+        .collect()
 }
 
 /// The deterministic plaintext of every Encrypt (and the raw scenarios).
@@ -309,7 +412,7 @@ pub async fn prepare(endpoint: &Endpoint, args: &KmsArgs) -> Result<Plan, BoxErr
         let encrypted = setup.call("Encrypt", body).await?;
         ciphertexts.push(string_field(&encrypted, "/CiphertextBlob")?.to_owned());
     }
-    for op in &ops {
+    for op in ops.iter().filter(|op| op.key_type().is_none()) {
         for ((key, suffix, floor), ciphertext) in per_key.iter().zip(&ciphertexts) {
             let (operation, body) = match op {
                 Op::Encrypt => (
@@ -327,6 +430,7 @@ pub async fn prepare(endpoint: &Endpoint, args: &KmsArgs) -> Result<Plan, BoxErr
                     "GenerateDataKey",
                     serde_json::json!({"KeyId": key, "KeySpec": "AES_256"}),
                 ),
+                Op::SignP256 | Op::SignRsa2048 | Op::MacHmac256 | Op::VerifyP256 => continue,
             };
             let body = Bytes::from(serde_json::to_vec(&body)?);
             let scheme = Scheme::KmsJson {
@@ -356,6 +460,8 @@ pub async fn prepare(endpoint: &Endpoint, args: &KmsArgs) -> Result<Plan, BoxErr
         }
     }
 
+    key_type_scenarios(&mut setup, endpoint, &signer, args, &ops, &mut scenarios).await?;
+
     for (suffix, raw) in [("", "raw-session"), ("-cks", "raw-token")] {
         checks.push(Check::Ceiling {
             scenario: format!("floor-encrypt{suffix}"),
@@ -371,6 +477,22 @@ pub async fn prepare(endpoint: &Endpoint, args: &KmsArgs) -> Result<Plan, BoxErr
         });
     }
     for op in &ops {
+        let Some(kt) = op.key_type() else { continue };
+        let target = (*op == KEY_TYPE_TARGET.0).then_some(KEY_TYPE_TARGET.1);
+        // A check whose raw scenario did not run is left out of the report.
+        for raw in [Some(kt.lib.group()), kt.token.map(RawKind::group)]
+            .into_iter()
+            .flatten()
+        {
+            checks.push(Check::Ceiling {
+                scenario: op.name().to_owned(),
+                raw: raw.to_owned(),
+                target,
+                note: "",
+            });
+        }
+    }
+    for op in ops.iter().filter(|op| op.key_type().is_none()) {
         checks.push(Check::Relative {
             scenario: format!("{}-authz", op.name()),
             reference: op.name().to_owned(),
@@ -387,6 +509,72 @@ pub async fn prepare(endpoint: &Endpoint, args: &KmsArgs) -> Result<Plan, BoxErr
         }
     }
     Ok(Plan { scenarios, checks })
+}
+
+/// The key-type operations among `ops`: creates their keys (one per key spec, shared by Sign
+/// and Verify P-256), a signature for Verify, and one scenario each.
+async fn key_type_scenarios(
+    setup: &mut Setup<'_>,
+    endpoint: &Endpoint,
+    signer: &Signer,
+    args: &KmsArgs,
+    ops: &[Op],
+    scenarios: &mut Vec<Scenario>,
+) -> Result<(), BoxError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let message = b64.encode(message(args.message_size));
+    let mut keys: Vec<(&'static str, String)> = Vec::new();
+    for op in ops {
+        let Some(kt) = op.key_type() else { continue };
+        let key = match keys.iter().find(|(spec, _)| *spec == kt.spec) {
+            Some((_, key)) => key.clone(),
+            None => {
+                let key = setup
+                    .create_key(serde_json::json!({
+                        "KeySpec": kt.spec,
+                        "KeyUsage": kt.usage,
+                        "Description": "loadgen key-type benchmark",
+                    }))
+                    .await
+                    .map_err(|e| format!("{}: {e}", op.name()))?;
+                eprintln!("loadgen: key {key} ({}, {})", kt.spec, kt.usage);
+                keys.push((kt.spec, key.clone()));
+                key
+            }
+        };
+        let mut body = serde_json::json!({
+            "KeyId": key,
+            "Message": message,
+            kt.field: kt.algorithm,
+        });
+        if kt.operation != "GenerateMac" {
+            body["MessageType"] = "RAW".into();
+        }
+        if kt.operation == "Verify" {
+            let signed = setup.call("Sign", body.clone()).await?;
+            body["Signature"] = string_field(&signed, "/Signature")?.into();
+        }
+        // The request must succeed once before it is measured: a server without the
+        // operation fails at setup with its answer, not as a column of errors.
+        setup
+            .call(kt.operation, body.clone())
+            .await
+            .map_err(|e| format!("{}: {e}", op.name()))?;
+        scenarios.push(Scenario {
+            name: op.name().to_owned(),
+            template: Arc::new(Template::new(
+                endpoint,
+                signer,
+                Scheme::KmsJson {
+                    operation: kt.operation.to_owned(),
+                },
+                "/",
+                Bytes::from(serde_json::to_vec(&body)?),
+            )),
+            open_loop: true,
+        });
+    }
+    Ok(())
 }
 
 /// `--grants N` CreateGrant calls on `key_id`; a server without CreateGrant fails clearly.

@@ -9,10 +9,11 @@
 //! rate with latency counted from each request's scheduled time; interleaved rounds with each
 //! compared scenario's ratio per round and the median; the latency histogram with p50, p99 and
 //! p99.9; the baseline scenario, i.e. the server's bare HTTP route with the same headers and body
-//! as the real request, measured in the same run; the raw in-process PKCS#11 ceilings
-//! (`raw.rs`); the server's CPU µs and context switches per request (`--server-pid`) and the
-//! load generator's own CPU per request; one table on stdout and a JSON report (`--json`,
-//! `--report FILE`).
+//! as the real request, measured in the same run; the raw in-process ceilings of the token
+//! (`raw.rs`: PKCS#11 AES-GCM and signing) and of the crypto library (`rawlib.rs`: aws-lc-rs,
+//! the software root's); the server's CPU µs and context switches per request (`--server-pid`)
+//! and the load generator's own CPU per request; one table on stdout and a JSON report
+//! (`--json`, `--report FILE`).
 //!
 //! Loopback only: endpoints must resolve to loopback addresses only (`target.rs`). The run
 //! stops by itself (every request has a timeout) and starts no process.
@@ -40,6 +41,7 @@ mod histogram;
 mod kms;
 mod procstat;
 mod raw;
+mod rawlib;
 mod report;
 mod runner;
 mod target;
@@ -51,9 +53,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::cli::{RawArgs, RunArgs};
-use crate::raw::{RawBench, RawOptions};
+use crate::raw::{Pkcs11Options, RawBench, RawOptions};
+use crate::rawlib::LibBench;
 use crate::report::Report;
-use crate::runner::{Plan, RawPlan};
+use crate::runner::{Plan, RawPlan, RawScenario};
 use crate::target::Endpoint;
 
 /// The load generator allocates a few buffers per request and shares the cores with the
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
                     &args.raw,
                     kms::plaintext(args.plaintext_size),
                     kms::RAW_AAD.to_vec(),
+                    kms::message(args.message_size),
                 );
                 execute("kms", endpoint, plan, raw, &args.run, &args.raw).await
             }
@@ -135,7 +139,8 @@ fn main() -> ExitCode {
                 };
                 let plan = xks::prepare(&endpoint, args).await;
                 let raw = xks::raw_aad(args.aad_size).and_then(|aad| {
-                    raw_options(&args.raw, xks::plaintext(args.plaintext_size), aad)
+                    let plaintext = xks::plaintext(args.plaintext_size);
+                    raw_options(&args.raw, plaintext.clone(), aad, plaintext)
                 });
                 execute("xks", endpoint, plan, raw, &args.run, &args.raw).await
             }
@@ -148,27 +153,50 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// The raw scenarios' options, when any are asked for.
+/// The raw scenarios' options, when any are asked for (`message`: of the signing and MAC
+/// scenarios).
 fn raw_options(
     args: &RawArgs,
     plaintext: Vec<u8>,
     aad: Vec<u8>,
+    message: Vec<u8>,
 ) -> Result<Option<RawOptions>, BoxError> {
-    if args.raw_pkcs11.is_empty() {
+    if args.raw_pkcs11.is_empty() && args.raw_lib.is_empty() {
         return Ok(None);
+    }
+    if args.raw_pkcs11.is_empty() {
+        // Library scenarios only: no token to open.
+        return Ok(Some(RawOptions {
+            pkcs11: None,
+            plaintext,
+            aad,
+            message,
+        }));
     }
     let pin_file = args
         .pkcs11_pin_file
         .clone()
         .ok_or("--raw-pkcs11 needs --pkcs11-pin-file")?;
     Ok(Some(RawOptions {
-        module: args.pkcs11_module.clone(),
-        token_label: args.pkcs11_token.clone(),
-        pin_file,
-        profile: args.pkcs11_profile.clone(),
+        pkcs11: Some(Pkcs11Options {
+            module: args.pkcs11_module.clone(),
+            token_label: args.pkcs11_token.clone(),
+            pin_file,
+            profile: args.pkcs11_profile.clone(),
+        }),
         plaintext,
         aad,
+        message,
     }))
+}
+
+/// Destroys the raw PKCS#11 scenarios' keys.
+async fn close_raw(subcommand: &str, bench: Option<Arc<RawBench>>) {
+    let Some(bench) = bench else { return };
+    let closed = tokio::task::spawn_blocking(move || bench.close()).await;
+    if let Ok(Err(e)) | Err(e) = closed.map_err(BoxError::from) {
+        eprintln!("loadgen {subcommand}: could not destroy the raw scenarios' keys: {e}");
+    }
 }
 
 /// Reports a failure of the setup or the run; the exit status.
@@ -199,20 +227,47 @@ async fn execute(
         None => None,
         Some(options) => {
             let kinds = raw_args.kinds();
+            let lib_kinds = raw_args.lib_kinds();
             let threads = raw_args.threads(run.concurrency);
             let max = threads.iter().copied().max().unwrap_or(1);
-            match tokio::task::spawn_blocking(move || RawBench::open(&options, &kinds, max))
-                .await
-                .map_err(BoxError::from)
-                .and_then(|r| r)
-            {
-                Ok(bench) => Some(RawPlan {
-                    bench: Arc::new(bench),
-                    kinds: raw_args.kinds(),
-                    threads,
-                }),
-                Err(e) => return fail("raw PKCS#11 setup failed", e),
-            }
+            let pkcs11 = if kinds.is_empty() {
+                None
+            } else {
+                let (options, kinds) = (options.clone(), kinds.clone());
+                match tokio::task::spawn_blocking(move || RawBench::open(&options, &kinds, max))
+                    .await
+                    .map_err(BoxError::from)
+                    .and_then(|r| r)
+                {
+                    Ok(bench) => Some(Arc::new(bench)),
+                    Err(e) => return fail("raw PKCS#11 setup failed", e),
+                }
+            };
+            let lib = if lib_kinds.is_empty() {
+                None
+            } else {
+                let (message, lib_kinds) = (options.message.clone(), lib_kinds.clone());
+                match tokio::task::spawn_blocking(move || LibBench::open(&lib_kinds, message))
+                    .await
+                    .map_err(BoxError::from)
+                    .and_then(|r| r)
+                {
+                    Ok(bench) => Some(Arc::new(bench)),
+                    Err(e) => {
+                        close_raw(subcommand, pkcs11).await;
+                        return fail("raw library setup failed", e);
+                    }
+                }
+            };
+            let mut scenarios: Vec<RawScenario> =
+                kinds.into_iter().map(RawScenario::Pkcs11).collect();
+            scenarios.extend(lib_kinds.into_iter().map(RawScenario::Lib));
+            Some(RawPlan {
+                pkcs11,
+                lib,
+                scenarios,
+                threads,
+            })
         }
     };
     let mut report = Report {
@@ -234,11 +289,7 @@ async fn execute(
     )
     .await;
     if let Some(plan) = raw_plan {
-        let bench = plan.bench;
-        let closed = tokio::task::spawn_blocking(move || bench.close()).await;
-        if let Ok(Err(e)) | Err(e) = closed.map_err(BoxError::from) {
-            eprintln!("loadgen {subcommand}: could not destroy the raw scenarios' keys: {e}");
-        }
+        close_raw(subcommand, plan.pkcs11).await;
     }
     if let Err(e) = outcome {
         return fail("run failed", e);

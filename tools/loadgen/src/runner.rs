@@ -3,8 +3,8 @@
 //! request's scheduled time so that a stall is not hidden), and the interleaved rounds that
 //! both subcommands share.
 //!
-//! A round runs every closed-loop scenario once, then every raw PKCS#11 scenario, each for
-//! `--warmup` unmeasured seconds and `--duration` measured ones. This VM's speed drifts by
+//! A round runs every closed-loop scenario once, then every raw scenario (PKCS#11 or library),
+//! each for `--warmup` unmeasured seconds and `--duration` measured ones. This VM's speed drifts by
 //! 10-20% within minutes; with one long block per scenario, whichever scenario ran in a slow
 //! minute lost, while interleaved rounds make the drift hit every scenario alike. The
 //! open-loop scenarios run once, after the rounds.
@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use crate::histogram::Histogram;
 use crate::procstat::{self, Process, Usage};
 use crate::raw::{RawBench, RawKind};
+use crate::rawlib::{LibBench, LibKind};
 use crate::report::{Report, ScenarioResult, TRANSPORT_ERROR};
 use crate::target::{send, Endpoint, Sender, Template, REQUEST_TIMEOUT};
 use crate::BoxError;
@@ -58,19 +59,67 @@ pub struct Settings {
     pub server_pids: Arc<[u32]>,
 }
 
-/// The raw PKCS#11 scenarios of a run: which object kinds, at which thread counts.
+/// One raw scenario: a PKCS#11 call (`raw.rs`) or a library call (`rawlib.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawScenario {
+    Pkcs11(RawKind),
+    Lib(LibKind),
+}
+
+impl RawScenario {
+    pub fn group(self) -> &'static str {
+        match self {
+            RawScenario::Pkcs11(k) => k.group(),
+            RawScenario::Lib(k) => k.group(),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            RawScenario::Pkcs11(k) => k.describe(),
+            RawScenario::Lib(k) => k.describe(),
+        }
+    }
+}
+
+/// The raw scenarios of a run: which calls, at which thread counts.
 pub struct RawPlan {
-    pub bench: Arc<RawBench>,
-    pub kinds: Vec<RawKind>,
+    /// The token of the PKCS#11 scenarios (when any).
+    pub pkcs11: Option<Arc<RawBench>>,
+    /// The keys of the library scenarios (when any).
+    pub lib: Option<Arc<LibBench>>,
+    pub scenarios: Vec<RawScenario>,
     pub threads: Vec<usize>,
 }
 
 impl RawPlan {
-    fn name(&self, kind: RawKind, threads: usize) -> String {
+    fn name(&self, scenario: RawScenario, threads: usize) -> String {
         if self.threads.len() > 1 {
-            format!("{}-{threads}t", kind.group())
+            format!("{}-{threads}t", scenario.group())
         } else {
-            kind.group().to_owned()
+            scenario.group().to_owned()
+        }
+    }
+
+    /// Runs one raw scenario on the blocking pool.
+    async fn run(
+        &self,
+        scenario: RawScenario,
+        threads: usize,
+        warmup: Duration,
+        duration: Duration,
+    ) -> Result<ScenarioResult, BoxError> {
+        match scenario {
+            RawScenario::Pkcs11(kind) => {
+                let bench = Arc::clone(self.pkcs11.as_ref().ok_or("no PKCS#11 token is open")?);
+                tokio::task::spawn_blocking(move || bench.run(kind, threads, warmup, duration))
+                    .await?
+            }
+            RawScenario::Lib(kind) => {
+                let bench = Arc::clone(self.lib.as_ref().ok_or("no library keys were made")?);
+                tokio::task::spawn_blocking(move || bench.run(kind, threads, warmup, duration))
+                    .await?
+            }
         }
     }
 }
@@ -386,22 +435,19 @@ pub async fn run(
             this_round.push(closed_loop(endpoint, scenario, settings).await?);
         }
         if let Some(plan) = raw {
-            for &kind in &plan.kinds {
+            for &scenario in &plan.scenarios {
                 for &threads in &plan.threads {
-                    let name = plan.name(kind, threads);
+                    let name = plan.name(scenario, threads);
                     eprintln!(
-                        "loadgen: round {round}/{rounds}: {name} (in-process C_Encrypt on a {} \
-                         object, {threads} threads, {:?} warm-up + {:?})",
-                        kind.object(),
+                        "loadgen: round {round}/{rounds}: {name} (in process: {}, {threads} \
+                         threads, {:?} warm-up + {:?})",
+                        scenario.describe(),
                         settings.warmup,
                         settings.duration
                     );
-                    let bench = Arc::clone(&plan.bench);
-                    let (warmup, duration) = (settings.warmup, settings.duration);
-                    let mut result = tokio::task::spawn_blocking(move || {
-                        bench.run(kind, threads, warmup, duration)
-                    })
-                    .await??;
+                    let mut result = plan
+                        .run(scenario, threads, settings.warmup, settings.duration)
+                        .await?;
                     result.name = name;
                     this_round.push(result);
                 }
