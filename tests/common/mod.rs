@@ -296,6 +296,10 @@ pub mod softhsm {
             );
             let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
                 .join(format!("kms-test-softhsm-{}", std::process::id()));
+            // A directory of this name is a dead process's whose PID was reused: its tokens
+            // carry the same labels (one with a PIN a test changed made a pool login fail with
+            // CKR_PIN_INCORRECT), so start from nothing.
+            let _ = std::fs::remove_dir_all(&dir);
             let tokens = dir.join("tokens");
             std::fs::create_dir_all(&tokens).unwrap();
             let conf = dir.join("softhsm2.conf");
