@@ -261,13 +261,12 @@ impl Core {
             ));
         }
         let mut ctx = self.base_context(call, caller, action, resource);
-        let spec = key.key_spec.to_string();
-        let usage = key.key_usage.to_string();
-        ctx.set("kms:KeySpec", spec.as_str())
-            .set("kms:CustomerMasterKeySpec", spec.as_str())
-            .set("kms:KeyUsage", usage.as_str())
-            .set("kms:CustomerMasterKeyUsage", usage.as_str())
-            .set("kms:KeyOrigin", key.origin.to_string())
+        let (spec, usage) = (key.key_spec.as_str(), key.key_usage.as_str());
+        ctx.set("kms:KeySpec", spec)
+            .set("kms:CustomerMasterKeySpec", spec)
+            .set("kms:KeyUsage", usage)
+            .set("kms:CustomerMasterKeyUsage", usage)
+            .set("kms:KeyOrigin", key.origin.as_str())
             .set("kms:MultiRegion", false);
         if let Some(alias) = &call.request_alias {
             ctx.set("kms:RequestAlias", alias.as_str());

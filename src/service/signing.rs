@@ -87,10 +87,9 @@ impl Signing {
         algorithm: SigningAlgorithm,
     ) -> KmsResult<(KeyRecord, Input)> {
         let key = self.resolve(call, key_id, true).await?;
-        let (alg, mt) = (algorithm.to_string(), message_type.to_string());
         self.authorize_key(call, operation, &key, None, |ctx| {
-            ctx.set("kms:SigningAlgorithm", alg.as_str())
-                .set("kms:MessageType", mt.as_str());
+            ctx.set("kms:SigningAlgorithm", algorithm.as_str())
+                .set("kms:MessageType", message_type.as_str());
         })
         .await?;
         if key.key_usage != KeyUsage::SignVerify {
