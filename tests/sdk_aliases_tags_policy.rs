@@ -376,8 +376,42 @@ async fn fifty_aliases_per_key() {
             .send()
             .await,
     );
-    assert_eq!(c, "LimitExceededException");
-    assert!(m.contains(&arn), "{m}");
+    // AWS's words (recorded AWS response, docs/errors.md).
+    assert_eq!(
+        (c.as_str(), m.as_str()),
+        (
+            "LimitExceededException",
+            "Aliases per key quota for this account in this region is 50, current usage is 50."
+        )
+    );
+    // Pointing another alias at the full key is the same quota.
+    kms.create_alias()
+        .alias_name("alias/elsewhere")
+        .target_key_id(&other)
+        .send()
+        .await
+        .unwrap();
+    let (c, m) = fail(
+        kms.update_alias()
+            .alias_name("alias/elsewhere")
+            .target_key_id(&id)
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (c.as_str(), m.as_str()),
+        (
+            "LimitExceededException",
+            "Aliases per key quota for this account in this region is 50, current usage is 50."
+        )
+    );
+    // Repointing an alias of the full key to itself changes nothing and is allowed.
+    kms.update_alias()
+        .alias_name("alias/n01")
+        .target_key_id(&arn)
+        .send()
+        .await
+        .unwrap();
     // Other keys are unaffected, and a freed slot can be reused.
     kms.create_alias()
         .alias_name("alias/n50")
@@ -460,16 +494,22 @@ async fn tag_resource_upserts_and_untag_is_lenient() {
         .unwrap();
     assert_eq!(tags_of(&kms, &id).await.len(), 2);
 
-    // Reserved prefix and duplicates in one request.
-    let (c, _) = fail(
-        kms.tag_resource()
-            .key_id(&id)
-            .tags(tag("aws:createdBy", "me"))
-            .send()
-            .await,
-    );
-    assert_eq!(c, "TagException");
-    let (c, _) = fail(
+    // Reserved prefix (in any case) and duplicates in one request: AWS's exception and words
+    // (recorded AWS responses, docs/errors.md).
+    for reserved in ["aws:createdBy", "AWS:createdBy", "Aws:x"] {
+        let (c, m) = fail(
+            kms.tag_resource()
+                .key_id(&id)
+                .tags(tag(reserved, "me"))
+                .send()
+                .await,
+        );
+        assert_eq!(
+            (c.as_str(), m.as_str()),
+            ("TagException", "Tags beginning with aws: are reserved")
+        );
+    }
+    let (c, m) = fail(
         kms.tag_resource()
             .key_id(&id)
             .tags(tag("dup", "1"))
@@ -477,31 +517,62 @@ async fn tag_resource_upserts_and_untag_is_lenient() {
             .send()
             .await,
     );
-    assert_eq!(c, "TagException");
-    // Lengths.
+    assert_eq!(
+        (c.as_str(), m.as_str()),
+        ("TagException", "Duplicate tag keys")
+    );
+    // More than 50 tags in one request.
+    let mut req = kms.tag_resource().key_id(&id);
+    for i in 0..51 {
+        req = req.tags(tag(&format!("t{i}"), "v"));
+    }
+    let (c, m) = fail(req.send().await);
+    assert_eq!((c.as_str(), m.as_str()), ("TagException", "Too many tags"));
+    // Lengths: the member is named by its 1-based position in the list.
+    let long_key = "k".repeat(129);
     let (c, m) = fail(
         kms.tag_resource()
             .key_id(&id)
-            .tags(tag(&"k".repeat(129), "v"))
+            .tags(tag(&long_key, "v"))
             .send()
             .await,
     );
     assert_eq!(c, "ValidationException");
-    assert!(
-        m.ends_with("Member must have length less than or equal to 128"),
-        "{m}"
+    assert_eq!(
+        m,
+        format!(
+            "1 validation error detected: Value '{long_key}' at 'tags.1.member.tagKey' failed \
+             to satisfy constraint: Member must have length less than or equal to 128"
+        )
     );
+    let long_value = "v".repeat(257);
     let (c, m) = fail(
         kms.tag_resource()
             .key_id(&id)
-            .tags(tag("k", &"v".repeat(257)))
+            .tags(tag("k", "v"))
+            .tags(tag("k2", &long_value))
             .send()
             .await,
     );
     assert_eq!(c, "ValidationException");
-    assert!(
-        m.ends_with("Member must have length less than or equal to 256"),
-        "{m}"
+    assert_eq!(
+        m,
+        format!(
+            "1 validation error detected: Value '{long_value}' at 'tags.2.member.tagValue' \
+             failed to satisfy constraint: Member must have length less than or equal to 256"
+        )
+    );
+    // The same rules at CreateKey.
+    let mut req = kms.create_key();
+    for i in 0..51 {
+        req = req.tags(tag(&format!("t{i}"), "v"));
+    }
+    let (c, m) = fail(req.send().await);
+    assert_eq!((c.as_str(), m.as_str()), ("TagException", "Too many tags"));
+    let (c, m) = fail(kms.create_key().tags(tag("AWS:key1", "value1")).send().await);
+    assert_eq!(
+        (c.as_str(), m.as_str()),
+        ("TagException", "Tags beginning with aws: are reserved")
     );
     // Nothing changed.
     assert_eq!(tags_of(&kms, &id).await.len(), 2);

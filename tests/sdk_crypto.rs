@@ -6,7 +6,7 @@ mod common;
 
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{DataKeySpec, EncryptionAlgorithmSpec};
+use aws_sdk_kms::types::{DataKeySpec, DryRunModifierType, EncryptionAlgorithmSpec};
 
 const ACCOUNT: &str = "111122223333";
 const DRY_RUN_MESSAGE: &str = "The request would have succeeded, but the DryRun option is set.";
@@ -627,6 +627,111 @@ async fn generate_random_lengths() {
         m,
         "1 validation error detected: Value '1025' at 'numberOfBytes' failed to satisfy \
          constraint: Member must have value less than or equal to 1024"
+    );
+}
+
+/// `CiphertextBlob` is optional in AWS's model: a dry run with `IGNORE_CIPHERTEXT` checks the
+/// authorization and the key without one (docs/errors.md).
+#[tokio::test]
+async fn dry_run_ignoring_the_ciphertext() {
+    let srv = common::TestServer::start().await;
+    let kms = srv.client();
+    let (id, _) = new_key(&kms).await;
+    let (other, _) = new_key(&kms).await;
+    let ignore = DryRunModifierType::IgnoreCiphertext;
+
+    // No ciphertext, or one that is not a ciphertext at all: only the key is checked.
+    for blob in [None, Some(vec![7u8; 40])] {
+        let (c, m) = fail(
+            kms.decrypt()
+                .set_ciphertext_blob(blob.clone().map(Blob::new))
+                .key_id(&id)
+                .dry_run(true)
+                .dry_run_modifiers(ignore.clone())
+                .send()
+                .await,
+        );
+        assert_eq!(
+            (c.as_str(), m.as_str()),
+            ("DryRunOperationException", DRY_RUN_MESSAGE)
+        );
+        let (c, m) = fail(
+            kms.re_encrypt()
+                .set_ciphertext_blob(blob.map(Blob::new))
+                .source_key_id(&id)
+                .destination_key_id(&other)
+                .dry_run(true)
+                .dry_run_modifiers(ignore.clone())
+                .send()
+                .await,
+        );
+        assert_eq!(
+            (c.as_str(), m.as_str()),
+            ("DryRunOperationException", DRY_RUN_MESSAGE)
+        );
+    }
+    // The key is still checked: a disabled key would not have worked.
+    kms.disable_key().key_id(&other).send().await.unwrap();
+    let (c, _) = fail(
+        kms.decrypt()
+            .key_id(&other)
+            .dry_run(true)
+            .dry_run_modifiers(ignore.clone())
+            .send()
+            .await,
+    );
+    assert_eq!(c, "DisabledException");
+    let (c, _) = fail(
+        kms.re_encrypt()
+            .source_key_id(&id)
+            .destination_key_id(&other)
+            .dry_run(true)
+            .dry_run_modifiers(ignore.clone())
+            .send()
+            .await,
+    );
+    assert_eq!(c, "DisabledException");
+    // Without DryRun the modifier does nothing: the ciphertext is required.
+    let (c, m) = fail(
+        kms.decrypt()
+            .key_id(&id)
+            .dry_run_modifiers(ignore.clone())
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (c.as_str(), m.as_str()),
+        (
+            "ValidationException",
+            "1 validation error detected: Value null at 'ciphertextBlob' failed to satisfy \
+             constraint: Member must not be null"
+        )
+    );
+    // Neither a key nor a ciphertext: nothing to check.
+    let (c, _) = fail(
+        kms.decrypt()
+            .dry_run(true)
+            .dry_run_modifiers(ignore)
+            .send()
+            .await,
+    );
+    assert_eq!(c, "ValidationException");
+    let (c, m) = fail(
+        kms.decrypt()
+            .key_id(&id)
+            .dry_run(true)
+            .dry_run_modifiers(DryRunModifierType::from("IGNORE_EVERYTHING"))
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (c.as_str(), m.as_str()),
+        (
+            "ValidationException",
+            "1 validation error detected: Value '[IGNORE_EVERYTHING]' at 'dryRunModifiers' \
+             failed to satisfy constraint: Member must satisfy constraint: [Member must satisfy \
+             enum value set: [IGNORE_CIPHERTEXT]]"
+        )
     );
 }
 

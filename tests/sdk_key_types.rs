@@ -1108,6 +1108,17 @@ async fn mac_errors() {
         )
     );
     assert_eq!(mac(&kms, &id, "HMAC_SHA_224", &[1; 4096]).await.len(), 28);
+    // The enum set in the order AWS prints it (recorded AWS response, docs/errors.md).
+    assert_eq!(
+        fail(gen("INVALID", b"m".to_vec()).send().await),
+        (
+            "ValidationException".into(),
+            "1 validation error detected: Value 'INVALID' at 'macAlgorithm' failed to satisfy \
+             constraint: Member must satisfy enum value set: [HMAC_SHA_384, HMAC_SHA_256, \
+             HMAC_SHA_224, HMAC_SHA_512]"
+                .into()
+        )
+    );
     let r = kms
         .generate_mac()
         .key_id(&id)

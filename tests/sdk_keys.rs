@@ -244,6 +244,32 @@ async fn describe_key_by_every_identifier_form() {
         assert_eq!(md.key_id(), id, "by {ident}");
         assert_eq!(md.arn(), Some(arn.as_str()), "by {ident}");
     }
+    // A well-formed key id (either form) that names no key, and ids that are not well-formed
+    // (recorded AWS responses, docs/errors.md).
+    for missing in [
+        "mrk-1234abcd12ab34cd56ef1234567890ab",
+        "1234abcd-12ab-34cd-56ef-1234567890ab",
+    ] {
+        let (c, m) = fail(kms.describe_key().key_id(missing).send().await);
+        assert_eq!(
+            (c.as_str(), m),
+            (
+                "NotFoundException",
+                format!("Key 'arn:aws:kms:us-east-1:{ACCOUNT}:key/{missing}' does not exist")
+            )
+        );
+    }
+    for bad in [
+        "mrk-fake-key-id",
+        "fake-key-id",
+        "134f2428cec14b25a1ae9048164dba47",
+    ] {
+        let (c, m) = fail(kms.describe_key().key_id(bad).send().await);
+        assert_eq!(
+            (c.as_str(), m),
+            ("NotFoundException", format!("Invalid keyId '{bad}'"))
+        );
+    }
     // Alias names are case-sensitive.
     let (c, m) = fail(kms.describe_key().key_id("alias/APP").send().await);
     assert_eq!(c, "NotFoundException");

@@ -489,7 +489,14 @@ async fn on_demand_rotation_limit_of_ten() {
     }
     let (c, m) = fail(kms.rotate_key_on_demand().key_id(&id).send().await);
     assert_eq!(c, "LimitExceededException");
-    assert!(m.contains(&arn), "{m}");
+    // AWS's words (recorded AWS response, docs/errors.md).
+    assert_eq!(
+        m,
+        format!(
+            "The on-demand rotations limit has been reached for the given keyId. No more \
+             on-demand rotations can be performed for this key: {arn}"
+        )
+    );
 
     // Every version still decrypts, each blob with its own material.
     for (i, blob) in blobs.iter().enumerate() {

@@ -196,6 +196,80 @@ async fn errors_on_the_wire() {
     assert_eq!(err(&r).1, "UnknownOperationException");
 }
 
+/// Validation answers the SDKs would not let a caller provoke (members their models make
+/// required or bound), in AWS's words (docs/errors.md says where each comes from).
+#[tokio::test]
+async fn validation_answers_in_aws_words() {
+    let srv = common::TestServer::start().await;
+    let e = &srv.endpoint;
+
+    // NumberOfBytes is optional in the model; KMS itself requires it (recorded AWS response).
+    let r = call(e, "GenerateRandom", "{}").await;
+    assert_eq!(
+        err(&r),
+        (
+            400,
+            "ValidationException",
+            Some("NumberOfBytes is required.")
+        )
+    );
+
+    let created = call(e, "CreateKey", "{}").await;
+    let id = created.json["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+
+    // A list of strings names the list, echoes it, and lists the member's constraints.
+    let long = "k".repeat(129);
+    let r = call(
+        e,
+        "UntagResource",
+        &format!(r#"{{"KeyId": "{id}", "TagKeys": ["a", "{long}"]}}"#),
+    )
+    .await;
+    let want = format!(
+        "1 validation error detected: Value '[a, {long}]' at 'tagKeys' failed to satisfy \
+         constraint: Member must satisfy constraint: [Member must have length less than or \
+         equal to 128, Member must have length greater than or equal to 1]"
+    );
+    assert_eq!(err(&r), (400, "ValidationException", Some(want.as_str())));
+    let tokens: Vec<String> = (0..11).map(|i| format!("\"t{i}\"")).collect();
+    let r = call(
+        e,
+        "DescribeKey",
+        &format!(r#"{{"KeyId": "{id}", "GrantTokens": [{}]}}"#, tokens.join(",")),
+    )
+    .await;
+    assert_eq!(
+        err(&r),
+        (
+            400,
+            "ValidationException",
+            Some(
+                "1 validation error detected: Value '[t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, \
+                 t10]' at 'grantTokens' failed to satisfy constraint: Member must have length \
+                 less than or equal to 10"
+            )
+        )
+    );
+    // A tag member missing its value is named by position.
+    let r = call(
+        e,
+        "TagResource",
+        &format!(r#"{{"KeyId": "{id}", "Tags": [{{"TagKey": "a", "TagValue": ""}}, {{"TagKey": "b"}}]}}"#),
+    )
+    .await;
+    assert_eq!(
+        err(&r),
+        (
+            400,
+            "ValidationException",
+            Some(
+                "1 validation error detected: Value null at 'tags.2.member.tagValue' failed to \
+                 satisfy constraint: Member must not be null"
+            )
+        )
+    );
+}
+
 /// Headers of a request signed by `signer` over `signed` (plus `host` and `x-amz-date`), with
 /// `unsigned` added after signing.
 fn signed_over(

@@ -49,6 +49,50 @@ impl Checks {
         self
     }
 
+    /// A list of strings: its length, then its members' lengths. AWS names the list and echoes
+    /// it (`Value '[a, b]' at 'tagKeys'`); a bad member is reported with every constraint of the
+    /// member shape (`Member must satisfy constraint: [Member must have length less than or
+    /// equal to 128, Member must have length greater than or equal to 1]`).
+    pub fn string_list(
+        &mut self,
+        field: &str,
+        v: Option<&[String]>,
+        (min_len, max_len): (usize, usize),
+        (member_min, member_max): (usize, usize),
+    ) -> &mut Self {
+        let Some(list) = v else {
+            return self;
+        };
+        let shown = format!("[{}]", list.join(", "));
+        if list.len() < min_len {
+            self.fail(
+                Some(&shown),
+                field,
+                &format!("have length greater than or equal to {min_len}"),
+            );
+        } else if list.len() > max_len {
+            self.fail(
+                Some(&shown),
+                field,
+                &format!("have length less than or equal to {max_len}"),
+            );
+        }
+        if list.iter().any(|m| {
+            let n = m.chars().count();
+            n < member_min || n > member_max
+        }) {
+            self.fail(
+                Some(&shown),
+                field,
+                &format!(
+                    "satisfy constraint: [Member must have length less than or equal to \
+                     {member_max}, Member must have length greater than or equal to {member_min}]"
+                ),
+            );
+        }
+        self
+    }
+
     /// A required member is missing.
     pub fn required<T>(&mut self, field: &str, v: &Option<T>) -> &mut Self {
         if v.is_none() {
@@ -214,6 +258,19 @@ mod tests {
             "2 validation errors detected: Value null at 'keyId' failed to satisfy constraint: \
              Member must not be null; Value at 'plaintext' failed to satisfy constraint: Member \
              must have length less than or equal to 4096"
+        );
+        let keys = vec!["a".to_string(), String::new()];
+        let e = Checks::new()
+            .string_list("tagKeys", Some(&keys), (0, 1), (1, 128))
+            .finish()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "2 validation errors detected: Value '[a, ]' at 'tagKeys' failed to satisfy \
+             constraint: Member must have length less than or equal to 1; Value '[a, ]' at \
+             'tagKeys' failed to satisfy constraint: Member must satisfy constraint: [Member \
+             must have length less than or equal to 128, Member must have length greater than \
+             or equal to 1]"
         );
     }
 }

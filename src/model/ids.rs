@@ -4,7 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// A KMS key id: a lower-case UUID (`1234abcd-12ab-34cd-56ef-1234567890ab`).
+/// A KMS key id: a lower-case UUID (`1234abcd-12ab-34cd-56ef-1234567890ab`), or a multi-Region
+/// key id, `mrk-` and 32 lower-case hex digits (`mrk-1234abcd12ab34cd56ef1234567890ab`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(String);
 
@@ -14,8 +15,13 @@ impl KeyId {
         KeyId(uuid::Uuid::new_v4().to_string())
     }
 
-    /// Parses a key id; only the canonical lower-case hyphenated UUID form is a key id.
+    /// Parses a key id (either form, normalized to lower case). A well-formed id that names no
+    /// key is AWS's "Key '...' does not exist"; anything else is "Invalid keyId".
     pub fn parse(s: &str) -> Option<Self> {
+        if let Some(hex) = s.strip_prefix("mrk-") {
+            let ok = hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+            return ok.then(|| KeyId(format!("mrk-{}", hex.to_ascii_lowercase())));
+        }
         if s.len() != 36 {
             return None;
         }
@@ -219,6 +225,18 @@ mod tests {
         let aarn = "arn:aws:kms:us-east-1:111122223333:alias/x";
         assert!(matches!(KeyRef::parse(aarn), Ok(KeyRef::AliasArn { .. })));
         assert_eq!(KeyRef::parse("foo"), Err(KeyRefError::InvalidKeyId));
+        let mrk = "mrk-1234abcd12ab34cd56ef1234567890ab";
+        assert_eq!(KeyRef::parse(mrk), Ok(KeyRef::Id(KeyId(mrk.into()))));
+        let arn = format!("arn:aws:kms:us-east-1:111122223333:key/{mrk}");
+        assert!(matches!(KeyRef::parse(&arn), Ok(KeyRef::Arn { .. })));
+        // AWS: "Invalid keyId 'mrk-fake-key-id'", and a UUID without its hyphens.
+        for bad in [
+            "mrk-fake-key-id",
+            "mrk-1234abcd12ab34cd56ef1234567890a",
+            "134f2428cec14b25a1ae9048164dba47",
+        ] {
+            assert_eq!(KeyRef::parse(bad), Err(KeyRefError::InvalidKeyId), "{bad}");
+        }
         assert_eq!(KeyRef::parse("alias/"), Err(KeyRefError::InvalidKeyId));
         assert_eq!(
             KeyRef::parse("arn:aws:kms:us-east-1:1:key/x"),

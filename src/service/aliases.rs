@@ -32,6 +32,19 @@ impl Aliases {
         Ok(())
     }
 
+    /// The aliases-per-key quota, for a key about to gain an alias (CreateAlias, and
+    /// UpdateAlias to another key), in AWS's words (recorded AWS response, docs/errors.md).
+    async fn check_alias_quota(&self, key: &KeyRecord) -> KmsResult<()> {
+        let usage = self.store.count_aliases(&key.key_id).await?;
+        if usage >= MAX_ALIASES_PER_KEY {
+            return Err(KmsError::LimitExceeded(format!(
+                "Aliases per key quota for this account in this region is \
+                 {MAX_ALIASES_PER_KEY}, current usage is {usage}."
+            )));
+        }
+        Ok(())
+    }
+
     fn alias_arn(&self, account: &str, name: &str) -> String {
         AliasName(name.to_string()).arn(&self.partition, &self.region, account)
     }
@@ -64,12 +77,7 @@ impl Aliases {
         {
             return Err(self.alias_exists(&account, name));
         }
-        if self.store.count_aliases(&key.key_id).await? >= MAX_ALIASES_PER_KEY {
-            return Err(KmsError::LimitExceeded(format!(
-                "The request was rejected because {} already has the maximum number of aliases ({MAX_ALIASES_PER_KEY}).",
-                key.arn
-            )));
-        }
+        self.check_alias_quota(&key).await?;
         let now = self.clock.now();
         let record = AliasRecord {
             account: account.clone(),
@@ -123,6 +131,9 @@ impl Aliases {
                  keys of the same type and usage.",
                 old_key.arn, new_key.arn
             )));
+        }
+        if new_key.key_id != old_key.key_id {
+            self.check_alias_quota(&new_key).await?;
         }
         alias.target_key_id = new_key.key_id.clone();
         alias.last_updated_date = self.clock.now();

@@ -35,6 +35,34 @@ pub struct ReEncrypted {
     pub destination: Encrypted,
 }
 
+/// How far a Decrypt or ReEncrypt goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecryptRun {
+    /// The operation itself.
+    Real,
+    /// `DryRun`: every check, then DryRunOperationException instead of the cryptography.
+    DryRun,
+    /// `DryRun` with the `IGNORE_CIPHERTEXT` modifier: authorization and the key's checks
+    /// only. The key is the one named (Decrypt's `KeyId`, ReEncrypt's `SourceKeyId`), else
+    /// the one a ciphertext names; the ciphertext is neither required nor validated.
+    DryRunIgnoringCiphertext,
+}
+
+impl DecryptRun {
+    fn is_dry(self) -> bool {
+        self != DecryptRun::Real
+    }
+
+    /// The parsed blob to find or check the key by: none when the ciphertext is ignored and
+    /// a key is named.
+    fn parse(self, blob: &[u8], named: Option<&str>) -> Option<ciphertext::ParsedBlob<'_>> {
+        if self == DecryptRun::DryRunIgnoringCiphertext && named.is_some() {
+            return None;
+        }
+        ciphertext::parse(blob)
+    }
+}
+
 /// How a crypto operation is named in errors.
 #[derive(Debug, Clone, Copy)]
 pub enum CryptoOp {
@@ -457,9 +485,9 @@ impl Crypto {
         context: &EncryptionContext,
         algorithm: Option<EncryptionAlgorithm>,
         op: CryptoOp,
-        dry_run: bool,
+        run: DecryptRun,
     ) -> KmsResult<Decrypted> {
-        let parsed = ciphertext::parse(blob);
+        let parsed = run.parse(blob, key_id);
         let key = self.decryption_key(call, parsed.as_ref(), key_id).await?;
         self.authorize_crypto(call, op.name(), &key, context, algorithm, None)
             .await
@@ -468,7 +496,7 @@ impl Crypto {
         if algorithm != EncryptionAlgorithm::SymmetricDefault {
             Core::check_asymmetric_context(context)?;
             self.check_state(&key, StateRule::Crypto)?;
-            if dry_run {
+            if run.is_dry() {
                 return Err(KmsError::DryRunOperation);
             }
             let plaintext = self.rsa_decrypt(&key, algorithm, blob).await?;
@@ -479,10 +507,13 @@ impl Crypto {
             });
         }
         self.check_state(&key, StateRule::Crypto)?;
+        if run == DecryptRun::DryRunIgnoringCiphertext {
+            return Err(KmsError::DryRunOperation);
+        }
         let Some(parsed) = parsed else {
             return Err(KmsError::InvalidCiphertext);
         };
-        if dry_run {
+        if run.is_dry() {
             return Err(KmsError::DryRunOperation);
         }
         let plaintext = self.open(call, &key, &parsed, context).await?;
@@ -507,14 +538,14 @@ impl Crypto {
         destination_key_id: &str,
         destination_context: &EncryptionContext,
         destination_algorithm: Option<EncryptionAlgorithm>,
-        dry_run: bool,
+        run: DecryptRun,
     ) -> KmsResult<ReEncrypted> {
         // The destination first, so that a dry run validates both sides; it gets its own
         // `kms:RequestAlias`. The audit resources list the source, then the destination.
         let mut dest_call = call.clone();
         dest_call.resources.clear();
         let dest = self.resolve(&mut dest_call, destination_key_id, true).await;
-        let parsed = ciphertext::parse(blob);
+        let parsed = run.parse(blob, source_key_id);
         let source = self
             .decryption_key(call, parsed.as_ref(), source_key_id)
             .await;
@@ -555,6 +586,9 @@ impl Crypto {
             Core::check_asymmetric_context(source_context)?;
         }
         self.check_state(&source, StateRule::Crypto)?;
+        if run == DecryptRun::DryRunIgnoringCiphertext {
+            return Err(KmsError::DryRunOperation);
+        }
         let parsed = match (source_alg, parsed) {
             (EncryptionAlgorithm::SymmetricDefault, None) => {
                 return Err(KmsError::InvalidCiphertext)
@@ -562,7 +596,7 @@ impl Crypto {
             (EncryptionAlgorithm::SymmetricDefault, Some(p)) => Some(p),
             _ => None,
         };
-        if dry_run {
+        if run.is_dry() {
             return Err(KmsError::DryRunOperation);
         }
         let plaintext = match &parsed {

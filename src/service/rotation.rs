@@ -133,8 +133,10 @@ impl Rotation {
             .filter(|m| m.rotation_type == Some(RotationType::OnDemand))
             .count();
         if on_demand >= MAX_ON_DEMAND_ROTATIONS {
+            // AWS's words (recorded AWS response, docs/errors.md).
             return Err(KmsError::LimitExceeded(format!(
-                "{} has reached the maximum number of on-demand rotations ({MAX_ON_DEMAND_ROTATIONS}).",
+                "The on-demand rotations limit has been reached for the given keyId. No more \
+                 on-demand rotations can be performed for this key: {}",
                 key.arn
             )));
         }

@@ -88,22 +88,55 @@ impl Tags {
     }
 }
 
-/// Tag rules enforced by KMS itself (lengths are checked by the API layer).
+/// Tag rules enforced by KMS itself (lengths are checked by the API layer), in AWS's order and
+/// words (recorded AWS responses, docs/errors.md): duplicate keys, then more than 50 tags in
+/// one request, then a key beginning with `aws:` in any case.
 pub fn check_tags(tags: &[Tag]) -> KmsResult<()> {
-    for (i, t) in tags.iter().enumerate() {
-        if tags[..i].iter().any(|o| o.key == t.key) {
-            return Err(KmsError::Tag(format!("Duplicate tag keys: {}", t.key)));
-        }
-        if t.key.starts_with("aws:") {
-            return Err(KmsError::Tag(
-                "Tags beginning with aws: are reserved and cannot be set by customers".into(),
-            ));
-        }
+    if tags
+        .iter()
+        .enumerate()
+        .any(|(i, t)| tags[..i].iter().any(|o| o.key == t.key))
+    {
+        return Err(KmsError::Tag("Duplicate tag keys".into()));
     }
     if tags.len() > MAX_TAGS_PER_KEY {
-        return Err(KmsError::LimitExceeded(format!(
-            "The request was rejected because it includes more than {MAX_TAGS_PER_KEY} tags."
-        )));
+        return Err(KmsError::Tag("Too many tags".into()));
+    }
+    if tags
+        .iter()
+        .any(|t| t.key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:")))
+    {
+        return Err(KmsError::Tag(
+            "Tags beginning with aws: are reserved".into(),
+        ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(key: &str) -> Tag {
+        Tag {
+            key: key.into(),
+            value: "v".into(),
+        }
+    }
+
+    #[test]
+    fn aws_order_and_words() {
+        let msg = |tags: &[Tag]| match check_tags(tags) {
+            Err(KmsError::Tag(m)) => m,
+            other => format!("{other:?}"),
+        };
+        assert_eq!(msg(&[tag("a"), tag("a")]), "Duplicate tag keys");
+        assert_eq!(msg(&[tag("AWS:x")]), "Tags beginning with aws: are reserved");
+        assert_eq!(msg(&[tag("Aws:x")]), "Tags beginning with aws: are reserved");
+        let many: Vec<Tag> = (0..51).map(|i| tag(&format!("aws:{i}"))).collect();
+        assert_eq!(msg(&many), "Too many tags");
+        assert!(check_tags(&[tag("awsx"), tag("a\u{e9}")]).is_ok());
+        // A multi-byte character at byte 3 is not a reserved prefix (and does not panic).
+        assert!(check_tags(&[tag("aw\u{e9}:")]).is_ok());
+    }
 }

@@ -35,14 +35,17 @@ pub struct Response {
     key_metadata: KeyMetadata,
 }
 
-/// Validates `Tags` members (lengths and characters) and converts them.
+/// Validates `Tags` members (lengths) and converts them. AWS names a member by its 1-based
+/// position: `tags.1.member.tagValue` (recorded AWS response, docs/errors.md).
 pub fn wire_tags(c: &mut Checks, tags: Option<Vec<WireTag>>) -> Vec<Tag> {
     let mut out = Vec::new();
-    for t in tags.unwrap_or_default() {
-        c.required("tags.member.tagKey", &t.tag_key)
-            .required("tags.member.tagValue", &t.tag_value)
-            .len("tags.member.tagKey", t.tag_key.as_deref(), 1, 128)
-            .len("tags.member.tagValue", t.tag_value.as_deref(), 0, 256);
+    for (i, t) in tags.unwrap_or_default().into_iter().enumerate() {
+        let key_field = format!("tags.{}.member.tagKey", i + 1);
+        let value_field = format!("tags.{}.member.tagValue", i + 1);
+        c.required(&key_field, &t.tag_key)
+            .required(&value_field, &t.tag_value)
+            .len(&key_field, t.tag_key.as_deref(), 1, 128)
+            .len(&value_field, t.tag_value.as_deref(), 0, 256);
         if let (Some(key), Some(value)) = (t.tag_key, t.tag_value) {
             out.push(Tag { key, value });
         }

@@ -1,15 +1,18 @@
 //! `Decrypt`: KeyId is optional for symmetric ciphertext (the blob names its key) and required
-//! for RSA ciphertext, which names none.
+//! for RSA ciphertext, which names none. A dry run with `IGNORE_CIPHERTEXT` checks only the
+//! authorization and the key (the one named, else the one a given ciphertext names).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::encrypt::algorithm;
-use super::{accept_grant_tokens, check_grant_tokens, present, Operation};
+use super::{
+    accept_grant_tokens, check_ciphertext_blob, check_grant_tokens, decrypt_run, Operation,
+};
 use crate::api::shapes::{Blob, SecretBlob, WireContext};
 use crate::api::validate::Checks;
 use crate::service::crypto::CryptoOp;
-use crate::service::{Call, Kms, KmsResult};
+use crate::service::{Call, Kms, KmsError, KmsResult};
 
 pub struct Decrypt;
 
@@ -22,6 +25,7 @@ pub struct Request {
     key_id: Option<String>,
     encryption_algorithm: Option<String>,
     dry_run: Option<bool>,
+    dry_run_modifiers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,11 +53,11 @@ impl Operation for Decrypt {
 
     async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
-        c.required("ciphertextBlob", &r.ciphertext_blob).blob_len(
-            "ciphertextBlob",
+        let run = decrypt_run(&mut c, r.dry_run, &r.dry_run_modifiers);
+        check_ciphertext_blob(
+            &mut c,
+            run,
             r.ciphertext_blob.as_ref().map(|b| b.0.as_slice()),
-            1,
-            6144,
         );
         c.len("keyId", r.key_id.as_deref(), 1, 2048);
         check_grant_tokens(&mut c, &r.grant_tokens);
@@ -63,19 +67,26 @@ impl Operation for Decrypt {
             r.encryption_algorithm.as_deref(),
         );
         c.finish()?;
+        if r.key_id.is_none() && r.ciphertext_blob.is_none() {
+            return Err(KmsError::Validation(
+                "A dry run with IGNORE_CIPHERTEXT and no CiphertextBlob must name its KMS key \
+                 in KeyId."
+                    .into(),
+            ));
+        }
         accept_grant_tokens(kms, &r.grant_tokens).await?;
-        let blob = present(r.ciphertext_blob)?;
+        let blob = r.ciphertext_blob.map(|b| b.0).unwrap_or_default();
         let context = r.encryption_context.unwrap_or_default().0;
         let out = kms
             .crypto
             .decrypt(
                 call,
-                &blob.0,
+                &blob,
                 r.key_id.as_deref(),
                 &context,
                 alg,
                 CryptoOp::Decrypt,
-                r.dry_run.unwrap_or(false),
+                run,
             )
             .await?;
         Ok(Response {

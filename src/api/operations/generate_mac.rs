@@ -43,9 +43,14 @@ pub fn check_mac_members(
         "macAlgorithm",
         algorithm,
         MacAlgorithm::parse,
-        MacAlgorithm::wire_list(),
+        MAC_ALGORITHMS_AS_AWS_LISTS_THEM,
     )
 }
+
+/// The `MacAlgorithmSpec` set in the order AWS prints it in a ValidationException (recorded
+/// AWS response, docs/errors.md), which is not the model's order.
+const MAC_ALGORITHMS_AS_AWS_LISTS_THEM: &str =
+    "[HMAC_SHA_384, HMAC_SHA_256, HMAC_SHA_224, HMAC_SHA_512]";
 
 /// `requestParameters` of GenerateMac and VerifyMac: never the message or the MAC.
 pub fn audit_mac(

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use std::future::Future;
 
+use crate::service::crypto::DecryptRun;
 use crate::service::{Call, Kms, KmsResult};
 
 use super::validate::Checks;
@@ -144,14 +145,47 @@ pub fn check_marker(c: &mut Checks, v: &Option<String>) {
 /// `GrantTokens`: up to 10 tokens of 1-8192 characters. Their content is checked by
 /// [`accept_grant_tokens`] once the request is valid.
 pub fn check_grant_tokens(c: &mut Checks, v: &Option<Vec<String>>) {
-    if let Some(tokens) = v {
-        if tokens.len() > 10 {
-            c.range("grantTokens", Some(tokens.len() as i64), 0, 10);
+    c.string_list("grantTokens", v.as_deref(), (0, 10), (1, 8192));
+}
+
+/// `DryRun` and `DryRunModifiers` of Decrypt and ReEncrypt. The modifiers apply only to a dry
+/// run; `IGNORE_CIPHERTEXT` is their one value.
+pub fn decrypt_run(
+    c: &mut Checks,
+    dry_run: Option<bool>,
+    modifiers: &Option<Vec<String>>,
+) -> DecryptRun {
+    let mut ignore = false;
+    if let Some(list) = modifiers {
+        if list.iter().any(|m| m != IGNORE_CIPHERTEXT) {
+            c.violation(
+                "dryRunModifiers",
+                Some(&format!("[{}]", list.join(", "))),
+                &format!(
+                    "satisfy constraint: [Member must satisfy enum value set: \
+                     [{IGNORE_CIPHERTEXT}]]"
+                ),
+            );
         }
-        for t in tokens {
-            c.len("grantTokens", Some(t), 1, 8192);
-        }
+        ignore = list.iter().any(|m| m == IGNORE_CIPHERTEXT);
     }
+    match (dry_run.unwrap_or(false), ignore) {
+        (false, _) => DecryptRun::Real,
+        (true, false) => DecryptRun::DryRun,
+        (true, true) => DecryptRun::DryRunIgnoringCiphertext,
+    }
+}
+
+const IGNORE_CIPHERTEXT: &str = "IGNORE_CIPHERTEXT";
+
+/// `CiphertextBlob` of Decrypt and ReEncrypt: optional in AWS's model because a dry run with
+/// `IGNORE_CIPHERTEXT` needs none; required otherwise (AWS's text for its absence is not
+/// recorded: the model's `Member must not be null` wording is kept).
+pub fn check_ciphertext_blob(c: &mut Checks, run: DecryptRun, blob: Option<&[u8]>) {
+    if run != DecryptRun::DryRunIgnoringCiphertext && blob.is_none() {
+        c.required::<()>("ciphertextBlob", &None);
+    }
+    c.blob_len("ciphertextBlob", blob, 1, 6144);
 }
 
 /// Accepts the `GrantTokens` of a valid request: each must be a token this server issued

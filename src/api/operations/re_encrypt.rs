@@ -1,13 +1,17 @@
-//! `ReEncrypt`: decrypt under the source key and encrypt under the destination, server-side.
+//! `ReEncrypt`: decrypt under the source key and encrypt under the destination, server-side. A
+//! dry run with `IGNORE_CIPHERTEXT` checks only the authorization and both keys.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::encrypt::algorithm;
-use super::{accept_grant_tokens, check_grant_tokens, check_key_id, present, Operation};
+use super::{
+    accept_grant_tokens, check_ciphertext_blob, check_grant_tokens, check_key_id, decrypt_run,
+    present, Operation,
+};
 use crate::api::shapes::{Blob, WireContext};
 use crate::api::validate::Checks;
-use crate::service::{Call, Kms, KmsResult};
+use crate::service::{Call, Kms, KmsError, KmsResult};
 
 pub struct ReEncrypt;
 
@@ -23,6 +27,7 @@ pub struct Request {
     destination_encryption_algorithm: Option<String>,
     grant_tokens: Option<Vec<String>>,
     dry_run: Option<bool>,
+    dry_run_modifiers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -55,11 +60,11 @@ impl Operation for ReEncrypt {
 
     async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
-        c.required("ciphertextBlob", &r.ciphertext_blob).blob_len(
-            "ciphertextBlob",
+        let run = decrypt_run(&mut c, r.dry_run, &r.dry_run_modifiers);
+        check_ciphertext_blob(
+            &mut c,
+            run,
             r.ciphertext_blob.as_ref().map(|b| b.0.as_slice()),
-            1,
-            6144,
         );
         c.len("sourceKeyId", r.source_key_id.as_deref(), 1, 2048);
         check_key_id(&mut c, "destinationKeyId", &r.destination_key_id);
@@ -75,20 +80,27 @@ impl Operation for ReEncrypt {
             r.destination_encryption_algorithm.as_deref(),
         );
         c.finish()?;
+        if r.source_key_id.is_none() && r.ciphertext_blob.is_none() {
+            return Err(KmsError::Validation(
+                "A dry run with IGNORE_CIPHERTEXT and no CiphertextBlob must name its source \
+                 KMS key in SourceKeyId."
+                    .into(),
+            ));
+        }
         accept_grant_tokens(kms, &r.grant_tokens).await?;
-        let blob = present(r.ciphertext_blob)?;
+        let blob = r.ciphertext_blob.map(|b| b.0).unwrap_or_default();
         let out = kms
             .crypto
             .re_encrypt(
                 call,
-                &blob.0,
+                &blob,
                 r.source_key_id.as_deref(),
                 &r.source_encryption_context.unwrap_or_default().0,
                 src_alg,
                 &present(r.destination_key_id)?,
                 &r.destination_encryption_context.unwrap_or_default().0,
                 dst_alg,
-                r.dry_run.unwrap_or(false),
+                run,
             )
             .await?;
         Ok(Response {
