@@ -825,15 +825,38 @@ async fn put_key_policy_round_trip_and_validation() {
          \"Sid\": \"{}\"}}]}}",
         "x".repeat(32_768)
     );
-    let (c, _) = fail(
+    let (c, m) = fail(
         kms.put_key_policy()
             .key_id(&id)
             .policy_name("default")
-            .policy(huge)
+            .policy(&huge)
             .send()
             .await,
     );
     assert_eq!(c, "ValidationException");
+    // One violation, however the limit is exceeded (docs/errors.md).
+    let one = |value: &str| {
+        format!(
+            "1 validation error detected: Value '{value}' at 'policy' failed to satisfy \
+             constraint: Member must have length less than or equal to 32768"
+        )
+    };
+    assert_eq!(m, one(&huge));
+    // Over 32 KB in bytes but not in characters (Latin-1 letters take two bytes in UTF-8).
+    let wide = format!(
+        "{{\"Statement\": [{{\"Effect\": \"Allow\", \"Principal\": \"*\", \"Action\": \"kms:*\", \
+         \"Sid\": \"{}\"}}]}}",
+        "\u{e9}".repeat(20_000)
+    );
+    let (c, m) = fail(
+        kms.put_key_policy()
+            .key_id(&id)
+            .policy_name("default")
+            .policy(&wide)
+            .send()
+            .await,
+    );
+    assert_eq!((c.as_str(), m), ("ValidationException", one(&wide)));
     let (c, _) = fail(
         kms.put_key_policy()
             .key_id(&id)
