@@ -569,7 +569,12 @@ async fn tag_resource_upserts_and_untag_is_lenient() {
     }
     let (c, m) = fail(req.send().await);
     assert_eq!((c.as_str(), m.as_str()), ("TagException", "Too many tags"));
-    let (c, m) = fail(kms.create_key().tags(tag("AWS:key1", "value1")).send().await);
+    let (c, m) = fail(
+        kms.create_key()
+            .tags(tag("AWS:key1", "value1"))
+            .send()
+            .await,
+    );
     assert_eq!(
         (c.as_str(), m.as_str()),
         ("TagException", "Tags beginning with aws: are reserved")

@@ -215,7 +215,10 @@ async fn validation_answers_in_aws_words() {
     );
 
     let created = call(e, "CreateKey", "{}").await;
-    let id = created.json["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    let id = created.json["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // A list of strings names the list, echoes it, and lists the member's constraints.
     let long = "k".repeat(129);
@@ -235,7 +238,10 @@ async fn validation_answers_in_aws_words() {
     let r = call(
         e,
         "DescribeKey",
-        &format!(r#"{{"KeyId": "{id}", "GrantTokens": [{}]}}"#, tokens.join(",")),
+        &format!(
+            r#"{{"KeyId": "{id}", "GrantTokens": [{}]}}"#,
+            tokens.join(",")
+        ),
     )
     .await;
     assert_eq!(
@@ -254,7 +260,9 @@ async fn validation_answers_in_aws_words() {
     let r = call(
         e,
         "TagResource",
-        &format!(r#"{{"KeyId": "{id}", "Tags": [{{"TagKey": "a", "TagValue": ""}}, {{"TagKey": "b"}}]}}"#),
+        &format!(
+            r#"{{"KeyId": "{id}", "Tags": [{{"TagKey": "a", "TagValue": ""}}, {{"TagKey": "b"}}]}}"#
+        ),
     )
     .await;
     assert_eq!(

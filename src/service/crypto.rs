@@ -55,7 +55,7 @@ impl DecryptRun {
 
     /// The parsed blob to find or check the key by: none when the ciphertext is ignored and
     /// a key is named.
-    fn parse(self, blob: &[u8], named: Option<&str>) -> Option<ciphertext::ParsedBlob<'_>> {
+    fn parse<'a>(self, blob: &'a [u8], named: Option<&str>) -> Option<ciphertext::ParsedBlob<'a>> {
         if self == DecryptRun::DryRunIgnoringCiphertext && named.is_some() {
             return None;
         }

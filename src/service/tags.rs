@@ -102,10 +102,11 @@ pub fn check_tags(tags: &[Tag]) -> KmsResult<()> {
     if tags.len() > MAX_TAGS_PER_KEY {
         return Err(KmsError::Tag("Too many tags".into()));
     }
-    if tags
-        .iter()
-        .any(|t| t.key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:")))
-    {
+    if tags.iter().any(|t| {
+        t.key
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("aws:"))
+    }) {
         return Err(KmsError::Tag(
             "Tags beginning with aws: are reserved".into(),
         ));
@@ -131,8 +132,14 @@ mod tests {
             other => format!("{other:?}"),
         };
         assert_eq!(msg(&[tag("a"), tag("a")]), "Duplicate tag keys");
-        assert_eq!(msg(&[tag("AWS:x")]), "Tags beginning with aws: are reserved");
-        assert_eq!(msg(&[tag("Aws:x")]), "Tags beginning with aws: are reserved");
+        assert_eq!(
+            msg(&[tag("AWS:x")]),
+            "Tags beginning with aws: are reserved"
+        );
+        assert_eq!(
+            msg(&[tag("Aws:x")]),
+            "Tags beginning with aws: are reserved"
+        );
         let many: Vec<Tag> = (0..51).map(|i| tag(&format!("aws:{i}"))).collect();
         assert_eq!(msg(&many), "Too many tags");
         assert!(check_tags(&[tag("awsx"), tag("a\u{e9}")]).is_ok());

@@ -34,12 +34,7 @@ impl Operation for UntagResource {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
         c.required("tagKeys", &r.tag_keys);
-        c.string_list(
-            "tagKeys",
-            r.tag_keys.as_deref(),
-            (0, usize::MAX),
-            (1, 128),
-        );
+        c.string_list("tagKeys", r.tag_keys.as_deref(), (0, usize::MAX), (1, 128));
         c.finish()?;
         kms.tags
             .untag_resource(call, &present(r.key_id)?, present(r.tag_keys)?)
