@@ -718,6 +718,7 @@ async fn dry_run_ignoring_the_ciphertext() {
     assert_eq!(c, "ValidationException");
     let (c, m) = fail(
         kms.decrypt()
+            .ciphertext_blob(Blob::new(vec![7u8; 40]))
             .key_id(&id)
             .dry_run(true)
             .dry_run_modifiers(DryRunModifierType::from("IGNORE_EVERYTHING"))
