@@ -54,7 +54,7 @@ pub fn wire_tags(c: &mut Checks, tags: Option<Vec<WireTag>>) -> Vec<Tag> {
 }
 
 /// Size and character checks shared by CreateKey and PutKeyPolicy. The limit is 32 KB in bytes
-/// [003:L9095] (the model's own bound is 131072 characters): one violation, however it is
+/// (`[003:L9095]`; the model's own bound is 131072 characters): one violation, however it is
 /// exceeded.
 pub fn check_policy_text(c: &mut Checks, policy: Option<&str>) -> KmsResult<()> {
     c.len("policy", policy, 1, MAX_POLICY_BYTES);
