@@ -256,6 +256,57 @@ async fn validation_answers_in_aws_words() {
             )
         )
     );
+    // The XKS credential's members: required, with the model's lengths and patterns; the
+    // secret is never echoed.
+    let store = |cred: &str| {
+        format!(
+            r#"{{"CustomKeyStoreName": "x", "CustomKeyStoreType": "EXTERNAL_KEY_STORE",
+                "XksProxyUriEndpoint": "https://127.0.0.1", "XksProxyUriPath": "/kms/xks/v1",
+                "XksProxyConnectivity": "PUBLIC_ENDPOINT",
+                "XksProxyAuthenticationCredential": {cred}}}"#
+        )
+    };
+    let r = call(
+        e,
+        "CreateCustomKeyStore",
+        &store(r#"{"AccessKeyId": "ABCDEFGHIJKLMNOPQRST"}"#),
+    )
+    .await;
+    assert_eq!(
+        err(&r),
+        (
+            400,
+            "ValidationException",
+            Some(
+                "1 validation error detected: Value null at \
+                 'xksProxyAuthenticationCredential.rawSecretAccessKey' failed to satisfy \
+                 constraint: Member must not be null"
+            )
+        )
+    );
+    let secret = "s".repeat(42);
+    let r = call(
+        e,
+        "UpdateCustomKeyStore",
+        &format!(
+            r#"{{"CustomKeyStoreId": "cks-1", "XksProxyAuthenticationCredential":
+                {{"AccessKeyId": "abcdefghijklmnopqrst", "RawSecretAccessKey": "{secret}"}}}}"#
+        ),
+    )
+    .await;
+    let (_, code, message) = err(&r);
+    assert_eq!(code, "ValidationException");
+    assert_eq!(
+        message,
+        Some(
+            "2 validation errors detected: Value 'abcdefghijklmnopqrst' at \
+             'xksProxyAuthenticationCredential.accessKeyId' failed to satisfy constraint: Member \
+             must satisfy regular expression pattern: ^[A-Z2-7]+$; Value at \
+             'xksProxyAuthenticationCredential.rawSecretAccessKey' failed to satisfy constraint: \
+             Member must have length greater than or equal to 43"
+        )
+    );
+
     // A tag member missing its value is named by position.
     let r = call(
         e,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{present, Operation};
+use crate::api::shapes::XksCredential;
 use crate::api::validate::Checks;
 use crate::model::CustomKeyStoreType;
 use crate::service::custom_key_stores::NewStore;
@@ -38,6 +39,43 @@ pub fn check_password(c: &mut Checks, p: &Option<SecretString>) {
     use secrecy::ExposeSecret;
     let bytes = p.as_ref().map(|p| p.expose_secret().as_bytes());
     c.blob_len("keyStorePassword", bytes, 7, 32);
+}
+
+/// `XksProxyAuthenticationCredential`: both members required, with the model's lengths and
+/// patterns; the secret is never echoed.
+pub fn check_xks_credential(c: &mut Checks, cred: Option<&XksCredential>) {
+    use secrecy::ExposeSecret;
+    let Some(cred) = cred else {
+        return;
+    };
+    const AKID: &str = "xksProxyAuthenticationCredential.accessKeyId";
+    const SECRET: &str = "xksProxyAuthenticationCredential.rawSecretAccessKey";
+    c.required(AKID, &cred.access_key_id)
+        .len(AKID, cred.access_key_id.as_deref(), 20, 30)
+        .pattern(
+            AKID,
+            cred.access_key_id.as_deref(),
+            |s| {
+                s.bytes()
+                    .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+            },
+            "^[A-Z2-7]+$",
+        );
+    c.required(SECRET, &cred.raw_secret_access_key);
+    if let Some(secret) = &cred.raw_secret_access_key {
+        let s = secret.expose_secret();
+        c.blob_len(SECRET, Some(s.as_bytes()), 43, 64);
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/+=".contains(&b))
+        {
+            c.constraint(
+                SECRET,
+                None,
+                "satisfy regular expression pattern: ^[a-zA-Z0-9\\/+=]+$",
+            );
+        }
+    }
 }
 
 impl Operation for CreateCustomKeyStore {
@@ -94,6 +132,7 @@ impl Operation for CreateCustomKeyStore {
                 64,
             );
         check_password(&mut c, &r.key_store_password);
+        check_xks_credential(&mut c, r.xks_proxy_authentication_credential.as_ref());
         let store_type = c.enum_value(
             "customKeyStoreType",
             r.custom_key_store_type.as_deref(),

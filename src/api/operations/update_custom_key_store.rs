@@ -4,7 +4,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::create_custom_key_store::check_password;
+use super::create_custom_key_store::{check_password, check_xks_credential};
 use super::{present, Empty, Operation};
 use crate::api::validate::Checks;
 use crate::service::custom_key_stores::StoreUpdate;
@@ -55,8 +55,22 @@ impl Operation for UpdateCustomKeyStore {
                 r.cloud_hsm_cluster_id.as_deref(),
                 19,
                 24,
+            )
+            .len(
+                "xksProxyUriEndpoint",
+                r.xks_proxy_uri_endpoint.as_deref(),
+                10,
+                128,
+            )
+            .len("xksProxyUriPath", r.xks_proxy_uri_path.as_deref(), 10, 128)
+            .len(
+                "xksProxyVpcEndpointServiceName",
+                r.xks_proxy_vpc_endpoint_service_name.as_deref(),
+                20,
+                64,
             );
         check_password(&mut c, &r.key_store_password);
+        check_xks_credential(&mut c, r.xks_proxy_authentication_credential.as_ref());
         c.finish()?;
         let any_xks = r.xks_proxy_uri_endpoint.is_some()
             || r.xks_proxy_uri_path.is_some()
