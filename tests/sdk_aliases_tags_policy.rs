@@ -135,7 +135,7 @@ async fn alias_lifecycle() {
     assert_eq!(c, "NotFoundException");
     assert_eq!(
         m,
-        format!("Alias '{}' is not found.", alias_arn("alias/app/Prod_1-x"))
+        format!("Alias {} is not found.", alias_arn("alias/app/Prod_1-x"))
     );
 }
 

@@ -275,7 +275,7 @@ async fn describe_key_by_every_identifier_form() {
     assert_eq!(c, "NotFoundException");
     assert_eq!(
         m,
-        format!("Alias 'arn:aws:kms:us-east-1:{ACCOUNT}:alias/APP' is not found.")
+        format!("Alias arn:aws:kms:us-east-1:{ACCOUNT}:alias/APP is not found.")
     );
 }
 
@@ -601,7 +601,7 @@ async fn key_is_deleted_with_its_aliases_after_the_window() {
     assert_eq!(c, "NotFoundException");
     assert_eq!(
         m,
-        format!("Alias 'arn:aws:kms:us-east-1:{ACCOUNT}:alias/doomed-1' is not found.")
+        format!("Alias arn:aws:kms:us-east-1:{ACCOUNT}:alias/doomed-1 is not found.")
     );
     let aliases = kms.list_aliases().send().await.unwrap();
     let names: Vec<&str> = aliases

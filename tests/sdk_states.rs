@@ -733,7 +733,7 @@ async fn bad_and_unknown_identifiers() {
     // Unknown alias, by name and by ARN.
     let alias_missing = (
         "NotFoundException".to_string(),
-        format!("Alias 'arn:aws:kms:us-east-1:{ACCOUNT}:alias/nope' is not found."),
+        format!("Alias arn:aws:kms:us-east-1:{ACCOUNT}:alias/nope is not found."),
     );
     assert_eq!(
         fail(kms.describe_key().key_id("alias/nope").send().await),
@@ -870,7 +870,7 @@ async fn keys_of_another_account() {
     assert_eq!(c, "NotFoundException");
     assert_eq!(
         m,
-        format!("Alias 'arn:aws:kms:us-east-1:{OTHER_ACCOUNT}:alias/mine' is not found.")
+        format!("Alias arn:aws:kms:us-east-1:{OTHER_ACCOUNT}:alias/mine is not found.")
     );
 
     // The ciphertext names a key the other account cannot use.

@@ -106,7 +106,7 @@ impl Aliases {
             .await?
             .ok_or_else(|| {
                 KmsError::NotFound(format!(
-                    "Alias '{}' is not found.",
+                    "Alias {} is not found.",
                     self.alias_arn(account, name)
                 ))
             })

@@ -381,8 +381,9 @@ impl Core {
     async fn alias_target(&self, account: &str, alias: &str) -> KmsResult<crate::model::KeyId> {
         match self.store.get_alias(account, &self.region, alias).await? {
             Some(a) => Ok(a.target_key_id),
+            // AWS's words, no quotes (recorded AWS responses, docs/errors.md).
             None => Err(KmsError::NotFound(format!(
-                "Alias '{}' is not found.",
+                "Alias {} is not found.",
                 crate::model::AliasName(alias.to_string()).arn(
                     &self.partition,
                     &self.region,
