@@ -492,33 +492,51 @@ async fn schedule_key_deletion_window_default_and_bounds() {
         assert_eq!(out.pending_window_in_days(), Some(days));
     }
 
-    // Outside the range.
+    // Outside 7-30 but inside the model's 1-365: KMS's own words (a recorded AWS response,
+    // docs/errors.md); outside the model's bounds: the validation form.
     let (id, _) = new_key(&kms).await;
+    for days in [1, 6, 31, 365] {
+        let (c, m) = fail(
+            kms.schedule_key_deletion()
+                .key_id(&id)
+                .pending_window_in_days(days)
+                .send()
+                .await,
+        );
+        assert_eq!(
+            (c.as_str(), m.as_str()),
+            (
+                "ValidationException",
+                "PendingWindowInDays must be between 7 and 30"
+            ),
+            "{days}"
+        );
+    }
     let (c, m) = fail(
         kms.schedule_key_deletion()
             .key_id(&id)
-            .pending_window_in_days(6)
+            .pending_window_in_days(0)
             .send()
             .await,
     );
     assert_eq!(c, "ValidationException");
     assert_eq!(
         m,
-        "1 validation error detected: Value '6' at 'pendingWindowInDays' failed to satisfy \
-         constraint: Member must have value greater than or equal to 7"
+        "1 validation error detected: Value '0' at 'pendingWindowInDays' failed to satisfy \
+         constraint: Member must have value greater than or equal to 1"
     );
     let (c, m) = fail(
         kms.schedule_key_deletion()
             .key_id(&id)
-            .pending_window_in_days(31)
+            .pending_window_in_days(366)
             .send()
             .await,
     );
     assert_eq!(c, "ValidationException");
     assert_eq!(
         m,
-        "1 validation error detected: Value '31' at 'pendingWindowInDays' failed to satisfy \
-         constraint: Member must have value less than or equal to 30"
+        "1 validation error detected: Value '366' at 'pendingWindowInDays' failed to satisfy \
+         constraint: Member must have value less than or equal to 365"
     );
     assert_eq!(state_of(&kms, &id).await, KeyState::Enabled);
 }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::{check_key_id, present, Operation};
 use crate::api::shapes::epoch;
 use crate::api::validate::Checks;
-use crate::service::{Call, Kms, KmsResult};
+use crate::service::{Call, Kms, KmsError, KmsResult};
 
 pub struct ScheduleKeyDeletion;
 
@@ -50,9 +50,16 @@ impl Operation for ScheduleKeyDeletion {
     async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
         let mut c = Checks::new();
         check_key_id(&mut c, "keyId", &r.key_id);
-        c.range("pendingWindowInDays", r.pending_window_in_days, 7, 30);
+        c.range("pendingWindowInDays", r.pending_window_in_days, 1, 365);
         c.finish()?;
         let days = r.pending_window_in_days.unwrap_or(30);
+        // The model allows 1-365; KMS itself takes 7-30 [003:L8221], in these words (a
+        // recorded AWS response, docs/errors.md).
+        if !(7..=30).contains(&days) {
+            return Err(KmsError::Validation(
+                "PendingWindowInDays must be between 7 and 30".into(),
+            ));
+        }
         let s = kms
             .keys
             .schedule_key_deletion(call, &present(r.key_id)?, days)
