@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_kms::types::Tag;
+use aws_sdk_kms::types::{KeySpec, KeyUsageType, Tag};
 
 const ACCOUNT: &str = "111122223333";
 
@@ -353,6 +353,61 @@ async fn alias_name_rules() {
         alias_names(&kms, None).await,
         vec!["alias/DUP".to_string(), "alias/dup".to_string(), max]
     );
+}
+
+/// UpdateAlias keeps the key type (symmetric, asymmetric or HMAC) and the key usage; the key
+/// spec may change [003:L1652-1656].
+#[tokio::test]
+async fn update_alias_keeps_key_type_and_usage_not_spec() {
+    let srv = common::TestServer::start().await;
+    let kms = srv.client();
+    let create = |spec: &str, usage: &str| {
+        kms.create_key()
+            .key_spec(KeySpec::from(spec))
+            .key_usage(KeyUsageType::from(usage))
+            .send()
+    };
+    let id =
+        |out: aws_sdk_kms::operation::create_key::CreateKeyOutput| out.key_metadata.unwrap().key_id;
+    let rsa_sign = id(create("RSA_2048", "SIGN_VERIFY").await.unwrap());
+    let ecc_sign = id(create("ECC_NIST_P256", "SIGN_VERIFY").await.unwrap());
+    let rsa_enc = id(create("RSA_2048", "ENCRYPT_DECRYPT").await.unwrap());
+    let hmac_256 = id(create("HMAC_256", "GENERATE_VERIFY_MAC").await.unwrap());
+    let hmac_512 = id(create("HMAC_512", "GENERATE_VERIFY_MAC").await.unwrap());
+    let (sym, _) = new_key(&kms).await;
+    for (alias, target) in [("alias/sign", &rsa_sign), ("alias/mac", &hmac_256)] {
+        kms.create_alias()
+            .alias_name(alias)
+            .target_key_id(target)
+            .send()
+            .await
+            .unwrap();
+    }
+    // Another spec of the same type and usage.
+    for (alias, target) in [("alias/sign", &ecc_sign), ("alias/mac", &hmac_512)] {
+        kms.update_alias()
+            .alias_name(alias)
+            .target_key_id(target)
+            .send()
+            .await
+            .unwrap();
+    }
+    // Another usage, or another type.
+    for (alias, target) in [
+        ("alias/sign", &rsa_enc),
+        ("alias/sign", &sym),
+        ("alias/mac", &sym),
+        ("alias/mac", &ecc_sign),
+    ] {
+        let (c, _) = fail(
+            kms.update_alias()
+                .alias_name(alias)
+                .target_key_id(target)
+                .send()
+                .await,
+        );
+        assert_eq!(c, "ValidationException", "{alias} -> {target}");
+    }
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use super::{part, Call, KmsError, KmsResult, StateRule};
 use crate::audit::Resource;
-use crate::model::{AliasName, AliasRecord, KeyId, KeyRecord};
+use crate::model::{AliasName, AliasRecord, KeyFamily, KeyId, KeyRecord, KeySpec};
 use crate::store::StoreError;
 
 /// Aliases per key (AWS default quota).
@@ -125,7 +125,11 @@ impl Aliases {
         self.authorize_key(call, "UpdateAlias", &old_key, None, |_| {})
             .await?;
         self.check_state(&new_key, StateRule::NotPendingDeletion)?;
-        if old_key.key_spec != new_key.key_spec || old_key.key_usage != new_key.key_usage {
+        // The same key type (symmetric, asymmetric or HMAC; not the same spec) and the same
+        // key usage [003:L1652-1656].
+        if key_type(old_key.key_spec) != key_type(new_key.key_spec)
+            || old_key.key_usage != new_key.key_usage
+        {
             return Err(KmsError::Validation(format!(
                 "{} and {} are not the same key type and key usage. An alias can point only to \
                  keys of the same type and usage.",
@@ -203,5 +207,21 @@ fn alias_resource(account: &str, arn: &str) -> Resource {
         account_id: account.into(),
         kind: "AWS::KMS::Alias".into(),
         arn: arn.into(),
+    }
+}
+
+/// The key type UpdateAlias compares (not the key spec).
+#[derive(PartialEq, Eq)]
+enum KeyType {
+    Symmetric,
+    Hmac,
+    Asymmetric,
+}
+
+fn key_type(spec: KeySpec) -> KeyType {
+    match spec.family() {
+        KeyFamily::Symmetric => KeyType::Symmetric,
+        KeyFamily::Hmac => KeyType::Hmac,
+        _ => KeyType::Asymmetric,
     }
 }
