@@ -1086,7 +1086,10 @@ async fn list_grants_entries_paging_and_filters() {
     );
     assert_eq!(
         fail(e.alice.list_grants().key_id("alias/x").send().await),
-        ("NotFoundException".into(), "Invalid keyId 'alias/x'".into())
+        (
+            "InvalidArnException".into(),
+            "Key Aliases are not supported for this operation.".into()
+        )
     );
 }
 
@@ -1422,8 +1425,8 @@ async fn create_grant_validation() {
     assert_eq!(
         fail(try_create_on(&e.alice, "alias/granted").await),
         (
-            "NotFoundException".into(),
-            "Invalid keyId 'alias/granted'".into()
+            "InvalidArnException".into(),
+            "Key Aliases are not supported for this operation.".into()
         )
     );
 }

@@ -301,8 +301,12 @@ impl Core {
                 return Err(KmsError::NotFound(format!("Invalid arn {key_id}")))
             }
         };
+        // AWS's exception and words for an alias where only a key id or key ARN is valid
+        // (recorded AWS responses, docs/errors.md).
         if key_ref.is_alias() && !allow_alias {
-            return Err(KmsError::NotFound(format!("Invalid keyId '{key_id}'")));
+            return Err(KmsError::InvalidArn(
+                "Key Aliases are not supported for this operation.".into(),
+            ));
         }
         let (id, owner) = match key_ref {
             KeyRef::Id(id) => (id, account.clone()),
