@@ -57,7 +57,10 @@ impl Cluster {
             )]
         };
         env.extend(common::pg::store_env(&url));
-        env.push(("KMS_SERVER__MAINTENANCE_INTERVAL_SECONDS".into(), "1".into()));
+        env.push((
+            "KMS_SERVER__MAINTENANCE_INTERVAL_SECONDS".into(),
+            "1".into(),
+        ));
         env.push(("KMS_LOG".into(), "warn".into()));
         Cluster {
             url,
@@ -138,7 +141,13 @@ async fn a_key_created_on_one_node_is_used_on_the_other() {
     let ct = encrypt(&b.client, "alias/shared").await.unwrap();
     let pt = a.client.decrypt().ciphertext_blob(ct).send().await.unwrap();
     assert_eq!(pt.plaintext.unwrap().as_ref(), b"across nodes");
-    let described = a.client.describe_key().key_id("alias/shared").send().await.unwrap();
+    let described = a
+        .client
+        .describe_key()
+        .key_id("alias/shared")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(described.key_metadata.unwrap().key_id, key);
 }
 
@@ -179,8 +188,16 @@ async fn a_change_on_one_node_is_in_force_on_the_other_within_a_second() {
         .send()
         .await
         .unwrap();
-    time_until(limit, "KMSInvalidStateException", || encrypt(&b.client, &key)).await;
-    a.client.cancel_key_deletion().key_id(&key).send().await.unwrap();
+    time_until(limit, "KMSInvalidStateException", || {
+        encrypt(&b.client, &key)
+    })
+    .await;
+    a.client
+        .cancel_key_deletion()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
     a.client.enable_key().key_id(&key).send().await.unwrap();
     let t0 = Instant::now();
     while encrypt(&b.client, &key).await.is_err() {
@@ -226,16 +243,23 @@ async fn concurrent_alias_creates_on_two_nodes_exactly_one_wins() {
                 .send()
         };
         let (ra, rb) = tokio::join!(create(&a.client), create(&b.client));
-        let codes: Vec<String> = [ra.map_err(|e| common::code(&e)), rb.map_err(|e| common::code(&e))]
-            .into_iter()
-            .map(|r| match r {
-                Ok(_) => "ok".to_string(),
-                Err(c) => c,
-            })
-            .collect();
+        let codes: Vec<String> = [
+            ra.map_err(|e| common::code(&e)),
+            rb.map_err(|e| common::code(&e)),
+        ]
+        .into_iter()
+        .map(|r| match r {
+            Ok(_) => "ok".to_string(),
+            Err(c) => c,
+        })
+        .collect();
         let mut sorted = codes.clone();
         sorted.sort();
-        assert_eq!(sorted, ["AlreadyExistsException", "ok"], "round {round}: {codes:?}");
+        assert_eq!(
+            sorted,
+            ["AlreadyExistsException", "ok"],
+            "round {round}: {codes:?}"
+        );
     }
     assert_eq!(
         common::pg::psql(&cluster.url, "SELECT count(*) FROM aliases"),
@@ -277,13 +301,24 @@ async fn the_deletion_task_runs_once_with_two_nodes() {
         .iter()
         .flat_map(|n| n.audit())
         .filter(|r| r["eventName"] == "DeleteKey" && r["eventType"] == "AwsServiceEvent")
-        .map(|r| r["serviceEventDetails"]["keyId"].as_str().unwrap().to_string())
+        .map(|r| {
+            r["serviceEventDetails"]["keyId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     deleted.sort();
     keys.sort();
     assert_eq!(deleted, keys);
     for key in &keys {
-        let e = b.client.describe_key().key_id(key).send().await.unwrap_err();
+        let e = b
+            .client
+            .describe_key()
+            .key_id(key)
+            .send()
+            .await
+            .unwrap_err();
         assert_eq!(common::code(&e), "NotFoundException");
     }
 }
@@ -326,5 +361,8 @@ async fn a_node_killed_under_load_loses_nothing_acknowledged() {
     }
     let key = create_key(&b.client).await;
     encrypt(&b.client, &key).await.unwrap();
-    println!("{} keys acknowledged by A before kill -9, all usable on B", acked.len());
+    println!(
+        "{} keys acknowledged by A before kill -9, all usable on B",
+        acked.len()
+    );
 }

@@ -440,7 +440,7 @@ impl PgStore {
 
     async fn migrate_locked(c: &mut Object, mode: MigrateOnOpen) -> StoreResult<Migrated> {
         let known = schema::MIGRATIONS.len() as i64;
-        let found = Self::schema_version(&***c).await?;
+        let found = Self::schema_version(c).await?;
         for version in super::plan(found, known, mode)? {
             let tx = c.transaction().await?;
             let sql = schema::MIGRATIONS
