@@ -366,3 +366,157 @@ async fn a_node_killed_under_load_loses_nothing_acknowledged() {
         acked.len()
     );
 }
+
+/// A PostgreSQL cluster of the test's own (`tests/pg/cluster.sh`): restarting the shared one
+/// would disturb the other tests. Stopped and removed on drop.
+struct OwnCluster {
+    dir: std::path::PathBuf,
+    url: String,
+    password: String,
+}
+
+impl OwnCluster {
+    fn script() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pg/cluster.sh")
+    }
+
+    fn start() -> OwnCluster {
+        let dir = std::env::temp_dir().join(format!("kms-pg-own-{}", uuid::Uuid::new_v4()));
+        let out = std::process::Command::new("bash")
+            .arg(Self::script())
+            .args(["start", dir.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cluster.sh start failed");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}='")))
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap()
+                .to_string()
+        };
+        OwnCluster {
+            url: value("KMS_TEST_PG_URL"),
+            password: value("KMS_TEST_PG_PASSWORD"),
+            dir,
+        }
+    }
+
+    fn run(&self, cmd: &str) {
+        let status = std::process::Command::new("bash")
+            .arg(Self::script())
+            .args([cmd, self.dir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cluster.sh {cmd} failed");
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        self.run("stop");
+    }
+}
+
+/// PostgreSQL restarted under load: requests in the gap fail with a retryable
+/// DependencyTimeoutException (503), the node recovers without a restart, and every key it
+/// acknowledged is there afterwards.
+#[tokio::test]
+async fn a_node_recovers_from_a_database_restart_under_load() {
+    let pg = OwnCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let mut env = vec![(
+        "KMS_ROOT__KEY_FILE".to_string(),
+        root.path().join("root.key").display().to_string(),
+    )];
+    env.extend(common::pg::store_env(&pg.url));
+    env.retain(|(k, _)| k != "KMS_TEST_PG_PASSWORD");
+    env.push(("KMS_TEST_PG_PASSWORD".into(), pg.password.clone()));
+    env.push(("KMS_STORE__POOL_WAIT_MS".into(), "1000".into()));
+    env.push(("KMS_STORE__CONNECT_TIMEOUT_MS".into(), "1000".into()));
+    env.push(("KMS_LOG".into(), "error".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let (child, endpoint) = common::spawn_kms(dir.path(), env, Stdio::null());
+    let node = Node {
+        child,
+        client: common::sdk_client(
+            &endpoint,
+            kms::config::DEV_ACCESS_KEY_ID,
+            kms::config::DEV_SECRET_ACCESS_KEY,
+        ),
+        dir,
+    };
+    let key = create_key(&node.client).await;
+
+    let (client, load_key) = (node.client.clone(), key.clone());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = stop.clone();
+    let load = tokio::spawn(async move {
+        let (mut acked, mut errors, mut ok_after) = (Vec::new(), Vec::new(), 0usize);
+        while !stopping.load(std::sync::atomic::Ordering::Acquire) {
+            match client.create_key().send().await {
+                Ok(k) => acked.push(k.key_metadata.unwrap().key_id),
+                Err(e) => errors.push(common::code(&e)),
+            }
+            match encrypt(&client, &load_key).await {
+                Ok(_) => ok_after += 1,
+                Err(code) => {
+                    errors.push(code);
+                    ok_after = 0;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (acked, errors, ok_after)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::task::spawn_blocking({
+        let (dir, script) = (pg.dir.clone(), OwnCluster::script());
+        move || {
+            let status = std::process::Command::new("bash")
+                .arg(script)
+                .args(["restart", dir.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "restart failed");
+        }
+    })
+    .await
+    .unwrap();
+    // Serving again by itself within a few seconds of the restart.
+    let t0 = Instant::now();
+    loop {
+        if node.client.create_key().send().await.is_ok()
+            && encrypt(&node.client, &key).await.is_ok()
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "node did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let (acked, errors, ok_after) = load.await.unwrap();
+    println!(
+        "{} keys acknowledged, {} failed requests in the gap: {:?}",
+        acked.len(),
+        errors.len(),
+        errors.iter().collect::<std::collections::BTreeSet<_>>()
+    );
+    assert!(ok_after > 0, "the load did not succeed after the restart");
+    for code in &errors {
+        assert_eq!(code, "DependencyTimeoutException");
+    }
+    for id in &acked {
+        node.client.describe_key().key_id(id).send().await.unwrap();
+    }
+}

@@ -3,6 +3,7 @@
 #
 #   eval "$(bash tests/pg/cluster.sh start [DIR])"   # starts it, prints the exports below
 #   bash tests/pg/cluster.sh stop [DIR]              # stops it and removes DIR
+#   bash tests/pg/cluster.sh restart [DIR]           # fast shutdown, then start again (same port)
 #
 # Prints (for eval):
 #   KMS_TEST_PG_URL       postgres://kms@127.0.0.1:PORT/postgres (the admin database; each
@@ -68,6 +69,12 @@ start)
   echo "export KMS_TEST_PG_URL='postgres://kms@127.0.0.1:$port/postgres'"
   echo "export KMS_TEST_PG_PASSWORD='$password'"
   echo "export KMS_TEST_PG_DIR='$dir'"
+  ;;
+restart)
+  bin=$(find_bin)
+  run=()
+  [ "$(id -u)" = 0 ] && run=(runuser -u postgres --)
+  "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 restart >&2
   ;;
 stop)
   bin=$(find_bin) || exit 0
