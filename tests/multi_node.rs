@@ -436,8 +436,10 @@ async fn a_node_recovers_from_a_database_restart_under_load() {
     env.extend(common::pg::store_env(&pg.url));
     env.retain(|(k, _)| k != "KMS_TEST_PG_PASSWORD");
     env.push(("KMS_TEST_PG_PASSWORD".into(), pg.password.clone()));
-    env.push(("KMS_STORE__POOL_WAIT_MS".into(), "1000".into()));
-    env.push(("KMS_STORE__CONNECT_TIMEOUT_MS".into(), "1000".into()));
+    // Short enough to keep the gap's requests short; long enough for a SCRAM login by a debug
+    // build on a busy machine.
+    env.push(("KMS_STORE__POOL_WAIT_MS".into(), "3000".into()));
+    env.push(("KMS_STORE__CONNECT_TIMEOUT_MS".into(), "3000".into()));
     env.push(("KMS_LOG".into(), "error".into()));
     let dir = tempfile::tempdir().unwrap();
     let (child, endpoint) = common::spawn_kms(dir.path(), env, Stdio::null());

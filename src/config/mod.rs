@@ -1036,6 +1036,74 @@ mod tests {
     }
 
     #[test]
+    fn store_settings_sqlite_by_default_postgres_validated() {
+        let vars = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let c = load(None, vars(&[])).unwrap();
+        assert!(
+            matches!(&c.store, StoreConfig::Sqlite { path, auto_migrate: true }
+                if path.ends_with("kms.sqlite3"))
+        );
+        let c = load(
+            None,
+            vars(&[
+                ("KMS_STORE__KIND", "postgres"),
+                ("KMS_STORE__URL", "postgres://kms@127.0.0.1:5432/kms"),
+                ("KMS_STORE__PASSWORD_ENV", "DBPW"),
+                ("DBPW", "s3cret"),
+                ("KMS_STORE__TLS", "disable"),
+                ("KMS_STORE__POOL_SIZE", "8"),
+                ("KMS_STORE__AUTO_MIGRATE", "false"),
+            ]),
+        )
+        .unwrap();
+        let StoreConfig::Postgres(pg) = &c.store else {
+            panic!("not postgres: {:?}", c.store)
+        };
+        assert_eq!(pg.pool_size, 8);
+        assert_eq!(pg.tls, PgTls::Disable);
+        assert!(!pg.auto_migrate);
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(pg.password.as_ref().unwrap()),
+            "s3cret"
+        );
+        // The password never shows in the configuration's debug form.
+        assert!(!format!("{:?}", c.store).contains("s3cret"));
+        let e = load(
+            None,
+            vars(&[
+                ("KMS_STORE__KIND", "postgres"),
+                ("KMS_STORE__URL", "postgres://kms:pw@127.0.0.1/kms"),
+                ("KMS_STORE__PASSWORD_ENV", "UNSET_VARIABLE"),
+                ("KMS_STORE__TLS", "prefer"),
+                ("KMS_STORE__POOL_SIZE", "0"),
+            ]),
+        )
+        .unwrap_err();
+        for want in [
+            "store.url: must not hold a password",
+            "store.password_env: environment variable UNSET_VARIABLE is not set",
+            "store.tls: 'prefer' is not supported",
+            "store.pool_size: 0 is not within",
+        ] {
+            assert!(e.0.iter().any(|m| m.starts_with(want)), "{want}: {e}");
+        }
+        let e = load(
+            None,
+            vars(&[("KMS_STORE__URL", "postgres://kms@127.0.0.1/kms")]),
+        )
+        .unwrap_err();
+        assert!(
+            e.0.iter()
+                .any(|m| m.starts_with("store.url: only for kind")),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn env_overrides_and_every_error_is_reported() {
         let env = vec![
             ("KMS_SERVER__LISTEN".to_string(), "nonsense".to_string()),
