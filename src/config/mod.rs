@@ -1060,8 +1060,9 @@ mod tests {
             ]),
         )
         .unwrap();
-        let StoreConfig::Postgres(pg) = &c.store else {
-            panic!("not postgres: {:?}", c.store)
+        let pg = match &c.store {
+            StoreConfig::Postgres(pg) => pg,
+            other => unreachable!("not postgres: {other:?}"),
         };
         assert_eq!(pg.pool_size, 8);
         assert_eq!(pg.tls, PgTls::Disable);
