@@ -13,7 +13,7 @@ use crate::config::{Config, RootConfig};
 use crate::service::clock::Clock;
 use crate::service::custom_key_stores::Connections;
 use crate::service::Kms;
-use crate::store::{CachedStore, MetadataStore, SqliteStore};
+use crate::store::MetadataStore;
 use hsm::Token;
 
 /// Why the application could not start.
@@ -64,9 +64,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
     }
-    let store: Arc<dyn MetadataStore> = Arc::new(CachedStore::new(SqliteStore::open(
-        &config.data_dir.join("kms.sqlite3"),
-    )?));
+    let store: Arc<dyn MetadataStore> = crate::store::open(&config.store).await?;
     // The HSM threads: every PKCS#11 call of the root and of the clusters runs there.
     let threads = match config.hsm_threads() {
         None => None,

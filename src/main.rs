@@ -17,8 +17,19 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "kms", about = "AWS-KMS-compatible key management service")]
 struct Cli {
     /// TOML configuration file (see hsm-config/ for examples).
-    #[arg(long, env = "KMS_CONFIG")]
+    #[arg(long, env = "KMS_CONFIG", global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply pending schema migrations to the configured metadata store and exit (under the
+    /// database's lock: safe while other nodes start or run).
+    Migrate,
 }
 
 fn main() -> ExitCode {
@@ -49,12 +60,32 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::Migrate) = cli.command {
+        return runtime.block_on(migrate(&config));
+    }
     let (code, service) = runtime.block_on(run(config));
     // Ends every task (their handles to the service included) and joins tokio's blocking
     // threads; then the service, its HSM threads and sessions go, and the modules last.
     drop(runtime);
     hsm::module::finalize_after(service);
     code
+}
+
+async fn migrate(config: &kms::config::Config) -> ExitCode {
+    match kms::store::migrate(&config.store).await {
+        Ok(m) if m.from == m.to => {
+            println!("schema is up to date (version {})", m.to);
+            ExitCode::SUCCESS
+        }
+        Ok(m) => {
+            println!("schema migrated from version {} to {}", m.from, m.to);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kms migrate: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(config: kms::config::Config) -> (ExitCode, Option<Arc<kms::service::Kms>>) {

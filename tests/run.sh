@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# The test command: installs SoftHSMv2 if it is missing, then runs the whole test suite: every
-# crate of the workspace on the software root, then the kms suite again on the PKCS#11 root
-# (SoftHSMv2). Everything runs under cargo-nextest (one process per test: SoftHSM's
-# C_Initialize is process-global and its slot list is read once per process).
+# The test command: installs SoftHSMv2 if it is missing and starts a throwaway PostgreSQL
+# cluster (tests/pg/cluster.sh, installing PostgreSQL if it is missing), then runs the whole
+# test suite: every crate of the workspace on the software root and SQLite (the store suite and
+# the multi-node tests use PostgreSQL), the kms suite again on the PKCS#11 root (SoftHSMv2),
+# and the kms SDK suite on a PostgreSQL-backed node. Everything runs under cargo-nextest (one
+# process per test: SoftHSM's C_Initialize is process-global and its slot list is read once per
+# process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash softhsm/install.sh
+pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/kms-test-pg.XXXXXX")
+eval "$(bash tests/pg/cluster.sh start "$pg_dir")"
+trap 'bash tests/pg/cluster.sh stop "$pg_dir"' EXIT
 if ! command -v cargo-nextest >/dev/null; then
   echo "cargo-nextest is missing: installing it from crates.io"
   cargo install cargo-nextest --locked
@@ -15,3 +21,6 @@ cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
 echo "== kms test suite, PKCS#11 root (SoftHSMv2) =="
 KMS_TEST_BACKEND=pkcs11 cargo nextest run -p kms --locked --no-fail-fast
+echo "== kms SDK suite on a PostgreSQL-backed node (software root) =="
+KMS_TEST_STORE=postgres cargo nextest run -p kms --locked --no-fail-fast \
+  -E 'binary(/^sdk_/) | binary(smoke) | binary(durability) | binary(shutdown)'

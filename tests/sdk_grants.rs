@@ -1455,7 +1455,17 @@ async fn try_create_on(
 async fn fifty_thousand_grants_per_key() {
     let e = env().await;
     let (key, _) = new_key(&e.alice).await;
-    {
+    if let Some(url) = common::pg::url_of(&e.srv.env) {
+        common::pg::psql(
+            &url,
+            &format!(
+                "INSERT INTO grants (grant_id, key_id, issuing_account, name, \
+                 grantee_principal, retiring_principal, operations, constraints, creation_ms) \
+                 SELECT lpad(to_hex(i), 64, '0'), '{key}', '{A}', NULL, '{CAROL}', NULL, \
+                 'Encrypt', NULL, i FROM generate_series(0, 49998) AS i"
+            ),
+        );
+    } else {
         let mut db = rusqlite::Connection::open(e.srv.data_dir.path().join("kms.sqlite3")).unwrap();
         db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
         let tx = db.transaction().unwrap();

@@ -43,6 +43,64 @@ struct RawConfig {
     clusters: Vec<RawCluster>,
     #[serde(default)]
     xks: RawXks,
+    #[serde(default)]
+    store: RawStore,
+}
+
+/// `[store]`: where metadata lives (SQLite by default; PostgreSQL for several nodes).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    /// `sqlite` (default) or `postgres`.
+    kind: Option<String>,
+    /// SQLite: the database file (default `<data_dir>/kms.sqlite3`).
+    path: Option<PathBuf>,
+    /// PostgreSQL: `postgres://user@host:port/db` or `host=... user=...` (no password).
+    url: Option<String>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    /// `disable` or `verify-full` (default).
+    tls: Option<String>,
+    tls_ca_file: Option<PathBuf>,
+    pool_size: Option<usize>,
+    connect_timeout_ms: Option<u64>,
+    pool_wait_ms: Option<u64>,
+    /// Apply pending schema migrations at start-up (default true); when false a node refuses
+    /// an older schema and `kms migrate` applies them.
+    auto_migrate: Option<bool>,
+}
+
+/// Where the metadata store is.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    Sqlite { path: PathBuf, auto_migrate: bool },
+    Postgres(PostgresConfig),
+}
+
+/// TLS to PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgTls {
+    /// Plain TCP (a loopback or otherwise protected network only).
+    Disable,
+    /// TLS with the server's chain verified against the CA file (or the public web PKI) and
+    /// its name checked against the host of the URL.
+    VerifyFull,
+}
+
+/// Validated PostgreSQL settings.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// Connection URL or key-value string, without a password.
+    pub url: String,
+    pub password: Option<SecretString>,
+    pub tls: PgTls,
+    pub ca_pem: Option<Vec<u8>>,
+    /// Connections per node.
+    pub pool_size: usize,
+    pub connect_timeout: std::time::Duration,
+    /// How long a request waits for a free connection before a retryable error.
+    pub pool_wait: std::time::Duration,
+    pub auto_migrate: bool,
 }
 
 /// How the KMS reaches external key store proxies.
@@ -208,13 +266,25 @@ fn read_pin(
     env: &std::collections::HashMap<String, String>,
     errors: &mut Vec<String>,
 ) -> Option<SecretString> {
+    read_secret(at, ("pin_file", file), ("pin_env", env_name), env, errors)
+}
+
+/// Reads a secret from a file (first line) or an environment variable, exactly one of them;
+/// the fields are named as the configuration names them.
+fn read_secret(
+    at: &str,
+    (file_field, file): (&str, Option<&Path>),
+    (env_field, env_name): (&str, Option<&str>),
+    env: &std::collections::HashMap<String, String>,
+    errors: &mut Vec<String>,
+) -> Option<SecretString> {
     match (file, env_name) {
         (Some(p), None) => match std::fs::read_to_string(p) {
             Ok(s) => Some(SecretString::from(
                 s.lines().next().unwrap_or("").to_string(),
             )),
             Err(e) => {
-                errors.push(format!("{at}.pin_file: {}: {e}", p.display()));
+                errors.push(format!("{at}.{file_field}: {}: {e}", p.display()));
                 None
             }
         },
@@ -222,13 +292,15 @@ fn read_pin(
             Some(v) => Some(SecretString::from(v.clone())),
             None => {
                 errors.push(format!(
-                    "{at}.pin_env: environment variable {name} is not set"
+                    "{at}.{env_field}: environment variable {name} is not set"
                 ));
                 None
             }
         },
         _ => {
-            errors.push(format!("{at}: set exactly one of pin_file and pin_env"));
+            errors.push(format!(
+                "{at}: set exactly one of {file_field} and {env_field}"
+            ));
             None
         }
     }
@@ -271,6 +343,8 @@ pub struct Config {
     pub clusters: Vec<crate::backend::cluster::ClusterConfig>,
     /// How external key store proxies are reached.
     pub xks: XksClientConfig,
+    /// The metadata store.
+    pub store: StoreConfig,
 }
 
 /// All the problems found in a configuration.
@@ -807,6 +881,7 @@ fn validate(
             errors.push(format!("xks.timeout_ms: {t} is not within 10..=60000"));
         }
     }
+    let store = store_settings(raw.store, &data_dir, env, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -831,7 +906,119 @@ fn validate(
         root,
         clusters,
         xks,
+        store,
     })
+}
+
+/// `[store]` validated; every problem goes to `errors`.
+fn store_settings(
+    r: RawStore,
+    data_dir: &Path,
+    env: &std::collections::HashMap<String, String>,
+    errors: &mut Vec<String>,
+) -> StoreConfig {
+    let auto_migrate = r.auto_migrate.unwrap_or(true);
+    let postgres_only = [
+        ("url", r.url.is_some()),
+        ("password_file", r.password_file.is_some()),
+        ("password_env", r.password_env.is_some()),
+        ("tls", r.tls.is_some()),
+        ("tls_ca_file", r.tls_ca_file.is_some()),
+        ("pool_size", r.pool_size.is_some()),
+        ("connect_timeout_ms", r.connect_timeout_ms.is_some()),
+        ("pool_wait_ms", r.pool_wait_ms.is_some()),
+    ];
+    match r.kind.as_deref() {
+        None | Some("sqlite") => {
+            for (field, set) in postgres_only {
+                if set {
+                    errors.push(format!("store.{field}: only for kind = \"postgres\""));
+                }
+            }
+            StoreConfig::Sqlite {
+                path: r.path.unwrap_or_else(|| data_dir.join("kms.sqlite3")),
+                auto_migrate,
+            }
+        }
+        Some("postgres") => {
+            if r.path.is_some() {
+                errors.push("store.path: only for kind = \"sqlite\"".into());
+            }
+            let url = r.url.unwrap_or_default();
+            match url.parse::<tokio_postgres::Config>() {
+                Err(e) => errors.push(format!("store.url: {e}")),
+                Ok(c) if c.get_password().is_some() => errors.push(
+                    "store.url: must not hold a password (use store.password_file or \
+                     store.password_env)"
+                        .into(),
+                ),
+                Ok(c) if c.get_hosts().is_empty() => errors.push("store.url: names no host".into()),
+                Ok(_) => {}
+            }
+            let password = match (r.password_file.as_deref(), r.password_env.as_deref()) {
+                (None, None) => None,
+                (file, env_name) => read_secret(
+                    "store",
+                    ("password_file", file),
+                    ("password_env", env_name),
+                    env,
+                    errors,
+                ),
+            };
+            let tls = match r.tls.as_deref() {
+                None | Some("verify-full") => PgTls::VerifyFull,
+                Some("disable") => PgTls::Disable,
+                Some(other) => {
+                    errors.push(format!(
+                        "store.tls: '{other}' is not supported (disable or verify-full)"
+                    ));
+                    PgTls::VerifyFull
+                }
+            };
+            let ca_pem = match &r.tls_ca_file {
+                None => None,
+                Some(p) => match std::fs::read(p) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        errors.push(format!("store.tls_ca_file: {}: {e}", p.display()));
+                        None
+                    }
+                },
+            };
+            let pool_size = r.pool_size.unwrap_or(16);
+            if !(1..=1024).contains(&pool_size) {
+                errors.push(format!(
+                    "store.pool_size: {pool_size} is not within 1..=1024"
+                ));
+            }
+            let mut millis = |field: &str, v: Option<u64>, default: u64| {
+                let ms = v.unwrap_or(default);
+                if !(10..=600_000).contains(&ms) {
+                    errors.push(format!("store.{field}: {ms} is not within 10..=600000"));
+                }
+                std::time::Duration::from_millis(ms)
+            };
+            StoreConfig::Postgres(PostgresConfig {
+                url,
+                password,
+                tls,
+                ca_pem,
+                pool_size,
+                connect_timeout: millis("connect_timeout_ms", r.connect_timeout_ms, 5_000),
+                pool_wait: millis("pool_wait_ms", r.pool_wait_ms, 5_000),
+                auto_migrate,
+            })
+        }
+        Some(other) => {
+            errors.push(format!(
+                "store.kind: '{other}' is not supported (sqlite or postgres)"
+            ));
+            StoreConfig::Sqlite {
+                path: data_dir.join("kms.sqlite3"),
+                auto_migrate,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -846,6 +1033,75 @@ mod tests {
         assert_eq!(c.region, "us-east-1");
         assert!(c.dev_credential);
         assert_eq!(c.iam.credentials[0].account, "111122223333");
+    }
+
+    #[test]
+    fn store_settings_sqlite_by_default_postgres_validated() {
+        let vars = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let c = load(None, vars(&[])).unwrap();
+        assert!(
+            matches!(&c.store, StoreConfig::Sqlite { path, auto_migrate: true }
+                if path.ends_with("kms.sqlite3"))
+        );
+        let c = load(
+            None,
+            vars(&[
+                ("KMS_STORE__KIND", "postgres"),
+                ("KMS_STORE__URL", "postgres://kms@127.0.0.1:5432/kms"),
+                ("KMS_STORE__PASSWORD_ENV", "DBPW"),
+                ("DBPW", "s3cret"),
+                ("KMS_STORE__TLS", "disable"),
+                ("KMS_STORE__POOL_SIZE", "8"),
+                ("KMS_STORE__AUTO_MIGRATE", "false"),
+            ]),
+        )
+        .unwrap();
+        let pg = match &c.store {
+            StoreConfig::Postgres(pg) => pg,
+            other => unreachable!("not postgres: {other:?}"),
+        };
+        assert_eq!(pg.pool_size, 8);
+        assert_eq!(pg.tls, PgTls::Disable);
+        assert!(!pg.auto_migrate);
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(pg.password.as_ref().unwrap()),
+            "s3cret"
+        );
+        // The password never shows in the configuration's debug form.
+        assert!(!format!("{:?}", c.store).contains("s3cret"));
+        let e = load(
+            None,
+            vars(&[
+                ("KMS_STORE__KIND", "postgres"),
+                ("KMS_STORE__URL", "postgres://kms:pw@127.0.0.1/kms"),
+                ("KMS_STORE__PASSWORD_ENV", "UNSET_VARIABLE"),
+                ("KMS_STORE__TLS", "prefer"),
+                ("KMS_STORE__POOL_SIZE", "0"),
+            ]),
+        )
+        .unwrap_err();
+        for want in [
+            "store.url: must not hold a password",
+            "store.password_env: environment variable UNSET_VARIABLE is not set",
+            "store.tls: 'prefer' is not supported",
+            "store.pool_size: 0 is not within",
+        ] {
+            assert!(e.0.iter().any(|m| m.starts_with(want)), "{want}: {e}");
+        }
+        let e = load(
+            None,
+            vars(&[("KMS_STORE__URL", "postgres://kms@127.0.0.1/kms")]),
+        )
+        .unwrap_err();
+        assert!(
+            e.0.iter()
+                .any(|m| m.starts_with("store.url: only for kind")),
+            "{e}"
+        );
     }
 
     #[test]

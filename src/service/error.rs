@@ -236,6 +236,14 @@ impl From<StoreError> for KmsError {
             StoreError::Conflict => {
                 KmsError::internal_message("The key was modified concurrently. Retry the request.")
             }
+            // The database is out of reach (restarting, fail-over): 503, retryable.
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "metadata store unavailable");
+                KmsError::DependencyTimeout(
+                    "The service could not reach its metadata store in time. Retry the request."
+                        .into(),
+                )
+            }
             other => KmsError::internal_because(other),
         }
     }

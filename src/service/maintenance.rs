@@ -1,12 +1,18 @@
 //! The background maintenance pass: deletes keys whose deletion window has ended (with their
 //! aliases, tags and material) and performs scheduled rotations. Driven by the service clock,
 //! so tests can advance time and call [`Kms::run_maintenance`] directly.
+//!
+//! With several nodes on one database a pass runs under the store's maintenance lease: one node
+//! at a time does it, and a node that dies loses the lease with its database session, so a
+//! survivor's next pass takes over. Deletions are also conditional on the row version read, so
+//! a key changed meanwhile (CancelKeyDeletion on another node) is never deleted.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Kms, KmsResult};
 use crate::model::{KeyState, RotationType};
+use crate::store::LeaseName;
 
 /// What one maintenance pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -15,13 +21,19 @@ pub struct MaintenanceReport {
     pub rotated: usize,
     /// External key store proxies whose health check failed.
     pub unhealthy_proxies: usize,
+    /// True when another node held the maintenance lease and this pass did nothing.
+    pub skipped: bool,
 }
 
 impl Kms {
     /// One pass over due deletions and rotations.
     pub async fn run_maintenance(&self) -> KmsResult<MaintenanceReport> {
-        let now = self.clock.now();
         let mut report = MaintenanceReport::default();
+        let Some(_lease) = self.store.try_lease(LeaseName::Maintenance).await? else {
+            report.skipped = true;
+            return Ok(report);
+        };
+        let now = self.clock.now();
         for id in self.store.keys_due_for_deletion(now).await? {
             let Some(key) = self.store.get_key(&id).await? else {
                 continue;
@@ -29,7 +41,10 @@ impl Kms {
             if key.state != KeyState::PendingDeletion || key.deletion_date.is_none_or(|d| d > now) {
                 continue;
             }
-            self.store.delete_key(&id).await?;
+            if !self.store.delete_key(&id, key.row_version).await? {
+                // Changed or deleted since it was read: the next pass looks again.
+                continue;
+            }
             self.root.forget(&id);
             // Keys of a CloudHSM-style store: best-effort deletion of the backing objects.
             let deleted = self.delete_backing_key(&key).await;
@@ -80,7 +95,12 @@ pub fn spawn_maintenance(service: Arc<Kms>, every: Duration) -> tokio::task::Joi
             let Some(svc) = weak.upgrade() else { break };
             match svc.run_maintenance().await {
                 Ok(r) if r != MaintenanceReport::default() => {
-                    tracing::debug!(deleted = r.deleted, rotated = r.rotated, "maintenance pass")
+                    tracing::debug!(
+                        deleted = r.deleted,
+                        rotated = r.rotated,
+                        skipped = r.skipped,
+                        "maintenance pass"
+                    )
                 }
                 Ok(_) => {}
                 Err(e) => match e.cause() {

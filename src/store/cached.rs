@@ -4,8 +4,12 @@
 //! Key rows are read on every request, and grants on every request that no policy allows;
 //! caching them keeps the hot path off the database. Every write of a key or grant goes through
 //! this wrapper, which replaces or drops the cached entry, so a single node always reads its
-//! own writes. (Several nodes sharing one database need
-//! a bounded staleness instead; see `docs/architecture.md`.)
+//! own writes.
+//!
+//! Several nodes sharing one database ([`CachedStore::shared`]) also drop entries that other
+//! nodes changed, told through [`Invalidate`] (the PostgreSQL listener); while that channel is
+//! down the cache is *incoherent* and every read goes to the database. A stale entry can never
+//! undo a change either way: key writes are conditional on the row version they read.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +19,9 @@ use parking_lot::RwLock;
 
 use chrono::{DateTime, Utc};
 
-use super::{MetadataStore, StoreResult};
+use std::sync::atomic::AtomicBool;
+
+use super::{Lease, LeaseName, MetadataStore, StoreResult};
 use crate::model::{
     AliasRecord, CustomKeyStoreRecord, GrantRecord, KeyId, KeyRecord, MaterialRecord, Tag,
 };
@@ -33,9 +39,26 @@ pub struct CachedStore<S> {
     /// Counts grant writes (bumped under the `grants` lock with the entry dropped): a read that
     /// overlapped a write must not cache what it read, or a revoked grant could keep working.
     grant_writes: AtomicU64,
+    /// False while changes made elsewhere may go unseen (a shared database whose change
+    /// listener is down): nothing is answered from or put into the maps.
+    coherent: AtomicBool,
+}
+
+/// What a change feed tells a cache (implemented by [`CachedStore`]; called by the
+/// PostgreSQL listener).
+pub trait Invalidate: Send + Sync {
+    /// A key row changed or went away.
+    fn key_changed(&self, key_id: &KeyId);
+    /// A grant of the key was added, changed or removed.
+    fn grants_changed(&self, key_id: &KeyId);
+    /// Anything may have changed (a feed (re)started).
+    fn invalidate_all(&self);
+    /// Whether the feed is up: while it is not, the cache is bypassed.
+    fn set_coherent(&self, coherent: bool);
 }
 
 impl<S: MetadataStore> CachedStore<S> {
+    /// A cache for a store that only this node writes.
     pub fn new(inner: S) -> Self {
         CachedStore {
             inner,
@@ -43,12 +66,33 @@ impl<S: MetadataStore> CachedStore<S> {
             grants: RwLock::default(),
             key_drops: AtomicU64::new(0),
             grant_writes: AtomicU64::new(0),
+            coherent: AtomicBool::new(true),
         }
+    }
+
+    /// A cache for a store other nodes write too: bypassed until a change feed calls
+    /// [`Invalidate::set_coherent`].
+    pub fn shared(inner: S) -> Self {
+        let c = Self::new(inner);
+        c.coherent.store(false, Ordering::Release);
+        c
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn coherent(&self) -> bool {
+        self.coherent.load(Ordering::Acquire)
     }
 
     /// Caches a row this wrapper just wrote (never over a newer version: of two concurrent
     /// writes, the later put may carry the older row).
     fn put(&self, key: &KeyRecord) {
+        if !self.coherent() {
+            return;
+        }
         let mut map = self.keys.write();
         if map
             .get(&key.key_id)
@@ -63,6 +107,9 @@ impl<S: MetadataStore> CachedStore<S> {
     }
 
     fn cached(&self, key_id: &KeyId) -> Option<KeyRecord> {
+        if !self.coherent() {
+            return None;
+        }
         self.keys.read().get(key_id).map(|k| KeyRecord::clone(k))
     }
 
@@ -71,7 +118,7 @@ impl<S: MetadataStore> CachedStore<S> {
     /// wrapper that finished first): a slow read never brings back an older row.
     fn put_read(&self, key: &KeyRecord, drops_before: u64) {
         let mut map = self.keys.write();
-        if self.key_drops.load(Ordering::Acquire) != drops_before {
+        if self.key_drops.load(Ordering::Acquire) != drops_before || !self.coherent() {
             return;
         }
         if map
@@ -98,6 +145,34 @@ impl<S: MetadataStore> CachedStore<S> {
         let mut map = self.grants.write();
         self.grant_writes.fetch_add(1, Ordering::AcqRel);
         map.remove(id);
+    }
+}
+
+impl<S: MetadataStore> Invalidate for CachedStore<S> {
+    fn key_changed(&self, key_id: &KeyId) {
+        self.drop_key(key_id);
+    }
+
+    fn grants_changed(&self, key_id: &KeyId) {
+        self.drop_grants(key_id);
+    }
+
+    fn invalidate_all(&self) {
+        {
+            let mut keys = self.keys.write();
+            self.key_drops.fetch_add(1, Ordering::AcqRel);
+            keys.clear();
+        }
+        let mut grants = self.grants.write();
+        self.grant_writes.fetch_add(1, Ordering::AcqRel);
+        grants.clear();
+    }
+
+    fn set_coherent(&self, coherent: bool) {
+        // Flushed on both edges: entries from before a feed went down, and reads that began
+        // while it was down, are never answered once it is back.
+        self.coherent.store(coherent, Ordering::Release);
+        self.invalidate_all();
     }
 }
 
@@ -157,8 +232,8 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         }
     }
 
-    async fn delete_key(&self, key_id: &KeyId) -> StoreResult<()> {
-        let r = self.inner.delete_key(key_id).await;
+    async fn delete_key(&self, key_id: &KeyId, row_version: i64) -> StoreResult<bool> {
+        let r = self.inner.delete_key(key_id, row_version).await;
         self.drop_key(key_id);
         r
     }
@@ -293,6 +368,9 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn list_grants(&self, key_id: &KeyId) -> StoreResult<Arc<[GrantRecord]>> {
+        if !self.coherent() {
+            return self.inner.list_grants(key_id).await;
+        }
         if let Some(g) = self.grants.read().get(key_id) {
             return Ok(g.clone());
         }
@@ -300,7 +378,7 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         let found = self.inner.list_grants(key_id).await?;
         let mut map = self.grants.write();
         // A grant write since the read began may not be in `found`: answer it, don't keep it.
-        if self.grant_writes.load(Ordering::Acquire) == writes_before {
+        if self.grant_writes.load(Ordering::Acquire) == writes_before && self.coherent() {
             if map.len() >= MAX_CACHED_KEYS {
                 map.clear();
             }
@@ -339,6 +417,10 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
 
     async fn put_system_secret_if_absent(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
         self.inner.put_system_secret_if_absent(name, value).await
+    }
+
+    async fn try_lease(&self, name: LeaseName) -> StoreResult<Option<Lease>> {
+        self.inner.try_lease(name).await
     }
 }
 

@@ -5,14 +5,26 @@
 //! carries a `row_version`; an update names the version it read and fails with
 //! [`StoreError::Conflict`] when another writer got there first). It never sees plaintext key
 //! material: material arrives here already wrapped by the root backend.
+//!
+//! Two implementations: [`SqliteStore`] (the embedded default, one node) and [`PgStore`]
+//! (PostgreSQL, several nodes on one database). Both carry versioned schema migrations, applied
+//! under a database lock ([`migrate`], `kms migrate`, and at start-up unless disabled), and
+//! refuse a schema newer than this binary knows. [`open`] puts the chosen one behind a
+//! [`CachedStore`]; on PostgreSQL a listener keeps that cache coherent with the other nodes.
 
 mod cached;
+mod postgres;
 mod sqlite;
 
-pub use cached::CachedStore;
+pub use cached::{CachedStore, Invalidate};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
+
+use crate::config::StoreConfig;
 
 use crate::model::{
     AliasRecord, CustomKeyStoreRecord, GrantRecord, KeyId, KeyRecord, MaterialRecord, Tag,
@@ -33,6 +45,128 @@ pub enum StoreError {
     /// A stored row could not be decoded.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The database cannot be reached right now (connection refused or lost, pool wait
+    /// timed out, server shutting down); the request can be retried.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database's schema is newer than this binary knows: an upgraded node migrated it.
+    #[error(
+        "the database schema is at version {found}, newer than this kms binary knows \
+         ({known}); run a kms version that knows it"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    /// The database's schema is older than this binary needs and migrating at start-up is off.
+    #[error(
+        "the database schema is at version {found}, this kms binary needs {known}: run \
+         `kms migrate` (or set store.auto_migrate = true)"
+    )]
+    SchemaBehind { found: i64, known: i64 },
+}
+
+/// What a migration run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    /// Schema version found.
+    pub from: i64,
+    /// Schema version left (the latest this binary knows).
+    pub to: i64,
+}
+
+/// Whether opening a store may migrate its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrateOnOpen {
+    /// Apply pending migrations (under the database lock).
+    Apply,
+    /// Refuse to open a schema older than this binary needs.
+    Refuse,
+}
+
+/// Cluster-wide background work that at most one node does at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseName {
+    /// The maintenance pass (deletions, rotations, proxy health checks).
+    Maintenance,
+}
+
+/// Held while this node does the leased work; dropping it lets another node take it. A node
+/// that dies loses its lease with its database session.
+pub struct Lease {
+    _hold: Box<dyn Send + Sync>,
+}
+
+impl Lease {
+    /// A lease that holds nothing (a store only one node uses).
+    pub fn local() -> Self {
+        Lease {
+            _hold: Box::new(()),
+        }
+    }
+
+    pub(crate) fn holding(hold: impl Send + Sync + 'static) -> Self {
+        Lease {
+            _hold: Box::new(hold),
+        }
+    }
+}
+
+/// Opens the configured store behind a [`CachedStore`], migrating or checking its schema.
+/// On PostgreSQL, also starts the listener that keeps the cache coherent with other nodes
+/// (it runs on the current tokio runtime until the store is dropped).
+pub async fn open(config: &StoreConfig) -> StoreResult<Arc<dyn MetadataStore>> {
+    match config {
+        StoreConfig::Sqlite { path, auto_migrate } => {
+            let (path, mode) = (path.clone(), migrate_mode(*auto_migrate));
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open_with(&path, mode))
+                .await
+                .map_err(|e| StoreError::Database(format!("store task: {e}")))??;
+            Ok(Arc::new(CachedStore::new(store)))
+        }
+        StoreConfig::Postgres(pg) => {
+            let store = PgStore::connect(pg).await?;
+            store.prepare_schema(migrate_mode(pg.auto_migrate)).await?;
+            let cached = Arc::new(CachedStore::shared(store));
+            let weak: std::sync::Weak<dyn Invalidate> =
+                Arc::downgrade(&cached) as std::sync::Weak<dyn Invalidate>;
+            postgres::spawn_listener(pg.clone(), weak);
+            Ok(cached)
+        }
+    }
+}
+
+/// Applies pending migrations to the configured store (`kms migrate`).
+pub async fn migrate(config: &StoreConfig) -> StoreResult<Migrated> {
+    match config {
+        StoreConfig::Sqlite { path, .. } => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || SqliteStore::migrate_file(&path))
+                .await
+                .map_err(|e| StoreError::Database(format!("store task: {e}")))?
+        }
+        StoreConfig::Postgres(pg) => PgStore::connect(pg).await?.migrate().await,
+    }
+}
+
+fn migrate_mode(auto: bool) -> MigrateOnOpen {
+    if auto {
+        MigrateOnOpen::Apply
+    } else {
+        MigrateOnOpen::Refuse
+    }
+}
+
+/// The migration decision shared by both stores: which migrations to apply, or why not.
+pub(crate) fn plan(
+    found: i64,
+    known: i64,
+    mode: MigrateOnOpen,
+) -> StoreResult<std::ops::Range<i64>> {
+    if found > known {
+        return Err(StoreError::SchemaTooNew { found, known });
+    }
+    if found < known && mode == MigrateOnOpen::Refuse {
+        return Err(StoreError::SchemaBehind { found, known });
+    }
+    Ok(found..known)
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -71,8 +205,10 @@ pub trait MetadataStore: Send + Sync {
         key: &KeyRecord,
         material: &MaterialRecord,
     ) -> StoreResult<KeyRecord>;
-    /// Deletes a key with its material, aliases and tags.
-    async fn delete_key(&self, key_id: &KeyId) -> StoreResult<()>;
+    /// Deletes a key with its material, aliases, tags and grants if its `row_version` still
+    /// equals `row_version`; `false` when the row changed or is gone (another node or request
+    /// got there first).
+    async fn delete_key(&self, key_id: &KeyId, row_version: i64) -> StoreResult<bool>;
     /// Key ids of an account and region, ordered, starting after `after`.
     async fn list_keys(
         &self,
@@ -169,4 +305,7 @@ pub trait MetadataStore: Send + Sync {
     async fn get_system_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Stores `value` unless the name exists; returns the stored value either way.
     async fn put_system_secret_if_absent(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>>;
+
+    /// Takes the cluster-wide lease for `name` if no node holds it; `None` when one does.
+    async fn try_lease(&self, name: LeaseName) -> StoreResult<Option<Lease>>;
 }

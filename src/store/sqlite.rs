@@ -1,6 +1,7 @@
 //! SQLite metadata store: WAL journal, `synchronous=FULL` (every commit is fsynced before the
 //! call returns), one writer connection and a small pool of reader connections so reads never
-//! wait behind a commit's fsync.
+//! wait behind a commit's fsync. Migrations run in one `BEGIN IMMEDIATE` transaction (the
+//! database's write lock), so two processes opening one file never both migrate.
 
 use parking_lot::{Mutex, MutexGuard};
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, Row};
 
-use super::{MetadataStore, StoreError, StoreResult};
+use super::{Lease, LeaseName, MetadataStore, MigrateOnOpen, Migrated, StoreError, StoreResult};
 use crate::model::{
     AliasRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, GrantConstraints,
     GrantRecord, KeyId, KeyRecord, KeySpec, KeyState, KeyUsage, MaterialRecord, Origin,
@@ -165,7 +166,7 @@ const GRANT_COLUMNS: &str = "grant_id, key_id, issuing_account, name, grantee_pr
     retiring_principal, operations, constraints, creation_ms";
 
 /// Constraints as stored: `{"equals": {...}, "subset": {...}}`, or NULL when there are none.
-fn constraints_to_json(c: &GrantConstraints) -> Option<String> {
+pub(crate) fn constraints_to_json(c: &GrantConstraints) -> Option<String> {
     if c.is_empty() {
         return None;
     }
@@ -179,7 +180,7 @@ fn constraints_to_json(c: &GrantConstraints) -> Option<String> {
     Some(serde_json::Value::Object(v).to_string())
 }
 
-fn constraints_from_json(text: Option<String>) -> StoreResult<GrantConstraints> {
+pub(crate) fn constraints_from_json(text: Option<String>) -> StoreResult<GrantConstraints> {
     let Some(text) = text else {
         return Ok(GrantConstraints::default());
     };
@@ -370,9 +371,21 @@ fn write_key(conn: &Connection, k: &KeyRecord) -> StoreResult<KeyRecord> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub fn open(path: &Path) -> StoreResult<Self> {
+        Self::open_with(path, MigrateOnOpen::Apply)
+    }
+
+    /// Opens the database file, migrating its schema or refusing an old one (`mode`); a schema
+    /// newer than this binary knows is always refused.
+    pub fn open_with(path: &Path, mode: MigrateOnOpen) -> StoreResult<Self> {
         Ok(SqliteStore {
-            db: Arc::new(Db::open(path)?),
+            db: Arc::new(Db::open(path, mode)?),
         })
+    }
+
+    /// Applies pending migrations to the database file (`kms migrate`).
+    pub fn migrate_file(path: &Path) -> StoreResult<Migrated> {
+        let mut conn = open(path)?;
+        Db::migrate(&mut conn, MigrateOnOpen::Apply)
     }
 
     /// Runs `f` on the database off the async workers.
@@ -388,9 +401,9 @@ impl SqliteStore {
 }
 
 impl Db {
-    fn open(path: &Path) -> StoreResult<Self> {
+    fn open(path: &Path, mode: MigrateOnOpen) -> StoreResult<Self> {
         let mut writer = open(path)?;
-        Self::migrate(&mut writer)?;
+        Self::migrate(&mut writer, mode)?;
         let readers = (0..READERS)
             .map(|_| open(path).map(Mutex::new))
             .collect::<StoreResult<Vec<_>>>()?;
@@ -401,27 +414,32 @@ impl Db {
         })
     }
 
-    fn migrate(conn: &mut Connection) -> StoreResult<()> {
-        conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-        let current: i64 = conn.query_row(
+    fn migrate(conn: &mut Connection, mode: MigrateOnOpen) -> StoreResult<Migrated> {
+        // IMMEDIATE: the write lock is taken before the version is read, so a second process
+        // waits (busy timeout) and then finds nothing left to do.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+        let found: i64 = tx.query_row(
             "SELECT COALESCE(MAX(version), 0) FROM schema_version",
             [],
             |r| r.get(0),
         )?;
-        for (i, sql) in MIGRATIONS.iter().enumerate() {
-            let version = i as i64 + 1;
-            if version <= current {
-                continue;
-            }
-            let tx = conn.transaction()?;
+        let known = MIGRATIONS.len() as i64;
+        for version in super::plan(found, known, mode)? {
+            let sql = MIGRATIONS
+                .get(version as usize)
+                .ok_or_else(|| StoreError::Database(format!("no migration {version}")))?;
             tx.execute_batch(sql)?;
             tx.execute(
                 "INSERT INTO schema_version (version) VALUES (?1)",
-                [version],
+                [version + 1],
             )?;
-            tx.commit()?;
         }
-        Ok(())
+        tx.commit()?;
+        Ok(Migrated {
+            from: found,
+            to: known,
+        })
     }
 
     fn reader(&self) -> MutexGuard<'_, Connection> {
@@ -507,11 +525,12 @@ impl Db {
         Ok(out)
     }
 
-    fn delete_key(&self, key_id: &KeyId) -> StoreResult<()> {
+    fn delete_key(&self, key_id: &KeyId, row_version: i64) -> StoreResult<bool> {
         let conn = self.writer();
-        conn.prepare_cached("DELETE FROM keys WHERE key_id = ?1")?
-            .execute([key_id.as_str()])?;
-        Ok(())
+        let n = conn
+            .prepare_cached("DELETE FROM keys WHERE key_id = ?1 AND row_version = ?2")?
+            .execute(params![key_id.as_str(), row_version])?;
+        Ok(n == 1)
     }
 
     fn list_keys(
@@ -991,9 +1010,10 @@ impl MetadataStore for SqliteStore {
         self.run(move |db| db.rotate_key(&key, &material)).await
     }
 
-    async fn delete_key(&self, key_id: &KeyId) -> StoreResult<()> {
+    async fn delete_key(&self, key_id: &KeyId, row_version: i64) -> StoreResult<bool> {
         let key_id = key_id.clone();
-        self.run(move |db| db.delete_key(&key_id)).await
+        self.run(move |db| db.delete_key(&key_id, row_version))
+            .await
     }
 
     async fn list_keys(
@@ -1194,5 +1214,10 @@ impl MetadataStore for SqliteStore {
         let (name, value) = (name.to_string(), value.to_vec());
         self.run(move |db| db.put_system_secret_if_absent(&name, &value))
             .await
+    }
+
+    /// One node per SQLite file: the lease is always free.
+    async fn try_lease(&self, _name: LeaseName) -> StoreResult<Option<Lease>> {
+        Ok(Some(Lease::local()))
     }
 }

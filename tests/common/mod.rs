@@ -32,6 +32,7 @@ pub fn spawn_kms(
     stderr: std::process::Stdio,
 ) -> (std::process::Child, String) {
     use std::io::BufRead;
+    let env = with_store_env(data_dir, env);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kms"))
         .env("KMS_SERVER__LISTEN", "127.0.0.1:0")
         .env("KMS_SERVER__DATA_DIR", data_dir)
@@ -50,6 +51,105 @@ pub fn spawn_kms(
         .unwrap_or_else(|| panic!("no endpoint in {line:?}"))
         .to_string();
     (child, endpoint)
+}
+
+/// The metadata store under test: `KMS_TEST_STORE=postgres` runs every suite against
+/// PostgreSQL (the cluster of `tests/pg/cluster.sh`, a fresh database per server); anything
+/// else is SQLite.
+pub fn store() -> &'static str {
+    match std::env::var("KMS_TEST_STORE").as_deref() {
+        Ok("postgres") => "postgres",
+        _ => "sqlite",
+    }
+}
+
+/// Adds the store under test to the environment of a server on `data_dir` (unless the test
+/// chose a store). On PostgreSQL the data directory remembers its database, so a server
+/// restarted on the same directory finds its keys.
+fn with_store_env(
+    data_dir: &std::path::Path,
+    mut env: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    if store() == "postgres" && !env.iter().any(|(k, _)| k == "KMS_STORE__KIND") {
+        let marker = data_dir.join("test-postgres-url");
+        let url = match std::fs::read_to_string(&marker) {
+            Ok(url) => url,
+            Err(_) => {
+                let url = pg::fresh_database();
+                std::fs::write(&marker, &url).unwrap();
+                url
+            }
+        };
+        env.extend(pg::store_env(&url));
+    }
+    env
+}
+
+pub mod pg {
+    //! The PostgreSQL cluster of `tests/pg/cluster.sh` (`KMS_TEST_PG_URL`,
+    //! `KMS_TEST_PG_PASSWORD`).
+
+    /// The admin database's URL; panics (fails the test) when no cluster was started.
+    pub fn admin_url() -> String {
+        std::env::var("KMS_TEST_PG_URL").unwrap_or_else(|_| {
+            panic!(
+                "KMS_TEST_PG_URL is not set: start PostgreSQL with \
+                 eval \"$(bash tests/pg/cluster.sh start)\""
+            )
+        })
+    }
+
+    pub fn password() -> String {
+        std::env::var("KMS_TEST_PG_PASSWORD").expect("KMS_TEST_PG_PASSWORD (tests/pg/cluster.sh)")
+    }
+
+    /// Runs SQL with psql against `url`; returns its output (unaligned, tuples only).
+    pub fn psql(url: &str, sql: &str) -> String {
+        let out = std::process::Command::new("psql")
+            .env("PGPASSWORD", password())
+            .args([url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+            .output()
+            .expect("psql (postgresql-client) must be installed");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Creates an empty database for one server (or one group of nodes) and returns its URL.
+    pub fn fresh_database() -> String {
+        let admin = admin_url();
+        let name = format!("kms_{}", uuid::Uuid::new_v4().simple());
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        match admin.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("KMS_TEST_PG_URL {admin} has no database part"),
+        }
+    }
+
+    /// `KMS_*` settings for a node on the database at `url`.
+    pub fn store_env(url: &str) -> Vec<(String, String)> {
+        vec![
+            ("KMS_STORE__KIND".into(), "postgres".into()),
+            ("KMS_STORE__URL".into(), url.into()),
+            ("KMS_STORE__TLS".into(), "disable".into()),
+            (
+                "KMS_STORE__PASSWORD_ENV".into(),
+                "KMS_TEST_PG_PASSWORD".into(),
+            ),
+            ("KMS_TEST_PG_PASSWORD".into(), password()),
+            ("KMS_STORE__POOL_SIZE".into(), "4".into()),
+        ]
+    }
+
+    /// The store URL a server was started with (from its environment).
+    pub fn url_of(env: &[(String, String)]) -> Option<String> {
+        env.iter()
+            .find(|(k, _)| k == "KMS_STORE__URL")
+            .map(|(_, v)| v.clone())
+    }
 }
 
 pub const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -384,6 +484,7 @@ impl TestServer {
     pub async fn start_with_config(extra_toml: &str, env: Vec<(String, String)>) -> TestServer {
         init_logs();
         let data_dir = tempfile::tempdir().unwrap();
+        let env = with_store_env(data_dir.path(), env);
         let cfg_path = data_dir.path().join("kms.toml");
         std::fs::write(
             &cfg_path,

@@ -1,0 +1,132 @@
+//! The PostgreSQL schema as versioned migrations, applied in order under an advisory lock and
+//! recorded in `kms_schema_version`.
+//!
+//! Text columns that are compared or ordered (ids, names, tag keys) use the `"C"` collation:
+//! pagination (`name > $after ORDER BY name`) then orders bytes as SQLite does, whatever the
+//! database's locale. Timestamps are milliseconds since the epoch (BIGINT), as in SQLite.
+//!
+//! Triggers on `keys` and `grants` send `NOTIFY kms_changes` with `k:<key id>` or `g:<key id>`
+//! in the writing transaction: the other nodes' caches drop the entry when it commits (see
+//! `listen.rs` and `docs/architecture.md`, "Several nodes").
+
+/// The channel the triggers notify and the nodes listen on.
+pub const CHANNEL: &str = "kms_changes";
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE keys (
+    key_id TEXT COLLATE "C" PRIMARY KEY,
+    account TEXT COLLATE "C" NOT NULL,
+    region TEXT COLLATE "C" NOT NULL,
+    arn TEXT NOT NULL,
+    description TEXT NOT NULL,
+    key_spec TEXT NOT NULL,
+    key_usage TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    state TEXT NOT NULL,
+    creation_ms BIGINT NOT NULL,
+    deletion_ms BIGINT,
+    pending_window_days BIGINT,
+    policy TEXT NOT NULL,
+    rotation_enabled BOOLEAN NOT NULL,
+    rotation_period_days BIGINT,
+    next_rotation_ms BIGINT,
+    current_material BIGINT NOT NULL,
+    row_version BIGINT NOT NULL,
+    custom_key_store_id TEXT COLLATE "C",
+    xks_key_id TEXT COLLATE "C",
+    public_key BYTEA
+);
+CREATE INDEX keys_by_account ON keys(account, region, key_id);
+CREATE INDEX keys_by_store ON keys(custom_key_store_id);
+CREATE INDEX keys_pending_deletion ON keys(deletion_ms) WHERE state = 'PendingDeletion';
+CREATE INDEX keys_rotation_due ON keys(next_rotation_ms) WHERE rotation_enabled;
+CREATE TABLE key_material (
+    key_id TEXT COLLATE "C" NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+    version BIGINT NOT NULL,
+    wrapped BYTEA NOT NULL,
+    created_ms BIGINT NOT NULL,
+    rotation_type TEXT,
+    PRIMARY KEY (key_id, version)
+);
+CREATE TABLE aliases (
+    account TEXT COLLATE "C" NOT NULL,
+    region TEXT COLLATE "C" NOT NULL,
+    name TEXT COLLATE "C" NOT NULL,
+    target_key_id TEXT COLLATE "C" NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+    creation_ms BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (account, region, name)
+);
+CREATE INDEX aliases_by_key ON aliases(target_key_id);
+CREATE TABLE tags (
+    key_id TEXT COLLATE "C" NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+    tag_key TEXT COLLATE "C" NOT NULL,
+    tag_value TEXT NOT NULL,
+    PRIMARY KEY (key_id, tag_key)
+);
+CREATE TABLE custom_key_stores (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    account TEXT COLLATE "C" NOT NULL,
+    region TEXT COLLATE "C" NOT NULL,
+    name TEXT COLLATE "C" NOT NULL,
+    store_type TEXT NOT NULL,
+    cluster_id TEXT,
+    trust_anchor TEXT,
+    password_encrypted BYTEA NOT NULL,
+    connection_state TEXT NOT NULL,
+    connection_error TEXT,
+    creation_ms BIGINT NOT NULL,
+    row_version BIGINT NOT NULL,
+    xks_uri_endpoint TEXT,
+    xks_uri_path TEXT,
+    xks_connectivity TEXT,
+    xks_vpc_service TEXT,
+    xks_access_key_id TEXT,
+    xks_credential_ms BIGINT,
+    UNIQUE (account, region, name)
+);
+CREATE TABLE system_secrets (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    value BYTEA NOT NULL
+);
+CREATE TABLE grants (
+    grant_id TEXT COLLATE "C" PRIMARY KEY,
+    key_id TEXT COLLATE "C" NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+    issuing_account TEXT NOT NULL,
+    name TEXT,
+    grantee_principal TEXT NOT NULL,
+    retiring_principal TEXT COLLATE "C",
+    operations TEXT NOT NULL,
+    constraints TEXT,
+    creation_ms BIGINT NOT NULL
+);
+CREATE INDEX grants_by_key ON grants(key_id, creation_ms);
+CREATE INDEX grants_by_retiring ON grants(retiring_principal, grant_id);
+
+CREATE FUNCTION kms_notify_key() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('kms_changes', 'k:' || OLD.key_id);
+    ELSE
+        PERFORM pg_notify('kms_changes', 'k:' || NEW.key_id);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER keys_notify AFTER INSERT OR UPDATE OR DELETE ON keys
+    FOR EACH ROW EXECUTE FUNCTION kms_notify_key();
+CREATE FUNCTION kms_notify_grant() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('kms_changes', 'g:' || OLD.key_id);
+    ELSE
+        PERFORM pg_notify('kms_changes', 'g:' || NEW.key_id);
+    END IF;
+    IF TG_OP = 'UPDATE' AND OLD.key_id <> NEW.key_id THEN
+        PERFORM pg_notify('kms_changes', 'g:' || OLD.key_id);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER grants_notify AFTER INSERT OR UPDATE OR DELETE ON grants
+    FOR EACH ROW EXECUTE FUNCTION kms_notify_grant();
+"#];

@@ -1,0 +1,524 @@
+//! Several `kms` processes on one PostgreSQL database: what one node does is in force on the
+//! others, names stay unique under concurrent creates, background work runs once, and a node
+//! killed under load loses nothing it acknowledged. Both nodes share the root of trust: the
+//! same root key file (software root) or the same SoftHSM token and domain key
+//! (`KMS_TEST_BACKEND=pkcs11`). Needs the cluster of `tests/pg/cluster.sh`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::Client;
+
+struct Node {
+    child: Child,
+    client: Client,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// A group of nodes on one fresh database and one root.
+struct Cluster {
+    url: String,
+    env: Vec<(String, String)>,
+    _root_dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let url = common::pg::fresh_database();
+        let root_dir = tempfile::tempdir().unwrap();
+        // One root for every node: the PKCS#11 settings (token, domain key label) are made
+        // once, or one software root key file.
+        let mut env = if common::backend() == "pkcs11" {
+            common::pkcs11_env()
+        } else {
+            vec![(
+                "KMS_ROOT__KEY_FILE".to_string(),
+                root_dir.path().join("root.key").display().to_string(),
+            )]
+        };
+        env.extend(common::pg::store_env(&url));
+        env.push((
+            "KMS_SERVER__MAINTENANCE_INTERVAL_SECONDS".into(),
+            "1".into(),
+        ));
+        env.push(("KMS_LOG".into(), "warn".into()));
+        Cluster {
+            url,
+            env,
+            _root_dir: root_dir,
+        }
+    }
+
+    /// Starts a node (returns once it listens: its root and schema are ready).
+    fn node(&self) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let (child, endpoint) = common::spawn_kms(dir.path(), self.env.clone(), Stdio::null());
+        let client = common::sdk_client(
+            &endpoint,
+            kms::config::DEV_ACCESS_KEY_ID,
+            kms::config::DEV_SECRET_ACCESS_KEY,
+        );
+        Node { child, client, dir }
+    }
+}
+
+async fn create_key(kms: &Client) -> String {
+    kms.create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id
+}
+
+async fn encrypt(kms: &Client, key: &str) -> Result<Blob, String> {
+    kms.encrypt()
+        .key_id(key)
+        .plaintext(Blob::new(b"across nodes".to_vec()))
+        .send()
+        .await
+        .map(|o| o.ciphertext_blob.unwrap())
+        .map_err(|e| common::code(&e))
+}
+
+/// Polls `f` on a node until it returns `want`; returns how long that took (at most `limit`).
+async fn time_until<F, Fut>(limit: Duration, want: &str, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Blob, String>>,
+{
+    let t0 = Instant::now();
+    loop {
+        match f().await {
+            Err(code) if code == want => return t0.elapsed(),
+            other => assert!(
+                t0.elapsed() < limit,
+                "still {:?} after {limit:?}, wanted {want}",
+                other.map(|_| "success")
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_key_created_on_one_node_is_used_on_the_other() {
+    let cluster = Cluster::new();
+    let (a, b) = (cluster.node(), cluster.node());
+    let key = create_key(&a.client).await;
+    let ct = encrypt(&a.client, &key).await.unwrap();
+    let pt = b.client.decrypt().ciphertext_blob(ct).send().await.unwrap();
+    assert_eq!(pt.plaintext.unwrap().as_ref(), b"across nodes");
+    // And the other way round, through an alias made on B.
+    b.client
+        .create_alias()
+        .alias_name("alias/shared")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let ct = encrypt(&b.client, "alias/shared").await.unwrap();
+    let pt = a.client.decrypt().ciphertext_blob(ct).send().await.unwrap();
+    assert_eq!(pt.plaintext.unwrap().as_ref(), b"across nodes");
+    let described = a
+        .client
+        .describe_key()
+        .key_id("alias/shared")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.key_metadata.unwrap().key_id, key);
+}
+
+/// DisableKey, ScheduleKeyDeletion and PutKeyPolicy on A are in force on B (which had the key
+/// cached) within one second; EnableKey and CancelKeyDeletion too.
+#[tokio::test]
+async fn a_change_on_one_node_is_in_force_on_the_other_within_a_second() {
+    let cluster = Cluster::new();
+    let (a, b) = (cluster.node(), cluster.node());
+    let key = create_key(&a.client).await;
+    let limit = Duration::from_secs(1);
+    // B has the key row (and its compiled policy) cached.
+    for _ in 0..3 {
+        encrypt(&b.client, &key).await.unwrap();
+    }
+
+    a.client.disable_key().key_id(&key).send().await.unwrap();
+    let took = time_until(limit, "DisabledException", || encrypt(&b.client, &key)).await;
+    println!("DisableKey on A refused on B after {took:?}");
+    // Never undone by a stale copy: B keeps refusing.
+    for _ in 0..5 {
+        assert_eq!(
+            encrypt(&b.client, &key).await.unwrap_err(),
+            "DisabledException"
+        );
+    }
+    a.client.enable_key().key_id(&key).send().await.unwrap();
+    let t0 = Instant::now();
+    while encrypt(&b.client, &key).await.is_err() {
+        assert!(t0.elapsed() < limit, "EnableKey on A not seen on B");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    a.client
+        .schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    time_until(limit, "KMSInvalidStateException", || {
+        encrypt(&b.client, &key)
+    })
+    .await;
+    a.client
+        .cancel_key_deletion()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    a.client.enable_key().key_id(&key).send().await.unwrap();
+    let t0 = Instant::now();
+    while encrypt(&b.client, &key).await.is_err() {
+        assert!(t0.elapsed() < limit, "CancelKeyDeletion on A not seen on B");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // A key policy that denies this caller Encrypt (and still lets the account manage it).
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Admin", "Effect": "Allow",
+             "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "NoEncrypt", "Effect": "Deny",
+             "Principal": {"AWS": kms::config::DEV_PRINCIPAL_ARN},
+             "Action": "kms:Encrypt", "Resource": "*"}
+        ]
+    });
+    a.client
+        .put_key_policy()
+        .key_id(&key)
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    time_until(limit, "AccessDeniedException", || encrypt(&b.client, &key)).await;
+}
+
+/// Both nodes create the same alias at once, many times: exactly one wins each time, the other
+/// gets AlreadyExistsException.
+#[tokio::test]
+async fn concurrent_alias_creates_on_two_nodes_exactly_one_wins() {
+    let cluster = Cluster::new();
+    let (a, b) = (cluster.node(), cluster.node());
+    let key = create_key(&a.client).await;
+    for round in 0..20 {
+        let name = format!("alias/race-{round}");
+        let create = |c: &Client| {
+            c.create_alias()
+                .alias_name(name.clone())
+                .target_key_id(key.clone())
+                .send()
+        };
+        let (ra, rb) = tokio::join!(create(&a.client), create(&b.client));
+        let codes: Vec<String> = [
+            ra.map_err(|e| common::code(&e)),
+            rb.map_err(|e| common::code(&e)),
+        ]
+        .into_iter()
+        .map(|r| match r {
+            Ok(_) => "ok".to_string(),
+            Err(c) => c,
+        })
+        .collect();
+        let mut sorted = codes.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            ["AlreadyExistsException", "ok"],
+            "round {round}: {codes:?}"
+        );
+    }
+    assert_eq!(
+        common::pg::psql(&cluster.url, "SELECT count(*) FROM aliases"),
+        "20"
+    );
+}
+
+/// Keys whose deletion date has passed are deleted exactly once with two nodes running
+/// maintenance every second: one DeleteKey service event per key across both audit logs.
+#[tokio::test]
+async fn the_deletion_task_runs_once_with_two_nodes() {
+    let cluster = Cluster::new();
+    let (a, b) = (cluster.node(), cluster.node());
+    let mut keys = Vec::new();
+    for _ in 0..6 {
+        let key = create_key(&a.client).await;
+        a.client
+            .schedule_key_deletion()
+            .key_id(&key)
+            .pending_window_in_days(7)
+            .send()
+            .await
+            .unwrap();
+        keys.push(key);
+    }
+    // The waiting period ends now (the nodes run on the system clock).
+    common::pg::psql(
+        &cluster.url,
+        "UPDATE keys SET deletion_ms = 0 WHERE state = 'PendingDeletion'",
+    );
+    let t0 = Instant::now();
+    while common::pg::psql(&cluster.url, "SELECT count(*) FROM keys") != "0" {
+        assert!(t0.elapsed() < Duration::from_secs(15), "keys not deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Two more maintenance periods: a second deletion would show up now.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut deleted: Vec<String> = [&a, &b]
+        .iter()
+        .flat_map(|n| n.audit())
+        .filter(|r| r["eventName"] == "DeleteKey" && r["eventType"] == "AwsServiceEvent")
+        .map(|r| {
+            r["serviceEventDetails"]["keyId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    deleted.sort();
+    keys.sort();
+    assert_eq!(deleted, keys);
+    for key in &keys {
+        let e = b
+            .client
+            .describe_key()
+            .key_id(key)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(common::code(&e), "NotFoundException");
+    }
+}
+
+/// `kill -9` of A while it creates keys: every CreateKey A acknowledged is there on B, and B
+/// keeps serving (and decrypts what A encrypted).
+#[tokio::test]
+async fn a_node_killed_under_load_loses_nothing_acknowledged() {
+    let cluster = Cluster::new();
+    let (mut a, b) = (cluster.node(), cluster.node());
+    let client = a.client.clone();
+    let load = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        loop {
+            let Ok(k) = client.create_key().send().await else {
+                return acked;
+            };
+            let id = k.key_metadata.unwrap().key_id;
+            let Ok(ct) = encrypt(&client, &id).await else {
+                return acked;
+            };
+            acked.push((id, ct));
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let acked = load.await.unwrap();
+    assert!(!acked.is_empty(), "no request finished before the kill");
+    for (id, ct) in &acked {
+        let pt = b
+            .client
+            .decrypt()
+            .key_id(id)
+            .ciphertext_blob(ct.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pt.plaintext.unwrap().as_ref(), b"across nodes");
+    }
+    let key = create_key(&b.client).await;
+    encrypt(&b.client, &key).await.unwrap();
+    println!(
+        "{} keys acknowledged by A before kill -9, all usable on B",
+        acked.len()
+    );
+}
+
+/// A PostgreSQL cluster of the test's own (`tests/pg/cluster.sh`): restarting the shared one
+/// would disturb the other tests. Stopped and removed on drop.
+struct OwnCluster {
+    dir: std::path::PathBuf,
+    url: String,
+    password: String,
+}
+
+impl OwnCluster {
+    fn script() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pg/cluster.sh")
+    }
+
+    fn start() -> OwnCluster {
+        let dir = std::env::temp_dir().join(format!("kms-pg-own-{}", uuid::Uuid::new_v4()));
+        let out = std::process::Command::new("bash")
+            .arg(Self::script())
+            .args(["start", dir.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cluster.sh start failed");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}='")))
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap()
+                .to_string()
+        };
+        OwnCluster {
+            url: value("KMS_TEST_PG_URL"),
+            password: value("KMS_TEST_PG_PASSWORD"),
+            dir,
+        }
+    }
+
+    fn run(&self, cmd: &str) {
+        let status = std::process::Command::new("bash")
+            .arg(Self::script())
+            .args([cmd, self.dir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cluster.sh {cmd} failed");
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        self.run("stop");
+    }
+}
+
+/// PostgreSQL restarted under load: requests in the gap fail with a retryable
+/// DependencyTimeoutException (503), the node recovers without a restart, and every key it
+/// acknowledged is there afterwards.
+#[tokio::test]
+async fn a_node_recovers_from_a_database_restart_under_load() {
+    let pg = OwnCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let mut env = vec![(
+        "KMS_ROOT__KEY_FILE".to_string(),
+        root.path().join("root.key").display().to_string(),
+    )];
+    env.extend(common::pg::store_env(&pg.url));
+    env.retain(|(k, _)| k != "KMS_TEST_PG_PASSWORD");
+    env.push(("KMS_TEST_PG_PASSWORD".into(), pg.password.clone()));
+    // Short enough to keep the gap's requests short; long enough for a SCRAM login by a debug
+    // build on a busy machine.
+    env.push(("KMS_STORE__POOL_WAIT_MS".into(), "3000".into()));
+    env.push(("KMS_STORE__CONNECT_TIMEOUT_MS".into(), "3000".into()));
+    env.push(("KMS_LOG".into(), "error".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let (child, endpoint) = common::spawn_kms(dir.path(), env, Stdio::null());
+    let node = Node {
+        child,
+        client: common::sdk_client(
+            &endpoint,
+            kms::config::DEV_ACCESS_KEY_ID,
+            kms::config::DEV_SECRET_ACCESS_KEY,
+        ),
+        dir,
+    };
+    let key = create_key(&node.client).await;
+
+    let (client, load_key) = (node.client.clone(), key.clone());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = stop.clone();
+    let load = tokio::spawn(async move {
+        let (mut acked, mut errors, mut ok_after) = (Vec::new(), Vec::new(), 0usize);
+        while !stopping.load(std::sync::atomic::Ordering::Acquire) {
+            match client.create_key().send().await {
+                Ok(k) => acked.push(k.key_metadata.unwrap().key_id),
+                Err(e) => errors.push(common::code(&e)),
+            }
+            match encrypt(&client, &load_key).await {
+                Ok(_) => ok_after += 1,
+                Err(code) => {
+                    errors.push(code);
+                    ok_after = 0;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (acked, errors, ok_after)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::task::spawn_blocking({
+        let (dir, script) = (pg.dir.clone(), OwnCluster::script());
+        move || {
+            let status = std::process::Command::new("bash")
+                .arg(script)
+                .args(["restart", dir.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "restart failed");
+        }
+    })
+    .await
+    .unwrap();
+    // Serving again by itself within a few seconds of the restart.
+    let t0 = Instant::now();
+    loop {
+        if node.client.create_key().send().await.is_ok()
+            && encrypt(&node.client, &key).await.is_ok()
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "node did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let (acked, errors, ok_after) = load.await.unwrap();
+    println!(
+        "{} keys acknowledged, {} failed requests in the gap: {:?}",
+        acked.len(),
+        errors.len(),
+        errors.iter().collect::<std::collections::BTreeSet<_>>()
+    );
+    assert!(ok_after > 0, "the load did not succeed after the restart");
+    for code in &errors {
+        assert_eq!(code, "DependencyTimeoutException");
+    }
+    for id in &acked {
+        node.client.describe_key().key_id(id).send().await.unwrap();
+    }
+}

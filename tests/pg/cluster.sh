@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL cluster on a loopback port, for the tests and for developers.
+#
+#   eval "$(bash tests/pg/cluster.sh start [DIR])"   # starts it, prints the exports below
+#   bash tests/pg/cluster.sh stop [DIR]              # stops it and removes DIR
+#   bash tests/pg/cluster.sh restart [DIR]           # fast shutdown, then start again (same port)
+#
+# Prints (for eval):
+#   KMS_TEST_PG_URL       postgres://kms@127.0.0.1:PORT/postgres (the admin database; each
+#                         test creates its own database through it)
+#   KMS_TEST_PG_PASSWORD  the password of role `kms` (SCRAM authentication, as in production)
+#   KMS_TEST_PG_DIR       DIR
+#
+# Installs PostgreSQL from the distribution packages when it is missing (Debian:
+# apt-get install postgresql). initdb refuses to run as root, so as root the cluster belongs to
+# the `postgres` system user (created by the package). Fails loudly; never skips.
+set -euo pipefail
+cmd=${1:-}
+dir=${2:-${TMPDIR:-/tmp}/kms-test-pg}
+
+find_bin() {
+  local b
+  for b in /usr/lib/postgresql/*/bin; do
+    if [ -x "$b/initdb" ]; then echo "$b"; return 0; fi
+  done
+  return 1
+}
+
+case "$cmd" in
+start)
+  if ! bin=$(find_bin); then
+    echo "PostgreSQL server is missing: installing it (apt-get install postgresql)" >&2
+    if [ "$(id -u)" = 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2 ||
+        { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2; }
+    else
+      echo "FAIL: run as root or install the postgresql package" >&2
+      exit 1
+    fi
+    bin=$(find_bin) || { echo "FAIL: no initdb after installing postgresql" >&2; exit 1; }
+  fi
+  # A previous cluster in DIR: stop it and start from nothing.
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    bash "$0" stop "$dir" >&2 || true
+  fi
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  run=()
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres
+    chown postgres: "$dir"
+    run=(runuser -u postgres --)
+  fi
+  password=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  printf '%s\n' "$password" >"$dir/pwfile"
+  chmod 600 "$dir/pwfile"
+  [ "$(id -u)" = 0 ] && chown postgres: "$dir/pwfile"
+  "${run[@]}" "$bin/initdb" -D "$dir/data" -U kms --pwfile="$dir/pwfile" \
+    --auth-host=scram-sha-256 --auth-local=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; echo "FAIL: initdb" >&2; exit 1; }
+  rm -f "$dir/pwfile"
+  # A free loopback port: ask the kernel for one.
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+  # Loopback only; enough connections for parallel tests (each node: a pool, a listener, a
+  # lease); fsync stays on (durability tests kill servers, not the database).
+  "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
+    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=400 -c shared_buffers=64MB" >&2 ||
+    { cat "$dir/server.log" >&2; echo "FAIL: PostgreSQL did not start" >&2; exit 1; }
+  echo "export KMS_TEST_PG_URL='postgres://kms@127.0.0.1:$port/postgres'"
+  echo "export KMS_TEST_PG_PASSWORD='$password'"
+  echo "export KMS_TEST_PG_DIR='$dir'"
+  ;;
+restart)
+  bin=$(find_bin)
+  run=()
+  [ "$(id -u)" = 0 ] && run=(runuser -u postgres --)
+  "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 restart >&2
+  ;;
+stop)
+  bin=$(find_bin) || exit 0
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    run=()
+    [ "$(id -u)" = 0 ] && run=(runuser -u postgres --)
+    "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >&2 || true
+  fi
+  rm -rf "$dir"
+  ;;
+*)
+  echo "usage: $0 start|stop [DIR]" >&2
+  exit 64
+  ;;
+esac

@@ -1,0 +1,570 @@
+//! One store test suite that both metadata stores pass: SQLite (a file) and PostgreSQL (a
+//! fresh database on the cluster of `tests/pg/cluster.sh`). It drives the `MetadataStore`
+//! trait directly: durability of what was written, optimistic concurrency, uniqueness, ordering
+//! and pagination, cascades, leases, and the schema version checks.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod common;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+use kms::config::{PgTls, PostgresConfig, StoreConfig};
+use kms::model::{
+    AliasRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, GrantConstraints,
+    GrantRecord, KeyId, KeyRecord, KeySpec, KeyState, KeyUsage, MaterialRecord, Origin,
+    RotationType, Tag, XksProxySettings,
+};
+use kms::store::{LeaseName, MetadataStore, MigrateOnOpen, PgStore, SqliteStore, StoreError};
+
+const A: &str = "111122223333";
+const R: &str = "us-east-1";
+
+fn at(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).unwrap()
+}
+
+fn key(id: &KeyId, account: &str) -> KeyRecord {
+    KeyRecord {
+        key_id: id.clone(),
+        account: account.into(),
+        region: R.into(),
+        arn: format!("arn:aws:kms:{R}:{account}:key/{}", id.as_str()),
+        description: "d".into(),
+        key_spec: KeySpec::SymmetricDefault,
+        key_usage: KeyUsage::EncryptDecrypt,
+        origin: Origin::AwsKms,
+        state: KeyState::Enabled,
+        creation_date: at(1_700_000_000_123),
+        deletion_date: None,
+        pending_window_days: None,
+        policy: "{\"Version\":\"2012-10-17\"}".into(),
+        rotation_enabled: false,
+        rotation_period_days: None,
+        next_rotation_date: None,
+        current_material: 1,
+        row_version: 1,
+        custom_key_store_id: None,
+        xks_key_id: None,
+        public_key: None,
+        unavailable: false,
+    }
+}
+
+fn material(id: &KeyId, version: u32) -> MaterialRecord {
+    MaterialRecord {
+        key_id: id.clone(),
+        version,
+        wrapped: vec![version as u8; 60],
+        created: at(1_700_000_000_000 + i64::from(version)),
+        rotation_type: (version > 1).then_some(RotationType::OnDemand),
+    }
+}
+
+fn alias(name: &str, target: &KeyId) -> AliasRecord {
+    AliasRecord {
+        account: A.into(),
+        region: R.into(),
+        name: name.into(),
+        target_key_id: target.clone(),
+        creation_date: at(1_700_000_000_000),
+        last_updated_date: at(1_700_000_000_000),
+    }
+}
+
+fn grant(id: &str, key: &KeyId, retiring: Option<&str>, created: i64) -> GrantRecord {
+    GrantRecord {
+        grant_id: id.into(),
+        key_id: key.clone(),
+        issuing_account: A.into(),
+        name: Some(format!("name-{id}")),
+        grantee_principal: "arn:aws:iam::111122223333:user/carol".into(),
+        retiring_principal: retiring.map(str::to_string),
+        operations: vec!["Encrypt".into(), "Decrypt".into()],
+        constraints: GrantConstraints {
+            encryption_context_equals: None,
+            encryption_context_subset: Some(BTreeMap::from([("a".into(), "1".into())])),
+        },
+        creation_date: at(created),
+    }
+}
+
+fn custom_store(id: &str, name: &str) -> CustomKeyStoreRecord {
+    CustomKeyStoreRecord {
+        id: id.into(),
+        account: A.into(),
+        region: R.into(),
+        name: name.into(),
+        store_type: CustomKeyStoreType::ExternalKeyStore,
+        cluster_id: None,
+        trust_anchor: None,
+        password_encrypted: vec![1, 2, 3],
+        connection_state: ConnectionState::Disconnected,
+        connection_error: None,
+        creation_date: at(1_700_000_000_000),
+        row_version: 1,
+        xks: Some(XksProxySettings {
+            uri_endpoint: "https://proxy.example".into(),
+            uri_path: "/kms/xks/v1".into(),
+            connectivity: "PUBLIC_ENDPOINT".into(),
+            vpc_endpoint_service_name: None,
+            access_key_id: "AKIAXKSPROXY00000001".into(),
+            credential_date: Some(at(1_700_000_000_500)),
+        }),
+    }
+}
+
+/// The suite: every assertion holds on both stores.
+async fn suite(s: &dyn MetadataStore) {
+    // Keys: insert with material and tags, read back exactly.
+    let mut ids: Vec<KeyId> = (0..5).map(|_| KeyId::generate()).collect();
+    ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    for id in &ids {
+        s.insert_key(
+            &key(id, A),
+            &material(id, 1),
+            &[Tag {
+                key: "team".into(),
+                value: "blue".into(),
+            }],
+        )
+        .await
+        .unwrap();
+    }
+    let k0 = s.get_key(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(k0, key(&ids[0], A));
+    assert!(s.get_key(&KeyId::generate()).await.unwrap().is_none());
+    // A second insert of the same id is refused.
+    assert!(matches!(
+        s.insert_key(&key(&ids[0], A), &material(&ids[0], 1), &[])
+            .await,
+        Err(StoreError::AlreadyExists)
+    ));
+    // Another account's key is not listed with these.
+    let other = KeyId::generate();
+    s.insert_key(&key(&other, "444455556666"), &material(&other, 1), &[])
+        .await
+        .unwrap();
+
+    // Listing: ordered by id, paginated with `after`.
+    let page1 = s.list_keys(A, R, None, 3).await.unwrap();
+    let page2 = s
+        .list_keys(A, R, Some(page1[2].key_id.as_str()), 3)
+        .await
+        .unwrap();
+    let listed: Vec<KeyId> = page1
+        .iter()
+        .chain(&page2)
+        .map(|k| k.key_id.clone())
+        .collect();
+    assert_eq!(listed, ids);
+
+    // Optimistic concurrency: an update names the version it read.
+    let mut k = k0.clone();
+    k.state = KeyState::Disabled;
+    k.description = "changed".into();
+    let k = s.update_key(&k).await.unwrap();
+    assert_eq!(k.row_version, 2);
+    assert_eq!(s.get_key(&ids[0]).await.unwrap().unwrap(), k);
+    let mut stale = k0.clone();
+    stale.state = KeyState::Enabled;
+    assert!(matches!(
+        s.update_key(&stale).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        s.get_key(&ids[0]).await.unwrap().unwrap().state,
+        KeyState::Disabled
+    );
+
+    // Rotation: the row and a new material version in one transaction.
+    let mut r = k.clone();
+    r.current_material = 2;
+    let r = s.rotate_key(&r, &material(&ids[0], 2)).await.unwrap();
+    assert_eq!(r.row_version, 3);
+    let versions: Vec<u32> = s
+        .list_materials(&ids[0])
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    assert_eq!(
+        s.get_material(&ids[0], 2).await.unwrap().unwrap(),
+        material(&ids[0], 2)
+    );
+    assert!(s.get_material(&ids[0], 3).await.unwrap().is_none());
+    // A stale rotation adds no material.
+    let mut stale = k.clone();
+    stale.current_material = 3;
+    assert!(matches!(
+        s.rotate_key(&stale, &material(&ids[0], 3)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(s.get_material(&ids[0], 3).await.unwrap().is_none());
+
+    // Due deletions and rotations.
+    let mut d = s.get_key(&ids[1]).await.unwrap().unwrap();
+    d.state = KeyState::PendingDeletion;
+    d.deletion_date = Some(at(2_000));
+    d.pending_window_days = Some(7);
+    let d = s.update_key(&d).await.unwrap();
+    let mut rot = s.get_key(&ids[2]).await.unwrap().unwrap();
+    rot.rotation_enabled = true;
+    rot.rotation_period_days = Some(90);
+    rot.next_rotation_date = Some(at(3_000));
+    s.update_key(&rot).await.unwrap();
+    assert!(s.keys_due_for_deletion(at(1_999)).await.unwrap().is_empty());
+    assert_eq!(
+        s.keys_due_for_deletion(at(2_000)).await.unwrap(),
+        [ids[1].clone()]
+    );
+    assert!(s.keys_due_for_rotation(at(2_999)).await.unwrap().is_empty());
+    assert_eq!(
+        s.keys_due_for_rotation(at(5_000)).await.unwrap(),
+        [ids[2].clone()]
+    );
+
+    // Aliases: unique per account and region, ordered by name, per key, counted.
+    s.create_alias(&alias("alias/b", &ids[1])).await.unwrap();
+    s.create_alias(&alias("alias/a", &ids[1])).await.unwrap();
+    s.create_alias(&alias("alias/c", &ids[3])).await.unwrap();
+    s.create_alias(&alias("alias/Z", &ids[3])).await.unwrap();
+    assert!(matches!(
+        s.create_alias(&alias("alias/a", &ids[3])).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    let names = |v: Vec<AliasRecord>| v.into_iter().map(|a| a.name).collect::<Vec<_>>();
+    // Byte order (uppercase first), whatever the database's locale.
+    assert_eq!(
+        names(s.list_aliases(A, R, None, None, 10).await.unwrap()),
+        ["alias/Z", "alias/a", "alias/b", "alias/c"]
+    );
+    assert_eq!(
+        names(
+            s.list_aliases(A, R, None, Some("alias/a"), 2)
+                .await
+                .unwrap()
+        ),
+        ["alias/b", "alias/c"]
+    );
+    assert_eq!(
+        names(s.list_aliases(A, R, Some(&ids[1]), None, 10).await.unwrap()),
+        ["alias/a", "alias/b"]
+    );
+    assert_eq!(s.count_aliases(&ids[1]).await.unwrap(), 2);
+    let mut moved = alias("alias/a", &ids[4]);
+    moved.last_updated_date = at(1_700_000_009_000);
+    s.update_alias(&moved).await.unwrap();
+    let got = s.get_alias(A, R, "alias/a").await.unwrap().unwrap();
+    assert_eq!(got.target_key_id, ids[4]);
+    assert_eq!(got.last_updated_date, at(1_700_000_009_000));
+    assert_eq!(got.creation_date, at(1_700_000_000_000));
+    assert!(s.delete_alias(A, R, "alias/Z").await.unwrap());
+    assert!(!s.delete_alias(A, R, "alias/Z").await.unwrap());
+    assert!(s.get_alias(A, R, "alias/Z").await.unwrap().is_none());
+
+    // Tags: upsert, remove, ordered by key.
+    s.put_tags(
+        &ids[0],
+        &[
+            Tag {
+                key: "team".into(),
+                value: "red".into(),
+            },
+            Tag {
+                key: "app".into(),
+                value: "x".into(),
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    let tags = s.list_tags(&ids[0]).await.unwrap();
+    assert_eq!(
+        tags.iter()
+            .map(|t| (t.key.as_str(), t.value.as_str()))
+            .collect::<Vec<_>>(),
+        [("app", "x"), ("team", "red")]
+    );
+    s.remove_tags(&ids[0], &["team".into(), "absent".into()])
+        .await
+        .unwrap();
+    assert_eq!(s.list_tags(&ids[0]).await.unwrap().len(), 1);
+
+    // Custom key stores: unique names, conditional updates, counts and lookups.
+    s.insert_custom_key_store(&custom_store("cks-b", "store-b"))
+        .await
+        .unwrap();
+    s.insert_custom_key_store(&custom_store("cks-a", "store-a"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.insert_custom_key_store(&custom_store("cks-c", "store-a"))
+            .await,
+        Err(StoreError::AlreadyExists)
+    ));
+    let cs = s.get_custom_key_store("cks-a").await.unwrap().unwrap();
+    assert_eq!(cs, custom_store("cks-a", "store-a"));
+    let mut connected = cs.clone();
+    connected.connection_state = ConnectionState::Connected;
+    let connected = s.update_custom_key_store(&connected).await.unwrap();
+    assert_eq!(connected.row_version, 2);
+    assert!(matches!(
+        s.update_custom_key_store(&cs).await,
+        Err(StoreError::Conflict)
+    ));
+    let listed: Vec<String> = s
+        .list_custom_key_stores(A, R)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(listed, ["cks-a", "cks-b"]);
+    assert_eq!(s.all_custom_key_stores().await.unwrap().len(), 2);
+    let xk = KeyId::generate();
+    let mut xkey = key(&xk, A);
+    xkey.custom_key_store_id = Some("cks-a".into());
+    xkey.xks_key_id = Some("ext-1".into());
+    xkey.public_key = Some(vec![9; 91]);
+    s.insert_key(&xkey, &material(&xk, 1), &[]).await.unwrap();
+    assert_eq!(s.get_key(&xk).await.unwrap().unwrap(), xkey);
+    assert_eq!(s.count_keys_in_store("cks-a").await.unwrap(), 1);
+    assert_eq!(
+        s.find_key_by_xks_id("cks-a", "ext-1").await.unwrap(),
+        Some(xk.clone())
+    );
+    assert_eq!(s.find_key_by_xks_id("cks-a", "ext-2").await.unwrap(), None);
+    s.delete_custom_key_store("cks-b").await.unwrap();
+    assert!(s.get_custom_key_store("cks-b").await.unwrap().is_none());
+
+    // Grants: oldest first per key, retirable by principal with pagination, deletion.
+    s.insert_grant(&grant("g2", &ids[3], Some("p"), 20))
+        .await
+        .unwrap();
+    s.insert_grant(&grant("g1", &ids[3], Some("p"), 10))
+        .await
+        .unwrap();
+    s.insert_grant(&grant("g3", &ids[4], Some("p"), 5))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.insert_grant(&grant("g1", &ids[4], None, 1)).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    let on3: Vec<String> = s
+        .list_grants(&ids[3])
+        .await
+        .unwrap()
+        .iter()
+        .map(|g| g.grant_id.clone())
+        .collect();
+    assert_eq!(on3, ["g1", "g2"]);
+    assert_eq!(
+        s.get_grant("g1").await.unwrap().unwrap(),
+        grant("g1", &ids[3], Some("p"), 10)
+    );
+    let retirable: Vec<String> = s
+        .list_retirable_grants("p", Some("g1"), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.grant_id)
+        .collect();
+    assert_eq!(retirable, ["g2", "g3"]);
+    assert!(s.delete_grant("g2").await.unwrap());
+    assert!(!s.delete_grant("g2").await.unwrap());
+    assert_eq!(s.list_grants(&ids[3]).await.unwrap().len(), 1);
+
+    // System secrets: the first value stays.
+    assert!(s.get_system_secret("mac").await.unwrap().is_none());
+    assert_eq!(
+        s.put_system_secret_if_absent("mac", b"one").await.unwrap(),
+        b"one"
+    );
+    assert_eq!(
+        s.put_system_secret_if_absent("mac", b"two").await.unwrap(),
+        b"one"
+    );
+
+    // Deletion is conditional on the row version and cascades.
+    assert!(!s.delete_key(&ids[1], d.row_version - 1).await.unwrap());
+    assert!(s.get_key(&ids[1]).await.unwrap().is_some());
+    assert!(s.delete_key(&ids[1], d.row_version).await.unwrap());
+    assert!(!s.delete_key(&ids[1], d.row_version).await.unwrap());
+    assert!(s.get_key(&ids[1]).await.unwrap().is_none());
+    assert!(s.list_materials(&ids[1]).await.unwrap().is_empty());
+    assert_eq!(s.count_aliases(&ids[1]).await.unwrap(), 0);
+    let v3 = s.get_key(&ids[3]).await.unwrap().unwrap().row_version;
+    assert!(s.delete_key(&ids[3], v3).await.unwrap());
+    assert!(s.get_grant("g1").await.unwrap().is_none());
+    assert!(s.list_tags(&ids[3]).await.unwrap().is_empty());
+
+    // The maintenance lease can be taken (and is free again once dropped).
+    let lease = s.try_lease(LeaseName::Maintenance).await.unwrap();
+    assert!(lease.is_some());
+    drop(lease);
+    assert!(s.try_lease(LeaseName::Maintenance).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn sqlite_store_passes_the_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("kms.sqlite3")).unwrap();
+    suite(&store).await;
+    // The same through the cache in front of it.
+    let dir = tempfile::tempdir().unwrap();
+    let cached =
+        kms::store::CachedStore::new(SqliteStore::open(&dir.path().join("kms.sqlite3")).unwrap());
+    suite(&cached).await;
+}
+
+fn pg_config(url: &str) -> PostgresConfig {
+    PostgresConfig {
+        url: url.into(),
+        password: Some(common::pg::password().into()),
+        tls: PgTls::Disable,
+        ca_pem: None,
+        pool_size: 4,
+        connect_timeout: std::time::Duration::from_secs(5),
+        pool_wait: std::time::Duration::from_secs(5),
+        auto_migrate: true,
+    }
+}
+
+#[tokio::test]
+async fn postgres_store_passes_the_suite() {
+    let url = common::pg::fresh_database();
+    let store = PgStore::connect(&pg_config(&url)).await.unwrap();
+    let m = store.migrate().await.unwrap();
+    assert_eq!(m.from, 0);
+    assert!(m.to >= 1);
+    suite(&store).await;
+}
+
+/// On PostgreSQL the lease is cluster-wide: while one holder has it, nobody else gets it; a
+/// holder whose session ends (a node that died) frees it.
+#[tokio::test]
+async fn postgres_lease_is_exclusive_and_freed_with_its_session() {
+    let url = common::pg::fresh_database();
+    let a = PgStore::connect(&pg_config(&url)).await.unwrap();
+    a.migrate().await.unwrap();
+    let b = PgStore::connect(&pg_config(&url)).await.unwrap();
+    let held = a.try_lease(LeaseName::Maintenance).await.unwrap().unwrap();
+    assert!(b.try_lease(LeaseName::Maintenance).await.unwrap().is_none());
+    assert!(a.try_lease(LeaseName::Maintenance).await.unwrap().is_none());
+    drop(held);
+    // The holder's connection closes asynchronously; the lease is free soon after.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if b.try_lease(LeaseName::Maintenance).await.unwrap().is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "lease never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A holder killed without a goodbye: its backend is terminated, the lease goes with it.
+    let held = b.try_lease(LeaseName::Maintenance).await.unwrap().unwrap();
+    let pid = common::pg::psql(
+        &url,
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted LIMIT 1",
+    );
+    common::pg::psql(&url, &format!("SELECT pg_terminate_backend({pid})"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if a.try_lease(LeaseName::Maintenance).await.unwrap().is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "lease never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(held);
+}
+
+/// Migrations: applied once (two concurrent runs do not race), recorded, and a schema newer
+/// than the binary knows is refused, by both stores; an old schema is refused when migrating
+/// at start-up is off.
+#[tokio::test]
+async fn migrations_are_versioned_and_a_newer_schema_is_refused() {
+    // PostgreSQL: two nodes migrating at once.
+    let url = common::pg::fresh_database();
+    let a = PgStore::connect(&pg_config(&url)).await.unwrap();
+    let b = PgStore::connect(&pg_config(&url)).await.unwrap();
+    let (ma, mb) = tokio::join!(a.migrate(), b.migrate());
+    let (ma, mb) = (ma.unwrap(), mb.unwrap());
+    let known = ma.to;
+    assert_eq!(mb.to, known);
+    // Exactly one of them did the work.
+    assert_eq!([ma.from, mb.from].iter().filter(|&&f| f == 0).count(), 1);
+    assert_eq!(
+        common::pg::psql(&url, "SELECT count(*) FROM kms_schema_version"),
+        known.to_string()
+    );
+    let again = a.migrate().await.unwrap();
+    assert_eq!((again.from, again.to), (known, known));
+    common::pg::psql(
+        &url,
+        &format!("INSERT INTO kms_schema_version VALUES ({})", known + 1),
+    );
+    match a.prepare_schema(MigrateOnOpen::Apply).await {
+        Err(StoreError::SchemaTooNew { found, known: k }) => {
+            assert_eq!((found, k), (known + 1, known))
+        }
+        other => panic!("expected SchemaTooNew, got {:?}", other.map(|_| ())),
+    }
+    // And through the configuration, as `kms` opens it.
+    let err = kms::store::open(&StoreConfig::Postgres(pg_config(&url)))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("newer than this kms binary knows"),
+        "{err}"
+    );
+    // An empty database with auto_migrate off is refused with the command to run.
+    let fresh = common::pg::fresh_database();
+    let mut cfg = pg_config(&fresh);
+    cfg.auto_migrate = false;
+    let err = kms::store::open(&StoreConfig::Postgres(cfg.clone()))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("kms migrate"), "{err}");
+    kms::store::migrate(&StoreConfig::Postgres(cfg.clone()))
+        .await
+        .unwrap();
+    kms::store::open(&StoreConfig::Postgres(cfg)).await.unwrap();
+
+    // SQLite: the same rules.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kms.sqlite3");
+    let err = SqliteStore::open_with(&path, MigrateOnOpen::Refuse)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, StoreError::SchemaBehind { found: 0, .. }),
+        "{err}"
+    );
+    let m = SqliteStore::migrate_file(&path).unwrap();
+    assert_eq!(m.from, 0);
+    SqliteStore::open_with(&path, MigrateOnOpen::Refuse).unwrap();
+    let db = record_schema_version(&path, m.to + 1);
+    assert!(db.is_ok());
+    let err = SqliteStore::open(&path).err().unwrap();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found, known: k } if found == m.to + 1 && k == m.to),
+        "{err}"
+    );
+}
+
+/// Records a schema version in a SQLite file behind the store's back.
+fn record_schema_version(path: &std::path::Path, version: i64) -> Result<(), String> {
+    let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
+    conn.execute(
+        "INSERT INTO schema_version (version) VALUES (?1)",
+        [version],
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
