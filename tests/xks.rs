@@ -651,7 +651,9 @@ async fn proxy_faults_map_to_the_reference_exceptions() {
     let text = srv.state.service.metrics().render();
     let has = |needle: &str| text.lines().any(|l| l.contains(needle));
     assert!(has(&format!("kms_xks_proxy_request_duration_seconds_count{{custom_key_store_id=\"{store}\",operation=\"Encrypt\"}}")), "{text}");
-    assert!(has(&format!("kms_xks_proxy_errors_total{{custom_key_store_id=\"{store}\",error_type=\"ThrottlingException\"}} 1")), "{text}");
+    // The ThrottlingException above was counted before the store was last disconnected, which
+    // removed the store's series (a_proxy_cannot_grow_the_metrics_without_bound).
+    assert!(!has(&format!("kms_xks_proxy_errors_total{{custom_key_store_id=\"{store}\",error_type=\"ThrottlingException\"}}")), "{text}");
     assert!(has(&format!("kms_xks_proxy_errors_total{{custom_key_store_id=\"{store}\",error_type=\"Unreachable\"}}")), "{text}");
     assert!(has(&format!("kms_xks_external_key_manager_state{{custom_key_store_id=\"{store}\",ekm_id=\"hsm-1\",state=\"ACTIVE\"}} 1")), "{text}");
     let days = text

@@ -197,7 +197,8 @@ fn writer_loop(file: std::fs::File, rx: Receiver<Msg>) {
             written = false;
             tracing::error!(error = %e, "audit log write failed");
         }
-        if !durable.is_empty() {
+        let synced = !durable.is_empty();
+        if synced {
             // One sync for the batch; every durable record in it shares the outcome.
             if let Err(e) = w.get_ref().sync_data() {
                 written = false;
@@ -215,7 +216,7 @@ fn writer_loop(file: std::fs::File, rx: Receiver<Msg>) {
         for ack in acks {
             let _ = ack.send(());
         }
-        if !durable.is_empty() {
+        if synced {
             // Durable records are waited for: no batching pause.
             continue;
         }

@@ -499,7 +499,7 @@ impl Core {
             response_elements,
             error,
             read_only,
-        );
+        )
     }
 
     /// Emits the audit record of an API call of `event_source` (`kms.amazonaws.com`,
