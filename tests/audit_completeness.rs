@@ -2,7 +2,7 @@
 //! before authentication (wrong method or path, no operation, a body too large), each with the
 //! client's address; and in durable mode (`[audit] durable = true`) a response is sent only
 //! after its record is on disk, so a request whose record cannot be written fails.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
 use http_body_util::{BodyExt, Full};

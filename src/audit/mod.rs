@@ -274,17 +274,16 @@ impl AuditSink for FileAuditSink {
     fn record_durable(&self, event: AuditEvent) -> AuditAck {
         let (tx, rx) = tokio::sync::oneshot::channel();
         // A stopped writer drops the sender, which the waiting request sees as a failure.
-        match self.tx.try_send(Msg::Durable(Box::new(event), tx)) {
-            Err(TrySendError::Full(Msg::Durable(mut event, tx))) => {
-                // The writer is behind: written and synced here, as `record` does.
-                let _g = self.fallback.lock();
-                let written = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&self.path)
-                    .is_ok_and(|mut f| write_line(&mut f, &mut event) && f.sync_data().is_ok());
-                let _ = tx.send(written);
-            }
-            Ok(()) | Err(_) => {}
+        if let Err(TrySendError::Full(Msg::Durable(mut event, tx))) =
+            self.tx.try_send(Msg::Durable(Box::new(event), tx))
+        {
+            // The writer is behind: written and synced here, as `record` does.
+            let _g = self.fallback.lock();
+            let written = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .is_ok_and(|mut f| write_line(&mut f, &mut event) && f.sync_data().is_ok());
+            let _ = tx.send(written);
         }
         rx
     }
