@@ -185,6 +185,8 @@ data_dir = "$dir/kms-data"
 baseline_route = true
 [xks]
 ca_file = "$dir/ca.pem"
+# The benchmark proxy runs on this host: loopback is refused unless allowed.
+allowed_proxy_networks = ["127.0.0.1", "::1"]
 requests_per_second = ${KMS_BENCH_XKS_RPS:-1000000}
 CONF
   KMS_LOG=warn "$kms_bin" --config "$dir/kms.toml" >"$dir/kms.log" 2>&1 &

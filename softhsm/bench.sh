@@ -58,6 +58,7 @@ pin_file = "$work/softhsm/user.pin"
 
 [[clusters]]
 id = "$cluster"
+account = "111122223333"
 profile = "$profile"
 trust_anchor_file = "$work/softhsm/customerCA.crt"
 # Not AWS's 1800/s store quota: the benchmark measures the store, not the quota.

@@ -87,12 +87,14 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
             (Arc::new(root), false)
         }
     };
-    let audit: Arc<dyn AuditSink> = Arc::new(FileAuditSink::open(&config.audit_path).map_err(
-        |source| StartError::Audit {
-            path: config.audit_path.display().to_string(),
-            source,
-        },
-    )?);
+    let audit: Arc<dyn AuditSink> = Arc::new(
+        FileAuditSink::open(&config.audit_path)
+            .map_err(|source| StartError::Audit {
+                path: config.audit_path.display().to_string(),
+                source,
+            })?
+            .durable(config.audit_durable),
+    );
     let xks_tls = crate::backend::xks::XksTls::new(
         config.xks.ca_pem.as_deref(),
         match (&config.xks.client_cert_pem, &config.xks.client_key_pem) {
@@ -108,6 +110,9 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     if let Some(rps) = config.xks.requests_per_second {
         xks = xks.with_requests_per_second(rps);
     }
+    xks = xks
+        .with_endpoint_policy(config.xks.endpoint_policy.clone())
+        .with_probes_per_minute(config.xks.probes_per_minute);
     let connections = Connections::new(config.clusters.clone(), threads).with_xks(xks);
     let metrics =
         Arc::new(crate::metrics::Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?);

@@ -3,6 +3,16 @@
 //! last reported by GetHealthStatus, days until the proxy's TLS certificate expires, and the age
 //! of the proxy credential; open and rejected connections of the API listener. Served as text on
 //! a separate listener (`server.metrics_listen`).
+//!
+//! Every label value is from a closed set or bounded: proxy error names map onto the XKS
+//! specification's names plus `Other`, at most [`MAX_EKM_INSTANCES`] external key manager ids
+//! of a checked shape are kept per store (the last probe's only), and a store's series are
+//! removed when it is disconnected or deleted ([`Metrics::forget_xks_store`]). A tenant's proxy
+//! cannot grow the registry.
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
 
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
@@ -23,6 +33,40 @@ pub struct Metrics {
     pub open_connections: IntGauge,
     /// API connections closed before carrying a request, by reason (`serve::Rejection`).
     pub connections_rejected: IntCounterVec,
+    /// The external key manager ids labelled per store (to replace and remove them).
+    ekm_ids: Mutex<HashMap<String, Vec<String>>>,
+}
+
+/// External key manager instances labelled per store (the XKS specification allows 1 to 10).
+pub const MAX_EKM_INSTANCES: usize = 10;
+/// Longest external key manager id used as a label value.
+const MAX_EKM_ID_LEN: usize = 64;
+
+/// The `error_type` values of `kms_xks_proxy_errors_total` besides the XKS error names.
+pub const XKS_TRANSPORT_ERRORS: [&str; 6] = [
+    "Timeout",
+    "Unreachable",
+    "TlsError",
+    "InvalidResponse",
+    "RefusedAddress",
+    "Other",
+];
+
+/// The health states of `kms_xks_external_key_manager_state`.
+const EKM_STATES: [xks_wire::HealthStatus; 3] = [
+    xks_wire::HealthStatus::Active,
+    xks_wire::HealthStatus::Degraded,
+    xks_wire::HealthStatus::Unavailable,
+];
+
+/// Whether an external key manager id may become a label value: 1-64 characters of
+/// `[A-Za-z0-9._:-]`.
+fn usable_ekm_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_EKM_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -112,7 +156,70 @@ impl Metrics {
             xks_credential_age_days,
             open_connections,
             connections_rejected,
+            ekm_ids: Mutex::default(),
         })
+    }
+
+    /// Records the external key manager states a store's proxy reported, replacing the series
+    /// of its previous report. Ids of another shape, repeated ids and instances beyond
+    /// [`MAX_EKM_INSTANCES`] are left out; returns how many were.
+    pub fn set_ekm_states(&self, store_id: &str, fleet: &[xks_wire::EkmFleetDetail]) -> usize {
+        let mut kept: Vec<(&str, xks_wire::HealthStatus)> = Vec::new();
+        for d in fleet {
+            if kept.len() < MAX_EKM_INSTANCES
+                && usable_ekm_id(&d.id)
+                && !kept.iter().any(|(id, _)| *id == d.id)
+            {
+                kept.push((d.id.as_str(), d.health_status));
+            }
+        }
+        let mut ids = self.ekm_ids.lock();
+        let previous = ids.entry(store_id.to_string()).or_default();
+        for old in previous.iter() {
+            if !kept.iter().any(|(id, _)| id == old) {
+                for state in EKM_STATES {
+                    let _ =
+                        self.xks_ekm_state
+                            .remove_label_values(&[store_id, old, state.as_str()]);
+                }
+            }
+        }
+        for (id, status) in &kept {
+            for state in EKM_STATES {
+                let v = if *status == state { 1.0 } else { 0.0 };
+                self.xks_ekm_state
+                    .with_label_values(&[store_id, id, state.as_str()])
+                    .set(v);
+            }
+        }
+        *previous = kept.iter().map(|(id, _)| id.to_string()).collect();
+        fleet.len() - kept.len()
+    }
+
+    /// Removes every series of an external key store (on disconnect and deletion).
+    pub fn forget_xks_store(&self, store_id: &str) {
+        for op in xks_wire::Operation::ALL {
+            let _ = self
+                .xks_seconds
+                .remove_label_values(&[store_id, op.as_str()]);
+        }
+        let names = xks_wire::ErrorName::ALL.map(xks_wire::ErrorName::as_str);
+        for kind in XKS_TRANSPORT_ERRORS.iter().chain(names.iter()) {
+            let _ = self.xks_errors.remove_label_values(&[store_id, kind]);
+        }
+        if let Some(ids) = self.ekm_ids.lock().remove(store_id) {
+            for id in ids {
+                for state in EKM_STATES {
+                    let _ =
+                        self.xks_ekm_state
+                            .remove_label_values(&[store_id, &id, state.as_str()]);
+                }
+            }
+        }
+        let _ = self.xks_cert_days_left.remove_label_values(&[store_id]);
+        let _ = self
+            .xks_credential_age_days
+            .remove_label_values(&[store_id]);
     }
 
     /// The Prometheus text exposition.

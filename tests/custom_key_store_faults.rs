@@ -642,3 +642,44 @@ async fn members_that_missed_pin_rotations_rejoin() {
     }
     assert_eq!((cluster.failed_logins(0), cluster.failed_logins(1)), (0, 0));
 }
+
+/// Disconnect while a connect is still logging in, then Connect again: the second connect must
+/// not log in with the password the first one is rotating away (on a real HSM each such login
+/// is a failed attempt towards locking the crypto user out). The members' logins are slowed
+/// down by the fault module so the first connect is deterministically mid-login when the
+/// Disconnect and the second Connect arrive.
+#[tokio::test]
+async fn disconnect_during_connecting_then_connect_uses_the_rotated_pin() {
+    let cluster = softhsm::fault_cluster(2);
+    let srv = start(&cluster).await;
+    let kms = srv.client();
+    let id = create_store(&kms, &cluster, &cluster.pin).await;
+    for m in 0..2 {
+        cluster.delay_logins(m, 1_500);
+    }
+    kms.connect_custom_key_store()
+        .custom_key_store_id(&id)
+        .send()
+        .await
+        .unwrap();
+    // The first connect is now waiting in C_Login (1.5 s) with the customer's password.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(state(&kms, &id).await.0, ConnectionStateType::Connecting);
+    disconnect(&kms, &id).await;
+    assert_eq!(
+        connect(&kms, &id).await,
+        connected(),
+        "the second connect must use the PIN the first one rotated to"
+    );
+    for m in 0..2 {
+        cluster.delay_logins(m, 0);
+        assert_eq!(cluster.failed_logins(m), 0, "member {m}");
+    }
+    let (key, _) = create_key(&kms, &id).await;
+    let ct = encrypt(&kms, &key, b"after the race").await;
+    assert_eq!(decrypt(&kms, &ct).await, b"after the race");
+    // The stored PIN book matches the members: another round trip connects.
+    disconnect(&kms, &id).await;
+    assert_eq!(connect(&kms, &id).await, connected());
+    assert_eq!(decrypt(&kms, &ct).await, b"after the race");
+}

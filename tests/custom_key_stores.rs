@@ -571,3 +571,63 @@ async fn wrong_password_fails_with_invalid_credentials() {
         .unwrap_err();
     assert_eq!(code(&e), "CustomKeyStoreNotFoundException");
 }
+
+/// A cluster belongs to one account (`[[clusters]] account`): another account that has the
+/// cluster's trust anchor cannot put a store on it (and so cannot lock out its crypto user with
+/// failed connects); to that account the cluster does not exist.
+#[tokio::test]
+async fn a_cluster_serves_only_the_account_that_owns_it() {
+    let mine = softhsm::cluster(1);
+    let mut theirs = softhsm::cluster(1);
+    theirs.account = "444455556666".into();
+    let srv =
+        TestServer::start_with_config(&(mine.toml() + &theirs.toml()), common::backend_env()).await;
+    let (alice, bob) = (srv.client(), srv.other_client());
+    let create = |kms: aws_sdk_kms::Client, cluster: &softhsm::TestCluster, name: &str| {
+        let (id, anchor, pin, name) = (
+            cluster.id.clone(),
+            cluster.trust_anchor_pem.clone(),
+            cluster.pin.clone(),
+            name.to_string(),
+        );
+        async move {
+            kms.create_custom_key_store()
+                .custom_key_store_name(name)
+                .cloud_hsm_cluster_id(id)
+                .trust_anchor_certificate(anchor)
+                .key_store_password(pin)
+                .send()
+                .await
+        }
+    };
+    // Bob has the trust anchor of Alice's cluster, and it is still not his.
+    let e = create(bob.clone(), &mine, "bobs-on-alices")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "CloudHsmClusterNotFoundException");
+    let e = create(alice.clone(), &theirs, "alices-on-bobs")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "CloudHsmClusterNotFoundException");
+    // Each owner can.
+    let a = create(alice.clone(), &mine, "alices").await.unwrap();
+    let b = create(bob.clone(), &theirs, "bobs").await.unwrap();
+    assert!(a.custom_key_store_id.is_some() && b.custom_key_store_id.is_some());
+    // One store per cluster.
+    let e = create(alice.clone(), &mine, "alices-second")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "CloudHsmClusterInUseException");
+    // Nothing of Alice's cluster was touched by Bob's attempt.
+    let id = a.custom_key_store_id.unwrap();
+    alice
+        .connect_custom_key_store()
+        .custom_key_store_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        settle(&alice, &id).await,
+        (ConnectionStateType::Connected, None)
+    );
+}

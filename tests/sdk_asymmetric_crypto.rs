@@ -1303,7 +1303,10 @@ async fn generate_data_key_pair_refuses_custom_key_store_keys() {
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &proxy.ca_pem).unwrap();
     let srv = common::TestServer::start_with_config(
-        &format!("[xks]\nca_file = '{}'\n", ca.display()),
+        &format!(
+            "[xks]\nallowed_proxy_networks = ['127.0.0.1', '::1']\nca_file = '{}'\n",
+            ca.display()
+        ),
         common::backend_env(),
     )
     .await;

@@ -30,7 +30,10 @@ async fn server_trusting(ca_pem: &str) -> TestServer {
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, ca_pem).unwrap();
     TestServer::start_with_config(
-        &format!("[xks]\nca_file = '{}'\n", ca.display()),
+        &format!(
+            "[xks]\nallowed_proxy_networks = ['127.0.0.1', '::1']\nca_file = '{}'\n",
+            ca.display()
+        ),
         common::backend_env(),
     )
     .await
@@ -648,7 +651,9 @@ async fn proxy_faults_map_to_the_reference_exceptions() {
     let text = srv.state.service.metrics().render();
     let has = |needle: &str| text.lines().any(|l| l.contains(needle));
     assert!(has(&format!("kms_xks_proxy_request_duration_seconds_count{{custom_key_store_id=\"{store}\",operation=\"Encrypt\"}}")), "{text}");
-    assert!(has(&format!("kms_xks_proxy_errors_total{{custom_key_store_id=\"{store}\",error_type=\"ThrottlingException\"}} 1")), "{text}");
+    // The ThrottlingException above was counted before the store was last disconnected, which
+    // removed the store's series (a_proxy_cannot_grow_the_metrics_without_bound).
+    assert!(!has(&format!("kms_xks_proxy_errors_total{{custom_key_store_id=\"{store}\",error_type=\"ThrottlingException\"}}")), "{text}");
     assert!(has(&format!("kms_xks_proxy_errors_total{{custom_key_store_id=\"{store}\",error_type=\"Unreachable\"}}")), "{text}");
     assert!(has(&format!("kms_xks_external_key_manager_state{{custom_key_store_id=\"{store}\",ekm_id=\"hsm-1\",state=\"ACTIVE\"}} 1")), "{text}");
     let days = text
@@ -725,7 +730,7 @@ async fn per_store_quota_gives_throttling() {
     std::fs::write(dir.join("ca.pem"), &proxy.ca_pem).unwrap();
     let srv = TestServer::start_with_config(
         &format!(
-            "[xks]\nca_file = '{}'\nrequests_per_second = 5\n",
+            "[xks]\nallowed_proxy_networks = ['127.0.0.1', '::1']\nca_file = '{}'\nrequests_per_second = 5\n",
             dir.join("ca.pem").display()
         ),
         common::backend_env(),
@@ -779,4 +784,217 @@ async fn connect_reports_an_invalid_tls_configuration() {
             Some("XKS_PROXY_INVALID_TLS_CONFIGURATION".into())
         )
     );
+}
+
+/// A tenant's own proxy answering with made-up error names and an ever-changing fleet of
+/// external key manager ids cannot grow the metrics registry: error names fall into the
+/// specification's set plus `Other`, at most 10 well-formed ids of the last report are
+/// labelled, and the store's series go when it is disconnected.
+#[tokio::test]
+async fn a_proxy_cannot_grow_the_metrics_without_bound() {
+    let proxy = TestProxy::start().await;
+    let srv = server_trusting(&proxy.ca_pem).await;
+    let kms = srv.client();
+    let store = create_store(&kms, &proxy, "noisy", "/kms/xks/v1").await;
+    let key = connected_key(&kms, &store, "k1").await;
+    let series = |srv: &TestServer, family: &str| -> Vec<String> {
+        srv.state
+            .service
+            .metrics()
+            .render()
+            .lines()
+            .filter(|l| l.starts_with(family) && l.contains(&store))
+            .map(str::to_string)
+            .collect()
+    };
+    for round in 0..5 {
+        // 40 fresh ids per report, some of them not label material at all.
+        let fleet: Vec<serde_json::Value> = (0..40)
+            .map(|i| {
+                let id = match i % 4 {
+                    0 => format!("ekm-{round}-{i}\"}} 1\nfake_metric{{a=\"b"),
+                    1 => "x".repeat(200 + i),
+                    _ => format!("ekm-{round}-{i}"),
+                };
+                serde_json::json!({"id": id, "model": "m", "healthStatus": "ACTIVE"})
+            })
+            .collect();
+        *proxy.state.fleet.lock().unwrap() = Some(serde_json::Value::Array(fleet));
+        srv.run_maintenance().await;
+        // Error names nobody specified.
+        for i in 0..10 {
+            *proxy.state.fail.lock().unwrap() = Some((500, format!("Made{round}Up{i}Exception")));
+            let e = kms
+                .encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new(vec![1; 8]))
+                .send()
+                .await
+                .unwrap_err();
+            assert_eq!(code(&e), "KMSInvalidStateException");
+        }
+        *proxy.state.fail.lock().unwrap() = None;
+    }
+    let ekm = series(&srv, "kms_xks_external_key_manager_state");
+    // The last report's first 10 usable ids, three states each.
+    assert_eq!(ekm.len(), 30, "{ekm:#?}");
+    assert!(
+        ekm.iter().all(|l| l.contains("ekm_id=\"ekm-4-")),
+        "{ekm:#?}"
+    );
+    assert!(
+        !srv.state.service.metrics().render().contains("fake_metric"),
+        "an id that is not label material was labelled"
+    );
+    let errors = series(&srv, "kms_xks_proxy_errors_total");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("error_type=\"Other\"} 50"),
+        "{errors:#?}"
+    );
+    // Disconnect removes every series of the store.
+    kms.disconnect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    let left: Vec<String> = srv
+        .state
+        .service
+        .metrics()
+        .render()
+        .lines()
+        .filter(|l| l.contains(&store))
+        .map(str::to_string)
+        .collect();
+    assert!(left.is_empty(), "{left:#?}");
+}
+
+async fn server_with_xks(ca_pem: &str, xks_extra: &str) -> TestServer {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("xks-ca-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    TestServer::start_with_config(
+        &format!("[xks]\nca_file = '{}'\n{xks_extra}\n", ca.display()),
+        common::backend_env(),
+    )
+    .await
+}
+
+async fn try_create(
+    kms: &aws_sdk_kms::Client,
+    name: &str,
+    endpoint: &str,
+) -> Result<String, (String, String)> {
+    kms.create_custom_key_store()
+        .custom_key_store_name(name)
+        .custom_key_store_type(CustomKeyStoreType::ExternalKeyStore)
+        .xks_proxy_uri_endpoint(endpoint)
+        .xks_proxy_uri_path("/kms/xks/v1")
+        .xks_proxy_connectivity(XksProxyConnectivityType::PublicEndpoint)
+        .xks_proxy_authentication_credential(cred(AKID, SECRET))
+        .send()
+        .await
+        .map(|o| o.custom_key_store_id.unwrap())
+        .map_err(|e| (code(&e), message(&e)))
+}
+
+/// `XksProxyUriEndpoint` is tenant input: by default the KMS refuses endpoints that resolve to
+/// loopback, link-local (the metadata service), unspecified or multicast addresses, before
+/// any connection is made, and connects to loopback only when the operator allows it.
+#[tokio::test]
+async fn proxy_endpoints_on_internal_addresses_are_refused_without_traffic() {
+    let proxy = TestProxy::start().await;
+    // A listener that must never see a connection.
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let trap_port = trap.local_addr().unwrap().port();
+    let srv = server_with_xks(&proxy.ca_pem, "").await;
+    let kms = srv.client();
+    for (endpoint, kind) in [
+        (proxy.endpoint(), "a loopback address"),
+        (
+            format!("https://localhost:{trap_port}"),
+            "a loopback address",
+        ),
+        (
+            format!("https://127.0.0.1:{trap_port}"),
+            "a loopback address",
+        ),
+        (
+            "https://169.254.169.254".to_string(),
+            "a cloud metadata address",
+        ),
+        (
+            "https://169.254.170.2:80".to_string(),
+            "a link-local address",
+        ),
+        (
+            format!("https://0.0.0.0:{trap_port}"),
+            "an unspecified address",
+        ),
+        (
+            "https://224.0.0.1".to_string(),
+            "a multicast or broadcast address",
+        ),
+    ] {
+        let (c, m) = try_create(&kms, "internal", &endpoint).await.unwrap_err();
+        assert_eq!(
+            c, "XksProxyInvalidConfigurationException",
+            "{endpoint}: {m}"
+        );
+        assert!(m.contains(kind), "{endpoint}: {m}");
+    }
+    assert!(proxy.state.requests.lock().unwrap().is_empty());
+    let nothing = tokio::time::timeout(std::time::Duration::from_millis(200), trap.accept()).await;
+    assert!(nothing.is_err(), "a refused endpoint was connected to");
+
+    // The operator's allow-list admits exactly what it names.
+    let srv = server_with_xks(
+        &proxy.ca_pem,
+        "allowed_proxy_networks = ['127.0.0.1', '::1']",
+    )
+    .await;
+    let kms = srv.client();
+    assert!(try_create(&kms, "allowed", &proxy.endpoint()).await.is_ok());
+    let (c, m) = try_create(
+        &kms,
+        "other-loopback",
+        &format!("https://127.0.0.2:{trap_port}"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(c, "XksProxyInvalidConfigurationException", "{m}");
+    let nothing = tokio::time::timeout(std::time::Duration::from_millis(200), trap.accept()).await;
+    assert!(nothing.is_err(), "a refused endpoint was connected to");
+}
+
+/// Create and update probes are rate-limited per account, so the probe cannot scan ports.
+#[tokio::test]
+async fn proxy_probes_are_rate_limited_per_account() {
+    let proxy = TestProxy::start().await;
+    let srv = server_with_xks(
+        &proxy.ca_pem,
+        "allowed_proxy_networks = ['127.0.0.1', '::1']\nprobes_per_minute = 3",
+    )
+    .await;
+    let kms = srv.client();
+    for port in [1, 2, 3] {
+        let (c, _) = try_create(
+            &kms,
+            &format!("scan{port}"),
+            &format!("https://127.0.0.1:{port}"),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(c, "XksProxyUriUnreachableException");
+    }
+    let (c, _) = try_create(&kms, "scan4", "https://127.0.0.1:4")
+        .await
+        .unwrap_err();
+    assert_eq!(c, "ThrottlingException");
+    // Another account has its own budget.
+    let other = srv.other_client();
+    assert!(try_create(&other, "legit", &proxy.endpoint()).await.is_ok());
 }

@@ -38,7 +38,7 @@ async fn kms_with(
     std::fs::write(
         &cfg,
         format!(
-            "[server]\nlisten = '127.0.0.1:0'\ndata_dir = '{}'\n[xks]\nca_file = '{}'\n{xks_extra}\n",
+            "[server]\nlisten = '127.0.0.1:0'\ndata_dir = '{}'\n[xks]\nallowed_proxy_networks = ['127.0.0.1', '::1']\nca_file = '{}'\n{xks_extra}\n",
             dir.join("data").display(),
             dir.join("ca.pem").display()
         ),

@@ -18,6 +18,8 @@
  *                          CKR_TOKEN_NOT_PRESENT and session calls CKR_DEVICE_REMOVED.
  *   <label>.delay-ms       a number of milliseconds that each C_Encrypt / C_Decrypt producing
  *                          output sleeps before it runs (holds the session: pool exhaustion).
+ *   <label>.login-delay-ms a number of milliseconds that each C_Login as CKU_USER sleeps before
+ *                          it runs (a slow connect: lets a test act while a connect is logging in).
  *   <label>.token-iv       the token generates AES-GCM IVs itself, as AWS CloudHSM does: C_EncryptInit
  *                          with CKM_AES_GCM refuses a caller-supplied IV that is not all zeros
  *                          (CKR_MECHANISM_PARAM_INVALID), and otherwise writes a random IV of
@@ -189,16 +191,21 @@ static CK_RV session_fault(CK_SESSION_HANDLE h, char *label)
     }
 }
 
-static void maybe_delay(const char *label)
+static void maybe_delay_by(const char *label, const char *marker)
 {
     if (!label[0])
         return;
-    long ms = read_number(label, "delay-ms");
+    long ms = read_number(label, marker);
     if (ms <= 0)
         return;
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
+}
+
+static void maybe_delay(const char *label)
+{
+    maybe_delay_by(label, "delay-ms");
 }
 
 /* Appends `iv` in hex as one line to <label>.token-ivs (one write(2) with O_APPEND, so lines
@@ -469,6 +476,7 @@ static CK_RV w_Login(S hSession, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, L len)
         return rv;
     if (user != CKU_USER || !label[0])
         return real->C_Login(hSession, user, pin, len);
+    maybe_delay_by(label, "login-delay-ms");
     pthread_mutex_lock(&login_lock);
     long failed = read_number(label, "failed-logins");
     if (failed >= KMS_FAULT_LOCKOUT) {

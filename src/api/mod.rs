@@ -121,7 +121,14 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
         return sts::handle(&state, parts, body, request_id).await;
     }
     if parts.method != Method::POST || parts.uri.path() != "/" {
-        return error_response(&ProtocolError::UnknownOperation.into(), &request_id);
+        return rejected(
+            &state,
+            &parts,
+            request_id,
+            "",
+            ProtocolError::UnknownOperation,
+        )
+        .await;
     }
     let operation = parts
         .headers
@@ -130,11 +137,18 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
         .and_then(|t| t.strip_prefix("TrentService."))
         .map(str::to_string);
     let Some(operation) = operation else {
-        return error_response(&ProtocolError::UnknownOperation.into(), &request_id);
+        return rejected(
+            &state,
+            &parts,
+            request_id,
+            "",
+            ProtocolError::UnknownOperation,
+        )
+        .await;
     };
     let body = match read_body(body, state.max_body_bytes).await {
         Ok(b) => b,
-        Err(e) => return error_response(&e.into(), &request_id),
+        Err(e) => return rejected(&state, &parts, request_id, &operation, e).await,
     };
     let source_ip = source_ip(&parts);
     let user_agent = user_agent(&parts);
@@ -151,7 +165,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
                 user_agent,
             );
             let message = e.to_string();
-            state.service.audit_call(
+            let ack = state.service.audit_call(
                 call,
                 &operation,
                 serde_json::Value::Null,
@@ -162,7 +176,10 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
                 }),
                 true,
             );
-            tracing::info!(request_id = %request_id, operation = %operation, error = e.code(), "authentication failed");
+            tracing::info!(request_id = %request_id, operation = %escaped(&operation), error = e.code(), "authentication failed");
+            if let Err(audit) = crate::service::audited(ack).await {
+                return error_response(&audit.into(), &request_id);
+            }
             return error_response(&e.into(), &request_id);
         }
     };
@@ -222,6 +239,52 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
         Ok(bytes) => with_headers(StatusCode::OK, bytes, &request_id),
         Err(e) => error_response(&e, &request_id),
     }
+}
+
+/// A request refused before authentication (method, path, target, body): its audit record
+/// names no principal, only where it came from.
+async fn rejected(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    request_id: String,
+    operation: &str,
+    e: ProtocolError,
+) -> Response {
+    let call = Call::new(
+        crate::model::Principal::anonymous("", ""),
+        request_id.clone(),
+        source_ip(parts),
+        user_agent(parts),
+    );
+    let message = e.to_string();
+    // The event name is the operation when it looks like one, never arbitrary client text.
+    let looks_like_operation =
+        (1..=64).contains(&operation.len()) && operation.bytes().all(|b| b.is_ascii_alphanumeric());
+    let event_name = if looks_like_operation {
+        operation
+    } else {
+        "Unknown"
+    };
+    let ack = state.service.audit_call(
+        call,
+        event_name,
+        serde_json::Value::Null,
+        serde_json::Value::Null,
+        Some(AuditError {
+            code: e.code(),
+            message: Some(&message),
+        }),
+        true,
+    );
+    if let Err(audit) = crate::service::audited(ack).await {
+        return error_response(&audit.into(), &request_id);
+    }
+    error_response(&e.into(), &request_id)
+}
+
+/// Client-supplied text for a log line: control characters escaped, at most 128 characters.
+pub(crate) fn escaped(s: &str) -> String {
+    s.chars().take(128).flat_map(char::escape_debug).collect()
 }
 
 /// What a request knows about its connection, set once per connection by the listener
@@ -310,7 +373,7 @@ async fn run_inner<O: Operation>(
         Ok(r) => r,
         Err(e) => {
             let message = e.to_string();
-            kms.audit_call(
+            let ack = kms.audit_call(
                 call,
                 O::NAME,
                 serde_json::Value::Null,
@@ -321,6 +384,7 @@ async fn run_inner<O: Operation>(
                 }),
                 O::READ_ONLY,
             );
+            crate::service::audited(ack).await?;
             return Err(e.into());
         }
     };
@@ -328,7 +392,7 @@ async fn run_inner<O: Operation>(
     let result = O::execute(kms, &mut call, req).await;
     match result {
         Ok(resp) => {
-            kms.audit_call(
+            let ack = kms.audit_call(
                 call,
                 O::NAME,
                 params,
@@ -336,6 +400,13 @@ async fn run_inner<O: Operation>(
                 None,
                 O::READ_ONLY,
             );
+            crate::service::audited(ack).await.inspect_err(|_| {
+                tracing::error!(
+                    request_id,
+                    operation = O::NAME,
+                    "audit record not written; the request fails"
+                );
+            })?;
             serde_json::to_vec(&resp).map_err(|e| {
                 tracing::error!(request_id, operation = O::NAME, error = %e, "response not serializable");
                 KmsError::internal().into()
@@ -343,7 +414,7 @@ async fn run_inner<O: Operation>(
         }
         Err(e) => {
             let message = e.message();
-            kms.audit_call(
+            let ack = kms.audit_call(
                 call,
                 O::NAME,
                 params,
@@ -354,6 +425,7 @@ async fn run_inner<O: Operation>(
                 }),
                 O::READ_ONLY,
             );
+            crate::service::audited(ack).await?;
             // Logged once, here, where it is answered.
             if let KmsError::KmsInternal { cause, .. } = &e {
                 match cause {

@@ -4,6 +4,12 @@
 //! This module owns the record shape and the writer. Callers put only sanitized request
 //! parameters in a record: key ids, encryption context, algorithms, sizes — never plaintext,
 //! ciphertext, data keys, key material or secrets.
+//!
+//! Durable mode (`[audit] durable = true`): a record is acknowledged only once it is written
+//! and `fdatasync`ed (one sync per batch, so concurrent requests share it); the API layer
+//! sends the response only after the acknowledgement and fails the request when the record
+//! could not be written. Otherwise records are written in the background and a crash may lose
+//! the last few milliseconds of them.
 
 use parking_lot::Mutex;
 use std::io::Write;
@@ -102,15 +108,30 @@ impl AuditEvent {
     }
 }
 
+/// Resolves to `true` once a durable record is on disk, `false` if it could not be written.
+pub type AuditAck = tokio::sync::oneshot::Receiver<bool>;
+
 /// Where audit events go.
 pub trait AuditSink: Send + Sync {
     fn record(&self, event: AuditEvent);
     /// Blocks until everything recorded so far is written.
     fn flush(&self) {}
+    /// Whether responses wait for their record to be on disk ([`Self::record_durable`]).
+    fn durable(&self) -> bool {
+        false
+    }
+    /// Records `event` and acknowledges when it is on disk.
+    fn record_durable(&self, event: AuditEvent) -> AuditAck {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.record(event);
+        let _ = tx.send(true);
+        rx
+    }
 }
 
 enum Msg {
     Event(Box<AuditEvent>),
+    Durable(Box<AuditEvent>, tokio::sync::oneshot::Sender<bool>),
     Flush(SyncSender<()>),
 }
 
@@ -122,9 +143,16 @@ pub struct FileAuditSink {
     tx: SyncSender<Msg>,
     path: PathBuf,
     fallback: Mutex<()>,
+    durable: bool,
 }
 
 impl FileAuditSink {
+    /// Durable mode: see the module documentation.
+    pub fn durable(mut self, durable: bool) -> Self {
+        self.durable = durable;
+        self
+    }
+
     pub fn open(path: &Path) -> std::io::Result<Self> {
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -138,6 +166,7 @@ impl FileAuditSink {
             tx,
             path: path.to_path_buf(),
             fallback: Mutex::new(()),
+            durable: false,
         })
     }
 
@@ -151,18 +180,45 @@ fn writer_loop(file: std::fs::File, rx: Receiver<Msg>) {
     while let Ok(first) = rx.recv() {
         // Drain what is queued, then flush once.
         let mut acks = Vec::new();
+        let mut durable = Vec::new();
+        let mut written = true;
         let mut next = Some(first);
         while let Some(msg) = next.take().or_else(|| rx.try_recv().ok()) {
             match msg {
-                Msg::Event(mut event) => write_line(&mut w, &mut event),
+                Msg::Event(mut event) => written &= write_line(&mut w, &mut event),
+                Msg::Durable(mut event, ack) => {
+                    written &= write_line(&mut w, &mut event);
+                    durable.push(ack);
+                }
                 Msg::Flush(ack) => acks.push(ack),
             }
         }
         if let Err(e) = w.flush() {
+            written = false;
             tracing::error!(error = %e, "audit log write failed");
+        }
+        let synced = !durable.is_empty();
+        if synced {
+            // One sync for the batch; every durable record in it shares the outcome.
+            if let Err(e) = w.get_ref().sync_data() {
+                written = false;
+                tracing::error!(error = %e, "audit log sync failed");
+            }
+            for ack in durable {
+                let _ = ack.send(written);
+            }
+        }
+        if !written {
+            // A failed write leaves the buffer in an unknown state: start the next batch clean.
+            let file = w.into_parts().0;
+            w = std::io::BufWriter::with_capacity(1 << 16, file);
         }
         for ack in acks {
             let _ = ack.send(());
+        }
+        if synced {
+            // Durable records are waited for: no batching pause.
+            continue;
         }
         // Batch: under load one wake-up per interval instead of one per event (this is the
         // audit writer's own thread, never an async worker).
@@ -172,15 +228,18 @@ fn writer_loop(file: std::fs::File, rx: Receiver<Msg>) {
 }
 
 /// One JSON line. A record that cannot be serialized is reported, never half-written; write
-/// errors surface at the writer's flush.
-fn write_line(w: &mut impl Write, event: &mut AuditEvent) {
+/// errors also surface at the writer's flush. Returns whether the line was written.
+fn write_line(w: &mut impl Write, event: &mut AuditEvent) -> bool {
     event.assign_id();
     match serde_json::to_vec(event) {
         Ok(mut line) => {
             line.push(b'\n');
-            let _ = w.write_all(&line);
+            w.write_all(&line).is_ok()
         }
-        Err(e) => tracing::error!(error = %e, "audit event not serializable"),
+        Err(e) => {
+            tracing::error!(error = %e, "audit event not serializable");
+            false
+        }
     }
 }
 
@@ -194,7 +253,7 @@ impl AuditSink for FileAuditSink {
                     write_line(&mut f, &mut event);
                 }
             }
-            Err(TrySendError::Full(Msg::Flush(_))) => {}
+            Err(TrySendError::Full(Msg::Flush(_) | Msg::Durable(..))) => {}
             Err(TrySendError::Disconnected(_)) => {
                 tracing::error!("audit writer stopped");
             }
@@ -206,6 +265,27 @@ impl AuditSink for FileAuditSink {
         if self.tx.send(Msg::Flush(ack_tx)).is_ok() {
             let _ = ack_rx.recv_timeout(std::time::Duration::from_secs(5));
         }
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
+    }
+
+    fn record_durable(&self, event: AuditEvent) -> AuditAck {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // A stopped writer drops the sender, which the waiting request sees as a failure.
+        if let Err(TrySendError::Full(Msg::Durable(mut event, tx))) =
+            self.tx.try_send(Msg::Durable(Box::new(event), tx))
+        {
+            // The writer is behind: written and synced here, as `record` does.
+            let _g = self.fallback.lock();
+            let written = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .is_ok_and(|mut f| write_line(&mut f, &mut event) && f.sync_data().is_ok());
+            let _ = tx.send(written);
+        }
+        rx
     }
 }
 

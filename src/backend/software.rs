@@ -106,6 +106,11 @@ pub enum RootKeyError {
     },
     #[error("root key file {path} must hold exactly 32 bytes")]
     BadLength { path: String },
+    /// Group or others may read or write the file.
+    #[error(
+        "root key file {path} has mode {mode:o}: group and others must have no access (chmod 600)"
+    )]
+    TooOpen { path: String, mode: u32 },
 }
 
 fn wrap_aad(m: MaterialId<'_>) -> Vec<u8> {
@@ -159,6 +164,17 @@ impl SoftwareRoot {
             }
             Err(e) => return Err(io(e)),
         };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(RootKeyError::TooOpen {
+                    path: path.display().to_string(),
+                    mode,
+                });
+            }
+        }
         if bytes.len() != 32 {
             return Err(RootKeyError::BadLength {
                 path: path.display().to_string(),
@@ -510,6 +526,26 @@ impl CryptoBackend for SoftwareRoot {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
+
+    #[test]
+    fn a_root_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.key");
+        let (_, created) = SoftwareRoot::open_or_create(&path).unwrap();
+        assert!(created);
+        assert!(SoftwareRoot::open_or_create(&path).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        match SoftwareRoot::open_or_create(&path) {
+            Err(e @ RootKeyError::TooOpen { mode: 0o644, .. }) => {
+                assert!(e.to_string().contains("chmod 600"), "{e}")
+            }
+            other => panic!("{:?}", other.map(|(_, c)| c)),
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(SoftwareRoot::open_or_create(&path).is_err());
+    }
+
     use super::*;
     use crate::model::HashAlg;
 

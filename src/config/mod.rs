@@ -116,6 +116,14 @@ struct RawXks {
     timeout_ms: Option<u64>,
     /// Request quota per external key store (AWS default 1800/s).
     requests_per_second: Option<u32>,
+    /// Networks (`10.0.0.0/8`, `127.0.0.1`) a proxy endpoint may resolve to even though they
+    /// would be refused (loopback, link-local, private): on-premises proxies, tests.
+    #[serde(default)]
+    allowed_proxy_networks: Vec<String>,
+    /// Refuse private ranges (RFC 1918, 100.64/10, fc00::/7) too.
+    refuse_private_networks: Option<bool>,
+    /// Create/update probes of proxy endpoints per account and minute.
+    probes_per_minute: Option<u32>,
 }
 
 /// Validated XKS client settings.
@@ -126,12 +134,19 @@ pub struct XksClientConfig {
     pub client_key_pem: Option<zeroize::Zeroizing<Vec<u8>>>,
     pub timeout: Option<std::time::Duration>,
     pub requests_per_second: Option<u32>,
+    /// Which addresses proxy endpoints may resolve to.
+    pub endpoint_policy: crate::backend::xks::EndpointPolicy,
+    /// Create/update probes per account and minute (a tenant cannot scan with them).
+    pub probes_per_minute: u32,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCluster {
     id: String,
+    /// The AWS account that owns the cluster: only its principals can create a custom key
+    /// store on it.
+    account: Option<String>,
     profile: Option<String>,
     trust_anchor_file: PathBuf,
     cluster_key_label: Option<String>,
@@ -171,12 +186,20 @@ struct RawServer {
     header_read_timeout_ms: Option<u64>,
     body_read_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
+    /// Serve metrics on an address that is not loopback.
+    metrics_public: Option<bool>,
+    /// Development switch: allows the built-in development credential and plain HTTP on a
+    /// listen address that is not loopback.
+    development: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     path: Option<PathBuf>,
+    /// Send a response only after its audit record is on disk; fail it when the record
+    /// cannot be written.
+    durable: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -338,6 +361,8 @@ pub struct Config {
     /// True when the built-in development credential is in use.
     pub dev_credential: bool,
     pub audit_path: PathBuf,
+    /// `[audit] durable`: responses wait for their record to be on disk.
+    pub audit_durable: bool,
     pub root: RootConfig,
     /// CloudHSM-style clusters that custom key stores can use.
     pub clusters: Vec<crate::backend::cluster::ClusterConfig>,
@@ -400,6 +425,8 @@ pub fn load_iam(
         roles: Vec<iam::RawRole>,
         #[serde(default)]
         guardrails: Vec<iam::RawGuardrail>,
+        #[serde(default)]
+        server: RawServer,
     }
     let mut errors = Vec::new();
     let table = read_table(file, env, &mut errors);
@@ -410,7 +437,7 @@ pub fn load_iam(
             Sections::default()
         }
     };
-    let (raw_iam, _) = identity_sections(
+    let (raw_iam, dev_credential) = identity_sections(
         raw.credentials,
         raw.users,
         raw.groups,
@@ -418,6 +445,14 @@ pub fn load_iam(
         raw.guardrails,
     );
     let iam = iam::validate(raw_iam, file.and_then(Path::parent), &mut errors);
+    // A reload must not bring the development credential to a public listener either.
+    let listen = raw.server.listen.as_deref().map(str::parse::<SocketAddr>);
+    if let Some(Ok(listen)) = listen {
+        if !listen.ip().is_loopback() && raw.server.development != Some(true) {
+            // TLS was checked at start; only the credential can change here.
+            exposed_insecurely(listen, &iam, dev_credential, true, &mut errors);
+        }
+    }
     if errors.is_empty() {
         Ok(iam)
     } else {
@@ -538,6 +573,37 @@ fn parse_env_value(v: &str) -> toml::Value {
     toml::Value::String(v.to_string())
 }
 
+/// A listen address that is not loopback takes neither the well-known development credential
+/// nor plain HTTP, unless `server.development` is set: each is reported with the way out.
+fn exposed_insecurely(
+    listen: SocketAddr,
+    iam: &IamConfig,
+    dev_credential: bool,
+    tls: bool,
+    errors: &mut Vec<String>,
+) {
+    let well_known = dev_credential
+        || iam
+            .credentials
+            .iter()
+            .any(|c| c.access_key_id == DEV_ACCESS_KEY_ID);
+    if well_known {
+        errors.push(format!(
+            "server.listen: {listen} is not a loopback address and the development credential \
+             {DEV_ACCESS_KEY_ID} (published in AWS's documentation) would be accepted there; \
+             configure your own [[credentials]], listen on 127.0.0.1, or set \
+             server.development = true (development only)"
+        ));
+    }
+    if !tls {
+        errors.push(format!(
+            "server.listen: {listen} is not a loopback address and the server would speak plain \
+             HTTP there; set server.tls_cert and server.tls_key, listen on 127.0.0.1, or set \
+             server.development = true (development only)"
+        ));
+    }
+}
+
 /// `[server]`'s listener settings over `serve`'s defaults; out-of-range values are reported.
 fn listener_settings(s: &RawServer, errors: &mut Vec<String>) -> serve::ServeConfig {
     use std::time::Duration;
@@ -604,6 +670,7 @@ fn validate(
             SocketAddr::from(([127, 0, 0, 1], 4599))
         }
     };
+    let development = s.development.unwrap_or(false);
     if s.baseline_route == Some(true) && !listen.ip().is_loopback() {
         errors.push(format!(
             "server.baseline_route: the unauthenticated benchmark routes are served only on a \
@@ -666,6 +733,14 @@ fn validate(
             }
         },
     };
+    if let Some(a) = metrics_listen {
+        if !a.ip().is_loopback() && s.metrics_public != Some(true) {
+            errors.push(format!(
+                "server.metrics_listen: {a} is not a loopback address; metrics are served \
+                 without authentication, so set server.metrics_public = true to serve them there"
+            ));
+        }
+    }
     let tls = match (s.tls_cert, s.tls_key) {
         (None, None) => None,
         (Some(c), Some(k)) => {
@@ -690,6 +765,9 @@ fn validate(
         raw.guardrails,
     );
     let iam = iam::validate(raw_iam, file.and_then(Path::parent), &mut errors);
+    if !listen.ip().is_loopback() && !development {
+        exposed_insecurely(listen, &iam, dev_credential, tls.is_some(), &mut errors);
+    }
     let r = raw.root;
     let root = match r.kind.as_deref() {
         None | Some("software") => RootConfig::Software {
@@ -798,6 +876,13 @@ fn validate(
                 String::new()
             }
         };
+        let account = c.account.unwrap_or_default();
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            errors.push(format!(
+                "{at}.account: '{account}' is not an AWS account id (12 digits); a cluster \
+                 belongs to the one account whose principals may create a custom key store on it"
+            ));
+        }
         if c.members.is_empty() {
             errors.push(format!("{at}.members: a cluster needs at least one member"));
         }
@@ -842,6 +927,7 @@ fn validate(
         }
         clusters.push(crate::backend::cluster::ClusterConfig {
             id: c.id,
+            account,
             sessions: c.sessions.unwrap_or(profile.max_sessions).clamp(1, 4096),
             session_wait: std::time::Duration::from_millis(
                 c.session_wait_ms.unwrap_or(200).clamp(1, 60_000),
@@ -872,7 +958,34 @@ fn validate(
             .map(zeroize::Zeroizing::new),
         timeout: raw.xks.timeout_ms.map(std::time::Duration::from_millis),
         requests_per_second: raw.xks.requests_per_second,
+        endpoint_policy: crate::backend::xks::EndpointPolicy {
+            allowed: raw
+                .xks
+                .allowed_proxy_networks
+                .iter()
+                .filter_map(|n| {
+                    let parsed = crate::backend::xks::Network::parse(n);
+                    if parsed.is_none() {
+                        errors.push(format!(
+                            "xks.allowed_proxy_networks: '{n}' is not an address or address/prefix"
+                        ));
+                    }
+                    parsed
+                })
+                .collect(),
+            refuse_private: raw.xks.refuse_private_networks.unwrap_or(false),
+        },
+        probes_per_minute: raw
+            .xks
+            .probes_per_minute
+            .unwrap_or(crate::service::xks::DEFAULT_PROBES_PER_MINUTE),
     };
+    if !(1..=10_000).contains(&xks.probes_per_minute) {
+        errors.push(format!(
+            "xks.probes_per_minute: {} is not within 1..=10000",
+            xks.probes_per_minute
+        ));
+    }
     if raw.xks.client_cert.is_some() != raw.xks.client_key.is_some() {
         errors.push("xks.client_cert and xks.client_key must be set together".into());
     }
@@ -903,6 +1016,7 @@ fn validate(
         listener,
         dev_credential,
         audit_path,
+        audit_durable: raw.audit.durable.unwrap_or(false),
         root,
         clusters,
         xks,
@@ -1196,6 +1310,67 @@ mod tests {
     }
 
     #[test]
+    fn a_public_listen_address_refuses_the_development_credential_and_plain_http() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        // Nothing listens here: validation only.
+        let e = load(None, env(&[("KMS_SERVER__LISTEN", "0.0.0.0:4599")])).unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        assert!(
+            e.0.iter().any(|m| m.contains(DEV_ACCESS_KEY_ID)
+                && m.contains("not a loopback address")
+                && m.contains("server.development = true")),
+            "{e}"
+        );
+        assert!(
+            e.0.iter().any(|m| m.contains("plain HTTP")
+                && m.contains("server.tls_cert")
+                && m.contains("server.development = true")),
+            "{e}"
+        );
+        // The example key configured explicitly is just as public.
+        let e = load(
+            None,
+            env(&[
+                ("KMS_SERVER__LISTEN", "10.1.2.3:4599"),
+                ("KMS_ACCESS_KEY_ID", DEV_ACCESS_KEY_ID),
+                ("KMS_SECRET_ACCESS_KEY", DEV_SECRET_ACCESS_KEY),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.0.iter().any(|m| m.contains(DEV_ACCESS_KEY_ID)), "{e}");
+        // A real credential still needs TLS.
+        let own = [
+            ("KMS_SERVER__LISTEN", "[::]:4599"),
+            ("KMS_ACCESS_KEY_ID", "AKIA0000000000000001"),
+            ("KMS_SECRET_ACCESS_KEY", "secret"),
+        ];
+        let e = load(None, env(&own)).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert!(e.0[0].contains("plain HTTP"), "{e}");
+        // The explicit development switch allows both; loopback needs no switch.
+        let mut dev = env(&[("KMS_SERVER__LISTEN", "0.0.0.0:4599")]);
+        dev.push(("KMS_SERVER__DEVELOPMENT".into(), "true".into()));
+        assert!(load(None, dev).unwrap().dev_credential);
+        assert!(load(None, env(&[("KMS_SERVER__LISTEN", "[::1]:4599")])).is_ok());
+    }
+
+    #[test]
+    fn a_reload_refuses_the_development_credential_on_a_public_listener() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[server]\nlisten = '0.0.0.0:4599'\n").unwrap();
+        let e = load_iam(Some(&p), &Default::default()).unwrap_err();
+        assert!(e.0.iter().any(|m| m.contains(DEV_ACCESS_KEY_ID)), "{e}");
+        std::fs::write(&p, "[server]\nlisten = '127.0.0.1:4599'\n").unwrap();
+        assert!(load_iam(Some(&p), &Default::default()).is_ok());
+    }
+
+    #[test]
     fn example_config_loads() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("hsm-config/kms.toml");
         let c = load(Some(&p), Vec::new()).unwrap();
@@ -1236,7 +1411,7 @@ mod tests {
         // Any existing file stands in for the PKCS#11 module (it is not loaded here).
         let cluster = |extra: &str| {
             format!(
-                "[[clusters]]\nid = 'cluster-1a23b4cdefg'\ntrust_anchor_file = '{}'\n{extra}\n\
+                "[[clusters]]\nid = 'cluster-1a23b4cdefg'\naccount = '111122223333'\ntrust_anchor_file = '{}'\n{extra}\n\
                  [[clusters.members]]\nname = 'a'\nmodule = '{}'\ntoken_label = 'a'\n",
                 anchor.display(),
                 anchor.display()
@@ -1248,6 +1423,7 @@ mod tests {
         std::fs::write(&p, cluster("requests_per_second = 5")).unwrap();
         let c = load(Some(&p), Vec::new()).unwrap();
         assert_eq!(c.clusters[0].requests_per_second, 5);
+        assert_eq!(c.clusters[0].account, "111122223333");
         std::fs::write(&p, cluster("requests_per_second = 0")).unwrap();
         let e = load(Some(&p), Vec::new()).unwrap_err();
         assert!(e.0.iter().any(|m| m.contains("requests_per_second")), "{e}");
@@ -1277,7 +1453,7 @@ mod tests {
         .unwrap();
         let cfg = |profile: &str, server: &str| {
             format!(
-                "[server]\n{server}\n[[clusters]]\nid = 'cluster-1a23b4cdefg'\n\
+                "[server]\n{server}\n[[clusters]]\nid = 'cluster-1a23b4cdefg'\naccount = '111122223333'\n\
                  trust_anchor_file = '{}'\nprofile = '{profile}'\nsessions = 3\n\
                  [[clusters.members]]\nname = 'a'\nmodule = '{}'\ntoken_label = 'a'\n\
                  [[clusters.members]]\nname = 'b'\nmodule = '{}'\ntoken_label = 'b'\n",

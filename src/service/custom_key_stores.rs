@@ -44,6 +44,16 @@ pub struct Connections {
     pub(crate) xks: super::xks::XksStores,
     /// The HSM threads cluster calls run on (present whenever clusters are configured).
     threads: Option<Arc<BlockingPool>>,
+    /// Per store: the generation of its latest Connect or Disconnect, and the lock that lets
+    /// one connect at a time log in and rotate the crypto user's PIN.
+    turns: Mutex<HashMap<String, ConnectTurn>>,
+}
+
+/// Whose turn it is to connect a store.
+#[derive(Clone, Default)]
+struct ConnectTurn {
+    generation: u64,
+    lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Connections {
@@ -55,7 +65,25 @@ impl Connections {
             rps: None,
             xks: super::xks::XksStores::new(None),
             threads,
+            turns: Mutex::default(),
         }
+    }
+
+    /// Starts a new generation of a store's connection (Connect, Disconnect, a restart's
+    /// reconnect): a connect of an older generation records nothing but the PINs it rotated.
+    fn next_turn(&self, store_id: &str) -> ConnectTurn {
+        let mut turns = self.turns.lock();
+        let turn = turns.entry(store_id.to_string()).or_default();
+        turn.generation += 1;
+        turn.clone()
+    }
+
+    /// Whether `generation` is still the store's latest.
+    fn is_current(&self, store_id: &str, generation: u64) -> bool {
+        self.turns
+            .lock()
+            .get(store_id)
+            .is_some_and(|t| t.generation == generation)
     }
 
     /// Sets the XKS client runtime (TLS roots, client certificate, timeouts).
@@ -76,8 +104,12 @@ impl Connections {
         !self.clusters.is_empty()
     }
 
-    fn cluster_config(&self, id: &str) -> Option<&ClusterConfig> {
-        self.clusters.iter().find(|c| c.id == id)
+    /// A configured cluster of `account`: clusters belong to one account each, and to every
+    /// other account they do not exist (not even by their trust anchor).
+    fn cluster_config(&self, id: &str, account: &str) -> Option<&ClusterConfig> {
+        self.clusters
+            .iter()
+            .find(|c| c.id == id && c.account == account)
     }
 
     /// The connected cluster of a store.
@@ -284,7 +316,7 @@ impl CustomKeyStores {
                 req.name
             )));
         }
-        let Some(cluster) = self.connections.cluster_config(&cluster_id) else {
+        let Some(cluster) = self.connections.cluster_config(&cluster_id, &account) else {
             return Err(KmsError::CloudHsmClusterNotFound(format!(
                 "Cluster '{cluster_id}' does not exist"
             )));
@@ -300,14 +332,7 @@ impl CustomKeyStores {
                 "The request was rejected because the account already has {MAX_STORES} custom key stores."
             )));
         }
-        if existing
-            .iter()
-            .any(|s| s.cluster_id.as_deref() == Some(cluster_id.as_str()))
-        {
-            return Err(KmsError::CloudHsmClusterInUse(format!(
-                "Cluster {cluster_id} is already associated with a custom key store"
-            )));
-        }
+        self.check_cluster_free(&cluster_id, None).await?;
         let id = new_store_id()?;
         let record = CustomKeyStoreRecord {
             id: id.clone(),
@@ -352,27 +377,33 @@ impl CustomKeyStores {
             return self.connect_xks_store(call, store).await;
         }
         let cluster_id = store.cluster_id.clone().unwrap_or_default();
-        let Some(cfg) = self.connections.cluster_config(&cluster_id).cloned() else {
+        if self
+            .connections
+            .cluster_config(&cluster_id, &store.account)
+            .is_none()
+        {
             store.connection_state = ConnectionState::Failed;
             store.connection_error = Some("CLUSTER_NOT_FOUND".into());
             self.store.update_custom_key_store(&store).await?;
             return Ok(());
-        };
-        let password = self
-            .open_secret(&store.id, &store.password_encrypted)
-            .await?;
+        }
         store.connection_state = ConnectionState::Connecting;
         store.connection_error = None;
         self.store.update_custom_key_store(&store).await?;
-        // In the background, as AWS does: the caller polls DescribeCustomKeyStores.
+        // In the background, as AWS does: the caller polls DescribeCustomKeyStores. The
+        // background half reads the password when its turn comes (a connect still running
+        // may be rotating it).
+        let turn = self.connections.next_turn(id);
         let core = self.core.clone();
         let store_id = id.to_string();
-        tokio::spawn(async move { finish_connect(&core, &store_id, cfg, password).await });
+        tokio::spawn(async move { finish_connect(&core, &store_id, turn).await });
         Ok(())
     }
 
     pub async fn disconnect_custom_key_store(&self, call: &mut Call, id: &str) -> KmsResult<()> {
         let mut store = self.store_of(call, id).await?;
+        // A connect still logging in now belongs to an older generation.
+        self.connections.next_turn(id);
         let removed = self.connections.connected.write().remove(id);
         if let Some(c) = removed {
             c.disconnect().await;
@@ -424,7 +455,7 @@ impl CustomKeyStores {
             store.name = name;
         }
         if let Some(cluster_id) = u.cluster_id {
-            let Some(new) = self.connections.cluster_config(&cluster_id) else {
+            let Some(new) = self.connections.cluster_config(&cluster_id, &store.account) else {
                 return Err(KmsError::CloudHsmClusterNotFound(format!(
                     "Cluster '{cluster_id}' does not exist"
                 )));
@@ -437,12 +468,31 @@ impl CustomKeyStores {
                     "Cluster {cluster_id} is not related to the cluster of custom key store {id}"
                 )));
             }
+            if store.cluster_id.as_deref() != Some(cluster_id.as_str()) {
+                self.check_cluster_free(&cluster_id, Some(&store.id))
+                    .await?;
+            }
             store.cluster_id = Some(cluster_id);
         }
         if let Some(p) = u.password {
             store.password_encrypted = self.seal_secret(&store.id, &p).await?;
         }
         self.store.update_custom_key_store(&store).await?;
+        Ok(())
+    }
+
+    /// A cluster backs at most one custom key store, across every account and region (two
+    /// stores on one cluster would rotate each other's crypto user PIN).
+    async fn check_cluster_free(&self, cluster_id: &str, except: Option<&str>) -> KmsResult<()> {
+        let all = self.store.all_custom_key_stores().await?;
+        let taken = all
+            .iter()
+            .any(|s| s.cluster_id.as_deref() == Some(cluster_id) && Some(s.id.as_str()) != except);
+        if taken {
+            return Err(KmsError::CloudHsmClusterInUse(format!(
+                "Cluster {cluster_id} is already associated with a custom key store"
+            )));
+        }
         Ok(())
     }
 
@@ -472,6 +522,7 @@ impl CustomKeyStores {
             )));
         }
         self.store.delete_custom_key_store(id).await?;
+        self.metrics.forget_xks_store(id);
         Ok(())
     }
 
@@ -608,21 +659,20 @@ impl CustomKeyStores {
                 self.connect_xks_store(&call, s).await?;
                 continue;
             }
-            let Some(cfg) = s
-                .cluster_id
+            if s.cluster_id
                 .as_deref()
-                .and_then(|c| self.connections.cluster_config(c))
-                .cloned()
-            else {
+                .and_then(|c| self.connections.cluster_config(c, &s.account))
+                .is_none()
+            {
                 s.connection_state = ConnectionState::Failed;
                 s.connection_error = Some("CLUSTER_NOT_FOUND".into());
                 self.store.update_custom_key_store(&s).await?;
                 continue;
-            };
-            let password = self.open_secret(&s.id, &s.password_encrypted).await?;
+            }
             s.connection_state = ConnectionState::Connecting;
             let s = self.store.update_custom_key_store(&s).await?;
-            finish_connect(&self.core, &s.id, cfg, password).await;
+            let turn = self.connections.next_turn(&s.id);
+            finish_connect(&self.core, &s.id, turn).await;
         }
         Ok(())
     }
@@ -672,22 +722,58 @@ fn spawn_pin_keeper(
     });
 }
 
-/// The background half of ConnectCustomKeyStore: logs in on the members (on the HSM threads,
-/// detached from them: a slow device must not hold an HSM thread), then records the outcome.
-async fn finish_connect(
-    core: &Arc<Core>,
-    store_id: &str,
-    cfg: ClusterConfig,
-    password: SecretString,
-) {
-    let Some(threads) = core.connections.threads.clone() else {
+/// The background half of ConnectCustomKeyStore. One connect at a time per store: it waits
+/// for a connect still running (which may be rotating the PIN), then reads the stored PIN book
+/// afresh, logs in on the members (on the HSM threads, detached from them: a slow device must
+/// not hold an HSM thread), and records the outcome only if no Disconnect or Connect came
+/// since; otherwise it logs out again and keeps only the PINs it rotated.
+async fn finish_connect(core: &Arc<Core>, store_id: &str, turn: ConnectTurn) {
+    let _one_at_a_time = turn.lock.lock().await;
+    let result = connect_turn(core, store_id, turn.generation).await;
+    if let Err(e) = result {
+        tracing::error!(
+            custom_key_store_id = store_id,
+            error = e.code(),
+            "recording the connect result failed"
+        );
+    }
+}
+
+async fn connect_turn(core: &Arc<Core>, store_id: &str, generation: u64) -> KmsResult<()> {
+    let connections = &core.connections;
+    if !connections.is_current(store_id, generation) {
+        // Superseded before it began: nothing was sent to the members.
+        return Ok(());
+    }
+    let Some(mut store) = core.store.get_custom_key_store(store_id).await? else {
+        return Ok(());
+    };
+    if store.connection_state != ConnectionState::Connecting {
+        return Ok(());
+    }
+    let cfg = store
+        .cluster_id
+        .as_deref()
+        .and_then(|c| connections.cluster_config(c, &store.account))
+        .cloned();
+    let Some(cfg) = cfg else {
+        store.connection_state = ConnectionState::Failed;
+        store.connection_error = Some("CLUSTER_NOT_FOUND".into());
+        core.store.update_custom_key_store(&store).await?;
+        return Ok(());
+    };
+    let Some(threads) = connections.threads.clone() else {
         tracing::error!(
             custom_key_store_id = store_id,
             "no HSM threads for clusters"
         );
-        return;
+        return Ok(());
     };
-    // The stored secret: the customer's password, or each member's PIN after a connect.
+    // The stored secret, read now: the customer's password, or each member's PIN after an
+    // earlier connect (including one that finished while this one waited for its turn).
+    let password = core
+        .open_secret(&store.id, &store.password_encrypted)
+        .await?;
     let outcome = match PinBook::from_secret(&password) {
         Ok(pins) => threads
             .run(move || hsm::threads::detach(|| Cluster::connect(cfg, &pins)))
@@ -701,39 +787,52 @@ async fn finish_connect(
             Err(ConnectError::InternalError)
         }
     };
-    let result: KmsResult<()> = async {
+    // Recorded on the row as it is now; a concurrent Disconnect/Connect write is re-read.
+    for _ in 0..8 {
         let Some(mut store) = core.store.get_custom_key_store(store_id).await? else {
-            return Ok(());
-        };
-        if store.connection_state != ConnectionState::Connecting {
-            // Disconnected (or deleted) while connecting: drop the connection.
-            if let Ok((cluster, new)) = outcome {
+            if let Ok((cluster, _)) = outcome {
                 ClusterBackend::new(cluster, threads).disconnect().await;
-                // Keep the rotated PINs so a later connect can log in.
-                store.password_encrypted = core.seal_secret(store_id, &new.to_secret()).await?;
-                core.store.update_custom_key_store(&store).await?;
             }
             return Ok(());
+        };
+        let superseded = !connections.is_current(store_id, generation)
+            || store.connection_state != ConnectionState::Connecting;
+        match &outcome {
+            Ok((_, new)) => {
+                store.password_encrypted = core.seal_secret(store_id, &new.to_secret()).await?;
+                if !superseded {
+                    store.connection_state = ConnectionState::Connected;
+                    store.connection_error = None;
+                }
+            }
+            Err(_) if superseded => return Ok(()),
+            Err(code) => {
+                store.connection_state = ConnectionState::Failed;
+                store.connection_error = Some(code.code().to_string());
+            }
+        }
+        match core.store.update_custom_key_store(&store).await {
+            Err(crate::store::StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
         }
         match outcome {
-            Ok((cluster, new)) => {
-                store.password_encrypted = core.seal_secret(store_id, &new.to_secret()).await?;
+            Ok((cluster, _)) if superseded => {
+                // Disconnected (or connected again) meanwhile: the rotated PINs are stored, the
+                // connection is dropped.
+                ClusterBackend::new(cluster, threads).disconnect().await;
+            }
+            Ok((cluster, _)) => {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
                 cluster.on_pins_changed(tx);
                 spawn_pin_keeper(Arc::downgrade(core), store_id.to_string(), rx);
-                store.connection_state = ConnectionState::Connected;
-                store.connection_error = None;
-                core.store.update_custom_key_store(&store).await?;
-                core.connections.connected.write().insert(
+                connections.connected.write().insert(
                     store_id.to_string(),
                     Arc::new(ClusterBackend::new(cluster, threads)),
                 );
                 tracing::info!(custom_key_store_id = store_id, "custom key store connected");
             }
             Err(code) => {
-                store.connection_state = ConnectionState::Failed;
-                store.connection_error = Some(code.code().to_string());
-                core.store.update_custom_key_store(&store).await?;
                 tracing::warn!(
                     custom_key_store_id = store_id,
                     code = code.code(),
@@ -741,14 +840,12 @@ async fn finish_connect(
                 );
             }
         }
-        Ok(())
+        return Ok(());
     }
-    .await;
-    if let Err(e) = result {
-        tracing::error!(
-            custom_key_store_id = store_id,
-            error = e.code(),
-            "recording the connect result failed"
-        );
+    // Still conflicting: keep the members' PINs known by dropping nothing silently.
+    if let Ok((cluster, new)) = outcome {
+        save_pins(core, store_id, &new.to_secret()).await;
+        ClusterBackend::new(cluster, threads).disconnect().await;
     }
+    Ok(())
 }

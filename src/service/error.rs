@@ -123,6 +123,9 @@ pub enum InternalCause {
     /// An invariant did not hold (a bug).
     #[error("{0}")]
     Invariant(&'static str),
+    /// Durable audit mode: the request's record could not be written.
+    #[error("audit log: the request's record could not be written")]
+    Audit,
 }
 
 const RETRY: &str = "An internal error occurred. Retry the request.";

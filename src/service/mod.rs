@@ -119,6 +119,18 @@ impl Call {
     }
 }
 
+/// Waits for a durable audit record (nothing to wait for otherwise): `Err` when it could not
+/// be written, and the request must then fail.
+pub async fn audited(ack: Option<crate::audit::AuditAck>) -> KmsResult<()> {
+    match ack {
+        None => Ok(()),
+        Some(ack) => match ack.await {
+            Ok(true) => Ok(()),
+            _ => Err(KmsError::internal_because(InternalCause::Audit)),
+        },
+    }
+}
+
 /// The error part of an audit record.
 #[derive(Debug, Clone, Copy)]
 pub struct AuditError<'a> {
@@ -474,7 +486,7 @@ impl Core {
     }
 
     /// Emits the audit record of a KMS API call (consumes the call: its strings move into the
-    /// record).
+    /// record). In durable mode, returns what to await before responding ([`audited`]).
     pub fn audit_call(
         &self,
         call: Call,
@@ -483,7 +495,7 @@ impl Core {
         response_elements: Value,
         error: Option<AuditError<'_>>,
         read_only: bool,
-    ) {
+    ) -> Option<crate::audit::AuditAck> {
         self.audit_call_from(
             "kms.amazonaws.com",
             call,
@@ -492,7 +504,7 @@ impl Core {
             response_elements,
             error,
             read_only,
-        );
+        )
     }
 
     /// Emits the audit record of an API call of `event_source` (`kms.amazonaws.com`,
@@ -507,7 +519,7 @@ impl Core {
         response_elements: Value,
         error: Option<AuditError<'_>>,
         read_only: bool,
-    ) {
+    ) -> Option<crate::audit::AuditAck> {
         let p = call.principal;
         let event = AuditEvent {
             event_version: "1.08",
@@ -536,7 +548,11 @@ impl Core {
             service_event_details: None,
             additional_event_data: call.additional,
         };
+        if self.audit.durable() {
+            return Some(self.audit.record_durable(event));
+        }
         self.audit.record(event);
+        None
     }
 
     /// Waits until every audit record emitted so far is written (graceful shutdown).

@@ -42,6 +42,10 @@ use xks_wire::{
 
 const PROXY_AAD_CONTEXT: &[u8] = b"kms-xks-v1";
 
+/// Proxy probes of CreateCustomKeyStore and UpdateCustomKeyStore per account and minute (a
+/// burst of as many): enough for any operator, too few to scan a network with.
+pub const DEFAULT_PROBES_PER_MINUTE: u32 = 10;
+
 /// The XKS side of the custom key store runtime: connected proxies and the TLS settings used
 /// to reach them.
 pub struct XksStores {
@@ -50,6 +54,11 @@ pub struct XksStores {
     timeout: std::time::Duration,
     /// Request quota per external key store (AWS default 1800/s; may be lowered to shed load).
     rps: u32,
+    /// Which addresses proxy endpoints may resolve to.
+    policy: Arc<crate::backend::xks::EndpointPolicy>,
+    /// Create/update probes per account and minute, and each account's bucket.
+    probes_per_minute: u32,
+    probe_buckets: parking_lot::Mutex<HashMap<String, (f64, std::time::Instant)>>,
 }
 
 impl XksStores {
@@ -59,7 +68,41 @@ impl XksStores {
             connected: RwLock::default(),
             timeout: crate::backend::xks::client::ATTEMPT_TIMEOUT,
             rps: super::custom_key_stores::DEFAULT_STORE_RPS,
+            policy: Arc::default(),
+            probes_per_minute: DEFAULT_PROBES_PER_MINUTE,
+            probe_buckets: parking_lot::Mutex::default(),
         }
+    }
+
+    /// Sets which addresses proxy endpoints may resolve to.
+    pub fn with_endpoint_policy(mut self, policy: crate::backend::xks::EndpointPolicy) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Sets how many create/update probes an account may start per minute.
+    pub fn with_probes_per_minute(mut self, n: u32) -> Self {
+        self.probes_per_minute = n.max(1);
+        self
+    }
+
+    /// Takes one probe from the account's bucket (CreateCustomKeyStore and
+    /// UpdateCustomKeyStore of external key stores; ThrottlingException when empty).
+    fn admit_probe(&self, account: &str) -> KmsResult<()> {
+        let per_minute = f64::from(self.probes_per_minute);
+        let now = std::time::Instant::now();
+        let mut buckets = self.probe_buckets.lock();
+        let (tokens, last) = buckets
+            .entry(account.to_string())
+            .or_insert((per_minute, now));
+        *tokens =
+            (*tokens + now.duration_since(*last).as_secs_f64() * per_minute / 60.0).min(per_minute);
+        *last = now;
+        if *tokens < 1.0 {
+            return Err(KmsError::Throttling);
+        }
+        *tokens -= 1.0;
+        Ok(())
     }
 
     /// Sets the per-store request quota.
@@ -105,7 +148,9 @@ impl XksStores {
                     .into(),
             )
         })?;
-        Ok(XksClient::new(target, tls).with_timeout(self.timeout))
+        Ok(XksClient::new(target, tls)
+            .with_timeout(self.timeout)
+            .with_policy(self.policy.clone()))
     }
 }
 
@@ -190,6 +235,11 @@ fn proxy_error(e: &XksError, ctx: Context) -> KmsError {
                     "AWS KMS cannot interpret the response from the external key store proxy.".into(),
                 )
             }
+            (XksError::RefusedAddress(why), _) => KmsError::XksProxyInvalidConfiguration(format!(
+                "XksProxyUriEndpoint resolves to {}. This server connects to external key store \
+                 proxies only on addresses its operator allows.",
+                why.as_str()
+            )),
             (XksError::Tls(_), _) => KmsError::XksProxyInvalidConfiguration(
                 "AWS KMS cannot establish a TLS connection to the external key store proxy. Verify \
                  that the proxy supports TLS 1.2 or 1.3 and that its certificate is valid, trusted \
@@ -228,7 +278,7 @@ fn crypto_message(e: &XksError, name: Option<ErrorName>) -> String {
         (XksError::Timeout, _) | (_, Some(N::DependencyTimeoutException)) => {
             format!("{p} because the external key store proxy did not respond in time. Retry the request.")
         }
-        (XksError::Unreachable, _) | (XksError::Tls(_), _) => "AWS KMS cannot communicate with the external key \
+        (XksError::Unreachable | XksError::Tls(_) | XksError::RefusedAddress(_), _) => "AWS KMS cannot communicate with the external key \
             store proxy. This might be a transient network issue. If you see this error repeatedly, verify that \
             your external key store proxy is active and is connected to the network, and that its endpoint URI is \
             correct in your external key store."
@@ -271,6 +321,7 @@ fn connect_error_code(e: &XksError) -> &'static str {
         XksError::Unreachable => "XKS_PROXY_NOT_REACHABLE",
         XksError::Tls(_) => "XKS_PROXY_INVALID_TLS_CONFIGURATION",
         XksError::InvalidResponse(_) => "XKS_PROXY_INVALID_RESPONSE",
+        XksError::RefusedAddress(_) => "XKS_PROXY_INVALID_CONFIGURATION",
         XksError::Proxy { name, .. } => match name {
             Some(N::AuthenticationFailedException) => "INVALID_CREDENTIALS",
             Some(N::AccessDeniedException) => "XKS_PROXY_ACCESS_DENIED",
@@ -353,18 +404,11 @@ impl CustomKeyStores {
             .call::<_, GetHealthStatusResponse>(Operation::GetHealthStatus, "", &req)
             .await;
         if let (Some(id), Ok(h)) = (store_id, &r) {
-            let m = &self.metrics;
-            for d in &h.ekm_fleet_details {
-                for state in [
-                    HealthStatus::Active,
-                    HealthStatus::Degraded,
-                    HealthStatus::Unavailable,
-                ] {
-                    let v = if d.health_status == state { 1.0 } else { 0.0 };
-                    m.xks_ekm_state
-                        .with_label_values(&[id, d.id.as_str(), state.as_str()])
-                        .set(v);
-                }
+            let left_out = self.metrics.set_ekm_states(id, &h.ekm_fleet_details);
+            if left_out > 0 {
+                tracing::warn!(custom_key_store_id = %id, left_out,
+                    "external key manager instances left out of the metrics (more than 10, \
+                     repeated, or an id that is not 1-64 characters of A-Z a-z 0-9 . _ : -)");
             }
         }
         if let (Some(id), Some(not_after)) = (store_id, client.certificate_not_after()) {
@@ -475,6 +519,7 @@ impl CustomKeyStores {
             .connections
             .xks
             .client_for(&settings, secret.clone(), &self.region)?;
+        self.connections.xks.admit_probe(&account)?;
         self.probe(&client, call, None)
             .await
             .map_err(|e| proxy_error(&e, Context::Management))?;
@@ -575,6 +620,7 @@ impl CustomKeyStores {
 
     pub(crate) fn disconnect_xks_store(&self, store_id: &str) {
         self.connections.xks.connected.write().remove(store_id);
+        self.metrics.forget_xks_store(store_id);
     }
 
     /// UpdateCustomKeyStore for an external key store: the new settings are probed first.
@@ -649,6 +695,7 @@ impl CustomKeyStores {
                 .client_for(&settings, secret.clone(), &self.region)?
                 .with_metrics(self.metrics.clone(), &store.id),
         );
+        self.connections.xks.admit_probe(&store.account)?;
         self.probe(&client, call, Some(&store.id))
             .await
             .map_err(|e| proxy_error(&e, Context::Management))?;

@@ -207,6 +207,8 @@ pub mod softhsm {
         pub trust_anchor_path: std::path::PathBuf,
         /// The PKCS#11 module the server uses for each member.
         pub modules: Vec<String>,
+        /// The account that owns the cluster (default: the development credential's).
+        pub account: String,
         /// Lines of the `[[clusters]]` table besides id and trust anchor (`profile`, `sessions`,
         /// `requests_per_second`, ...).
         pub settings: String,
@@ -216,8 +218,9 @@ pub mod softhsm {
         /// The `[[clusters]]` TOML section for this cluster.
         pub fn toml(&self) -> String {
             let mut t = format!(
-                "[[clusters]]\nid = '{}'\ntrust_anchor_file = '{}'\n{}\n",
+                "[[clusters]]\nid = '{}'\naccount = '{}'\ntrust_anchor_file = '{}'\n{}\n",
                 self.id,
+                self.account,
                 self.trust_anchor_path.display(),
                 self.settings
             );
@@ -260,6 +263,15 @@ pub mod softhsm {
                 let _ = std::fs::remove_file(self.marker(member, "delay-ms"));
             } else {
                 std::fs::write(self.marker(member, "delay-ms"), ms.to_string()).unwrap();
+            }
+        }
+
+        /// Makes each user login (C_Login as CKU_USER) on a member take `ms` longer (0: none).
+        pub fn delay_logins(&self, member: usize, ms: u64) {
+            if ms == 0 {
+                let _ = std::fs::remove_file(self.marker(member, "login-delay-ms"));
+            } else {
+                std::fs::write(self.marker(member, "login-delay-ms"), ms.to_string()).unwrap();
             }
         }
 
@@ -366,6 +378,7 @@ pub mod softhsm {
             pin,
             trust_anchor_pem: pem,
             trust_anchor_path: path,
+            account: "111122223333".into(),
             settings: "profile = 'softhsm2'\nsession_wait_ms = 200".into(),
         }
     }

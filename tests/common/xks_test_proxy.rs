@@ -29,6 +29,8 @@ pub struct ProxyState {
     pub fail_health: Mutex<Option<(u16, String)>>,
     /// Delay before answering.
     pub delay_ms: Mutex<u64>,
+    /// When set, health answers with these `ekmFleetDetails` (default: one ACTIVE `hsm-1`).
+    pub fleet: Mutex<Option<serde_json::Value>>,
     /// Disabled external keys.
     pub disabled: Mutex<Vec<String>>,
     keys: HashMap<String, [u8; 32]>,
@@ -78,6 +80,7 @@ impl TestProxy {
             fail: Mutex::default(),
             fail_health: Mutex::default(),
             delay_ms: Mutex::new(0),
+            fleet: Mutex::default(),
             disabled: Mutex::default(),
             keys,
             credentials: Mutex::new(vec![(AKID.to_string(), SECRET.to_string())]),
@@ -199,9 +202,12 @@ async fn handle(
         if let Some((s, n)) = st.fail_health.lock().unwrap().clone() {
             return err(s, &n);
         }
+        let fleet = st.fleet.lock().unwrap().clone().unwrap_or_else(
+            || serde_json::json!([{"id": "hsm-1", "model": "memory", "healthStatus": "ACTIVE"}]),
+        );
         return json_ok(serde_json::json!({
             "xksProxyFleetSize": 1, "xksProxyVendor": "test", "xksProxyModel": "test proxy",
-            "ekmVendor": "test", "ekmFleetDetails": [{"id": "hsm-1", "model": "memory", "healthStatus": "ACTIVE"}]
+            "ekmVendor": "test", "ekmFleetDetails": fleet
         }))
         .into_response();
     }

@@ -134,7 +134,7 @@ pub(super) async fn handle(
             );
             let e = StsApiError::from(e);
             let message = e.message();
-            state.service.audit_call_from(
+            let ack = state.service.audit_call_from(
                 EVENT_SOURCE,
                 call,
                 &event_name,
@@ -146,8 +146,8 @@ pub(super) async fn handle(
                 }),
                 true,
             );
-            tracing::info!(request_id = %request_id, action = %event_name, error = e.code(), "authentication failed");
-            return error_response(&e, &request_id);
+            tracing::info!(request_id = %request_id, action = %super::escaped(&event_name), error = e.code(), "authentication failed");
+            return answer(ack, e, &request_id).await;
         }
     };
     let mut call = Call::new(principal, request_id.clone(), source_ip, user_agent);
@@ -156,8 +156,8 @@ pub(super) async fn handle(
     let action = match select_action(&params) {
         Ok(a) => a,
         Err(e) => {
-            audit(&state.service, call, &event_name, Value::Null, Err(&e));
-            return error_response(&e, &request_id);
+            let ack = audit(&state.service, call, &event_name, Value::Null, Err(&e));
+            return answer(ack, e, &request_id).await;
         }
     };
     call.operation = action.name();
@@ -178,13 +178,16 @@ pub(super) async fn handle(
         .observe(started.elapsed().as_secs_f64());
     match outcome.result {
         Ok((xml, response_elements)) => {
-            audit(
+            let ack = audit(
                 &state.service,
                 call,
                 action.name(),
                 outcome.request_parameters,
                 Ok(response_elements),
             );
+            if crate::service::audited(ack).await.is_err() {
+                return error_response(&audit_failed(), &request_id);
+            }
             xml_response(StatusCode::OK, xml, &request_id)
         }
         Err(e) => {
@@ -198,14 +201,14 @@ pub(super) async fn handle(
                 }
                 _ => {}
             }
-            audit(
+            let ack = audit(
                 &state.service,
                 call,
                 action.name(),
                 outcome.request_parameters,
                 Err(&e),
             );
-            error_response(&e, &request_id)
+            answer(ack, e, &request_id).await
         }
     }
 }
@@ -263,14 +266,27 @@ async fn run(
     }
 }
 
-/// Writes the audit record of an authenticated STS call.
+/// Durable audit mode: a request whose record could not be written fails.
+fn audit_failed() -> StsApiError {
+    StsApiError::Sts(StsError::Internal("the audit record could not be written"))
+}
+
+/// The error response of a failed call, once its audit record is written (durable mode).
+async fn answer(ack: Option<crate::audit::AuditAck>, e: StsApiError, request_id: &str) -> Response {
+    if crate::service::audited(ack).await.is_err() {
+        return error_response(&audit_failed(), request_id);
+    }
+    error_response(&e, request_id)
+}
+
+/// Writes the audit record of an STS call.
 fn audit(
     kms: &Kms,
     call: Call,
     event_name: &str,
     request_parameters: Value,
     result: Result<Value, &StsApiError>,
-) {
+) -> Option<crate::audit::AuditAck> {
     match result {
         Ok(response_elements) => kms.audit_call_from(
             EVENT_SOURCE,
@@ -294,7 +310,7 @@ fn audit(
                     message: Some(&message),
                 }),
                 true,
-            );
+            )
         }
     }
 }

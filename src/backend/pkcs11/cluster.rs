@@ -57,6 +57,8 @@ pub struct MemberConfig {
 pub struct ClusterConfig {
     /// `CloudHsmClusterId` (e.g. `cluster-1a23b4cdefg`).
     pub id: String,
+    /// The AWS account that owns the cluster (only it can create stores on it).
+    pub account: String,
     pub profile: Arc<VendorProfile>,
     /// The cluster's trust anchor certificate (PEM); CreateCustomKeyStore must present it.
     pub trust_anchor_pem: String,

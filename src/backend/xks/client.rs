@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::endpoint::{EndpointPolicy, Refused};
 use sigv4::{SignableRequest, Signer};
 use xks_wire::{self, ErrorName, ErrorResponse, Operation};
 
@@ -118,6 +119,9 @@ pub enum XksError {
     /// The proxy's answer cannot be interpreted.
     #[error("cannot interpret the external key store proxy's response: {0}")]
     InvalidResponse(String),
+    /// The endpoint resolves to an address the KMS does not connect to (nothing was sent).
+    #[error("the external key store proxy endpoint resolves to {}, which this server does not connect to", .0.as_str())]
+    RefusedAddress(Refused),
 }
 
 impl XksError {
@@ -137,6 +141,8 @@ pub struct XksClient {
     tls: XksTls,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     timeout: Duration,
+    /// Which resolved addresses may be connected to.
+    policy: Arc<EndpointPolicy>,
 }
 
 impl XksClient {
@@ -148,7 +154,15 @@ impl XksClient {
             tls,
             idle: Mutex::default(),
             timeout: ATTEMPT_TIMEOUT,
+            policy: Arc::default(),
         }
+    }
+
+    /// Sets the rules for the addresses the endpoint may resolve to (default: public
+    /// addresses and private ranges; see [`EndpointPolicy`]).
+    pub fn with_policy(mut self, policy: Arc<EndpointPolicy>) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Overrides the per-attempt budget (tests).
@@ -172,10 +186,33 @@ impl XksClient {
         &self.target
     }
 
+    /// Resolves the endpoint and checks every address before any is connected to: a name
+    /// that resolves to one refused address is refused as a whole (no traffic is sent).
+    async fn checked_addresses(&self) -> Result<Vec<std::net::SocketAddr>, XksError> {
+        let addrs: Vec<std::net::SocketAddr> =
+            tokio::net::lookup_host((self.target.host.as_str(), self.target.port))
+                .await
+                .map_err(|_| XksError::Unreachable)?
+                .collect();
+        for a in &addrs {
+            self.policy
+                .check(a.ip())
+                .map_err(XksError::RefusedAddress)?;
+        }
+        Ok(addrs)
+    }
+
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, XksError> {
-        let tcp = tokio::net::TcpStream::connect((self.target.host.as_str(), self.target.port))
-            .await
-            .map_err(|_| XksError::Unreachable)?;
+        // Only the addresses that were checked are connected to (no second lookup), in the
+        // resolver's order, as `TcpStream::connect(host)` would.
+        let mut tcp = None;
+        for addr in self.checked_addresses().await? {
+            if let Ok(t) = tokio::net::TcpStream::connect(addr).await {
+                tcp = Some(t);
+                break;
+            }
+        }
+        let tcp = tcp.ok_or(XksError::Unreachable)?;
         let _ = tcp.set_nodelay(true);
         let name = rustls::pki_types::ServerName::try_from(self.target.host.clone())
             .map_err(|e| XksError::Tls(e.to_string()))?;
@@ -307,6 +344,7 @@ impl XksClient {
                     XksError::Unreachable => "Unreachable",
                     XksError::Tls(_) => "TlsError",
                     XksError::InvalidResponse(_) => "InvalidResponse",
+                    XksError::RefusedAddress(_) => "RefusedAddress",
                     XksError::Proxy { name, .. } => name.map_or("Other", ErrorName::as_str),
                 };
                 m.xks_errors
