@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(parsed) = sigv4::extract_authorization(&req) {
         for presigned in [false, true] {
-            let mut options = VerifyOptions::new("kms", "us-east-1", std::time::Duration::from_secs(300));
+            let mut options = VerifyOptions::new("kms", "us-east-1", chrono::Duration::seconds(300));
             options.allow_presigned = presigned;
             let e = sigv4::verify(&req, &parsed, SECRET.as_bytes(), &options, now);
             if let Err(e) = e {
@@ -114,7 +114,7 @@ fuzz_target!(|data: &[u8]| {
             body,
         };
         let parsed = sigv4::extract_authorization(&req).unwrap();
-        let options = VerifyOptions::new("kms", "us-east-1", std::time::Duration::from_secs(300));
+        let options = VerifyOptions::new("kms", "us-east-1", chrono::Duration::seconds(300));
         if let Err(e) = sigv4::verify(&req, &parsed, SECRET.as_bytes(), &options, now) {
             panic!("signed request rejected: {e} (path {path:?}, query {query:?}, header {extra_value:?})");
         }

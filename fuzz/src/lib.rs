@@ -115,10 +115,37 @@ impl Answer {
 }
 
 impl Kms {
-    /// The process's KMS, built on first use.
+    /// The process's KMS, built on first use, with a key of each family under a fixed alias
+    /// (the seeds name them): `alias/fuzz-sym`, `alias/fuzz-hmac`, `alias/fuzz-rsa`,
+    /// `alias/fuzz-ecc`.
     pub fn get() -> &'static Kms {
         static K: OnceLock<Kms> = OnceLock::new();
-        K.get_or_init(Kms::build)
+        K.get_or_init(|| {
+            let kms = Kms::build();
+            for (alias, create) in [
+                ("alias/fuzz-sym", serde_json::json!({})),
+                (
+                    "alias/fuzz-hmac",
+                    serde_json::json!({"KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC"}),
+                ),
+                (
+                    "alias/fuzz-rsa",
+                    serde_json::json!({"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"}),
+                ),
+                (
+                    "alias/fuzz-ecc",
+                    serde_json::json!({"KeySpec": "ECC_NIST_P256", "KeyUsage": "KEY_AGREEMENT"}),
+                ),
+            ] {
+                let key = kms.ok("CreateKey", create);
+                let id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+                kms.ok(
+                    "CreateAlias",
+                    serde_json::json!({"AliasName": alias, "TargetKeyId": id}),
+                );
+            }
+            kms
+        })
     }
 
     fn build() -> Kms {
