@@ -7,6 +7,10 @@
 #   fuzz/run.sh 3600 kms_operation_json # one target for an hour
 #   fuzz/run.sh 14400                   # the long run (docs/fuzzing.md): 4 h per target
 #
+# FUZZ_FLAGS: cargo-fuzz build flags, the same for build and run (default `-O`: release, address
+# sanitizer). CI uses `--dev -s none` (debug build without sanitizer): half the build time,
+# and a panic or an assertion is all a short run can find in our safe Rust anyway.
+#
 # Needs a nightly toolchain (`rustup toolchain list`) and cargo-fuzz; installs cargo-fuzz when
 # missing and fails loudly when nightly is missing. SoftHSMv2 is needed by xks_proxy_request
 # (softhsm/install.sh).
@@ -31,9 +35,10 @@ else
   mapfile -t targets < <(cargo +nightly fuzz list)
 fi
 
-echo "== building ${#targets[@]} fuzz target(s) (release, address sanitizer) =="
+read -r -a flags <<<"${FUZZ_FLAGS:--O}"
+echo "== building the fuzz targets (cargo fuzz build ${flags[*]}) =="
 start=$(date +%s)
-cargo +nightly fuzz build -O
+cargo +nightly fuzz build "${flags[@]}"
 echo "built in $(( $(date +%s) - start )) s"
 
 failed=()
@@ -42,7 +47,7 @@ for t in "${targets[@]}"; do
   echo "== $t: ${secs} s =="
   log="artifacts/$t/last-run.log"
   set +e
-  cargo +nightly fuzz run -O "$t" "corpus/$t" "seeds/$t" -- \
+  cargo +nightly fuzz run "${flags[@]}" "$t" "corpus/$t" "seeds/$t" -- \
     -max_total_time="$secs" -rss_limit_mb="$rss_mb" -timeout=30 \
     -print_final_stats=1 >"$log" 2>&1
   rc=$?
