@@ -36,10 +36,17 @@ else
 fi
 
 read -r -a flags <<<"${FUZZ_FLAGS:--O}"
-echo "== building the fuzz targets (cargo fuzz build ${flags[*]}) =="
-start=$(date +%s)
-cargo +nightly fuzz build "${flags[@]}"
-echo "built in $(( $(date +%s) - start )) s"
+profile=release
+for f in "${flags[@]}"; do [ "$f" = "--dev" ] && profile=debug; done
+if [ -z "${FUZZ_NO_BUILD:-}" ]; then
+  echo "== building the fuzz targets (cargo fuzz build ${flags[*]}) =="
+  start=$(date +%s)
+  cargo +nightly fuzz build "${flags[@]}"
+  echo "built in $(( $(date +%s) - start )) s"
+fi
+# The binaries are run directly (what `cargo fuzz run` does after building), so that editing
+# the sources during a long run does not trigger a rebuild. FUZZ_NO_BUILD=1 skips the build.
+bin_dir=target/$(rustc +nightly -vV | sed -n 's/^host: //p')/$profile
 
 failed=()
 for t in "${targets[@]}"; do
@@ -47,7 +54,7 @@ for t in "${targets[@]}"; do
   echo "== $t: ${secs} s =="
   log="artifacts/$t/last-run.log"
   set +e
-  cargo +nightly fuzz run "${flags[@]}" "$t" "corpus/$t" "seeds/$t" -- \
+  "$bin_dir/$t" "corpus/$t" "seeds/$t" -artifact_prefix="artifacts/$t/" \
     -max_total_time="$secs" -rss_limit_mb="$rss_mb" -timeout=30 \
     -print_final_stats=1 >"$log" 2>&1
   rc=$?
