@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Soak driver of softhsm/soak.sh (run that, not this).
 
-Starts the kms server, runs mixed operations from several client threads for a fixed time while
+Starts the kms server, runs mixed operations from several client threads (each on a bounded
+set of keys: a new key only to replace one scheduled for deletion, so memory tracks requests,
+not a growing key count) for a fixed time while
 fault episodes are injected through the fault module's marker files (device errors, a token
 that disappears, a slow token), samples the server's resident memory, then kills the server
 with SIGKILL, restarts it and checks every acknowledged write:
@@ -111,7 +113,7 @@ def worker(n, args, ledger, stop):
     while not stop.is_set():
         seq += 1
         roll = rng.random()
-        if not mine or roll < 0.05:
+        if len(mine) < args.keys_per_client and (not mine or roll < 0.05):
             desc = f"soak {n}-{seq}"
             r = call("CreateKey", lambda: c.create_key(Description=desc, Tags=[{"TagKey": "w", "TagValue": str(n)}]))
             if r:
@@ -174,10 +176,11 @@ def worker(n, args, ledger, stop):
             if call(op, fn) is not None:
                 with ledger.lock:
                     ledger.keys[kid]["enabled"] = not enabled
-        elif roll < 0.90 and len(usable) > 3:
+        elif roll < 0.8825 and len(usable) > 3:
             if call("ScheduleKeyDeletion", lambda: c.schedule_key_deletion(KeyId=kid, PendingWindowInDays=30)) is not None:
                 with ledger.lock:
                     ledger.keys[kid]["pending_deletion"] = True
+                mine.remove(kid)
         else:
             call("DescribeKey", lambda: c.describe_key(KeyId=kid))
             call("ListAliases", lambda: c.list_aliases(Limit=50))
@@ -254,6 +257,7 @@ def main():
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--fault-period", type=float, default=60)
     ap.add_argument("--rss-growth-mb", type=float, default=48)
+    ap.add_argument("--keys-per-client", type=int, default=25)
     args = ap.parse_args()
 
     server = start_server(args)

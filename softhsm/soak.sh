@@ -10,7 +10,7 @@
 #
 # Environment: SOAK_SECONDS (1800), SOAK_CLIENTS (4), SOAK_FAULT_PERIOD (60 s between fault
 # episodes), SOAK_DIR (a new temporary directory; kept when set), SOAK_PORT (4611),
-# SOAK_RSS_GROWTH_MB (fail when resident memory grows more than this many MiB, 48) beyond the
+# SOAK_KEYS_PER_CLIENT (25 active keys per client), SOAK_RSS_GROWTH_MB (fail when resident memory grows more than this many MiB, 48) beyond the
 # first sample after warm-up (10% of the run).
 # Needs: cargo, python3 with botocore (pip install awscli), SoftHSMv2 (softhsm/install.sh).
 set -euo pipefail
@@ -65,7 +65,7 @@ python3 softhsm/soak.py \
   --server "$target/release/kms" --config "$dir/kms.toml" --port "$port" \
   --faults "$dir/faults" --token kms-root --seconds "$secs" \
   --clients "${SOAK_CLIENTS:-4}" --fault-period "${SOAK_FAULT_PERIOD:-60}" \
-  --rss-growth-mb "${SOAK_RSS_GROWTH_MB:-48}" --log "$dir/server.log" \
+  --rss-growth-mb "${SOAK_RSS_GROWTH_MB:-48}" --keys-per-client "${SOAK_KEYS_PER_CLIENT:-25}" --log "$dir/server.log" \
   --report "$dir/report.json"
 status=$?
 [ -n "${SOAK_DIR:-}" ] || rm -rf "$dir"

@@ -90,6 +90,8 @@ fn scratch_dir(prefix: &str) -> tempfile::TempDir {
 pub struct Kms {
     pub rt: tokio::runtime::Runtime,
     router: axum::Router,
+    /// Kept (not leaked) for the life of the process: its HSM threads and audit writer.
+    _app: kms::app::App,
     clock: Arc<ManualClock>,
     signer: sigv4::Signer,
     _dir: tempfile::TempDir,
@@ -174,11 +176,10 @@ impl Kms {
             .block_on(kms::app::build(&config, clock.clone()))
             .unwrap_or_else(|e| panic!("{e}"));
         let router = kms::api::router(app.state.clone());
-        // The App (HSM threads, audit writer) lives for the process.
-        std::mem::forget(app);
         Kms {
             rt,
             router,
+            _app: app,
             clock,
             signer: sigv4::Signer::new(ACCESS_KEY, SECRET_KEY, REGION, "kms"),
             _dir: dir,
@@ -259,6 +260,8 @@ pub const XKS_KEY_ID: &str = "fuzz-key-1";
 pub struct Proxy {
     pub rt: tokio::runtime::Runtime,
     router: axum::Router,
+    /// Kept (not leaked) for the life of the process.
+    _running: xks_proxy::RunningProxy,
     signer: sigv4::Signer,
     _dir: tempfile::TempDir,
 }
@@ -322,10 +325,10 @@ impl Proxy {
             .block_on(xks_proxy::start(cfg))
             .unwrap_or_else(|e| panic!("{e}"));
         let router = xks_proxy::router(running.state.clone());
-        std::mem::forget(running);
         Proxy {
             rt,
             router,
+            _running: running,
             signer: sigv4::Signer::new(XKS_AKID, XKS_SECRET, REGION, xks_wire::SIGV4_SERVICE),
             _dir: dir,
         }
