@@ -1,8 +1,9 @@
 //! The one HTTP/1.1 listener of both servers (`kms` and `xks-proxy`).
 //!
 //! What it owns, per connection: accepting it (when `max_connections` are open: closing the
-//! longest-open *idle* connection to make room, or else the new one at once), `TCP_NODELAY`, the TLS handshake within a deadline (rustls; configuration in
-//! [`tls`], replaceable while running), HTTP/1.1 with keep-alive and a deadline for each
+//! longest-open *idle* connection to make room, or else the new one at once), `TCP_NODELAY`,
+//! the TLS handshake within a deadline (rustls; configuration in [`tls`], replaceable while
+//! running), HTTP/1.1 with keep-alive and a deadline for each
 //! request's headers (which also ends idle keep-alive connections), a deadline for request
 //! bodies ([`BodyTimeout`]), the peer handed to handlers as a request extension
 //! (`axum::extract::ConnectInfo<SocketAddr>` by default, or what [`Server::peer_data`] makes of
@@ -120,14 +121,16 @@ impl Rejection<'_> {
 }
 
 /// Connection events, for metrics and logs. Called on the connection's task (or, for
-/// [`Rejection::OverCapacity`], on the accept loop): keep them cheap and non-blocking.
+/// [`Rejection::OverCapacity`] and [`Rejection::IdleEvicted`], on the accept loop): keep them
+/// cheap and non-blocking.
 pub trait Observer: Send + Sync + 'static {
     /// A connection was accepted and counts against `max_connections` (before any handshake).
     fn opened(&self, _peer: SocketAddr) {}
     /// A connection reported by [`Observer::opened`] ended, however it ended (also when it
     /// was closed at the end of the shutdown grace period).
     fn closed(&self, _peer: SocketAddr) {}
-    /// A connection was closed before it could carry a request. For
+    /// A connection was closed before it could carry a request, or (for
+    /// [`Rejection::IdleEvicted`], whose `closed` still follows) while idle at the cap. For
     /// [`Rejection::OverCapacity`] neither `opened` nor `closed` is called.
     fn rejected(&self, _peer: SocketAddr, _why: Rejection<'_>) {}
 }
