@@ -332,7 +332,7 @@ async fn deeply_nested_json_is_a_serialization_error() {
     for body in [
         format!("{}{}", "[".repeat(depth), "]".repeat(depth)),
         format!("{{\"KeyId\":{}1{}}}", "[".repeat(depth), "]".repeat(depth)),
-        format!("{}", "{\"a\":".repeat(depth / 5)),
+        "{\"a\":".repeat(depth / 5),
     ] {
         let started = Instant::now();
         let (status, v) = call(&mut send, &server, "DescribeKey", body.as_bytes()).await;

@@ -24,7 +24,13 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn outer(body: &[u8]) {
-    if let Some((iv, tag, metadata, ct)) = fuzzing::parse_outer(body) {
+    if let Some(fuzzing::OuterParts {
+        iv,
+        tag,
+        metadata,
+        ciphertext: ct,
+    }) = fuzzing::parse_outer(body)
+    {
         assert!(iv.len() == 12 || iv.len() == 16);
         assert_eq!(tag.len(), 16);
         assert!(metadata.len() <= xks_wire::MAX_CIPHERTEXT_METADATA);

@@ -53,7 +53,9 @@ fn blobs() -> &'static Vec<Blob> {
             ciphertext: B64
                 .decode(pair["PrivateKeyCiphertextBlob"].as_str().unwrap())
                 .unwrap(),
-            plaintext: B64.decode(pair["PrivateKeyPlaintext"].as_str().unwrap()).unwrap(),
+            plaintext: B64
+                .decode(pair["PrivateKeyPlaintext"].as_str().unwrap())
+                .unwrap(),
             context: json!({}),
         });
         out
@@ -84,7 +86,12 @@ fuzz_target!(|data: &[u8]| {
     let answer = kms.call("Decrypt", body.as_bytes());
     check_error_shape("Decrypt", body.as_bytes(), &answer);
     if blob == original.ciphertext {
-        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
         let v = answer.json();
         assert_eq!(
             B64.decode(v["Plaintext"].as_str().unwrap()).unwrap(),
@@ -92,7 +99,10 @@ fuzz_target!(|data: &[u8]| {
         );
     } else {
         assert_ne!(answer.status, 200, "a changed blob decrypted: {blob:02x?}");
-        let ty = answer.json()["__type"].as_str().unwrap_or_default().to_string();
+        let ty = answer.json()["__type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         assert!(
             ty == "InvalidCiphertextException" || ty == "ValidationException",
             "a changed blob gave {ty}"

@@ -59,7 +59,8 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(parsed) = sigv4::extract_authorization(&req) {
         for presigned in [false, true] {
-            let mut options = VerifyOptions::new("kms", "us-east-1", chrono::Duration::seconds(300));
+            let mut options =
+                VerifyOptions::new("kms", "us-east-1", chrono::Duration::seconds(300));
             options.allow_presigned = presigned;
             let e = sigv4::verify(&req, &parsed, SECRET.as_bytes(), &options, now);
             if let Err(e) = e {

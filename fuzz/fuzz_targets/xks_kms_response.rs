@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
         }
         let clean = xks_wire::sanitize_error_message(&e.error_message.unwrap_or_default());
         assert!(clean.len() < xks_wire::MAX_ERROR_MESSAGE_LEN);
-        assert!(clean.bytes().all(|b| (b' '..=b'~').contains(&b)), "{clean:?}");
+        assert!(
+            clean.bytes().all(|b| (b' '..=b'~').contains(&b)),
+            "{clean:?}"
+        );
     }
     if let Ok(h) = serde_json::from_slice::<GetHealthStatusResponse>(body) {
         let _ = serde_json::to_vec(&h).unwrap();
@@ -35,7 +38,12 @@ fuzz_target!(|data: &[u8]| {
     let inner_len = 16 + len as usize;
     if let Some(envelope) = fuzzing::encrypt_response_envelope(body, inner_len) {
         let out: EncryptResponse = serde_json::from_slice(body).unwrap();
-        let (iv, tag, metadata, ct) = fuzzing::parse_outer(&envelope).expect("own envelope");
+        let fuzzing::OuterParts {
+            iv,
+            tag,
+            metadata,
+            ciphertext: ct,
+        } = fuzzing::parse_outer(&envelope).expect("own envelope");
         assert_eq!(iv, out.initialization_vector.decode().unwrap().as_slice());
         assert_eq!(tag, out.authentication_tag.decode().unwrap().as_slice());
         assert_eq!(ct, out.ciphertext.decode().unwrap().as_slice());

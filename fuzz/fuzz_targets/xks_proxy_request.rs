@@ -14,9 +14,18 @@ fuzz_target!(|data: &[u8]| {
     };
     let (path, body) = match pick % 5 {
         0 => (format!("/{XKS_PREFIX}/kms/xks/v1/health"), rest),
-        1 => (format!("/{XKS_PREFIX}/kms/xks/v1/keys/{XKS_KEY_ID}/metadata"), rest),
-        2 => (format!("/{XKS_PREFIX}/kms/xks/v1/keys/{XKS_KEY_ID}/encrypt"), rest),
-        3 => (format!("/{XKS_PREFIX}/kms/xks/v1/keys/{XKS_KEY_ID}/decrypt"), rest),
+        1 => (
+            format!("/{XKS_PREFIX}/kms/xks/v1/keys/{XKS_KEY_ID}/metadata"),
+            rest,
+        ),
+        2 => (
+            format!("/{XKS_PREFIX}/kms/xks/v1/keys/{XKS_KEY_ID}/encrypt"),
+            rest,
+        ),
+        3 => (
+            format!("/{XKS_PREFIX}/kms/xks/v1/keys/{XKS_KEY_ID}/decrypt"),
+            rest,
+        ),
         _ => {
             let mut parts = rest.splitn(2, |b| *b == b'\n');
             let path = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
@@ -37,8 +46,8 @@ fuzz_target!(|data: &[u8]| {
         .get("errorName")
         .and_then(|n| n.as_str())
         .unwrap_or_else(|| panic!("HTTP {} without errorName: {v}", answer.status));
-    let parsed = xks_wire::ErrorName::parse(name)
-        .unwrap_or_else(|| panic!("unknown errorName {name}"));
+    let parsed =
+        xks_wire::ErrorName::parse(name).unwrap_or_else(|| panic!("unknown errorName {name}"));
     assert_eq!(answer.status, parsed.http_status(), "{name}");
     assert!(
         answer.status != 500,
@@ -46,4 +55,3 @@ fuzz_target!(|data: &[u8]| {
         String::from_utf8_lossy(body)
     );
 });
-

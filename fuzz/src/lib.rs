@@ -214,7 +214,12 @@ impl Kms {
     /// Like [`Kms::call`] with a JSON value; panics unless it succeeds.
     pub fn ok(&self, operation: &str, body: serde_json::Value) -> serde_json::Value {
         let a = self.call(operation, body.to_string().as_bytes());
-        assert_eq!(a.status, 200, "{operation}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(
+            a.status,
+            200,
+            "{operation}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
         a.json()
     }
 }

@@ -361,10 +361,22 @@ fn outer_envelope(out: &EncryptResponse, inner_len: usize) -> Option<Vec<u8>> {
 /// Entry points for the fuzz targets (`fuzz/`): the parsers of this module, unchanged.
 #[doc(hidden)]
 pub mod fuzzing {
-    /// The outer envelope of a version-2 blob's body as (proxy IV, tag, `ciphertextMetadata`,
-    /// ciphertext).
-    pub fn parse_outer(b: &[u8]) -> Option<(&[u8], &[u8], &[u8], &[u8])> {
-        super::parse_outer(b).map(|o| (o.iv, o.tag, o.metadata, o.ciphertext))
+    /// The parts of a version-2 blob's outer envelope.
+    pub struct OuterParts<'a> {
+        pub iv: &'a [u8],
+        pub tag: &'a [u8],
+        pub metadata: &'a [u8],
+        pub ciphertext: &'a [u8],
+    }
+
+    /// The outer envelope of a version-2 blob's body.
+    pub fn parse_outer(b: &[u8]) -> Option<OuterParts<'_>> {
+        super::parse_outer(b).map(|o| OuterParts {
+            iv: o.iv,
+            tag: o.tag,
+            metadata: o.metadata,
+            ciphertext: o.ciphertext,
+        })
     }
 
     /// A proxy's Encrypt response body, decoded as the client decodes it, then checked and
