@@ -67,7 +67,9 @@ for t in "${targets[@]}"; do
   # The last status line (runs, coverage, corpus, exec/s) and the final stats.
   grep -E '^#[0-9]+' "$log" | tail -n 1 || true
   grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log" || true
-  if [ $rc -ne 0 ] || ls "artifacts/$t"/crash-* "artifacts/$t"/oom-* "artifacts/$t"/timeout-* >/dev/null 2>&1; then
+  found=$(find "artifacts/$t" -maxdepth 1 \( -name 'crash-*' -o -name 'oom-*' -o -name 'timeout-*' \
+    -o -name 'leak-*' \) -print -quit)
+  if [ $rc -ne 0 ] || [ -n "$found" ]; then
     echo "FAIL: $t found a problem (exit $rc); see fuzz/$log and fuzz/artifacts/$t/" >&2
     grep -E 'panicked at|ERROR: libFuzzer|SUMMARY' "$log" | head -n 5 >&2 || true
     failed+=("$t")
