@@ -131,8 +131,8 @@ impl Metrics {
         let connections_rejected = IntCounterVec::new(
             Opts::new(
                 "kms_connections_rejected_total",
-                "API connections closed before carrying a request, by reason (over_capacity, \
-                 tls_handshake_timeout, tls_handshake_failed)",
+                "API connections closed before carrying a request or while idle at the cap, by \
+                 reason (over_capacity, idle_evicted, tls_handshake_timeout, tls_handshake_failed)",
             ),
             &["reason"],
         )?;

@@ -380,6 +380,64 @@ fn parse_outer(b: &[u8]) -> Option<Outer<'_>> {
     })
 }
 
+/// The proxy's Encrypt answer as the outer envelope of a version-2 blob (what `parse_outer`
+/// reads back), or `None` when the answer is not one a proxy may give: Base64 that does not
+/// decode, an IV of neither 12 nor 16 bytes, a tag of not 16, metadata over the limit, or a
+/// ciphertext whose length differs from the `inner_len` bytes sent.
+fn outer_envelope(out: &EncryptResponse, inner_len: usize) -> Option<Vec<u8>> {
+    let iv = out.initialization_vector.decode().ok()?;
+    let tag = out.authentication_tag.decode().ok()?;
+    let ct = out.ciphertext.decode().ok()?;
+    let cm = match &out.ciphertext_metadata {
+        Some(c) => c.decode().ok()?,
+        None => Vec::new(),
+    };
+    if !(iv.len() == 12 || iv.len() == 16)
+        || tag.len() != 16
+        || cm.len() > xks_wire::MAX_CIPHERTEXT_METADATA
+        || ct.len() != inner_len
+    {
+        return None;
+    }
+    let mut e = Vec::with_capacity(2 + iv.len() + tag.len() + cm.len() + ct.len());
+    e.push(iv.len() as u8);
+    e.extend_from_slice(&iv);
+    e.extend_from_slice(&tag);
+    e.push(cm.len() as u8);
+    e.extend_from_slice(&cm);
+    e.extend_from_slice(&ct);
+    Some(e)
+}
+
+/// Entry points for the fuzz targets (`fuzz/`): the parsers of this module, unchanged.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The parts of a version-2 blob's outer envelope.
+    pub struct OuterParts<'a> {
+        pub iv: &'a [u8],
+        pub tag: &'a [u8],
+        pub metadata: &'a [u8],
+        pub ciphertext: &'a [u8],
+    }
+
+    /// The outer envelope of a version-2 blob's body.
+    pub fn parse_outer(b: &[u8]) -> Option<OuterParts<'_>> {
+        super::parse_outer(b).map(|o| OuterParts {
+            iv: o.iv,
+            tag: o.tag,
+            metadata: o.metadata,
+            ciphertext: o.ciphertext,
+        })
+    }
+
+    /// A proxy's Encrypt response body, decoded as the client decodes it, then checked and
+    /// turned into the outer envelope as `xks_seal` does.
+    pub fn encrypt_response_envelope(body: &[u8], inner_len: usize) -> Option<Vec<u8>> {
+        let out: xks_wire::EncryptResponse = serde_json::from_slice(body).ok()?;
+        super::outer_envelope(&out, inner_len)
+    }
+}
+
 impl CustomKeyStores {
     async fn xks_store_of(&self, call: &Call, id: &str) -> KmsResult<CustomKeyStoreRecord> {
         match self.store.get_custom_key_store(id).await? {
@@ -873,34 +931,15 @@ impl Core {
             .call::<_, EncryptResponse>(Operation::Encrypt, xks_key_id, &req)
             .await
             .map_err(|e| proxy_error(&e, Context::Crypto))?;
-        let bad = || {
+        let envelope = outer_envelope(&out, inner.ciphertext_and_tag.len()).ok_or_else(|| {
             KmsError::KmsInvalidState(crypto_message(
                 &XksError::InvalidResponse(String::new()),
                 None,
             ))
-        };
-        let iv = out.initialization_vector.decode().map_err(|_| bad())?;
-        let tag = out.authentication_tag.decode().map_err(|_| bad())?;
-        let ct = out.ciphertext.decode().map_err(|_| bad())?;
-        let cm = match &out.ciphertext_metadata {
-            Some(c) => c.decode().map_err(|_| bad())?,
-            None => Vec::new(),
-        };
-        if !(iv.len() == 12 || iv.len() == 16)
-            || tag.len() != 16
-            || cm.len() > xks_wire::MAX_CIPHERTEXT_METADATA
-            || ct.len() != inner.ciphertext_and_tag.len()
-        {
-            return Err(bad());
-        }
+        })?;
         let mut blob = header;
         blob.extend_from_slice(&inner.iv);
-        blob.push(iv.len() as u8);
-        blob.extend_from_slice(&iv);
-        blob.extend_from_slice(&tag);
-        blob.push(cm.len() as u8);
-        blob.extend_from_slice(&cm);
-        blob.extend_from_slice(&ct);
+        blob.extend_from_slice(&envelope);
         Ok(blob)
     }
 

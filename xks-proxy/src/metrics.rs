@@ -28,8 +28,8 @@ pub struct Metrics {
     copy_usable: IntGaugeVec,
     copy_failures: IntCounterVec,
     pub connections: IntGauge,
-    /// Connections closed before carrying a request, by reason (`over_capacity`,
-    /// `tls_handshake_timeout`, `tls_handshake_failed`).
+    /// Connections closed before carrying a request or while idle at the cap, by reason
+    /// (`over_capacity`, `idle_evicted`, `tls_handshake_timeout`, `tls_handshake_failed`).
     pub connections_rejected: IntCounterVec,
     /// Per operation (in [`Operation::ALL`] order): the ok counter, the request and the HSM
     /// latency histograms, resolved once (the hot path does no label lookups).
@@ -149,8 +149,9 @@ impl Metrics {
             IntCounterVec::new(
                 Opts::new(
                     "xks_connections_rejected_total",
-                    "Connections closed before carrying a request, by reason (over_capacity, \
-                     tls_handshake_timeout, tls_handshake_failed)",
+                    "Connections closed before carrying a request or while idle at the cap, by \
+                     reason (over_capacity, idle_evicted, tls_handshake_timeout, \
+                     tls_handshake_failed)",
                 ),
                 &["reason"],
             )?,

@@ -83,3 +83,36 @@ pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     }
     false
 }
+
+/// A response body that holds a value (the connection's request-in-flight mark) until it is
+/// written or dropped.
+pub(crate) struct Tracked<T> {
+    inner: axum::body::Body,
+    _held: T,
+}
+
+impl<T> Tracked<T> {
+    pub(crate) fn new(inner: axum::body::Body, held: T) -> Tracked<T> {
+        Tracked { inner, _held: held }
+    }
+}
+
+impl<T: Unpin> Body for Tracked<T> {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

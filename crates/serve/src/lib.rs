@@ -1,8 +1,9 @@
 //! The one HTTP/1.1 listener of both servers (`kms` and `xks-proxy`).
 //!
-//! What it owns, per connection: accepting it (or closing it at once when `max_connections`
-//! are open), `TCP_NODELAY`, the TLS handshake within a deadline (rustls; configuration in
-//! [`tls`], replaceable while running), HTTP/1.1 with keep-alive and a deadline for each
+//! What it owns, per connection: accepting it (when `max_connections` are open: closing the
+//! longest-open *idle* connection to make room, or else the new one at once), `TCP_NODELAY`,
+//! the TLS handshake within a deadline (rustls; configuration in [`tls`], replaceable while
+//! running), HTTP/1.1 with keep-alive and a deadline for each
 //! request's headers (which also ends idle keep-alive connections), a deadline for request
 //! bodies ([`BodyTimeout`]), the peer handed to handlers as a request extension
 //! (`axum::extract::ConnectInfo<SocketAddr>` by default, or what [`Server::peer_data`] makes of
@@ -30,8 +31,10 @@
 mod body;
 pub mod tls;
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,7 +46,7 @@ use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tower::ServiceExt;
 
 pub use body::{is_body_timeout, BodyTimeout};
@@ -52,9 +55,13 @@ pub use tls::{Tls, TlsError, TlsOptions};
 /// Listener settings. The defaults suit a public API port; servers expose them as settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeConfig {
-    /// Open connections at most (TLS handshakes included). A connection accepted beyond this
-    /// is closed at once, so the excess never costs more than an accept and a close, and the
-    /// open ones keep being served. Default: 4096. 0 counts as 1.
+    /// Open connections at most (TLS handshakes included). When a connection arrives with this
+    /// many open, the longest-open connection without a request in flight (idle between
+    /// requests, or still in its TLS handshake or request headers) is closed to make room
+    /// ([`Rejection::IdleEvicted`]); when every open connection is busy the new one is closed
+    /// at once ([`Rejection::OverCapacity`]). So idle or half-open connections cannot lock
+    /// clients out, and the excess never costs more than an accept and a close. Default:
+    /// 4096. 0 counts as 1.
     pub max_connections: usize,
     /// Time for a TLS client to complete its handshake, from the accept. Default: 10 s.
     pub tls_handshake_timeout: Duration,
@@ -95,13 +102,18 @@ pub enum Rejection<'a> {
     TlsHandshakeTimeout,
     /// The TLS handshake failed (the client's alert, our alert, or the connection dropped).
     TlsHandshakeFailed(&'a std::io::Error),
+    /// `max_connections` were open and this one, the longest open without a request in
+    /// flight, was closed to make room for a new one (it may have carried requests before).
+    IdleEvicted,
 }
 
 impl Rejection<'_> {
-    /// A metric label: `over_capacity`, `tls_handshake_timeout`, `tls_handshake_failed`.
+    /// A metric label: `over_capacity`, `tls_handshake_timeout`, `tls_handshake_failed`,
+    /// `idle_evicted`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Rejection::OverCapacity => "over_capacity",
+            Rejection::IdleEvicted => "idle_evicted",
             Rejection::TlsHandshakeTimeout => "tls_handshake_timeout",
             Rejection::TlsHandshakeFailed(_) => "tls_handshake_failed",
         }
@@ -109,14 +121,16 @@ impl Rejection<'_> {
 }
 
 /// Connection events, for metrics and logs. Called on the connection's task (or, for
-/// [`Rejection::OverCapacity`], on the accept loop): keep them cheap and non-blocking.
+/// [`Rejection::OverCapacity`] and [`Rejection::IdleEvicted`], on the accept loop): keep them
+/// cheap and non-blocking.
 pub trait Observer: Send + Sync + 'static {
     /// A connection was accepted and counts against `max_connections` (before any handshake).
     fn opened(&self, _peer: SocketAddr) {}
     /// A connection reported by [`Observer::opened`] ended, however it ended (also when it
     /// was closed at the end of the shutdown grace period).
     fn closed(&self, _peer: SocketAddr) {}
-    /// A connection was closed before it could carry a request. For
+    /// A connection was closed before it could carry a request, or (for
+    /// [`Rejection::IdleEvicted`], whose `closed` still follows) while idle at the cap. For
     /// [`Rejection::OverCapacity`] neither `opened` nor `closed` is called.
     fn rejected(&self, _peer: SocketAddr, _why: Rejection<'_>) {}
 }
@@ -245,6 +259,8 @@ impl<X: Clone + Send + Sync + 'static> Server<X> {
         // Connection tasks live in this set: counting them is the connection cap, and dropping
         // it (at the grace deadline, or with this future) ends them all.
         let mut connections = JoinSet::new();
+        // The same connections in accept order, for eviction at the cap.
+        let mut open: VecDeque<OpenConnection> = VecDeque::new();
         let mut refusals = RefusalLog::default();
         tokio::pin!(shutdown);
         loop {
@@ -268,22 +284,40 @@ impl<X: Clone + Send + Sync + 'static> Server<X> {
             };
             reap(&mut connections);
             if connections.len() >= max_connections {
-                drop(stream);
-                refusals.refused(max_connections);
-                if let Some(o) = &shared.observer {
-                    o.rejected(peer, Rejection::OverCapacity);
+                match evict_idle(&mut open) {
+                    Some(evicted) => {
+                        if let Some(o) = &shared.observer {
+                            o.rejected(evicted, Rejection::IdleEvicted);
+                        }
+                    }
+                    None => {
+                        drop(stream);
+                        refusals.refused(max_connections);
+                        if let Some(o) = &shared.observer {
+                            o.rejected(peer, Rejection::OverCapacity);
+                        }
+                        continue;
+                    }
                 }
-                continue;
+            } else if open.len() > 2 * max_connections {
+                open.retain(|c| !c.task.is_finished());
             }
             // Responses are written whole; Nagle would only delay the last segment.
             let _ = stream.set_nodelay(true);
-            connections.spawn(connection(
+            let activity = Arc::new(Activity::default());
+            let task = connections.spawn(connection(
                 stream,
                 peer,
                 tls.clone(),
                 shared.clone(),
+                activity.clone(),
                 stop_rx.clone(),
             ));
+            open.push_back(OpenConnection {
+                peer,
+                activity,
+                task,
+            });
         }
         drop(listener);
         let _ = stop_tx.send(true);
@@ -327,6 +361,55 @@ fn is_per_connection(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted
     )
+}
+
+/// An open connection as the accept loop sees it, for eviction.
+struct OpenConnection {
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+    task: AbortHandle,
+}
+
+/// Requests in flight on one connection: a request counts from its headers until its response
+/// body is written (or dropped). Zero means idle: between requests, in the TLS handshake, or
+/// still reading request headers.
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+}
+
+/// One request in flight; the count drops when this does (with the response body).
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn start(activity: &Arc<Activity>) -> Busy {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        Busy(activity.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Closes the longest-open idle connection (aborting its task drops the socket; its
+/// [`Observer::closed`] still runs). Returns its peer, or `None` when every open connection has
+/// a request in flight. Amortized O(1) under a flood of idle connections: the oldest entry is
+/// normally the one to close, and ended ones are dropped from the front here and, when the
+/// queue grows past twice the cap, by the accept loop (a full sweep per eviction cost 1.4 ms
+/// at 4,096 connections, enough to overflow the listen backlog).
+fn evict_idle(open: &mut VecDeque<OpenConnection>) -> Option<SocketAddr> {
+    while open.front().is_some_and(|c| c.task.is_finished()) {
+        open.pop_front();
+    }
+    let at = open
+        .iter()
+        .position(|c| c.activity.in_flight.load(Ordering::Acquire) == 0 && !c.task.is_finished())?;
+    let c = open.remove(at)?;
+    c.task.abort();
+    Some(c.peer)
 }
 
 /// Removes finished connection tasks, so that the set's length is the open connections.
@@ -397,6 +480,7 @@ async fn connection<X: Clone + Send + Sync + 'static>(
     peer: SocketAddr,
     tls: Option<Arc<Tls>>,
     shared: Arc<Shared<X>>,
+    activity: Arc<Activity>,
     mut stop: watch::Receiver<bool>,
 ) {
     let observer = shared.observer.as_deref();
@@ -406,7 +490,7 @@ async fn connection<X: Clone + Send + Sync + 'static>(
     let _guard = OpenGuard { observer, peer };
     let Some(tls) = tls else {
         let data = (shared.peer_data)(&Connection { peer, tls: None });
-        return http(stream, peer, data, &shared, stop).await;
+        return http(stream, peer, data, &shared, activity, stop).await;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
     let handshake =
@@ -422,7 +506,7 @@ async fn connection<X: Clone + Send + Sync + 'static>(
                 peer,
                 tls: Some(stream.get_ref().1),
             });
-            http(stream, peer, data, &shared, stop).await;
+            http(stream, peer, data, &shared, activity, stop).await;
         }
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -445,18 +529,28 @@ async fn http<I, X>(
     peer: SocketAddr,
     data: X,
     shared: &Shared<X>,
+    activity: Arc<Activity>,
     mut stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     X: Clone + Send + Sync + 'static,
 {
     let body_read_timeout = shared.config.body_read_timeout;
-    let service = shared.router.clone().map_request(
-        move |mut request: http::Request<hyper::body::Incoming>| {
+    let service = shared
+        .router
+        .clone()
+        .map_request(move |mut request: http::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(data.clone());
             request.map(|body| axum::body::Body::new(body::TimedBody::new(body, body_read_timeout)))
-        },
-    );
+        })
+        .map_future(move |response| {
+            // Counted from here (the headers are in) until the response body is gone.
+            let busy = Busy::start(&activity);
+            async move {
+                let response: Result<http::Response<axum::body::Body>, _> = response.await;
+                response.map(|r| r.map(|b| axum::body::Body::new(body::Tracked::new(b, busy))))
+            }
+        });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

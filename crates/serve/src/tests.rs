@@ -415,20 +415,30 @@ async fn a_request_body_that_stalls_fails_the_read_after_the_timeout() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_cap_are_closed_at_once_and_the_others_still_work() {
+async fn connections_beyond_the_cap_are_closed_at_once_when_every_open_one_is_busy() {
     let config = ServeConfig {
         max_connections: 2,
         header_read_timeout: Duration::from_secs(10),
         ..short_config()
     };
     let server = start(config, None).await;
-    let mut first = client(TcpStream::connect(server.addr).await.unwrap()).await;
-    let mut second = client(TcpStream::connect(server.addr).await.unwrap()).await;
-    assert_eq!(get_on(&mut first, "/").await.unwrap().0, StatusCode::OK);
-    assert_eq!(get_on(&mut second, "/").await.unwrap().0, StatusCode::OK);
+    let addr = server.addr;
+    // Two requests in flight hold both places.
+    let busy: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async move { fetch(addr, "/sleep/1500").await }))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server.recorder.count("opened") < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the busy connections never opened"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
 
     let started = Instant::now();
-    let mut extra = TcpStream::connect(server.addr).await.unwrap();
+    let mut extra = TcpStream::connect(addr).await.unwrap();
     let _ = extra
         .write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
         .await;
@@ -436,27 +446,73 @@ async fn connections_beyond_the_cap_are_closed_at_once_and_the_others_still_work
     assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
     assert!(elapsed < Duration::from_secs(1), "closed after {elapsed:?}");
     assert_eq!(server.recorder.count("over_capacity"), 1);
+    assert_eq!(server.recorder.count("idle_evicted"), 0);
     assert_eq!(server.recorder.count("opened"), 2);
 
-    assert_eq!(get_on(&mut first, "/").await.unwrap().0, StatusCode::OK);
-    assert_eq!(get_on(&mut second, "/").await.unwrap().0, StatusCode::OK);
-
-    // A closed connection frees its place.
-    drop(first);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let mut send = client(TcpStream::connect(server.addr).await.unwrap()).await;
-        if let Ok((status, _)) = get_on(&mut send, "/").await {
-            assert_eq!(status, StatusCode::OK);
-            break;
-        }
-        assert!(Instant::now() < deadline, "no place freed within 3 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // The busy ones finish undisturbed.
+    for b in busy {
+        assert_eq!(b.await.unwrap(), (StatusCode::OK, "slept".into()));
     }
-    drop(second);
+    // Their connections are gone with their clients: a new one is served.
+    assert_eq!(fetch(addr, "/").await.0, StatusCode::OK);
     let recorder = server.recorder.clone();
     assert_eq!(server.stop().await, Drained { forced: 0 });
     // Every counted connection was reported closed (refused ones are never counted).
+    assert_eq!(recorder.count("opened"), recorder.count("closed"));
+}
+
+#[tokio::test]
+async fn at_the_cap_the_longest_open_idle_connection_makes_room_for_a_new_client() {
+    let config = ServeConfig {
+        max_connections: 3,
+        header_read_timeout: Duration::from_secs(10),
+        ..short_config()
+    };
+    let server = start(config, None).await;
+    let addr = server.addr;
+    // Oldest: a kept-alive connection that carried a request and is now idle.
+    let mut kept = client(TcpStream::connect(addr).await.unwrap()).await;
+    assert_eq!(get_on(&mut kept, "/").await.unwrap().0, StatusCode::OK);
+    // Then one that never sends anything, and one stuck in the middle of its headers.
+    let silent = TcpStream::connect(addr).await.unwrap();
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"GET / HTTP/1.1\r\nhost: loc")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server.recorder.count("opened") < 3 {
+        assert!(Instant::now() < deadline, "the connections never opened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // A new client is served at once, in place of the oldest idle connection. The newcomers
+    // stay connected, so each of the next ones needs a place too.
+    let started = Instant::now();
+    let mut n1 = client(TcpStream::connect(addr).await.unwrap()).await;
+    assert_eq!(
+        get_on(&mut n1, "/").await.unwrap(),
+        (StatusCode::OK, "ok".into())
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(server.recorder.count("idle_evicted"), 1);
+    assert_eq!(server.recorder.count("over_capacity"), 0);
+    assert!(
+        get_on(&mut kept, "/").await.is_err(),
+        "the oldest idle one was not closed"
+    );
+    // The next newcomer takes the silent one's place, then the half-open one's.
+    let mut n2 = client(TcpStream::connect(addr).await.unwrap()).await;
+    assert_eq!(get_on(&mut n2, "/").await.unwrap().0, StatusCode::OK);
+    let (got, _) = until_closed(&mut { silent }, Instant::now()).await;
+    assert!(got.is_empty());
+    let mut n3 = client(TcpStream::connect(addr).await.unwrap()).await;
+    assert_eq!(get_on(&mut n3, "/").await.unwrap().0, StatusCode::OK);
+    let (got, _) = until_closed(&mut half, Instant::now()).await;
+    assert!(got.is_empty());
+    assert_eq!(server.recorder.count("idle_evicted"), 3);
+    drop((n1, n2, n3));
+    let recorder = server.recorder.clone();
+    assert_eq!(server.stop().await, Drained { forced: 0 });
     assert_eq!(recorder.count("opened"), recorder.count("closed"));
 }
 
