@@ -549,7 +549,7 @@ async fn every_single_byte_change_of_a_version_2_blob_is_rejected() {
     std::fs::write(&ca, &proxy.ca_pem).unwrap();
     let server = TestServer::start_with_config(
         &format!(
-            "[xks]\nca_file = '{}'\nrequests_per_second = 1000000\n",
+            "[xks]\nallowed_proxy_networks = ['127.0.0.1', '::1']\nca_file = '{}'\nrequests_per_second = 1000000\n",
             ca.display()
         ),
         common::backend_env(),
