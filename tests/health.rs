@@ -1,0 +1,90 @@
+//! `GET /healthz` and `GET /readyz` on the metrics listener: both 200 on a serving node (the
+//! real binary, on the root `KMS_TEST_BACKEND` selects), and readyz 503 with its reason once
+//! the node drains.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// `GET path` over a plain connection: (status, body).
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {resp:?}"));
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_binary_serves_healthz_and_readyz_on_the_metrics_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut env = common::backend_env();
+    env.push((
+        "KMS_SERVER__METRICS_LISTEN".into(),
+        format!("127.0.0.1:{port}"),
+    ));
+    let (mut child, _endpoint) = common::spawn_kms(dir.path(), env, Stdio::null());
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // The metrics listener binds after the banner: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "metrics listener never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, body) = get(addr, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, r#"{"status":"ok"}"#);
+    let (status, body) = get(addr, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, r#"{"status":"ready"}"#);
+    let (status, _) = get(addr, "/nothing");
+    assert_eq!(status, 404);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn readyz_answers_503_with_the_reason_while_draining() {
+    let srv = common::TestServer::start().await;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let metrics = serve::Server::new(l, kms::api::metrics_router(srv.state.service.clone()));
+    tokio::spawn(metrics.run(std::future::pending()));
+    let ask = |path: &'static str| tokio::task::spawn_blocking(move || get(addr, path));
+    assert_eq!(ask("/readyz").await.unwrap().0, 200);
+    srv.state.service.start_draining();
+    let (status, body) = ask("/readyz").await.unwrap();
+    assert_eq!(status, 503);
+    assert_eq!(body, r#"{"reason":"draining","status":"not ready"}"#);
+    // Still alive while draining.
+    assert_eq!(ask("/healthz").await.unwrap().0, 200);
+}
