@@ -88,3 +88,40 @@ async fn readyz_answers_503_with_the_reason_while_draining() {
     // Still alive while draining.
     assert_eq!(ask("/healthz").await.unwrap().0, 200);
 }
+
+/// A node on PostgreSQL (a cluster of the test's own) is ready while the database answers and
+/// answers 503 "store unreachable" once it is stopped; it stays alive.
+#[tokio::test]
+async fn readyz_answers_503_when_the_store_is_unreachable() {
+    let pg = common::pg::OwnCluster::start();
+    let mut env = common::backend_env();
+    env.extend([
+        ("KMS_STORE__KIND".to_string(), "postgres".to_string()),
+        ("KMS_STORE__URL".into(), pg.url.clone()),
+        ("KMS_STORE__TLS".into(), "disable".into()),
+        (
+            "KMS_STORE__PASSWORD_ENV".into(),
+            "KMS_OWN_PG_PASSWORD".into(),
+        ),
+        ("KMS_OWN_PG_PASSWORD".into(), pg.password.clone()),
+        ("KMS_STORE__CONNECT_TIMEOUT_MS".into(), "1000".into()),
+        ("KMS_STORE__POOL_WAIT_MS".into(), "1000".into()),
+    ]);
+    let srv = common::TestServer::start_with(env).await;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let metrics = serve::Server::new(l, kms::api::metrics_router(srv.state.service.clone()));
+    tokio::spawn(metrics.run(std::future::pending()));
+    let ask = |path: &'static str| tokio::task::spawn_blocking(move || get(addr, path));
+    assert_eq!(ask("/readyz").await.unwrap().0, 200);
+    tokio::task::spawn_blocking(move || pg.run("stop"))
+        .await
+        .unwrap();
+    let (status, body) = ask("/readyz").await.unwrap();
+    assert_eq!(status, 503);
+    assert_eq!(
+        body,
+        r#"{"reason":"store unreachable","status":"not ready"}"#
+    );
+    assert_eq!(ask("/healthz").await.unwrap().0, 200);
+}
