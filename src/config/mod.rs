@@ -1229,6 +1229,38 @@ mod tests {
     }
 
     #[test]
+    fn limits_default_global_per_account_and_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kms.toml");
+        let with = |toml: &str| {
+            std::fs::write(&file, toml).unwrap();
+            load(Some(&file), Vec::new())
+        };
+        let c = load(None, Vec::new()).unwrap();
+        assert_eq!(c.limits.keys_for("111122223333"), 100_000);
+        let c = with(
+            "[limits]\nkeys_per_account = 5\n\
+             [limits.accounts.444455556666]\nkeys_per_account = 2\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits.keys_for("111122223333"), 5);
+        assert_eq!(c.limits.keys_for("444455556666"), 2);
+        let errors =
+            with("[limits]\nkeys_per_account = 0\n[limits.accounts.12345]\nkeys_per_account = 1\n")
+                .unwrap_err()
+                .0;
+        assert!(
+            errors.contains(&"limits.keys_per_account: must be at least 1".to_string()),
+            "{errors:?}"
+        );
+        assert!(
+            errors.contains(&"limits.accounts: '12345' is not a 12-digit account id".to_string()),
+            "{errors:?}"
+        );
+        assert!(with("[limits]\nkeys = 5\n").is_err());
+    }
+
+    #[test]
     fn store_settings_sqlite_by_default_postgres_validated() {
         let vars = |v: &[(&str, &str)]| -> Vec<(String, String)> {
             v.iter()
