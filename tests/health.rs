@@ -1,6 +1,6 @@
 //! `GET /healthz` and `GET /readyz` on the metrics listener: both 200 on a serving node (the
-//! real binary, on the root `KMS_TEST_BACKEND` selects), and readyz 503 with its reason once
-//! the node drains.
+//! real binary, on the root `KMS_TEST_BACKEND` selects), and readyz 503 with its reason while
+//! the node drains (SIGTERM) and when its PostgreSQL store is stopped.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -124,4 +124,58 @@ async fn readyz_answers_503_when_the_store_is_unreachable() {
         r#"{"reason":"store unreachable","status":"not ready"}"#
     );
     assert_eq!(ask("/healthz").await.unwrap().0, 200);
+}
+
+/// SIGTERM with a request in flight (its body still coming): the node drains, and readyz
+/// answers 503 "draining" meanwhile, so a load balancer stops sending to it.
+#[test]
+fn the_binary_is_not_ready_while_it_drains_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut env = common::backend_env();
+    env.push((
+        "KMS_SERVER__METRICS_LISTEN".into(),
+        format!("127.0.0.1:{port}"),
+    ));
+    env.push(("KMS_SERVER__SHUTDOWN_GRACE_MS".into(), "5000".into()));
+    let (mut child, endpoint) = common::spawn_kms(dir.path(), env, Stdio::null());
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "metrics listener never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(get(addr, "/readyz").0, 200);
+    // A request whose body has not all arrived keeps the API listener draining.
+    let api: SocketAddr = endpoint.trim_start_matches("http://").parse().unwrap();
+    let mut slow = std::net::TcpStream::connect(api).unwrap();
+    write!(
+        slow,
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.1\r\n\
+         X-Amz-Target: TrentService.ListKeys\r\nContent-Length: 100\r\n\r\n{{"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let body = loop {
+        let (status, body) = get(addr, "/readyz");
+        if status == 503 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still ready after SIGTERM: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(body, r#"{"reason":"draining","status":"not ready"}"#);
+    assert_eq!(get(addr, "/healthz").0, 200);
+    drop(slow);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
