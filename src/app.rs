@@ -127,6 +127,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         connections,
         metrics,
         iam.clone(),
+        config.limits.clone(),
     );
     if let Err(e) = service.custom_key_stores.reconnect_stores().await {
         match e.cause() {

@@ -199,6 +199,13 @@ async fn run(config: kms::config::Config) -> (ExitCode, Option<Arc<kms::service:
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
     };
+    // Draining from the signal on: /readyz answers 503 so a load balancer stops sending.
+    let draining = app.state.service.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("draining: not ready for new requests");
+        draining.start_draining();
+    };
     // Returns once requests in flight have finished (or `server.shutdown_grace_ms` passed).
     server.run(shutdown).await;
     maintenance.abort();

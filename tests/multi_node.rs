@@ -367,67 +367,12 @@ async fn a_node_killed_under_load_loses_nothing_acknowledged() {
     );
 }
 
-/// A PostgreSQL cluster of the test's own (`tests/pg/cluster.sh`): restarting the shared one
-/// would disturb the other tests. Stopped and removed on drop.
-struct OwnCluster {
-    dir: std::path::PathBuf,
-    url: String,
-    password: String,
-}
-
-impl OwnCluster {
-    fn script() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pg/cluster.sh")
-    }
-
-    fn start() -> OwnCluster {
-        let dir = std::env::temp_dir().join(format!("kms-pg-own-{}", uuid::Uuid::new_v4()));
-        let out = std::process::Command::new("bash")
-            .arg(Self::script())
-            .args(["start", dir.to_str().unwrap()])
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "cluster.sh start failed");
-        let text = String::from_utf8(out.stdout).unwrap();
-        let value = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("export {name}='")))
-                .and_then(|v| v.strip_suffix('\''))
-                .unwrap()
-                .to_string()
-        };
-        OwnCluster {
-            url: value("KMS_TEST_PG_URL"),
-            password: value("KMS_TEST_PG_PASSWORD"),
-            dir,
-        }
-    }
-
-    fn run(&self, cmd: &str) {
-        let status = std::process::Command::new("bash")
-            .arg(Self::script())
-            .args([cmd, self.dir.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "cluster.sh {cmd} failed");
-    }
-}
-
-impl Drop for OwnCluster {
-    fn drop(&mut self) {
-        self.run("stop");
-    }
-}
-
 /// PostgreSQL restarted under load: requests in the gap fail with a retryable
 /// DependencyTimeoutException (503), the node recovers without a restart, and every key it
 /// acknowledged is there afterwards.
 #[tokio::test]
 async fn a_node_recovers_from_a_database_restart_under_load() {
-    let pg = OwnCluster::start();
+    let pg = common::pg::OwnCluster::start();
     let root = tempfile::tempdir().unwrap();
     let mut env = vec![(
         "KMS_ROOT__KEY_FILE".to_string(),
@@ -477,7 +422,7 @@ async fn a_node_recovers_from_a_database_restart_under_load() {
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     tokio::task::spawn_blocking({
-        let (dir, script) = (pg.dir.clone(), OwnCluster::script());
+        let (dir, script) = (pg.dir.clone(), common::pg::OwnCluster::script());
         move || {
             let status = std::process::Command::new("bash")
                 .arg(script)

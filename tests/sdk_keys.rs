@@ -660,3 +660,53 @@ async fn key_is_deleted_with_its_aliases_after_the_window() {
     assert!(d["requestParameters"].is_null());
     assert_eq!(d["recipientAccountId"], ACCOUNT);
 }
+
+/// The key quota (`[limits]`): counted per account, PendingDeletion keys included, freed by
+/// the deletion itself; the 4th key of a quota of 3 fails with AWS's LimitExceededException.
+#[tokio::test]
+async fn key_quota_per_account_counts_pending_deletion_until_deleted() {
+    let srv = common::TestServer::start_with_config(
+        "[limits]\nkeys_per_account = 3\n[limits.accounts.444455556666]\nkeys_per_account = 1\n",
+        common::backend_env(),
+    )
+    .await;
+    let kms = srv.client();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(new_key(&kms).await.0);
+    }
+    let (code, msg) = fail(kms.create_key().send().await);
+    assert_eq!(code, "LimitExceededException");
+    assert_eq!(
+        msg,
+        "Key quota for this account in this region is 3 but the current usage is 3."
+    );
+
+    // Another account has its own count and its own quota.
+    let other = srv.other_client();
+    new_key(&other).await;
+    let (code, msg) = fail(other.create_key().send().await);
+    assert_eq!(code, "LimitExceededException");
+    assert_eq!(
+        msg,
+        "Key quota for this account in this region is 1 but the current usage is 1."
+    );
+
+    // A key pending deletion still counts.
+    kms.schedule_key_deletion()
+        .key_id(&ids[0])
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let (code, _) = fail(kms.create_key().send().await);
+    assert_eq!(code, "LimitExceededException");
+
+    // Deleted at the end of the window, it frees its place.
+    srv.clock.advance(chrono::Duration::days(8));
+    assert_eq!(srv.run_maintenance().await.deleted, 1);
+    new_key(&kms).await;
+    let (code, msg) = fail(kms.create_key().send().await);
+    assert_eq!(code, "LimitExceededException");
+    assert!(msg.ends_with("current usage is 3."), "{msg}");
+}

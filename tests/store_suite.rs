@@ -132,6 +132,11 @@ async fn suite(s: &dyn MetadataStore) {
     }
     let k0 = s.get_key(&ids[0]).await.unwrap().unwrap();
     assert_eq!(k0, key(&ids[0], A));
+    // The key quota's count: per account and region.
+    s.ping().await.unwrap();
+    assert_eq!(s.count_keys(A, R).await.unwrap(), 5);
+    assert_eq!(s.count_keys(A, "eu-west-1").await.unwrap(), 0);
+    assert_eq!(s.count_keys("444455556666", R).await.unwrap(), 0);
     assert!(s.get_key(&KeyId::generate()).await.unwrap().is_none());
     // A second insert of the same id is refused.
     assert!(matches!(

@@ -39,20 +39,65 @@ pub struct AppState {
 
 /// The metrics router (`GET /metrics`, Prometheus text), served on its own listener.
 pub fn metrics_router(service: Arc<Kms>) -> Router {
-    Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let svc = service.clone();
-            async move {
-                let mut resp = axum::response::IntoResponse::into_response(svc.metrics().render());
-                resp.headers_mut().insert(
-                    axum::http::header::CONTENT_TYPE,
-                    axum::http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                );
-                resp
-            }
-        }),
-    )
+    let ready = service.clone();
+    Router::new()
+        // Liveness: the process serves HTTP.
+        .route(
+            "/healthz",
+            axum::routing::get(|| async {
+                json_response(
+                    axum::http::StatusCode::OK,
+                    serde_json::json!({ "status": "ok" }),
+                )
+            }),
+        )
+        // Readiness: not draining, store and root answer (503 with the reason otherwise).
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let svc = ready.clone();
+                async move {
+                    match svc.readiness().await {
+                        Ok(()) => json_response(
+                            axum::http::StatusCode::OK,
+                            serde_json::json!({ "status": "ready" }),
+                        ),
+                        Err(reason) => json_response(
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            serde_json::json!({ "status": "not ready", "reason": reason }),
+                        ),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let svc = service.clone();
+                async move {
+                    let mut resp =
+                        axum::response::IntoResponse::into_response(svc.metrics().render());
+                    resp.headers_mut().insert(
+                        axum::http::header::CONTENT_TYPE,
+                        axum::http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
+                    resp
+                }
+            }),
+        )
+}
+
+/// A small JSON answer of the metrics listener.
+fn json_response(
+    status: axum::http::StatusCode,
+    body: serde_json::Value,
+) -> axum::response::Response {
+    let mut resp = axum::response::IntoResponse::into_response((status, body.to_string()));
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 /// The KMS router.

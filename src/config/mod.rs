@@ -45,6 +45,81 @@ struct RawConfig {
     xks: RawXks,
     #[serde(default)]
     store: RawStore,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+/// `[limits]`: resource quotas (AWS's defaults unless set), globally and per account
+/// (`[limits.accounts."111122223333"]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    /// KMS keys per account and region (AWS default 100,000).
+    keys_per_account: Option<usize>,
+    #[serde(default)]
+    accounts: std::collections::BTreeMap<String, RawAccountLimits>,
+}
+
+/// One account's quotas; unset ones are the global ones.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccountLimits {
+    keys_per_account: Option<usize>,
+}
+
+/// Validated resource quotas.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// KMS keys per account and region, unless the account has its own.
+    pub keys_per_account: usize,
+    /// Accounts with their own key quota.
+    pub keys_by_account: std::collections::HashMap<String, usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            keys_per_account: crate::service::keys::MAX_KEYS_PER_ACCOUNT,
+            keys_by_account: Default::default(),
+        }
+    }
+}
+
+impl Limits {
+    /// The key quota of `account`.
+    pub fn keys_for(&self, account: &str) -> usize {
+        self.keys_by_account
+            .get(account)
+            .copied()
+            .unwrap_or(self.keys_per_account)
+    }
+}
+
+/// `[limits]` validated; every problem goes to `errors`.
+fn limits_settings(r: RawLimits, errors: &mut Vec<String>) -> Limits {
+    let mut limits = Limits::default();
+    if let Some(n) = r.keys_per_account {
+        if n == 0 {
+            errors.push("limits.keys_per_account: must be at least 1".into());
+        }
+        limits.keys_per_account = n;
+    }
+    for (account, a) in r.accounts {
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            errors.push(format!(
+                "limits.accounts: '{account}' is not a 12-digit account id"
+            ));
+        }
+        if let Some(n) = a.keys_per_account {
+            if n == 0 {
+                errors.push(format!(
+                    "limits.accounts.{account}.keys_per_account: must be at least 1"
+                ));
+            }
+            limits.keys_by_account.insert(account, n);
+        }
+    }
+    limits
 }
 
 /// `[store]`: where metadata lives (SQLite by default; PostgreSQL for several nodes).
@@ -370,6 +445,8 @@ pub struct Config {
     pub xks: XksClientConfig,
     /// The metadata store.
     pub store: StoreConfig,
+    /// Resource quotas (`[limits]`).
+    pub limits: Limits,
 }
 
 /// All the problems found in a configuration.
@@ -995,6 +1072,7 @@ fn validate(
         }
     }
     let store = store_settings(raw.store, &data_dir, env, &mut errors);
+    let limits = limits_settings(raw.limits, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -1021,6 +1099,7 @@ fn validate(
         clusters,
         xks,
         store,
+        limits,
     })
 }
 
@@ -1147,6 +1226,38 @@ mod tests {
         assert_eq!(c.region, "us-east-1");
         assert!(c.dev_credential);
         assert_eq!(c.iam.credentials[0].account, "111122223333");
+    }
+
+    #[test]
+    fn limits_default_global_per_account_and_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kms.toml");
+        let with = |toml: &str| {
+            std::fs::write(&file, toml).unwrap();
+            load(Some(&file), Vec::new())
+        };
+        let c = load(None, Vec::new()).unwrap();
+        assert_eq!(c.limits.keys_for("111122223333"), 100_000);
+        let c = with(
+            "[limits]\nkeys_per_account = 5\n\
+             [limits.accounts.444455556666]\nkeys_per_account = 2\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits.keys_for("111122223333"), 5);
+        assert_eq!(c.limits.keys_for("444455556666"), 2);
+        let errors =
+            with("[limits]\nkeys_per_account = 0\n[limits.accounts.12345]\nkeys_per_account = 1\n")
+                .unwrap_err()
+                .0;
+        assert!(
+            errors.contains(&"limits.keys_per_account: must be at least 1".to_string()),
+            "{errors:?}"
+        );
+        assert!(
+            errors.contains(&"limits.accounts: '12345' is not a 12-digit account id".to_string()),
+            "{errors:?}"
+        );
+        assert!(with("[limits]\nkeys = 5\n").is_err());
     }
 
     #[test]

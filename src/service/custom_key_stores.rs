@@ -577,6 +577,7 @@ impl CustomKeyStores {
         let key_id = KeyId::generate();
         let arn = crate::model::KeyArn::new(&self.partition, &self.region, &account, &key_id).0;
         let policy = self.new_key_policy(call, &arn, policy, bypass_policy_lockout)?;
+        self.check_key_quota(&account).await?;
         let (wrapped, holders) = cluster
             .create_backing_key(&arn, MIN_MEMBERS_FOR_CREATE)
             .await

@@ -62,8 +62,28 @@ pub fn check_spec_usage(
     Ok(usage)
 }
 
-/// Customer managed keys per account (AWS default quota).
+/// Customer managed keys per account and region (AWS default quota; `[limits]
+/// keys_per_account` changes it).
 pub const MAX_KEYS_PER_ACCOUNT: usize = 100_000;
+
+impl super::Core {
+    /// The key quota of the calling account in this region, checked before a key of any key
+    /// store is made. Every key counts, PendingDeletion included, until it is deleted (AWS:
+    /// "any spec or state"). The count and the insert are not one transaction, so concurrent
+    /// creates at the limit can pass it by the number of racing requests.
+    pub(crate) async fn check_key_quota(&self, account: &str) -> KmsResult<()> {
+        let limit = self.limits.keys_for(account);
+        let usage = self.store.count_keys(account, &self.region).await?;
+        if usage >= limit {
+            // AWS's words (a recorded response: convox/rack#347, 2016).
+            return Err(KmsError::LimitExceeded(format!(
+                "Key quota for this account in this region is {limit} but the current usage \
+                 is {usage}."
+            )));
+        }
+        Ok(())
+    }
+}
 
 part!(
     /// CreateKey (default key store), DescribeKey, ListKeys, EnableKey, DisableKey, UpdateKeyDescription, ScheduleKeyDeletion, CancelKeyDeletion.
@@ -136,6 +156,7 @@ impl Keys {
         let key_id = KeyId::generate();
         let arn = crate::model::KeyArn::new(&self.partition, &self.region, &account, &key_id).0;
         let policy = self.new_key_policy(call, &arn, req.policy, req.bypass_policy_lockout)?;
+        self.check_key_quota(&account).await?;
         let now = self.clock.now();
         let (wrapped, public_key) = if req.key_spec == KeySpec::SymmetricDefault {
             let wrapped = self

@@ -23,6 +23,7 @@ pub mod custom_key_stores;
 pub mod data_key_pairs;
 pub mod error;
 pub mod grants;
+pub mod health;
 pub mod keys;
 pub mod mac;
 pub mod maintenance;
@@ -154,6 +155,10 @@ pub struct Core {
     pub(crate) iam: Arc<crate::iam::Iam>,
     /// Key policies, compiled once per change.
     pub(crate) key_policies: authz::KeyPolicyCache,
+    /// Resource quotas.
+    pub(crate) limits: crate::config::Limits,
+    /// Set on SIGTERM: the node is draining and not ready for new traffic.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
 }
 
 /// Implements `Deref<Target = Core>` for a part of the service.
@@ -236,6 +241,7 @@ impl Kms {
         connections: Connections,
         metrics: Arc<crate::metrics::Metrics>,
         iam: Arc<crate::iam::Iam>,
+        limits: crate::config::Limits,
     ) -> Arc<Self> {
         let core = Arc::new(Core {
             store,
@@ -248,6 +254,8 @@ impl Kms {
             connections,
             iam,
             key_policies: authz::KeyPolicyCache::default(),
+            limits,
+            draining: std::sync::atomic::AtomicBool::new(false),
         });
         Arc::new(Kms {
             keys: keys::Keys::new(core.clone()),

@@ -353,6 +353,14 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.inner.count_keys_in_store(store_id).await
     }
 
+    async fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize> {
+        self.inner.count_keys(account, region).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+
     async fn find_key_by_xks_id(
         &self,
         store_id: &str,

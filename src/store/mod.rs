@@ -277,6 +277,11 @@ pub trait MetadataStore: Send + Sync {
     /// Every store of every account (start-up reconnects).
     async fn all_custom_key_stores(&self) -> StoreResult<Vec<CustomKeyStoreRecord>>;
     async fn count_keys_in_store(&self, store_id: &str) -> StoreResult<usize>;
+    /// Keys of an account and region in every state, PendingDeletion included (what AWS
+    /// counts against the key quota), in every key store.
+    async fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize>;
+    /// A trivial query that succeeds when the database answers (readiness).
+    async fn ping(&self) -> StoreResult<()>;
     /// The key of an external key store that uses an external key, if any.
     async fn find_key_by_xks_id(
         &self,

@@ -873,6 +873,21 @@ impl Db {
         Ok(n as usize)
     }
 
+    fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize> {
+        let conn = self.reader();
+        let n: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM keys WHERE account = ?1 AND region = ?2")?
+            .query_row([account, region], |r| r.get(0))?;
+        Ok(n as usize)
+    }
+
+    fn ping(&self) -> StoreResult<()> {
+        let conn = self.reader();
+        conn.prepare_cached("SELECT 1")?
+            .query_row([], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+
     fn get_system_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached("SELECT value FROM system_secrets WHERE name = ?1")?;
@@ -1161,6 +1176,15 @@ impl MetadataStore for SqliteStore {
     async fn count_keys_in_store(&self, store_id: &str) -> StoreResult<usize> {
         let store_id = store_id.to_string();
         self.run(move |db| db.count_keys_in_store(&store_id)).await
+    }
+
+    async fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize> {
+        let (account, region) = (account.to_string(), region.to_string());
+        self.run(move |db| db.count_keys(&account, &region)).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.run(|db| db.ping()).await
     }
 
     async fn find_key_by_xks_id(

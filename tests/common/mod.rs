@@ -150,6 +150,61 @@ pub mod pg {
             .find(|(k, _)| k == "KMS_STORE__URL")
             .map(|(_, v)| v.clone())
     }
+
+    /// A PostgreSQL cluster of the test's own (`tests/pg/cluster.sh`): restarting the shared one
+    /// would disturb the other tests. Stopped and removed on drop.
+    pub struct OwnCluster {
+        pub dir: std::path::PathBuf,
+        pub url: String,
+        pub password: String,
+    }
+
+    impl OwnCluster {
+        pub fn script() -> std::path::PathBuf {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pg/cluster.sh")
+        }
+
+        pub fn start() -> OwnCluster {
+            let dir = std::env::temp_dir().join(format!("kms-pg-own-{}", uuid::Uuid::new_v4()));
+            let out = std::process::Command::new("bash")
+                .arg(Self::script())
+                .args(["start", dir.to_str().unwrap()])
+                .stderr(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "cluster.sh start failed");
+            let text = String::from_utf8(out.stdout).unwrap();
+            let value = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("export {name}='")))
+                    .and_then(|v| v.strip_suffix('\''))
+                    .unwrap()
+                    .to_string()
+            };
+            OwnCluster {
+                url: value("KMS_TEST_PG_URL"),
+                password: value("KMS_TEST_PG_PASSWORD"),
+                dir,
+            }
+        }
+
+        pub fn run(&self, cmd: &str) {
+            let status = std::process::Command::new("bash")
+                .arg(Self::script())
+                .args([cmd, self.dir.to_str().unwrap()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "cluster.sh {cmd} failed");
+        }
+    }
+
+    impl Drop for OwnCluster {
+        fn drop(&mut self) {
+            self.run("stop");
+        }
+    }
 }
 
 pub const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";

@@ -906,6 +906,20 @@ impl MetadataStore for PgStore {
         count(&rows)
     }
 
+    async fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize> {
+        let rows = self
+            .query(
+                "SELECT COUNT(*) FROM keys WHERE account = $1 AND region = $2",
+                &[&account, &region],
+            )
+            .await?;
+        count(&rows)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.query("SELECT 1", &[]).await.map(|_| ())
+    }
+
     async fn find_key_by_xks_id(
         &self,
         store_id: &str,
