@@ -414,6 +414,29 @@ async fn a_slow_drip_body_times_out_with_408() {
     assert!(took < Duration::from_secs(3), "took {took:?}");
 }
 
+/// Encrypts `abc` under `key_id` with the context `{"k": "v"}`: the blob and the context.
+async fn encrypt_abc(
+    send: &mut SendRequest<Full<Bytes>>,
+    server: &TestServer,
+    key_id: &str,
+) -> (Vec<u8>, Value) {
+    let context = json!({"k": "v"});
+    let enc = call(
+        send,
+        server,
+        "Encrypt",
+        json!({"KeyId": key_id, "Plaintext": B64.encode(b"abc"), "EncryptionContext": context})
+            .to_string()
+            .as_bytes(),
+    )
+    .await
+    .1;
+    (
+        B64.decode(enc["CiphertextBlob"].as_str().unwrap()).unwrap(),
+        context,
+    )
+}
+
 /// Decrypts every single-byte change of `blob` (all 255 other values at each offset; with
 /// `every_value` false, the three changes `^0x01`, `^0x80`, `^0xff`), every truncation and a one-byte extension; each must be InvalidCiphertextException, or, for a
 /// version-2 blob whose change only the XKS proxy can see (its IV, tag, metadata or
@@ -487,18 +510,7 @@ async fn every_single_byte_change_of_a_version_1_blob_is_rejected() {
     let mut send = http1(&addr(&server)).await;
     let key = call(&mut send, &server, "CreateKey", b"{}").await.1;
     let key_id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
-    let context = json!({"k": "v"});
-    let enc = call(
-        &mut send,
-        &server,
-        "Encrypt",
-        json!({"KeyId": key_id, "Plaintext": B64.encode(b"abc"), "EncryptionContext": context})
-            .to_string()
-            .as_bytes(),
-    )
-    .await
-    .1;
-    let blob = B64.decode(enc["CiphertextBlob"].as_str().unwrap()).unwrap();
+    let (blob, context) = encrypt_abc(&mut send, &server, &key_id).await;
     assert_eq!(blob[0], 1);
     let started = Instant::now();
     let n = every_change_is_rejected(&server, &blob, &context, b"abc", true).await;
@@ -602,18 +614,7 @@ async fn every_single_byte_change_of_a_version_2_blob_is_rejected() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let context = json!({"k": "v"});
-    let enc = call(
-        &mut send,
-        &server,
-        "Encrypt",
-        json!({"KeyId": key_id, "Plaintext": B64.encode(b"abc"), "EncryptionContext": context})
-            .to_string()
-            .as_bytes(),
-    )
-    .await
-    .1;
-    let blob = B64.decode(enc["CiphertextBlob"].as_str().unwrap()).unwrap();
+    let (blob, context) = encrypt_abc(&mut send, &server, &key_id).await;
     assert_eq!(blob[0], 2);
     let started = Instant::now();
     let n = every_change_is_rejected(&server, &blob, &context, b"abc", true).await;
