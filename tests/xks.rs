@@ -923,21 +923,12 @@ async fn proxy_endpoints_on_internal_addresses_are_refused_without_traffic() {
             "a loopback address",
         ),
         (
-            "https://169.254.169.254".to_string(),
-            "a cloud metadata address",
-        ),
-        (
-            "https://169.254.170.2:80".to_string(),
-            "a link-local address",
-        ),
-        (
             format!("https://0.0.0.0:{trap_port}"),
             "an unspecified address",
         ),
-        (
-            "https://224.0.0.1".to_string(),
-            "a multicast or broadcast address",
-        ),
+        // Metadata, link-local and multicast addresses are refused by the same check; they are
+        // covered by `backend::xks::endpoint`'s unit tests, not here, so that even a regressed
+        // check cannot make this test send a packet off the host.
     ] {
         let (c, m) = try_create(&kms, "internal", &endpoint).await.unwrap_err();
         assert_eq!(
