@@ -5,9 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-
 /// Sends one raw HTTP/1.1 request and returns (status, x-amzn-requestid).
 async fn send(
     endpoint: &str,
@@ -16,33 +13,10 @@ async fn send(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (u16, String) {
-    let addr = endpoint.trim_start_matches("http://").to_string();
-    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", &addr)
-        .header("user-agent", "audit-test");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = sender
-        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let id = resp
-        .headers()
-        .get("x-amzn-requestid")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let _ = resp.into_body().collect().await;
-    (status, id)
+    let mut with_agent = vec![("user-agent", "audit-test")];
+    with_agent.extend_from_slice(headers);
+    let (status, id, _) = common::raw_request(endpoint, method, path, &with_agent, body).await;
+    (status, id.unwrap_or_default())
 }
 
 #[tokio::test]

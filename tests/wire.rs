@@ -6,8 +6,6 @@
 mod common;
 
 use base64::Engine;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 use sigv4::{SignableRequest, Signer};
 
 struct Raw {
@@ -27,30 +25,12 @@ async fn send_to(
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 ) -> Raw {
-    let addr = endpoint.trim_start_matches("http://").to_string();
-    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", &addr);
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    let resp = sender
-        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let request_id = resp
-        .headers()
-        .get("x-amzn-requestid")
-        .map(|v| v.to_str().unwrap().to_string());
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (status, request_id, bytes) =
+        common::raw_request(endpoint, method, path, &headers, body).await;
     let json = if bytes.is_empty() {
         serde_json::Value::Null
     } else {
