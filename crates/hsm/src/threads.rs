@@ -445,8 +445,15 @@ mod tests {
         let pool = Arc::new(BlockingPool::new("t", 2).unwrap());
         let rt = rt();
         let last = pool.clone();
-        let job = pool.run(move || drop(last));
+        // The job drops the last reference: it waits until the test has dropped its own (a
+        // worker that ran first would otherwise leave the last drop, and the join, to the test).
+        let (dropped, wait) = std::sync::mpsc::channel::<()>();
+        let job = pool.run(move || {
+            let _ = wait.recv();
+            drop(last)
+        });
         drop(pool);
+        let _ = dropped.send(());
         let r = rt.block_on(async { tokio::time::timeout(Duration::from_secs(3), job).await });
         assert_eq!(r.expect("the job must not wait for its own thread"), Ok(()));
         // The job's thread was not joined, so the modules must not be finalized.
