@@ -116,6 +116,116 @@ wire_enum!(
     }
 );
 
+wire_enum!(
+    /// `AlgorithmSpec` of GetParametersForImport: how the caller wraps imported material.
+    WrappingAlgorithm {
+        RsaesPkcs1V15 => "RSAES_PKCS1_V1_5",
+        RsaesOaepSha1 => "RSAES_OAEP_SHA_1",
+        RsaesOaepSha256 => "RSAES_OAEP_SHA_256",
+        RsaAesKeyWrapSha1 => "RSA_AES_KEY_WRAP_SHA_1",
+        RsaAesKeyWrapSha256 => "RSA_AES_KEY_WRAP_SHA_256",
+        Sm2Pke => "SM2PKE",
+    }
+);
+
+wire_enum!(
+    /// `WrappingKeySpec` of GetParametersForImport.
+    WrappingKeySpec {
+        Rsa2048 => "RSA_2048",
+        Rsa3072 => "RSA_3072",
+        Rsa4096 => "RSA_4096",
+        Sm2 => "SM2",
+    }
+);
+
+wire_enum!(
+    /// `ExpirationModelType` of imported key material.
+    ExpirationModel {
+        KeyMaterialExpires => "KEY_MATERIAL_EXPIRES",
+        KeyMaterialDoesNotExpire => "KEY_MATERIAL_DOES_NOT_EXPIRE",
+    }
+);
+
+wire_enum!(
+    /// `ImportType` of ImportKeyMaterial.
+    ImportType {
+        NewKeyMaterial => "NEW_KEY_MATERIAL",
+        ExistingKeyMaterial => "EXISTING_KEY_MATERIAL",
+    }
+);
+
+wire_enum!(
+    /// `ImportState` of one imported key material.
+    ImportState {
+        Imported => "IMPORTED",
+        PendingImport => "PENDING_IMPORT",
+    }
+);
+
+wire_enum!(
+    /// `KeyMaterialState` in ListKeyRotations.
+    KeyMaterialState {
+        NonCurrent => "NON_CURRENT",
+        Current => "CURRENT",
+        PendingRotation => "PENDING_ROTATION",
+        PendingMultiRegionImportAndRotation => "PENDING_MULTI_REGION_IMPORT_AND_ROTATION",
+    }
+);
+
+wire_enum!(
+    /// `IncludeKeyMaterial` of ListKeyRotations.
+    IncludeKeyMaterial {
+        AllKeyMaterial => "ALL_KEY_MATERIAL",
+        RotationsOnly => "ROTATIONS_ONLY",
+    }
+);
+
+impl WrappingKeySpec {
+    /// The RSA modulus length in bytes (`None` for SM2).
+    pub fn modulus_len(self) -> Option<usize> {
+        match self {
+            WrappingKeySpec::Rsa2048 => Some(256),
+            WrappingKeySpec::Rsa3072 => Some(384),
+            WrappingKeySpec::Rsa4096 => Some(512),
+            WrappingKeySpec::Sm2 => None,
+        }
+    }
+
+    /// The key spec of the wrapping key pair (`None` for SM2).
+    pub fn key_spec(self) -> Option<KeySpec> {
+        match self {
+            WrappingKeySpec::Rsa2048 => Some(KeySpec::Rsa2048),
+            WrappingKeySpec::Rsa3072 => Some(KeySpec::Rsa3072),
+            WrappingKeySpec::Rsa4096 => Some(KeySpec::Rsa4096),
+            WrappingKeySpec::Sm2 => None,
+        }
+    }
+}
+
+impl WrappingAlgorithm {
+    /// The OAEP hash (and MGF1 hash) of an RSA wrapping algorithm.
+    pub fn oaep_hash(self) -> Option<crate::model::HashAlg> {
+        use crate::model::HashAlg;
+        match self {
+            WrappingAlgorithm::RsaesOaepSha1 | WrappingAlgorithm::RsaAesKeyWrapSha1 => {
+                Some(HashAlg::Sha1)
+            }
+            WrappingAlgorithm::RsaesOaepSha256 | WrappingAlgorithm::RsaAesKeyWrapSha256 => {
+                Some(HashAlg::Sha256)
+            }
+            _ => None,
+        }
+    }
+
+    /// `RSA_AES_KEY_WRAP_*`: an RSA-OAEP-wrapped AES key, then AES-KWP of the material.
+    pub fn is_hybrid(self) -> bool {
+        matches!(
+            self,
+            WrappingAlgorithm::RsaAesKeyWrapSha1 | WrappingAlgorithm::RsaAesKeyWrapSha256
+        )
+    }
+}
+
 impl DataKeySpec {
     pub fn byte_len(self) -> usize {
         match self {
@@ -248,6 +358,22 @@ pub struct MaterialRecord {
     pub created: DateTime<Utc>,
     /// How this version came to be (None for the initial material).
     pub rotation_type: Option<RotationType>,
+    /// `KeyMaterialId` (64 lowercase hex): random for generated material, derived from the key
+    /// id and the material's fingerprint for imported material; `None` while an EXTERNAL key
+    /// has never received material.
+    pub material_id: Option<String>,
+    /// EXTERNAL keys: the import's state, expiration and description.
+    pub import: Option<ImportInfo>,
+}
+
+/// What an import said about one imported key material.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportInfo {
+    pub state: ImportState,
+    pub expiration_model: ExpirationModel,
+    /// Set with `KEY_MATERIAL_EXPIRES`.
+    pub valid_to: Option<DateTime<Utc>>,
+    pub description: Option<String>,
 }
 
 impl std::fmt::Debug for MaterialRecord {
@@ -256,6 +382,8 @@ impl std::fmt::Debug for MaterialRecord {
             .field("key_id", &self.key_id)
             .field("version", &self.version)
             .field("wrapped_len", &self.wrapped.len())
+            .field("material_id", &self.material_id)
+            .field("import", &self.import)
             .finish()
     }
 }

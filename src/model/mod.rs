@@ -7,12 +7,19 @@ mod key;
 mod spec;
 
 pub use grant::{GrantConstraints, GrantRecord};
-pub use ids::{AliasName, KeyArn, KeyId, KeyRef, KeyRefError, Principal};
+pub use ids::{
+    hex, is_material_id, random_material_id, AliasName, KeyArn, KeyId, KeyRef, KeyRefError,
+    Principal,
+};
 pub use key::{
     AliasRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, DataKeyPairSpec,
     DataKeySpec, EncryptionAlgorithm, KeyAgreementAlgorithm, KeyRecord, KeySpec, KeyState,
     KeyUsage, MacAlgorithm, MaterialRecord, MessageType, Origin, RotationType, SigningAlgorithm,
     Tag, XksProxySettings,
+};
+pub use key::{
+    ExpirationModel, ImportInfo, ImportState, ImportType, IncludeKeyMaterial, KeyMaterialState,
+    WrappingAlgorithm, WrappingKeySpec,
 };
 pub use spec::{HashAlg, KeyAlgorithms, KeyFamily};
 

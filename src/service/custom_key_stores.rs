@@ -623,6 +623,8 @@ impl CustomKeyStores {
             wrapped,
             created: now,
             rotation_type: None,
+            material_id: None,
+            import: None,
         };
         self.store.insert_key(&key, &material, &tags).await?;
         call.touch(&key);

@@ -213,6 +213,8 @@ impl Keys {
             wrapped,
             created: now,
             rotation_type: None,
+            material_id: Some(crate::model::random_material_id()),
+            import: None,
         };
         self.store.insert_key(&key, &material, &req.tags).await?;
         call.touch(&key);

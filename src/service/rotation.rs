@@ -172,6 +172,8 @@ impl Rotation {
             wrapped,
             created: now,
             rotation_type: Some(kind),
+            material_id: Some(crate::model::random_material_id()),
+            import: None,
         };
         let key = self.store.rotate_key(&key, &material).await?;
         self.audit_service_event("RotateKey", &key, None);

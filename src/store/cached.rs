@@ -232,6 +232,40 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         }
     }
 
+    async fn save_material(
+        &self,
+        key: &KeyRecord,
+        material: &MaterialRecord,
+    ) -> StoreResult<KeyRecord> {
+        match self.inner.save_material(key, material).await {
+            Ok(k) => {
+                self.put(&k);
+                Ok(k)
+            }
+            Err(e) => {
+                self.drop_key(&key.key_id);
+                Err(e)
+            }
+        }
+    }
+
+    async fn remove_material(&self, key: &KeyRecord, version: u32) -> StoreResult<KeyRecord> {
+        match self.inner.remove_material(key, version).await {
+            Ok(k) => {
+                self.put(&k);
+                Ok(k)
+            }
+            Err(e) => {
+                self.drop_key(&key.key_id);
+                Err(e)
+            }
+        }
+    }
+
+    async fn keys_with_expired_material(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
+        self.inner.keys_with_expired_material(now).await
+    }
+
     async fn delete_key(&self, key_id: &KeyId, row_version: i64) -> StoreResult<bool> {
         let r = self.inner.delete_key(key_id, row_version).await;
         self.drop_key(key_id);

@@ -205,6 +205,18 @@ pub trait MetadataStore: Send + Sync {
         key: &KeyRecord,
         material: &MaterialRecord,
     ) -> StoreResult<KeyRecord>;
+    /// Replaces a key row (and its public key) and inserts or replaces one material version in
+    /// one transaction (import, deletion and expiry of imported material).
+    async fn save_material(
+        &self,
+        key: &KeyRecord,
+        material: &MaterialRecord,
+    ) -> StoreResult<KeyRecord>;
+    /// Replaces a key row and removes one material version in one transaction (deletion of
+    /// imported material that is only pending rotation).
+    async fn remove_material(&self, key: &KeyRecord, version: u32) -> StoreResult<KeyRecord>;
+    /// Keys with imported material whose `ValidTo` has passed (still marked imported).
+    async fn keys_with_expired_material(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>>;
     /// Deletes a key with its material, aliases, tags and grants if its `row_version` still
     /// equals `row_version`; `false` when the row changed or is gone (another node or request
     /// got there first).

@@ -16,6 +16,7 @@ use crate::model::{
     GrantRecord, KeyId, KeyRecord, KeySpec, KeyState, KeyUsage, MaterialRecord, Origin,
     RotationType, Tag, XksProxySettings,
 };
+use crate::model::{ExpirationModel, ImportInfo, ImportState};
 use std::sync::Arc;
 
 /// Versioned schema migrations for SQLite; applied in order, recorded in `schema_version`.
@@ -118,6 +119,17 @@ CREATE INDEX grants_by_retiring ON grants(retiring_principal, grant_id);
 "#,
     r#"
 ALTER TABLE keys ADD COLUMN public_key BLOB;
+"#,
+    // Key material ids and imported key material (issue 15 parts 1-2): one id per material,
+    // random for the material that existed before; per-material import state and expiry.
+    r#"
+ALTER TABLE key_material ADD COLUMN material_id TEXT;
+ALTER TABLE key_material ADD COLUMN import_state TEXT;
+ALTER TABLE key_material ADD COLUMN expiration_model TEXT;
+ALTER TABLE key_material ADD COLUMN valid_to_ms INTEGER;
+ALTER TABLE key_material ADD COLUMN material_description TEXT;
+UPDATE key_material SET material_id = lower(hex(randomblob(32))) WHERE material_id IS NULL;
+CREATE INDEX key_material_expiry ON key_material(valid_to_ms) WHERE valid_to_ms IS NOT NULL;
 "#,
 ];
 
@@ -299,7 +311,25 @@ fn key_from_row(row: &Row<'_>) -> StoreResult<KeyRecord> {
 fn material_from_row(row: &Row<'_>) -> StoreResult<MaterialRecord> {
     let key_id: String = row.get(0)?;
     let rotation_type: Option<String> = row.get(4)?;
+    let import_state: Option<String> = row.get(6)?;
+    let import = match import_state {
+        None => None,
+        Some(state) => {
+            let model: Option<String> = row.get(7)?;
+            let model = model.unwrap_or_default();
+            Some(ImportInfo {
+                state: ImportState::parse(&state)
+                    .ok_or_else(|| corrupt("import state", &state))?,
+                expiration_model: ExpirationModel::parse(&model)
+                    .ok_or_else(|| corrupt("expiration model", &model))?,
+                valid_to: row.get::<_, Option<i64>>(8)?.map(from_ms).transpose()?,
+                description: row.get(9)?,
+            })
+        }
+    };
     Ok(MaterialRecord {
+        material_id: row.get(5)?,
+        import,
         key_id: KeyId::parse(&key_id).ok_or_else(|| corrupt("key id", &key_id))?,
         version: row.get(1)?,
         wrapped: row.get(2)?,
@@ -323,17 +353,31 @@ fn alias_from_row(row: &Row<'_>) -> StoreResult<AliasRecord> {
     })
 }
 
+const MATERIAL_COLUMNS: &str = "key_id, version, wrapped, created_ms, rotation_type, \
+    material_id, import_state, expiration_model, valid_to_ms, material_description";
+
 fn insert_material(conn: &Connection, m: &MaterialRecord) -> StoreResult<()> {
-    conn.prepare_cached(
-        "INSERT INTO key_material (key_id, version, wrapped, created_ms, rotation_type) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
+    write_material(conn, m, "INSERT")
+}
+
+/// Inserts (`INSERT`) or replaces (`INSERT OR REPLACE`) one material row.
+fn write_material(conn: &Connection, m: &MaterialRecord, verb: &str) -> StoreResult<()> {
+    let import = m.import.as_ref();
+    conn.prepare_cached(&format!(
+        "{verb} INTO key_material ({MATERIAL_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    ))?
     .execute(params![
         m.key_id.as_str(),
         m.version,
         m.wrapped,
         to_ms(m.created),
-        m.rotation_type.map(|r| r.as_str())
+        m.rotation_type.map(|r| r.as_str()),
+        m.material_id,
+        import.map(|i| i.state.as_str()),
+        import.map(|i| i.expiration_model.as_str()),
+        import.and_then(|i| i.valid_to).map(to_ms),
+        import.and_then(|i| i.description.clone()),
     ])?;
     Ok(())
 }
@@ -525,6 +569,42 @@ impl Db {
         Ok(out)
     }
 
+    fn save_material(&self, key: &KeyRecord, material: &MaterialRecord) -> StoreResult<KeyRecord> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let out = write_key(&tx, key)?;
+        tx.prepare_cached("UPDATE keys SET public_key = ?2 WHERE key_id = ?1")?
+            .execute(params![key.key_id.as_str(), key.public_key])?;
+        write_material(&tx, material, "INSERT OR REPLACE")?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn remove_material(&self, key: &KeyRecord, version: u32) -> StoreResult<KeyRecord> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let out = write_key(&tx, key)?;
+        tx.prepare_cached("DELETE FROM key_material WHERE key_id = ?1 AND version = ?2")?
+            .execute(params![key.key_id.as_str(), version])?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn keys_with_expired_material(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT key_id FROM key_material WHERE valid_to_ms IS NOT NULL \
+             AND valid_to_ms <= ?1 AND import_state = 'IMPORTED'",
+        )?;
+        let ids = stmt.query_map([to_ms(now)], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for id in ids {
+            let id = id?;
+            out.push(KeyId::parse(&id).ok_or_else(|| corrupt("key id", &id))?);
+        }
+        Ok(out)
+    }
+
     fn delete_key(&self, key_id: &KeyId, row_version: i64) -> StoreResult<bool> {
         let conn = self.writer();
         let n = conn
@@ -584,8 +664,7 @@ impl Db {
     fn get_material(&self, key_id: &KeyId, version: u32) -> StoreResult<Option<MaterialRecord>> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(
-            "SELECT key_id, version, wrapped, created_ms, rotation_type FROM key_material \
-             WHERE key_id = ?1 AND version = ?2",
+            &format!("SELECT {MATERIAL_COLUMNS} FROM key_material WHERE key_id = ?1 AND version = ?2"),
         )?;
         let mut rows = stmt.query(params![key_id.as_str(), version])?;
         match rows.next()? {
@@ -597,8 +676,7 @@ impl Db {
     fn list_materials(&self, key_id: &KeyId) -> StoreResult<Vec<MaterialRecord>> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(
-            "SELECT key_id, version, wrapped, created_ms, rotation_type FROM key_material \
-             WHERE key_id = ?1 ORDER BY version",
+            &format!("SELECT {MATERIAL_COLUMNS} FROM key_material WHERE key_id = ?1 ORDER BY version"),
         )?;
         let mut rows = stmt.query([key_id.as_str()])?;
         let mut out = Vec::new();
@@ -1029,6 +1107,24 @@ impl MetadataStore for SqliteStore {
         let key_id = key_id.clone();
         self.run(move |db| db.delete_key(&key_id, row_version))
             .await
+    }
+
+    async fn save_material(
+        &self,
+        key: &KeyRecord,
+        material: &MaterialRecord,
+    ) -> StoreResult<KeyRecord> {
+        let (key, material) = (key.clone(), material.clone());
+        self.run(move |db| db.save_material(&key, &material)).await
+    }
+
+    async fn remove_material(&self, key: &KeyRecord, version: u32) -> StoreResult<KeyRecord> {
+        let key = key.clone();
+        self.run(move |db| db.remove_material(&key, version)).await
+    }
+
+    async fn keys_with_expired_material(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
+        self.run(move |db| db.keys_with_expired_material(now)).await
     }
 
     async fn list_keys(

@@ -31,6 +31,7 @@ use crate::model::{
     KeyRecord, KeySpec, KeyState, KeyUsage, MaterialRecord, Origin, RotationType, Tag,
     XksProxySettings,
 };
+use crate::model::{ExpirationModel, ImportInfo, ImportState};
 use secrecy::ExposeSecret;
 
 /// Advisory lock keys (one 64-bit space per database): arbitrary constants, "kms" in ASCII
@@ -161,7 +162,8 @@ const STORE_COLUMNS: &str = "id, account, region, name, store_type, cluster_id, 
 const GRANT_COLUMNS: &str = "grant_id, key_id, issuing_account, name, grantee_principal, \
     retiring_principal, operations, constraints, creation_ms";
 
-const MATERIAL_COLUMNS: &str = "key_id, version, wrapped, created_ms, rotation_type";
+const MATERIAL_COLUMNS: &str = "key_id, version, wrapped, created_ms, rotation_type, \
+    material_id, import_state, expiration_model, valid_to_ms, material_description";
 
 const ALIAS_COLUMNS: &str = "account, region, name, target_key_id, creation_ms, updated_ms";
 
@@ -200,7 +202,25 @@ fn key_from_row(row: &Row) -> StoreResult<KeyRecord> {
 fn material_from_row(row: &Row) -> StoreResult<MaterialRecord> {
     let key_id: String = get(row, 0)?;
     let rotation_type: Option<String> = get(row, 4)?;
+    let import_state: Option<String> = get(row, 6)?;
+    let import = match import_state {
+        None => None,
+        Some(state) => {
+            let model: Option<String> = get(row, 7)?;
+            let model = model.unwrap_or_default();
+            Some(ImportInfo {
+                state: ImportState::parse(&state)
+                    .ok_or_else(|| corrupt("import state", &state))?,
+                expiration_model: ExpirationModel::parse(&model)
+                    .ok_or_else(|| corrupt("expiration model", &model))?,
+                valid_to: get::<Option<i64>>(row, 8)?.map(from_ms).transpose()?,
+                description: get(row, 9)?,
+            })
+        }
+    };
     Ok(MaterialRecord {
+        material_id: get(row, 5)?,
+        import,
         key_id: KeyId::parse(&key_id).ok_or_else(|| corrupt("key id", &key_id))?,
         version: version_from(get(row, 1)?)?,
         wrapped: get(row, 2)?,
@@ -328,11 +348,22 @@ async fn insert_material(
     c: &impl deadpool_postgres::GenericClient,
     m: &MaterialRecord,
 ) -> StoreResult<()> {
+    write_material(c, m, "").await
+}
+
+/// Inserts one material row; with `upsert` = `ON CONFLICT ...` replaces it.
+async fn write_material(
+    c: &impl deadpool_postgres::GenericClient,
+    m: &MaterialRecord,
+    upsert: &str,
+) -> StoreResult<()> {
     let stmt = c
         .prepare_cached(&format!(
-            "INSERT INTO key_material ({MATERIAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+            "INSERT INTO key_material ({MATERIAL_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10){upsert}"
         ))
         .await?;
+    let import = m.import.as_ref();
     c.execute(
         &stmt,
         &[
@@ -341,11 +372,22 @@ async fn insert_material(
             &m.wrapped,
             &to_ms(m.created),
             &m.rotation_type.map(|r| r.as_str()),
+            &m.material_id,
+            &import.map(|i| i.state.as_str()),
+            &import.map(|i| i.expiration_model.as_str()),
+            &import.and_then(|i| i.valid_to).map(to_ms),
+            &import.and_then(|i| i.description.clone()),
         ],
     )
     .await?;
     Ok(())
 }
+
+const UPSERT_MATERIAL: &str = " ON CONFLICT (key_id, version) DO UPDATE SET \
+    wrapped = EXCLUDED.wrapped, created_ms = EXCLUDED.created_ms, \
+    rotation_type = EXCLUDED.rotation_type, material_id = EXCLUDED.material_id, \
+    import_state = EXCLUDED.import_state, expiration_model = EXCLUDED.expiration_model, \
+    valid_to_ms = EXCLUDED.valid_to_ms, material_description = EXCLUDED.material_description";
 
 async fn upsert_tags(
     c: &impl deadpool_postgres::GenericClient,
@@ -565,6 +607,49 @@ impl MetadataStore for PgStore {
         insert_material(&tx, material).await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    async fn save_material(
+        &self,
+        key: &KeyRecord,
+        material: &MaterialRecord,
+    ) -> StoreResult<KeyRecord> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let out = write_key(&tx, key).await?;
+        let stmt = tx
+            .prepare_cached("UPDATE keys SET public_key = $2 WHERE key_id = $1")
+            .await?;
+        tx.execute(&stmt, &[&key.key_id.as_str(), &key.public_key])
+            .await?;
+        write_material(&tx, material, UPSERT_MATERIAL).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn remove_material(&self, key: &KeyRecord, version: u32) -> StoreResult<KeyRecord> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let out = write_key(&tx, key).await?;
+        let stmt = tx
+            .prepare_cached("DELETE FROM key_material WHERE key_id = $1 AND version = $2")
+            .await?;
+        tx.execute(&stmt, &[&key.key_id.as_str(), &i64::from(version)])
+            .await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn keys_with_expired_material(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
+        key_ids(
+            &self
+                .query(
+                    "SELECT DISTINCT key_id FROM key_material WHERE valid_to_ms IS NOT NULL \
+                     AND valid_to_ms <= $1 AND import_state = 'IMPORTED'",
+                    &[&to_ms(now)],
+                )
+                .await?,
+        )
     }
 
     async fn delete_key(&self, key_id: &KeyId, row_version: i64) -> StoreResult<bool> {

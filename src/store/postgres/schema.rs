@@ -129,4 +129,17 @@ BEGIN
 END $$;
 CREATE TRIGGER grants_notify AFTER INSERT OR UPDATE OR DELETE ON grants
     FOR EACH ROW EXECUTE FUNCTION kms_notify_grant();
-"#];
+"#,
+    // Key material ids and imported key material (issue 15 parts 1-2): one id per material,
+    // random for the material that existed before; per-material import state and expiry.
+    r#"
+ALTER TABLE key_material ADD COLUMN material_id TEXT;
+ALTER TABLE key_material ADD COLUMN import_state TEXT;
+ALTER TABLE key_material ADD COLUMN expiration_model TEXT;
+ALTER TABLE key_material ADD COLUMN valid_to_ms BIGINT;
+ALTER TABLE key_material ADD COLUMN material_description TEXT;
+UPDATE key_material SET material_id = md5(random()::text || key_id || version::text)
+    || md5(version::text || random()::text || key_id) WHERE material_id IS NULL;
+CREATE INDEX key_material_expiry ON key_material(valid_to_ms) WHERE valid_to_ms IS NOT NULL;
+"#,
+];
