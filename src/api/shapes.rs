@@ -157,6 +157,14 @@ pub struct KeyMetadata {
     pub cloud_hsm_cluster_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub xks_key_configuration: Option<XksKeyConfiguration>,
+    /// Symmetric keys with material (AWS_KMS or EXTERNAL origin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_key_material_id: Option<String>,
+    /// EXTERNAL keys with imported material.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration_model: Option<&'static str>,
+    #[serde(serialize_with = "epoch_opt", skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<DateTime<Utc>>,
 }
 
 /// `XksKeyConfiguration` of a key in an external key store.
@@ -167,10 +175,19 @@ pub struct XksKeyConfiguration {
 }
 
 impl KeyMetadata {
-    /// Metadata with the fields that need the service (the CloudHSM cluster id).
+    /// Metadata with the fields that need the service (the CloudHSM cluster id, the key
+    /// material fields). A store failure reading the materials leaves those fields out.
     pub async fn of(kms: &crate::service::Kms, k: &KeyRecord) -> Self {
         let mut m = KeyMetadata::from(k);
         m.cloud_hsm_cluster_id = kms.cloud_hsm_cluster_id(k).await;
+        match kms.material_summary(k).await {
+            Ok(summary) => {
+                m.current_key_material_id = summary.current_material_id;
+                m.expiration_model = summary.expiration_model.map(|e| e.as_str());
+                m.valid_to = summary.valid_to;
+            }
+            Err(e) => tracing::warn!(error = %e.code(), "key material summary unavailable"),
+        }
         m
     }
 }
@@ -226,6 +243,9 @@ impl From<&KeyRecord> for KeyMetadata {
             custom_key_store_id: k.custom_key_store_id.clone(),
             cloud_hsm_cluster_id: None,
             xks_key_configuration: k.xks_key_id.clone().map(|id| XksKeyConfiguration { id }),
+            current_key_material_id: None,
+            expiration_model: None,
+            valid_to: None,
         }
     }
 }

@@ -18,7 +18,10 @@ pub mod xks;
 
 use zeroize::Zeroizing;
 
-use crate::model::{EncryptionAlgorithm, KeyId, KeySpec, MacAlgorithm, SigningAlgorithm};
+use crate::model::{
+    EncryptionAlgorithm, KeyId, KeySpec, MacAlgorithm, SigningAlgorithm, WrappingAlgorithm,
+    WrappingKeySpec,
+};
 
 /// Errors of the backend layer, classified so that callers never match on strings.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,10 @@ pub enum BackendError {
     /// The wrapped material could not be unwrapped (wrong root, corrupted store).
     #[error("key material could not be unwrapped")]
     Unwrap,
+    /// Imported key material does not fit the key (length, curve, modulus, format); the text
+    /// is for the caller and never contains material.
+    #[error("incorrect key material: {0}")]
+    IncorrectKeyMaterial(String),
     /// The backend cannot do this (mechanism missing, key spec not supported).
     #[error("unsupported: {0}")]
     Unsupported(String),
@@ -82,6 +89,38 @@ pub struct Generated {
 }
 
 pub use crate::crypto::SignInput;
+
+/// A wrapping key pair made for an import (GetParametersForImport): the public key goes to the
+/// caller, the private key only wrapped under the root (it travels inside the import token).
+pub struct WrappingKeyPair {
+    /// DER SubjectPublicKeyInfo.
+    pub public_spki: Vec<u8>,
+    /// The private key wrapped under the root; never plaintext.
+    pub wrapped_private: Vec<u8>,
+}
+
+/// How imported material arrives: the wrapping key pair's private key (wrapped, as made by
+/// [`CryptoBackend::create_wrapping_key`]), its spec, and the algorithm the caller used.
+#[derive(Clone, Copy)]
+pub struct ImportWrapping<'a> {
+    pub spec: WrappingKeySpec,
+    pub algorithm: WrappingAlgorithm,
+    pub wrapped_private: &'a [u8],
+}
+
+/// Imported material, checked against the key spec and re-wrapped under the root.
+pub struct Imported {
+    /// The material wrapped under the root, as stored (never plaintext).
+    pub wrapped: Vec<u8>,
+    /// Asymmetric specs: the public key derived from the private key (DER SPKI).
+    pub public_key: Option<Vec<u8>>,
+    /// A fingerprint of the material computed without exporting it (module docs of
+    /// `service::import`): the key material id is derived from it.
+    pub fingerprint: Vec<u8>,
+}
+
+/// The label whose HMAC is the fingerprint of imported HMAC material.
+pub const HMAC_FINGERPRINT_LABEL: &[u8] = b"kms/key-material-fingerprint/v1";
 
 /// Output of an AEAD encryption: the IV the backend chose and ciphertext with the tag appended.
 pub struct Sealed {
@@ -188,6 +227,38 @@ pub trait CryptoBackend: Send + Sync {
         peer_point: &[u8],
     ) -> BackendResult<Zeroizing<Vec<u8>>> {
         let _ = peer_point;
+        Err(BackendError::Unsupported(format!(
+            "KeySpec {} is not supported by this key store.",
+            material.spec
+        )))
+    }
+
+    /// Whether this root can unwrap material of `spec` wrapped with `algorithm`; `Err` with
+    /// the reason (for the caller) when it cannot. The service checks AWS's table first.
+    fn import_support(&self, spec: KeySpec, algorithm: WrappingAlgorithm) -> Result<(), String> {
+        let _ = (spec, algorithm);
+        Err("this key store does not import key material".into())
+    }
+
+    /// Makes an RSA wrapping key pair for an import.
+    async fn create_wrapping_key(&self, spec: WrappingKeySpec) -> BackendResult<WrappingKeyPair> {
+        Err(BackendError::Unsupported(format!(
+            "WrappingKeySpec {spec} is not supported by this key store."
+        )))
+    }
+
+    /// Unwraps imported material with the wrapping key pair's private key, checks it against
+    /// `material.spec`, and returns it re-wrapped under the root with its fingerprint. The
+    /// plaintext material stays inside the backend (the token, for an HSM root).
+    /// [`BackendError::InvalidCiphertext`] when the wrapped material does not unwrap,
+    /// [`BackendError::IncorrectKeyMaterial`] when it is not material of the spec.
+    async fn import_material(
+        &self,
+        material: MaterialId<'_>,
+        wrapping: ImportWrapping<'_>,
+        encrypted: &[u8],
+    ) -> BackendResult<Imported> {
+        let _ = (wrapping, encrypted);
         Err(BackendError::Unsupported(format!(
             "KeySpec {} is not supported by this key store.",
             material.spec

@@ -24,15 +24,22 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
-use super::{BackendError, BackendResult, CryptoBackend, Generated, MaterialId, Sealed, SignInput};
+use super::{
+    BackendError, BackendResult, CryptoBackend, Generated, ImportWrapping, Imported, MaterialId,
+    Sealed, SignInput, WrappingKeyPair,
+};
 use crate::crypto::{self, CryptoError, HmacKey, PrivateKey};
 use crate::model::{
-    EncryptionAlgorithm, KeyFamily, KeyId, KeySpec, KeyUsage, MacAlgorithm, SigningAlgorithm,
+    EncryptionAlgorithm, HashAlg, KeyFamily, KeyId, KeySpec, KeyUsage, MacAlgorithm,
+    SigningAlgorithm, WrappingAlgorithm, WrappingKeySpec,
 };
 use hsm::iv::IvPool;
 
 const TAG_LEN: usize = 16;
 const WRAP_CONTEXT: &[u8] = b"kms-software-root-v1";
+/// The id wrapping key pairs' private keys are wrapped under (never a customer key id:
+/// those are random UUIDv4s).
+const WRAPPING_KEY_ID: &str = "00000000-0000-0000-0000-000000000002";
 
 /// Software root backend.
 pub struct SoftwareRoot {
@@ -342,6 +349,71 @@ impl SoftwareRoot {
     }
 }
 
+/// Unwraps `encrypted` with the wrapping private key (`reference/import-and-multi-region.md`
+/// §2.1): RSAES-OAEP alone, or RSA-OAEP of an ephemeral AES key followed by AES-KWP.
+fn unwrap_import(
+    wrapping_key: &PrivateKey,
+    modulus_len: usize,
+    algorithm: WrappingAlgorithm,
+    encrypted: &[u8],
+) -> BackendResult<Zeroizing<Vec<u8>>> {
+    let oaep = match algorithm.oaep_hash() {
+        Some(HashAlg::Sha1) => EncryptionAlgorithm::RsaesOaepSha1,
+        Some(HashAlg::Sha256) => EncryptionAlgorithm::RsaesOaepSha256,
+        _ => return Err(BackendError::Internal("not an RSA wrapping algorithm")),
+    };
+    if !algorithm.is_hybrid() {
+        if encrypted.len() != modulus_len {
+            return Err(BackendError::InvalidCiphertext);
+        }
+        return wrapping_key
+            .rsa_oaep_decrypt(oaep, encrypted)
+            .map_err(|_| BackendError::InvalidCiphertext);
+    }
+    if encrypted.len() <= modulus_len {
+        return Err(BackendError::InvalidCiphertext);
+    }
+    let (w1, w2) = encrypted.split_at(modulus_len);
+    let aes = wrapping_key
+        .rsa_oaep_decrypt(oaep, w1)
+        .map_err(|_| BackendError::InvalidCiphertext)?;
+    kwp_unwrap(&aes, w2)
+}
+
+/// RFC 5649 AES key wrap with padding, unwrap side (AES-128 or AES-256 key-encryption key).
+fn kwp_unwrap(kek: &[u8], wrapped: &[u8]) -> BackendResult<Zeroizing<Vec<u8>>> {
+    use aws_lc_rs::key_wrap::{KeyEncryptionKey, KeyWrapPadded, AES_128, AES_256};
+    let mut out = Zeroizing::new(vec![0u8; wrapped.len()]);
+    let n = match kek.len() {
+        16 => KeyEncryptionKey::new(&AES_128, kek)
+            .map_err(|_| BackendError::InvalidCiphertext)?
+            .unwrap_with_padding(wrapped, &mut out)
+            .map_err(|_| BackendError::InvalidCiphertext)?
+            .len(),
+        32 => KeyEncryptionKey::new(&AES_256, kek)
+            .map_err(|_| BackendError::InvalidCiphertext)?
+            .unwrap_with_padding(wrapped, &mut out)
+            .map_err(|_| BackendError::InvalidCiphertext)?
+            .len(),
+        _ => return Err(BackendError::InvalidCiphertext),
+    };
+    out.truncate(n);
+    Ok(out)
+}
+
+/// The fingerprint of AES material: AES-256-ECB of one zero block (a key check value; the
+/// PKCS#11 root computes the same with CKM_AES_ECB in the token).
+pub(crate) fn aes_fingerprint(key: &[u8]) -> BackendResult<Vec<u8>> {
+    use aws_lc_rs::cipher::{EncryptingKey, UnboundCipherKey, AES_256};
+    let key = UnboundCipherKey::new(&AES_256, key)
+        .and_then(EncryptingKey::ecb)
+        .map_err(|_| BackendError::Internal("AES-ECB key setup failed"))?;
+    let mut block = [0u8; 16];
+    key.encrypt(&mut block)
+        .map_err(|_| BackendError::Internal("AES-ECB failed"))?;
+    Ok(block.to_vec())
+}
+
 /// A signing input owned by a blocking task.
 enum OwnedInput {
     Digest(Vec<u8>),
@@ -508,6 +580,116 @@ impl CryptoBackend for SoftwareRoot {
     ) -> BackendResult<Zeroizing<Vec<u8>>> {
         let material = self.cached(m)?;
         material.private()?.ecdh(peer_point).map_err(crypto_error)
+    }
+
+    fn import_support(&self, spec: KeySpec, algorithm: WrappingAlgorithm) -> Result<(), String> {
+        match (spec.family(), algorithm.oaep_hash()) {
+            (
+                KeyFamily::Symmetric | KeyFamily::Hmac | KeyFamily::Rsa | KeyFamily::Ecc,
+                Some(_),
+            ) => Ok(()),
+            _ => Err(format!(
+                "this key store cannot import {spec} key material wrapped with {algorithm}"
+            )),
+        }
+    }
+
+    async fn create_wrapping_key(&self, spec: WrappingKeySpec) -> BackendResult<WrappingKeyPair> {
+        let key_spec = spec.key_spec().ok_or_else(|| {
+            BackendError::Unsupported(format!(
+                "WrappingKeySpec {spec} is not supported by this key store."
+            ))
+        })?;
+        let pair =
+            blocking(move || crypto::generate_key_pair(key_spec).map_err(crypto_error)).await?;
+        // Wrapped under the root like material (the import token carries it; its AAD names a
+        // fixed wrapping-key id so it can never pass for a key's material).
+        let id = KeyId::parse(WRAPPING_KEY_ID).ok_or(BackendError::Internal("wrapping key id"))?;
+        let wrapped_private = self.wrap_bytes(
+            MaterialId {
+                key_id: &id,
+                version: 0,
+                label: "",
+                spec: key_spec,
+            },
+            &pair.private_pkcs8,
+        )?;
+        Ok(WrappingKeyPair {
+            public_spki: pair.public_spki,
+            wrapped_private,
+        })
+    }
+
+    async fn import_material(
+        &self,
+        m: MaterialId<'_>,
+        wrapping: ImportWrapping<'_>,
+        encrypted: &[u8],
+    ) -> BackendResult<Imported> {
+        let (Some(wrapping_spec), Some(k)) =
+            (wrapping.spec.key_spec(), wrapping.spec.modulus_len())
+        else {
+            return Err(BackendError::Internal("not an RSA wrapping key spec"));
+        };
+        let id = KeyId::parse(WRAPPING_KEY_ID).ok_or(BackendError::Internal("wrapping key id"))?;
+        let private = self.unwrap_bytes(
+            MaterialId {
+                key_id: &id,
+                version: 0,
+                label: "",
+                spec: wrapping_spec,
+            },
+            wrapping.wrapped_private,
+        )?;
+        let (algorithm, encrypted) = (wrapping.algorithm, encrypted.to_vec());
+        let material = blocking(move || {
+            let key = PrivateKey::from_pkcs8(wrapping_spec, &private).map_err(crypto_error)?;
+            unwrap_import(&key, k, algorithm, &encrypted)
+        })
+        .await?;
+        let spec = m.spec;
+        let incorrect = |what: &str| BackendError::IncorrectKeyMaterial(what.to_string());
+        let (fingerprint, public_key) = match spec.family() {
+            KeyFamily::Symmetric => {
+                if material.len() != 32 {
+                    return Err(incorrect(
+                        "Symmetric key material must be exactly 32 bytes (256 bits).",
+                    ));
+                }
+                (aes_fingerprint(&material)?, None)
+            }
+            KeyFamily::Hmac => {
+                let (alg, len) = hmac_params(spec).ok_or_else(|| unsupported_spec(spec))?;
+                if material.len() != len {
+                    return Err(BackendError::IncorrectKeyMaterial(format!(
+                        "{spec} key material must be exactly {len} bytes."
+                    )));
+                }
+                (
+                    crypto::hmac(alg, &material, super::HMAC_FINGERPRINT_LABEL),
+                    None,
+                )
+            }
+            KeyFamily::Rsa | KeyFamily::Ecc => {
+                let pkcs8 = material.clone();
+                let key = blocking(move || {
+                    PrivateKey::from_pkcs8(spec, &pkcs8).map_err(|_| {
+                        BackendError::IncorrectKeyMaterial(format!(
+                            "The key material is not a PKCS#8 private key of key spec {spec}."
+                        ))
+                    })
+                })
+                .await?;
+                let spki = key.public_spki().map_err(crypto_error)?;
+                (crate::crypto::hash(HashAlg::Sha256, &spki), Some(spki))
+            }
+            _ => return Err(unsupported_spec(spec)),
+        };
+        Ok(Imported {
+            wrapped: self.wrap_bytes(m, &material)?,
+            public_key,
+            fingerprint,
+        })
     }
 
     async fn random(&self, len: usize) -> BackendResult<Zeroizing<Vec<u8>>> {

@@ -32,6 +32,12 @@ pub enum KmsError {
     #[error("{0}")]
     InvalidGrantId(String),
     #[error("{0}")]
+    InvalidImportToken(String),
+    #[error("{0}")]
+    ExpiredImportToken(String),
+    #[error("{0}")]
+    IncorrectKeyMaterial(String),
+    #[error("{0}")]
     InvalidGrantToken(String),
     #[error("{0}")]
     InvalidKeyUsage(String),
@@ -144,6 +150,9 @@ impl KmsError {
             InvalidArn(_) => "InvalidArnException",
             InvalidCiphertext => "InvalidCiphertextException",
             InvalidGrantId(_) => "InvalidGrantIdException",
+            InvalidImportToken(_) => "InvalidImportTokenException",
+            ExpiredImportToken(_) => "ExpiredImportTokenException",
+            IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
             InvalidGrantToken(_) => "InvalidGrantTokenException",
             InvalidKeyUsage(_) => "InvalidKeyUsageException",
             InvalidMarker(_) => "InvalidMarkerException",
@@ -257,6 +266,7 @@ impl From<BackendError> for KmsError {
         match e {
             BackendError::InvalidCiphertext => KmsError::InvalidCiphertext,
             BackendError::Unsupported(m) => KmsError::UnsupportedOperation(m),
+            BackendError::IncorrectKeyMaterial(m) => KmsError::IncorrectKeyMaterial(m),
             BackendError::Busy => KmsError::Throttling,
             BackendError::KeyMaterialMissing => KmsError::KmsInvalidState(
                 "The key material of this KMS key is missing from its key store.".into(),

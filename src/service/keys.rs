@@ -141,7 +141,14 @@ impl Keys {
 
     pub async fn create_key(&self, call: &mut Call, req: NewKey) -> KmsResult<KeyRecord> {
         check_spec_usage(&self.region, req.key_spec, Some(req.key_usage))?;
-        if req.origin != Origin::AwsKms {
+        if req.origin == Origin::External && !super::import::importable(req.key_spec) {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "KeySpec {} does not support Origin EXTERNAL: key material of this spec cannot \
+                 be imported.",
+                req.key_spec
+            )));
+        }
+        if !matches!(req.origin, Origin::AwsKms | Origin::External) {
             return Err(KmsError::UnsupportedOperation(format!(
                 "Origin {} is not supported by this key store.",
                 req.origin
@@ -158,7 +165,11 @@ impl Keys {
         let policy = self.new_key_policy(call, &arn, req.policy, req.bypass_policy_lockout)?;
         self.check_key_quota(&account).await?;
         let now = self.clock.now();
-        let (wrapped, public_key) = if req.key_spec == KeySpec::SymmetricDefault {
+        let external = req.origin == Origin::External;
+        let (wrapped, public_key) = if external {
+            // No material until ImportKeyMaterial: version 1 is a placeholder without an id.
+            (Vec::new(), None)
+        } else if req.key_spec == KeySpec::SymmetricDefault {
             let wrapped = self
                 .root
                 .generate_symmetric(MaterialId {
@@ -192,7 +203,11 @@ impl Keys {
             key_spec: req.key_spec,
             key_usage: req.key_usage,
             origin: req.origin,
-            state: KeyState::Enabled,
+            state: if external {
+                KeyState::PendingImport
+            } else {
+                KeyState::Enabled
+            },
             creation_date: now,
             deletion_date: None,
             pending_window_days: None,
@@ -213,7 +228,7 @@ impl Keys {
             wrapped,
             created: now,
             rotation_type: None,
-            material_id: Some(crate::model::random_material_id()),
+            material_id: (!external).then(crate::model::random_material_id),
             import: None,
         };
         self.store.insert_key(&key, &material, &req.tags).await?;

@@ -1,5 +1,6 @@
 //! The background maintenance pass: deletes keys whose deletion window has ended (with their
-//! aliases, tags and material) and performs scheduled rotations. Driven by the service clock,
+//! aliases, tags and material), performs scheduled rotations and expires imported key
+//! material whose `ValidTo` has passed. Driven by the service clock,
 //! so tests can advance time and call [`Kms::run_maintenance`] directly.
 //!
 //! With several nodes on one database a pass runs under the store's maintenance lease: one node
@@ -19,6 +20,8 @@ use crate::store::LeaseName;
 pub struct MaintenanceReport {
     pub deleted: usize,
     pub rotated: usize,
+    /// Imported key materials whose `ValidTo` passed (deleted; their keys `PendingImport`).
+    pub expired: usize,
     /// External key store proxies whose health check failed.
     pub unhealthy_proxies: usize,
     /// True when another node held the maintenance lease and this pass did nothing.
@@ -77,6 +80,9 @@ impl Kms {
             self.rotation.rotate(key, RotationType::Automatic).await?;
             tracing::info!(key_arn = %arn, "rotated key material on schedule");
             report.rotated += 1;
+        }
+        for id in self.store.keys_with_expired_material(now).await? {
+            report.expired += self.import.expire(&id, now).await?;
         }
         report.unhealthy_proxies = self.custom_key_stores.xks_health_pass().await;
         Ok(report)

@@ -24,6 +24,7 @@ pub mod data_key_pairs;
 pub mod error;
 pub mod grants;
 pub mod health;
+pub mod import;
 pub mod keys;
 pub mod mac;
 pub mod maintenance;
@@ -199,6 +200,7 @@ pub struct Kms {
     pub data_key_pairs: data_key_pairs::DataKeyPairs,
     pub signing: signing::Signing,
     pub mac: mac::Mac,
+    pub import: import::Import,
     core: Arc<Core>,
 }
 
@@ -270,6 +272,7 @@ impl Kms {
             data_key_pairs: data_key_pairs::DataKeyPairs::new(core.clone()),
             signing: signing::Signing::new(core.clone()),
             mac: mac::Mac::new(core.clone()),
+            import: import::Import::new(core.clone()),
             core,
         })
     }

@@ -5,13 +5,17 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::{part, Call, KmsError, KmsResult, StateRule};
 use crate::backend::MaterialId;
-use crate::model::{KeyRecord, KeySpec, KeyState, MaterialRecord, Origin, RotationType};
+use crate::model::{
+    ImportInfo, ImportState, IncludeKeyMaterial, KeyMaterialState, KeyRecord, KeySpec, KeyState,
+    MaterialRecord, Origin, RotationType,
+};
 
 pub const DEFAULT_ROTATION_DAYS: i64 = 365;
 pub const MIN_ROTATION_DAYS: i64 = 90;
 pub const MAX_ROTATION_DAYS: i64 = 2560;
-/// On-demand rotations allowed per key (AWS quota).
-pub const MAX_ON_DEMAND_ROTATIONS: usize = 10;
+/// On-demand rotations allowed per key (AWS quota: 25, not adjustable; older AWS pages say
+/// 10; `reference/import-and-multi-region.md` §3.2).
+pub const MAX_ON_DEMAND_ROTATIONS: usize = 25;
 
 /// GetKeyRotationStatus result.
 pub struct RotationStatus {
@@ -21,10 +25,15 @@ pub struct RotationStatus {
     pub next_rotation: Option<DateTime<Utc>>,
 }
 
-/// One entry of ListKeyRotations.
+/// One entry of ListKeyRotations: a key material.
 pub struct RotationEntry {
-    pub rotation_date: DateTime<Utc>,
-    pub rotation_type: RotationType,
+    pub material_id: Option<String>,
+    pub state: KeyMaterialState,
+    /// Not for the first material nor for material pending rotation.
+    pub rotation_date: Option<DateTime<Utc>>,
+    pub rotation_type: Option<RotationType>,
+    /// Imported material (EXTERNAL keys).
+    pub import: Option<ImportInfo>,
 }
 
 part!(
@@ -123,14 +132,25 @@ impl Rotation {
         key_id: &str,
     ) -> KmsResult<KeyRecord> {
         let key = self.resolve_authorized(call, key_id, false).await?;
-        self.check_rotatable(&key)?;
-        self.check_state(&key, StateRule::Rotation)?;
-        let on_demand = self
-            .store
-            .list_materials(&key.key_id)
-            .await?
+        let external = key.origin == Origin::External && key.key_spec == KeySpec::SymmetricDefault;
+        if external {
+            if key.custom_key_store_id.is_none() && key.state == KeyState::PendingImport {
+                return Err(KmsError::KmsInvalidState(format!(
+                    "{} is pending import.",
+                    key.arn
+                )));
+            }
+            self.check_state(&key, StateRule::Rotation)?;
+        } else {
+            self.check_rotatable(&key)?;
+            self.check_state(&key, StateRule::Rotation)?;
+        }
+        let materials = self.store.list_materials(&key.key_id).await?;
+        let on_demand = materials
             .iter()
-            .filter(|m| m.rotation_type == Some(RotationType::OnDemand))
+            .filter(|m| {
+                m.version <= key.current_material && m.rotation_type == Some(RotationType::OnDemand)
+            })
             .count();
         if on_demand >= MAX_ON_DEMAND_ROTATIONS {
             // AWS's words (recorded AWS response, docs/errors.md).
@@ -140,7 +160,30 @@ impl Rotation {
                 key.arn
             )));
         }
-        self.rotate(key, RotationType::OnDemand).await
+        if !external {
+            return self.rotate(key, RotationType::OnDemand).await;
+        }
+        // Imported material: the NEW material imported for this rotation becomes current.
+        let pending = materials.into_iter().find(|m| {
+            m.version > key.current_material
+                && m.import
+                    .as_ref()
+                    .is_some_and(|i| i.state == ImportState::Imported)
+        });
+        let Some(mut material) = pending else {
+            // Words of an AWS emulator (reference §3.2, unverified against AWS).
+            return Err(KmsError::KmsInvalidState(format!(
+                "No available key material pending rotation for the key: {}.",
+                key.arn
+            )));
+        };
+        let mut updated = key;
+        updated.current_material = material.version;
+        material.created = self.clock.now();
+        material.rotation_type = Some(RotationType::OnDemand);
+        let key = self.store.save_material(&updated, &material).await?;
+        self.audit_service_event("RotateKey", &key, None);
+        Ok(key)
     }
 
     /// Adds a new material version and makes it current.
@@ -180,16 +223,21 @@ impl Rotation {
         Ok(key)
     }
 
-    /// Completed rotations of a key, oldest first; returns the page and whether more follow.
+    /// The key materials of a key, oldest first: completed rotations only, or with
+    /// `ALL_KEY_MATERIAL` the first material and material pending rotation too; returns the
+    /// page and whether more follow.
     pub async fn list_key_rotations(
         &self,
         call: &mut Call,
         key_id: &str,
+        include: IncludeKeyMaterial,
         marker: Option<&str>,
         limit: usize,
     ) -> KmsResult<(KeyRecord, Vec<RotationEntry>, bool)> {
         let key = self.resolve_authorized(call, key_id, false).await?;
-        self.check_rotatable(&key)?;
+        if !(key.origin == Origin::External && key.key_spec == KeySpec::SymmetricDefault) {
+            self.check_rotatable(&key)?;
+        }
         let start: usize = match marker {
             None => 0,
             Some(m) => m
@@ -201,11 +249,21 @@ impl Rotation {
             .list_materials(&key.key_id)
             .await?
             .into_iter()
-            .filter_map(|m| {
-                m.rotation_type.map(|t| RotationEntry {
-                    rotation_date: m.created,
-                    rotation_type: t,
-                })
+            .filter(|m| m.material_id.is_some())
+            .filter(|m| {
+                include == IncludeKeyMaterial::AllKeyMaterial
+                    || (m.rotation_type.is_some() && m.version <= key.current_material)
+            })
+            .map(|m| {
+                let state = super::import::material_state(&key, &m);
+                let rotated = m.version <= key.current_material;
+                RotationEntry {
+                    rotation_date: m.rotation_type.filter(|_| rotated).map(|_| m.created),
+                    rotation_type: m.rotation_type.filter(|_| rotated),
+                    material_id: m.material_id,
+                    state,
+                    import: m.import,
+                }
             })
             .collect();
         let truncated = all.len() > start.saturating_add(limit);

@@ -42,6 +42,20 @@ impl Core {
         purpose: &str,
         secret: &SecretString,
     ) -> KmsResult<Vec<u8>> {
+        self.seal_bytes(purpose, secret.expose_secret().as_bytes())
+            .await
+    }
+
+    /// Decrypts bytes sealed by [`Self::seal_bytes`] with the same `purpose`; `None` when they
+    /// do not authenticate (changed, or sealed for another purpose).
+    pub(crate) async fn open_bytes(
+        &self,
+        purpose: &str,
+        sealed: &[u8],
+    ) -> KmsResult<Option<zeroize::Zeroizing<Vec<u8>>>> {
+        if sealed.len() < 12 + 16 {
+            return Ok(None);
+        }
         let (id, wrapped) = self.system_material().await?;
         let m = MaterialId {
             key_id: &id,
@@ -49,7 +63,32 @@ impl Core {
             label: "",
             spec: crate::model::KeySpec::SymmetricDefault,
         };
-        let plaintext = secret.expose_secret().as_bytes();
+        let mut iv = [0u8; 12];
+        iv.copy_from_slice(&sealed[..12]);
+        let body = &sealed[12..];
+        let opened = match self.root.decrypt(m, &iv, body, purpose.as_bytes()).await {
+            Err(BackendError::MaterialNeeded) => {
+                self.root.load(m, &wrapped).await?;
+                self.root.decrypt(m, &iv, body, purpose.as_bytes()).await
+            }
+            other => other,
+        };
+        match opened {
+            Ok(p) => Ok(Some(p)),
+            Err(BackendError::InvalidCiphertext) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Encrypts bytes under the system key (`iv || ciphertext || tag`), `purpose` as AAD.
+    pub(crate) async fn seal_bytes(&self, purpose: &str, plaintext: &[u8]) -> KmsResult<Vec<u8>> {
+        let (id, wrapped) = self.system_material().await?;
+        let m = MaterialId {
+            key_id: &id,
+            version: 1,
+            label: "",
+            spec: crate::model::KeySpec::SymmetricDefault,
+        };
         let sealed = match self.root.encrypt(m, plaintext, purpose.as_bytes()).await {
             Err(BackendError::MaterialNeeded) => {
                 self.root.load(m, &wrapped).await?;

@@ -1,11 +1,14 @@
-//! `ListKeyRotations`: completed rotations, oldest first (Limit 1-1000, default 100).
+//! `ListKeyRotations`: completed rotations, oldest first (Limit 1-1000, default 100); with
+//! `IncludeKeyMaterial=ALL_KEY_MATERIAL` every key material (the first and pending ones too),
+//! with its `KeyMaterialId`, state and, for imported material, import state and expiry.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{check_key_id, check_limit, check_marker, present, Operation};
-use crate::api::shapes::epoch;
+use crate::api::shapes::epoch_opt;
+use crate::model::IncludeKeyMaterial;
 use crate::api::validate::Checks;
 use crate::service::{Call, Kms, KmsResult};
 
@@ -15,6 +18,7 @@ pub struct ListKeyRotations;
 #[serde(rename_all = "PascalCase")]
 pub struct Request {
     key_id: Option<String>,
+    include_key_material: Option<String>,
     limit: Option<i64>,
     marker: Option<String>,
 }
@@ -23,9 +27,21 @@ pub struct Request {
 #[serde(rename_all = "PascalCase")]
 pub struct Entry {
     key_id: String,
-    #[serde(serialize_with = "epoch")]
-    rotation_date: DateTime<Utc>,
-    rotation_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_material_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_material_description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    import_state: Option<&'static str>,
+    key_material_state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiration_model: Option<&'static str>,
+    #[serde(serialize_with = "epoch_opt", skip_serializing_if = "Option::is_none")]
+    valid_to: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "epoch_opt", skip_serializing_if = "Option::is_none")]
+    rotation_date: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotation_type: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,7 +60,12 @@ impl Operation for ListKeyRotations {
     type Response = Response;
 
     fn audit_parameters(r: &Request) -> Value {
-        json!({ "keyId": r.key_id, "limit": r.limit, "marker": r.marker })
+        json!({
+            "keyId": r.key_id,
+            "includeKeyMaterial": r.include_key_material,
+            "limit": r.limit,
+            "marker": r.marker,
+        })
     }
 
     async fn execute(kms: &Kms, call: &mut Call, r: Request) -> KmsResult<Response> {
@@ -52,7 +73,14 @@ impl Operation for ListKeyRotations {
         check_key_id(&mut c, "keyId", &r.key_id);
         check_limit(&mut c, r.limit, 1000);
         check_marker(&mut c, &r.marker);
+        let include = c.enum_value(
+            "includeKeyMaterial",
+            r.include_key_material.as_deref(),
+            IncludeKeyMaterial::parse,
+            IncludeKeyMaterial::wire_list(),
+        );
         c.finish()?;
+        let include = include.unwrap_or(IncludeKeyMaterial::RotationsOnly);
         let limit = r.limit.unwrap_or(100) as usize;
         let start: usize = r
             .marker
@@ -61,16 +89,31 @@ impl Operation for ListKeyRotations {
             .unwrap_or(0);
         let (key, page, truncated) = kms
             .rotation
-            .list_key_rotations(call, &present(r.key_id)?, r.marker.as_deref(), limit)
+            .list_key_rotations(
+                call,
+                &present(r.key_id)?,
+                include,
+                r.marker.as_deref(),
+                limit,
+            )
             .await?;
         let next_marker = truncated.then(|| (start + page.len()).to_string());
         Ok(Response {
             rotations: page
                 .into_iter()
-                .map(|e| Entry {
-                    key_id: key.key_id.to_string(),
-                    rotation_date: e.rotation_date,
-                    rotation_type: e.rotation_type.as_str(),
+                .map(|e| {
+                    let import = e.import.as_ref();
+                    Entry {
+                        key_id: key.key_id.to_string(),
+                        key_material_id: e.material_id,
+                        key_material_description: import.and_then(|i| i.description.clone()),
+                        import_state: import.map(|i| i.state.as_str()),
+                        key_material_state: e.state.as_str(),
+                        expiration_model: import.map(|i| i.expiration_model.as_str()),
+                        valid_to: import.and_then(|i| i.valid_to),
+                        rotation_date: e.rotation_date,
+                        rotation_type: e.rotation_type.map(|t| t.as_str()),
+                    }
                 })
                 .collect(),
             next_marker,
