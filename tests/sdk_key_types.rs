@@ -309,10 +309,11 @@ async fn create_key_rules() {
             assert!(message.contains("symmetric encryption keys"), "{message}");
         }
     }
-    // Origin EXTERNAL stays refused for asymmetric keys (import is another issue).
+    // Origin EXTERNAL: ML-DSA key material cannot be imported (AWS); tests/sdk_import.rs
+    // covers the specs that can.
     let (code, _) = fail(
         kms.create_key()
-            .key_spec(KeySpec::EccNistP256)
+            .key_spec(KeySpec::MlDsa65)
             .key_usage(KeyUsageType::SignVerify)
             .origin(aws_sdk_kms::types::OriginType::External)
             .send()

@@ -478,12 +478,12 @@ async fn rotation_status_while_pending_deletion() {
 }
 
 #[tokio::test]
-async fn on_demand_rotation_limit_of_ten() {
+async fn on_demand_rotation_limit_of_twenty_five() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
     let (id, arn) = new_key(&kms).await;
     let mut blobs = vec![encrypt(&kms, &id, b"v1").await];
-    for i in 0..10 {
+    for i in 0..25 {
         kms.rotate_key_on_demand().key_id(&id).send().await.unwrap();
         blobs.push(encrypt(&kms, &id, format!("v{}", i + 2).as_bytes()).await);
     }

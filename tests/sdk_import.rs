@@ -1,0 +1,917 @@
+//! Imported key material (Origin EXTERNAL) through the real `aws-sdk-kms` client, with the
+//! material made and wrapped by the OpenSSL command line as AWS's documentation shows
+//! (`openssl pkeyutl` with OAEP, `openssl enc -id-aes256-wrap-pad` for RSA_AES_KEY_WRAP):
+//! round trips for every key type and wrapping algorithm the root supports, expiry by the
+//! maintenance pass, deletion and re-import, wrong material, token misuse, rotation of imported
+//! keys, and the key material fields of DescribeKey and ListKeyRotations. Runs on the root
+//! `KMS_TEST_BACKEND` names (software or pkcs11).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::primitives::{Blob, DateTime};
+use aws_sdk_kms::types::{
+    AlgorithmSpec, ExpirationModelType, ImportState, ImportType, IncludeKeyMaterial,
+    KeyMaterialState, KeySpec, KeyState, KeyUsageType, MacAlgorithmSpec, MessageType,
+    OriginType, RotationType, SigningAlgorithmSpec, WrappingKeySpec,
+};
+
+fn fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    r: Result<O, SdkError<E, R>>,
+) -> (String, String) {
+    let e = r.expect_err("the call should have failed");
+    (common::code(&e), common::message(&e))
+}
+
+fn pkcs11() -> bool {
+    common::backend() == "pkcs11"
+}
+
+fn now_secs(srv: &common::TestServer) -> i64 {
+    use kms::service::clock::Clock;
+    srv.clock.now().timestamp()
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sh(dir: &Path, script: &str) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Key material as a user makes it with OpenSSL, in `dir/M.bin` (returned too).
+fn make_material(dir: &Path, spec: &KeySpec) -> Vec<u8> {
+    match spec {
+        KeySpec::SymmetricDefault => openssl(dir, &["rand", "-out", "M.bin", "32"]),
+        KeySpec::Hmac224 => openssl(dir, &["rand", "-out", "M.bin", "28"]),
+        KeySpec::Hmac256 => openssl(dir, &["rand", "-out", "M.bin", "32"]),
+        KeySpec::Hmac384 => openssl(dir, &["rand", "-out", "M.bin", "48"]),
+        KeySpec::Hmac512 => openssl(dir, &["rand", "-out", "M.bin", "64"]),
+        KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
+            let bits = &spec.as_str()[4..];
+            sh(
+                dir,
+                &format!(
+                    "openssl genpkey -algorithm rsa -pkeyopt rsa_keygen_bits:{bits} \
+                     | openssl pkcs8 -topk8 -outform der -nocrypt > M.bin"
+                ),
+            )
+        }
+        KeySpec::EccNistP256 | KeySpec::EccNistP384 | KeySpec::EccNistP521 => {
+            let curve = match spec {
+                KeySpec::EccNistP256 => "P-256",
+                KeySpec::EccNistP384 => "P-384",
+                _ => "P-521",
+            };
+            sh(
+                dir,
+                &format!(
+                    "openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:{curve} \
+                     | openssl pkcs8 -topk8 -outform der -nocrypt > M.bin"
+                ),
+            )
+        }
+        KeySpec::EccSecgP256K1 => sh(
+            dir,
+            "openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:secp256k1 \
+             | openssl pkcs8 -topk8 -outform der -nocrypt > M.bin",
+        ),
+        other => panic!("no material recipe for {other}"),
+    }
+    std::fs::read(dir.join("M.bin")).unwrap()
+}
+
+/// The public key (DER SPKI) of the PKCS#8 material in `dir/M.bin`.
+fn public_of_material(dir: &Path) -> Vec<u8> {
+    openssl(
+        dir,
+        &[
+            "pkey", "-inform", "DER", "-in", "M.bin", "-pubout", "-outform", "DER", "-out",
+            "P.der",
+        ],
+    );
+    std::fs::read(dir.join("P.der")).unwrap()
+}
+
+/// Wraps `material` with the wrapping public key as AWS's documentation shows.
+fn wrap(dir: &Path, public_key: &[u8], alg: &AlgorithmSpec, material: &[u8]) -> Vec<u8> {
+    std::fs::write(dir.join("WrappingPublicKey.der"), public_key).unwrap();
+    std::fs::write(dir.join("W.in"), material).unwrap();
+    let md = if alg.as_str().ends_with("SHA_256") {
+        "sha256"
+    } else {
+        "sha1"
+    };
+    let oaep = |input: &str, output: &str| {
+        let md_opt = format!("rsa_oaep_md:{md}");
+        let mgf_opt = format!("rsa_mgf1_md:{md}");
+        openssl(
+            dir,
+            &[
+                "pkeyutl",
+                "-encrypt",
+                "-in",
+                input,
+                "-out",
+                output,
+                "-inkey",
+                "WrappingPublicKey.der",
+                "-keyform",
+                "DER",
+                "-pubin",
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+                "-pkeyopt",
+                &md_opt,
+                "-pkeyopt",
+                &mgf_opt,
+            ],
+        )
+    };
+    if alg.as_str().starts_with("RSA_AES_KEY_WRAP") {
+        openssl(dir, &["rand", "-out", "K.bin", "32"]);
+        let k = std::fs::read(dir.join("K.bin")).unwrap();
+        let hex: String = k.iter().map(|b| format!("{b:02x}")).collect();
+        openssl(
+            dir,
+            &[
+                "enc",
+                "-id-aes256-wrap-pad",
+                "-K",
+                &hex,
+                "-iv",
+                "A65959A6",
+                "-in",
+                "W.in",
+                "-out",
+                "W2.bin",
+            ],
+        );
+        oaep("K.bin", "W1.bin");
+        let mut out = std::fs::read(dir.join("W1.bin")).unwrap();
+        out.extend(std::fs::read(dir.join("W2.bin")).unwrap());
+        out
+    } else {
+        oaep("W.in", "W.bin");
+        std::fs::read(dir.join("W.bin")).unwrap()
+    }
+}
+
+async fn external_key(kms: &aws_sdk_kms::Client, spec: KeySpec, usage: KeyUsageType) -> String {
+    let md = kms
+        .create_key()
+        .origin(OriginType::External)
+        .key_spec(spec)
+        .key_usage(usage)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(md.key_state(), Some(&KeyState::PendingImport));
+    assert!(!md.enabled());
+    assert_eq!(md.origin(), Some(&OriginType::External));
+    assert_eq!(md.current_key_material_id(), None);
+    md.key_id().to_string()
+}
+
+/// GetParametersForImport then ImportKeyMaterial of `material`; returns the KeyMaterialId.
+async fn import(
+    kms: &aws_sdk_kms::Client,
+    dir: &Path,
+    key: &str,
+    alg: AlgorithmSpec,
+    wrapping: WrappingKeySpec,
+    material: &[u8],
+) -> Result<String, (String, String)> {
+    let p = kms
+        .get_parameters_for_import()
+        .key_id(key)
+        .wrapping_algorithm(alg.clone())
+        .wrapping_key_spec(wrapping)
+        .send()
+        .await
+        .map_err(|e| (common::code(&e), common::message(&e)))?;
+    let wrapped = wrap(dir, p.public_key().unwrap().as_ref(), &alg, material);
+    kms.import_key_material()
+        .key_id(key)
+        .import_token(p.import_token().unwrap().clone())
+        .encrypted_key_material(Blob::new(wrapped))
+        .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+        .send()
+        .await
+        .map(|o| o.key_material_id().unwrap().to_string())
+        .map_err(|e| (common::code(&e), common::message(&e)))
+}
+
+async fn encrypt(kms: &aws_sdk_kms::Client, key: &str, pt: &[u8]) -> Vec<u8> {
+    kms.encrypt()
+        .key_id(key)
+        .plaintext(Blob::new(pt.to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap()
+        .into_inner()
+}
+
+async fn decrypt(
+    kms: &aws_sdk_kms::Client,
+    blob: &[u8],
+) -> Result<Vec<u8>, (String, String)> {
+    kms.decrypt()
+        .ciphertext_blob(Blob::new(blob.to_vec()))
+        .send()
+        .await
+        .map(|o| o.plaintext.unwrap().into_inner())
+        .map_err(|e| (common::code(&e), common::message(&e)))
+}
+
+async fn describe(kms: &aws_sdk_kms::Client, key: &str) -> aws_sdk_kms::types::KeyMetadata {
+    kms.describe_key()
+        .key_id(key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+}
+
+fn is_material_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// Whether the root under test unwraps this algorithm in the token: the PKCS#11 root on
+/// SoftHSM 2.6.1 has no OAEP with SHA-256 (docs/key-types.md).
+fn supported(alg: &AlgorithmSpec) -> bool {
+    !(pkcs11() && alg.as_str().ends_with("SHA_256"))
+}
+
+#[tokio::test]
+async fn symmetric_import_round_trips_with_each_wrapping_algorithm() {
+    let srv = common::TestServer::start().await;
+    let kms = srv.client();
+    let dir = tempfile::tempdir().unwrap();
+    for (alg, wrapping) in [
+        (AlgorithmSpec::RsaesOaepSha1, WrappingKeySpec::Rsa2048),
+        (AlgorithmSpec::RsaesOaepSha1, WrappingKeySpec::Rsa4096),
+        (AlgorithmSpec::RsaesOaepSha256, WrappingKeySpec::Rsa3072),
+        (AlgorithmSpec::RsaesOaepSha256, WrappingKeySpec::Rsa4096),
+    ] {
+        let key = external_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+        // Still pending import: no crypto.
+        let (code, _) = fail(
+            kms.encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new(b"x".to_vec()))
+                .send()
+                .await,
+        );
+        assert_eq!(code, "KMSInvalidStateException");
+        let material = make_material(dir.path(), &KeySpec::SymmetricDefault);
+        if !supported(&alg) {
+            let (code, message) =
+                import(&kms, dir.path(), &key, alg.clone(), wrapping, &material)
+                    .await
+                    .unwrap_err();
+            assert_eq!(code, "UnsupportedOperationException", "{alg}");
+            assert!(message.contains("SHA-256"), "{message}");
+            continue;
+        }
+        let before = now_secs(&srv);
+        let p = kms
+            .get_parameters_for_import()
+            .key_id(&key)
+            .wrapping_algorithm(alg.clone())
+            .wrapping_key_spec(wrapping.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(p.key_id().unwrap().ends_with(&format!(":key/{key}")));
+        assert_eq!(
+            p.parameters_valid_to().unwrap().secs(),
+            before + 24 * 3600,
+            "valid 24 hours"
+        );
+        let id = import(&kms, dir.path(), &key, alg.clone(), wrapping, &material)
+            .await
+            .unwrap();
+        assert!(is_material_id(&id), "{id}");
+        let md = describe(&kms, &key).await;
+        assert_eq!(md.key_state(), Some(&KeyState::Enabled), "{alg}");
+        assert_eq!(md.current_key_material_id(), Some(id.as_str()));
+        assert_eq!(
+            md.expiration_model(),
+            Some(&ExpirationModelType::KeyMaterialDoesNotExpire)
+        );
+        assert_eq!(md.valid_to(), None);
+        let blob = encrypt(&kms, &key, b"imported").await;
+        assert_eq!(decrypt(&kms, &blob).await.unwrap(), b"imported");
+    }
+    // RSA_AES_KEY_WRAP is not offered for symmetric keys, nor RSAES_PKCS1_V1_5 for any.
+    let key = external_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    for alg in [
+        AlgorithmSpec::RsaAesKeyWrapSha1,
+        AlgorithmSpec::RsaesPkcs1V15,
+    ] {
+        let (code, _) = fail(
+            kms.get_parameters_for_import()
+                .key_id(&key)
+                .wrapping_algorithm(alg)
+                .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+                .send()
+                .await,
+        );
+        assert_eq!(code, "UnsupportedOperationException");
+    }
+    // SM2 wrapping keys exist only in the China Regions.
+    let (code, _) = fail(
+        kms.get_parameters_for_import()
+            .key_id(&key)
+            .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha1)
+            .wrapping_key_spec(WrappingKeySpec::Sm2)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "UnsupportedOperationException");
+    // A key of AWS_KMS origin takes no import, in AWS's words.
+    let aws = kms.create_key().send().await.unwrap().key_metadata.unwrap();
+    let (code, message) = fail(
+        kms.get_parameters_for_import()
+            .key_id(aws.key_id())
+            .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha1)
+            .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "UnsupportedOperationException");
+    assert_eq!(
+        message,
+        format!(
+            "{} origin is AWS_KMS which is not valid for this operation.",
+            aws.arn().unwrap()
+        )
+    );
+}
+
+#[tokio::test]
+async fn hmac_rsa_and_ecc_material_imports_and_works() {
+    let srv = common::TestServer::start().await;
+    let kms = srv.client();
+    let dir = tempfile::tempdir().unwrap();
+
+    // HMAC: the MAC equals the one computed here with the same secret.
+    let key = external_key(&kms, KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
+    let secret = make_material(dir.path(), &KeySpec::Hmac256);
+    import(
+        &kms,
+        dir.path(),
+        &key,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa2048,
+        &secret,
+    )
+    .await
+    .unwrap();
+    let mac = kms
+        .generate_mac()
+        .key_id(&key)
+        .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+        .message(Blob::new(b"message".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .mac
+        .unwrap()
+        .into_inner();
+    let expected = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
+        b"message",
+    );
+    assert_eq!(mac, expected.as_ref());
+    // HMAC material of the wrong length is not material of the spec.
+    let key = external_key(&kms, KeySpec::Hmac384, KeyUsageType::GenerateVerifyMac).await;
+    let short = make_material(dir.path(), &KeySpec::Hmac256);
+    let (code, _) = import(
+        &kms,
+        dir.path(),
+        &key,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa2048,
+        &short,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(code, "IncorrectKeyMaterialException");
+
+    // RSA and ECC private keys (PKCS#8 from openssl): sign here, verify with openssl's key.
+    for (spec, alg, signing) in [
+        (
+            KeySpec::Rsa2048,
+            AlgorithmSpec::RsaAesKeyWrapSha1,
+            SigningAlgorithmSpec::RsassaPssSha256,
+        ),
+        (
+            KeySpec::EccNistP256,
+            AlgorithmSpec::RsaAesKeyWrapSha1,
+            SigningAlgorithmSpec::EcdsaSha256,
+        ),
+        (
+            KeySpec::EccNistP384,
+            AlgorithmSpec::RsaAesKeyWrapSha256,
+            SigningAlgorithmSpec::EcdsaSha384,
+        ),
+    ] {
+        let key = external_key(&kms, spec.clone(), KeyUsageType::SignVerify).await;
+        let material = make_material(dir.path(), &spec);
+        let public = public_of_material(dir.path());
+        let result = import(
+            &kms,
+            dir.path(),
+            &key,
+            alg.clone(),
+            WrappingKeySpec::Rsa3072,
+            &material,
+        )
+        .await;
+        if !supported(&alg) {
+            assert_eq!(result.unwrap_err().0, "UnsupportedOperationException");
+            continue;
+        }
+        result.unwrap();
+        assert_eq!(
+            describe(&kms, &key).await.key_state(),
+            Some(&KeyState::Enabled)
+        );
+        let got = kms.get_public_key().key_id(&key).send().await.unwrap();
+        assert_eq!(got.public_key().unwrap().as_ref(), public, "{spec}");
+        let signature = kms
+            .sign()
+            .key_id(&key)
+            .message(Blob::new(b"signed".to_vec()))
+            .message_type(MessageType::Raw)
+            .signing_algorithm(signing.clone())
+            .send()
+            .await
+            .unwrap()
+            .signature
+            .unwrap()
+            .into_inner();
+        std::fs::write(dir.path().join("msg"), b"signed").unwrap();
+        std::fs::write(dir.path().join("sig"), &signature).unwrap();
+        let pss = if spec == KeySpec::Rsa2048 {
+            "-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:-1"
+        } else {
+            ""
+        };
+        let md = if signing == SigningAlgorithmSpec::EcdsaSha384 {
+            "sha384"
+        } else {
+            "sha256"
+        };
+        sh(
+            dir.path(),
+            &format!(
+                "openssl dgst -{md} -verify P.der -keyform DER {pss} -signature sig msg"
+            ),
+        );
+        // Material of another curve or size does not fit the key.
+        let other = match spec {
+            KeySpec::Rsa2048 => KeySpec::Rsa3072,
+            KeySpec::EccNistP256 => KeySpec::EccNistP384,
+            _ => KeySpec::EccNistP256,
+        };
+        let key = external_key(&kms, spec.clone(), KeyUsageType::SignVerify).await;
+        let wrong = make_material(dir.path(), &other);
+        let (code, _) = import(
+            &kms,
+            dir.path(),
+            &key,
+            alg,
+            WrappingKeySpec::Rsa4096,
+            &wrong,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(code, "IncorrectKeyMaterialException", "{spec} <- {other}");
+    }
+}
+
+#[tokio::test]
+async fn expiry_deletion_and_reimport_of_the_same_material_only() {
+    let srv = common::TestServer::start().await;
+    let kms = srv.client();
+    let dir = tempfile::tempdir().unwrap();
+    let key = external_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let material = make_material(dir.path(), &KeySpec::SymmetricDefault);
+    let alg = AlgorithmSpec::RsaesOaepSha1;
+    // Expiring material: ValidTo one day ahead.
+    let valid_to = now_secs(&srv) + 86_400;
+    let p = kms
+        .get_parameters_for_import()
+        .key_id(&key)
+        .wrapping_algorithm(alg.clone())
+        .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+        .send()
+        .await
+        .unwrap();
+    let wrapped = wrap(dir.path(), p.public_key().unwrap().as_ref(), &alg, &material);
+    // KEY_MATERIAL_EXPIRES (the default) needs a ValidTo.
+    let (code, _) = fail(
+        kms.import_key_material()
+            .key_id(&key)
+            .import_token(p.import_token().unwrap().clone())
+            .encrypted_key_material(Blob::new(wrapped.clone()))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationException");
+    let out = kms
+        .import_key_material()
+        .key_id(&key)
+        .import_token(p.import_token().unwrap().clone())
+        .encrypted_key_material(Blob::new(wrapped))
+        .expiration_model(ExpirationModelType::KeyMaterialExpires)
+        .valid_to(DateTime::from_secs(valid_to))
+        .send()
+        .await
+        .unwrap();
+    let id = out.key_material_id().unwrap().to_string();
+    let md = describe(&kms, &key).await;
+    assert_eq!(md.valid_to().map(|t| t.secs()), Some(valid_to));
+    assert_eq!(
+        md.expiration_model(),
+        Some(&ExpirationModelType::KeyMaterialExpires)
+    );
+    let blob = encrypt(&kms, &key, b"before expiry").await;
+
+    // ValidTo passes: the maintenance pass deletes the material; the key waits for it.
+    srv.clock.advance(chrono::Duration::days(2));
+    let report = srv.run_maintenance().await;
+    assert_eq!(report.expired, 1);
+    let md = describe(&kms, &key).await;
+    assert_eq!(md.key_state(), Some(&KeyState::PendingImport));
+    assert_eq!(md.valid_to(), None);
+    let (code, _) = decrypt(&kms, &blob).await.unwrap_err();
+    assert_eq!(code, "KMSInvalidStateException");
+    assert_eq!(srv.run_maintenance().await.expired, 0);
+
+    // Other material never fits this key.
+    let other = make_material(dir.path(), &KeySpec::SymmetricDefault);
+    let (code, _) = import(&kms, dir.path(), &key, alg.clone(), WrappingKeySpec::Rsa2048, &other)
+        .await
+        .unwrap_err();
+    assert_eq!(code, "IncorrectKeyMaterialException");
+
+    // The same material again (another wrapping key spec is fine): same id, old data decrypts.
+    let again = import(&kms, dir.path(), &key, alg.clone(), WrappingKeySpec::Rsa4096, &material)
+        .await
+        .unwrap();
+    assert_eq!(again, id);
+    assert_eq!(
+        describe(&kms, &key).await.key_state(),
+        Some(&KeyState::Enabled)
+    );
+    assert_eq!(decrypt(&kms, &blob).await.unwrap(), b"before expiry");
+
+    // DeleteImportedKeyMaterial: at once, same effect; a second delete changes nothing.
+    let del = kms
+        .delete_imported_key_material()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.key_material_id(), Some(id.as_str()));
+    assert_eq!(
+        describe(&kms, &key).await.key_state(),
+        Some(&KeyState::PendingImport)
+    );
+    let (code, _) = decrypt(&kms, &blob).await.unwrap_err();
+    assert_eq!(code, "KMSInvalidStateException");
+    kms.delete_imported_key_material()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    import(&kms, dir.path(), &key, alg, WrappingKeySpec::Rsa3072, &material)
+        .await
+        .unwrap();
+    assert_eq!(decrypt(&kms, &blob).await.unwrap(), b"before expiry");
+
+    // The same material in another key has its own id (ids derive from key id and material).
+    let key2 = external_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let id2 = import(
+        &kms,
+        dir.path(),
+        &key2,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa2048,
+        &material,
+    )
+    .await
+    .unwrap();
+    assert_ne!(id2, id);
+}
+
+#[tokio::test]
+async fn import_token_misuse_is_refused() {
+    let srv = common::TestServer::start().await;
+    let kms = srv.client();
+    let dir = tempfile::tempdir().unwrap();
+    let alg = AlgorithmSpec::RsaesOaepSha1;
+    let key_a = external_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let key_b = external_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let material = make_material(dir.path(), &KeySpec::SymmetricDefault);
+    let p = kms
+        .get_parameters_for_import()
+        .key_id(&key_a)
+        .wrapping_algorithm(alg.clone())
+        .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+        .send()
+        .await
+        .unwrap();
+    let token = p.import_token().unwrap().as_ref().to_vec();
+    let wrapped = wrap(dir.path(), p.public_key().unwrap().as_ref(), &alg, &material);
+    let send = |key: String, token: Vec<u8>, wrapped: Vec<u8>| {
+        kms.import_key_material()
+            .key_id(key)
+            .import_token(Blob::new(token))
+            .encrypted_key_material(Blob::new(wrapped))
+            .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+            .send()
+    };
+    // Key A's token for key B.
+    let (code, _) = fail(send(key_b.clone(), token.clone(), wrapped.clone()).await);
+    assert_eq!(code, "InvalidImportTokenException");
+    // A changed byte anywhere in the token.
+    for at in [0, token.len() / 2, token.len() - 1] {
+        let mut t = token.clone();
+        t[at] ^= 0x01;
+        let (code, _) = fail(send(key_a.clone(), t, wrapped.clone()).await);
+        assert_eq!(code, "InvalidImportTokenException", "byte {at}");
+    }
+    // Material that does not unwrap under the pair's key.
+    let mut bad = wrapped.clone();
+    bad[10] ^= 0x80;
+    let (code, _) = fail(send(key_a.clone(), token.clone(), bad).await);
+    assert_eq!(code, "InvalidCiphertextException");
+    // After 24 hours the pair is expired.
+    srv.clock.advance(chrono::Duration::hours(24) + chrono::Duration::seconds(1));
+    let (code, _) = fail(send(key_a.clone(), token.clone(), wrapped.clone()).await);
+    assert_eq!(code, "ExpiredImportTokenException");
+    // A fresh pair works.
+    import(&kms, dir.path(), &key_a, alg, WrappingKeySpec::Rsa2048, &material)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn imported_symmetric_key_rotates_on_demand_with_new_material() {
+    let srv = common::TestServer::start().await;
+    let kms = srv.client();
+    let dir = tempfile::tempdir().unwrap();
+    let alg = AlgorithmSpec::RsaesOaepSha1;
+    let key = external_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let m1 = make_material(dir.path(), &KeySpec::SymmetricDefault);
+    let id1 = import(&kms, dir.path(), &key, alg.clone(), WrappingKeySpec::Rsa2048, &m1)
+        .await
+        .unwrap();
+    let b1 = encrypt(&kms, &key, b"one").await;
+    // Nothing pending: no rotation.
+    let (code, _) = fail(kms.rotate_key_on_demand().key_id(&key).send().await);
+    assert_eq!(code, "KMSInvalidStateException");
+    // Automatic rotation stays unsupported for imported keys.
+    let (code, _) = fail(kms.enable_key_rotation().key_id(&key).send().await);
+    assert_eq!(code, "UnsupportedOperationException");
+
+    // New material, pending rotation.
+    let m2 = make_material(dir.path(), &KeySpec::SymmetricDefault);
+    let p = kms
+        .get_parameters_for_import()
+        .key_id(&key)
+        .wrapping_algorithm(alg.clone())
+        .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+        .send()
+        .await
+        .unwrap();
+    let id2 = kms
+        .import_key_material()
+        .key_id(&key)
+        .import_token(p.import_token().unwrap().clone())
+        .encrypted_key_material(Blob::new(wrap(
+            dir.path(),
+            p.public_key().unwrap().as_ref(),
+            &alg,
+            &m2,
+        )))
+        .import_type(ImportType::NewKeyMaterial)
+        .key_material_description("second material")
+        .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+        .send()
+        .await
+        .unwrap()
+        .key_material_id()
+        .unwrap()
+        .to_string();
+    assert_ne!(id1, id2);
+    // NEW material that the key already has is refused.
+    let (code, _) = {
+        let p = kms
+            .get_parameters_for_import()
+            .key_id(&key)
+            .wrapping_algorithm(alg.clone())
+            .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+            .send()
+            .await
+            .unwrap();
+        fail(
+            kms.import_key_material()
+                .key_id(&key)
+                .import_token(p.import_token().unwrap().clone())
+                .encrypted_key_material(Blob::new(wrap(
+                    dir.path(),
+                    p.public_key().unwrap().as_ref(),
+                    &alg,
+                    &m1,
+                )))
+                .import_type(ImportType::NewKeyMaterial)
+                .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+                .send()
+                .await,
+        )
+    };
+    assert!(
+        code == "IncorrectKeyMaterialException" || code == "KMSInvalidStateException",
+        "{code}"
+    );
+    assert_eq!(
+        describe(&kms, &key).await.current_key_material_id(),
+        Some(id1.as_str())
+    );
+    let all = kms
+        .list_key_rotations()
+        .key_id(&key)
+        .include_key_material(IncludeKeyMaterial::AllKeyMaterial)
+        .send()
+        .await
+        .unwrap();
+    let r = all.rotations();
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].key_material_id(), Some(id1.as_str()));
+    assert_eq!(r[0].key_material_state(), Some(&KeyMaterialState::Current));
+    assert_eq!(r[0].rotation_date(), None);
+    assert_eq!(r[0].import_state(), Some(&ImportState::Imported));
+    assert_eq!(
+        r[0].expiration_model(),
+        Some(&ExpirationModelType::KeyMaterialDoesNotExpire)
+    );
+    assert_eq!(r[1].key_material_id(), Some(id2.as_str()));
+    assert_eq!(
+        r[1].key_material_state(),
+        Some(&KeyMaterialState::PendingRotation)
+    );
+    assert_eq!(r[1].key_material_description(), Some("second material"));
+    // The default lists completed rotations only: none yet.
+    let only = kms.list_key_rotations().key_id(&key).send().await.unwrap();
+    assert!(only.rotations().is_empty());
+
+    kms.rotate_key_on_demand().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        describe(&kms, &key).await.current_key_material_id(),
+        Some(id2.as_str())
+    );
+    let b2 = encrypt(&kms, &key, b"two").await;
+    assert_eq!(decrypt(&kms, &b1).await.unwrap(), b"one");
+    assert_eq!(decrypt(&kms, &b2).await.unwrap(), b"two");
+    let only = kms.list_key_rotations().key_id(&key).send().await.unwrap();
+    let r = only.rotations();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].key_material_id(), Some(id2.as_str()));
+    assert_eq!(r[0].key_material_state(), Some(&KeyMaterialState::Current));
+    assert_eq!(r[0].rotation_type(), Some(&RotationType::OnDemand));
+    assert!(r[0].rotation_date().is_some());
+    let all = kms
+        .list_key_rotations()
+        .key_id(&key)
+        .include_key_material(IncludeKeyMaterial::AllKeyMaterial)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        all.rotations()[0].key_material_state(),
+        Some(&KeyMaterialState::NonCurrent)
+    );
+
+    // Deleting the old (non-current) material makes the key wait for it.
+    kms.delete_imported_key_material()
+        .key_id(&key)
+        .key_material_id(&id1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        describe(&kms, &key).await.key_state(),
+        Some(&KeyState::PendingImport)
+    );
+    let again = {
+        let p = kms
+            .get_parameters_for_import()
+            .key_id(&key)
+            .wrapping_algorithm(alg.clone())
+            .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+            .send()
+            .await
+            .unwrap();
+        kms.import_key_material()
+            .key_id(&key)
+            .import_token(p.import_token().unwrap().clone())
+            .encrypted_key_material(Blob::new(wrap(
+                dir.path(),
+                p.public_key().unwrap().as_ref(),
+                &alg,
+                &m1,
+            )))
+            .import_type(ImportType::ExistingKeyMaterial)
+            .key_material_id(&id1)
+            .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(again.key_material_id(), Some(id1.as_str()));
+    assert_eq!(decrypt(&kms, &b1).await.unwrap(), b"one");
+    assert_eq!(decrypt(&kms, &b2).await.unwrap(), b"two");
+}
+
+#[tokio::test]
+async fn generated_material_has_ids_in_metadata_and_rotations() {
+    let srv = common::TestServer::start().await;
+    let kms = srv.client();
+    let md = kms.create_key().send().await.unwrap().key_metadata.unwrap();
+    let key = md.key_id().to_string();
+    let first = md.current_key_material_id().unwrap().to_string();
+    assert!(is_material_id(&first));
+    assert_eq!(md.expiration_model(), None);
+    kms.rotate_key_on_demand().key_id(&key).send().await.unwrap();
+    let second = describe(&kms, &key)
+        .await
+        .current_key_material_id()
+        .unwrap()
+        .to_string();
+    assert!(is_material_id(&second));
+    assert_ne!(first, second);
+    let all = kms
+        .list_key_rotations()
+        .key_id(&key)
+        .include_key_material(IncludeKeyMaterial::AllKeyMaterial)
+        .send()
+        .await
+        .unwrap();
+    let r = all.rotations();
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].key_material_id(), Some(first.as_str()));
+    assert_eq!(r[0].key_material_state(), Some(&KeyMaterialState::NonCurrent));
+    assert_eq!(r[0].rotation_type(), None);
+    assert_eq!(r[0].import_state(), None);
+    assert_eq!(r[1].key_material_id(), Some(second.as_str()));
+    assert_eq!(r[1].key_material_state(), Some(&KeyMaterialState::Current));
+    assert_eq!(r[1].rotation_type(), Some(&RotationType::OnDemand));
+    let only = kms.list_key_rotations().key_id(&key).send().await.unwrap();
+    assert_eq!(only.rotations().len(), 1);
+    assert_eq!(only.rotations()[0].key_material_id(), Some(second.as_str()));
+    // Asymmetric keys have no CurrentKeyMaterialId.
+    let rsa = kms
+        .create_key()
+        .key_spec(KeySpec::Rsa2048)
+        .key_usage(KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(rsa.current_key_material_id(), None);
+}
