@@ -14,6 +14,7 @@ use kms::model::{
     GrantRecord, KeyId, KeyRecord, KeySpec, KeyState, KeyUsage, MaterialRecord, Origin,
     RotationType, Tag, XksProxySettings,
 };
+use kms::model::{ExpirationModel, ImportInfo, ImportState};
 use kms::store::{LeaseName, MetadataStore, MigrateOnOpen, PgStore, SqliteStore, StoreError};
 
 const A: &str = "111122223333";
@@ -57,6 +58,8 @@ fn material(id: &KeyId, version: u32) -> MaterialRecord {
         wrapped: vec![version as u8; 60],
         created: at(1_700_000_000_000 + i64::from(version)),
         rotation_type: (version > 1).then_some(RotationType::OnDemand),
+        material_id: Some(format!("{version:064x}")),
+        import: None,
     }
 }
 
@@ -207,6 +210,43 @@ async fn suite(s: &dyn MetadataStore) {
         Err(StoreError::Conflict)
     ));
     assert!(s.get_material(&ids[0], 3).await.unwrap().is_none());
+
+    // Imported material: the row (with its public key) and a material upserted together;
+    // a material removed; materials due for expiry.
+    let mut imp = s.get_key(&ids[0]).await.unwrap().unwrap();
+    imp.public_key = Some(vec![9; 20]);
+    let mut m3 = material(&ids[0], 3);
+    m3.import = Some(ImportInfo {
+        state: ImportState::Imported,
+        expiration_model: ExpirationModel::KeyMaterialExpires,
+        valid_to: Some(at(5_000)),
+        description: Some("third".into()),
+    });
+    let imp = s.save_material(&imp, &m3).await.unwrap();
+    assert_eq!(imp.row_version, 4);
+    assert_eq!(s.get_key(&ids[0]).await.unwrap().unwrap(), imp);
+    assert_eq!(s.get_material(&ids[0], 3).await.unwrap().unwrap(), m3);
+    assert_eq!(s.keys_with_expired_material(at(4_999)).await.unwrap(), []);
+    assert_eq!(
+        s.keys_with_expired_material(at(5_000)).await.unwrap(),
+        [ids[0].clone()]
+    );
+    // Replacing it: deleted material, no longer due.
+    let mut gone = m3.clone();
+    gone.wrapped = Vec::new();
+    gone.import.as_mut().unwrap().state = ImportState::PendingImport;
+    let imp = s.save_material(&imp, &gone).await.unwrap();
+    assert_eq!(s.get_material(&ids[0], 3).await.unwrap().unwrap(), gone);
+    assert_eq!(s.keys_with_expired_material(at(9_000)).await.unwrap(), []);
+    // A stale writer changes nothing.
+    assert!(matches!(
+        s.save_material(&k, &m3).await,
+        Err(StoreError::Conflict)
+    ));
+    let imp = s.remove_material(&imp, 3).await.unwrap();
+    assert!(s.get_material(&ids[0], 3).await.unwrap().is_none());
+    assert_eq!(imp.row_version, 6);
+    assert_eq!(s.get_key(&ids[0]).await.unwrap().unwrap(), imp);
 
     // Due deletions and rotations.
     let mut d = s.get_key(&ids[1]).await.unwrap().unwrap();

@@ -243,3 +243,8 @@ pub fn ec_spki(spec: KeySpec, point: &[u8]) -> CryptoResult<Vec<u8>> {
     body.extend_from_slice(&der::tlv(der::TAG_BIT_STRING, &bits));
     Ok(der::tlv(der::TAG_SEQUENCE, &body))
 }
+
+/// The ECDSA signing algorithm of an ECC key spec (for keys built from DER elsewhere).
+pub fn ecdsa_signing_algorithm(spec: KeySpec) -> Option<&'static EcdsaSigningAlgorithm> {
+    curve(spec).ok().map(|c| c.signing)
+}

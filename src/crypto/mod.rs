@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 use crate::model::{EncryptionAlgorithm, KeyFamily, KeySpec, SigningAlgorithm};
 
 pub use self::der::{ecdsa_der_to_fixed, ecdsa_fixed_to_der};
-pub use self::ecc::ec_spki;
+pub use self::ecc::{ec_spki, ecdsa_signing_algorithm};
 pub use self::hmac::{hash, hmac, HmacKey};
 pub use self::mldsa::external_mu;
 

@@ -7,6 +7,7 @@
 //! async workers.
 
 pub mod cluster;
+mod ec_point;
 pub mod encoding;
 pub mod pin_book;
 pub mod root;

@@ -47,11 +47,12 @@ use cryptoki::session::Session;
 use super::encoding::{self, Curve};
 use super::{sealed, IV_LEN};
 use crate::backend::{
-    BackendError, BackendResult, CryptoBackend, Generated, MaterialId, Sealed, SignInput,
+    BackendError, BackendResult, CryptoBackend, Generated, ImportWrapping, Imported, MaterialId,
+    Sealed, SignInput, WrappingKeyPair, HMAC_FINGERPRINT_LABEL,
 };
 use crate::model::{
     EncryptionAlgorithm, HashAlg, KeyFamily, KeyId, KeySpec, KeyUsage, MacAlgorithm,
-    SigningAlgorithm,
+    SigningAlgorithm, WrappingAlgorithm, WrappingKeySpec,
 };
 
 /// The PKCS#11 root backend: the token state, and the HSM threads every PKCS#11 call of it
@@ -362,6 +363,46 @@ fn is_bad_ciphertext(e: &Pkcs11Error) -> bool {
                     | RvError::DataLenRange
             )
         )
+}
+
+/// The RSA-OAEP mechanism of a wrapping algorithm (empty label, MGF1 with the OAEP hash).
+fn wrapping_oaep(alg: WrappingAlgorithm) -> Option<Mechanism<'static>> {
+    let (hash_alg, mgf) = hash_mechanism(alg.oaep_hash()?);
+    Some(Mechanism::RsaPkcsOaep(PkcsOaepParams::new(
+        hash_alg,
+        mgf,
+        PkcsOaepSource::empty(),
+    )))
+}
+
+/// Whether a failed C_UnwrapKey of imported material means the caller's wrapped material is
+/// bad (OAEP or KWP integrity, lengths; SoftHSM 2.6.1 answers a KWP integrity failure with
+/// CKR_GENERAL_ERROR), not a token fault.
+fn bad_wrapped(e: &CkError) -> bool {
+    matches!(
+        e,
+        CkError::Pkcs11(
+            RvError::WrappedKeyInvalid
+                | RvError::WrappedKeyLenRange
+                | RvError::EncryptedDataInvalid
+                | RvError::EncryptedDataLenRange
+                | RvError::DataInvalid
+                | RvError::DataLenRange
+                | RvError::GeneralError
+                | RvError::TemplateInconsistent
+                | RvError::AttributeValueInvalid,
+            _
+        )
+    )
+}
+
+/// What an import in the token came to.
+enum ImportOutcome {
+    /// The wrapped material did not unwrap.
+    BadCiphertext,
+    /// It unwrapped, but is not material of the key spec (the reason, for the caller).
+    Incorrect(String),
+    Done(Imported),
 }
 
 impl Pkcs11Root {
@@ -750,6 +791,314 @@ impl Inner {
         }
     }
 
+    /// An RSA wrapping key pair for an import, made in the token: the public key is read
+    /// (SPKI), the private key (unwrap only) is wrapped under the domain key, and both
+    /// objects are destroyed.
+    fn create_wrapping_key(&self, spec: WrappingKeySpec) -> BackendResult<WrappingKeyPair> {
+        let (Some(k), Some(key_spec)) = (spec.modulus_len(), spec.key_spec()) else {
+            return Err(BackendError::Unsupported(format!(
+                "WrappingKeySpec {spec} is not supported by this key store."
+            )));
+        };
+        let domain = self.domain_key()?;
+        let public = [
+            Attribute::Token(false),
+            Attribute::Private(false),
+            Attribute::Encrypt(true),
+            Attribute::Wrap(true),
+            Attribute::Verify(false),
+            Attribute::ModulusBits(((k * 8) as u64).into()),
+            Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+        ];
+        let private = [
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Token(false),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(true),
+            Attribute::Unwrap(true),
+            Attribute::Decrypt(false),
+            Attribute::Sign(false),
+            Attribute::Derive(false),
+        ];
+        let (wrapped_private, attrs) = self.token.with_session(false, |s| {
+            let (pubk, privk) =
+                s.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)?;
+            let out = s
+                .get_attributes(pubk, &[AttributeType::Modulus, AttributeType::PublicExponent])
+                .and_then(|attrs| {
+                    let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, domain, privk)?;
+                    Ok((wrapped, attrs))
+                });
+            destroy_all(s, out, &[privk, pubk])
+        })?;
+        Ok(WrappingKeyPair {
+            public_spki: spki_of(key_spec, attrs)?,
+            wrapped_private,
+        })
+    }
+
+    /// The template imported material is unwrapped with: a sensitive session object,
+    /// extractable only so that it can be wrapped under the domain key once (then destroyed).
+    /// AES keys may also encrypt (the fingerprint is CKM_AES_ECB of one block); EC keys may
+    /// sign and derive (their public point is recovered with both).
+    fn import_template(&self, spec: KeySpec) -> BackendResult<Vec<Attribute>> {
+        if spec.family() == KeyFamily::Symmetric {
+            return Ok(vec![
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(false),
+                Attribute::Private(self.token.profile().private_session_keys),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(true),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(true),
+                Attribute::Wrap(false),
+                Attribute::Unwrap(false),
+            ]);
+        }
+        generate_template(spec, &self.token)
+    }
+
+    /// Unwraps imported material inside the token (`reference/import-and-multi-region.md`
+    /// §2.4): the wrapping private key from its domain-key blob; then either C_UnwrapKey with
+    /// RSA-OAEP straight into the target object, or the two-step RSA_AES_KEY_WRAP (OAEP into
+    /// a temporary AES key, CKM_AES_KEY_WRAP_PAD into the target). The target is checked
+    /// through its attributes, fingerprinted in the token, wrapped under the domain key, and
+    /// every object is destroyed on every path. The material never reaches host memory.
+    fn import(
+        &self,
+        spec: KeySpec,
+        wrapping: WrappingKeySpec,
+        algorithm: WrappingAlgorithm,
+        wrapped_private: &[u8],
+        encrypted: &[u8],
+    ) -> BackendResult<Imported> {
+        let k = wrapping
+            .modulus_len()
+            .ok_or(BackendError::Internal("not an RSA wrapping key spec"))?;
+        let oaep =
+            wrapping_oaep(algorithm).ok_or(BackendError::Internal("not an OAEP algorithm"))?;
+        let hybrid = algorithm.is_hybrid();
+        if (hybrid && encrypted.len() <= k) || (!hybrid && encrypted.len() != k) {
+            return Err(BackendError::InvalidCiphertext);
+        }
+        let domain = self.domain_key()?;
+        let wrapping_template = [
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Token(false),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Unwrap(true),
+            Attribute::Decrypt(false),
+            Attribute::Sign(false),
+        ];
+        let ephemeral_template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(false),
+            Attribute::Private(self.token.profile().private_session_keys),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Unwrap(true),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+            Attribute::Wrap(false),
+        ];
+        let target_template = self.import_template(spec)?;
+        let outcome = self.token.with_session(false, |s| {
+            let wpriv =
+                s.unwrap_key(&Mechanism::AesKeyWrapPad, domain, wrapped_private, &wrapping_template)?;
+            let unwrapped = if hybrid {
+                let (w1, w2) = encrypted.split_at(k);
+                s.unwrap_key(&oaep, wpriv, w1, &ephemeral_template)
+                    .and_then(|tmp| {
+                        let t = s.unwrap_key(&Mechanism::AesKeyWrapPad, tmp, w2, &target_template);
+                        destroy_all(s, Ok(()), &[tmp])?;
+                        t
+                    })
+            } else {
+                s.unwrap_key(&oaep, wpriv, encrypted, &target_template)
+            };
+            destroy_all(s, Ok(()), &[wpriv])?;
+            let target = match unwrapped {
+                Ok(t) => t,
+                Err(e) if bad_wrapped(&e) => return Ok(ImportOutcome::BadCiphertext),
+                Err(e) => return Err(e),
+            };
+            let out = self.check_imported(s, spec, target, domain);
+            destroy_all(s, out, &[target])
+        })?;
+        match outcome {
+            ImportOutcome::BadCiphertext => Err(BackendError::InvalidCiphertext),
+            ImportOutcome::Incorrect(why) => Err(BackendError::IncorrectKeyMaterial(why)),
+            ImportOutcome::Done(imported) => Ok(imported),
+        }
+    }
+
+    /// Checks an unwrapped imported object against the key spec through its attributes,
+    /// computes its fingerprint (and public key) in the token, and wraps it under the domain
+    /// key.
+    fn check_imported(
+        &self,
+        s: &Session,
+        spec: KeySpec,
+        target: ObjectHandle,
+        domain: ObjectHandle,
+    ) -> Result<ImportOutcome, CkError> {
+        let value_len = |s: &Session| -> Result<Option<u64>, CkError> {
+            Ok(s.get_attributes(target, &[AttributeType::ValueLen])?
+                .into_iter()
+                .find_map(|a| match a {
+                    Attribute::ValueLen(v) => Some(*v as u64),
+                    _ => None,
+                }))
+        };
+        let incorrect = |why: String| Ok(ImportOutcome::Incorrect(why));
+        let (fingerprint, public_key) = match spec.family() {
+            KeyFamily::Symmetric => {
+                if value_len(s)? != Some(32) {
+                    return incorrect(
+                        "Symmetric key material must be exactly 32 bytes (256 bits).".into(),
+                    );
+                }
+                (s.encrypt(&Mechanism::AesEcb, target, &[0u8; 16])?, None)
+            }
+            KeyFamily::Hmac => {
+                let len = hmac_key_len(spec);
+                if value_len(s)? != len {
+                    return incorrect(format!(
+                        "{spec} key material must be exactly {} bytes.",
+                        len.unwrap_or(0)
+                    ));
+                }
+                let Some(alg) = spec.algorithms(KeyUsage::GenerateVerifyMac).mac.first() else {
+                    return incorrect(format!("{spec} is not an HMAC key spec."));
+                };
+                (
+                    s.sign(&hmac_mechanism(*alg), target, HMAC_FINGERPRINT_LABEL)?,
+                    None,
+                )
+            }
+            KeyFamily::Rsa => {
+                let attrs = s.get_attributes(
+                    target,
+                    &[AttributeType::Modulus, AttributeType::PublicExponent],
+                )?;
+                let modulus_len = attrs.iter().find_map(|a| match a {
+                    Attribute::Modulus(n) => Some(n.iter().skip_while(|b| **b == 0).count()),
+                    _ => None,
+                });
+                if modulus_len != spec.rsa_modulus_len() {
+                    return incorrect(format!(
+                        "The RSA key material does not have the modulus size of key spec {spec}."
+                    ));
+                }
+                match spki_of(spec, attrs) {
+                    Ok(spki) => (crate::crypto::hash(HashAlg::Sha256, &spki), Some(spki)),
+                    Err(_) => return incorrect("The RSA key material is not usable.".into()),
+                }
+            }
+            KeyFamily::Ecc => {
+                let Some(c) = encoding::curve(spec) else {
+                    return incorrect(format!("{spec} is not an ECC key spec."));
+                };
+                let params = s
+                    .get_attributes(target, &[AttributeType::EcParams])?
+                    .into_iter()
+                    .find_map(|a| match a {
+                        Attribute::EcParams(p) => Some(p),
+                        _ => None,
+                    });
+                if params.as_deref() != Some(c.params) {
+                    return incorrect(format!(
+                        "The EC key material is not on the curve of key spec {spec}."
+                    ));
+                }
+                match self.ec_public_key(s, spec, &c, target)? {
+                    Some(spki) => (crate::crypto::hash(HashAlg::Sha256, &spki), Some(spki)),
+                    None => {
+                        return incorrect("The EC key material is not a usable private key.".into())
+                    }
+                }
+            }
+            _ => return incorrect(format!("KeySpec {spec} cannot be imported.")),
+        };
+        let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, domain, target)?;
+        Ok(ImportOutcome::Done(Imported {
+            wrapped,
+            public_key,
+            fingerprint,
+        }))
+    }
+
+    /// The public key (SPKI) of an EC private key object without exporting its scalar: ECDH
+    /// with the curve's base point gives the x-coordinate of the public point, the curve
+    /// equation its two possible y-coordinates (host arithmetic on public values), and an
+    /// ECDSA signature made in the token picks the right one. `None` when no candidate
+    /// verifies.
+    fn ec_public_key(
+        &self,
+        s: &Session,
+        spec: KeySpec,
+        c: &Curve,
+        target: ObjectHandle,
+    ) -> Result<Option<Vec<u8>>, CkError> {
+        let Some(base) = super::ec_point::base_point(spec) else {
+            return Ok(None);
+        };
+        let derived = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::GENERIC_SECRET),
+            Attribute::Token(false),
+            Attribute::Private(true),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+            Attribute::ValueLen((c.field_len as u64).into()),
+        ];
+        let params = Ecdh1DeriveParams::new(EcKdf::null(), &base);
+        let x = s.derive_key(&Mechanism::Ecdh1Derive(params), target, &derived)?;
+        let value = s.get_attributes(x, &[AttributeType::Value]).map(|attrs| {
+            attrs.into_iter().find_map(|a| match a {
+                Attribute::Value(v) => Some(v),
+                _ => None,
+            })
+        });
+        let Some(x) = destroy_all(s, value, &[x])? else {
+            return Ok(None);
+        };
+        let candidates = super::ec_point::candidates(spec, &x);
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let digest_len = c.order_len.min(64);
+        let mut digest = vec![0u8; digest_len];
+        s.generate_random_slice(&mut digest)?;
+        let raw = s.sign(&Mechanism::Ecdsa, target, &digest)?;
+        let Some(sig) = crate::crypto::ecdsa_fixed_to_der(&raw) else {
+            return Ok(None);
+        };
+        let alg = match spec {
+            KeySpec::EccNistP384 => SigningAlgorithm::EcdsaSha384,
+            KeySpec::EccNistP521 => SigningAlgorithm::EcdsaSha512,
+            _ => SigningAlgorithm::EcdsaSha256,
+        };
+        for point in candidates {
+            let Ok(spki) = crate::crypto::ec_spki(spec, &point) else {
+                continue;
+            };
+            if crate::crypto::verify(&spki, alg, SignInput::Digest(&digest), &sig)
+                .unwrap_or(false)
+            {
+                return Ok(Some(spki));
+            }
+        }
+        Ok(None)
+    }
+
     fn generate_symmetric(&self) -> BackendResult<Vec<u8>> {
         let domain = self.domain_key()?;
         let template = [
@@ -882,6 +1231,54 @@ impl CryptoBackend for Pkcs11Root {
         let (key_id, version, spec) = (m.key_id.clone(), m.version, m.spec);
         let peer_point = peer_point.to_vec();
         self.run(move |inner| inner.derive(&key_id, version, spec, &peer_point))
+            .await
+    }
+
+    fn import_support(&self, spec: KeySpec, algorithm: WrappingAlgorithm) -> Result<(), String> {
+        let token = &self.inner.token;
+        let Some(hash) = algorithm.oaep_hash() else {
+            return Err(format!("{algorithm} is not an RSA wrapping algorithm"));
+        };
+        if hash == HashAlg::Sha256 && !token.profile().oaep_sha256_in_token {
+            return Err(
+                "the HSM token has no RSA-OAEP with SHA-256 (SoftHSM 2.6.1 implements OAEP \
+                 with SHA-1 only), and imported key material is unwrapped only inside the \
+                 token; use the SHA-1 variant of this wrapping algorithm"
+                    .into(),
+            );
+        }
+        if !algorithm.is_hybrid() && matches!(spec.family(), KeyFamily::Rsa | KeyFamily::Ecc) {
+            return Err(format!(
+                "the HSM token unwraps private keys only with CKM_AES_KEY_WRAP_PAD; import \
+                 {spec} key material with RSA_AES_KEY_WRAP_SHA_1"
+            ));
+        }
+        for m in [
+            MechanismType::RSA_PKCS_KEY_PAIR_GEN,
+            MechanismType::RSA_PKCS_OAEP,
+            MechanismType::AES_KEY_WRAP_PAD,
+        ] {
+            if !token.supports(m) {
+                return Err(format!("the HSM token has no {m}"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_wrapping_key(&self, spec: WrappingKeySpec) -> BackendResult<WrappingKeyPair> {
+        self.run(move |inner| inner.create_wrapping_key(spec)).await
+    }
+
+    async fn import_material(
+        &self,
+        m: MaterialId<'_>,
+        wrapping: ImportWrapping<'_>,
+        encrypted: &[u8],
+    ) -> BackendResult<Imported> {
+        let spec = m.spec;
+        let (wspec, alg) = (wrapping.spec, wrapping.algorithm);
+        let (private, encrypted) = (wrapping.wrapped_private.to_vec(), encrypted.to_vec());
+        self.run(move |inner| inner.import(spec, wspec, alg, &private, &encrypted))
             .await
     }
 
