@@ -15,8 +15,8 @@ use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::{Blob, DateTime};
 use aws_sdk_kms::types::{
     AlgorithmSpec, ExpirationModelType, ImportState, ImportType, IncludeKeyMaterial,
-    KeyMaterialState, KeySpec, KeyState, KeyUsageType, MacAlgorithmSpec, MessageType,
-    OriginType, RotationType, SigningAlgorithmSpec, WrappingKeySpec,
+    KeyMaterialState, KeySpec, KeyState, KeyUsageType, MacAlgorithmSpec, MessageType, OriginType,
+    RotationType, SigningAlgorithmSpec, WrappingKeySpec,
 };
 
 fn fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
@@ -109,8 +109,7 @@ fn public_of_material(dir: &Path) -> Vec<u8> {
     openssl(
         dir,
         &[
-            "pkey", "-inform", "DER", "-in", "M.bin", "-pubout", "-outform", "DER", "-out",
-            "P.der",
+            "pkey", "-inform", "DER", "-in", "M.bin", "-pubout", "-outform", "DER", "-out", "P.der",
         ],
     );
     std::fs::read(dir.join("P.der")).unwrap()
@@ -239,10 +238,7 @@ async fn encrypt(kms: &aws_sdk_kms::Client, key: &str, pt: &[u8]) -> Vec<u8> {
         .into_inner()
 }
 
-async fn decrypt(
-    kms: &aws_sdk_kms::Client,
-    blob: &[u8],
-) -> Result<Vec<u8>, (String, String)> {
+async fn decrypt(kms: &aws_sdk_kms::Client, blob: &[u8]) -> Result<Vec<u8>, (String, String)> {
     kms.decrypt()
         .ciphertext_blob(Blob::new(blob.to_vec()))
         .send()
@@ -262,7 +258,9 @@ async fn describe(kms: &aws_sdk_kms::Client, key: &str) -> aws_sdk_kms::types::K
 }
 
 fn is_material_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// Whether the root under test unwraps this algorithm in the token: the PKCS#11 root on
@@ -282,7 +280,12 @@ async fn symmetric_import_round_trips_with_each_wrapping_algorithm() {
         (AlgorithmSpec::RsaesOaepSha256, WrappingKeySpec::Rsa3072),
         (AlgorithmSpec::RsaesOaepSha256, WrappingKeySpec::Rsa4096),
     ] {
-        let key = external_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+        let key = external_key(
+            &kms,
+            KeySpec::SymmetricDefault,
+            KeyUsageType::EncryptDecrypt,
+        )
+        .await;
         // Still pending import: no crypto.
         let (code, _) = fail(
             kms.encrypt()
@@ -294,10 +297,9 @@ async fn symmetric_import_round_trips_with_each_wrapping_algorithm() {
         assert_eq!(code, "KMSInvalidStateException");
         let material = make_material(dir.path(), &KeySpec::SymmetricDefault);
         if !supported(&alg) {
-            let (code, message) =
-                import(&kms, dir.path(), &key, alg.clone(), wrapping, &material)
-                    .await
-                    .unwrap_err();
+            let (code, message) = import(&kms, dir.path(), &key, alg.clone(), wrapping, &material)
+                .await
+                .unwrap_err();
             assert_eq!(code, "UnsupportedOperationException", "{alg}");
             assert!(message.contains("SHA-256"), "{message}");
             continue;
@@ -333,7 +335,12 @@ async fn symmetric_import_round_trips_with_each_wrapping_algorithm() {
         assert_eq!(decrypt(&kms, &blob).await.unwrap(), b"imported");
     }
     // RSA_AES_KEY_WRAP is not offered for symmetric keys, nor RSAES_PKCS1_V1_5 for any.
-    let key = external_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let key = external_key(
+        &kms,
+        KeySpec::SymmetricDefault,
+        KeyUsageType::EncryptDecrypt,
+    )
+    .await;
     for alg in [
         AlgorithmSpec::RsaAesKeyWrapSha1,
         AlgorithmSpec::RsaesPkcs1V15,
@@ -445,6 +452,12 @@ async fn hmac_rsa_and_ecc_material_imports_and_works() {
             AlgorithmSpec::RsaAesKeyWrapSha256,
             SigningAlgorithmSpec::EcdsaSha384,
         ),
+        // The PKCS#11 root recovers the public point of every curve (ECDH with the base point).
+        (
+            KeySpec::EccNistP384,
+            AlgorithmSpec::RsaAesKeyWrapSha1,
+            SigningAlgorithmSpec::EcdsaSha384,
+        ),
     ] {
         let key = external_key(&kms, spec.clone(), KeyUsageType::SignVerify).await;
         let material = make_material(dir.path(), &spec);
@@ -495,9 +508,7 @@ async fn hmac_rsa_and_ecc_material_imports_and_works() {
         };
         sh(
             dir.path(),
-            &format!(
-                "openssl dgst -{md} -verify P.der -keyform DER {pss} -signature sig msg"
-            ),
+            &format!("openssl dgst -{md} -verify P.der -keyform DER {pss} -signature sig msg"),
         );
         // Material of another curve or size does not fit the key.
         let other = match spec {
@@ -526,7 +537,12 @@ async fn expiry_deletion_and_reimport_of_the_same_material_only() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
     let dir = tempfile::tempdir().unwrap();
-    let key = external_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let key = external_key(
+        &kms,
+        KeySpec::SymmetricDefault,
+        KeyUsageType::EncryptDecrypt,
+    )
+    .await;
     let material = make_material(dir.path(), &KeySpec::SymmetricDefault);
     let alg = AlgorithmSpec::RsaesOaepSha1;
     // Expiring material: ValidTo one day ahead.
@@ -539,7 +555,12 @@ async fn expiry_deletion_and_reimport_of_the_same_material_only() {
         .send()
         .await
         .unwrap();
-    let wrapped = wrap(dir.path(), p.public_key().unwrap().as_ref(), &alg, &material);
+    let wrapped = wrap(
+        dir.path(),
+        p.public_key().unwrap().as_ref(),
+        &alg,
+        &material,
+    );
     // KEY_MATERIAL_EXPIRES (the default) needs a ValidTo.
     let (code, _) = fail(
         kms.import_key_material()
@@ -582,15 +603,29 @@ async fn expiry_deletion_and_reimport_of_the_same_material_only() {
 
     // Other material never fits this key.
     let other = make_material(dir.path(), &KeySpec::SymmetricDefault);
-    let (code, _) = import(&kms, dir.path(), &key, alg.clone(), WrappingKeySpec::Rsa2048, &other)
-        .await
-        .unwrap_err();
+    let (code, _) = import(
+        &kms,
+        dir.path(),
+        &key,
+        alg.clone(),
+        WrappingKeySpec::Rsa2048,
+        &other,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(code, "IncorrectKeyMaterialException");
 
     // The same material again (another wrapping key spec is fine): same id, old data decrypts.
-    let again = import(&kms, dir.path(), &key, alg.clone(), WrappingKeySpec::Rsa4096, &material)
-        .await
-        .unwrap();
+    let again = import(
+        &kms,
+        dir.path(),
+        &key,
+        alg.clone(),
+        WrappingKeySpec::Rsa4096,
+        &material,
+    )
+    .await
+    .unwrap();
     assert_eq!(again, id);
     assert_eq!(
         describe(&kms, &key).await.key_state(),
@@ -617,13 +652,25 @@ async fn expiry_deletion_and_reimport_of_the_same_material_only() {
         .send()
         .await
         .unwrap();
-    import(&kms, dir.path(), &key, alg, WrappingKeySpec::Rsa3072, &material)
-        .await
-        .unwrap();
+    import(
+        &kms,
+        dir.path(),
+        &key,
+        alg,
+        WrappingKeySpec::Rsa3072,
+        &material,
+    )
+    .await
+    .unwrap();
     assert_eq!(decrypt(&kms, &blob).await.unwrap(), b"before expiry");
 
     // The same material in another key has its own id (ids derive from key id and material).
-    let key2 = external_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let key2 = external_key(
+        &kms,
+        KeySpec::SymmetricDefault,
+        KeyUsageType::EncryptDecrypt,
+    )
+    .await;
     let id2 = import(
         &kms,
         dir.path(),
@@ -643,8 +690,18 @@ async fn import_token_misuse_is_refused() {
     let kms = srv.client();
     let dir = tempfile::tempdir().unwrap();
     let alg = AlgorithmSpec::RsaesOaepSha1;
-    let key_a = external_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
-    let key_b = external_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let key_a = external_key(
+        &kms,
+        KeySpec::SymmetricDefault,
+        KeyUsageType::EncryptDecrypt,
+    )
+    .await;
+    let key_b = external_key(
+        &kms,
+        KeySpec::SymmetricDefault,
+        KeyUsageType::EncryptDecrypt,
+    )
+    .await;
     let material = make_material(dir.path(), &KeySpec::SymmetricDefault);
     let p = kms
         .get_parameters_for_import()
@@ -655,7 +712,12 @@ async fn import_token_misuse_is_refused() {
         .await
         .unwrap();
     let token = p.import_token().unwrap().as_ref().to_vec();
-    let wrapped = wrap(dir.path(), p.public_key().unwrap().as_ref(), &alg, &material);
+    let wrapped = wrap(
+        dir.path(),
+        p.public_key().unwrap().as_ref(),
+        &alg,
+        &material,
+    );
     let send = |key: String, token: Vec<u8>, wrapped: Vec<u8>| {
         kms.import_key_material()
             .key_id(key)
@@ -680,13 +742,21 @@ async fn import_token_misuse_is_refused() {
     let (code, _) = fail(send(key_a.clone(), token.clone(), bad).await);
     assert_eq!(code, "InvalidCiphertextException");
     // After 24 hours the pair is expired.
-    srv.clock.advance(chrono::Duration::hours(24) + chrono::Duration::seconds(1));
+    srv.clock
+        .advance(chrono::Duration::hours(24) + chrono::Duration::seconds(1));
     let (code, _) = fail(send(key_a.clone(), token.clone(), wrapped.clone()).await);
     assert_eq!(code, "ExpiredImportTokenException");
     // A fresh pair works.
-    import(&kms, dir.path(), &key_a, alg, WrappingKeySpec::Rsa2048, &material)
-        .await
-        .unwrap();
+    import(
+        &kms,
+        dir.path(),
+        &key_a,
+        alg,
+        WrappingKeySpec::Rsa2048,
+        &material,
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -695,11 +765,23 @@ async fn imported_symmetric_key_rotates_on_demand_with_new_material() {
     let kms = srv.client();
     let dir = tempfile::tempdir().unwrap();
     let alg = AlgorithmSpec::RsaesOaepSha1;
-    let key = external_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let key = external_key(
+        &kms,
+        KeySpec::SymmetricDefault,
+        KeyUsageType::EncryptDecrypt,
+    )
+    .await;
     let m1 = make_material(dir.path(), &KeySpec::SymmetricDefault);
-    let id1 = import(&kms, dir.path(), &key, alg.clone(), WrappingKeySpec::Rsa2048, &m1)
-        .await
-        .unwrap();
+    let id1 = import(
+        &kms,
+        dir.path(),
+        &key,
+        alg.clone(),
+        WrappingKeySpec::Rsa2048,
+        &m1,
+    )
+    .await
+    .unwrap();
     let b1 = encrypt(&kms, &key, b"one").await;
     // Nothing pending: no rotation.
     let (code, _) = fail(kms.rotate_key_on_demand().key_id(&key).send().await);
@@ -799,7 +881,11 @@ async fn imported_symmetric_key_rotates_on_demand_with_new_material() {
     let only = kms.list_key_rotations().key_id(&key).send().await.unwrap();
     assert!(only.rotations().is_empty());
 
-    kms.rotate_key_on_demand().key_id(&key).send().await.unwrap();
+    kms.rotate_key_on_demand()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         describe(&kms, &key).await.current_key_material_id(),
         Some(id2.as_str())
@@ -876,7 +962,11 @@ async fn generated_material_has_ids_in_metadata_and_rotations() {
     let first = md.current_key_material_id().unwrap().to_string();
     assert!(is_material_id(&first));
     assert_eq!(md.expiration_model(), None);
-    kms.rotate_key_on_demand().key_id(&key).send().await.unwrap();
+    kms.rotate_key_on_demand()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
     let second = describe(&kms, &key)
         .await
         .current_key_material_id()
@@ -894,7 +984,10 @@ async fn generated_material_has_ids_in_metadata_and_rotations() {
     let r = all.rotations();
     assert_eq!(r.len(), 2);
     assert_eq!(r[0].key_material_id(), Some(first.as_str()));
-    assert_eq!(r[0].key_material_state(), Some(&KeyMaterialState::NonCurrent));
+    assert_eq!(
+        r[0].key_material_state(),
+        Some(&KeyMaterialState::NonCurrent)
+    );
     assert_eq!(r[0].rotation_type(), None);
     assert_eq!(r[0].import_state(), None);
     assert_eq!(r[1].key_material_id(), Some(second.as_str()));

@@ -584,10 +584,9 @@ impl CryptoBackend for SoftwareRoot {
 
     fn import_support(&self, spec: KeySpec, algorithm: WrappingAlgorithm) -> Result<(), String> {
         match (spec.family(), algorithm.oaep_hash()) {
-            (
-                KeyFamily::Symmetric | KeyFamily::Hmac | KeyFamily::Rsa | KeyFamily::Ecc,
-                Some(_),
-            ) => Ok(()),
+            (KeyFamily::Symmetric | KeyFamily::Hmac | KeyFamily::Rsa | KeyFamily::Ecc, Some(_)) => {
+                Ok(())
+            }
             _ => Err(format!(
                 "this key store cannot import {spec} key material wrapped with {algorithm}"
             )),

@@ -272,5 +272,7 @@ pub fn random_material_id() -> String {
 
 /// Whether `s` is a well-formed `KeyMaterialId`: 64 lowercase hex digits.
 pub fn is_material_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

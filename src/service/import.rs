@@ -167,7 +167,8 @@ impl super::Core {
                     }
                     if import.state == ImportState::Imported {
                         if let Some(v) = import.valid_to {
-                            out.valid_to = Some(out.valid_to.map_or(v, |o: DateTime<Utc>| o.min(v)));
+                            out.valid_to =
+                                Some(out.valid_to.map_or(v, |o: DateTime<Utc>| o.min(v)));
                         }
                     }
                 }
@@ -522,8 +523,7 @@ impl Import {
                     .as_ref()
                     .is_some_and(|i| i.state == ImportState::Imported)
             });
-        if key.state == KeyState::PendingImport && all_imported && version <= key.current_material
-        {
+        if key.state == KeyState::PendingImport && all_imported && version <= key.current_material {
             updated.state = KeyState::Enabled;
         }
         let updated = self.store.save_material(&updated, &material).await?;

@@ -318,8 +318,7 @@ fn material_from_row(row: &Row<'_>) -> StoreResult<MaterialRecord> {
             let model: Option<String> = row.get(7)?;
             let model = model.unwrap_or_default();
             Some(ImportInfo {
-                state: ImportState::parse(&state)
-                    .ok_or_else(|| corrupt("import state", &state))?,
+                state: ImportState::parse(&state).ok_or_else(|| corrupt("import state", &state))?,
                 expiration_model: ExpirationModel::parse(&model)
                     .ok_or_else(|| corrupt("expiration model", &model))?,
                 valid_to: row.get::<_, Option<i64>>(8)?.map(from_ms).transpose()?,
@@ -663,9 +662,9 @@ impl Db {
 
     fn get_material(&self, key_id: &KeyId, version: u32) -> StoreResult<Option<MaterialRecord>> {
         let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
-            &format!("SELECT {MATERIAL_COLUMNS} FROM key_material WHERE key_id = ?1 AND version = ?2"),
-        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {MATERIAL_COLUMNS} FROM key_material WHERE key_id = ?1 AND version = ?2"
+        ))?;
         let mut rows = stmt.query(params![key_id.as_str(), version])?;
         match rows.next()? {
             Some(row) => Ok(Some(material_from_row(row)?)),
@@ -675,9 +674,9 @@ impl Db {
 
     fn list_materials(&self, key_id: &KeyId) -> StoreResult<Vec<MaterialRecord>> {
         let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
-            &format!("SELECT {MATERIAL_COLUMNS} FROM key_material WHERE key_id = ?1 ORDER BY version"),
-        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {MATERIAL_COLUMNS} FROM key_material WHERE key_id = ?1 ORDER BY version"
+        ))?;
         let mut rows = stmt.query([key_id.as_str()])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {

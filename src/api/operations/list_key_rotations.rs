@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use super::{check_key_id, check_limit, check_marker, present, Operation};
 use crate::api::shapes::epoch_opt;
-use crate::model::IncludeKeyMaterial;
 use crate::api::validate::Checks;
+use crate::model::IncludeKeyMaterial;
 use crate::service::{Call, Kms, KmsResult};
 
 pub struct ListKeyRotations;

@@ -114,7 +114,10 @@ mod tests {
             let c = encoding::curve(spec).unwrap();
             let g = base_point(spec).unwrap();
             assert_eq!(candidates(spec, &g[1..1 + c.field_len]).len(), 2, "{spec}");
-            assert!(candidates(spec, &g[1..1 + c.field_len]).contains(&g), "{spec}");
+            assert!(
+                candidates(spec, &g[1..1 + c.field_len]).contains(&g),
+                "{spec}"
+            );
             let pair = crate::crypto::generate_key_pair(spec).unwrap();
             let spki = pair.public_spki;
             let point = &spki[spki.len() - (1 + 2 * c.field_len)..];

@@ -826,7 +826,10 @@ impl Inner {
             let (pubk, privk) =
                 s.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)?;
             let out = s
-                .get_attributes(pubk, &[AttributeType::Modulus, AttributeType::PublicExponent])
+                .get_attributes(
+                    pubk,
+                    &[AttributeType::Modulus, AttributeType::PublicExponent],
+                )
                 .and_then(|attrs| {
                     let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, domain, privk)?;
                     Ok((wrapped, attrs))
@@ -910,8 +913,12 @@ impl Inner {
         ];
         let target_template = self.import_template(spec)?;
         let outcome = self.token.with_session(false, |s| {
-            let wpriv =
-                s.unwrap_key(&Mechanism::AesKeyWrapPad, domain, wrapped_private, &wrapping_template)?;
+            let wpriv = s.unwrap_key(
+                &Mechanism::AesKeyWrapPad,
+                domain,
+                wrapped_private,
+                &wrapping_template,
+            )?;
             let unwrapped = if hybrid {
                 let (w1, w2) = encrypted.split_at(k);
                 s.unwrap_key(&oaep, wpriv, w1, &ephemeral_template)
@@ -949,27 +956,51 @@ impl Inner {
         target: ObjectHandle,
         domain: ObjectHandle,
     ) -> Result<ImportOutcome, CkError> {
+        // The length of a secret: CKA_VALUE_LEN when the token keeps it (SoftHSM 2.6.1 leaves
+        // it 0 on unwrapped keys), else from the domain-key wrap (CKM_AES_KEY_WRAP_PAD pads to
+        // 8 bytes and adds 8): exact for AES (whose lengths are 16, 24 or 32), and for HMAC
+        // exact but for 28 against 32 bytes (then HMAC_224 takes 32-byte material).
+        let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, domain, target)?;
         let value_len = |s: &Session| -> Result<Option<u64>, CkError> {
-            Ok(s.get_attributes(target, &[AttributeType::ValueLen])?
+            let len = s
+                .get_attributes(target, &[AttributeType::ValueLen])?
                 .into_iter()
                 .find_map(|a| match a {
                     Attribute::ValueLen(v) => Some(*v as u64),
                     _ => None,
-                }))
+                })
+                .filter(|l| *l > 0);
+            Ok(len.or(Some(wrapped.len().saturating_sub(8) as u64)))
         };
         let incorrect = |why: String| Ok(ImportOutcome::Incorrect(why));
         let (fingerprint, public_key) = match spec.family() {
             KeyFamily::Symmetric => {
+                // CKM_AES_ECB works only on a key of an AES length.
+                let fp = match s.encrypt(&Mechanism::AesEcb, target, &[0u8; 16]) {
+                    Ok(fp) => fp,
+                    Err(e)
+                        if bad_wrapped(&e)
+                            || matches!(e, CkError::Pkcs11(RvError::KeySizeRange, _)) =>
+                    {
+                        return incorrect(
+                            "Symmetric key material must be exactly 32 bytes (256 bits).".into(),
+                        )
+                    }
+                    Err(e) => return Err(e),
+                };
                 if value_len(s)? != Some(32) {
                     return incorrect(
                         "Symmetric key material must be exactly 32 bytes (256 bits).".into(),
                     );
                 }
-                (s.encrypt(&Mechanism::AesEcb, target, &[0u8; 16])?, None)
+                (fp, None)
             }
             KeyFamily::Hmac => {
                 let len = hmac_key_len(spec);
-                if value_len(s)? != len {
+                let got = value_len(s)?;
+                let fits =
+                    got == len || (len == Some(28) && got == Some(32) && wrapped.len() == 40);
+                if !fits {
                     return incorrect(format!(
                         "{spec} key material must be exactly {} bytes.",
                         len.unwrap_or(0)
@@ -978,10 +1009,16 @@ impl Inner {
                 let Some(alg) = spec.algorithms(KeyUsage::GenerateVerifyMac).mac.first() else {
                     return incorrect(format!("{spec} is not an HMAC key spec."));
                 };
-                (
-                    s.sign(&hmac_mechanism(*alg), target, HMAC_FINGERPRINT_LABEL)?,
-                    None,
-                )
+                match s.sign(&hmac_mechanism(*alg), target, HMAC_FINGERPRINT_LABEL) {
+                    Ok(fp) => (fp, None),
+                    Err(CkError::Pkcs11(RvError::KeySizeRange, _)) => {
+                        return incorrect(format!(
+                            "{spec} key material must be exactly {} bytes.",
+                            len.unwrap_or(0)
+                        ))
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             KeyFamily::Rsa => {
                 let attrs = s.get_attributes(
@@ -1027,7 +1064,6 @@ impl Inner {
             }
             _ => return incorrect(format!("KeySpec {spec} cannot be imported.")),
         };
-        let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, domain, target)?;
         Ok(ImportOutcome::Done(Imported {
             wrapped,
             public_key,
@@ -1090,8 +1126,7 @@ impl Inner {
             let Ok(spki) = crate::crypto::ec_spki(spec, &point) else {
                 continue;
             };
-            if crate::crypto::verify(&spki, alg, SignInput::Digest(&digest), &sig)
-                .unwrap_or(false)
+            if crate::crypto::verify(&spki, alg, SignInput::Digest(&digest), &sig).unwrap_or(false)
             {
                 return Ok(Some(spki));
             }

@@ -209,8 +209,7 @@ fn material_from_row(row: &Row) -> StoreResult<MaterialRecord> {
             let model: Option<String> = get(row, 7)?;
             let model = model.unwrap_or_default();
             Some(ImportInfo {
-                state: ImportState::parse(&state)
-                    .ok_or_else(|| corrupt("import state", &state))?,
+                state: ImportState::parse(&state).ok_or_else(|| corrupt("import state", &state))?,
                 expiration_model: ExpirationModel::parse(&model)
                     .ok_or_else(|| corrupt("expiration model", &model))?,
                 valid_to: get::<Option<i64>>(row, 8)?.map(from_ms).transpose()?,
