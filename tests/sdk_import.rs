@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::{Blob, DateTime};
@@ -35,148 +34,18 @@ fn now_secs(srv: &common::TestServer) -> i64 {
     srv.clock.now().timestamp()
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use common::openssl_import::sh;
 
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Key material as a user makes it with OpenSSL, in `dir/M.bin` (returned too).
 fn make_material(dir: &Path, spec: &KeySpec) -> Vec<u8> {
-    match spec {
-        KeySpec::SymmetricDefault => openssl(dir, &["rand", "-out", "M.bin", "32"]),
-        KeySpec::Hmac224 => openssl(dir, &["rand", "-out", "M.bin", "28"]),
-        KeySpec::Hmac256 => openssl(dir, &["rand", "-out", "M.bin", "32"]),
-        KeySpec::Hmac384 => openssl(dir, &["rand", "-out", "M.bin", "48"]),
-        KeySpec::Hmac512 => openssl(dir, &["rand", "-out", "M.bin", "64"]),
-        KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
-            let bits = &spec.as_str()[4..];
-            sh(
-                dir,
-                &format!(
-                    "openssl genpkey -algorithm rsa -pkeyopt rsa_keygen_bits:{bits} \
-                     | openssl pkcs8 -topk8 -outform der -nocrypt > M.bin"
-                ),
-            )
-        }
-        KeySpec::EccNistP256 | KeySpec::EccNistP384 | KeySpec::EccNistP521 => {
-            let curve = match spec {
-                KeySpec::EccNistP256 => "P-256",
-                KeySpec::EccNistP384 => "P-384",
-                _ => "P-521",
-            };
-            sh(
-                dir,
-                &format!(
-                    "openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:{curve} \
-                     | openssl pkcs8 -topk8 -outform der -nocrypt > M.bin"
-                ),
-            )
-        }
-        KeySpec::EccSecgP256K1 => sh(
-            dir,
-            "openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:secp256k1 \
-             | openssl pkcs8 -topk8 -outform der -nocrypt > M.bin",
-        ),
-        other => panic!("no material recipe for {other}"),
-    }
-    std::fs::read(dir.join("M.bin")).unwrap()
+    common::openssl_import::make_material(dir, spec.as_str())
 }
 
-/// The public key (DER SPKI) of the PKCS#8 material in `dir/M.bin`.
 fn public_of_material(dir: &Path) -> Vec<u8> {
-    openssl(
-        dir,
-        &[
-            "pkey", "-inform", "DER", "-in", "M.bin", "-pubout", "-outform", "DER", "-out", "P.der",
-        ],
-    );
-    std::fs::read(dir.join("P.der")).unwrap()
+    common::openssl_import::public_of_material(dir)
 }
 
-/// Wraps `material` with the wrapping public key as AWS's documentation shows.
 fn wrap(dir: &Path, public_key: &[u8], alg: &AlgorithmSpec, material: &[u8]) -> Vec<u8> {
-    std::fs::write(dir.join("WrappingPublicKey.der"), public_key).unwrap();
-    std::fs::write(dir.join("W.in"), material).unwrap();
-    let md = if alg.as_str().ends_with("SHA_256") {
-        "sha256"
-    } else {
-        "sha1"
-    };
-    let oaep = |input: &str, output: &str| {
-        let md_opt = format!("rsa_oaep_md:{md}");
-        let mgf_opt = format!("rsa_mgf1_md:{md}");
-        openssl(
-            dir,
-            &[
-                "pkeyutl",
-                "-encrypt",
-                "-in",
-                input,
-                "-out",
-                output,
-                "-inkey",
-                "WrappingPublicKey.der",
-                "-keyform",
-                "DER",
-                "-pubin",
-                "-pkeyopt",
-                "rsa_padding_mode:oaep",
-                "-pkeyopt",
-                &md_opt,
-                "-pkeyopt",
-                &mgf_opt,
-            ],
-        )
-    };
-    if alg.as_str().starts_with("RSA_AES_KEY_WRAP") {
-        openssl(dir, &["rand", "-out", "K.bin", "32"]);
-        let k = std::fs::read(dir.join("K.bin")).unwrap();
-        let hex: String = k.iter().map(|b| format!("{b:02x}")).collect();
-        openssl(
-            dir,
-            &[
-                "enc",
-                "-id-aes256-wrap-pad",
-                "-K",
-                &hex,
-                "-iv",
-                "A65959A6",
-                "-in",
-                "W.in",
-                "-out",
-                "W2.bin",
-            ],
-        );
-        oaep("K.bin", "W1.bin");
-        let mut out = std::fs::read(dir.join("W1.bin")).unwrap();
-        out.extend(std::fs::read(dir.join("W2.bin")).unwrap());
-        out
-    } else {
-        oaep("W.in", "W.bin");
-        std::fs::read(dir.join("W.bin")).unwrap()
-    }
+    common::openssl_import::wrap(dir, public_key, alg.as_str(), material)
 }
 
 async fn external_key(kms: &aws_sdk_kms::Client, spec: KeySpec, usage: KeyUsageType) -> String {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 pub mod fault_module;
+pub mod openssl_import;
 pub mod xks_test_proxy;
 
 use aws_credential_types::Credentials;
