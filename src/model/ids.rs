@@ -211,6 +211,34 @@ impl Principal {
     }
 }
 
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    out
+}
+
+/// A fresh `KeyMaterialId` for generated material: 32 random bytes, 64 lowercase hex.
+pub fn random_material_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    // The system CSPRNG does not fail on supported platforms; an all-zero id would still be
+    // a well-formed (if unlucky) id, never a security property.
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    hex(&bytes)
+}
+
+/// Whether `s` is a well-formed `KeyMaterialId`: 64 lowercase hex digits.
+pub fn is_material_id(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,32 +275,4 @@ mod tests {
             Err(KeyRefError::InvalidArn)
         );
     }
-}
-
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0x0f)] as char);
-    }
-    out
-}
-
-/// A fresh `KeyMaterialId` for generated material: 32 random bytes, 64 lowercase hex.
-pub fn random_material_id() -> String {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 32];
-    // The system CSPRNG does not fail on supported platforms; an all-zero id would still be
-    // a well-formed (if unlucky) id, never a security property.
-    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
-    hex(&bytes)
-}
-
-/// Whether `s` is a well-formed `KeyMaterialId`: 64 lowercase hex digits.
-pub fn is_material_id(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

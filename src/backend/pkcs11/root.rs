@@ -966,7 +966,7 @@ impl Inner {
                 .get_attributes(target, &[AttributeType::ValueLen])?
                 .into_iter()
                 .find_map(|a| match a {
-                    Attribute::ValueLen(v) => Some(*v as u64),
+                    Attribute::ValueLen(v) => Some(*v),
                     _ => None,
                 })
                 .filter(|l| *l > 0);
