@@ -171,9 +171,10 @@ impl Rotation {
                     .is_some_and(|i| i.state == ImportState::Imported)
         });
         let Some(mut material) = pending else {
-            // Words of an AWS emulator (reference §3.2, unverified against AWS).
-            return Err(KmsError::KmsInvalidState(format!(
-                "No available key material pending rotation for the key: {}.",
+            // Without material pending rotation AWS answers as for any imported key (recorded
+            // AWS response, docs/errors.md).
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} origin is EXTERNAL which is not valid for this operation.",
                 key.arn
             )));
         };
