@@ -878,3 +878,81 @@ async fn generated_material_has_ids_in_metadata_and_rotations() {
         .unwrap();
     assert_eq!(rsa.current_key_material_id(), None);
 }
+
+#[tokio::test]
+async fn import_condition_keys_reach_the_key_policy() {
+    let srv = common::TestServer::start().await;
+    let kms = srv.client();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = r#"{"Version": "2012-10-17", "Statement": [
+      {"Sid": "root", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+       "Action": "kms:*", "Resource": "*"},
+      {"Sid": "no-sha1", "Effect": "Deny", "Principal": {"AWS": "*"},
+       "Action": "kms:GetParametersForImport", "Resource": "*",
+       "Condition": {"StringEquals": {"kms:WrappingAlgorithm": "RSAES_OAEP_SHA_1",
+                                      "kms:WrappingKeySpec": "RSA_2048"}}},
+      {"Sid": "must-expire", "Effect": "Deny", "Principal": {"AWS": "*"},
+       "Action": "kms:ImportKeyMaterial", "Resource": "*",
+       "Condition": {"StringEquals": {"kms:ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"}}}
+    ]}"#;
+    let key = kms
+        .create_key()
+        .origin(OriginType::External)
+        .policy(policy)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id()
+        .to_string();
+    let (code, _) = fail(
+        kms.get_parameters_for_import()
+            .key_id(&key)
+            .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha1)
+            .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDeniedException");
+    let material = make_material(dir.path(), &KeySpec::SymmetricDefault);
+    // Another wrapping key spec is allowed; a material that does not expire is not.
+    let (code, _) = import(
+        &kms,
+        dir.path(),
+        &key,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa3072,
+        &material,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(code, "AccessDeniedException");
+    let p = kms
+        .get_parameters_for_import()
+        .key_id(&key)
+        .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha1)
+        .wrapping_key_spec(WrappingKeySpec::Rsa3072)
+        .send()
+        .await
+        .unwrap();
+    let alg = AlgorithmSpec::RsaesOaepSha1;
+    kms.import_key_material()
+        .key_id(&key)
+        .import_token(p.import_token().unwrap().clone())
+        .encrypted_key_material(Blob::new(wrap(
+            dir.path(),
+            p.public_key().unwrap().as_ref(),
+            &alg,
+            &material,
+        )))
+        .expiration_model(ExpirationModelType::KeyMaterialExpires)
+        .valid_to(DateTime::from_secs(now_secs(&srv) + 3600))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        describe(&kms, &key).await.key_state(),
+        Some(&KeyState::Enabled)
+    );
+}
