@@ -147,7 +147,7 @@ async fn symmetric_import_round_trips_with_each_wrapping_algorithm() {
         (AlgorithmSpec::RsaesOaepSha1, WrappingKeySpec::Rsa2048),
         (AlgorithmSpec::RsaesOaepSha1, WrappingKeySpec::Rsa4096),
         (AlgorithmSpec::RsaesOaepSha256, WrappingKeySpec::Rsa3072),
-        (AlgorithmSpec::RsaesOaepSha256, WrappingKeySpec::Rsa4096),
+        (AlgorithmSpec::RsaesOaepSha256, WrappingKeySpec::Rsa2048),
     ] {
         let key = external_key(
             &kms,
@@ -336,7 +336,7 @@ async fn hmac_rsa_and_ecc_material_imports_and_works() {
             dir.path(),
             &key,
             alg.clone(),
-            WrappingKeySpec::Rsa3072,
+            WrappingKeySpec::Rsa2048,
             &material,
         )
         .await;
@@ -392,7 +392,7 @@ async fn hmac_rsa_and_ecc_material_imports_and_works() {
             dir.path(),
             &key,
             alg,
-            WrappingKeySpec::Rsa4096,
+            WrappingKeySpec::Rsa2048,
             &wrong,
         )
         .await
@@ -490,7 +490,7 @@ async fn expiry_deletion_and_reimport_of_the_same_material_only() {
         dir.path(),
         &key,
         alg.clone(),
-        WrappingKeySpec::Rsa4096,
+        WrappingKeySpec::Rsa3072,
         &material,
     )
     .await
