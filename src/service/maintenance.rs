@@ -104,6 +104,7 @@ pub fn spawn_maintenance(service: Arc<Kms>, every: Duration) -> tokio::task::Joi
                     tracing::debug!(
                         deleted = r.deleted,
                         rotated = r.rotated,
+                        expired = r.expired,
                         skipped = r.skipped,
                         "maintenance pass"
                     )
