@@ -123,7 +123,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         root,
         audit,
         clock.clone(),
-        config.region.clone(),
+        config.regions.clone(),
         connections,
         metrics,
         iam.clone(),
@@ -137,7 +137,9 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
             None => tracing::warn!(error = e.code(), "reconnecting custom key stores failed"),
         }
     }
-    let auth = Authenticator::new(iam, &config.region, config.max_clock_skew).with_clock(clock);
+    let auth = Authenticator::new(iam, &config.region, config.max_clock_skew)
+        .with_regions(&config.regions)
+        .with_clock(clock);
     let state = Arc::new(AppState {
         service,
         auth,

@@ -197,7 +197,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
     };
     let source_ip = source_ip(&parts);
     let user_agent = user_agent(&parts);
-    let principal = match state.auth.authenticate(&parts, &body) {
+    let (principal, region) = match state.auth.authenticate(&parts, &body) {
         Ok(p) => p,
         Err(e) => {
             let call = Call::new(
@@ -230,6 +230,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
     };
     let mut call = Call::new(principal, request_id.clone(), source_ip, user_agent);
     call.secure_transport = secure_transport(&parts);
+    call.region = region;
     let result = dispatch!(operation.as_str(), &state, call, body, &request_id;
         "CancelKeyDeletion" => operations::cancel_key_deletion::CancelKeyDeletion,
         "ConnectCustomKeyStore" => operations::connect_custom_key_store::ConnectCustomKeyStore,

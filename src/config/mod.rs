@@ -245,6 +245,8 @@ struct RawMember {
 struct RawServer {
     listen: Option<String>,
     region: Option<String>,
+    regions: Option<Vec<String>>,
+    seed_file: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     max_clock_skew_seconds: Option<i64>,
     baseline_route: Option<bool>,
@@ -410,7 +412,15 @@ pub use iam::{Credential, IamConfig, RoleConfig, UserConfig};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The default region (the first of `regions`): the banner, and what the region-less
+    /// parts (STS) answer for.
     pub region: String,
+    /// The regions this deployment serves (`[server] regions`; default: `[region]`). A KMS
+    /// request's region is its SigV4 scope's and must be one of these.
+    pub regions: Vec<String>,
+    /// Keys, aliases and policies created at start-up, idempotently (`[server] seed_file`,
+    /// format in `docs/seeding.md`).
+    pub seed_file: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub max_clock_skew: chrono::Duration,
     pub baseline_route: bool,
@@ -754,17 +764,50 @@ fn validate(
              loopback listen address, not {listen}"
         ));
     }
-    let region = s.region.unwrap_or_else(|| "us-east-1".into());
-    let region_ok = !region.is_empty()
-        && region.len() <= 32
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !region_ok {
-        errors.push(format!(
-            "server.region: '{region}' is not a region name like us-east-1"
-        ));
+    let region_ok = |r: &str| {
+        !r.is_empty()
+            && r.len() <= 32
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    let regions = match (s.region.clone(), s.regions.clone()) {
+        (None, None) => vec!["us-east-1".to_string()],
+        (Some(r), None) => vec![r],
+        (None, Some(list)) => list,
+        // The default region first, then the others in their order.
+        (Some(r), Some(list)) => {
+            if !list.contains(&r) {
+                errors.push(format!(
+                    "server.regions: must include server.region '{r}' (or leave server.region out)"
+                ));
+            }
+            let mut out = vec![r.clone()];
+            out.extend(list.into_iter().filter(|x| *x != r));
+            out
+        }
+    };
+    if regions.is_empty() {
+        errors.push("server.regions: name at least one region".into());
     }
+    for r in &regions {
+        if !region_ok(r) {
+            errors.push(format!(
+                "server.region: '{r}' is not a region name like us-east-1"
+            ));
+        }
+    }
+    if regions
+        .iter()
+        .enumerate()
+        .any(|(i, r)| regions[..i].contains(r))
+    {
+        errors.push("server.regions: a region is named twice".into());
+    }
+    let region = regions
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "us-east-1".into());
+    let seed_file = s.seed_file.clone();
     let data_dir = s.data_dir.unwrap_or_else(|| PathBuf::from("kms-data"));
     let skew = s.max_clock_skew_seconds.unwrap_or(300);
     if !(1..=3600).contains(&skew) {
@@ -1079,6 +1122,8 @@ fn validate(
     Ok(Config {
         listen,
         region,
+        regions,
+        seed_file,
         data_dir,
         max_clock_skew: chrono::Duration::seconds(skew),
         baseline_route: s.baseline_route.unwrap_or(false),

@@ -149,7 +149,8 @@ impl Core {
         ctx.set("kms:CallerAccount", call.principal.account.as_str())
             .set("aws:SecureTransport", call.secure_transport)
             .set("aws:CurrentTime", now)
-            .set("aws:EpochTime", now.timestamp());
+            .set("aws:EpochTime", now.timestamp())
+            .set("aws:RequestedRegion", self.region_of(call));
         if let Ok(ip) = call.source_ip.parse::<std::net::IpAddr>() {
             ctx.set("aws:SourceIp", ip);
         }

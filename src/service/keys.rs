@@ -71,9 +71,9 @@ impl super::Core {
     /// store is made. Every key counts, PendingDeletion included, until it is deleted (AWS:
     /// "any spec or state"). The count and the insert are not one transaction, so concurrent
     /// creates at the limit can pass it by the number of racing requests.
-    pub(crate) async fn check_key_quota(&self, account: &str) -> KmsResult<()> {
+    pub(crate) async fn check_key_quota(&self, account: &str, region: &str) -> KmsResult<()> {
         let limit = self.limits.keys_for(account);
-        let usage = self.store.count_keys(account, &self.region).await?;
+        let usage = self.store.count_keys(account, region).await?;
         if usage >= limit {
             // AWS's words (a recorded response: convox/rack#347, 2016).
             return Err(KmsError::LimitExceeded(format!(
@@ -140,23 +140,24 @@ impl Keys {
     }
 
     pub async fn create_key(&self, call: &mut Call, req: NewKey) -> KmsResult<KeyRecord> {
-        check_spec_usage(&self.region, req.key_spec, Some(req.key_usage))?;
+        check_spec_usage(self.region_of(call), req.key_spec, Some(req.key_usage))?;
         if req.origin != Origin::AwsKms {
             return Err(KmsError::UnsupportedOperation(format!(
                 "Origin {} is not supported by this key store.",
                 req.origin
             )));
         }
-        if req.multi_region {
-            return Err(KmsError::UnsupportedOperation(
-                "Multi-Region keys are not supported by this key store.".into(),
-            ));
-        }
         let account = call.principal.account.clone();
-        let key_id = KeyId::generate();
-        let arn = crate::model::KeyArn::new(&self.partition, &self.region, &account, &key_id).0;
+        let region = self.region_of(call).to_string();
+        // A multi-Region key is created as the primary of its set, in the call's region.
+        let key_id = if req.multi_region {
+            KeyId::generate_multi_region().in_region(&region)
+        } else {
+            KeyId::generate()
+        };
+        let arn = crate::model::KeyArn::new(&self.partition, &region, &account, &key_id).0;
         let policy = self.new_key_policy(call, &arn, req.policy, req.bypass_policy_lockout)?;
-        self.check_key_quota(&account).await?;
+        self.check_key_quota(&account, &region).await?;
         let now = self.clock.now();
         let (wrapped, public_key) = if req.key_spec == KeySpec::SymmetricDefault {
             let wrapped = self
@@ -186,7 +187,7 @@ impl Keys {
         let key = KeyRecord {
             key_id: key_id.clone(),
             account,
-            region: self.region.clone(),
+            region: region.clone(),
             arn,
             description: req.description,
             key_spec: req.key_spec,
@@ -205,6 +206,7 @@ impl Keys {
             custom_key_store_id: None,
             xks_key_id: None,
             public_key,
+            mrk_primary_region: req.multi_region.then_some(region),
             unavailable: false,
         };
         let material = MaterialRecord {
@@ -232,13 +234,18 @@ impl Keys {
     ) -> KmsResult<(Vec<KeyRecord>, bool)> {
         self.authorize_identity(call, "ListKeys", None, |_| {})?;
         if let Some(m) = marker {
-            if KeyId::parse(m).is_none() {
+            if KeyId::from_storage(m).is_none() {
                 return Err(KmsError::InvalidMarker("Invalid marker".into()));
             }
         }
         let mut keys = self
             .store
-            .list_keys(&call.principal.account, &self.region, marker, limit + 1)
+            .list_keys(
+                &call.principal.account,
+                self.region_of(call),
+                marker,
+                limit + 1,
+            )
             .await?;
         let truncated = keys.len() > limit;
         keys.truncate(limit);

@@ -13,7 +13,8 @@
 pub const CHANNEL: &str = "kms_changes";
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE keys (
     key_id TEXT COLLATE "C" PRIMARY KEY,
     account TEXT COLLATE "C" NOT NULL,
@@ -129,4 +130,8 @@ BEGIN
 END $$;
 CREATE TRIGGER grants_notify AFTER INSERT OR UPDATE OR DELETE ON grants
     FOR EACH ROW EXECUTE FUNCTION kms_notify_grant();
-"#];
+"#,
+    r#"
+ALTER TABLE keys ADD COLUMN mrk_primary_region TEXT COLLATE "C";
+"#,
+];
