@@ -269,6 +269,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
         "ListRetirableGrants" => operations::list_retirable_grants::ListRetirableGrants,
         "PutKeyPolicy" => operations::put_key_policy::PutKeyPolicy,
         "ReEncrypt" => operations::re_encrypt::ReEncrypt,
+        "ReplicateKey" => operations::replicate_key::ReplicateKey,
         "RetireGrant" => operations::retire_grant::RetireGrant,
         "RevokeGrant" => operations::revoke_grant::RevokeGrant,
         "RotateKeyOnDemand" => operations::rotate_key_on_demand::RotateKeyOnDemand,
@@ -278,6 +279,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
         "UntagResource" => operations::untag_resource::UntagResource,
         "UpdateAlias" => operations::update_alias::UpdateAlias,
         "UpdateKeyDescription" => operations::update_key_description::UpdateKeyDescription,
+        "UpdatePrimaryRegion" => operations::update_primary_region::UpdatePrimaryRegion,
         "Verify" => operations::verify::Verify,
         "VerifyMac" => operations::verify_mac::VerifyMac,
     );

@@ -23,7 +23,8 @@ pub struct NewKey {
 /// Result of ScheduleKeyDeletion.
 pub struct Scheduled {
     pub key: KeyRecord,
-    pub deletion_date: DateTime<Utc>,
+    /// `None` for a multi-Region primary waiting for its replicas.
+    pub deletion_date: Option<DateTime<Utc>>,
     pub pending_window_days: i64,
 }
 
@@ -297,9 +298,17 @@ impl Keys {
         })
         .await?;
         self.check_state(&key, StateRule::Schedule)?;
-        let deletion_date = self.clock.now() + Duration::days(days);
-        key.state = KeyState::PendingDeletion;
-        key.deletion_date = Some(deletion_date);
+        // A multi-Region primary with replicas waits for them (PendingReplicaDeletion, no
+        // date); its window starts when the last replica is deleted.
+        let waits = key.mrk_primary_region.as_deref() == Some(key.region.as_str())
+            && self.related_keys(&key).await?.len() > 1;
+        let deletion_date = (!waits).then(|| self.clock.now() + Duration::days(days));
+        key.state = if waits {
+            KeyState::PendingReplicaDeletion
+        } else {
+            KeyState::PendingDeletion
+        };
+        key.deletion_date = deletion_date;
         key.pending_window_days = Some(days);
         let key = self.store.update_key(&key).await?;
         Ok(Scheduled {

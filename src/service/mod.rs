@@ -27,6 +27,7 @@ pub mod health;
 pub mod keys;
 pub mod mac;
 pub mod maintenance;
+pub mod multi_region;
 pub mod policy;
 pub mod rotation;
 pub mod secrets;

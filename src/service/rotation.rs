@@ -67,23 +67,25 @@ impl Rotation {
         })
         .await?;
         self.check_rotatable(&key)?;
+        self.refuse_replica_rotation(&key)?;
         self.check_state(&key, StateRule::Rotation)?;
         key.rotation_enabled = true;
         key.rotation_period_days = Some(period_days);
         key.next_rotation_date = Some(self.clock.now() + Duration::days(period_days));
-        self.store.update_key(&key).await?;
-        Ok(())
+        let key = self.store.update_key(&key).await?;
+        self.sync_rotation_settings(&key).await
     }
 
     pub async fn disable_key_rotation(&self, call: &mut Call, key_id: &str) -> KmsResult<()> {
         let mut key = self.resolve_authorized(call, key_id, false).await?;
         self.check_rotatable(&key)?;
+        self.refuse_replica_rotation(&key)?;
         self.check_state(&key, StateRule::Rotation)?;
         key.rotation_enabled = false;
         key.rotation_period_days = None;
         key.next_rotation_date = None;
-        self.store.update_key(&key).await?;
-        Ok(())
+        let key = self.store.update_key(&key).await?;
+        self.sync_rotation_settings(&key).await
     }
 
     pub async fn get_key_rotation_status(
@@ -124,6 +126,7 @@ impl Rotation {
     ) -> KmsResult<KeyRecord> {
         let key = self.resolve_authorized(call, key_id, false).await?;
         self.check_rotatable(&key)?;
+        self.refuse_replica_rotation(&key)?;
         self.check_state(&key, StateRule::Rotation)?;
         let on_demand = self
             .store
@@ -143,7 +146,8 @@ impl Rotation {
         self.rotate(key, RotationType::OnDemand).await
     }
 
-    /// Adds a new material version and makes it current.
+    /// Adds a new material version and makes it current; a multi-Region primary's replicas
+    /// get the same version.
     pub(crate) async fn rotate(
         &self,
         mut key: KeyRecord,
@@ -175,6 +179,7 @@ impl Rotation {
         };
         let key = self.store.rotate_key(&key, &material).await?;
         self.audit_service_event("RotateKey", &key, None);
+        self.sync_new_material(&key, &material).await?;
         Ok(key)
     }
 
