@@ -651,6 +651,14 @@ fn read_table(
 }
 
 fn parse_env_value(v: &str) -> toml::Value {
+    // An array in TOML syntax (`KMS_SERVER__REGIONS='["us-east-1", "us-west-2"]'`).
+    if v.trim_start().starts_with('[') {
+        if let Ok(mut t) = format!("v = {v}").parse::<toml::Table>() {
+            if let Some(array) = t.remove("v") {
+                return array;
+            }
+        }
+    }
     if let Ok(b) = v.parse::<bool>() {
         return toml::Value::Boolean(b);
     }
