@@ -46,6 +46,7 @@ fn key(id: &KeyId, account: &str) -> KeyRecord {
         custom_key_store_id: None,
         xks_key_id: None,
         public_key: None,
+        mrk_primary_region: None,
         unavailable: false,
     }
 }

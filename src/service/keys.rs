@@ -148,7 +148,6 @@ impl Keys {
                 req.origin
             )));
         }
-        let account = call.principal.account.clone();
         let region = self.region_of(call).to_string();
         // A multi-Region key is created as the primary of its set, in the call's region.
         let key_id = if req.multi_region {
@@ -156,6 +155,19 @@ impl Keys {
         } else {
             KeyId::generate()
         };
+        self.create_key_with_id(call, key_id, req).await
+    }
+
+    /// CreateKey's work once the id is chosen (a fresh one, or a seed file's): policy, quota,
+    /// material, the row. The key is made in the call's region for the call's account.
+    pub(crate) async fn create_key_with_id(
+        &self,
+        call: &mut Call,
+        key_id: KeyId,
+        req: NewKey,
+    ) -> KmsResult<KeyRecord> {
+        let account = call.principal.account.clone();
+        let region = self.region_of(call).to_string();
         let arn = crate::model::KeyArn::new(&self.partition, &region, &account, &key_id).0;
         let policy = self.new_key_policy(call, &arn, req.policy, req.bypass_policy_lockout)?;
         self.check_key_quota(&account, &region).await?;

@@ -31,6 +31,7 @@ pub mod multi_region;
 pub mod policy;
 pub mod rotation;
 pub mod secrets;
+pub mod seed;
 pub mod signing;
 pub mod sts;
 pub mod tags;

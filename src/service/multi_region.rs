@@ -206,53 +206,15 @@ impl Keys {
             self.new_key_policy(&there, &replica_arn, req.policy, req.bypass_policy_lockout)?;
         self.check_key_quota(&primary.account, &req.replica_region)
             .await?;
-        let materials = self.store.list_materials(&primary.key_id).await?;
-        let Some((first, rest)) = materials.split_first() else {
-            return Err(KmsError::internal_because(super::InternalCause::Invariant(
-                "a multi-Region primary has no material",
-            )));
-        };
-        let now = self.clock.now();
-        let mut replica = KeyRecord {
-            key_id: replica_id.clone(),
-            region: req.replica_region.clone(),
-            arn: replica_arn,
-            description: req.description.unwrap_or_default(),
-            state: KeyState::Creating,
-            creation_date: now,
-            deletion_date: None,
-            pending_window_days: None,
-            policy: policy.clone(),
-            current_material: first.version,
-            row_version: 1,
-            unavailable: false,
-            ..primary.clone()
-        };
-        let copy = |m: &MaterialRecord| MaterialRecord {
-            key_id: replica_id.clone(),
-            ..m.clone()
-        };
-        match self
-            .store
-            .insert_key(&replica, &copy(first), &req.tags)
-            .await
-        {
-            Err(crate::store::StoreError::AlreadyExists) => {
-                return Err(KmsError::AlreadyExists(format!(
-                    "Replica key {} already exists.",
-                    replica.arn
-                )))
-            }
-            other => other?,
-        }
-        // Every older version, then the replica is usable: Creating -> Enabled.
-        for m in rest {
-            replica.current_material = m.version;
-            replica = self.store.rotate_key(&replica, &copy(m)).await?;
-        }
-        let created = replica.clone();
-        replica.state = KeyState::Enabled;
-        self.store.update_key(&replica).await?;
+        let created = self
+            .make_replica(
+                &primary,
+                &req.replica_region,
+                policy.clone(),
+                req.description.unwrap_or_default(),
+                &req.tags,
+            )
+            .await?;
         // The replica region's record of the CreateKey AWS makes there.
         let mut record = there;
         record.resources.clear();
@@ -321,5 +283,64 @@ impl Keys {
             self.store.update_key(&k).await?;
         }
         Ok(())
+    }
+    /// Writes a replica of `primary` in `region`: its row (`Creating` while the material
+    /// versions are copied, then `Enabled`) with every material version of the primary. No
+    /// checks and no authorization: ReplicateKey and the seed file do those. Returns the key as
+    /// it was while being created.
+    pub(crate) async fn make_replica(
+        &self,
+        primary: &KeyRecord,
+        region: &str,
+        policy: String,
+        description: String,
+        tags: &[Tag],
+    ) -> KmsResult<KeyRecord> {
+        let replica_id = primary.key_id.in_region(region);
+        let replica_arn = KeyArn::new(&self.partition, region, &primary.account, &replica_id).0;
+        let materials = self.store.list_materials(&primary.key_id).await?;
+        let Some((first, rest)) = materials.split_first() else {
+            return Err(KmsError::internal_because(super::InternalCause::Invariant(
+                "a multi-Region primary has no material",
+            )));
+        };
+        let now = self.clock.now();
+        let mut replica = KeyRecord {
+            key_id: replica_id.clone(),
+            region: region.to_string(),
+            arn: replica_arn,
+            description,
+            state: KeyState::Creating,
+            creation_date: now,
+            deletion_date: None,
+            pending_window_days: None,
+            policy,
+            current_material: first.version,
+            row_version: 1,
+            unavailable: false,
+            ..primary.clone()
+        };
+        let copy = |m: &MaterialRecord| MaterialRecord {
+            key_id: replica_id.clone(),
+            ..m.clone()
+        };
+        match self.store.insert_key(&replica, &copy(first), tags).await {
+            Err(crate::store::StoreError::AlreadyExists) => {
+                return Err(KmsError::AlreadyExists(format!(
+                    "Replica key {} already exists.",
+                    replica.arn
+                )))
+            }
+            other => other?,
+        }
+        // Every older version, then the replica is usable: Creating -> Enabled.
+        for m in rest {
+            replica.current_material = m.version;
+            replica = self.store.rotate_key(&replica, &copy(m)).await?;
+        }
+        let created = replica.clone();
+        replica.state = KeyState::Enabled;
+        self.store.update_key(&replica).await?;
+        Ok(created)
     }
 }
