@@ -243,7 +243,10 @@ async fn create_replicate_and_describe() {
             .await,
     );
     assert_eq!(code, "UnsupportedOperationException");
-    assert!(msg.contains("is not a multi-Region primary key"), "{msg}");
+    assert_eq!(
+        msg,
+        format!("{west_arn} is not a multi-region primary key.")
+    );
     let single = east
         .create_key()
         .send()
@@ -261,7 +264,7 @@ async fn create_replicate_and_describe() {
             .await,
     );
     assert_eq!(code, "UnsupportedOperationException");
-    assert!(msg.contains("is not a multi-Region key"), "{msg}");
+    assert!(msg.contains("is not a multi-region key."), "{msg}");
     let (code, _) = fail(
         east.replicate_key()
             .key_id(&id)

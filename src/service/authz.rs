@@ -268,7 +268,15 @@ impl Core {
             .set("kms:KeyUsage", usage)
             .set("kms:CustomerMasterKeyUsage", usage)
             .set("kms:KeyOrigin", key.origin.as_str())
-            .set("kms:MultiRegion", false);
+            .set("kms:MultiRegion", key.mrk_primary_region.is_some());
+        if let Some(primary) = &key.mrk_primary_region {
+            let kind = if *primary == key.region {
+                "PRIMARY"
+            } else {
+                "REPLICA"
+            };
+            ctx.set("kms:MultiRegionKeyType", kind);
+        }
         if let Some(alias) = &call.request_alias {
             ctx.set("kms:RequestAlias", alias.as_str());
         }

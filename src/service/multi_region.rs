@@ -60,11 +60,11 @@ impl super::Core {
     fn require_primary(&self, key: &KeyRecord) -> KmsResult<()> {
         match &key.mrk_primary_region {
             None => Err(KmsError::UnsupportedOperation(format!(
-                "{} is not a multi-Region key.",
+                "{} is not a multi-region key.",
                 key.arn
             ))),
             Some(p) if *p != key.region => Err(KmsError::UnsupportedOperation(format!(
-                "{} is not a multi-Region primary key.",
+                "{} is not a multi-region primary key.",
                 key.arn
             ))),
             Some(_) => Ok(()),

@@ -497,6 +497,9 @@ enabled = false
         assert_eq!(seed.keys[0].tags["team"], "payments");
         assert_eq!(seed.keys[1].replica_regions, vec!["us-west-2".to_string()]);
         assert_eq!(seed.keys[1].enabled, Some(false));
+        // The sample the docs name parses.
+        let sample = parse(include_str!("../../hsm-config/seed.example.toml")).unwrap();
+        assert_eq!(sample.keys.len(), 2);
         // Unknown fields are errors, not silently ignored.
         assert!(parse("[[keys]]\nid = 'x'\nkeyspec = 'RSA_2048'\n").is_err());
     }
