@@ -43,8 +43,11 @@ replica_regions = ["us-west-2"]
 aliases = ["alias/shared"]
 "#;
 
+/// The environment of every start of one test: the same root (on PKCS#11, the same domain
+/// key label), both regions, the seed file.
 fn env(seed: &std::path::Path) -> Vec<(String, String)> {
-    let mut env = common::backend_env();
+    static BACKEND: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    let mut env = BACKEND.get_or_init(common::backend_env).clone();
     env.push(("KMS_LOG".into(), "warn".into()));
     env.push((
         "KMS_SERVER__REGIONS".into(),
