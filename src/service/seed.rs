@@ -471,6 +471,7 @@ fn check_same(existing: &KeyRecord, c: &Checked) -> Result<(), String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
