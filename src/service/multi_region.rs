@@ -3,8 +3,8 @@
 //! properties (material versions, rotation settings, primary region) the same in every row.
 //!
 //! Storage: each regional key is its own row, keyed `mrk-<hex>/<region>`
-//! ([`KeyId::in_region`]); its independent properties (description, policy, tags, aliases,
-//! grants, state, deletion schedule) live only there. Shared properties are copied into every
+//! ([`crate::model::KeyId::in_region`]); its independent properties (description, policy,
+//! tags, aliases, grants, state, deletion schedule) live only there. Shared properties are copied into every
 //! row: the material versions (the same wrapped bytes: both roots wrap under the public key id,
 //! so a copy unwraps in every region), the rotation settings and `mrk_primary_region`. Writes
 //! of a shared property go to the primary first and then to each replica; they are not one
