@@ -1282,6 +1282,54 @@ mod tests {
     }
 
     #[test]
+    fn regions_default_to_the_region_and_are_validated() {
+        let env = |pairs: &[(&str, &str)]| {
+            load(
+                None,
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let c = env(&[]).unwrap();
+        assert_eq!(c.regions, vec!["us-east-1".to_string()]);
+        let c = env(&[("KMS_SERVER__REGION", "eu-west-1")]).unwrap();
+        assert_eq!(c.regions, vec!["eu-west-1".to_string()]);
+        // A list (TOML array syntax in the environment); the default region is the first.
+        let c = env(&[("KMS_SERVER__REGIONS", r#"["us-west-2", "us-east-1"]"#)]).unwrap();
+        assert_eq!((c.region.as_str(), c.regions.len()), ("us-west-2", 2));
+        // With both, the region comes first and must be listed.
+        let c = env(&[
+            ("KMS_SERVER__REGION", "us-east-1"),
+            ("KMS_SERVER__REGIONS", r#"["us-west-2", "us-east-1"]"#),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.regions,
+            vec!["us-east-1".to_string(), "us-west-2".to_string()]
+        );
+        let errors = |pairs: &[(&str, &str)]| env(pairs).unwrap_err().to_string();
+        assert!(errors(&[
+            ("KMS_SERVER__REGION", "us-east-1"),
+            ("KMS_SERVER__REGIONS", r#"["us-west-2"]"#),
+        ])
+        .contains("must include server.region 'us-east-1'"));
+        assert!(errors(&[("KMS_SERVER__REGIONS", "[]")]).contains("name at least one region"));
+        assert!(
+            errors(&[("KMS_SERVER__REGIONS", r#"["us-east-1", "us-east-1"]"#)])
+                .contains("named twice")
+        );
+        assert!(errors(&[("KMS_SERVER__REGIONS", r#"["US East"]"#)])
+            .contains("'US East' is not a region name"));
+        let c = env(&[("KMS_SERVER__SEED_FILE", "/etc/kms/seed.toml")]).unwrap();
+        assert_eq!(
+            c.seed_file.as_deref(),
+            Some(std::path::Path::new("/etc/kms/seed.toml"))
+        );
+    }
+
+    #[test]
     fn limits_default_global_per_account_and_validated() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("kms.toml");

@@ -660,7 +660,8 @@ impl CustomKeyStores {
                 continue;
             }
             if s.store_type == CustomKeyStoreType::ExternalKeyStore {
-                let call = Call::internal(&s.account, "KmsHealthCheck");
+                let mut call = Call::internal(&s.account, "KmsHealthCheck");
+                call.region = s.region.clone();
                 self.connect_xks_store(&call, s).await?;
                 continue;
             }

@@ -623,7 +623,7 @@ impl CustomKeyStores {
         let client = Arc::new(
             self.connections
                 .xks
-                .client_for(&settings, secret, self.region_of(call))?
+                .client_for(&settings, secret, &store.region)?
                 .with_metrics(self.metrics.clone(), &store.id),
         );
         match self.probe(&client, call, Some(&store.id)).await {
@@ -752,7 +752,7 @@ impl CustomKeyStores {
         let client = Arc::new(
             self.connections
                 .xks
-                .client_for(&settings, secret.clone(), self.region_of(call))?
+                .client_for(&settings, secret.clone(), &store.region)?
                 .with_metrics(self.metrics.clone(), &store.id),
         );
         self.connections.xks.admit_probe(&store.account)?;
