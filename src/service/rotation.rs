@@ -102,7 +102,11 @@ impl Rotation {
         }
         // While pending deletion rotation is reported as disabled; the setting is kept and
         // comes back on CancelKeyDeletion.
-        let enabled = key.rotation_enabled && key.state != KeyState::PendingDeletion;
+        let enabled = key.rotation_enabled
+            && !matches!(
+                key.state,
+                KeyState::PendingDeletion | KeyState::PendingReplicaDeletion
+            );
         Ok(RotationStatus {
             enabled,
             period_days: if enabled {
