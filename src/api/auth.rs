@@ -12,7 +12,7 @@
 //! Region of the credential scope: a KMS request must be scoped to one of the regions the
 //! server serves (`[server] regions`), and that region is the request's (its keys, aliases,
 //! ARNs); a scope naming another region fails as a signature for the wrong region does. STS
-//! requests may be scoped to the server's default region or to `us-east-1`, the signing region of
+//! requests may be scoped to a served region or to `us-east-1`, the signing region of
 //! STS's global endpoint (`sts.amazonaws.com`), which SDKs and the AWS CLI use when no
 //! regional STS endpoint is configured; any other region is `SignatureDoesNotMatch`.
 //!
@@ -159,7 +159,7 @@ impl Authenticator {
             Api::Sts if auth.region == STS_GLOBAL_REGION => STS_GLOBAL_REGION,
             // A served region is checked as the scope's; any other fails as a signature
             // scoped to the wrong region always has.
-            Api::Kms if self.regions.contains(&auth.region) => auth.region.as_str(),
+            _ if self.regions.contains(&auth.region) => auth.region.as_str(),
             _ => self.region.as_str(),
         };
         let options = VerifyOptions {
