@@ -848,3 +848,65 @@ async fn a_region_not_served_is_refused() {
         "Key 'arn:aws:kms:us-east-1:111122223333:key/mrk-0123456789abcdef0123456789abcdef' does not exist"
     );
 }
+
+#[tokio::test]
+async fn replicate_and_update_primary_are_authorized_on_each_key() {
+    let srv = server(&[EAST, WEST, EU]).await;
+    let (east, west) = (client(&srv, EAST), client(&srv, WEST));
+    let deny = |action: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"root","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::111122223333:root"}},"Action":"kms:*","Resource":"*"}},{{"Sid":"deny","Effect":"Deny","Principal":{{"AWS":"arn:aws:iam::111122223333:user/alice"}},"Action":"{action}","Resource":"*","Condition":{{"StringEquals":{{"kms:ReplicaRegion":"eu-west-1"}}}}}}]}}"#
+        )
+    };
+    let id = mrk(&east).await;
+    // kms:ReplicateKey on the primary, with kms:ReplicaRegion.
+    east.put_key_policy()
+        .key_id(&id)
+        .policy(deny("kms:ReplicateKey"))
+        .bypass_policy_lockout_safety_check(true)
+        .send()
+        .await
+        .unwrap();
+    let (code, msg) = fail(
+        east.replicate_key()
+            .key_id(&id)
+            .replica_region(EU)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDeniedException");
+    assert!(msg.contains("kms:ReplicateKey"), "{msg}");
+    replicate(&east, &id, WEST).await;
+    // kms:UpdatePrimaryRegion on the key that becomes primary too.
+    let deny_update = deny("kms:UpdatePrimaryRegion").replace(
+        r#","Condition":{"StringEquals":{"kms:ReplicaRegion":"eu-west-1"}}"#,
+        "",
+    );
+    west.put_key_policy()
+        .key_id(&id)
+        .policy(deny_update)
+        .bypass_policy_lockout_safety_check(true)
+        .send()
+        .await
+        .unwrap();
+    let (code, msg) = fail(
+        east.update_primary_region()
+            .key_id(&id)
+            .primary_region(WEST)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDeniedException");
+    assert!(msg.contains("kms:UpdatePrimaryRegion"), "{msg}");
+    let conf = west
+        .describe_key()
+        .key_id(&id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .multi_region_configuration
+        .unwrap();
+    assert_eq!(conf.primary_key().unwrap().region(), Some(EAST));
+}
