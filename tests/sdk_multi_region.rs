@@ -910,3 +910,51 @@ async fn replicate_and_update_primary_are_authorized_on_each_key() {
         .unwrap();
     assert_eq!(conf.primary_key().unwrap().region(), Some(EAST));
 }
+
+/// ReplicateKey needs `kms:CreateKey` in the caller's identity policies for the replica
+/// region (`aws:RequestedRegion` is the replica's there).
+#[tokio::test]
+async fn replicate_key_needs_create_key_in_the_replica_region() {
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"aws:RequestedRegion":["us-east-1","eu-west-1"]}}}]}"#;
+    let extra = format!(
+        "[[users]]\narn = 'arn:aws:iam::111122223333:user/rita'\npolicies = ['''{policy}''']\n\
+         [[credentials]]\naccess_key_id = 'AKIARITAREGIONS00001'\n\
+         secret_access_key = 'rita-secret-00000000000000000000000000'\n\
+         principal = 'arn:aws:iam::111122223333:user/rita'\n"
+    );
+    let mut env = common::backend_env();
+    env.push((
+        "KMS_SERVER__REGIONS".into(),
+        format!(r#"["{EAST}", "{WEST}", "{EU}"]"#),
+    ));
+    let srv = common::TestServer::start_with_config(&extra, env).await;
+    let rita = |region: &str| {
+        let conf = aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .endpoint_url(&srv.endpoint)
+            .credentials_provider(Credentials::new(
+                "AKIARITAREGIONS00001",
+                "rita-secret-00000000000000000000000000",
+                None,
+                None,
+                "test",
+            ))
+            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_kms::Client::from_conf(conf)
+    };
+    let east = rita(EAST);
+    let id = mrk(&east).await;
+    let (code, msg) = fail(
+        east.replicate_key()
+            .key_id(&id)
+            .replica_region(WEST)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDeniedException");
+    assert!(msg.contains("kms:CreateKey"), "{msg}");
+    replicate(&east, &id, EU).await;
+    assert_eq!(state(&rita(EU), &id).await, KeyState::Enabled);
+}
