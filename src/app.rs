@@ -38,6 +38,8 @@ pub enum StartError {
     Threads(std::io::Error),
     #[error("HSM threads: none configured for the PKCS#11 root")]
     NoHsmThreads,
+    #[error("{0}")]
+    Seed(#[from] crate::service::seed::SeedError),
     #[error("audit log {path}: {source}")]
     Audit {
         path: String,
@@ -123,7 +125,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         root,
         audit,
         clock.clone(),
-        config.region.clone(),
+        config.regions.clone(),
         connections,
         metrics,
         iam.clone(),
@@ -137,7 +139,20 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
             None => tracing::warn!(error = e.code(), "reconnecting custom key stores failed"),
         }
     }
-    let auth = Authenticator::new(iam, &config.region, config.max_clock_skew).with_clock(clock);
+    if let Some(path) = &config.seed_file {
+        let seed = crate::service::seed::load(path)?;
+        let account = config.iam.credentials.first().map(|c| c.account.as_str());
+        let report = service.apply_seed(&seed, account).await?;
+        tracing::info!(
+            created = report.created,
+            existing = report.existing,
+            aliases = report.aliases,
+            "seed file applied"
+        );
+    }
+    let auth = Authenticator::new(iam, &config.region, config.max_clock_skew)
+        .with_regions(&config.regions)
+        .with_clock(clock);
     let state = Arc::new(AppState {
         service,
         auth,

@@ -23,4 +23,4 @@ echo "== kms test suite, PKCS#11 root (SoftHSMv2) =="
 KMS_TEST_BACKEND=pkcs11 cargo nextest run -p kms --locked --no-fail-fast
 echo "== kms SDK suite on a PostgreSQL-backed node (software root) =="
 KMS_TEST_STORE=postgres cargo nextest run -p kms --locked --no-fail-fast \
-  -E 'binary(/^sdk_/) | binary(smoke) | binary(durability) | binary(shutdown)'
+  -E 'binary(/^sdk_/) | binary(smoke) | binary(durability) | binary(shutdown) | binary(seeding)'

@@ -47,6 +47,7 @@ fn key(id: &KeyId, account: &str) -> KeyRecord {
         custom_key_store_id: None,
         xks_key_id: None,
         public_key: None,
+        mrk_primary_region: None,
         unavailable: false,
     }
 }
@@ -451,6 +452,75 @@ async fn suite(s: &dyn MetadataStore) {
     assert!(lease.is_some());
     drop(lease);
     assert!(s.try_lease(LeaseName::Maintenance).await.unwrap().is_some());
+
+    multi_region_rows(s).await;
+}
+
+/// Related multi-Region keys: one row per region under the same public id, each with its own
+/// material, tags and aliases; the primary region round-trips and updates.
+async fn multi_region_rows(s: &dyn MetadataStore) {
+    let public = KeyId::generate_multi_region();
+    let (east, west) = (public.in_region(R), public.in_region("us-west-2"));
+    let mut e = key(&east, A);
+    e.mrk_primary_region = Some(R.into());
+    let mut w = key(&west, A);
+    w.region = "us-west-2".into();
+    w.mrk_primary_region = Some(R.into());
+    s.insert_key(&e, &material(&east, 1), &[]).await.unwrap();
+    s.insert_key(
+        &w,
+        &material(&west, 1),
+        &[Tag {
+            key: "where".into(),
+            value: "west".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    let back = s.get_key(&west).await.unwrap().unwrap();
+    assert_eq!(back, w);
+    assert_eq!(back.key_id.public(), public.as_str());
+    assert_eq!(s.get_key(&east).await.unwrap().unwrap(), e);
+    // The public id alone names no row.
+    assert!(s.get_key(&public).await.unwrap().is_none());
+    assert!(s.list_tags(&east).await.unwrap().is_empty());
+    assert_eq!(s.list_tags(&west).await.unwrap().len(), 1);
+    // Listing per region finds each row once, in its region.
+    let listed = s.list_keys(A, "us-west-2", None, 100).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|k| &k.key_id).collect::<Vec<_>>(),
+        vec![&west]
+    );
+    // The same alias name in two regions, on each region's key.
+    let mut wa = alias("alias/shared", &west);
+    wa.region = "us-west-2".into();
+    s.create_alias(&alias("alias/shared", &east)).await.unwrap();
+    s.create_alias(&wa).await.unwrap();
+    let got = s
+        .get_alias(A, "us-west-2", "alias/shared")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.target_key_id, west);
+    // A rotation copied to the replica; UpdatePrimaryRegion's column write.
+    let mut w2 = s.get_key(&west).await.unwrap().unwrap();
+    w2.current_material = 2;
+    w2.mrk_primary_region = Some("us-west-2".into());
+    let w2 = s.rotate_key(&w2, &material(&west, 2)).await.unwrap();
+    let back = s.get_key(&west).await.unwrap().unwrap();
+    assert_eq!(back.mrk_primary_region.as_deref(), Some("us-west-2"));
+    assert_eq!(back.current_material, 2);
+    assert_eq!(s.list_materials(&west).await.unwrap().len(), 2);
+    assert_eq!(s.list_materials(&east).await.unwrap().len(), 1);
+    // Deleting one region's key leaves the other.
+    assert!(s.delete_key(&west, w2.row_version).await.unwrap());
+    assert!(s.get_key(&east).await.unwrap().is_some());
+    assert!(s.get_alias(A, R, "alias/shared").await.unwrap().is_some());
+    assert!(s
+        .get_alias(A, "us-west-2", "alias/shared")
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]

@@ -62,6 +62,7 @@ pub const OPERATIONS: &[&str] = &[
     "ListRetirableGrants",
     "PutKeyPolicy",
     "ReEncrypt",
+    "ReplicateKey",
     "RetireGrant",
     "RevokeGrant",
     "RotateKeyOnDemand",
@@ -72,6 +73,7 @@ pub const OPERATIONS: &[&str] = &[
     "UpdateAlias",
     "UpdateCustomKeyStore",
     "UpdateKeyDescription",
+    "UpdatePrimaryRegion",
     "Verify",
     "VerifyMac",
 ];

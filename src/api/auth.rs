@@ -9,8 +9,10 @@
 //! service's injected [`Clock`] (the one that set the expiry when the session was made), so that
 //! tests can move time past `Expiration` without also making every signature stale.
 //!
-//! Region of the credential scope: KMS requests must be scoped to the server's region. STS
-//! requests may be scoped to the server's region or to `us-east-1`, the signing region of
+//! Region of the credential scope: a KMS request must be scoped to one of the regions the
+//! server serves (`[server] regions`), and that region is the request's (its keys, aliases,
+//! ARNs); a scope naming another region fails as a signature for the wrong region does. STS
+//! requests may be scoped to a served region or to `us-east-1`, the signing region of
 //! STS's global endpoint (`sts.amazonaws.com`), which SDKs and the AWS CLI use when no
 //! regional STS endpoint is configured; any other region is `SignatureDoesNotMatch`.
 //!
@@ -60,7 +62,10 @@ pub const STS_GLOBAL_REGION: &str = "us-east-1";
 pub struct Authenticator {
     iam: Arc<Iam>,
     cache: SigningKeyCache,
+    /// The default region (first served).
     region: String,
+    /// Every region served (KMS requests).
+    regions: Vec<String>,
     max_skew: chrono::Duration,
     /// The service's clock: role session expiry (not the SigV4 window, see the module docs).
     clock: Arc<dyn Clock>,
@@ -72,9 +77,20 @@ impl Authenticator {
             iam,
             cache: SigningKeyCache::new(),
             region: region.into(),
+            regions: vec![region.into()],
             max_skew,
             clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Serves KMS requests for `regions` (the default region is always served).
+    pub fn with_regions(mut self, regions: &[String]) -> Self {
+        for r in regions {
+            if !self.regions.contains(r) {
+                self.regions.push(r.clone());
+            }
+        }
+        self
     }
 
     /// Checks role session expiry against `clock` (the service's) instead of the wall clock.
@@ -96,13 +112,18 @@ impl Authenticator {
             .map(|a| a.access_key_id)
     }
 
-    /// Authenticates a KMS request; the error is the AWS exception to return.
+    /// Authenticates a KMS request; returns the caller and the request's region (the
+    /// credential scope's, one the server serves). The error is the AWS exception to return.
     pub fn authenticate(
         &self,
         parts: &Parts,
         body: &[u8],
-    ) -> Result<Arc<Principal>, ProtocolError> {
-        self.authenticate_for(Api::Kms, parts, body)
+    ) -> Result<(Arc<Principal>, String), ProtocolError> {
+        let req = RequestParts::from_http(parts, body);
+        let auth = sigv4::extract_authorization(&req).map_err(to_protocol)?;
+        let principal = self.verify(Api::Kms, &req, &auth, parts)?;
+        // `verify` checked the scope against the served regions.
+        Ok((principal, auth.region))
     }
 
     /// Authenticates a request for `api`.
@@ -114,6 +135,16 @@ impl Authenticator {
     ) -> Result<Arc<Principal>, ProtocolError> {
         let req = RequestParts::from_http(parts, body);
         let auth = sigv4::extract_authorization(&req).map_err(to_protocol)?;
+        self.verify(api, &req, &auth, parts)
+    }
+
+    fn verify(
+        &self,
+        api: Api,
+        req: &RequestParts<'_>,
+        auth: &sigv4::ParsedAuthorization,
+        parts: &Parts,
+    ) -> Result<Arc<Principal>, ProtocolError> {
         let (secret, principal) = self.credential(parts, &auth.access_key_id)?;
         // The strict policy: presigned (query-string) requests and `UNSIGNED-PAYLOAD` are
         // refused. No AWS SDK presigns KMS calls or leaves a KMS body unsigned, and either would
@@ -126,6 +157,9 @@ impl Authenticator {
         };
         let region = match api {
             Api::Sts if auth.region == STS_GLOBAL_REGION => STS_GLOBAL_REGION,
+            // A served region is checked as the scope's; any other fails as a signature
+            // scoped to the wrong region always has.
+            _ if self.regions.contains(&auth.region) => auth.region.as_str(),
             _ => self.region.as_str(),
         };
         let options = VerifyOptions {
@@ -133,8 +167,8 @@ impl Authenticator {
             ..VerifyOptions::new(service, region, self.max_skew)
         };
         sigv4::verify_cached(
-            &req,
-            &auth,
+            req,
+            auth,
             secret.expose_secret().as_bytes(),
             &self.cache,
             &options,

@@ -197,7 +197,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
     };
     let source_ip = source_ip(&parts);
     let user_agent = user_agent(&parts);
-    let principal = match state.auth.authenticate(&parts, &body) {
+    let (principal, region) = match state.auth.authenticate(&parts, &body) {
         Ok(p) => p,
         Err(e) => {
             let call = Call::new(
@@ -230,6 +230,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
     };
     let mut call = Call::new(principal, request_id.clone(), source_ip, user_agent);
     call.secure_transport = secure_transport(&parts);
+    call.region = region;
     let result = dispatch!(operation.as_str(), &state, call, body, &request_id;
         "CancelKeyDeletion" => operations::cancel_key_deletion::CancelKeyDeletion,
         "ConnectCustomKeyStore" => operations::connect_custom_key_store::ConnectCustomKeyStore,
@@ -271,6 +272,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
         "ListRetirableGrants" => operations::list_retirable_grants::ListRetirableGrants,
         "PutKeyPolicy" => operations::put_key_policy::PutKeyPolicy,
         "ReEncrypt" => operations::re_encrypt::ReEncrypt,
+        "ReplicateKey" => operations::replicate_key::ReplicateKey,
         "RetireGrant" => operations::retire_grant::RetireGrant,
         "RevokeGrant" => operations::revoke_grant::RevokeGrant,
         "RotateKeyOnDemand" => operations::rotate_key_on_demand::RotateKeyOnDemand,
@@ -280,6 +282,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
         "UntagResource" => operations::untag_resource::UntagResource,
         "UpdateAlias" => operations::update_alias::UpdateAlias,
         "UpdateKeyDescription" => operations::update_key_description::UpdateKeyDescription,
+        "UpdatePrimaryRegion" => operations::update_primary_region::UpdatePrimaryRegion,
         "Verify" => operations::verify::Verify,
         "VerifyMac" => operations::verify_mac::VerifyMac,
     );

@@ -152,6 +152,8 @@ pub struct KeyMetadata {
     pub key_agreement_algorithms: Option<Vec<&'static str>>,
     pub multi_region: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_region_configuration: Option<MultiRegionConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_key_store_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cloud_hsm_cluster_id: Option<String>,
@@ -174,9 +176,28 @@ pub struct XksKeyConfiguration {
     pub id: String,
 }
 
+/// `MultiRegionConfiguration`: the same for every key of a set.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MultiRegionConfiguration {
+    pub multi_region_key_type: &'static str,
+    pub primary_key: MultiRegionKey,
+    pub replica_keys: Vec<MultiRegionKey>,
+}
+
+/// `MultiRegionKey`: `{Arn, Region}`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MultiRegionKey {
+    pub arn: String,
+    pub region: String,
+}
+
 impl KeyMetadata {
     /// Metadata with the fields that need the service (the CloudHSM cluster id, the key
-    /// material fields). A store failure reading the materials leaves those fields out.
+    /// material fields, the related keys of a multi-Region key in every served region). A
+    /// store failure reading the materials or the related keys leaves those fields out rather
+    /// than failing the call whose key metadata this is.
     pub async fn of(kms: &crate::service::Kms, k: &KeyRecord) -> Self {
         let mut m = KeyMetadata::from(k);
         m.cloud_hsm_cluster_id = kms.cloud_hsm_cluster_id(k).await;
@@ -187,6 +208,37 @@ impl KeyMetadata {
                 m.valid_to = summary.valid_to;
             }
             Err(e) => tracing::warn!(error = %e.code(), "key material summary unavailable"),
+        }
+        if let Some(primary_region) = &k.mrk_primary_region {
+            let related = kms
+                .related_keys(k)
+                .await
+                .unwrap_or_else(|_| vec![k.clone()]);
+            let entry = |r: &KeyRecord| MultiRegionKey {
+                arn: r.arn.clone(),
+                region: r.region.clone(),
+            };
+            let primary = related
+                .iter()
+                .find(|r| r.region == *primary_region)
+                .map(entry)
+                .unwrap_or_else(|| MultiRegionKey {
+                    arn: crate::model::KeyArn::new("aws", primary_region, &k.account, &k.key_id).0,
+                    region: primary_region.clone(),
+                });
+            m.multi_region_configuration = Some(MultiRegionConfiguration {
+                multi_region_key_type: if k.region == *primary_region {
+                    "PRIMARY"
+                } else {
+                    "REPLICA"
+                },
+                primary_key: primary,
+                replica_keys: related
+                    .iter()
+                    .filter(|r| r.region != *primary_region)
+                    .map(entry)
+                    .collect(),
+            });
         }
         m
     }
@@ -239,7 +291,8 @@ impl From<&KeyRecord> for KeyMetadata {
             signing_algorithms: algorithms.signing,
             mac_algorithms: algorithms.mac,
             key_agreement_algorithms: algorithms.key_agreement,
-            multi_region: false,
+            multi_region: k.mrk_primary_region.is_some(),
+            multi_region_configuration: None,
             custom_key_store_id: k.custom_key_store_id.clone(),
             cloud_hsm_cluster_id: None,
             xks_key_configuration: k.xks_key_id.clone().map(|id| XksKeyConfiguration { id }),

@@ -123,7 +123,8 @@ pub enum RootKeyError {
 fn wrap_aad(m: MaterialId<'_>) -> Vec<u8> {
     let mut aad = Vec::with_capacity(WRAP_CONTEXT.len() + 64);
     aad.extend_from_slice(WRAP_CONTEXT);
-    aad.extend_from_slice(m.key_id.as_str().as_bytes());
+    // The public id: related multi-Region keys share their wrapped material.
+    aad.extend_from_slice(m.key_id.public().as_bytes());
     aad.extend_from_slice(&m.version.to_be_bytes());
     // Symmetric blobs keep the original AAD (stored material stays readable); every other
     // spec binds its name too.

@@ -245,6 +245,8 @@ struct RawMember {
 struct RawServer {
     listen: Option<String>,
     region: Option<String>,
+    regions: Option<Vec<String>>,
+    seed_file: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     max_clock_skew_seconds: Option<i64>,
     baseline_route: Option<bool>,
@@ -410,7 +412,15 @@ pub use iam::{Credential, IamConfig, RoleConfig, UserConfig};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The default region (the first of `regions`): the banner, and what the region-less
+    /// parts (STS) answer for.
     pub region: String,
+    /// The regions this deployment serves (`[server] regions`; default: `[region]`). A KMS
+    /// request's region is its SigV4 scope's and must be one of these.
+    pub regions: Vec<String>,
+    /// Keys, aliases and policies created at start-up, idempotently (`[server] seed_file`,
+    /// format in `docs/seeding.md`).
+    pub seed_file: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub max_clock_skew: chrono::Duration,
     pub baseline_route: bool,
@@ -641,6 +651,14 @@ fn read_table(
 }
 
 fn parse_env_value(v: &str) -> toml::Value {
+    // An array in TOML syntax (`KMS_SERVER__REGIONS='["us-east-1", "us-west-2"]'`).
+    if v.trim_start().starts_with('[') {
+        if let Ok(mut t) = format!("v = {v}").parse::<toml::Table>() {
+            if let Some(array) = t.remove("v") {
+                return array;
+            }
+        }
+    }
     if let Ok(b) = v.parse::<bool>() {
         return toml::Value::Boolean(b);
     }
@@ -754,17 +772,50 @@ fn validate(
              loopback listen address, not {listen}"
         ));
     }
-    let region = s.region.unwrap_or_else(|| "us-east-1".into());
-    let region_ok = !region.is_empty()
-        && region.len() <= 32
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !region_ok {
-        errors.push(format!(
-            "server.region: '{region}' is not a region name like us-east-1"
-        ));
+    let region_ok = |r: &str| {
+        !r.is_empty()
+            && r.len() <= 32
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    let regions = match (s.region.clone(), s.regions.clone()) {
+        (None, None) => vec!["us-east-1".to_string()],
+        (Some(r), None) => vec![r],
+        (None, Some(list)) => list,
+        // The default region first, then the others in their order.
+        (Some(r), Some(list)) => {
+            if !list.contains(&r) {
+                errors.push(format!(
+                    "server.regions: must include server.region '{r}' (or leave server.region out)"
+                ));
+            }
+            let mut out = vec![r.clone()];
+            out.extend(list.into_iter().filter(|x| *x != r));
+            out
+        }
+    };
+    if regions.is_empty() {
+        errors.push("server.regions: name at least one region".into());
     }
+    for r in &regions {
+        if !region_ok(r) {
+            errors.push(format!(
+                "server.region: '{r}' is not a region name like us-east-1"
+            ));
+        }
+    }
+    if regions
+        .iter()
+        .enumerate()
+        .any(|(i, r)| regions[..i].contains(r))
+    {
+        errors.push("server.regions: a region is named twice".into());
+    }
+    let region = regions
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "us-east-1".into());
+    let seed_file = s.seed_file.clone();
     let data_dir = s.data_dir.unwrap_or_else(|| PathBuf::from("kms-data"));
     let skew = s.max_clock_skew_seconds.unwrap_or(300);
     if !(1..=3600).contains(&skew) {
@@ -1079,6 +1130,8 @@ fn validate(
     Ok(Config {
         listen,
         region,
+        regions,
+        seed_file,
         data_dir,
         max_clock_skew: chrono::Duration::seconds(skew),
         baseline_route: s.baseline_route.unwrap_or(false),
@@ -1226,6 +1279,54 @@ mod tests {
         assert_eq!(c.region, "us-east-1");
         assert!(c.dev_credential);
         assert_eq!(c.iam.credentials[0].account, "111122223333");
+    }
+
+    #[test]
+    fn regions_default_to_the_region_and_are_validated() {
+        let env = |pairs: &[(&str, &str)]| {
+            load(
+                None,
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let c = env(&[]).unwrap();
+        assert_eq!(c.regions, vec!["us-east-1".to_string()]);
+        let c = env(&[("KMS_SERVER__REGION", "eu-west-1")]).unwrap();
+        assert_eq!(c.regions, vec!["eu-west-1".to_string()]);
+        // A list (TOML array syntax in the environment); the default region is the first.
+        let c = env(&[("KMS_SERVER__REGIONS", r#"["us-west-2", "us-east-1"]"#)]).unwrap();
+        assert_eq!((c.region.as_str(), c.regions.len()), ("us-west-2", 2));
+        // With both, the region comes first and must be listed.
+        let c = env(&[
+            ("KMS_SERVER__REGION", "us-east-1"),
+            ("KMS_SERVER__REGIONS", r#"["us-west-2", "us-east-1"]"#),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.regions,
+            vec!["us-east-1".to_string(), "us-west-2".to_string()]
+        );
+        let errors = |pairs: &[(&str, &str)]| env(pairs).unwrap_err().to_string();
+        assert!(errors(&[
+            ("KMS_SERVER__REGION", "us-east-1"),
+            ("KMS_SERVER__REGIONS", r#"["us-west-2"]"#),
+        ])
+        .contains("must include server.region 'us-east-1'"));
+        assert!(errors(&[("KMS_SERVER__REGIONS", "[]")]).contains("name at least one region"));
+        assert!(
+            errors(&[("KMS_SERVER__REGIONS", r#"["us-east-1", "us-east-1"]"#)])
+                .contains("named twice")
+        );
+        assert!(errors(&[("KMS_SERVER__REGIONS", r#"["US East"]"#)])
+            .contains("'US East' is not a region name"));
+        let c = env(&[("KMS_SERVER__SEED_FILE", "/etc/kms/seed.toml")]).unwrap();
+        assert_eq!(
+            c.seed_file.as_deref(),
+            Some(std::path::Path::new("/etc/kms/seed.toml"))
+        );
     }
 
     #[test]

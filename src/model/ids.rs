@@ -32,14 +32,61 @@ impl KeyId {
         ok.then(|| KeyId(s.to_ascii_lowercase()))
     }
 
+    /// A fresh random multi-Region key id (`mrk-` and a UUID's 32 hex digits), not yet placed
+    /// in a region (see [`KeyId::in_region`]).
+    pub fn generate_multi_region() -> Self {
+        KeyId(format!("mrk-{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    /// The id as the store keeps it: a single-Region key's id as is; a multi-Region key's id
+    /// with its region (`mrk-<hex>/<region>`), because related keys share the public id and
+    /// each region has its own row. Never on the wire: use [`KeyId::public`] (or `Display`).
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The id as AWS shows it (`mrk-<hex>` without a region).
+    pub fn public(&self) -> &str {
+        self.0.split_once('/').map_or(&self.0, |(id, _)| id)
+    }
+
+    /// Whether this is a multi-Region key id.
+    pub fn is_multi_region(&self) -> bool {
+        self.0.starts_with("mrk-")
+    }
+
+    /// The key of this id in `region`: a multi-Region id gets the region (the stored form);
+    /// a single-Region id is unchanged (its id is unique in every region).
+    pub fn in_region(&self, region: &str) -> KeyId {
+        if self.is_multi_region() {
+            KeyId(format!("{}/{region}", self.public()))
+        } else {
+            self.clone()
+        }
+    }
+
+    /// Parses the stored form ([`KeyId::as_str`]): a key id, or a multi-Region id with its
+    /// region.
+    pub fn from_storage(s: &str) -> Option<Self> {
+        match s.split_once('/') {
+            None => Self::parse(s),
+            Some((id, region)) => {
+                let ok = !region.is_empty()
+                    && region.len() <= 32
+                    && region
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                let id = Self::parse(id).filter(|id| id.is_multi_region() && ok)?;
+                Some(id.in_region(region))
+            }
+        }
     }
 }
 
 impl fmt::Display for KeyId {
+    /// The public form (no region).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.public())
     }
 }
 
@@ -244,6 +291,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn multi_region_ids_carry_their_region_in_storage_only() {
+        let id = KeyId::generate_multi_region();
+        assert!(KeyId::parse(id.as_str()).is_some(), "{id}");
+        let west = id.in_region("us-west-2");
+        assert_eq!(west.public(), id.as_str());
+        assert_eq!(west.to_string(), id.to_string());
+        assert_eq!(west.as_str(), format!("{id}/us-west-2"));
+        assert_ne!(west, id.in_region("us-east-1"));
+        assert_eq!(west.in_region("eu-west-1"), id.in_region("eu-west-1"));
+        assert_eq!(KeyId::from_storage(west.as_str()), Some(west.clone()));
+        assert_eq!(KeyId::from_storage(&format!("{id}/US")), None);
+        let uuid = KeyId::generate();
+        assert_eq!(uuid.in_region("us-west-2"), uuid);
+        assert_eq!(KeyId::from_storage(&format!("{uuid}/us-west-2")), None);
+    }
+
+    #[test]
     fn parses_every_form() {
         let id = "1234abcd-12ab-34cd-56ef-1234567890ab";
         assert!(matches!(KeyRef::parse(id), Ok(KeyRef::Id(_))));
@@ -266,6 +330,11 @@ mod tests {
             assert_eq!(KeyRef::parse(bad), Err(KeyRefError::InvalidKeyId), "{bad}");
         }
         assert_eq!(KeyRef::parse("alias/"), Err(KeyRefError::InvalidKeyId));
+        // The stored form of a multi-Region key is never request input.
+        assert_eq!(
+            KeyRef::parse(&format!("{mrk}/us-west-2")),
+            Err(KeyRefError::InvalidKeyId)
+        );
         assert_eq!(
             KeyRef::parse("arn:aws:kms:us-east-1:1:key/x"),
             Err(KeyRefError::InvalidArn)

@@ -266,6 +266,9 @@ pub struct KeyRecord {
     /// Asymmetric keys: the public key as DER SubjectPublicKeyInfo, made at creation and never
     /// changed (host-side Verify and RSA Encrypt use it; GetPublicKey returns it).
     pub public_key: Option<Vec<u8>>,
+    /// Multi-Region keys: the region of the primary key of the set (the same in every related
+    /// key's row; `None` for a single-Region key).
+    pub mrk_primary_region: Option<String>,
     /// Not stored: set when the key's custom key store is not connected.
     pub unavailable: bool,
 }

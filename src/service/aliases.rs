@@ -45,8 +45,8 @@ impl Aliases {
         Ok(())
     }
 
-    fn alias_arn(&self, account: &str, name: &str) -> String {
-        AliasName(name.to_string()).arn(&self.partition, &self.region, account)
+    fn alias_arn(&self, region: &str, account: &str, name: &str) -> String {
+        AliasName(name.to_string()).arn(&self.partition, region, account)
     }
 
     /// Resolves a `TargetKeyId` (key id or key ARN only) and authorizes the call's operation on
@@ -57,7 +57,7 @@ impl Aliases {
 
     /// The identity-policy half of an alias write: the action on the alias ARN.
     fn authorize_alias(&self, call: &Call, name: &str) -> KmsResult<()> {
-        let arn = self.alias_arn(&call.principal.account, name);
+        let arn = self.alias_arn(self.region_of(call), &call.principal.account, name);
         self.authorize_identity(call, call.operation, Some(&arn), |_| {})
     }
 
@@ -67,59 +67,77 @@ impl Aliases {
         let key = self.target_key(call, target).await?;
         self.check_state(&key, StateRule::NotPendingDeletion)?;
         let account = call.principal.account.clone();
-        call.resources
-            .insert(0, alias_resource(&account, &self.alias_arn(&account, name)));
+        call.resources.insert(
+            0,
+            alias_resource(
+                &account,
+                &self.alias_arn(self.region_of(call), &account, name),
+            ),
+        );
         if self
             .store
-            .get_alias(&account, &self.region, name)
+            .get_alias(&account, self.region_of(call), name)
             .await?
             .is_some()
         {
-            return Err(self.alias_exists(&account, name));
+            return Err(self.alias_exists(self.region_of(call), &account, name));
         }
         self.check_alias_quota(&key).await?;
         let now = self.clock.now();
         let record = AliasRecord {
             account: account.clone(),
-            region: self.region.clone(),
+            region: self.region_of(call).to_string(),
             name: name.to_string(),
             target_key_id: key.key_id.clone(),
             creation_date: now,
             last_updated_date: now,
         };
         match self.store.create_alias(&record).await {
-            Err(StoreError::AlreadyExists) => Err(self.alias_exists(&account, name)),
+            Err(StoreError::AlreadyExists) => {
+                Err(self.alias_exists(self.region_of(call), &account, name))
+            }
             other => Ok(other?),
         }
     }
 
-    fn alias_exists(&self, account: &str, name: &str) -> KmsError {
+    fn alias_exists(&self, region: &str, account: &str, name: &str) -> KmsError {
         KmsError::AlreadyExists(format!(
             "An alias with the name {} already exists",
-            self.alias_arn(account, name)
+            self.alias_arn(region, account, name)
         ))
     }
 
-    async fn existing_alias(&self, account: &str, name: &str) -> KmsResult<AliasRecord> {
+    async fn existing_alias(
+        &self,
+        region: &str,
+        account: &str,
+        name: &str,
+    ) -> KmsResult<AliasRecord> {
         self.store
-            .get_alias(account, &self.region, name)
+            .get_alias(account, region, name)
             .await?
             .ok_or_else(|| {
                 KmsError::NotFound(format!(
                     "Alias {} is not found.",
-                    self.alias_arn(account, name)
+                    self.alias_arn(region, account, name)
                 ))
             })
     }
 
     pub async fn update_alias(&self, call: &mut Call, name: &str, target: &str) -> KmsResult<()> {
         let account = call.principal.account.clone();
-        call.resources
-            .push(alias_resource(&account, &self.alias_arn(&account, name)));
+        call.resources.push(alias_resource(
+            &account,
+            &self.alias_arn(self.region_of(call), &account, name),
+        ));
         self.authorize_alias(call, name)?;
-        let mut alias = self.existing_alias(&account, name).await?;
+        let mut alias = self
+            .existing_alias(self.region_of(call), &account, name)
+            .await?;
         let new_key = self.target_key(call, target).await?;
-        let old_key = self.get_key_of(&account, &alias.target_key_id).await?;
+        let old_key = self
+            .get_key_of(&alias.region, &account, &alias.target_key_id)
+            .await?;
         call.touch(&old_key);
         // Both keys' policies must allow it (reference §3.3).
         self.authorize_key(call, "UpdateAlias", &old_key, None, |_| {})
@@ -147,17 +165,24 @@ impl Aliases {
 
     pub async fn delete_alias(&self, call: &mut Call, name: &str) -> KmsResult<()> {
         let account = call.principal.account.clone();
-        call.resources
-            .push(alias_resource(&account, &self.alias_arn(&account, name)));
+        call.resources.push(alias_resource(
+            &account,
+            &self.alias_arn(self.region_of(call), &account, name),
+        ));
         self.authorize_alias(call, name)?;
-        let alias = self.existing_alias(&account, name).await?;
-        if let Ok(key) = self.get_key_of(&account, &alias.target_key_id).await {
+        let alias = self
+            .existing_alias(self.region_of(call), &account, name)
+            .await?;
+        if let Ok(key) = self
+            .get_key_of(&alias.region, &account, &alias.target_key_id)
+            .await
+        {
             call.touch(&key);
             self.authorize_key(call, "DeleteAlias", &key, None, |_| {})
                 .await?;
         }
         self.store
-            .delete_alias(&account, &self.region, name)
+            .delete_alias(&account, self.region_of(call), name)
             .await?;
         Ok(())
     }
@@ -190,7 +215,13 @@ impl Aliases {
         }
         let mut page = self
             .store
-            .list_aliases(&account, &self.region, key.as_ref(), marker, limit + 1)
+            .list_aliases(
+                &account,
+                self.region_of(call),
+                key.as_ref(),
+                marker,
+                limit + 1,
+            )
             .await?;
         let truncated = page.len() > limit;
         page.truncate(limit);
@@ -198,7 +229,7 @@ impl Aliases {
     }
 
     pub fn alias_arn_of(&self, record: &AliasRecord) -> String {
-        self.alias_arn(&record.account, &record.name)
+        self.alias_arn(&record.region, &record.account, &record.name)
     }
 }
 

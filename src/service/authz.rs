@@ -149,7 +149,8 @@ impl Core {
         ctx.set("kms:CallerAccount", call.principal.account.as_str())
             .set("aws:SecureTransport", call.secure_transport)
             .set("aws:CurrentTime", now)
-            .set("aws:EpochTime", now.timestamp());
+            .set("aws:EpochTime", now.timestamp())
+            .set("aws:RequestedRegion", self.region_of(call));
         if let Ok(ip) = call.source_ip.parse::<std::net::IpAddr>() {
             ctx.set("aws:SourceIp", ip);
         }
@@ -267,7 +268,15 @@ impl Core {
             .set("kms:KeyUsage", usage)
             .set("kms:CustomerMasterKeyUsage", usage)
             .set("kms:KeyOrigin", key.origin.as_str())
-            .set("kms:MultiRegion", false);
+            .set("kms:MultiRegion", key.mrk_primary_region.is_some());
+        if let Some(primary) = &key.mrk_primary_region {
+            let kind = if *primary == key.region {
+                "PRIMARY"
+            } else {
+                "REPLICA"
+            };
+            ctx.set("kms:MultiRegionKeyType", kind);
+        }
         if let Some(alias) = &call.request_alias {
             ctx.set("kms:RequestAlias", alias.as_str());
         }

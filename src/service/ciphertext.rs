@@ -51,7 +51,7 @@ pub fn header(key_id: &KeyId, material_version: u32) -> Vec<u8> {
 
 /// The blob header of a given format version.
 pub fn header_v(version: u8, key_id: &KeyId, material_version: u32) -> Vec<u8> {
-    let id = key_id.as_str().as_bytes();
+    let id = key_id.public().as_bytes();
     let mut h = Vec::with_capacity(6 + id.len());
     h.push(version);
     h.push(id.len() as u8);

@@ -415,7 +415,8 @@ impl Crypto {
         if let Some(requested) = key_id {
             let key = self.resolve(call, requested, true).await?;
             if let Some(p) = parsed {
-                if p.key_id != key.key_id {
+                // A multi-Region blob names the public id: any related key decrypts it.
+                if p.key_id.public() != key.key_id.public() {
                     return Err(KmsError::IncorrectKey);
                 }
             }
@@ -426,8 +427,10 @@ impl Crypto {
         let Some(p) = parsed else {
             return Err(KmsError::InvalidCiphertext);
         };
-        match self.store.get_key(&p.key_id).await? {
-            Some(k) if k.region == self.region && k.key_spec == KeySpec::SymmetricDefault => {
+        // A multi-Region key's blob decrypts under the related key of the call's region.
+        let here = self.region_of(call).to_string();
+        match self.store.get_key(&p.key_id.in_region(&here)).await? {
+            Some(k) if k.region == here && k.key_spec == KeySpec::SymmetricDefault => {
                 call.touch(&k);
                 Ok(self.annotate(k))
             }

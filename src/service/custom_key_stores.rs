@@ -175,7 +175,9 @@ pub struct StoreUpdate {
 impl Core {
     async fn store_of(&self, call: &Call, id: &str) -> KmsResult<CustomKeyStoreRecord> {
         match self.store.get_custom_key_store(id).await? {
-            Some(s) if s.account == call.principal.account && s.region == self.region => Ok(s),
+            Some(s) if s.account == call.principal.account && s.region == self.region_of(call) => {
+                Ok(s)
+            }
             _ => Err(not_found(id)),
         }
     }
@@ -292,7 +294,7 @@ impl CustomKeyStores {
         let account = call.principal.account.clone();
         let existing = self
             .store
-            .list_custom_key_stores(&account, &self.region)
+            .list_custom_key_stores(&account, self.region_of(call))
             .await?;
         if let Some(same) = existing.iter().find(|s| s.name == req.name) {
             // Idempotent: identical properties on a disconnected store return its id.
@@ -337,7 +339,7 @@ impl CustomKeyStores {
         let record = CustomKeyStoreRecord {
             id: id.clone(),
             account,
-            region: self.region.clone(),
+            region: self.region_of(call).to_string(),
             name: req.name,
             store_type: CustomKeyStoreType::AwsCloudhsm,
             cluster_id: Some(cluster_id),
@@ -499,7 +501,7 @@ impl CustomKeyStores {
     async fn check_name_free(&self, store: &CustomKeyStoreRecord, name: &str) -> KmsResult<()> {
         let others = self
             .store
-            .list_custom_key_stores(&store.account, &self.region)
+            .list_custom_key_stores(&store.account, &store.region)
             .await?;
         if others.iter().any(|s| s.name == name && s.id != store.id) {
             return Err(KmsError::CustomKeyStoreNameInUse(format!(
@@ -535,7 +537,7 @@ impl CustomKeyStores {
     ) -> KmsResult<Vec<CustomKeyStoreRecord>> {
         let all = self
             .store
-            .list_custom_key_stores(&call.principal.account, &self.region)
+            .list_custom_key_stores(&call.principal.account, self.region_of(call))
             .await?;
         match (id, name) {
             (Some(id), _) => all
@@ -575,9 +577,10 @@ impl CustomKeyStores {
         };
         let account = call.principal.account.clone();
         let key_id = KeyId::generate();
-        let arn = crate::model::KeyArn::new(&self.partition, &self.region, &account, &key_id).0;
+        let arn =
+            crate::model::KeyArn::new(&self.partition, self.region_of(call), &account, &key_id).0;
         let policy = self.new_key_policy(call, &arn, policy, bypass_policy_lockout)?;
-        self.check_key_quota(&account).await?;
+        self.check_key_quota(&account, self.region_of(call)).await?;
         let (wrapped, holders) = cluster
             .create_backing_key(&arn, MIN_MEMBERS_FOR_CREATE)
             .await
@@ -596,7 +599,7 @@ impl CustomKeyStores {
         let key = KeyRecord {
             key_id: key_id.clone(),
             account,
-            region: self.region.clone(),
+            region: self.region_of(call).to_string(),
             arn,
             description,
             key_spec: KeySpec::SymmetricDefault,
@@ -615,6 +618,7 @@ impl CustomKeyStores {
             custom_key_store_id: Some(store_id.to_string()),
             xks_key_id: None,
             public_key: None,
+            mrk_primary_region: None,
             unavailable: false,
         };
         let material = MaterialRecord {
@@ -658,7 +662,8 @@ impl CustomKeyStores {
                 continue;
             }
             if s.store_type == CustomKeyStoreType::ExternalKeyStore {
-                let call = Call::internal(&s.account, "KmsHealthCheck");
+                let mut call = Call::internal(&s.account, "KmsHealthCheck");
+                call.region = s.region.clone();
                 self.connect_xks_store(&call, s).await?;
                 continue;
             }

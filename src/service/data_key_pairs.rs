@@ -61,7 +61,7 @@ impl DataKeyPairs {
         dry_run: bool,
     ) -> KmsResult<DataKeyPair> {
         // SM2 exists only in AWS's China Regions; elsewhere AWS refuses it (as CreateKey does).
-        if spec == DataKeyPairSpec::Sm2 && !self.region.starts_with("cn-") {
+        if spec == DataKeyPairSpec::Sm2 && !self.region_of(call).starts_with("cn-") {
             return Err(KmsError::UnsupportedOperation(
                 "KeyPairSpec SM2 is not supported in this Region".into(),
             ));

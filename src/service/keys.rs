@@ -23,7 +23,8 @@ pub struct NewKey {
 /// Result of ScheduleKeyDeletion.
 pub struct Scheduled {
     pub key: KeyRecord,
-    pub deletion_date: DateTime<Utc>,
+    /// `None` for a multi-Region primary waiting for its replicas.
+    pub deletion_date: Option<DateTime<Utc>>,
     pub pending_window_days: i64,
 }
 
@@ -71,9 +72,9 @@ impl super::Core {
     /// store is made. Every key counts, PendingDeletion included, until it is deleted (AWS:
     /// "any spec or state"). The count and the insert are not one transaction, so concurrent
     /// creates at the limit can pass it by the number of racing requests.
-    pub(crate) async fn check_key_quota(&self, account: &str) -> KmsResult<()> {
+    pub(crate) async fn check_key_quota(&self, account: &str, region: &str) -> KmsResult<()> {
         let limit = self.limits.keys_for(account);
-        let usage = self.store.count_keys(account, &self.region).await?;
+        let usage = self.store.count_keys(account, region).await?;
         if usage >= limit {
             // AWS's words (a recorded response: convox/rack#347, 2016).
             return Err(KmsError::LimitExceeded(format!(
@@ -140,7 +141,7 @@ impl Keys {
     }
 
     pub async fn create_key(&self, call: &mut Call, req: NewKey) -> KmsResult<KeyRecord> {
-        check_spec_usage(&self.region, req.key_spec, Some(req.key_usage))?;
+        check_spec_usage(self.region_of(call), req.key_spec, Some(req.key_usage))?;
         if req.origin == Origin::External && !super::import::importable(req.key_spec) {
             return Err(KmsError::UnsupportedOperation(format!(
                 "KeySpec {} does not support Origin EXTERNAL: key material of this spec cannot \
@@ -154,16 +155,29 @@ impl Keys {
                 req.origin
             )));
         }
-        if req.multi_region {
-            return Err(KmsError::UnsupportedOperation(
-                "Multi-Region keys are not supported by this key store.".into(),
-            ));
-        }
+        let region = self.region_of(call).to_string();
+        // A multi-Region key is created as the primary of its set, in the call's region.
+        let key_id = if req.multi_region {
+            KeyId::generate_multi_region().in_region(&region)
+        } else {
+            KeyId::generate()
+        };
+        self.create_key_with_id(call, key_id, req).await
+    }
+
+    /// CreateKey's work once the id is chosen (a fresh one, or a seed file's): policy, quota,
+    /// material, the row. The key is made in the call's region for the call's account.
+    pub(crate) async fn create_key_with_id(
+        &self,
+        call: &mut Call,
+        key_id: KeyId,
+        req: NewKey,
+    ) -> KmsResult<KeyRecord> {
         let account = call.principal.account.clone();
-        let key_id = KeyId::generate();
-        let arn = crate::model::KeyArn::new(&self.partition, &self.region, &account, &key_id).0;
+        let region = self.region_of(call).to_string();
+        let arn = crate::model::KeyArn::new(&self.partition, &region, &account, &key_id).0;
         let policy = self.new_key_policy(call, &arn, req.policy, req.bypass_policy_lockout)?;
-        self.check_key_quota(&account).await?;
+        self.check_key_quota(&account, &region).await?;
         let now = self.clock.now();
         let external = req.origin == Origin::External;
         let (wrapped, public_key) = if external {
@@ -197,7 +211,7 @@ impl Keys {
         let key = KeyRecord {
             key_id: key_id.clone(),
             account,
-            region: self.region.clone(),
+            region: region.clone(),
             arn,
             description: req.description,
             key_spec: req.key_spec,
@@ -220,6 +234,7 @@ impl Keys {
             custom_key_store_id: None,
             xks_key_id: None,
             public_key,
+            mrk_primary_region: req.multi_region.then_some(region),
             unavailable: false,
         };
         let material = MaterialRecord {
@@ -249,13 +264,18 @@ impl Keys {
     ) -> KmsResult<(Vec<KeyRecord>, bool)> {
         self.authorize_identity(call, "ListKeys", None, |_| {})?;
         if let Some(m) = marker {
-            if KeyId::parse(m).is_none() {
+            if KeyId::from_storage(m).is_none() {
                 return Err(KmsError::InvalidMarker("Invalid marker".into()));
             }
         }
         let mut keys = self
             .store
-            .list_keys(&call.principal.account, &self.region, marker, limit + 1)
+            .list_keys(
+                &call.principal.account,
+                self.region_of(call),
+                marker,
+                limit + 1,
+            )
             .await?;
         let truncated = keys.len() > limit;
         keys.truncate(limit);
@@ -307,9 +327,17 @@ impl Keys {
         })
         .await?;
         self.check_state(&key, StateRule::Schedule)?;
-        let deletion_date = self.clock.now() + Duration::days(days);
-        key.state = KeyState::PendingDeletion;
-        key.deletion_date = Some(deletion_date);
+        // A multi-Region primary with replicas waits for them (PendingReplicaDeletion, no
+        // date); its window starts when the last replica is deleted.
+        let waits = key.mrk_primary_region.as_deref() == Some(key.region.as_str())
+            && self.related_keys(&key).await?.len() > 1;
+        let deletion_date = (!waits).then(|| self.clock.now() + Duration::days(days));
+        key.state = if waits {
+            KeyState::PendingReplicaDeletion
+        } else {
+            KeyState::PendingDeletion
+        };
+        key.deletion_date = deletion_date;
         key.pending_window_days = Some(days);
         let key = self.store.update_key(&key).await?;
         Ok(Scheduled {

@@ -65,6 +65,8 @@ impl Kms {
                 })
             });
             self.audit_service_event("DeleteKey", &key, additional);
+            // The last replica gone starts a waiting primary's own deletion window.
+            self.replica_deleted(&key).await?;
             tracing::info!(key_arn = %key.arn, "deleted key at the end of its waiting period");
             report.deleted += 1;
         }
@@ -74,6 +76,14 @@ impl Kms {
             };
             // Disabled or pending-deletion keys are not rotated; they rotate when they come back.
             if key.state != KeyState::Enabled || key.next_rotation_date.is_none_or(|d| d > now) {
+                continue;
+            }
+            // A multi-Region replica rotates with its primary (which gives it the version).
+            if key
+                .mrk_primary_region
+                .as_ref()
+                .is_some_and(|p| *p != key.region)
+            {
                 continue;
             }
             let arn = key.arn.clone();

@@ -28,9 +28,11 @@ pub mod import;
 pub mod keys;
 pub mod mac;
 pub mod maintenance;
+pub mod multi_region;
 pub mod policy;
 pub mod rotation;
 pub mod secrets;
+pub mod seed;
 pub mod signing;
 pub mod sts;
 pub mod tags;
@@ -69,6 +71,10 @@ pub struct Call {
     pub secure_transport: bool,
     /// The alias name the request named its key by (`kms:RequestAlias`), set by resolution.
     pub request_alias: Option<String>,
+    /// The request's region (its SigV4 scope's, one the server serves); empty for calls that
+    /// have none (the service's own, failed authentication): [`Core::region_of`] then answers
+    /// the default region.
+    pub region: String,
 }
 
 impl Call {
@@ -88,6 +94,7 @@ impl Call {
             additional: None,
             secure_transport: false,
             request_alias: None,
+            region: String::new(),
         }
     }
 
@@ -148,6 +155,8 @@ pub struct Core {
     pub(crate) audit: Arc<dyn AuditSink>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) region: String,
+    /// Every region served, the default first.
+    pub(crate) regions: Vec<String>,
     pub(crate) partition: String,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// Connected custom key stores (clusters and external key store proxies) and their quotas.
@@ -239,7 +248,7 @@ impl Kms {
         root: Arc<dyn CryptoBackend>,
         audit: Arc<dyn AuditSink>,
         clock: Arc<dyn Clock>,
-        region: String,
+        regions: Vec<String>,
         connections: Connections,
         metrics: Arc<crate::metrics::Metrics>,
         iam: Arc<crate::iam::Iam>,
@@ -250,7 +259,11 @@ impl Kms {
             root,
             audit,
             clock,
-            region,
+            region: regions
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "us-east-1".into()),
+            regions,
             partition: "aws".into(),
             metrics,
             connections,
@@ -289,25 +302,42 @@ impl Core {
         &self.metrics
     }
 
+    /// The default region (the first served).
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// The region a call works in: its own, or the default region.
+    pub fn region_of<'a>(&'a self, call: &'a Call) -> &'a str {
+        if call.region.is_empty() {
+            &self.region
+        } else {
+            &call.region
+        }
+    }
+
+    /// Every region this deployment serves (the default first).
+    pub fn regions(&self) -> &[String] {
+        &self.regions
     }
 
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
 
-    fn key_not_found(&self, account: &str, key_id: &str) -> KmsError {
+    fn key_not_found(&self, region: &str, account: &str, key_id: &crate::model::KeyId) -> KmsError {
         KmsError::NotFound(format!(
             "Key 'arn:{}:kms:{}:{}:key/{}' does not exist",
-            self.partition, self.region, account, key_id
+            self.partition, region, account, key_id
         ))
     }
 
-    /// Resolves a `KeyId` parameter. A key id or alias name resolves in the caller's account
-    /// (NotFound otherwise); a key ARN or alias ARN may name another account's key, which
-    /// authorization then decides on (a missing one is AccessDenied, so as not to reveal what
-    /// exists). `allow_alias` is false for operations that take only a key id or key ARN.
+    /// Resolves a `KeyId` parameter in the call's region. A key id or alias name resolves in
+    /// the caller's account (NotFound otherwise); a key ARN or alias ARN may name another
+    /// account's key, which authorization then decides on (a missing one is AccessDenied, so
+    /// as not to reveal what exists). An ARN of another region (served or not) is NotFound, as
+    /// AWS answers. A multi-Region key id names the related key of the call's region.
+    /// `allow_alias` is false for operations that take only a key id or key ARN.
     pub async fn resolve(
         &self,
         call: &mut Call,
@@ -315,6 +345,7 @@ impl Core {
         allow_alias: bool,
     ) -> KmsResult<KeyRecord> {
         let account = call.principal.account.clone();
+        let here = self.region_of(call).to_string();
         let key_ref = match KeyRef::parse(key_id) {
             Ok(r) => r,
             Err(KeyRefError::InvalidKeyId) => {
@@ -332,21 +363,21 @@ impl Core {
             ));
         }
         let (id, owner) = match key_ref {
-            KeyRef::Id(id) => (id, account.clone()),
+            KeyRef::Id(id) => (id.in_region(&here), account.clone()),
             KeyRef::Arn {
                 region,
                 account: owner,
                 key_id: id,
             } => {
-                if region != self.region {
+                if region != here {
                     return Err(KmsError::NotFound(format!("Invalid arn {region}")));
                 }
-                (id, owner)
+                (id.in_region(&here), owner)
             }
             KeyRef::AliasName(alias) => {
                 call.request_alias = Some(alias.0.clone());
                 (
-                    self.alias_target(&account, &alias.0).await?,
+                    self.alias_target(&here, &account, &alias.0).await?,
                     account.clone(),
                 )
             }
@@ -355,14 +386,14 @@ impl Core {
                 account: owner,
                 alias,
             } => {
-                if region != self.region {
+                if region != here {
                     return Err(KmsError::NotFound(format!("Invalid arn {region}")));
                 }
                 call.request_alias = Some(alias.0.clone());
                 if owner == account {
-                    (self.alias_target(&account, &alias.0).await?, owner)
+                    (self.alias_target(&here, &account, &alias.0).await?, owner)
                 } else {
-                    match self.store.get_alias(&owner, &self.region, &alias.0).await? {
+                    match self.store.get_alias(&owner, &here, &alias.0).await? {
                         Some(a) => (a.target_key_id, owner),
                         None => return Err(self.not_here(call)),
                     }
@@ -371,7 +402,7 @@ impl Core {
         };
         if owner != account {
             return match self.store.get_key(&id).await? {
-                Some(k) if k.account == owner && k.region == self.region => {
+                Some(k) if k.account == owner && k.region == here => {
                     let key = self.annotate(k);
                     call.touch(&key);
                     Ok(key)
@@ -379,7 +410,7 @@ impl Core {
                 _ => Err(self.not_here(call)),
             };
         }
-        let key = self.get_key_of(&account, &id).await?;
+        let key = self.get_key_of(&here, &account, &id).await?;
         call.touch(&key);
         Ok(key)
     }
@@ -393,29 +424,31 @@ impl Core {
         ))
     }
 
-    /// Loads a key by id, as visible to `account`.
+    /// Loads a key by (stored) id, as visible to `account` in `region`.
     pub(crate) async fn get_key_of(
         &self,
+        region: &str,
         account: &str,
         id: &crate::model::KeyId,
     ) -> KmsResult<KeyRecord> {
         match self.store.get_key(id).await? {
-            Some(k) if k.account == account => Ok(self.annotate(k)),
-            _ => Err(self.key_not_found(account, id.as_str())),
+            Some(k) if k.account == account && k.region == region => Ok(self.annotate(k)),
+            _ => Err(self.key_not_found(region, account, id)),
         }
     }
 
-    async fn alias_target(&self, account: &str, alias: &str) -> KmsResult<crate::model::KeyId> {
-        match self.store.get_alias(account, &self.region, alias).await? {
+    async fn alias_target(
+        &self,
+        region: &str,
+        account: &str,
+        alias: &str,
+    ) -> KmsResult<crate::model::KeyId> {
+        match self.store.get_alias(account, region, alias).await? {
             Some(a) => Ok(a.target_key_id),
             // AWS's words, no quotes (recorded AWS responses, docs/errors.md).
             None => Err(KmsError::NotFound(format!(
                 "Alias {} is not found.",
-                crate::model::AliasName(alias.to_string()).arn(
-                    &self.partition,
-                    &self.region,
-                    account
-                )
+                crate::model::AliasName(alias.to_string()).arn(&self.partition, region, account)
             ))),
         }
     }
@@ -531,6 +564,7 @@ impl Core {
         error: Option<AuditError<'_>>,
         read_only: bool,
     ) -> Option<crate::audit::AuditAck> {
+        let aws_region = self.region_of(&call).to_string();
         let p = call.principal;
         let event = AuditEvent {
             event_version: "1.08",
@@ -541,7 +575,7 @@ impl Core {
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             event_source,
             event_name: event_name.to_string(),
-            aws_region: self.region.clone(),
+            aws_region,
             source_i_p_address: call.source_ip,
             user_agent: call.user_agent,
             error_code: error.map(|e| e.code.to_string()),
@@ -596,7 +630,7 @@ impl Core {
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             event_source: "kms.amazonaws.com",
             event_name: event_name.to_string(),
-            aws_region: self.region.clone(),
+            aws_region: key.region.clone(),
             source_i_p_address: "AWS Internal".into(),
             user_agent: "AWS Internal".into(),
             error_code: None,
@@ -612,7 +646,7 @@ impl Core {
             management_event: true,
             recipient_account_id: key.account.clone(),
             event_category: "Management",
-            service_event_details: Some(serde_json::json!({ "keyId": key.key_id.as_str() })),
+            service_event_details: Some(serde_json::json!({ "keyId": key.key_id.public() })),
             additional_event_data: additional,
         };
         self.audit.record(event);

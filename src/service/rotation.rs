@@ -76,23 +76,25 @@ impl Rotation {
         })
         .await?;
         self.check_rotatable(&key)?;
+        self.refuse_replica_rotation(&key)?;
         self.check_state(&key, StateRule::Rotation)?;
         key.rotation_enabled = true;
         key.rotation_period_days = Some(period_days);
         key.next_rotation_date = Some(self.clock.now() + Duration::days(period_days));
-        self.store.update_key(&key).await?;
-        Ok(())
+        let key = self.store.update_key(&key).await?;
+        self.sync_rotation_settings(&key).await
     }
 
     pub async fn disable_key_rotation(&self, call: &mut Call, key_id: &str) -> KmsResult<()> {
         let mut key = self.resolve_authorized(call, key_id, false).await?;
         self.check_rotatable(&key)?;
+        self.refuse_replica_rotation(&key)?;
         self.check_state(&key, StateRule::Rotation)?;
         key.rotation_enabled = false;
         key.rotation_period_days = None;
         key.next_rotation_date = None;
-        self.store.update_key(&key).await?;
-        Ok(())
+        let key = self.store.update_key(&key).await?;
+        self.sync_rotation_settings(&key).await
     }
 
     pub async fn get_key_rotation_status(
@@ -109,7 +111,11 @@ impl Rotation {
         }
         // While pending deletion rotation is reported as disabled; the setting is kept and
         // comes back on CancelKeyDeletion.
-        let enabled = key.rotation_enabled && key.state != KeyState::PendingDeletion;
+        let enabled = key.rotation_enabled
+            && !matches!(
+                key.state,
+                KeyState::PendingDeletion | KeyState::PendingReplicaDeletion
+            );
         Ok(RotationStatus {
             enabled,
             period_days: if enabled {
@@ -132,6 +138,7 @@ impl Rotation {
         key_id: &str,
     ) -> KmsResult<KeyRecord> {
         let key = self.resolve_authorized(call, key_id, false).await?;
+        self.refuse_replica_rotation(&key)?;
         let external = key.origin == Origin::External && key.key_spec == KeySpec::SymmetricDefault;
         if external {
             if key.custom_key_store_id.is_none() && key.state == KeyState::PendingImport {
@@ -187,7 +194,8 @@ impl Rotation {
         Ok(key)
     }
 
-    /// Adds a new material version and makes it current.
+    /// Adds a new material version and makes it current; a multi-Region primary's replicas
+    /// get the same version.
     pub(crate) async fn rotate(
         &self,
         mut key: KeyRecord,
@@ -221,6 +229,7 @@ impl Rotation {
         };
         let key = self.store.rotate_key(&key, &material).await?;
         self.audit_service_event("RotateKey", &key, None);
+        self.sync_new_material(&key, &material).await?;
         Ok(key)
     }
 

@@ -441,7 +441,9 @@ pub mod fuzzing {
 impl CustomKeyStores {
     async fn xks_store_of(&self, call: &Call, id: &str) -> KmsResult<CustomKeyStoreRecord> {
         match self.store.get_custom_key_store(id).await? {
-            Some(s) if s.account == call.principal.account && s.region == self.region => Ok(s),
+            Some(s) if s.account == call.principal.account && s.region == self.region_of(call) => {
+                Ok(s)
+            }
             _ => Err(KmsError::CustomKeyStoreNotFound(format!(
                 "Custom key store '{id}' does not exist"
             ))),
@@ -541,7 +543,7 @@ impl CustomKeyStores {
         let account = call.principal.account.clone();
         let existing = self
             .store
-            .list_custom_key_stores(&account, &self.region)
+            .list_custom_key_stores(&account, self.region_of(call))
             .await?;
         if existing.iter().any(|s| s.name == req.name) {
             return Err(KmsError::CustomKeyStoreNameInUse(format!(
@@ -573,10 +575,10 @@ impl CustomKeyStores {
             credential_date: Some(self.clock.now()),
         };
         // Test the configuration the way AWS does: GetHealthStatus signed with the credential.
-        let client = self
-            .connections
-            .xks
-            .client_for(&settings, secret.clone(), &self.region)?;
+        let client =
+            self.connections
+                .xks
+                .client_for(&settings, secret.clone(), self.region_of(call))?;
         self.connections.xks.admit_probe(&account)?;
         self.probe(&client, call, None)
             .await
@@ -585,7 +587,7 @@ impl CustomKeyStores {
         let record = CustomKeyStoreRecord {
             id: id.clone(),
             account,
-            region: self.region.clone(),
+            region: self.region_of(call).to_string(),
             name: req.name,
             store_type: CustomKeyStoreType::ExternalKeyStore,
             cluster_id: None,
@@ -621,7 +623,7 @@ impl CustomKeyStores {
         let client = Arc::new(
             self.connections
                 .xks
-                .client_for(&settings, secret, &self.region)?
+                .client_for(&settings, secret, &store.region)?
                 .with_metrics(self.metrics.clone(), &store.id),
         );
         match self.probe(&client, call, Some(&store.id)).await {
@@ -750,7 +752,7 @@ impl CustomKeyStores {
         let client = Arc::new(
             self.connections
                 .xks
-                .client_for(&settings, secret.clone(), &self.region)?
+                .client_for(&settings, secret.clone(), &store.region)?
                 .with_metrics(self.metrics.clone(), &store.id),
         );
         self.connections.xks.admit_probe(&store.account)?;
@@ -809,9 +811,10 @@ impl CustomKeyStores {
         }
         let account = call.principal.account.clone();
         let key_id = KeyId::generate();
-        let arn = crate::model::KeyArn::new(&self.partition, &self.region, &account, &key_id).0;
+        let arn =
+            crate::model::KeyArn::new(&self.partition, self.region_of(call), &account, &key_id).0;
         let policy = self.new_key_policy(call, &arn, policy, bypass_policy_lockout)?;
-        self.check_key_quota(&account).await?;
+        self.check_key_quota(&account, self.region_of(call)).await?;
         let req = MetadataOnlyRequest {
             request_metadata: Some(metadata(call, None)),
         };
@@ -852,7 +855,7 @@ impl CustomKeyStores {
         let key = KeyRecord {
             key_id: key_id.clone(),
             account,
-            region: self.region.clone(),
+            region: self.region_of(call).to_string(),
             arn,
             description,
             key_spec: KeySpec::SymmetricDefault,
@@ -871,6 +874,7 @@ impl CustomKeyStores {
             custom_key_store_id: Some(store_id.to_string()),
             xks_key_id: Some(xks_key_id.to_string()),
             public_key: None,
+            mrk_primary_region: None,
             unavailable: false,
         };
         let material = MaterialRecord {

@@ -495,6 +495,7 @@ mod tests {
             custom_key_store_id: None,
             xks_key_id: None,
             public_key: None,
+            mrk_primary_region: None,
             unavailable: false,
         }
     }

@@ -131,6 +131,10 @@ ALTER TABLE key_material ADD COLUMN material_description TEXT;
 UPDATE key_material SET material_id = lower(hex(randomblob(32))) WHERE material_id IS NULL;
 CREATE INDEX key_material_expiry ON key_material(valid_to_ms) WHERE valid_to_ms IS NOT NULL;
 "#,
+    // Multi-Region keys (issue 15 part 3): the primary's region on every key of a set.
+    r#"
+ALTER TABLE keys ADD COLUMN mrk_primary_region TEXT;
+"#,
 ];
 
 const READERS: usize = 4;
@@ -217,7 +221,7 @@ fn grant_from_row(row: &Row<'_>) -> StoreResult<GrantRecord> {
     let operations: String = row.get(6)?;
     Ok(GrantRecord {
         grant_id: row.get(0)?,
-        key_id: KeyId::parse(&key_id).ok_or_else(|| corrupt("grant key id", &key_id))?,
+        key_id: KeyId::from_storage(&key_id).ok_or_else(|| corrupt("grant key id", &key_id))?,
         issuing_account: row.get(2)?,
         name: row.get(3)?,
         grantee_principal: row.get(4)?,
@@ -234,7 +238,8 @@ fn grant_from_row(row: &Row<'_>) -> StoreResult<GrantRecord> {
 
 const KEY_COLUMNS: &str = "key_id, account, region, arn, description, key_spec, key_usage, \
     origin, state, creation_ms, deletion_ms, pending_window_days, policy, rotation_enabled, \
-    rotation_period_days, next_rotation_ms, current_material, row_version, custom_key_store_id, xks_key_id, public_key";
+    rotation_period_days, next_rotation_ms, current_material, row_version, custom_key_store_id, xks_key_id, public_key, \
+    mrk_primary_region";
 
 const STORE_COLUMNS: &str = "id, account, region, name, store_type, cluster_id, trust_anchor, \
     password_encrypted, connection_state, connection_error, creation_ms, row_version, xks_uri_endpoint, \
@@ -283,7 +288,7 @@ fn key_from_row(row: &Row<'_>) -> StoreResult<KeyRecord> {
     let origin: String = row.get(7)?;
     let state: String = row.get(8)?;
     Ok(KeyRecord {
-        key_id: KeyId::parse(&key_id).ok_or_else(|| corrupt("key id", &key_id))?,
+        key_id: KeyId::from_storage(&key_id).ok_or_else(|| corrupt("key id", &key_id))?,
         account: row.get(1)?,
         region: row.get(2)?,
         arn: row.get(3)?,
@@ -304,6 +309,7 @@ fn key_from_row(row: &Row<'_>) -> StoreResult<KeyRecord> {
         custom_key_store_id: row.get(18)?,
         xks_key_id: row.get(19)?,
         public_key: row.get(20)?,
+        mrk_primary_region: row.get(21)?,
         unavailable: false,
     })
 }
@@ -329,7 +335,7 @@ fn material_from_row(row: &Row<'_>) -> StoreResult<MaterialRecord> {
     Ok(MaterialRecord {
         material_id: row.get(5)?,
         import,
-        key_id: KeyId::parse(&key_id).ok_or_else(|| corrupt("key id", &key_id))?,
+        key_id: KeyId::from_storage(&key_id).ok_or_else(|| corrupt("key id", &key_id))?,
         version: row.get(1)?,
         wrapped: row.get(2)?,
         created: from_ms(row.get(3)?)?,
@@ -346,7 +352,7 @@ fn alias_from_row(row: &Row<'_>) -> StoreResult<AliasRecord> {
         account: row.get(0)?,
         region: row.get(1)?,
         name: row.get(2)?,
-        target_key_id: KeyId::parse(&target).ok_or_else(|| corrupt("key id", &target))?,
+        target_key_id: KeyId::from_storage(&target).ok_or_else(|| corrupt("key id", &target))?,
         creation_date: from_ms(row.get(4)?)?,
         last_updated_date: from_ms(row.get(5)?)?,
     })
@@ -388,6 +394,7 @@ fn write_key(conn: &Connection, k: &KeyRecord) -> StoreResult<KeyRecord> {
             "UPDATE keys SET description = ?2, state = ?3, deletion_ms = ?4, \
              pending_window_days = ?5, policy = ?6, rotation_enabled = ?7, \
              rotation_period_days = ?8, next_rotation_ms = ?9, current_material = ?10, \
+             mrk_primary_region = ?12, \
              row_version = row_version + 1 WHERE key_id = ?1 AND row_version = ?11",
         )?
         .execute(params![
@@ -402,6 +409,7 @@ fn write_key(conn: &Connection, k: &KeyRecord) -> StoreResult<KeyRecord> {
             k.next_rotation_date.map(to_ms),
             k.current_material,
             k.row_version,
+            k.mrk_primary_region,
         ])?;
     if n != 1 {
         return Err(StoreError::Conflict);
@@ -507,7 +515,7 @@ impl Db {
         let tx = conn.transaction()?;
         tx.prepare_cached(&format!(
             "INSERT INTO keys ({KEY_COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
         ))?
         .execute(params![
             k.key_id.as_str(),
@@ -531,6 +539,7 @@ impl Db {
             k.custom_key_store_id,
             k.xks_key_id,
             k.public_key,
+            k.mrk_primary_region,
         ])?;
         insert_material(&tx, m)?;
         for t in tags {
@@ -641,7 +650,7 @@ impl Db {
         let mut out = Vec::new();
         for id in ids {
             let id = id?;
-            out.push(KeyId::parse(&id).ok_or_else(|| corrupt("key id", &id))?);
+            out.push(KeyId::from_storage(&id).ok_or_else(|| corrupt("key id", &id))?);
         }
         Ok(out)
     }
@@ -655,7 +664,7 @@ impl Db {
         let mut out = Vec::new();
         for id in ids {
             let id = id?;
-            out.push(KeyId::parse(&id).ok_or_else(|| corrupt("key id", &id))?);
+            out.push(KeyId::from_storage(&id).ok_or_else(|| corrupt("key id", &id))?);
         }
         Ok(out)
     }
@@ -935,7 +944,7 @@ impl Db {
             Some(row) => {
                 let id: String = row.get(0)?;
                 Ok(Some(
-                    KeyId::parse(&id).ok_or_else(|| corrupt("key id", &id))?,
+                    KeyId::from_storage(&id).ok_or_else(|| corrupt("key id", &id))?,
                 ))
             }
             None => Ok(None),

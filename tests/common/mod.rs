@@ -67,7 +67,7 @@ pub fn store() -> &'static str {
 /// Adds the store under test to the environment of a server on `data_dir` (unless the test
 /// chose a store). On PostgreSQL the data directory remembers its database, so a server
 /// restarted on the same directory finds its keys.
-fn with_store_env(
+pub fn with_store_env(
     data_dir: &std::path::Path,
     mut env: Vec<(String, String)>,
 ) -> Vec<(String, String)> {

@@ -146,7 +146,7 @@ impl Operation for CreateKey {
         let key_spec = spec.or(cmk_spec).unwrap_or(KeySpec::SymmetricDefault);
         let origin = origin.unwrap_or(Origin::AwsKms);
         let key_usage =
-            crate::service::keys::check_spec_usage(kms.core().region(), key_spec, usage)?;
+            crate::service::keys::check_spec_usage(kms.core().region_of(call), key_spec, usage)?;
         let bypass = r.bypass_policy_lockout_safety_check;
         kms.keys.authorize_create(
             call,

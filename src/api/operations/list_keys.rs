@@ -50,7 +50,8 @@ impl Operation for ListKeys {
         let limit = r.limit.unwrap_or(100) as usize;
         let (keys, truncated) = kms.keys.list_keys(call, r.marker.as_deref(), limit).await?;
         let next_marker = if truncated {
-            keys.last().map(|k| k.key_id.to_string())
+            // The stored form: related multi-Region keys share their public id.
+            keys.last().map(|k| k.key_id.as_str().to_string())
         } else {
             None
         };

@@ -52,6 +52,7 @@ pub mod list_resource_tags;
 pub mod list_retirable_grants;
 pub mod put_key_policy;
 pub mod re_encrypt;
+pub mod replicate_key;
 pub mod retire_grant;
 pub mod revoke_grant;
 pub mod rotate_key_on_demand;
@@ -62,6 +63,7 @@ pub mod untag_resource;
 pub mod update_alias;
 pub mod update_custom_key_store;
 pub mod update_key_description;
+pub mod update_primary_region;
 pub mod verify;
 pub mod verify_mac;
 

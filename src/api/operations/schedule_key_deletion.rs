@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{check_key_id, present, Operation};
-use crate::api::shapes::epoch;
+use crate::api::shapes::epoch_opt;
 use crate::api::validate::Checks;
 use crate::service::{Call, Kms, KmsError, KmsResult};
 
@@ -22,8 +22,8 @@ pub struct Request {
 #[serde(rename_all = "PascalCase")]
 pub struct Response {
     key_id: String,
-    #[serde(serialize_with = "epoch")]
-    deletion_date: DateTime<Utc>,
+    #[serde(serialize_with = "epoch_opt", skip_serializing_if = "Option::is_none")]
+    deletion_date: Option<DateTime<Utc>>,
     key_state: &'static str,
     pending_window_in_days: i64,
 }
@@ -42,7 +42,7 @@ impl Operation for ScheduleKeyDeletion {
         json!({
             "keyId": r.key_id,
             "keyState": r.key_state,
-            "deletionDate": r.deletion_date.format("%b %-d, %Y, %-I:%M:%S %p").to_string(),
+            "deletionDate": r.deletion_date.map(|d| d.format("%b %-d, %Y, %-I:%M:%S %p").to_string()),
             "pendingWindowInDays": r.pending_window_in_days,
         })
     }

@@ -138,7 +138,7 @@ async fn listen(
 fn apply(cache: &dyn Invalidate, payload: &str) {
     let parsed = payload
         .split_once(':')
-        .and_then(|(kind, id)| KeyId::parse(id).map(|id| (kind, id)));
+        .and_then(|(kind, id)| KeyId::from_storage(id).map(|id| (kind, id)));
     match parsed {
         Some(("k", id)) => cache.key_changed(&id),
         Some(("g", id)) => cache.grants_changed(&id),

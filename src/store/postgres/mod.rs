@@ -152,7 +152,7 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> S
 const KEY_COLUMNS: &str = "key_id, account, region, arn, description, key_spec, key_usage, \
     origin, state, creation_ms, deletion_ms, pending_window_days, policy, rotation_enabled, \
     rotation_period_days, next_rotation_ms, current_material, row_version, custom_key_store_id, \
-    xks_key_id, public_key";
+    xks_key_id, public_key, mrk_primary_region";
 
 const STORE_COLUMNS: &str = "id, account, region, name, store_type, cluster_id, trust_anchor, \
     password_encrypted, connection_state, connection_error, creation_ms, row_version, \
@@ -174,7 +174,7 @@ fn key_from_row(row: &Row) -> StoreResult<KeyRecord> {
     let origin: String = get(row, 7)?;
     let state: String = get(row, 8)?;
     Ok(KeyRecord {
-        key_id: KeyId::parse(&key_id).ok_or_else(|| corrupt("key id", &key_id))?,
+        key_id: KeyId::from_storage(&key_id).ok_or_else(|| corrupt("key id", &key_id))?,
         account: get(row, 1)?,
         region: get(row, 2)?,
         arn: get(row, 3)?,
@@ -195,6 +195,7 @@ fn key_from_row(row: &Row) -> StoreResult<KeyRecord> {
         custom_key_store_id: get(row, 18)?,
         xks_key_id: get(row, 19)?,
         public_key: get(row, 20)?,
+        mrk_primary_region: get(row, 21)?,
         unavailable: false,
     })
 }
@@ -220,7 +221,7 @@ fn material_from_row(row: &Row) -> StoreResult<MaterialRecord> {
     Ok(MaterialRecord {
         material_id: get(row, 5)?,
         import,
-        key_id: KeyId::parse(&key_id).ok_or_else(|| corrupt("key id", &key_id))?,
+        key_id: KeyId::from_storage(&key_id).ok_or_else(|| corrupt("key id", &key_id))?,
         version: version_from(get(row, 1)?)?,
         wrapped: get(row, 2)?,
         created: from_ms(get(row, 3)?)?,
@@ -237,7 +238,7 @@ fn alias_from_row(row: &Row) -> StoreResult<AliasRecord> {
         account: get(row, 0)?,
         region: get(row, 1)?,
         name: get(row, 2)?,
-        target_key_id: KeyId::parse(&target).ok_or_else(|| corrupt("key id", &target))?,
+        target_key_id: KeyId::from_storage(&target).ok_or_else(|| corrupt("key id", &target))?,
         creation_date: from_ms(get(row, 4)?)?,
         last_updated_date: from_ms(get(row, 5)?)?,
     })
@@ -280,7 +281,7 @@ fn grant_from_row(row: &Row) -> StoreResult<GrantRecord> {
     let operations: String = get(row, 6)?;
     Ok(GrantRecord {
         grant_id: get(row, 0)?,
-        key_id: KeyId::parse(&key_id).ok_or_else(|| corrupt("grant key id", &key_id))?,
+        key_id: KeyId::from_storage(&key_id).ok_or_else(|| corrupt("grant key id", &key_id))?,
         issuing_account: get(row, 2)?,
         name: get(row, 3)?,
         grantee_principal: get(row, 4)?,
@@ -299,7 +300,7 @@ fn key_ids(rows: &[Row]) -> StoreResult<Vec<KeyId>> {
     rows.iter()
         .map(|r| {
             let id: String = get(r, 0)?;
-            KeyId::parse(&id).ok_or_else(|| corrupt("key id", &id))
+            KeyId::from_storage(&id).ok_or_else(|| corrupt("key id", &id))
         })
         .collect()
 }
@@ -314,6 +315,7 @@ async fn write_key(
             "UPDATE keys SET description = $2, state = $3, deletion_ms = $4, \
              pending_window_days = $5, policy = $6, rotation_enabled = $7, \
              rotation_period_days = $8, next_rotation_ms = $9, current_material = $10, \
+             mrk_primary_region = $12, \
              row_version = row_version + 1 WHERE key_id = $1 AND row_version = $11",
         )
         .await?;
@@ -332,6 +334,7 @@ async fn write_key(
                 &k.next_rotation_date.map(to_ms),
                 &i64::from(k.current_material),
                 &k.row_version,
+                &k.mrk_primary_region,
             ],
         )
         .await?;
@@ -543,7 +546,7 @@ impl MetadataStore for PgStore {
         let stmt = tx
             .prepare_cached(&format!(
                 "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-                 $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+                 $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
             ))
             .await?;
         tx.execute(
@@ -570,6 +573,7 @@ impl MetadataStore for PgStore {
                 &k.custom_key_store_id,
                 &k.xks_key_id,
                 &k.public_key,
+                &k.mrk_primary_region,
             ],
         )
         .await?;

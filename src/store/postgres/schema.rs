@@ -143,4 +143,8 @@ UPDATE key_material SET material_id = md5(random()::text || key_id || version::t
     || md5(version::text || random()::text || key_id) WHERE material_id IS NULL;
 CREATE INDEX key_material_expiry ON key_material(valid_to_ms) WHERE valid_to_ms IS NOT NULL;
 "#,
+    // Multi-Region keys (issue 15 part 3): the primary's region on every key of a set.
+    r#"
+ALTER TABLE keys ADD COLUMN mrk_primary_region TEXT COLLATE "C";
+"#,
 ];
