@@ -434,7 +434,12 @@ async fn run_inner<O: Operation>(
         }
     };
     let params = O::audit_parameters(&req);
-    let result = O::execute(kms, &mut call, req).await;
+    // The operation's own request quota (the cryptographic ones are counted in the service,
+    // which knows the key's type).
+    let result = match kms.admit_operation(&call) {
+        Ok(()) => O::execute(kms, &mut call, req).await,
+        Err(e) => Err(e),
+    };
     match result {
         Ok(resp) => {
             let ack = kms.audit_call(

@@ -380,11 +380,12 @@ impl Grants {
             match retry {
                 Some(g) => g.grant_id.clone(),
                 None => {
-                    if existing.len() >= MAX_GRANTS_PER_KEY {
+                    let quota = self.limits.grants_for(&key.account);
+                    if existing.len() >= quota {
                         // The shape of AWS's key quota message ("Key quota for this account
                         // in this region is 101 but the current usage is 101.").
                         return Err(KmsError::LimitExceeded(format!(
-                            "Grant quota for this key is {MAX_GRANTS_PER_KEY} but the current \
+                            "Grant quota for this key is {quota} but the current \
                              usage is {}.",
                             existing.len()
                         )));

@@ -28,6 +28,7 @@ pub mod keys;
 pub mod mac;
 pub mod maintenance;
 pub mod policy;
+pub mod quotas;
 pub mod rotation;
 pub mod secrets;
 pub mod signing;
@@ -157,6 +158,8 @@ pub struct Core {
     pub(crate) key_policies: authz::KeyPolicyCache,
     /// Resource quotas.
     pub(crate) limits: crate::config::Limits,
+    /// Request quotas (token buckets per account and quota).
+    pub(crate) quotas: quotas::RequestQuotas,
     /// Set on SIGTERM: the node is draining and not ready for new traffic.
     pub(crate) draining: std::sync::atomic::AtomicBool,
 }
@@ -243,6 +246,7 @@ impl Kms {
         iam: Arc<crate::iam::Iam>,
         limits: crate::config::Limits,
     ) -> Arc<Self> {
+        let quotas = quotas::RequestQuotas::new(limits.requests.clone(), &region);
         let core = Arc::new(Core {
             store,
             root,
@@ -254,6 +258,7 @@ impl Kms {
             connections,
             iam,
             key_policies: authz::KeyPolicyCache::default(),
+            quotas,
             limits,
             draining: std::sync::atomic::AtomicBool::new(false),
         });
@@ -423,6 +428,35 @@ impl Core {
             key.unavailable = !self.connections.is_connected(id);
         }
         key
+    }
+
+    /// The per-operation request quota of the caller's account (at the API edge, before the
+    /// operation runs; the cryptographic operations are counted by [`Self::admit_crypto`]).
+    pub fn admit_operation(&self, call: &Call) -> KmsResult<()> {
+        if self
+            .quotas
+            .admit_operation(&call.principal.account, call.operation)
+        {
+            Ok(())
+        } else {
+            Err(KmsError::Throttling)
+        }
+    }
+
+    /// A cryptographic operation on `key`: the caller's account's shared quota of the key's
+    /// type (AWS counts cross-account requests against the caller), then the key-state table.
+    pub fn admit_crypto(&self, call: &Call, key: &KeyRecord) -> KmsResult<()> {
+        self.admit_quota(call, quotas::Quota::of_key(key.key_spec))?;
+        self.check_state(key, StateRule::Crypto)
+    }
+
+    /// Takes one request from the caller's account's `quota`.
+    pub fn admit_quota(&self, call: &Call, quota: quotas::Quota) -> KmsResult<()> {
+        if self.quotas.admit(&call.principal.account, quota) {
+            Ok(())
+        } else {
+            Err(KmsError::Throttling)
+        }
     }
 
     /// Applies the key-state table for `rule` (messages verbatim from the reference).
