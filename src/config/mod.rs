@@ -415,6 +415,10 @@ struct RawServer {
     metrics_listen: Option<String>,
     hsm_threads: Option<usize>,
     async_threads: Option<usize>,
+    /// Unwrapped material versions kept by the root (default 10,000).
+    key_cache_entries: Option<usize>,
+    /// Key rows (and as many keys' grant lists) kept by the metadata cache (default 100,000).
+    metadata_cache_entries: Option<usize>,
     max_connections: Option<usize>,
     tls_handshake_timeout_ms: Option<u64>,
     header_read_timeout_ms: Option<u64>,
@@ -585,6 +589,11 @@ pub struct Config {
     pub hsm_threads: Option<usize>,
     /// Async worker threads (`None`: derived, see [`Config::async_threads`]).
     pub async_threads: Option<usize>,
+    /// Unwrapped material versions the root keeps (least recently used evicted; on the
+    /// PKCS#11 root each is a session object in the token).
+    pub key_cache_entries: usize,
+    /// Key rows, and grant lists, the metadata cache keeps (least recently used evicted).
+    pub metadata_cache_entries: usize,
     /// Users, groups, roles, access keys and guardrails (reloadable: [`load_iam`]).
     pub iam: IamConfig,
     /// The configuration file, when there is one (identities are reloaded from it).
@@ -607,6 +616,11 @@ pub struct Config {
     /// Resource quotas (`[limits]`).
     pub limits: Limits,
 }
+
+/// Default of `[server] key_cache_entries`.
+pub const DEFAULT_KEY_CACHE_ENTRIES: usize = 10_000;
+/// Default of `[server] metadata_cache_entries`.
+pub const DEFAULT_METADATA_CACHE_ENTRIES: usize = 100_000;
 
 /// All the problems found in a configuration.
 #[derive(Debug)]
@@ -957,6 +971,16 @@ fn validate(
             errors.push(format!("server.async_threads: {n} is not within 1..=1024"));
         }
     }
+    let key_cache_entries = s.key_cache_entries.unwrap_or(DEFAULT_KEY_CACHE_ENTRIES);
+    if key_cache_entries == 0 {
+        errors.push("server.key_cache_entries: must be at least 1".into());
+    }
+    let metadata_cache_entries = s
+        .metadata_cache_entries
+        .unwrap_or(DEFAULT_METADATA_CACHE_ENTRIES);
+    if metadata_cache_entries == 0 {
+        errors.push("server.metadata_cache_entries: must be at least 1".into());
+    }
     let metrics_listen = match s.metrics_listen {
         None => None,
         Some(a) => match a.parse::<SocketAddr>() {
@@ -1248,6 +1272,8 @@ fn validate(
         metrics_listen,
         hsm_threads: s.hsm_threads,
         async_threads: s.async_threads,
+        key_cache_entries,
+        metadata_cache_entries,
         iam,
         file: file.map(Path::to_path_buf),
         listener,

@@ -113,18 +113,26 @@ impl Lease {
 /// On PostgreSQL, also starts the listener that keeps the cache coherent with other nodes
 /// (it runs on the current tokio runtime until the store is dropped).
 pub async fn open(config: &StoreConfig) -> StoreResult<Arc<dyn MetadataStore>> {
+    open_with_cache(config, crate::config::DEFAULT_METADATA_CACHE_ENTRIES).await
+}
+
+/// [`open`] with a metadata cache of `cache_entries` key rows (and grant lists).
+pub async fn open_with_cache(
+    config: &StoreConfig,
+    cache_entries: usize,
+) -> StoreResult<Arc<dyn MetadataStore>> {
     match config {
         StoreConfig::Sqlite { path, auto_migrate } => {
             let (path, mode) = (path.clone(), migrate_mode(*auto_migrate));
             let store = tokio::task::spawn_blocking(move || SqliteStore::open_with(&path, mode))
                 .await
                 .map_err(|e| StoreError::Database(format!("store task: {e}")))??;
-            Ok(Arc::new(CachedStore::new(store)))
+            Ok(Arc::new(CachedStore::with_capacity(store, cache_entries)))
         }
         StoreConfig::Postgres(pg) => {
             let store = PgStore::connect(pg).await?;
             store.prepare_schema(migrate_mode(pg.auto_migrate)).await?;
-            let cached = Arc::new(CachedStore::shared(store));
+            let cached = Arc::new(CachedStore::shared(store, cache_entries));
             let weak: std::sync::Weak<dyn Invalidate> =
                 Arc::downgrade(&cached) as std::sync::Weak<dyn Invalidate>;
             postgres::spawn_listener(pg.clone(), weak);
