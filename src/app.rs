@@ -38,6 +38,8 @@ pub enum StartError {
     Threads(std::io::Error),
     #[error("HSM threads: none configured for the PKCS#11 root")]
     NoHsmThreads,
+    #[error("{0}")]
+    RootMismatch(#[from] crate::service::root_check::RootCheckError),
     #[error("audit log {path}: {source}")]
     Audit {
         path: String,
@@ -134,6 +136,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         iam.clone(),
         config.limits.clone(),
     );
+    // A node whose root does not unwrap the database's material refuses to start.
+    service.check_root().await?;
     if let Err(e) = service.custom_key_stores.reconnect_stores().await {
         match e.cause() {
             Some(cause) => {

@@ -29,6 +29,7 @@ pub mod mac;
 pub mod maintenance;
 pub mod policy;
 pub mod quotas;
+pub mod root_check;
 pub mod rotation;
 pub mod secrets;
 pub mod signing;
