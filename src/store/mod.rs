@@ -18,7 +18,7 @@ mod sqlite;
 
 pub use cached::{CachedStore, Invalidate};
 pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{BackupReport, SqliteStore};
 
 use std::sync::Arc;
 
@@ -151,6 +151,24 @@ pub async fn migrate(config: &StoreConfig) -> StoreResult<Migrated> {
                 .map_err(|e| StoreError::Database(format!("store task: {e}")))?
         }
         StoreConfig::Postgres(pg) => PgStore::connect(pg).await?.migrate().await,
+    }
+}
+
+/// Copies the configured SQLite database to the new file `dest` while nodes run (`kms
+/// backup`); PostgreSQL is backed up with `pg_dump` (`docs/operations.md`).
+pub async fn backup(config: &StoreConfig, dest: &std::path::Path) -> StoreResult<BackupReport> {
+    match config {
+        StoreConfig::Sqlite { path, .. } => {
+            let (path, dest) = (path.clone(), dest.to_path_buf());
+            tokio::task::spawn_blocking(move || SqliteStore::backup_file(&path, &dest))
+                .await
+                .map_err(|e| StoreError::Database(format!("store task: {e}")))?
+        }
+        StoreConfig::Postgres(_) => Err(StoreError::Database(
+            "kms backup copies SQLite stores; back up PostgreSQL with pg_dump \
+             (docs/operations.md)"
+                .into(),
+        )),
     }
 }
 
