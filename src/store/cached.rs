@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 
 use std::sync::atomic::AtomicBool;
 
-use super::{Lease, LeaseName, MetadataStore, StoreResult};
+use super::{Lease, LeaseName, MetadataStore, SameGrant, StoreResult};
 use crate::model::{
     AliasRecord, CustomKeyStoreRecord, GrantRecord, KeyId, KeyRecord, MaterialRecord, Tag,
 };
@@ -413,6 +413,16 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
 
     async fn insert_grant(&self, grant: &GrantRecord) -> StoreResult<()> {
         let r = self.inner.insert_grant(grant).await;
+        self.drop_grants(&grant.key_id);
+        r
+    }
+
+    async fn insert_named_grant(
+        &self,
+        grant: &GrantRecord,
+        same: SameGrant,
+    ) -> StoreResult<(GrantRecord, bool)> {
+        let r = self.inner.insert_named_grant(grant, same).await;
         self.drop_grants(&grant.key_id);
         r
     }

@@ -109,6 +109,10 @@ impl Lease {
     }
 }
 
+/// Decides whether an existing grant is the one a named CreateGrant would make again
+/// ([`MetadataStore::insert_named_grant`]).
+pub type SameGrant = fn(&GrantRecord, &GrantRecord) -> bool;
+
 /// Opens the configured store behind a [`CachedStore`], migrating or checking its schema.
 /// On PostgreSQL, also starts the listener that keeps the cache coherent with other nodes
 /// (it runs on the current tokio runtime until the store is dropped).
@@ -317,6 +321,23 @@ pub trait MetadataStore: Send + Sync {
 
     /// Grants: inserts one; [`StoreError::AlreadyExists`] when the id is taken.
     async fn insert_grant(&self, grant: &GrantRecord) -> StoreResult<()>;
+    /// A named grant (CreateGrant with `Name`): inserts it unless the key already has a grant
+    /// that `same` says is the same one (a retry), and returns the grant in force and whether
+    /// it is new. On PostgreSQL the look-up and the insert are one transaction under an
+    /// advisory lock on the key, so concurrent creates on several nodes make one grant; the
+    /// default (one node: the service serializes its creates) looks, then inserts.
+    async fn insert_named_grant(
+        &self,
+        grant: &GrantRecord,
+        same: SameGrant,
+    ) -> StoreResult<(GrantRecord, bool)> {
+        let existing = self.list_grants(&grant.key_id).await?;
+        if let Some(g) = existing.iter().find(|g| same(g, grant)) {
+            return Ok((g.clone(), false));
+        }
+        self.insert_grant(grant).await?;
+        Ok((grant.clone(), true))
+    }
     /// The grants of a key, oldest first (shared: authorization reads them on every request
     /// that no policy allows).
     async fn list_grants(&self, key_id: &KeyId) -> StoreResult<std::sync::Arc<[GrantRecord]>>;
