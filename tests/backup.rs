@@ -5,7 +5,9 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use aws_sdk_kms::primitives::Blob;
 
@@ -56,15 +58,15 @@ async fn online_backup_under_write_load_restores_every_acknowledged_key() {
                     .unwrap()
                     .ciphertext_blob
                     .unwrap();
-                acked.lock().unwrap().push((id, ct));
+                acked.lock().push((id, ct));
             }
         }));
     }
-    while acked.lock().unwrap().len() < 20 {
+    while acked.lock().len() < 20 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     // Under load: what was acknowledged before the backup began must be in it.
-    let before: Vec<(String, Blob)> = acked.lock().unwrap().clone();
+    let before: Vec<(String, Blob)> = acked.lock().clone();
     let copy = dir.path().join("backup.sqlite3");
     let out = tokio::task::spawn_blocking({
         let (dir, copy) = (dir.path().to_path_buf(), copy.clone());
@@ -80,7 +82,7 @@ async fn online_backup_under_write_load_restores_every_acknowledged_key() {
     })
     .await
     .unwrap();
-    let during = acked.lock().unwrap().len();
+    let during = acked.lock().len();
     assert!(
         out.status.success(),
         "{}",
@@ -94,7 +96,7 @@ async fn online_backup_under_write_load_restores_every_acknowledged_key() {
     for w in writers {
         w.await.unwrap();
     }
-    assert!(acked.lock().unwrap().len() > before.len());
+    assert!(acked.lock().len() > before.len());
     let copied: usize = report
         .split_whitespace()
         .nth(2)

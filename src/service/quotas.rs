@@ -218,11 +218,14 @@ struct Bucket {
 /// Shards of the bucket map (a request locks one).
 const SHARDS: usize = 16;
 
+/// One shard: buckets by (account, quota), least recently used dropped at the capacity.
+type Shard = Mutex<LruCache<(String, Quota), Bucket>>;
+
 /// The request quotas in force on this node.
 pub struct RequestQuotas {
     settings: QuotaSettings,
     region: String,
-    shards: Box<[Mutex<LruCache<(String, Quota), Bucket>>]>,
+    shards: Box<[Shard]>,
     hasher: std::collections::hash_map::RandomState,
 }
 

@@ -75,9 +75,9 @@ struct Inner {
 }
 
 /// An unwrapped material version: a session object of the anchor session, destroyed when the
-/// last reference to it goes. References are dropped only on the HSM threads (in a call of
-/// [`Inner`], or handed there by [`CryptoBackend::forget`]), since destroying is a PKCS#11
-/// call.
+/// last reference to it goes. References are dropped only on the HSM threads (inside the
+/// root's token calls, or handed there by [`CryptoBackend::forget`]), since destroying is a
+/// PKCS#11 call.
 pub struct KeyObject {
     token: Arc<Token>,
     generation: u64,
