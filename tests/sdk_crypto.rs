@@ -976,4 +976,18 @@ async fn a_tiny_key_cache_still_serves_every_key() {
             .await
             .unwrap();
     }
+    // The metrics show the bounds held and the evictions.
+    let svc = &srv.state.service;
+    svc.refresh_cache_metrics();
+    let text = svc.metrics().render();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .expect("the metric is rendered")
+    };
+    assert_eq!(value("kms_cache_entries{cache=\"root_key_versions\"}"), 2.0);
+    assert!(value("kms_cache_entries{cache=\"key_rows\"}") <= 2.0);
+    assert!(value("kms_metadata_cache_evictions_total") > 0.0);
 }

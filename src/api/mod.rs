@@ -75,6 +75,7 @@ pub fn metrics_router(service: Arc<Kms>) -> Router {
             axum::routing::get(move || {
                 let svc = service.clone();
                 async move {
+                    svc.refresh_cache_metrics();
                     let mut resp =
                         axum::response::IntoResponse::into_response(svc.metrics().render());
                     resp.headers_mut().insert(

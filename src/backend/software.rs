@@ -221,7 +221,7 @@ impl SoftwareRoot {
     }
 
     /// Material versions held now.
-    pub fn cached_versions(&self) -> usize {
+    pub fn cache_len(&self) -> usize {
         self.cache.lock().len()
     }
 
@@ -531,6 +531,10 @@ impl CryptoBackend for SoftwareRoot {
             .fill(&mut out)
             .map_err(|_| BackendError::Internal("the random number generator failed"))?;
         Ok(out)
+    }
+
+    fn cached_versions(&self) -> Option<usize> {
+        Some(self.cache_len())
     }
 
     fn forget(&self, key_id: &KeyId) {

@@ -292,6 +292,27 @@ impl Core {
         &self.metrics
     }
 
+    /// Reads the bounded caches' sizes into the metrics (before a render).
+    pub fn refresh_cache_metrics(&self) {
+        let m = &self.metrics;
+        if let Some(n) = self.root.cached_versions() {
+            m.cache_entries
+                .with_label_values(&["root_key_versions"])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        if let Some(c) = self.store.cache_stats() {
+            let gauge = |name: &str, n: usize| {
+                m.cache_entries
+                    .with_label_values(&[name])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            };
+            gauge("key_rows", c.key_rows);
+            gauge("grant_lists", c.grant_lists);
+            let evictions = &m.metadata_cache_evictions;
+            evictions.inc_by(c.evictions.saturating_sub(evictions.get()));
+        }
+    }
+
     pub fn region(&self) -> &str {
         &self.region
     }

@@ -399,6 +399,15 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.inner.count_keys(account, region).await
     }
 
+    fn cache_stats(&self) -> Option<super::CacheStats> {
+        let (key_rows, grant_lists) = self.len();
+        Some(super::CacheStats {
+            key_rows,
+            grant_lists,
+            evictions: self.evictions(),
+        })
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
     }

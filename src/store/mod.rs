@@ -109,6 +109,15 @@ impl Lease {
     }
 }
 
+/// What the metadata cache holds ([`MetadataStore::cache_stats`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheStats {
+    pub key_rows: usize,
+    pub grant_lists: usize,
+    /// Entries evicted for room since start.
+    pub evictions: u64,
+}
+
 /// Decides whether an existing grant is the one a named CreateGrant would make again
 /// ([`MetadataStore::insert_named_grant`]).
 pub type SameGrant = fn(&GrantRecord, &GrantRecord) -> bool;
@@ -312,6 +321,10 @@ pub trait MetadataStore: Send + Sync {
     async fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize>;
     /// A trivial query that succeeds when the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+    /// The metadata cache's size and evictions, for a store behind one (metrics).
+    fn cache_stats(&self) -> Option<CacheStats> {
+        None
+    }
     /// The key of an external key store that uses an external key, if any.
     async fn find_key_by_xks_id(
         &self,

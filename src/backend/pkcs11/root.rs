@@ -421,7 +421,7 @@ impl Pkcs11Root {
     }
 
     /// Material versions held in the token now.
-    pub fn cached_versions(&self) -> usize {
+    pub fn cache_len(&self) -> usize {
         self.inner.keys.lock().len()
     }
 
@@ -960,6 +960,10 @@ impl CryptoBackend for Pkcs11Root {
             Ok(out)
         })
         .await
+    }
+
+    fn cached_versions(&self) -> Option<usize> {
+        Some(self.cache_len())
     }
 
     fn forget(&self, key_id: &KeyId) {
