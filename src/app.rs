@@ -40,6 +40,8 @@ pub enum StartError {
     NoHsmThreads,
     #[error("{0}")]
     Seed(#[from] crate::service::seed::SeedError),
+    #[error("{0}")]
+    RootMismatch(#[from] crate::service::root_check::RootCheckError),
     #[error("audit log {path}: {source}")]
     Audit {
         path: String,
@@ -66,7 +68,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
     }
-    let store: Arc<dyn MetadataStore> = crate::store::open(&config.store).await?;
+    let store: Arc<dyn MetadataStore> =
+        crate::store::open_with_cache(&config.store, config.metadata_cache_entries).await?;
     // The HSM threads: every PKCS#11 call of the root and of the clusters runs there.
     let threads = match config.hsm_threads() {
         None => None,
@@ -77,7 +80,10 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     let (root, root_created): (Arc<dyn CryptoBackend>, bool) = match &config.root {
         RootConfig::Software { key_file } => {
             let (root, created) = SoftwareRoot::open_or_create(key_file)?;
-            (Arc::new(root), created)
+            (
+                Arc::new(root.with_cache_entries(config.key_cache_entries)),
+                created,
+            )
         }
         RootConfig::Pkcs11 {
             token,
@@ -85,7 +91,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         } => {
             let threads = threads.clone().ok_or(StartError::NoHsmThreads)?;
             let token = Token::open(token.clone())?;
-            let root = Pkcs11Root::open(token, domain_key_label, threads)?;
+            let root = Pkcs11Root::open(token, domain_key_label, threads)?
+                .with_cache_entries(config.key_cache_entries);
             (Arc::new(root), false)
         }
     };
@@ -131,6 +138,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         iam.clone(),
         config.limits.clone(),
     );
+    // A node whose root does not unwrap the database's material refuses to start.
+    service.check_root().await?;
     if let Err(e) = service.custom_key_stores.reconnect_stores().await {
         match e.cause() {
             Some(cause) => {

@@ -30,6 +30,12 @@ enum Command {
     /// Apply pending schema migrations to the configured metadata store and exit (under the
     /// database's lock: safe while other nodes start or run).
     Migrate,
+    /// Copy the SQLite metadata store to a new file while the node runs (a consistent
+    /// snapshot; PostgreSQL: use pg_dump). The root key file or HSM is not copied.
+    Backup {
+        /// The new file to write.
+        output: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,8 +66,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(Command::Migrate) = cli.command {
-        return runtime.block_on(migrate(&config));
+    match cli.command {
+        Some(Command::Migrate) => return runtime.block_on(migrate(&config)),
+        Some(Command::Backup { output }) => return runtime.block_on(backup(&config, &output)),
+        Some(Command::Serve) | None => {}
     }
     let (code, service) = runtime.block_on(run(config));
     // Ends every task (their handles to the service included) and joins tokio's blocking
@@ -83,6 +91,24 @@ async fn migrate(config: &kms::config::Config) -> ExitCode {
         }
         Err(e) => {
             eprintln!("kms migrate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn backup(config: &kms::config::Config, output: &std::path::Path) -> ExitCode {
+    match kms::store::backup(&config.store, output).await {
+        Ok(r) => {
+            println!(
+                "backed up {} keys (schema version {}) to {}",
+                r.keys,
+                r.schema_version,
+                output.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kms backup: {e}");
             ExitCode::FAILURE
         }
     }

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use parking_lot::Mutex;
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The metric families, registered in their own registry (no globals).
@@ -33,6 +33,11 @@ pub struct Metrics {
     pub open_connections: IntGauge,
     /// API connections closed before carrying a request, by reason (`serve::Rejection`).
     pub connections_rejected: IntCounterVec,
+    /// Entries of the bounded caches, by cache (`root_key_versions`, `key_rows`, `grant_lists`),
+    /// read when metrics are rendered.
+    pub cache_entries: IntGaugeVec,
+    /// Entries evicted for room from the metadata cache.
+    pub metadata_cache_evictions: prometheus::IntCounter,
     /// The external key manager ids labelled per store (to replace and remove them).
     ekm_ids: Mutex<HashMap<String, Vec<String>>>,
 }
@@ -144,7 +149,21 @@ impl Metrics {
         registry.register(Box::new(xks_cert_days_left.clone()))?;
         registry.register(Box::new(xks_credential_age_days.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
+        let cache_entries = IntGaugeVec::new(
+            Opts::new(
+                "kms_cache_entries",
+                "Entries of the bounded caches: root_key_versions (unwrapped material; on the \
+                 PKCS#11 root, session objects), key_rows, grant_lists",
+            ),
+            &["cache"],
+        )?;
+        let metadata_cache_evictions = prometheus::IntCounter::new(
+            "kms_metadata_cache_evictions_total",
+            "Key rows and grant lists evicted from the metadata cache for room",
+        )?;
         registry.register(Box::new(connections_rejected.clone()))?;
+        registry.register(Box::new(cache_entries.clone()))?;
+        registry.register(Box::new(metadata_cache_evictions.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -156,6 +175,8 @@ impl Metrics {
             xks_credential_age_days,
             open_connections,
             connections_rejected,
+            cache_entries,
+            metadata_cache_evictions,
             ekm_ids: Mutex::default(),
         })
     }

@@ -267,6 +267,59 @@ async fn concurrent_alias_creates_on_two_nodes_exactly_one_wins() {
     );
 }
 
+/// Both nodes create the same named grant at once, many times: CreateGrant with a Name is
+/// idempotent (AWS returns the existing grant's id to a retry with the same parameters), so
+/// both answers carry one grant id and the key has one grant per name.
+#[tokio::test]
+async fn concurrent_named_grant_creates_on_two_nodes_make_one_grant() {
+    use aws_sdk_kms::types::GrantOperation;
+    let cluster = Cluster::new();
+    let (a, b) = (cluster.node(), cluster.node());
+    let key = create_key(&a.client).await;
+    let rounds = 20;
+    for round in 0..rounds {
+        let name = format!("race-{round}");
+        let create = |c: &Client| {
+            c.create_grant()
+                .key_id(key.clone())
+                .name(name.clone())
+                .grantee_principal("arn:aws:iam::111122223333:root")
+                .operations(GrantOperation::Encrypt)
+                .operations(GrantOperation::Decrypt)
+                .send()
+        };
+        let (ra, rb) = tokio::join!(create(&a.client), create(&b.client));
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert_eq!(ra.grant_id, rb.grant_id, "round {round}");
+        // Each answer has a grant token of its own.
+        assert_ne!(ra.grant_token, rb.grant_token, "round {round}");
+    }
+    assert_eq!(
+        common::pg::psql(&cluster.url, "SELECT count(*) FROM grants"),
+        rounds.to_string()
+    );
+    // Other parameters under the same name make another grant (as AWS does).
+    let other = a
+        .client
+        .create_grant()
+        .key_id(key.clone())
+        .name("race-0")
+        .grantee_principal("arn:aws:iam::111122223333:root")
+        .operations(GrantOperation::Encrypt)
+        .send()
+        .await
+        .unwrap();
+    let listed = b.client.list_grants().key_id(key).send().await.unwrap();
+    let named: Vec<_> = listed
+        .grants
+        .unwrap()
+        .into_iter()
+        .filter(|g| g.name.as_deref() == Some("race-0"))
+        .collect();
+    assert_eq!(named.len(), 2);
+    assert!(named.iter().any(|g| g.grant_id == other.grant_id));
+}
+
 /// Keys whose deletion date has passed are deleted exactly once with two nodes running
 /// maintenance every second: one DeleteKey service event per key across both audit logs.
 #[tokio::test]

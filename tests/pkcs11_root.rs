@@ -186,3 +186,75 @@ fn srv_domain_label(srv: &common::TestServer) -> String {
         .map(|(_, v)| v.clone())
         .unwrap()
 }
+
+/// Secret-key session objects (unwrapped material versions) this process holds in the token.
+fn session_secret_keys() -> usize {
+    let token = common::softhsm::test_token();
+    let profile = hsm::VendorProfile::builtin("softhsm2").unwrap();
+    let ctx = hsm::module::load(std::path::Path::new(&token.module)).unwrap();
+    let slot = hsm::token::find_slot(&ctx, &token.label, &profile).unwrap();
+    let session = ctx.open_ro_session(slot).unwrap();
+    let _ = session.login(UserType::User, Some(&token.pin.clone().into()));
+    let shared = hsm::module::object_store_lock().read();
+    let keys = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::Token(false),
+        ])
+        .unwrap();
+    drop(shared);
+    keys.len()
+}
+
+/// With `[server] key_cache_entries = 2` and five keys used round-robin, every request works
+/// and the token never holds more than two unwrapped versions: evicted session objects are
+/// destroyed.
+#[tokio::test]
+async fn bounded_key_cache_destroys_evicted_session_objects() {
+    let mut env = common::pkcs11_env();
+    env.push(("KMS_SERVER__KEY_CACHE_ENTRIES".into(), "2".into()));
+    let srv = common::TestServer::start_with(env).await;
+    let kms = srv.client();
+    let mut keys = Vec::new();
+    for _ in 0..5 {
+        keys.push(
+            kms.create_key()
+                .send()
+                .await
+                .unwrap()
+                .key_metadata
+                .unwrap()
+                .key_id,
+        );
+    }
+    let mut max_seen = 0;
+    for round in 0..3u8 {
+        for (i, id) in keys.iter().enumerate() {
+            let ct = kms
+                .encrypt()
+                .key_id(id)
+                .plaintext(Blob::new(vec![round, i as u8]))
+                .send()
+                .await
+                .unwrap()
+                .ciphertext_blob
+                .unwrap();
+            let pt = kms
+                .decrypt()
+                .ciphertext_blob(ct)
+                .send()
+                .await
+                .unwrap()
+                .plaintext
+                .unwrap();
+            assert_eq!(pt.as_ref(), &[round, i as u8]);
+            let held = session_secret_keys();
+            // The first two keys fill the cache; from then on it stays full.
+            if round == 0 && i < 2 {
+                assert_eq!(held, i + 1, "after key {i}");
+            }
+            max_seen = max_seen.max(held);
+        }
+    }
+    assert_eq!(max_seen, 2, "session objects were not bounded");
+}

@@ -914,3 +914,80 @@ async fn tampered_ciphertext_is_invalid() {
         b"do not touch"
     );
 }
+
+/// A root key cache of two versions (`[server] key_cache_entries`) with five keys used
+/// round-robin: evicted versions are loaded again and every request works (both roots; the
+/// PKCS#11 root's object count is checked in `pkcs11_root.rs`).
+#[tokio::test]
+async fn a_tiny_key_cache_still_serves_every_key() {
+    let mut env = common::backend_env();
+    env.push(("KMS_SERVER__KEY_CACHE_ENTRIES".into(), "2".into()));
+    env.push(("KMS_SERVER__METADATA_CACHE_ENTRIES".into(), "2".into()));
+    let srv = common::TestServer::start_with(env).await;
+    let kms = srv.client();
+    let mut keys = Vec::new();
+    for _ in 0..5 {
+        keys.push(
+            kms.create_key()
+                .send()
+                .await
+                .unwrap()
+                .key_metadata
+                .unwrap()
+                .key_id
+                .to_string(),
+        );
+    }
+    for round in 0..3u8 {
+        for (i, id) in keys.iter().enumerate() {
+            let ct = kms
+                .encrypt()
+                .key_id(id)
+                .plaintext(aws_sdk_kms::primitives::Blob::new(vec![round, i as u8]))
+                .send()
+                .await
+                .unwrap()
+                .ciphertext_blob
+                .unwrap();
+            let out = kms.decrypt().ciphertext_blob(ct).send().await.unwrap();
+            assert_eq!(
+                out.key_id.as_deref().map(|a| a.ends_with(id.as_str())),
+                Some(true)
+            );
+            assert_eq!(out.plaintext.unwrap().as_ref(), &[round, i as u8]);
+        }
+        // A change made through the small metadata cache is in force at once.
+        kms.disable_key()
+            .key_id(&keys[round as usize])
+            .send()
+            .await
+            .unwrap();
+        let e = kms
+            .encrypt()
+            .key_id(&keys[round as usize])
+            .plaintext(aws_sdk_kms::primitives::Blob::new(vec![1]))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(common::code(&e), "DisabledException");
+        kms.enable_key()
+            .key_id(&keys[round as usize])
+            .send()
+            .await
+            .unwrap();
+    }
+    // The metrics show the bounds held and the evictions.
+    let svc = &srv.state.service;
+    svc.refresh_cache_metrics();
+    let text = svc.metrics().render();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .expect("the metric is rendered")
+    };
+    assert_eq!(value("kms_cache_entries{cache=\"root_key_versions\"}"), 2.0);
+    assert!(value("kms_cache_entries{cache=\"key_rows\"}") <= 2.0);
+    assert!(value("kms_metadata_cache_evictions_total") > 0.0);
+}

@@ -989,3 +989,37 @@ async fn proxy_probes_are_rate_limited_per_account() {
     let other = srv.other_client();
     assert!(try_create(&other, "legit", &proxy.endpoint()).await.is_ok());
 }
+
+/// The custom key store quota per account (`[limits] custom_key_stores`, AWS default 10) with
+/// AWS's LimitExceededException; another account has its own count.
+#[tokio::test]
+async fn custom_key_store_quota_is_configurable() {
+    let proxy = TestProxy::start().await;
+    let srv = server_with_xks(
+        &proxy.ca_pem,
+        "allowed_proxy_networks = ['127.0.0.1', '::1']\n[limits]\ncustom_key_stores = 1",
+    )
+    .await;
+    let kms = srv.client();
+    create_store(&kms, &proxy, "first", "/kms/xks/v1").await;
+    let e = kms
+        .create_custom_key_store()
+        .custom_key_store_name("second")
+        .custom_key_store_type(CustomKeyStoreType::ExternalKeyStore)
+        .xks_proxy_uri_endpoint(proxy.endpoint())
+        .xks_proxy_uri_path("/other/kms/xks/v1")
+        .xks_proxy_connectivity(XksProxyConnectivityType::PublicEndpoint)
+        .xks_proxy_authentication_credential(cred(AKID, SECRET))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (code(&e).as_str(), message(&e).as_str()),
+        (
+            "LimitExceededException",
+            "The request was rejected because the account already has 1 custom key stores."
+        )
+    );
+    let other = srv.other_client();
+    create_store(&other, &proxy, "theirs", "/theirs/kms/xks/v1").await;
+}

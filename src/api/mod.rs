@@ -75,6 +75,7 @@ pub fn metrics_router(service: Arc<Kms>) -> Router {
             axum::routing::get(move || {
                 let svc = service.clone();
                 async move {
+                    svc.refresh_cache_metrics();
                     let mut resp =
                         axum::response::IntoResponse::into_response(svc.metrics().render());
                     resp.headers_mut().insert(
@@ -440,7 +441,12 @@ async fn run_inner<O: Operation>(
         }
     };
     let params = O::audit_parameters(&req);
-    let result = O::execute(kms, &mut call, req).await;
+    // The operation's own request quota (the cryptographic ones are counted in the service,
+    // which knows the key's type).
+    let result = match kms.admit_operation(&call) {
+        Ok(()) => O::execute(kms, &mut call, req).await,
+        Err(e) => Err(e),
+    };
     match result {
         Ok(resp) => {
             let ack = kms.audit_call(

@@ -270,4 +270,9 @@ pub trait CryptoBackend: Send + Sync {
 
     /// Drops cached objects of a key (called when the key is deleted).
     fn forget(&self, key_id: &KeyId);
+
+    /// Unwrapped material versions held now, for a backend with a bounded cache (metrics).
+    fn cached_versions(&self) -> Option<usize> {
+        None
+    }
 }

@@ -1,7 +1,9 @@
 //! The development software root. **Development only**: the root key is a file on disk
 //! (mode 0600), so key material is only as safe as that file. Every key material version is
 //! generated here, wrapped with AES-256-GCM under the root key for the metadata store, and
-//! unwrapped into an in-memory key object cached per (key id, version):
+//! unwrapped into an in-memory key object cached per (key id, version) in a bounded LRU map
+//! (`[server] key_cache_entries`; an evicted version is loaded again on its next use, and a
+//! request using it keeps its own reference until it ends):
 //!
 //! * `SYMMETRIC_DEFAULT`: 32 random bytes -> an AES-256-GCM key (AAD = context, key id, version;
 //!   unchanged since the first release so stored blobs stay readable);
@@ -13,12 +15,12 @@
 //! moved to a key of another spec. RSA key generation, RSA key loading and RSA private-key
 //! operations run on the blocking pool; everything else is short and runs inline.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use hashlink::LruCache;
+use parking_lot::Mutex;
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -46,7 +48,11 @@ pub struct SoftwareRoot {
     root: LessSafeKey,
     rng: SystemRandom,
     ivs: IvPool,
-    cache: RwLock<HashMap<(KeyId, u32), Arc<Material>>>,
+    cache: Mutex<LruCache<(KeyId, u32), Arc<Material>>>,
+}
+
+fn material_cache(entries: usize) -> Mutex<LruCache<(KeyId, u32), Arc<Material>>> {
+    Mutex::new(LruCache::new(entries.max(1)))
 }
 
 /// An unwrapped, parsed material version (one per cached version, behind an `Arc`, so the
@@ -196,7 +202,7 @@ impl SoftwareRoot {
                 root,
                 rng: SystemRandom::new(),
                 ivs: IvPool::new(),
-                cache: RwLock::default(),
+                cache: material_cache(crate::config::DEFAULT_KEY_CACHE_ENTRIES),
             },
             created,
         ))
@@ -212,8 +218,19 @@ impl SoftwareRoot {
             root: aes_key(bytes.as_ref())?,
             rng,
             ivs: IvPool::new(),
-            cache: RwLock::default(),
+            cache: material_cache(crate::config::DEFAULT_KEY_CACHE_ENTRIES),
         })
+    }
+
+    /// Keeps at most `entries` unwrapped material versions (least recently used evicted).
+    pub fn with_cache_entries(mut self, entries: usize) -> Self {
+        self.cache = material_cache(entries);
+        self
+    }
+
+    /// Material versions held now.
+    pub fn cache_len(&self) -> usize {
+        self.cache.lock().len()
     }
 
     fn iv(&self) -> BackendResult<[u8; 12]> {
@@ -280,7 +297,7 @@ impl SoftwareRoot {
 
     fn cached(&self, m: MaterialId<'_>) -> BackendResult<Arc<Material>> {
         self.cache
-            .read()
+            .lock()
             .get(&(m.key_id.clone(), m.version))
             .cloned()
             .ok_or(BackendError::MaterialNeeded)
@@ -452,9 +469,7 @@ impl CryptoBackend for SoftwareRoot {
 
     async fn load(&self, m: MaterialId<'_>, wrapped: &[u8]) -> BackendResult<()> {
         let key = Arc::new(self.unwrap_material(m, wrapped).await?);
-        self.cache
-            .write()
-            .insert((m.key_id.clone(), m.version), key);
+        self.cache.lock().insert((m.key_id.clone(), m.version), key);
         Ok(())
     }
 
@@ -700,8 +715,12 @@ impl CryptoBackend for SoftwareRoot {
         Ok(out)
     }
 
+    fn cached_versions(&self) -> Option<usize> {
+        Some(self.cache_len())
+    }
+
     fn forget(&self, key_id: &KeyId) {
-        self.cache.write().retain(|(k, _), _| k != key_id);
+        self.cache.lock().retain(|(k, _), _| k != key_id);
     }
 }
 

@@ -56,6 +56,21 @@ struct RawConfig {
 struct RawLimits {
     /// KMS keys per account and region (AWS default 100,000).
     keys_per_account: Option<usize>,
+    /// Aliases per KMS key (AWS default 50).
+    aliases_per_key: Option<usize>,
+    /// Grants per KMS key (AWS default 50,000).
+    grants_per_key: Option<usize>,
+    /// Custom key stores per account and region (AWS default 10).
+    custom_key_stores: Option<usize>,
+    /// Enforce request quotas (default true).
+    request_quotas: Option<bool>,
+    /// Nodes sharing the request rates: each enforces 1/n of every rate (default 1).
+    cluster_nodes: Option<u32>,
+    /// Capacity of the in-memory map of request-quota buckets (default 100,000).
+    quota_buckets: Option<usize>,
+    /// Request rates replacing AWS's defaults, by quota name (`service::quotas::Quota::parse`).
+    #[serde(default)]
+    request_rates: std::collections::BTreeMap<String, f64>,
     #[serde(default)]
     accounts: std::collections::BTreeMap<String, RawAccountLimits>,
 }
@@ -65,6 +80,11 @@ struct RawLimits {
 #[serde(deny_unknown_fields)]
 struct RawAccountLimits {
     keys_per_account: Option<usize>,
+    aliases_per_key: Option<usize>,
+    grants_per_key: Option<usize>,
+    custom_key_stores: Option<usize>,
+    #[serde(default)]
+    request_rates: std::collections::BTreeMap<String, f64>,
 }
 
 /// Validated resource quotas.
@@ -74,6 +94,16 @@ pub struct Limits {
     pub keys_per_account: usize,
     /// Accounts with their own key quota.
     pub keys_by_account: std::collections::HashMap<String, usize>,
+    /// Aliases per key, unless the key's account has its own.
+    pub aliases_per_key: usize,
+    /// Grants per key, unless the key's account has its own.
+    pub grants_per_key: usize,
+    /// Custom key stores per account and region, unless the account has its own.
+    pub custom_key_stores: usize,
+    /// Accounts with their own alias, grant or custom key store quotas.
+    pub resources_by_account: std::collections::HashMap<String, AccountResourceLimits>,
+    /// Request quotas (rates per second).
+    pub requests: crate::service::quotas::QuotaSettings,
 }
 
 impl Default for Limits {
@@ -81,8 +111,21 @@ impl Default for Limits {
         Limits {
             keys_per_account: crate::service::keys::MAX_KEYS_PER_ACCOUNT,
             keys_by_account: Default::default(),
+            aliases_per_key: crate::service::aliases::MAX_ALIASES_PER_KEY,
+            grants_per_key: crate::service::grants::MAX_GRANTS_PER_KEY,
+            custom_key_stores: crate::service::custom_key_stores::MAX_STORES,
+            resources_by_account: Default::default(),
+            requests: Default::default(),
         }
     }
+}
+
+/// One account's own resource quotas (unset: the global ones).
+#[derive(Debug, Clone, Default)]
+pub struct AccountResourceLimits {
+    pub aliases_per_key: Option<usize>,
+    pub grants_per_key: Option<usize>,
+    pub custom_key_stores: Option<usize>,
 }
 
 impl Limits {
@@ -92,6 +135,30 @@ impl Limits {
             .get(account)
             .copied()
             .unwrap_or(self.keys_per_account)
+    }
+
+    /// The aliases-per-key quota of a key of `account`.
+    pub fn aliases_for(&self, account: &str) -> usize {
+        self.resources_by_account
+            .get(account)
+            .and_then(|a| a.aliases_per_key)
+            .unwrap_or(self.aliases_per_key)
+    }
+
+    /// The grants-per-key quota of a key of `account`.
+    pub fn grants_for(&self, account: &str) -> usize {
+        self.resources_by_account
+            .get(account)
+            .and_then(|a| a.grants_per_key)
+            .unwrap_or(self.grants_per_key)
+    }
+
+    /// The custom key store quota of `account`.
+    pub fn custom_key_stores_for(&self, account: &str) -> usize {
+        self.resources_by_account
+            .get(account)
+            .and_then(|a| a.custom_key_stores)
+            .unwrap_or(self.custom_key_stores)
     }
 }
 
@@ -104,11 +171,76 @@ fn limits_settings(r: RawLimits, errors: &mut Vec<String>) -> Limits {
         }
         limits.keys_per_account = n;
     }
+    let at_least_one = |name: &str, n: Option<usize>, errors: &mut Vec<String>| {
+        if n == Some(0) {
+            errors.push(format!("{name}: must be at least 1"));
+        }
+        n
+    };
+    if let Some(n) = at_least_one("limits.aliases_per_key", r.aliases_per_key, errors) {
+        limits.aliases_per_key = n;
+    }
+    if let Some(n) = at_least_one("limits.grants_per_key", r.grants_per_key, errors) {
+        limits.grants_per_key = n;
+    }
+    if let Some(n) = at_least_one("limits.custom_key_stores", r.custom_key_stores, errors) {
+        limits.custom_key_stores = n;
+    }
+    if let Some(on) = r.request_quotas {
+        limits.requests.enabled = on;
+    }
+    if let Some(n) = r.cluster_nodes {
+        if n == 0 {
+            errors.push("limits.cluster_nodes: must be at least 1".into());
+        }
+        limits.requests.cluster_nodes = n.max(1);
+    }
+    if let Some(n) = r.quota_buckets {
+        if n == 0 {
+            errors.push("limits.quota_buckets: must be at least 1".into());
+        }
+        limits.requests.buckets = n.max(1);
+    }
+    limits.requests.rates = request_rates("limits.request_rates", r.request_rates, errors);
     for (account, a) in r.accounts {
         if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
             errors.push(format!(
                 "limits.accounts: '{account}' is not a 12-digit account id"
             ));
+        }
+        let own = AccountResourceLimits {
+            aliases_per_key: at_least_one(
+                &format!("limits.accounts.{account}.aliases_per_key"),
+                a.aliases_per_key,
+                errors,
+            ),
+            grants_per_key: at_least_one(
+                &format!("limits.accounts.{account}.grants_per_key"),
+                a.grants_per_key,
+                errors,
+            ),
+            custom_key_stores: at_least_one(
+                &format!("limits.accounts.{account}.custom_key_stores"),
+                a.custom_key_stores,
+                errors,
+            ),
+        };
+        if own.aliases_per_key.is_some()
+            || own.grants_per_key.is_some()
+            || own.custom_key_stores.is_some()
+        {
+            limits.resources_by_account.insert(account.clone(), own);
+        }
+        if !a.request_rates.is_empty() {
+            let rates = request_rates(
+                &format!("limits.accounts.{account}.request_rates"),
+                a.request_rates,
+                errors,
+            );
+            limits
+                .requests
+                .rates_by_account
+                .insert(account.clone(), rates);
         }
         if let Some(n) = a.keys_per_account {
             if n == 0 {
@@ -120,6 +252,33 @@ fn limits_settings(r: RawLimits, errors: &mut Vec<String>) -> Limits {
         }
     }
     limits
+}
+
+/// A `request_rates` table: known quota names, positive finite rates.
+fn request_rates(
+    at: &str,
+    raw: std::collections::BTreeMap<String, f64>,
+    errors: &mut Vec<String>,
+) -> std::collections::HashMap<crate::service::quotas::Quota, f64> {
+    let mut rates = std::collections::HashMap::new();
+    for (name, rate) in raw {
+        let Some(quota) = crate::service::quotas::Quota::parse(&name) else {
+            errors.push(format!(
+                "{at}: '{name}' is not a request quota (cryptographic_symmetric, \
+                 cryptographic_rsa, cryptographic_ecc, GenerateDataKeyPair:<spec>, or an \
+                 operation with its own quota)"
+            ));
+            continue;
+        };
+        if !(rate.is_finite() && rate > 0.0) {
+            errors.push(format!(
+                "{at}.{name}: must be a positive number of requests per second"
+            ));
+            continue;
+        }
+        rates.insert(quota, rate);
+    }
+    rates
 }
 
 /// `[store]`: where metadata lives (SQLite by default; PostgreSQL for several nodes).
@@ -258,6 +417,10 @@ struct RawServer {
     metrics_listen: Option<String>,
     hsm_threads: Option<usize>,
     async_threads: Option<usize>,
+    /// Unwrapped material versions kept by the root (default 10,000).
+    key_cache_entries: Option<usize>,
+    /// Key rows (and as many keys' grant lists) kept by the metadata cache (default 100,000).
+    metadata_cache_entries: Option<usize>,
     max_connections: Option<usize>,
     tls_handshake_timeout_ms: Option<u64>,
     header_read_timeout_ms: Option<u64>,
@@ -436,6 +599,11 @@ pub struct Config {
     pub hsm_threads: Option<usize>,
     /// Async worker threads (`None`: derived, see [`Config::async_threads`]).
     pub async_threads: Option<usize>,
+    /// Unwrapped material versions the root keeps (least recently used evicted; on the
+    /// PKCS#11 root each is a session object in the token).
+    pub key_cache_entries: usize,
+    /// Key rows, and grant lists, the metadata cache keeps (least recently used evicted).
+    pub metadata_cache_entries: usize,
     /// Users, groups, roles, access keys and guardrails (reloadable: [`load_iam`]).
     pub iam: IamConfig,
     /// The configuration file, when there is one (identities are reloaded from it).
@@ -458,6 +626,11 @@ pub struct Config {
     /// Resource quotas (`[limits]`).
     pub limits: Limits,
 }
+
+/// Default of `[server] key_cache_entries`.
+pub const DEFAULT_KEY_CACHE_ENTRIES: usize = 10_000;
+/// Default of `[server] metadata_cache_entries`.
+pub const DEFAULT_METADATA_CACHE_ENTRIES: usize = 100_000;
 
 /// All the problems found in a configuration.
 #[derive(Debug)]
@@ -849,6 +1022,16 @@ fn validate(
             errors.push(format!("server.async_threads: {n} is not within 1..=1024"));
         }
     }
+    let key_cache_entries = s.key_cache_entries.unwrap_or(DEFAULT_KEY_CACHE_ENTRIES);
+    if key_cache_entries == 0 {
+        errors.push("server.key_cache_entries: must be at least 1".into());
+    }
+    let metadata_cache_entries = s
+        .metadata_cache_entries
+        .unwrap_or(DEFAULT_METADATA_CACHE_ENTRIES);
+    if metadata_cache_entries == 0 {
+        errors.push("server.metadata_cache_entries: must be at least 1".into());
+    }
     let metrics_listen = match s.metrics_listen {
         None => None,
         Some(a) => match a.parse::<SocketAddr>() {
@@ -1142,6 +1325,8 @@ fn validate(
         metrics_listen,
         hsm_threads: s.hsm_threads,
         async_threads: s.async_threads,
+        key_cache_entries,
+        metadata_cache_entries,
         iam,
         file: file.map(Path::to_path_buf),
         listener,
@@ -1359,6 +1544,60 @@ mod tests {
             "{errors:?}"
         );
         assert!(with("[limits]\nkeys = 5\n").is_err());
+    }
+
+    #[test]
+    fn request_and_resource_quotas_configured_and_validated() {
+        use crate::service::quotas::Quota;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kms.toml");
+        let with = |toml: &str, env: Vec<(String, String)>| {
+            std::fs::write(&file, toml).unwrap();
+            load(Some(&file), env)
+        };
+        let c = load(None, Vec::new()).unwrap();
+        assert!(c.limits.requests.enabled);
+        assert_eq!(c.limits.requests.cluster_nodes, 1);
+        assert_eq!(c.limits.aliases_for("111122223333"), 50);
+        assert_eq!(c.limits.grants_for("111122223333"), 50_000);
+        assert_eq!(c.limits.custom_key_stores_for("111122223333"), 10);
+        let c = with(
+            "[limits]\ncluster_nodes = 3\naliases_per_key = 4\ngrants_per_key = 7\n\
+             custom_key_stores = 2\nrequest_rates = { cryptographic_rsa = 50, CreateKey = 1 }\n\
+             [limits.accounts.444455556666]\ngrants_per_key = 9\n\
+             request_rates = { 'GenerateDataKeyPair:RSA_2048' = 3 }\n",
+            vec![("KMS_LIMITS__REQUEST_QUOTAS".into(), "false".into())],
+        )
+        .unwrap();
+        let r = &c.limits.requests;
+        assert!(!r.enabled);
+        assert_eq!(r.cluster_nodes, 3);
+        assert_eq!(r.rates[&Quota::CryptoRsa], 50.0);
+        assert_eq!(r.rates[&Quota::Operation("CreateKey")], 1.0);
+        assert_eq!(
+            r.rates_by_account["444455556666"]
+                [&Quota::DataKeyPair(crate::model::DataKeyPairSpec::Rsa2048)],
+            3.0
+        );
+        assert_eq!(c.limits.aliases_for("444455556666"), 4);
+        assert_eq!(c.limits.grants_for("444455556666"), 9);
+        assert_eq!(c.limits.grants_for("111122223333"), 7);
+        assert_eq!(c.limits.custom_key_stores_for("111122223333"), 2);
+        let errors = with(
+            "[limits]\ncluster_nodes = 0\ngrants_per_key = 0\n\
+             request_rates = { Encrypt = 5, CreateKey = -1 }\n",
+            Vec::new(),
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors
+            .iter()
+            .any(|e| e.starts_with("limits.request_rates: 'Encrypt' is not")));
+        assert!(errors.contains(
+            &"limits.request_rates.CreateKey: must be a positive number of requests per second"
+                .to_string()
+        ));
     }
 
     #[test]

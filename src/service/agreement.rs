@@ -11,7 +11,7 @@
 
 use zeroize::Zeroizing;
 
-use super::{part, Call, KmsError, KmsResult, StateRule};
+use super::{part, Call, KmsError, KmsResult};
 use crate::backend::MaterialId;
 use crate::model::{KeyAgreementAlgorithm, KeyRecord, KeyUsage};
 
@@ -62,7 +62,7 @@ impl Agreement {
         // An unparsable key, or one on another curve: AWS answers with an empty message.
         let peer = crate::crypto::peer_point(key.key_spec, peer_public_key)
             .map_err(|_| KmsError::Validation(String::new()))?;
-        self.check_state(&key, StateRule::Crypto)?;
+        self.admit_crypto(call, &key)?;
         if dry_run {
             return Err(KmsError::DryRunOperation);
         }

@@ -36,10 +36,11 @@ impl Aliases {
     /// UpdateAlias to another key), in AWS's words (recorded AWS response, docs/errors.md).
     async fn check_alias_quota(&self, key: &KeyRecord) -> KmsResult<()> {
         let usage = self.store.count_aliases(&key.key_id).await?;
-        if usage >= MAX_ALIASES_PER_KEY {
+        let quota = self.limits.aliases_for(&key.account);
+        if usage >= quota {
             return Err(KmsError::LimitExceeded(format!(
                 "Aliases per key quota for this account in this region is \
-                 {MAX_ALIASES_PER_KEY}, current usage is {usage}."
+                 {quota}, current usage is {usage}."
             )));
         }
         Ok(())

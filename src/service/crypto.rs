@@ -387,7 +387,7 @@ impl Crypto {
             Core::check_asymmetric_context(context)?;
             Core::check_rsa_plaintext(&key, algorithm, plaintext.len())?;
         }
-        self.check_state(&key, StateRule::Crypto)?;
+        self.admit_crypto(call, &key)?;
         if dry_run {
             return Err(KmsError::DryRunOperation);
         }
@@ -498,7 +498,7 @@ impl Crypto {
         let algorithm = self.check_encryption(&key, op, algorithm)?;
         if algorithm != EncryptionAlgorithm::SymmetricDefault {
             Core::check_asymmetric_context(context)?;
-            self.check_state(&key, StateRule::Crypto)?;
+            self.admit_crypto(call, &key)?;
             if run.is_dry() {
                 return Err(KmsError::DryRunOperation);
             }
@@ -509,7 +509,7 @@ impl Crypto {
                 plaintext,
             });
         }
-        self.check_state(&key, StateRule::Crypto)?;
+        self.admit_crypto(call, &key)?;
         if run == DecryptRun::DryRunIgnoringCiphertext {
             return Err(KmsError::DryRunOperation);
         }
@@ -583,7 +583,7 @@ impl Crypto {
         if dest_alg != EncryptionAlgorithm::SymmetricDefault {
             Core::check_asymmetric_context(destination_context)?;
         }
-        self.check_state(&dest, StateRule::Crypto)?;
+        self.admit_crypto(call, &dest)?;
         let source_alg = self.check_encryption(&source, CryptoOp::ReEncrypt, source_algorithm)?;
         if source_alg != EncryptionAlgorithm::SymmetricDefault {
             Core::check_asymmetric_context(source_context)?;
@@ -638,7 +638,7 @@ impl Crypto {
         self.authorize_crypto(call, op.name(), &key, context, None, None)
             .await?;
         self.check_symmetric(&key, op, None)?;
-        self.check_state(&key, StateRule::Crypto)?;
+        self.admit_crypto(call, &key)?;
         if dry_run {
             return Err(KmsError::DryRunOperation);
         }

@@ -329,9 +329,10 @@ impl CustomKeyStores {
                  cluster {cluster_id}"
             )));
         }
-        if existing.len() >= MAX_STORES {
+        let quota = self.limits.custom_key_stores_for(&account);
+        if existing.len() >= quota {
             return Err(KmsError::LimitExceeded(format!(
-                "The request was rejected because the account already has {MAX_STORES} custom key stores."
+                "The request was rejected because the account already has {quota} custom key stores."
             )));
         }
         self.check_cluster_free(&cluster_id, None).await?;

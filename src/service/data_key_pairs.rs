@@ -88,6 +88,7 @@ impl DataKeyPairs {
                 key.arn
             )));
         }
+        self.admit_quota(call, super::quotas::Quota::DataKeyPair(spec))?;
         self.check_state(&key, StateRule::Crypto)?;
         if dry_run {
             return Err(KmsError::DryRunOperation);

@@ -191,6 +191,20 @@ fn constraint_context(c: &GrantConstraints) -> Option<BTreeMap<String, String>> 
     Some(out)
 }
 
+/// Whether `a` is the grant a CreateGrant of `b` would make again: same name, issuing
+/// account, grantee, retiring principal, constraints and operations (in any order). AWS
+/// returns the existing grant's id for such a retry.
+fn same_grant(a: &GrantRecord, b: &GrantRecord) -> bool {
+    a.name.is_some()
+        && a.name == b.name
+        && a.key_id == b.key_id
+        && a.issuing_account == b.issuing_account
+        && a.grantee_principal == b.grantee_principal
+        && a.retiring_principal == b.retiring_principal
+        && a.constraints == b.constraints
+        && same_operations(&a.operations, &b.operations)
+}
+
 fn same_operations(a: &[String], b: &[String]) -> bool {
     let mut a: Vec<&str> = a.iter().map(String::as_str).collect();
     let mut b: Vec<&str> = b.iter().map(String::as_str).collect();
@@ -367,38 +381,45 @@ impl Grants {
         let grant_id = {
             let _one_at_a_time = self.create.lock().await;
             let existing = self.store.list_grants(&key.key_id).await?;
-            let retry = record.name.as_ref().and_then(|_| {
-                existing.iter().find(|g| {
-                    g.name == record.name
-                        && g.issuing_account == record.issuing_account
-                        && g.grantee_principal == record.grantee_principal
-                        && g.retiring_principal == record.retiring_principal
-                        && g.constraints == record.constraints
-                        && same_operations(&g.operations, &record.operations)
-                })
-            });
+            let retry = record
+                .name
+                .as_ref()
+                .and_then(|_| existing.iter().find(|g| same_grant(g, &record)));
             match retry {
                 Some(g) => g.grant_id.clone(),
                 None => {
-                    if existing.len() >= MAX_GRANTS_PER_KEY {
+                    let quota = self.limits.grants_for(&key.account);
+                    if existing.len() >= quota {
                         // The shape of AWS's key quota message ("Key quota for this account
                         // in this region is 101 but the current usage is 101.").
                         return Err(KmsError::LimitExceeded(format!(
-                            "Grant quota for this key is {MAX_GRANTS_PER_KEY} but the current \
+                            "Grant quota for this key is {quota} but the current \
                              usage is {}.",
                             existing.len()
                         )));
                     }
-                    self.store
-                        .insert_grant(&record)
-                        .await
-                        .map_err(|e| match e {
-                            StoreError::AlreadyExists => KmsError::internal_because(
-                                InternalCause::Invariant("a random grant id repeated"),
-                            ),
-                            other => other.into(),
-                        })?;
-                    record.grant_id
+                    let id_repeated = |e| match e {
+                        StoreError::AlreadyExists => KmsError::internal_because(
+                            InternalCause::Invariant("a random grant id repeated"),
+                        ),
+                        other => other.into(),
+                    };
+                    if record.name.is_some() {
+                        // Another node may have created the same named grant since the
+                        // look-up above: the store decides atomically.
+                        let (g, _) = self
+                            .store
+                            .insert_named_grant(&record, same_grant)
+                            .await
+                            .map_err(id_repeated)?;
+                        g.grant_id
+                    } else {
+                        self.store
+                            .insert_grant(&record)
+                            .await
+                            .map_err(id_repeated)?;
+                        record.grant_id
+                    }
                 }
             }
         };

@@ -7,7 +7,7 @@
 
 use subtle::ConstantTimeEq;
 
-use super::{part, Call, KmsError, KmsResult, StateRule};
+use super::{part, Call, KmsError, KmsResult};
 use crate::backend::MaterialId;
 use crate::model::{KeyRecord, KeyUsage, MacAlgorithm};
 
@@ -48,7 +48,7 @@ impl Mac {
                 key.key_spec
             )));
         }
-        self.check_state(&key, StateRule::Crypto)?;
+        self.admit_crypto(call, &key)?;
         Ok(key)
     }
 

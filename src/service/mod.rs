@@ -30,6 +30,8 @@ pub mod mac;
 pub mod maintenance;
 pub mod multi_region;
 pub mod policy;
+pub mod quotas;
+pub mod root_check;
 pub mod rotation;
 pub mod secrets;
 pub mod seed;
@@ -167,6 +169,8 @@ pub struct Core {
     pub(crate) key_policies: authz::KeyPolicyCache,
     /// Resource quotas.
     pub(crate) limits: crate::config::Limits,
+    /// Request quotas (token buckets per account and quota).
+    pub(crate) quotas: quotas::RequestQuotas,
     /// Set on SIGTERM: the node is draining and not ready for new traffic.
     pub(crate) draining: std::sync::atomic::AtomicBool,
 }
@@ -254,6 +258,7 @@ impl Kms {
         iam: Arc<crate::iam::Iam>,
         limits: crate::config::Limits,
     ) -> Arc<Self> {
+        let quotas = quotas::RequestQuotas::new(limits.requests.clone());
         let core = Arc::new(Core {
             store,
             root,
@@ -269,6 +274,7 @@ impl Kms {
             connections,
             iam,
             key_policies: authz::KeyPolicyCache::default(),
+            quotas,
             limits,
             draining: std::sync::atomic::AtomicBool::new(false),
         });
@@ -300,6 +306,27 @@ impl Core {
     /// The metrics registry (rendered by the metrics listener).
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
+    }
+
+    /// Reads the bounded caches' sizes into the metrics (before a render).
+    pub fn refresh_cache_metrics(&self) {
+        let m = &self.metrics;
+        if let Some(n) = self.root.cached_versions() {
+            m.cache_entries
+                .with_label_values(&["root_key_versions"])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        if let Some(c) = self.store.cache_stats() {
+            let gauge = |name: &str, n: usize| {
+                m.cache_entries
+                    .with_label_values(&[name])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            };
+            gauge("key_rows", c.key_rows);
+            gauge("grant_lists", c.grant_lists);
+            let evictions = &m.metadata_cache_evictions;
+            evictions.inc_by(c.evictions.saturating_sub(evictions.get()));
+        }
     }
 
     /// The default region (the first served).
@@ -459,6 +486,39 @@ impl Core {
             key.unavailable = !self.connections.is_connected(id);
         }
         key
+    }
+
+    /// The per-operation request quota of the caller's account (at the API edge, before the
+    /// operation runs; the cryptographic operations are counted by [`Self::admit_crypto`]).
+    pub fn admit_operation(&self, call: &Call) -> KmsResult<()> {
+        if self.quotas.admit_operation(
+            &call.principal.account,
+            self.region_of(call),
+            call.operation,
+        ) {
+            Ok(())
+        } else {
+            Err(KmsError::Throttling)
+        }
+    }
+
+    /// A cryptographic operation on `key`: the caller's account's shared quota of the key's
+    /// type (AWS counts cross-account requests against the caller), then the key-state table.
+    pub fn admit_crypto(&self, call: &Call, key: &KeyRecord) -> KmsResult<()> {
+        self.admit_quota(call, quotas::Quota::of_key(key.key_spec))?;
+        self.check_state(key, StateRule::Crypto)
+    }
+
+    /// Takes one request from the caller's account's `quota`.
+    pub fn admit_quota(&self, call: &Call, quota: quotas::Quota) -> KmsResult<()> {
+        if self
+            .quotas
+            .admit(&call.principal.account, self.region_of(call), quota)
+        {
+            Ok(())
+        } else {
+            Err(KmsError::Throttling)
+        }
     }
 
     /// Applies the key-state table for `rule` (messages verbatim from the reference).

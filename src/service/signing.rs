@@ -110,7 +110,7 @@ impl Signing {
             )));
         }
         let input = message_input(key.key_spec, message, message_type, algorithm)?;
-        self.check_state(&key, StateRule::Crypto)?;
+        self.admit_crypto(call, &key)?;
         Ok((key, input))
     }
 

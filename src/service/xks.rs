@@ -560,10 +560,10 @@ impl CustomKeyStores {
                 "The XksProxyUriEndpoint and XksProxyUriPath {endpoint}{path} are already used by another external key store"
             )));
         }
-        if existing.len() >= super::custom_key_stores::MAX_STORES {
+        let quota = self.limits.custom_key_stores_for(&account);
+        if existing.len() >= quota {
             return Err(KmsError::LimitExceeded(format!(
-                "The request was rejected because the account already has {} custom key stores.",
-                super::custom_key_stores::MAX_STORES
+                "The request was rejected because the account already has {quota} custom key stores."
             )));
         }
         let settings = XksProxySettings {

@@ -11,34 +11,39 @@
 //! down the cache is *incoherent* and every read goes to the database. A stale entry can never
 //! undo a change either way: key writes are conditional on the row version they read.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use hashlink::LruCache;
+use parking_lot::Mutex;
 
 use chrono::{DateTime, Utc};
 
 use std::sync::atomic::AtomicBool;
 
-use super::{Lease, LeaseName, MetadataStore, StoreResult};
+use super::{Lease, LeaseName, MetadataStore, SameGrant, StoreResult};
 use crate::model::{
     AliasRecord, CustomKeyStoreRecord, GrantRecord, KeyId, KeyRecord, MaterialRecord, Tag,
 };
 
-/// Bound on cached rows; the cache is cleared when it is reached.
-const MAX_CACHED_KEYS: usize = 100_000;
-
+/// Both maps are LRU maps of a fixed capacity (`[server] metadata_cache_entries`): at the
+/// capacity, caching one more entry evicts the least recently used one. An eviction counts as
+/// a drop for the reads in flight (below): otherwise a slow read could cache an older row in
+/// the place of a newer one that was evicted meanwhile.
 pub struct CachedStore<S> {
     inner: S,
-    keys: RwLock<HashMap<KeyId, Arc<KeyRecord>>>,
-    grants: RwLock<HashMap<KeyId, Arc<[GrantRecord]>>>,
+    keys: Mutex<LruCache<KeyId, Arc<KeyRecord>>>,
+    grants: Mutex<LruCache<KeyId, Arc<[GrantRecord]>>>,
     /// Counts key rows dropped from the cache (bumped under the `keys` lock): a read that
-    /// overlapped a drop (a deletion, a failed conditional update) must not cache what it read.
+    /// overlapped a drop (a deletion, a failed conditional update, an eviction) must not cache
+    /// what it read.
     key_drops: AtomicU64,
-    /// Counts grant writes (bumped under the `grants` lock with the entry dropped): a read that
-    /// overlapped a write must not cache what it read, or a revoked grant could keep working.
+    /// Counts grant writes and evictions (bumped under the `grants` lock with the entry
+    /// dropped): a read that overlapped one must not cache what it read, or a revoked grant
+    /// could keep working.
     grant_writes: AtomicU64,
+    /// Entries evicted for room (both maps; metrics).
+    evictions: AtomicU64,
     /// False while changes made elsewhere may go unseen (a shared database whose change
     /// listener is down): nothing is answered from or put into the maps.
     coherent: AtomicBool,
@@ -60,22 +65,55 @@ pub trait Invalidate: Send + Sync {
 impl<S: MetadataStore> CachedStore<S> {
     /// A cache for a store that only this node writes.
     pub fn new(inner: S) -> Self {
+        Self::with_capacity(inner, crate::config::DEFAULT_METADATA_CACHE_ENTRIES)
+    }
+
+    /// A cache of at most `entries` key rows and `entries` grant lists.
+    pub fn with_capacity(inner: S, entries: usize) -> Self {
+        let entries = entries.max(1);
         CachedStore {
             inner,
-            keys: RwLock::default(),
-            grants: RwLock::default(),
+            keys: Mutex::new(LruCache::new(entries)),
+            grants: Mutex::new(LruCache::new(entries)),
             key_drops: AtomicU64::new(0),
             grant_writes: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
             coherent: AtomicBool::new(true),
         }
     }
 
     /// A cache for a store other nodes write too: bypassed until a change feed calls
     /// [`Invalidate::set_coherent`].
-    pub fn shared(inner: S) -> Self {
-        let c = Self::new(inner);
+    pub fn shared(inner: S, entries: usize) -> Self {
+        let c = Self::with_capacity(inner, entries);
         c.coherent.store(false, Ordering::Release);
         c
+    }
+
+    /// Key rows and grant lists held now.
+    pub fn len(&self) -> (usize, usize) {
+        (self.keys.lock().len(), self.grants.lock().len())
+    }
+
+    /// Entries evicted for room since start.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+
+    /// Inserts into an LRU map; when that evicts an entry, bumps `counter` (under the map's
+    /// lock, as a drop) so that reads in flight do not cache what they read.
+    fn insert_counting<V>(
+        &self,
+        map: &mut LruCache<KeyId, V>,
+        counter: &AtomicU64,
+        id: KeyId,
+        value: V,
+    ) {
+        if !map.contains_key(&id) && map.len() >= map.capacity() {
+            counter.fetch_add(1, Ordering::AcqRel);
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        map.insert(id, value);
     }
 
     /// The wrapped store.
@@ -93,48 +131,52 @@ impl<S: MetadataStore> CachedStore<S> {
         if !self.coherent() {
             return;
         }
-        let mut map = self.keys.write();
+        let mut map = self.keys.lock();
         if map
-            .get(&key.key_id)
+            .peek(&key.key_id)
             .is_some_and(|cached| cached.row_version > key.row_version)
         {
             return;
         }
-        if map.len() >= MAX_CACHED_KEYS {
-            map.clear();
-        }
-        map.insert(key.key_id.clone(), Arc::new(key.clone()));
+        self.insert_counting(
+            &mut map,
+            &self.key_drops,
+            key.key_id.clone(),
+            Arc::new(key.clone()),
+        );
     }
 
     fn cached(&self, key_id: &KeyId) -> Option<KeyRecord> {
         if !self.coherent() {
             return None;
         }
-        self.keys.read().get(key_id).map(|k| KeyRecord::clone(k))
+        self.keys.lock().get(key_id).map(|k| KeyRecord::clone(k))
     }
 
     /// Caches a row read from the database, unless a drop happened since the read began
     /// (`drops_before`) or the cache already holds a newer version (a write through this
     /// wrapper that finished first): a slow read never brings back an older row.
     fn put_read(&self, key: &KeyRecord, drops_before: u64) {
-        let mut map = self.keys.write();
+        let mut map = self.keys.lock();
         if self.key_drops.load(Ordering::Acquire) != drops_before || !self.coherent() {
             return;
         }
         if map
-            .get(&key.key_id)
+            .peek(&key.key_id)
             .is_some_and(|cached| cached.row_version >= key.row_version)
         {
             return;
         }
-        if map.len() >= MAX_CACHED_KEYS {
-            map.clear();
-        }
-        map.insert(key.key_id.clone(), Arc::new(key.clone()));
+        self.insert_counting(
+            &mut map,
+            &self.key_drops,
+            key.key_id.clone(),
+            Arc::new(key.clone()),
+        );
     }
 
     fn drop_key(&self, id: &KeyId) {
-        let mut map = self.keys.write();
+        let mut map = self.keys.lock();
         self.key_drops.fetch_add(1, Ordering::AcqRel);
         map.remove(id);
         drop(map);
@@ -142,7 +184,7 @@ impl<S: MetadataStore> CachedStore<S> {
     }
 
     fn drop_grants(&self, id: &KeyId) {
-        let mut map = self.grants.write();
+        let mut map = self.grants.lock();
         self.grant_writes.fetch_add(1, Ordering::AcqRel);
         map.remove(id);
     }
@@ -159,11 +201,11 @@ impl<S: MetadataStore> Invalidate for CachedStore<S> {
 
     fn invalidate_all(&self) {
         {
-            let mut keys = self.keys.write();
+            let mut keys = self.keys.lock();
             self.key_drops.fetch_add(1, Ordering::AcqRel);
             keys.clear();
         }
-        let mut grants = self.grants.write();
+        let mut grants = self.grants.lock();
         self.grant_writes.fetch_add(1, Ordering::AcqRel);
         grants.clear();
     }
@@ -391,6 +433,15 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.inner.count_keys(account, region).await
     }
 
+    fn cache_stats(&self) -> Option<super::CacheStats> {
+        let (key_rows, grant_lists) = self.len();
+        Some(super::CacheStats {
+            key_rows,
+            grant_lists,
+            evictions: self.evictions(),
+        })
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
     }
@@ -409,22 +460,29 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         r
     }
 
+    async fn insert_named_grant(
+        &self,
+        grant: &GrantRecord,
+        same: SameGrant,
+    ) -> StoreResult<(GrantRecord, bool)> {
+        let r = self.inner.insert_named_grant(grant, same).await;
+        self.drop_grants(&grant.key_id);
+        r
+    }
+
     async fn list_grants(&self, key_id: &KeyId) -> StoreResult<Arc<[GrantRecord]>> {
         if !self.coherent() {
             return self.inner.list_grants(key_id).await;
         }
-        if let Some(g) = self.grants.read().get(key_id) {
-            return Ok(g.clone());
+        if let Some(g) = self.grants.lock().get(key_id).cloned() {
+            return Ok(g);
         }
         let writes_before = self.grant_writes.load(Ordering::Acquire);
         let found = self.inner.list_grants(key_id).await?;
-        let mut map = self.grants.write();
+        let mut map = self.grants.lock();
         // A grant write since the read began may not be in `found`: answer it, don't keep it.
         if self.grant_writes.load(Ordering::Acquire) == writes_before && self.coherent() {
-            if map.len() >= MAX_CACHED_KEYS {
-                map.clear();
-            }
-            map.insert(key_id.clone(), found.clone());
+            self.insert_counting(&mut map, &self.grant_writes, key_id.clone(), found.clone());
         }
         Ok(found)
     }
@@ -523,5 +581,33 @@ mod tests {
         let drops = store.key_drops.load(Ordering::Acquire);
         store.put_read(&row(&id, 4, KeyState::Enabled), drops);
         assert_eq!(store.cached(&id).unwrap().row_version, 4);
+    }
+
+    #[test]
+    fn bounded_lru_and_an_eviction_counts_as_a_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CachedStore::with_capacity(
+            super::super::SqliteStore::open(&dir.path().join("db")).unwrap(),
+            2,
+        );
+        let ids: Vec<KeyId> = (0..5).map(|_| KeyId::generate()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            store.put(&row(id, 1, KeyState::Enabled));
+            // The first stays the most recently used.
+            assert!(store.cached(&ids[0]).is_some(), "after {i}");
+        }
+        assert_eq!(store.len().0, 2);
+        assert_eq!(store.evictions(), 3);
+        assert!(store.cached(&ids[4]).is_some());
+        assert!(store.cached(&ids[1]).is_none());
+        // A write of version 2 is evicted while a read of version 1 is in flight: the read
+        // must not bring version 1 back.
+        let drops = store.key_drops.load(Ordering::Acquire);
+        store.put(&row(&ids[1], 2, KeyState::Disabled));
+        store.put(&row(&ids[2], 1, KeyState::Enabled));
+        store.put(&row(&ids[3], 1, KeyState::Enabled));
+        assert!(store.cached(&ids[1]).is_none());
+        store.put_read(&row(&ids[1], 1, KeyState::Enabled), drops);
+        assert!(store.cached(&ids[1]).is_none());
     }
 }

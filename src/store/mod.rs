@@ -18,7 +18,7 @@ mod sqlite;
 
 pub use cached::{CachedStore, Invalidate};
 pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{BackupReport, SqliteStore};
 
 use std::sync::Arc;
 
@@ -109,22 +109,43 @@ impl Lease {
     }
 }
 
+/// What the metadata cache holds ([`MetadataStore::cache_stats`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheStats {
+    pub key_rows: usize,
+    pub grant_lists: usize,
+    /// Entries evicted for room since start.
+    pub evictions: u64,
+}
+
+/// Decides whether an existing grant is the one a named CreateGrant would make again
+/// ([`MetadataStore::insert_named_grant`]).
+pub type SameGrant = fn(&GrantRecord, &GrantRecord) -> bool;
+
 /// Opens the configured store behind a [`CachedStore`], migrating or checking its schema.
 /// On PostgreSQL, also starts the listener that keeps the cache coherent with other nodes
 /// (it runs on the current tokio runtime until the store is dropped).
 pub async fn open(config: &StoreConfig) -> StoreResult<Arc<dyn MetadataStore>> {
+    open_with_cache(config, crate::config::DEFAULT_METADATA_CACHE_ENTRIES).await
+}
+
+/// [`open`] with a metadata cache of `cache_entries` key rows (and grant lists).
+pub async fn open_with_cache(
+    config: &StoreConfig,
+    cache_entries: usize,
+) -> StoreResult<Arc<dyn MetadataStore>> {
     match config {
         StoreConfig::Sqlite { path, auto_migrate } => {
             let (path, mode) = (path.clone(), migrate_mode(*auto_migrate));
             let store = tokio::task::spawn_blocking(move || SqliteStore::open_with(&path, mode))
                 .await
                 .map_err(|e| StoreError::Database(format!("store task: {e}")))??;
-            Ok(Arc::new(CachedStore::new(store)))
+            Ok(Arc::new(CachedStore::with_capacity(store, cache_entries)))
         }
         StoreConfig::Postgres(pg) => {
             let store = PgStore::connect(pg).await?;
             store.prepare_schema(migrate_mode(pg.auto_migrate)).await?;
-            let cached = Arc::new(CachedStore::shared(store));
+            let cached = Arc::new(CachedStore::shared(store, cache_entries));
             let weak: std::sync::Weak<dyn Invalidate> =
                 Arc::downgrade(&cached) as std::sync::Weak<dyn Invalidate>;
             postgres::spawn_listener(pg.clone(), weak);
@@ -143,6 +164,24 @@ pub async fn migrate(config: &StoreConfig) -> StoreResult<Migrated> {
                 .map_err(|e| StoreError::Database(format!("store task: {e}")))?
         }
         StoreConfig::Postgres(pg) => PgStore::connect(pg).await?.migrate().await,
+    }
+}
+
+/// Copies the configured SQLite database to the new file `dest` while nodes run (`kms
+/// backup`); PostgreSQL is backed up with `pg_dump` (`docs/operations.md`).
+pub async fn backup(config: &StoreConfig, dest: &std::path::Path) -> StoreResult<BackupReport> {
+    match config {
+        StoreConfig::Sqlite { path, .. } => {
+            let (path, dest) = (path.clone(), dest.to_path_buf());
+            tokio::task::spawn_blocking(move || SqliteStore::backup_file(&path, &dest))
+                .await
+                .map_err(|e| StoreError::Database(format!("store task: {e}")))?
+        }
+        StoreConfig::Postgres(_) => Err(StoreError::Database(
+            "kms backup copies SQLite stores; back up PostgreSQL with pg_dump \
+             (docs/operations.md)"
+                .into(),
+        )),
     }
 }
 
@@ -294,6 +333,10 @@ pub trait MetadataStore: Send + Sync {
     async fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize>;
     /// A trivial query that succeeds when the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+    /// The metadata cache's size and evictions, for a store behind one (metrics).
+    fn cache_stats(&self) -> Option<CacheStats> {
+        None
+    }
     /// The key of an external key store that uses an external key, if any.
     async fn find_key_by_xks_id(
         &self,
@@ -303,6 +346,23 @@ pub trait MetadataStore: Send + Sync {
 
     /// Grants: inserts one; [`StoreError::AlreadyExists`] when the id is taken.
     async fn insert_grant(&self, grant: &GrantRecord) -> StoreResult<()>;
+    /// A named grant (CreateGrant with `Name`): inserts it unless the key already has a grant
+    /// that `same` says is the same one (a retry), and returns the grant in force and whether
+    /// it is new. On PostgreSQL the look-up and the insert are one transaction under an
+    /// advisory lock on the key, so concurrent creates on several nodes make one grant; the
+    /// default (one node: the service serializes its creates) looks, then inserts.
+    async fn insert_named_grant(
+        &self,
+        grant: &GrantRecord,
+        same: SameGrant,
+    ) -> StoreResult<(GrantRecord, bool)> {
+        let existing = self.list_grants(&grant.key_id).await?;
+        if let Some(g) = existing.iter().find(|g| same(g, grant)) {
+            return Ok((g.clone(), false));
+        }
+        self.insert_grant(grant).await?;
+        Ok((grant.clone(), true))
+    }
     /// The grants of a key, oldest first (shared: authorization reads them on every request
     /// that no policy allows).
     async fn list_grants(&self, key_id: &KeyId) -> StoreResult<std::sync::Arc<[GrantRecord]>>;

@@ -169,6 +169,15 @@ fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     m.lock()
 }
 
+/// What `kms backup` copied.
+#[derive(Debug, Clone, Copy)]
+pub struct BackupReport {
+    /// Key rows in the copy.
+    pub keys: usize,
+    /// The copy's schema version.
+    pub schema_version: i64,
+}
+
 fn open(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -437,6 +446,56 @@ impl SqliteStore {
     pub fn migrate_file(path: &Path) -> StoreResult<Migrated> {
         let mut conn = open(path)?;
         Db::migrate(&mut conn, MigrateOnOpen::Apply)
+    }
+
+    /// Copies the database file at `path` to a new file `dest` with SQLite's online backup
+    /// API, while nodes keep writing: the copy is taken in one step inside one read
+    /// transaction, so it is a consistent snapshot holding every transaction committed before
+    /// the step began (in WAL mode writers are not blocked meanwhile). The copy is synced and
+    /// checked (`PRAGMA integrity_check`) before this returns; `dest` must not exist.
+    pub fn backup_file(path: &Path, dest: &Path) -> StoreResult<BackupReport> {
+        if dest.exists() {
+            return Err(StoreError::Database(format!(
+                "{} exists; the backup is written to a new file",
+                dest.display()
+            )));
+        }
+        let src = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        src.busy_timeout(std::time::Duration::from_secs(10))?;
+        let copied = (|| {
+            let mut out = Connection::open(dest)?;
+            {
+                let backup = rusqlite::backup::Backup::new(&src, &mut out)?;
+                // All pages in one step: one read transaction, one snapshot.
+                backup.step(-1)?;
+            }
+            // A self-contained file (no -wal beside it), on disk before we say so.
+            out.pragma_update(None, "journal_mode", "DELETE")?;
+            let check: String = out.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+            if check != "ok" {
+                return Err(StoreError::Corrupt(format!(
+                    "integrity check of the copy: {check}"
+                )));
+            }
+            let keys: i64 = out.query_row("SELECT COUNT(*) FROM keys", [], |r| r.get(0))?;
+            let version: i64 =
+                out.query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))?;
+            drop(out);
+            std::fs::File::open(dest)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| StoreError::Database(format!("{}: {e}", dest.display())))?;
+            Ok(BackupReport {
+                keys: usize::try_from(keys).unwrap_or(0),
+                schema_version: version,
+            })
+        })();
+        if copied.is_err() {
+            let _ = std::fs::remove_file(dest);
+        }
+        copied
     }
 
     /// Runs `f` on the database off the async workers.

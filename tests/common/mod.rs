@@ -71,6 +71,11 @@ pub fn with_store_env(
     data_dir: &std::path::Path,
     mut env: Vec<(String, String)>,
 ) -> Vec<(String, String)> {
+    // AWS's request quotas (CreateKey 5/s, ...) are on by default; suites create keys faster
+    // than that, so a test server enforces them only when its test asks (tests/quotas.rs).
+    if !env.iter().any(|(k, _)| k == "KMS_LIMITS__REQUEST_QUOTAS") {
+        env.push(("KMS_LIMITS__REQUEST_QUOTAS".into(), "false".into()));
+    }
     if store() == "postgres" && !env.iter().any(|(k, _)| k == "KMS_STORE__KIND") {
         let marker = data_dir.join("test-postgres-url");
         let url = match std::fs::read_to_string(&marker) {

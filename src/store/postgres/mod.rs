@@ -24,7 +24,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::{Lease, LeaseName, MetadataStore, MigrateOnOpen, Migrated, StoreError, StoreResult};
+use super::{
+    Lease, LeaseName, MetadataStore, MigrateOnOpen, Migrated, SameGrant, StoreError, StoreResult,
+};
 use crate::config::{PgTls, PostgresConfig};
 use crate::model::{
     AliasRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, GrantRecord, KeyId,
@@ -38,6 +40,9 @@ use secrecy::ExposeSecret;
 /// followed by a purpose number.
 const MIGRATION_LOCK: i64 = 0x6b6d_7300_0000_0001;
 const MAINTENANCE_LOCK: i64 = 0x6b6d_7300_0000_0002;
+/// First key of the two-key transaction advisory lock on a key's named grants (the second is
+/// `hashtext(key id)`; two-key locks never conflict with the one-key locks above).
+const GRANT_NAME_LOCK_CLASS: i32 = 0x6b6d_7301;
 
 /// The PostgreSQL store (see the module docs).
 #[derive(Clone)]
@@ -1042,6 +1047,53 @@ impl MetadataStore for PgStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn insert_named_grant(
+        &self,
+        g: &GrantRecord,
+        same: SameGrant,
+    ) -> StoreResult<(GrantRecord, bool)> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        // Held until commit: creates of named grants on one key, from any node, one at a time.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&GRANT_NAME_LOCK_CLASS, &g.key_id.as_str()],
+        )
+        .await?;
+        let rows = tx
+            .query(
+                &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = $1 AND name = $2"),
+                &[&g.key_id.as_str(), &g.name],
+            )
+            .await?;
+        for row in &rows {
+            let existing = grant_from_row(row)?;
+            if same(&existing, g) {
+                tx.commit().await?;
+                return Ok((existing, false));
+            }
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO grants ({GRANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ),
+            &[
+                &g.grant_id,
+                &g.key_id.as_str(),
+                &g.issuing_account,
+                &g.name,
+                &g.grantee_principal,
+                &g.retiring_principal,
+                &g.operations.join(","),
+                &super::sqlite::constraints_to_json(&g.constraints),
+                &to_ms(g.creation_date),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((g.clone(), true))
     }
 
     async fn list_grants(&self, key_id: &KeyId) -> StoreResult<Arc<[GrantRecord]>> {

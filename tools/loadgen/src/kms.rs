@@ -78,7 +78,8 @@ const AUTHZ_TARGET: f64 = 0.9;
 pub struct KmsArgs {
     #[command(flatten)]
     pub run: RunArgs,
-    /// The server's endpoint (plain HTTP, loopback only).
+    /// The server's endpoint (plain HTTP, loopback only); several, comma-separated, are used
+    /// round-robin per connection (nodes behind a load balancer on one database).
     #[arg(long, env = "KMS_ENDPOINT", default_value = "http://127.0.0.1:4599")]
     pub endpoint: String,
     /// Access key id to sign with (default: the server's development credential).
@@ -163,6 +164,8 @@ pub enum Op {
     MacHmac256,
     /// Verify, `ECC_NIST_P256` key, `ECDSA_SHA_256`, RAW message, a signature made at setup.
     VerifyP256,
+    /// CreateKey (symmetric, default policy): a write of the metadata store per request.
+    CreateKey,
 }
 
 impl Op {
@@ -175,6 +178,7 @@ impl Op {
             Op::SignRsa2048 => "sign-rsa2048",
             Op::MacHmac256 => "mac-hmac256",
             Op::VerifyP256 => "verify-p256",
+            Op::CreateKey => "create-key",
         }
     }
 
@@ -182,7 +186,7 @@ impl Op {
     /// algorithm field and value, and its raw ceilings' groups (library, token).
     fn key_type(self) -> Option<KeyTypeOp> {
         let (spec, usage, operation, field, algorithm, lib, token) = match self {
-            Op::Encrypt | Op::Decrypt | Op::GenerateDataKey => return None,
+            Op::Encrypt | Op::Decrypt | Op::GenerateDataKey | Op::CreateKey => return None,
             Op::SignP256 => (
                 "ECC_NIST_P256",
                 "SIGN_VERIFY",
@@ -412,7 +416,25 @@ pub async fn prepare(endpoint: &Endpoint, args: &KmsArgs) -> Result<Plan, BoxErr
         let encrypted = setup.call("Encrypt", body).await?;
         ciphertexts.push(string_field(&encrypted, "/CiphertextBlob")?.to_owned());
     }
-    for op in ops.iter().filter(|op| op.key_type().is_none()) {
+    if ops.contains(&Op::CreateKey) {
+        // One scenario, not one per key: it names no key.
+        let body = serde_json::json!({"Description": "loadgen create-key"});
+        scenarios.push(Scenario {
+            name: Op::CreateKey.name().to_owned(),
+            template: Arc::new(Template::new(
+                endpoint,
+                &signer,
+                Scheme::KmsJson {
+                    operation: "CreateKey".to_owned(),
+                },
+                "/",
+                Bytes::from(serde_json::to_vec(&body)?),
+            )),
+            open_loop: true,
+        });
+    }
+    let keyed = |op: &&Op| op.key_type().is_none() && **op != Op::CreateKey;
+    for op in ops.iter().filter(keyed) {
         for ((key, suffix, floor), ciphertext) in per_key.iter().zip(&ciphertexts) {
             let (operation, body) = match op {
                 Op::Encrypt => (
@@ -430,7 +452,11 @@ pub async fn prepare(endpoint: &Endpoint, args: &KmsArgs) -> Result<Plan, BoxErr
                     "GenerateDataKey",
                     serde_json::json!({"KeyId": key, "KeySpec": "AES_256"}),
                 ),
-                Op::SignP256 | Op::SignRsa2048 | Op::MacHmac256 | Op::VerifyP256 => continue,
+                Op::SignP256
+                | Op::SignRsa2048
+                | Op::MacHmac256
+                | Op::VerifyP256
+                | Op::CreateKey => continue,
             };
             let body = Bytes::from(serde_json::to_vec(&body)?);
             let scheme = Scheme::KmsJson {
@@ -492,7 +518,7 @@ pub async fn prepare(endpoint: &Endpoint, args: &KmsArgs) -> Result<Plan, BoxErr
             });
         }
     }
-    for op in ops.iter().filter(|op| op.key_type().is_none()) {
+    for op in ops.iter().filter(keyed) {
         checks.push(Check::Relative {
             scenario: format!("{}-authz", op.name()),
             reference: op.name().to_owned(),

@@ -119,7 +119,7 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match &cli.command {
             Command::Kms(args) => {
-                let endpoint = match Endpoint::resolve(&args.endpoint).await {
+                let endpoint = match Endpoint::resolve_list(&args.endpoint).await {
                     Ok(e) => e,
                     Err(e) => return fail("kms", "endpoint", e),
                 };

@@ -11,6 +11,7 @@
 //! documentation for why and what it does to the numbers).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +48,10 @@ pub struct Endpoint {
     pub host: String,
     /// The endpoint as given.
     pub url: String,
+    /// Several servers (`--endpoint A,B`): each new connection goes to the next one in turn,
+    /// as a round-robin load balancer would send it; otherwise the addresses are fallbacks.
+    pub round_robin: bool,
+    next: Arc<AtomicUsize>,
 }
 
 impl Endpoint {
@@ -86,13 +91,43 @@ impl Endpoint {
             addrs,
             host: authority.as_str().to_owned(),
             url: endpoint.to_owned(),
+            round_robin: false,
+            next: Arc::default(),
+        })
+    }
+
+    /// Resolves a comma-separated list of endpoints (each as [`Endpoint::resolve`]). With more
+    /// than one, connections go round-robin over the servers (the first one's first address
+    /// each), all with the first endpoint's `Host` (which the servers sign over, not check).
+    pub async fn resolve_list(list: &str) -> Result<Endpoint, BoxError> {
+        let parts: Vec<&str> = list.split(',').map(str::trim).collect();
+        if parts.len() == 1 {
+            return Self::resolve(list).await;
+        }
+        let mut resolved = Vec::with_capacity(parts.len());
+        for p in &parts {
+            resolved.push(Self::resolve(p).await?);
+        }
+        Ok(Endpoint {
+            addrs: resolved.iter().map(|e| e.addrs[0]).collect(),
+            host: resolved[0].host.clone(),
+            url: list.to_owned(),
+            round_robin: true,
+            next: Arc::default(),
         })
     }
 
     /// Opens one keep-alive connection (Nagle off, as the servers' clients do).
     pub async fn connect(&self) -> Result<Sender, BoxError> {
         let mut last_error: Option<BoxError> = None;
-        for addr in &self.addrs {
+        // Round-robin: start at the next server in turn (then fall back to the others).
+        let first = if self.round_robin {
+            self.next.fetch_add(1, Ordering::Relaxed) % self.addrs.len().max(1)
+        } else {
+            0
+        };
+        let order = self.addrs[first..].iter().chain(&self.addrs[..first]);
+        for addr in order {
             match TcpStream::connect(addr).await {
                 Ok(stream) => {
                     stream.set_nodelay(true)?;
