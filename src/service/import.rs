@@ -631,6 +631,8 @@ pub enum SeedMaterial {
     Unchanged,
     /// The material was imported (first import, or re-import after a deletion or expiry).
     Imported,
+    /// The key has (or had) other material: nothing changed.
+    Differs,
 }
 
 impl Import {
@@ -640,7 +642,8 @@ impl Import {
     /// and then goes through the root's ordinary import path: unwrapped inside the root,
     /// checked against the key spec, re-wrapped under the root. Idempotent: material the key
     /// has (imported) changes nothing; material it had (deleted or expired) is imported again;
-    /// any other material is [`KmsError::IncorrectKeyMaterial`].
+    /// any other material is [`SeedMaterial::Differs`]. Material that is not material of the
+    /// key spec is [`KmsError::IncorrectKeyMaterial`], as in ImportKeyMaterial.
     pub async fn seed_material(&self, key: &KeyRecord, plain: &[u8]) -> KmsResult<SeedMaterial> {
         if key.origin != Origin::External {
             return Err(KmsError::UnsupportedOperation(format!(
@@ -699,13 +702,7 @@ impl Import {
             }
             Some(m) => m.version,
             None if !ever_imported => key.current_material,
-            None => {
-                return Err(KmsError::IncorrectKeyMaterial(format!(
-                    "The key material does not match the key material previously imported \
-                     into {}.",
-                    key.arn
-                )))
-            }
+            None => return Ok(SeedMaterial::Differs),
         };
         if version != key.current_material {
             imported = import(version).await?;

@@ -441,15 +441,13 @@ impl Kms {
                         message: "the key vanished".into(),
                     })
             }
-            Err(KmsError::IncorrectKeyMaterial(_)) if key.origin == Origin::External => {
-                Err(SeedError::Conflict {
-                    id: id.to_string(),
-                    message: format!(
-                        "an existing key {} has other key material than the seed's",
-                        key.arn
-                    ),
-                })
-            }
+            Ok(SeedMaterial::Differs) => Err(SeedError::Conflict {
+                id: id.to_string(),
+                message: format!(
+                    "an existing key {} has other key material than the seed's",
+                    key.arn
+                ),
+            }),
             Err(e) => Err(refused(e)),
         }
     }
