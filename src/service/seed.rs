@@ -604,4 +604,28 @@ enabled = false
         // Unknown fields are errors, not silently ignored.
         assert!(parse("[[keys]]\nid = 'x'\nkeyspec = 'RSA_2048'\n").is_err());
     }
+
+    #[test]
+    fn material_is_base64_or_a_file_beside_the_seed() {
+        assert_eq!(
+            read_material("base64:AAEC", None).unwrap().as_slice(),
+            &[0, 1, 2]
+        );
+        assert!(read_material("base64:not base64!", None)
+            .unwrap_err()
+            .contains("base64"));
+        assert!(read_material("hex:00", None)
+            .unwrap_err()
+            .contains("file:<path>"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("k.bin"), [5u8; 32]).unwrap();
+        assert_eq!(
+            read_material("file:k.bin", Some(dir.path()))
+                .unwrap()
+                .as_slice(),
+            &[5u8; 32]
+        );
+        let err = read_material("file:missing.bin", Some(dir.path())).unwrap_err();
+        assert!(err.contains("missing.bin"), "{err}");
+    }
 }
