@@ -360,7 +360,16 @@ material = "base64:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 [[keys]]
 id = "66666666-7777-8888-9999-aaaaaaaaaaaa"
 origin = "EXTERNAL"
+
+[[keys]]
+id = "77777777-8888-9999-aaaa-bbbbbbbbbbbb"
+key_spec = "ECC_NIST_P256"
+key_usage = "SIGN_VERIFY"
+origin = "EXTERNAL"
+material = "file:signer.der"
 "#;
+
+const EXT_ECC: &str = "77777777-8888-9999-aaaa-bbbbbbbbbbbb";
 
 /// A seed directory with `EXTERNAL_SEED` and its symmetric material file.
 fn external_seed(material: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -368,6 +377,29 @@ fn external_seed(material: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
     let seed = dir.path().join("seed.toml");
     std::fs::write(&seed, EXTERNAL_SEED).unwrap();
     std::fs::write(dir.path().join("sym.bin"), material).unwrap();
+    // A P-256 private key as PKCS#8 DER, made by OpenSSL as an operator would (genpkey's
+    // PEM is PKCS#8; its DER output of an EC key is SEC1, hence the second step).
+    let pem = dir.path().join("signer.pem");
+    let der = dir.path().join("signer.der");
+    for args in [
+        vec![
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ],
+        vec!["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in"],
+    ] {
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args(&args).arg(&pem);
+        if args[0] == "pkcs8" {
+            cmd.arg("-out").arg(&der);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
     (dir, seed)
 }
 
@@ -432,6 +464,24 @@ async fn seeded_material_is_the_same_on_fresh_stores() {
         .ciphertext_blob
         .unwrap();
     let first_mac = mac(&kms).await;
+    let public_key = kms
+        .get_public_key()
+        .key_id(EXT_ECC)
+        .send()
+        .await
+        .unwrap()
+        .public_key
+        .unwrap();
+    let signature = kms
+        .sign()
+        .key_id(EXT_ECC)
+        .message(Blob::new(b"m".to_vec()))
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap()
+        .signature
+        .unwrap();
     stop(child);
 
     let second_dir = tempfile::tempdir().unwrap();
@@ -449,6 +499,25 @@ async fn seeded_material_is_the_same_on_fresh_stores() {
         .unwrap();
     assert_eq!(pt.as_ref(), b"fixed material");
     assert_eq!(mac(&kms).await, first_mac);
+    let again = kms
+        .get_public_key()
+        .key_id(EXT_ECC)
+        .send()
+        .await
+        .unwrap()
+        .public_key
+        .unwrap();
+    assert_eq!(again, public_key);
+    let ok = kms
+        .verify()
+        .key_id(EXT_ECC)
+        .message(Blob::new(b"m".to_vec()))
+        .signature(signature)
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap();
+    assert!(ok.signature_valid());
     stop(child);
 }
 
