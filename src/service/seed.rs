@@ -1,6 +1,8 @@
 //! The seed file (`[server] seed_file`): keys with fixed ids, their aliases, descriptions,
-//! tags, policies and multi-Region replicas, created at start-up so that a test suite finds
-//! the same keys on every fresh start. Format and rules: `docs/seeding.md`.
+//! tags, policies, multi-Region replicas and (Origin `EXTERNAL`) fixed key material, created
+//! at start-up so that a test suite finds the same keys on every fresh start, even on a fresh
+//! store. Format and rules: `docs/seeding.md`; material goes through the root's import path
+//! (`Import::seed_material`).
 //!
 //! Idempotent: a key that exists with the seed's fixed properties (account, region, spec,
 //! usage, origin) is left as it is, whatever was changed on it since (description, tags,
