@@ -327,12 +327,269 @@ async fn a_seed_that_contradicts_the_store_stops_the_start() {
     std::fs::write(&seed, "[[keys]]\nid = 'x'\nkeyspec = 'RSA_2048'\n").unwrap();
     let err = refused_start(dir.path(), &seed);
     assert!(err.contains("seed.toml"), "{err}");
-    // EXTERNAL keys come with imported material, not yet.
+    // Material belongs to EXTERNAL keys only.
     std::fs::write(
         &seed,
-        "[[keys]]\nid = '44444444-5555-6666-7777-888888888888'\norigin = 'EXTERNAL'\n",
+        "[[keys]]\nid = '44444444-5555-6666-7777-888888888888'\nmaterial = 'base64:AAAA'\n",
     )
     .unwrap();
     let err = refused_start(dir.path(), &seed);
-    assert!(err.contains("imported key material"), "{err}");
+    assert!(err.contains("material needs origin"), "{err}");
+}
+
+const EXT_SYM: &str = "44444444-5555-6666-7777-888888888888";
+const EXT_HMAC: &str = "55555555-6666-7777-8888-999999999999";
+const EXT_PENDING: &str = "66666666-7777-8888-9999-aaaaaaaaaaaa";
+
+/// EXTERNAL keys: symmetric material from a file beside the seed, HMAC material inline, and
+/// one without material.
+const EXTERNAL_SEED: &str = r#"
+[[keys]]
+id = "44444444-5555-6666-7777-888888888888"
+origin = "EXTERNAL"
+material = "file:sym.bin"
+aliases = ["alias/imported"]
+
+[[keys]]
+id = "55555555-6666-7777-8888-999999999999"
+key_spec = "HMAC_256"
+key_usage = "GENERATE_VERIFY_MAC"
+origin = "EXTERNAL"
+material = "base64:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+
+[[keys]]
+id = "66666666-7777-8888-9999-aaaaaaaaaaaa"
+origin = "EXTERNAL"
+
+[[keys]]
+id = "77777777-8888-9999-aaaa-bbbbbbbbbbbb"
+key_spec = "ECC_NIST_P256"
+key_usage = "SIGN_VERIFY"
+origin = "EXTERNAL"
+material = "file:signer.der"
+"#;
+
+const EXT_ECC: &str = "77777777-8888-9999-aaaa-bbbbbbbbbbbb";
+
+/// A seed directory with `EXTERNAL_SEED` and its symmetric material file.
+fn external_seed(material: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.toml");
+    std::fs::write(&seed, EXTERNAL_SEED).unwrap();
+    std::fs::write(dir.path().join("sym.bin"), material).unwrap();
+    // A P-256 private key as PKCS#8 DER, made by OpenSSL as an operator would (genpkey's
+    // PEM is PKCS#8; its DER output of an EC key is SEC1, hence the second step).
+    let pem = dir.path().join("signer.pem");
+    let der = dir.path().join("signer.der");
+    for args in [
+        vec![
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ],
+        vec!["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in"],
+    ] {
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args(&args).arg(&pem);
+        if args[0] == "pkcs8" {
+            cmd.arg("-out").arg(&der);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    (dir, seed)
+}
+
+async fn describe(kms: &aws_sdk_kms::Client, id: &str) -> aws_sdk_kms::types::KeyMetadata {
+    kms.describe_key()
+        .key_id(id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+}
+
+async fn mac(kms: &aws_sdk_kms::Client) -> Vec<u8> {
+    kms.generate_mac()
+        .key_id(EXT_HMAC)
+        .mac_algorithm(aws_sdk_kms::types::MacAlgorithmSpec::HmacSha256)
+        .message(Blob::new(b"fixed".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .mac
+        .unwrap()
+        .into_inner()
+}
+
+/// The point of fixed material: two FRESH stores seeded from the same file have the same
+/// keys, so a ciphertext or MAC of one start is good at the other.
+#[tokio::test]
+async fn seeded_material_is_the_same_on_fresh_stores() {
+    use aws_sdk_kms::types::{ExpirationModelType, OriginType};
+    let (_seed_dir, seed) = external_seed(&[7u8; 32]);
+    let first_dir = tempfile::tempdir().unwrap();
+    let (child, endpoint) = common::spawn_kms(first_dir.path(), env(&seed), Stdio::null());
+    let kms = client(&endpoint, "us-east-1");
+    let md = describe(&kms, "alias/imported").await;
+    assert_eq!(md.key_id(), EXT_SYM);
+    assert_eq!(md.origin(), Some(&OriginType::External));
+    assert_eq!(md.key_state(), Some(&KeyState::Enabled));
+    assert_eq!(
+        md.expiration_model(),
+        Some(&ExpirationModelType::KeyMaterialDoesNotExpire)
+    );
+    assert!(md.valid_to().is_none());
+    let material_id = md.current_key_material_id().unwrap().to_string();
+    assert_eq!(
+        describe(&kms, EXT_HMAC).await.key_state(),
+        Some(&KeyState::Enabled)
+    );
+    // Without material: waiting for an import.
+    assert_eq!(
+        describe(&kms, EXT_PENDING).await.key_state(),
+        Some(&KeyState::PendingImport)
+    );
+    let blob = kms
+        .encrypt()
+        .key_id(EXT_SYM)
+        .plaintext(Blob::new(b"fixed material".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    let first_mac = mac(&kms).await;
+    let public_key = kms
+        .get_public_key()
+        .key_id(EXT_ECC)
+        .send()
+        .await
+        .unwrap()
+        .public_key
+        .unwrap();
+    let signature = kms
+        .sign()
+        .key_id(EXT_ECC)
+        .message(Blob::new(b"m".to_vec()))
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap()
+        .signature
+        .unwrap();
+    stop(child);
+
+    let second_dir = tempfile::tempdir().unwrap();
+    let (child, endpoint) = common::spawn_kms(second_dir.path(), env(&seed), Stdio::null());
+    let kms = client(&endpoint, "us-east-1");
+    let md = describe(&kms, EXT_SYM).await;
+    assert_eq!(md.current_key_material_id(), Some(material_id.as_str()));
+    let pt = kms
+        .decrypt()
+        .ciphertext_blob(blob)
+        .send()
+        .await
+        .unwrap()
+        .plaintext
+        .unwrap();
+    assert_eq!(pt.as_ref(), b"fixed material");
+    assert_eq!(mac(&kms).await, first_mac);
+    let again = kms
+        .get_public_key()
+        .key_id(EXT_ECC)
+        .send()
+        .await
+        .unwrap()
+        .public_key
+        .unwrap();
+    assert_eq!(again, public_key);
+    let ok = kms
+        .verify()
+        .key_id(EXT_ECC)
+        .message(Blob::new(b"m".to_vec()))
+        .signature(signature)
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap();
+    assert!(ok.signature_valid());
+    stop(child);
+}
+
+/// On one store: a second start changes nothing, material a client deleted is imported
+/// again, and other material for the same id stops the start.
+#[tokio::test]
+async fn seeded_material_is_idempotent_and_reimported() {
+    let (seed_dir, seed) = external_seed(&[9u8; 32]);
+    let dir = tempfile::tempdir().unwrap();
+    let (child, endpoint) = common::spawn_kms(dir.path(), env(&seed), Stdio::null());
+    let kms = client(&endpoint, "us-east-1");
+    let before = describe(&kms, EXT_SYM).await;
+    let blob = kms
+        .encrypt()
+        .key_id(EXT_SYM)
+        .plaintext(Blob::new(b"kept".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    stop(child);
+
+    // Same store, same seed: nothing changes.
+    let (child, endpoint) = common::spawn_kms(dir.path(), env(&seed), Stdio::null());
+    let kms = client(&endpoint, "us-east-1");
+    assert_eq!(describe(&kms, EXT_SYM).await, before);
+    // A client deletes the material.
+    kms.delete_imported_key_material()
+        .key_id(EXT_SYM)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        describe(&kms, EXT_SYM).await.key_state(),
+        Some(&KeyState::PendingImport)
+    );
+    stop(child);
+
+    // The next start imports the same material again.
+    let (child, endpoint) = common::spawn_kms(dir.path(), env(&seed), Stdio::null());
+    let kms = client(&endpoint, "us-east-1");
+    let after = describe(&kms, EXT_SYM).await;
+    assert_eq!(after.key_state(), Some(&KeyState::Enabled));
+    assert_eq!(
+        after.current_key_material_id(),
+        before.current_key_material_id()
+    );
+    let pt = kms
+        .decrypt()
+        .ciphertext_blob(blob)
+        .send()
+        .await
+        .unwrap()
+        .plaintext
+        .unwrap();
+    assert_eq!(pt.as_ref(), b"kept");
+    stop(child);
+
+    // Other material for the same id: a start-up error naming the key.
+    std::fs::write(seed_dir.path().join("sym.bin"), [1u8; 32]).unwrap();
+    let err = refused_start(dir.path(), &seed);
+    assert!(
+        err.contains(&format!("seed key {EXT_SYM}")) && err.contains("other key material"),
+        "{err}"
+    );
+    // Material that is not material of the spec.
+    std::fs::write(seed_dir.path().join("sym.bin"), [1u8; 31]).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let err = refused_start(fresh.path(), &seed);
+    assert!(
+        err.contains(&format!("seed key {EXT_SYM}")) && err.contains("IncorrectKeyMaterial"),
+        "{err}"
+    );
 }

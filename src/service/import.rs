@@ -623,3 +623,155 @@ impl Import {
         Ok(count)
     }
 }
+
+/// What [`Import::seed_material`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeedMaterial {
+    /// The key had this material already: nothing changed.
+    Unchanged,
+    /// The material was imported (first import, or re-import after a deletion or expiry).
+    Imported,
+    /// The key has (or had) other material: nothing changed.
+    Differs,
+}
+
+impl Import {
+    /// Imports a seed file's material into an `EXTERNAL` key, `KEY_MATERIAL_DOES_NOT_EXPIRE`
+    /// (`docs/seeding.md`). The operator's plaintext is wrapped here, host-side, with the
+    /// public half of a wrapping key pair the root makes (in the token on the PKCS#11 root),
+    /// and then goes through the root's ordinary import path: unwrapped inside the root,
+    /// checked against the key spec, re-wrapped under the root. Idempotent: material the key
+    /// has (imported) changes nothing; material it had (deleted or expired) is imported again;
+    /// any other material is [`SeedMaterial::Differs`]. Material that is not material of the
+    /// key spec is [`KmsError::IncorrectKeyMaterial`], as in ImportKeyMaterial.
+    pub async fn seed_material(&self, key: &KeyRecord, plain: &[u8]) -> KmsResult<SeedMaterial> {
+        if key.origin != Origin::External {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} origin is {} which is not valid for this operation.",
+                key.arn, key.origin
+            )));
+        }
+        let spec = WrappingKeySpec::Rsa2048;
+        // Modulus 256 bytes: RSAES-OAEP fits 256 - 2 - 2 * hash length bytes.
+        let fits = |a: WrappingAlgorithm| {
+            a.is_hybrid()
+                || a.oaep_hash()
+                    .is_some_and(|h| plain.len() + 2 + 2 * h.output_len() <= 256)
+        };
+        let algorithm = offered_algorithms(key.key_spec)
+            .iter()
+            .copied()
+            .find(|&a| fits(a) && self.root.import_support(key.key_spec, a).is_ok())
+            .ok_or_else(|| {
+                KmsError::UnsupportedOperation(format!(
+                    "This key store cannot import {} key material.",
+                    key.key_spec
+                ))
+            })?;
+        let pair = self.root.create_wrapping_key(spec).await?;
+        let encrypted = self
+            .wrap_for_import(&pair.public_spki, algorithm, plain)
+            .await?;
+        let wrapping = ImportWrapping {
+            spec,
+            algorithm,
+            wrapped_private: &pair.wrapped_private,
+        };
+        let materials = self.store.list_materials(&key.key_id).await?;
+        let import = |version| {
+            self.root.import_material(
+                MaterialId {
+                    key_id: &key.key_id,
+                    version,
+                    label: &key.arn,
+                    spec: key.key_spec,
+                },
+                wrapping,
+                &encrypted,
+            )
+        };
+        let mut imported = import(key.current_material).await?;
+        let material_id = imported_material_id(key.key_id.as_str(), &imported.fingerprint);
+        let ever_imported = materials.iter().any(|m| m.material_id.is_some());
+        let previous = materials
+            .iter()
+            .find(|m| m.material_id.as_deref() == Some(material_id.as_str()));
+        let version = match previous {
+            Some(m) if m.import.as_ref().map(|i| i.state) == Some(ImportState::Imported) => {
+                return Ok(SeedMaterial::Unchanged)
+            }
+            Some(m) => m.version,
+            None if !ever_imported => key.current_material,
+            None => return Ok(SeedMaterial::Differs),
+        };
+        if version != key.current_material {
+            imported = import(version).await?;
+        }
+        let previous = materials.iter().find(|m| m.version == version);
+        let material = MaterialRecord {
+            key_id: key.key_id.clone(),
+            version,
+            wrapped: imported.wrapped,
+            created: previous.map_or(self.clock.now(), |m| m.created),
+            rotation_type: previous.and_then(|m| m.rotation_type),
+            material_id: Some(material_id),
+            import: Some(ImportInfo {
+                state: ImportState::Imported,
+                expiration_model: ExpirationModel::KeyMaterialDoesNotExpire,
+                valid_to: None,
+                description: previous
+                    .and_then(|m| m.import.as_ref())
+                    .and_then(|i| i.description.clone()),
+            }),
+        };
+        let mut updated = key.clone();
+        if updated.public_key.is_none() {
+            updated.public_key = imported.public_key;
+        }
+        let all_imported = materials
+            .iter()
+            .filter(|m| m.version <= key.current_material && m.version != version)
+            .all(|m| {
+                m.import
+                    .as_ref()
+                    .is_some_and(|i| i.state == ImportState::Imported)
+            });
+        if key.state == KeyState::PendingImport && all_imported && version <= key.current_material {
+            updated.state = KeyState::Enabled;
+        }
+        self.store.save_material(&updated, &material).await?;
+        Ok(SeedMaterial::Imported)
+    }
+
+    /// Wraps `plain` as a user would for ImportKeyMaterial: RSAES-OAEP under the wrapping
+    /// public key, or (hybrid algorithms) RSAES-OAEP of a fresh AES-256 key followed by
+    /// RFC 5649 AES key wrap with padding of `plain`.
+    async fn wrap_for_import(
+        &self,
+        public_spki: &[u8],
+        algorithm: WrappingAlgorithm,
+        plain: &[u8],
+    ) -> KmsResult<Vec<u8>> {
+        use crate::model::{EncryptionAlgorithm, HashAlg};
+        let oaep = match algorithm.oaep_hash() {
+            Some(HashAlg::Sha1) => EncryptionAlgorithm::RsaesOaepSha1,
+            _ => EncryptionAlgorithm::RsaesOaepSha256,
+        };
+        let failed = || KmsError::internal_because(super::InternalCause::Invariant("seed wrap"));
+        if !algorithm.is_hybrid() {
+            return crate::crypto::rsa_oaep_encrypt(public_spki, oaep, plain).map_err(|_| failed());
+        }
+        use aws_lc_rs::key_wrap::{KeyEncryptionKey, KeyWrapPadded, AES_256};
+        let kek = self.root.random(32).await?;
+        let mut out =
+            crate::crypto::rsa_oaep_encrypt(public_spki, oaep, &kek).map_err(|_| failed())?;
+        let mut wrapped = vec![0u8; plain.len() + 16];
+        let n = KeyEncryptionKey::new(&AES_256, &kek)
+            .map_err(|_| failed())?
+            .wrap_with_padding(plain, &mut wrapped)
+            .map_err(|_| failed())?
+            .len();
+        out.extend_from_slice(&wrapped[..n]);
+        Ok(out)
+    }
+}

@@ -1,6 +1,8 @@
 //! The seed file (`[server] seed_file`): keys with fixed ids, their aliases, descriptions,
-//! tags, policies and multi-Region replicas, created at start-up so that a test suite finds
-//! the same keys on every fresh start. Format and rules: `docs/seeding.md`.
+//! tags, policies, multi-Region replicas and (Origin `EXTERNAL`) fixed key material, created
+//! at start-up so that a test suite finds the same keys on every fresh start, even on a fresh
+//! store. Format and rules: `docs/seeding.md`; material goes through the root's import path
+//! (`Import::seed_material`).
 //!
 //! Idempotent: a key that exists with the seed's fixed properties (account, region, spec,
 //! usage, origin) is left as it is, whatever was changed on it since (description, tags,
@@ -10,10 +12,13 @@
 //! policy grammar is checked like CreateKey's).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
 
 use serde::Deserialize;
 
+use super::import::SeedMaterial;
 use super::keys::NewKey;
 use super::{Call, Kms, KmsError};
 use crate::model::{AliasRecord, KeyId, KeyRecord, KeySpec, KeyState, KeyUsage, Origin, Tag};
@@ -24,6 +29,10 @@ use crate::model::{AliasRecord, KeyId, KeyRecord, KeySpec, KeyState, KeyUsage, O
 pub struct SeedFile {
     #[serde(default)]
     pub keys: Vec<SeedKey>,
+    /// The directory `file:` material paths are relative to: the seed file's (set by
+    /// [`load`]; the working directory when unset).
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
 }
 
 /// One key of a seed file.
@@ -44,10 +53,11 @@ pub struct SeedKey {
     pub key_spec: Option<String>,
     /// Default: `ENCRYPT_DECRYPT` for symmetric keys; required for the others.
     pub key_usage: Option<String>,
-    /// Default `AWS_KMS`. `EXTERNAL` comes with imported key material (see `material`).
+    /// Default `AWS_KMS`; `EXTERNAL` for a key with imported key material (see `material`).
     pub origin: Option<String>,
-    /// Key material of an `EXTERNAL` key (`base64:...` or `file:<path>`): added with imported
-    /// key material; refused until then.
+    /// Key material of an `EXTERNAL` key: `base64:<bytes>` or `file:<path>` (relative to the
+    /// seed file), imported `KEY_MATERIAL_DOES_NOT_EXPIRE`. Without it the key is created in
+    /// `PendingImport`.
     pub material: Option<String>,
     /// The key policy (JSON text). Default: the default key policy.
     pub policy: Option<String>,
@@ -105,10 +115,12 @@ pub fn load(path: &Path) -> Result<SeedFile, SeedError> {
         path: path.display().to_string(),
         source,
     })?;
-    parse(&text).map_err(|message| SeedError::Parse {
+    let mut seed = parse(&text).map_err(|message| SeedError::Parse {
         path: path.display().to_string(),
         message,
-    })
+    })?;
+    seed.base_dir = path.parent().map(Path::to_path_buf);
+    Ok(seed)
 }
 
 /// Parses seed file text.
@@ -126,6 +138,8 @@ struct Checked {
     usage: KeyUsage,
     origin: Origin,
     tags: Vec<Tag>,
+    /// The material of an `EXTERNAL` key, decoded.
+    material: Option<Zeroizing<Vec<u8>>>,
 }
 
 impl Kms {
@@ -138,7 +152,7 @@ impl Kms {
     ) -> Result<SeedReport, SeedError> {
         let mut report = SeedReport::default();
         for k in &seed.keys {
-            let c = self.check_seed_key(k, default_account)?;
+            let c = self.check_seed_key(k, default_account, seed.base_dir.as_deref())?;
             let refused = |e: KmsError| SeedError::Refused {
                 id: k.id.clone(),
                 code: e.code(),
@@ -158,7 +172,7 @@ impl Kms {
                 Some(existing) => {
                     check_same(&existing, &c).map_err(conflict)?;
                     report.existing += 1;
-                    existing
+                    self.seed_material(existing, &c, &k.id).await?
                 }
                 None => {
                     let mut call = Call::internal(&c.account, "CreateKey");
@@ -181,6 +195,7 @@ impl Kms {
                         )
                         .await
                         .map_err(refused)?;
+                    let key = self.seed_material(key, &c, &k.id).await?;
                     let key = self.seed_state(key, k.enabled).await.map_err(refused)?;
                     tracing::info!(key_arn = %key.arn, "seed: created key");
                     report.created += 1;
@@ -261,6 +276,7 @@ impl Kms {
         &self,
         k: &SeedKey,
         default_account: Option<&str>,
+        base_dir: Option<&Path>,
     ) -> Result<Checked, SeedError> {
         let invalid = |message: String| SeedError::Invalid {
             id: k.id.clone(),
@@ -334,13 +350,35 @@ impl Kms {
             None => Origin::AwsKms,
             Some(o) => Origin::parse(o).ok_or_else(|| invalid(format!("origin {o} is unknown")))?,
         };
-        if origin != Origin::AwsKms || k.material.is_some() {
+        match origin {
+            Origin::AwsKms => {}
+            Origin::External if super::import::importable(spec) => {}
+            Origin::External => {
+                return Err(invalid(format!(
+                    "origin EXTERNAL is not supported for key_spec {spec}"
+                )))
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "origin {} cannot be seeded: AWS_KMS or EXTERNAL",
+                    origin
+                )))
+            }
+        }
+        if origin == Origin::External && !k.replica_regions.is_empty() {
             return Err(invalid(
-                "origin EXTERNAL and material come with imported key material, which this \
-                 server does not have yet; only AWS_KMS keys can be seeded"
+                "replica_regions of an EXTERNAL key cannot be seeded (each replica needs its \
+                 own import)"
                     .into(),
             ));
         }
+        let material = match &k.material {
+            None => None,
+            Some(_) if origin != Origin::External => {
+                return Err(invalid("material needs origin = \"EXTERNAL\"".into()))
+            }
+            Some(m) => Some(read_material(m, base_dir).map_err(invalid)?),
+        };
         for alias in &k.aliases {
             let ok = alias.starts_with("alias/")
                 && !alias.starts_with("alias/aws/")
@@ -372,7 +410,48 @@ impl Kms {
             usage,
             origin,
             tags,
+            material,
         })
+    }
+
+    /// Imports the seed's material into `key` (when it has some) and returns the key as
+    /// stored; material other than the key's is a conflict.
+    async fn seed_material(
+        &self,
+        key: KeyRecord,
+        c: &Checked,
+        id: &str,
+    ) -> Result<KeyRecord, SeedError> {
+        let Some(material) = &c.material else {
+            return Ok(key);
+        };
+        let refused = |e: KmsError| SeedError::Refused {
+            id: id.to_string(),
+            code: e.code(),
+            message: e.to_string(),
+        };
+        match self.import.seed_material(&key, material).await {
+            Ok(SeedMaterial::Unchanged) => Ok(key),
+            Ok(SeedMaterial::Imported) => {
+                tracing::info!(key_arn = %key.arn, "seed: imported key material");
+                self.store
+                    .get_key(&key.key_id)
+                    .await
+                    .map_err(|e| refused(e.into()))?
+                    .ok_or_else(|| SeedError::Conflict {
+                        id: id.to_string(),
+                        message: "the key vanished".into(),
+                    })
+            }
+            Ok(SeedMaterial::Differs) => Err(SeedError::Conflict {
+                id: id.to_string(),
+                message: format!(
+                    "an existing key {} has other key material than the seed's",
+                    key.arn
+                ),
+            }),
+            Err(e) => Err(refused(e)),
+        }
     }
 
     /// A freshly seeded key made Disabled when the seed says so.
@@ -424,6 +503,29 @@ impl Kms {
 enum SeedAliasError {
     Conflict(String),
     Kms(KmsError),
+}
+
+/// Decodes a seed's `material`: `base64:<bytes>` or `file:<path>` (relative to `base_dir`).
+/// Errors name the file but never the material.
+fn read_material(spec: &str, base_dir: Option<&Path>) -> Result<Zeroizing<Vec<u8>>, String> {
+    use base64::Engine as _;
+    if let Some(b64) = spec.strip_prefix("base64:") {
+        return base64::engine::general_purpose::STANDARD
+            .decode(b64.trim().as_bytes())
+            .map(Zeroizing::new)
+            .map_err(|_| "material is not valid base64".into());
+    }
+    if let Some(path) = spec.strip_prefix("file:") {
+        let path = Path::new(path);
+        let path = match base_dir {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        };
+        let bytes =
+            std::fs::read(&path).map_err(|e| format!("material file {}: {e}", path.display()))?;
+        return Ok(Zeroizing::new(bytes));
+    }
+    Err("material must be base64:<bytes> or file:<path>".into())
 }
 
 /// An existing key agrees with the seed on what cannot change.
@@ -503,5 +605,29 @@ enabled = false
         assert_eq!(sample.keys.len(), 2);
         // Unknown fields are errors, not silently ignored.
         assert!(parse("[[keys]]\nid = 'x'\nkeyspec = 'RSA_2048'\n").is_err());
+    }
+
+    #[test]
+    fn material_is_base64_or_a_file_beside_the_seed() {
+        assert_eq!(
+            read_material("base64:AAEC", None).unwrap().as_slice(),
+            &[0, 1, 2]
+        );
+        assert!(read_material("base64:not base64!", None)
+            .unwrap_err()
+            .contains("base64"));
+        assert!(read_material("hex:00", None)
+            .unwrap_err()
+            .contains("file:<path>"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("k.bin"), [5u8; 32]).unwrap();
+        assert_eq!(
+            read_material("file:k.bin", Some(dir.path()))
+                .unwrap()
+                .as_slice(),
+            &[5u8; 32]
+        );
+        let err = read_material("file:missing.bin", Some(dir.path())).unwrap_err();
+        assert!(err.contains("missing.bin"), "{err}");
     }
 }

@@ -1041,12 +1041,17 @@ impl Inner {
         let incorrect = |why: String| Ok(ImportOutcome::Incorrect(why));
         let (fingerprint, public_key) = match spec.family() {
             KeyFamily::Symmetric => {
-                // CKM_AES_ECB works only on a key of an AES length.
+                // CKM_AES_ECB works only on a key of an AES length (SoftHSM 2.6.1 answers
+                // CKR_MECHANISM_INVALID for another length, e.g. 31 bytes, which the wrapped
+                // length below cannot tell from 32).
+                let ecb = self.token.supports(MechanismType::AES_ECB);
                 let fp = match s.encrypt(&Mechanism::AesEcb, target, &[0u8; 16]) {
                     Ok(fp) => fp,
                     Err(e)
                         if bad_wrapped(&e)
-                            || matches!(e, CkError::Pkcs11(RvError::KeySizeRange, _)) =>
+                            || matches!(e, CkError::Pkcs11(RvError::KeySizeRange, _))
+                            || (ecb
+                                && matches!(e, CkError::Pkcs11(RvError::MechanismInvalid, _))) =>
                     {
                         return incorrect(
                             "Symmetric key material must be exactly 32 bytes (256 bits).".into(),
