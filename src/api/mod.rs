@@ -503,3 +503,22 @@ fn serialization_error(e: serde_json::Error) -> ProtocolError {
     };
     ProtocolError::Serialization(msg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::escaped;
+
+    #[test]
+    fn client_text_for_a_log_line_cannot_forge_lines_or_terminal_codes() {
+        let forged = "Encrypt\n2026-12-03T00:00:00Z INFO forged line\r\u{1b}[31mred\u{0}";
+        let e = escaped(forged);
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+        assert_eq!(
+            e,
+            "Encrypt\\n2026-12-03T00:00:00Z INFO forged line\\r\\u{1b}[31mred\\0"
+        );
+        // Bounded: 128 characters of input at most, whatever the client sent.
+        let long = "A".repeat(10_000);
+        assert_eq!(escaped(&long).len(), 128);
+    }
+}

@@ -1471,6 +1471,29 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_listener_is_loopback_unless_the_operator_says_otherwise() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let e = load(None, env(&[("KMS_SERVER__METRICS_LISTEN", "0.0.0.0:9599")])).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert!(
+            e.0[0].starts_with("server.metrics_listen: 0.0.0.0:9599 is not a loopback address")
+                && e.0[0].contains("server.metrics_public = true"),
+            "{e}"
+        );
+        assert!(load(None, env(&[("KMS_SERVER__METRICS_LISTEN", "[::1]:9599")])).is_ok());
+        let public = env(&[
+            ("KMS_SERVER__METRICS_LISTEN", "0.0.0.0:9599"),
+            ("KMS_SERVER__METRICS_PUBLIC", "true"),
+        ]);
+        assert!(load(None, public).is_ok());
+    }
+
+    #[test]
     fn a_reload_refuses_the_development_credential_on_a_public_listener() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
