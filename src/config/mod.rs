@@ -199,6 +199,9 @@ struct RawXks {
     refuse_private_networks: Option<bool>,
     /// Create/update probes of proxy endpoints per account and minute.
     probes_per_minute: Option<u32>,
+    /// Label the external key store metrics with the custom key store id (tenant
+    /// identifiers); aggregated over every store otherwise.
+    metrics_per_store: Option<bool>,
 }
 
 /// Validated XKS client settings.
@@ -213,6 +216,9 @@ pub struct XksClientConfig {
     pub endpoint_policy: crate::backend::xks::EndpointPolicy,
     /// Create/update probes per account and minute (a tenant cannot scan with them).
     pub probes_per_minute: u32,
+    /// `[xks] metrics_per_store`: series per custom key store, labelled with its id. Off by
+    /// default: store ids are tenants' identifiers, so the metrics aggregate over stores.
+    pub metrics_per_store: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1056,6 +1062,7 @@ fn validate(
             .xks
             .probes_per_minute
             .unwrap_or(crate::service::xks::DEFAULT_PROBES_PER_MINUTE),
+        metrics_per_store: raw.xks.metrics_per_store.unwrap_or(false),
     };
     if !(1..=10_000).contains(&xks.probes_per_minute) {
         errors.push(format!(
