@@ -104,6 +104,7 @@ impl std::io::Write for Counter {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
