@@ -20,6 +20,7 @@ grows by more than --rss-growth-mb between the first sample after warm-up and th
 
 import argparse
 import base64
+import collections
 import json
 import os
 import random
@@ -81,7 +82,9 @@ class Ledger:
         self.lock = threading.Lock()
         self.keys = {}  # key id -> {"description", "tags", "enabled", "pending_deletion"}
         self.aliases = {}  # alias name -> key id (None when deleted)
-        self.ciphertexts = []  # (key id, blob, plaintext, context)
+        # (key id, blob, plaintext, context): the latest 20,000, so that a long run still checks
+        # ciphertexts of keys that are enabled at the end (the first ones' keys are long gone).
+        self.ciphertexts = collections.deque(maxlen=20000)
         self.counts = {}  # operation -> [ok, failed]
 
     def count(self, op, ok, code=None):
@@ -133,8 +136,7 @@ def worker(n, args, ledger, stop):
             r = call("Encrypt", lambda: c.encrypt(KeyId=kid, Plaintext=pt, EncryptionContext=ctx))
             if r:
                 with ledger.lock:
-                    if len(ledger.ciphertexts) < 20000:
-                        ledger.ciphertexts.append((kid, r["CiphertextBlob"], pt, ctx))
+                    ledger.ciphertexts.append((kid, r["CiphertextBlob"], pt, ctx))
                 d = call("Decrypt", lambda: c.decrypt(CiphertextBlob=r["CiphertextBlob"], EncryptionContext=ctx))
                 if d and d["Plaintext"] != pt:
                     ledger.count("DecryptMismatch", False, kid)
@@ -142,8 +144,7 @@ def worker(n, args, ledger, stop):
             r = call("GenerateDataKey", lambda: c.generate_data_key(KeyId=kid, KeySpec="AES_256"))
             if r:
                 with ledger.lock:
-                    if len(ledger.ciphertexts) < 20000:
-                        ledger.ciphertexts.append((kid, r["CiphertextBlob"], r["Plaintext"], {}))
+                    ledger.ciphertexts.append((kid, r["CiphertextBlob"], r["Plaintext"], {}))
         elif roll < 0.68:
             desc = f"updated {n}-{seq}"
             if call("UpdateKeyDescription", lambda: c.update_key_description(KeyId=kid, Description=desc)) is not None:

@@ -123,8 +123,10 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         .with_endpoint_policy(config.xks.endpoint_policy.clone())
         .with_probes_per_minute(config.xks.probes_per_minute);
     let connections = Connections::new(config.clusters.clone(), threads).with_xks(xks);
-    let metrics =
-        Arc::new(crate::metrics::Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?);
+    let metrics = Arc::new(
+        crate::metrics::Metrics::new(config.xks.metrics_per_store)
+            .map_err(|e| StartError::Metrics(e.to_string()))?,
+    );
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let iam = Arc::new(crate::iam::Iam::new(&config.iam).with_source(config.file.clone(), env));
     let service = Kms::new(

@@ -4,6 +4,12 @@
 //! of the proxy credential; open and rejected connections of the API listener. Served as text on
 //! a separate listener (`server.metrics_listen`).
 //!
+//! Custom key store ids are tenants' identifiers: by default the external key store series are
+//! aggregated over every store and name none (latency and errors summed, key manager instances
+//! counted per state, the soonest certificate expiry, the oldest credential). With `[xks]
+//! metrics_per_store = true` the operator asks for them, and each store has its own series,
+//! labelled `custom_key_store_id` (key manager states also by `ekm_id`).
+//!
 //! Every label value is from a closed set or bounded: proxy error names map onto the XKS
 //! specification's names plus `Other`, at most [`MAX_EKM_INSTANCES`] external key manager ids
 //! of a checked shape are kept per store (the last probe's only), and a store's series are
@@ -24,11 +30,12 @@ pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
     pub request_seconds: HistogramVec,
-    pub xks_seconds: HistogramVec,
-    pub xks_errors: IntCounterVec,
-    pub xks_ekm_state: GaugeVec,
-    pub xks_cert_days_left: GaugeVec,
-    pub xks_credential_age_days: GaugeVec,
+    xks_seconds: HistogramVec,
+    xks_errors: IntCounterVec,
+    /// Per store: 0/1 by store, `ekm_id` and state; aggregated: instances per state.
+    xks_ekm_state: GaugeVec,
+    xks_cert_days_left: GaugeVec,
+    xks_credential_age_days: GaugeVec,
     /// Open connections of the API listener.
     pub open_connections: IntGauge,
     /// API connections closed before carrying a request, by reason (`serve::Rejection`).
@@ -38,8 +45,20 @@ pub struct Metrics {
     pub cache_entries: IntGaugeVec,
     /// Entries evicted for room from the metadata cache.
     pub metadata_cache_evictions: prometheus::IntCounter,
-    /// The external key manager ids labelled per store (to replace and remove them).
-    ekm_ids: Mutex<HashMap<String, Vec<String>>>,
+    /// Series labelled with the custom key store id (`[xks] metrics_per_store`).
+    per_store: bool,
+    /// What each store last reported: the per-store series to replace and remove, and the
+    /// inputs of the aggregates.
+    stores: Mutex<HashMap<String, StoreReport>>,
+}
+
+/// The last values of one external key store.
+#[derive(Default)]
+struct StoreReport {
+    /// Usable external key manager ids and their states (at most [`MAX_EKM_INSTANCES`]).
+    ekm: Vec<(String, xks_wire::HealthStatus)>,
+    cert_days_left: Option<f64>,
+    credential_age_days: Option<f64>,
 }
 
 /// External key manager instances labelled per store (the XKS specification allows 1 to 10).
@@ -79,8 +98,18 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 impl Metrics {
-    pub fn new() -> Result<Self, prometheus::Error> {
+    /// The registry; `per_store` labels the external key store series with store ids.
+    pub fn new(per_store: bool) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
+        // The store label, when the operator asked for it, before the family's own labels.
+        let labels = |own: &[&'static str]| -> Vec<&'static str> {
+            let store: &[&'static str] = if per_store {
+                &["custom_key_store_id"]
+            } else {
+                &[]
+            };
+            store.iter().chain(own).copied().collect()
+        };
         let requests = IntCounterVec::new(
             Opts::new(
                 "kms_requests_total",
@@ -99,35 +128,50 @@ impl Metrics {
                 "Latency of calls to external key store proxies",
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
-            &["custom_key_store_id", "operation"],
+            &labels(&["operation"]),
         )?;
         let xks_errors = IntCounterVec::new(
             Opts::new(
                 "kms_xks_proxy_errors_total",
                 "Failed calls to external key store proxies by error type",
             ),
-            &["custom_key_store_id", "error_type"],
+            &labels(&["error_type"]),
         )?;
-        let xks_ekm_state = GaugeVec::new(
-            Opts::new(
-                "kms_xks_external_key_manager_state",
-                "1 for the state each external key manager instance last reported (ACTIVE, DEGRADED, UNAVAILABLE)",
-            ),
-            &["custom_key_store_id", "ekm_id", "state"],
-        )?;
-        let xks_cert_days_left = GaugeVec::new(
-            Opts::new(
-                "kms_xks_proxy_certificate_days_left",
+        let xks_ekm_state = if per_store {
+            GaugeVec::new(
+                Opts::new(
+                    "kms_xks_external_key_manager_state",
+                    "1 for the state each external key manager instance last reported (ACTIVE, DEGRADED, UNAVAILABLE)",
+                ),
+                &labels(&["ekm_id", "state"]),
+            )?
+        } else {
+            GaugeVec::new(
+                Opts::new(
+                    "kms_xks_external_key_managers",
+                    "External key manager instances of every connected external key store by the state they last reported (ACTIVE, DEGRADED, UNAVAILABLE)",
+                ),
+                &["state"],
+            )?
+        };
+        let (cert_help, age_help) = if per_store {
+            (
                 "Days until the proxy's TLS certificate expires",
-            ),
-            &["custom_key_store_id"],
+                "Days since the proxy credential was associated with the store",
+            )
+        } else {
+            (
+                "Days until the first of the proxies' TLS certificates expires",
+                "Days since the oldest proxy credential was associated with its store",
+            )
+        };
+        let xks_cert_days_left = GaugeVec::new(
+            Opts::new("kms_xks_proxy_certificate_days_left", cert_help),
+            &labels(&[]),
         )?;
         let xks_credential_age_days = GaugeVec::new(
-            Opts::new(
-                "kms_xks_proxy_credential_age_days",
-                "Days since the proxy credential was associated with the store",
-            ),
-            &["custom_key_store_id"],
+            Opts::new("kms_xks_proxy_credential_age_days", age_help),
+            &labels(&[]),
         )?;
         let open_connections = IntGauge::new(
             "kms_open_connections",
@@ -177,48 +221,150 @@ impl Metrics {
             connections_rejected,
             cache_entries,
             metadata_cache_evictions,
-            ekm_ids: Mutex::default(),
+            per_store,
+            stores: Mutex::default(),
         })
     }
 
-    /// Records the external key manager states a store's proxy reported, replacing the series
-    /// of its previous report. Ids of another shape, repeated ids and instances beyond
-    /// [`MAX_EKM_INSTANCES`] are left out; returns how many were.
+    /// The label values of a store's series: its id only when the operator asked for ids.
+    fn with_store<'a>(&self, store_id: &'a str, own: &[&'a str]) -> Vec<&'a str> {
+        let store: &[&'a str] = if self.per_store { &[store_id] } else { &[] };
+        store.iter().chain(own).copied().collect()
+    }
+
+    /// Records the latency of one call to a store's proxy.
+    pub fn observe_xks_call(&self, store_id: &str, operation: &str, seconds: f64) {
+        self.xks_seconds
+            .with_label_values(&self.with_store(store_id, &[operation]))
+            .observe(seconds);
+    }
+
+    /// Counts a failed call to a store's proxy (`kind`: [`XKS_TRANSPORT_ERRORS`] or an XKS
+    /// error name).
+    pub fn count_xks_error(&self, store_id: &str, kind: &str) {
+        self.xks_errors
+            .with_label_values(&self.with_store(store_id, &[kind]))
+            .inc();
+    }
+
+    /// Records the days until a store's proxy certificate expires.
+    pub fn set_cert_days_left(&self, store_id: &str, days: f64) {
+        let mut stores = self.stores.lock();
+        stores
+            .entry(store_id.to_string())
+            .or_default()
+            .cert_days_left = Some(days);
+        self.publish_gauges(store_id, &stores);
+    }
+
+    /// Records the age of a store's proxy credential in days.
+    pub fn set_credential_age_days(&self, store_id: &str, days: f64) {
+        let mut stores = self.stores.lock();
+        stores
+            .entry(store_id.to_string())
+            .or_default()
+            .credential_age_days = Some(days);
+        self.publish_gauges(store_id, &stores);
+    }
+
+    /// Sets the certificate and credential gauges: the store's own, or the aggregates (the
+    /// soonest expiry, the oldest credential) over every store.
+    fn publish_gauges(&self, store_id: &str, stores: &HashMap<String, StoreReport>) {
+        let pick = |get: fn(&StoreReport) -> Option<f64>, first: fn(f64, f64) -> f64| {
+            if self.per_store {
+                stores.get(store_id).and_then(get)
+            } else {
+                stores.values().filter_map(get).reduce(first)
+            }
+        };
+        let values = self.with_store(store_id, &[]);
+        for (gauge, value) in [
+            (
+                &self.xks_cert_days_left,
+                pick(|r| r.cert_days_left, f64::min),
+            ),
+            (
+                &self.xks_credential_age_days,
+                pick(|r| r.credential_age_days, f64::max),
+            ),
+        ] {
+            match value {
+                Some(v) => gauge.with_label_values(&values).set(v),
+                None => {
+                    let _ = gauge.remove_label_values(&values);
+                }
+            }
+        }
+    }
+
+    /// The aggregated key manager gauge: instances per state over every store.
+    fn publish_ekm_counts(&self, stores: &HashMap<String, StoreReport>) {
+        for state in EKM_STATES {
+            let n = stores
+                .values()
+                .flat_map(|r| &r.ekm)
+                .filter(|(_, s)| *s == state)
+                .count();
+            self.xks_ekm_state
+                .with_label_values(&[state.as_str()])
+                .set(n as f64);
+        }
+    }
+
+    /// Records the external key manager states a store's proxy reported, replacing its previous
+    /// report. Ids of another shape, repeated ids and instances beyond [`MAX_EKM_INSTANCES`] are
+    /// left out; returns how many were.
     pub fn set_ekm_states(&self, store_id: &str, fleet: &[xks_wire::EkmFleetDetail]) -> usize {
-        let mut kept: Vec<(&str, xks_wire::HealthStatus)> = Vec::new();
+        let mut kept: Vec<(String, xks_wire::HealthStatus)> = Vec::new();
         for d in fleet {
             if kept.len() < MAX_EKM_INSTANCES
                 && usable_ekm_id(&d.id)
                 && !kept.iter().any(|(id, _)| *id == d.id)
             {
-                kept.push((d.id.as_str(), d.health_status));
+                kept.push((d.id.clone(), d.health_status));
             }
         }
-        let mut ids = self.ekm_ids.lock();
-        let previous = ids.entry(store_id.to_string()).or_default();
-        for old in previous.iter() {
-            if !kept.iter().any(|(id, _)| id == old) {
-                for state in EKM_STATES {
-                    let _ =
-                        self.xks_ekm_state
-                            .remove_label_values(&[store_id, old, state.as_str()]);
+        let left_out = fleet.len() - kept.len();
+        let mut stores = self.stores.lock();
+        let report = stores.entry(store_id.to_string()).or_default();
+        if self.per_store {
+            for (old, _) in &report.ekm {
+                if !kept.iter().any(|(id, _)| id == old) {
+                    for state in EKM_STATES {
+                        let _ = self.xks_ekm_state.remove_label_values(&[
+                            store_id,
+                            old,
+                            state.as_str(),
+                        ]);
+                    }
                 }
             }
-        }
-        for (id, status) in &kept {
-            for state in EKM_STATES {
-                let v = if *status == state { 1.0 } else { 0.0 };
-                self.xks_ekm_state
-                    .with_label_values(&[store_id, id, state.as_str()])
-                    .set(v);
+            for (id, status) in &kept {
+                for state in EKM_STATES {
+                    let v = if *status == state { 1.0 } else { 0.0 };
+                    self.xks_ekm_state
+                        .with_label_values(&[store_id, id, state.as_str()])
+                        .set(v);
+                }
             }
+            report.ekm = kept;
+        } else {
+            report.ekm = kept;
+            self.publish_ekm_counts(&stores);
         }
-        *previous = kept.iter().map(|(id, _)| id.to_string()).collect();
-        fleet.len() - kept.len()
+        left_out
     }
 
-    /// Removes every series of an external key store (on disconnect and deletion).
+    /// Removes every series of an external key store (on disconnect and deletion); without
+    /// per-store series, its part of the aggregated gauges (counters keep what it added).
     pub fn forget_xks_store(&self, store_id: &str) {
+        let mut stores = self.stores.lock();
+        let report = stores.remove(store_id);
+        if !self.per_store {
+            self.publish_ekm_counts(&stores);
+            self.publish_gauges(store_id, &stores);
+            return;
+        }
         for op in xks_wire::Operation::ALL {
             let _ = self
                 .xks_seconds
@@ -228,13 +374,11 @@ impl Metrics {
         for kind in XKS_TRANSPORT_ERRORS.iter().chain(names.iter()) {
             let _ = self.xks_errors.remove_label_values(&[store_id, kind]);
         }
-        if let Some(ids) = self.ekm_ids.lock().remove(store_id) {
-            for id in ids {
-                for state in EKM_STATES {
-                    let _ =
-                        self.xks_ekm_state
-                            .remove_label_values(&[store_id, &id, state.as_str()]);
-                }
+        for (id, _) in report.map(|r| r.ekm).unwrap_or_default() {
+            for state in EKM_STATES {
+                let _ = self
+                    .xks_ekm_state
+                    .remove_label_values(&[store_id, &id, state.as_str()]);
             }
         }
         let _ = self.xks_cert_days_left.remove_label_values(&[store_id]);

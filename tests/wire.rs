@@ -617,3 +617,51 @@ async fn benchmark_baseline_and_floor_routes() {
     let malformed = floor("alias/nope".into()).await;
     assert_eq!(err(&malformed).1, "NotFoundException");
 }
+
+/// The SigV4 window is measured against the wall clock (the clock clients sign with), not the
+/// service's injectable clock; in production both are the system clock (`main` builds the
+/// service with `SystemClock`). A service clock moved 30 days ahead (tests do this to pass
+/// deletion windows) changes neither what is accepted nor what is refused.
+#[tokio::test]
+async fn request_time_skew_is_measured_against_the_wall_clock() {
+    use kms::service::clock::Clock;
+    let srv = common::TestServer::start().await;
+    srv.clock.advance(chrono::Duration::days(30));
+    let body = b"{}";
+    let at = |time: chrono::DateTime<chrono::Utc>| {
+        signed_headers(&srv.endpoint, "ListKeys", body, common::SECRET_KEY, time)
+    };
+    let now = chrono::Utc::now();
+    let r = send(&srv.endpoint, "POST", at(now), body.to_vec()).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    for (time, reason) in [
+        (
+            now - chrono::Duration::minutes(6),
+            "6 minutes behind the wall clock",
+        ),
+        (
+            now + chrono::Duration::minutes(6),
+            "6 minutes ahead of the wall clock",
+        ),
+        (
+            srv.clock.now(),
+            "the service clock's time, 30 days ahead of the wall clock",
+        ),
+    ] {
+        let r = send(&srv.endpoint, "POST", at(time), body.to_vec()).await;
+        assert_eq!(r.status, 400, "{reason}: {}", r.json);
+        assert_eq!(r.json["__type"], "InvalidSignatureException", "{reason}");
+        assert!(
+            r.json["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Signature expired:")
+                || r.json["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Signature not yet current:"),
+            "{reason}: {}",
+            r.json
+        );
+    }
+}

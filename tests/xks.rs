@@ -31,7 +31,8 @@ async fn server_trusting(ca_pem: &str) -> TestServer {
     std::fs::write(&ca, ca_pem).unwrap();
     TestServer::start_with_config(
         &format!(
-            "[xks]\nallowed_proxy_networks = ['127.0.0.1', '::1']\nca_file = '{}'\n",
+            // The metrics tests here look at each store's own series.
+            "[xks]\nallowed_proxy_networks = ['127.0.0.1', '::1']\nca_file = '{}'\nmetrics_per_store = true\n",
             ca.display()
         ),
         common::backend_env(),
@@ -868,6 +869,116 @@ async fn a_proxy_cannot_grow_the_metrics_without_bound() {
         .map(str::to_string)
         .collect();
     assert!(left.is_empty(), "{left:#?}");
+}
+
+/// Without `[xks] metrics_per_store`, `GET /metrics` names no custom key store (a tenant's
+/// identifier) and no external key manager id: the external key store series are aggregates.
+#[tokio::test]
+async fn metrics_name_no_custom_key_store_unless_the_operator_asks() {
+    let proxy = TestProxy::start().await;
+    let srv = server_with_xks(
+        &proxy.ca_pem,
+        "allowed_proxy_networks = ['127.0.0.1', '::1']",
+    )
+    .await;
+    let kms = srv.client();
+    let store = create_store(&kms, &proxy, "private", "/kms/xks/v1").await;
+    let key = connected_key(&kms, &store, "k1").await;
+    kms.encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"counted".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    *proxy.state.fail.lock().unwrap() = Some((500, "InternalException".into()));
+    kms.encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(vec![1; 8]))
+        .send()
+        .await
+        .unwrap_err();
+    *proxy.state.fail.lock().unwrap() = None;
+    srv.run_maintenance().await;
+
+    // Scraped as an operator's Prometheus would, from the metrics listener.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", l.local_addr().unwrap());
+    let metrics = serve::Server::new(l, kms::api::metrics_router(srv.state.service.clone()));
+    tokio::spawn(metrics.run(std::future::pending()));
+    let scrape = || async {
+        let (status, _, body) =
+            common::raw_request(&endpoint, "GET", "/metrics", &[], vec![]).await;
+        assert_eq!(status, 200);
+        String::from_utf8(body.to_vec()).unwrap()
+    };
+    let text = scrape().await;
+    for tenant_text in [store.as_str(), "custom_key_store_id", "hsm-1", "ekm_id"] {
+        assert!(!text.contains(tenant_text), "{tenant_text} in {text}");
+    }
+    let value = |text: &str, series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    assert_eq!(
+        value(
+            &text,
+            "kms_xks_proxy_request_duration_seconds_count{operation=\"Encrypt\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "kms_xks_proxy_errors_total{error_type=\"InternalException\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "kms_xks_external_key_managers{state=\"ACTIVE\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "kms_xks_external_key_managers{state=\"UNAVAILABLE\"}"
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    let days = value(&text, "kms_xks_proxy_certificate_days_left").expect("certificate gauge");
+    assert!(days > 300.0, "{days}");
+    assert!(
+        value(&text, "kms_xks_proxy_credential_age_days").is_some(),
+        "{text}"
+    );
+    // Disconnected, the store leaves the aggregates; the counters keep their history.
+    kms.disconnect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    let text = scrape().await;
+    assert_eq!(
+        value(&text, "kms_xks_external_key_managers{state=\"ACTIVE\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "kms_xks_proxy_certificate_days_left"),
+        None,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "kms_xks_proxy_errors_total{error_type=\"InternalException\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
 }
 
 async fn server_with_xks(ca_pem: &str, xks_extra: &str) -> TestServer {

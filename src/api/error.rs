@@ -5,6 +5,7 @@
 //! this layer ([`ProtocolError`]: authentication, decoding, unknown operations, body limits),
 //! which the service never sees.
 
+use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -108,6 +109,11 @@ pub fn error_response(err: &ApiError, request_id: &str) -> Response {
 
 /// A JSON response with the KMS content type and request id.
 pub fn with_headers(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response {
+    with_body(status, Body::from(body), request_id)
+}
+
+/// [`with_headers`] for a body built elsewhere (a wiped one, `api::body`).
+pub fn with_body(status: StatusCode, body: Body, request_id: &str) -> Response {
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(

@@ -7,6 +7,7 @@
 //! handed to [`sts`] on the same listener.
 
 pub mod auth;
+mod body;
 pub mod error;
 pub mod operations;
 pub mod server;
@@ -17,7 +18,7 @@ pub mod validate;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{Method, Request, StatusCode};
 use axum::response::Response;
@@ -25,8 +26,10 @@ use axum::Router;
 
 use crate::service::{AuditError, Call, Kms, KmsError};
 use auth::Authenticator;
-use error::{error_response, with_headers, ApiError, ProtocolError};
+use body::read_body;
+use error::{error_response, with_body, with_headers, ApiError, ProtocolError};
 use operations::Operation;
+use zeroize::Zeroizing;
 
 /// Everything the HTTP layer needs; built once by `main` (or a test) and shared.
 pub struct AppState {
@@ -288,7 +291,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
         "VerifyMac" => operations::verify_mac::VerifyMac,
     );
     match result {
-        Ok(bytes) => with_headers(StatusCode::OK, bytes, &request_id),
+        Ok(bytes) => with_body(StatusCode::OK, body::wiped(bytes), &request_id),
         Err(e) => error_response(&e, &request_id),
     }
 }
@@ -375,25 +378,13 @@ fn user_agent(parts: &axum::http::request::Parts) -> String {
         .to_string()
 }
 
-/// Reads a request body up to `max` bytes: beyond it RequestEntityTooLarge, and a body that
-/// stalls past the listener's body timeout RequestTimeout.
-async fn read_body(body: Body, max: usize) -> Result<Bytes, ProtocolError> {
-    axum::body::to_bytes(body, max).await.map_err(|e| {
-        if serve::is_body_timeout(&e) {
-            ProtocolError::RequestTimeout
-        } else {
-            ProtocolError::RequestEntityTooLarge
-        }
-    })
-}
-
 /// Decodes, executes, audits and serializes one operation.
 async fn run<O: Operation>(
     state: &Arc<AppState>,
     mut call: Call,
-    body: Bytes,
+    body: Zeroizing<Vec<u8>>,
     request_id: &str,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Zeroizing<Vec<u8>>, ApiError> {
     call.operation = O::NAME;
     let started = std::time::Instant::now();
     let result = run_inner::<O>(&state.service, call, body, request_id).await;
@@ -412,9 +403,9 @@ async fn run<O: Operation>(
 async fn run_inner<O: Operation>(
     kms: &Kms,
     mut call: Call,
-    body: Bytes,
+    body: Zeroizing<Vec<u8>>,
     request_id: &str,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Zeroizing<Vec<u8>>, ApiError> {
     let decoded: Result<O::Request, ProtocolError> = if body.is_empty() {
         serde_json::from_slice(b"{}")
     } else {
@@ -464,7 +455,8 @@ async fn run_inner<O: Operation>(
                     "audit record not written; the request fails"
                 );
             })?;
-            serde_json::to_vec(&resp).map_err(|e| {
+            // Plaintext and data keys: serialized into a buffer that is wiped (`api::body`).
+            body::to_wiped_json(&resp).map_err(|e| {
                 tracing::error!(request_id, operation = O::NAME, error = %e, "response not serializable");
                 KmsError::internal().into()
             })
@@ -514,4 +506,23 @@ fn serialization_error(e: serde_json::Error) -> ProtocolError {
         ),
     };
     ProtocolError::Serialization(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escaped;
+
+    #[test]
+    fn client_text_for_a_log_line_cannot_forge_lines_or_terminal_codes() {
+        let forged = "Encrypt\n2026-12-03T00:00:00Z INFO forged line\r\u{1b}[31mred\u{0}";
+        let e = escaped(forged);
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+        assert_eq!(
+            e,
+            "Encrypt\\n2026-12-03T00:00:00Z INFO forged line\\r\\u{1b}[31mred\\0"
+        );
+        // Bounded: 128 characters of input at most, whatever the client sent.
+        let long = "A".repeat(10_000);
+        assert_eq!(escaped(&long).len(), 128);
+    }
 }

@@ -358,6 +358,9 @@ struct RawXks {
     refuse_private_networks: Option<bool>,
     /// Create/update probes of proxy endpoints per account and minute.
     probes_per_minute: Option<u32>,
+    /// Label the external key store metrics with the custom key store id (tenant
+    /// identifiers); aggregated over every store otherwise.
+    metrics_per_store: Option<bool>,
 }
 
 /// Validated XKS client settings.
@@ -372,6 +375,9 @@ pub struct XksClientConfig {
     pub endpoint_policy: crate::backend::xks::EndpointPolicy,
     /// Create/update probes per account and minute (a tenant cannot scan with them).
     pub probes_per_minute: u32,
+    /// `[xks] metrics_per_store`: series per custom key store, labelled with its id. Off by
+    /// default: store ids are tenants' identifiers, so the metrics aggregate over stores.
+    pub metrics_per_store: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1290,6 +1296,7 @@ fn validate(
             .xks
             .probes_per_minute
             .unwrap_or(crate::service::xks::DEFAULT_PROBES_PER_MINUTE),
+        metrics_per_store: raw.xks.metrics_per_store.unwrap_or(false),
     };
     if !(1..=10_000).contains(&xks.probes_per_minute) {
         errors.push(format!(
@@ -1808,6 +1815,29 @@ mod tests {
         dev.push(("KMS_SERVER__DEVELOPMENT".into(), "true".into()));
         assert!(load(None, dev).unwrap().dev_credential);
         assert!(load(None, env(&[("KMS_SERVER__LISTEN", "[::1]:4599")])).is_ok());
+    }
+
+    #[test]
+    fn the_metrics_listener_is_loopback_unless_the_operator_says_otherwise() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let e = load(None, env(&[("KMS_SERVER__METRICS_LISTEN", "0.0.0.0:9599")])).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert!(
+            e.0[0].starts_with("server.metrics_listen: 0.0.0.0:9599 is not a loopback address")
+                && e.0[0].contains("server.metrics_public = true"),
+            "{e}"
+        );
+        assert!(load(None, env(&[("KMS_SERVER__METRICS_LISTEN", "[::1]:9599")])).is_ok());
+        let public = env(&[
+            ("KMS_SERVER__METRICS_LISTEN", "0.0.0.0:9599"),
+            ("KMS_SERVER__METRICS_PUBLIC", "true"),
+        ]);
+        assert!(load(None, public).is_ok());
     }
 
     #[test]

@@ -473,10 +473,7 @@ impl CustomKeyStores {
         }
         if let (Some(id), Some(not_after)) = (store_id, client.certificate_not_after()) {
             let days = (not_after - self.clock.now().timestamp()) as f64 / 86_400.0;
-            self.metrics
-                .xks_cert_days_left
-                .with_label_values(&[id])
-                .set(days);
+            self.metrics.set_cert_days_left(id, days);
         }
         r.and_then(|h| {
             let all_down = !h.ekm_fleet_details.is_empty()
@@ -663,10 +660,7 @@ impl CustomKeyStores {
             if let Ok(Some(rec)) = self.store.get_custom_key_store(&store_id).await {
                 if let Some(since) = rec.xks.and_then(|x| x.credential_date) {
                     let days = (self.clock.now() - since).num_seconds() as f64 / 86_400.0;
-                    self.metrics
-                        .xks_credential_age_days
-                        .with_label_values(&[store_id.as_str()])
-                        .set(days);
+                    self.metrics.set_credential_age_days(&store_id, days);
                 }
             }
             if let Err(e) = self.probe(&client, &call, Some(&store_id)).await {

@@ -102,7 +102,7 @@ pub(super) async fn handle(
     body: Body,
     request_id: String,
 ) -> Response {
-    let body = match super::read_body(body, state.max_body_bytes).await {
+    let body = match super::body::read_body(body, state.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return error_response(&e.into(), &request_id),
     };

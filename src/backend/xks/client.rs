@@ -335,9 +335,7 @@ impl XksClient {
         let started = std::time::Instant::now();
         let result = self.call_with_retry(op, &path, &body).await;
         if let Some((m, store)) = &self.metrics {
-            m.xks_seconds
-                .with_label_values(&[store.as_str(), op.as_str()])
-                .observe(started.elapsed().as_secs_f64());
+            m.observe_xks_call(store, op.as_str(), started.elapsed().as_secs_f64());
             if let Err(e) = &result {
                 let kind = match e {
                     XksError::Timeout => "Timeout",
@@ -347,9 +345,7 @@ impl XksClient {
                     XksError::RefusedAddress(_) => "RefusedAddress",
                     XksError::Proxy { name, .. } => name.map_or("Other", ErrorName::as_str),
                 };
-                m.xks_errors
-                    .with_label_values(&[store.as_str(), kind])
-                    .inc();
+                m.count_xks_error(store, kind);
             }
         }
         result
