@@ -958,3 +958,90 @@ async fn replicate_key_needs_create_key_in_the_replica_region() {
     replicate(&east, &id, EU).await;
     assert_eq!(state(&rita(EU), &id).await, KeyState::Enabled);
 }
+
+/// A replica of an imported (`EXTERNAL`) multi-Region key starts without material
+/// (`PendingImport`), as in AWS: the same material must be imported into it, other material is
+/// refused, and then the primary's ciphertexts decrypt in the replica's region.
+#[tokio::test]
+async fn a_replica_of_an_imported_key_needs_the_same_material() {
+    use aws_sdk_kms::types::{
+        AlgorithmSpec, ExpirationModelType, KeyState, OriginType, WrappingKeySpec,
+    };
+    use common::openssl_import::{make_material, wrap};
+    let srv = server(&[EAST, WEST]).await;
+    let (east, west) = (client(&srv, EAST), client(&srv, WEST));
+    let dir = tempfile::tempdir().unwrap();
+    async fn import(
+        kms: &aws_sdk_kms::Client,
+        dir: &std::path::Path,
+        key: &str,
+        material: &[u8],
+    ) -> Result<(), (String, String)> {
+        let alg = AlgorithmSpec::RsaesOaepSha1;
+        let p = kms
+            .get_parameters_for_import()
+            .key_id(key)
+            .wrapping_algorithm(alg.clone())
+            .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+            .send()
+            .await
+            .unwrap();
+        let wrapped = wrap(
+            dir,
+            p.public_key().unwrap().as_ref(),
+            alg.as_str(),
+            material,
+        );
+        kms.import_key_material()
+            .key_id(key)
+            .import_token(p.import_token().unwrap().clone())
+            .encrypted_key_material(Blob::new(wrapped))
+            .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| (common::code(&e), common::message(&e)))
+    }
+    let key = east
+        .create_key()
+        .multi_region(true)
+        .origin(OriginType::External)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id()
+        .to_string();
+    let material = make_material(dir.path(), "SYMMETRIC_DEFAULT");
+    import(&east, dir.path(), &key, &material).await.unwrap();
+    let blob = east
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"imported".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    replicate(&east, &key, WEST).await;
+    let md = west.describe_key().key_id(&key).send().await.unwrap();
+    let md = md.key_metadata.unwrap();
+    assert_eq!(md.key_state(), Some(&KeyState::PendingImport));
+    assert_eq!(md.origin(), Some(&OriginType::External));
+    let (code, _) = fail(west.decrypt().ciphertext_blob(blob.clone()).send().await);
+    assert_eq!(code, "KMSInvalidStateException");
+    // Other material is refused; the primary's material makes the replica usable.
+    let other = make_material(dir.path(), "SYMMETRIC_DEFAULT");
+    assert_ne!(other, material);
+    let (code, _) = import(&west, dir.path(), &key, &other).await.unwrap_err();
+    assert_eq!(code, "IncorrectKeyMaterialException");
+    import(&west, dir.path(), &key, &material).await.unwrap();
+    let md = west.describe_key().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        md.key_metadata.unwrap().key_state(),
+        Some(&KeyState::Enabled)
+    );
+    let pt = west.decrypt().ciphertext_blob(blob).send().await.unwrap();
+    assert_eq!(pt.plaintext.unwrap().into_inner(), b"imported");
+}

@@ -12,8 +12,9 @@
 //!   single-use (AWS documents no such rule).
 //! * **Material** is unwrapped, checked and re-wrapped under the root by the backend; the
 //!   service sees only the wrapped form and a fingerprint. The `KeyMaterialId` of imported
-//!   material is `hex(SHA-256("kms/kmid/v1" || key id || fingerprint))`: the same material
-//!   imported again into the same key has the same id, which is how re-imports are checked.
+//!   material is `hex(SHA-256("kms/kmid/v1" || key id || fingerprint))`, with the public key
+//!   id (one for every key of a multi-Region set): the same material imported again into the
+//!   same key, or into a replica, has the same id, which is how re-imports are checked.
 //! * **Materials of a key**: versions `1..=current` are permanently associated (CURRENT and
 //!   NON_CURRENT); a version above `current` is NEW material imported for an on-demand
 //!   rotation (PENDING_ROTATION). Deleting or expiring an associated material empties its
@@ -441,7 +442,7 @@ impl Import {
                 &req.encrypted_key_material,
             )
             .await?;
-        let material_id = imported_material_id(key.key_id.as_str(), &imported.fingerprint);
+        let material_id = imported_material_id(key.key_id.public(), &imported.fingerprint);
         if let Some(given) = &req.key_material_id {
             if *given != material_id {
                 return Err(KmsError::IncorrectKeyMaterial(format!(
@@ -691,7 +692,7 @@ impl Import {
             )
         };
         let mut imported = import(key.current_material).await?;
-        let material_id = imported_material_id(key.key_id.as_str(), &imported.fingerprint);
+        let material_id = imported_material_id(key.key_id.public(), &imported.fingerprint);
         let ever_imported = materials.iter().any(|m| m.material_id.is_some());
         let previous = materials
             .iter()

@@ -15,7 +15,7 @@ use chrono::Duration;
 
 use super::keys::Keys;
 use super::{Call, KmsError, KmsResult, StateRule};
-use crate::model::{KeyArn, KeyRecord, KeyState, MaterialRecord, Tag};
+use crate::model::{ImportState, KeyArn, KeyRecord, KeyState, MaterialRecord, Origin, Tag};
 
 /// What ReplicateKey made.
 pub struct Replica {
@@ -285,9 +285,12 @@ impl Keys {
         Ok(())
     }
     /// Writes a replica of `primary` in `region`: its row (`Creating` while the material
-    /// versions are copied, then `Enabled`) with every material version of the primary. No
-    /// checks and no authorization: ReplicateKey and the seed file do those. Returns the key as
-    /// it was while being created.
+    /// versions are copied, then `Enabled`) with every material version of the primary up to
+    /// its current one. A replica of an imported (`EXTERNAL`) key gets the versions' ids but not
+    /// their material, and ends `PendingImport`: as in AWS, the same material must be imported
+    /// into each replica (the re-import check against the copied material ids enforces
+    /// "the same"). No checks and no authorization: ReplicateKey and the seed file do those.
+    /// Returns the key as it was while being created.
     pub(crate) async fn make_replica(
         &self,
         primary: &KeyRecord,
@@ -298,7 +301,9 @@ impl Keys {
     ) -> KmsResult<KeyRecord> {
         let replica_id = primary.key_id.in_region(region);
         let replica_arn = KeyArn::new(&self.partition, region, &primary.account, &replica_id).0;
-        let materials = self.store.list_materials(&primary.key_id).await?;
+        let mut materials = self.store.list_materials(&primary.key_id).await?;
+        // Material imported for a pending rotation stays with the primary.
+        materials.retain(|m| m.version <= primary.current_material);
         let Some((first, rest)) = materials.split_first() else {
             return Err(KmsError::internal_because(super::InternalCause::Invariant(
                 "a multi-Region primary has no material",
@@ -320,9 +325,19 @@ impl Keys {
             unavailable: false,
             ..primary.clone()
         };
-        let copy = |m: &MaterialRecord| MaterialRecord {
-            key_id: replica_id.clone(),
-            ..m.clone()
+        let imported = primary.origin == Origin::External;
+        let copy = |m: &MaterialRecord| {
+            let mut c = MaterialRecord {
+                key_id: replica_id.clone(),
+                ..m.clone()
+            };
+            if imported {
+                c.wrapped = Vec::new();
+                if let Some(i) = c.import.as_mut() {
+                    i.state = ImportState::PendingImport;
+                }
+            }
+            c
         };
         match self.store.insert_key(&replica, &copy(first), tags).await {
             Err(crate::store::StoreError::AlreadyExists) => {
@@ -339,7 +354,11 @@ impl Keys {
             replica = self.store.rotate_key(&replica, &copy(m)).await?;
         }
         let created = replica.clone();
-        replica.state = KeyState::Enabled;
+        replica.state = if imported {
+            KeyState::PendingImport
+        } else {
+            KeyState::Enabled
+        };
         self.store.update_key(&replica).await?;
         Ok(created)
     }

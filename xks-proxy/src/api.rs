@@ -55,7 +55,9 @@ pub struct PeerInfo {
 pub fn router(state: Arc<AppState>) -> Router {
     let mut r = Router::new();
     if let Some(p) = &state.server.ping_path {
-        r = r.route(p, get(ping));
+        // GET (and HEAD) only; another method on the ping path is no XKS API either, and gets
+        // the API's JSON answer for an unknown path rather than a bare 405 (fuzz finding 6).
+        r = r.route(p, get(ping).fallback(handle));
     }
     if state.server.baseline_route {
         r = r

@@ -535,6 +535,16 @@ async fn routes_methods_and_uri_paths() {
         .await
         .unwrap();
     assert_eq!(r.status, 200);
+    // Another method on the ping path: the JSON answer for a path that is no XKS API (a bare
+    // 405 without an errorName before; fuzz finding 6 in docs/abuse.md).
+    for method in ["POST", "PUT", "DELETE"] {
+        let mut conn = c.connect().await.unwrap();
+        let r = c
+            .send_raw(&mut conn, method, "/ping", b"{}".to_vec(), true)
+            .await
+            .unwrap();
+        r.assert_error(ErrorName::InvalidUriPathException);
+    }
     p.stop().await;
 }
 
