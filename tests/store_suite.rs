@@ -580,10 +580,12 @@ async fn postgres_lease_is_exclusive_and_freed_with_its_session() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     // A holder killed without a goodbye: its backend is terminated, the lease goes with it.
+    // The lock is looked up in this test's own database: other tests share the cluster.
     let held = b.try_lease(LeaseName::Maintenance).await.unwrap().unwrap();
     let pid = common::pg::psql(
         &url,
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted LIMIT 1",
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = \
+         (SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1",
     );
     common::pg::psql(&url, &format!("SELECT pg_terminate_backend({pid})"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
