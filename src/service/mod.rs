@@ -169,7 +169,7 @@ pub struct Core {
     pub(crate) key_policies: authz::KeyPolicyCache,
     /// Resource quotas.
     pub(crate) limits: crate::config::Limits,
-    /// Request quotas (token buckets per account and quota).
+    /// Request quotas (token buckets per account, region and quota).
     pub(crate) quotas: quotas::RequestQuotas,
     /// Set on SIGTERM: the node is draining and not ready for new traffic.
     pub(crate) draining: std::sync::atomic::AtomicBool,
