@@ -75,24 +75,7 @@ async fn import(
     wrapping: WrappingKeySpec,
     material: &[u8],
 ) -> Result<String, (String, String)> {
-    let p = kms
-        .get_parameters_for_import()
-        .key_id(key)
-        .wrapping_algorithm(alg.clone())
-        .wrapping_key_spec(wrapping)
-        .send()
-        .await
-        .map_err(|e| (common::code(&e), common::message(&e)))?;
-    let wrapped = wrap(dir, p.public_key().unwrap().as_ref(), &alg, material);
-    kms.import_key_material()
-        .key_id(key)
-        .import_token(p.import_token().unwrap().clone())
-        .encrypted_key_material(Blob::new(wrapped))
-        .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
-        .send()
-        .await
-        .map(|o| o.key_material_id().unwrap().to_string())
-        .map_err(|e| (common::code(&e), common::message(&e)))
+    common::openssl_import::import_with_sdk(kms, dir, key, alg, wrapping, material).await
 }
 
 async fn encrypt(kms: &aws_sdk_kms::Client, key: &str, pt: &[u8]) -> Vec<u8> {

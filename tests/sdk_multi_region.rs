@@ -964,10 +964,8 @@ async fn replicate_key_needs_create_key_in_the_replica_region() {
 /// refused, and then the primary's ciphertexts decrypt in the replica's region.
 #[tokio::test]
 async fn a_replica_of_an_imported_key_needs_the_same_material() {
-    use aws_sdk_kms::types::{
-        AlgorithmSpec, ExpirationModelType, KeyState, OriginType, WrappingKeySpec,
-    };
-    use common::openssl_import::{make_material, wrap};
+    use aws_sdk_kms::types::{AlgorithmSpec, KeyState, OriginType, WrappingKeySpec};
+    use common::openssl_import::make_material;
     let srv = server(&[EAST, WEST]).await;
     let (east, west) = (client(&srv, EAST), client(&srv, WEST));
     let dir = tempfile::tempdir().unwrap();
@@ -976,31 +974,16 @@ async fn a_replica_of_an_imported_key_needs_the_same_material() {
         dir: &std::path::Path,
         key: &str,
         material: &[u8],
-    ) -> Result<(), (String, String)> {
-        let alg = AlgorithmSpec::RsaesOaepSha1;
-        let p = kms
-            .get_parameters_for_import()
-            .key_id(key)
-            .wrapping_algorithm(alg.clone())
-            .wrapping_key_spec(WrappingKeySpec::Rsa2048)
-            .send()
-            .await
-            .unwrap();
-        let wrapped = wrap(
+    ) -> Result<String, (String, String)> {
+        common::openssl_import::import_with_sdk(
+            kms,
             dir,
-            p.public_key().unwrap().as_ref(),
-            alg.as_str(),
+            key,
+            AlgorithmSpec::RsaesOaepSha1,
+            WrappingKeySpec::Rsa2048,
             material,
-        );
-        kms.import_key_material()
-            .key_id(key)
-            .import_token(p.import_token().unwrap().clone())
-            .encrypted_key_material(Blob::new(wrapped))
-            .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| (common::code(&e), common::message(&e)))
+        )
+        .await
     }
     let key = east
         .create_key()

@@ -148,3 +148,38 @@ pub fn wrap(dir: &Path, public_key: &[u8], alg: &str, material: &[u8]) -> Vec<u8
         std::fs::read(dir.join("W.bin")).unwrap()
     }
 }
+
+/// GetParametersForImport, `material` wrapped by OpenSSL under the answered public key, then
+/// ImportKeyMaterial (never expiring); the KeyMaterialId, or the failing call's (code, message).
+pub async fn import_with_sdk(
+    kms: &aws_sdk_kms::Client,
+    dir: &Path,
+    key: &str,
+    alg: aws_sdk_kms::types::AlgorithmSpec,
+    wrapping: aws_sdk_kms::types::WrappingKeySpec,
+    material: &[u8],
+) -> Result<String, (String, String)> {
+    let p = kms
+        .get_parameters_for_import()
+        .key_id(key)
+        .wrapping_algorithm(alg.clone())
+        .wrapping_key_spec(wrapping)
+        .send()
+        .await
+        .map_err(|e| (super::code(&e), super::message(&e)))?;
+    let wrapped = wrap(
+        dir,
+        p.public_key().unwrap().as_ref(),
+        alg.as_str(),
+        material,
+    );
+    kms.import_key_material()
+        .key_id(key)
+        .import_token(p.import_token().unwrap().clone())
+        .encrypted_key_material(aws_sdk_kms::primitives::Blob::new(wrapped))
+        .expiration_model(aws_sdk_kms::types::ExpirationModelType::KeyMaterialDoesNotExpire)
+        .send()
+        .await
+        .map(|o| o.key_material_id().unwrap().to_string())
+        .map_err(|e| (super::code(&e), super::message(&e)))
+}
