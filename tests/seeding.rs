@@ -132,6 +132,19 @@ fn stop(mut child: std::process::Child) {
     child.wait().unwrap();
 }
 
+/// An ECDSA_SHA_256 signature of the message `m` by `key`.
+async fn sign_m(kms: &aws_sdk_kms::Client, key: &str) -> Blob {
+    kms.sign()
+        .key_id(key)
+        .message(Blob::new(b"m".to_vec()))
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap()
+        .signature
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_seed_applied_twice_gives_the_same_keys() {
     let dir = tempfile::tempdir().unwrap();
@@ -212,16 +225,7 @@ async fn a_seed_applied_twice_gives_the_same_keys() {
         .unwrap()
         .ciphertext_blob
         .unwrap();
-    let signature = east
-        .sign()
-        .key_id(SIGNING)
-        .message(Blob::new(b"m".to_vec()))
-        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
-        .send()
-        .await
-        .unwrap()
-        .signature
-        .unwrap();
+    let signature = sign_m(&east, SIGNING).await;
     east.update_key_description()
         .key_id(PLAIN)
         .description("changed by a client")
@@ -472,16 +476,7 @@ async fn seeded_material_is_the_same_on_fresh_stores() {
         .unwrap()
         .public_key
         .unwrap();
-    let signature = kms
-        .sign()
-        .key_id(EXT_ECC)
-        .message(Blob::new(b"m".to_vec()))
-        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
-        .send()
-        .await
-        .unwrap()
-        .signature
-        .unwrap();
+    let signature = sign_m(&kms, EXT_ECC).await;
     stop(child);
 
     let second_dir = tempfile::tempdir().unwrap();
