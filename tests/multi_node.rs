@@ -15,6 +15,7 @@ use aws_sdk_kms::Client;
 struct Node {
     child: Child,
     client: Client,
+    endpoint: String,
     dir: tempfile::TempDir,
 }
 
@@ -78,7 +79,12 @@ impl Cluster {
             kms::config::DEV_ACCESS_KEY_ID,
             kms::config::DEV_SECRET_ACCESS_KEY,
         );
-        Node { child, client, dir }
+        Node {
+            child,
+            client,
+            endpoint,
+            dir,
+        }
     }
 }
 
@@ -448,6 +454,7 @@ async fn a_node_recovers_from_a_database_restart_under_load() {
             kms::config::DEV_ACCESS_KEY_ID,
             kms::config::DEV_SECRET_ACCESS_KEY,
         ),
+        endpoint,
         dir,
     };
     let key = create_key(&node.client).await;
@@ -519,4 +526,111 @@ async fn a_node_recovers_from_a_database_restart_under_load() {
     for id in &acked {
         node.client.describe_key().key_id(id).send().await.unwrap();
     }
+}
+
+/// The identities of the role-session test: the dev key (an administrator of the account) and
+/// dave, whom the role `app` trusts; the role may Encrypt and is denied Decrypt.
+const SESSION_IAM: &str = r#"
+[[credentials]]
+access_key_id = 'AKIAIOSFODNN7EXAMPLE'
+secret_access_key = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'
+principal = 'arn:aws:iam::111122223333:user/kms-dev'
+
+[[users]]
+arn = 'arn:aws:iam::111122223333:user/dave'
+
+[[credentials]]
+access_key_id = 'AKIADAVE000000000001'
+secret_access_key = 'daveSecretKey0000000000000000000000000001'
+principal = 'arn:aws:iam::111122223333:user/dave'
+
+[[roles]]
+arn = 'arn:aws:iam::111122223333:role/app'
+trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/dave"},"Action":"sts:AssumeRole"}]}'
+policies = ['{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Encrypt","kms:Decrypt"],"Resource":"*"},{"Effect":"Deny","Action":"kms:Decrypt","Resource":"*"}]}']
+"#;
+
+fn session_client(endpoint: &str, c: &aws_sdk_sts::types::Credentials) -> Client {
+    let conf = aws_sdk_kms::Config::builder()
+        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+        .region(aws_sdk_kms::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_credential_types::Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            None,
+            "assumed",
+        ))
+        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+        .build();
+    Client::from_conf(conf)
+}
+
+/// Temporary credentials from AssumeRole on node A work on node B (the session token is sealed
+/// under a key every node shares through the database, not remembered by A), the role's policy
+/// applies there (its Deny too), and they keep working after A is restarted.
+#[tokio::test]
+async fn role_sessions_work_on_every_node_and_survive_a_restart() {
+    let conf = tempfile::tempdir().unwrap();
+    let path = conf.path().join("iam.toml");
+    std::fs::write(&path, SESSION_IAM).unwrap();
+    let mut cluster = Cluster::new();
+    cluster
+        .env
+        .push(("KMS_CONFIG".into(), path.display().to_string()));
+    let (a, b) = (cluster.node(), cluster.node());
+    let key = create_key(&a.client).await;
+
+    let sts = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::Config::builder()
+            .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+            .region(aws_sdk_sts::config::Region::new("us-east-1"))
+            .endpoint_url(&a.endpoint)
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "AKIADAVE000000000001",
+                "daveSecretKey0000000000000000000000000001",
+                None,
+                None,
+                "test",
+            ))
+            .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let creds = sts
+        .assume_role()
+        .role_arn("arn:aws:iam::111122223333:role/app")
+        .role_session_name("across")
+        .send()
+        .await
+        .unwrap()
+        .credentials()
+        .unwrap()
+        .clone();
+
+    // On B: Encrypt allowed by the role's policy, Decrypt denied by it.
+    let on_b = session_client(&b.endpoint, &creds);
+    let ct = encrypt(&on_b, &key).await.unwrap();
+    let denied = on_b.decrypt().ciphertext_blob(ct.clone()).send().await;
+    let denied = denied.expect_err("the role's policy denies Decrypt");
+    assert_eq!(common::code(&denied), "AccessDeniedException");
+    assert!(
+        common::message(&denied).contains(
+            "arn:aws:sts::111122223333:assumed-role/app/across is not authorized to perform: \
+             kms:Decrypt"
+        ),
+        "{}",
+        common::message(&denied)
+    );
+    // The ciphertext B made with the session decrypts for the administrator on A.
+    let pt = a.client.decrypt().ciphertext_blob(ct).send().await.unwrap();
+    assert_eq!(pt.plaintext.unwrap().as_ref(), b"across nodes");
+
+    // A restarted: the same credentials work on the new A and still on B.
+    drop(a);
+    let a = cluster.node();
+    encrypt(&session_client(&a.endpoint, &creds), &key)
+        .await
+        .unwrap();
+    encrypt(&on_b, &key).await.unwrap();
 }

@@ -153,10 +153,18 @@ fn session_kms(
     c: &aws_sdk_sts::types::Credentials,
     token: Option<&str>,
 ) -> aws_sdk_kms::Client {
+    session_kms_at(&srv.endpoint, c, token)
+}
+
+fn session_kms_at(
+    endpoint: &str,
+    c: &aws_sdk_sts::types::Credentials,
+    token: Option<&str>,
+) -> aws_sdk_kms::Client {
     let conf = aws_sdk_kms::Config::builder()
         .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
         .region(aws_sdk_kms::config::Region::new("us-east-1"))
-        .endpoint_url(&srv.endpoint)
+        .endpoint_url(endpoint)
         .credentials_provider(session_credentials(c, token))
         .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
         .build();
@@ -687,6 +695,10 @@ async fn session_policies_tags_external_id_and_source_identity() {
 /// A key of alice's whose policy keeps the account's administrators and allows `principal`
 /// to Encrypt and Decrypt.
 async fn key_allowing(srv: &common::TestServer, principal: &str) -> String {
+    key_allowing_with(&srv.client(), principal).await
+}
+
+async fn key_allowing_with(admin: &aws_sdk_kms::Client, principal: &str) -> String {
     let policy = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [
@@ -697,7 +709,7 @@ async fn key_allowing(srv: &common::TestServer, principal: &str) -> String {
              "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*"}
         ]
     });
-    srv.client()
+    admin
         .create_key()
         .policy(policy.to_string())
         .send()
@@ -1155,4 +1167,225 @@ async fn raw_wire_envelopes_get_and_unknown_actions() {
     .await;
     assert_eq!(status, 400);
     assert_eq!(ct, "application/x-amz-json-1.1");
+}
+
+/// A `kms` process, killed when dropped (also when a test fails).
+struct Node(std::process::Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `kms` process on `dir` with the identities of these tests (alice, the harness's
+/// administrator, included) from a configuration file; returns it with its endpoint.
+fn spawn_node(dir: &std::path::Path) -> (Node, String) {
+    let cfg = dir.join("iam.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[credentials]]\naccess_key_id = '{}'\nsecret_access_key = '{}'\n\
+             principal = 'arn:aws:iam::111122223333:user/alice'\n{IAM}",
+            common::ACCESS_KEY,
+            common::SECRET_KEY
+        ),
+    )
+    .unwrap();
+    let mut env = common::backend_env();
+    env.push(("KMS_LOG".into(), "warn".into()));
+    env.push(("KMS_CONFIG".into(), cfg.display().to_string()));
+    let (child, endpoint) = common::spawn_kms(dir, env, std::process::Stdio::null());
+    (Node(child), endpoint)
+}
+
+/// `token` with one byte of its binary form changed.
+fn tamper(token: &str, at: usize) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut raw = b64.decode(token).unwrap();
+    let at = at % raw.len();
+    raw[at] ^= 0x40;
+    b64.encode(raw)
+}
+
+/// Session tokens are sealed, self-contained credentials: they survive a restart of the node
+/// (same data directory: same root, same database, same session-token key), are refused with
+/// one byte changed, with another session's access key id, and on another deployment.
+#[tokio::test]
+async fn session_tokens_survive_a_restart_and_are_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, endpoint) = spawn_node(dir.path());
+    let admin = common::sdk_client(&endpoint, common::ACCESS_KEY, common::SECRET_KEY);
+    let key = key_allowing_with(&admin, APP).await;
+    let dave = sts_in(
+        &endpoint,
+        "us-east-1",
+        Credentials::new(DAVE_KEY.0, DAVE_KEY.1, None, None, "test"),
+    );
+    let x = assume(&dave, APP, "sx").await;
+    let y = assume(&dave, APP, "sy").await;
+    assert_ne!(x.access_key_id(), y.access_key_id());
+    let blob = session_kms_at(&endpoint, &x, None)
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new("before the restart"))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob()
+        .unwrap()
+        .clone();
+    drop(node);
+
+    // The same credentials after a restart.
+    let (node, endpoint) = spawn_node(dir.path());
+    let kms = session_kms_at(&endpoint, &x, None);
+    let plain = kms.decrypt().ciphertext_blob(blob).send().await;
+    let identity = sts_in(&endpoint, "us-east-1", session_credentials(&x, None))
+        .get_caller_identity()
+        .send()
+        .await;
+    // One byte changed, anywhere (version, nonce, ciphertext, tag).
+    let token = x.session_token();
+    let token_len = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .unwrap()
+            .len()
+    };
+    let mut tampered = Vec::new();
+    for at in [0, 1, 20, token_len / 2, token_len - 1] {
+        let t = tamper(token, at);
+        tampered.push(kms_fail(
+            session_kms_at(&endpoint, &x, Some(&t))
+                .list_keys()
+                .send()
+                .await,
+        ));
+    }
+    // X's token with Y's access key id (and Y's secret: the signature is Y's), and the reverse.
+    let swapped = kms_fail(
+        session_kms_at(&endpoint, &y, Some(x.session_token()))
+            .list_keys()
+            .send()
+            .await,
+    );
+    let swapped_back = kms_fail(
+        session_kms_at(&endpoint, &x, Some(y.session_token()))
+            .list_keys()
+            .send()
+            .await,
+    );
+    // No token at all with a temporary key.
+    let no_token = kms_fail(
+        common::sdk_client(&endpoint, x.access_key_id(), x.secret_access_key())
+            .list_keys()
+            .send()
+            .await,
+    );
+    drop(node);
+
+    // Another deployment (its own root key or token objects' database, its own session key).
+    let other_dir = tempfile::tempdir().unwrap();
+    let (other, other_endpoint) = spawn_node(other_dir.path());
+    let foreign = kms_fail(
+        session_kms_at(&other_endpoint, &x, None)
+            .list_keys()
+            .send()
+            .await,
+    );
+    drop(other);
+
+    assert_eq!(
+        plain.unwrap().plaintext().unwrap().as_ref(),
+        b"before the restart"
+    );
+    assert_eq!(
+        identity.unwrap().arn(),
+        Some("arn:aws:sts::111122223333:assumed-role/app/sx")
+    );
+    let invalid = (
+        "UnrecognizedClientException".to_string(),
+        "The security token included in the request is invalid.".to_string(),
+    );
+    for (i, refused) in tampered.iter().enumerate() {
+        assert_eq!(refused, &invalid, "tampered token {i}");
+    }
+    assert_eq!(swapped, invalid);
+    assert_eq!(swapped_back, invalid);
+    assert_eq!(no_token.0, "UnrecognizedClientException");
+    assert_eq!(foreign, invalid);
+}
+
+/// Session tags travel in the token and are `aws:PrincipalTag/<key>` on later requests: a key
+/// policy allowing only sessions tagged `team=kms` lets that session encrypt and refuses one
+/// tagged otherwise.
+#[tokio::test]
+async fn session_tags_are_principal_tags() {
+    let srv = server().await;
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Admins", "Effect": "Allow",
+             "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "Team", "Effect": "Allow", "Principal": {"AWS": PARTNER},
+             "Action": "kms:Encrypt", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:PrincipalTag/team": "kms"}}}
+        ]
+    });
+    let key = srv
+        .client()
+        .create_key()
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let dave = sts(&srv, DAVE_KEY);
+    let session = |team: &str| {
+        dave.assume_role()
+            .role_arn(PARTNER)
+            .role_session_name(format!("team-{team}"))
+            .external_id("ext-123")
+            .tags(
+                aws_sdk_sts::types::Tag::builder()
+                    .key("team")
+                    .value(team)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+    };
+    let kms_team = session("kms").await.unwrap();
+    let other_team = session("web").await.unwrap();
+    session_kms(&srv, kms_team.credentials().unwrap(), None)
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new("tagged"))
+        .send()
+        .await
+        .unwrap();
+    let (code, msg) = kms_fail(
+        session_kms(&srv, other_team.credentials().unwrap(), None)
+            .encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new("tagged"))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDeniedException");
+    assert!(
+        msg.starts_with(
+            "User: arn:aws:sts::111122223333:assumed-role/partner/team-web is not authorized"
+        ),
+        "{msg}"
+    );
 }

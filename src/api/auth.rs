@@ -26,6 +26,7 @@ use axum::http::request::Parts;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::error::ProtocolError;
+use crate::iam::sessions::OpenError;
 use crate::iam::Iam;
 use crate::model::Principal;
 use crate::service::clock::{Clock, SystemClock};
@@ -197,16 +198,18 @@ impl Authenticator {
             }
             return Ok(found);
         }
-        let Some(session) = self.iam.sessions().get(access_key_id) else {
+        // A temporary key is only as good as the sealed token it came with (`iam::sessions`).
+        let Some(token) = token else {
             return Err(ProtocolError::UnrecognizedClient);
         };
-        match token {
-            Some(t) if session.token_matches(t) => {}
-            _ => return Err(ProtocolError::UnrecognizedClient),
-        }
-        if session.expiration <= self.clock.now() {
-            return Err(ProtocolError::ExpiredToken);
-        }
+        let session = self
+            .iam
+            .sessions()
+            .open(access_key_id, token, self.clock.now())
+            .map_err(|e| match e {
+                OpenError::Invalid => ProtocolError::UnrecognizedClient,
+                OpenError::Expired => ProtocolError::ExpiredToken,
+            })?;
         let principal = directory
             .session_principal(&session)
             .map(Arc::new)

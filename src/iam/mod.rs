@@ -19,7 +19,7 @@ use secrecy::SecretString;
 
 use crate::config::{IamConfig, RoleConfig, UserConfig};
 use crate::model::Principal;
-use sessions::Sessions;
+use sessions::SessionTokens;
 
 /// One immutable set of identities (from one read of the configuration).
 #[derive(Debug, Default)]
@@ -134,11 +134,12 @@ impl Directory {
             policies,
             session_policies: None,
             guardrails: self.guardrails(&account),
+            principal_tags: Arc::from(Vec::new()),
         })
     }
 
     /// The principal of a role session: the role as configured now (`None` when the role is
-    /// gone), narrowed by the session policy.
+    /// gone), narrowed by the session policy, with the session's tags.
     pub fn session_principal(&self, session: &sessions::Session) -> Option<Principal> {
         let role = self.roles.get(&session.role_arn)?;
         let caller = Caller::assumed_role(&role.arn, &session.session_name)
@@ -152,6 +153,11 @@ impl Directory {
             policies: role.policies.iter().cloned().collect(),
             session_policies: session.session_policy.clone().map(|p| Arc::from(vec![p])),
             guardrails: self.guardrails(&role.account),
+            principal_tags: session
+                .tags
+                .iter()
+                .map(|t| (t.key.clone(), t.value.clone()))
+                .collect(),
         })
     }
 }
@@ -180,7 +186,7 @@ impl PrincipalDirectory for Directory {
 /// The identities in force now, the role sessions, and where a reload reads from.
 pub struct Iam {
     current: RwLock<Arc<Directory>>,
-    sessions: Sessions,
+    sessions: SessionTokens,
     /// The configuration file and environment a reload reads (`None`: nothing to reload).
     source: Option<(Option<PathBuf>, HashMap<String, String>)>,
 }
@@ -189,7 +195,7 @@ impl Iam {
     pub fn new(config: &IamConfig) -> Iam {
         Iam {
             current: RwLock::new(Arc::new(Directory::new(config))),
-            sessions: Sessions::default(),
+            sessions: SessionTokens::default(),
             source: None,
         }
     }
@@ -205,7 +211,8 @@ impl Iam {
         self.current.read().clone()
     }
 
-    pub fn sessions(&self) -> &Sessions {
+    /// The session-token key and the opened sessions.
+    pub fn sessions(&self) -> &SessionTokens {
         &self.sessions
     }
 

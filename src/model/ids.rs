@@ -221,6 +221,8 @@ pub struct Principal {
     pub session_policies: Option<Arc<[Arc<kms_policy::Policy>]>>,
     /// Deny-only guardrail policies of the account.
     pub guardrails: Arc<[Arc<kms_policy::Policy>]>,
+    /// A role session's tags (key, value): the `aws:PrincipalTag/<key>` condition keys.
+    pub principal_tags: Arc<[(String, String)]>,
 }
 
 impl Principal {
@@ -235,6 +237,7 @@ impl Principal {
             policies: Arc::from(Vec::new()),
             session_policies: None,
             guardrails: Arc::from(Vec::new()),
+            principal_tags: Arc::from(Vec::new()),
         }
     }
 

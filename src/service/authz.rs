@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 
 use super::ciphertext::EncryptionContext;
 use super::{Call, Core, InternalCause, KmsError, KmsResult};
-use crate::model::{GrantRecord, KeyId, KeyRecord};
+use crate::model::{GrantRecord, KeyId, KeyRecord, Principal};
 
 /// Actions whose permission works on another account's key (reference §3.3). Every other key
 /// action on another account's key is denied whatever the key policy says.
@@ -127,6 +127,13 @@ fn denied(message: String) -> KmsError {
     KmsError::AccessDenied(message)
 }
 
+/// The `aws:PrincipalTag/<key>` condition keys of a role session's tags.
+pub(crate) fn set_principal_tags(ctx: &mut RequestContext, principal: &Principal) {
+    for (key, value) in principal.principal_tags.iter() {
+        ctx.set(&format!("aws:PrincipalTag/{key}"), value.as_str());
+    }
+}
+
 impl Core {
     fn caller<'a>(&self, call: &'a Call, action: &str) -> KmsResult<&'a Caller> {
         call.principal.caller.as_ref().ok_or_else(|| {
@@ -154,6 +161,7 @@ impl Core {
         if let Ok(ip) = call.source_ip.parse::<std::net::IpAddr>() {
             ctx.set("aws:SourceIp", ip);
         }
+        set_principal_tags(&mut ctx, &call.principal);
         ctx
     }
 

@@ -14,8 +14,9 @@
 //! configured maximum, and at most 3600 when the caller is itself a role session (role
 //! chaining). Expiry follows the service's clock.
 //!
-//! Not here: the wire (query parameters, XML, parameter validation: `api::sts`) and the
-//! verification of temporary credentials on later requests (`api::auth` with `iam::sessions`).
+//! Not here: the wire (query parameters, XML, parameter validation: `api::sts`), the token
+//! format (`iam::sessions`) and the verification of temporary credentials on later requests
+//! (`api::auth` with `iam::sessions`).
 //!
 //! Decisions where AWS's behaviour cannot be reproduced locally:
 //! * There are no MFA devices: a request with `SerialNumber` or `TokenCode` is refused with
@@ -25,8 +26,12 @@
 //!   tag key and value, as a percentage (rounded up) of [`PACKED_POLICY_BUDGET_BYTES`]; above
 //!   100 the request fails with `PackedPolicyTooLarge`.
 //! * Session tags, transitive tag keys and the source identity are validated, authorized,
-//!   counted and audited, but not kept with the session (no `aws:PrincipalTag/...` condition
-//!   keys on later requests yet).
+//!   counted, audited and sealed into the session token. Session tags are the session's
+//!   `aws:PrincipalTag/<key>` on later requests; transitive tags are not yet passed on by role
+//!   chaining, and `aws:SourceIdentity` is not set on later requests.
+//!
+//! Sessions are sealed tokens, not server state (`iam::sessions`); the session-token key is
+//! loaded (or made) once at start-up by [`Sts::session_token_key`].
 
 use std::sync::Arc;
 
@@ -38,7 +43,8 @@ use kms_policy::{
 
 use super::{part, Call, Kms};
 use crate::audit::Resource as AuditResource;
-use crate::iam::sessions::{Session, SessionError};
+use crate::iam::sessions::{NewSession, Session, SessionError, KEY_BYTES};
+use crate::service::{InternalCause, KmsError, KmsResult};
 
 /// `DurationSeconds` when the request gives none.
 pub const DEFAULT_DURATION_SECONDS: u32 = 3600;
@@ -79,9 +85,6 @@ pub enum StsError {
     /// `PackedPolicyTooLarge` (400), with the percentage used.
     #[error("Packed policy consumes {0}% of allotted space, please use smaller policy.")]
     PackedPolicyTooLarge(u64),
-    /// `ServiceUnavailable` (503): too many live sessions; retry once some have expired.
-    #[error("Service is unable to handle request.")]
-    ServiceUnavailable,
     /// `InternalFailure` (500); the cause is for the log only.
     #[error(
         "The request processing has failed because of an unknown error, exception or failure."
@@ -89,12 +92,8 @@ pub enum StsError {
     Internal(&'static str),
 }
 
-/// One session tag of an AssumeRole request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionTag {
-    pub key: String,
-    pub value: String,
-}
+/// One session tag of an AssumeRole request (carried in the session's token).
+pub type SessionTag = crate::iam::sessions::Tag;
 
 /// A validated AssumeRole request (the API layer has checked lengths and patterns).
 #[derive(Debug, Clone, Default)]
@@ -115,7 +114,7 @@ pub struct AssumeRoleRequest {
 /// A new role session.
 pub struct AssumedRole {
     /// The temporary credentials (secret and token stay in their secret types).
-    pub session: Arc<Session>,
+    pub session: Session,
     /// `AROA...:<session name>`.
     pub assumed_role_id: String,
     /// `arn:aws:sts::<account>:assumed-role/<role name>/<session name>`.
@@ -154,7 +153,44 @@ pub fn packed_policy_size(policy: Option<&str>, tags: &[SessionTag]) -> Option<u
     Some((used * 100).div_ceil(budget))
 }
 
+/// The `system_secrets` row of the session-token key (deleting it and restarting every node
+/// ends every session: see `docs/authorization.md`).
+pub const SESSION_KEY_SECRET: &str = "session-token-key-v1";
+/// The purpose (AAD) the session-token key is sealed under.
+const SESSION_KEY_PURPOSE: &str = "sts-session-token-key";
+
 impl Sts {
+    /// The session-token key: the stored one, or 32 new bytes from the root's randomness,
+    /// sealed under the root and stored once (when nodes start together, every node uses the
+    /// one stored first). Loaded at start-up and installed in `iam::sessions`.
+    pub async fn session_token_key(&self) -> KmsResult<zeroize::Zeroizing<[u8; KEY_BYTES]>> {
+        let sealed = match self.store.get_system_secret(SESSION_KEY_SECRET).await? {
+            Some(sealed) => sealed,
+            None => {
+                let raw = self.root.random(KEY_BYTES).await?;
+                let fresh = self.seal_bytes(SESSION_KEY_PURPOSE, &raw).await?;
+                self.store
+                    .put_system_secret_if_absent(SESSION_KEY_SECRET, &fresh)
+                    .await?
+            }
+        };
+        let corrupt = || {
+            KmsError::internal_because(InternalCause::Invariant(
+                "the stored session-token key is corrupt",
+            ))
+        };
+        let opened = self
+            .open_bytes(SESSION_KEY_PURPOSE, &sealed)
+            .await?
+            .ok_or_else(corrupt)?;
+        let mut key = zeroize::Zeroizing::new([0u8; KEY_BYTES]);
+        if opened.len() != KEY_BYTES {
+            return Err(corrupt());
+        }
+        key.copy_from_slice(&opened);
+        Ok(key)
+    }
+
     /// `AssumeRole`: authorizes the caller against the role's trust policy and makes a session.
     pub async fn assume_role(
         &self,
@@ -201,6 +237,7 @@ impl Sts {
         if let Ok(ip) = call.source_ip.parse::<std::net::IpAddr>() {
             context.set("aws:SourceIp", ip);
         }
+        super::authz::set_principal_tags(&mut context, &call.principal);
         if let Some(id) = &request.external_id {
             context.set("sts:ExternalId", id.as_str());
         }
@@ -259,16 +296,19 @@ impl Sts {
         let session = self
             .iam
             .sessions()
-            .create(
-                &role.arn,
-                &request.role_session_name,
+            .create(&NewSession {
+                role_arn: &role.arn,
+                session_name: &request.role_session_name,
                 expiration,
-                session_policy,
-                now,
-            )
+                session_policy: request.policy.as_deref().zip(session_policy),
+                tags: &request.tags,
+                transitive_tag_keys: &request.transitive_tag_keys,
+                source_identity: request.source_identity.as_deref(),
+            })
             .map_err(|e| match e {
-                SessionError::TooMany => StsError::ServiceUnavailable,
                 SessionError::Random => StsError::Internal("the random number generator failed"),
+                SessionError::NoKey => StsError::Internal("the session-token key is not loaded"),
+                SessionError::Encode => StsError::Internal("the session could not be sealed"),
             })?;
         call.resources.push(AuditResource {
             account_id: role.account.clone(),

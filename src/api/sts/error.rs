@@ -44,7 +44,6 @@ impl StsApiError {
                 StsError::InvalidParameterValue(_) => "InvalidParameterValue",
                 StsError::MalformedPolicyDocument(_) => "MalformedPolicyDocument",
                 StsError::PackedPolicyTooLarge(_) => "PackedPolicyTooLarge",
-                StsError::ServiceUnavailable => "ServiceUnavailable",
                 StsError::Internal(_) => "InternalFailure",
             },
             StsApiError::Protocol(e) => match e {
@@ -81,7 +80,6 @@ impl StsApiError {
         match self {
             StsApiError::Sts(e) => match e {
                 StsError::AccessDenied(_) => StatusCode::FORBIDDEN,
-                StsError::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
                 StsError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::BAD_REQUEST,
             },

@@ -196,9 +196,6 @@ pub(super) async fn handle(
                 StsApiError::Sts(StsError::Internal(cause)) => {
                     tracing::error!(request_id = %request_id, action = action.name(), cause, "internal error")
                 }
-                StsApiError::Sts(StsError::ServiceUnavailable) => {
-                    tracing::warn!(request_id = %request_id, action = action.name(), "too many live role sessions")
-                }
                 _ => {}
             }
             let ack = audit(
