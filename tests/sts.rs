@@ -1179,9 +1179,11 @@ impl Drop for Node {
     }
 }
 
-/// A `kms` process on `dir` with the identities of these tests (alice, the harness's
-/// administrator, included) from a configuration file; returns it with its endpoint.
-fn spawn_node(dir: &std::path::Path) -> (Node, String) {
+/// A `kms` process on `dir` with the root of `root_env` (`common::backend_env()`: on the PKCS#11
+/// root each call names a new domain key, so a restart must reuse it) and the identities of
+/// these tests (alice, the harness's administrator, included) from a configuration file;
+/// returns it with its endpoint.
+fn spawn_node(dir: &std::path::Path, root_env: &[(String, String)]) -> (Node, String) {
     let cfg = dir.join("iam.toml");
     std::fs::write(
         &cfg,
@@ -1193,7 +1195,7 @@ fn spawn_node(dir: &std::path::Path) -> (Node, String) {
         ),
     )
     .unwrap();
-    let mut env = common::backend_env();
+    let mut env = root_env.to_vec();
     env.push(("KMS_LOG".into(), "warn".into()));
     env.push(("KMS_CONFIG".into(), cfg.display().to_string()));
     let (child, endpoint) = common::spawn_kms(dir, env, std::process::Stdio::null());
@@ -1216,7 +1218,8 @@ fn tamper(token: &str, at: usize) -> String {
 #[tokio::test]
 async fn session_tokens_survive_a_restart_and_are_sealed() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, endpoint) = spawn_node(dir.path());
+    let root = common::backend_env();
+    let (node, endpoint) = spawn_node(dir.path(), &root);
     let admin = common::sdk_client(&endpoint, common::ACCESS_KEY, common::SECRET_KEY);
     let key = key_allowing_with(&admin, APP).await;
     let dave = sts_in(
@@ -1240,7 +1243,7 @@ async fn session_tokens_survive_a_restart_and_are_sealed() {
     drop(node);
 
     // The same credentials after a restart.
-    let (node, endpoint) = spawn_node(dir.path());
+    let (node, endpoint) = spawn_node(dir.path(), &root);
     let kms = session_kms_at(&endpoint, &x, None);
     let plain = kms.decrypt().ciphertext_blob(blob).send().await;
     let identity = sts_in(&endpoint, "us-east-1", session_credentials(&x, None))
@@ -1290,7 +1293,7 @@ async fn session_tokens_survive_a_restart_and_are_sealed() {
 
     // Another deployment (its own root key or token objects' database, its own session key).
     let other_dir = tempfile::tempdir().unwrap();
-    let (other, other_endpoint) = spawn_node(other_dir.path());
+    let (other, other_endpoint) = spawn_node(other_dir.path(), &common::backend_env());
     let foreign = kms_fail(
         session_kms_at(&other_endpoint, &x, None)
             .list_keys()
