@@ -98,6 +98,10 @@ pub struct KmsArgs {
         hide_env_values = true
     )]
     pub secret_access_key: String,
+    /// Session token of temporary credentials (from `sts:AssumeRole`), sent as
+    /// `X-Amz-Security-Token` and signed; with it the access key id is the session's `ASIA...`.
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    pub session_token: Option<String>,
     /// Region of the credential scope.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
@@ -272,12 +276,16 @@ pub const RAW_AAD: [u8; 96] = [0x61; 96];
 
 /// The signer of `args`.
 pub fn signer(args: &KmsArgs) -> Signer {
-    Signer::new(
+    let signer = Signer::new(
         args.access_key_id.as_str(),
         args.secret_access_key.as_str(),
         args.region.as_str(),
         "kms",
-    )
+    );
+    match &args.session_token {
+        Some(token) => signer.with_session_token(token.as_str()),
+        None => signer,
+    }
 }
 
 /// A setup call on its own connection: signed now, 200 expected.
