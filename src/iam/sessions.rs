@@ -325,7 +325,7 @@ impl SessionTokens {
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad(access_key_id)),
-                &mut *body,
+                &mut body,
             )
             .map_err(|_| OpenError::Invalid)?;
         let claims: Claims = serde_json::from_slice(plain).map_err(|_| OpenError::Invalid)?;

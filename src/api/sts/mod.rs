@@ -192,11 +192,8 @@ pub(super) async fn handle(
         }
         Err(e) => {
             // Logged once, here, where it is answered.
-            match &e {
-                StsApiError::Sts(StsError::Internal(cause)) => {
-                    tracing::error!(request_id = %request_id, action = action.name(), cause, "internal error")
-                }
-                _ => {}
+            if let StsApiError::Sts(StsError::Internal(cause)) = &e {
+                tracing::error!(request_id = %request_id, action = action.name(), cause, "internal error")
             }
             let ack = audit(
                 &state.service,
