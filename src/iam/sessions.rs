@@ -5,7 +5,7 @@
 //!
 //! Token format (standard base64): `version (1) || nonce (12) || ciphertext || tag (16)`, with
 //! `version || access key id` as the additional authenticated data. The plaintext is the JSON
-//! [`Claims`]: access key id, secret access key, expiration, role ARN, session name, session
+//! claims: access key id, secret access key, expiration, role ARN, session name, session
 //! policy text, session tags, transitive tag keys, source identity. A token opens only under
 //! the key that sealed it and only with the access key id it was issued with; a changed byte
 //! anywhere fails the tag.
