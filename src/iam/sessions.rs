@@ -14,8 +14,9 @@
 //! principal is the role session, with the role's identity policies *as configured at the time
 //! of the request* (a reload that changes the role applies to live sessions, as in IAM) and the
 //! session policy given to AssumeRole. Opened tokens are kept in a bounded LRU cache (by a
-//! SHA-256 of the token) so that a request does not parse the session policy again; an entry is
-//! dropped once its session has expired.
+//! SHA-256 of the token) so that a request does not parse the session policy again; an expired
+//! entry is never served, and is dropped when next looked up or by the sweep of each
+//! maintenance pass.
 //!
 //! The key is installed once, at start-up ([`SessionTokens::install_key`], by `app::build`,
 //! which loads or makes it through `Sts::session_token_key`), so the synchronous authenticator
@@ -356,6 +357,14 @@ impl SessionTokens {
         })
     }
 
+    /// Drops the opened sessions that have expired by `now` (run with each maintenance pass;
+    /// an expired entry is never served in any case). Returns how many are left.
+    pub fn sweep(&self, now: DateTime<Utc>) -> usize {
+        let mut opened = self.opened.lock();
+        opened.retain(|_, s| s.expiration > now);
+        opened.len()
+    }
+
     /// Opened sessions in the cache now (for tests and metrics).
     pub fn cached(&self) -> usize {
         self.opened.lock().len()
@@ -502,5 +511,9 @@ mod tests {
             OpenError::Expired
         );
         assert_eq!(t.cached(), 0);
+        // A sweep drops expired entries nobody asks for again.
+        t.open(&s.access_key_id, token, now).unwrap();
+        assert_eq!(t.sweep(now), 1);
+        assert_eq!(t.sweep(later), 0);
     }
 }

@@ -32,6 +32,8 @@ impl Kms {
     /// One pass over due deletions and rotations.
     pub async fn run_maintenance(&self) -> KmsResult<MaintenanceReport> {
         let mut report = MaintenanceReport::default();
+        // Per node (before the lease): opened role sessions that have expired leave the cache.
+        self.iam.sessions().sweep(self.clock.now());
         let Some(_lease) = self.store.try_lease(LeaseName::Maintenance).await? else {
             report.skipped = true;
             return Ok(report);
