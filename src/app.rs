@@ -42,8 +42,6 @@ pub enum StartError {
     Seed(#[from] crate::service::seed::SeedError),
     #[error("{0}")]
     RootMismatch(#[from] crate::service::root_check::RootCheckError),
-    #[error("session-token key: {0}")]
-    SessionKey(String),
     #[error("audit log {path}: {source}")]
     Audit {
         path: String,
@@ -145,15 +143,16 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     // A node whose root does not unwrap the database's material refuses to start.
     service.check_root().await?;
     // The role sessions' token key, loaded before serving: the authenticator is synchronous
-    // and never waits on the database or the root.
-    let session_key = service.sts().session_token_key().await.map_err(|e| {
-        StartError::SessionKey(
-            e.cause()
-                .map_or_else(|| e.code().to_string(), |c| c.to_string()),
-        )
-    })?;
-    iam.sessions().install_key(&session_key);
-    drop(session_key);
+    // and never waits on the database or the root. A root that cannot open it now fails the
+    // same way on KMS requests; role sessions are refused until AssumeRole loads the key.
+    if let Err(e) = service.sts().load_session_key().await {
+        match e.cause() {
+            Some(cause) => {
+                tracing::error!(error = e.code(), %cause, "loading the session-token key failed")
+            }
+            None => tracing::error!(error = e.code(), "loading the session-token key failed"),
+        }
+    }
     if let Err(e) = service.custom_key_stores.reconnect_stores().await {
         match e.cause() {
             Some(cause) => {

@@ -1323,11 +1323,12 @@ async fn session_tokens_survive_a_restart_and_are_sealed() {
     assert_eq!(foreign, invalid);
 }
 
-/// Session tags travel in the token and are `aws:PrincipalTag/<key>` on later requests: a key
-/// policy allowing only sessions tagged `team=kms` lets that session encrypt and refuses one
-/// tagged otherwise.
+/// Session tags and the source identity travel in the token and are `aws:PrincipalTag/<key>`
+/// and `aws:SourceIdentity` on later requests: a key policy allowing only sessions tagged
+/// `team=kms` lets that session encrypt and refuses one tagged otherwise, and its Deny on one
+/// source identity refuses that session.
 #[tokio::test]
-async fn session_tags_are_principal_tags() {
+async fn session_tags_and_source_identity_are_condition_keys() {
     let srv = server().await;
     let policy = serde_json::json!({
         "Version": "2012-10-17",
@@ -1337,7 +1338,10 @@ async fn session_tags_are_principal_tags() {
              "Action": "kms:*", "Resource": "*"},
             {"Sid": "Team", "Effect": "Allow", "Principal": {"AWS": PARTNER},
              "Action": "kms:Encrypt", "Resource": "*",
-             "Condition": {"StringEquals": {"aws:PrincipalTag/team": "kms"}}}
+             "Condition": {"StringEquals": {"aws:PrincipalTag/team": "kms"}}},
+            {"Sid": "NotThatLaptop", "Effect": "Deny", "Principal": {"AWS": PARTNER},
+             "Action": "kms:Encrypt", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:SourceIdentity": "lost-laptop"}}}
         ]
     });
     let key = srv
@@ -1353,11 +1357,12 @@ async fn session_tags_are_principal_tags() {
         .unwrap()
         .to_string();
     let dave = sts(&srv, DAVE_KEY);
-    let session = |team: &str| {
+    let session = |team: &str, source: &str| {
         dave.assume_role()
             .role_arn(PARTNER)
             .role_session_name(format!("team-{team}"))
             .external_id("ext-123")
+            .source_identity(source)
             .tags(
                 aws_sdk_sts::types::Tag::builder()
                     .key("team")
@@ -1367,8 +1372,9 @@ async fn session_tags_are_principal_tags() {
             )
             .send()
     };
-    let kms_team = session("kms").await.unwrap();
-    let other_team = session("web").await.unwrap();
+    let kms_team = session("kms", "dave-desk").await.unwrap();
+    let other_team = session("web", "dave-desk").await.unwrap();
+    let lost = session("kms", "lost-laptop").await.unwrap();
     session_kms(&srv, kms_team.credentials().unwrap(), None)
         .encrypt()
         .key_id(&key)
@@ -1389,6 +1395,19 @@ async fn session_tags_are_principal_tags() {
         msg.starts_with(
             "User: arn:aws:sts::111122223333:assumed-role/partner/team-web is not authorized"
         ),
+        "{msg}"
+    );
+    let (code, msg) = kms_fail(
+        session_kms(&srv, lost.credentials().unwrap(), None)
+            .encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new("tagged"))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDeniedException");
+    assert!(
+        msg.ends_with("with an explicit deny in a resource-based policy"),
         "{msg}"
     );
 }

@@ -135,11 +135,12 @@ impl Directory {
             session_policies: None,
             guardrails: self.guardrails(&account),
             principal_tags: Arc::from(Vec::new()),
+            source_identity: None,
         })
     }
 
     /// The principal of a role session: the role as configured now (`None` when the role is
-    /// gone), narrowed by the session policy, with the session's tags.
+    /// gone), narrowed by the session policy, with the session's tags and source identity.
     pub fn session_principal(&self, session: &sessions::Session) -> Option<Principal> {
         let role = self.roles.get(&session.role_arn)?;
         let caller = Caller::assumed_role(&role.arn, &session.session_name)
@@ -158,6 +159,7 @@ impl Directory {
                 .iter()
                 .map(|t| (t.key.clone(), t.value.clone()))
                 .collect(),
+            source_identity: session.source_identity.clone(),
         })
     }
 }

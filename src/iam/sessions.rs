@@ -19,7 +19,7 @@
 //! maintenance pass.
 //!
 //! The key is installed once, at start-up ([`SessionTokens::install_key`], by `app::build`,
-//! which loads or makes it through `Sts::session_token_key`), so the synchronous authenticator
+//! which loads or makes it through `Sts::load_session_key`), so the synchronous authenticator
 //! never waits on the database or the root.
 
 use std::sync::{Arc, OnceLock};

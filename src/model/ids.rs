@@ -223,6 +223,8 @@ pub struct Principal {
     pub guardrails: Arc<[Arc<kms_policy::Policy>]>,
     /// A role session's tags (key, value): the `aws:PrincipalTag/<key>` condition keys.
     pub principal_tags: Arc<[(String, String)]>,
+    /// A role session's source identity (`aws:SourceIdentity`).
+    pub source_identity: Option<String>,
 }
 
 impl Principal {
@@ -238,6 +240,7 @@ impl Principal {
             session_policies: None,
             guardrails: Arc::from(Vec::new()),
             principal_tags: Arc::from(Vec::new()),
+            source_identity: None,
         }
     }
 

@@ -127,10 +127,14 @@ fn denied(message: String) -> KmsError {
     KmsError::AccessDenied(message)
 }
 
-/// The `aws:PrincipalTag/<key>` condition keys of a role session's tags.
-pub(crate) fn set_principal_tags(ctx: &mut RequestContext, principal: &Principal) {
+/// The condition keys a role session carries: `aws:PrincipalTag/<key>` of its tags and
+/// `aws:SourceIdentity`.
+pub(crate) fn set_session_keys(ctx: &mut RequestContext, principal: &Principal) {
     for (key, value) in principal.principal_tags.iter() {
         ctx.set(&format!("aws:PrincipalTag/{key}"), value.as_str());
+    }
+    if let Some(id) = &principal.source_identity {
+        ctx.set("aws:SourceIdentity", id.as_str());
     }
 }
 
@@ -161,7 +165,7 @@ impl Core {
         if let Ok(ip) = call.source_ip.parse::<std::net::IpAddr>() {
             ctx.set("aws:SourceIp", ip);
         }
-        set_principal_tags(&mut ctx, &call.principal);
+        set_session_keys(&mut ctx, &call.principal);
         ctx
     }
 

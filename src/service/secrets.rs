@@ -36,6 +36,15 @@ impl Core {
         Ok((id, stored))
     }
 
+    /// Drops the system key from the root's key cache (with a PKCS#11 root: destroys its
+    /// session object), for a one-time use such as loading a key at start-up; the next use
+    /// loads it again.
+    pub(crate) fn forget_system_key(&self) {
+        if let Some(id) = KeyId::parse(SYSTEM_KEY_ID) {
+            self.root.forget(&id);
+        }
+    }
+
     /// Encrypts a secret for storage; `purpose` is bound as AAD (e.g. the store id).
     pub(crate) async fn seal_secret(
         &self,

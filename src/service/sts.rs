@@ -27,11 +27,12 @@
 //!   100 the request fails with `PackedPolicyTooLarge`.
 //! * Session tags, transitive tag keys and the source identity are validated, authorized,
 //!   counted, audited and sealed into the session token. Session tags are the session's
-//!   `aws:PrincipalTag/<key>` on later requests; transitive tags are not yet passed on by role
-//!   chaining, and `aws:SourceIdentity` is not set on later requests.
+//!   `aws:PrincipalTag/<key>` and the source identity its `aws:SourceIdentity` on later
+//!   requests; neither transitive tags nor the source identity are passed on by role chaining
+//!   yet (a chained session has only what its own AssumeRole gives it).
 //!
 //! Sessions are sealed tokens, not server state (`iam::sessions`); the session-token key is
-//! loaded (or made) once at start-up by [`Sts::session_token_key`].
+//! loaded (or made) once at start-up by [`Sts::load_session_key`].
 
 use std::sync::Arc;
 
@@ -162,7 +163,7 @@ const SESSION_KEY_PURPOSE: &str = "sts-session-token-key";
 impl Sts {
     /// The session-token key: the stored one, or 32 new bytes from the root's randomness,
     /// sealed under the root and stored once (when nodes start together, every node uses the
-    /// one stored first). Loaded at start-up and installed in `iam::sessions`.
+    /// one stored first).
     pub async fn session_token_key(&self) -> KmsResult<zeroize::Zeroizing<[u8; KEY_BYTES]>> {
         let sealed = match self.store.get_system_secret(SESSION_KEY_SECRET).await? {
             Some(sealed) => sealed,
@@ -179,16 +180,26 @@ impl Sts {
                 "the stored session-token key is corrupt",
             ))
         };
-        let opened = self
-            .open_bytes(SESSION_KEY_PURPOSE, &sealed)
-            .await?
-            .ok_or_else(corrupt)?;
+        let opened = self.open_bytes(SESSION_KEY_PURPOSE, &sealed).await;
+        // Needed once per start: the system key does not stay in the root's cache for it.
+        self.forget_system_key();
+        let opened = opened?.ok_or_else(corrupt)?;
         let mut key = zeroize::Zeroizing::new([0u8; KEY_BYTES]);
         if opened.len() != KEY_BYTES {
             return Err(corrupt());
         }
         key.copy_from_slice(&opened);
         Ok(key)
+    }
+
+    /// Loads the session-token key into `iam::sessions` unless it is there (at start-up, and
+    /// by AssumeRole should that have failed).
+    pub async fn load_session_key(&self) -> KmsResult<()> {
+        if !self.iam.sessions().has_key() {
+            let key = self.session_token_key().await?;
+            self.iam.sessions().install_key(&key);
+        }
+        Ok(())
     }
 
     /// `AssumeRole`: authorizes the caller against the role's trust policy and makes a session.
@@ -237,7 +248,7 @@ impl Sts {
         if let Ok(ip) = call.source_ip.parse::<std::net::IpAddr>() {
             context.set("aws:SourceIp", ip);
         }
-        super::authz::set_principal_tags(&mut context, &call.principal);
+        super::authz::set_session_keys(&mut context, &call.principal);
         if let Some(id) = &request.external_id {
             context.set("sts:ExternalId", id.as_str());
         }
@@ -293,6 +304,9 @@ impl Sts {
                 .map_err(|_| StsError::Internal("a validated role session name was refused"))?;
         // Whole seconds: the Expiration on the wire is the expiry enforced.
         let expiration = (now + Duration::seconds(i64::from(duration))).trunc_subsecs(0);
+        self.load_session_key()
+            .await
+            .map_err(|_| StsError::Internal("the session-token key could not be loaded"))?;
         let session = self
             .iam
             .sessions()
