@@ -1411,3 +1411,62 @@ async fn session_tags_and_source_identity_are_condition_keys() {
         "{msg}"
     );
 }
+
+/// The documented way to end every session early (`docs/authorization.md`, "Sessions"): delete
+/// the session-token key's row and restart; the old credentials are refused, new ones work.
+#[tokio::test]
+async fn deleting_the_session_key_row_ends_every_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = common::backend_env();
+    let (node, endpoint) = spawn_node(dir.path(), &root);
+    let dave = |endpoint: &str| {
+        sts_in(
+            endpoint,
+            "us-east-1",
+            Credentials::new(DAVE_KEY.0, DAVE_KEY.1, None, None, "test"),
+        )
+    };
+    let old = assume(&dave(&endpoint), APP, "before").await;
+    let before = sts_in(&endpoint, "us-east-1", session_credentials(&old, None))
+        .get_caller_identity()
+        .send()
+        .await;
+    drop(node);
+
+    let sql = "DELETE FROM system_secrets WHERE name = 'session-token-key-v1'";
+    if common::store() == "postgres" {
+        let url = std::fs::read_to_string(dir.path().join("test-postgres-url")).unwrap();
+        common::pg::psql(&url, sql);
+    } else {
+        let db = rusqlite::Connection::open(dir.path().join("kms.sqlite3")).unwrap();
+        assert_eq!(db.execute(sql, []).unwrap(), 1);
+    }
+
+    let (node, endpoint) = spawn_node(dir.path(), &root);
+    let after = sts_fail(
+        sts_in(&endpoint, "us-east-1", session_credentials(&old, None))
+            .get_caller_identity()
+            .send()
+            .await,
+    );
+    let new = assume(&dave(&endpoint), APP, "after").await;
+    let fresh = sts_in(&endpoint, "us-east-1", session_credentials(&new, None))
+        .get_caller_identity()
+        .send()
+        .await;
+    drop(node);
+
+    assert!(before.is_ok(), "{before:?}");
+    assert_eq!(
+        after,
+        (
+            "InvalidClientTokenId".to_string(),
+            "The security token included in the request is invalid.".to_string(),
+            403
+        )
+    );
+    assert_eq!(
+        fresh.unwrap().arn(),
+        Some("arn:aws:sts::111122223333:assumed-role/app/after")
+    );
+}
