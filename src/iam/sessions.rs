@@ -249,8 +249,22 @@ impl SessionTokens {
             transitive_tag_keys: new.transitive_tag_keys,
             source_identity: new.source_identity,
         };
-        let mut sealed =
-            Zeroizing::new(serde_json::to_vec(&claims).map_err(|_| SessionError::Encode)?);
+        // One buffer, sized so that neither the JSON (unless it escapes most of its characters)
+        // nor the tag reallocates it: a reallocation would leave an unzeroized copy behind.
+        let extra: usize = new.session_policy.as_ref().map_or(0, |(p, _)| p.len())
+            + new
+                .tags
+                .iter()
+                .map(|t| t.key.len() + t.value.len() + 16)
+                .sum::<usize>()
+            + new
+                .transitive_tag_keys
+                .iter()
+                .map(|k| k.len() + 4)
+                .sum::<usize>()
+            + new.source_identity.map_or(0, str::len);
+        let mut sealed = Zeroizing::new(Vec::with_capacity(1024 + 2 * extra));
+        serde_json::to_writer(&mut *sealed, &claims).map_err(|_| SessionError::Encode)?;
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill(&mut nonce).map_err(|_| SessionError::Random)?;
         key.seal_in_place_append_tag(
