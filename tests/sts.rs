@@ -2,8 +2,11 @@
 //! root and role sessions; AssumeRole authorized by trust policies (same account, account
 //! delegation, cross-account), its parameter rules and AWS's error codes and messages; and the
 //! temporary credentials used with the real `aws-sdk-kms` client (key policies naming the role,
-//! session policies, wrong tokens, expiry on the service clock). Plus the raw wire (XML
-//! envelopes, unknown actions, GET) and the audit records.
+//! session policies, wrong tokens, expiry on the service clock); session tokens as sealed,
+//! self-contained credentials (they survive a restart, and a changed byte, another session's
+//! access key id or another deployment is refused; deleting the key's row ends them all);
+//! session tags and source identity as condition keys. Plus the raw wire (XML envelopes,
+//! unknown actions, GET) and the audit records.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
