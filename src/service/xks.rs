@@ -611,6 +611,9 @@ impl CustomKeyStores {
                 "an external key store without proxy settings",
             )));
         };
+        // One change of this node's attachment at a time (`store_sync`).
+        let turn = self.connections.current_turn(&store.id);
+        let _one_at_a_time = turn.lock.lock().await;
         let secret = self
             .open_secret(&store.id, &store.password_encrypted)
             .await?;
@@ -626,12 +629,9 @@ impl CustomKeyStores {
         match self.probe(&client, call, Some(&store.id)).await {
             Ok(_) => {
                 store.connection_state = ConnectionState::Connected;
-                self.store.update_custom_key_store(&store).await?;
-                self.connections
-                    .xks
-                    .connected
-                    .write()
-                    .insert(store.id.clone(), client);
+                let written = self.store.update_custom_key_store(&store).await?;
+                let fp = super::custom_key_stores::fingerprint(&written);
+                self.connections.attach_xks(&store.id, client, fp);
             }
             Err(e) => {
                 store.connection_state = ConnectionState::Failed;

@@ -81,6 +81,16 @@ pub enum MigrateOnOpen {
     Refuse,
 }
 
+/// A change of custom key stores told by a shared store's change feed
+/// ([`MetadataStore::custom_key_store_changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChange {
+    /// This store's row changed or went away.
+    One(String),
+    /// Any store may have changed (the feed (re)started).
+    All,
+}
+
 /// Cluster-wide background work that at most one node does at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseName {
@@ -333,6 +343,11 @@ pub trait MetadataStore: Send + Sync {
     async fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize>;
     /// A trivial query that succeeds when the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+    /// Changes of custom key stores made by any node, for a store other nodes share (`None`:
+    /// only this node writes it, nothing to follow).
+    fn custom_key_store_changes(&self) -> Option<tokio::sync::broadcast::Receiver<StoreChange>> {
+        None
+    }
     /// The metadata cache's size and evictions, for a store behind one (metrics).
     fn cache_stats(&self) -> Option<CacheStats> {
         None

@@ -1,6 +1,7 @@
 //! Cache coherence across nodes: a dedicated connection that `LISTEN`s on the channel the
 //! schema's triggers notify (`k:<key id>` when a key row changes, `g:<key id>` when a grant of
-//! the key does) and drops the matching cache entries.
+//! the key does, `s:<store id>` when a custom key store's row does) and drops the matching
+//! cache entries (or, for a store, tells the node's store sync).
 //!
 //! While the connection is down the cache is marked incoherent (it neither answers from nor
 //! fills its maps), and it is flushed whenever listening (re)starts, so a notification lost with
@@ -136,6 +137,10 @@ async fn listen(
 
 /// Drops what one notification names; an unknown payload drops everything (safe default).
 fn apply(cache: &dyn Invalidate, payload: &str) {
+    if let Some(store_id) = payload.strip_prefix("s:") {
+        cache.custom_key_store_changed(store_id);
+        return;
+    }
     let parsed = payload
         .split_once(':')
         .and_then(|(kind, id)| KeyId::from_storage(id).map(|id| (kind, id)));
