@@ -150,3 +150,48 @@ fn apply(cache: &dyn Invalidate, payload: &str) {
         _ => cache.invalidate_all(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parking_lot::Mutex;
+
+    /// Records what the listener told it.
+    #[derive(Default)]
+    struct Told(Mutex<Vec<String>>);
+
+    impl Invalidate for Told {
+        fn key_changed(&self, key_id: &KeyId) {
+            self.0.lock().push(format!("key {key_id}"));
+        }
+        fn grants_changed(&self, key_id: &KeyId) {
+            self.0.lock().push(format!("grants {key_id}"));
+        }
+        fn custom_key_store_changed(&self, store_id: &str) {
+            self.0.lock().push(format!("store {store_id}"));
+        }
+        fn invalidate_all(&self) {
+            self.0.lock().push("all".into());
+        }
+        fn set_coherent(&self, _coherent: bool) {}
+    }
+
+    #[test]
+    fn each_payload_reaches_its_handler() {
+        let told = Told::default();
+        let key = "1234abcd-12ab-34cd-56ef-1234567890ab";
+        apply(&told, &format!("k:{key}"));
+        apply(&told, &format!("g:{key}"));
+        apply(&told, "s:cks-0123456789abcdef0");
+        apply(&told, "x:whatever");
+        assert_eq!(
+            *told.0.lock(),
+            [
+                format!("key {key}"),
+                format!("grants {key}"),
+                "store cks-0123456789abcdef0".to_string(),
+                "all".to_string(),
+            ]
+        );
+    }
+}
