@@ -1029,11 +1029,8 @@ mod tests {
     #[test]
     fn each_node_admits_its_even_share_of_the_store_quota() {
         let c = Connections::new(Vec::new(), None);
-        let admitted = |store: &str, nodes: u32| {
-            (0..100)
-                .take_while(|_| c.admit(store, 60, nodes))
-                .count()
-        };
+        let admitted =
+            |store: &str, nodes: u32| (0..100).take_while(|_| c.admit(store, 60, nodes)).count();
         // A burst of the rate on one node; of a third of it on each of three.
         assert_eq!(admitted("cks-one", 1), 60);
         assert_eq!(admitted("cks-three", 3), 20);
