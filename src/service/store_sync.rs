@@ -215,14 +215,17 @@ async fn follow(core: Weak<Core>, mut changes: tokio::sync::broadcast::Receiver<
     tick.tick().await; // the first tick is now: start() just reconciled
                        // Stores with a reconcile queued but not begun: a burst of notifications makes one.
     let queued: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Passes over every store run one at a time; a backstop tick skips while one runs.
+    let all_pass: Arc<tokio::sync::Mutex<()>> = Arc::default();
     loop {
-        let change = tokio::select! {
+        // Everything runs in tasks of its own: a slow cluster login delays no other store.
+        let (change, backstop) = tokio::select! {
             c = changes.recv() => match c {
-                Ok(c) => c,
-                Err(RecvError::Lagged(_)) => StoreChange::All,
+                Ok(c) => (c, false),
+                Err(RecvError::Lagged(_)) => (StoreChange::All, false),
                 Err(RecvError::Closed) => return,
             },
-            _ = tick.tick() => StoreChange::All,
+            _ = tick.tick() => (StoreChange::All, true),
         };
         let Some(strong) = core.upgrade() else { return };
         match change {
@@ -231,13 +234,21 @@ async fn follow(core: Weak<Core>, mut changes: tokio::sync::broadcast::Receiver<
                     continue;
                 }
                 let queued = queued.clone();
-                // Its own task: a slow cluster login delays no other store.
                 tokio::spawn(async move {
                     queued.lock().remove(&id);
                     reconcile_one(&strong, &id).await;
                 });
             }
-            StoreChange::All => reconcile_all(&strong).await,
+            StoreChange::All => {
+                let pass = all_pass.clone();
+                if backstop && pass.try_lock().is_err() {
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let _one_pass = pass.lock().await;
+                    reconcile_all(&strong).await;
+                });
+            }
         }
     }
 }
