@@ -846,20 +846,19 @@ async fn save_pins(
         }
     }
     .await;
-    let e = match saved {
-        Ok(written) => return written,
-        Err(e) => e,
-    };
-    {
-        // The member has the new PIN now; without the record, the next connect fails with
-        // INVALID_CREDENTIALS until the operator resets it (UpdateCustomKeyStore).
-        tracing::error!(
-            custom_key_store_id = store_id,
-            error = e.code(),
-            "storing a cluster member's rotated PIN failed"
-        );
+    match saved {
+        Ok(written) => written,
+        Err(e) => {
+            // The member has the new PIN now; without the record, the next connect fails with
+            // INVALID_CREDENTIALS until the operator resets it (UpdateCustomKeyStore).
+            tracing::error!(
+                custom_key_store_id = store_id,
+                error = e.code(),
+                "storing a cluster member's rotated PIN failed"
+            );
+            None
+        }
     }
-    None
 }
 
 /// Stores every PIN book a connected cluster reports, until the cluster goes away.
