@@ -241,9 +241,9 @@ impl Cluster {
 
     /// Logs in on every reachable member with its PIN from `pins` and never changes a PIN: how
     /// a node that did not run ConnectCustomKeyStore uses a store another node connected. A
-    /// member that is down now is logged in to (with its PIN from the book) when it returns;
-    /// one that missed a rotation stays unused here until the connecting node has rotated it
-    /// and stored the book (which replaces this attachment).
+    /// member that is down now is logged in to when it returns, with its PIN from the book (for
+    /// one that missed a rotation, the older PIN it still has); when the connecting node rotates
+    /// it and stores the book, the changed record replaces this attachment.
     pub fn attach(cfg: ClusterConfig, pins: &PinBook) -> Result<Cluster, ConnectError> {
         let opened = Self::open_members(&cfg, pins)?;
         Ok(Self::assemble(cfg, &opened, pins.clone(), None))
