@@ -293,6 +293,24 @@ async fn an_xks_store_connected_on_one_node_works_on_every_node() {
     let ct = encrypt(&b.client, &on_b).await.unwrap();
     assert_eq!(decrypt(&a.client, ct).await, b"from every node");
 
+    // Health checks: one node checks (both have the store attached and run a maintenance pass
+    // every second), so about one check a second, not one per node.
+    let health = || {
+        proxy
+            .state
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(path, _)| path.ends_with("/health"))
+            .count()
+    };
+    let before = health();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let checks = health() - before;
+    println!("{checks} proxy health checks in 3 s from two nodes with 1 s maintenance passes");
+    assert!((1..=4).contains(&checks), "{checks} health checks");
+
     a.client
         .disconnect_custom_key_store()
         .custom_key_store_id(&id)

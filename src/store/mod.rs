@@ -96,26 +96,42 @@ pub enum StoreChange {
 pub enum LeaseName {
     /// The maintenance pass (deletions, rotations, proxy health checks).
     Maintenance,
+    /// The XKS proxy health checks: kept across maintenance passes by one node, the checker,
+    /// so each proxy is checked once per interval however many nodes run passes.
+    XksHealth,
 }
+
+/// What a lease holds: nothing (one node), or the database session that holds the lock.
+pub(crate) trait LeaseHold: Send + Sync {
+    /// False once the hold is lost (its database session closed).
+    fn alive(&self) -> bool {
+        true
+    }
+}
+
+impl LeaseHold for () {}
 
 /// Held while this node does the leased work; dropping it lets another node take it. A node
 /// that dies loses its lease with its database session.
 pub struct Lease {
-    _hold: Box<dyn Send + Sync>,
+    hold: Box<dyn LeaseHold>,
 }
 
 impl Lease {
     /// A lease that holds nothing (a store only one node uses).
     pub fn local() -> Self {
+        Lease { hold: Box::new(()) }
+    }
+
+    pub(crate) fn holding(hold: impl LeaseHold + 'static) -> Self {
         Lease {
-            _hold: Box::new(()),
+            hold: Box::new(hold),
         }
     }
 
-    pub(crate) fn holding(hold: impl Send + Sync + 'static) -> Self {
-        Lease {
-            _hold: Box::new(hold),
-        }
+    /// Whether the lease still holds (a lease kept across passes checks this first).
+    pub fn alive(&self) -> bool {
+        self.hold.alive()
     }
 }
 
