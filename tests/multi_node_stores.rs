@@ -218,10 +218,23 @@ async fn a_cloudhsm_store_connected_on_one_node_works_on_every_node() {
     assert_eq!(decrypt(&b.client, ct).await, b"from every node");
     let ct = encrypt(&a.client, &key).await.unwrap();
     assert_eq!(decrypt(&c.client, ct).await, b"from every node");
+    // A node without the cluster in its configuration cannot attach: its requests for the
+    // store's keys are refused, and it never marks the store FAILED for everyone.
+    let d = nodes.node_with_config(Some(""));
+    assert_eq!(
+        encrypt(&d.client, &key).await.unwrap_err(),
+        "KMSInvalidStateException"
+    );
+
     // Past one backstop reconcile period of every node: still nothing written.
     tokio::time::sleep(Duration::from_millis(5500)).await;
     encrypt(&b.client, &key).await.unwrap();
     encrypt(&c.client, &key).await.unwrap();
+    assert_eq!(
+        encrypt(&d.client, &key).await.unwrap_err(),
+        "KMSInvalidStateException"
+    );
+    assert_eq!(state(&d.client, &id).await, ConnectionStateType::Connected);
     assert_eq!(stored_password(&nodes.url, &id), rotated);
     assert_eq!((hsm.shared_pin_hash(0), hsm.shared_pin_hash(1)), pins);
     assert_eq!((hsm.failed_logins(0), hsm.failed_logins(1)), (0, 0));

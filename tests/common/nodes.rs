@@ -73,14 +73,26 @@ impl Cluster {
 
     /// Starts a node (returns once it listens: its root and schema are ready).
     pub fn node(&self) -> Node {
+        self.node_with_config(None)
+    }
+
+    /// Starts a node that reads `toml` as its configuration file instead of the group's.
+    pub fn node_with_config(&self, toml: Option<&str>) -> Node {
         let dir = tempfile::tempdir().unwrap();
+        let mut env = self.env.clone();
+        if let Some(toml) = toml {
+            let path = dir.path().join("own.toml");
+            std::fs::write(&path, toml).unwrap();
+            env.retain(|(k, _)| k != "KMS_CONFIG");
+            env.push(("KMS_CONFIG".into(), path.display().to_string()));
+        }
         // `KMS_TEST_NODE_LOGS=1`: the nodes' logs on the test's stderr.
         let stderr = if std::env::var_os("KMS_TEST_NODE_LOGS").is_some() {
             Stdio::inherit()
         } else {
             Stdio::null()
         };
-        let (child, endpoint) = super::spawn_kms(dir.path(), self.env.clone(), stderr);
+        let (child, endpoint) = super::spawn_kms(dir.path(), env, stderr);
         let client = super::sdk_client(
             &endpoint,
             kms::config::DEV_ACCESS_KEY_ID,
