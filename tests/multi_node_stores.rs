@@ -339,3 +339,83 @@ async fn an_xks_store_connected_on_one_node_works_on_every_node() {
         );
     }
 }
+
+/// A member that was down during the connect keeps its older PIN: a node that attached logs in
+/// to it with that PIN and never rotates it; the connecting node rotates it when it returns,
+/// stores the book, and the other node picks the new book up.
+#[tokio::test]
+async fn a_member_that_missed_the_rotation_is_rotated_by_the_connecting_node_only() {
+    let hsm = common::softhsm::fault_cluster(2);
+    hsm.share_pins();
+    let nodes = Cluster::new().with_config(&hsm.toml());
+    let (a, b) = (nodes.node(), nodes.node());
+    let id = a
+        .client
+        .create_custom_key_store()
+        .custom_key_store_name("one-member-down")
+        .cloud_hsm_cluster_id(&hsm.id)
+        .trust_anchor_certificate(&hsm.trust_anchor_pem)
+        .key_store_password(&hsm.pin)
+        .send()
+        .await
+        .unwrap()
+        .custom_key_store_id
+        .unwrap();
+    hsm.remove_member(1);
+    connect(&a.client, &id).await;
+    assert!(
+        hsm.shared_pin_hash(0).is_some(),
+        "A rotated the member it reached"
+    );
+    assert_eq!(
+        hsm.shared_pin_hash(1),
+        None,
+        "the removed member kept its PIN"
+    );
+    let book = stored_password(&nodes.url, &id);
+    hsm.restore_member(1);
+
+    // B creates a key (both members needed): it logs in to the returned member with the PIN
+    // it has, and rotates nothing.
+    let t0 = Instant::now();
+    let key = loop {
+        match b
+            .client
+            .create_key()
+            .origin(OriginType::AwsCloudhsm)
+            .custom_key_store_id(&id)
+            .send()
+            .await
+        {
+            Ok(k) => break k.key_metadata.unwrap().key_id,
+            Err(e) => assert!(t0.elapsed() < LIMIT, "CreateKey on B: {}", common::code(&e)),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for _ in 0..4 {
+        encrypt(&b.client, &key).await.unwrap();
+    }
+    assert_eq!(hsm.shared_pin_hash(1), None, "B rotated a PIN");
+    assert_eq!(stored_password(&nodes.url, &id), book);
+
+    // A creates a key: it reaches the returned member and rotates it to the current PIN.
+    a.client
+        .create_key()
+        .origin(OriginType::AwsCloudhsm)
+        .custom_key_store_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hsm.shared_pin_hash(1), hsm.shared_pin_hash(0));
+    let t0 = Instant::now();
+    while stored_password(&nodes.url, &id) == book {
+        assert!(t0.elapsed() < LIMIT, "A did not store the new PIN book");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // B keeps serving, on the new book, and never tried an outdated PIN.
+    for _ in 0..4 {
+        let ct = encrypt(&b.client, &key).await.unwrap();
+        assert_eq!(decrypt(&a.client, ct).await, b"from every node");
+    }
+    assert_eq!((hsm.failed_logins(0), hsm.failed_logins(1)), (0, 0));
+}
