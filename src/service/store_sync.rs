@@ -7,8 +7,10 @@
 //!   client from the record (no probe; health checks run under the maintenance lease).
 //! - Any other state, or no row: detach (clusters log out and drop their sessions).
 //! - Attached from an older version of the record (another PIN book, cluster, proxy URI or
-//!   credential): replaced. The node that connected a cluster keeps its own attachment while
-//!   the record changes only by its own PIN saves.
+//!   credential): replaced, make before break (the old attachment serves until the new one is
+//!   in place; a replaced cluster's sessions close without a logout, as the login belongs to
+//!   the process and the replacement shares it). The node that connected a cluster keeps its
+//!   own attachment while the record changes only by its own PIN saves.
 //!
 //! Triggered by the PostgreSQL change feed (`s:<store id>`; a feed (re)start reconciles every
 //! store) and every [`RECONCILE_EVERY`] as a backstop. A node that fails to attach logs a
@@ -115,12 +117,7 @@ async fn reconcile(core: &Arc<Core>, store_id: &str) -> KmsResult<()> {
     if c.attach_on_hold(store_id, &fp) {
         return Ok(());
     }
-    if c.detach(store_id).await {
-        tracing::info!(
-            custom_key_store_id = store_id,
-            "custom key store record changed; attaching again"
-        );
-    }
+    // An attachment from an older record stays in service until its replacement is ready.
     match attach(core, &record, generation).await {
         Ok(true) => {
             c.forget_attach_failure(store_id);
@@ -170,7 +167,7 @@ async fn attach(
         if !c.is_current(&record.id, generation) {
             return Ok(false);
         }
-        c.attach_xks(&record.id, Arc::new(client), fp);
+        c.attach_xks(&record.id, Arc::new(client), fp); // replaces an older client
         return Ok(true);
     }
     let cfg = record
@@ -196,7 +193,10 @@ async fn attach(
         backend.disconnect().await;
         return Ok(false);
     }
-    c.attach_cluster(&record.id, backend, fp);
+    if let Some(old) = c.attach_cluster(&record.id, backend, fp) {
+        // Replaced: its sessions go, the login stays with the replacement's.
+        old.release().await;
+    }
     Ok(true)
 }
 

@@ -343,6 +343,15 @@ impl Cluster {
         }
     }
 
+    /// Drops this cluster's member sessions without logging out: the cluster that replaces it
+    /// (the same crypto user, a newer PIN book) holds sessions of its own, and in PKCS#11 the
+    /// login belongs to the process, so a logout here would log the replacement out too.
+    pub fn release(&self) {
+        for m in &self.members {
+            drop(m.token.write().take());
+        }
+    }
+
     /// The token of a member if it is usable now; a member that is not connected is tried
     /// again after [`MEMBER_RETRY_AFTER`].
     fn token(&self, m: &Member) -> Option<Arc<Token>> {
@@ -743,6 +752,16 @@ impl ClusterBackend {
         self.run(move |c| Ok(c.delete_backing_key(&key_id, &label)))
             .await
             .unwrap_or(false)
+    }
+
+    /// [`Cluster::release`] on the HSM threads.
+    pub async fn release(&self) {
+        let _ = self
+            .run(|c| {
+                c.release();
+                Ok(())
+            })
+            .await;
     }
 
     /// [`Cluster::disconnect`] on the HSM threads.
