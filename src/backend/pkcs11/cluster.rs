@@ -127,6 +127,9 @@ pub struct Cluster {
     /// Wrapped copies of backing keys handed over by the caller (from the metadata store), to
     /// replicate a key to a member that lacks it.
     wrapped: RwLock<HashMap<KeyId, Vec<u8>>>,
+    /// Set once released or disconnected: no member is opened (or rotated) again by requests
+    /// still in flight on this cluster.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// What the cluster key allows beyond wrap/unwrap (empty when it is as it should be, or when
@@ -311,6 +314,7 @@ impl Cluster {
             next: AtomicUsize::new(0),
             ivs: IvPool::new(),
             wrapped: RwLock::default(),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -336,6 +340,7 @@ impl Cluster {
 
     /// Logs out of every member (the anchor sessions close when the tokens drop).
     pub fn disconnect(&self) {
+        self.closed.store(true, Ordering::Release);
         for m in &self.members {
             if let Some(t) = m.token.write().take() {
                 let _ = t.with_anchor(|s| s.logout());
@@ -347,6 +352,7 @@ impl Cluster {
     /// (the same crypto user, a newer PIN book) holds sessions of its own, and in PKCS#11 the
     /// login belongs to the process, so a logout here would log the replacement out too.
     pub fn release(&self) {
+        self.closed.store(true, Ordering::Release);
         for m in &self.members {
             drop(m.token.write().take());
         }
@@ -363,6 +369,9 @@ impl Cluster {
         }
         if let Some(t) = m.token.read().as_ref() {
             return Some(t.clone());
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return None;
         }
         // One request reconnects a member; the others skip it (and fail over) rather than
         // wait behind a member that may be slow to answer.
