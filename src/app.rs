@@ -57,7 +57,8 @@ pub struct App {
 }
 
 /// Builds the application from a configuration and a clock (in a tokio runtime: custom key
-/// stores that were connected are reconnected before it returns).
+/// stores that were connected are reconnected, or on a shared database attached, before it
+/// returns).
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.display().to_string(),
@@ -153,12 +154,18 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
             None => tracing::error!(error = e.code(), "loading the session-token key failed"),
         }
     }
-    if let Err(e) = service.custom_key_stores.reconnect_stores().await {
-        match e.cause() {
-            Some(cause) => {
-                tracing::warn!(error = e.code(), %cause, "reconnecting custom key stores failed")
+    // Custom key stores: on a database other nodes share, attach the stores they connected
+    // (never rotating a PIN) and follow their changes from now on; on a database of this node
+    // alone, connect again the stores that were connected.
+    let following = crate::service::store_sync::start(service.core()).await;
+    if following.is_none() {
+        if let Err(e) = service.custom_key_stores.reconnect_stores().await {
+            match e.cause() {
+                Some(cause) => {
+                    tracing::warn!(error = e.code(), %cause, "reconnecting custom key stores failed")
+                }
+                None => tracing::warn!(error = e.code(), "reconnecting custom key stores failed"),
             }
-            None => tracing::warn!(error = e.code(), "reconnecting custom key stores failed"),
         }
     }
     if let Some(path) = &config.seed_file {

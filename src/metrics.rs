@@ -45,6 +45,8 @@ pub struct Metrics {
     pub cache_entries: IntGaugeVec,
     /// Entries evicted for room from the metadata cache.
     pub metadata_cache_evictions: prometheus::IntCounter,
+    /// Failed attachments of custom key stores connected by another node, by code.
+    store_attach_failures: IntCounterVec,
     /// Series labelled with the custom key store id (`[xks] metrics_per_store`).
     per_store: bool,
     /// What each store last reported: the per-store series to replace and remove, and the
@@ -208,6 +210,15 @@ impl Metrics {
         registry.register(Box::new(connections_rejected.clone()))?;
         registry.register(Box::new(cache_entries.clone()))?;
         registry.register(Box::new(metadata_cache_evictions.clone()))?;
+        let store_attach_failures = IntCounterVec::new(
+            Opts::new(
+                "kms_custom_key_store_attach_failures_total",
+                "Failed attachments of custom key stores that another node connected, by \
+                 connection error code (retried on the next reconcile)",
+            ),
+            &["code"],
+        )?;
+        registry.register(Box::new(store_attach_failures.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -221,9 +232,15 @@ impl Metrics {
             connections_rejected,
             cache_entries,
             metadata_cache_evictions,
+            store_attach_failures,
             per_store,
             stores: Mutex::default(),
         })
+    }
+
+    /// Counts a failed attachment of a custom key store connected by another node.
+    pub fn count_attach_failure(&self, code: &str) {
+        self.store_attach_failures.with_label_values(&[code]).inc();
     }
 
     /// The label values of a store's series: its id only when the operator asked for ids.

@@ -1,92 +1,16 @@
 //! Several `kms` processes on one PostgreSQL database: what one node does is in force on the
 //! others, names stay unique under concurrent creates, background work runs once, and a node
-//! killed under load loses nothing it acknowledged. Both nodes share the root of trust: the
-//! same root key file (software root) or the same SoftHSM token and domain key
-//! (`KMS_TEST_BACKEND=pkcs11`). Needs the cluster of `tests/pg/cluster.sh`.
+//! killed under load loses nothing it acknowledged. Both nodes share the root of trust
+//! (`common::nodes`). Needs the cluster of `tests/pg/cluster.sh`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::Client;
-
-struct Node {
-    child: Child,
-    client: Client,
-    endpoint: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Node {
-    fn audit(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.path().join("audit.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-/// A group of nodes on one fresh database and one root.
-struct Cluster {
-    url: String,
-    env: Vec<(String, String)>,
-    _root_dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn new() -> Cluster {
-        let url = common::pg::fresh_database();
-        let root_dir = tempfile::tempdir().unwrap();
-        // One root for every node: the PKCS#11 settings (token, domain key label) are made
-        // once, or one software root key file.
-        let mut env = if common::backend() == "pkcs11" {
-            common::pkcs11_env()
-        } else {
-            vec![(
-                "KMS_ROOT__KEY_FILE".to_string(),
-                root_dir.path().join("root.key").display().to_string(),
-            )]
-        };
-        env.extend(common::pg::store_env(&url));
-        env.push((
-            "KMS_SERVER__MAINTENANCE_INTERVAL_SECONDS".into(),
-            "1".into(),
-        ));
-        env.push(("KMS_LOG".into(), "warn".into()));
-        Cluster {
-            url,
-            env,
-            _root_dir: root_dir,
-        }
-    }
-
-    /// Starts a node (returns once it listens: its root and schema are ready).
-    fn node(&self) -> Node {
-        let dir = tempfile::tempdir().unwrap();
-        let (child, endpoint) = common::spawn_kms(dir.path(), self.env.clone(), Stdio::null());
-        let client = common::sdk_client(
-            &endpoint,
-            kms::config::DEV_ACCESS_KEY_ID,
-            kms::config::DEV_SECRET_ACCESS_KEY,
-        );
-        Node {
-            child,
-            client,
-            endpoint,
-            dir,
-        }
-    }
-}
+use common::nodes::{Cluster, Node};
 
 async fn create_key(kms: &Client) -> String {
     kms.create_key()

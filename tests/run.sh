@@ -2,8 +2,8 @@
 # The test command: installs SoftHSMv2 if it is missing and starts a throwaway PostgreSQL
 # cluster (tests/pg/cluster.sh, installing PostgreSQL if it is missing), then runs the whole
 # test suite: every crate of the workspace on the software root and SQLite (the store suite and
-# the multi-node tests use PostgreSQL), the kms suite again on the PKCS#11 root (SoftHSMv2),
-# and the kms SDK suite on a PostgreSQL-backed node. Everything runs under cargo-nextest (one
+# the multi-node tests, multi_node and multi_node_stores, use PostgreSQL), the kms suite again
+# on the PKCS#11 root (SoftHSMv2), and the kms SDK suite on a PostgreSQL-backed node. Everything runs under cargo-nextest (one
 # process per test: SoftHSM's C_Initialize is process-global and its slot list is read once per
 # process).
 set -euo pipefail

@@ -35,6 +35,14 @@
  *                          (CKF_USER_PIN_COUNT_LOW / _FINAL_TRY before that). A successful user
  *                          login or C_InitPIN resets it; so does deleting the file (an
  *                          administrator unlocking the user).
+ *   <label>.shared-pin     the crypto user's PIN lives "on the HSM", shared by every process,
+ *                          as on a networked HSM: SoftHSM keeps each token's PIN as it was when
+ *                          the process initialized the module, so a PIN that another process set
+ *                          is never seen. The file holds the token's real SoftHSM user PIN (a
+ *                          test constant); the shim then answers C_SetPIN itself (recording a
+ *                          64-bit FNV-1a hash of the new PIN, never the PIN, in
+ *                          <label>.pin-hash) and checks C_Login as CKU_USER against that hash
+ *                          before logging in to SoftHSM with the real PIN.
  *
  * Markers are checked on every call, so they can be created and removed while a process uses
  * the module. KMS_FAULT_TARGET overrides the real module's path.
@@ -45,7 +53,7 @@
  * Notes: when the real module is also loaded by path elsewhere in the process, dlopen returns
  * the same instance, so both see the same tokens, sessions and login state, and the second
  * C_Initialize answers CKR_CRYPTOKI_ALREADY_INITIALIZED (forwarded as is). The shim never logs
- * or stores PINs.
+ * or stores PINs (shared-pin mode: a hash of the current one, and the test's real PIN).
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -374,8 +382,6 @@ typedef CK_ULONG_PTR LP;
 typedef CK_MECHANISM_PTR M;
 typedef CK_ATTRIBUTE_PTR A;
 
-SESSION_WRAP(SetPIN, (S hSession, CK_UTF8CHAR_PTR o, L ol, CK_UTF8CHAR_PTR n, L nl),
-             (hSession, o, ol, n, nl))
 SESSION_WRAP(GetSessionInfo, (S hSession, CK_SESSION_INFO_PTR i), (hSession, i))
 SESSION_WRAP(GetOperationState, (S hSession, B st, LP l), (hSession, st, l))
 SESSION_WRAP(SetOperationState, (S hSession, B st, L l, O e, O a), (hSession, st, l, e, a))
@@ -468,6 +474,83 @@ static CK_RV w_Decrypt(S hSession, B d, L dl, B o, LP ol)
     return real->C_Decrypt(hSession, d, dl, o, ol);
 }
 
+/* ---- shared PIN ------------------------------------------------------------------------ */
+
+/* 64-bit FNV-1a, as 16 hex digits (a test double's PIN check, not a password hash). */
+static void pin_hash(const unsigned char *pin, unsigned long len, char out[17])
+{
+    unsigned long long h = 1469598103934665603ULL;
+    for (unsigned long i = 0; i < len; i++) {
+        h ^= pin[i];
+        h *= 1099511628211ULL;
+    }
+    snprintf(out, 17, "%016llx", h);
+}
+
+/* The real SoftHSM user PIN of a shared-pin token (0 when the marker is absent). */
+static int shared_pin_real(const char *label, char *out, size_t n)
+{
+    char path[4096];
+    marker_path(label, "shared-pin", path, sizeof path);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int ok = fgets(out, (int)n, f) != NULL;
+    fclose(f);
+    if (!ok)
+        return 0;
+    out[strcspn(out, "\r\n")] = '\0';
+    return out[0] != '\0';
+}
+
+/* The hash of the current shared PIN: the recorded one, else the real PIN's. */
+static void shared_pin_current(const char *label, const char *real_pin, char out[17])
+{
+    char path[4096];
+    marker_path(label, "pin-hash", path, sizeof path);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        int ok = fscanf(f, "%16s", out) == 1;
+        fclose(f);
+        if (ok)
+            return;
+    }
+    pin_hash((const unsigned char *)real_pin, strlen(real_pin), out);
+}
+
+static CK_RV w_SetPIN(S hSession, CK_UTF8CHAR_PTR o, L ol, CK_UTF8CHAR_PTR n, L nl)
+{
+    char label[LABEL_LEN + 1], real_pin[256], current[17], old[17], fresh[17];
+    CK_RV rv = session_fault(hSession, label);
+    if (rv != CKR_OK)
+        return rv;
+    if (!label[0] || !shared_pin_real(label, real_pin, sizeof real_pin))
+        return real->C_SetPIN(hSession, o, ol, n, nl);
+    CK_SESSION_INFO si;
+    rv = real->C_GetSessionInfo(hSession, &si);
+    if (rv != CKR_OK)
+        return rv;
+    if (si.state != CKS_RW_USER_FUNCTIONS)
+        return real->C_SetPIN(hSession, o, ol, n, nl); /* SO or public: as SoftHSM answers */
+    pthread_mutex_lock(&login_lock);
+    shared_pin_current(label, real_pin, current);
+    pin_hash(o, ol, old);
+    if (strcmp(current, old) != 0) {
+        pthread_mutex_unlock(&login_lock);
+        return CKR_PIN_INCORRECT;
+    }
+    pin_hash(n, nl, fresh);
+    char path[4096];
+    marker_path(label, "pin-hash", path, sizeof path);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "%s\n", fresh);
+        fclose(f);
+    }
+    pthread_mutex_unlock(&login_lock);
+    return f ? CKR_OK : CKR_DEVICE_ERROR;
+}
+
 static CK_RV w_Login(S hSession, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, L len)
 {
     char label[LABEL_LEN + 1];
@@ -483,7 +566,17 @@ static CK_RV w_Login(S hSession, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, L len)
         pthread_mutex_unlock(&login_lock);
         return CKR_PIN_LOCKED;
     }
-    rv = real->C_Login(hSession, user, pin, len);
+    char real_pin[256];
+    if (shared_pin_real(label, real_pin, sizeof real_pin)) {
+        char current[17], given[17];
+        shared_pin_current(label, real_pin, current);
+        pin_hash(pin, len, given);
+        rv = strcmp(current, given) == 0
+                 ? real->C_Login(hSession, user, (CK_UTF8CHAR_PTR)real_pin, strlen(real_pin))
+                 : CKR_PIN_INCORRECT;
+    } else {
+        rv = real->C_Login(hSession, user, pin, len);
+    }
     if (rv == CKR_PIN_INCORRECT)
         write_number(label, "failed-logins", failed + 1);
     else if (rv == CKR_OK && failed > 0)

@@ -6,7 +6,8 @@
 //! background (CONNECTING -> CONNECTED or FAILED with a ConnectionErrorCode), logs in as the
 //! crypto user on every member and rotates its PIN; the new PIN is stored only encrypted under
 //! the root. The connected clusters and external key store proxies live in memory
-//! ([`Connections`]); the connection state is persisted.
+//! ([`Connections`]); the connection state is persisted. With several nodes on one database,
+//! the other nodes attach to a store connected here (`service::store_sync`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -45,15 +46,52 @@ pub struct Connections {
     /// The HSM threads cluster calls run on (present whenever clusters are configured).
     threads: Option<Arc<BlockingPool>>,
     /// Per store: the generation of its latest Connect or Disconnect, and the lock that lets
-    /// one connect at a time log in and rotate the crypto user's PIN.
+    /// one connect (or attach, or detach) at a time log in and rotate the crypto user's PIN.
     turns: Mutex<HashMap<String, ConnectTurn>>,
+    /// Per store held here (cluster or proxy client): the fingerprint of the record it was
+    /// made from, so an attachment from an older record is replaced (`store_sync`).
+    sources: Mutex<HashMap<String, Fingerprint>>,
+    /// Per store: the record fingerprint of the last failed attach, when, and whether a
+    /// member refused the PIN book.
+    attach_failures: Mutex<HashMap<String, (Fingerprint, Instant, bool)>>,
 }
 
 /// Whose turn it is to connect a store.
 #[derive(Clone, Default)]
-struct ConnectTurn {
+pub(super) struct ConnectTurn {
     generation: u64,
-    lock: Arc<tokio::sync::Mutex<()>>,
+    pub(super) lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// What of a store's record an attachment is made from (SHA-256 over the cluster, the sealed
+/// PIN book or proxy credential, and the proxy settings).
+pub type Fingerprint = [u8; 32];
+
+/// The [`Fingerprint`] of a record.
+pub(crate) fn fingerprint(r: &CustomKeyStoreRecord) -> Fingerprint {
+    let mut d = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut field = |b: &[u8]| {
+        d.update(&(b.len() as u64).to_be_bytes());
+        d.update(b);
+    };
+    field(r.store_type.as_str().as_bytes());
+    field(r.cluster_id.as_deref().unwrap_or("").as_bytes());
+    field(&r.password_encrypted);
+    if let Some(x) = &r.xks {
+        field(x.uri_endpoint.as_bytes());
+        field(x.uri_path.as_bytes());
+        field(x.connectivity.as_bytes());
+        field(
+            x.vpc_endpoint_service_name
+                .as_deref()
+                .unwrap_or("")
+                .as_bytes(),
+        );
+        field(x.access_key_id.as_bytes());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.finish().as_ref());
+    out
 }
 
 impl Connections {
@@ -66,7 +104,102 @@ impl Connections {
             xks: super::xks::XksStores::new(None),
             threads,
             turns: Mutex::default(),
+            sources: Mutex::default(),
+            attach_failures: Mutex::default(),
         }
+    }
+
+    /// The store's current turn, unchanged (attach and detach take its lock).
+    pub(super) fn current_turn(&self, store_id: &str) -> ConnectTurn {
+        self.turns
+            .lock()
+            .entry(store_id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The generation of the store's latest Connect or Disconnect here.
+    pub(super) fn generation(&self, store_id: &str) -> u64 {
+        self.turns.lock().get(store_id).map_or(0, |t| t.generation)
+    }
+
+    /// The HSM threads cluster calls run on.
+    pub(super) fn threads(&self) -> Option<Arc<BlockingPool>> {
+        self.threads.clone()
+    }
+
+    /// Stores held here (clusters and proxy clients).
+    pub(super) fn attached_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.connected.read().keys().cloned().collect();
+        ids.extend(self.xks.connected.read().keys().cloned());
+        ids
+    }
+
+    /// The fingerprint of the record the store's attachment here was made from.
+    pub(super) fn attached_fingerprint(&self, store_id: &str) -> Option<Fingerprint> {
+        if !self.is_connected(store_id) {
+            return None;
+        }
+        self.sources.lock().get(store_id).copied()
+    }
+
+    /// Holds a cluster of the store (connected or attached here), made from a record with
+    /// fingerprint `fp`; returns the one it replaces (to release, not log out).
+    pub(super) fn attach_cluster(
+        &self,
+        store_id: &str,
+        c: Arc<ClusterBackend>,
+        fp: Fingerprint,
+    ) -> Option<Arc<ClusterBackend>> {
+        let old = self.connected.write().insert(store_id.to_string(), c);
+        self.sources.lock().insert(store_id.to_string(), fp);
+        old
+    }
+
+    /// Holds a proxy client of the store, made from a record with fingerprint `fp`.
+    pub(super) fn attach_xks(
+        &self,
+        store_id: &str,
+        c: Arc<crate::backend::xks::XksClient>,
+        fp: Fingerprint,
+    ) {
+        self.xks.connected.write().insert(store_id.to_string(), c);
+        self.sources.lock().insert(store_id.to_string(), fp);
+    }
+
+    /// Drops the store's cluster (logging out) or proxy client; whether there was one.
+    pub(super) async fn detach(&self, store_id: &str) -> bool {
+        self.sources.lock().remove(store_id);
+        let cluster = self.connected.write().remove(store_id);
+        let client = self.xks.connected.write().remove(store_id);
+        let had = cluster.is_some() || client.is_some();
+        if let Some(c) = cluster {
+            c.disconnect().await;
+        }
+        had
+    }
+
+    /// Whether an attach of the record `fp` waits: a member refused this very PIN book less
+    /// than [`super::store_sync::CREDENTIAL_RETRY_AFTER`] ago.
+    pub(super) fn attach_on_hold(&self, store_id: &str, fp: &Fingerprint) -> bool {
+        self.attach_failures
+            .lock()
+            .get(store_id)
+            .is_some_and(|(failed, at, credentials)| {
+                *credentials
+                    && failed == fp
+                    && at.elapsed() < super::store_sync::CREDENTIAL_RETRY_AFTER
+            })
+    }
+
+    pub(super) fn note_attach_failure(&self, store_id: &str, fp: Fingerprint, credentials: bool) {
+        self.attach_failures
+            .lock()
+            .insert(store_id.to_string(), (fp, Instant::now(), credentials));
+    }
+
+    pub(super) fn forget_attach_failure(&self, store_id: &str) {
+        self.attach_failures.lock().remove(store_id);
     }
 
     /// Starts a new generation of a store's connection (Connect, Disconnect, a restart's
@@ -79,7 +212,7 @@ impl Connections {
     }
 
     /// Whether `generation` is still the store's latest.
-    fn is_current(&self, store_id: &str, generation: u64) -> bool {
+    pub(super) fn is_current(&self, store_id: &str, generation: u64) -> bool {
         self.turns
             .lock()
             .get(store_id)
@@ -106,7 +239,7 @@ impl Connections {
 
     /// A configured cluster of `account`: clusters belong to one account each, and to every
     /// other account they do not exist (not even by their trust anchor).
-    fn cluster_config(&self, id: &str, account: &str) -> Option<&ClusterConfig> {
+    pub(super) fn cluster_config(&self, id: &str, account: &str) -> Option<&ClusterConfig> {
         self.clusters
             .iter()
             .find(|c| c.id == id && c.account == account)
@@ -122,10 +255,11 @@ impl Connections {
         self.connected.read().contains_key(store_id) || self.xks.client(store_id).is_some()
     }
 
-    /// Takes one request from the store's quota bucket (`cluster_rps` requests per second, a
-    /// burst of as many, unless [`Self::with_rps`] overrode it).
-    fn admit(&self, store_id: &str, cluster_rps: u32) -> bool {
-        let rps = self.rps.unwrap_or(f64::from(cluster_rps));
+    /// Takes one request from the store's quota bucket: this node's even share of
+    /// `cluster_rps` requests per second among `nodes` nodes (`[limits] cluster_nodes`), a
+    /// burst of as many, unless [`Self::with_rps`] overrode the rate.
+    fn admit(&self, store_id: &str, cluster_rps: u32, nodes: u32) -> bool {
+        let rps = self.rps.unwrap_or(f64::from(cluster_rps)) / f64::from(nodes.max(1));
         let mut buckets = self.buckets.lock();
         let now = Instant::now();
         // Looked up by `&str` first: a store's id is allocated once, not per request.
@@ -195,7 +329,11 @@ impl Core {
                         key.arn
                     )));
                 }
-                if !c.admit(id, c.xks.requests_per_second()) {
+                if !c.admit(
+                    id,
+                    c.xks.requests_per_second(),
+                    self.limits.requests.cluster_nodes,
+                ) {
                     return Err(KmsError::Throttling);
                 }
                 Ok(self.root.clone())
@@ -204,7 +342,11 @@ impl Core {
                 let cluster = c.cluster(id).ok_or_else(|| {
                     KmsError::KmsInvalidState(format!("{} is unavailable.", key.arn))
                 })?;
-                if !c.admit(id, cluster.cluster().requests_per_second()) {
+                if !c.admit(
+                    id,
+                    cluster.cluster().requests_per_second(),
+                    self.limits.requests.cluster_nodes,
+                ) {
                     return Err(KmsError::Throttling);
                 }
                 Ok(cluster)
@@ -407,10 +549,7 @@ impl CustomKeyStores {
         let mut store = self.store_of(call, id).await?;
         // A connect still logging in now belongs to an older generation.
         self.connections.next_turn(id);
-        let removed = self.connections.connected.write().remove(id);
-        if let Some(c) = removed {
-            c.disconnect().await;
-        }
+        self.connections.detach(id).await;
         self.disconnect_xks_store(id);
         store.connection_state = ConnectionState::Disconnected;
         store.connection_error = None;
@@ -696,24 +835,35 @@ pub(crate) fn new_store_id() -> KmsResult<String> {
     Ok(format!("cks-{}", &hex[..17]))
 }
 
-/// Stores a cluster's changed PIN book (a member that missed a rotation was rotated).
-async fn save_pins(core: &Core, store_id: &str, pins: &SecretString) {
-    let saved: KmsResult<()> = async {
-        if let Some(mut store) = core.store.get_custom_key_store(store_id).await? {
-            store.password_encrypted = core.seal_secret(store_id, pins).await?;
-            core.store.update_custom_key_store(&store).await?;
+/// Stores a cluster's changed PIN book (a member that missed a rotation was rotated); returns
+/// the record written.
+async fn save_pins(
+    core: &Core,
+    store_id: &str,
+    pins: &SecretString,
+) -> Option<CustomKeyStoreRecord> {
+    let saved: KmsResult<Option<CustomKeyStoreRecord>> = async {
+        match core.store.get_custom_key_store(store_id).await? {
+            Some(mut store) => {
+                store.password_encrypted = core.seal_secret(store_id, pins).await?;
+                Ok(Some(core.store.update_custom_key_store(&store).await?))
+            }
+            None => Ok(None),
         }
-        Ok(())
     }
     .await;
-    if let Err(e) = saved {
-        // The member has the new PIN now; without the record, the next connect fails with
-        // INVALID_CREDENTIALS until the operator resets it (UpdateCustomKeyStore).
-        tracing::error!(
-            custom_key_store_id = store_id,
-            error = e.code(),
-            "storing a cluster member's rotated PIN failed"
-        );
+    match saved {
+        Ok(written) => written,
+        Err(e) => {
+            // The member has the new PIN now; without the record, the next connect fails with
+            // INVALID_CREDENTIALS until the operator resets it (UpdateCustomKeyStore).
+            tracing::error!(
+                custom_key_store_id = store_id,
+                error = e.code(),
+                "storing a cluster member's rotated PIN failed"
+            );
+            None
+        }
     }
 }
 
@@ -726,7 +876,21 @@ fn spawn_pin_keeper(
     tokio::spawn(async move {
         while let Some(pins) = books.recv().await {
             let Some(core) = core.upgrade() else { break };
-            save_pins(&core, &store_id, &pins).await;
+            // Under the store's turn: the record changes by this node's own save, and this
+            // node's reconcile must not take that for another node's connect.
+            let turn = core.connections.current_turn(&store_id);
+            let _one_at_a_time = turn.lock.lock().await;
+            let Some(written) = save_pins(&core, &store_id, &pins).await else {
+                continue;
+            };
+            let c = &core.connections;
+            if c.cluster(&store_id)
+                .is_some_and(|b| b.cluster().rotates_pins())
+            {
+                c.sources
+                    .lock()
+                    .insert(store_id.clone(), fingerprint(&written));
+            }
         }
     });
 }
@@ -778,6 +942,9 @@ async fn connect_turn(core: &Arc<Core>, store_id: &str, generation: u64) -> KmsR
         );
         return Ok(());
     };
+    // An attachment of an earlier connection (another node's) goes first: one login per token
+    // and process.
+    connections.detach(store_id).await;
     // The stored secret, read now: the customer's password, or each member's PIN after an
     // earlier connect (including one that finished while this one waited for its turn).
     let password = core
@@ -820,11 +987,11 @@ async fn connect_turn(core: &Arc<Core>, store_id: &str, generation: u64) -> KmsR
                 store.connection_error = Some(code.code().to_string());
             }
         }
-        match core.store.update_custom_key_store(&store).await {
+        let written = match core.store.update_custom_key_store(&store).await {
             Err(crate::store::StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),
-            Ok(_) => {}
-        }
+            Ok(w) => w,
+        };
         match outcome {
             Ok((cluster, _)) if superseded => {
                 // Disconnected (or connected again) meanwhile: the rotated PINs are stored, the
@@ -835,9 +1002,11 @@ async fn connect_turn(core: &Arc<Core>, store_id: &str, generation: u64) -> KmsR
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
                 cluster.on_pins_changed(tx);
                 spawn_pin_keeper(Arc::downgrade(core), store_id.to_string(), rx);
-                connections.connected.write().insert(
-                    store_id.to_string(),
+                // Nothing to replace: the connect detached what was here before it logged in.
+                let _ = connections.attach_cluster(
+                    store_id,
                     Arc::new(ClusterBackend::new(cluster, threads)),
+                    fingerprint(&written),
                 );
                 tracing::info!(custom_key_store_id = store_id, "custom key store connected");
             }
@@ -857,4 +1026,19 @@ async fn connect_turn(core: &Arc<Core>, store_id: &str, generation: u64) -> KmsR
         ClusterBackend::new(cluster, threads).disconnect().await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_node_admits_its_even_share_of_the_store_quota() {
+        let c = Connections::new(Vec::new(), None);
+        let admitted =
+            |store: &str, nodes: u32| (0..100).take_while(|_| c.admit(store, 60, nodes)).count();
+        // A burst of the rate on one node; of a third of it on each of three.
+        assert_eq!(admitted("cks-one", 1), 60);
+        assert_eq!(admitted("cks-three", 3), 20);
+    }
 }

@@ -36,6 +36,7 @@ pub mod rotation;
 pub mod secrets;
 pub mod seed;
 pub mod signing;
+pub mod store_sync;
 pub mod sts;
 pub mod tags;
 pub mod xks;

@@ -59,6 +59,8 @@ pub struct XksStores {
     /// Create/update probes per account and minute, and each account's bucket.
     probes_per_minute: u32,
     probe_buckets: parking_lot::Mutex<HashMap<String, (f64, std::time::Instant)>>,
+    /// Held while this node is the one that checks the proxies' health (kept across passes).
+    health_lease: tokio::sync::Mutex<Option<crate::store::Lease>>,
 }
 
 impl XksStores {
@@ -71,6 +73,7 @@ impl XksStores {
             policy: Arc::default(),
             probes_per_minute: DEFAULT_PROBES_PER_MINUTE,
             probe_buckets: parking_lot::Mutex::default(),
+            health_lease: tokio::sync::Mutex::default(),
         }
     }
 
@@ -611,6 +614,9 @@ impl CustomKeyStores {
                 "an external key store without proxy settings",
             )));
         };
+        // One change of this node's attachment at a time (`store_sync`).
+        let turn = self.connections.current_turn(&store.id);
+        let _one_at_a_time = turn.lock.lock().await;
         let secret = self
             .open_secret(&store.id, &store.password_encrypted)
             .await?;
@@ -626,12 +632,9 @@ impl CustomKeyStores {
         match self.probe(&client, call, Some(&store.id)).await {
             Ok(_) => {
                 store.connection_state = ConnectionState::Connected;
-                self.store.update_custom_key_store(&store).await?;
-                self.connections
-                    .xks
-                    .connected
-                    .write()
-                    .insert(store.id.clone(), client);
+                let written = self.store.update_custom_key_store(&store).await?;
+                let fp = super::custom_key_stores::fingerprint(&written);
+                self.connections.attach_xks(&store.id, client, fp);
             }
             Err(e) => {
                 store.connection_state = ConnectionState::Failed;
@@ -644,7 +647,10 @@ impl CustomKeyStores {
     }
 
     /// The periodic health check (`KmsHealthCheck`) of every connected proxy; failures are
-    /// logged with the connection error code they would cause.
+    /// logged with the connection error code they would cause. With several nodes (each has
+    /// every connected store attached) one node checks: the holder of the `XksHealth` lease,
+    /// which it keeps across passes while there is a proxy to check, so each proxy is checked
+    /// once per maintenance interval however many nodes run passes.
     pub(crate) async fn xks_health_pass(&self) -> usize {
         let clients: Vec<(String, Arc<XksClient>)> = self
             .connections
@@ -654,6 +660,22 @@ impl CustomKeyStores {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let mut lease = self.connections.xks.health_lease.lock().await;
+        if clients.is_empty() {
+            *lease = None; // nothing to check: no database session kept for it
+            return 0;
+        }
+        if !lease.as_ref().is_some_and(|l| l.alive()) {
+            *lease = self
+                .store
+                .try_lease(crate::store::LeaseName::XksHealth)
+                .await
+                .ok()
+                .flatten();
+        }
+        if lease.is_none() {
+            return 0; // another node checks
+        }
         let mut unhealthy = 0;
         for (store_id, client) in clients {
             let call = Call::internal("", "KmsHealthCheck");

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 
 use std::sync::atomic::AtomicBool;
 
-use super::{Lease, LeaseName, MetadataStore, SameGrant, StoreResult};
+use super::{Lease, LeaseName, MetadataStore, SameGrant, StoreChange, StoreResult};
 use crate::model::{
     AliasRecord, CustomKeyStoreRecord, GrantRecord, KeyId, KeyRecord, MaterialRecord, Tag,
 };
@@ -47,7 +47,14 @@ pub struct CachedStore<S> {
     /// False while changes made elsewhere may go unseen (a shared database whose change
     /// listener is down): nothing is answered from or put into the maps.
     coherent: AtomicBool,
+    /// Custom key store changes told by the feed, for the node's store sync (shared stores
+    /// only).
+    store_changes: Option<tokio::sync::broadcast::Sender<StoreChange>>,
 }
+
+/// Custom key store changes queued per subscriber before it counts as lagging (and
+/// reconciles every store).
+const STORE_CHANGES_QUEUED: usize = 256;
 
 /// What a change feed tells a cache (implemented by [`CachedStore`]; called by the
 /// PostgreSQL listener).
@@ -56,6 +63,8 @@ pub trait Invalidate: Send + Sync {
     fn key_changed(&self, key_id: &KeyId);
     /// A grant of the key was added, changed or removed.
     fn grants_changed(&self, key_id: &KeyId);
+    /// A custom key store's row changed or went away.
+    fn custom_key_store_changed(&self, store_id: &str);
     /// Anything may have changed (a feed (re)started).
     fn invalidate_all(&self);
     /// Whether the feed is up: while it is not, the cache is bypassed.
@@ -79,15 +88,24 @@ impl<S: MetadataStore> CachedStore<S> {
             grant_writes: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             coherent: AtomicBool::new(true),
+            store_changes: None,
         }
     }
 
     /// A cache for a store other nodes write too: bypassed until a change feed calls
     /// [`Invalidate::set_coherent`].
     pub fn shared(inner: S, entries: usize) -> Self {
-        let c = Self::with_capacity(inner, entries);
+        let mut c = Self::with_capacity(inner, entries);
         c.coherent.store(false, Ordering::Release);
+        c.store_changes = Some(tokio::sync::broadcast::channel(STORE_CHANGES_QUEUED).0);
         c
+    }
+
+    /// Tells the store sync (if a node listens; nobody may).
+    fn tell(&self, change: StoreChange) {
+        if let Some(tx) = &self.store_changes {
+            let _ = tx.send(change);
+        }
     }
 
     /// Key rows and grant lists held now.
@@ -199,7 +217,12 @@ impl<S: MetadataStore> Invalidate for CachedStore<S> {
         self.drop_grants(key_id);
     }
 
+    fn custom_key_store_changed(&self, store_id: &str) {
+        self.tell(StoreChange::One(store_id.to_string()));
+    }
+
     fn invalidate_all(&self) {
+        self.tell(StoreChange::All);
         {
             let mut keys = self.keys.lock();
             self.key_drops.fetch_add(1, Ordering::AcqRel);
@@ -431,6 +454,10 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
 
     async fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize> {
         self.inner.count_keys(account, region).await
+    }
+
+    fn custom_key_store_changes(&self) -> Option<tokio::sync::broadcast::Receiver<StoreChange>> {
+        self.store_changes.as_ref().map(|tx| tx.subscribe())
     }
 
     fn cache_stats(&self) -> Option<super::CacheStats> {

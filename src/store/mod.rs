@@ -81,31 +81,57 @@ pub enum MigrateOnOpen {
     Refuse,
 }
 
+/// A change of custom key stores told by a shared store's change feed
+/// ([`MetadataStore::custom_key_store_changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChange {
+    /// This store's row changed or went away.
+    One(String),
+    /// Any store may have changed (the feed (re)started).
+    All,
+}
+
 /// Cluster-wide background work that at most one node does at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseName {
     /// The maintenance pass (deletions, rotations, proxy health checks).
     Maintenance,
+    /// The XKS proxy health checks: kept across maintenance passes by one node, the checker,
+    /// so each proxy is checked once per interval however many nodes run passes.
+    XksHealth,
 }
+
+/// What a lease holds: nothing (one node), or the database session that holds the lock.
+pub(crate) trait LeaseHold: Send + Sync {
+    /// False once the hold is lost (its database session closed).
+    fn alive(&self) -> bool {
+        true
+    }
+}
+
+impl LeaseHold for () {}
 
 /// Held while this node does the leased work; dropping it lets another node take it. A node
 /// that dies loses its lease with its database session.
 pub struct Lease {
-    _hold: Box<dyn Send + Sync>,
+    hold: Box<dyn LeaseHold>,
 }
 
 impl Lease {
     /// A lease that holds nothing (a store only one node uses).
     pub fn local() -> Self {
+        Lease { hold: Box::new(()) }
+    }
+
+    pub(crate) fn holding(hold: impl LeaseHold + 'static) -> Self {
         Lease {
-            _hold: Box::new(()),
+            hold: Box::new(hold),
         }
     }
 
-    pub(crate) fn holding(hold: impl Send + Sync + 'static) -> Self {
-        Lease {
-            _hold: Box::new(hold),
-        }
+    /// Whether the lease still holds (a lease kept across passes checks this first).
+    pub fn alive(&self) -> bool {
+        self.hold.alive()
     }
 }
 
@@ -333,6 +359,11 @@ pub trait MetadataStore: Send + Sync {
     async fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize>;
     /// A trivial query that succeeds when the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+    /// Changes of custom key stores made by any node, for a store other nodes share (`None`:
+    /// only this node writes it, nothing to follow).
+    fn custom_key_store_changes(&self) -> Option<tokio::sync::broadcast::Receiver<StoreChange>> {
+        None
+    }
     /// The metadata cache's size and evictions, for a store behind one (metrics).
     fn cache_stats(&self) -> Option<CacheStats> {
         None

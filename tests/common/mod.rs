@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 pub mod fault_module;
+pub mod nodes;
 pub mod openssl_import;
 pub mod xks_test_proxy;
 
@@ -341,6 +342,22 @@ pub mod softhsm {
             std::fs::read_to_string(self.marker(member, "failed-logins"))
                 .map(|s| s.trim().parse().unwrap())
                 .unwrap_or(0)
+        }
+
+        /// Keeps each member's crypto user PIN in the fault module, shared by every process
+        /// (as a networked HSM does; SoftHSM keeps the PIN a process saw when it loaded the
+        /// module). Needs a cluster from [`fault_cluster`].
+        pub fn share_pins(&self) {
+            for m in 0..self.members.len() {
+                std::fs::write(self.marker(m, "shared-pin"), format!("{POOL_PIN}\n")).unwrap();
+            }
+        }
+
+        /// The hash the fault module keeps of a member's current PIN ([`Self::share_pins`]).
+        pub fn shared_pin_hash(&self, member: usize) -> Option<String> {
+            std::fs::read_to_string(self.marker(member, "pin-hash"))
+                .ok()
+                .map(|s| s.trim().to_string())
         }
 
         /// Unlocks a locked-out user (as the cluster's administrator would).

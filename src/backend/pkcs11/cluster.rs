@@ -16,6 +16,9 @@
 //!   A member that was unreachable during connect keeps the PIN it had: the KMS records each
 //!   member's PIN ([`PinBook`]), logs in to each with its own, and rotates a returning member
 //!   to the current PIN (the book is stored again after every change).
+//! - Only the node that runs ConnectCustomKeyStore rotates. Every other node *attaches*
+//!   ([`Cluster::attach`]): it logs in with the stored book and never changes a PIN, not even
+//!   a returning member's (`docs/architecture.md`, "Custom key stores on several nodes").
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -112,8 +115,9 @@ pub type PinsChanged = tokio::sync::mpsc::UnboundedSender<SecretString>;
 pub struct Cluster {
     cfg: ClusterConfig,
     members: Vec<Member>,
-    /// The PIN the connect rotated every reachable member to.
-    password: SecretString,
+    /// The PIN the connect rotated every reachable member to; `None` on a cluster this node
+    /// attached to ([`Cluster::attach`]), which never changes a PIN.
+    rotate_to: Option<SecretString>,
     /// Each member's PIN (members unreachable at connect still have an older one).
     pins: Mutex<PinBook>,
     /// Called with the book after a returning member was rotated (to store it).
@@ -123,6 +127,9 @@ pub struct Cluster {
     /// Wrapped copies of backing keys handed over by the caller (from the metadata store), to
     /// replicate a key to a member that lacks it.
     wrapped: RwLock<HashMap<KeyId, Vec<u8>>>,
+    /// Set once released or disconnected: no member is opened (or rotated) again by requests
+    /// still in flight on this cluster.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// What the cluster key allows beyond wrap/unwrap (empty when it is as it should be, or when
@@ -180,15 +187,16 @@ fn random_password(rng: &SystemRandom) -> Result<SecretString, Pkcs11Error> {
 }
 
 impl Cluster {
-    /// Logs in on every reachable member with its PIN from `pins`, checks the cluster key, and
-    /// rotates the PIN of every member it reached. Returns the connected cluster and the new
-    /// book (to be stored encrypted).
-    pub fn connect(cfg: ClusterConfig, pins: &PinBook) -> Result<(Cluster, PinBook), ConnectError> {
-        let rng = SystemRandom::new();
+    /// Logs in on every reachable member with its PIN from `pins` and checks the cluster key
+    /// (the part of [`Self::connect`] and [`Self::attach`] that changes nothing).
+    fn open_members(
+        cfg: &ClusterConfig,
+        pins: &PinBook,
+    ) -> Result<Vec<(MemberConfig, Arc<Token>)>, ConnectError> {
         let mut opened: Vec<(MemberConfig, Arc<Token>)> = Vec::new();
         let mut worst: Option<ConnectError> = None;
         for m in &cfg.members {
-            match Token::open(token_config(&cfg, m, pins.pin(&m.name))) {
+            match Token::open(token_config(cfg, m, pins.pin(&m.name))) {
                 Ok(t) => opened.push((m.clone(), t)),
                 Err(e) => {
                     let code = match e.class() {
@@ -231,6 +239,25 @@ impl Cluster {
                      (provision it with kms-cluster-key)");
             }
         }
+        Ok(opened)
+    }
+
+    /// Logs in on every reachable member with its PIN from `pins` and never changes a PIN: how
+    /// a node that did not run ConnectCustomKeyStore uses a store another node connected. A
+    /// member that is down now is logged in to when it returns, with its PIN from the book (for
+    /// one that missed a rotation, the older PIN it still has); when the connecting node rotates
+    /// it and stores the book, the changed record replaces this attachment.
+    pub fn attach(cfg: ClusterConfig, pins: &PinBook) -> Result<Cluster, ConnectError> {
+        let opened = Self::open_members(&cfg, pins)?;
+        Ok(Self::assemble(cfg, &opened, pins.clone(), None))
+    }
+
+    /// Logs in on every reachable member with its PIN from `pins`, checks the cluster key, and
+    /// rotates the PIN of every member it reached. Returns the connected cluster and the new
+    /// book (to be stored encrypted).
+    pub fn connect(cfg: ClusterConfig, pins: &PinBook) -> Result<(Cluster, PinBook), ConnectError> {
+        let rng = SystemRandom::new();
+        let opened = Self::open_members(&cfg, pins)?;
         // Rotate the PIN to a value only the KMS knows; undo on partial failure.
         let new = random_password(&rng).map_err(|_| ConnectError::InternalError)?;
         let mut rotated: Vec<(&MemberConfig, &Arc<Token>)> = Vec::new();
@@ -250,6 +277,17 @@ impl Cluster {
         for (m, _) in &opened {
             book.set(&m.name, &new);
         }
+        let cluster = Self::assemble(cfg, &opened, book.clone(), Some(new));
+        Ok((cluster, book))
+    }
+
+    /// A cluster over the members logged in to (the others are tried again on use).
+    fn assemble(
+        cfg: ClusterConfig,
+        opened: &[(MemberConfig, Arc<Token>)],
+        book: PinBook,
+        rotate_to: Option<SecretString>,
+    ) -> Cluster {
         let members = cfg
             .members
             .iter()
@@ -267,17 +305,23 @@ impl Cluster {
                 cluster_key: RwLock::new(None),
             })
             .collect();
-        let cluster = Cluster {
-            password: new,
-            pins: Mutex::new(book.clone()),
+        Cluster {
+            rotate_to,
+            pins: Mutex::new(book),
             pins_changed: Mutex::new(None),
             cfg,
             members,
             next: AtomicUsize::new(0),
             ivs: IvPool::new(),
             wrapped: RwLock::default(),
-        };
-        Ok((cluster, book))
+            closed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether this node connected the cluster (and may rotate PINs), rather than attached to
+    /// it ([`Self::attach`]).
+    pub fn rotates_pins(&self) -> bool {
+        self.rotate_to.is_some()
     }
 
     /// Sets where the PIN book goes when a returning member's PIN was rotated.
@@ -296,10 +340,21 @@ impl Cluster {
 
     /// Logs out of every member (the anchor sessions close when the tokens drop).
     pub fn disconnect(&self) {
+        self.closed.store(true, Ordering::Release);
         for m in &self.members {
             if let Some(t) = m.token.write().take() {
                 let _ = t.with_anchor(|s| s.logout());
             }
+        }
+    }
+
+    /// Drops this cluster's member sessions without logging out: the cluster that replaces it
+    /// (the same crypto user, a newer PIN book) holds sessions of its own, and in PKCS#11 the
+    /// login belongs to the process, so a logout here would log the replacement out too.
+    pub fn release(&self) {
+        self.closed.store(true, Ordering::Release);
+        for m in &self.members {
+            drop(m.token.write().take());
         }
     }
 
@@ -314,6 +369,9 @@ impl Cluster {
         }
         if let Some(t) = m.token.read().as_ref() {
             return Some(t.clone());
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return None;
         }
         // One request reconnects a member; the others skip it (and fail over) rather than
         // wait behind a member that may be slow to answer.
@@ -335,16 +393,20 @@ impl Cluster {
         }
     }
 
-    /// Logs in to a member with the PIN it has; a member that missed PIN rotations (it was
-    /// unreachable during a connect) is rotated to the current PIN and the book is stored.
+    /// Logs in to a member with the PIN it has; on the connecting node, a member that missed PIN
+    /// rotations (it was unreachable during a connect) is rotated to the current PIN and the
+    /// book is stored. An attached cluster only logs in.
     fn open_member(&self, m: &Member) -> Result<Arc<Token>, Pkcs11Error> {
         let pin = SecretString::from(self.pins.lock().pin(&m.cfg.name).expose_secret());
         let t = Token::open(token_config(&self.cfg, &m.cfg, &pin))?;
-        if pin.expose_secret() != self.password.expose_secret() {
-            t.set_pin(&pin, &self.password)?;
+        let Some(current) = &self.rotate_to else {
+            return Ok(t);
+        };
+        if pin.expose_secret() != current.expose_secret() {
+            t.set_pin(&pin, current)?;
             let stored = {
                 let mut book = self.pins.lock();
-                book.set(&m.cfg.name, &self.password);
+                book.set(&m.cfg.name, current);
                 book.to_secret()
             };
             if let Some(save) = self.pins_changed.lock().as_ref() {
@@ -699,6 +761,16 @@ impl ClusterBackend {
         self.run(move |c| Ok(c.delete_backing_key(&key_id, &label)))
             .await
             .unwrap_or(false)
+    }
+
+    /// [`Cluster::release`] on the HSM threads.
+    pub async fn release(&self) {
+        let _ = self
+            .run(|c| {
+                c.release();
+                Ok(())
+            })
+            .await;
     }
 
     /// [`Cluster::disconnect`] on the HSM threads.

@@ -1,6 +1,7 @@
 //! Cache coherence across nodes: a dedicated connection that `LISTEN`s on the channel the
 //! schema's triggers notify (`k:<key id>` when a key row changes, `g:<key id>` when a grant of
-//! the key does) and drops the matching cache entries.
+//! the key does, `s:<store id>` when a custom key store's row does) and drops the matching
+//! cache entries (or, for a store, tells the node's store sync).
 //!
 //! While the connection is down the cache is marked incoherent (it neither answers from nor
 //! fills its maps), and it is flushed whenever listening (re)starts, so a notification lost with
@@ -136,6 +137,10 @@ async fn listen(
 
 /// Drops what one notification names; an unknown payload drops everything (safe default).
 fn apply(cache: &dyn Invalidate, payload: &str) {
+    if let Some(store_id) = payload.strip_prefix("s:") {
+        cache.custom_key_store_changed(store_id);
+        return;
+    }
     let parsed = payload
         .split_once(':')
         .and_then(|(kind, id)| KeyId::from_storage(id).map(|id| (kind, id)));
@@ -143,5 +148,50 @@ fn apply(cache: &dyn Invalidate, payload: &str) {
         Some(("k", id)) => cache.key_changed(&id),
         Some(("g", id)) => cache.grants_changed(&id),
         _ => cache.invalidate_all(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parking_lot::Mutex;
+
+    /// Records what the listener told it.
+    #[derive(Default)]
+    struct Told(Mutex<Vec<String>>);
+
+    impl Invalidate for Told {
+        fn key_changed(&self, key_id: &KeyId) {
+            self.0.lock().push(format!("key {key_id}"));
+        }
+        fn grants_changed(&self, key_id: &KeyId) {
+            self.0.lock().push(format!("grants {key_id}"));
+        }
+        fn custom_key_store_changed(&self, store_id: &str) {
+            self.0.lock().push(format!("store {store_id}"));
+        }
+        fn invalidate_all(&self) {
+            self.0.lock().push("all".into());
+        }
+        fn set_coherent(&self, _coherent: bool) {}
+    }
+
+    #[test]
+    fn each_payload_reaches_its_handler() {
+        let told = Told::default();
+        let key = "1234abcd-12ab-34cd-56ef-1234567890ab";
+        apply(&told, &format!("k:{key}"));
+        apply(&told, &format!("g:{key}"));
+        apply(&told, "s:cks-0123456789abcdef0");
+        apply(&told, "x:whatever");
+        assert_eq!(
+            *told.0.lock(),
+            [
+                format!("key {key}"),
+                format!("grants {key}"),
+                "store cks-0123456789abcdef0".to_string(),
+                "all".to_string(),
+            ]
+        );
     }
 }

@@ -40,6 +40,7 @@ use secrecy::ExposeSecret;
 /// followed by a purpose number.
 const MIGRATION_LOCK: i64 = 0x6b6d_7300_0000_0001;
 const MAINTENANCE_LOCK: i64 = 0x6b6d_7300_0000_0002;
+const XKS_HEALTH_LOCK: i64 = 0x6b6d_7300_0000_0003;
 /// First key of the two-key transaction advisory lock on a key's named grants (the second is
 /// `hashtext(key id)`; two-key locks never conflict with the one-key locks above).
 const GRANT_NAME_LOCK_CLASS: i32 = 0x6b6d_7301;
@@ -1175,6 +1176,7 @@ impl MetadataStore for PgStore {
     async fn try_lease(&self, name: LeaseName) -> StoreResult<Option<Lease>> {
         let lock = match name {
             LeaseName::Maintenance => MAINTENANCE_LOCK,
+            LeaseName::XksHealth => XKS_HEALTH_LOCK,
         };
         let c = self.client().await?;
         let row = c
@@ -1198,6 +1200,12 @@ fn count(rows: &[Row]) -> StoreResult<usize> {
 /// A connection holding a session advisory lock. Dropping it closes the connection (taken out
 /// of the pool), which releases the lock on the server: no async unlock is needed in `Drop`.
 struct SessionLock(Option<Object>);
+
+impl super::LeaseHold for SessionLock {
+    fn alive(&self) -> bool {
+        self.0.as_ref().is_some_and(|c| !c.is_closed())
+    }
+}
 
 impl Drop for SessionLock {
     fn drop(&mut self) {

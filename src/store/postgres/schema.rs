@@ -7,7 +7,8 @@
 //!
 //! Triggers on `keys` and `grants` send `NOTIFY kms_changes` with `k:<key id>` or `g:<key id>`
 //! in the writing transaction: the other nodes' caches drop the entry when it commits (see
-//! `listen.rs` and `docs/architecture.md`, "Several nodes").
+//! `listen.rs` and `docs/architecture.md`, "Several nodes"). A trigger on `custom_key_stores`
+//! sends `s:<store id>`: each node brings its attachment of the store in step.
 
 /// The channel the triggers notify and the nodes listen on.
 pub const CHANNEL: &str = "kms_changes";
@@ -146,5 +147,20 @@ CREATE INDEX key_material_expiry ON key_material(valid_to_ms) WHERE valid_to_ms 
     // Multi-Region keys (issue 15 part 3): the primary's region on every key of a set.
     r#"
 ALTER TABLE keys ADD COLUMN mrk_primary_region TEXT COLLATE "C";
+"#,
+    // Custom key stores on every node (issue 16): a change of a store's row notifies
+    // `s:<store id>`, and each node attaches or detaches the store (`service::store_sync`).
+    r#"
+CREATE FUNCTION kms_notify_custom_key_store() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('kms_changes', 's:' || OLD.id);
+    ELSE
+        PERFORM pg_notify('kms_changes', 's:' || NEW.id);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER custom_key_stores_notify AFTER INSERT OR UPDATE OR DELETE ON custom_key_stores
+    FOR EACH ROW EXECUTE FUNCTION kms_notify_custom_key_store();
 "#,
 ];
