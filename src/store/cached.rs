@@ -225,8 +225,9 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         key: &KeyRecord,
         material: &MaterialRecord,
         tags: &[Tag],
+        limit: usize,
     ) -> StoreResult<()> {
-        self.inner.insert_key(key, material, tags).await?;
+        self.inner.insert_key(key, material, tags, limit).await?;
         self.put(key);
         Ok(())
     }

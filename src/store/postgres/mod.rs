@@ -545,6 +545,7 @@ impl MetadataStore for PgStore {
         k: &KeyRecord,
         material: &MaterialRecord,
         tags: &[Tag],
+        limit: usize,
     ) -> StoreResult<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
@@ -584,6 +585,21 @@ impl MetadataStore for PgStore {
         .await?;
         insert_material(&tx, material).await?;
         upsert_tags(&tx, &k.key_id, tags).await?;
+        // Last: the count's row lock is held only from here to the commit. A refusal rolls
+        // back (dropping `tx`); the row was locked by the upsert, so the count read is current.
+        if !count_key(&tx, &k.account, &k.region, limit).await? {
+            let stmt = tx
+                .prepare_cached("SELECT n FROM key_counts WHERE account = $1 AND region = $2")
+                .await?;
+            let usage: i64 = match tx.query_opt(&stmt, &[&k.account, &k.region]).await? {
+                Some(r) => get(&r, 0)?,
+                None => 0,
+            };
+            return Err(StoreError::KeyQuota {
+                limit,
+                usage: usize::try_from(usage).unwrap_or(0),
+            });
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -661,13 +677,29 @@ impl MetadataStore for PgStore {
     }
 
     async fn delete_key(&self, key_id: &KeyId, row_version: i64) -> StoreResult<bool> {
-        let n = self
-            .execute(
-                "DELETE FROM keys WHERE key_id = $1 AND row_version = $2",
-                &[&key_id.as_str(), &row_version],
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let stmt = tx
+            .prepare_cached(
+                "DELETE FROM keys WHERE key_id = $1 AND row_version = $2 \
+                 RETURNING account, region",
             )
             .await?;
-        Ok(n == 1)
+        let Some(row) = tx
+            .query_opt(&stmt, &[&key_id.as_str(), &row_version])
+            .await?
+        else {
+            return Ok(false);
+        };
+        let (account, region): (String, String) = (get(&row, 0)?, get(&row, 1)?);
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE key_counts SET n = n - 1 WHERE account = $1 AND region = $2 AND n > 0",
+            )
+            .await?;
+        tx.execute(&stmt, &[&account, &region]).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn list_keys(
@@ -1002,7 +1034,7 @@ impl MetadataStore for PgStore {
     async fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize> {
         let rows = self
             .query(
-                "SELECT COUNT(*) FROM keys WHERE account = $1 AND region = $2",
+                "SELECT n FROM key_counts WHERE account = $1 AND region = $2",
                 &[&account, &region],
             )
             .await?;
@@ -1185,6 +1217,29 @@ impl MetadataStore for PgStore {
         }
         Ok(Some(Lease::holding(SessionLock(Some(c)))))
     }
+}
+
+/// Raises the key count of (`account`, `region`) unless it has reached `limit`; `false` when
+/// it has (nothing changed). One statement: the row is made at 1 or raised by 1; concurrent
+/// transactions wait on its row lock and then see the committed count.
+async fn count_key(
+    c: &impl deadpool_postgres::GenericClient,
+    account: &str,
+    region: &str,
+    limit: usize,
+) -> StoreResult<bool> {
+    if limit == 0 {
+        return Ok(false);
+    }
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO key_counts (account, region, n) VALUES ($1, $2, 1) \
+             ON CONFLICT (account, region) DO UPDATE SET n = key_counts.n + 1 \
+             WHERE key_counts.n < $3",
+        )
+        .await?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    Ok(c.execute(&stmt, &[&account, &region, &limit]).await? == 1)
 }
 
 fn count(rows: &[Row]) -> StoreResult<usize> {
