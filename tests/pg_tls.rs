@@ -160,6 +160,7 @@ async fn postgres_over_tls_verified_connects_and_refuses_what_it_cannot_verify()
     let dir = tempfile::tempdir().unwrap();
     let (_, env) = store_env(&pg, "verify-full", Some(&other_ca(dir.path())));
     let err = refused_start(env);
+    eprintln!("refused: {err}");
     assert!(err.contains("kms: cannot start"), "{err}");
     assert!(err.contains("invalid peer certificate"), "{err}");
     assert!(err.contains("UnknownIssuer"), "{err}");
@@ -171,6 +172,7 @@ async fn postgres_over_tls_verified_connects_and_refuses_what_it_cannot_verify()
     // 3. No TLS against a server that takes TLS only: refused by the server, which says so.
     let (_, env) = store_env(&pg, "disable", None);
     let err = refused_start(env);
+    eprintln!("refused: {err}");
     assert!(err.contains("kms: cannot start"), "{err}");
     assert!(err.contains("no pg_hba.conf entry"), "{err}");
     assert!(err.contains("no encryption"), "{err}");

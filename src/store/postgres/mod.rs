@@ -100,6 +100,23 @@ pub(crate) fn connector(
     Ok((pg, tokio_postgres_rustls::MakeRustlsConnect::new(tls)))
 }
 
+/// An error with its causes: the driver's own text is only the kind ("error performing TLS
+/// handshake"); the cause says what went wrong ("invalid peer certificate: UnknownIssuer", or
+/// the server's message). No cause carries the password.
+fn describe(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         match e.code() {
@@ -113,10 +130,10 @@ impl From<tokio_postgres::Error> for StoreError {
                     || *c == SqlState::T_R_SERIALIZATION_FAILURE
                     || *c == SqlState::T_R_DEADLOCK_DETECTED =>
             {
-                StoreError::Unavailable(e.to_string())
+                StoreError::Unavailable(describe(&e))
             }
-            Some(_) => StoreError::Database(e.to_string()),
-            None => StoreError::Unavailable(e.to_string()),
+            Some(_) => StoreError::Database(describe(&e)),
+            None => StoreError::Unavailable(describe(&e)),
         }
     }
 }
