@@ -60,7 +60,7 @@ fn store_env(
 
 /// Runs the `kms` binary with `env` and expects it to refuse to start: its exit status is a
 /// failure and its standard error is returned.
-fn refused_start(env: Vec<(String, String)>) -> String {
+async fn refused_start(env: Vec<(String, String)>) -> String {
     let data = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kms"))
         .env("KMS_SERVER__LISTEN", "127.0.0.1:0")
@@ -80,7 +80,7 @@ fn refused_start(env: Vec<(String, String)>) -> String {
             let _ = child.wait();
             panic!("kms started (or hung) where it should have refused to start");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
@@ -159,7 +159,7 @@ async fn postgres_over_tls_verified_connects_and_refuses_what_it_cannot_verify()
     //    and names the problem, without the password.
     let dir = tempfile::tempdir().unwrap();
     let (_, env) = store_env(&pg, "verify-full", Some(&other_ca(dir.path())));
-    let err = refused_start(env);
+    let err = refused_start(env).await;
     eprintln!("refused: {err}");
     assert!(err.contains("kms: cannot start"), "{err}");
     assert!(err.contains("invalid peer certificate"), "{err}");
@@ -171,7 +171,7 @@ async fn postgres_over_tls_verified_connects_and_refuses_what_it_cannot_verify()
 
     // 3. No TLS against a server that takes TLS only: refused by the server, which says so.
     let (_, env) = store_env(&pg, "disable", None);
-    let err = refused_start(env);
+    let err = refused_start(env).await;
     eprintln!("refused: {err}");
     assert!(err.contains("kms: cannot start"), "{err}");
     assert!(err.contains("no pg_hba.conf entry"), "{err}");
