@@ -296,14 +296,34 @@ async fn suite(s: &dyn MetadataStore) {
     );
 
     // Aliases: unique per account and region, ordered by name, per key, counted.
-    s.create_alias(&alias("alias/b", &ids[1])).await.unwrap();
-    s.create_alias(&alias("alias/a", &ids[1])).await.unwrap();
-    s.create_alias(&alias("alias/c", &ids[3])).await.unwrap();
-    s.create_alias(&alias("alias/Z", &ids[3])).await.unwrap();
+    s.create_alias(&alias("alias/b", &ids[1]), Q).await.unwrap();
+    s.create_alias(&alias("alias/a", &ids[1]), Q).await.unwrap();
+    s.create_alias(&alias("alias/c", &ids[3]), Q).await.unwrap();
+    s.create_alias(&alias("alias/Z", &ids[3]), 2).await.unwrap();
     assert!(matches!(
-        s.create_alias(&alias("alias/a", &ids[3])).await,
+        s.create_alias(&alias("alias/a", &ids[3]), Q).await,
         Err(StoreError::AlreadyExists)
     ));
+    // The aliases-per-key quota: a key with `limit` aliases takes no more, by create or move.
+    assert!(matches!(
+        s.create_alias(&alias("alias/full", &ids[3]), 2).await,
+        Err(StoreError::AliasQuota { limit: 2, usage: 2 })
+    ));
+    assert!(s.get_alias(A, R, "alias/full").await.unwrap().is_none());
+    assert!(matches!(
+        s.update_alias(&alias("alias/b", &ids[3]), 2).await,
+        Err(StoreError::AliasQuota { limit: 2, usage: 2 })
+    ));
+    assert_eq!(
+        s.get_alias(A, R, "alias/b")
+            .await
+            .unwrap()
+            .unwrap()
+            .target_key_id,
+        ids[1]
+    );
+    // An update that keeps the alias on its key needs no room.
+    s.update_alias(&alias("alias/c", &ids[3]), 2).await.unwrap();
     let names = |v: Vec<AliasRecord>| v.into_iter().map(|a| a.name).collect::<Vec<_>>();
     // Byte order (uppercase first), whatever the database's locale.
     assert_eq!(
@@ -325,7 +345,7 @@ async fn suite(s: &dyn MetadataStore) {
     assert_eq!(s.count_aliases(&ids[1]).await.unwrap(), 2);
     let mut moved = alias("alias/a", &ids[4]);
     moved.last_updated_date = at(1_700_000_009_000);
-    s.update_alias(&moved).await.unwrap();
+    s.update_alias(&moved, Q).await.unwrap();
     let got = s.get_alias(A, R, "alias/a").await.unwrap().unwrap();
     assert_eq!(got.target_key_id, ids[4]);
     assert_eq!(got.last_updated_date, at(1_700_000_009_000));
@@ -537,8 +557,10 @@ async fn multi_region_rows(s: &dyn MetadataStore) {
     // The same alias name in two regions, on each region's key.
     let mut wa = alias("alias/shared", &west);
     wa.region = "us-west-2".into();
-    s.create_alias(&alias("alias/shared", &east)).await.unwrap();
-    s.create_alias(&wa).await.unwrap();
+    s.create_alias(&alias("alias/shared", &east), Q)
+        .await
+        .unwrap();
+    s.create_alias(&wa, Q).await.unwrap();
     let got = s
         .get_alias(A, "us-west-2", "alias/shared")
         .await
@@ -731,9 +753,9 @@ fn record_schema_version(path: &std::path::Path, version: i64) -> Result<(), Str
     Ok(())
 }
 
-/// Concurrent inserts at the key quota make exactly `limit` keys; the others are refused with
-/// the quota and write nothing. `a` and `b` are handles on one database (two nodes' pools on
-/// PostgreSQL).
+/// Concurrent inserts at the key quota (and alias creates at the aliases-per-key quota) make
+/// exactly `limit`; the others are refused with the quota and write nothing. `a` and `b` are
+/// handles on one database (two nodes' pools on PostgreSQL).
 async fn concurrent_inserts_stop_at_the_limit(
     a: std::sync::Arc<dyn MetadataStore>,
     b: std::sync::Arc<dyn MetadataStore>,
@@ -762,10 +784,31 @@ async fn concurrent_inserts_stop_at_the_limit(
     }
     assert_eq!((made, refused), (LIMIT, 24 - LIMIT));
     assert_eq!(a.count_keys(ACCOUNT, R).await.unwrap(), LIMIT);
-    assert_eq!(
-        b.list_keys(ACCOUNT, R, None, 100).await.unwrap().len(),
-        LIMIT
-    );
+    let keys = b.list_keys(ACCOUNT, R, None, 100).await.unwrap();
+    assert_eq!(keys.len(), LIMIT);
+
+    // The aliases-per-key quota the same way: concurrent creates of aliases to one key.
+    let target = keys[0].key_id.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let mut al = alias(&format!("alias/race-{i}"), &target);
+        al.account = ACCOUNT.into();
+        tasks.spawn(async move { s.create_alias(&al, LIMIT).await });
+    }
+    let (mut made, mut refused) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(()) => made += 1,
+            Err(StoreError::AliasQuota {
+                limit: LIMIT,
+                usage: LIMIT,
+            }) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!((made, refused), (LIMIT, 24 - LIMIT));
+    assert_eq!(a.count_aliases(&target).await.unwrap(), LIMIT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

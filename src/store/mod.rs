@@ -43,6 +43,10 @@ pub enum StoreError {
     /// (`usage`, read in the refusing transaction) in the key's region.
     #[error("key quota {limit} reached (usage {usage})")]
     KeyQuota { limit: usize, usage: usize },
+    /// [`MetadataStore::create_alias`] or [`MetadataStore::update_alias`] refused: the target
+    /// key already has `limit` aliases (`usage`, counted in the refusing transaction).
+    #[error("alias quota {limit} reached (usage {usage})")]
+    AliasQuota { limit: usize, usage: usize },
     /// The database failed.
     #[error("database error: {0}")]
     Database(String),
@@ -291,16 +295,21 @@ pub trait MetadataStore: Send + Sync {
     /// All material versions of a key, oldest first.
     async fn list_materials(&self, key_id: &KeyId) -> StoreResult<Vec<MaterialRecord>>;
 
-    /// Creates an alias; [`StoreError::AlreadyExists`] when the name is taken.
-    async fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()>;
+    /// Creates an alias; [`StoreError::AlreadyExists`] when the name is taken,
+    /// [`StoreError::AliasQuota`] when its target key already has `limit` aliases. The count
+    /// and the insert are one transaction, serialized per target key (SQLite: the one writer;
+    /// PostgreSQL: a transaction advisory lock on the key), so concurrent creates never pass
+    /// the limit.
+    async fn create_alias(&self, alias: &AliasRecord, limit: usize) -> StoreResult<()>;
     async fn get_alias(
         &self,
         account: &str,
         region: &str,
         name: &str,
     ) -> StoreResult<Option<AliasRecord>>;
-    /// Points an existing alias at another key.
-    async fn update_alias(&self, alias: &AliasRecord) -> StoreResult<()>;
+    /// Points an existing alias at another key, unless that key already has `limit` aliases
+    /// ([`StoreError::AliasQuota`], counted and written as in [`MetadataStore::create_alias`]).
+    async fn update_alias(&self, alias: &AliasRecord, limit: usize) -> StoreResult<()>;
     async fn delete_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<bool>;
     /// Aliases of an account and region (optionally of one key), ordered by name, after `after`.
     async fn list_aliases(

@@ -401,6 +401,19 @@ fn count_key(conn: &Connection, account: &str, region: &str, limit: usize) -> St
     Ok(changed == 1)
 }
 
+/// [`StoreError::AliasQuota`] unless `key` has fewer than `limit` aliases (run in the writing
+/// transaction: the one writer makes count and write atomic).
+fn alias_room(conn: &Connection, key: &KeyId, limit: usize) -> StoreResult<()> {
+    let n: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM aliases WHERE target_key_id = ?1")?
+        .query_row([key.as_str()], |r| r.get(0))?;
+    let usage = usize::try_from(n).unwrap_or(0);
+    if usage >= limit {
+        return Err(StoreError::AliasQuota { limit, usage });
+    }
+    Ok(())
+}
+
 /// The kept key count of (`account`, `region`).
 fn key_count(conn: &Connection, account: &str, region: &str) -> StoreResult<usize> {
     let n: Option<i64> = conn
@@ -825,9 +838,11 @@ impl Db {
         Ok(out)
     }
 
-    fn create_alias(&self, a: &AliasRecord) -> StoreResult<()> {
-        let conn = self.writer();
-        conn.prepare_cached(
+    fn create_alias(&self, a: &AliasRecord, limit: usize) -> StoreResult<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        alias_room(&tx, &a.target_key_id, limit)?;
+        tx.prepare_cached(
             "INSERT INTO aliases (account, region, name, target_key_id, creation_ms, updated_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
@@ -839,6 +854,7 @@ impl Db {
             to_ms(a.creation_date),
             to_ms(a.last_updated_date)
         ])?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -860,9 +876,27 @@ impl Db {
         }
     }
 
-    fn update_alias(&self, a: &AliasRecord) -> StoreResult<()> {
-        let conn = self.writer();
-        conn.prepare_cached(
+    fn update_alias(&self, a: &AliasRecord, limit: usize) -> StoreResult<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        // Only a move to another key needs room there.
+        let moves: bool = tx
+            .prepare_cached(
+                "SELECT target_key_id <> ?4 FROM aliases \
+                 WHERE account = ?1 AND region = ?2 AND name = ?3",
+            )?
+            .query_row(
+                params![a.account, a.region, a.name, a.target_key_id.as_str()],
+                |r| r.get(0),
+            )
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(false),
+                e => Err(e),
+            })?;
+        if moves {
+            alias_room(&tx, &a.target_key_id, limit)?;
+        }
+        tx.prepare_cached(
             "UPDATE aliases SET target_key_id = ?4, updated_ms = ?5 \
              WHERE account = ?1 AND region = ?2 AND name = ?3",
         )?
@@ -873,6 +907,7 @@ impl Db {
             a.target_key_id.as_str(),
             to_ms(a.last_updated_date)
         ])?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -1301,9 +1336,9 @@ impl MetadataStore for SqliteStore {
         self.run(move |db| db.list_materials(&key_id)).await
     }
 
-    async fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
+    async fn create_alias(&self, alias: &AliasRecord, limit: usize) -> StoreResult<()> {
         let alias = alias.clone();
-        self.run(move |db| db.create_alias(&alias)).await
+        self.run(move |db| db.create_alias(&alias, limit)).await
     }
 
     async fn get_alias(
@@ -1317,9 +1352,9 @@ impl MetadataStore for SqliteStore {
             .await
     }
 
-    async fn update_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
+    async fn update_alias(&self, alias: &AliasRecord, limit: usize) -> StoreResult<()> {
         let alias = alias.clone();
-        self.run(move |db| db.update_alias(&alias)).await
+        self.run(move |db| db.update_alias(&alias, limit)).await
     }
 
     async fn delete_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<bool> {

@@ -43,6 +43,9 @@ const MAINTENANCE_LOCK: i64 = 0x6b6d_7300_0000_0002;
 /// First key of the two-key transaction advisory lock on a key's named grants (the second is
 /// `hashtext(key id)`; two-key locks never conflict with the one-key locks above).
 const GRANT_NAME_LOCK_CLASS: i32 = 0x6b6d_7301;
+/// First key of the two-key transaction advisory lock on a key's aliases (the aliases-per-key
+/// quota: count and write one at a time per target key, from any node).
+const ALIAS_LOCK_CLASS: i32 = 0x6b6d_7302;
 
 /// The PostgreSQL store (see the module docs).
 #[derive(Clone)]
@@ -791,9 +794,17 @@ impl MetadataStore for PgStore {
         .collect()
     }
 
-    async fn create_alias(&self, a: &AliasRecord) -> StoreResult<()> {
-        self.execute(
-            &format!("INSERT INTO aliases ({ALIAS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+    async fn create_alias(&self, a: &AliasRecord, limit: usize) -> StoreResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        alias_room(&tx, &a.target_key_id, limit).await?;
+        let stmt = tx
+            .prepare_cached(&format!(
+                "INSERT INTO aliases ({ALIAS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            ))
+            .await?;
+        tx.execute(
+            &stmt,
             &[
                 &a.account,
                 &a.region,
@@ -804,6 +815,7 @@ impl MetadataStore for PgStore {
             ],
         )
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -825,10 +837,37 @@ impl MetadataStore for PgStore {
         .transpose()
     }
 
-    async fn update_alias(&self, a: &AliasRecord) -> StoreResult<()> {
-        self.execute(
-            "UPDATE aliases SET target_key_id = $4, updated_ms = $5 \
-             WHERE account = $1 AND region = $2 AND name = $3",
+    async fn update_alias(&self, a: &AliasRecord, limit: usize) -> StoreResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        // Only a move to another key needs room there.
+        let stmt = tx
+            .prepare_cached(
+                "SELECT target_key_id <> $4 FROM aliases \
+                 WHERE account = $1 AND region = $2 AND name = $3",
+            )
+            .await?;
+        let moves = match tx
+            .query_opt(
+                &stmt,
+                &[&a.account, &a.region, &a.name, &a.target_key_id.as_str()],
+            )
+            .await?
+        {
+            Some(r) => get::<bool>(&r, 0)?,
+            None => false,
+        };
+        if moves {
+            alias_room(&tx, &a.target_key_id, limit).await?;
+        }
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE aliases SET target_key_id = $4, updated_ms = $5 \
+                 WHERE account = $1 AND region = $2 AND name = $3",
+            )
+            .await?;
+        tx.execute(
+            &stmt,
             &[
                 &a.account,
                 &a.region,
@@ -838,6 +877,7 @@ impl MetadataStore for PgStore {
             ],
         )
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1257,6 +1297,29 @@ async fn count_key(
         .await?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     Ok(c.execute(&stmt, &[&account, &region, &limit]).await? == 1)
+}
+
+/// [`StoreError::AliasQuota`] unless `key` has fewer than `limit` aliases, under a transaction
+/// advisory lock on the key held until the commit: alias writes to one key, from any node, are
+/// counted and written one at a time.
+async fn alias_room(
+    c: &impl deadpool_postgres::GenericClient,
+    key: &KeyId,
+    limit: usize,
+) -> StoreResult<()> {
+    let lock = c
+        .prepare_cached("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .await?;
+    c.execute(&lock, &[&ALIAS_LOCK_CLASS, &key.as_str()])
+        .await?;
+    let stmt = c
+        .prepare_cached("SELECT COUNT(*) FROM aliases WHERE target_key_id = $1")
+        .await?;
+    let usage = count(&c.query(&stmt, &[&key.as_str()]).await?)?;
+    if usage >= limit {
+        return Err(StoreError::AliasQuota { limit, usage });
+    }
+    Ok(())
 }
 
 fn count(rows: &[Row]) -> StoreResult<usize> {
