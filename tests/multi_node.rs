@@ -197,6 +197,44 @@ async fn concurrent_alias_creates_on_two_nodes_exactly_one_wins() {
     );
 }
 
+/// Both nodes create keys at once with room for 5 in the account: exactly 5 are made across
+/// the two nodes (the count is the database's, raised conditionally in each insert), and
+/// every other create gets AWS's LimitExceededException.
+#[tokio::test]
+async fn concurrent_creates_on_two_nodes_at_the_key_quota_make_exactly_the_limit() {
+    let mut cluster = Cluster::new();
+    cluster
+        .env
+        .push(("KMS_LIMITS__KEYS_PER_ACCOUNT".into(), "5".into()));
+    let (a, b) = (cluster.node(), cluster.node());
+    let create = |c: &Client| {
+        let c = c.clone();
+        async move { c.create_key().send().await.map_err(|e| common::code(&e)) }
+    };
+    let calls: Vec<_> = (0..30)
+        .map(|i| create(if i % 2 == 0 { &a.client } else { &b.client }))
+        .collect();
+    let results = futures_util::future::join_all(calls).await;
+    let made = results.iter().filter(|r| r.is_ok()).count();
+    for r in &results {
+        if let Err(code) = r {
+            assert_eq!(code, "LimitExceededException");
+        }
+    }
+    assert_eq!(made, 5, "{results:?}");
+    assert_eq!(
+        common::pg::psql(&cluster.url, "SELECT count(*) FROM keys"),
+        "5"
+    );
+    assert_eq!(
+        common::pg::psql(
+            &cluster.url,
+            "SELECT string_agg(n::text, ',') FROM key_counts"
+        ),
+        "5"
+    );
+}
+
 /// Both nodes create the same named grant at once, many times: CreateGrant with a Name is
 /// idempotent (AWS returns the existing grant's id to a retry with the same parameters), so
 /// both answers carry one grant id and the key has one grant per name.

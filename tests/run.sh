@@ -2,8 +2,9 @@
 # The test command: installs SoftHSMv2 if it is missing and starts a throwaway PostgreSQL
 # cluster (tests/pg/cluster.sh, installing PostgreSQL if it is missing), then runs the whole
 # test suite: every crate of the workspace on the software root and SQLite (the store suite and
-# the multi-node tests, multi_node and multi_node_stores, use PostgreSQL), the kms suite again
-# on the PKCS#11 root (SoftHSMv2), and the kms SDK suite on a PostgreSQL-backed node. Everything runs under cargo-nextest (one
+# the multi-node tests, multi_node and multi_node_stores, use PostgreSQL), the kms suite again on the PKCS#11 root (SoftHSMv2),
+# and the kms SDK suite on a PostgreSQL-backed node, with TLS to PostgreSQL (tests/pg_tls.rs, on
+# a hostssl-only cluster of its own). Everything runs under cargo-nextest (one
 # process per test: SoftHSM's C_Initialize is process-global and its slot list is read once per
 # process).
 set -euo pipefail
@@ -17,10 +18,10 @@ if ! command -v cargo-nextest >/dev/null; then
   cargo install cargo-nextest --locked
 fi
 echo "== workspace test suite (kms on the software root, xks-proxy, shared crates) =="
-cargo nextest run --workspace --locked --no-fail-fast
+cargo nextest run --workspace --locked --no-fail-fast -E 'not binary(pg_tls)'
 cargo test --workspace --doc --locked
 echo "== kms test suite, PKCS#11 root (SoftHSMv2) =="
-KMS_TEST_BACKEND=pkcs11 cargo nextest run -p kms --locked --no-fail-fast
-echo "== kms SDK suite on a PostgreSQL-backed node (software root) =="
+KMS_TEST_BACKEND=pkcs11 cargo nextest run -p kms --locked --no-fail-fast -E 'not binary(pg_tls)'
+echo "== kms SDK suite on a PostgreSQL-backed node (software root), and TLS to PostgreSQL =="
 KMS_TEST_STORE=postgres cargo nextest run -p kms --locked --no-fail-fast \
-  -E 'binary(/^sdk_/) | binary(smoke) | binary(durability) | binary(shutdown) | binary(seeding)'
+  -E 'binary(/^sdk_/) | binary(smoke) | binary(durability) | binary(shutdown) | binary(seeding) | binary(pg_tls)'

@@ -710,3 +710,40 @@ async fn key_quota_per_account_counts_pending_deletion_until_deleted() {
     assert_eq!(code, "LimitExceededException");
     assert!(msg.ends_with("current usage is 3."), "{msg}");
 }
+
+/// Concurrent CreateKey at the key quota on one node: many calls at once with room for 5 keys
+/// make exactly 5 (the store's conditional count, not a count read before the insert); every
+/// other call gets AWS's LimitExceededException with the usage at the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_at_the_key_quota_never_exceed_it() {
+    const LIMIT: usize = 5;
+    const CALLS: usize = 40;
+    let srv = common::TestServer::start_with_config(
+        &format!("[limits]\nkeys_per_account = {LIMIT}\n"),
+        common::backend_env(),
+    )
+    .await;
+    let kms = srv.client();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..CALLS {
+        let kms = kms.clone();
+        calls.spawn(async move { kms.create_key().send().await });
+    }
+    let mut made = 0;
+    while let Some(r) = calls.join_next().await {
+        match r.unwrap() {
+            Ok(_) => made += 1,
+            Err(e) => {
+                let (code, msg) = fail::<(), _, _>(Err(e));
+                assert_eq!(code, "LimitExceededException");
+                assert_eq!(
+                    msg,
+                    "Key quota for this account in this region is 5 but the current usage is 5."
+                );
+            }
+        }
+    }
+    assert_eq!(made, LIMIT);
+    let listed = kms.list_keys().limit(100).send().await.unwrap();
+    assert_eq!(listed.keys().len(), LIMIT);
+}

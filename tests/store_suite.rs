@@ -19,6 +19,8 @@ use kms::store::{LeaseName, MetadataStore, MigrateOnOpen, PgStore, SqliteStore, 
 
 const A: &str = "111122223333";
 const R: &str = "us-east-1";
+/// A key quota no test reaches (AWS's default).
+const Q: usize = 100_000;
 
 fn at(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).unwrap()
@@ -130,6 +132,7 @@ async fn suite(s: &dyn MetadataStore) {
                 key: "team".into(),
                 value: "blue".into(),
             }],
+            Q,
         )
         .await
         .unwrap();
@@ -142,17 +145,38 @@ async fn suite(s: &dyn MetadataStore) {
     assert_eq!(s.count_keys(A, "eu-west-1").await.unwrap(), 0);
     assert_eq!(s.count_keys("444455556666", R).await.unwrap(), 0);
     assert!(s.get_key(&KeyId::generate()).await.unwrap().is_none());
-    // A second insert of the same id is refused.
+    // A second insert of the same id is refused, and counts nothing.
     assert!(matches!(
-        s.insert_key(&key(&ids[0], A), &material(&ids[0], 1), &[])
+        s.insert_key(&key(&ids[0], A), &material(&ids[0], 1), &[], Q)
             .await,
         Err(StoreError::AlreadyExists)
     ));
-    // Another account's key is not listed with these.
+    assert_eq!(s.count_keys(A, R).await.unwrap(), 5);
+    // At the limit the insert is refused with the usage, and writes nothing.
+    let sixth = KeyId::generate();
+    match s
+        .insert_key(&key(&sixth, A), &material(&sixth, 1), &[], 5)
+        .await
+    {
+        Err(StoreError::KeyQuota { limit: 5, usage: 5 }) => {}
+        other => panic!("expected KeyQuota 5/5, got {:?}", other),
+    }
+    assert!(s.get_key(&sixth).await.unwrap().is_none());
+    assert!(s.list_materials(&sixth).await.unwrap().is_empty());
+    assert_eq!(s.count_keys(A, R).await.unwrap(), 5);
+    // Another account's key is not listed with these, and has its own count and limit.
     let other = KeyId::generate();
-    s.insert_key(&key(&other, "444455556666"), &material(&other, 1), &[])
+    s.insert_key(&key(&other, "444455556666"), &material(&other, 1), &[], 1)
         .await
         .unwrap();
+    assert_eq!(s.count_keys("444455556666", R).await.unwrap(), 1);
+    let other2 = KeyId::generate();
+    assert!(matches!(
+        s.insert_key(&key(&other2, "444455556666"), &material(&other2, 1), &[], 1)
+            .await,
+        Err(StoreError::KeyQuota { limit: 1, usage: 1 })
+    ));
+    assert_eq!(s.count_keys(A, R).await.unwrap(), 5);
 
     // Listing: ordered by id, paginated with `after`.
     let page1 = s.list_keys(A, R, None, 3).await.unwrap();
@@ -272,14 +296,34 @@ async fn suite(s: &dyn MetadataStore) {
     );
 
     // Aliases: unique per account and region, ordered by name, per key, counted.
-    s.create_alias(&alias("alias/b", &ids[1])).await.unwrap();
-    s.create_alias(&alias("alias/a", &ids[1])).await.unwrap();
-    s.create_alias(&alias("alias/c", &ids[3])).await.unwrap();
-    s.create_alias(&alias("alias/Z", &ids[3])).await.unwrap();
+    s.create_alias(&alias("alias/b", &ids[1]), Q).await.unwrap();
+    s.create_alias(&alias("alias/a", &ids[1]), Q).await.unwrap();
+    s.create_alias(&alias("alias/c", &ids[3]), Q).await.unwrap();
+    s.create_alias(&alias("alias/Z", &ids[3]), 2).await.unwrap();
     assert!(matches!(
-        s.create_alias(&alias("alias/a", &ids[3])).await,
+        s.create_alias(&alias("alias/a", &ids[3]), Q).await,
         Err(StoreError::AlreadyExists)
     ));
+    // The aliases-per-key quota: a key with `limit` aliases takes no more, by create or move.
+    assert!(matches!(
+        s.create_alias(&alias("alias/full", &ids[3]), 2).await,
+        Err(StoreError::AliasQuota { limit: 2, usage: 2 })
+    ));
+    assert!(s.get_alias(A, R, "alias/full").await.unwrap().is_none());
+    assert!(matches!(
+        s.update_alias(&alias("alias/b", &ids[3]), 2).await,
+        Err(StoreError::AliasQuota { limit: 2, usage: 2 })
+    ));
+    assert_eq!(
+        s.get_alias(A, R, "alias/b")
+            .await
+            .unwrap()
+            .unwrap()
+            .target_key_id,
+        ids[1]
+    );
+    // An update that keeps the alias on its key needs no room.
+    s.update_alias(&alias("alias/c", &ids[3]), 2).await.unwrap();
     let names = |v: Vec<AliasRecord>| v.into_iter().map(|a| a.name).collect::<Vec<_>>();
     // Byte order (uppercase first), whatever the database's locale.
     assert_eq!(
@@ -301,7 +345,7 @@ async fn suite(s: &dyn MetadataStore) {
     assert_eq!(s.count_aliases(&ids[1]).await.unwrap(), 2);
     let mut moved = alias("alias/a", &ids[4]);
     moved.last_updated_date = at(1_700_000_009_000);
-    s.update_alias(&moved).await.unwrap();
+    s.update_alias(&moved, Q).await.unwrap();
     let got = s.get_alias(A, R, "alias/a").await.unwrap().unwrap();
     assert_eq!(got.target_key_id, ids[4]);
     assert_eq!(got.last_updated_date, at(1_700_000_009_000));
@@ -374,7 +418,9 @@ async fn suite(s: &dyn MetadataStore) {
     xkey.custom_key_store_id = Some("cks-a".into());
     xkey.xks_key_id = Some("ext-1".into());
     xkey.public_key = Some(vec![9; 91]);
-    s.insert_key(&xkey, &material(&xk, 1), &[]).await.unwrap();
+    s.insert_key(&xkey, &material(&xk, 1), &[], Q)
+        .await
+        .unwrap();
     assert_eq!(s.get_key(&xk).await.unwrap().unwrap(), xkey);
     assert_eq!(s.count_keys_in_store("cks-a").await.unwrap(), 1);
     assert_eq!(
@@ -446,6 +492,21 @@ async fn suite(s: &dyn MetadataStore) {
     assert!(s.delete_key(&ids[3], v3).await.unwrap());
     assert!(s.get_grant("g1").await.unwrap().is_none());
     assert!(s.list_tags(&ids[3]).await.unwrap().is_empty());
+    // The key count follows the deletions (not the refused one): room for one more at 4.
+    let before = s.count_keys(A, R).await.unwrap();
+    assert_eq!(before, 4); // 5 + the custom key store's key - 2 deleted
+    let fifth = KeyId::generate();
+    s.insert_key(&key(&fifth, A), &material(&fifth, 1), &[], 5)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.insert_key(&key(&sixth, A), &material(&sixth, 1), &[], 5)
+            .await,
+        Err(StoreError::KeyQuota { limit: 5, usage: 5 })
+    ));
+    let v = s.get_key(&fifth).await.unwrap().unwrap().row_version;
+    assert!(s.delete_key(&fifth, v).await.unwrap());
+    assert_eq!(s.count_keys(A, R).await.unwrap(), before);
 
     // The maintenance lease can be taken (and is free again once dropped).
     let lease = s.try_lease(LeaseName::Maintenance).await.unwrap();
@@ -466,7 +527,7 @@ async fn multi_region_rows(s: &dyn MetadataStore) {
     let mut w = key(&west, A);
     w.region = "us-west-2".into();
     w.mrk_primary_region = Some(R.into());
-    s.insert_key(&e, &material(&east, 1), &[]).await.unwrap();
+    s.insert_key(&e, &material(&east, 1), &[], Q).await.unwrap();
     s.insert_key(
         &w,
         &material(&west, 1),
@@ -474,6 +535,8 @@ async fn multi_region_rows(s: &dyn MetadataStore) {
             key: "where".into(),
             value: "west".into(),
         }],
+        // Counted in its own region: the east key does not use up the west's one.
+        1,
     )
     .await
     .unwrap();
@@ -494,8 +557,10 @@ async fn multi_region_rows(s: &dyn MetadataStore) {
     // The same alias name in two regions, on each region's key.
     let mut wa = alias("alias/shared", &west);
     wa.region = "us-west-2".into();
-    s.create_alias(&alias("alias/shared", &east)).await.unwrap();
-    s.create_alias(&wa).await.unwrap();
+    s.create_alias(&alias("alias/shared", &east), Q)
+        .await
+        .unwrap();
+    s.create_alias(&wa, Q).await.unwrap();
     let got = s
         .get_alias(A, "us-west-2", "alias/shared")
         .await
@@ -512,8 +577,10 @@ async fn multi_region_rows(s: &dyn MetadataStore) {
     assert_eq!(back.current_material, 2);
     assert_eq!(s.list_materials(&west).await.unwrap().len(), 2);
     assert_eq!(s.list_materials(&east).await.unwrap().len(), 1);
-    // Deleting one region's key leaves the other.
+    // Deleting one region's key leaves the other, and lowers that region's count only.
+    assert_eq!(s.count_keys(A, "us-west-2").await.unwrap(), 1);
     assert!(s.delete_key(&west, w2.row_version).await.unwrap());
+    assert_eq!(s.count_keys(A, "us-west-2").await.unwrap(), 0);
     assert!(s.get_key(&east).await.unwrap().is_some());
     assert!(s.get_alias(A, R, "alias/shared").await.unwrap().is_some());
     assert!(s
@@ -684,4 +751,134 @@ fn record_schema_version(path: &std::path::Path, version: i64) -> Result<(), Str
     )
     .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Concurrent inserts at the key quota (and alias creates at the aliases-per-key quota) make
+/// exactly `limit`; the others are refused with the quota and write nothing. `a` and `b` are
+/// handles on one database (two nodes' pools on PostgreSQL).
+async fn concurrent_inserts_stop_at_the_limit(
+    a: std::sync::Arc<dyn MetadataStore>,
+    b: std::sync::Arc<dyn MetadataStore>,
+) {
+    const LIMIT: usize = 5;
+    const ACCOUNT: &str = "555566667777";
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.spawn(async move {
+            let id = KeyId::generate();
+            s.insert_key(&key(&id, ACCOUNT), &material(&id, 1), &[], LIMIT)
+                .await
+        });
+    }
+    let (mut made, mut refused) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(()) => made += 1,
+            Err(StoreError::KeyQuota {
+                limit: LIMIT,
+                usage: LIMIT,
+            }) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!((made, refused), (LIMIT, 24 - LIMIT));
+    assert_eq!(a.count_keys(ACCOUNT, R).await.unwrap(), LIMIT);
+    let keys = b.list_keys(ACCOUNT, R, None, 100).await.unwrap();
+    assert_eq!(keys.len(), LIMIT);
+
+    // The aliases-per-key quota the same way: concurrent creates of aliases to one key.
+    let target = keys[0].key_id.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let mut al = alias(&format!("alias/race-{i}"), &target);
+        al.account = ACCOUNT.into();
+        tasks.spawn(async move { s.create_alias(&al, LIMIT).await });
+    }
+    let (mut made, mut refused) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(()) => made += 1,
+            Err(StoreError::AliasQuota {
+                limit: LIMIT,
+                usage: LIMIT,
+            }) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!((made, refused), (LIMIT, 24 - LIMIT));
+    assert_eq!(a.count_aliases(&target).await.unwrap(), LIMIT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_inserts_stop_at_the_key_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let s: std::sync::Arc<dyn MetadataStore> =
+        std::sync::Arc::new(SqliteStore::open(&dir.path().join("kms.sqlite3")).unwrap());
+    concurrent_inserts_stop_at_the_limit(s.clone(), s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_inserts_on_two_pools_stop_at_the_key_quota() {
+    let url = common::pg::fresh_database();
+    let a = PgStore::connect(&pg_config(&url)).await.unwrap();
+    a.migrate().await.unwrap();
+    let b = PgStore::connect(&pg_config(&url)).await.unwrap();
+    concurrent_inserts_stop_at_the_limit(std::sync::Arc::new(a), std::sync::Arc::new(b)).await;
+}
+
+/// Inserts keys in two regions, for the migration tests below.
+async fn three_and_two_keys(s: &dyn MetadataStore) {
+    for region in [R, R, R, "eu-west-1", "eu-west-1"] {
+        let id = KeyId::generate();
+        let mut k = key(&id, A);
+        k.region = region.into();
+        s.insert_key(&k, &material(&id, 1), &[], Q).await.unwrap();
+    }
+}
+
+/// The key count's migration fills the count from the keys there are. The schema is put back
+/// to before it (the table dropped, the version removed: it is the last migration) and the
+/// store opened again.
+#[tokio::test]
+async fn key_count_migration_counts_existing_keys() {
+    // SQLite.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kms.sqlite3");
+    three_and_two_keys(&SqliteStore::open(&path).unwrap()).await;
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE key_counts; \
+             DELETE FROM schema_version WHERE version = (SELECT MAX(version) FROM schema_version)",
+        )
+        .unwrap();
+    }
+    let m = SqliteStore::migrate_file(&path).unwrap();
+    assert_eq!(m.from + 1, m.to);
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.count_keys(A, R).await.unwrap(), 3);
+    assert_eq!(s.count_keys(A, "eu-west-1").await.unwrap(), 2);
+
+    // PostgreSQL.
+    let url = common::pg::fresh_database();
+    let s = PgStore::connect(&pg_config(&url)).await.unwrap();
+    s.migrate().await.unwrap();
+    three_and_two_keys(&s).await;
+    common::pg::psql(
+        &url,
+        "DROP TABLE key_counts; DELETE FROM kms_schema_version \
+         WHERE version = (SELECT MAX(version) FROM kms_schema_version)",
+    );
+    let m = s.migrate().await.unwrap();
+    assert_eq!(m.from + 1, m.to);
+    assert_eq!(s.count_keys(A, R).await.unwrap(), 3);
+    assert_eq!(s.count_keys(A, "eu-west-1").await.unwrap(), 2);
+    // And the limit holds on the filled count.
+    let id = KeyId::generate();
+    assert!(matches!(
+        s.insert_key(&key(&id, A), &material(&id, 1), &[], 3).await,
+        Err(StoreError::KeyQuota { limit: 3, usage: 3 })
+    ));
 }

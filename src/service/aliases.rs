@@ -32,20 +32,6 @@ impl Aliases {
         Ok(())
     }
 
-    /// The aliases-per-key quota, for a key about to gain an alias (CreateAlias, and
-    /// UpdateAlias to another key), in AWS's words (recorded AWS response, docs/errors.md).
-    async fn check_alias_quota(&self, key: &KeyRecord) -> KmsResult<()> {
-        let usage = self.store.count_aliases(&key.key_id).await?;
-        let quota = self.limits.aliases_for(&key.account);
-        if usage >= quota {
-            return Err(KmsError::LimitExceeded(format!(
-                "Aliases per key quota for this account in this region is \
-                 {quota}, current usage is {usage}."
-            )));
-        }
-        Ok(())
-    }
-
     fn alias_arn(&self, region: &str, account: &str, name: &str) -> String {
         AliasName(name.to_string()).arn(&self.partition, region, account)
     }
@@ -83,7 +69,6 @@ impl Aliases {
         {
             return Err(self.alias_exists(self.region_of(call), &account, name));
         }
-        self.check_alias_quota(&key).await?;
         let now = self.clock.now();
         let record = AliasRecord {
             account: account.clone(),
@@ -93,7 +78,9 @@ impl Aliases {
             creation_date: now,
             last_updated_date: now,
         };
-        match self.store.create_alias(&record).await {
+        // The aliases-per-key quota is counted in the store's insert transaction.
+        let limit = self.limits.aliases_for(&key.account);
+        match self.store.create_alias(&record, limit).await {
             Err(StoreError::AlreadyExists) => {
                 Err(self.alias_exists(self.region_of(call), &account, name))
             }
@@ -155,12 +142,11 @@ impl Aliases {
                 old_key.arn, new_key.arn
             )));
         }
-        if new_key.key_id != old_key.key_id {
-            self.check_alias_quota(&new_key).await?;
-        }
         alias.target_key_id = new_key.key_id.clone();
         alias.last_updated_date = self.clock.now();
-        self.store.update_alias(&alias).await?;
+        // A move to another key needs room there: counted in the store's update transaction.
+        let limit = self.limits.aliases_for(&new_key.account);
+        self.store.update_alias(&alias, limit).await?;
         Ok(())
     }
 
@@ -256,4 +242,13 @@ fn key_type(spec: KeySpec) -> KeyType {
         KeyFamily::Hmac => KeyType::Hmac,
         _ => KeyType::Asymmetric,
     }
+}
+
+/// LimitExceededException for the aliases-per-key quota, in AWS's words (recorded AWS response,
+/// docs/errors.md).
+pub(crate) fn alias_quota_exceeded(limit: usize, usage: usize) -> KmsError {
+    KmsError::LimitExceeded(format!(
+        "Aliases per key quota for this account in this region is {limit}, current usage is \
+         {usage}."
+    ))
 }

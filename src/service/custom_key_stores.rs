@@ -770,7 +770,17 @@ impl CustomKeyStores {
             material_id: None,
             import: None,
         };
-        self.store.insert_key(&key, &material, &tags).await?;
+        let limit = self.limits.keys_for(&key.account);
+        if let Err(e) = self.store.insert_key(&key, &material, &tags, limit).await {
+            // A create that lost the race to the key quota: its backing key has no row and
+            // would never be deleted, so remove it now (best effort: logged when it fails).
+            if matches!(e, crate::store::StoreError::KeyQuota { .. })
+                && !cluster.delete_backing_key(&key.key_id, &key.arn).await
+            {
+                tracing::warn!(key_arn = %key.arn, "backing key of a refused CreateKey not deleted");
+            }
+            return Err(e.into());
+        }
         call.touch(&key);
         Ok(key)
     }

@@ -248,6 +248,12 @@ impl From<StoreError> for KmsError {
             StoreError::Conflict => {
                 KmsError::internal_message("The key was modified concurrently. Retry the request.")
             }
+            // The atomic key quota refused the insert (concurrent creates at the limit).
+            StoreError::KeyQuota { limit, usage } => super::keys::key_quota_exceeded(limit, usage),
+            // The aliases-per-key quota, counted in the alias write's transaction.
+            StoreError::AliasQuota { limit, usage } => {
+                super::aliases::alias_quota_exceeded(limit, usage)
+            }
             // The database is out of reach (restarting, fail-over): 503, retryable.
             StoreError::Unavailable(cause) => {
                 tracing::warn!(%cause, "metadata store unavailable");

@@ -68,22 +68,28 @@ pub fn check_spec_usage(
 pub const MAX_KEYS_PER_ACCOUNT: usize = 100_000;
 
 impl super::Core {
-    /// The key quota of the calling account in this region, checked before a key of any key
-    /// store is made. Every key counts, PendingDeletion included, until it is deleted (AWS:
-    /// "any spec or state"). The count and the insert are not one transaction, so concurrent
-    /// creates at the limit can pass it by the number of racing requests.
+    /// The key quota of the calling account in this region, read before a key of any key
+    /// store is made so that a refused request costs no key generation (HSM, proxy). It reads
+    /// the store's kept count (one row); the limit itself is enforced by
+    /// [`MetadataStore::insert_key`](crate::store::MetadataStore::insert_key), atomically, so
+    /// concurrent creates that all pass this read still never exceed it. Every key counts,
+    /// PendingDeletion included, until it is deleted (AWS: "any spec or state").
     pub(crate) async fn check_key_quota(&self, account: &str, region: &str) -> KmsResult<()> {
         let limit = self.limits.keys_for(account);
         let usage = self.store.count_keys(account, region).await?;
         if usage >= limit {
-            // AWS's words (a recorded response: convox/rack#347, 2016).
-            return Err(KmsError::LimitExceeded(format!(
-                "Key quota for this account in this region is {limit} but the current usage \
-                 is {usage}."
-            )));
+            return Err(key_quota_exceeded(limit, usage));
         }
         Ok(())
     }
+}
+
+/// LimitExceededException for the key quota, in AWS's words (a recorded response:
+/// convox/rack#347, 2016).
+pub(crate) fn key_quota_exceeded(limit: usize, usage: usize) -> KmsError {
+    KmsError::LimitExceeded(format!(
+        "Key quota for this account in this region is {limit} but the current usage is {usage}."
+    ))
 }
 
 part!(
@@ -246,7 +252,10 @@ impl Keys {
             material_id: (!external).then(crate::model::random_material_id),
             import: None,
         };
-        self.store.insert_key(&key, &material, &req.tags).await?;
+        let limit = self.limits.keys_for(&key.account);
+        self.store
+            .insert_key(&key, &material, &req.tags, limit)
+            .await?;
         call.touch(&key);
         Ok(key)
     }

@@ -339,7 +339,12 @@ impl Keys {
             }
             c
         };
-        match self.store.insert_key(&replica, &copy(first), tags).await {
+        let limit = self.limits.keys_for(&replica.account);
+        match self
+            .store
+            .insert_key(&replica, &copy(first), tags, limit)
+            .await
+        {
             Err(crate::store::StoreError::AlreadyExists) => {
                 return Err(KmsError::AlreadyExists(format!(
                     "Replica key {} already exists.",

@@ -484,14 +484,17 @@ impl Kms {
             None => {
                 let now = self.clock.now();
                 self.store
-                    .create_alias(&AliasRecord {
-                        account: key.account.clone(),
-                        region: key.region.clone(),
-                        name: alias.to_string(),
-                        target_key_id: key.key_id.clone(),
-                        creation_date: now,
-                        last_updated_date: now,
-                    })
+                    .create_alias(
+                        &AliasRecord {
+                            account: key.account.clone(),
+                            region: key.region.clone(),
+                            name: alias.to_string(),
+                            target_key_id: key.key_id.clone(),
+                            creation_date: now,
+                            last_updated_date: now,
+                        },
+                        self.limits.aliases_for(&key.account),
+                    )
                     .await
                     .map_err(|e| SeedAliasError::Kms(e.into()))?;
                 Ok(true)

@@ -902,7 +902,8 @@ impl CustomKeyStores {
             material_id: None,
             import: None,
         };
-        self.store.insert_key(&key, &material, &tags).await?;
+        let limit = self.limits.keys_for(&key.account);
+        self.store.insert_key(&key, &material, &tags, limit).await?;
         call.touch(&key);
         Ok(key)
     }

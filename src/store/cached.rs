@@ -248,8 +248,9 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         key: &KeyRecord,
         material: &MaterialRecord,
         tags: &[Tag],
+        limit: usize,
     ) -> StoreResult<()> {
-        self.inner.insert_key(key, material, tags).await?;
+        self.inner.insert_key(key, material, tags, limit).await?;
         self.put(key);
         Ok(())
     }
@@ -367,8 +368,8 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.inner.list_materials(key_id).await
     }
 
-    async fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
-        self.inner.create_alias(alias).await
+    async fn create_alias(&self, alias: &AliasRecord, limit: usize) -> StoreResult<()> {
+        self.inner.create_alias(alias, limit).await
     }
 
     async fn get_alias(
@@ -380,8 +381,8 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.inner.get_alias(account, region, name).await
     }
 
-    async fn update_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
-        self.inner.update_alias(alias).await
+    async fn update_alias(&self, alias: &AliasRecord, limit: usize) -> StoreResult<()> {
+        self.inner.update_alias(alias, limit).await
     }
 
     async fn delete_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<bool> {

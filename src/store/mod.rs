@@ -39,6 +39,14 @@ pub enum StoreError {
     /// A uniqueness constraint (alias name) was violated.
     #[error("already exists")]
     AlreadyExists,
+    /// [`MetadataStore::insert_key`] refused the key: the account already has `limit` keys
+    /// (`usage`, read in the refusing transaction) in the key's region.
+    #[error("key quota {limit} reached (usage {usage})")]
+    KeyQuota { limit: usize, usage: usize },
+    /// [`MetadataStore::create_alias`] or [`MetadataStore::update_alias`] refused: the target
+    /// key already has `limit` aliases (`usage`, counted in the refusing transaction).
+    #[error("alias quota {limit} reached (usage {usage})")]
+    AliasQuota { limit: usize, usage: usize },
     /// The database failed.
     #[error("database error: {0}")]
     Database(String),
@@ -253,12 +261,17 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// fsync) off the async workers itself, so the service awaits it like any other I/O.
 #[async_trait::async_trait]
 pub trait MetadataStore: Send + Sync {
-    /// Inserts a new key with its first material version and tags, atomically.
+    /// Inserts a new key with its first material version and tags, atomically, unless its
+    /// account already has `limit` keys in its region: then nothing is written and the answer
+    /// is [`StoreError::KeyQuota`]. The per-(account, region) key count is kept in the store
+    /// and raised in the inserting transaction by a conditional update (`n < limit`), so
+    /// concurrent inserts, on one node or several, never pass the limit together.
     async fn insert_key(
         &self,
         key: &KeyRecord,
         material: &MaterialRecord,
         tags: &[Tag],
+        limit: usize,
     ) -> StoreResult<()>;
     /// Looks a key up by id (key ids are unique across accounts).
     async fn get_key(&self, key_id: &KeyId) -> StoreResult<Option<KeyRecord>>;
@@ -283,8 +296,8 @@ pub trait MetadataStore: Send + Sync {
     /// Keys with imported material whose `ValidTo` has passed (still marked imported).
     async fn keys_with_expired_material(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>>;
     /// Deletes a key with its material, aliases, tags and grants if its `row_version` still
-    /// equals `row_version`; `false` when the row changed or is gone (another node or request
-    /// got there first).
+    /// equals `row_version`, and lowers its account's key count in the same transaction;
+    /// `false` when the row changed or is gone (another node or request got there first).
     async fn delete_key(&self, key_id: &KeyId, row_version: i64) -> StoreResult<bool>;
     /// Key ids of an account and region, ordered, starting after `after`.
     async fn list_keys(
@@ -308,16 +321,21 @@ pub trait MetadataStore: Send + Sync {
     /// All material versions of a key, oldest first.
     async fn list_materials(&self, key_id: &KeyId) -> StoreResult<Vec<MaterialRecord>>;
 
-    /// Creates an alias; [`StoreError::AlreadyExists`] when the name is taken.
-    async fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()>;
+    /// Creates an alias; [`StoreError::AlreadyExists`] when the name is taken,
+    /// [`StoreError::AliasQuota`] when its target key already has `limit` aliases. The count
+    /// and the insert are one transaction, serialized per target key (SQLite: the one writer;
+    /// PostgreSQL: a transaction advisory lock on the key), so concurrent creates never pass
+    /// the limit.
+    async fn create_alias(&self, alias: &AliasRecord, limit: usize) -> StoreResult<()>;
     async fn get_alias(
         &self,
         account: &str,
         region: &str,
         name: &str,
     ) -> StoreResult<Option<AliasRecord>>;
-    /// Points an existing alias at another key.
-    async fn update_alias(&self, alias: &AliasRecord) -> StoreResult<()>;
+    /// Points an existing alias at another key, unless that key already has `limit` aliases
+    /// ([`StoreError::AliasQuota`], counted and written as in [`MetadataStore::create_alias`]).
+    async fn update_alias(&self, alias: &AliasRecord, limit: usize) -> StoreResult<()>;
     async fn delete_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<bool>;
     /// Aliases of an account and region (optionally of one key), ordered by name, after `after`.
     async fn list_aliases(
@@ -355,7 +373,8 @@ pub trait MetadataStore: Send + Sync {
     async fn all_custom_key_stores(&self) -> StoreResult<Vec<CustomKeyStoreRecord>>;
     async fn count_keys_in_store(&self, store_id: &str) -> StoreResult<usize>;
     /// Keys of an account and region in every state, PendingDeletion included (what AWS
-    /// counts against the key quota), in every key store.
+    /// counts against the key quota), in every key store: the kept count (one row read, not a
+    /// scan of the keys).
     async fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize>;
     /// A trivial query that succeeds when the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;

@@ -135,6 +135,18 @@ CREATE INDEX key_material_expiry ON key_material(valid_to_ms) WHERE valid_to_ms 
     r#"
 ALTER TABLE keys ADD COLUMN mrk_primary_region TEXT;
 "#,
+    // The key quota (issue 16): keys per account and region, kept by insert_key and
+    // delete_key in their transactions, filled from the keys there are.
+    r#"
+CREATE TABLE key_counts (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    n INTEGER NOT NULL CHECK (n >= 0),
+    PRIMARY KEY (account, region)
+);
+INSERT INTO key_counts (account, region, n)
+    SELECT account, region, COUNT(*) FROM keys GROUP BY account, region;
+"#,
 ];
 
 const READERS: usize = 4;
@@ -370,6 +382,51 @@ fn alias_from_row(row: &Row<'_>) -> StoreResult<AliasRecord> {
 const MATERIAL_COLUMNS: &str = "key_id, version, wrapped, created_ms, rotation_type, \
     material_id, import_state, expiration_model, valid_to_ms, material_description";
 
+/// Raises the key count of (`account`, `region`) unless it has reached `limit`; `false` when
+/// it has (nothing changed). One statement: the row is made at 1 or raised by 1.
+fn count_key(conn: &Connection, account: &str, region: &str, limit: usize) -> StoreResult<bool> {
+    if limit == 0 {
+        return Ok(false);
+    }
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO key_counts (account, region, n) VALUES (?1, ?2, 1) \
+             ON CONFLICT (account, region) DO UPDATE SET n = n + 1 WHERE n < ?3",
+        )?
+        .execute(params![
+            account,
+            region,
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ])?;
+    Ok(changed == 1)
+}
+
+/// [`StoreError::AliasQuota`] unless `key` has fewer than `limit` aliases (run in the writing
+/// transaction: the one writer makes count and write atomic).
+fn alias_room(conn: &Connection, key: &KeyId, limit: usize) -> StoreResult<()> {
+    let n: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM aliases WHERE target_key_id = ?1")?
+        .query_row([key.as_str()], |r| r.get(0))?;
+    let usage = usize::try_from(n).unwrap_or(0);
+    if usage >= limit {
+        return Err(StoreError::AliasQuota { limit, usage });
+    }
+    Ok(())
+}
+
+/// The kept key count of (`account`, `region`).
+fn key_count(conn: &Connection, account: &str, region: &str) -> StoreResult<usize> {
+    let n: Option<i64> = conn
+        .prepare_cached("SELECT n FROM key_counts WHERE account = ?1 AND region = ?2")?
+        .query_row([account, region], |r| r.get(0))
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    Ok(usize::try_from(n.unwrap_or(0)).unwrap_or(0))
+}
+
 fn insert_material(conn: &Connection, m: &MaterialRecord) -> StoreResult<()> {
     write_material(conn, m, "INSERT")
 }
@@ -569,7 +626,13 @@ impl Db {
 }
 
 impl Db {
-    fn insert_key(&self, k: &KeyRecord, m: &MaterialRecord, tags: &[Tag]) -> StoreResult<()> {
+    fn insert_key(
+        &self,
+        k: &KeyRecord,
+        m: &MaterialRecord,
+        tags: &[Tag],
+        limit: usize,
+    ) -> StoreResult<()> {
         let mut conn = self.writer();
         let tx = conn.transaction()?;
         tx.prepare_cached(&format!(
@@ -606,6 +669,11 @@ impl Db {
                 "INSERT OR REPLACE INTO tags (key_id, tag_key, tag_value) VALUES (?1, ?2, ?3)",
             )?
             .execute(params![k.key_id.as_str(), t.key, t.value])?;
+        }
+        // Last, so a refusal costs nothing but the rollback (dropping `tx`).
+        if !count_key(&tx, &k.account, &k.region, limit)? {
+            let usage = key_count(&tx, &k.account, &k.region)?;
+            return Err(StoreError::KeyQuota { limit, usage });
         }
         tx.commit()?;
         Ok(())
@@ -673,11 +741,28 @@ impl Db {
     }
 
     fn delete_key(&self, key_id: &KeyId, row_version: i64) -> StoreResult<bool> {
-        let conn = self.writer();
-        let n = conn
-            .prepare_cached("DELETE FROM keys WHERE key_id = ?1 AND row_version = ?2")?
-            .execute(params![key_id.as_str(), row_version])?;
-        Ok(n == 1)
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let deleted: Option<(String, String)> = {
+            let mut stmt = tx.prepare_cached(
+                "DELETE FROM keys WHERE key_id = ?1 AND row_version = ?2 \
+                 RETURNING account, region",
+            )?;
+            let mut rows = stmt.query(params![key_id.as_str(), row_version])?;
+            match rows.next()? {
+                Some(r) => Some((r.get(0)?, r.get(1)?)),
+                None => None,
+            }
+        };
+        let Some((account, region)) = deleted else {
+            return Ok(false);
+        };
+        tx.prepare_cached(
+            "UPDATE key_counts SET n = n - 1 WHERE account = ?1 AND region = ?2 AND n > 0",
+        )?
+        .execute([&account, &region])?;
+        tx.commit()?;
+        Ok(true)
     }
 
     fn list_keys(
@@ -753,9 +838,11 @@ impl Db {
         Ok(out)
     }
 
-    fn create_alias(&self, a: &AliasRecord) -> StoreResult<()> {
-        let conn = self.writer();
-        conn.prepare_cached(
+    fn create_alias(&self, a: &AliasRecord, limit: usize) -> StoreResult<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        alias_room(&tx, &a.target_key_id, limit)?;
+        tx.prepare_cached(
             "INSERT INTO aliases (account, region, name, target_key_id, creation_ms, updated_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
@@ -767,6 +854,7 @@ impl Db {
             to_ms(a.creation_date),
             to_ms(a.last_updated_date)
         ])?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -788,9 +876,27 @@ impl Db {
         }
     }
 
-    fn update_alias(&self, a: &AliasRecord) -> StoreResult<()> {
-        let conn = self.writer();
-        conn.prepare_cached(
+    fn update_alias(&self, a: &AliasRecord, limit: usize) -> StoreResult<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        // Only a move to another key needs room there.
+        let moves: bool = tx
+            .prepare_cached(
+                "SELECT target_key_id <> ?4 FROM aliases \
+                 WHERE account = ?1 AND region = ?2 AND name = ?3",
+            )?
+            .query_row(
+                params![a.account, a.region, a.name, a.target_key_id.as_str()],
+                |r| r.get(0),
+            )
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(false),
+                e => Err(e),
+            })?;
+        if moves {
+            alias_room(&tx, &a.target_key_id, limit)?;
+        }
+        tx.prepare_cached(
             "UPDATE aliases SET target_key_id = ?4, updated_ms = ?5 \
              WHERE account = ?1 AND region = ?2 AND name = ?3",
         )?
@@ -801,6 +907,7 @@ impl Db {
             a.target_key_id.as_str(),
             to_ms(a.last_updated_date)
         ])?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -1019,11 +1126,7 @@ impl Db {
     }
 
     fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize> {
-        let conn = self.reader();
-        let n: i64 = conn
-            .prepare_cached("SELECT COUNT(*) FROM keys WHERE account = ?1 AND region = ?2")?
-            .query_row([account, region], |r| r.get(0))?;
-        Ok(n as usize)
+        key_count(&self.reader(), account, region)
     }
 
     fn ping(&self) -> StoreResult<()> {
@@ -1145,9 +1248,10 @@ impl MetadataStore for SqliteStore {
         key: &KeyRecord,
         material: &MaterialRecord,
         tags: &[Tag],
+        limit: usize,
     ) -> StoreResult<()> {
         let (key, material, tags) = (key.clone(), material.clone(), tags.to_vec());
-        self.run(move |db| db.insert_key(&key, &material, &tags))
+        self.run(move |db| db.insert_key(&key, &material, &tags, limit))
             .await
     }
 
@@ -1232,9 +1336,9 @@ impl MetadataStore for SqliteStore {
         self.run(move |db| db.list_materials(&key_id)).await
     }
 
-    async fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
+    async fn create_alias(&self, alias: &AliasRecord, limit: usize) -> StoreResult<()> {
         let alias = alias.clone();
-        self.run(move |db| db.create_alias(&alias)).await
+        self.run(move |db| db.create_alias(&alias, limit)).await
     }
 
     async fn get_alias(
@@ -1248,9 +1352,9 @@ impl MetadataStore for SqliteStore {
             .await
     }
 
-    async fn update_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
+    async fn update_alias(&self, alias: &AliasRecord, limit: usize) -> StoreResult<()> {
         let alias = alias.clone();
-        self.run(move |db| db.update_alias(&alias)).await
+        self.run(move |db| db.update_alias(&alias, limit)).await
     }
 
     async fn delete_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<bool> {

@@ -164,6 +164,8 @@ pub mod pg {
         pub dir: std::path::PathBuf,
         pub url: String,
         pub password: String,
+        /// The throwaway CA that signed the cluster's server certificate.
+        pub ca_file: std::path::PathBuf,
     }
 
     impl OwnCluster {
@@ -172,10 +174,16 @@ pub mod pg {
         }
 
         pub fn start() -> OwnCluster {
+            Self::start_with(&[])
+        }
+
+        /// A cluster started with `cluster.sh start DIR ARGS...` (e.g. `hostssl-only`).
+        pub fn start_with(args: &[&str]) -> OwnCluster {
             let dir = std::env::temp_dir().join(format!("kms-pg-own-{}", uuid::Uuid::new_v4()));
             let out = std::process::Command::new("bash")
                 .arg(Self::script())
                 .args(["start", dir.to_str().unwrap()])
+                .args(args)
                 .stderr(std::process::Stdio::null())
                 .output()
                 .unwrap();
@@ -191,6 +199,7 @@ pub mod pg {
             OwnCluster {
                 url: value("KMS_TEST_PG_URL"),
                 password: value("KMS_TEST_PG_PASSWORD"),
+                ca_file: value("KMS_TEST_PG_CA_FILE").into(),
                 dir,
             }
         }

@@ -44,6 +44,9 @@ const XKS_HEALTH_LOCK: i64 = 0x6b6d_7300_0000_0003;
 /// First key of the two-key transaction advisory lock on a key's named grants (the second is
 /// `hashtext(key id)`; two-key locks never conflict with the one-key locks above).
 const GRANT_NAME_LOCK_CLASS: i32 = 0x6b6d_7301;
+/// First key of the two-key transaction advisory lock on a key's aliases (the aliases-per-key
+/// quota: count and write one at a time per target key, from any node).
+const ALIAS_LOCK_CLASS: i32 = 0x6b6d_7302;
 
 /// The PostgreSQL store (see the module docs).
 #[derive(Clone)]
@@ -101,6 +104,23 @@ pub(crate) fn connector(
     Ok((pg, tokio_postgres_rustls::MakeRustlsConnect::new(tls)))
 }
 
+/// An error with its causes: the driver's own text is only the kind ("error performing TLS
+/// handshake"); the cause says what went wrong ("invalid peer certificate: UnknownIssuer", or
+/// the server's message). No cause carries the password.
+fn describe(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         match e.code() {
@@ -114,10 +134,10 @@ impl From<tokio_postgres::Error> for StoreError {
                     || *c == SqlState::T_R_SERIALIZATION_FAILURE
                     || *c == SqlState::T_R_DEADLOCK_DETECTED =>
             {
-                StoreError::Unavailable(e.to_string())
+                StoreError::Unavailable(describe(&e))
             }
-            Some(_) => StoreError::Database(e.to_string()),
-            None => StoreError::Unavailable(e.to_string()),
+            Some(_) => StoreError::Database(describe(&e)),
+            None => StoreError::Unavailable(describe(&e)),
         }
     }
 }
@@ -546,6 +566,7 @@ impl MetadataStore for PgStore {
         k: &KeyRecord,
         material: &MaterialRecord,
         tags: &[Tag],
+        limit: usize,
     ) -> StoreResult<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
@@ -585,6 +606,21 @@ impl MetadataStore for PgStore {
         .await?;
         insert_material(&tx, material).await?;
         upsert_tags(&tx, &k.key_id, tags).await?;
+        // Last: the count's row lock is held only from here to the commit. A refusal rolls
+        // back (dropping `tx`); the row was locked by the upsert, so the count read is current.
+        if !count_key(&tx, &k.account, &k.region, limit).await? {
+            let stmt = tx
+                .prepare_cached("SELECT n FROM key_counts WHERE account = $1 AND region = $2")
+                .await?;
+            let usage: i64 = match tx.query_opt(&stmt, &[&k.account, &k.region]).await? {
+                Some(r) => get(&r, 0)?,
+                None => 0,
+            };
+            return Err(StoreError::KeyQuota {
+                limit,
+                usage: usize::try_from(usage).unwrap_or(0),
+            });
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -662,13 +698,29 @@ impl MetadataStore for PgStore {
     }
 
     async fn delete_key(&self, key_id: &KeyId, row_version: i64) -> StoreResult<bool> {
-        let n = self
-            .execute(
-                "DELETE FROM keys WHERE key_id = $1 AND row_version = $2",
-                &[&key_id.as_str(), &row_version],
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let stmt = tx
+            .prepare_cached(
+                "DELETE FROM keys WHERE key_id = $1 AND row_version = $2 \
+                 RETURNING account, region",
             )
             .await?;
-        Ok(n == 1)
+        let Some(row) = tx
+            .query_opt(&stmt, &[&key_id.as_str(), &row_version])
+            .await?
+        else {
+            return Ok(false);
+        };
+        let (account, region): (String, String) = (get(&row, 0)?, get(&row, 1)?);
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE key_counts SET n = n - 1 WHERE account = $1 AND region = $2 AND n > 0",
+            )
+            .await?;
+        tx.execute(&stmt, &[&account, &region]).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn list_keys(
@@ -743,9 +795,17 @@ impl MetadataStore for PgStore {
         .collect()
     }
 
-    async fn create_alias(&self, a: &AliasRecord) -> StoreResult<()> {
-        self.execute(
-            &format!("INSERT INTO aliases ({ALIAS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+    async fn create_alias(&self, a: &AliasRecord, limit: usize) -> StoreResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        alias_room(&tx, &a.target_key_id, limit).await?;
+        let stmt = tx
+            .prepare_cached(&format!(
+                "INSERT INTO aliases ({ALIAS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            ))
+            .await?;
+        tx.execute(
+            &stmt,
             &[
                 &a.account,
                 &a.region,
@@ -756,6 +816,7 @@ impl MetadataStore for PgStore {
             ],
         )
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -777,10 +838,37 @@ impl MetadataStore for PgStore {
         .transpose()
     }
 
-    async fn update_alias(&self, a: &AliasRecord) -> StoreResult<()> {
-        self.execute(
-            "UPDATE aliases SET target_key_id = $4, updated_ms = $5 \
-             WHERE account = $1 AND region = $2 AND name = $3",
+    async fn update_alias(&self, a: &AliasRecord, limit: usize) -> StoreResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        // Only a move to another key needs room there.
+        let stmt = tx
+            .prepare_cached(
+                "SELECT target_key_id <> $4 FROM aliases \
+                 WHERE account = $1 AND region = $2 AND name = $3",
+            )
+            .await?;
+        let moves = match tx
+            .query_opt(
+                &stmt,
+                &[&a.account, &a.region, &a.name, &a.target_key_id.as_str()],
+            )
+            .await?
+        {
+            Some(r) => get::<bool>(&r, 0)?,
+            None => false,
+        };
+        if moves {
+            alias_room(&tx, &a.target_key_id, limit).await?;
+        }
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE aliases SET target_key_id = $4, updated_ms = $5 \
+                 WHERE account = $1 AND region = $2 AND name = $3",
+            )
+            .await?;
+        tx.execute(
+            &stmt,
             &[
                 &a.account,
                 &a.region,
@@ -790,6 +878,7 @@ impl MetadataStore for PgStore {
             ],
         )
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1003,7 +1092,7 @@ impl MetadataStore for PgStore {
     async fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize> {
         let rows = self
             .query(
-                "SELECT COUNT(*) FROM keys WHERE account = $1 AND region = $2",
+                "SELECT n FROM key_counts WHERE account = $1 AND region = $2",
                 &[&account, &region],
             )
             .await?;
@@ -1187,6 +1276,52 @@ impl MetadataStore for PgStore {
         }
         Ok(Some(Lease::holding(SessionLock(Some(c)))))
     }
+}
+
+/// Raises the key count of (`account`, `region`) unless it has reached `limit`; `false` when
+/// it has (nothing changed). One statement: the row is made at 1 or raised by 1; concurrent
+/// transactions wait on its row lock and then see the committed count.
+async fn count_key(
+    c: &impl deadpool_postgres::GenericClient,
+    account: &str,
+    region: &str,
+    limit: usize,
+) -> StoreResult<bool> {
+    if limit == 0 {
+        return Ok(false);
+    }
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO key_counts (account, region, n) VALUES ($1, $2, 1) \
+             ON CONFLICT (account, region) DO UPDATE SET n = key_counts.n + 1 \
+             WHERE key_counts.n < $3",
+        )
+        .await?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    Ok(c.execute(&stmt, &[&account, &region, &limit]).await? == 1)
+}
+
+/// [`StoreError::AliasQuota`] unless `key` has fewer than `limit` aliases, under a transaction
+/// advisory lock on the key held until the commit: alias writes to one key, from any node, are
+/// counted and written one at a time.
+async fn alias_room(
+    c: &impl deadpool_postgres::GenericClient,
+    key: &KeyId,
+    limit: usize,
+) -> StoreResult<()> {
+    let lock = c
+        .prepare_cached("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .await?;
+    c.execute(&lock, &[&ALIAS_LOCK_CLASS, &key.as_str()])
+        .await?;
+    let stmt = c
+        .prepare_cached("SELECT COUNT(*) FROM aliases WHERE target_key_id = $1")
+        .await?;
+    let usage = count(&c.query(&stmt, &[&key.as_str()]).await?)?;
+    if usage >= limit {
+        return Err(StoreError::AliasQuota { limit, usage });
+    }
+    Ok(())
 }
 
 fn count(rows: &[Row]) -> StoreResult<usize> {

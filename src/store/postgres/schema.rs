@@ -163,4 +163,17 @@ END $$;
 CREATE TRIGGER custom_key_stores_notify AFTER INSERT OR UPDATE OR DELETE ON custom_key_stores
     FOR EACH ROW EXECUTE FUNCTION kms_notify_custom_key_store();
 "#,
+    // The key quota (issue 16): keys per account and region, kept by insert_key and
+    // delete_key in their transactions, filled from the keys there are. Creates of one account
+    // and region serialize on their row from the conditional update to the commit.
+    r#"
+CREATE TABLE key_counts (
+    account TEXT COLLATE "C" NOT NULL,
+    region TEXT COLLATE "C" NOT NULL,
+    n BIGINT NOT NULL CHECK (n >= 0),
+    PRIMARY KEY (account, region)
+);
+INSERT INTO key_counts (account, region, n)
+    SELECT account, region, COUNT(*) FROM keys GROUP BY account, region;
+"#,
 ];
