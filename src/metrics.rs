@@ -47,6 +47,9 @@ pub struct Metrics {
     pub metadata_cache_evictions: prometheus::IntCounter,
     /// Failed attachments of custom key stores connected by another node, by code.
     store_attach_failures: IntCounterVec,
+    /// Requests refused before authentication completed, by error code (they count against no
+    /// account's request quota).
+    pub authentication_failures: IntCounterVec,
     /// Series labelled with the custom key store id (`[xks] metrics_per_store`).
     per_store: bool,
     /// What each store last reported: the per-store series to replace and remove, and the
@@ -219,6 +222,15 @@ impl Metrics {
             &["code"],
         )?;
         registry.register(Box::new(store_attach_failures.clone()))?;
+        let authentication_failures = IntCounterVec::new(
+            Opts::new(
+                "kms_authentication_failures_total",
+                "Requests refused because their signature, access key or security token did \
+                 not authenticate, by error code (no account's request quota counts them)",
+            ),
+            &["code"],
+        )?;
+        registry.register(Box::new(authentication_failures.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -233,6 +245,7 @@ impl Metrics {
             cache_entries,
             metadata_cache_evictions,
             store_attach_failures,
+            authentication_failures,
             per_store,
             stores: Mutex::default(),
         })

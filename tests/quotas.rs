@@ -226,3 +226,33 @@ async fn alias_and_grant_quotas_are_configurable() {
         )
     );
 }
+
+/// Requests that do not authenticate count against no account's quota (there is no verified
+/// account to charge; charging the claimed one would let anyone spend another account's
+/// rate): a burst of badly signed CreateKey calls leaves the account's one-request burst
+/// intact. They are counted by code in `kms_authentication_failures_total`.
+#[tokio::test]
+async fn requests_that_fail_authentication_spend_no_quota() {
+    let srv = server("[limits]\nrequest_rates = { CreateKey = 0.1 }\n").await;
+    let forged = srv.client_with(
+        kms::config::DEV_ACCESS_KEY_ID,
+        "not-the-secret-access-key-of-the-dev-user",
+    );
+    for _ in 0..20 {
+        let e = forged.create_key().send().await.unwrap_err();
+        assert_eq!(code(&e), "InvalidSignatureException", "{e:?}");
+    }
+    let failures = srv
+        .state
+        .service
+        .metrics()
+        .authentication_failures
+        .with_label_values(&["InvalidSignatureException"])
+        .get();
+    assert_eq!(failures, 20);
+    // The account's burst of one CreateKey is still there; the next one is throttled.
+    let kms = srv.client();
+    kms.create_key().send().await.unwrap();
+    let e = kms.create_key().send().await.unwrap_err();
+    assert_eq!(code(&e), "ThrottlingException");
+}

@@ -225,6 +225,12 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
                 }),
                 true,
             );
+            state
+                .service
+                .metrics()
+                .authentication_failures
+                .with_label_values(&[e.code()])
+                .inc();
             tracing::info!(request_id = %request_id, operation = %escaped(&operation), error = e.code(), "authentication failed");
             if let Err(audit) = crate::service::audited(ack).await {
                 return error_response(&audit.into(), &request_id);
