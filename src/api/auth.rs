@@ -210,9 +210,8 @@ impl Authenticator {
                 OpenError::Invalid => ProtocolError::UnrecognizedClient,
                 OpenError::Expired => ProtocolError::ExpiredToken,
             })?;
-        let principal = directory
-            .session_principal(&session)
-            .map(Arc::new)
+        let principal = session
+            .principal_in(&directory)
             .ok_or(ProtocolError::UnrecognizedClient)?;
         Ok((session.secret_access_key.clone(), principal))
     }

@@ -24,6 +24,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use arc_swap::ArcSwapOption;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -132,6 +133,38 @@ pub struct Session {
     /// The tag keys that pass to sessions this session makes by assuming another role.
     pub transitive_tag_keys: Vec<String>,
     pub source_identity: Option<String>,
+    /// The principal built for this session from the identities in force
+    /// ([`Session::principal_in`]), kept with the snapshot it was built from.
+    principal: ArcSwapOption<PrincipalMemo>,
+}
+
+/// A session's principal and the identity snapshot it was built from (held, so that the
+/// snapshot's address cannot be reused while the memo compares against it).
+struct PrincipalMemo {
+    directory: Arc<super::Directory>,
+    principal: Arc<crate::model::Principal>,
+}
+
+impl Session {
+    /// The session's principal under `directory` (the identities in force): built once per
+    /// snapshot, so a configuration reload that changes the role applies to the next request.
+    /// `None` when the role no longer exists.
+    pub fn principal_in(
+        &self,
+        directory: &Arc<super::Directory>,
+    ) -> Option<Arc<crate::model::Principal>> {
+        if let Some(memo) = self.principal.load().as_ref() {
+            if Arc::ptr_eq(&memo.directory, directory) {
+                return Some(memo.principal.clone());
+            }
+        }
+        let principal = Arc::new(directory.session_principal(self)?);
+        self.principal.store(Some(Arc::new(PrincipalMemo {
+            directory: directory.clone(),
+            principal: principal.clone(),
+        })));
+        Some(principal)
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -288,6 +321,7 @@ impl SessionTokens {
             tags: new.tags.to_vec(),
             transitive_tag_keys: new.transitive_tag_keys.to_vec(),
             source_identity: new.source_identity.map(str::to_string),
+            principal: ArcSwapOption::empty(),
         })
     }
 
@@ -368,6 +402,7 @@ impl SessionTokens {
             tags: claims.tags,
             transitive_tag_keys: claims.transitive_tag_keys,
             source_identity: claims.source_identity,
+            principal: ArcSwapOption::empty(),
         })
     }
 
@@ -529,5 +564,52 @@ mod tests {
         t.open(&s.access_key_id, token, now).unwrap();
         assert_eq!(t.sweep(now), 1);
         assert_eq!(t.sweep(later), 0);
+    }
+
+    /// The role `app` of the sessions above, with `policies` as its identity policies.
+    fn directory(policies: &[&str]) -> Arc<super::super::Directory> {
+        let parse = |text: &str, kind| {
+            Arc::new(Policy::parse(text, kind, &kms_policy::AnyPrincipalExists).unwrap())
+        };
+        let config = crate::config::IamConfig {
+            roles: vec![crate::config::RoleConfig {
+                arn: "arn:aws:iam::111122223333:role/app".into(),
+                account: "111122223333".into(),
+                name: "app".into(),
+                unique_id: "AROAEXAMPLEEXAMPLE001".into(),
+                trust_policy: parse(
+                    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"sts:AssumeRole"}]}"#,
+                    PolicyKind::Trust,
+                ),
+                policies: policies
+                    .iter()
+                    .map(|p| parse(p, PolicyKind::Identity))
+                    .collect(),
+                max_session_seconds: 3600,
+            }],
+            ..Default::default()
+        };
+        Arc::new(super::super::Directory::new(&config))
+    }
+
+    #[test]
+    fn a_sessions_principal_is_built_once_per_identity_snapshot() {
+        let t = tokens(7);
+        let now = Utc::now();
+        let s = t.create(&new_session(now, None)).unwrap();
+        let allow = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#;
+        let first = directory(&[allow]);
+        let p1 = s.principal_in(&first).unwrap();
+        assert_eq!(p1.arn, "arn:aws:sts::111122223333:assumed-role/app/s1");
+        assert!(Arc::ptr_eq(&p1, &s.principal_in(&first).unwrap()));
+        // A reload (a new snapshot) that changes the role's policies: built again, with them.
+        let reloaded = directory(&[allow, allow]);
+        let p2 = s.principal_in(&reloaded).unwrap();
+        assert!(!Arc::ptr_eq(&p1, &p2));
+        assert_eq!(p1.policies.len(), 1);
+        assert_eq!(p2.policies.len(), 2);
+        // The role removed: no principal.
+        let without = Arc::new(super::super::Directory::new(&Default::default()));
+        assert!(s.principal_in(&without).is_none());
     }
 }
