@@ -81,16 +81,9 @@ async fn create_store(
     cluster: &softhsm::TestCluster,
     password: &str,
 ) -> String {
-    kms.create_custom_key_store()
-        .custom_key_store_name(format!("store-{}", cluster.id))
-        .cloud_hsm_cluster_id(&cluster.id)
-        .trust_anchor_certificate(&cluster.trust_anchor_pem)
-        .key_store_password(password)
-        .send()
+    cluster
+        .create_store(kms, &format!("store-{}", cluster.id), password)
         .await
-        .unwrap()
-        .custom_key_store_id
-        .unwrap()
 }
 
 /// A connected store with the cluster's password.

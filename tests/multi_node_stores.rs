@@ -113,18 +113,7 @@ async fn a_cloudhsm_store_connected_on_one_node_works_on_every_node() {
     let nodes = Cluster::new().with_config(&hsm.toml());
     let (a, b) = (nodes.node(), nodes.node());
 
-    let id = a
-        .client
-        .create_custom_key_store()
-        .custom_key_store_name("shared")
-        .cloud_hsm_cluster_id(&hsm.id)
-        .trust_anchor_certificate(&hsm.trust_anchor_pem)
-        .key_store_password(&hsm.pin)
-        .send()
-        .await
-        .unwrap()
-        .custom_key_store_id
-        .unwrap();
+    let id = hsm.create_store(&a.client, "shared", &hsm.pin).await;
     // B sees the store, DISCONNECTED, and refuses to create keys in it.
     assert_eq!(
         state(&b.client, &id).await,
@@ -359,18 +348,9 @@ async fn a_member_that_missed_the_rotation_is_rotated_by_the_connecting_node_onl
     hsm.share_pins();
     let nodes = Cluster::new().with_config(&hsm.toml());
     let (a, b) = (nodes.node(), nodes.node());
-    let id = a
-        .client
-        .create_custom_key_store()
-        .custom_key_store_name("one-member-down")
-        .cloud_hsm_cluster_id(&hsm.id)
-        .trust_anchor_certificate(&hsm.trust_anchor_pem)
-        .key_store_password(&hsm.pin)
-        .send()
-        .await
-        .unwrap()
-        .custom_key_store_id
-        .unwrap();
+    let id = hsm
+        .create_store(&a.client, "one-member-down", &hsm.pin)
+        .await;
     hsm.remove_member(1);
     connect(&a.client, &id).await;
     assert!(

@@ -228,17 +228,9 @@ async fn root_with_host_ivs_fails_on_a_token_that_generates_them() {
 
 /// A connected custom key store on `cluster`.
 async fn connected_store(kms: &aws_sdk_kms::Client, cluster: &softhsm::TestCluster) -> String {
-    let id = kms
-        .create_custom_key_store()
-        .custom_key_store_name(format!("store-{}", cluster.id))
-        .cloud_hsm_cluster_id(&cluster.id)
-        .trust_anchor_certificate(&cluster.trust_anchor_pem)
-        .key_store_password(&cluster.pin)
-        .send()
-        .await
-        .unwrap()
-        .custom_key_store_id
-        .unwrap();
+    let id = cluster
+        .create_store(kms, &format!("store-{}", cluster.id), &cluster.pin)
+        .await;
     kms.connect_custom_key_store()
         .custom_key_store_id(&id)
         .send()

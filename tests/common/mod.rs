@@ -286,6 +286,26 @@ pub mod softhsm {
     }
 
     impl TestCluster {
+        /// CreateCustomKeyStore on this cluster, named `name`, with `password` as the crypto
+        /// user's password; the new store's id.
+        pub async fn create_store(
+            &self,
+            kms: &aws_sdk_kms::Client,
+            name: &str,
+            password: &str,
+        ) -> String {
+            kms.create_custom_key_store()
+                .custom_key_store_name(name)
+                .cloud_hsm_cluster_id(&self.id)
+                .trust_anchor_certificate(&self.trust_anchor_pem)
+                .key_store_password(password)
+                .send()
+                .await
+                .unwrap()
+                .custom_key_store_id
+                .unwrap()
+        }
+
         /// The `[[clusters]]` TOML section for this cluster.
         pub fn toml(&self) -> String {
             let mut t = format!(
