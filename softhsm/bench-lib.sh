@@ -1,5 +1,5 @@
-# Helpers of the benchmark scripts (bench-xks.sh, bench-xks-proxy.sh, bench-ab.sh); sourced,
-# not run. Everything binds to 127.0.0.1; every process started here is recorded in `pids`
+# Helpers of the benchmark scripts (bench-xks.sh, bench-xks-proxy.sh, bench-ab.sh,
+# bench-key-types.sh, bench-pg.sh, bench-createkey-growth.sh); sourced, not run. Everything binds to 127.0.0.1; every process started here is recorded in `pids`
 # and stopped by `bench_stop_all` (by PID, nothing else).
 #
 # Needs: curl (with --aws-sigv4), jq, openssl, python3 (a free port), softhsm2-util and
@@ -22,7 +22,8 @@ bench_need() {
   done
 }
 
-# Stops every process this script started, by PID, and waits for it.
+# Stops every process this script started, by PID, and waits for it; then the PostgreSQL
+# cluster of bench_pg, if one was started.
 bench_stop_all() {
   local p
   for p in "${pids[@]}"; do
@@ -30,6 +31,43 @@ bench_stop_all() {
     wait "$p" 2>/dev/null || true
   done
   pids=()
+  if [ -n "${BENCH_PG_DIR:-}" ]; then
+    bash tests/pg/cluster.sh stop "$BENCH_PG_DIR" >/dev/null 2>&1 || true
+    BENCH_PG_DIR=""
+  fi
+}
+
+# bench_pg DIR: a throwaway PostgreSQL cluster in DIR (tests/pg/cluster.sh, which installs
+# PostgreSQL if it is missing) with an empty database `kmsbench`. Exports the cluster's
+# KMS_TEST_PG_* variables and sets BENCH_PG_URL (the database's URL); bench_stop_all stops it.
+bench_pg() {
+  BENCH_PG_DIR=$1
+  chmod 755 "$(dirname "$BENCH_PG_DIR")" # the cluster runs as the postgres user when started as root
+  eval "$(bash tests/pg/cluster.sh start "$BENCH_PG_DIR")"
+  BENCH_PG_URL="${KMS_TEST_PG_URL%/postgres}/kmsbench"
+  PGPASSWORD=$KMS_TEST_PG_PASSWORD psql -q "$KMS_TEST_PG_URL" -c "CREATE DATABASE kmsbench"
+}
+
+# start_kms_node KMS_BIN DIR [VAR=VALUE...]: a kms server with the software root and the
+# baseline route on a free port, data in DIR, and the extra environment given (a store, a root
+# key file, a limit). Sets KMS_ENDPOINT and KMS_PID.
+start_kms_node() {
+  local bin=$1 dir=$2 port
+  shift 2
+  port=$(free_port)
+  mkdir -p "$dir"
+  env KMS_SERVER__BASELINE_ROUTE=true KMS_SERVER__DATA_DIR="$dir" \
+    KMS_SERVER__LISTEN="127.0.0.1:$port" KMS_LOG=warn "$@" "$bin" >"$dir.log" 2>&1 &
+  pids+=($!)
+  KMS_PID=$!
+  KMS_ENDPOINT="http://127.0.0.1:$port"
+  wait_http "$KMS_ENDPOINT/__baseline" "$dir.log"
+}
+
+# The environment of a node on bench_pg's database (append to start_kms_node's arguments).
+bench_pg_node_env() {
+  echo KMS_STORE__KIND=postgres KMS_STORE__URL="$BENCH_PG_URL" \
+    KMS_STORE__PASSWORD_ENV=KMS_TEST_PG_PASSWORD KMS_STORE__TLS=disable
 }
 
 free_port() {

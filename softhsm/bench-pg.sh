@@ -8,47 +8,26 @@
 #   2. CreateKey (a committed write per request): SQLite node vs PostgreSQL node;
 #   3. Encrypt and CreateKey on the two PostgreSQL nodes behind loadgen's round-robin client
 #      (`--endpoint A,B`: connections alternate between the nodes) vs one of them alone.
-# Request quotas are off (KMS_LIMITS__REQUEST_QUOTAS=false below). Servers stopped by PID,
+# Request quotas are off (softhsm/bench-lib.sh). Servers stopped by PID,
 # cluster and data removed. Loopback only.
 set -euo pipefail
-# AWS's request quotas (CreateKey 5/s, ...) are on by default; this run creates faster.
-export KMS_LIMITS__REQUEST_QUOTAS=false
 cd "$(dirname "$0")/.."
+# shellcheck source=softhsm/bench-lib.sh
+. softhsm/bench-lib.sh
+bench_need curl psql python3
 rounds=${KMS_BENCH_ROUNDS:-3}
 duration=${KMS_BENCH_DURATION:-5}
 conc=${KMS_BENCH_CONCURRENCY:-32}
 cargo build --release --locked -q -p kms --bin kms -p loadgen --bin loadgen
 work=$(mktemp -d "${TMPDIR:-/tmp}/kms-bench-pg.XXXXXX")
-chmod 755 "$work"   # the cluster runs as the postgres user when started as root
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  bash tests/pg/cluster.sh stop "$work/pg" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-eval "$(bash tests/pg/cluster.sh start "$work/pg")"
-base=${KMS_TEST_PG_URL%/postgres}
-PGPASSWORD=$KMS_TEST_PG_PASSWORD psql -q "$KMS_TEST_PG_URL" -c "CREATE DATABASE kmsbench"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start() { # name, port, extra env...
-  local name=$1 port=$2; shift 2
-  env KMS_SERVER__BASELINE_ROUTE=true KMS_SERVER__DATA_DIR="$work/$name" \
-    KMS_SERVER__LISTEN="127.0.0.1:$port" KMS_LOG=warn "$@" ./target/release/kms \
-    >"$work/$name.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
-    sleep 0.2
-  done
-  echo "FAIL: the $name server did not start:" >&2; cat "$work/$name.log" >&2; exit 1
-}
-sq_port=$(free_port); start sqlite "$sq_port"; sq_pid=${pids[-1]}
-pg_port=$(free_port)
-start postgres "$pg_port" KMS_STORE__KIND=postgres KMS_STORE__URL="$base/kmsbench" \
-  KMS_STORE__PASSWORD_ENV=KMS_TEST_PG_PASSWORD KMS_STORE__TLS=disable
-pg_pid=${pids[-1]}
+trap 'bench_stop_all; rm -rf "$work"' EXIT
+bench_pg "$work/pg"
+pg_env=$(bench_pg_node_env)
+start_kms_node ./target/release/kms "$work/sqlite"
+sq=$KMS_ENDPOINT sq_pid=$KMS_PID
+# shellcheck disable=SC2086 # bench_pg_node_env prints one word per variable
+start_kms_node ./target/release/kms "$work/postgres" $pg_env
+pg=$KMS_ENDPOINT pg_pid=$KMS_PID
 run() { # label op endpoint pids
   ./target/release/loadgen kms --endpoint "$3" --server-pid "$4" --ops "$2" \
     --duration "$duration" --warmup 2 --concurrency "$conc" | grep -E "^\| $2 " | sed "s/^| $2 /| $1/"
@@ -56,7 +35,6 @@ run() { # label op endpoint pids
 header() {
   echo "| $1 | requests | errors | req/s | p50 ms | p99 ms | p99.9 ms | vs base | srv µs/req | srv cs/req | cli µs/req |"
 }
-sq=http://127.0.0.1:$sq_port pg=http://127.0.0.1:$pg_port
 echo "## Encrypt (cached keys)"
 header "store (round)"
 for r in $(seq "$rounds"); do
@@ -70,12 +48,11 @@ for r in $(seq "$rounds"); do
   run "postgres ($r)" create-key "$pg" "$pg_pid" | tee -a "$work/pg-ck.txt"
 done
 # A second PostgreSQL node: same database, same root key file.
-pg2_port=$(free_port)
-start postgres2 "$pg2_port" KMS_STORE__KIND=postgres KMS_STORE__URL="$base/kmsbench" \
-  KMS_STORE__PASSWORD_ENV=KMS_TEST_PG_PASSWORD KMS_STORE__TLS=disable \
+# shellcheck disable=SC2086 # bench_pg_node_env prints one word per variable
+start_kms_node ./target/release/kms "$work/postgres2" $pg_env \
   KMS_ROOT__KEY_FILE="$work/postgres/root.key"
-pg2_pid=${pids[-1]}
-both="$pg,http://127.0.0.1:$pg2_port"
+pg2_pid=$KMS_PID
+both="$pg,$KMS_ENDPOINT"
 for op in encrypt create-key; do
   echo "## $op: two PostgreSQL nodes (round-robin) vs one"
   header "nodes (round)"
