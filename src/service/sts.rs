@@ -173,6 +173,8 @@ pub struct Inherited {
 }
 
 impl Inherited {
+    /// What `caller` passes on (nothing unless it is a role session with transitive tags or a
+    /// source identity).
     pub fn of(caller: &crate::model::Principal) -> Inherited {
         let keys = &caller.transitive_tag_keys;
         let tags = caller
