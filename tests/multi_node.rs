@@ -512,23 +512,6 @@ trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principa
 policies = ['{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Encrypt","kms:Decrypt"],"Resource":"*"},{"Effect":"Deny","Action":"kms:Decrypt","Resource":"*"}]}']
 "#;
 
-fn session_client(endpoint: &str, c: &aws_sdk_sts::types::Credentials) -> Client {
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-        .region(aws_sdk_kms::config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_credential_types::Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_string()),
-            None,
-            "assumed",
-        ))
-        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
-        .build();
-    Client::from_conf(conf)
-}
-
 /// Temporary credentials from AssumeRole on node A work on node B (the session token is sealed
 /// under a key every node shares through the database, not remembered by A), the role's policy
 /// applies there (its Deny too), and they keep working after A is restarted.
@@ -544,34 +527,23 @@ async fn role_sessions_work_on_every_node_and_survive_a_restart() {
     let (a, b) = (cluster.node(), cluster.node());
     let key = create_key(&a.client).await;
 
-    let sts = aws_sdk_sts::Client::from_conf(
-        aws_sdk_sts::Config::builder()
-            .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
-            .region(aws_sdk_sts::config::Region::new("us-east-1"))
-            .endpoint_url(&a.endpoint)
-            .credentials_provider(aws_credential_types::Credentials::new(
+    let session = common::sts::RoleSession::assume(
+        &a.endpoint,
+        common::sts::client(
+            &a.endpoint,
+            (
                 "AKIADAVE000000000001",
                 "daveSecretKey0000000000000000000000000001",
-                None,
-                None,
-                "test",
-            ))
-            .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
-            .build(),
-    );
-    let creds = sts
+            ),
+        )
         .assume_role()
         .role_arn("arn:aws:iam::111122223333:role/app")
-        .role_session_name("across")
-        .send()
-        .await
-        .unwrap()
-        .credentials()
-        .unwrap()
-        .clone();
+        .role_session_name("across"),
+    )
+    .await;
 
     // On B: Encrypt allowed by the role's policy, Decrypt denied by it.
-    let on_b = session_client(&b.endpoint, &creds);
+    let on_b = session.kms_at(&b.endpoint, None);
     let ct = encrypt(&on_b, &key).await.unwrap();
     let denied = on_b.decrypt().ciphertext_blob(ct.clone()).send().await;
     let denied = denied.expect_err("the role's policy denies Decrypt");
@@ -591,7 +563,7 @@ async fn role_sessions_work_on_every_node_and_survive_a_restart() {
     // A restarted: the same credentials work on the new A and still on B.
     drop(a);
     let a = cluster.node();
-    encrypt(&session_client(&a.endpoint, &creds), &key)
+    encrypt(&session.kms_at(&a.endpoint, None), &key)
         .await
         .unwrap();
     encrypt(&on_b, &key).await.unwrap();

@@ -5,16 +5,18 @@
 //! session policies, wrong tokens, expiry on the service clock); session tokens as sealed,
 //! self-contained credentials (they survive a restart, and a changed byte, another session's
 //! access key id or another deployment is refused; deleting the key's row ends them all);
-//! session tags and source identity as condition keys. Plus the raw wire (XML envelopes,
-//! unknown actions, GET) and the audit records.
+//! session tags and source identity as condition keys; role chaining (transitive tags and the
+//! source identity passed on, what a chained request may not change, the limits); the
+//! `aws:TokenIssueTime` revocation recipe. Plus the raw wire (XML envelopes, unknown actions,
+//! GET) and the audit records. Role sessions are `common::sts::RoleSession`s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
 use aws_credential_types::Credentials;
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_sts::config::{BehaviorVersion, Region};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::RequestId;
+use common::sts::RoleSession;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use kms::service::clock::Clock;
@@ -31,6 +33,10 @@ const CHAIN: &str = "arn:aws:iam::111122223333:role/ops/chain";
 const PARTNER: &str = "arn:aws:iam::111122223333:role/partner";
 const CROSS: &str = "arn:aws:iam::444455556666:role/cross";
 const LOCAL_B: &str = "arn:aws:iam::444455556666:role/local";
+const FIRST: &str = "arn:aws:iam::111122223333:role/first";
+const SECOND: &str = "arn:aws:iam::111122223333:role/second";
+const THIRD: &str = "arn:aws:iam::111122223333:role/third";
+const NOTAG: &str = "arn:aws:iam::111122223333:role/notag";
 
 const DAVE_KEY: (&str, &str) = (
     "AKIADAVE000000000001",
@@ -94,6 +100,22 @@ max_session_duration_seconds = 43200
 trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/app"},"Action":"sts:AssumeRole"}]}'
 
 [[roles]]
+arn = 'arn:aws:iam::111122223333:role/first'
+trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/dave"},"Action":["sts:AssumeRole","sts:TagSession","sts:SetSourceIdentity"]}]}'
+
+[[roles]]
+arn = 'arn:aws:iam::111122223333:role/second'
+trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/first"},"Action":["sts:AssumeRole","sts:SetSourceIdentity"],"Condition":{"StringEquals":{"sts:SourceIdentity":"dave"}}},{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/first"},"Action":"sts:TagSession","Condition":{"StringEquals":{"aws:RequestTag/Project":"p1"},"ForAllValues:StringEquals":{"sts:TransitiveTagKeys":["Project"]},"ForAnyValue:StringEquals":{"sts:TransitiveTagKeys":["Project"]}}}]}'
+
+[[roles]]
+arn = 'arn:aws:iam::111122223333:role/third'
+trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/second"},"Action":["sts:AssumeRole","sts:TagSession","sts:SetSourceIdentity"]}]}'
+
+[[roles]]
+arn = 'arn:aws:iam::111122223333:role/notag'
+trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/first"},"Action":"sts:AssumeRole"}]}'
+
+[[roles]]
 arn = 'arn:aws:iam::111122223333:role/partner'
 trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/dave"},"Action":["sts:AssumeRole","sts:TagSession","sts:SetSourceIdentity"],"Condition":{"StringEquals":{"sts:ExternalId":"ext-123"}}}]}'
 
@@ -114,81 +136,29 @@ async fn server() -> common::TestServer {
     common::TestServer::start_with_config(IAM, common::backend_env()).await
 }
 
-fn sts_in(endpoint: &str, region: &str, creds: Credentials) -> aws_sdk_sts::Client {
-    let conf = aws_sdk_sts::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .endpoint_url(endpoint)
-        .credentials_provider(creds)
-        .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_sts::Client::from_conf(conf)
+fn sts(srv: &common::TestServer, key: (&str, &str)) -> aws_sdk_sts::Client {
+    common::sts::client(&srv.endpoint, key)
 }
 
-fn sts(srv: &common::TestServer, (akid, secret): (&str, &str)) -> aws_sdk_sts::Client {
-    sts_in(
-        &srv.endpoint,
-        "us-east-1",
-        Credentials::new(akid, secret, None, None, "test"),
+/// AssumeRole of `role` as session `name` with the long-term `key`, at `endpoint`: must succeed.
+async fn assume(endpoint: &str, key: (&str, &str), role: &str, name: &str) -> RoleSession {
+    RoleSession::assume(
+        endpoint,
+        common::sts::client(endpoint, key)
+            .assume_role()
+            .role_arn(role)
+            .role_session_name(name),
     )
+    .await
 }
 
-/// Credentials of an AssumeRole result, optionally with another session token.
-fn session_credentials(c: &aws_sdk_sts::types::Credentials, token: Option<&str>) -> Credentials {
-    Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(token.unwrap_or(c.session_token()).to_string()),
-        None,
-        "assumed",
-    )
-}
-
-fn session_sts(
-    srv: &common::TestServer,
-    c: &aws_sdk_sts::types::Credentials,
-) -> aws_sdk_sts::Client {
-    sts_in(&srv.endpoint, "us-east-1", session_credentials(c, None))
-}
-
-fn session_kms(
-    srv: &common::TestServer,
-    c: &aws_sdk_sts::types::Credentials,
-    token: Option<&str>,
-) -> aws_sdk_kms::Client {
-    session_kms_at(&srv.endpoint, c, token)
-}
-
-fn session_kms_at(
-    endpoint: &str,
-    c: &aws_sdk_sts::types::Credentials,
-    token: Option<&str>,
-) -> aws_sdk_kms::Client {
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-        .region(aws_sdk_kms::config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(session_credentials(c, token))
-        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_kms::Client::from_conf(conf)
-}
-
-async fn assume(
-    client: &aws_sdk_sts::Client,
-    role: &str,
-    session: &str,
-) -> aws_sdk_sts::types::Credentials {
-    client
-        .assume_role()
-        .role_arn(role)
-        .role_session_name(session)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("assume {role}: {e:?}"))
-        .credentials()
+/// A session tag.
+fn tag(key: &str, value: &str) -> aws_sdk_sts::types::Tag {
+    aws_sdk_sts::types::Tag::builder()
+        .key(key)
+        .value(value)
+        .build()
         .unwrap()
-        .clone()
 }
 
 /// `PackedPolicySize` of a result (deprecated in the newest STS model in favour of
@@ -260,8 +230,9 @@ async fn get_caller_identity_of_user_root_and_role_session() {
     let id = alice.user_id().unwrap();
     assert!(id.starts_with("AIDA") && id.len() == 21, "{id}");
 
-    let creds = assume(&sts(&srv, DAVE_KEY), APP, "sess-1").await;
-    let session = session_sts(&srv, &creds)
+    let session = assume(&srv.endpoint, DAVE_KEY, APP, "sess-1")
+        .await
+        .sts()
         .get_caller_identity()
         .send()
         .await
@@ -343,7 +314,7 @@ async fn assume_role_allowed_by_a_trust_policy_naming_the_user() {
         assert_eq!(msg, assume_denied(DAVE, role));
     }
     // carol is the one `other` trusts.
-    assume(&sts(&srv, CAROL_KEY), OTHER, "c1").await;
+    assume(&srv.endpoint, CAROL_KEY, OTHER, "c1").await;
 }
 
 #[tokio::test]
@@ -361,8 +332,9 @@ async fn account_delegation_needs_an_identity_policy_allow() {
     assert_eq!((code.as_str(), status), ("AccessDenied", 403));
     assert_eq!(msg, assume_denied(DAVE, DELEGATED));
     // carol's identity policy allows it.
-    let c = assume(&sts(&srv, CAROL_KEY), DELEGATED, "c1").await;
-    let who = session_sts(&srv, &c)
+    let who = assume(&srv.endpoint, CAROL_KEY, DELEGATED, "c1")
+        .await
+        .sts()
         .get_caller_identity()
         .send()
         .await
@@ -377,8 +349,9 @@ async fn account_delegation_needs_an_identity_policy_allow() {
 async fn cross_account_role_needs_both_sides() {
     let srv = server().await;
     // The role in B trusts carol and dave; only carol's own account allows her to assume it.
-    let c = assume(&sts(&srv, CAROL_KEY), CROSS, "x1").await;
-    let who = session_sts(&srv, &c)
+    let who = assume(&srv.endpoint, CAROL_KEY, CROSS, "x1")
+        .await
+        .sts()
         .get_caller_identity()
         .send()
         .await
@@ -454,7 +427,7 @@ async fn duration_rules() {
     assert!((out.credentials().unwrap().expiration().secs() - (now + 900)).abs() <= 1);
 
     // Role chaining: a session of `app` may assume `ops/chain` (max 43200) for an hour at most.
-    let app = session_sts(&srv, &assume(&dave, APP, "s1").await);
+    let app = assume(&srv.endpoint, DAVE_KEY, APP, "s1").await.sts();
     let (code, msg, status) = sts_fail(
         app.assume_role()
             .role_arn(CHAIN)
@@ -482,6 +455,9 @@ async fn duration_rules() {
         out.assumed_role_user().unwrap().arn(),
         "arn:aws:sts::111122223333:assumed-role/chain/c1"
     );
+    // Nothing to inherit: no source identity, no tags.
+    assert_eq!(out.source_identity(), None);
+    assert_eq!(packed_policy_size(&out), None);
     // dave himself is not trusted by `ops/chain`, whatever the duration.
     let (code, _, _) = sts_fail(
         dave.assume_role()
@@ -537,7 +513,7 @@ async fn session_name_and_role_arn_validation() {
         assert_eq!((code.as_str(), status), ("ValidationError", 400), "{name}");
         assert_eq!(msg, expected);
     }
-    assume(&dave, APP, "a_b+c=d,e.f@g-h").await;
+    assume(&srv.endpoint, DAVE_KEY, APP, "a_b+c=d,e.f@g-h").await;
 
     let (code, msg, _) = sts_fail(
         dave.assume_role()
@@ -630,13 +606,6 @@ async fn session_policies_tags_external_id_and_source_identity() {
         .unwrap();
     assert_eq!(packed_policy_size(&out), Some(5));
 
-    let tag = |k: &str, v: &str| {
-        aws_sdk_sts::types::Tag::builder()
-            .key(k)
-            .value(v)
-            .build()
-            .unwrap()
-    };
     // Session tags need sts:TagSession, which `app`'s trust policy does not grant.
     let (code, msg, status) = sts_fail(
         dave.assume_role()
@@ -732,8 +701,8 @@ async fn temporary_credentials_with_kms() {
     let for_carol = key_allowing(&srv, CAROL).await;
     let session_arn = "arn:aws:sts::111122223333:assumed-role/app/s1";
 
-    let creds = assume(&sts(&srv, DAVE_KEY), APP, "s1").await;
-    let kms = session_kms(&srv, &creds, None);
+    let s1 = assume(&srv.endpoint, DAVE_KEY, APP, "s1").await;
+    let kms = s1.kms();
     let blob = kms
         .encrypt()
         .key_id(&for_role)
@@ -771,15 +740,16 @@ async fn temporary_credentials_with_kms() {
     );
 
     // A session policy narrows the session: Decrypt only.
-    let narrow = sts(&srv, DAVE_KEY)
-        .assume_role()
-        .role_arn(APP)
-        .role_session_name("narrow")
-        .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}]}"#)
-        .send()
-        .await
-        .unwrap();
-    let narrow = session_kms(&srv, narrow.credentials().unwrap(), None);
+    let narrow = RoleSession::assume(
+        &srv.endpoint,
+        sts(&srv, DAVE_KEY)
+            .assume_role()
+            .role_arn(APP)
+            .role_session_name("narrow")
+            .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}]}"#),
+    )
+    .await
+    .kms();
     let (code, msg) = kms_fail(
         narrow
             .encrypt()
@@ -800,15 +770,16 @@ async fn temporary_credentials_with_kms() {
     narrow.decrypt().ciphertext_blob(blob).send().await.unwrap();
 
     // A session policy that denies Encrypt: an explicit deny in an identity-based policy.
-    let denying = sts(&srv, DAVE_KEY)
-        .assume_role()
-        .role_arn(APP)
-        .role_session_name("denying")
-        .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:Encrypt","Resource":"*"}]}"#)
-        .send()
-        .await
-        .unwrap();
-    let denying = session_kms(&srv, denying.credentials().unwrap(), None);
+    let denying = RoleSession::assume(
+        &srv.endpoint,
+        sts(&srv, DAVE_KEY)
+            .assume_role()
+            .role_arn(APP)
+            .role_session_name("denying")
+            .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:Encrypt","Resource":"*"}]}"#),
+    )
+    .await
+    .kms();
     let (code, msg) = kms_fail(
         denying
             .encrypt()
@@ -828,7 +799,7 @@ async fn temporary_credentials_with_kms() {
     );
 
     // A wrong session token.
-    let wrong = session_kms(&srv, &creds, Some("bm90IHRoZSB0b2tlbg=="));
+    let wrong = s1.kms_at(&srv.endpoint, Some("bm90IHRoZSB0b2tlbg=="));
     let (code, msg) = kms_fail(wrong.list_keys().send().await);
     assert_eq!(code, "UnrecognizedClientException");
     assert_eq!(
@@ -836,14 +807,10 @@ async fn temporary_credentials_with_kms() {
         "The security token included in the request is invalid."
     );
     let (code, msg, status) = sts_fail(
-        sts_in(
-            &srv.endpoint,
-            "us-east-1",
-            session_credentials(&creds, Some("bm90IHRoZSB0b2tlbg==")),
-        )
-        .get_caller_identity()
-        .send()
-        .await,
+        s1.sts_at(&srv.endpoint, Some("bm90IHRoZSB0b2tlbg=="))
+            .get_caller_identity()
+            .send()
+            .await,
     );
     assert_eq!((code.as_str(), status), ("InvalidClientTokenId", 403));
     assert_eq!(
@@ -862,8 +829,7 @@ async fn temporary_credentials_with_kms() {
     );
     assert_eq!(code, "ExpiredTokenException");
     assert_eq!(msg, "The security token included in the request is expired");
-    let (code, msg, status) =
-        sts_fail(session_sts(&srv, &creds).get_caller_identity().send().await);
+    let (code, msg, status) = sts_fail(s1.sts().get_caller_identity().send().await);
     assert_eq!((code.as_str(), status), ("ExpiredToken", 403));
     assert_eq!(msg, "The security token included in the request is expired");
 }
@@ -872,17 +838,17 @@ async fn temporary_credentials_with_kms() {
 async fn sts_calls_are_audited_without_secrets() {
     let srv = server().await;
     let dave = sts(&srv, DAVE_KEY);
-    let out = dave
-        .assume_role()
-        .role_arn(APP)
-        .role_session_name("audited")
-        .duration_seconds(1800)
-        .external_id("ext-secret-1")
-        .send()
-        .await
-        .unwrap();
-    let ok_rid = out.request_id().unwrap().to_string();
-    let creds = out.credentials().unwrap().clone();
+    let audited = RoleSession::assume(
+        &srv.endpoint,
+        dave.assume_role()
+            .role_arn(APP)
+            .role_session_name("audited")
+            .duration_seconds(1800)
+            .external_id("ext-secret-1"),
+    )
+    .await;
+    let ok_rid = audited.output.request_id().unwrap().to_string();
+    let creds = audited.credentials().clone();
     let denied = dave
         .assume_role()
         .role_arn(OTHER)
@@ -891,13 +857,9 @@ async fn sts_calls_are_audited_without_secrets() {
         .await
         .unwrap_err();
     let denied_rid = denied.request_id().unwrap().to_string();
-    let who = session_sts(&srv, &creds)
-        .get_caller_identity()
-        .send()
-        .await
-        .unwrap();
+    let who = audited.sts().get_caller_identity().send().await.unwrap();
     let who_rid = who.request_id().unwrap().to_string();
-    let bad = sts_in(
+    let bad = common::sts::client_in(
         &srv.endpoint,
         "us-east-1",
         Credentials::new(
@@ -982,7 +944,7 @@ async fn sts_scope_region_is_the_servers_or_us_east_1() {
     .await;
     let creds = || Credentials::new(DAVE_KEY.0, DAVE_KEY.1, None, None, "t");
     for region in ["us-east-1", "eu-west-1"] {
-        let who = sts_in(&srv.endpoint, region, creds())
+        let who = common::sts::client_in(&srv.endpoint, region, creds())
             .get_caller_identity()
             .send()
             .await
@@ -990,7 +952,7 @@ async fn sts_scope_region_is_the_servers_or_us_east_1() {
         assert_eq!(who.arn(), Some(DAVE));
     }
     let (code, msg, status) = sts_fail(
-        sts_in(&srv.endpoint, "ap-south-1", creds())
+        common::sts::client_in(&srv.endpoint, "ap-south-1", creds())
             .get_caller_identity()
             .send()
             .await,
@@ -1225,15 +1187,14 @@ async fn session_tokens_survive_a_restart_and_are_sealed() {
     let (node, endpoint) = spawn_node(dir.path(), &root);
     let admin = common::sdk_client(&endpoint, common::ACCESS_KEY, common::SECRET_KEY);
     let key = key_allowing_with(&admin, APP).await;
-    let dave = sts_in(
-        &endpoint,
-        "us-east-1",
-        Credentials::new(DAVE_KEY.0, DAVE_KEY.1, None, None, "test"),
+    let x = assume(&endpoint, DAVE_KEY, APP, "sx").await;
+    let y = assume(&endpoint, DAVE_KEY, APP, "sy").await;
+    assert_ne!(
+        x.credentials().access_key_id(),
+        y.credentials().access_key_id()
     );
-    let x = assume(&dave, APP, "sx").await;
-    let y = assume(&dave, APP, "sy").await;
-    assert_ne!(x.access_key_id(), y.access_key_id());
-    let blob = session_kms_at(&endpoint, &x, None)
+    let blob = x
+        .kms()
         .encrypt()
         .key_id(&key)
         .plaintext(Blob::new("before the restart"))
@@ -1247,14 +1208,11 @@ async fn session_tokens_survive_a_restart_and_are_sealed() {
 
     // The same credentials after a restart.
     let (node, endpoint) = spawn_node(dir.path(), &root);
-    let kms = session_kms_at(&endpoint, &x, None);
+    let kms = x.kms_at(&endpoint, None);
     let plain = kms.decrypt().ciphertext_blob(blob).send().await;
-    let identity = sts_in(&endpoint, "us-east-1", session_credentials(&x, None))
-        .get_caller_identity()
-        .send()
-        .await;
+    let identity = x.sts_at(&endpoint, None).get_caller_identity().send().await;
     // One byte changed, anywhere (version, nonce, ciphertext, tag).
-    let token = x.session_token();
+    let token = x.credentials().session_token();
     let token_len = {
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD
@@ -1266,43 +1224,39 @@ async fn session_tokens_survive_a_restart_and_are_sealed() {
     for at in [0, 1, 20, token_len / 2, token_len - 1] {
         let t = tamper(token, at);
         tampered.push(kms_fail(
-            session_kms_at(&endpoint, &x, Some(&t))
-                .list_keys()
-                .send()
-                .await,
+            x.kms_at(&endpoint, Some(&t)).list_keys().send().await,
         ));
     }
     // X's token with Y's access key id (and Y's secret: the signature is Y's), and the reverse.
     let swapped = kms_fail(
-        session_kms_at(&endpoint, &y, Some(x.session_token()))
+        y.kms_at(&endpoint, Some(x.credentials().session_token()))
             .list_keys()
             .send()
             .await,
     );
     let swapped_back = kms_fail(
-        session_kms_at(&endpoint, &x, Some(y.session_token()))
+        x.kms_at(&endpoint, Some(y.credentials().session_token()))
             .list_keys()
             .send()
             .await,
     );
     // No token at all with a temporary key.
     let no_token = kms_fail(
-        common::sdk_client(&endpoint, x.access_key_id(), x.secret_access_key())
-            .list_keys()
-            .send()
-            .await,
+        common::sdk_client(
+            &endpoint,
+            x.credentials().access_key_id(),
+            x.credentials().secret_access_key(),
+        )
+        .list_keys()
+        .send()
+        .await,
     );
     drop(node);
 
     // Another deployment (its own root key or token objects' database, its own session key).
     let other_dir = tempfile::tempdir().unwrap();
     let (other, other_endpoint) = spawn_node(other_dir.path(), &common::backend_env());
-    let foreign = kms_fail(
-        session_kms_at(&other_endpoint, &x, None)
-            .list_keys()
-            .send()
-            .await,
-    );
+    let foreign = kms_fail(x.kms_at(&other_endpoint, None).list_keys().send().await);
     drop(other);
 
     assert_eq!(
@@ -1361,24 +1315,21 @@ async fn session_tags_and_source_identity_are_condition_keys() {
         .to_string();
     let dave = sts(&srv, DAVE_KEY);
     let session = |team: &str, source: &str| {
-        dave.assume_role()
-            .role_arn(PARTNER)
-            .role_session_name(format!("team-{team}"))
-            .external_id("ext-123")
-            .source_identity(source)
-            .tags(
-                aws_sdk_sts::types::Tag::builder()
-                    .key("team")
-                    .value(team)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
+        RoleSession::assume(
+            &srv.endpoint,
+            dave.assume_role()
+                .role_arn(PARTNER)
+                .role_session_name(format!("team-{team}"))
+                .external_id("ext-123")
+                .source_identity(source)
+                .tags(tag("team", team)),
+        )
     };
-    let kms_team = session("kms", "dave-desk").await.unwrap();
-    let other_team = session("web", "dave-desk").await.unwrap();
-    let lost = session("kms", "lost-laptop").await.unwrap();
-    session_kms(&srv, kms_team.credentials().unwrap(), None)
+    let kms_team = session("kms", "dave-desk").await;
+    let other_team = session("web", "dave-desk").await;
+    let lost = session("kms", "lost-laptop").await;
+    kms_team
+        .kms()
         .encrypt()
         .key_id(&key)
         .plaintext(Blob::new("tagged"))
@@ -1386,7 +1337,8 @@ async fn session_tags_and_source_identity_are_condition_keys() {
         .await
         .unwrap();
     let (code, msg) = kms_fail(
-        session_kms(&srv, other_team.credentials().unwrap(), None)
+        other_team
+            .kms()
             .encrypt()
             .key_id(&key)
             .plaintext(Blob::new("tagged"))
@@ -1401,7 +1353,7 @@ async fn session_tags_and_source_identity_are_condition_keys() {
         "{msg}"
     );
     let (code, msg) = kms_fail(
-        session_kms(&srv, lost.credentials().unwrap(), None)
+        lost.kms()
             .encrypt()
             .key_id(&key)
             .plaintext(Blob::new("tagged"))
@@ -1422,18 +1374,8 @@ async fn deleting_the_session_key_row_ends_every_session() {
     let dir = tempfile::tempdir().unwrap();
     let root = common::backend_env();
     let (node, endpoint) = spawn_node(dir.path(), &root);
-    let dave = |endpoint: &str| {
-        sts_in(
-            endpoint,
-            "us-east-1",
-            Credentials::new(DAVE_KEY.0, DAVE_KEY.1, None, None, "test"),
-        )
-    };
-    let old = assume(&dave(&endpoint), APP, "before").await;
-    let before = sts_in(&endpoint, "us-east-1", session_credentials(&old, None))
-        .get_caller_identity()
-        .send()
-        .await;
+    let old = assume(&endpoint, DAVE_KEY, APP, "before").await;
+    let before = old.sts().get_caller_identity().send().await;
     drop(node);
 
     let sql = "DELETE FROM system_secrets WHERE name = 'session-token-key-v1'";
@@ -1447,13 +1389,14 @@ async fn deleting_the_session_key_row_ends_every_session() {
 
     let (node, endpoint) = spawn_node(dir.path(), &root);
     let after = sts_fail(
-        sts_in(&endpoint, "us-east-1", session_credentials(&old, None))
+        old.sts_at(&endpoint, None)
             .get_caller_identity()
             .send()
             .await,
     );
-    let new = assume(&dave(&endpoint), APP, "after").await;
-    let fresh = sts_in(&endpoint, "us-east-1", session_credentials(&new, None))
+    let fresh = assume(&endpoint, DAVE_KEY, APP, "after")
+        .await
+        .sts()
         .get_caller_identity()
         .send()
         .await;
@@ -1472,4 +1415,476 @@ async fn deleting_the_session_key_row_ends_every_session() {
         fresh.unwrap().arn(),
         Some("arn:aws:sts::111122223333:assumed-role/app/after")
     );
+}
+
+/// A key of alice's that `principal`'s sessions may Encrypt with, under `conditions` (a JSON
+/// object for the statement's `Condition`), and never with a `team` tag.
+async fn key_for_sessions(
+    srv: &common::TestServer,
+    principal: &str,
+    conditions: serde_json::Value,
+) -> String {
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Admins", "Effect": "Allow",
+             "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "Use", "Effect": "Allow", "Principal": {"AWS": principal},
+             "Action": "kms:Encrypt", "Resource": "*", "Condition": conditions},
+            {"Sid": "NoTeam", "Effect": "Deny", "Principal": "*",
+             "Action": "kms:Encrypt", "Resource": "*",
+             "Condition": {"Null": {"aws:PrincipalTag/team": "false"}}}
+        ]
+    });
+    srv.client()
+        .create_key()
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string()
+}
+
+async fn encrypt(kms: &aws_sdk_kms::Client, key: &str) -> Result<(), (String, String)> {
+    match kms
+        .encrypt()
+        .key_id(key)
+        .plaintext(Blob::new("chained"))
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => Err((common::code(&e), common::message(&e))),
+    }
+}
+
+/// Role chaining carries what AWS carries: the transitive tags (again transitive, as tags of
+/// the new session) and the source identity, down a chain of three roles; the trust policies
+/// see them as `aws:RequestTag/<key>`, `sts:TransitiveTagKeys` and `sts:SourceIdentity`; the
+/// non-transitive tag stays behind.
+#[tokio::test]
+async fn transitive_tags_and_source_identity_pass_down_a_role_chain() {
+    let srv = server().await;
+    let first = RoleSession::assume(
+        &srv.endpoint,
+        sts(&srv, DAVE_KEY)
+            .assume_role()
+            .role_arn(FIRST)
+            .role_session_name("one")
+            .source_identity("dave")
+            .tags(tag("Project", "p1"))
+            .tags(tag("team", "kms"))
+            .transitive_tag_keys("Project"),
+    )
+    .await;
+    // Nothing passed: the trust policy of `second` still sees Project=p1 (transitive) and the
+    // source identity, and the result shows both.
+    let second = first
+        .chain(|r| r.role_arn(SECOND).role_session_name("two"))
+        .await;
+    assert_eq!(second.output.source_identity(), Some("dave"));
+    assert_eq!(packed_policy_size(&second.output), Some(1));
+    assert_eq!(
+        second.arn(),
+        "arn:aws:sts::111122223333:assumed-role/second/two"
+    );
+    // And again from `second`: Project stayed transitive.
+    let third = second
+        .chain(|r| r.role_arn(THIRD).role_session_name("three"))
+        .await;
+    assert_eq!(third.output.source_identity(), Some("dave"));
+
+    // The sessions' condition keys: Project and the source identity, never `team` (each key
+    // denies sessions tagged `team`, which only the first session is).
+    let third_key = key_for_sessions(
+        &srv,
+        THIRD,
+        serde_json::json!({"StringEquals": {
+            "aws:PrincipalTag/Project": "p1", "aws:SourceIdentity": "dave"}}),
+    )
+    .await;
+    encrypt(&third.kms(), &third_key).await.unwrap();
+    let second_key = key_for_sessions(
+        &srv,
+        SECOND,
+        serde_json::json!({"StringEquals": {
+            "aws:PrincipalTag/Project": "p1", "aws:SourceIdentity": "dave"}}),
+    )
+    .await;
+    encrypt(&second.kms(), &second_key).await.unwrap();
+    let first_key = key_for_sessions(
+        &srv,
+        FIRST,
+        serde_json::json!({"StringEquals": {"aws:PrincipalTag/Project": "p1"}}),
+    )
+    .await;
+    let (code, msg) = encrypt(&first.kms(), &first_key).await.unwrap_err();
+    assert_eq!(code, "AccessDeniedException");
+    assert!(
+        msg.ends_with("with an explicit deny in a resource-based policy"),
+        "the first session has `team`: {msg}"
+    );
+
+    // GetCallerIdentity of the last session.
+    let who = third.sts().get_caller_identity().send().await.unwrap();
+    assert_eq!(
+        who.arn(),
+        Some("arn:aws:sts::111122223333:assumed-role/third/three")
+    );
+
+    // The audit record of the chained call shows the incoming transitive tags and the
+    // source identity, as CloudTrail does.
+    let rid = second.output.request_id().unwrap().to_string();
+    let records = srv.audit_records().await;
+    let r = records
+        .iter()
+        .find(|r| r["requestID"] == rid.as_str())
+        .unwrap();
+    assert_eq!(
+        r["requestParameters"]["incomingTransitiveTags"],
+        serde_json::json!({"Project": "p1"})
+    );
+    assert_eq!(r["responseElements"]["sourceIdentity"], "dave");
+}
+
+/// What a chained AssumeRole may not do, with AWS's errors: pass a tag whose key is an
+/// inherited transitive key (in any case), set another source identity; what the trust
+/// policy refuses: inherited tags or source identity without `sts:TagSession` /
+/// `sts:SetSourceIdentity`, inherited values its conditions do not allow.
+#[tokio::test]
+async fn chained_requests_cannot_override_what_they_inherit() {
+    let srv = server().await;
+    let dave = sts(&srv, DAVE_KEY);
+    let first = |name: &str, project: &str| {
+        RoleSession::assume(
+            &srv.endpoint,
+            dave.assume_role()
+                .role_arn(FIRST)
+                .role_session_name(name)
+                .source_identity("dave")
+                .tags(tag("Project", project))
+                .transitive_tag_keys("Project"),
+        )
+    };
+    let one = first("one", "p1").await;
+    let chained = || {
+        one.sts()
+            .assume_role()
+            .role_arn(SECOND)
+            .role_session_name("two")
+    };
+
+    for key in ["Project", "project", "PROJECT"] {
+        let (code, msg, status) = sts_fail(chained().tags(tag(key, "p1")).send().await);
+        assert_eq!(
+            (code.as_str(), status),
+            ("InvalidParameterValue", 400),
+            "{key}"
+        );
+        assert_eq!(
+            msg,
+            "One of the specified transitive tag keys can't be set because it conflicts with \
+             a transitive tag key from the calling session."
+        );
+    }
+    let (code, msg, status) = sts_fail(chained().source_identity("mallory").send().await);
+    assert_eq!((code.as_str(), status), ("ValidationError", 400));
+    assert_eq!(
+        msg,
+        "The source identity is already set for this assume role session"
+    );
+    // The same source identity again is no change.
+    let same = RoleSession::assume(&srv.endpoint, chained().source_identity("dave")).await;
+    assert_eq!(same.output.source_identity(), Some("dave"));
+
+    // sts:TransitiveTagKeys holds the inherited key: `second` allows no other transitive key
+    // (a new tag that is not transitive is fine).
+    let (code, msg, _) = sts_fail(
+        chained()
+            .tags(tag("Stage", "s"))
+            .transitive_tag_keys("Stage")
+            .send()
+            .await,
+    );
+    let session_arn = "arn:aws:sts::111122223333:assumed-role/first/one";
+    assert_eq!(code, "AccessDenied");
+    assert_eq!(
+        msg,
+        format!("User: {session_arn} is not authorized to perform: sts:TagSession on resource: {SECOND}")
+    );
+    let staged = RoleSession::assume(&srv.endpoint, chained().tags(tag("Stage", "s"))).await;
+    assert_eq!(packed_policy_size(&staged.output), Some(1));
+
+    // The inherited Project=p2 is `aws:RequestTag/Project` for `second`, which wants p1.
+    let p2 = first("p2", "p2").await;
+    let (code, msg, _) = sts_fail(
+        p2.sts()
+            .assume_role()
+            .role_arn(SECOND)
+            .role_session_name("two")
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDenied");
+    assert!(msg.contains("sts:TagSession"), "{msg}");
+
+    // `notag` grants neither sts:TagSession nor sts:SetSourceIdentity: inheriting needs them.
+    let (code, msg, _) = sts_fail(
+        one.sts()
+            .assume_role()
+            .role_arn(NOTAG)
+            .role_session_name("nn")
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDenied");
+    assert_eq!(
+        msg,
+        format!(
+            "User: {session_arn} is not authorized to perform: sts:TagSession on resource: {NOTAG}"
+        )
+    );
+    let only_source = RoleSession::assume(
+        &srv.endpoint,
+        dave.assume_role()
+            .role_arn(FIRST)
+            .role_session_name("src")
+            .source_identity("dave"),
+    )
+    .await;
+    let (code, msg, _) = sts_fail(
+        only_source
+            .sts()
+            .assume_role()
+            .role_arn(NOTAG)
+            .role_session_name("nn")
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDenied");
+    assert_eq!(
+        msg,
+        format!(
+            "User: arn:aws:sts::111122223333:assumed-role/first/src is not authorized to \
+             perform: sts:SetSourceIdentity on resource: {NOTAG}"
+        )
+    );
+    // Tags that are not transitive do not pass: nothing is inherited, `notag` is enough.
+    let untransitive = RoleSession::assume(
+        &srv.endpoint,
+        dave.assume_role()
+            .role_arn(FIRST)
+            .role_session_name("plain")
+            .tags(tag("team", "kms")),
+    )
+    .await;
+    let plain = untransitive
+        .chain(|r| r.role_arn(NOTAG).role_session_name("nn"))
+        .await;
+    assert_eq!(packed_policy_size(&plain.output), None);
+    assert_eq!(plain.output.source_identity(), None);
+}
+
+/// Inherited tags count towards the 50 session tags and the packed size.
+#[tokio::test]
+async fn inherited_tags_count_towards_the_limits() {
+    let srv = server().await;
+    let dave = sts(&srv, DAVE_KEY);
+    let mut fifty = dave
+        .assume_role()
+        .role_arn(FIRST)
+        .role_session_name("fifty");
+    for i in 0..50 {
+        fifty = fifty
+            .tags(tag(&format!("k{i}"), "v"))
+            .transitive_tag_keys(format!("k{i}"));
+    }
+    let fifty = RoleSession::assume(&srv.endpoint, fifty).await;
+    let (code, msg, status) = sts_fail(
+        fifty
+            .sts()
+            .assume_role()
+            .role_arn(NOTAG)
+            .role_session_name("nn")
+            .tags(tag("one", "more"))
+            .send()
+            .await,
+    );
+    assert_eq!((code.as_str(), status), ("InvalidParameterValue", 400));
+    assert_eq!(
+        msg,
+        "The session would have more than 50 session tags, counting the transitive tags \
+         inherited from the calling session."
+    );
+
+    // 1920 bytes of transitive tags (94%): a chained session with 200 more bytes is too big.
+    let mut big = dave.assume_role().role_arn(FIRST).role_session_name("big");
+    for i in 0..5 {
+        let key = format!("{i}{}", "k".repeat(127));
+        big = big
+            .tags(tag(&key, &"v".repeat(256)))
+            .transitive_tag_keys(key);
+    }
+    let big = RoleSession::assume(&srv.endpoint, big).await;
+    assert_eq!(packed_policy_size(&big.output), Some(94));
+    let (code, msg, _) = sts_fail(
+        big.sts()
+            .assume_role()
+            .role_arn(NOTAG)
+            .role_session_name("nn")
+            .tags(tag(&"x".repeat(100), &"y".repeat(100)))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "PackedPolicyTooLarge");
+    assert_eq!(
+        msg,
+        "Packed policy consumes 104% of allotted space, please use smaller policy."
+    );
+}
+
+/// The revocation recipe of AWS (docs/authorization.md, "Revoking role sessions"): a Deny with
+/// `DateLessThan` on `aws:TokenIssueTime` refuses the sessions issued before its time, in an
+/// identity policy of the role (also for role chaining) or in a key policy, and lets newer
+/// sessions through; long-term credentials do not have the key (`DateLessThan` is false for
+/// them, `...IfExists` true, `Null` true).
+#[tokio::test]
+async fn token_issue_time_revokes_older_sessions() {
+    // Half an hour after the server's clock starts.
+    let cutoff = (chrono::Utc::now() + chrono::Duration::minutes(30))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let revocable = format!(
+        r#"
+[[roles]]
+arn = 'arn:aws:iam::111122223333:role/revocable'
+max_session_duration_seconds = 7200
+trust_policy = '{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{DAVE}"}},"Action":"sts:AssumeRole"}}]}}'
+policies = ['{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"kms:*","Resource":"*"}},{{"Sid":"AWSRevokeOlderSessions","Effect":"Deny","Action":"*","Resource":"*","Condition":{{"DateLessThan":{{"aws:TokenIssueTime":"{cutoff}"}}}}}}]}}']
+
+[[roles]]
+arn = 'arn:aws:iam::111122223333:role/next'
+trust_policy = '{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::111122223333:role/revocable"}},"Action":"sts:AssumeRole"}}]}}'
+"#
+    );
+    let srv =
+        common::TestServer::start_with_config(&format!("{IAM}{revocable}"), common::backend_env())
+            .await;
+    let dave = sts(&srv, DAVE_KEY);
+    let two_hours = |role: &str, name: &str| {
+        RoleSession::assume(
+            &srv.endpoint,
+            dave.assume_role()
+                .role_arn(role)
+                .role_session_name(name)
+                .duration_seconds(7200),
+        )
+    };
+    let revocable = "arn:aws:iam::111122223333:role/revocable";
+    let next = "arn:aws:iam::111122223333:role/next";
+    let old = two_hours(revocable, "old").await;
+    let app_old = two_hours(APP, "old").await;
+    srv.clock.advance(chrono::Duration::minutes(60));
+    let new = two_hours(revocable, "new").await;
+    let app_new = two_hours(APP, "new").await;
+
+    // The role's identity policy: the old session is refused, for KMS and for chaining.
+    let key = srv
+        .client()
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    encrypt(&new.kms(), &key).await.unwrap();
+    let (code, msg) = encrypt(&old.kms(), &key).await.unwrap_err();
+    assert_eq!(code, "AccessDeniedException");
+    assert!(
+        msg.ends_with("with an explicit deny in an identity-based policy"),
+        "{msg}"
+    );
+    let (code, msg, _) = sts_fail(
+        old.sts()
+            .assume_role()
+            .role_arn(next)
+            .role_session_name("nn")
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDenied");
+    assert_eq!(msg, assume_denied(old.arn(), next));
+    new.chain(|r| r.role_arn(next).role_session_name("nn"))
+        .await;
+
+    // A key policy: the same Deny for every principal, with the three ways of treating a
+    // request without the key (alice's long-term credentials).
+    let key_policy = |condition: serde_json::Value| {
+        serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Sid": "Admins", "Effect": "Allow",
+                 "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+                 "Action": "kms:*", "Resource": "*"},
+                {"Sid": "App", "Effect": "Allow", "Principal": {"AWS": APP},
+                 "Action": "kms:Encrypt", "Resource": "*"},
+                {"Sid": "Revoke", "Effect": "Deny", "Principal": "*",
+                 "Action": "kms:Encrypt", "Resource": "*", "Condition": condition}
+            ]
+        })
+        .to_string()
+    };
+    let admin = srv.client();
+    let key = admin
+        .create_key()
+        .policy(key_policy(serde_json::json!(
+            {"DateLessThan": {"aws:TokenIssueTime": cutoff}}
+        )))
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    // (alice, app's old session, app's new session) refused?
+    let refused = || async {
+        (
+            encrypt(&admin, &key).await.is_err(),
+            encrypt(&app_old.kms(), &key).await.is_err(),
+            encrypt(&app_new.kms(), &key).await.is_err(),
+        )
+    };
+    assert_eq!(refused().await, (false, true, false), "DateLessThan");
+    let (_, msg) = encrypt(&app_old.kms(), &key).await.unwrap_err();
+    assert!(
+        msg.ends_with("with an explicit deny in a resource-based policy"),
+        "{msg}"
+    );
+    for (condition, expected) in [
+        (
+            serde_json::json!({"DateLessThanIfExists": {"aws:TokenIssueTime": cutoff}}),
+            (true, true, false),
+        ),
+        (
+            serde_json::json!({"Null": {"aws:TokenIssueTime": "true"}}),
+            (true, false, false),
+        ),
+    ] {
+        admin
+            .put_key_policy()
+            .key_id(&key)
+            .policy(key_policy(condition.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused().await, expected, "{condition}");
+    }
 }

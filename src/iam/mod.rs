@@ -136,11 +136,14 @@ impl Directory {
             guardrails: self.guardrails(&account),
             principal_tags: Arc::from(Vec::new()),
             source_identity: None,
+            transitive_tag_keys: Arc::from(Vec::new()),
+            token_issue_time: None,
         })
     }
 
     /// The principal of a role session: the role as configured now (`None` when the role is
-    /// gone), narrowed by the session policy, with the session's tags and source identity.
+    /// gone), narrowed by the session policy, with the session's tags, transitive tag keys,
+    /// source identity and issue time.
     pub fn session_principal(&self, session: &sessions::Session) -> Option<Principal> {
         let role = self.roles.get(&session.role_arn)?;
         let caller = Caller::assumed_role(&role.arn, &session.session_name)
@@ -160,6 +163,8 @@ impl Directory {
                 .map(|t| (t.key.clone(), t.value.clone()))
                 .collect(),
             source_identity: session.source_identity.clone(),
+            transitive_tag_keys: session.transitive_tag_keys.iter().cloned().collect(),
+            token_issue_time: Some(session.issued),
         })
     }
 }

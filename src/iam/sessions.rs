@@ -6,9 +6,17 @@
 //! Token format (standard base64): `version (1) || nonce (12) || ciphertext || tag (16)`, with
 //! `version || access key id` as the additional authenticated data. The plaintext is the JSON
 //! claims: access key id, secret access key, expiration, role ARN, session name, session
-//! policy text, session tags, transitive tag keys, source identity. A token opens only under
-//! the key that sealed it and only with the access key id it was issued with; a changed byte
-//! anywhere fails the tag.
+//! policy text, session tags, transitive tag keys, source identity, issue time. A token opens
+//! only under the key that sealed it and only with the access key id it was issued with; a
+//! changed byte anywhere fails the tag.
+//!
+//! The issue time (`aws:TokenIssueTime`, claim `i`) was added without a new version: the
+//! claims are JSON read with defaults, so a node of the previous release opens new tokens (and
+//! ignores the claim), and a token sealed before it opens here as issued
+//! [`LONGEST_SESSION_SECONDS`] before its expiry, the earliest it can have been issued. Such a
+//! token is therefore never *newer* than it is: a revocation Deny (`DateLessThan` on
+//! `aws:TokenIssueTime`) catches every old session issued before its time, and at worst also one
+//! issued after it. Those tokens are all expired 12 hours after the upgrade.
 //!
 //! A request signed with a session's key must carry its token (`X-Amz-Security-Token`); the
 //! principal is the role session, with the role's identity policies *as configured at the time
@@ -27,7 +35,7 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::ArcSwapOption;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use hashlink::LruCache;
 use kms_policy::{Policy, PolicyKind};
 use parking_lot::Mutex;
@@ -48,6 +56,9 @@ const MIN_TOKEN_BYTES: usize = 1 + NONCE_LEN + 16;
 /// The longest token accepted (a session policy is at most 2048 characters and tags are
 /// bounded by the packed-policy budget: far below this).
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// The longest session AssumeRole gives (43200 s): what a token without an issue time is taken
+/// to have lasted.
+pub const LONGEST_SESSION_SECONDS: i64 = 43_200;
 
 /// One session tag carried in a token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +79,8 @@ pub struct NewSession<'a> {
     pub tags: &'a [Tag],
     pub transitive_tag_keys: &'a [String],
     pub source_identity: Option<&'a str>,
+    /// When AssumeRole issued the session (`aws:TokenIssueTime`).
+    pub issued: DateTime<Utc>,
 }
 
 /// The plaintext of a token (serialized only into a zeroized buffer).
@@ -91,6 +104,8 @@ struct ClaimsOut<'a> {
     transitive_tag_keys: &'a [String],
     #[serde(rename = "si", skip_serializing_if = "Option::is_none")]
     source_identity: Option<&'a str>,
+    #[serde(rename = "i")]
+    issued: i64,
 }
 
 /// The claims of an opened token.
@@ -114,6 +129,9 @@ struct Claims {
     transitive_tag_keys: Vec<String>,
     #[serde(rename = "si", default)]
     source_identity: Option<String>,
+    /// Absent from tokens sealed before the claim existed (see the module docs).
+    #[serde(rename = "i", default)]
+    issued: Option<i64>,
 }
 
 /// One role session: made by AssumeRole, or opened from a request's token.
@@ -133,6 +151,8 @@ pub struct Session {
     /// The tag keys that pass to sessions this session makes by assuming another role.
     pub transitive_tag_keys: Vec<String>,
     pub source_identity: Option<String>,
+    /// When the session was issued (`aws:TokenIssueTime`).
+    pub issued: DateTime<Utc>,
     /// The principal built for this session from the identities in force
     /// ([`Session::principal_in`]), kept with the snapshot it was built from.
     principal: ArcSwapOption<PrincipalMemo>,
@@ -241,6 +261,28 @@ fn aad(access_key_id: &str) -> Vec<u8> {
     aad
 }
 
+/// The token of the claims `plain` (JSON), sealed in place for `access_key_id`.
+fn seal(
+    key: &LessSafeKey,
+    rng: &SystemRandom,
+    access_key_id: &str,
+    mut plain: Zeroizing<Vec<u8>>,
+) -> Result<String, SessionError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill(&mut nonce).map_err(|_| SessionError::Random)?;
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad(access_key_id)),
+        &mut *plain,
+    )
+    .map_err(|_| SessionError::Encode)?;
+    let mut token = Vec::with_capacity(1 + NONCE_LEN + plain.len());
+    token.push(TOKEN_VERSION);
+    token.extend_from_slice(&nonce);
+    token.extend_from_slice(&plain);
+    Ok(B64.encode(token))
+}
+
 fn cache_key(token: &str) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
     let mut out = [0u8; 32];
@@ -281,6 +323,7 @@ impl SessionTokens {
             tags: new.tags,
             transitive_tag_keys: new.transitive_tag_keys,
             source_identity: new.source_identity,
+            issued: new.issued.timestamp(),
         };
         // One buffer, sized so that neither the JSON (unless it escapes most of its characters)
         // nor the tag reallocates it: a reallocation would leave an unzeroized copy behind.
@@ -298,22 +341,11 @@ impl SessionTokens {
             + new.source_identity.map_or(0, str::len);
         let mut sealed = Zeroizing::new(Vec::with_capacity(1024 + 2 * extra));
         serde_json::to_writer(&mut *sealed, &claims).map_err(|_| SessionError::Encode)?;
-        let mut nonce = [0u8; NONCE_LEN];
-        rng.fill(&mut nonce).map_err(|_| SessionError::Random)?;
-        key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad(&access_key_id)),
-            &mut *sealed,
-        )
-        .map_err(|_| SessionError::Encode)?;
-        let mut token = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        token.push(TOKEN_VERSION);
-        token.extend_from_slice(&nonce);
-        token.extend_from_slice(&sealed);
+        let token = seal(key, &rng, &access_key_id, sealed)?;
         Ok(Session {
             access_key_id,
             secret_access_key: secret,
-            session_token: SecretString::from(B64.encode(token)),
+            session_token: SecretString::from(token),
             expiration: new.expiration,
             role_arn: new.role_arn.to_string(),
             session_name: new.session_name.to_string(),
@@ -321,6 +353,7 @@ impl SessionTokens {
             tags: new.tags.to_vec(),
             transitive_tag_keys: new.transitive_tag_keys.to_vec(),
             source_identity: new.source_identity.map(str::to_string),
+            issued: new.issued.trunc_subsecs(0),
             principal: ArcSwapOption::empty(),
         })
     }
@@ -383,6 +416,11 @@ impl SessionTokens {
         }
         let expiration =
             DateTime::<Utc>::from_timestamp(claims.expiration, 0).ok_or(OpenError::Invalid)?;
+        // A token of the earlier format: issued no earlier than the longest session allows.
+        let issued = match claims.issued {
+            Some(secs) => DateTime::<Utc>::from_timestamp(secs, 0).ok_or(OpenError::Invalid)?,
+            None => expiration - chrono::Duration::seconds(LONGEST_SESSION_SECONDS),
+        };
         // The policy was validated by AssumeRole under the same rules.
         let session_policy = match &claims.session_policy {
             Some(text) => Some(Arc::new(
@@ -402,6 +440,7 @@ impl SessionTokens {
             tags: claims.tags,
             transitive_tag_keys: claims.transitive_tag_keys,
             source_identity: claims.source_identity,
+            issued,
             principal: ArcSwapOption::empty(),
         })
     }
@@ -449,6 +488,7 @@ mod tests {
             tags: &[],
             transitive_tag_keys: &[],
             source_identity: None,
+            issued: now,
         }
     }
 
@@ -509,6 +549,42 @@ mod tests {
             none.create(&new_session(now, None)).unwrap_err(),
             SessionError::NoKey
         );
+    }
+
+    #[test]
+    fn the_issue_time_is_sealed_and_earlier_tokens_open_as_issued_at_the_earliest() {
+        let now = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let t = tokens(3);
+        let mut new = new_session(now, None);
+        new.issued = now + chrono::Duration::milliseconds(700);
+        let s = t.create(&new).unwrap();
+        assert_eq!(s.issued, now, "whole seconds, as on the wire");
+        let opened = tokens(3)
+            .open(&s.access_key_id, s.session_token.expose_secret(), now)
+            .unwrap();
+        assert_eq!(opened.issued, now);
+
+        // A token of the previous format (no `i` claim) opens, issued 12 hours before expiry.
+        let expiration = now + chrono::Duration::hours(1);
+        let claims = serde_json::json!({
+            "k": "ASIAOLDFORMAT0000001", "s": "old-secret", "e": expiration.timestamp(),
+            "r": "arn:aws:iam::111122223333:role/app", "n": "old",
+        });
+        let key = t.key.get().unwrap();
+        let token = seal(
+            key,
+            &SystemRandom::new(),
+            "ASIAOLDFORMAT0000001",
+            Zeroizing::new(claims.to_string().into_bytes()),
+        )
+        .unwrap();
+        let old = t.open("ASIAOLDFORMAT0000001", &token, now).unwrap();
+        assert_eq!(old.session_name, "old");
+        assert_eq!(
+            old.issued,
+            expiration - chrono::Duration::seconds(LONGEST_SESSION_SECONDS)
+        );
+        assert!(old.issued < now);
     }
 
     #[test]
@@ -601,6 +677,7 @@ mod tests {
         let first = directory(&[allow]);
         let p1 = s.principal_in(&first).unwrap();
         assert_eq!(p1.arn, "arn:aws:sts::111122223333:assumed-role/app/s1");
+        assert_eq!(p1.token_issue_time, Some(s.issued));
         assert!(Arc::ptr_eq(&p1, &s.principal_in(&first).unwrap()));
         // A reload (a new snapshot) that changes the role's policies: built again, with them.
         let reloaded = directory(&[allow, allow]);

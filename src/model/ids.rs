@@ -225,6 +225,11 @@ pub struct Principal {
     pub principal_tags: Arc<[(String, String)]>,
     /// A role session's source identity (`aws:SourceIdentity`).
     pub source_identity: Option<String>,
+    /// A role session's transitive tag keys: its tags with these keys pass to the sessions it
+    /// makes by assuming another role.
+    pub transitive_tag_keys: Arc<[String]>,
+    /// When a role session was issued (`aws:TokenIssueTime`); `None` for long-term credentials.
+    pub token_issue_time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Principal {
@@ -241,6 +246,8 @@ impl Principal {
             guardrails: Arc::from(Vec::new()),
             principal_tags: Arc::from(Vec::new()),
             source_identity: None,
+            transitive_tag_keys: Arc::from(Vec::new()),
+            token_issue_time: None,
         }
     }
 

@@ -127,14 +127,18 @@ fn denied(message: String) -> KmsError {
     KmsError::AccessDenied(message)
 }
 
-/// The condition keys a role session carries: `aws:PrincipalTag/<key>` of its tags and
-/// `aws:SourceIdentity`.
+/// The condition keys a role session carries: `aws:PrincipalTag/<key>` of its tags,
+/// `aws:SourceIdentity` and `aws:TokenIssueTime` (long-term credentials have none of them, so
+/// `DateLessThan` on `aws:TokenIssueTime` is false for them and a revocation Deny spares them).
 pub(crate) fn set_session_keys(ctx: &mut RequestContext, principal: &Principal) {
     for (key, value) in principal.principal_tags.iter() {
         ctx.set(&format!("aws:PrincipalTag/{key}"), value.as_str());
     }
     if let Some(id) = &principal.source_identity {
         ctx.set("aws:SourceIdentity", id.as_str());
+    }
+    if let Some(issued) = principal.token_issue_time {
+        ctx.set("aws:TokenIssueTime", issued);
     }
 }
 

@@ -27,9 +27,18 @@
 //!   100 the request fails with `PackedPolicyTooLarge`.
 //! * Session tags, transitive tag keys and the source identity are validated, authorized,
 //!   counted, audited and sealed into the session token. Session tags are the session's
-//!   `aws:PrincipalTag/<key>` and the source identity its `aws:SourceIdentity` on later
-//!   requests; neither transitive tags nor the source identity are passed on by role chaining
-//!   yet (a chained session has only what its own AssumeRole gives it).
+//!   `aws:PrincipalTag/<key>`, the source identity its `aws:SourceIdentity` and the issue time
+//!   its `aws:TokenIssueTime` on later requests.
+//!
+//! Role chaining (a role session calls AssumeRole), as AWS does it ([`Inherited`]): the
+//! caller's transitive tags pass to the new session, as tags and again transitive, and its
+//! source identity persists. The trust policy sees them as if the request had passed them
+//! (`aws:RequestTag/<key>`, `aws:TagKeys`, `sts:TransitiveTagKeys`, `sts:SourceIdentity`), so
+//! inherited tags need `sts:TagSession` and an inherited source identity
+//! `sts:SetSourceIdentity` in the trust policy. A tag whose key is an inherited transitive key
+//! (case-insensitively) is refused ([`TRANSITIVE_TAG_CONFLICT`]), and so is another source
+//! identity ([`SOURCE_IDENTITY_ALREADY_SET`]). Inherited tags count towards the 50 tags and the
+//! packed size. Non-transitive tags do not pass.
 //!
 //! Sessions are sealed tokens, not server state (`iam::sessions`); the session-token key is
 //! loaded (or made) once at start-up by [`Sts::load_session_key`].
@@ -66,6 +75,21 @@ pub const EXCEEDS_MAX_SESSION_DURATION: &str =
 pub const EXCEEDS_ROLE_CHAINING_LIMIT: &str =
     "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role \
      chaining.";
+
+/// A chained request that sets another source identity than the calling session's (AWS's
+/// wording, observed as a `ValidationError`).
+pub const SOURCE_IDENTITY_ALREADY_SET: &str =
+    "The source identity is already set for this assume role session";
+/// A chained request that passes a tag with the key of an inherited transitive tag (AWS's
+/// wording, `InvalidParameterValue`).
+pub const TRANSITIVE_TAG_CONFLICT: &str = "One of the specified transitive tag keys can't be set \
+     because it conflicts with a transitive tag key from the calling session.";
+/// Session tags a session may have, inherited ones included.
+pub const MAX_SESSION_TAGS: usize = 50;
+/// More than [`MAX_SESSION_TAGS`] once the inherited transitive tags are added (this service's
+/// wording: AWS's is not documented).
+pub const TOO_MANY_SESSION_TAGS: &str = "The session would have more than 50 session tags, \
+     counting the transitive tags inherited from the calling session.";
 
 /// Every error the STS rules can raise; the API layer maps each to its wire code and status.
 /// Messages are AWS's wording and never carry a secret.
@@ -135,6 +159,51 @@ impl Kms {
     pub fn sts(&self) -> Sts {
         Sts::new(self.core().clone())
     }
+}
+
+/// What a calling role session passes on to the session it makes (role chaining): its
+/// transitive tags (as tags that stay transitive) and its source identity. Empty for users.
+#[derive(Debug, Default)]
+pub struct Inherited {
+    /// The caller's tags whose keys it marked transitive.
+    pub tags: Vec<SessionTag>,
+    /// The caller's transitive tag keys.
+    pub transitive_tag_keys: Vec<String>,
+    pub source_identity: Option<String>,
+}
+
+impl Inherited {
+    /// What `caller` passes on (nothing unless it is a role session with transitive tags or a
+    /// source identity).
+    pub fn of(caller: &crate::model::Principal) -> Inherited {
+        let keys = &caller.transitive_tag_keys;
+        let tags = caller
+            .principal_tags
+            .iter()
+            .filter(|(key, _)| keys.iter().any(|k| same_tag_key(k, key)))
+            .map(|(key, value)| SessionTag {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        Inherited {
+            tags,
+            transitive_tag_keys: keys.to_vec(),
+            source_identity: caller.source_identity.clone(),
+        }
+    }
+
+    /// Whether `key` is (case-insensitively) one of the inherited transitive tag keys.
+    pub fn is_transitive_key(&self, key: &str) -> bool {
+        self.transitive_tag_keys
+            .iter()
+            .any(|k| same_tag_key(k, key))
+    }
+}
+
+/// Tag keys are case-insensitive (in any script, as the API layer compares them).
+fn same_tag_key(a: &str, b: &str) -> bool {
+    a.to_lowercase() == b.to_lowercase()
 }
 
 /// `PackedPolicySize`: the percentage of [`PACKED_POLICY_BUDGET_BYTES`] taken by the session
@@ -224,7 +293,45 @@ impl Sts {
             )),
             None => None,
         };
-        let packed = packed_policy_size(request.policy.as_deref(), &request.tags);
+        // Role chaining: what the calling session passes on (empty for users).
+        let inherited = Inherited::of(&call.principal);
+        if let (Some(set), Some(asked)) = (&inherited.source_identity, &request.source_identity) {
+            if set != asked {
+                return Err(StsError::Validation(SOURCE_IDENTITY_ALREADY_SET.into()));
+            }
+        }
+        if request
+            .tags
+            .iter()
+            .any(|t| inherited.is_transitive_key(&t.key))
+        {
+            return Err(StsError::InvalidParameterValue(
+                TRANSITIVE_TAG_CONFLICT.into(),
+            ));
+        }
+        // The new session's tags: the inherited transitive ones, then the request's.
+        let tags: Vec<SessionTag> = inherited
+            .tags
+            .iter()
+            .chain(request.tags.iter())
+            .cloned()
+            .collect();
+        if tags.len() > MAX_SESSION_TAGS {
+            return Err(StsError::InvalidParameterValue(
+                TOO_MANY_SESSION_TAGS.into(),
+            ));
+        }
+        let transitive_tag_keys: Vec<String> = inherited
+            .transitive_tag_keys
+            .iter()
+            .chain(request.transitive_tag_keys.iter())
+            .cloned()
+            .collect();
+        let source_identity = request
+            .source_identity
+            .clone()
+            .or(inherited.source_identity);
+        let packed = packed_policy_size(request.policy.as_deref(), &tags);
         if let Some(size) = packed.filter(|s| *s > 100) {
             return Err(StsError::PackedPolicyTooLarge(size));
         }
@@ -252,18 +359,19 @@ impl Sts {
         if let Some(id) = &request.external_id {
             context.set("sts:ExternalId", id.as_str());
         }
-        if let Some(id) = &request.source_identity {
+        // Inherited tags and source identity are evaluated as if the request passed them.
+        if let Some(id) = &source_identity {
             context.set("sts:SourceIdentity", id.as_str());
         }
-        if !request.tags.is_empty() {
-            for tag in &request.tags {
+        if !tags.is_empty() {
+            for tag in &tags {
                 context.set(&format!("aws:RequestTag/{}", tag.key), tag.value.as_str());
             }
-            context.set_multi("aws:TagKeys", request.tags.iter().map(|t| t.key.as_str()));
-            if !request.transitive_tag_keys.is_empty() {
+            context.set_multi("aws:TagKeys", tags.iter().map(|t| t.key.as_str()));
+            if !transitive_tag_keys.is_empty() {
                 context.set_multi(
                     "sts:TransitiveTagKeys",
-                    request.transitive_tag_keys.iter().map(String::as_str),
+                    transitive_tag_keys.iter().map(String::as_str),
                 );
             }
         }
@@ -273,8 +381,8 @@ impl Sts {
         }
         // Session tags and a source identity are permissions of their own in the trust policy.
         let extra = [
-            (!request.tags.is_empty(), "sts:TagSession"),
-            (request.source_identity.is_some(), "sts:SetSourceIdentity"),
+            (!tags.is_empty(), "sts:TagSession"),
+            (source_identity.is_some(), "sts:SetSourceIdentity"),
         ];
         for (_, action) in extra.iter().filter(|(needed, _)| *needed) {
             if !trust_allows(call, &context.with_action(action), &role.trust_policy) {
@@ -315,9 +423,10 @@ impl Sts {
                 session_name: &request.role_session_name,
                 expiration,
                 session_policy: request.policy.as_deref().zip(session_policy),
-                tags: &request.tags,
-                transitive_tag_keys: &request.transitive_tag_keys,
-                source_identity: request.source_identity.as_deref(),
+                tags: &tags,
+                transitive_tag_keys: &transitive_tag_keys,
+                source_identity: source_identity.as_deref(),
+                issued: now,
             })
             .map_err(|e| match e {
                 SessionError::Random => StsError::Internal("the random number generator failed"),
@@ -334,7 +443,7 @@ impl Sts {
             assumed_role_id: format!("{}:{}", role.unique_id, request.role_session_name),
             arn: session_caller.arn().to_string(),
             packed_policy_size: packed,
-            source_identity: request.source_identity,
+            source_identity,
         })
     }
 }
@@ -384,6 +493,40 @@ mod tests {
         // 384 bytes per tag: five tags are 1920 bytes (94%), six 2304 (113%).
         assert_eq!(packed_policy_size(None, &vec![tag.clone(); 5]), Some(94));
         assert_eq!(packed_policy_size(None, &vec![tag; 6]), Some(113));
+    }
+
+    #[test]
+    fn a_calling_session_passes_on_its_transitive_tags_and_source_identity() {
+        let mut caller = crate::model::Principal::anonymous("111122223333", "ASIA");
+        assert!(Inherited::of(&caller).tags.is_empty());
+        caller.principal_tags = vec![
+            ("Project".to_string(), "p1".to_string()),
+            ("team".to_string(), "kms".to_string()),
+            ("Ärger".to_string(), "x".to_string()),
+        ]
+        .into();
+        caller.transitive_tag_keys = vec!["project".to_string(), "ÄRGER".to_string()].into();
+        caller.source_identity = Some("dave".into());
+        let inherited = Inherited::of(&caller);
+        // Keys compare case-insensitively (in any script); values and the keys' case are kept.
+        assert_eq!(
+            inherited.tags,
+            vec![
+                SessionTag {
+                    key: "Project".into(),
+                    value: "p1".into()
+                },
+                SessionTag {
+                    key: "Ärger".into(),
+                    value: "x".into()
+                }
+            ]
+        );
+        assert_eq!(inherited.transitive_tag_keys, vec!["project", "ÄRGER"]);
+        assert_eq!(inherited.source_identity.as_deref(), Some("dave"));
+        assert!(inherited.is_transitive_key("PROJECT"));
+        assert!(inherited.is_transitive_key("ärger"));
+        assert!(!inherited.is_transitive_key("team"));
     }
 
     #[test]

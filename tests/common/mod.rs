@@ -7,6 +7,7 @@ use std::sync::Arc;
 pub mod fault_module;
 pub mod nodes;
 pub mod openssl_import;
+pub mod sts;
 pub mod xks_test_proxy;
 
 use aws_credential_types::Credentials;

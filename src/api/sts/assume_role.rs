@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 use super::query::Params;
 use super::xml::XmlWriter;
 use crate::api::validate::Checks;
-use crate::service::sts::{AssumeRoleRequest, AssumedRole, SessionTag, StsError};
+use crate::service::sts::{AssumeRoleRequest, AssumedRole, Inherited, SessionTag, StsError};
 
 const ARN_PATTERN: &str =
     r"[\u0009\u000A\u000D\u0020-\u007E\u0085\u00A0-\uD7FF\uE000-\uFFFD\u10000-\u10FFFF]+";
@@ -115,8 +115,9 @@ impl Input {
         }
     }
 
-    /// `requestParameters` of the audit record.
-    pub fn audit_parameters(&self) -> Value {
+    /// `requestParameters` of the audit record; as in CloudTrail, a calling role session's
+    /// transitive tags are `incomingTransitiveTags`.
+    pub fn audit_parameters(&self, caller: &crate::model::Principal) -> Value {
         let mut m = Map::new();
         let mut put = |k: &str, v: Value| {
             if !v.is_null() {
@@ -160,6 +161,19 @@ impl Input {
         }
         put("serialNumber", json!(self.serial_number));
         put("sourceIdentity", json!(self.source_identity));
+        let inherited = Inherited::of(caller);
+        if !inherited.tags.is_empty() {
+            put(
+                "incomingTransitiveTags",
+                Value::Object(
+                    inherited
+                        .tags
+                        .into_iter()
+                        .map(|t| (t.key, Value::String(t.value)))
+                        .collect(),
+                ),
+            );
+        }
         Value::Object(m)
     }
 
@@ -359,12 +373,17 @@ pub fn write_result(w: &mut XmlWriter, out: &AssumedRole) {
         .optional("SourceIdentity", out.source_identity.as_deref());
 }
 
-/// `responseElements` of the audit record: the assumed role user and the access key id only.
+/// `responseElements` of the audit record: the assumed role user, the access key id and the
+/// source identity only.
 pub fn audit_response(out: &AssumedRole) -> Value {
-    json!({
+    let mut v = json!({
         "credentials": { "accessKeyId": out.session.access_key_id },
         "assumedRoleUser": { "assumedRoleId": out.assumed_role_id, "arn": out.arn },
-    })
+    });
+    if let Some(id) = &out.source_identity {
+        v["sourceIdentity"] = json!(id);
+    }
+    v
 }
 
 #[cfg(test)]
@@ -471,7 +490,7 @@ mod tests {
             "{ROLE}&RoleSessionName=s1&DurationSeconds=1800&ExternalId=secret-ext\
              &SerialNumber=arn:aws:iam::111122223333:mfa/a&TokenCode=123456"
         ))
-        .audit_parameters();
+        .audit_parameters(&crate::model::Principal::anonymous("111122223333", "AKIA"));
         assert_eq!(
             p,
             json!({
@@ -479,6 +498,26 @@ mod tests {
                 "roleSessionName": "s1",
                 "durationSeconds": 1800,
                 "serialNumber": "arn:aws:iam::111122223333:mfa/a",
+            })
+        );
+    }
+
+    #[test]
+    fn audit_parameters_show_the_callers_transitive_tags_as_incoming() {
+        let mut caller = crate::model::Principal::anonymous("111122223333", "ASIA");
+        caller.principal_tags = vec![
+            ("Dept".to_string(), "eng".to_string()),
+            ("team".to_string(), "kms".to_string()),
+        ]
+        .into();
+        caller.transitive_tag_keys = vec!["dept".to_string()].into();
+        let p = input(&format!("{ROLE}&RoleSessionName=s2")).audit_parameters(&caller);
+        assert_eq!(
+            p,
+            json!({
+                "roleArn": "arn:aws:iam::111122223333:role/app",
+                "roleSessionName": "s2",
+                "incomingTransitiveTags": {"Dept": "eng"},
             })
         );
     }

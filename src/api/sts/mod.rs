@@ -239,7 +239,7 @@ async fn run(
         }
         Action::AssumeRole => {
             let input = assume_role::Input::from_params(params);
-            let request_parameters = input.audit_parameters();
+            let request_parameters = input.audit_parameters(&call.principal);
             let result = match input.validate() {
                 Ok(request) => kms.sts().assume_role(call, request).await,
                 Err(e) => Err(e),

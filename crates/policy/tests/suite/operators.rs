@@ -369,6 +369,29 @@ fn date_operators() {
     ]);
 }
 
+/// AWS's session revocation condition on `aws:TokenIssueTime`, which only temporary
+/// credentials carry: older sessions match, newer ones and long-term credentials do not
+/// (unless `...IfExists`); `Null` tells the two kinds of credentials apart.
+#[test]
+fn token_issue_time_revocation_condition() {
+    // 2019-01-01T00:00:00Z = 1546300800.
+    const OLDER: &[Ctx] = &[Ctx::D("aws:TokenIssueTime", 1_546_300_799)];
+    const NEWER: &[Ctx] = &[Ctx::D("aws:TokenIssueTime", 1_546_300_800)];
+    const LONG_TERM: &[Ctx] = &[];
+    let revoke = r#"{"DateLessThan": {"aws:TokenIssueTime": "2019-01-01T00:00:00Z"}}"#;
+    let revoke_all = r#"{"DateLessThanIfExists": {"aws:TokenIssueTime": "2019-01-01T00:00:00Z"}}"#;
+    let long_term = r#"{"Null": {"aws:TokenIssueTime": "true"}}"#;
+    table(&[
+        (revoke, OLDER, true),
+        (revoke, NEWER, false),
+        (revoke, LONG_TERM, false),
+        (revoke_all, NEWER, false),
+        (revoke_all, LONG_TERM, true),
+        (long_term, OLDER, false),
+        (long_term, LONG_TERM, true),
+    ]);
+}
+
 #[test]
 fn bool_binary_ip_operators() {
     const TLS: &[Ctx] = &[Ctx::B("aws:SecureTransport", true)];
