@@ -118,6 +118,31 @@ async fn crypto_quota_throttles_at_the_configured_rate() {
     }
     assert!(refused > 0, "GenerateRandom is not counted");
 
+    // A DryRun is counted like the call it stands for (reference §15, requirement 37).
+    let dry: Vec<_> = (0..(3 * RATE as usize))
+        .map(|_| {
+            let (kms, key) = (kms.clone(), key.clone());
+            tokio::spawn(async move {
+                kms.encrypt()
+                    .key_id(&key)
+                    .plaintext(Blob::new(b"x".to_vec()))
+                    .dry_run(true)
+                    .send()
+                    .await
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for r in dry {
+        let e = r.await.unwrap().unwrap_err();
+        if code(&e) == "ThrottlingException" {
+            refused += 1;
+        } else {
+            assert_eq!(code(&e), "DryRunOperationException", "{e:?}");
+        }
+    }
+    assert!(refused > 0, "DryRun is not counted");
+
     // Another account has its own bucket and its own rate (1000/s): 100 at once pass.
     let other = srv.other_client();
     let theirs = other

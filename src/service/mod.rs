@@ -225,6 +225,15 @@ impl Deref for Kms {
     }
 }
 
+/// The refusal of an operation a key in a custom key store does not support (key-state
+/// footnote [7]; the words are ours).
+pub(crate) fn in_custom_key_store(key: &KeyRecord) -> KmsError {
+    KmsError::UnsupportedOperation(format!(
+        "{} is in a custom key store, which does not support this operation.",
+        key.arn
+    ))
+}
+
 /// Which row of the key-state table an operation follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateRule {
@@ -527,9 +536,7 @@ impl Core {
         use KeyState::*;
         let arn = &key.arn;
         if rule == StateRule::Rotation && key.custom_key_store_id.is_some() {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "{arn} is in a custom key store, which does not support this operation."
-            )));
+            return Err(in_custom_key_store(key));
         }
         let pending_deletion = || KmsError::KmsInvalidState(format!("{arn} is pending deletion."));
         let pending_import = || KmsError::KmsInvalidState(format!("{arn} is pending import."));
@@ -583,9 +590,7 @@ impl Core {
             (StateRule::Rotation, PendingImport) => Err(KmsError::UnsupportedOperation(format!(
                 "{arn} origin is EXTERNAL which is not valid for this operation."
             ))),
-            (StateRule::Rotation, Unavailable) => Err(KmsError::UnsupportedOperation(format!(
-                "{arn} is in a custom key store, which does not support this operation."
-            ))),
+            (StateRule::Rotation, Unavailable) => Err(in_custom_key_store(key)),
             (StateRule::Rotation, Creating) => Err(creating()),
         }
     }
