@@ -1370,11 +1370,11 @@ async fn wrapping_algorithm_and_valid_to_rules() {
     );
     assert_eq!(code, "UnsupportedOperationException");
     assert!(message.contains("ECC_NIST_P521"), "{message}");
-    // A larger wrapping key takes it.
+    // The hybrid algorithm under RSA_2048 takes it (the rule is OAEP's size limit).
     params(
         &p521,
-        AlgorithmSpec::RsaesOaepSha1,
-        WrappingKeySpec::Rsa3072,
+        AlgorithmSpec::RsaAesKeyWrapSha1,
+        WrappingKeySpec::Rsa2048,
     )
     .await
     .unwrap();
