@@ -446,7 +446,37 @@ async fn lifecycle_keys_and_unavailable_state() {
         .send()
         .await
         .unwrap();
+    kms.untag_resource()
+        .key_id(&key_id)
+        .tag_keys("k")
+        .send()
+        .await
+        .unwrap();
+    kms.update_alias()
+        .alias_name("alias/unavailable")
+        .target_key_id(&default_key)
+        .send()
+        .await
+        .unwrap();
+    kms.update_alias()
+        .alias_name("alias/unavailable")
+        .target_key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
     kms.get_key_policy().key_id(&key_id).send().await.unwrap();
+    // ScheduleKeyDeletion works while unavailable, and so does CancelKeyDeletion ([13]).
+    kms.schedule_key_deletion()
+        .key_id(&key_id)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    kms.cancel_key_deletion()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
     kms.disable_key().key_id(&key_id).send().await.unwrap();
     kms.update_key_description()
         .key_id(&key_id)

@@ -1322,7 +1322,7 @@ async fn pending_import_follows_the_key_state_table() {
         &kms,
         dir.path(),
         &key,
-        alg,
+        alg.clone(),
         WrappingKeySpec::Rsa2048,
         &material,
     )
@@ -1333,6 +1333,26 @@ async fn pending_import_follows_the_key_state_table() {
         Some(&KeyState::Enabled)
     );
     assert_eq!(decrypt(&kms, &blob).await.unwrap(), b"pending import");
+
+    // Disabled with material (footnote [9]): the import operations work; deleting the
+    // material makes the key PendingImport.
+    kms.disable_key().key_id(&key).send().await.unwrap();
+    kms.get_parameters_for_import()
+        .key_id(&key)
+        .wrapping_algorithm(alg)
+        .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+        .send()
+        .await
+        .unwrap();
+    kms.delete_imported_key_material()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        describe(&kms, &key).await.key_state(),
+        Some(&KeyState::PendingImport)
+    );
 }
 
 /// Reference §15 requirements 27 and 28, the rules checked before any material is opened:

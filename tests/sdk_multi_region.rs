@@ -873,6 +873,27 @@ async fn a_primary_waits_for_its_replicas_to_be_deleted() {
     let (code, _) = fail(east.describe_key().key_id(&id).send().await);
     assert_eq!(code, "NotFoundException");
 
+    // ReplicateKey of a primary pending deletion: refused ([3]).
+    let lonely = mrk(&east).await;
+    east.schedule_key_deletion()
+        .key_id(&lonely)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        fail(
+            east.replicate_key()
+                .key_id(&lonely)
+                .replica_region(WEST)
+                .send()
+                .await
+        ),
+        (
+            "KMSInvalidStateException".to_string(),
+            format!("arn:aws:kms:{EAST}:111122223333:key/{lonely} is pending deletion.")
+        )
+    );
+
     // CancelKeyDeletion brings a waiting primary back as Disabled.
     let id = mrk(&east).await;
     replicate(&east, &id, WEST).await;
