@@ -1334,16 +1334,19 @@ async fn pending_import_follows_the_key_state_table() {
     );
     assert_eq!(decrypt(&kms, &blob).await.unwrap(), b"pending import");
 
-    // Disabled with material (footnote [9]): the import operations work; deleting the
-    // material makes the key PendingImport.
+    // Disabled with material (footnote [9]): the import operations work (re-importing the
+    // same material); deleting the material makes the key PendingImport.
     kms.disable_key().key_id(&key).send().await.unwrap();
-    kms.get_parameters_for_import()
-        .key_id(&key)
-        .wrapping_algorithm(alg)
-        .wrapping_key_spec(WrappingKeySpec::Rsa2048)
-        .send()
-        .await
-        .unwrap();
+    import(
+        &kms,
+        dir.path(),
+        &key,
+        alg,
+        WrappingKeySpec::Rsa2048,
+        &material,
+    )
+    .await
+    .unwrap();
     kms.delete_imported_key_material()
         .key_id(&key)
         .send()
