@@ -823,6 +823,25 @@ async fn a_primary_waits_for_its_replicas_to_be_deleted() {
     ] {
         assert_eq!(got, pending, "{name}");
     }
+    // UpdateAlias may not point an alias at it ([10]).
+    let other = mrk(&east).await;
+    east.create_alias()
+        .alias_name("alias/elsewhere")
+        .target_key_id(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        fail(
+            east.update_alias()
+                .alias_name("alias/elsewhere")
+                .target_key_id(&id)
+                .send()
+                .await
+        ),
+        pending,
+        "UpdateAlias"
+    );
     east.get_key_policy().key_id(&id).send().await.unwrap();
     east.list_resource_tags().key_id(&id).send().await.unwrap();
     let status = east
