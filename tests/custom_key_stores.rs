@@ -259,10 +259,31 @@ async fn lifecycle_keys_and_unavailable_state() {
         .await
         .unwrap();
     assert_eq!(r.plaintext.unwrap().as_ref().len(), 16);
-    // Rotation is not for custom key stores.
+    // Rotation is not for custom key stores (key-state footnote [7]), nor is import ([9]).
+    let custom = format!("{arn} is in a custom key store, which does not support this operation.");
     let e = kms
         .enable_key_rotation()
         .key_id(&key_id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "UnsupportedOperationException");
+    assert_eq!(message(&e), custom);
+    let e = kms
+        .get_key_rotation_status()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (code(&e), message(&e)),
+        ("UnsupportedOperationException".to_string(), custom.clone())
+    );
+    let e = kms
+        .get_parameters_for_import()
+        .key_id(&key_id)
+        .wrapping_algorithm(aws_sdk_kms::types::AlgorithmSpec::RsaesOaepSha256)
+        .wrapping_key_spec(aws_sdk_kms::types::WrappingKeySpec::Rsa2048)
         .send()
         .await
         .unwrap_err();
@@ -349,6 +370,113 @@ async fn lifecycle_keys_and_unavailable_state() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "KMSInvalidStateException");
+    // The rest of the Unavailable column (reference §3.3): the other cryptographic operations
+    // fail as Encrypt does ([11]), rotation ([7]); grants, aliases, tags and policies work.
+    let unavailable = (
+        "KMSInvalidStateException".to_string(),
+        format!("{arn} is unavailable."),
+    );
+    let e = kms
+        .generate_data_key()
+        .key_id(&key_id)
+        .number_of_bytes(32)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!((code(&e), message(&e)), unavailable, "GenerateDataKey");
+    let e = kms
+        .generate_data_key_without_plaintext()
+        .key_id(&key_id)
+        .number_of_bytes(32)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!((code(&e), message(&e)), unavailable, "GDKWithoutPlaintext");
+    let e = kms
+        .re_encrypt()
+        .ciphertext_blob(ct.clone())
+        .source_encryption_context("k", "v")
+        .destination_key_id(&default_key)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!((code(&e), message(&e)), unavailable, "ReEncrypt");
+    let e = kms
+        .enable_key_rotation()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (code(&e), message(&e)),
+        ("UnsupportedOperationException".into(), custom.clone())
+    );
+    let e = kms
+        .get_key_rotation_status()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (code(&e), message(&e)),
+        ("UnsupportedOperationException".into(), custom.clone())
+    );
+    kms.create_grant()
+        .key_id(&key_id)
+        .grantee_principal("arn:aws:iam::111122223333:root")
+        .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+        .send()
+        .await
+        .unwrap();
+    kms.create_alias()
+        .alias_name("alias/unavailable")
+        .target_key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    kms.tag_resource()
+        .key_id(&key_id)
+        .tags(
+            aws_sdk_kms::types::Tag::builder()
+                .tag_key("k")
+                .tag_value("v")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    kms.untag_resource()
+        .key_id(&key_id)
+        .tag_keys("k")
+        .send()
+        .await
+        .unwrap();
+    kms.update_alias()
+        .alias_name("alias/unavailable")
+        .target_key_id(&default_key)
+        .send()
+        .await
+        .unwrap();
+    kms.update_alias()
+        .alias_name("alias/unavailable")
+        .target_key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    kms.get_key_policy().key_id(&key_id).send().await.unwrap();
+    // ScheduleKeyDeletion works while unavailable, and so does CancelKeyDeletion ([13]).
+    kms.schedule_key_deletion()
+        .key_id(&key_id)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    kms.cancel_key_deletion()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
     kms.disable_key().key_id(&key_id).send().await.unwrap();
     kms.update_key_description()
         .key_id(&key_id)

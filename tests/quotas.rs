@@ -118,6 +118,31 @@ async fn crypto_quota_throttles_at_the_configured_rate() {
     }
     assert!(refused > 0, "GenerateRandom is not counted");
 
+    // A DryRun is counted like the call it stands for (reference §15, requirement 37).
+    let dry: Vec<_> = (0..(3 * RATE as usize))
+        .map(|_| {
+            let (kms, key) = (kms.clone(), key.clone());
+            tokio::spawn(async move {
+                kms.encrypt()
+                    .key_id(&key)
+                    .plaintext(Blob::new(b"x".to_vec()))
+                    .dry_run(true)
+                    .send()
+                    .await
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for r in dry {
+        let e = r.await.unwrap().unwrap_err();
+        if code(&e) == "ThrottlingException" {
+            refused += 1;
+        } else {
+            assert_eq!(code(&e), "DryRunOperationException", "{e:?}");
+        }
+    }
+    assert!(refused > 0, "DryRun is not counted");
+
     // Another account has its own bucket and its own rate (1000/s): 100 at once pass.
     let other = srv.other_client();
     let theirs = other
@@ -255,4 +280,61 @@ async fn requests_that_fail_authentication_spend_no_quota() {
     kms.create_key().send().await.unwrap();
     let e = kms.create_key().send().await.unwrap_err();
     assert_eq!(code(&e), "ThrottlingException");
+}
+
+/// A cross-account call spends the caller's request quota, not the key owner's (reference
+/// §11.2, §15 requirement 32): account B (1 request/s) is throttled on A's key while A (1000/s)
+/// is not.
+#[tokio::test]
+async fn cross_account_calls_spend_the_callers_quota() {
+    let srv = server(
+        "[limits]\nrequest_rates = { cryptographic_symmetric = 1000 }\n\
+         [limits.accounts.444455556666]\n\
+         request_rates = { cryptographic_symmetric = 1 }\n",
+    )
+    .await;
+    let (mine, theirs) = (srv.client(), srv.other_client());
+    let md = mine
+        .create_key()
+        .policy(
+            r#"{"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::444455556666:root"}, "Action": "kms:Encrypt", "Resource": "*"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    let arn = md.arn().unwrap().to_string();
+    let burst = |kms: aws_sdk_kms::Client| {
+        let arn = arn.clone();
+        async move {
+            let calls: Vec<_> = (0..10)
+                .map(|_| {
+                    let (kms, arn) = (kms.clone(), arn.clone());
+                    tokio::spawn(async move {
+                        kms.encrypt()
+                            .key_id(&arn)
+                            .plaintext(Blob::new(b"x".to_vec()))
+                            .send()
+                            .await
+                    })
+                })
+                .collect();
+            let mut throttled = 0;
+            for c in calls {
+                if let Err(e) = c.await.unwrap() {
+                    assert_eq!(code(&e), "ThrottlingException", "{e:?}");
+                    throttled += 1;
+                }
+            }
+            throttled
+        }
+    };
+    // B's bucket holds one request (and refills one a second).
+    let throttled = burst(theirs).await;
+    assert!(throttled >= 8, "B throttled only {throttled} of 10");
+    // A's bucket is untouched by B's calls on A's key.
+    assert_eq!(burst(mine).await, 0);
 }

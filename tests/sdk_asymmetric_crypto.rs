@@ -1132,6 +1132,46 @@ async fn generate_data_key_pair_refusals_and_dry_run() {
         )
     );
 
+    // GenerateDataKey and GenerateDataKeyWithoutPlaintext refuse every key but a symmetric
+    // encryption key alike (reference §15, requirement 14).
+    for (key, what) in [
+        (&rsa_enc, format!("{rsa_enc_arn} key spec is RSA_2048")),
+        (
+            &hmac,
+            format!("{hmac_arn} key usage is GENERATE_VERIFY_MAC"),
+        ),
+        (&signing, format!("{signing_arn} key usage is SIGN_VERIFY")),
+    ] {
+        let got = fail(
+            kms.generate_data_key()
+                .key_id(key)
+                .number_of_bytes(32)
+                .send()
+                .await,
+        );
+        assert_eq!(
+            got,
+            (
+                "InvalidKeyUsageException".to_string(),
+                format!("{what} which is not valid for GenerateDataKey.")
+            )
+        );
+        let got = fail(
+            kms.generate_data_key_without_plaintext()
+                .key_id(key)
+                .number_of_bytes(32)
+                .send()
+                .await,
+        );
+        assert_eq!(
+            got,
+            (
+                "InvalidKeyUsageException".to_string(),
+                format!("{what} which is not valid for GenerateDataKeyWithoutPlaintext.")
+            )
+        );
+    }
+
     // SM2 outside the China Regions; values that are not pair specs.
     let (code, msg) = fail(
         kms.generate_data_key_pair()

@@ -488,9 +488,48 @@ async fn audit_log_never_holds_plaintext_ciphertext_or_data_keys() {
         .await
         .unwrap();
     secrets.push(rnd.plaintext.unwrap().into_inner());
+    // GetKeyPolicy's output is not logged either (reference §12): a policy with a marker Sid.
+    let policy = format!(
+        "{{\"Version\": \"2012-10-17\", \"Statement\": [{{\"Sid\": \"PELICAN-MARKER\", \
+         \"Effect\": \"Allow\", \"Principal\": {{\"AWS\": \"arn:aws:iam::{ACCOUNT}:root\"}}, \
+         \"Action\": \"kms:*\", \"Resource\": \"*\"}}]}}"
+    );
+    let got = kms
+        .get_key_policy()
+        .key_id(&other)
+        .send()
+        .await
+        .unwrap()
+        .policy
+        .unwrap();
+    assert!(got.contains("key-default-1"), "{got}");
+    kms.put_key_policy()
+        .key_id(&other)
+        .policy_name("default")
+        .policy(&policy)
+        .send()
+        .await
+        .unwrap();
+    let got = kms
+        .get_key_policy()
+        .key_id(&other)
+        .send()
+        .await
+        .unwrap()
+        .policy
+        .unwrap();
+    assert_eq!(got, policy);
 
     let records = srv.audit_records().await;
-    assert_eq!(records.len(), 10, "{records:#?}");
+    assert_eq!(records.len(), 13, "{records:#?}");
+    assert!(
+        !records
+            .iter()
+            .filter(|r| r["eventName"] == "GetKeyPolicy")
+            .any(|r| r.to_string().contains("PELICAN-MARKER")
+                || r.to_string().contains("key-default-1")),
+        "GetKeyPolicy output in the audit log"
+    );
     let text = std::fs::read_to_string(srv.data_dir.path().join("audit.log")).unwrap();
     assert!(text.contains("visible"), "the encryption context is logged");
     assert!(

@@ -441,6 +441,14 @@ async fn condition_operator_families() {
             vec![("user", "u1"), ("x", "y")],
         ),
         (
+            // An omitted EncryptionAlgorithm meets the condition as its default (reference
+            // §6.4); a symmetric key takes no other algorithm, so there is no denied half.
+            "Default of an omitted parameter",
+            json!({"StringEquals": {"kms:EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}}),
+            vec![],
+            vec![],
+        ),
+        (
             "Arn",
             json!({"ArnLike": {"aws:PrincipalArn": format!("arn:aws:iam::{A}:user/car*")}}),
             vec![],
@@ -459,7 +467,7 @@ async fn condition_operator_families() {
         encrypt(&carl, &id, &allowed)
             .await
             .unwrap_or_else(|e| panic!("{family}: {e:?}"));
-        if family != "Arn" {
+        if family != "Arn" && !family.starts_with("Default") {
             assert_eq!(
                 denied(encrypt(&carl, &id, &refused).await),
                 no_resource_policy(&carl_arn, "Encrypt", &arn),
@@ -801,7 +809,7 @@ async fn lockout_safety_check_and_its_bypass() {
 #[tokio::test]
 async fn policy_documents_are_validated() {
     let s = Suite::start().await;
-    let (id, _) = s.key(None).await;
+    let (id, arn) = s.key(None).await;
     let put = |policy: String| {
         s.admin
             .put_key_policy()
@@ -835,6 +843,23 @@ async fn policy_documents_are_validated() {
     );
     let (code, _) = fail(put("{not json".into()).await);
     assert_eq!(code, "MalformedPolicyDocumentException");
+    // ForAllValues with a single-valued kms:EncryptionContext:<key> (reference §6.4).
+    let overly = key_policy(vec![allow(
+        &arn_user(A, "carl"),
+        json!("kms:Encrypt"),
+        Some(json!({"ForAllValues:StringEquals": {"kms:EncryptionContext:app": "web"}})),
+    )]);
+    assert_eq!(
+        fail(put(overly.to_string()).await),
+        (
+            "MalformedPolicyDocumentException".to_string(),
+            "OverlyPermissiveCondition:EncryptionContext: Using the ForAllValues set operator \
+             with a single-valued condition key matches requests without the specified \
+             encryption context or with an unspecified encryption context. To fix, remove \
+             ForAllValues."
+                .to_string()
+        )
+    );
     // The document comes back exactly as submitted.
     let fine = key_policy(vec![]).to_string();
     put(fine.clone()).await.unwrap();
@@ -847,6 +872,28 @@ async fn policy_documents_are_validated() {
         .await
         .unwrap();
     assert_eq!(got.policy(), Some(fine.as_str()));
+
+    // A statement without Resource is accepted but grants nothing (reference §6.1, §15
+    // requirement 30): carl, named only there, stays denied; with Resource he is allowed.
+    let carl = s.as_(CARL);
+    let mut no_resource = allow(&arn_user(A, "carl"), json!("kms:Encrypt"), None);
+    no_resource.as_object_mut().unwrap().remove("Resource");
+    put(key_policy(vec![no_resource]).to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        denied(encrypt(&carl, &arn, &[]).await),
+        no_resource_policy(&arn_user(A, "carl"), "Encrypt", &arn)
+    );
+    put(key_policy(vec![allow(
+        &arn_user(A, "carl"),
+        json!("kms:Encrypt"),
+        None,
+    )])
+    .to_string())
+    .await
+    .unwrap();
+    encrypt(&carl, &arn, &[]).await.unwrap();
 }
 
 #[tokio::test]

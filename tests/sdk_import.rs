@@ -534,6 +534,27 @@ async fn expiry_deletion_and_reimport_of_the_same_material_only() {
     .await
     .unwrap();
     assert_ne!(id2, id);
+    // ... and ciphertext of one never decrypts under the other, although the material is the
+    // same (reference §15, requirement 13): naming the other key is IncorrectKey, and a blob
+    // rewritten to name it (docs/ciphertext-format.md: byte 1 is the id's length, the id
+    // follows) is invalid ciphertext.
+    let (code, _) = fail(
+        kms.decrypt()
+            .ciphertext_blob(Blob::new(blob.clone()))
+            .key_id(&key2)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "IncorrectKeyException");
+    let n = blob[1] as usize;
+    assert_eq!(&blob[2..2 + n], key.as_bytes());
+    let mut forged = blob.clone();
+    forged[2..2 + n].copy_from_slice(key2.as_bytes());
+    assert_eq!(
+        decrypt(&kms, &forged).await.unwrap_err().0,
+        "InvalidCiphertextException"
+    );
+    assert_eq!(decrypt(&kms, &blob).await.unwrap(), b"before expiry");
 }
 
 #[tokio::test]
@@ -937,5 +958,503 @@ async fn import_condition_keys_reach_the_key_policy() {
     assert_eq!(
         describe(&kms, &key).await.key_state(),
         Some(&KeyState::Enabled)
+    );
+}
+
+/// The PendingImport column of the key-state table (reference §3.3), cell by cell, on a key
+/// whose material was deleted (so a ciphertext and a grant of it exist); then material and
+/// deletion: importing into a key pending deletion is refused (footnote [8]), deleting its
+/// material is not (footnote [9]; the state stays PendingDeletion), and CancelKeyDeletion of a
+/// key without material brings it back PendingImport (Disabled would let EnableKey make a key
+/// with nothing to use).
+#[tokio::test]
+async fn pending_import_follows_the_key_state_table() {
+    use aws_sdk_kms::types::{DataKeyPairSpec, DataKeySpec, GrantOperation, Tag};
+    let srv = common::TestServer::start().await;
+    let kms = srv.client();
+    let dir = tempfile::tempdir().unwrap();
+    let alg = AlgorithmSpec::RsaesOaepSha1;
+    let key = external_key(
+        &kms,
+        KeySpec::SymmetricDefault,
+        KeyUsageType::EncryptDecrypt,
+    )
+    .await;
+    let arn = describe(&kms, &key).await.arn().unwrap().to_string();
+    let material = make_material(dir.path(), &KeySpec::SymmetricDefault);
+    import(
+        &kms,
+        dir.path(),
+        &key,
+        alg.clone(),
+        WrappingKeySpec::Rsa2048,
+        &material,
+    )
+    .await
+    .unwrap();
+    let blob = encrypt(&kms, &key, b"pending import").await;
+    let good = kms.create_key().send().await.unwrap().key_metadata.unwrap();
+    let good = good.key_id().to_string();
+    let good_blob = encrypt(&kms, &good, b"good").await;
+    let grant = kms
+        .create_grant()
+        .key_id(&key)
+        .grantee_principal("arn:aws:iam::111122223333:root")
+        .operations(GrantOperation::Decrypt)
+        .send()
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    kms.create_alias()
+        .alias_name("alias/pi")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    kms.delete_imported_key_material()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        describe(&kms, &key).await.key_state(),
+        Some(&KeyState::PendingImport)
+    );
+
+    // ✗[5]: cryptographic operations (by id and by alias), CreateGrant, EnableKey, DisableKey.
+    let pending = (
+        "KMSInvalidStateException".to_string(),
+        format!("{arn} is pending import."),
+    );
+    for k in [key.as_str(), "alias/pi"] {
+        let got = fail(
+            kms.encrypt()
+                .key_id(k)
+                .plaintext(Blob::new(b"x".to_vec()))
+                .send()
+                .await,
+        );
+        assert_eq!(got, pending, "Encrypt {k}");
+        let got = fail(
+            kms.generate_data_key()
+                .key_id(k)
+                .key_spec(DataKeySpec::Aes256)
+                .send()
+                .await,
+        );
+        assert_eq!(got, pending, "GenerateDataKey {k}");
+    }
+    let got = fail(
+        kms.decrypt()
+            .ciphertext_blob(Blob::new(blob.clone()))
+            .send()
+            .await,
+    );
+    assert_eq!(got, pending, "Decrypt");
+    let got = fail(
+        kms.decrypt()
+            .ciphertext_blob(Blob::new(blob.clone()))
+            .key_id(&arn)
+            .send()
+            .await,
+    );
+    assert_eq!(got, pending, "Decrypt with KeyId");
+    let got = fail(
+        kms.re_encrypt()
+            .ciphertext_blob(Blob::new(blob.clone()))
+            .destination_key_id(&good)
+            .send()
+            .await,
+    );
+    assert_eq!(got, pending, "ReEncrypt from");
+    let got = fail(
+        kms.re_encrypt()
+            .ciphertext_blob(Blob::new(good_blob))
+            .destination_key_id(&key)
+            .send()
+            .await,
+    );
+    assert_eq!(got, pending, "ReEncrypt to");
+    let got = fail(
+        kms.generate_data_key_without_plaintext()
+            .key_id(&key)
+            .number_of_bytes(16)
+            .send()
+            .await,
+    );
+    assert_eq!(got, pending, "GenerateDataKeyWithoutPlaintext");
+    let got = fail(
+        kms.generate_data_key_pair()
+            .key_id(&key)
+            .key_pair_spec(DataKeyPairSpec::EccNistP256)
+            .send()
+            .await,
+    );
+    assert_eq!(got, pending, "GenerateDataKeyPair");
+    let got = fail(
+        kms.generate_data_key_pair_without_plaintext()
+            .key_id(&key)
+            .key_pair_spec(DataKeyPairSpec::EccNistP256)
+            .send()
+            .await,
+    );
+    assert_eq!(got, pending, "GenerateDataKeyPairWithoutPlaintext");
+    let got = fail(
+        kms.create_grant()
+            .key_id(&key)
+            .grantee_principal("arn:aws:iam::111122223333:root")
+            .operations(GrantOperation::Encrypt)
+            .send()
+            .await,
+    );
+    assert_eq!(got, pending, "CreateGrant");
+    assert_eq!(
+        fail(kms.enable_key().key_id(&key).send().await),
+        pending,
+        "EnableKey"
+    );
+    assert_eq!(
+        fail(kms.disable_key().key_id(&key).send().await),
+        pending,
+        "DisableKey"
+    );
+
+    // ✗[6]: rotation settings and status.
+    let external = (
+        "UnsupportedOperationException".to_string(),
+        format!("{arn} origin is EXTERNAL which is not valid for this operation."),
+    );
+    assert_eq!(
+        fail(kms.enable_key_rotation().key_id(&key).send().await),
+        external,
+        "EnableKeyRotation"
+    );
+    assert_eq!(
+        fail(kms.disable_key_rotation().key_id(&key).send().await),
+        external,
+        "DisableKeyRotation"
+    );
+    assert_eq!(
+        fail(kms.get_key_rotation_status().key_id(&key).send().await),
+        external,
+        "GetKeyRotationStatus"
+    );
+    // ✗[4].
+    assert_eq!(
+        fail(kms.cancel_key_deletion().key_id(&key).send().await),
+        (
+            "KMSInvalidStateException".to_string(),
+            format!("{arn} is not pending deletion.")
+        ),
+        "CancelKeyDeletion"
+    );
+
+    // ✓: everything else, and none of it changes the state.
+    kms.create_alias()
+        .alias_name("alias/pi-2")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    kms.update_alias()
+        .alias_name("alias/pi-2")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    kms.delete_alias()
+        .alias_name("alias/pi-2")
+        .send()
+        .await
+        .unwrap();
+    kms.update_key_description()
+        .key_id(&key)
+        .description("waiting for material")
+        .send()
+        .await
+        .unwrap();
+    kms.tag_resource()
+        .key_id(&key)
+        .tags(Tag::builder().tag_key("k").tag_value("v").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    kms.untag_resource()
+        .key_id(&key)
+        .tag_keys("k")
+        .send()
+        .await
+        .unwrap();
+    kms.list_resource_tags().key_id(&key).send().await.unwrap();
+    let policy = kms
+        .get_key_policy()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .policy
+        .unwrap();
+    kms.put_key_policy()
+        .key_id(&key)
+        .policy_name("default")
+        .policy(policy)
+        .send()
+        .await
+        .unwrap();
+    kms.list_key_policies().key_id(&key).send().await.unwrap();
+    kms.list_aliases().key_id(&key).send().await.unwrap();
+    let grants = kms.list_grants().key_id(&key).send().await.unwrap();
+    assert_eq!(grants.grants().len(), 1);
+    kms.revoke_grant()
+        .key_id(&key)
+        .grant_id(&grant)
+        .send()
+        .await
+        .unwrap();
+    // DeleteImportedKeyMaterial without material: no effect.
+    kms.delete_imported_key_material()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let md = describe(&kms, &key).await;
+    assert_eq!(md.key_state(), Some(&KeyState::PendingImport));
+    assert_eq!(md.description(), Some("waiting for material"));
+    // ScheduleKeyDeletion works too; cancelling gives back a key still waiting for material.
+    kms.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    kms.cancel_key_deletion().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        describe(&kms, &key).await.key_state(),
+        Some(&KeyState::PendingImport)
+    );
+
+    // GetParametersForImport and ImportKeyMaterial work (the same material: old data decrypts).
+    import(
+        &kms,
+        dir.path(),
+        &key,
+        alg.clone(),
+        WrappingKeySpec::Rsa2048,
+        &material,
+    )
+    .await
+    .unwrap();
+    assert_eq!(decrypt(&kms, &blob).await.unwrap(), b"pending import");
+
+    // Pending deletion with material: no import (footnote [8]) ...
+    let p = kms
+        .get_parameters_for_import()
+        .key_id(&key)
+        .wrapping_algorithm(alg.clone())
+        .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+        .send()
+        .await
+        .unwrap();
+    let wrapped = wrap(
+        dir.path(),
+        p.public_key().unwrap().as_ref(),
+        &alg,
+        &material,
+    );
+    kms.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let deleting = (
+        "KMSInvalidStateException".to_string(),
+        format!("{arn} is pending deletion."),
+    );
+    assert_eq!(
+        fail(
+            kms.get_parameters_for_import()
+                .key_id(&key)
+                .wrapping_algorithm(alg.clone())
+                .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+                .send()
+                .await
+        ),
+        deleting,
+        "GetParametersForImport"
+    );
+    assert_eq!(
+        fail(
+            kms.import_key_material()
+                .key_id(&key)
+                .import_token(p.import_token().unwrap().clone())
+                .encrypted_key_material(Blob::new(wrapped))
+                .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+                .send()
+                .await
+        ),
+        deleting,
+        "ImportKeyMaterial"
+    );
+    // ... but deleting the material works and leaves the key pending deletion ...
+    kms.delete_imported_key_material()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        describe(&kms, &key).await.key_state(),
+        Some(&KeyState::PendingDeletion)
+    );
+    // ... and cancelling then gives a key waiting for material, which EnableKey cannot enable.
+    kms.cancel_key_deletion().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        describe(&kms, &key).await.key_state(),
+        Some(&KeyState::PendingImport)
+    );
+    assert_eq!(
+        fail(kms.enable_key().key_id(&key).send().await),
+        pending,
+        "EnableKey after cancel"
+    );
+    import(
+        &kms,
+        dir.path(),
+        &key,
+        alg.clone(),
+        WrappingKeySpec::Rsa2048,
+        &material,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        describe(&kms, &key).await.key_state(),
+        Some(&KeyState::Enabled)
+    );
+    assert_eq!(decrypt(&kms, &blob).await.unwrap(), b"pending import");
+
+    // Disabled with material (footnote [9]): the import operations work (re-importing the
+    // same material); deleting the material makes the key PendingImport.
+    kms.disable_key().key_id(&key).send().await.unwrap();
+    import(
+        &kms,
+        dir.path(),
+        &key,
+        alg,
+        WrappingKeySpec::Rsa2048,
+        &material,
+    )
+    .await
+    .unwrap();
+    kms.delete_imported_key_material()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        describe(&kms, &key).await.key_state(),
+        Some(&KeyState::PendingImport)
+    );
+}
+
+/// Reference §15 requirements 27 and 28, the rules checked before any material is opened:
+/// the wrapping algorithms offered per key type (no RSAES-OAEP for an RSA private key, none
+/// for P-521 under RSA_2048) and the ValidTo rules of ImportKeyMaterial.
+#[tokio::test]
+async fn wrapping_algorithm_and_valid_to_rules() {
+    let srv = common::TestServer::start().await;
+    let kms = srv.client();
+    let params = |key: &str, alg: AlgorithmSpec, spec: WrappingKeySpec| {
+        kms.get_parameters_for_import()
+            .key_id(key)
+            .wrapping_algorithm(alg)
+            .wrapping_key_spec(spec)
+            .send()
+    };
+    let rsa = external_key(&kms, KeySpec::Rsa2048, KeyUsageType::SignVerify).await;
+    for alg in [AlgorithmSpec::RsaesOaepSha1, AlgorithmSpec::RsaesOaepSha256] {
+        assert_eq!(
+            fail(params(&rsa, alg.clone(), WrappingKeySpec::Rsa4096).await),
+            (
+                "UnsupportedOperationException".to_string(),
+                format!("WrappingAlgorithm {alg} is not supported for key spec RSA_2048.")
+            )
+        );
+    }
+    let p521 = external_key(&kms, KeySpec::EccNistP521, KeyUsageType::SignVerify).await;
+    let (code, message) = fail(
+        params(
+            &p521,
+            AlgorithmSpec::RsaesOaepSha1,
+            WrappingKeySpec::Rsa2048,
+        )
+        .await,
+    );
+    assert_eq!(code, "UnsupportedOperationException");
+    assert!(message.contains("ECC_NIST_P521"), "{message}");
+    // The hybrid algorithm under RSA_2048 takes it (the rule is OAEP's size limit).
+    params(
+        &p521,
+        AlgorithmSpec::RsaAesKeyWrapSha1,
+        WrappingKeySpec::Rsa2048,
+    )
+    .await
+    .unwrap();
+
+    // ValidTo: forbidden without expiry, in the future, at most 365 days ahead. These are
+    // checked before the material is unwrapped, so any bytes do.
+    let key = external_key(
+        &kms,
+        KeySpec::SymmetricDefault,
+        KeyUsageType::EncryptDecrypt,
+    )
+    .await;
+    let p = params(&key, AlgorithmSpec::RsaesOaepSha1, WrappingKeySpec::Rsa2048)
+        .await
+        .unwrap();
+    let now = now_secs(&srv);
+    for (model, valid_to, message) in [
+        (
+            ExpirationModelType::KeyMaterialDoesNotExpire,
+            Some(now + 3600),
+            "A validTo date must not be set if the ExpirationModel is \
+             KEY_MATERIAL_DOES_NOT_EXPIRE",
+        ),
+        (
+            ExpirationModelType::KeyMaterialExpires,
+            Some(now - 60),
+            "The validTo date must be in the future.",
+        ),
+        (
+            ExpirationModelType::KeyMaterialExpires,
+            Some(now + 366 * 86_400),
+            "The validTo date must be at most 365 days in the future.",
+        ),
+        (
+            ExpirationModelType::KeyMaterialExpires,
+            None,
+            "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES",
+        ),
+    ] {
+        let got = fail(
+            kms.import_key_material()
+                .key_id(&key)
+                .import_token(p.import_token().unwrap().clone())
+                .encrypted_key_material(Blob::new(vec![7u8; 256]))
+                .expiration_model(model.clone())
+                .set_valid_to(valid_to.map(DateTime::from_secs))
+                .send()
+                .await,
+        );
+        assert_eq!(
+            got,
+            ("ValidationException".to_string(), message.to_string()),
+            "{model:?} {valid_to:?}"
+        );
+    }
+    assert_eq!(
+        describe(&kms, &key).await.key_state(),
+        Some(&KeyState::PendingImport)
     );
 }

@@ -1364,3 +1364,112 @@ async fn audit_records_name_the_algorithm_never_the_data() {
     }
     assert!(!text.contains("secret-message-bytes"));
 }
+
+/// Requirement 4 of the reference's §15 for the operations of asymmetric and HMAC keys: Sign,
+/// Verify, GetPublicKey, GenerateMac and VerifyMac take a key id, key ARN, alias name and alias
+/// ARN alike, and answer the key ARN.
+#[tokio::test]
+async fn signing_and_mac_operations_take_every_identifier_form() {
+    let srv = TestServer::start().await;
+    let kms = srv.client();
+    let mut forms = Vec::new();
+    for (spec, usage, alias) in [
+        (
+            KeySpec::EccNistP256,
+            KeyUsageType::SignVerify,
+            "alias/signer",
+        ),
+        (
+            KeySpec::Hmac256,
+            KeyUsageType::GenerateVerifyMac,
+            "alias/mac",
+        ),
+    ] {
+        let md = kms
+            .create_key()
+            .key_spec(spec)
+            .key_usage(usage)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap();
+        kms.create_alias()
+            .alias_name(alias)
+            .target_key_id(md.key_id())
+            .send()
+            .await
+            .unwrap();
+        let arn = md.arn().unwrap().to_string();
+        forms.push((
+            arn.clone(),
+            [
+                md.key_id().to_string(),
+                arn,
+                alias.to_string(),
+                format!("arn:aws:kms:us-east-1:111122223333:{alias}"),
+            ],
+        ));
+    }
+    let message = Blob::new(b"identifier forms".to_vec());
+    let (signer_arn, signer_forms) = &forms[0];
+    for ident in signer_forms {
+        let sig = kms
+            .sign()
+            .key_id(ident)
+            .message(message.clone())
+            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sig.key_id(), Some(signer_arn.as_str()), "Sign by {ident}");
+        for verify_by in signer_forms {
+            let v = kms
+                .verify()
+                .key_id(verify_by)
+                .message(message.clone())
+                .signature(sig.signature.clone().unwrap())
+                .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+                .send()
+                .await
+                .unwrap();
+            assert!(v.signature_valid(), "Verify by {verify_by}");
+            assert_eq!(v.key_id(), Some(signer_arn.as_str()));
+        }
+        let pk = kms.get_public_key().key_id(ident).send().await.unwrap();
+        assert_eq!(
+            pk.key_id(),
+            Some(signer_arn.as_str()),
+            "GetPublicKey by {ident}"
+        );
+    }
+    let (mac_arn, mac_forms) = &forms[1];
+    for ident in mac_forms {
+        let mac = kms
+            .generate_mac()
+            .key_id(ident)
+            .message(message.clone())
+            .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            mac.key_id(),
+            Some(mac_arn.as_str()),
+            "GenerateMac by {ident}"
+        );
+        for verify_by in mac_forms {
+            let v = kms
+                .verify_mac()
+                .key_id(verify_by)
+                .message(message.clone())
+                .mac(mac.mac.clone().unwrap())
+                .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+                .send()
+                .await
+                .unwrap();
+            assert!(v.mac_valid(), "VerifyMac by {verify_by}");
+            assert_eq!(v.key_id(), Some(mac_arn.as_str()));
+        }
+    }
+}

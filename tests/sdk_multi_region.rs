@@ -752,6 +752,105 @@ async fn a_primary_waits_for_its_replicas_to_be_deleted() {
             .await,
     );
     assert_eq!(code, "KMSInvalidStateException");
+    // The PendingDeletion column of the key-state table covers PendingReplicaDeletion too
+    // (footnotes [3], [4]): what changes the key fails, reads work, CancelKeyDeletion is below.
+    let pending = (
+        "KMSInvalidStateException".to_string(),
+        format!("arn:aws:kms:{EAST}:111122223333:key/{id} is pending deletion."),
+    );
+    let tag = Tag::builder().tag_key("k").tag_value("v").build().unwrap();
+    for (name, got) in [
+        (
+            "EnableKey",
+            fail(east.enable_key().key_id(&id).send().await),
+        ),
+        (
+            "DisableKey",
+            fail(east.disable_key().key_id(&id).send().await),
+        ),
+        (
+            "ScheduleKeyDeletion",
+            fail(east.schedule_key_deletion().key_id(&id).send().await),
+        ),
+        (
+            "UpdateKeyDescription",
+            fail(
+                east.update_key_description()
+                    .key_id(&id)
+                    .description("d")
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "TagResource",
+            fail(east.tag_resource().key_id(&id).tags(tag).send().await),
+        ),
+        (
+            "CreateAlias",
+            fail(
+                east.create_alias()
+                    .alias_name("alias/waiting")
+                    .target_key_id(&id)
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "EnableKeyRotation",
+            fail(east.enable_key_rotation().key_id(&id).send().await),
+        ),
+        (
+            "UpdatePrimaryRegion",
+            fail(
+                east.update_primary_region()
+                    .key_id(&id)
+                    .primary_region(WEST)
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "GenerateDataKey",
+            fail(
+                east.generate_data_key()
+                    .key_id(&id)
+                    .number_of_bytes(16)
+                    .send()
+                    .await,
+            ),
+        ),
+    ] {
+        assert_eq!(got, pending, "{name}");
+    }
+    // UpdateAlias may not point an alias at it ([10]).
+    let other = mrk(&east).await;
+    east.create_alias()
+        .alias_name("alias/elsewhere")
+        .target_key_id(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        fail(
+            east.update_alias()
+                .alias_name("alias/elsewhere")
+                .target_key_id(&id)
+                .send()
+                .await
+        ),
+        pending,
+        "UpdateAlias"
+    );
+    east.get_key_policy().key_id(&id).send().await.unwrap();
+    east.list_resource_tags().key_id(&id).send().await.unwrap();
+    let status = east
+        .get_key_rotation_status()
+        .key_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert!(!status.key_rotation_enabled());
     // Time passes: nothing happens to a primary waiting for its replicas.
     srv.clock.advance(chrono::Duration::days(30));
     assert_eq!(srv.run_maintenance().await.deleted, 0);
@@ -792,6 +891,27 @@ async fn a_primary_waits_for_its_replicas_to_be_deleted() {
     assert_eq!(srv.run_maintenance().await.deleted, 1);
     let (code, _) = fail(east.describe_key().key_id(&id).send().await);
     assert_eq!(code, "NotFoundException");
+
+    // ReplicateKey of a primary pending deletion: refused ([3]).
+    let lonely = mrk(&east).await;
+    east.schedule_key_deletion()
+        .key_id(&lonely)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        fail(
+            east.replicate_key()
+                .key_id(&lonely)
+                .replica_region(WEST)
+                .send()
+                .await
+        ),
+        (
+            "KMSInvalidStateException".to_string(),
+            format!("arn:aws:kms:{EAST}:111122223333:key/{lonely} is pending deletion.")
+        )
+    );
 
     // CancelKeyDeletion brings a waiting primary back as Disabled.
     let id = mrk(&east).await;

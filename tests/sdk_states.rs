@@ -945,3 +945,183 @@ async fn keys_of_another_account() {
         .unwrap();
     assert_eq!(md.key_state(), Some(&KeyState::Enabled));
 }
+
+/// The key-state table's rows for Sign, Verify, GetPublicKey, GenerateMac, VerifyMac and
+/// GenerateDataKeyPair(WithoutPlaintext) in the Disabled and PendingDeletion columns
+/// (footnotes [1] and [3]); the same calls work again once the key is back.
+#[tokio::test]
+async fn signing_mac_and_data_key_pair_operations_follow_the_key_state_table() {
+    use aws_sdk_kms::types::{
+        DataKeyPairSpec, KeySpec, KeyUsageType, MacAlgorithmSpec, SigningAlgorithmSpec,
+    };
+    let srv = common::TestServer::start().await;
+    let kms = srv.client();
+    let create = |spec: KeySpec, usage: KeyUsageType| {
+        let kms = kms.clone();
+        async move {
+            let md = kms
+                .create_key()
+                .key_spec(spec)
+                .key_usage(usage)
+                .send()
+                .await
+                .unwrap()
+                .key_metadata
+                .unwrap();
+            (md.key_id().to_string(), md.arn().unwrap().to_string())
+        }
+    };
+    let (signer, signer_arn) = create(KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    let (hmac, hmac_arn) = create(KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
+    let (sym, sym_arn) = new_key(&kms).await;
+    let alg = SigningAlgorithmSpec::EcdsaSha256;
+    let message = Blob::new(b"state table".to_vec());
+    let signature = kms
+        .sign()
+        .key_id(&signer)
+        .message(message.clone())
+        .signing_algorithm(alg.clone())
+        .send()
+        .await
+        .unwrap()
+        .signature
+        .unwrap();
+    let mac = kms
+        .generate_mac()
+        .key_id(&hmac)
+        .message(message.clone())
+        .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+        .send()
+        .await
+        .unwrap()
+        .mac
+        .unwrap();
+
+    // Every call of the rows: (name, key ARN, outcome).
+    let (kms, signer, hmac, sym) = (&kms, &signer, &hmac, &sym);
+    let (signer_arn, hmac_arn, sym_arn) = (&signer_arn, &hmac_arn, &sym_arn);
+    let (message, signature, mac, alg) = (&message, &signature, &mac, &alg);
+    let calls = move || async move {
+        vec![
+            (
+                "Sign",
+                signer_arn,
+                kms.sign()
+                    .key_id(signer)
+                    .message(message.clone())
+                    .signing_algorithm(alg.clone())
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (common::code(&e), common::message(&e))),
+            ),
+            (
+                "Verify",
+                signer_arn,
+                kms.verify()
+                    .key_id(signer)
+                    .message(message.clone())
+                    .signature(signature.clone())
+                    .signing_algorithm(alg.clone())
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (common::code(&e), common::message(&e))),
+            ),
+            (
+                "GetPublicKey",
+                signer_arn,
+                kms.get_public_key()
+                    .key_id(signer)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (common::code(&e), common::message(&e))),
+            ),
+            (
+                "GenerateMac",
+                hmac_arn,
+                kms.generate_mac()
+                    .key_id(hmac)
+                    .message(message.clone())
+                    .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (common::code(&e), common::message(&e))),
+            ),
+            (
+                "VerifyMac",
+                hmac_arn,
+                kms.verify_mac()
+                    .key_id(hmac)
+                    .message(message.clone())
+                    .mac(mac.clone())
+                    .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (common::code(&e), common::message(&e))),
+            ),
+            (
+                "GenerateDataKeyPair",
+                sym_arn,
+                kms.generate_data_key_pair()
+                    .key_id(sym)
+                    .key_pair_spec(DataKeyPairSpec::EccNistP256)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (common::code(&e), common::message(&e))),
+            ),
+            (
+                "GenerateDataKeyPairWithoutPlaintext",
+                sym_arn,
+                kms.generate_data_key_pair_without_plaintext()
+                    .key_id(sym)
+                    .key_pair_spec(DataKeyPairSpec::EccNistP256)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (common::code(&e), common::message(&e))),
+            ),
+        ]
+    };
+    let keys = [signer.as_str(), hmac.as_str(), sym.as_str()];
+
+    for k in keys {
+        kms.disable_key().key_id(k).send().await.unwrap();
+    }
+    for (name, arn, got) in calls().await {
+        assert_eq!(
+            got,
+            Err(("DisabledException".into(), format!("{arn} is disabled."))),
+            "{name} on a disabled key"
+        );
+    }
+    for k in keys {
+        kms.schedule_key_deletion()
+            .key_id(k)
+            .pending_window_in_days(7)
+            .send()
+            .await
+            .unwrap();
+    }
+    for (name, arn, got) in calls().await {
+        assert_eq!(
+            got,
+            Err((
+                "KMSInvalidStateException".into(),
+                format!("{arn} is pending deletion.")
+            )),
+            "{name} on a key pending deletion"
+        );
+    }
+    for k in keys {
+        kms.cancel_key_deletion().key_id(k).send().await.unwrap();
+        kms.enable_key().key_id(k).send().await.unwrap();
+    }
+    for (name, _, got) in calls().await {
+        assert_eq!(got, Ok(()), "{name} once enabled again");
+    }
+}

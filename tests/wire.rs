@@ -88,6 +88,20 @@ async fn errors_on_the_wire() {
     assert_eq!(ok.status, 200);
     assert!(ok.request_id.is_some());
     assert_eq!(ok.json["Truncated"], false);
+    // DisableKey and EnableKey have no output members (reference §1.2, §15 requirement 21):
+    // an empty JSON object, and the key state changes.
+    let key = call(e, "CreateKey", "{}").await.json["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let by_key = format!(r#"{{"KeyId": "{key}"}}"#);
+    for (op, state) in [("DisableKey", "Disabled"), ("EnableKey", "Enabled")] {
+        let r = call(e, op, &by_key).await;
+        assert_eq!((r.status, &r.json), (200, &serde_json::json!({})), "{op}");
+        let d = call(e, "DescribeKey", &by_key).await;
+        assert_eq!(d.json["KeyMetadata"]["KeyState"], state, "{op}");
+        assert_eq!(d.json["KeyMetadata"]["Enabled"], state == "Enabled", "{op}");
+    }
 
     // Malformed JSON and wrong member types: SerializationException, 400.
     let r = call(e, "CreateKey", "{not json").await;

@@ -83,10 +83,7 @@ impl DataKeyPairs {
         };
         self.check_symmetric(&key, crypto_op, None)?;
         if key.custom_key_store_id.is_some() {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "{} is in a custom key store, which does not support this operation.",
-                key.arn
-            )));
+            return Err(super::in_custom_key_store(&key));
         }
         self.admit_quota(call, super::quotas::Quota::DataKeyPair(spec))?;
         self.check_state(&key, StateRule::Crypto)?;

@@ -203,8 +203,10 @@ impl super::Core {
 
 impl Import {
     /// The checks every import operation makes after authorization: an `EXTERNAL` key (AWS's
-    /// words for other origins), in a state that allows the operation.
-    fn check_import_key(&self, key: &KeyRecord) -> KmsResult<()> {
+    /// words for other origins), in a state that allows the operation. Deleting material is
+    /// allowed on a key pending deletion too (key-state footnote [9]; AWS's DeleteImportedKeyMaterial
+    /// leaves that state as it is), importing is not (footnote [8]).
+    fn check_import_key(&self, key: &KeyRecord, deleting: bool) -> KmsResult<()> {
         if key.origin != Origin::External {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{} origin is {} which is not valid for this operation.",
@@ -213,6 +215,7 @@ impl Import {
         }
         let arn = &key.arn;
         match key.state {
+            KeyState::PendingDeletion | KeyState::PendingReplicaDeletion if deleting => Ok(()),
             KeyState::PendingDeletion | KeyState::PendingReplicaDeletion => Err(
                 KmsError::KmsInvalidState(format!("{arn} is pending deletion.")),
             ),
@@ -235,7 +238,7 @@ impl Import {
                 .set("kms:WrappingKeySpec", spec.as_str());
         })
         .await?;
-        self.check_import_key(&key)?;
+        self.check_import_key(&key, false)?;
         let china = self.region.starts_with("cn-");
         if spec == WrappingKeySpec::Sm2 && !china {
             return Err(KmsError::UnsupportedOperation(
@@ -317,7 +320,7 @@ impl Import {
             }
         })
         .await?;
-        self.check_import_key(&key)?;
+        self.check_import_key(&key, false)?;
         let now = self.clock.now();
         match (model, req.valid_to) {
             (ExpirationModel::KeyMaterialExpires, None) => {
@@ -539,7 +542,7 @@ impl Import {
         key_material_id: Option<&str>,
     ) -> KmsResult<(KeyRecord, Option<String>)> {
         let key = self.resolve_authorized(call, key_id, false).await?;
-        self.check_import_key(&key)?;
+        self.check_import_key(&key, true)?;
         let materials = self.store.list_materials(&key.key_id).await?;
         let target = match key_material_id {
             Some(id) => materials

@@ -359,7 +359,20 @@ impl Keys {
     pub async fn cancel_key_deletion(&self, call: &mut Call, key_id: &str) -> KmsResult<KeyRecord> {
         let mut key = self.resolve_authorized(call, key_id, false).await?;
         self.check_state(&key, StateRule::Cancel)?;
-        key.state = KeyState::Disabled;
+        // An imported key without material (never imported, or deleted or expired while
+        // pending deletion) comes back PendingImport: enabling it would leave nothing to use.
+        let without_material = key.origin == Origin::External
+            && !self
+                .store
+                .get_material(&key.key_id, key.current_material)
+                .await?
+                .and_then(|m| m.import)
+                .is_some_and(|i| i.state == crate::model::ImportState::Imported);
+        key.state = if without_material {
+            KeyState::PendingImport
+        } else {
+            KeyState::Disabled
+        };
         key.deletion_date = None;
         key.pending_window_days = None;
         Ok(self.store.update_key(&key).await?)

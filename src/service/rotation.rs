@@ -54,12 +54,9 @@ impl Rotation {
         if key.key_spec != KeySpec::SymmetricDefault {
             return Err(KmsError::UnsupportedOperation(String::new()));
         }
-        if key.origin != Origin::AwsKms {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "{} does not support automatic key rotation: only symmetric encryption keys with \
-                 AWS_KMS origin can be rotated.",
-                key.arn
-            )));
+        // The other origins are custom key stores (key-state footnote [7]).
+        if key.origin != Origin::AwsKms || key.custom_key_store_id.is_some() {
+            return Err(super::in_custom_key_store(key));
         }
         Ok(())
     }
@@ -108,6 +105,11 @@ impl Rotation {
                 "{} origin is EXTERNAL which is not valid for this operation.",
                 key.arn
             )));
+        }
+        // Both of the reference's tables refuse it for a key in a custom key store, connected
+        // or not (key-state footnote [7], the special-features table).
+        if key.custom_key_store_id.is_some() {
+            return Err(super::in_custom_key_store(&key));
         }
         // While pending deletion rotation is reported as disabled; the setting is kept and
         // comes back on CancelKeyDeletion.

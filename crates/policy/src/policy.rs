@@ -89,6 +89,9 @@ enum ResourcePattern {
 enum ResourceSpec {
     /// Key policies (`"*"`, this key) and trust policies (no element, the role).
     AttachedResource,
+    /// A key policy statement without `Resource` or `NotResource`: accepted, but it applies to
+    /// no key (AWS's key policy documentation; reference kms-api.md §6.1).
+    Nothing,
     Resource(Box<[ResourcePattern]>),
     NotResource(Box<[ResourcePattern]>),
 }
@@ -254,7 +257,7 @@ impl Policy {
             };
             !s.conditions.is_empty()
                 || match &s.resources {
-                    ResourceSpec::AttachedResource => false,
+                    ResourceSpec::AttachedResource | ResourceSpec::Nothing => false,
                     ResourceSpec::Resource(p) | ResourceSpec::NotResource(p) => dynamic(p),
                 }
         });
@@ -372,6 +375,7 @@ impl Statement {
         };
         let resource_ok = match &self.resources {
             ResourceSpec::AttachedResource => true,
+            ResourceSpec::Nothing => false,
             ResourceSpec::Resource(patterns) => listed(patterns),
             ResourceSpec::NotResource(patterns) => !listed(patterns),
         };
@@ -704,6 +708,7 @@ impl Parser<'_> {
             };
         }
         let (value, name, negated) = match (resource, not_resource) {
+            (None, None) if self.kind == PolicyKind::Key => return Ok(ResourceSpec::Nothing),
             (None, None) => return Err(PolicyError::NoResource),
             (Some(_), Some(_)) => {
                 return Err(PolicyError::ResourceAndNotResource {

@@ -108,7 +108,7 @@ fn refusals() -> Vec<(PolicyKind, String, &'static str)> {
         (Identity, id_stmt(r#""Action": 5, "Resource": "*""#), "Statement[0].Action must be a string or an array of strings, not a number."),
         (Identity, id_stmt(r#""NotAction": ["kms:Encrypt", {}], "Resource": "*""#), "Statement[0].NotAction[1] must be a string, not an object."),
         // Resources.
-        (Key, doc(r#"{"Effect": "Allow", "Principal": "*", "Action": "kms:*"}"#), "Policy statement must contain resources."),
+        (Key, doc(r#"{"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": []}"#), "Policy statement must contain resources."),
         (Identity, id_stmt(r#""Action": "kms:*", "Resource": []"#), "Policy statement must contain resources."),
         (Identity, id_stmt(r#""Action": "kms:*", "Resource": "*", "NotResource": "*""#),
             "Statement[0] contains both Resource and NotResource; a statement may have only one of them."),
@@ -241,6 +241,12 @@ fn accepted_documents() {
             doc(
                 r#"{"Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*", "Condition": {"StringEquals": {"kms:CallerAccount": "111122223333", "kms:EncryptionContext:user": "${aws:username}"}, "ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": ["a"]}, "ForAllValues:StringEquals": {"kms:GrantOperations": ["Encrypt"]}, "Null": {"kms:BypassPolicyLockoutSafetyCheck": true}, "NumericLessThanEquals": {"kms:ValidTo": "1546257599.0"}, "DateLessThan": {"aws:CurrentTime": "2030-01-01T00:00:00Z"}, "IpAddress": {"aws:SourceIp": ["10.0.0.0/8", "2001:db8::/32"]}, "ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/*"}, "BoolIfExists": {"aws:SecureTransport": true}, "BinaryEquals": {"kms:Blob": "aGVsbG8="}}}"#,
             ),
+        ),
+        // A key policy statement without Resource: accepted, and it applies to nothing
+        // (tests/sdk_authorization.rs::policy_documents_are_validated shows it grants nothing).
+        (
+            PolicyKind::Key,
+            doc(r#"{"Effect": "Allow", "Principal": "*", "Action": "kms:*"}"#),
         ),
         // Identity policies: no Version, ResourceTag keys and ForAllValues on the encryption
         // context (IAM accepts them), NotResource, resource ARN patterns.
