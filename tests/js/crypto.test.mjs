@@ -50,6 +50,16 @@ test("Encrypt/Decrypt with an encryption context; another context is InvalidCiph
     const err = await failure(client.send(new DecryptCommand({ CiphertextBlob: encrypted.CiphertextBlob, EncryptionContext })));
     assertServiceError(err, InvalidCiphertextException);
   }
+  // Non-ASCII and JSON-escaped characters in the context survive the SDK's JSON and signing.
+  const unicode = { "名前": "値 ✓ é", "emoji🙂": 'quote" backslash\\ newline\n' };
+  const sealed = await client.send(new EncryptCommand({ KeyId: key.Arn, Plaintext: plaintext, EncryptionContext: unicode }));
+  const opened = await client.send(new DecryptCommand({ CiphertextBlob: sealed.CiphertextBlob, EncryptionContext: { ...unicode } }));
+  assert.deepEqual(Buffer.from(opened.Plaintext), Buffer.from(plaintext));
+  assertServiceError(
+    await failure(client.send(new DecryptCommand({ CiphertextBlob: sealed.CiphertextBlob, EncryptionContext: { ...unicode, "名前": "値" } }))),
+    InvalidCiphertextException,
+  );
+
   const tampered = Uint8Array.from(encrypted.CiphertextBlob);
   tampered[tampered.length - 1] ^= 1;
   assertServiceError(
@@ -121,11 +131,11 @@ test("ECC_NIST_P256 Sign is verified by Node's crypto with the GetPublicKey DER,
   const signedDigest = await client.send(new SignCommand({ KeyId: key.KeyId, Message: digest, MessageType: "DIGEST", SigningAlgorithm: "ECDSA_SHA_256" }));
   assert.equal(crypto.verify("sha256", message, publicKey, Buffer.from(signedDigest.Signature)), true);
 
-  // And a signature made in Node with a key of our own is not one of the KMS key's.
   const verified = await client.send(
     new VerifyCommand({ KeyId: key.KeyId, Message: message, Signature: signed.Signature, SigningAlgorithm: "ECDSA_SHA_256" }),
   );
   assert.equal(verified.SignatureValid, true);
+  // A signature made in Node with another key is not one of the KMS key's.
   const { privateKey: stranger } = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" });
   const foreign = crypto.sign("sha256", message, stranger);
   const err = await failure(client.send(new VerifyCommand({ KeyId: key.KeyId, Message: message, Signature: foreign, SigningAlgorithm: "ECDSA_SHA_256" })));
