@@ -1,12 +1,12 @@
 // The SDK's client machinery against the server: a client configured only from the environment
 // (AWS_ENDPOINT_URL_KMS / AWS_ENDPOINT_URL_STS, as the README tells SDK users), clock-skew
-// correction from the server's Date header after "Signature expired", and many concurrent
-// requests over the SDK's keep-alive connection pool.
+// correction from the server's Date header after "Signature expired", STS's 15-minute skew
+// window (KMS's is 5), and many concurrent requests over the SDK's keep-alive connection pool.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { DecryptCommand, GenerateDataKeyCommand, KMSClient, KMSServiceException, CreateKeyCommand, ListKeysCommand } from "@aws-sdk/client-kms";
-import { GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
-import { account, admin, assertServiceError, endpoint, failure, kms, region } from "./common.mjs";
+import { GetCallerIdentityCommand, STSClient, STSServiceException } from "@aws-sdk/client-sts";
+import { account, admin, assertServiceError, endpoint, failure, kms, region, sts } from "./common.mjs";
 
 test("a client configured only from the environment reaches the server", async () => {
   // This test file runs in its own process: changing its environment affects no other file.
@@ -43,6 +43,20 @@ test("a client clock 20 minutes slow: Signature expired, then the SDK corrects i
   const listed = await retrying.send(new ListKeysCommand({}));
   assert.equal(listed.$metadata.attempts, 2);
   assert.ok(Math.abs(retrying.config.systemClockOffset) < 5000, `offset ${retrying.config.systemClockOffset} ms`);
+});
+
+test("STS accepts a clock 10 minutes off (AWS STS's window is 15 minutes, KMS's 5)", async () => {
+  const tenMinutesSlow = -10 * 60 * 1000;
+  const id = await sts(admin, { systemClockOffset: tenMinutesSlow }).send(new GetCallerIdentityCommand({}));
+  assert.equal(id.Account, account);
+  assert.equal(id.$metadata.attempts, 1);
+  const kmsErr = await failure(kms(admin, { systemClockOffset: tenMinutesSlow }).send(new ListKeysCommand({})));
+  assertServiceError(kmsErr, KMSServiceException, { name: "InvalidSignatureException" });
+
+  // Past 15 minutes: SignatureDoesNotMatch (403), which the SDK does not retry on STS.
+  const stsErr = await failure(sts(admin, { systemClockOffset: -20 * 60 * 1000, maxAttempts: 3 }).send(new GetCallerIdentityCommand({})));
+  assertServiceError(stsErr, STSServiceException, { name: "SignatureDoesNotMatch", status: 403 });
+  assert.match(stsErr.message, /^Signature expired: \d{8}T\d{6}Z is now earlier than \d{8}T\d{6}Z \(\d{8}T\d{6}Z - 15 min\.\)$/);
 });
 
 test("60 concurrent GenerateDataKey and Decrypt calls on one client", async () => {
