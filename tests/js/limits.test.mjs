@@ -31,7 +31,6 @@ test("the fourth alias of a key is LimitExceededException; with retries the SDK 
   const retrying = kms(undefined, { maxAttempts: 2 });
   const retried = await failure(retrying.send(new CreateAliasCommand({ AliasName: `${prefix}-5`, TargetKeyId: keyId })));
   assertServiceError(retried, LimitExceededException, { attempts: 2 });
-  assert.ok(retried.$metadata.totalRetryDelay > 0);
 });
 
 test("over an operation's rate is ThrottlingException; the SDK retries it and surfaces it", async () => {
@@ -46,7 +45,6 @@ test("over an operation's rate is ThrottlingException; the SDK retries it and su
   const retrying = kms(undefined, { maxAttempts: 2 });
   const retried = await failure(retrying.send(new ListKeyRotationsCommand({ KeyId: keyId })));
   assertServiceError(retried, KMSServiceException, { name: "ThrottlingException", attempts: 2 });
-  assert.ok(retried.$metadata.totalRetryDelay > 0);
 });
 
 test("a client error is not retried: NotFoundException after one attempt with retries on", async () => {
