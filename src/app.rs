@@ -180,6 +180,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         );
     }
     let auth = Authenticator::new(iam, &config.region, config.max_clock_skew)
+        .with_sts_max_skew(config.sts_max_clock_skew)
         .with_regions(&config.regions)
         .with_clock(clock);
     let state = Arc::new(AppState {

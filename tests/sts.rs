@@ -1001,13 +1001,25 @@ async fn raw(
     )
 }
 
-/// Headers of a request signed by dave for STS.
+/// Headers of a request signed by dave for STS, now.
 fn signed(
     endpoint: &str,
     method: &str,
     query: &str,
     headers: &[(&str, &str)],
     body: &str,
+) -> Vec<(String, String)> {
+    signed_at(endpoint, method, query, headers, body, chrono::Utc::now())
+}
+
+/// Headers of a request signed by dave for STS at `time`.
+fn signed_at(
+    endpoint: &str,
+    method: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    time: chrono::DateTime<chrono::Utc>,
 ) -> Vec<(String, String)> {
     let host = endpoint.trim_start_matches("http://");
     let signer = sigv4::Signer::new(DAVE_KEY.0, DAVE_KEY.1, "us-east-1", "sts");
@@ -1021,7 +1033,7 @@ fn signed(
                 headers,
                 body: body.as_bytes(),
             },
-            chrono::Utc::now(),
+            time,
         )
         .unwrap();
     headers
@@ -1132,6 +1144,76 @@ async fn raw_wire_envelopes_get_and_unknown_actions() {
     .await;
     assert_eq!(status, 400);
     assert_eq!(ct, "application/x-amz-json-1.1");
+}
+
+/// STS's clock-skew window is AWS STS's 15 minutes, not the KMS API's 5: a request signed 10
+/// minutes off either way is answered, one signed 16 minutes off is `SignatureDoesNotMatch`
+/// (403) with AWS's text naming the 15-minute window. (The KMS API's 5 minutes: `tests/wire.rs`.)
+#[tokio::test]
+async fn sts_clock_skew_window_is_15_minutes() {
+    let srv = server().await;
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let body = "Action=GetCallerIdentity&Version=2011-06-15";
+    let at = |offset: chrono::Duration| {
+        signed_at(
+            &srv.endpoint,
+            "POST",
+            "",
+            &[form],
+            body,
+            chrono::Utc::now() + offset,
+        )
+    };
+    for minutes in [-10, 10] {
+        let (status, _, xml) = raw(
+            &srv.endpoint,
+            "POST",
+            "/",
+            at(chrono::Duration::minutes(minutes)),
+            body,
+        )
+        .await;
+        assert_eq!(status, 200, "signed {minutes} min off: {xml}");
+        assert!(xml.contains(&format!("<Arn>{DAVE}</Arn>")), "{xml}");
+    }
+    // The message names the request's X-Amz-Date, the window's edge and the server's time,
+    // which are 15 minutes apart.
+    let parse = |t: &str| chrono::NaiveDateTime::parse_from_str(t, "%Y%m%dT%H%M%SZ").unwrap();
+    for (minutes, words, sign) in [
+        (-16, ("Signature expired: ", " is now earlier than "), '-'),
+        (
+            16,
+            ("Signature not yet current: ", " is still later than "),
+            '+',
+        ),
+    ] {
+        let headers = at(chrono::Duration::minutes(minutes));
+        let amz_date = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-date"))
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        let (status, ct, xml) = raw(&srv.endpoint, "POST", "/", headers, body).await;
+        assert_eq!((status, ct.as_str()), (403, "text/xml"), "{xml}");
+        let message = xml
+            .split_once("<Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code><Message>")
+            .and_then(|(_, rest)| rest.split_once("</Message>"))
+            .map(|(m, _)| m)
+            .unwrap_or_else(|| panic!("signed {minutes} min off: {xml}"));
+        let rest = message
+            .strip_prefix(&format!("{}{amz_date}{}", words.0, words.1))
+            .unwrap_or_else(|| panic!("{message}"));
+        let (edge, now) = rest
+            .strip_suffix(&format!(" {sign} 15 min.)"))
+            .and_then(|r| r.split_once(" ("))
+            .unwrap_or_else(|| panic!("{message}"));
+        let window = if sign == '-' {
+            parse(now) - parse(edge)
+        } else {
+            parse(edge) - parse(now)
+        };
+        assert_eq!(window, chrono::Duration::minutes(15), "{message}");
+    }
 }
 
 /// A `kms` process, killed when dropped (also when a test fails).

@@ -1,8 +1,9 @@
 //! SigV4 authentication of KMS and STS requests: access key id -> secret + principal (long-term
 //! keys from the configured identities, `ASIA...` keys from role sessions with their
 //! `X-Amz-Security-Token`), signature recomputed and compared in constant time ([`sigv4`]),
-//! clock-skew window, scope checks, and the KMS API's signing policy
-//! ([`KMS_REQUIRED_SIGNED_HEADERS`], no presigned requests, no `UNSIGNED-PAYLOAD`).
+//! clock-skew window (one per API, as AWS: 5 minutes for KMS, 15 for STS), scope checks, and
+//! the KMS API's signing policy ([`KMS_REQUIRED_SIGNED_HEADERS`], no presigned requests, no
+//! `UNSIGNED-PAYLOAD`).
 //!
 //! Two clocks: the SigV4 clock-skew window compares the client's `X-Amz-Date` with the wall
 //! clock (clients sign with theirs), while a role session's expiry is checked against the
@@ -59,6 +60,11 @@ pub enum Api {
 /// The signing region of STS's global endpoint, accepted for STS whatever the server's region.
 pub const STS_GLOBAL_REGION: &str = "us-east-1";
 
+/// AWS STS's clock-skew window: a request signed up to 15 minutes off is accepted, and a later
+/// one is refused with `... (<now> - 15 min.)` (AWS KMS's window is 5 minutes). A client whose
+/// clock is 10 minutes off can call STS on AWS; so it can here.
+pub const STS_MAX_SKEW: chrono::Duration = chrono::Duration::minutes(15);
+
 /// Verifies requests against the identities in force.
 pub struct Authenticator {
     iam: Arc<Iam>,
@@ -67,7 +73,10 @@ pub struct Authenticator {
     region: String,
     /// Every region served (KMS requests).
     regions: Vec<String>,
+    /// The KMS API's clock-skew window.
     max_skew: chrono::Duration,
+    /// STS's clock-skew window ([`STS_MAX_SKEW`] unless set).
+    sts_max_skew: chrono::Duration,
     /// The service's clock: role session expiry (not the SigV4 window, see the module docs).
     clock: Arc<dyn Clock>,
 }
@@ -80,8 +89,15 @@ impl Authenticator {
             region: region.into(),
             regions: vec![region.into()],
             max_skew,
+            sts_max_skew: STS_MAX_SKEW,
             clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Sets STS's clock-skew window (`[server] sts_max_clock_skew_seconds`).
+    pub fn with_sts_max_skew(mut self, window: chrono::Duration) -> Self {
+        self.sts_max_skew = window;
+        self
     }
 
     /// Serves KMS requests for `regions` (the default region is always served).
@@ -152,9 +168,9 @@ impl Authenticator {
         // let a request's meaning escape its signature (a presigned URL is a bearer token for
         // whoever holds it; an unsigned body can be swapped). STS bodies carry the action, so
         // they are always signed too.
-        let (service, required): (&str, &[&str]) = match api {
-            Api::Kms => ("kms", KMS_REQUIRED_SIGNED_HEADERS),
-            Api::Sts => ("sts", &[]),
+        let (service, required, max_skew): (&str, &[&str], _) = match api {
+            Api::Kms => ("kms", KMS_REQUIRED_SIGNED_HEADERS, self.max_skew),
+            Api::Sts => ("sts", &[], self.sts_max_skew),
         };
         let region = match api {
             Api::Sts if auth.region == STS_GLOBAL_REGION => STS_GLOBAL_REGION,
@@ -165,7 +181,7 @@ impl Authenticator {
         };
         let options = VerifyOptions {
             required_signed_headers: required,
-            ..VerifyOptions::new(service, region, self.max_skew)
+            ..VerifyOptions::new(service, region, max_skew)
         };
         sigv4::verify_cached(
             req,

@@ -414,6 +414,7 @@ struct RawServer {
     seed_file: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     max_clock_skew_seconds: Option<i64>,
+    sts_max_clock_skew_seconds: Option<i64>,
     baseline_route: Option<bool>,
     maintenance_interval_seconds: Option<u64>,
     identity_reload_seconds: Option<u64>,
@@ -591,7 +592,10 @@ pub struct Config {
     /// format in `docs/seeding.md`).
     pub seed_file: Option<PathBuf>,
     pub data_dir: PathBuf,
+    /// SigV4 clock-skew window of the KMS API (AWS KMS: 5 minutes).
     pub max_clock_skew: chrono::Duration,
+    /// SigV4 clock-skew window of STS (AWS STS: 15 minutes).
+    pub sts_max_clock_skew: chrono::Duration,
     pub baseline_route: bool,
     pub maintenance_interval: std::time::Duration,
     /// How often the identity sections are read again (they are also on SIGHUP).
@@ -1002,6 +1006,12 @@ fn validate(
             "server.max_clock_skew_seconds: {skew} is not within 1..=3600"
         ));
     }
+    let sts_skew = s.sts_max_clock_skew_seconds.unwrap_or(900);
+    if !(1..=3600).contains(&sts_skew) {
+        errors.push(format!(
+            "server.sts_max_clock_skew_seconds: {sts_skew} is not within 1..=3600"
+        ));
+    }
     let identity_reload = s.identity_reload_seconds.unwrap_or(30);
     if !(1..=86_400).contains(&identity_reload) {
         errors.push(format!(
@@ -1324,6 +1334,7 @@ fn validate(
         seed_file,
         data_dir,
         max_clock_skew: chrono::Duration::seconds(skew),
+        sts_max_clock_skew: chrono::Duration::seconds(sts_skew),
         baseline_route: s.baseline_route.unwrap_or(false),
         maintenance_interval: std::time::Duration::from_secs(maintenance),
         identity_reload: std::time::Duration::from_secs(identity_reload),
@@ -1471,6 +1482,9 @@ mod tests {
         assert_eq!(c.region, "us-east-1");
         assert!(c.dev_credential);
         assert_eq!(c.iam.credentials[0].account, "111122223333");
+        // AWS's SigV4 clock-skew windows: KMS 5 minutes, STS 15.
+        assert_eq!(c.max_clock_skew, chrono::Duration::minutes(5));
+        assert_eq!(c.sts_max_clock_skew, chrono::Duration::minutes(15));
     }
 
     #[test]
@@ -1688,12 +1702,31 @@ mod tests {
         ];
         let e = load(None, env).unwrap_err();
         assert_eq!(e.0.len(), 3, "{e}");
+        let e = load(
+            None,
+            vec![(
+                "KMS_SERVER__STS_MAX_CLOCK_SKEW_SECONDS".into(),
+                "3601".into(),
+            )],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.0,
+            ["server.sts_max_clock_skew_seconds: 3601 is not within 1..=3600"]
+        );
         let ok = load(
             None,
-            vec![("KMS_SERVER__BASELINE_ROUTE".into(), "true".into())],
+            vec![
+                ("KMS_SERVER__BASELINE_ROUTE".into(), "true".into()),
+                (
+                    "KMS_SERVER__STS_MAX_CLOCK_SKEW_SECONDS".into(),
+                    "600".into(),
+                ),
+            ],
         )
         .unwrap();
         assert!(ok.baseline_route);
+        assert_eq!(ok.sts_max_clock_skew, chrono::Duration::minutes(10));
         let e = load(
             None,
             vec![
