@@ -7,7 +7,9 @@
 //! crypto user on every member and rotates its PIN; the new PIN is stored only encrypted under
 //! the root. The connected clusters and external key store proxies live in memory
 //! ([`Connections`]); the connection state is persisted. With several nodes on one database,
-//! the other nodes attach to a store connected here (`service::store_sync`).
+//! the other nodes attach to a store connected here, a connect holds the store's connect
+//! claim from before CONNECTING is written until the outcome is, and a connect whose node died
+//! is taken over by another node (`service::store_sync`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};

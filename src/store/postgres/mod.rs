@@ -8,8 +8,10 @@
 //! `row_version` column, as in SQLite.
 //!
 //! Cluster-wide concerns live here too: schema migrations under an advisory lock
-//! ([`PgStore::migrate`]), leases for background work (session advisory locks held on a
-//! dedicated connection) and the listener that keeps node caches coherent (`listen.rs`).
+//! ([`PgStore::migrate`]), leases for background work and custom key store connect claims
+//! (session advisory locks held on a dedicated connection), the per-key and per-account quota
+//! counts (transaction advisory locks) and the listener that keeps node caches coherent
+//! (`listen.rs`).
 
 mod listen;
 mod schema;
