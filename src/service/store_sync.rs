@@ -25,7 +25,7 @@
 //! lock, [`crate::store::MetadataStore::claim_store_connect`]) from before it writes CONNECTING
 //! until it has written CONNECTED or FAILED; the claim ends with its database session, so with
 //! the node. A reconcile that finds a store CONNECTING tries the claim: taken, no live node is
-//! connecting it, and this node takes the connect over ([`CustomKeyStores::take_over_connect`]:
+//! connecting it, and this node takes the connect over (`CustomKeyStores::take_over_connect`:
 //! the row read again under the claim, then the ordinary connect, which rotates the PIN and
 //! records the outcome). Connects of a store are serialized across nodes by the claim (a
 //! second connect waits for it), and every connect acts only on a row still CONNECTING, so a
@@ -40,7 +40,7 @@
 //! other case (the node died while logging in, the usual slow part) the store ends CONNECTED
 //! without an operator. The limit: a node that is alive but lost its database session (its
 //! claim) while connecting, e.g. across a database restart, may rotate while the taking-over
-//! node logs in; [`CustomKeyStores::take_over_connect`] rewrites the row (a new row version)
+//! node logs in; `CustomKeyStores::take_over_connect` rewrites the row (a new row version)
 //! first, and a connect rotates only if the row it read is unchanged after its logins, which
 //! leaves the race only between that check and the rotation.
 //!

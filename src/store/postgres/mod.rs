@@ -1309,9 +1309,10 @@ impl MetadataStore for PgStore {
     }
 
     async fn claim_store_connect(&self, store_id: &str, wait: bool) -> StoreResult<Option<Lease>> {
-        // A connection of its own, never back in the pool (not even when this future is
-        // dropped while it waits): the claim lives exactly as long as the connection.
-        let hold = SessionLock(Some(self.client().await?));
+        // A connection of its own, never back in the pool once it holds the lock or may come
+        // to (this future dropped while it waits): the claim lives exactly as long as the
+        // connection.
+        let mut hold = SessionLock(Some(self.client().await?));
         let Some(c) = hold.0.as_ref() else {
             return Ok(None);
         };
@@ -1324,6 +1325,9 @@ impl MetadataStore for PgStore {
             .query_one(sql, &[&STORE_CONNECT_LOCK_CLASS, &store_id])
             .await?;
         if !get::<bool>(&row, 0)? {
+            // Refused: the connection holds nothing and goes back to the pool (a reconcile
+            // tries the claim of every CONNECTING store it reads).
+            drop(hold.0.take());
             return Ok(None);
         }
         Ok(Some(Lease::holding(hold)))
