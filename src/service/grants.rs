@@ -4,9 +4,9 @@
 //! This part owns the grant rules that need the store or the caller: which principals a grant
 //! may name, which operations and constraints a key type takes, the per-key quota and `Name`
 //! idempotency (decided by the store in its insert, atomically across nodes), who may retire,
-//! paging, and the tokens. The pure rules (does a grant cover a
-//! request, may a grant create a child grant, who may retire) are `kms_policy::grant`'s; using
-//! a grant to authorize a request is [`super::authz`]'s.
+//! paging, and the tokens. The pure rules (does a grant cover a request, may a grant create a
+//! child grant, who may retire) are `kms_policy::grant`'s; using a grant to authorize a request
+//! is [`super::authz`]'s.
 //!
 //! Grant tokens: `base64(version ‖ grant id ‖ nonce ‖ HMAC-SHA-256)`, the MAC under a key made
 //! once from the root's randomness, stored only sealed under the root (a system secret) and
