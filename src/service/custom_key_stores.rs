@@ -996,6 +996,8 @@ async fn connect_turn(core: &Arc<Core>, store_id: &str, generation: u64) -> KmsR
     if store.connection_state != ConnectionState::Connecting {
         return Ok(());
     }
+    // The row this connect acts on: a write since (see below) supersedes it.
+    let read_version = store.row_version;
     let cfg = store
         .cluster_id
         .as_deref()
@@ -1042,10 +1044,7 @@ async fn connect_turn(core: &Arc<Core>, store_id: &str, generation: u64) -> KmsR
             // turn here. Otherwise log out again, having changed nothing.
             let now = core.store.get_custom_key_store(store_id).await?;
             let ours = connections.is_current(store_id, generation)
-                && now.is_some_and(|r| {
-                    r.row_version == store.row_version
-                        && r.connection_state == ConnectionState::Connecting
-                });
+                && now.is_some_and(|r| r.row_version == read_version);
             if !ours {
                 let _ = threads.run(move || drop(members)).await;
                 return Ok(());
@@ -1057,7 +1056,9 @@ async fn connect_turn(core: &Arc<Core>, store_id: &str, generation: u64) -> KmsR
         }
         Err(code) => Err(code),
     };
-    // Recorded on the row as it is now; a concurrent Disconnect/Connect write is re-read.
+    // Recorded on the row as it is now; a concurrent Disconnect/Connect write is re-read. Any
+    // write since the row was read above (a Disconnect, a Connect, a takeover by another node)
+    // supersedes this connect: it then records no state.
     for _ in 0..8 {
         let Some(mut store) = core.store.get_custom_key_store(store_id).await? else {
             if let Ok((cluster, _)) = outcome {
@@ -1066,7 +1067,8 @@ async fn connect_turn(core: &Arc<Core>, store_id: &str, generation: u64) -> KmsR
             return Ok(());
         };
         let superseded = !connections.is_current(store_id, generation)
-            || store.connection_state != ConnectionState::Connecting;
+            || store.connection_state != ConnectionState::Connecting
+            || store.row_version != read_version;
         match &outcome {
             Ok((_, new)) => {
                 store.password_encrypted = core.seal_secret(store_id, &new.to_secret()).await?;

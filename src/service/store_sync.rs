@@ -39,10 +39,12 @@
 //! reached, and a FAILED store is not retried, so nothing counts towards a lockout. In every
 //! other case (the node died while logging in, the usual slow part) the store ends CONNECTED
 //! without an operator. The limit: a node that is alive but lost its database session (its
-//! claim) while connecting, e.g. across a database restart, may rotate while the taking-over
-//! node logs in; `CustomKeyStores::take_over_connect` rewrites the row (a new row version)
-//! first, and a connect rotates only if the row it read is unchanged after its logins, which
-//! leaves the race only between that check and the rotation.
+//! claim) while connecting, e.g. across a database restart, is still connecting when another
+//! node takes over. `CustomKeyStores::take_over_connect` rewrites the row (a new row version)
+//! first, and a connect rotates, and records a state, only while the row is the version it
+//! read: the stale connect stops after its logins and records nothing (a login of it that
+//! comes after the takeover's rotation is refused once). What is left is a takeover whose
+//! rewrite falls between the stale connect's check and the end of its rotation.
 //!
 //! Only stores that other nodes share have a change feed: on SQLite none of this runs and the
 //! single node connects and reconnects its stores as before (`reconnect_stores`).
