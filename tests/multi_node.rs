@@ -288,6 +288,122 @@ async fn concurrent_named_grant_creates_on_two_nodes_make_one_grant() {
     assert!(named.iter().any(|g| g.grant_id == other.grant_id));
 }
 
+/// Both nodes create grants on the same keys at once with room for 3 grants per key: each key
+/// ends with exactly 3 (the store counts and inserts under a lock on the key, whichever node
+/// asks), every other create gets AWS's LimitExceededException, and a retry of a named grant
+/// the key already has still answers with that grant's id, even at the quota.
+#[tokio::test]
+async fn concurrent_grant_creates_on_two_nodes_at_the_grants_per_key_quota_make_exactly_the_limit()
+{
+    use aws_sdk_kms::types::GrantOperation;
+    let mut cluster = Cluster::new();
+    cluster
+        .env
+        .push(("KMS_LIMITS__GRANTS_PER_KEY".into(), "3".into()));
+    let (a, b) = (cluster.node(), cluster.node());
+    let grant = |c: &Client, key: &str, name: Option<&str>| {
+        c.create_grant()
+            .key_id(key)
+            .set_name(name.map(str::to_string))
+            .grantee_principal("arn:aws:iam::111122223333:root")
+            .operations(GrantOperation::Encrypt)
+            .send()
+    };
+    // Several keys: each is one race at the limit.
+    for round in 0..4 {
+        let key = create_key(&a.client).await;
+        let keep = grant(&a.client, &key, Some("keep")).await.unwrap().grant_id;
+        // Even calls retry the named grant, odd ones ask for a new grant: 2 of those fit.
+        let calls: Vec<_> = (0..20)
+            .map(|i| {
+                let node = if i % 4 < 2 { &a.client } else { &b.client };
+                grant(node, &key, (i % 2 == 0).then_some("keep"))
+            })
+            .collect();
+        let results = futures_util::future::join_all(calls).await;
+        let mut new = 0;
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(g) if i % 2 == 0 => assert_eq!(g.grant_id, keep, "round {round}"),
+                Ok(_) => new += 1,
+                Err(e) => {
+                    assert!(i % 2 == 1, "a retry of the named grant failed: {e:?}");
+                    assert_eq!(common::code(&e), "LimitExceededException");
+                    assert_eq!(
+                        common::message(&e),
+                        "Grant quota for this key is 3 but the current usage is 3."
+                    );
+                }
+            }
+        }
+        assert_eq!(new, 2, "round {round}");
+        assert_eq!(
+            common::pg::psql(
+                &cluster.url,
+                &format!("SELECT count(*) FROM grants WHERE key_id = '{key}'")
+            ),
+            "3",
+            "round {round}"
+        );
+    }
+}
+
+/// Both nodes create external key stores at once with room for 2 in the account: exactly 2
+/// are made (the store counts and inserts under a lock on the account and region), every other
+/// create gets AWS's LimitExceededException.
+#[tokio::test]
+async fn concurrent_custom_key_store_creates_on_two_nodes_at_the_quota_make_exactly_the_limit() {
+    use aws_sdk_kms::types::{
+        CustomKeyStoreType, XksProxyAuthenticationCredentialType, XksProxyConnectivityType,
+    };
+    use common::xks_test_proxy::{TestProxy, AKID, SECRET};
+    let proxy = TestProxy::start().await;
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), &proxy.ca_pem).unwrap();
+    let mut cluster = Cluster::new().with_config(&format!(
+        "[xks]\nallowed_proxy_networks = ['127.0.0.1', '::1']\nca_file = '{}'\n\
+         probes_per_minute = 600\ntimeout_ms = 20000\n",
+        ca.path().display()
+    ));
+    cluster
+        .env
+        .push(("KMS_LIMITS__CUSTOM_KEY_STORES".into(), "2".into()));
+    let (a, b) = (cluster.node(), cluster.node());
+    let create = |c: &Client, i: usize| {
+        c.create_custom_key_store()
+            .custom_key_store_name(format!("external-{i}"))
+            .custom_key_store_type(CustomKeyStoreType::ExternalKeyStore)
+            .xks_proxy_uri_endpoint(proxy.endpoint())
+            .xks_proxy_uri_path(format!("/p{i}/kms/xks/v1"))
+            .xks_proxy_connectivity(XksProxyConnectivityType::PublicEndpoint)
+            .xks_proxy_authentication_credential(
+                XksProxyAuthenticationCredentialType::builder()
+                    .access_key_id(AKID)
+                    .raw_secret_access_key(SECRET)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+    };
+    let calls: Vec<_> = (0..8)
+        .map(|i| create(if i % 2 == 0 { &a.client } else { &b.client }, i))
+        .collect();
+    let results = futures_util::future::join_all(calls).await;
+    let made = results.iter().filter(|r| r.is_ok()).count();
+    for e in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(common::code(e), "LimitExceededException");
+        assert_eq!(
+            common::message(e),
+            "The request was rejected because the account already has 2 custom key stores."
+        );
+    }
+    assert_eq!(made, 2);
+    assert_eq!(
+        common::pg::psql(&cluster.url, "SELECT count(*) FROM custom_key_stores"),
+        "2"
+    );
+}
+
 /// Keys whose deletion date has passed are deleted exactly once with two nodes running
 /// maintenance every second: one DeleteKey service event per key across both audit logs.
 #[tokio::test]

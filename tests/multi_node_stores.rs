@@ -409,3 +409,67 @@ async fn a_member_that_missed_the_rotation_is_rotated_by_the_connecting_node_onl
     }
     assert_eq!((hsm.failed_logins(0), hsm.failed_logins(1)), (0, 0));
 }
+
+/// The node running a connect is killed (SIGKILL) while it logs in to the members, leaving the
+/// store CONNECTING: its claim on the connect ended with its database session, so the other
+/// node takes the connect over on its next reconcile and brings the store to CONNECTED (the
+/// dead node had rotated nothing, so the stored password still logs in), with no failed login
+/// on any member; the store then serves on the survivor.
+#[tokio::test]
+async fn a_store_left_connecting_by_a_killed_node_is_connected_by_another() {
+    let hsm = common::softhsm::fault_cluster(2);
+    hsm.share_pins();
+    let nodes = Cluster::new().with_config(&hsm.toml());
+    let (mut a, b) = (nodes.node(), nodes.node());
+    let id = hsm.create_store(&a.client, "orphaned", &hsm.pin).await;
+    // A's logins take 30 s: A is still logging in when it is killed.
+    hsm.delay_logins(0, 30_000);
+    a.client
+        .connect_custom_key_store()
+        .custom_key_store_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(state(&b.client, &id).await, ConnectionStateType::Connecting);
+    // Until A dies, B leaves A's connect alone (A holds the claim).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(state(&b.client, &id).await, ConnectionStateType::Connecting);
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    hsm.delay_logins(0, 0);
+    let killed_at = Instant::now();
+    // B's backstop reconcile (every 5 s) finds the store unclaimed and connects it.
+    loop {
+        match state(&b.client, &id).await {
+            ConnectionStateType::Connected => break,
+            ConnectionStateType::Connecting => {}
+            other => panic!("store {id} is {other:?}"),
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "still CONNECTING {:?} after the connecting node died",
+            killed_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "store left CONNECTING by a killed node: CONNECTED by the other {:?} after the kill",
+        killed_at.elapsed()
+    );
+    // B ran the connect: it rotated both PINs and serves the store's keys.
+    assert!(hsm.shared_pin_hash(0).is_some() && hsm.shared_pin_hash(1).is_some());
+    let key = b
+        .client
+        .create_key()
+        .origin(OriginType::AwsCloudhsm)
+        .custom_key_store_id(&id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let ct = encrypt(&b.client, &key).await.unwrap();
+    assert_eq!(decrypt(&b.client, ct).await, b"from every node");
+    assert_eq!((hsm.failed_logins(0), hsm.failed_logins(1)), (0, 0));
+}

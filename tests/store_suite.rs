@@ -119,6 +119,11 @@ fn custom_store(id: &str, name: &str) -> CustomKeyStoreRecord {
     }
 }
 
+/// A named grant's retry, for the store's `Name` look-up: the same name and grantee.
+fn same_grant(a: &GrantRecord, b: &GrantRecord) -> bool {
+    a.name.is_some() && a.name == b.name && a.grantee_principal == b.grantee_principal
+}
+
 /// The suite: every assertion holds on both stores.
 async fn suite(s: &dyn MetadataStore) {
     // Keys: insert with material and tags, read back exactly.
@@ -382,18 +387,29 @@ async fn suite(s: &dyn MetadataStore) {
         .unwrap();
     assert_eq!(s.list_tags(&ids[0]).await.unwrap().len(), 1);
 
-    // Custom key stores: unique names, conditional updates, counts and lookups.
-    s.insert_custom_key_store(&custom_store("cks-b", "store-b"))
+    // Custom key stores: unique names, the quota, conditional updates, counts and lookups.
+    s.insert_custom_key_store(&custom_store("cks-b", "store-b"), Q)
         .await
         .unwrap();
-    s.insert_custom_key_store(&custom_store("cks-a", "store-a"))
+    s.insert_custom_key_store(&custom_store("cks-a", "store-a"), 2)
         .await
         .unwrap();
     assert!(matches!(
-        s.insert_custom_key_store(&custom_store("cks-c", "store-a"))
+        s.insert_custom_key_store(&custom_store("cks-c", "store-a"), Q)
             .await,
         Err(StoreError::AlreadyExists)
     ));
+    // An account with `limit` stores in a region takes no more there; another region has room.
+    assert!(matches!(
+        s.insert_custom_key_store(&custom_store("cks-d", "store-d"), 2)
+            .await,
+        Err(StoreError::CustomKeyStoreQuota { limit: 2, usage: 2 })
+    ));
+    assert!(s.get_custom_key_store("cks-d").await.unwrap().is_none());
+    let mut elsewhere = custom_store("cks-e", "store-e");
+    elsewhere.region = "eu-west-1".into();
+    s.insert_custom_key_store(&elsewhere, 1).await.unwrap();
+    s.delete_custom_key_store("cks-e").await.unwrap();
     let cs = s.get_custom_key_store("cks-a").await.unwrap().unwrap();
     assert_eq!(cs, custom_store("cks-a", "store-a"));
     let mut connected = cs.clone();
@@ -432,19 +448,35 @@ async fn suite(s: &dyn MetadataStore) {
     assert!(s.get_custom_key_store("cks-b").await.unwrap().is_none());
 
     // Grants: oldest first per key, retirable by principal with pagination, deletion.
-    s.insert_grant(&grant("g2", &ids[3], Some("p"), 20))
-        .await
-        .unwrap();
-    s.insert_grant(&grant("g1", &ids[3], Some("p"), 10))
-        .await
-        .unwrap();
-    s.insert_grant(&grant("g3", &ids[4], Some("p"), 5))
-        .await
-        .unwrap();
+    for (g, key, created) in [("g2", &ids[3], 20), ("g1", &ids[3], 10), ("g3", &ids[4], 5)] {
+        let made = grant(g, key, Some("p"), created);
+        let (got, new) = s.insert_grant(&made, Q, same_grant).await.unwrap();
+        assert_eq!((got, new), (made, true));
+    }
     assert!(matches!(
-        s.insert_grant(&grant("g1", &ids[4], None, 1)).await,
+        s.insert_grant(&grant("g1", &ids[4], None, 1), Q, same_grant)
+            .await,
         Err(StoreError::AlreadyExists)
     ));
+    // The grants-per-key quota: a key with `limit` grants takes no new one...
+    assert!(matches!(
+        s.insert_grant(&grant("g8", &ids[3], None, 40), 2, same_grant)
+            .await,
+        Err(StoreError::GrantQuota { limit: 2, usage: 2 })
+    ));
+    assert!(s.get_grant("g8").await.unwrap().is_none());
+    // ...but a retry of a named grant it has is answered with that grant, even at the quota.
+    let mut retry = grant("g9", &ids[3], None, 50);
+    retry.name = Some("name-g1".into());
+    let (got, new) = s.insert_grant(&retry, 2, same_grant).await.unwrap();
+    assert_eq!((got, new), (grant("g1", &ids[3], Some("p"), 10), false));
+    assert!(s.get_grant("g9").await.unwrap().is_none());
+    // The same name with other parameters is another grant.
+    let mut other = grant("g7", &ids[4], None, 6);
+    other.name = Some("name-g3".into());
+    other.grantee_principal = "arn:aws:iam::111122223333:user/dave".into();
+    assert!(s.insert_grant(&other, Q, same_grant).await.unwrap().1);
+    assert_eq!(s.list_grants(&ids[4]).await.unwrap().len(), 2);
     let on3: Vec<String> = s
         .list_grants(&ids[3])
         .await
@@ -666,6 +698,79 @@ async fn postgres_lease_is_exclusive_and_freed_with_its_session() {
     drop(held);
 }
 
+/// A custom key store's connect claim: on PostgreSQL one holder per store at a time (another
+/// try gets `None`, a waiting claim is granted when the holder lets go), freed when dropped or
+/// when its session ends (a node that died); on SQLite (one node) always granted.
+#[tokio::test]
+async fn store_connect_claims_are_exclusive_on_postgres_and_freed_with_their_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(&dir.path().join("kms.sqlite3")).unwrap();
+    let first = sqlite.claim_store_connect("cks-1", false).await.unwrap();
+    assert!(first.is_some());
+    assert!(sqlite
+        .claim_store_connect("cks-1", false)
+        .await
+        .unwrap()
+        .is_some());
+
+    let url = common::pg::fresh_database();
+    let a = PgStore::connect(&pg_config(&url)).await.unwrap();
+    a.migrate().await.unwrap();
+    let b = PgStore::connect(&pg_config(&url)).await.unwrap();
+    let held = a
+        .claim_store_connect("cks-1", false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(b
+        .claim_store_connect("cks-1", false)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(a
+        .claim_store_connect("cks-1", false)
+        .await
+        .unwrap()
+        .is_none());
+    let other = b.claim_store_connect("cks-2", false).await.unwrap();
+    assert!(other.is_some(), "another store's claim is free");
+    // A waiting claim is granted once the holder lets go.
+    let waiter = b.clone();
+    let waiting = tokio::spawn(async move { waiter.claim_store_connect("cks-1", true).await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "granted while held");
+    drop(held);
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting claim was never granted")
+        .unwrap()
+        .unwrap();
+    assert!(got.is_some());
+    assert!(a
+        .claim_store_connect("cks-1", false)
+        .await
+        .unwrap()
+        .is_none());
+    // Its holder's session terminated (a node killed): the claim is free again. The lock is
+    // looked up by its class key (the claims' first key) in this test's own database.
+    let pid = common::pg::psql(
+        &url,
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 \
+         AND classid = 1802334980 AND objid = hashtext('cks-1')::oid AND database = \
+         (SELECT oid FROM pg_database WHERE datname = current_database())",
+    );
+    common::pg::psql(&url, &format!("SELECT pg_terminate_backend({pid})"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let retaken = loop {
+        if let Some(claim) = a.claim_store_connect("cks-1", false).await.unwrap() {
+            break claim;
+        }
+        assert!(std::time::Instant::now() < deadline, "claim never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    drop((got, retaken, other));
+}
+
 /// Migrations: applied once (two concurrent runs do not race), recorded, and a schema newer
 /// than the binary knows is refused, by both stores; an old schema is refused when migrating
 /// at start-up is off.
@@ -809,6 +914,53 @@ async fn concurrent_inserts_stop_at_the_limit(
     }
     assert_eq!((made, refused), (LIMIT, 24 - LIMIT));
     assert_eq!(a.count_aliases(&target).await.unwrap(), LIMIT);
+
+    // The grants-per-key quota: concurrent creates of grants on one key.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let mut g = grant(&format!("race-{i}"), &target, None, i);
+        g.name = None;
+        tasks.spawn(async move { s.insert_grant(&g, LIMIT, same_grant).await });
+    }
+    let (mut made, mut refused) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok((_, true)) => made += 1,
+            Err(StoreError::GrantQuota {
+                limit: LIMIT,
+                usage: LIMIT,
+            }) => refused += 1,
+            other => panic!("unexpected {:?}", other.map(|(g, new)| (g.grant_id, new))),
+        }
+    }
+    assert_eq!((made, refused), (LIMIT, 24 - LIMIT));
+    assert_eq!(b.list_grants(&target).await.unwrap().len(), LIMIT);
+
+    // The custom key stores quota: concurrent creates in one account and region.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let mut cs = custom_store(&format!("cks-race-{i}"), &format!("race-{i}"));
+        cs.account = ACCOUNT.into();
+        tasks.spawn(async move { s.insert_custom_key_store(&cs, LIMIT).await });
+    }
+    let (mut made, mut refused) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(()) => made += 1,
+            Err(StoreError::CustomKeyStoreQuota {
+                limit: LIMIT,
+                usage: LIMIT,
+            }) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!((made, refused), (LIMIT, 24 - LIMIT));
+    assert_eq!(
+        a.list_custom_key_stores(ACCOUNT, R).await.unwrap().len(),
+        LIMIT
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -7,7 +7,9 @@
 //! crypto user on every member and rotates its PIN; the new PIN is stored only encrypted under
 //! the root. The connected clusters and external key store proxies live in memory
 //! ([`Connections`]); the connection state is persisted. With several nodes on one database,
-//! the other nodes attach to a store connected here (`service::store_sync`).
+//! the other nodes attach to a store connected here, a connect holds the store's connect
+//! claim from before CONNECTING is written until the outcome is, and a connect whose node died
+//! is taken over by another node (`service::store_sync`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -24,6 +26,7 @@ use crate::model::{
     ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, KeyId, KeyRecord, KeySpec, KeyState,
     KeyUsage, MaterialRecord, Origin, Tag,
 };
+use crate::store::Lease;
 
 /// Custom key stores per account and region (AWS quota).
 pub const MAX_STORES: usize = 10;
@@ -284,6 +287,13 @@ fn normalize_pem(s: &str) -> String {
     s.split_whitespace().collect()
 }
 
+/// LimitExceededException for the custom key stores quota.
+pub(crate) fn store_quota_exceeded(limit: usize) -> KmsError {
+    KmsError::LimitExceeded(format!(
+        "The request was rejected because the account already has {limit} custom key stores."
+    ))
+}
+
 fn not_found(id: &str) -> KmsError {
     KmsError::CustomKeyStoreNotFound(format!("Custom key store '{id}' does not exist"))
 }
@@ -471,11 +481,10 @@ impl CustomKeyStores {
                  cluster {cluster_id}"
             )));
         }
+        // Refused early here; the store's insert decides (atomically, whichever node asks).
         let quota = self.limits.custom_key_stores_for(&account);
         if existing.len() >= quota {
-            return Err(KmsError::LimitExceeded(format!(
-                "The request was rejected because the account already has {quota} custom key stores."
-            )));
+            return Err(store_quota_exceeded(quota));
         }
         self.check_cluster_free(&cluster_id, None).await?;
         let id = new_store_id()?;
@@ -494,7 +503,7 @@ impl CustomKeyStores {
             row_version: 1,
             xks: None,
         };
-        match self.store.insert_custom_key_store(&record).await {
+        match self.store.insert_custom_key_store(&record, quota).await {
             Err(crate::store::StoreError::AlreadyExists) => Err(KmsError::CustomKeyStoreNameInUse(
                 format!("Custom key store name '{}' is already in use", record.name),
             )),
@@ -519,7 +528,7 @@ impl CustomKeyStores {
             }
         }
         if store.store_type == CustomKeyStoreType::ExternalKeyStore {
-            return self.connect_xks_store(call, store).await;
+            return self.connect_xks_store(call, store, None).await;
         }
         let cluster_id = store.cluster_id.clone().unwrap_or_default();
         if self
@@ -532,6 +541,11 @@ impl CustomKeyStores {
             self.store.update_custom_key_store(&store).await?;
             return Ok(());
         }
+        // The claim on the store's connect, taken before CONNECTING is written and held until
+        // the outcome is (`store_sync`: a CONNECTING store that nobody claims lost its
+        // connecting node). Held elsewhere (a connect of an earlier Connect still running
+        // there): the background half waits for it.
+        let claim = self.store.claim_store_connect(id, false).await?;
         store.connection_state = ConnectionState::Connecting;
         store.connection_error = None;
         self.store.update_custom_key_store(&store).await?;
@@ -541,7 +555,7 @@ impl CustomKeyStores {
         let turn = self.connections.next_turn(id);
         let core = self.core.clone();
         let store_id = id.to_string();
-        tokio::spawn(async move { finish_connect(&core, &store_id, turn).await });
+        tokio::spawn(async move { finish_connect(&core, &store_id, turn, claim).await });
         Ok(())
     }
 
@@ -814,7 +828,7 @@ impl CustomKeyStores {
             if s.store_type == CustomKeyStoreType::ExternalKeyStore {
                 let mut call = Call::internal(&s.account, "KmsHealthCheck");
                 call.region = s.region.clone();
-                self.connect_xks_store(&call, s).await?;
+                self.connect_xks_store(&call, s, None).await?;
                 continue;
             }
             if s.cluster_id
@@ -827,11 +841,41 @@ impl CustomKeyStores {
                 self.store.update_custom_key_store(&s).await?;
                 continue;
             }
+            let claim = self.store.claim_store_connect(&s.id, true).await?;
             s.connection_state = ConnectionState::Connecting;
             let s = self.store.update_custom_key_store(&s).await?;
             let turn = self.connections.next_turn(&s.id);
-            finish_connect(&self.core, &s.id, turn).await;
+            finish_connect(&self.core, &s.id, turn, claim).await;
         }
+        Ok(())
+    }
+
+    /// Takes over the connect of a store that a node which is gone left CONNECTING
+    /// (`service::store_sync`): `claim` is this node's claim on the store's connect, taken
+    /// while the row read CONNECTING. Read again under the claim, a store still CONNECTING is
+    /// connected here as ConnectCustomKeyStore would (a cluster: logged in with the stored PIN
+    /// book and rotated; XKS: the proxy probed), and CONNECTED or FAILED is recorded.
+    pub(crate) async fn take_over_connect(&self, store_id: &str, claim: Lease) -> KmsResult<()> {
+        let Some(store) = self.store.get_custom_key_store(store_id).await? else {
+            return Ok(());
+        };
+        if store.connection_state != ConnectionState::Connecting {
+            return Ok(()); // its connect finished after all
+        }
+        tracing::warn!(
+            custom_key_store_id = store_id,
+            "custom key store left CONNECTING by a node that is gone: connecting it here"
+        );
+        if store.store_type == CustomKeyStoreType::ExternalKeyStore {
+            let mut call = Call::internal(&store.account, "KmsHealthCheck");
+            call.region = store.region.clone();
+            return self.connect_xks_store(&call, store, Some(claim)).await;
+        }
+        // Rewritten, still CONNECTING: a connect still running elsewhere (its node alive but
+        // its claim lost with its database session) no longer rotates.
+        self.store.update_custom_key_store(&store).await?;
+        let turn = self.connections.next_turn(store_id);
+        finish_connect(&self.core, store_id, turn, Some(claim)).await;
         Ok(())
     }
 }
@@ -905,12 +949,30 @@ fn spawn_pin_keeper(
     });
 }
 
-/// The background half of ConnectCustomKeyStore. One connect at a time per store: it waits
-/// for a connect still running (which may be rotating the PIN), then reads the stored PIN book
-/// afresh, logs in on the members (on the HSM threads, detached from them: a slow device must
-/// not hold an HSM thread), and records the outcome only if no Disconnect or Connect came
-/// since; otherwise it logs out again and keeps only the PINs it rotated.
-async fn finish_connect(core: &Arc<Core>, store_id: &str, turn: ConnectTurn) {
+/// The background half of ConnectCustomKeyStore. One connect at a time per store, across
+/// nodes: it holds the store's connect claim (`claim`, or waits for it: a connect elsewhere may
+/// be rotating the PIN) and then its turn here, reads the stored PIN book afresh, logs in on
+/// the members (on the HSM threads, detached from them: a slow device must not hold an HSM
+/// thread), and records the outcome only if no Disconnect or Connect came since; otherwise it
+/// logs out again and keeps only the PINs it rotated. The claim goes when the outcome is
+/// written.
+async fn finish_connect(core: &Arc<Core>, store_id: &str, turn: ConnectTurn, claim: Option<Lease>) {
+    // The claim before the turn lock: a holder of the turn lock never waits for a claim.
+    let claim = match claim {
+        Some(c) => Ok(Some(c)),
+        None => core.store.claim_store_connect(store_id, true).await,
+    };
+    let _claim = match claim {
+        Ok(Some(c)) => c,
+        Ok(None) | Err(_) => {
+            // Left CONNECTING and unclaimed: a node's reconcile takes the connect over.
+            tracing::error!(
+                custom_key_store_id = store_id,
+                "claiming the custom key store's connect failed"
+            );
+            return;
+        }
+    };
     let _one_at_a_time = turn.lock.lock().await;
     let result = connect_turn(core, store_id, turn.generation).await;
     if let Err(e) = result {
@@ -934,6 +996,8 @@ async fn connect_turn(core: &Arc<Core>, store_id: &str, generation: u64) -> KmsR
     if store.connection_state != ConnectionState::Connecting {
         return Ok(());
     }
+    // The row this connect acts on: a write since (see below) supersedes it.
+    let read_version = store.row_version;
     let cfg = store
         .cluster_id
         .as_deref()
@@ -960,9 +1024,9 @@ async fn connect_turn(core: &Arc<Core>, store_id: &str, generation: u64) -> KmsR
     let password = core
         .open_secret(&store.id, &store.password_encrypted)
         .await?;
-    let outcome = match PinBook::from_secret(&password) {
+    let logged_in = match PinBook::from_secret(&password) {
         Ok(pins) => threads
-            .run(move || hsm::threads::detach(|| Cluster::connect(cfg, &pins)))
+            .run(move || hsm::threads::detach(|| Cluster::log_in(cfg, &pins)))
             .await
             .unwrap_or(Err(ConnectError::InternalError)),
         Err(_) => {
@@ -973,7 +1037,28 @@ async fn connect_turn(core: &Arc<Core>, store_id: &str, generation: u64) -> KmsR
             Err(ConnectError::InternalError)
         }
     };
-    // Recorded on the row as it is now; a concurrent Disconnect/Connect write is re-read.
+    let outcome = match logged_in {
+        Ok(members) => {
+            // Rotate only while the connect is still this one: the row as read above (a node
+            // that took the connect over rewrote it; a Disconnect changed it) and no newer
+            // turn here. Otherwise log out again, having changed nothing.
+            let now = core.store.get_custom_key_store(store_id).await?;
+            let ours = connections.is_current(store_id, generation)
+                && now.is_some_and(|r| r.row_version == read_version);
+            if !ours {
+                let _ = threads.run(move || drop(members)).await;
+                return Ok(());
+            }
+            threads
+                .run(move || hsm::threads::detach(|| members.rotate()))
+                .await
+                .unwrap_or(Err(ConnectError::InternalError))
+        }
+        Err(code) => Err(code),
+    };
+    // Recorded on the row as it is now; a concurrent Disconnect/Connect write is re-read. Any
+    // write since the row was read above (a Disconnect, a Connect, a takeover by another node)
+    // supersedes this connect: it then records no state.
     for _ in 0..8 {
         let Some(mut store) = core.store.get_custom_key_store(store_id).await? else {
             if let Ok((cluster, _)) = outcome {
@@ -982,7 +1067,8 @@ async fn connect_turn(core: &Arc<Core>, store_id: &str, generation: u64) -> KmsR
             return Ok(());
         };
         let superseded = !connections.is_current(store_id, generation)
-            || store.connection_state != ConnectionState::Connecting;
+            || store.connection_state != ConnectionState::Connecting
+            || store.row_version != read_version;
         match &outcome {
             Ok((_, new)) => {
                 store.password_encrypted = core.seal_secret(store_id, &new.to_secret()).await?;

@@ -254,6 +254,13 @@ impl From<StoreError> for KmsError {
             StoreError::AliasQuota { limit, usage } => {
                 super::aliases::alias_quota_exceeded(limit, usage)
             }
+            // The grants-per-key and custom key store quotas, counted in the insert's transaction.
+            StoreError::GrantQuota { limit, usage } => {
+                super::grants::grant_quota_exceeded(limit, usage)
+            }
+            StoreError::CustomKeyStoreQuota { limit, .. } => {
+                super::custom_key_stores::store_quota_exceeded(limit)
+            }
             // The database is out of reach (restarting, fail-over): 503, retryable.
             StoreError::Unavailable(cause) => {
                 tracing::warn!(%cause, "metadata store unavailable");

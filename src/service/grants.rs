@@ -2,10 +2,11 @@
 //! tokens every operation that takes `GrantTokens` accepts.
 //!
 //! This part owns the grant rules that need the store or the caller: which principals a grant
-//! may name, which operations and constraints a key type takes, the per-key quota, `Name`
-//! idempotency, who may retire, paging, and the tokens. The pure rules (does a grant cover a
-//! request, may a grant create a child grant, who may retire) are `kms_policy::grant`'s; using
-//! a grant to authorize a request is [`super::authz`]'s.
+//! may name, which operations and constraints a key type takes, the per-key quota and `Name`
+//! idempotency (decided by the store in its insert, atomically across nodes), who may retire,
+//! paging, and the tokens. The pure rules (does a grant cover a request, may a grant create a
+//! child grant, who may retire) are `kms_policy::grant`'s; using a grant to authorize a request
+//! is [`super::authz`]'s.
 //!
 //! Grant tokens: `base64(version ‖ grant id ‖ nonce ‖ HMAC-SHA-256)`, the MAC under a key made
 //! once from the root's randomness, stored only sealed under the root (a system secret) and
@@ -88,9 +89,6 @@ pub struct Grants {
     core: Arc<Core>,
     /// The token MAC key, loaded (or made) on first use.
     token_key: tokio::sync::OnceCell<hmac::Key>,
-    /// Serializes CreateGrant's check-then-insert (the `Name` retry and the quota). CreateGrant
-    /// is a low-rate operation (AWS allows 50 per second), so one lock for all keys is enough.
-    create: tokio::sync::Mutex<()>,
 }
 
 impl std::ops::Deref for Grants {
@@ -124,6 +122,14 @@ fn invalid_grant_id(id: &str) -> KmsError {
 
 fn grant_not_found(id: &str) -> KmsError {
     KmsError::NotFound(format!("Grant ID {id} does not exist"))
+}
+
+/// LimitExceededException for the grants-per-key quota, in the shape of AWS's key quota message
+/// ("Key quota for this account in this region is 101 but the current usage is 101.").
+pub(crate) fn grant_quota_exceeded(limit: usize, usage: usize) -> KmsError {
+    KmsError::LimitExceeded(format!(
+        "Grant quota for this key is {limit} but the current usage is {usage}."
+    ))
 }
 
 fn invalid_token() -> KmsError {
@@ -218,7 +224,6 @@ impl Grants {
         Grants {
             core,
             token_key: tokio::sync::OnceCell::new(),
-            create: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -378,51 +383,20 @@ impl Grants {
             constraints: grant.constraints,
             creation_date: self.now(),
         };
-        let grant_id = {
-            let _one_at_a_time = self.create.lock().await;
-            let existing = self.store.list_grants(&key.key_id).await?;
-            let retry = record
-                .name
-                .as_ref()
-                .and_then(|_| existing.iter().find(|g| same_grant(g, &record)));
-            match retry {
-                Some(g) => g.grant_id.clone(),
-                None => {
-                    let quota = self.limits.grants_for(&key.account);
-                    if existing.len() >= quota {
-                        // The shape of AWS's key quota message ("Key quota for this account
-                        // in this region is 101 but the current usage is 101.").
-                        return Err(KmsError::LimitExceeded(format!(
-                            "Grant quota for this key is {quota} but the current \
-                             usage is {}.",
-                            existing.len()
-                        )));
-                    }
-                    let id_repeated = |e| match e {
-                        StoreError::AlreadyExists => KmsError::internal_because(
-                            InternalCause::Invariant("a random grant id repeated"),
-                        ),
-                        other => other.into(),
-                    };
-                    if record.name.is_some() {
-                        // Another node may have created the same named grant since the
-                        // look-up above: the store decides atomically.
-                        let (g, _) = self
-                            .store
-                            .insert_named_grant(&record, same_grant)
-                            .await
-                            .map_err(id_repeated)?;
-                        g.grant_id
-                    } else {
-                        self.store
-                            .insert_grant(&record)
-                            .await
-                            .map_err(id_repeated)?;
-                        record.grant_id
-                    }
-                }
-            }
-        };
+        // The store decides atomically, whichever node asks: a named retry gets the grant in
+        // force, a new grant is inserted only below the key's quota.
+        let quota = self.limits.grants_for(&key.account);
+        let (grant, _new) = self
+            .store
+            .insert_grant(&record, quota, same_grant)
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyExists => KmsError::internal_because(InternalCause::Invariant(
+                    "a random grant id repeated",
+                )),
+                other => other.into(),
+            })?;
+        let grant_id = grant.grant_id;
         let grant_token = self.mint_token(&grant_id).await?;
         Ok(CreatedGrant {
             key,

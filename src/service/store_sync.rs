@@ -20,6 +20,32 @@
 //! [`CREDENTIAL_RETRY_AFTER`], so a node holding an outdated PIN book cannot lock the crypto
 //! user out by retrying.
 //!
+//! A store left CONNECTING by a node that died mid-connect is connected by another node. The
+//! node that runs a connect holds the store's *connect claim* (a PostgreSQL session advisory
+//! lock, [`crate::store::MetadataStore::claim_store_connect`]) from before it writes CONNECTING
+//! until it has written CONNECTED or FAILED; the claim ends with its database session, so with
+//! the node. A reconcile that finds a store CONNECTING tries the claim: taken, no live node is
+//! connecting it, and this node takes the connect over (`CustomKeyStores::take_over_connect`:
+//! the row read again under the claim, then the ordinary connect, which rotates the PIN and
+//! records the outcome). Connects of a store are serialized across nodes by the claim (a
+//! second connect waits for it), and every connect acts only on a row still CONNECTING, so a
+//! takeover that races a connect about to begin (its claim not yet taken) is harmless: one of
+//! them connects, the other finds the outcome written.
+//!
+//! Why taking over, rather than recording FAILED: the dead node changed a member's PIN only if
+//! it got as far as rotating, and then its new PIN died with it; the takeover logs in with the
+//! stored book, is refused once by that member and records FAILED with INVALID_CREDENTIALS,
+//! the state (and the one refused login) a Disconnect and Connect by the operator would have
+//! reached, and a FAILED store is not retried, so nothing counts towards a lockout. In every
+//! other case (the node died while logging in, the usual slow part) the store ends CONNECTED
+//! without an operator. The limit: a node that is alive but lost its database session (its
+//! claim) while connecting, e.g. across a database restart, is still connecting when another
+//! node takes over. `CustomKeyStores::take_over_connect` rewrites the row (a new row version)
+//! first, and a connect rotates, and records a state, only while the row is the version it
+//! read: the stale connect stops after its logins and records nothing (a login of it that
+//! comes after the takeover's rotation is refused once). What is left is a takeover whose
+//! rewrite falls between the stale connect's check and the end of its rotation.
+//!
 //! Only stores that other nodes share have a change feed: on SQLite none of this runs and the
 //! single node connects and reconnects its stores as before (`reconnect_stores`).
 
@@ -30,7 +56,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::custom_key_stores::fingerprint;
+use super::custom_key_stores::{fingerprint, CustomKeyStores};
 use super::{Core, KmsResult};
 use crate::backend::cluster::{Cluster, ClusterBackend, ConnectError, PinBook};
 use crate::model::{ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType};
@@ -93,12 +119,45 @@ pub async fn reconcile_all(core: &Arc<Core>) {
 }
 
 async fn reconcile(core: &Arc<Core>, store_id: &str) -> KmsResult<()> {
+    if reconcile_attachment(core, store_id).await? == Some(ConnectionState::Connecting) {
+        take_over_if_orphaned(core, store_id).await?;
+    }
+    Ok(())
+}
+
+/// A CONNECTING store whose connect claim this node can take has lost its connecting node: the
+/// connect is taken over here, in a task of its own (a slow login delays no other store).
+async fn take_over_if_orphaned(core: &Arc<Core>, store_id: &str) -> KmsResult<()> {
+    let Some(claim) = core.store.claim_store_connect(store_id, false).await? else {
+        return Ok(()); // a live node is connecting it
+    };
+    let stores = CustomKeyStores::new(core.clone());
+    let id = store_id.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = stores.take_over_connect(&id, claim).await {
+            tracing::warn!(
+                custom_key_store_id = %id,
+                error = e.code(),
+                "taking over a custom key store's connect failed; retried on the next reconcile"
+            );
+        }
+    });
+    Ok(())
+}
+
+/// Brings this node's attachment of the store in step with its record; the state read (`None`:
+/// no row).
+async fn reconcile_attachment(
+    core: &Arc<Core>,
+    store_id: &str,
+) -> KmsResult<Option<ConnectionState>> {
     let c = &core.connections;
     // One change of attachment at a time per store, and never during a connect here.
     let turn = c.current_turn(store_id);
     let _one_at_a_time = turn.lock.lock().await;
     let generation = c.generation(store_id);
     let record = core.store.get_custom_key_store(store_id).await?;
+    let state = record.as_ref().map(|r| r.connection_state);
     let Some(record) = record.filter(|r| r.connection_state == ConnectionState::Connected) else {
         if c.detach(store_id).await {
             core.metrics.forget_xks_store(store_id);
@@ -108,14 +167,14 @@ async fn reconcile(core: &Arc<Core>, store_id: &str) -> KmsResult<()> {
             );
         }
         c.forget_attach_failure(store_id);
-        return Ok(());
+        return Ok(state);
     };
     let fp = fingerprint(&record);
     if c.attached_fingerprint(store_id) == Some(fp) {
-        return Ok(());
+        return Ok(state);
     }
     if c.attach_on_hold(store_id, &fp) {
-        return Ok(());
+        return Ok(state);
     }
     // An attachment from an older record stays in service until its replacement is ready.
     match attach(core, &record, generation).await {
@@ -138,7 +197,7 @@ async fn reconcile(core: &Arc<Core>, store_id: &str) -> KmsResult<()> {
             );
         }
     }
-    Ok(())
+    Ok(state)
 }
 
 /// Attaches a CONNECTED store; `Ok(false)` when this node's own Connect or Disconnect

@@ -560,11 +560,10 @@ impl CustomKeyStores {
                 "The XksProxyUriEndpoint and XksProxyUriPath {endpoint}{path} are already used by another external key store"
             )));
         }
+        // Refused early here, before the proxy is probed; the store's insert decides.
         let quota = self.limits.custom_key_stores_for(&account);
         if existing.len() >= quota {
-            return Err(KmsError::LimitExceeded(format!(
-                "The request was rejected because the account already has {quota} custom key stores."
-            )));
+            return Err(super::custom_key_stores::store_quota_exceeded(quota));
         }
         let settings = XksProxySettings {
             uri_endpoint: endpoint,
@@ -599,20 +598,40 @@ impl CustomKeyStores {
             row_version: 1,
             xks: Some(settings),
         };
-        self.store.insert_custom_key_store(&record).await?;
-        Ok(id)
+        match self.store.insert_custom_key_store(&record, quota).await {
+            // Another create took the name since the look-up above.
+            Err(crate::store::StoreError::AlreadyExists) => Err(KmsError::CustomKeyStoreNameInUse(
+                format!("Custom key store name '{}' is already in use", record.name),
+            )),
+            other => Ok(other.map(|_| id)?),
+        }
     }
 
-    /// ConnectCustomKeyStore for an external key store (the caller checked the state).
+    /// ConnectCustomKeyStore for an external key store (the caller checked the state), under
+    /// the store's connect claim (`claim`, or waited for here; see `store_sync`).
     pub(crate) async fn connect_xks_store(
         &self,
         call: &Call,
         mut store: CustomKeyStoreRecord,
+        claim: Option<crate::store::Lease>,
     ) -> KmsResult<()> {
         let Some(settings) = store.xks.clone() else {
             return Err(KmsError::internal_because(super::InternalCause::Invariant(
                 "an external key store without proxy settings",
             )));
+        };
+        // Before the turn lock (its holders never wait for a claim); held to the outcome.
+        let _claim = match claim {
+            Some(c) => c,
+            None => self
+                .store
+                .claim_store_connect(&store.id, true)
+                .await?
+                .ok_or_else(|| {
+                    KmsError::internal_because(super::InternalCause::Invariant(
+                        "a waited-for claim was not granted",
+                    ))
+                })?,
         };
         // One change of this node's attachment at a time (`store_sync`).
         let turn = self.connections.current_turn(&store.id);

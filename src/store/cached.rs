@@ -418,8 +418,12 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.inner.list_tags(key_id).await
     }
 
-    async fn insert_custom_key_store(&self, store: &CustomKeyStoreRecord) -> StoreResult<()> {
-        self.inner.insert_custom_key_store(store).await
+    async fn insert_custom_key_store(
+        &self,
+        store: &CustomKeyStoreRecord,
+        limit: usize,
+    ) -> StoreResult<()> {
+        self.inner.insert_custom_key_store(store, limit).await
     }
 
     async fn get_custom_key_store(&self, id: &str) -> StoreResult<Option<CustomKeyStoreRecord>> {
@@ -482,18 +486,13 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.inner.find_key_by_xks_id(store_id, xks_key_id).await
     }
 
-    async fn insert_grant(&self, grant: &GrantRecord) -> StoreResult<()> {
-        let r = self.inner.insert_grant(grant).await;
-        self.drop_grants(&grant.key_id);
-        r
-    }
-
-    async fn insert_named_grant(
+    async fn insert_grant(
         &self,
         grant: &GrantRecord,
+        limit: usize,
         same: SameGrant,
     ) -> StoreResult<(GrantRecord, bool)> {
-        let r = self.inner.insert_named_grant(grant, same).await;
+        let r = self.inner.insert_grant(grant, limit, same).await;
         self.drop_grants(&grant.key_id);
         r
     }
@@ -549,6 +548,10 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
 
     async fn try_lease(&self, name: LeaseName) -> StoreResult<Option<Lease>> {
         self.inner.try_lease(name).await
+    }
+
+    async fn claim_store_connect(&self, store_id: &str, wait: bool) -> StoreResult<Option<Lease>> {
+        self.inner.claim_store_connect(store_id, wait).await
     }
 }
 

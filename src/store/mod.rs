@@ -47,6 +47,14 @@ pub enum StoreError {
     /// key already has `limit` aliases (`usage`, counted in the refusing transaction).
     #[error("alias quota {limit} reached (usage {usage})")]
     AliasQuota { limit: usize, usage: usize },
+    /// [`MetadataStore::insert_grant`] refused: the key already has `limit` grants (`usage`,
+    /// counted in the refusing transaction).
+    #[error("grant quota {limit} reached (usage {usage})")]
+    GrantQuota { limit: usize, usage: usize },
+    /// [`MetadataStore::insert_custom_key_store`] refused: the account already has `limit`
+    /// custom key stores in the region (`usage`, counted in the refusing transaction).
+    #[error("custom key store quota {limit} reached (usage {usage})")]
+    CustomKeyStoreQuota { limit: usize, usage: usize },
     /// The database failed.
     #[error("database error: {0}")]
     Database(String),
@@ -153,7 +161,7 @@ pub struct CacheStats {
 }
 
 /// Decides whether an existing grant is the one a named CreateGrant would make again
-/// ([`MetadataStore::insert_named_grant`]).
+/// ([`MetadataStore::insert_grant`]).
 pub type SameGrant = fn(&GrantRecord, &GrantRecord) -> bool;
 
 /// Opens the configured store behind a [`CachedStore`], migrating or checking its schema.
@@ -354,8 +362,16 @@ pub trait MetadataStore: Send + Sync {
     /// Tags of a key ordered by tag key.
     async fn list_tags(&self, key_id: &KeyId) -> StoreResult<Vec<Tag>>;
 
-    /// Custom key stores.
-    async fn insert_custom_key_store(&self, store: &CustomKeyStoreRecord) -> StoreResult<()>;
+    /// Inserts a custom key store unless its account already has `limit` stores in its region
+    /// ([`StoreError::CustomKeyStoreQuota`]); [`StoreError::AlreadyExists`] when the name is
+    /// taken. The count and the insert are one transaction, serialized per (account, region)
+    /// (SQLite: the one writer; PostgreSQL: a transaction advisory lock), so concurrent creates
+    /// on one node or several never pass the limit.
+    async fn insert_custom_key_store(
+        &self,
+        store: &CustomKeyStoreRecord,
+        limit: usize,
+    ) -> StoreResult<()>;
     async fn get_custom_key_store(&self, id: &str) -> StoreResult<Option<CustomKeyStoreRecord>>;
     /// Stores of an account and region, ordered by id.
     async fn list_custom_key_stores(
@@ -394,25 +410,19 @@ pub trait MetadataStore: Send + Sync {
         xks_key_id: &str,
     ) -> StoreResult<Option<KeyId>>;
 
-    /// Grants: inserts one; [`StoreError::AlreadyExists`] when the id is taken.
-    async fn insert_grant(&self, grant: &GrantRecord) -> StoreResult<()>;
-    /// A named grant (CreateGrant with `Name`): inserts it unless the key already has a grant
-    /// that `same` says is the same one (a retry), and returns the grant in force and whether
-    /// it is new. On PostgreSQL the look-up and the insert are one transaction under an
-    /// advisory lock on the key, so concurrent creates on several nodes make one grant; the
-    /// default (one node: the service serializes its creates) looks, then inserts.
-    async fn insert_named_grant(
+    /// CreateGrant's write: a named grant (`Name`) that the key already has, as `same` judges
+    /// it (a retry), is answered with that grant and `false`; otherwise the grant is inserted
+    /// (`true`) unless the key already has `limit` grants ([`StoreError::GrantQuota`]; a retry
+    /// is answered even then). [`StoreError::AlreadyExists`] when the id is taken. Look-up,
+    /// count and insert are one transaction, serialized per key (SQLite: the one writer;
+    /// PostgreSQL: a transaction advisory lock on the key), so concurrent creates on one node
+    /// or several make one grant per name and never pass the limit.
+    async fn insert_grant(
         &self,
         grant: &GrantRecord,
+        limit: usize,
         same: SameGrant,
-    ) -> StoreResult<(GrantRecord, bool)> {
-        let existing = self.list_grants(&grant.key_id).await?;
-        if let Some(g) = existing.iter().find(|g| same(g, grant)) {
-            return Ok((g.clone(), false));
-        }
-        self.insert_grant(grant).await?;
-        Ok((grant.clone(), true))
-    }
+    ) -> StoreResult<(GrantRecord, bool)>;
     /// The grants of a key, oldest first (shared: authorization reads them on every request
     /// that no policy allows).
     async fn list_grants(&self, key_id: &KeyId) -> StoreResult<std::sync::Arc<[GrantRecord]>>;
@@ -435,4 +445,10 @@ pub trait MetadataStore: Send + Sync {
 
     /// Takes the cluster-wide lease for `name` if no node holds it; `None` when one does.
     async fn try_lease(&self, name: LeaseName) -> StoreResult<Option<Lease>>;
+    /// Claims the connect of custom key store `store_id` for this node, held until the
+    /// [`Lease`] is dropped or this node's database session ends (a node that dies loses its
+    /// claims). `wait`: wait for a claim another holder has; otherwise `None` when there is
+    /// one. One node per SQLite file: always granted at once. See `service::store_sync` for
+    /// what the claim decides.
+    async fn claim_store_connect(&self, store_id: &str, wait: bool) -> StoreResult<Option<Lease>>;
 }

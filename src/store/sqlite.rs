@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, Row};
 
-use super::{Lease, LeaseName, MetadataStore, MigrateOnOpen, Migrated, StoreError, StoreResult};
+use super::{
+    Lease, LeaseName, MetadataStore, MigrateOnOpen, Migrated, SameGrant, StoreError, StoreResult,
+};
 use crate::model::{
     AliasRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, GrantConstraints,
     GrantRecord, KeyId, KeyRecord, KeySpec, KeyState, KeyUsage, MaterialRecord, Origin,
@@ -997,9 +999,19 @@ impl Db {
         Ok(out)
     }
 
-    fn insert_custom_key_store(&self, r: &CustomKeyStoreRecord) -> StoreResult<()> {
-        let conn = self.writer();
-        conn.prepare_cached(&format!(
+    fn insert_custom_key_store(&self, r: &CustomKeyStoreRecord, limit: usize) -> StoreResult<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let n: i64 = tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM custom_key_stores WHERE account = ?1 AND region = ?2",
+            )?
+            .query_row([&r.account, &r.region], |row| row.get(0))?;
+        let usage = usize::try_from(n).unwrap_or(0);
+        if usage >= limit {
+            return Err(StoreError::CustomKeyStoreQuota { limit, usage });
+        }
+        tx.prepare_cached(&format!(
             "INSERT INTO custom_key_stores ({STORE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
         ))?
         .execute(params![
@@ -1022,6 +1034,7 @@ impl Db {
             r.xks.as_ref().map(|x| x.access_key_id.clone()),
             r.xks.as_ref().and_then(|x| x.credential_date).map(to_ms),
         ])?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -1156,9 +1169,34 @@ impl Db {
         Ok(v)
     }
 
-    fn insert_grant(&self, g: &GrantRecord) -> StoreResult<()> {
-        let conn = self.writer();
-        conn.prepare_cached(&format!(
+    fn insert_grant(
+        &self,
+        g: &GrantRecord,
+        limit: usize,
+        same: SameGrant,
+    ) -> StoreResult<(GrantRecord, bool)> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        if g.name.is_some() {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 AND name = ?2"
+            ))?;
+            let mut rows = stmt.query(params![g.key_id.as_str(), g.name])?;
+            while let Some(row) = rows.next()? {
+                let existing = grant_from_row(row)?;
+                if same(&existing, g) {
+                    return Ok((existing, false));
+                }
+            }
+        }
+        let n: i64 = tx
+            .prepare_cached("SELECT COUNT(*) FROM grants WHERE key_id = ?1")?
+            .query_row([g.key_id.as_str()], |r| r.get(0))?;
+        let usage = usize::try_from(n).unwrap_or(0);
+        if usage >= limit {
+            return Err(StoreError::GrantQuota { limit, usage });
+        }
+        tx.prepare_cached(&format!(
             "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
         ))?
         .execute(params![
@@ -1172,7 +1210,8 @@ impl Db {
             constraints_to_json(&g.constraints),
             to_ms(g.creation_date),
         ])?;
-        Ok(())
+        tx.commit()?;
+        Ok((g.clone(), true))
     }
 
     fn list_grants(&self, key_id: &KeyId) -> StoreResult<Vec<GrantRecord>> {
@@ -1403,9 +1442,14 @@ impl MetadataStore for SqliteStore {
         self.run(move |db| db.list_tags(&key_id)).await
     }
 
-    async fn insert_custom_key_store(&self, store: &CustomKeyStoreRecord) -> StoreResult<()> {
+    async fn insert_custom_key_store(
+        &self,
+        store: &CustomKeyStoreRecord,
+        limit: usize,
+    ) -> StoreResult<()> {
         let store = store.clone();
-        self.run(move |db| db.insert_custom_key_store(&store)).await
+        self.run(move |db| db.insert_custom_key_store(&store, limit))
+            .await
     }
 
     async fn get_custom_key_store(&self, id: &str) -> StoreResult<Option<CustomKeyStoreRecord>> {
@@ -1464,9 +1508,15 @@ impl MetadataStore for SqliteStore {
             .await
     }
 
-    async fn insert_grant(&self, grant: &GrantRecord) -> StoreResult<()> {
+    async fn insert_grant(
+        &self,
+        grant: &GrantRecord,
+        limit: usize,
+        same: SameGrant,
+    ) -> StoreResult<(GrantRecord, bool)> {
         let grant = grant.clone();
-        self.run(move |db| db.insert_grant(&grant)).await
+        self.run(move |db| db.insert_grant(&grant, limit, same))
+            .await
     }
 
     async fn list_grants(&self, key_id: &KeyId) -> StoreResult<Arc<[GrantRecord]>> {
@@ -1509,6 +1559,15 @@ impl MetadataStore for SqliteStore {
 
     /// One node per SQLite file: the lease is always free.
     async fn try_lease(&self, _name: LeaseName) -> StoreResult<Option<Lease>> {
+        Ok(Some(Lease::local()))
+    }
+
+    /// One node per SQLite file: no other node connects its stores.
+    async fn claim_store_connect(
+        &self,
+        _store_id: &str,
+        _wait: bool,
+    ) -> StoreResult<Option<Lease>> {
         Ok(Some(Lease::local()))
     }
 }

@@ -186,6 +186,44 @@ fn random_password(rng: &SystemRandom) -> Result<SecretString, Pkcs11Error> {
     Ok(SecretString::from(s))
 }
 
+/// Members logged in to by [`Cluster::log_in`], no PIN changed yet.
+pub struct LoggedIn {
+    cfg: ClusterConfig,
+    opened: Vec<(MemberConfig, Arc<Token>)>,
+    pins: PinBook,
+}
+
+impl LoggedIn {
+    /// Rotates the PIN of every member logged in to (reverting those already rotated if one
+    /// fails). Returns the connected cluster and the new book (to be stored encrypted).
+    pub fn rotate(self) -> Result<(Cluster, PinBook), ConnectError> {
+        let LoggedIn { cfg, opened, pins } = self;
+        let pins = &pins;
+        let rng = SystemRandom::new();
+        // Rotate the PIN to a value only the KMS knows; undo on partial failure.
+        let new = random_password(&rng).map_err(|_| ConnectError::InternalError)?;
+        let mut rotated: Vec<(&MemberConfig, &Arc<Token>)> = Vec::new();
+        for (m, t) in &opened {
+            match t.set_pin(pins.pin(&m.name), &new) {
+                Ok(()) => rotated.push((m, t)),
+                Err(e) => {
+                    tracing::error!(cluster = %cfg.id, member = %m.name, error = %e, "PIN rotation failed; reverting");
+                    for (rm, r) in rotated {
+                        let _ = r.set_pin(&new, pins.pin(&rm.name));
+                    }
+                    return Err(ConnectError::InternalError);
+                }
+            }
+        }
+        let mut book = pins.clone();
+        for (m, _) in &opened {
+            book.set(&m.name, &new);
+        }
+        let cluster = Cluster::assemble(cfg, &opened, book.clone(), Some(new));
+        Ok((cluster, book))
+    }
+}
+
 impl Cluster {
     /// Logs in on every reachable member with its PIN from `pins` and checks the cluster key
     /// (the part of [`Self::connect`] and [`Self::attach`] that changes nothing).
@@ -256,29 +294,19 @@ impl Cluster {
     /// rotates the PIN of every member it reached. Returns the connected cluster and the new
     /// book (to be stored encrypted).
     pub fn connect(cfg: ClusterConfig, pins: &PinBook) -> Result<(Cluster, PinBook), ConnectError> {
-        let rng = SystemRandom::new();
+        Self::log_in(cfg, pins)?.rotate()
+    }
+
+    /// The first half of [`Self::connect`]: logs in on every reachable member and checks the
+    /// cluster key, changing nothing (dropping the result logs out), so the caller can check
+    /// that the connect is still its own before [`LoggedIn::rotate`].
+    pub fn log_in(cfg: ClusterConfig, pins: &PinBook) -> Result<LoggedIn, ConnectError> {
         let opened = Self::open_members(&cfg, pins)?;
-        // Rotate the PIN to a value only the KMS knows; undo on partial failure.
-        let new = random_password(&rng).map_err(|_| ConnectError::InternalError)?;
-        let mut rotated: Vec<(&MemberConfig, &Arc<Token>)> = Vec::new();
-        for (m, t) in &opened {
-            match t.set_pin(pins.pin(&m.name), &new) {
-                Ok(()) => rotated.push((m, t)),
-                Err(e) => {
-                    tracing::error!(cluster = %cfg.id, member = %m.name, error = %e, "PIN rotation failed; reverting");
-                    for (rm, r) in rotated {
-                        let _ = r.set_pin(&new, pins.pin(&rm.name));
-                    }
-                    return Err(ConnectError::InternalError);
-                }
-            }
-        }
-        let mut book = pins.clone();
-        for (m, _) in &opened {
-            book.set(&m.name, &new);
-        }
-        let cluster = Self::assemble(cfg, &opened, book.clone(), Some(new));
-        Ok((cluster, book))
+        Ok(LoggedIn {
+            cfg,
+            opened,
+            pins: pins.clone(),
+        })
     }
 
     /// A cluster over the members logged in to (the others are tried again on use).

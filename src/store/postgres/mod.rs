@@ -8,8 +8,10 @@
 //! `row_version` column, as in SQLite.
 //!
 //! Cluster-wide concerns live here too: schema migrations under an advisory lock
-//! ([`PgStore::migrate`]), leases for background work (session advisory locks held on a
-//! dedicated connection) and the listener that keeps node caches coherent (`listen.rs`).
+//! ([`PgStore::migrate`]), leases for background work and custom key store connect claims
+//! (session advisory locks held on a dedicated connection), the per-key and per-account quota
+//! counts (transaction advisory locks) and the listener that keeps node caches coherent
+//! (`listen.rs`).
 
 mod listen;
 mod schema;
@@ -41,12 +43,19 @@ use secrecy::ExposeSecret;
 const MIGRATION_LOCK: i64 = 0x6b6d_7300_0000_0001;
 const MAINTENANCE_LOCK: i64 = 0x6b6d_7300_0000_0002;
 const XKS_HEALTH_LOCK: i64 = 0x6b6d_7300_0000_0003;
-/// First key of the two-key transaction advisory lock on a key's named grants (the second is
-/// `hashtext(key id)`; two-key locks never conflict with the one-key locks above).
-const GRANT_NAME_LOCK_CLASS: i32 = 0x6b6d_7301;
+/// First key of the two-key transaction advisory lock on a key's grants (the second is
+/// `hashtext(key id)`; two-key locks never conflict with the one-key locks above): CreateGrant's
+/// `Name` look-up, quota count and insert, one at a time per key from any node.
+const GRANT_LOCK_CLASS: i32 = 0x6b6d_7301;
 /// First key of the two-key transaction advisory lock on a key's aliases (the aliases-per-key
 /// quota: count and write one at a time per target key, from any node).
 const ALIAS_LOCK_CLASS: i32 = 0x6b6d_7302;
+/// First key of the two-key transaction advisory lock on an account's custom key stores in a
+/// region (the second is `hashtext(account:region)`): the quota count and the insert.
+const STORE_QUOTA_LOCK_CLASS: i32 = 0x6b6d_7303;
+/// First key of the two-key *session* advisory lock that claims a custom key store's connect
+/// (the second is `hashtext(store id)`), held on a connection of its own.
+const STORE_CONNECT_LOCK_CLASS: i32 = 0x6b6d_7304;
 
 /// The PostgreSQL store (see the module docs).
 #[derive(Clone)]
@@ -963,13 +972,43 @@ impl MetadataStore for PgStore {
         .collect()
     }
 
-    async fn insert_custom_key_store(&self, r: &CustomKeyStoreRecord) -> StoreResult<()> {
+    async fn insert_custom_key_store(
+        &self,
+        r: &CustomKeyStoreRecord,
+        limit: usize,
+    ) -> StoreResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        // Held until commit: creates in one account and region, from any node, one at a time.
+        let lock = tx
+            .prepare_cached("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .await?;
+        tx.execute(
+            &lock,
+            &[
+                &STORE_QUOTA_LOCK_CLASS,
+                &format!("{}:{}", r.account, r.region),
+            ],
+        )
+        .await?;
+        let stmt = tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM custom_key_stores WHERE account = $1 AND region = $2",
+            )
+            .await?;
+        let usage = count(&tx.query(&stmt, &[&r.account, &r.region]).await?)?;
+        if usage >= limit {
+            return Err(StoreError::CustomKeyStoreQuota { limit, usage });
+        }
         let xks = r.xks.as_ref();
-        self.execute(
-            &format!(
+        let stmt = tx
+            .prepare_cached(&format!(
                 "INSERT INTO custom_key_stores ({STORE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, \
                  $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
-            ),
+            ))
+            .await?;
+        tx.execute(
+            &stmt,
             &[
                 &r.id,
                 &r.account,
@@ -992,6 +1031,7 @@ impl MetadataStore for PgStore {
             ],
         )
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1118,57 +1158,48 @@ impl MetadataStore for PgStore {
         Ok(key_ids(&rows)?.into_iter().next())
     }
 
-    async fn insert_grant(&self, g: &GrantRecord) -> StoreResult<()> {
-        self.execute(
-            &format!(
-                "INSERT INTO grants ({GRANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-            ),
-            &[
-                &g.grant_id,
-                &g.key_id.as_str(),
-                &g.issuing_account,
-                &g.name,
-                &g.grantee_principal,
-                &g.retiring_principal,
-                &g.operations.join(","),
-                &super::sqlite::constraints_to_json(&g.constraints),
-                &to_ms(g.creation_date),
-            ],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn insert_named_grant(
+    async fn insert_grant(
         &self,
         g: &GrantRecord,
+        limit: usize,
         same: SameGrant,
     ) -> StoreResult<(GrantRecord, bool)> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        // Held until commit: creates of named grants on one key, from any node, one at a time.
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-            &[&GRANT_NAME_LOCK_CLASS, &g.key_id.as_str()],
-        )
-        .await?;
-        let rows = tx
-            .query(
-                &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = $1 AND name = $2"),
-                &[&g.key_id.as_str(), &g.name],
-            )
+        // Held until commit: creates of grants on one key, from any node, one at a time.
+        let lock = tx
+            .prepare_cached("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .await?;
-        for row in &rows {
-            let existing = grant_from_row(row)?;
-            if same(&existing, g) {
-                tx.commit().await?;
-                return Ok((existing, false));
+        tx.execute(&lock, &[&GRANT_LOCK_CLASS, &g.key_id.as_str()])
+            .await?;
+        if g.name.is_some() {
+            let stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = $1 AND name = $2"
+                ))
+                .await?;
+            for row in &tx.query(&stmt, &[&g.key_id.as_str(), &g.name]).await? {
+                let existing = grant_from_row(row)?;
+                if same(&existing, g) {
+                    tx.commit().await?;
+                    return Ok((existing, false));
+                }
             }
         }
-        tx.execute(
-            &format!(
+        let stmt = tx
+            .prepare_cached("SELECT COUNT(*) FROM grants WHERE key_id = $1")
+            .await?;
+        let usage = count(&tx.query(&stmt, &[&g.key_id.as_str()]).await?)?;
+        if usage >= limit {
+            return Err(StoreError::GrantQuota { limit, usage });
+        }
+        let stmt = tx
+            .prepare_cached(&format!(
                 "INSERT INTO grants ({GRANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-            ),
+            ))
+            .await?;
+        tx.execute(
+            &stmt,
             &[
                 &g.grant_id,
                 &g.key_id.as_str(),
@@ -1275,6 +1306,31 @@ impl MetadataStore for PgStore {
             return Ok(None);
         }
         Ok(Some(Lease::holding(SessionLock(Some(c)))))
+    }
+
+    async fn claim_store_connect(&self, store_id: &str, wait: bool) -> StoreResult<Option<Lease>> {
+        // A connection of its own, never back in the pool once it holds the lock or may come
+        // to (this future dropped while it waits): the claim lives exactly as long as the
+        // connection.
+        let mut hold = SessionLock(Some(self.client().await?));
+        let Some(c) = hold.0.as_ref() else {
+            return Ok(None);
+        };
+        let sql = if wait {
+            "SELECT true FROM pg_advisory_lock($1, hashtext($2))"
+        } else {
+            "SELECT pg_try_advisory_lock($1, hashtext($2))"
+        };
+        let row = c
+            .query_one(sql, &[&STORE_CONNECT_LOCK_CLASS, &store_id])
+            .await?;
+        if !get::<bool>(&row, 0)? {
+            // Refused: the connection holds nothing and goes back to the pool (a reconcile
+            // tries the claim of every CONNECTING store it reads).
+            drop(hold.0.take());
+            return Ok(None);
+        }
+        Ok(Some(Lease::holding(hold)))
     }
 }
 
