@@ -17,8 +17,11 @@ use aws_sdk_kms::Client;
 use common::nodes::Cluster;
 use common::xks_test_proxy::{TestProxy, AKID, SECRET};
 
-/// How soon a store change on one node must be in force on the others.
-const LIMIT: Duration = Duration::from_secs(1);
+/// How soon a store change on one node must be in force on the others. The change arrives by
+/// NOTIFY within milliseconds on an idle machine (the tests print the time taken); the limit
+/// leaves room for a loaded CI machine and stays under the 5 s backstop reconcile, so a missing
+/// notification still fails most runs.
+const LIMIT: Duration = Duration::from_secs(3);
 
 async fn state(kms: &Client, id: &str) -> ConnectionStateType {
     let d = kms
