@@ -4,23 +4,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, Tag};
 
 const ACCOUNT: &str = "111122223333";
-
-/// The (code, message) of a call that must fail.
-fn fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    r: Result<O, SdkError<E, R>>,
-) -> (String, String) {
-    let e = r.expect_err("the call should have failed");
-    (common::code(&e), common::message(&e))
-}
-
-async fn new_key(kms: &aws_sdk_kms::Client) -> (String, String) {
-    let md = kms.create_key().send().await.unwrap().key_metadata.unwrap();
-    (md.key_id().to_string(), md.arn().unwrap().to_string())
-}
 
 fn tag(k: &str, v: &str) -> Tag {
     Tag::builder().tag_key(k).tag_value(v).build().unwrap()
@@ -59,8 +45,8 @@ async fn alias_names(kms: &aws_sdk_kms::Client, key: Option<&str>) -> Vec<String
 async fn alias_lifecycle() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (a, _) = new_key(&kms).await;
-    let (b, b_arn) = new_key(&kms).await;
+    let (a, _) = common::new_key(&kms).await;
+    let (b, b_arn) = common::new_key(&kms).await;
 
     kms.create_alias()
         .alias_name("alias/app/Prod_1-x")
@@ -126,7 +112,7 @@ async fn alias_lifecycle() {
         .key_metadata
         .unwrap();
     assert!(md.enabled());
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.delete_alias()
             .alias_name("alias/app/Prod_1-x")
             .send()
@@ -143,9 +129,9 @@ async fn alias_lifecycle() {
 async fn list_aliases_filter_and_paging() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (a, a_arn) = new_key(&kms).await;
-    let (b, _) = new_key(&kms).await;
-    let (c_key, _) = new_key(&kms).await;
+    let (a, a_arn) = common::new_key(&kms).await;
+    let (b, _) = common::new_key(&kms).await;
+    let (c_key, _) = common::new_key(&kms).await;
     for name in ["alias/a1", "alias/a2", "alias/a3"] {
         kms.create_alias()
             .alias_name(name)
@@ -229,11 +215,11 @@ async fn list_aliases_filter_and_paging() {
 
     // Limit bounds and a bad marker.
     for bad in [0, 101] {
-        let (c, m) = fail(kms.list_aliases().limit(bad).send().await);
+        let (c, m) = common::fail(kms.list_aliases().limit(bad).send().await);
         assert_eq!(c, "ValidationException");
         assert!(m.contains(&format!("Value '{bad}' at 'limit'")), "{m}");
     }
-    let (c, _) = fail(kms.list_aliases().marker("nonsense").send().await);
+    let (c, _) = common::fail(kms.list_aliases().marker("nonsense").send().await);
     assert_eq!(c, "InvalidMarkerException");
     // The other account sees none of them.
     assert!(alias_names(&srv.other_client(), None).await.is_empty());
@@ -243,8 +229,8 @@ async fn list_aliases_filter_and_paging() {
 async fn alias_name_rules() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, _) = new_key(&kms).await;
-    let (other, _) = new_key(&kms).await;
+    let (id, _) = common::new_key(&kms).await;
+    let (other, _) = common::new_key(&kms).await;
     kms.create_alias()
         .alias_name("alias/dup")
         .target_key_id(&id)
@@ -253,7 +239,7 @@ async fn alias_name_rules() {
         .unwrap();
 
     // Duplicate, even pointing at another key.
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.create_alias()
             .alias_name("alias/dup")
             .target_key_id(&other)
@@ -277,7 +263,7 @@ async fn alias_name_rules() {
         .unwrap();
 
     // Reserved prefix.
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.create_alias()
             .alias_name("alias/aws/mine")
             .target_key_id(&id)
@@ -288,7 +274,7 @@ async fn alias_name_rules() {
     assert!(m.contains("alias/aws/"), "{m}");
 
     // Characters outside [a-zA-Z0-9:/_-].
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.create_alias()
             .alias_name("alias/has space")
             .target_key_id(&id)
@@ -303,7 +289,7 @@ async fn alias_name_rules() {
     );
     // Missing the alias/ prefix, or nothing after it.
     for bad in ["noprefix", "alias/"] {
-        let (c, m) = fail(
+        let (c, m) = common::fail(
             kms.create_alias()
                 .alias_name(bad)
                 .target_key_id(&id)
@@ -316,7 +302,7 @@ async fn alias_name_rules() {
     // Too long.
     let long = format!("alias/{}", "x".repeat(251));
     assert_eq!(long.len(), 257);
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.create_alias()
             .alias_name(&long)
             .target_key_id(&id)
@@ -337,9 +323,9 @@ async fn alias_name_rules() {
         .unwrap();
 
     // UpdateAlias and DeleteAlias also refuse reserved or malformed names.
-    let (c, _) = fail(kms.delete_alias().alias_name("alias/bad name").send().await);
+    let (c, _) = common::fail(kms.delete_alias().alias_name("alias/bad name").send().await);
     assert_eq!(c, "ValidationException");
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.update_alias()
             .alias_name("alias/bad name")
             .target_key_id(&id)
@@ -374,7 +360,7 @@ async fn update_alias_keeps_key_type_and_usage_not_spec() {
     let rsa_enc = id(create("RSA_2048", "ENCRYPT_DECRYPT").await.unwrap());
     let hmac_256 = id(create("HMAC_256", "GENERATE_VERIFY_MAC").await.unwrap());
     let hmac_512 = id(create("HMAC_512", "GENERATE_VERIFY_MAC").await.unwrap());
-    let (sym, _) = new_key(&kms).await;
+    let (sym, _) = common::new_key(&kms).await;
     for (alias, target) in [("alias/sign", &rsa_sign), ("alias/mac", &hmac_256)] {
         kms.create_alias()
             .alias_name(alias)
@@ -399,7 +385,7 @@ async fn update_alias_keeps_key_type_and_usage_not_spec() {
         ("alias/mac", &sym),
         ("alias/mac", &ecc_sign),
     ] {
-        let (c, _) = fail(
+        let (c, _) = common::fail(
             kms.update_alias()
                 .alias_name(alias)
                 .target_key_id(target)
@@ -414,8 +400,8 @@ async fn update_alias_keeps_key_type_and_usage_not_spec() {
 async fn fifty_aliases_per_key() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
-    let (other, _) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
+    let (other, _) = common::new_key(&kms).await;
     for i in 0..50 {
         kms.create_alias()
             .alias_name(format!("alias/n{i:02}"))
@@ -424,7 +410,7 @@ async fn fifty_aliases_per_key() {
             .await
             .unwrap();
     }
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.create_alias()
             .alias_name("alias/n50")
             .target_key_id(&arn)
@@ -446,7 +432,7 @@ async fn fifty_aliases_per_key() {
         .send()
         .await
         .unwrap();
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.update_alias()
             .alias_name("alias/elsewhere")
             .target_key_id(&id)
@@ -502,7 +488,7 @@ async fn fifty_aliases_per_key() {
 async fn tag_resource_upserts_and_untag_is_lenient() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
     assert!(tags_of(&kms, &id).await.is_empty());
 
     kms.tag_resource()
@@ -552,7 +538,7 @@ async fn tag_resource_upserts_and_untag_is_lenient() {
     // Reserved prefix (in any case) and duplicates in one request: AWS's exception and words
     // (recorded AWS responses, docs/errors.md).
     for reserved in ["aws:createdBy", "AWS:createdBy", "Aws:x"] {
-        let (c, m) = fail(
+        let (c, m) = common::fail(
             kms.tag_resource()
                 .key_id(&id)
                 .tags(tag(reserved, "me"))
@@ -564,7 +550,7 @@ async fn tag_resource_upserts_and_untag_is_lenient() {
             ("TagException", "Tags beginning with aws: are reserved")
         );
     }
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.tag_resource()
             .key_id(&id)
             .tags(tag("dup", "1"))
@@ -581,11 +567,11 @@ async fn tag_resource_upserts_and_untag_is_lenient() {
     for i in 0..51 {
         req = req.tags(tag(&format!("t{i}"), "v"));
     }
-    let (c, m) = fail(req.send().await);
+    let (c, m) = common::fail(req.send().await);
     assert_eq!((c.as_str(), m.as_str()), ("TagException", "Too many tags"));
     // Lengths: the member is named by its 1-based position in the list.
     let long_key = "k".repeat(129);
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.tag_resource()
             .key_id(&id)
             .tags(tag(&long_key, "v"))
@@ -601,7 +587,7 @@ async fn tag_resource_upserts_and_untag_is_lenient() {
         )
     );
     let long_value = "v".repeat(257);
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.tag_resource()
             .key_id(&id)
             .tags(tag("k", "v"))
@@ -622,9 +608,9 @@ async fn tag_resource_upserts_and_untag_is_lenient() {
     for i in 0..51 {
         req = req.tags(tag(&format!("t{i}"), "v"));
     }
-    let (c, m) = fail(req.send().await);
+    let (c, m) = common::fail(req.send().await);
     assert_eq!((c.as_str(), m.as_str()), ("TagException", "Too many tags"));
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.create_key()
             .tags(tag("AWS:key1", "value1"))
             .send()
@@ -642,7 +628,7 @@ async fn tag_resource_upserts_and_untag_is_lenient() {
 async fn list_resource_tags_pages() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, _) = new_key(&kms).await;
+    let (id, _) = common::new_key(&kms).await;
     let mut req = kms.tag_resource().key_id(&id);
     for i in 0..5 {
         req = req.tags(tag(&format!("t{i}"), &format!("v{i}")));
@@ -679,7 +665,7 @@ async fn list_resource_tags_pages() {
     }
     assert_eq!(all, vec!["t0", "t1", "t2", "t3", "t4"]);
 
-    let (c, m) = fail(kms.list_resource_tags().key_id(&id).limit(51).send().await);
+    let (c, m) = common::fail(kms.list_resource_tags().key_id(&id).limit(51).send().await);
     assert_eq!(c, "ValidationException");
     assert_eq!(
         m,
@@ -692,7 +678,7 @@ async fn list_resource_tags_pages() {
 async fn fifty_tags_per_key() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, _) = new_key(&kms).await;
+    let (id, _) = common::new_key(&kms).await;
     let mut req = kms.tag_resource().key_id(&id);
     for i in 0..50 {
         req = req.tags(tag(&format!("k{i:02}"), "v"));
@@ -701,7 +687,7 @@ async fn fifty_tags_per_key() {
     assert_eq!(tags_of(&kms, &id).await.len(), 50);
 
     // A 51st key fails ...
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.tag_resource()
             .key_id(&id)
             .tags(tag("k50", "v"))
@@ -723,12 +709,12 @@ async fn fifty_tags_per_key() {
 
     // 51 tags in one request on a fresh key: AWS's TagException (recorded AWS response,
     // docs/errors.md).
-    let (fresh, _) = new_key(&kms).await;
+    let (fresh, _) = common::new_key(&kms).await;
     let mut req = kms.tag_resource().key_id(&fresh);
     for i in 0..51 {
         req = req.tags(tag(&format!("k{i:02}"), "v"));
     }
-    let (c, m) = fail(req.send().await);
+    let (c, m) = common::fail(req.send().await);
     assert_eq!((c.as_str(), m.as_str()), ("TagException", "Too many tags"));
     assert!(tags_of(&kms, &fresh).await.is_empty());
 }
@@ -740,7 +726,7 @@ async fn fifty_tags_per_key() {
 async fn default_key_policy() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
     let out = kms
         .get_key_policy()
         .key_id(&id)
@@ -770,7 +756,7 @@ async fn default_key_policy() {
 
     // Another account's key gets its own root principal.
     let other = srv.other_client();
-    let (their, _) = new_key(&other).await;
+    let (their, _) = common::new_key(&other).await;
     let theirs = other
         .get_key_policy()
         .key_id(&their)
@@ -793,7 +779,7 @@ async fn default_key_policy() {
 async fn put_key_policy_round_trip_and_validation() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
     let policy = format!(
         "{{\n \"Version\": \"2012-10-17\",\n \"Id\": \"custom-policy\",\n \"Statement\": [{{\n  \
          \"Sid\": \"Allow admins\",\n  \"Effect\": \"Allow\",\n  \"Principal\": {{\"AWS\": \
@@ -834,7 +820,7 @@ async fn put_key_policy_round_trip_and_validation() {
     assert_eq!(got.policy(), Some(policy.as_str()));
 
     // Any other policy name.
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.get_key_policy()
             .key_id(&id)
             .policy_name("custom")
@@ -842,7 +828,7 @@ async fn put_key_policy_round_trip_and_validation() {
             .await,
     );
     assert_eq!(c, "NotFoundException");
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.put_key_policy()
             .key_id(&id)
             .policy_name("custom")
@@ -851,7 +837,7 @@ async fn put_key_policy_round_trip_and_validation() {
             .await,
     );
     assert_eq!(c, "NotFoundException");
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.get_key_policy()
             .key_id(&id)
             .policy_name("not-a-word")
@@ -870,7 +856,7 @@ async fn put_key_policy_round_trip_and_validation() {
         "{\"Statement\": [{\"Effect\": \"Maybe\", \"Principal\": \"*\", \"Action\": \"kms:*\"}]}",
         "{\"Statement\": [{\"Effect\": \"Allow\", \"Action\": \"kms:*\"}]}",
     ] {
-        let (c, _) = fail(
+        let (c, _) = common::fail(
             kms.put_key_policy()
                 .key_id(&id)
                 .policy_name("default")
@@ -886,7 +872,7 @@ async fn put_key_policy_round_trip_and_validation() {
          \"Sid\": \"{}\"}}]}}",
         "x".repeat(32_768)
     );
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.put_key_policy()
             .key_id(&id)
             .policy_name("default")
@@ -909,7 +895,7 @@ async fn put_key_policy_round_trip_and_validation() {
          \"Sid\": \"{}\"}}]}}",
         "\u{e9}".repeat(20_000)
     );
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.put_key_policy()
             .key_id(&id)
             .policy_name("default")
@@ -918,7 +904,7 @@ async fn put_key_policy_round_trip_and_validation() {
             .await,
     );
     assert_eq!((c.as_str(), m), ("ValidationException", one(&wide)));
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.put_key_policy()
             .key_id(&id)
             .policy_name("default")

@@ -14,7 +14,6 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{
     DataKeyPairSpec, EncryptionAlgorithmSpec as Alg, KeyAgreementAlgorithmSpec, KeySpec,
@@ -26,32 +25,6 @@ const INCORRECT_KEY_MESSAGE: &str =
     "The key ID in the request does not identify a CMK that can perform this operation.";
 const CONTEXT_MESSAGE: &str =
     "EncryptionContext is not supported when encrypting/decrypting with asymmetric CMKs.";
-
-/// The (code, message) of a call that must fail.
-fn fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    r: Result<O, SdkError<E, R>>,
-) -> (String, String) {
-    let e = r.expect_err("the call should have failed");
-    (common::code(&e), common::message(&e))
-}
-
-/// Creates a key of `spec` and `usage`; returns (key id, ARN).
-async fn new_key(
-    kms: &aws_sdk_kms::Client,
-    spec: KeySpec,
-    usage: KeyUsageType,
-) -> (String, String) {
-    let md = kms
-        .create_key()
-        .key_spec(spec)
-        .key_usage(usage)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap();
-    (md.key_id().to_string(), md.arn().unwrap().to_string())
-}
 
 async fn new_symmetric_key(kms: &aws_sdk_kms::Client) -> (String, String) {
     let md = kms.create_key().send().await.unwrap().key_metadata.unwrap();
@@ -120,7 +93,7 @@ async fn rsa_round_trips_at_the_limit_for_every_spec_and_algorithm() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
     for (spec, spec_name, k) in rsa_specs() {
-        let (id, arn) = new_key(&kms, spec, KeyUsageType::EncryptDecrypt).await;
+        let (id, arn) = common::new_key_of(&kms, spec, KeyUsageType::EncryptDecrypt).await;
         for alg in [Alg::RsaesOaepSha1, Alg::RsaesOaepSha256] {
             let max = limit(k, &alg);
             for len in [1, max] {
@@ -156,7 +129,7 @@ async fn rsa_round_trips_at_the_limit_for_every_spec_and_algorithm() {
                 } else {
                     Alg::RsaesOaepSha1
                 };
-                let (code, msg) = fail(
+                let (code, msg) = common::fail(
                     kms.decrypt()
                         .key_id(&id)
                         .encryption_algorithm(other)
@@ -169,7 +142,7 @@ async fn rsa_round_trips_at_the_limit_for_every_spec_and_algorithm() {
                     ("InvalidCiphertextException", "")
                 );
             }
-            let (code, msg) = fail(
+            let (code, msg) = common::fail(
                 kms.encrypt()
                     .key_id(&id)
                     .encryption_algorithm(alg.clone())
@@ -194,8 +167,9 @@ async fn openssl_oaep_ciphertext_decrypts_and_tampering_is_refused() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
     let dir = tempfile::tempdir().unwrap();
-    let (id, _) = new_key(&kms, KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
-    let (other_rsa, _) = new_key(&kms, KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
+    let (id, _) = common::new_key_of(&kms, KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
+    let (other_rsa, _) =
+        common::new_key_of(&kms, KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
     std::fs::write(dir.path().join("pub.der"), public_key(&kms, &id).await).unwrap();
     let plaintext = pattern(190, 3);
     std::fs::write(dir.path().join("pt.bin"), &plaintext).unwrap();
@@ -255,7 +229,7 @@ async fn openssl_oaep_ciphertext_decrypts_and_tampering_is_refused() {
             if let Some(k) = key {
                 req = req.key_id(k);
             }
-            let (code, msg) = fail(req.send().await);
+            let (code, msg) = common::fail(req.send().await);
             assert_eq!(
                 (code.as_str(), msg.as_str()),
                 ("InvalidCiphertextException", ""),
@@ -269,14 +243,17 @@ async fn openssl_oaep_ciphertext_decrypts_and_tampering_is_refused() {
 async fn rsa_algorithm_usage_and_context_refusals() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (rsa, rsa_arn) = new_key(&kms, KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
-    let (rsa4096, _) = new_key(&kms, KeySpec::Rsa4096, KeyUsageType::EncryptDecrypt).await;
-    let (signing, signing_arn) = new_key(&kms, KeySpec::Rsa2048, KeyUsageType::SignVerify).await;
+    let (rsa, rsa_arn) =
+        common::new_key_of(&kms, KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
+    let (rsa4096, _) =
+        common::new_key_of(&kms, KeySpec::Rsa4096, KeyUsageType::EncryptDecrypt).await;
+    let (signing, signing_arn) =
+        common::new_key_of(&kms, KeySpec::Rsa2048, KeyUsageType::SignVerify).await;
     let (sym, _) = new_symmetric_key(&kms).await;
 
     // No algorithm, or SYMMETRIC_DEFAULT, with an RSA key.
     for alg in [None, Some(Alg::SymmetricDefault)] {
-        let (code, msg) = fail(
+        let (code, msg) = common::fail(
             kms.encrypt()
                 .key_id(&rsa4096)
                 .set_encryption_algorithm(alg.clone())
@@ -291,7 +268,7 @@ async fn rsa_algorithm_usage_and_context_refusals() {
         );
     }
     // An RSA algorithm with a symmetric key.
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.encrypt()
             .key_id(&sym)
             .encryption_algorithm(Alg::RsaesOaepSha256)
@@ -305,7 +282,7 @@ async fn rsa_algorithm_usage_and_context_refusals() {
         "Algorithm RSAES_OAEP_SHA_256 is incompatible with key spec SYMMETRIC_DEFAULT."
     );
     // A SIGN_VERIFY key.
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.encrypt()
             .key_id(&signing)
             .encryption_algorithm(Alg::RsaesOaepSha256)
@@ -320,7 +297,7 @@ async fn rsa_algorithm_usage_and_context_refusals() {
     );
 
     // Encryption context with an RSA key, on Encrypt and Decrypt.
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.encrypt()
             .key_id(&rsa)
             .encryption_algorithm(Alg::RsaesOaepSha1)
@@ -344,7 +321,7 @@ async fn rsa_algorithm_usage_and_context_refusals() {
         .ciphertext_blob
         .unwrap()
         .into_inner();
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.decrypt()
             .key_id(&rsa)
             .encryption_algorithm(Alg::RsaesOaepSha1)
@@ -359,7 +336,7 @@ async fn rsa_algorithm_usage_and_context_refusals() {
     );
 
     // Decrypt of the RSA blob with the RSA key but no algorithm.
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.decrypt()
             .key_id(&rsa)
             .ciphertext_blob(Blob::new(blob.clone()))
@@ -372,7 +349,7 @@ async fn rsa_algorithm_usage_and_context_refusals() {
         "Algorithm SYMMETRIC_DEFAULT is incompatible with key spec RSA_2048."
     );
     // ... with a symmetric key's id and the RSA algorithm.
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.decrypt()
             .key_id(&sym)
             .encryption_algorithm(Alg::RsaesOaepSha1)
@@ -386,7 +363,7 @@ async fn rsa_algorithm_usage_and_context_refusals() {
         "Algorithm RSAES_OAEP_SHA_1 is incompatible with key spec SYMMETRIC_DEFAULT."
     );
     // ... with a symmetric key's id and no algorithm: not one of its blobs.
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.decrypt()
             .key_id(&sym)
             .ciphertext_blob(Blob::new(blob.clone()))
@@ -410,7 +387,7 @@ async fn rsa_algorithm_usage_and_context_refusals() {
         .unwrap()
         .into_inner();
     for alg in [None, Some(Alg::RsaesOaepSha256)] {
-        let (code, msg) = fail(
+        let (code, msg) = common::fail(
             kms.decrypt()
                 .key_id(&rsa)
                 .set_encryption_algorithm(alg)
@@ -425,7 +402,7 @@ async fn rsa_algorithm_usage_and_context_refusals() {
     }
 
     // DryRun: validated, then refused.
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.encrypt()
             .key_id(&rsa)
             .encryption_algorithm(Alg::RsaesOaepSha256)
@@ -438,7 +415,7 @@ async fn rsa_algorithm_usage_and_context_refusals() {
         (code.as_str(), msg.as_str()),
         ("DryRunOperationException", DRY_RUN_MESSAGE)
     );
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         kms.encrypt()
             .key_id(&rsa)
             .encryption_algorithm(Alg::RsaesOaepSha256)
@@ -451,7 +428,7 @@ async fn rsa_algorithm_usage_and_context_refusals() {
         code, "ValidationException",
         "a dry run checks the limit first"
     );
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.decrypt()
             .key_id(&rsa)
             .encryption_algorithm(Alg::RsaesOaepSha1)
@@ -467,7 +444,7 @@ async fn rsa_algorithm_usage_and_context_refusals() {
 
     // A disabled RSA key.
     kms.disable_key().key_id(&rsa).send().await.unwrap();
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.decrypt()
             .key_id(&rsa)
             .encryption_algorithm(Alg::RsaesOaepSha1)
@@ -504,8 +481,10 @@ async fn rsa_algorithm_usage_and_context_refusals() {
 async fn re_encrypt_between_rsa_and_symmetric_keys() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (rsa, rsa_arn) = new_key(&kms, KeySpec::Rsa3072, KeyUsageType::EncryptDecrypt).await;
-    let (rsa2, rsa2_arn) = new_key(&kms, KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
+    let (rsa, rsa_arn) =
+        common::new_key_of(&kms, KeySpec::Rsa3072, KeyUsageType::EncryptDecrypt).await;
+    let (rsa2, rsa2_arn) =
+        common::new_key_of(&kms, KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
     let (sym, sym_arn) = new_symmetric_key(&kms).await;
     let plaintext = pattern(100, 9);
     let blob = kms
@@ -588,7 +567,7 @@ async fn re_encrypt_between_rsa_and_symmetric_keys() {
     assert_eq!(back.plaintext.unwrap().into_inner(), plaintext);
 
     // RSA destination without an algorithm; with a context; a plaintext over its limit.
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.re_encrypt()
             .ciphertext_blob(Blob::new(sym_blob.clone()))
             .source_encryption_context("k", "v")
@@ -601,7 +580,7 @@ async fn re_encrypt_between_rsa_and_symmetric_keys() {
         msg,
         "Algorithm SYMMETRIC_DEFAULT is incompatible with key spec RSA_2048."
     );
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.re_encrypt()
             .ciphertext_blob(Blob::new(sym_blob.clone()))
             .source_encryption_context("k", "v")
@@ -624,7 +603,7 @@ async fn re_encrypt_between_rsa_and_symmetric_keys() {
         .unwrap()
         .ciphertext_blob
         .unwrap();
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.re_encrypt()
             .ciphertext_blob(big)
             .destination_key_id(&rsa2)
@@ -639,7 +618,7 @@ async fn re_encrypt_between_rsa_and_symmetric_keys() {
          bytes."
     );
     // DryRun across the two kinds.
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         kms.re_encrypt()
             .ciphertext_blob(Blob::new(sym_blob))
             .source_encryption_context("k", "v")
@@ -694,7 +673,7 @@ async fn derive_shared_secret_matches_openssl_on_every_curve() {
     let dir = tempfile::tempdir().unwrap();
     let mut secrets = Vec::new();
     for (spec, curve, len) in agreement_curves() {
-        let (id, arn) = new_key(&kms, spec.clone(), KeyUsageType::KeyAgreement).await;
+        let (id, arn) = common::new_key_of(&kms, spec.clone(), KeyUsageType::KeyAgreement).await;
         std::fs::write(dir.path().join("kms.der"), public_key(&kms, &id).await).unwrap();
         let peer = peer_key(dir.path(), curve, "peer");
         let out = kms
@@ -755,7 +734,7 @@ async fn derive_shared_secret_matches_openssl_on_every_curve() {
             ("garbage", b"not a public key".to_vec()),
             ("rsa", rsa_spki),
         ] {
-            let (code, msg) = fail(
+            let (code, msg) = common::fail(
                 kms.derive_shared_secret()
                     .key_id(&id)
                     .key_agreement_algorithm(KeyAgreementAlgorithmSpec::Ecdh)
@@ -796,11 +775,12 @@ async fn derive_shared_secret_refusals_and_dry_run() {
     let kms = srv.client();
     let dir = tempfile::tempdir().unwrap();
     let peer = peer_key(dir.path(), "P-256", "peer");
-    let (ka, _) = new_key(&kms, KeySpec::EccNistP256, KeyUsageType::KeyAgreement).await;
-    let (sign, sign_arn) = new_key(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    let (ka, _) = common::new_key_of(&kms, KeySpec::EccNistP256, KeyUsageType::KeyAgreement).await;
+    let (sign, sign_arn) =
+        common::new_key_of(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     let (sym, sym_arn) = new_symmetric_key(&kms).await;
 
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.derive_shared_secret()
             .key_id(&ka)
             .key_agreement_algorithm(KeyAgreementAlgorithmSpec::from("INVALID"))
@@ -818,7 +798,7 @@ async fn derive_shared_secret_refusals_and_dry_run() {
         (&sign, &sign_arn, "SIGN_VERIFY"),
         (&sym, &sym_arn, "ENCRYPT_DECRYPT"),
     ] {
-        let (code, msg) = fail(
+        let (code, msg) = common::fail(
             kms.derive_shared_secret()
                 .key_id(key)
                 .key_agreement_algorithm(KeyAgreementAlgorithmSpec::Ecdh)
@@ -832,7 +812,7 @@ async fn derive_shared_secret_refusals_and_dry_run() {
             format!("{arn} key usage is {usage} which is not valid for DeriveSharedSecret.")
         );
     }
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.derive_shared_secret()
             .key_id(&ka)
             .key_agreement_algorithm(KeyAgreementAlgorithmSpec::Ecdh)
@@ -846,7 +826,7 @@ async fn derive_shared_secret_refusals_and_dry_run() {
         ("DryRunOperationException", DRY_RUN_MESSAGE)
     );
     // A dry run still checks the public key.
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         kms.derive_shared_secret()
             .key_id(&ka)
             .key_agreement_algorithm(KeyAgreementAlgorithmSpec::Ecdh)
@@ -865,7 +845,8 @@ async fn derive_shared_secret_and_data_key_pairs_through_grants() {
     let bob = srv.other_client();
     let dir = tempfile::tempdir().unwrap();
     let peer = peer_key(dir.path(), "P-256", "peer");
-    let (_, ka_arn) = new_key(&kms, KeySpec::EccNistP256, KeyUsageType::KeyAgreement).await;
+    let (_, ka_arn) =
+        common::new_key_of(&kms, KeySpec::EccNistP256, KeyUsageType::KeyAgreement).await;
     let (_, sym_arn) = new_symmetric_key(&kms).await;
 
     // Another account's user: denied until a grant allows exactly that operation.
@@ -882,8 +863,8 @@ async fn derive_shared_secret_and_data_key_pairs_through_grants() {
             .key_pair_spec(DataKeyPairSpec::EccNistP256)
             .send()
     };
-    assert_eq!(fail(derive().await).0, "AccessDeniedException");
-    assert_eq!(fail(pair().await).0, "AccessDeniedException");
+    assert_eq!(common::fail(derive().await).0, "AccessDeniedException");
+    assert_eq!(common::fail(pair().await).0, "AccessDeniedException");
     for (arn, op) in [
         (
             &ka_arn,
@@ -914,7 +895,7 @@ async fn derive_shared_secret_and_data_key_pairs_through_grants() {
     );
     assert_eq!(pair().await.unwrap().key_id(), Some(sym_arn.as_str()));
     // The grant covers only the operation it names.
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         bob.generate_data_key_pair()
             .key_id(&sym_arn)
             .key_pair_spec(DataKeyPairSpec::EccNistP256)
@@ -1003,7 +984,7 @@ async fn generate_data_key_pair_for_every_spec() {
             if let Some((k, v)) = ctx {
                 req = req.encryption_context(k, v);
             }
-            let (code, msg) = fail(req.send().await);
+            let (code, msg) = common::fail(req.send().await);
             assert_eq!(
                 (code.as_str(), msg.as_str()),
                 ("InvalidCiphertextException", ""),
@@ -1085,10 +1066,11 @@ async fn generate_data_key_pair_refusals_and_dry_run() {
     let kms = srv.client();
     let (sym, _) = new_symmetric_key(&kms).await;
     let (signing, signing_arn) =
-        new_key(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+        common::new_key_of(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     let (rsa_enc, rsa_enc_arn) =
-        new_key(&kms, KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
-    let (hmac, hmac_arn) = new_key(&kms, KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
+        common::new_key_of(&kms, KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
+    let (hmac, hmac_arn) =
+        common::new_key_of(&kms, KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
 
     for (key, expected) in [
         (
@@ -1107,7 +1089,7 @@ async fn generate_data_key_pair_refusals_and_dry_run() {
             format!("{rsa_enc_arn} key spec is RSA_2048 which is not valid for GenerateDataKeyPair."),
         ),
     ] {
-        let (code, msg) = fail(
+        let (code, msg) = common::fail(
             kms.generate_data_key_pair()
                 .key_id(key)
                 .key_pair_spec(DataKeyPairSpec::EccNistP256)
@@ -1116,7 +1098,7 @@ async fn generate_data_key_pair_refusals_and_dry_run() {
         );
         assert_eq!((code.as_str(), msg), ("InvalidKeyUsageException", expected));
     }
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.generate_data_key_pair_without_plaintext()
             .key_id(&signing)
             .key_pair_spec(DataKeyPairSpec::EccNistP256)
@@ -1142,7 +1124,7 @@ async fn generate_data_key_pair_refusals_and_dry_run() {
         ),
         (&signing, format!("{signing_arn} key usage is SIGN_VERIFY")),
     ] {
-        let got = fail(
+        let got = common::fail(
             kms.generate_data_key()
                 .key_id(key)
                 .number_of_bytes(32)
@@ -1156,7 +1138,7 @@ async fn generate_data_key_pair_refusals_and_dry_run() {
                 format!("{what} which is not valid for GenerateDataKey.")
             )
         );
-        let got = fail(
+        let got = common::fail(
             kms.generate_data_key_without_plaintext()
                 .key_id(key)
                 .number_of_bytes(32)
@@ -1173,7 +1155,7 @@ async fn generate_data_key_pair_refusals_and_dry_run() {
     }
 
     // SM2 outside the China Regions; values that are not pair specs.
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.generate_data_key_pair()
             .key_id(&sym)
             .key_pair_spec(DataKeyPairSpec::Sm2)
@@ -1182,7 +1164,7 @@ async fn generate_data_key_pair_refusals_and_dry_run() {
     );
     assert_eq!(code, "UnsupportedOperationException");
     assert_eq!(msg, "KeyPairSpec SM2 is not supported in this Region");
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.generate_data_key_pair()
             .key_id(&sym)
             .key_pair_spec(DataKeyPairSpec::from("ML_DSA_44"))
@@ -1197,12 +1179,12 @@ async fn generate_data_key_pair_refusals_and_dry_run() {
         ),
         "{msg}"
     );
-    let (code, msg) = fail(kms.generate_data_key_pair().key_id(&sym).send().await);
+    let (code, msg) = common::fail(kms.generate_data_key_pair().key_id(&sym).send().await);
     assert_eq!(code, "ValidationException");
     assert!(msg.contains("'keyPairSpec'"), "{msg}");
 
     // DryRun, both operations.
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         kms.generate_data_key_pair()
             .key_id(&sym)
             .key_pair_spec(DataKeyPairSpec::Rsa4096)
@@ -1214,7 +1196,7 @@ async fn generate_data_key_pair_refusals_and_dry_run() {
         (code.as_str(), msg.as_str()),
         ("DryRunOperationException", DRY_RUN_MESSAGE)
     );
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         kms.generate_data_key_pair_without_plaintext()
             .key_id(&sym)
             .key_pair_spec(DataKeyPairSpec::EccNistP256)
@@ -1223,7 +1205,7 @@ async fn generate_data_key_pair_refusals_and_dry_run() {
             .await,
     );
     assert_eq!(code, "DryRunOperationException");
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         kms.generate_data_key_pair_without_plaintext()
             .key_id(&signing)
             .key_pair_spec(DataKeyPairSpec::EccNistP256)
@@ -1296,7 +1278,7 @@ async fn policy_conditions_on_algorithm_pair_spec_and_context() {
             .send()
     };
     assert_eq!(
-        fail(encrypt(Alg::RsaesOaepSha1).await).0,
+        common::fail(encrypt(Alg::RsaesOaepSha1).await).0,
         "AccessDeniedException"
     );
     encrypt(Alg::RsaesOaepSha256).await.unwrap();
@@ -1309,11 +1291,11 @@ async fn policy_conditions_on_algorithm_pair_spec_and_context() {
             .send()
     };
     assert_eq!(
-        fail(pair(DataKeyPairSpec::Rsa4096, "ok").await).0,
+        common::fail(pair(DataKeyPairSpec::Rsa4096, "ok").await).0,
         "AccessDeniedException"
     );
     assert_eq!(
-        fail(pair(DataKeyPairSpec::EccNistP256, "blocked").await).0,
+        common::fail(pair(DataKeyPairSpec::EccNistP256, "blocked").await).0,
         "AccessDeniedException"
     );
     pair(DataKeyPairSpec::EccNistP256, "ok").await.unwrap();
@@ -1387,7 +1369,7 @@ async fn generate_data_key_pair_refuses_custom_key_store_keys() {
         .unwrap();
     for without_plaintext in [false, true] {
         let r = if without_plaintext {
-            fail(
+            common::fail(
                 kms.generate_data_key_pair_without_plaintext()
                     .key_id(md.key_id())
                     .key_pair_spec(DataKeyPairSpec::EccNistP256)
@@ -1395,7 +1377,7 @@ async fn generate_data_key_pair_refuses_custom_key_store_keys() {
                     .await,
             )
         } else {
-            fail(
+            common::fail(
                 kms.generate_data_key_pair()
                     .key_id(md.key_id())
                     .key_pair_spec(DataKeyPairSpec::EccNistP256)

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
-use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::operation::RequestId;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
@@ -16,14 +15,6 @@ use serde_json::Value;
 const ACCOUNT: &str = "111122223333";
 const ALICE: &str = "arn:aws:iam::111122223333:user/alice";
 const BOB: &str = "arn:aws:iam::444455556666:user/bob";
-
-/// The (code, message) of a call that must fail.
-fn fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    r: Result<O, SdkError<E, R>>,
-) -> (String, String) {
-    let e = r.expect_err("the call should have failed");
-    (common::code(&e), common::message(&e))
-}
 
 fn record<'a>(records: &'a [Value], request_id: &str) -> &'a Value {
     let matching: Vec<&Value> = records
@@ -65,7 +56,7 @@ async fn wrong_secret_is_invalid_signature() {
     let rid = err.request_id().expect("request id").to_string();
 
     // Nothing happened: a CreateKey with the wrong secret creates no key.
-    let (c, _) = fail(bad.create_key().send().await);
+    let (c, _) = common::fail(bad.create_key().send().await);
     assert_eq!(c, "InvalidSignatureException");
     assert!(srv
         .client()
@@ -103,7 +94,7 @@ async fn unknown_access_key_is_unrecognized_client() {
         "The security token included in the request is invalid."
     );
     let rid = err.request_id().expect("request id").to_string();
-    let (c, m) = fail(stranger.generate_random().number_of_bytes(8).send().await);
+    let (c, m) = common::fail(stranger.generate_random().number_of_bytes(8).send().await);
     assert_eq!(c, "UnrecognizedClientException");
     assert_eq!(m, "The security token included in the request is invalid.");
 
@@ -431,7 +422,7 @@ async fn audit_log_never_holds_plaintext_ciphertext_or_data_keys() {
     // A failed encrypt (too large) carrying the plaintext too.
     let mut big = plaintext.clone();
     big.resize(4097, b'!');
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.encrypt()
             .key_id(&id)
             .plaintext(Blob::new(big))
@@ -441,7 +432,7 @@ async fn audit_log_never_holds_plaintext_ciphertext_or_data_keys() {
     assert_eq!(c, "ValidationException");
     assert!(!m.contains("ZEBRA"), "{m}");
     // A DryRun carrying it.
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.encrypt()
             .key_id(&id)
             .plaintext(Blob::new(plaintext.clone()))

@@ -165,17 +165,10 @@ fn allow(who: &str, actions: Value, condition: Option<Value>) -> Value {
     s
 }
 
-fn fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    r: Result<O, SdkError<E, R>>,
-) -> (String, String) {
-    let e = r.expect_err("the call should have been refused");
-    (common::code(&e), common::message(&e))
-}
-
 fn denied<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
     r: Result<O, SdkError<E, R>>,
 ) -> String {
-    let (code, message) = fail(r);
+    let (code, message) = common::fail(r);
     assert_eq!(code, "AccessDeniedException", "{message}");
     message
 }
@@ -654,13 +647,13 @@ async fn cross_account_use_by_arn_and_what_stays_local() {
         merged("ScheduleKeyDeletion")
     );
     // A bare key id or alias name resolves in frank's own account: not found.
-    let (code, message) = fail(frank.describe_key().key_id(&id).send().await);
+    let (code, message) = common::fail(frank.describe_key().key_id(&id).send().await);
     assert_eq!(code, "NotFoundException");
     assert_eq!(
         message,
         format!("Key 'arn:aws:kms:{REGION}:{B}:key/{id}' does not exist")
     );
-    let (code, _) = fail(encrypt(&frank, "alias/shared", &[]).await);
+    let (code, _) = common::fail(encrypt(&frank, "alias/shared", &[]).await);
     assert_eq!(code, "NotFoundException");
     // ListKeys and ListAliases show only the caller's account.
     let bob = s.srv.other_client();
@@ -760,7 +753,7 @@ async fn lockout_safety_check_and_its_bypass() {
     let only_dana = json!({"Version": "2012-10-17", "Statement": [
         allow(&arn_user(A, "dana"), json!("kms:*"), None)]})
     .to_string();
-    let (code, message) = fail(
+    let (code, message) = common::fail(
         s.admin
             .put_key_policy()
             .key_id(&id)
@@ -775,7 +768,7 @@ async fn lockout_safety_check_and_its_bypass() {
         "The new key policy will not allow you to update the key policy in the future."
     );
     // The same for CreateKey.
-    let (code, _) = fail(s.admin.create_key().policy(&only_dana).send().await);
+    let (code, _) = common::fail(s.admin.create_key().policy(&only_dana).send().await);
     assert_eq!(code, "MalformedPolicyDocumentException");
     // With the bypass it succeeds, and alice has lost the key.
     s.admin
@@ -820,13 +813,13 @@ async fn policy_documents_are_validated() {
     };
     let no_principal = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]});
-    let (code, message) = fail(put(no_principal.to_string()).await);
+    let (code, message) = common::fail(put(no_principal.to_string()).await);
     assert_eq!(code, "MalformedPolicyDocumentException");
     assert_eq!(message, "Policy contains a statement with no principal.");
     let unknown = json!({"Version": "2012-10-17", "Statement": [
         allow(&format!("arn:aws:iam::{A}:root"), json!("kms:*"), None),
         allow(&arn_user(A, "nobody"), json!("kms:Encrypt"), None)]});
-    let (code, message) = fail(put(unknown.to_string()).await);
+    let (code, message) = common::fail(put(unknown.to_string()).await);
     assert_eq!(code, "MalformedPolicyDocumentException");
     assert_eq!(
         message,
@@ -835,13 +828,13 @@ async fn policy_documents_are_validated() {
     let tag_key = json!({"Version": "2012-10-17", "Statement": [
         allow(&format!("arn:aws:iam::{A}:root"), json!("kms:*"),
             Some(json!({"StringEquals": {"aws:ResourceTag/team": "x"}})))]});
-    let (code, message) = fail(put(tag_key.to_string()).await);
+    let (code, message) = common::fail(put(tag_key.to_string()).await);
     assert_eq!(code, "MalformedPolicyDocumentException");
     assert!(
         message.starts_with("These condition keys are not permitted in a key policy"),
         "{message}"
     );
-    let (code, _) = fail(put("{not json".into()).await);
+    let (code, _) = common::fail(put("{not json".into()).await);
     assert_eq!(code, "MalformedPolicyDocumentException");
     // ForAllValues with a single-valued kms:EncryptionContext:<key> (reference §6.4).
     let overly = key_policy(vec![allow(
@@ -850,7 +843,7 @@ async fn policy_documents_are_validated() {
         Some(json!({"ForAllValues:StringEquals": {"kms:EncryptionContext:app": "web"}})),
     )]);
     assert_eq!(
-        fail(put(overly.to_string()).await),
+        common::fail(put(overly.to_string()).await),
         (
             "MalformedPolicyDocumentException".to_string(),
             "OverlyPermissiveCondition:EncryptionContext: Using the ForAllValues set operator \
@@ -1029,7 +1022,7 @@ async fn identities_reload_without_a_restart() {
         "ivan-secret-0000000000000000000000000000",
     );
     let ivan = s.as_(new_user);
-    let (code, _) = fail(ivan.describe_key().key_id(&id).send().await);
+    let (code, _) = common::fail(ivan.describe_key().key_id(&id).send().await);
     assert_eq!(code, "UnrecognizedClientException");
 
     // The operator adds ivan to the configuration file; the next reload takes him in.

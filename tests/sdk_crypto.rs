@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
-use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, DryRunModifierType, EncryptionAlgorithmSpec};
 
@@ -12,19 +11,6 @@ const ACCOUNT: &str = "111122223333";
 const DRY_RUN_MESSAGE: &str = "The request would have succeeded, but the DryRun option is set.";
 const INCORRECT_KEY_MESSAGE: &str =
     "The key ID in the request does not identify a CMK that can perform this operation.";
-
-/// The (code, message) of a call that must fail.
-fn fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    r: Result<O, SdkError<E, R>>,
-) -> (String, String) {
-    let e = r.expect_err("the call should have failed");
-    (common::code(&e), common::message(&e))
-}
-
-async fn new_key(kms: &aws_sdk_kms::Client) -> (String, String) {
-    let md = kms.create_key().send().await.unwrap().key_metadata.unwrap();
-    (md.key_id().to_string(), md.arn().unwrap().to_string())
-}
 
 async fn encrypt(
     kms: &aws_sdk_kms::Client,
@@ -67,7 +53,7 @@ async fn decrypt(
 async fn encrypt_accepts_up_to_4096_bytes() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
 
     let big: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
     let out = kms
@@ -87,7 +73,7 @@ async fn encrypt_accepts_up_to_4096_bytes() {
     assert_eq!(decrypt(&kms, &blob, &[]).await.unwrap(), big);
 
     // One byte more is a ValidationException that never echoes the plaintext.
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.encrypt()
             .key_id(&id)
             .plaintext(Blob::new(vec![7u8; 4097]))
@@ -104,7 +90,7 @@ async fn encrypt_accepts_up_to_4096_bytes() {
     // A single byte works, an empty plaintext does not.
     let one = encrypt(&kms, &id, b"x", &[]).await;
     assert_eq!(decrypt(&kms, &one, &[]).await.unwrap(), b"x");
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.encrypt()
             .key_id(&id)
             .plaintext(Blob::new(Vec::new()))
@@ -119,7 +105,7 @@ async fn encrypt_accepts_up_to_4096_bytes() {
     );
 
     // Unsupported algorithm for a symmetric key.
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.encrypt()
             .key_id(&id)
             .plaintext(Blob::new(b"x".to_vec()))
@@ -134,7 +120,7 @@ async fn encrypt_accepts_up_to_4096_bytes() {
 async fn each_encryption_is_fresh() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, _) = new_key(&kms).await;
+    let (id, _) = common::new_key(&kms).await;
     let a = encrypt(&kms, &id, b"same", &[]).await;
     let b = encrypt(&kms, &id, b"same", &[]).await;
     assert_ne!(a, b, "two encryptions of the same plaintext must differ");
@@ -146,7 +132,7 @@ async fn each_encryption_is_fresh() {
 async fn decrypt_with_and_without_key_id() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
     kms.create_alias()
         .alias_name("alias/crypto")
         .target_key_id(&id)
@@ -199,8 +185,8 @@ async fn decrypt_with_and_without_key_id() {
 async fn decrypt_naming_another_key_is_incorrect_key() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (a, _) = new_key(&kms).await;
-    let (b, b_arn) = new_key(&kms).await;
+    let (a, _) = common::new_key(&kms).await;
+    let (b, b_arn) = common::new_key(&kms).await;
     kms.create_alias()
         .alias_name("alias/b")
         .target_key_id(&b)
@@ -209,7 +195,7 @@ async fn decrypt_naming_another_key_is_incorrect_key() {
         .unwrap();
     let blob = encrypt(&kms, &a, b"for a", &[]).await;
     for other in [b.as_str(), b_arn.as_str(), "alias/b"] {
-        let (c, m) = fail(
+        let (c, m) = common::fail(
             kms.decrypt()
                 .ciphertext_blob(Blob::new(blob.clone()))
                 .key_id(other)
@@ -220,7 +206,7 @@ async fn decrypt_naming_another_key_is_incorrect_key() {
         assert_eq!(m, INCORRECT_KEY_MESSAGE);
     }
     // A KeyId that does not exist is NotFound, not IncorrectKey.
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.decrypt()
             .ciphertext_blob(Blob::new(blob.clone()))
             .key_id("alias/nothing-here")
@@ -234,8 +220,8 @@ async fn decrypt_naming_another_key_is_incorrect_key() {
 async fn ciphertext_of_key_a_never_decrypts_under_key_b() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (a, _) = new_key(&kms).await;
-    let (b, _) = new_key(&kms).await;
+    let (a, _) = common::new_key(&kms).await;
+    let (b, _) = common::new_key(&kms).await;
     let blob = encrypt(&kms, &a, b"only a", &[]).await;
     // Rewrite the key id the blob names (docs/ciphertext-format.md: byte 1 is its length, the
     // id follows) to B's: B's material cannot open it.
@@ -247,7 +233,7 @@ async fn ciphertext_of_key_a_never_decrypts_under_key_b() {
         decrypt(&kms, &forged, &[]).await,
         Err("InvalidCiphertextException".into())
     );
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.decrypt()
             .ciphertext_blob(Blob::new(forged))
             .key_id(&b)
@@ -257,7 +243,7 @@ async fn ciphertext_of_key_a_never_decrypts_under_key_b() {
     assert_eq!(c, "InvalidCiphertextException");
     assert_eq!(m, "");
     // ReEncrypt naming B as the source fails the same way as Decrypt.
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.re_encrypt()
             .ciphertext_blob(Blob::new(blob.clone()))
             .source_key_id(&b)
@@ -275,7 +261,7 @@ async fn ciphertext_of_key_a_never_decrypts_under_key_b() {
 async fn encryption_context_is_bound_exactly() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, _) = new_key(&kms).await;
+    let (id, _) = common::new_key(&kms).await;
     let ctx = [
         ("Department", "Finance"),
         ("purpose", "payroll"),
@@ -318,7 +304,7 @@ async fn encryption_context_is_bound_exactly() {
     assert_eq!(decrypt(&kms, &plain, &[]).await.unwrap(), b"no context");
 
     // The failure carries no message (AWS sends none).
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.decrypt()
             .ciphertext_blob(Blob::new(blob))
             .encryption_context("Department", "Finance")
@@ -333,8 +319,8 @@ async fn encryption_context_is_bound_exactly() {
 async fn re_encrypt_between_keys_with_contexts() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (a, a_arn) = new_key(&kms).await;
-    let (b, b_arn) = new_key(&kms).await;
+    let (a, a_arn) = common::new_key(&kms).await;
+    let (b, b_arn) = common::new_key(&kms).await;
     kms.create_alias()
         .alias_name("alias/dest")
         .target_key_id(&b)
@@ -377,7 +363,7 @@ async fn re_encrypt_between_keys_with_contexts() {
         decrypt(&kms, &moved, &[("from", "a")]).await,
         Err("InvalidCiphertextException".into())
     );
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.decrypt()
             .ciphertext_blob(Blob::new(moved))
             .key_id(&a)
@@ -403,7 +389,7 @@ async fn re_encrypt_between_keys_with_contexts() {
     assert_eq!(decrypt(&kms, &again, &[]).await.unwrap(), b"moving");
 
     // A wrong source context fails like Decrypt.
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.re_encrypt()
             .ciphertext_blob(Blob::new(blob))
             .source_encryption_context("from", "b")
@@ -418,7 +404,7 @@ async fn re_encrypt_between_keys_with_contexts() {
 async fn generate_data_key_specs_and_lengths() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
 
     for (spec, len) in [(DataKeySpec::Aes256, 32), (DataKeySpec::Aes128, 16)] {
         let out = kms
@@ -480,10 +466,10 @@ async fn generate_data_key_specs_and_lengths() {
 async fn generate_data_key_validation() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, _) = new_key(&kms).await;
+    let (id, _) = common::new_key(&kms).await;
     let either = "Please specify either number of bytes or key spec.";
 
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.generate_data_key()
             .key_id(&id)
             .key_spec(DataKeySpec::Aes256)
@@ -492,9 +478,9 @@ async fn generate_data_key_validation() {
             .await,
     );
     assert_eq!((c.as_str(), m.as_str()), ("ValidationException", either));
-    let (c, m) = fail(kms.generate_data_key().key_id(&id).send().await);
+    let (c, m) = common::fail(kms.generate_data_key().key_id(&id).send().await);
     assert_eq!((c.as_str(), m.as_str()), ("ValidationException", either));
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.generate_data_key_without_plaintext()
             .key_id(&id)
             .key_spec(DataKeySpec::Aes128)
@@ -503,7 +489,7 @@ async fn generate_data_key_validation() {
             .await,
     );
     assert_eq!((c.as_str(), m.as_str()), ("ValidationException", either));
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.generate_data_key_without_plaintext()
             .key_id(&id)
             .send()
@@ -511,7 +497,7 @@ async fn generate_data_key_validation() {
     );
     assert_eq!((c.as_str(), m.as_str()), ("ValidationException", either));
 
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.generate_data_key()
             .key_id(&id)
             .number_of_bytes(0)
@@ -524,7 +510,7 @@ async fn generate_data_key_validation() {
         "1 validation error detected: Value '0' at 'numberOfBytes' failed to satisfy \
          constraint: Member must have value greater than or equal to 1"
     );
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.generate_data_key()
             .key_id(&id)
             .number_of_bytes(1025)
@@ -537,7 +523,7 @@ async fn generate_data_key_validation() {
         "1 validation error detected: Value '1025' at 'numberOfBytes' failed to satisfy \
          constraint: Member must have value less than or equal to 1024"
     );
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.generate_data_key()
             .key_id(&id)
             .key_spec(DataKeySpec::from("AES_512"))
@@ -556,7 +542,7 @@ async fn generate_data_key_validation() {
 async fn generate_data_key_without_plaintext() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
     kms.create_alias()
         .alias_name("alias/dek")
         .target_key_id(&id)
@@ -614,14 +600,14 @@ async fn generate_random_lengths() {
         .unwrap();
     assert_ne!(a.plaintext, b.plaintext);
 
-    let (c, m) = fail(kms.generate_random().number_of_bytes(0).send().await);
+    let (c, m) = common::fail(kms.generate_random().number_of_bytes(0).send().await);
     assert_eq!(c, "ValidationException");
     assert_eq!(
         m,
         "1 validation error detected: Value '0' at 'numberOfBytes' failed to satisfy \
          constraint: Member must have value greater than or equal to 1"
     );
-    let (c, m) = fail(kms.generate_random().number_of_bytes(1025).send().await);
+    let (c, m) = common::fail(kms.generate_random().number_of_bytes(1025).send().await);
     assert_eq!(c, "ValidationException");
     assert_eq!(
         m,
@@ -636,13 +622,13 @@ async fn generate_random_lengths() {
 async fn dry_run_ignoring_the_ciphertext() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, _) = new_key(&kms).await;
-    let (other, _) = new_key(&kms).await;
+    let (id, _) = common::new_key(&kms).await;
+    let (other, _) = common::new_key(&kms).await;
     let ignore = DryRunModifierType::IgnoreCiphertext;
 
     // No ciphertext, or one that is not a ciphertext at all: only the key is checked.
     for blob in [None, Some(vec![7u8; 40])] {
-        let (c, m) = fail(
+        let (c, m) = common::fail(
             kms.decrypt()
                 .set_ciphertext_blob(blob.clone().map(Blob::new))
                 .key_id(&id)
@@ -655,7 +641,7 @@ async fn dry_run_ignoring_the_ciphertext() {
             (c.as_str(), m.as_str()),
             ("DryRunOperationException", DRY_RUN_MESSAGE)
         );
-        let (c, m) = fail(
+        let (c, m) = common::fail(
             kms.re_encrypt()
                 .set_ciphertext_blob(blob.map(Blob::new))
                 .source_key_id(&id)
@@ -672,7 +658,7 @@ async fn dry_run_ignoring_the_ciphertext() {
     }
     // The key is still checked: a disabled key would not have worked.
     kms.disable_key().key_id(&other).send().await.unwrap();
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.decrypt()
             .key_id(&other)
             .dry_run(true)
@@ -681,7 +667,7 @@ async fn dry_run_ignoring_the_ciphertext() {
             .await,
     );
     assert_eq!(c, "DisabledException");
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.re_encrypt()
             .source_key_id(&id)
             .destination_key_id(&other)
@@ -692,7 +678,7 @@ async fn dry_run_ignoring_the_ciphertext() {
     );
     assert_eq!(c, "DisabledException");
     // Without DryRun the modifier does nothing: the ciphertext is required.
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.decrypt()
             .key_id(&id)
             .dry_run_modifiers(ignore.clone())
@@ -708,7 +694,7 @@ async fn dry_run_ignoring_the_ciphertext() {
         )
     );
     // Neither a key nor a ciphertext: nothing to check.
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.decrypt()
             .dry_run(true)
             .dry_run_modifiers(ignore)
@@ -716,7 +702,7 @@ async fn dry_run_ignoring_the_ciphertext() {
             .await,
     );
     assert_eq!(c, "ValidationException");
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.decrypt()
             .ciphertext_blob(Blob::new(vec![7u8; 40]))
             .key_id(&id)
@@ -740,11 +726,11 @@ async fn dry_run_ignoring_the_ciphertext() {
 async fn dry_run_never_performs_the_operation() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, _) = new_key(&kms).await;
-    let (other, _) = new_key(&kms).await;
+    let (id, _) = common::new_key(&kms).await;
+    let (other, _) = common::new_key(&kms).await;
     let blob = encrypt(&kms, &id, b"dry", &[]).await;
 
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.encrypt()
             .key_id(&id)
             .plaintext(Blob::new(b"dry".to_vec()))
@@ -757,7 +743,7 @@ async fn dry_run_never_performs_the_operation() {
         ("DryRunOperationException", DRY_RUN_MESSAGE)
     );
 
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.decrypt()
             .ciphertext_blob(Blob::new(blob.clone()))
             .dry_run(true)
@@ -769,7 +755,7 @@ async fn dry_run_never_performs_the_operation() {
         ("DryRunOperationException", DRY_RUN_MESSAGE)
     );
 
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.re_encrypt()
             .ciphertext_blob(Blob::new(blob.clone()))
             .destination_key_id(&other)
@@ -782,7 +768,7 @@ async fn dry_run_never_performs_the_operation() {
         ("DryRunOperationException", DRY_RUN_MESSAGE)
     );
 
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.generate_data_key()
             .key_id(&id)
             .key_spec(DataKeySpec::Aes256)
@@ -795,7 +781,7 @@ async fn dry_run_never_performs_the_operation() {
         ("DryRunOperationException", DRY_RUN_MESSAGE)
     );
 
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.generate_data_key_without_plaintext()
             .key_id(&id)
             .number_of_bytes(16)
@@ -809,7 +795,7 @@ async fn dry_run_never_performs_the_operation() {
     );
 
     // A DryRun with bad parameters is a ValidationException, not a DryRunOperationException.
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.encrypt()
             .key_id(&id)
             .plaintext(Blob::new(vec![0u8; 4097]))
@@ -818,7 +804,7 @@ async fn dry_run_never_performs_the_operation() {
             .await,
     );
     assert_eq!(c, "ValidationException");
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.generate_data_key()
             .key_id(&id)
             .dry_run(true)
@@ -827,7 +813,7 @@ async fn dry_run_never_performs_the_operation() {
     );
     assert_eq!(c, "ValidationException");
     // A DryRun decrypt with the wrong key would not have succeeded.
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.decrypt()
             .ciphertext_blob(Blob::new(blob.clone()))
             .key_id(&other)
@@ -852,7 +838,7 @@ async fn dry_run_never_performs_the_operation() {
 async fn tampered_ciphertext_is_invalid() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, _) = new_key(&kms).await;
+    let (id, _) = common::new_key(&kms).await;
     let blob = encrypt(&kms, &id, b"do not touch", &[("c", "d")]).await;
     let invalid = Err("InvalidCiphertextException".to_string());
 
@@ -866,7 +852,7 @@ async fn tampered_ciphertext_is_invalid() {
             invalid,
             "byte {pos}"
         );
-        let (c, m) = fail(
+        let (c, m) = common::fail(
             kms.decrypt()
                 .ciphertext_blob(Blob::new(t))
                 .key_id(&id)
@@ -887,7 +873,7 @@ async fn tampered_ciphertext_is_invalid() {
     assert_eq!(decrypt(&kms, &longer, &[("c", "d")]).await, invalid);
     assert_eq!(decrypt(&kms, &[1, 2, 3, 4], &[]).await, invalid);
     assert_eq!(decrypt(&kms, &[0u8; 200], &[]).await, invalid);
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.decrypt()
             .ciphertext_blob(Blob::new(vec![0u8; 200]))
             .key_id(&id)
@@ -899,7 +885,7 @@ async fn tampered_ciphertext_is_invalid() {
     let mut t = blob.clone();
     let last = t.len() - 1;
     t[last] ^= 0x80;
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.re_encrypt()
             .ciphertext_blob(Blob::new(t))
             .source_encryption_context("c", "d")

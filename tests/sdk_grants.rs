@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::error::SdkError;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{GrantConstraints, GrantListEntry, GrantOperation as Op};
 use aws_sdk_kms::Client;
@@ -85,14 +85,6 @@ async fn env() -> Env {
     }
 }
 
-/// The (code, message) of a call that must fail.
-fn fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    r: Result<O, SdkError<E, R>>,
-) -> (String, String) {
-    let e = r.expect_err("the call should have failed");
-    (common::code(&e), common::message(&e))
-}
-
 /// AWS's implicit-deny text for a key operation.
 fn denied(user: &str, op: &str, key_arn: &str) -> (String, String) {
     (
@@ -114,12 +106,6 @@ fn cross_denied(user: &str, op: &str) -> (String, String) {
              a resource-based policy explicitly denies access"
         ),
     )
-}
-
-/// (key id, key ARN) of a new symmetric key of `kms`'s account.
-async fn new_key(kms: &Client) -> (String, String) {
-    let md = kms.create_key().send().await.unwrap().key_metadata.unwrap();
-    (md.key_id().to_string(), md.arn().unwrap().to_string())
 }
 
 fn ctx(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -223,8 +209,8 @@ fn grant_ids(entries: &[GrantListEntry]) -> Vec<String> {
 #[tokio::test]
 async fn grantee_gets_exactly_the_granted_operations() {
     let e = env().await;
-    let (key, arn) = new_key(&e.alice).await;
-    let (_, other_arn) = new_key(&e.alice).await;
+    let (key, arn) = common::new_key(&e.alice).await;
+    let (_, other_arn) = common::new_key(&e.alice).await;
 
     // No policy lets carol use the key.
     assert_eq!(
@@ -276,7 +262,7 @@ async fn grantee_gets_exactly_the_granted_operations() {
 
     // Everything else is denied, with AWS's wording.
     assert_eq!(
-        fail(
+        common::fail(
             e.carol
                 .generate_data_key_without_plaintext()
                 .key_id(&key)
@@ -287,15 +273,15 @@ async fn grantee_gets_exactly_the_granted_operations() {
         denied(CAROL, "GenerateDataKeyWithoutPlaintext", &arn)
     );
     assert_eq!(
-        fail(e.carol.disable_key().key_id(&key).send().await),
+        common::fail(e.carol.disable_key().key_id(&key).send().await),
         denied(CAROL, "DisableKey", &arn)
     );
     assert_eq!(
-        fail(e.carol.list_grants().key_id(&key).send().await),
+        common::fail(e.carol.list_grants().key_id(&key).send().await),
         denied(CAROL, "ListGrants", &arn)
     );
     assert_eq!(
-        fail(
+        common::fail(
             e.carol
                 .create_grant()
                 .key_id(&key)
@@ -307,7 +293,7 @@ async fn grantee_gets_exactly_the_granted_operations() {
         denied(CAROL, "CreateGrant", &arn)
     );
     assert_eq!(
-        fail(
+        common::fail(
             e.carol
                 .revoke_grant()
                 .key_id(&key)
@@ -325,7 +311,7 @@ async fn grantee_gets_exactly_the_granted_operations() {
     // ReEncrypt into a key carol has no grant on: the destination half is denied.
     let blob = encrypt(&e.carol, &key, &[]).await.unwrap();
     assert_eq!(
-        fail(
+        common::fail(
             e.carol
                 .re_encrypt()
                 .ciphertext_blob(blob)
@@ -340,7 +326,7 @@ async fn grantee_gets_exactly_the_granted_operations() {
 #[tokio::test]
 async fn constraints_subset_and_equals() {
     let e = env().await;
-    let (key, arn) = new_key(&e.alice).await;
+    let (key, arn) = common::new_key(&e.alice).await;
     grant(
         &e.alice,
         &key,
@@ -371,7 +357,7 @@ async fn constraints_subset_and_equals() {
     // Constraints do not apply to DescribeKey.
     e.carol.describe_key().key_id(&key).send().await.unwrap();
 
-    let (key2, arn2) = new_key(&e.alice).await;
+    let (key2, arn2) = common::new_key(&e.alice).await;
     grant(
         &e.alice,
         &key2,
@@ -402,7 +388,7 @@ async fn constraints_subset_and_equals() {
 #[tokio::test]
 async fn grant_to_another_accounts_principal() {
     let e = env().await;
-    let (key, arn) = new_key(&e.alice).await;
+    let (key, arn) = common::new_key(&e.alice).await;
     assert_eq!(
         encrypt(&e.frank, &arn, &[]).await.unwrap_err(),
         cross_denied(FRANK, "Encrypt")
@@ -437,13 +423,13 @@ async fn grant_to_another_accounts_principal() {
     );
     // Nothing beyond the grant.
     assert_eq!(
-        fail(e.frank.disable_key().key_id(&arn).send().await),
+        common::fail(e.frank.disable_key().key_id(&arn).send().await),
         cross_denied(FRANK, "DisableKey")
     );
     // bob, an administrator of account B, cannot create grants on A's key: A's key policy
     // does not trust account B.
     assert_eq!(
-        fail(
+        common::fail(
             e.bob
                 .create_grant()
                 .key_id(&arn)
@@ -485,7 +471,7 @@ async fn grant_to_another_accounts_principal() {
 #[tokio::test]
 async fn grants_across_accounts_by_key_policy() {
     let e = env().await;
-    let (key, arn) = new_key(&e.alice).await;
+    let (key, arn) = common::new_key(&e.alice).await;
     // A's key policy trusts account B with CreateGrant (and keeps A's own statement).
     let policy = format!(
         r#"{{"Version":"2012-10-17","Statement":[
@@ -505,7 +491,7 @@ async fn grants_across_accounts_by_key_policy() {
     encrypt(&e.frank, &arn, &[]).await.unwrap();
     // The condition on kms:GrantOperations holds the line.
     assert_eq!(
-        fail(
+        common::fail(
             e.bob
                 .create_grant()
                 .key_id(&arn)
@@ -534,7 +520,7 @@ async fn grants_across_accounts_by_key_policy() {
     );
     // A bare key id is looked up in bob's own account.
     assert_eq!(
-        fail(e.bob.list_grants().key_id(&key).send().await),
+        common::fail(e.bob.list_grants().key_id(&key).send().await),
         (
             "NotFoundException".into(),
             format!("Key 'arn:aws:kms:us-east-1:{B}:key/{key}' does not exist")
@@ -545,7 +531,7 @@ async fn grants_across_accounts_by_key_policy() {
 #[tokio::test]
 async fn create_grant_through_a_grant() {
     let e = env().await;
-    let (key, arn) = new_key(&e.alice).await;
+    let (key, arn) = common::new_key(&e.alice).await;
     grant(
         &e.alice,
         &key,
@@ -595,7 +581,7 @@ async fn create_grant_through_a_grant() {
     ];
     for (ops, constraints) in refused {
         assert_eq!(
-            fail(
+            common::fail(
                 e.carol
                     .create_grant()
                     .key_id(&key)
@@ -611,7 +597,7 @@ async fn create_grant_through_a_grant() {
     }
     // dave got no CreateGrant, so he cannot pass anything on.
     assert_eq!(
-        fail(
+        common::fail(
             e.dave
                 .create_grant()
                 .key_id(&key)
@@ -632,13 +618,13 @@ async fn create_grant_through_a_grant() {
 #[tokio::test]
 async fn who_may_retire() {
     let e = env().await;
-    let (key, arn) = new_key(&e.alice).await;
+    let (key, arn) = common::new_key(&e.alice).await;
 
     // The retiring principal, by key ARN and grant id.
     let (g1, _) = grant(&e.alice, &key, CAROL, &[Op::Encrypt], None, Some(DAVE)).await;
     // Not the grantee without RetireGrant, not a stranger.
     assert_eq!(
-        fail(
+        common::fail(
             e.carol
                 .retire_grant()
                 .key_id(&arn)
@@ -649,7 +635,7 @@ async fn who_may_retire() {
         denied(CAROL, "RetireGrant", &arn)
     );
     assert_eq!(
-        fail(
+        common::fail(
             e.gina
                 .retire_grant()
                 .key_id(&arn)
@@ -674,7 +660,7 @@ async fn who_may_retire() {
         .unwrap();
     assert!(all_grants(&e.alice, &key).await.is_empty());
     assert_eq!(
-        fail(
+        common::fail(
             e.dave
                 .retire_grant()
                 .key_id(&arn)
@@ -731,13 +717,13 @@ async fn who_may_retire() {
         .unwrap();
     let (g4, t4) = grant(&e.alice, &key, CAROL, &[Op::Encrypt], None, None).await;
     assert_eq!(
-        fail(e.dave.retire_grant().grant_token(&t4).send().await),
+        common::fail(e.dave.retire_grant().grant_token(&t4).send().await),
         denied(DAVE, "RetireGrant", &arn)
     );
     // An identity Deny blocks even the retiring principal.
     let (g5, t5) = grant(&e.alice, &key, CAROL, &[Op::Encrypt], None, Some(GINA)).await;
     assert_eq!(
-        fail(e.gina.retire_grant().grant_token(&t5).send().await).0,
+        common::fail(e.gina.retire_grant().grant_token(&t5).send().await).0,
         "AccessDeniedException"
     );
     let mut left = grant_ids(&all_grants(&e.alice, &key).await);
@@ -750,12 +736,12 @@ async fn who_may_retire() {
 #[tokio::test]
 async fn retire_grant_errors_and_dry_run() {
     let e = env().await;
-    let (key, arn) = new_key(&e.alice).await;
+    let (key, arn) = common::new_key(&e.alice).await;
     let (g, t) = grant(&e.alice, &key, CAROL, &[Op::Encrypt], None, Some(DAVE)).await;
 
     // DryRun: would have succeeded; nothing changes.
     assert_eq!(
-        fail(
+        common::fail(
             e.dave
                 .retire_grant()
                 .grant_token(&t)
@@ -770,7 +756,7 @@ async fn retire_grant_errors_and_dry_run() {
     );
     // A DryRun by someone not allowed is AccessDenied.
     assert_eq!(
-        fail(
+        common::fail(
             e.carol
                 .retire_grant()
                 .grant_token(&t)
@@ -787,19 +773,19 @@ async fn retire_grant_errors_and_dry_run() {
 
     // By id, the key must be named by its ARN.
     assert_eq!(
-        fail(e.dave.retire_grant().key_id(&key).grant_id(&g).send().await),
+        common::fail(e.dave.retire_grant().key_id(&key).grant_id(&g).send().await),
         ("InvalidArnException".into(), format!("Invalid arn {key}"))
     );
     assert_eq!(
-        fail(e.dave.retire_grant().grant_id(&g).send().await).0,
+        common::fail(e.dave.retire_grant().grant_id(&g).send().await).0,
         "ValidationException"
     );
     assert_eq!(
-        fail(e.dave.retire_grant().send().await).0,
+        common::fail(e.dave.retire_grant().send().await).0,
         "ValidationException"
     );
     assert_eq!(
-        fail(
+        common::fail(
             e.dave
                 .retire_grant()
                 .key_id(&arn)
@@ -813,9 +799,9 @@ async fn retire_grant_errors_and_dry_run() {
         )
     );
     // A grant id of another key.
-    let (_, other_arn) = new_key(&e.alice).await;
+    let (_, other_arn) = common::new_key(&e.alice).await;
     assert_eq!(
-        fail(
+        common::fail(
             e.dave
                 .retire_grant()
                 .key_id(&other_arn)
@@ -831,7 +817,7 @@ async fn retire_grant_errors_and_dry_run() {
     // Garbage and tampered tokens.
     for bad in ["garbage".to_string(), "AAAA".to_string(), tamper(&t)] {
         assert_eq!(
-            fail(e.dave.retire_grant().grant_token(&bad).send().await),
+            common::fail(e.dave.retire_grant().grant_token(&bad).send().await),
             (
                 "InvalidGrantTokenException".into(),
                 "Invalid grant token".into()
@@ -842,7 +828,7 @@ async fn retire_grant_errors_and_dry_run() {
     e.dave.retire_grant().grant_token(&t).send().await.unwrap();
     // The token of a retired grant still parses; the grant is gone.
     assert_eq!(
-        fail(e.dave.retire_grant().grant_token(&t).send().await),
+        common::fail(e.dave.retire_grant().grant_token(&t).send().await),
         (
             "NotFoundException".into(),
             format!("Grant ID {g} does not exist")
@@ -853,16 +839,16 @@ async fn retire_grant_errors_and_dry_run() {
 #[tokio::test]
 async fn revoke_grant() {
     let e = env().await;
-    let (key, arn) = new_key(&e.alice).await;
+    let (key, arn) = common::new_key(&e.alice).await;
     let (g, _) = grant(&e.alice, &key, CAROL, &[Op::Encrypt], None, None).await;
     encrypt(&e.carol, &key, &[]).await.unwrap();
 
     assert_eq!(
-        fail(e.dave.revoke_grant().key_id(&key).grant_id(&g).send().await),
+        common::fail(e.dave.revoke_grant().key_id(&key).grant_id(&g).send().await),
         denied(DAVE, "RevokeGrant", &arn)
     );
     assert_eq!(
-        fail(
+        common::fail(
             e.alice
                 .revoke_grant()
                 .key_id(&key)
@@ -876,7 +862,7 @@ async fn revoke_grant() {
     );
     encrypt(&e.carol, &key, &[]).await.unwrap();
     assert_eq!(
-        fail(
+        common::fail(
             e.alice
                 .revoke_grant()
                 .key_id(&key)
@@ -891,7 +877,7 @@ async fn revoke_grant() {
     );
     let unknown = "ab".repeat(32);
     assert_eq!(
-        fail(
+        common::fail(
             e.alice
                 .revoke_grant()
                 .key_id(&key)
@@ -924,7 +910,7 @@ async fn revoke_grant() {
 #[tokio::test]
 async fn list_grants_entries_paging_and_filters() {
     let e = env().await;
-    let (key, arn) = new_key(&e.alice).await;
+    let (key, arn) = common::new_key(&e.alice).await;
     let mut ids = Vec::new();
     for i in 0..5 {
         let grantee = if i % 2 == 0 { CAROL } else { DAVE };
@@ -1051,7 +1037,7 @@ async fn list_grants_entries_paging_and_filters() {
 
     // Errors.
     assert_eq!(
-        fail(
+        common::fail(
             e.alice
                 .list_grants()
                 .key_id(&key)
@@ -1065,7 +1051,7 @@ async fn list_grants_entries_paging_and_filters() {
         )
     );
     assert_eq!(
-        fail(
+        common::fail(
             e.alice
                 .list_grants()
                 .key_id(&key)
@@ -1076,7 +1062,7 @@ async fn list_grants_entries_paging_and_filters() {
         ("InvalidMarkerException".into(), "Invalid marker".into())
     );
     assert_eq!(
-        fail(e.alice.list_grants().key_id(&key).limit(101).send().await),
+        common::fail(e.alice.list_grants().key_id(&key).limit(101).send().await),
         (
             "ValidationException".into(),
             "1 validation error detected: Value '101' at 'limit' failed to satisfy constraint: \
@@ -1085,7 +1071,7 @@ async fn list_grants_entries_paging_and_filters() {
         )
     );
     assert_eq!(
-        fail(e.alice.list_grants().key_id("alias/x").send().await),
+        common::fail(e.alice.list_grants().key_id("alias/x").send().await),
         (
             "InvalidArnException".into(),
             "Key Aliases are not supported for this operation.".into()
@@ -1096,8 +1082,8 @@ async fn list_grants_entries_paging_and_filters() {
 #[tokio::test]
 async fn list_retirable_grants() {
     let e = env().await;
-    let (k1, _) = new_key(&e.alice).await;
-    let (k2, arn2) = new_key(&e.alice).await;
+    let (k1, _) = common::new_key(&e.alice).await;
+    let (k2, arn2) = common::new_key(&e.alice).await;
     let (a, _) = grant(&e.alice, &k1, CAROL, &[Op::Encrypt], None, Some(DAVE)).await;
     let (b, _) = grant(&e.alice, &k2, CAROL, &[Op::Decrypt], None, Some(DAVE)).await;
     grant(&e.alice, &k2, DAVE, &[Op::Decrypt], None, Some(CAROL)).await;
@@ -1139,7 +1125,7 @@ async fn list_retirable_grants() {
 
     // dave has no identity policy: denied on "*".
     assert_eq!(
-        fail(
+        common::fail(
             e.dave
                 .list_retirable_grants()
                 .retiring_principal(DAVE)
@@ -1157,7 +1143,7 @@ async fn list_retirable_grants() {
     );
     // Only principals of the caller's account.
     assert_eq!(
-        fail(
+        common::fail(
             e.alice
                 .list_retirable_grants()
                 .retiring_principal(FRANK)
@@ -1167,7 +1153,7 @@ async fn list_retirable_grants() {
         cross_denied(ALICE, "ListRetirableGrants")
     );
     assert_eq!(
-        fail(
+        common::fail(
             e.alice
                 .list_retirable_grants()
                 .retiring_principal("ec2.amazonaws.com")
@@ -1180,7 +1166,7 @@ async fn list_retirable_grants() {
         )
     );
     assert_eq!(
-        fail(
+        common::fail(
             e.alice
                 .list_retirable_grants()
                 .retiring_principal(DAVE)
@@ -1198,7 +1184,7 @@ async fn list_retirable_grants() {
 #[tokio::test]
 async fn name_makes_create_grant_idempotent() {
     let e = env().await;
-    let (key, _) = new_key(&e.alice).await;
+    let (key, _) = common::new_key(&e.alice).await;
     let create = |name: Option<&str>, ops: Vec<Op>| {
         e.alice
             .create_grant()
@@ -1242,7 +1228,7 @@ async fn name_makes_create_grant_idempotent() {
 #[tokio::test]
 async fn create_grant_validation() {
     let e = env().await;
-    let (key, arn) = new_key(&e.alice).await;
+    let (key, arn) = common::new_key(&e.alice).await;
     let try_create = |grantee: &str, ops: Vec<Op>| {
         e.alice
             .create_grant()
@@ -1255,7 +1241,7 @@ async fn create_grant_validation() {
     for op in [Op::Sign, Op::GetPublicKey, Op::GenerateMac] {
         let name = op.as_str().to_string();
         assert_eq!(
-            fail(try_create(CAROL, vec![Op::Encrypt, op]).await),
+            common::fail(try_create(CAROL, vec![Op::Encrypt, op]).await),
             (
                 "ValidationException".into(),
                 format!(
@@ -1265,7 +1251,7 @@ async fn create_grant_validation() {
             )
         );
     }
-    let (code, message) = fail(try_create(CAROL, vec![Op::from("Fly")]).await);
+    let (code, message) = common::fail(try_create(CAROL, vec![Op::from("Fly")]).await);
     assert_eq!(code, "ValidationException");
     assert!(
         message.starts_with(
@@ -1276,7 +1262,7 @@ async fn create_grant_validation() {
         "{message}"
     );
     assert_eq!(
-        fail(try_create(CAROL, vec![]).await),
+        common::fail(try_create(CAROL, vec![]).await),
         (
             "ValidationException".into(),
             "1 validation error detected: Value '[]' at 'operations' failed to satisfy \
@@ -1285,7 +1271,7 @@ async fn create_grant_validation() {
         )
     );
     assert_eq!(
-        fail(try_create(CAROL, vec![Op::CreateGrant]).await),
+        common::fail(try_create(CAROL, vec![Op::CreateGrant]).await),
         (
             "ValidationException".into(),
             "Grants must not contain only the CreateGrant operation.".into()
@@ -1300,7 +1286,7 @@ async fn create_grant_validation() {
         "arn:aws:iam::111122223333:role/none",
     ] {
         assert_eq!(
-            fail(try_create(bad, vec![Op::Encrypt]).await),
+            common::fail(try_create(bad, vec![Op::Encrypt]).await),
             (
                 "InvalidArnException".into(),
                 format!("ARN does not refer to a valid principal: {bad}")
@@ -1309,7 +1295,7 @@ async fn create_grant_validation() {
         );
     }
     assert_eq!(
-        fail(try_create("bad principal", vec![Op::Encrypt]).await),
+        common::fail(try_create("bad principal", vec![Op::Encrypt]).await),
         (
             "ValidationException".into(),
             "1 validation error detected: Value 'bad principal' at 'granteePrincipal' failed to \
@@ -1329,7 +1315,7 @@ async fn create_grant_validation() {
     )
     .await;
     assert_eq!(
-        fail(
+        common::fail(
             e.alice
                 .create_grant()
                 .key_id(&key)
@@ -1345,7 +1331,7 @@ async fn create_grant_validation() {
         )
     );
     assert_eq!(
-        fail(
+        common::fail(
             e.alice
                 .create_grant()
                 .key_id(&key)
@@ -1365,7 +1351,7 @@ async fn create_grant_validation() {
     let nine: Vec<(String, String)> = (0..9).map(|i| (format!("k{i}"), "v".into())).collect();
     let nine: Vec<(&str, &str)> = nine.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(
-        fail(
+        common::fail(
             e.alice
                 .create_grant()
                 .key_id(&key)
@@ -1384,7 +1370,7 @@ async fn create_grant_validation() {
     );
     // Newer API members this server cannot honour are refused, not ignored.
     assert_eq!(
-        fail(
+        common::fail(
             e.alice
                 .create_grant()
                 .key_id(&key)
@@ -1402,7 +1388,7 @@ async fn create_grant_validation() {
         "UnsupportedOperationException"
     );
     assert_eq!(
-        fail(
+        common::fail(
             e.alice
                 .create_grant()
                 .key_id(&key)
@@ -1423,7 +1409,7 @@ async fn create_grant_validation() {
         .await
         .unwrap();
     assert_eq!(
-        fail(try_create_on(&e.alice, "alias/granted").await),
+        common::fail(try_create_on(&e.alice, "alias/granted").await),
         (
             "InvalidArnException".into(),
             "Key Aliases are not supported for this operation.".into()
@@ -1454,7 +1440,7 @@ async fn try_create_on(
 #[tokio::test]
 async fn fifty_thousand_grants_per_key() {
     let e = env().await;
-    let (key, _) = new_key(&e.alice).await;
+    let (key, _) = common::new_key(&e.alice).await;
     if let Some(url) = common::pg::url_of(&e.srv.env) {
         common::pg::psql(
             &url,
@@ -1494,21 +1480,21 @@ async fn fifty_thousand_grants_per_key() {
     // The 50,000th is fine, the next is not.
     grant(&e.alice, &key, DAVE, &[Op::Encrypt], None, None).await;
     assert_eq!(
-        fail(try_create_on(&e.alice, &key).await),
+        common::fail(try_create_on(&e.alice, &key).await),
         (
             "LimitExceededException".into(),
             "Grant quota for this key is 50000 but the current usage is 50000.".into()
         )
     );
     // The quota is per key.
-    let (other, _) = new_key(&e.alice).await;
+    let (other, _) = common::new_key(&e.alice).await;
     try_create_on(&e.alice, &other).await.unwrap();
 }
 
 #[tokio::test]
 async fn create_grant_dry_run_and_key_states() {
     let e = env().await;
-    let (key, arn) = new_key(&e.alice).await;
+    let (key, arn) = common::new_key(&e.alice).await;
     let dry = |kms: &Client, ops: Vec<Op>| {
         kms.create_grant()
             .key_id(&key)
@@ -1519,18 +1505,18 @@ async fn create_grant_dry_run_and_key_states() {
     };
     let dry_ok = dry(&e.alice, vec![Op::Encrypt]);
     assert_eq!(
-        fail(dry_ok.await),
+        common::fail(dry_ok.await),
         (
             "DryRunOperationException".into(),
             "The request would have succeeded, but the DryRun option is set.".into()
         )
     );
     assert_eq!(
-        fail(dry(&e.carol, vec![Op::Encrypt]).await),
+        common::fail(dry(&e.carol, vec![Op::Encrypt]).await),
         denied(CAROL, "CreateGrant", &arn)
     );
     assert_eq!(
-        fail(dry(&e.alice, vec![Op::Sign]).await).0,
+        common::fail(dry(&e.alice, vec![Op::Sign]).await).0,
         "ValidationException"
     );
     assert!(all_grants(&e.alice, &key).await.is_empty());
@@ -1540,7 +1526,7 @@ async fn create_grant_dry_run_and_key_states() {
     let (g, _) = grant(&e.alice, &key, CAROL, &[Op::Encrypt], None, Some(DAVE)).await;
     e.alice.disable_key().key_id(&key).send().await.unwrap();
     assert_eq!(
-        fail(try_create_on(&e.alice, &key).await),
+        common::fail(try_create_on(&e.alice, &key).await),
         ("DisabledException".into(), format!("{arn} is disabled."))
     );
     assert_eq!(all_grants(&e.alice, &key).await.len(), 1);
@@ -1552,7 +1538,7 @@ async fn create_grant_dry_run_and_key_states() {
         .await
         .unwrap();
     assert_eq!(
-        fail(try_create_on(&e.alice, &key).await),
+        common::fail(try_create_on(&e.alice, &key).await),
         (
             "KMSInvalidStateException".into(),
             format!("{arn} is pending deletion.")
@@ -1590,7 +1576,7 @@ async fn create_grant_dry_run_and_key_states() {
 #[tokio::test]
 async fn grants_go_with_their_key() {
     let e = env().await;
-    let (key, arn) = new_key(&e.alice).await;
+    let (key, arn) = common::new_key(&e.alice).await;
     let (g, t) = grant(&e.alice, &key, CAROL, &[Op::Encrypt], None, Some(DAVE)).await;
     e.alice
         .schedule_key_deletion()
@@ -1611,14 +1597,14 @@ async fn grants_go_with_their_key() {
         .unwrap();
     assert!(retirable.grants().is_empty());
     assert_eq!(
-        fail(e.dave.retire_grant().grant_token(&t).send().await),
+        common::fail(e.dave.retire_grant().grant_token(&t).send().await),
         (
             "NotFoundException".into(),
             format!("Grant ID {g} does not exist")
         )
     );
     assert_eq!(
-        fail(e.alice.list_grants().key_id(&key).send().await),
+        common::fail(e.alice.list_grants().key_id(&key).send().await),
         (
             "NotFoundException".into(),
             format!("Key '{arn}' does not exist")
@@ -1632,7 +1618,7 @@ async fn grants_go_with_their_key() {
 #[tokio::test]
 async fn grant_tokens_are_accepted_and_checked_everywhere() {
     let e = env().await;
-    let (key, _) = new_key(&e.alice).await;
+    let (key, _) = common::new_key(&e.alice).await;
     let (g, token) = grant(
         &e.alice,
         &key,
@@ -1777,7 +1763,7 @@ async fn grant_tokens_are_accepted_and_checked_everywhere() {
         .unwrap();
     // ... and it gives nothing: carol's grant is gone.
     assert_eq!(
-        fail(
+        common::fail(
             e.carol
                 .encrypt()
                 .key_id(&key)
@@ -1794,7 +1780,7 @@ async fn grant_tokens_are_accepted_and_checked_everywhere() {
 #[tokio::test]
 async fn audit_records_name_the_grant_never_the_token() {
     let e = env().await;
-    let (key, arn) = new_key(&e.alice).await;
+    let (key, arn) = common::new_key(&e.alice).await;
     let (g, token) = grant(
         &e.alice,
         &key,
@@ -1867,7 +1853,7 @@ async fn grant_tokens_survive_a_restart() {
     let (mut child, endpoint) =
         common::spawn_kms(dir.path(), env.clone(), std::process::Stdio::null());
     let kms = common::sdk_client(&endpoint, common::ACCESS_KEY, common::SECRET_KEY);
-    let (key, _) = new_key(&kms).await;
+    let (key, _) = common::new_key(&kms).await;
     let (_, token) = grant(&kms, &key, dev, &[Op::Encrypt], None, None).await;
     child.kill().unwrap();
     child.wait().unwrap();
@@ -1891,5 +1877,5 @@ async fn grant_tokens_survive_a_restart() {
     child.kill().unwrap();
     child.wait().unwrap();
     result.unwrap();
-    assert_eq!(fail(garbage).0, "InvalidGrantTokenException");
+    assert_eq!(common::fail(garbage).0, "InvalidGrantTokenException");
 }

@@ -10,20 +10,12 @@ mod common;
 
 use std::path::Path;
 
-use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::{Blob, DateTime};
 use aws_sdk_kms::types::{
     AlgorithmSpec, ExpirationModelType, ImportState, ImportType, IncludeKeyMaterial,
     KeyMaterialState, KeySpec, KeyState, KeyUsageType, MacAlgorithmSpec, MessageType, OriginType,
     RotationType, SigningAlgorithmSpec, WrappingKeySpec,
 };
-
-fn fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    r: Result<O, SdkError<E, R>>,
-) -> (String, String) {
-    let e = r.expect_err("the call should have failed");
-    (common::code(&e), common::message(&e))
-}
 
 fn pkcs11() -> bool {
     common::backend() == "pkcs11"
@@ -139,7 +131,7 @@ async fn symmetric_import_round_trips_with_each_wrapping_algorithm() {
         )
         .await;
         // Still pending import: no crypto.
-        let (code, _) = fail(
+        let (code, _) = common::fail(
             kms.encrypt()
                 .key_id(&key)
                 .plaintext(Blob::new(b"x".to_vec()))
@@ -197,7 +189,7 @@ async fn symmetric_import_round_trips_with_each_wrapping_algorithm() {
         AlgorithmSpec::RsaAesKeyWrapSha1,
         AlgorithmSpec::RsaesPkcs1V15,
     ] {
-        let (code, _) = fail(
+        let (code, _) = common::fail(
             kms.get_parameters_for_import()
                 .key_id(&key)
                 .wrapping_algorithm(alg)
@@ -208,7 +200,7 @@ async fn symmetric_import_round_trips_with_each_wrapping_algorithm() {
         assert_eq!(code, "UnsupportedOperationException");
     }
     // SM2 wrapping keys exist only in the China Regions.
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         kms.get_parameters_for_import()
             .key_id(&key)
             .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha1)
@@ -219,7 +211,7 @@ async fn symmetric_import_round_trips_with_each_wrapping_algorithm() {
     assert_eq!(code, "UnsupportedOperationException");
     // A key of AWS_KMS origin takes no import, in AWS's words.
     let aws = kms.create_key().send().await.unwrap().key_metadata.unwrap();
-    let (code, message) = fail(
+    let (code, message) = common::fail(
         kms.get_parameters_for_import()
             .key_id(aws.key_id())
             .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha1)
@@ -414,7 +406,7 @@ async fn expiry_deletion_and_reimport_of_the_same_material_only() {
         &material,
     );
     // KEY_MATERIAL_EXPIRES (the default) needs a ValidTo.
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         kms.import_key_material()
             .key_id(&key)
             .import_token(p.import_token().unwrap().clone())
@@ -538,7 +530,7 @@ async fn expiry_deletion_and_reimport_of_the_same_material_only() {
     // same (reference §15, requirement 13): naming the other key is IncorrectKey, and a blob
     // rewritten to name it (docs/ciphertext-format.md: byte 1 is the id's length, the id
     // follows) is invalid ciphertext.
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         kms.decrypt()
             .ciphertext_blob(Blob::new(blob.clone()))
             .key_id(&key2)
@@ -600,24 +592,24 @@ async fn import_token_misuse_is_refused() {
             .send()
     };
     // Key A's token for key B.
-    let (code, _) = fail(send(key_b.clone(), token.clone(), wrapped.clone()).await);
+    let (code, _) = common::fail(send(key_b.clone(), token.clone(), wrapped.clone()).await);
     assert_eq!(code, "InvalidImportTokenException");
     // A changed byte anywhere in the token.
     for at in [0, token.len() / 2, token.len() - 1] {
         let mut t = token.clone();
         t[at] ^= 0x01;
-        let (code, _) = fail(send(key_a.clone(), t, wrapped.clone()).await);
+        let (code, _) = common::fail(send(key_a.clone(), t, wrapped.clone()).await);
         assert_eq!(code, "InvalidImportTokenException", "byte {at}");
     }
     // Material that does not unwrap under the pair's key.
     let mut bad = wrapped.clone();
     bad[10] ^= 0x80;
-    let (code, _) = fail(send(key_a.clone(), token.clone(), bad).await);
+    let (code, _) = common::fail(send(key_a.clone(), token.clone(), bad).await);
     assert_eq!(code, "InvalidCiphertextException");
     // After 24 hours the pair is expired.
     srv.clock
         .advance(chrono::Duration::hours(24) + chrono::Duration::seconds(1));
-    let (code, _) = fail(send(key_a.clone(), token.clone(), wrapped.clone()).await);
+    let (code, _) = common::fail(send(key_a.clone(), token.clone(), wrapped.clone()).await);
     assert_eq!(code, "ExpiredImportTokenException");
     // A fresh pair works.
     import(
@@ -657,11 +649,11 @@ async fn imported_symmetric_key_rotates_on_demand_with_new_material() {
     .unwrap();
     let b1 = encrypt(&kms, &key, b"one").await;
     // Nothing pending: no rotation, in the words AWS answers for imported keys.
-    let (code, message) = fail(kms.rotate_key_on_demand().key_id(&key).send().await);
+    let (code, message) = common::fail(kms.rotate_key_on_demand().key_id(&key).send().await);
     assert_eq!(code, "UnsupportedOperationException");
     assert!(message.ends_with("origin is EXTERNAL which is not valid for this operation."));
     // Automatic rotation stays unsupported for imported keys.
-    let (code, _) = fail(kms.enable_key_rotation().key_id(&key).send().await);
+    let (code, _) = common::fail(kms.enable_key_rotation().key_id(&key).send().await);
     assert_eq!(code, "UnsupportedOperationException");
 
     // New material, pending rotation.
@@ -704,7 +696,7 @@ async fn imported_symmetric_key_rotates_on_demand_with_new_material() {
             .send()
             .await
             .unwrap();
-        fail(
+        common::fail(
             kms.import_key_material()
                 .key_id(&key)
                 .import_token(p.import_token().unwrap().clone())
@@ -910,7 +902,7 @@ async fn import_condition_keys_reach_the_key_policy() {
         .unwrap()
         .key_id()
         .to_string();
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         kms.get_parameters_for_import()
             .key_id(&key)
             .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha1)
@@ -1028,7 +1020,7 @@ async fn pending_import_follows_the_key_state_table() {
         format!("{arn} is pending import."),
     );
     for k in [key.as_str(), "alias/pi"] {
-        let got = fail(
+        let got = common::fail(
             kms.encrypt()
                 .key_id(k)
                 .plaintext(Blob::new(b"x".to_vec()))
@@ -1036,7 +1028,7 @@ async fn pending_import_follows_the_key_state_table() {
                 .await,
         );
         assert_eq!(got, pending, "Encrypt {k}");
-        let got = fail(
+        let got = common::fail(
             kms.generate_data_key()
                 .key_id(k)
                 .key_spec(DataKeySpec::Aes256)
@@ -1045,14 +1037,14 @@ async fn pending_import_follows_the_key_state_table() {
         );
         assert_eq!(got, pending, "GenerateDataKey {k}");
     }
-    let got = fail(
+    let got = common::fail(
         kms.decrypt()
             .ciphertext_blob(Blob::new(blob.clone()))
             .send()
             .await,
     );
     assert_eq!(got, pending, "Decrypt");
-    let got = fail(
+    let got = common::fail(
         kms.decrypt()
             .ciphertext_blob(Blob::new(blob.clone()))
             .key_id(&arn)
@@ -1060,7 +1052,7 @@ async fn pending_import_follows_the_key_state_table() {
             .await,
     );
     assert_eq!(got, pending, "Decrypt with KeyId");
-    let got = fail(
+    let got = common::fail(
         kms.re_encrypt()
             .ciphertext_blob(Blob::new(blob.clone()))
             .destination_key_id(&good)
@@ -1068,7 +1060,7 @@ async fn pending_import_follows_the_key_state_table() {
             .await,
     );
     assert_eq!(got, pending, "ReEncrypt from");
-    let got = fail(
+    let got = common::fail(
         kms.re_encrypt()
             .ciphertext_blob(Blob::new(good_blob))
             .destination_key_id(&key)
@@ -1076,7 +1068,7 @@ async fn pending_import_follows_the_key_state_table() {
             .await,
     );
     assert_eq!(got, pending, "ReEncrypt to");
-    let got = fail(
+    let got = common::fail(
         kms.generate_data_key_without_plaintext()
             .key_id(&key)
             .number_of_bytes(16)
@@ -1084,7 +1076,7 @@ async fn pending_import_follows_the_key_state_table() {
             .await,
     );
     assert_eq!(got, pending, "GenerateDataKeyWithoutPlaintext");
-    let got = fail(
+    let got = common::fail(
         kms.generate_data_key_pair()
             .key_id(&key)
             .key_pair_spec(DataKeyPairSpec::EccNistP256)
@@ -1092,7 +1084,7 @@ async fn pending_import_follows_the_key_state_table() {
             .await,
     );
     assert_eq!(got, pending, "GenerateDataKeyPair");
-    let got = fail(
+    let got = common::fail(
         kms.generate_data_key_pair_without_plaintext()
             .key_id(&key)
             .key_pair_spec(DataKeyPairSpec::EccNistP256)
@@ -1100,7 +1092,7 @@ async fn pending_import_follows_the_key_state_table() {
             .await,
     );
     assert_eq!(got, pending, "GenerateDataKeyPairWithoutPlaintext");
-    let got = fail(
+    let got = common::fail(
         kms.create_grant()
             .key_id(&key)
             .grantee_principal("arn:aws:iam::111122223333:root")
@@ -1110,12 +1102,12 @@ async fn pending_import_follows_the_key_state_table() {
     );
     assert_eq!(got, pending, "CreateGrant");
     assert_eq!(
-        fail(kms.enable_key().key_id(&key).send().await),
+        common::fail(kms.enable_key().key_id(&key).send().await),
         pending,
         "EnableKey"
     );
     assert_eq!(
-        fail(kms.disable_key().key_id(&key).send().await),
+        common::fail(kms.disable_key().key_id(&key).send().await),
         pending,
         "DisableKey"
     );
@@ -1126,23 +1118,23 @@ async fn pending_import_follows_the_key_state_table() {
         format!("{arn} origin is EXTERNAL which is not valid for this operation."),
     );
     assert_eq!(
-        fail(kms.enable_key_rotation().key_id(&key).send().await),
+        common::fail(kms.enable_key_rotation().key_id(&key).send().await),
         external,
         "EnableKeyRotation"
     );
     assert_eq!(
-        fail(kms.disable_key_rotation().key_id(&key).send().await),
+        common::fail(kms.disable_key_rotation().key_id(&key).send().await),
         external,
         "DisableKeyRotation"
     );
     assert_eq!(
-        fail(kms.get_key_rotation_status().key_id(&key).send().await),
+        common::fail(kms.get_key_rotation_status().key_id(&key).send().await),
         external,
         "GetKeyRotationStatus"
     );
     // ✗[4].
     assert_eq!(
-        fail(kms.cancel_key_deletion().key_id(&key).send().await),
+        common::fail(kms.cancel_key_deletion().key_id(&key).send().await),
         (
             "KMSInvalidStateException".to_string(),
             format!("{arn} is not pending deletion.")
@@ -1273,7 +1265,7 @@ async fn pending_import_follows_the_key_state_table() {
         format!("{arn} is pending deletion."),
     );
     assert_eq!(
-        fail(
+        common::fail(
             kms.get_parameters_for_import()
                 .key_id(&key)
                 .wrapping_algorithm(alg.clone())
@@ -1285,7 +1277,7 @@ async fn pending_import_follows_the_key_state_table() {
         "GetParametersForImport"
     );
     assert_eq!(
-        fail(
+        common::fail(
             kms.import_key_material()
                 .key_id(&key)
                 .import_token(p.import_token().unwrap().clone())
@@ -1314,7 +1306,7 @@ async fn pending_import_follows_the_key_state_table() {
         Some(&KeyState::PendingImport)
     );
     assert_eq!(
-        fail(kms.enable_key().key_id(&key).send().await),
+        common::fail(kms.enable_key().key_id(&key).send().await),
         pending,
         "EnableKey after cancel"
     );
@@ -1375,7 +1367,7 @@ async fn wrapping_algorithm_and_valid_to_rules() {
     let rsa = external_key(&kms, KeySpec::Rsa2048, KeyUsageType::SignVerify).await;
     for alg in [AlgorithmSpec::RsaesOaepSha1, AlgorithmSpec::RsaesOaepSha256] {
         assert_eq!(
-            fail(params(&rsa, alg.clone(), WrappingKeySpec::Rsa4096).await),
+            common::fail(params(&rsa, alg.clone(), WrappingKeySpec::Rsa4096).await),
             (
                 "UnsupportedOperationException".to_string(),
                 format!("WrappingAlgorithm {alg} is not supported for key spec RSA_2048.")
@@ -1383,7 +1375,7 @@ async fn wrapping_algorithm_and_valid_to_rules() {
         );
     }
     let p521 = external_key(&kms, KeySpec::EccNistP521, KeyUsageType::SignVerify).await;
-    let (code, message) = fail(
+    let (code, message) = common::fail(
         params(
             &p521,
             AlgorithmSpec::RsaesOaepSha1,
@@ -1437,7 +1429,7 @@ async fn wrapping_algorithm_and_valid_to_rules() {
             "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES",
         ),
     ] {
-        let got = fail(
+        let got = common::fail(
             kms.import_key_material()
                 .key_id(&key)
                 .import_token(p.import_token().unwrap().clone())

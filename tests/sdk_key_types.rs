@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, deprecated)]
 mod common;
 
-use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{
     GrantOperation, KeySpec, KeyUsageType, MacAlgorithmSpec, MessageType, SigningAlgorithmSpec,
@@ -17,14 +16,6 @@ use aws_sdk_kms::Client;
 use common::TestServer;
 
 const DRY_RUN_MESSAGE: &str = "The request would have succeeded, but the DryRun option is set.";
-
-/// The (code, message) of a call that must fail.
-fn fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    r: Result<O, SdkError<E, R>>,
-) -> (String, String) {
-    let e = r.expect_err("the call should have failed");
-    (common::code(&e), common::message(&e))
-}
 
 fn pkcs11() -> bool {
     common::backend() == "pkcs11"
@@ -207,7 +198,7 @@ async fn create_key_every_spec_and_usage_with_metadata_lists() {
                 .await;
             if expected_lists(spec, usage).is_none() {
                 assert_eq!(
-                    fail(r),
+                    common::fail(r),
                     (
                         "ValidationException".into(),
                         format!("KeyUsage {usage} is not compatible with KeySpec {spec}")
@@ -216,7 +207,7 @@ async fn create_key_every_spec_and_usage_with_metadata_lists() {
                 continue;
             }
             if refused_here(spec) {
-                let (code, message) = fail(r);
+                let (code, message) = common::fail(r);
                 assert_eq!(code, "UnsupportedOperationException", "{spec}");
                 assert!(message.contains(spec), "{message}");
                 continue;
@@ -247,7 +238,7 @@ async fn create_key_rules() {
     // KeyUsage is mandatory for every spec but SYMMETRIC_DEFAULT.
     for spec in ["RSA_2048", "ECC_NIST_P256", "HMAC_256", "ML_DSA_44"] {
         assert_eq!(
-            fail(kms.create_key().key_spec(KeySpec::from(spec)).send().await),
+            common::fail(kms.create_key().key_spec(KeySpec::from(spec)).send().await),
             (
                 "ValidationException".into(),
                 "You must specify a KeyUsage value for all KMS keys except for symmetric \
@@ -259,7 +250,7 @@ async fn create_key_rules() {
     }
     // SM2 exists only in the China Regions.
     assert_eq!(
-        fail(
+        common::fail(
             kms.create_key()
                 .key_spec(KeySpec::Sm2)
                 .key_usage(KeyUsageType::SignVerify)
@@ -304,14 +295,14 @@ async fn create_key_rules() {
             .xks_key_id("external-key-1")
             .send()
             .await;
-        for (code, message) in [fail(cloudhsm), fail(xks)] {
+        for (code, message) in [common::fail(cloudhsm), common::fail(xks)] {
             assert_eq!(code, "UnsupportedOperationException", "{spec}");
             assert!(message.contains("symmetric encryption keys"), "{message}");
         }
     }
     // Origin EXTERNAL: ML-DSA key material cannot be imported (AWS); tests/sdk_import.rs
     // covers the specs that can.
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         kms.create_key()
             .key_spec(KeySpec::MlDsa65)
             .key_usage(KeyUsageType::SignVerify)
@@ -509,7 +500,7 @@ async fn sign_and_verify_every_spec_algorithm_and_message_type() {
                     .signing_algorithm(SigningAlgorithmSpec::from(*alg))
                     .send()
                     .await;
-                assert_eq!(fail(r).0, "UnsupportedOperationException");
+                assert_eq!(common::fail(r).0, "UnsupportedOperationException");
                 let r = verify(&kms, &id, alg, "DIGEST", &d, &[0; 64]).await;
                 assert_eq!(r.unwrap_err().0, "UnsupportedOperationException");
                 continue;
@@ -590,7 +581,7 @@ async fn ml_dsa_external_mu_and_signature_sizes() {
         ("ML_DSA_87", 4627, 2614),
     ] {
         if pkcs11() {
-            let (code, _) = fail(
+            let (code, _) = common::fail(
                 kms.create_key()
                     .key_spec(KeySpec::from(spec))
                     .key_usage(KeyUsageType::SignVerify)
@@ -666,7 +657,7 @@ async fn ml_dsa_external_mu_and_signature_sizes() {
             .send()
             .await;
         assert_eq!(
-            fail(r),
+            common::fail(r),
             (
                 "ValidationException".into(),
                 "External Mu is invalid length for algorithm ML_DSA_SHAKE_256.".into()
@@ -681,7 +672,7 @@ async fn ml_dsa_external_mu_and_signature_sizes() {
             .send()
             .await;
         assert_eq!(
-            fail(r),
+            common::fail(r),
             (
                 "ValidationException".into(),
                 format!("Message type DIGEST is incompatible with key spec {spec}.")
@@ -715,7 +706,7 @@ async fn sign_and_verify_errors() {
         .send()
         .await;
         assert_eq!(
-            fail(r),
+            common::fail(r),
             (
                 "ValidationException".into(),
                 "Digest is invalid length for algorithm RSASSA_PSS_SHA_256.".into()
@@ -732,7 +723,7 @@ async fn sign_and_verify_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "ValidationException".into(),
             "Digest is invalid length for algorithm ECDSA_SHA_256.".into()
@@ -743,7 +734,7 @@ async fn sign_and_verify_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "InvalidKeyUsageException".into(),
             "Algorithm ECDSA_SHA_384 is incompatible with key spec ECC_NIST_P256.".into()
@@ -753,7 +744,7 @@ async fn sign_and_verify_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "InvalidKeyUsageException".into(),
             "Algorithm ECDSA_SHA_256 is incompatible with key spec RSA_2048.".into()
@@ -764,7 +755,7 @@ async fn sign_and_verify_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "ValidationException".into(),
             "Message type EXTERNAL_MU is incompatible with key spec ECC_NIST_P256.".into()
@@ -775,7 +766,7 @@ async fn sign_and_verify_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "ValidationException".into(),
             "1 validation error detected: Value at 'message' failed to satisfy constraint: \
@@ -796,7 +787,7 @@ async fn sign_and_verify_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "ValidationException".into(),
             "1 validation error detected: Value null at 'signingAlgorithm' failed to satisfy \
@@ -811,7 +802,7 @@ async fn sign_and_verify_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "ValidationException".into(),
             "1 validation error detected: Value null at 'message' failed to satisfy \
@@ -828,7 +819,7 @@ async fn sign_and_verify_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "InvalidKeyUsageException".into(),
             format!("{sym_arn} key usage is ENCRYPT_DECRYPT which is not valid for Sign.")
@@ -844,7 +835,7 @@ async fn sign_and_verify_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "InvalidKeyUsageException".into(),
             format!("{rsa_enc_arn} key usage is ENCRYPT_DECRYPT which is not valid for Verify.")
@@ -858,7 +849,7 @@ async fn sign_and_verify_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "InvalidKeyUsageException".into(),
             format!("{p256_arn} key usage is SIGN_VERIFY which is not valid for Encrypt.")
@@ -871,7 +862,7 @@ async fn sign_and_verify_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "InvalidKeyUsageException".into(),
             format!("{p256_arn} key usage is SIGN_VERIFY which is not valid for GenerateDataKey.")
@@ -888,14 +879,14 @@ async fn sign_and_verify_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         ("DryRunOperationException".into(), DRY_RUN_MESSAGE.into())
     );
     let r = sign_req(&p256, "ECDSA_SHA_384", MessageType::Raw, b"m".to_vec())
         .dry_run(true)
         .send()
         .await;
-    assert_eq!(fail(r).0, "InvalidKeyUsageException");
+    assert_eq!(common::fail(r).0, "InvalidKeyUsageException");
     let r = kms
         .verify()
         .key_id(&p256)
@@ -906,7 +897,7 @@ async fn sign_and_verify_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         ("DryRunOperationException".into(), DRY_RUN_MESSAGE.into())
     );
     // Disabled keys neither sign nor verify.
@@ -915,7 +906,7 @@ async fn sign_and_verify_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "DisabledException".into(),
             format!("{p256_arn} is disabled.")
@@ -944,7 +935,7 @@ async fn ed25519_message_type_rules() {
             .send()
             .await;
         assert_eq!(
-            fail(r),
+            common::fail(r),
             (
                 "ValidationException".into(),
                 format!("Message type {mt} is incompatible with algorithm {alg}.")
@@ -960,7 +951,7 @@ async fn ed25519_message_type_rules() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "ValidationException".into(),
             "Digest is invalid length for algorithm ED25519_PH_SHA_512.".into()
@@ -975,7 +966,7 @@ async fn get_public_key_refuses_symmetric_and_hmac_keys() {
     let sym = kms.create_key().send().await.unwrap().key_metadata.unwrap();
     let (hmac, _) = create(&kms, "HMAC_256", "GENERATE_VERIFY_MAC").await;
     for key in [sym.key_id(), hmac.as_str()] {
-        let (code, _) = fail(kms.get_public_key().key_id(key).send().await);
+        let (code, _) = common::fail(kms.get_public_key().key_id(key).send().await);
         assert_eq!(code, "UnsupportedOperationException");
     }
     // RSA encryption and ECDH keys have public keys too, with their own list.
@@ -1093,14 +1084,14 @@ async fn mac_errors() {
             .mac_algorithm(MacAlgorithmSpec::from(alg))
     };
     assert_eq!(
-        fail(gen("HMAC_SHA_256", b"m".to_vec()).send().await),
+        common::fail(gen("HMAC_SHA_256", b"m".to_vec()).send().await),
         (
             "InvalidKeyUsageException".into(),
             "Algorithm HMAC_SHA_256 is incompatible with key spec HMAC_224.".into()
         )
     );
     assert_eq!(
-        fail(gen("HMAC_SHA_224", vec![0; 4097]).send().await),
+        common::fail(gen("HMAC_SHA_224", vec![0; 4097]).send().await),
         (
             "ValidationException".into(),
             "1 validation error detected: Value at 'message' failed to satisfy constraint: \
@@ -1111,7 +1102,7 @@ async fn mac_errors() {
     assert_eq!(mac(&kms, &id, "HMAC_SHA_224", &[1; 4096]).await.len(), 28);
     // The enum set in the order AWS prints it (recorded AWS response, docs/errors.md).
     assert_eq!(
-        fail(gen("INVALID", b"m".to_vec()).send().await),
+        common::fail(gen("INVALID", b"m".to_vec()).send().await),
         (
             "ValidationException".into(),
             "1 validation error detected: Value 'INVALID' at 'macAlgorithm' failed to satisfy \
@@ -1127,7 +1118,7 @@ async fn mac_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "ValidationException".into(),
             "1 validation error detected: Value null at 'macAlgorithm' failed to satisfy \
@@ -1136,7 +1127,7 @@ async fn mac_errors() {
         )
     );
     assert_eq!(
-        fail(
+        common::fail(
             gen("HMAC_SHA_224", b"m".to_vec())
                 .dry_run(true)
                 .send()
@@ -1154,7 +1145,7 @@ async fn mac_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         ("DryRunOperationException".into(), DRY_RUN_MESSAGE.into())
     );
     // Keys of other usages.
@@ -1167,7 +1158,7 @@ async fn mac_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "InvalidKeyUsageException".into(),
             format!("{p256_arn} key usage is SIGN_VERIFY which is not valid for GenerateMac.")
@@ -1181,7 +1172,7 @@ async fn mac_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "InvalidKeyUsageException".into(),
             format!("{arn} key usage is GENERATE_VERIFY_MAC which is not valid for Encrypt.")
@@ -1195,7 +1186,7 @@ async fn mac_errors() {
         .send()
         .await;
     assert_eq!(
-        fail(r),
+        common::fail(r),
         (
             "InvalidKeyUsageException".into(),
             format!("{arn} key usage is GENERATE_VERIFY_MAC which is not valid for Sign.")
@@ -1213,14 +1204,14 @@ async fn rotation_is_refused_for_non_symmetric_keys() {
         ("HMAC_256", "GENERATE_VERIFY_MAC"),
     ] {
         let (id, _) = create(&kms, spec, usage).await;
-        let (code, message) = fail(kms.enable_key_rotation().key_id(&id).send().await);
+        let (code, message) = common::fail(kms.enable_key_rotation().key_id(&id).send().await);
         assert_eq!(
             (code.as_str(), message.as_str()),
             ("UnsupportedOperationException", "")
         );
-        let (code, _) = fail(kms.disable_key_rotation().key_id(&id).send().await);
+        let (code, _) = common::fail(kms.disable_key_rotation().key_id(&id).send().await);
         assert_eq!(code, "UnsupportedOperationException");
-        let (code, message) = fail(kms.rotate_key_on_demand().key_id(&id).send().await);
+        let (code, message) = common::fail(kms.rotate_key_on_demand().key_id(&id).send().await);
         assert_eq!(
             (code.as_str(), message.as_str()),
             ("UnsupportedOperationException", "")
@@ -1273,7 +1264,7 @@ async fn signing_algorithm_condition_and_grants() {
         verify(&kms, &id, "RSASSA_PSS_SHA_256", "RAW", b"allowed", &sig).await,
         Ok(true)
     );
-    let (code, message) = fail(
+    let (code, message) = common::fail(
         kms.sign()
             .key_id(&id)
             .message(Blob::new(b"denied".to_vec()))
@@ -1297,7 +1288,7 @@ async fn signing_algorithm_condition_and_grants() {
         .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
         .send()
         .await;
-    assert_eq!(fail(r).0, "AccessDeniedException");
+    assert_eq!(common::fail(r).0, "AccessDeniedException");
     kms.create_grant()
         .key_id(&p256)
         .grantee_principal("arn:aws:iam::444455556666:user/bob")

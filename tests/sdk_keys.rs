@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 #[allow(deprecated)]
 use aws_sdk_kms::types::CustomerMasterKeySpec;
 use aws_sdk_kms::types::{
@@ -14,14 +13,6 @@ use aws_sdk_kms::types::{
 };
 
 const ACCOUNT: &str = "111122223333";
-
-/// The (code, message) of a call that must fail.
-fn fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    r: Result<O, SdkError<E, R>>,
-) -> (String, String) {
-    let e = r.expect_err("the call should have failed");
-    (common::code(&e), common::message(&e))
-}
 
 fn now_secs(srv: &common::TestServer) -> f64 {
     use kms::service::clock::Clock;
@@ -38,11 +29,6 @@ fn is_uuid(s: &str) -> bool {
             8 | 13 | 18 | 23 => c == '-',
             _ => c.is_ascii_hexdigit() && !c.is_ascii_uppercase(),
         })
-}
-
-async fn new_key(kms: &aws_sdk_kms::Client) -> (String, String) {
-    let md = kms.create_key().send().await.unwrap().key_metadata.unwrap();
-    (md.key_id().to_string(), md.arn().unwrap().to_string())
 }
 
 async fn state_of(kms: &aws_sdk_kms::Client, id: &str) -> KeyState {
@@ -148,7 +134,7 @@ async fn create_key_validation() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
 
-    let (c, m) = fail(kms.create_key().description("x".repeat(8193)).send().await);
+    let (c, m) = common::fail(kms.create_key().description("x".repeat(8193)).send().await);
     assert_eq!(c, "ValidationException");
     assert!(
         m.starts_with("1 validation error detected: Value '")
@@ -159,7 +145,7 @@ async fn create_key_validation() {
         "{m}"
     );
 
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.create_key()
             .key_usage(KeyUsageType::from("ENCRYPT"))
             .send()
@@ -173,7 +159,7 @@ async fn create_key_validation() {
          GENERATE_VERIFY_MAC, KEY_AGREEMENT]"
     );
 
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.create_key()
             .key_spec(KeySpec::SymmetricDefault)
             .customer_master_key_spec(CustomerMasterKeySpec::SymmetricDefault)
@@ -188,7 +174,7 @@ async fn create_key_validation() {
     );
 
     // A symmetric key cannot be a signing key.
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.create_key()
             .key_usage(KeyUsageType::SignVerify)
             .send()
@@ -197,7 +183,7 @@ async fn create_key_validation() {
     assert_eq!(c, "ValidationException");
 
     // Reserved tag prefix at creation.
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.create_key()
             .tags(
                 Tag::builder()
@@ -212,7 +198,7 @@ async fn create_key_validation() {
     assert_eq!(c, "TagException");
 
     // A malformed initial policy.
-    let (c, _) = fail(kms.create_key().policy("not json").send().await);
+    let (c, _) = common::fail(kms.create_key().policy("not json").send().await);
     assert_eq!(c, "MalformedPolicyDocumentException");
 
     // None of the failures created a key.
@@ -224,7 +210,7 @@ async fn create_key_validation() {
 async fn describe_key_by_every_identifier_form() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
     kms.create_alias()
         .alias_name("alias/app")
         .target_key_id(&id)
@@ -250,7 +236,7 @@ async fn describe_key_by_every_identifier_form() {
         "mrk-1234abcd12ab34cd56ef1234567890ab",
         "1234abcd-12ab-34cd-56ef-1234567890ab",
     ] {
-        let (c, m) = fail(kms.describe_key().key_id(missing).send().await);
+        let (c, m) = common::fail(kms.describe_key().key_id(missing).send().await);
         assert_eq!(
             (c.as_str(), m),
             (
@@ -264,14 +250,14 @@ async fn describe_key_by_every_identifier_form() {
         "fake-key-id",
         "134f2428cec14b25a1ae9048164dba47",
     ] {
-        let (c, m) = fail(kms.describe_key().key_id(bad).send().await);
+        let (c, m) = common::fail(kms.describe_key().key_id(bad).send().await);
         assert_eq!(
             (c.as_str(), m),
             ("NotFoundException", format!("Invalid keyId '{bad}'"))
         );
     }
     // Alias names are case-sensitive.
-    let (c, m) = fail(kms.describe_key().key_id("alias/APP").send().await);
+    let (c, m) = common::fail(kms.describe_key().key_id("alias/APP").send().await);
     assert_eq!(c, "NotFoundException");
     assert_eq!(
         m,
@@ -285,7 +271,7 @@ async fn list_keys_pages_with_limit_and_marker() {
     let kms = srv.client();
     let mut created = BTreeSet::new();
     for _ in 0..5 {
-        created.insert(new_key(&kms).await);
+        created.insert(common::new_key(&kms).await);
     }
 
     // Everything in one page by default.
@@ -344,12 +330,12 @@ async fn list_keys_pages_with_limit_and_marker() {
 
     // Limit bounds.
     for bad in [0, 1001] {
-        let (c, m) = fail(kms.list_keys().limit(bad).send().await);
+        let (c, m) = common::fail(kms.list_keys().limit(bad).send().await);
         assert_eq!(c, "ValidationException");
         assert!(m.contains(&format!("Value '{bad}' at 'limit'")), "{m}");
     }
     // A marker the server never handed out.
-    let (c, _) = fail(kms.list_keys().marker("garbage").send().await);
+    let (c, _) = common::fail(kms.list_keys().marker("garbage").send().await);
     assert_eq!(c, "InvalidMarkerException");
 
     // Another account sees none of these keys.
@@ -361,7 +347,7 @@ async fn list_keys_pages_with_limit_and_marker() {
 async fn enable_and_disable_key() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
 
     kms.disable_key().key_id(&id).send().await.unwrap();
     let md = kms
@@ -397,7 +383,7 @@ async fn enable_and_disable_key() {
 async fn update_key_description() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
     kms.update_key_description()
         .key_id(&id)
         .description("new words")
@@ -430,7 +416,7 @@ async fn update_key_description() {
         .unwrap();
     assert_eq!(md.description(), Some(""));
     // Too long.
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.update_key_description()
             .key_id(&id)
             .description("d".repeat(8193))
@@ -450,7 +436,7 @@ async fn schedule_key_deletion_window_default_and_bounds() {
     let kms = srv.client();
 
     // Default window: 30 days.
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
     let now = now_secs(&srv);
     let out = kms
         .schedule_key_deletion()
@@ -481,7 +467,7 @@ async fn schedule_key_deletion_window_default_and_bounds() {
 
     // Both ends of the 7-30 range are accepted.
     for days in [7, 30] {
-        let (id, _) = new_key(&kms).await;
+        let (id, _) = common::new_key(&kms).await;
         let out = kms
             .schedule_key_deletion()
             .key_id(&id)
@@ -494,9 +480,9 @@ async fn schedule_key_deletion_window_default_and_bounds() {
 
     // Outside 7-30 but inside the model's 1-365: KMS's own words (a recorded AWS response,
     // docs/errors.md); outside the model's bounds: the validation form.
-    let (id, _) = new_key(&kms).await;
+    let (id, _) = common::new_key(&kms).await;
     for days in [1, 6, 31, 365] {
-        let (c, m) = fail(
+        let (c, m) = common::fail(
             kms.schedule_key_deletion()
                 .key_id(&id)
                 .pending_window_in_days(days)
@@ -512,7 +498,7 @@ async fn schedule_key_deletion_window_default_and_bounds() {
             "{days}"
         );
     }
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.schedule_key_deletion()
             .key_id(&id)
             .pending_window_in_days(0)
@@ -525,7 +511,7 @@ async fn schedule_key_deletion_window_default_and_bounds() {
         "1 validation error detected: Value '0' at 'pendingWindowInDays' failed to satisfy \
          constraint: Member must have value greater than or equal to 1"
     );
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.schedule_key_deletion()
             .key_id(&id)
             .pending_window_in_days(366)
@@ -545,7 +531,7 @@ async fn schedule_key_deletion_window_default_and_bounds() {
 async fn cancel_key_deletion_leaves_the_key_disabled() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
     kms.schedule_key_deletion()
         .key_id(&id)
         .pending_window_in_days(7)
@@ -580,8 +566,8 @@ async fn cancel_key_deletion_leaves_the_key_disabled() {
 async fn key_is_deleted_with_its_aliases_after_the_window() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
-    let (keep_id, _) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
+    let (keep_id, _) = common::new_key(&kms).await;
     for name in ["alias/doomed-1", "alias/doomed-2"] {
         kms.create_alias()
             .alias_name(name)
@@ -612,10 +598,10 @@ async fn key_is_deleted_with_its_aliases_after_the_window() {
     srv.clock
         .advance(chrono::Duration::days(1) + chrono::Duration::minutes(1));
     assert_eq!(srv.run_maintenance().await.deleted, 1);
-    let (c, m) = fail(kms.describe_key().key_id(&id).send().await);
+    let (c, m) = common::fail(kms.describe_key().key_id(&id).send().await);
     assert_eq!(c, "NotFoundException");
     assert_eq!(m, format!("Key '{arn}' does not exist"));
-    let (c, m) = fail(kms.describe_key().key_id("alias/doomed-1").send().await);
+    let (c, m) = common::fail(kms.describe_key().key_id("alias/doomed-1").send().await);
     assert_eq!(c, "NotFoundException");
     assert_eq!(
         m,
@@ -673,9 +659,9 @@ async fn key_quota_per_account_counts_pending_deletion_until_deleted() {
     let kms = srv.client();
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(new_key(&kms).await.0);
+        ids.push(common::new_key(&kms).await.0);
     }
-    let (code, msg) = fail(kms.create_key().send().await);
+    let (code, msg) = common::fail(kms.create_key().send().await);
     assert_eq!(code, "LimitExceededException");
     assert_eq!(
         msg,
@@ -684,8 +670,8 @@ async fn key_quota_per_account_counts_pending_deletion_until_deleted() {
 
     // Another account has its own count and its own quota.
     let other = srv.other_client();
-    new_key(&other).await;
-    let (code, msg) = fail(other.create_key().send().await);
+    common::new_key(&other).await;
+    let (code, msg) = common::fail(other.create_key().send().await);
     assert_eq!(code, "LimitExceededException");
     assert_eq!(
         msg,
@@ -699,14 +685,14 @@ async fn key_quota_per_account_counts_pending_deletion_until_deleted() {
         .send()
         .await
         .unwrap();
-    let (code, _) = fail(kms.create_key().send().await);
+    let (code, _) = common::fail(kms.create_key().send().await);
     assert_eq!(code, "LimitExceededException");
 
     // Deleted at the end of the window, it frees its place.
     srv.clock.advance(chrono::Duration::days(8));
     assert_eq!(srv.run_maintenance().await.deleted, 1);
-    new_key(&kms).await;
-    let (code, msg) = fail(kms.create_key().send().await);
+    common::new_key(&kms).await;
+    let (code, msg) = common::fail(kms.create_key().send().await);
     assert_eq!(code, "LimitExceededException");
     assert!(msg.ends_with("current usage is 3."), "{msg}");
 }
@@ -734,7 +720,7 @@ async fn concurrent_creates_at_the_key_quota_never_exceed_it() {
         match r.unwrap() {
             Ok(_) => made += 1,
             Err(e) => {
-                let (code, msg) = fail::<(), _, _>(Err(e));
+                let (code, msg) = common::fail::<(), _, _>(Err(e));
                 assert_eq!(code, "LimitExceededException");
                 assert_eq!(
                     msg,

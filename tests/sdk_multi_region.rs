@@ -8,7 +8,6 @@ mod common;
 
 use aws_credential_types::Credentials;
 use aws_sdk_kms::config::{BehaviorVersion, Region};
-use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{
     KeySpec, KeyState, KeyUsageType, MacAlgorithmSpec, MultiRegionKeyType, SigningAlgorithmSpec,
@@ -19,14 +18,6 @@ const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
 const EU: &str = "eu-west-1";
 const DAY: i64 = 86_400;
-
-/// The (code, message) of a call that must fail.
-fn fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    r: Result<O, SdkError<E, R>>,
-) -> (String, String) {
-    let e = r.expect_err("the call should have failed");
-    (common::code(&e), common::message(&e))
-}
 
 /// A server serving `regions`.
 async fn server(regions: &[&str]) -> common::TestServer {
@@ -210,7 +201,7 @@ async fn create_replicate_and_describe() {
             "{keys:?}"
         );
     }
-    let (code, msg) = fail(client(&srv, EU).describe_key().key_id(&id).send().await);
+    let (code, msg) = common::fail(client(&srv, EU).describe_key().key_id(&id).send().await);
     assert_eq!(code, "NotFoundException");
     assert_eq!(
         msg,
@@ -219,7 +210,7 @@ async fn create_replicate_and_describe() {
 
     // Replicating again, to the primary's region, from a replica, a single-Region key, or to a
     // region not served: refused.
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         east.replicate_key()
             .key_id(&id)
             .replica_region(WEST)
@@ -227,7 +218,7 @@ async fn create_replicate_and_describe() {
             .await,
     );
     assert_eq!(code, "AlreadyExistsException");
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         east.replicate_key()
             .key_id(&id)
             .replica_region(EAST)
@@ -235,7 +226,7 @@ async fn create_replicate_and_describe() {
             .await,
     );
     assert_eq!(code, "AlreadyExistsException");
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         west.replicate_key()
             .key_id(&id)
             .replica_region(EU)
@@ -256,7 +247,7 @@ async fn create_replicate_and_describe() {
         .unwrap();
     assert_eq!(single.multi_region(), Some(false));
     assert!(single.multi_region_configuration().is_none());
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         east.replicate_key()
             .key_id(single.key_id())
             .replica_region(WEST)
@@ -265,7 +256,7 @@ async fn create_replicate_and_describe() {
     );
     assert_eq!(code, "UnsupportedOperationException");
     assert!(msg.contains("is not a multi-region key."), "{msg}");
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         east.replicate_key()
             .key_id(&id)
             .replica_region("ap-south-1")
@@ -273,7 +264,7 @@ async fn create_replicate_and_describe() {
             .await,
     );
     assert_eq!(code, "UnsupportedOperationException");
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         east.replicate_key()
             .key_id(&id)
             .replica_region("nowhere")
@@ -284,7 +275,7 @@ async fn create_replicate_and_describe() {
     assert!(msg.contains("replicaRegion"), "{msg}");
     // A disabled primary cannot be replicated.
     east.disable_key().key_id(&id).send().await.unwrap();
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         east.replicate_key()
             .key_id(&id)
             .replica_region(EU)
@@ -414,7 +405,7 @@ async fn ciphertexts_decrypt_in_every_related_region() {
     assert_eq!(decrypt(&east, None, &from_west).await, b"from west");
     // An ARN of another region is not a key of this one.
     let east_arn = format!("arn:aws:kms:us-east-1:111122223333:key/{id}");
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         west.decrypt()
             .key_id(&east_arn)
             .ciphertext_blob(Blob::new(before.clone()))
@@ -428,7 +419,7 @@ async fn ciphertexts_decrypt_in_every_related_region() {
     );
     // A different multi-Region key is the wrong key for the blob.
     let other = mrk(&west).await;
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         west.decrypt()
             .key_id(&other)
             .ciphertext_blob(Blob::new(before))
@@ -480,12 +471,12 @@ async fn rotation_is_shared_and_belongs_to_the_primary() {
     assert_eq!(material_version(&encrypt(&west, &id, b"x").await), 3);
     assert_eq!(decrypt(&east, None, &v2).await, b"v2");
     // The replica cannot be rotated or have its rotation settings changed.
-    let (code, msg) = fail(west.rotate_key_on_demand().key_id(&id).send().await);
+    let (code, msg) = common::fail(west.rotate_key_on_demand().key_id(&id).send().await);
     assert_eq!(code, "UnsupportedOperationException");
     assert!(msg.contains("replica"), "{msg}");
-    let (code, _) = fail(west.enable_key_rotation().key_id(&id).send().await);
+    let (code, _) = common::fail(west.enable_key_rotation().key_id(&id).send().await);
     assert_eq!(code, "UnsupportedOperationException");
-    let (code, _) = fail(west.disable_key_rotation().key_id(&id).send().await);
+    let (code, _) = common::fail(west.disable_key_rotation().key_id(&id).send().await);
     assert_eq!(code, "UnsupportedOperationException");
     // Automatic rotation set on the primary shows on the replica, and the scheduled rotation
     // gives both the new version.
@@ -526,7 +517,7 @@ async fn policies_aliases_tags_and_state_are_per_region() {
         .send()
         .await
         .unwrap();
-    let (code, msg) = fail(west.describe_key().key_id("alias/shared").send().await);
+    let (code, msg) = common::fail(west.describe_key().key_id("alias/shared").send().await);
     assert_eq!(code, "NotFoundException");
     assert!(msg.contains("arn:aws:kms:us-west-2:"), "{msg}");
     west.create_alias()
@@ -601,7 +592,7 @@ async fn policies_aliases_tags_and_state_are_per_region() {
     west.disable_key().key_id(&id).send().await.unwrap();
     assert_eq!(state(&west, &id).await, KeyState::Disabled);
     assert_eq!(state(&east, &id).await, KeyState::Enabled);
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         west.encrypt()
             .key_id(&id)
             .plaintext(Blob::new(b"x".to_vec()))
@@ -634,7 +625,7 @@ async fn update_primary_region_moves_the_primary() {
     let (east, west) = (client(&srv, EAST), client(&srv, WEST));
     let id = mrk(&east).await;
     // No replica there yet: NotFound; not served: refused.
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         east.update_primary_region()
             .key_id(&id)
             .primary_region(WEST)
@@ -643,7 +634,7 @@ async fn update_primary_region_moves_the_primary() {
     );
     assert_eq!(code, "NotFoundException");
     assert!(msg.contains(&format!("arn:aws:kms:us-west-2:111122223333:key/{id}")));
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         east.update_primary_region()
             .key_id(&id)
             .primary_region("ap-south-1")
@@ -654,7 +645,7 @@ async fn update_primary_region_moves_the_primary() {
     replicate(&east, &id, WEST).await;
     replicate(&east, &id, EU).await;
     // Only the current primary can move it.
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         west.update_primary_region()
             .key_id(&id)
             .primary_region(WEST)
@@ -664,7 +655,7 @@ async fn update_primary_region_moves_the_primary() {
     assert_eq!(code, "UnsupportedOperationException");
     // Both keys must be enabled.
     west.disable_key().key_id(&id).send().await.unwrap();
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         east.update_primary_region()
             .key_id(&id)
             .primary_region(WEST)
@@ -705,7 +696,7 @@ async fn update_primary_region_moves_the_primary() {
         assert_eq!(replicas, vec![EU.to_string(), EAST.to_string()]);
     }
     // The new primary rotates (and its replicas follow); the old one no longer can.
-    let (code, _) = fail(east.rotate_key_on_demand().key_id(&id).send().await);
+    let (code, _) = common::fail(east.rotate_key_on_demand().key_id(&id).send().await);
     assert_eq!(code, "UnsupportedOperationException");
     west.rotate_key_on_demand()
         .key_id(&id)
@@ -744,7 +735,7 @@ async fn a_primary_waits_for_its_replicas_to_be_deleted() {
         .unwrap();
     assert_eq!(md.key_state(), Some(&KeyState::PendingReplicaDeletion));
     assert!(md.deletion_date().is_none());
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         east.encrypt()
             .key_id(&id)
             .plaintext(Blob::new(b"x".to_vec()))
@@ -762,19 +753,19 @@ async fn a_primary_waits_for_its_replicas_to_be_deleted() {
     for (name, got) in [
         (
             "EnableKey",
-            fail(east.enable_key().key_id(&id).send().await),
+            common::fail(east.enable_key().key_id(&id).send().await),
         ),
         (
             "DisableKey",
-            fail(east.disable_key().key_id(&id).send().await),
+            common::fail(east.disable_key().key_id(&id).send().await),
         ),
         (
             "ScheduleKeyDeletion",
-            fail(east.schedule_key_deletion().key_id(&id).send().await),
+            common::fail(east.schedule_key_deletion().key_id(&id).send().await),
         ),
         (
             "UpdateKeyDescription",
-            fail(
+            common::fail(
                 east.update_key_description()
                     .key_id(&id)
                     .description("d")
@@ -784,11 +775,11 @@ async fn a_primary_waits_for_its_replicas_to_be_deleted() {
         ),
         (
             "TagResource",
-            fail(east.tag_resource().key_id(&id).tags(tag).send().await),
+            common::fail(east.tag_resource().key_id(&id).tags(tag).send().await),
         ),
         (
             "CreateAlias",
-            fail(
+            common::fail(
                 east.create_alias()
                     .alias_name("alias/waiting")
                     .target_key_id(&id)
@@ -798,11 +789,11 @@ async fn a_primary_waits_for_its_replicas_to_be_deleted() {
         ),
         (
             "EnableKeyRotation",
-            fail(east.enable_key_rotation().key_id(&id).send().await),
+            common::fail(east.enable_key_rotation().key_id(&id).send().await),
         ),
         (
             "UpdatePrimaryRegion",
-            fail(
+            common::fail(
                 east.update_primary_region()
                     .key_id(&id)
                     .primary_region(WEST)
@@ -812,7 +803,7 @@ async fn a_primary_waits_for_its_replicas_to_be_deleted() {
         ),
         (
             "GenerateDataKey",
-            fail(
+            common::fail(
                 east.generate_data_key()
                     .key_id(&id)
                     .number_of_bytes(16)
@@ -832,7 +823,7 @@ async fn a_primary_waits_for_its_replicas_to_be_deleted() {
         .await
         .unwrap();
     assert_eq!(
-        fail(
+        common::fail(
             east.update_alias()
                 .alias_name("alias/elsewhere")
                 .target_key_id(&id)
@@ -866,7 +857,7 @@ async fn a_primary_waits_for_its_replicas_to_be_deleted() {
     assert_eq!(r.key_state(), Some(&KeyState::PendingDeletion));
     srv.clock.advance(chrono::Duration::days(8));
     assert_eq!(srv.run_maintenance().await.deleted, 1);
-    let (code, _) = fail(west.describe_key().key_id(&id).send().await);
+    let (code, _) = common::fail(west.describe_key().key_id(&id).send().await);
     assert_eq!(code, "NotFoundException");
     let md = east
         .describe_key()
@@ -889,7 +880,7 @@ async fn a_primary_waits_for_its_replicas_to_be_deleted() {
     assert_eq!(md.deletion_date().unwrap().secs(), now + 7 * DAY);
     srv.clock.advance(chrono::Duration::days(8));
     assert_eq!(srv.run_maintenance().await.deleted, 1);
-    let (code, _) = fail(east.describe_key().key_id(&id).send().await);
+    let (code, _) = common::fail(east.describe_key().key_id(&id).send().await);
     assert_eq!(code, "NotFoundException");
 
     // ReplicateKey of a primary pending deletion: refused ([3]).
@@ -900,7 +891,7 @@ async fn a_primary_waits_for_its_replicas_to_be_deleted() {
         .await
         .unwrap();
     assert_eq!(
-        fail(
+        common::fail(
             east.replicate_key()
                 .key_id(&lonely)
                 .replica_region(WEST)
@@ -928,13 +919,13 @@ async fn a_primary_waits_for_its_replicas_to_be_deleted() {
 #[tokio::test]
 async fn a_region_not_served_is_refused() {
     let srv = server(&[EAST, WEST]).await;
-    let (code, msg) = fail(client(&srv, "eu-central-1").list_keys().send().await);
+    let (code, msg) = common::fail(client(&srv, "eu-central-1").list_keys().send().await);
     assert_eq!(code, "InvalidSignatureException", "{msg}");
     // A served region works; an ARN naming an unserved region is NotFound.
     let east = client(&srv, EAST);
     let id = mrk(&east).await;
     let arn = format!("arn:aws:kms:eu-central-1:111122223333:key/{id}");
-    let (code, msg) = fail(east.describe_key().key_id(&arn).send().await);
+    let (code, msg) = common::fail(east.describe_key().key_id(&arn).send().await);
     assert_eq!(
         (code.as_str(), msg.as_str()),
         ("NotFoundException", "Invalid arn eu-central-1")
@@ -947,7 +938,7 @@ async fn a_region_not_served_is_refused() {
         .unwrap()
         .key_metadata
         .unwrap();
-    let (code, _) = fail(
+    let (code, _) = common::fail(
         client(&srv, WEST)
             .describe_key()
             .key_id(single.key_id())
@@ -956,7 +947,7 @@ async fn a_region_not_served_is_refused() {
     );
     assert_eq!(code, "NotFoundException");
     // A well-formed mrk id that names no key.
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         east.describe_key()
             .key_id("mrk-0123456789abcdef0123456789abcdef")
             .send()
@@ -987,7 +978,7 @@ async fn replicate_and_update_primary_are_authorized_on_each_key() {
         .send()
         .await
         .unwrap();
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         east.replicate_key()
             .key_id(&id)
             .replica_region(EU)
@@ -1009,7 +1000,7 @@ async fn replicate_and_update_primary_are_authorized_on_each_key() {
         .send()
         .await
         .unwrap();
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         east.update_primary_region()
             .key_id(&id)
             .primary_region(WEST)
@@ -1066,7 +1057,7 @@ async fn replicate_key_needs_create_key_in_the_replica_region() {
     };
     let east = rita(EAST);
     let id = mrk(&east).await;
-    let (code, msg) = fail(
+    let (code, msg) = common::fail(
         east.replicate_key()
             .key_id(&id)
             .replica_region(WEST)
@@ -1132,7 +1123,7 @@ async fn a_replica_of_an_imported_key_needs_the_same_material() {
     let md = md.key_metadata.unwrap();
     assert_eq!(md.key_state(), Some(&KeyState::PendingImport));
     assert_eq!(md.origin(), Some(&OriginType::External));
-    let (code, _) = fail(west.decrypt().ciphertext_blob(blob.clone()).send().await);
+    let (code, _) = common::fail(west.decrypt().ciphertext_blob(blob.clone()).send().await);
     assert_eq!(code, "KMSInvalidStateException");
     // Other material is refused; the primary's material makes the replica usable.
     let other = make_material(dir.path(), "SYMMETRIC_DEFAULT");

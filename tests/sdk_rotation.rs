@@ -4,28 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
-use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyState, RotationType};
 
 const DAY: f64 = 86_400.0;
 
-/// The (code, message) of a call that must fail.
-fn fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    r: Result<O, SdkError<E, R>>,
-) -> (String, String) {
-    let e = r.expect_err("the call should have failed");
-    (common::code(&e), common::message(&e))
-}
-
 fn now_secs(srv: &common::TestServer) -> f64 {
     use kms::service::clock::Clock;
     srv.clock.now().timestamp_millis() as f64 / 1000.0
-}
-
-async fn new_key(kms: &aws_sdk_kms::Client) -> (String, String) {
-    let md = kms.create_key().send().await.unwrap().key_metadata.unwrap();
-    (md.key_id().to_string(), md.arn().unwrap().to_string())
 }
 
 async fn encrypt(kms: &aws_sdk_kms::Client, key: &str, pt: &[u8]) -> Vec<u8> {
@@ -75,7 +61,7 @@ async fn rotations(kms: &aws_sdk_kms::Client, key: &str) -> Vec<(RotationType, f
 async fn rotation_status_and_periods() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
 
     // Disabled by default.
     let s = kms
@@ -124,7 +110,7 @@ async fn rotation_status_and_periods() {
     }
 
     // Out of range.
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.enable_key_rotation()
             .key_id(&id)
             .rotation_period_in_days(89)
@@ -137,7 +123,7 @@ async fn rotation_status_and_periods() {
         "1 validation error detected: Value '89' at 'rotationPeriodInDays' failed to satisfy \
          constraint: Member must have value greater than or equal to 90"
     );
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         kms.enable_key_rotation()
             .key_id(&id)
             .rotation_period_in_days(2561)
@@ -182,7 +168,7 @@ async fn rotation_status_and_periods() {
 async fn rotate_on_demand_keeps_old_ciphertexts_working() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
     let policy_before = kms
         .get_key_policy()
         .key_id(&id)
@@ -262,9 +248,9 @@ async fn rotate_on_demand_keeps_old_ciphertexts_working() {
 async fn scheduled_rotation_by_maintenance() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, _) = new_key(&kms).await;
-    let (idle, _) = new_key(&kms).await;
-    let (off, _) = new_key(&kms).await;
+    let (id, _) = common::new_key(&kms).await;
+    let (idle, _) = common::new_key(&kms).await;
+    let (off, _) = common::new_key(&kms).await;
     kms.enable_key_rotation().key_id(&id).send().await.unwrap();
     kms.enable_key_rotation().key_id(&off).send().await.unwrap();
     kms.disable_key().key_id(&off).send().await.unwrap();
@@ -326,7 +312,7 @@ async fn scheduled_rotation_by_maintenance() {
 async fn list_key_rotations_lists_both_kinds_and_pages() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, _) = new_key(&kms).await;
+    let (id, _) = common::new_key(&kms).await;
     kms.enable_key_rotation()
         .key_id(&id)
         .rotation_period_in_days(90)
@@ -373,9 +359,9 @@ async fn list_key_rotations_lists_both_kinds_and_pages() {
     }
     assert_eq!(seen, kinds);
 
-    let (c, _) = fail(kms.list_key_rotations().key_id(&id).limit(0).send().await);
+    let (c, _) = common::fail(kms.list_key_rotations().key_id(&id).limit(0).send().await);
     assert_eq!(c, "ValidationException");
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.list_key_rotations()
             .key_id(&id)
             .marker("not-a-marker")
@@ -389,7 +375,7 @@ async fn list_key_rotations_lists_both_kinds_and_pages() {
 async fn rotation_status_while_pending_deletion() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
     kms.enable_key_rotation()
         .key_id(&id)
         .rotation_period_in_days(180)
@@ -419,11 +405,11 @@ async fn rotation_status_while_pending_deletion() {
         format!("{arn} is pending deletion."),
     );
     assert_eq!(
-        fail(kms.enable_key_rotation().key_id(&id).send().await),
+        common::fail(kms.enable_key_rotation().key_id(&id).send().await),
         pending
     );
     assert_eq!(
-        fail(kms.disable_key_rotation().key_id(&id).send().await),
+        common::fail(kms.disable_key_rotation().key_id(&id).send().await),
         pending
     );
 
@@ -458,7 +444,7 @@ async fn rotation_status_while_pending_deletion() {
     assert_eq!(r[0].0, RotationType::Automatic);
 
     // A key whose deletion window ends is deleted, never rotated.
-    let (doomed, _) = new_key(&kms).await;
+    let (doomed, _) = common::new_key(&kms).await;
     kms.enable_key_rotation()
         .key_id(&doomed)
         .rotation_period_in_days(90)
@@ -481,13 +467,13 @@ async fn rotation_status_while_pending_deletion() {
 async fn on_demand_rotation_limit_of_twenty_five() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
     let mut blobs = vec![encrypt(&kms, &id, b"v1").await];
     for i in 0..25 {
         kms.rotate_key_on_demand().key_id(&id).send().await.unwrap();
         blobs.push(encrypt(&kms, &id, format!("v{}", i + 2).as_bytes()).await);
     }
-    let (c, m) = fail(kms.rotate_key_on_demand().key_id(&id).send().await);
+    let (c, m) = common::fail(kms.rotate_key_on_demand().key_id(&id).send().await);
     assert_eq!(c, "LimitExceededException");
     // AWS's words (recorded AWS response, docs/errors.md).
     assert_eq!(
@@ -525,7 +511,7 @@ async fn on_demand_rotation_limit_of_twenty_five() {
 async fn on_demand_rotation_keeps_the_automatic_schedule() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, _) = new_key(&kms).await;
+    let (id, _) = common::new_key(&kms).await;
     kms.enable_key_rotation()
         .key_id(&id)
         .rotation_period_in_days(100)

@@ -4,25 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
-use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, KeyState, Tag};
 
 const ACCOUNT: &str = "111122223333";
 const OTHER_ACCOUNT: &str = "444455556666";
-
-/// The (code, message) of a call that must fail.
-fn fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    r: Result<O, SdkError<E, R>>,
-) -> (String, String) {
-    let e = r.expect_err("the call should have failed");
-    (common::code(&e), common::message(&e))
-}
-
-async fn new_key(kms: &aws_sdk_kms::Client) -> (String, String) {
-    let md = kms.create_key().send().await.unwrap().key_metadata.unwrap();
-    (md.key_id().to_string(), md.arn().unwrap().to_string())
-}
 
 fn tag(k: &str, v: &str) -> Tag {
     Tag::builder().tag_key(k).tag_value(v).build().unwrap()
@@ -49,7 +35,7 @@ async fn crypto_fails(
     expected: (&str, &str),
 ) {
     let want = (expected.0.to_string(), expected.1.to_string());
-    let got = fail(
+    let got = common::fail(
         kms.encrypt()
             .key_id(key)
             .plaintext(Blob::new(b"x".to_vec()))
@@ -57,14 +43,14 @@ async fn crypto_fails(
             .await,
     );
     assert_eq!(got, want, "Encrypt");
-    let got = fail(
+    let got = common::fail(
         kms.decrypt()
             .ciphertext_blob(Blob::new(blob.to_vec()))
             .send()
             .await,
     );
     assert_eq!(got, want, "Decrypt without KeyId");
-    let got = fail(
+    let got = common::fail(
         kms.decrypt()
             .ciphertext_blob(Blob::new(blob.to_vec()))
             .key_id(key)
@@ -72,7 +58,7 @@ async fn crypto_fails(
             .await,
     );
     assert_eq!(got, want, "Decrypt with KeyId");
-    let got = fail(
+    let got = common::fail(
         kms.re_encrypt()
             .ciphertext_blob(Blob::new(blob.to_vec()))
             .destination_key_id(good_key)
@@ -81,7 +67,7 @@ async fn crypto_fails(
     );
     assert_eq!(got, want, "ReEncrypt from");
     let good_blob = encrypt(kms, good_key).await;
-    let got = fail(
+    let got = common::fail(
         kms.re_encrypt()
             .ciphertext_blob(Blob::new(good_blob))
             .destination_key_id(key)
@@ -89,7 +75,7 @@ async fn crypto_fails(
             .await,
     );
     assert_eq!(got, want, "ReEncrypt to");
-    let got = fail(
+    let got = common::fail(
         kms.generate_data_key()
             .key_id(key)
             .key_spec(DataKeySpec::Aes256)
@@ -97,7 +83,7 @@ async fn crypto_fails(
             .await,
     );
     assert_eq!(got, want, "GenerateDataKey");
-    let got = fail(
+    let got = common::fail(
         kms.generate_data_key_without_plaintext()
             .key_id(key)
             .number_of_bytes(8)
@@ -106,7 +92,7 @@ async fn crypto_fails(
     );
     assert_eq!(got, want, "GenerateDataKeyWithoutPlaintext");
     // DryRun does not get past the state check either.
-    let got = fail(
+    let got = common::fail(
         kms.encrypt()
             .key_id(key)
             .plaintext(Blob::new(b"x".to_vec()))
@@ -121,8 +107,8 @@ async fn crypto_fails(
 async fn disabled_key() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
-    let (good, _) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
+    let (good, _) = common::new_key(&kms).await;
     kms.create_alias()
         .alias_name("alias/off")
         .target_key_id(&id)
@@ -148,15 +134,15 @@ async fn disabled_key() {
     for (name, got) in [
         (
             "EnableKeyRotation",
-            fail(kms.enable_key_rotation().key_id(&id).send().await),
+            common::fail(kms.enable_key_rotation().key_id(&id).send().await),
         ),
         (
             "DisableKeyRotation",
-            fail(kms.disable_key_rotation().key_id(&id).send().await),
+            common::fail(kms.disable_key_rotation().key_id(&id).send().await),
         ),
         (
             "RotateKeyOnDemand",
-            fail(kms.rotate_key_on_demand().key_id(&id).send().await),
+            common::fail(kms.rotate_key_on_demand().key_id(&id).send().await),
         ),
     ] {
         assert_eq!(
@@ -244,8 +230,8 @@ async fn disabled_key() {
 async fn pending_deletion_key() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
-    let (good, good_arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
+    let (good, good_arn) = common::new_key(&kms).await;
     kms.create_alias()
         .alias_name("alias/going")
         .target_key_id(&id)
@@ -299,17 +285,17 @@ async fn pending_deletion_key() {
 
     // Management operations that change the key fail.
     assert_eq!(
-        fail(kms.enable_key().key_id(&id).send().await),
+        common::fail(kms.enable_key().key_id(&id).send().await),
         want,
         "EnableKey"
     );
     assert_eq!(
-        fail(kms.disable_key().key_id(&id).send().await),
+        common::fail(kms.disable_key().key_id(&id).send().await),
         want,
         "DisableKey"
     );
     assert_eq!(
-        fail(
+        common::fail(
             kms.update_key_description()
                 .key_id(&id)
                 .description("x")
@@ -320,7 +306,7 @@ async fn pending_deletion_key() {
         "UpdateKeyDescription"
     );
     assert_eq!(
-        fail(
+        common::fail(
             kms.tag_resource()
                 .key_id(&id)
                 .tags(tag("a", "b"))
@@ -331,12 +317,12 @@ async fn pending_deletion_key() {
         "TagResource"
     );
     assert_eq!(
-        fail(kms.untag_resource().key_id(&id).tag_keys("k").send().await),
+        common::fail(kms.untag_resource().key_id(&id).tag_keys("k").send().await),
         want,
         "UntagResource"
     );
     assert_eq!(
-        fail(
+        common::fail(
             kms.create_alias()
                 .alias_name("alias/new")
                 .target_key_id(&id)
@@ -347,23 +333,23 @@ async fn pending_deletion_key() {
         "CreateAlias"
     );
     assert_eq!(
-        fail(kms.enable_key_rotation().key_id(&id).send().await),
+        common::fail(kms.enable_key_rotation().key_id(&id).send().await),
         want,
         "EnableKeyRotation"
     );
     assert_eq!(
-        fail(kms.disable_key_rotation().key_id(&id).send().await),
+        common::fail(kms.disable_key_rotation().key_id(&id).send().await),
         want,
         "DisableKeyRotation"
     );
     assert_eq!(
-        fail(kms.rotate_key_on_demand().key_id(&id).send().await),
+        common::fail(kms.rotate_key_on_demand().key_id(&id).send().await),
         want,
         "RotateKeyOnDemand"
     );
     // A second ScheduleKeyDeletion.
     assert_eq!(
-        fail(
+        common::fail(
             kms.schedule_key_deletion()
                 .key_id(&id)
                 .pending_window_in_days(30)
@@ -375,7 +361,7 @@ async fn pending_deletion_key() {
     );
     // UpdateAlias may not point an alias at a pending key ...
     assert_eq!(
-        fail(
+        common::fail(
             kms.update_alias()
                 .alias_name("alias/stays")
                 .target_key_id(&id)
@@ -459,20 +445,20 @@ async fn pending_deletion_key() {
 async fn cancel_key_deletion_requires_pending_deletion() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
     let not_pending = (
         "KMSInvalidStateException".to_string(),
         format!("{arn} is not pending deletion."),
     );
     // Enabled.
     assert_eq!(
-        fail(kms.cancel_key_deletion().key_id(&id).send().await),
+        common::fail(kms.cancel_key_deletion().key_id(&id).send().await),
         not_pending
     );
     // Disabled.
     kms.disable_key().key_id(&id).send().await.unwrap();
     assert_eq!(
-        fail(kms.cancel_key_deletion().key_id(&arn).send().await),
+        common::fail(kms.cancel_key_deletion().key_id(&arn).send().await),
         not_pending
     );
     // After a cancel, a second cancel fails too.
@@ -483,7 +469,7 @@ async fn cancel_key_deletion_requires_pending_deletion() {
         .unwrap();
     kms.cancel_key_deletion().key_id(&id).send().await.unwrap();
     assert_eq!(
-        fail(kms.cancel_key_deletion().key_id(&id).send().await),
+        common::fail(kms.cancel_key_deletion().key_id(&id).send().await),
         not_pending
     );
     // A disabled key can be scheduled for deletion.
@@ -500,8 +486,8 @@ async fn cancel_key_deletion_requires_pending_deletion() {
 async fn management_operations_reject_alias_forms() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, _) = new_key(&kms).await;
-    let (other, _) = new_key(&kms).await;
+    let (id, _) = common::new_key(&kms).await;
+    let (other, _) = common::new_key(&kms).await;
     kms.create_alias()
         .alias_name("alias/mgmt")
         .target_key_id(&id)
@@ -516,27 +502,27 @@ async fn management_operations_reject_alias_forms() {
             "Key Aliases are not supported for this operation.".to_string(),
         );
         assert_eq!(
-            fail(kms.disable_key().key_id(alias).send().await),
+            common::fail(kms.disable_key().key_id(alias).send().await),
             want,
             "DisableKey"
         );
         assert_eq!(
-            fail(kms.enable_key().key_id(alias).send().await),
+            common::fail(kms.enable_key().key_id(alias).send().await),
             want,
             "EnableKey"
         );
         assert_eq!(
-            fail(kms.schedule_key_deletion().key_id(alias).send().await),
+            common::fail(kms.schedule_key_deletion().key_id(alias).send().await),
             want,
             "ScheduleKeyDeletion"
         );
         assert_eq!(
-            fail(kms.cancel_key_deletion().key_id(alias).send().await),
+            common::fail(kms.cancel_key_deletion().key_id(alias).send().await),
             want,
             "CancelKeyDeletion"
         );
         assert_eq!(
-            fail(
+            common::fail(
                 kms.update_key_description()
                     .key_id(alias)
                     .description("d")
@@ -547,32 +533,32 @@ async fn management_operations_reject_alias_forms() {
             "UpdateKeyDescription"
         );
         assert_eq!(
-            fail(kms.enable_key_rotation().key_id(alias).send().await),
+            common::fail(kms.enable_key_rotation().key_id(alias).send().await),
             want,
             "EnableKeyRotation"
         );
         assert_eq!(
-            fail(kms.disable_key_rotation().key_id(alias).send().await),
+            common::fail(kms.disable_key_rotation().key_id(alias).send().await),
             want,
             "DisableKeyRotation"
         );
         assert_eq!(
-            fail(kms.get_key_rotation_status().key_id(alias).send().await),
+            common::fail(kms.get_key_rotation_status().key_id(alias).send().await),
             want,
             "GetKeyRotationStatus"
         );
         assert_eq!(
-            fail(kms.rotate_key_on_demand().key_id(alias).send().await),
+            common::fail(kms.rotate_key_on_demand().key_id(alias).send().await),
             want,
             "RotateKeyOnDemand"
         );
         assert_eq!(
-            fail(kms.list_key_rotations().key_id(alias).send().await),
+            common::fail(kms.list_key_rotations().key_id(alias).send().await),
             want,
             "ListKeyRotations"
         );
         assert_eq!(
-            fail(
+            common::fail(
                 kms.tag_resource()
                     .key_id(alias)
                     .tags(tag("a", "b"))
@@ -583,7 +569,7 @@ async fn management_operations_reject_alias_forms() {
             "TagResource"
         );
         assert_eq!(
-            fail(
+            common::fail(
                 kms.untag_resource()
                     .key_id(alias)
                     .tag_keys("a")
@@ -594,12 +580,12 @@ async fn management_operations_reject_alias_forms() {
             "UntagResource"
         );
         assert_eq!(
-            fail(kms.list_resource_tags().key_id(alias).send().await),
+            common::fail(kms.list_resource_tags().key_id(alias).send().await),
             want,
             "ListResourceTags"
         );
         assert_eq!(
-            fail(
+            common::fail(
                 kms.get_key_policy()
                     .key_id(alias)
                     .policy_name("default")
@@ -610,17 +596,17 @@ async fn management_operations_reject_alias_forms() {
             "GetKeyPolicy"
         );
         assert_eq!(
-            fail(kms.list_key_policies().key_id(alias).send().await),
+            common::fail(kms.list_key_policies().key_id(alias).send().await),
             want,
             "ListKeyPolicies"
         );
         assert_eq!(
-            fail(kms.list_aliases().key_id(alias).send().await),
+            common::fail(kms.list_aliases().key_id(alias).send().await),
             want,
             "ListAliases"
         );
         assert_eq!(
-            fail(
+            common::fail(
                 kms.create_alias()
                     .alias_name("alias/via-alias")
                     .target_key_id(alias)
@@ -631,7 +617,7 @@ async fn management_operations_reject_alias_forms() {
             "CreateAlias target"
         );
         assert_eq!(
-            fail(
+            common::fail(
                 kms.update_alias()
                     .alias_name("alias/mgmt")
                     .target_key_id(alias)
@@ -660,17 +646,23 @@ async fn management_operations_reject_alias_forms() {
 async fn bad_and_unknown_identifiers() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let (id, _) = new_key(&kms).await;
+    let (id, _) = common::new_key(&kms).await;
 
     // Not an identifier at all.
     let invalid = (
         "NotFoundException".to_string(),
         "Invalid keyId 'foo'".to_string(),
     );
-    assert_eq!(fail(kms.describe_key().key_id("foo").send().await), invalid);
-    assert_eq!(fail(kms.disable_key().key_id("foo").send().await), invalid);
     assert_eq!(
-        fail(
+        common::fail(kms.describe_key().key_id("foo").send().await),
+        invalid
+    );
+    assert_eq!(
+        common::fail(kms.disable_key().key_id("foo").send().await),
+        invalid
+    );
+    assert_eq!(
+        common::fail(
             kms.encrypt()
                 .key_id("foo")
                 .plaintext(Blob::new(b"x".to_vec()))
@@ -680,7 +672,7 @@ async fn bad_and_unknown_identifiers() {
         invalid
     );
     assert_eq!(
-        fail(
+        common::fail(
             kms.generate_data_key()
                 .key_id("foo")
                 .number_of_bytes(8)
@@ -689,7 +681,7 @@ async fn bad_and_unknown_identifiers() {
         ),
         invalid
     );
-    let (c, m) = fail(kms.describe_key().key_id("alias/").send().await);
+    let (c, m) = common::fail(kms.describe_key().key_id("alias/").send().await);
     assert_eq!(c, "NotFoundException");
     assert_eq!(m, "Invalid keyId 'alias/'");
 
@@ -700,18 +692,24 @@ async fn bad_and_unknown_identifiers() {
         "NotFoundException".to_string(),
         format!("Key '{ghost_arn}' does not exist"),
     );
-    assert_eq!(fail(kms.describe_key().key_id(ghost).send().await), missing);
     assert_eq!(
-        fail(kms.describe_key().key_id(&ghost_arn).send().await),
-        missing
-    );
-    assert_eq!(fail(kms.enable_key().key_id(ghost).send().await), missing);
-    assert_eq!(
-        fail(kms.schedule_key_deletion().key_id(ghost).send().await),
+        common::fail(kms.describe_key().key_id(ghost).send().await),
         missing
     );
     assert_eq!(
-        fail(
+        common::fail(kms.describe_key().key_id(&ghost_arn).send().await),
+        missing
+    );
+    assert_eq!(
+        common::fail(kms.enable_key().key_id(ghost).send().await),
+        missing
+    );
+    assert_eq!(
+        common::fail(kms.schedule_key_deletion().key_id(ghost).send().await),
+        missing
+    );
+    assert_eq!(
+        common::fail(
             kms.encrypt()
                 .key_id(&ghost_arn)
                 .plaintext(Blob::new(b"x".to_vec()))
@@ -721,7 +719,7 @@ async fn bad_and_unknown_identifiers() {
         missing
     );
     assert_eq!(
-        fail(
+        common::fail(
             kms.create_alias()
                 .alias_name("alias/ghost")
                 .target_key_id(ghost)
@@ -737,11 +735,11 @@ async fn bad_and_unknown_identifiers() {
         format!("Alias arn:aws:kms:us-east-1:{ACCOUNT}:alias/nope is not found."),
     );
     assert_eq!(
-        fail(kms.describe_key().key_id("alias/nope").send().await),
+        common::fail(kms.describe_key().key_id("alias/nope").send().await),
         alias_missing
     );
     assert_eq!(
-        fail(
+        common::fail(
             kms.describe_key()
                 .key_id(format!("arn:aws:kms:us-east-1:{ACCOUNT}:alias/nope"))
                 .send()
@@ -750,7 +748,7 @@ async fn bad_and_unknown_identifiers() {
         alias_missing
     );
     assert_eq!(
-        fail(
+        common::fail(
             kms.encrypt()
                 .key_id("alias/nope")
                 .plaintext(Blob::new(b"x".to_vec()))
@@ -760,11 +758,11 @@ async fn bad_and_unknown_identifiers() {
         alias_missing
     );
     assert_eq!(
-        fail(kms.delete_alias().alias_name("alias/nope").send().await),
+        common::fail(kms.delete_alias().alias_name("alias/nope").send().await),
         alias_missing
     );
     assert_eq!(
-        fail(
+        common::fail(
             kms.update_alias()
                 .alias_name("alias/nope")
                 .target_key_id(&id)
@@ -775,7 +773,7 @@ async fn bad_and_unknown_identifiers() {
     );
 
     // A key ARN of another Region.
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         kms.describe_key()
             .key_id(format!("arn:aws:kms:eu-west-1:{ACCOUNT}:key/{id}"))
             .send()
@@ -784,7 +782,7 @@ async fn bad_and_unknown_identifiers() {
     assert_eq!(c, "NotFoundException");
 
     // A required KeyId that is missing.
-    let (c, m) = fail(kms.describe_key().send().await);
+    let (c, m) = common::fail(kms.describe_key().send().await);
     assert_eq!(c, "ValidationException");
     assert_eq!(
         m,
@@ -798,7 +796,7 @@ async fn keys_of_another_account() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
     let other = srv.other_client();
-    let (id, arn) = new_key(&kms).await;
+    let (id, arn) = common::new_key(&kms).await;
     kms.create_alias()
         .alias_name("alias/mine")
         .target_key_id(&id)
@@ -812,7 +810,7 @@ async fn keys_of_another_account() {
         arn.clone(),
         format!("arn:aws:kms:us-east-1:{ACCOUNT}:alias/mine"),
     ] {
-        let (c, m) = fail(other.describe_key().key_id(&ident).send().await);
+        let (c, m) = common::fail(other.describe_key().key_id(&ident).send().await);
         assert_eq!(c, "AccessDeniedException", "{ident}");
         // Another account's key: one wording whether it exists or not (reference §7.2).
         assert_eq!(
@@ -825,7 +823,7 @@ async fn keys_of_another_account() {
             ),
             "{ident}"
         );
-        let (c, _) = fail(
+        let (c, _) = common::fail(
             other
                 .encrypt()
                 .key_id(&ident)
@@ -835,9 +833,9 @@ async fn keys_of_another_account() {
         );
         assert_eq!(c, "AccessDeniedException", "{ident}");
     }
-    let (c, _) = fail(other.disable_key().key_id(&arn).send().await);
+    let (c, _) = common::fail(other.disable_key().key_id(&arn).send().await);
     assert_eq!(c, "AccessDeniedException");
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         other
             .create_alias()
             .alias_name("alias/stolen")
@@ -846,7 +844,7 @@ async fn keys_of_another_account() {
             .await,
     );
     assert_eq!(c, "AccessDeniedException");
-    let (c, _) = fail(
+    let (c, _) = common::fail(
         other
             .tag_resource()
             .key_id(&arn)
@@ -855,19 +853,19 @@ async fn keys_of_another_account() {
             .await,
     );
     assert_eq!(c, "AccessDeniedException");
-    let (c, _) = fail(other.get_key_rotation_status().key_id(&arn).send().await);
+    let (c, _) = common::fail(other.get_key_rotation_status().key_id(&arn).send().await);
     assert_eq!(c, "AccessDeniedException");
 
     // A bare key id or alias name means the caller's own account: not found there.
-    let (c, m) = fail(other.describe_key().key_id(&id).send().await);
+    let (c, m) = common::fail(other.describe_key().key_id(&id).send().await);
     assert_eq!(c, "NotFoundException");
     assert_eq!(
         m,
         format!("Key 'arn:aws:kms:us-east-1:{OTHER_ACCOUNT}:key/{id}' does not exist")
     );
-    let (c, _) = fail(other.schedule_key_deletion().key_id(&id).send().await);
+    let (c, _) = common::fail(other.schedule_key_deletion().key_id(&id).send().await);
     assert_eq!(c, "NotFoundException");
-    let (c, m) = fail(other.describe_key().key_id("alias/mine").send().await);
+    let (c, m) = common::fail(other.describe_key().key_id("alias/mine").send().await);
     assert_eq!(c, "NotFoundException");
     assert_eq!(
         m,
@@ -875,7 +873,7 @@ async fn keys_of_another_account() {
     );
 
     // The ciphertext names a key the other account cannot use.
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         other
             .decrypt()
             .ciphertext_blob(Blob::new(blob.clone()))
@@ -890,7 +888,7 @@ async fn keys_of_another_account() {
     );
     // ... and another account's key that does not exist is denied in the same words as one
     // that does (no probing for keys).
-    let (c, m) = fail(
+    let (c, m) = common::fail(
         other
             .describe_key()
             .key_id(format!(
@@ -906,7 +904,7 @@ async fn keys_of_another_account() {
     );
 
     // Alias names are per account: the other account may use the same name for its own key.
-    let (their_id, _) = new_key(&other).await;
+    let (their_id, _) = common::new_key(&other).await;
     other
         .create_alias()
         .alias_name("alias/mine")
@@ -956,24 +954,11 @@ async fn signing_mac_and_data_key_pair_operations_follow_the_key_state_table() {
     };
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let create = |spec: KeySpec, usage: KeyUsageType| {
-        let kms = kms.clone();
-        async move {
-            let md = kms
-                .create_key()
-                .key_spec(spec)
-                .key_usage(usage)
-                .send()
-                .await
-                .unwrap()
-                .key_metadata
-                .unwrap();
-            (md.key_id().to_string(), md.arn().unwrap().to_string())
-        }
-    };
-    let (signer, signer_arn) = create(KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
-    let (hmac, hmac_arn) = create(KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
-    let (sym, sym_arn) = new_key(&kms).await;
+    let (signer, signer_arn) =
+        common::new_key_of(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    let (hmac, hmac_arn) =
+        common::new_key_of(&kms, KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
+    let (sym, sym_arn) = common::new_key(&kms).await;
     let alg = SigningAlgorithmSpec::EcdsaSha256;
     let message = Blob::new(b"state table".to_vec());
     let signature = kms

@@ -714,6 +714,41 @@ where
         .to_string()
 }
 
+/// The (code, message) of a call that must fail.
+pub fn fail<O, E, R>(r: Result<O, aws_sdk_kms::error::SdkError<E, R>>) -> (String, String)
+where
+    O: std::fmt::Debug,
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    let e = r.expect_err("the call should have failed");
+    (code(&e), message(&e))
+}
+
+/// Creates a symmetric encryption key with CreateKey's defaults; returns (key id, ARN).
+pub async fn new_key(kms: &aws_sdk_kms::Client) -> (String, String) {
+    let md = kms.create_key().send().await.unwrap().key_metadata.unwrap();
+    (md.key_id().to_string(), md.arn().unwrap().to_string())
+}
+
+/// Creates a key of `spec` and `usage`; returns (key id, ARN).
+pub async fn new_key_of(
+    kms: &aws_sdk_kms::Client,
+    spec: aws_sdk_kms::types::KeySpec,
+    usage: aws_sdk_kms::types::KeyUsageType,
+) -> (String, String) {
+    let md = kms
+        .create_key()
+        .key_spec(spec)
+        .key_usage(usage)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    (md.key_id().to_string(), md.arn().unwrap().to_string())
+}
+
 /// Sends one raw HTTP/1.1 request on a fresh connection (with `host` set to the endpoint's
 /// address) and returns the status, the `x-amzn-requestid` header and the body: for tests of
 /// what the SDKs cannot send.
