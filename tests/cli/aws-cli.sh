@@ -3,6 +3,8 @@
 # encryption context, a tampered context failing) and the AWS Encryption SDK CLI (encrypt then
 # decrypt a file with a KMS keyring). Fails loudly when a tool is missing.
 set -euo pipefail
+# shellcheck source=tests/cli/lib.sh
+. "$(dirname "$0")/lib.sh"
 # AWS's request quotas (CreateKey 5/s, ...) are on by default; this run creates faster.
 export KMS_LIMITS__REQUEST_QUOTAS=false
 
@@ -23,12 +25,7 @@ trap cleanup EXIT
 KMS_SERVER__LISTEN=127.0.0.1:0 KMS_SERVER__DATA_DIR="$work/data" KMS_LOG=warn \
   "$bin" >"$work/stdout" 2>"$work/stderr" &
 server_pid=$!
-for _ in $(seq 100); do
-  endpoint=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/stdout" 2>/dev/null | head -n1 || true)
-  [ -n "$endpoint" ] && break
-  sleep 0.1
-done
-[ -n "${endpoint:-}" ] || { echo "FAIL: server did not start" >&2; cat "$work/stderr" >&2; exit 1; }
+wait_for_server "$work"
 echo "kms at $endpoint"
 
 export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE

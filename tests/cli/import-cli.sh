@@ -10,6 +10,8 @@
 # re-import of the same material. SHA-1 variants: the PKCS#11 root on SoftHSM 2.6.1 has no
 # OAEP with SHA-256 (docs/key-types.md). Loopback only; the server is stopped by its PID.
 set -euo pipefail
+# shellcheck source=tests/cli/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 kind=${1:-software}
@@ -53,12 +55,7 @@ KMS_SERVER__LISTEN=127.0.0.1:0 KMS_SERVER__DATA_DIR="$work/data" KMS_LOG=warn \
   "$bin" $config >"$work/stdout" 2>"$work/stderr" &
 server_pid=$!
 endpoint=""
-for _ in $(seq 100); do
-  endpoint=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/stdout" 2>/dev/null | head -n1 || true)
-  [ -n "$endpoint" ] && break
-  sleep 0.1
-done
-[ -n "$endpoint" ] || { echo "FAIL: server did not start" >&2; cat "$work/stderr" >&2; exit 1; }
+wait_for_server "$work"
 echo "kms ($kind root) at $endpoint"
 
 export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE

@@ -7,6 +7,8 @@
 # retries can be checked cheaply. Fails loudly when node, npm or the server binary is missing.
 # Everything stays on 127.0.0.1 (npm ci reaches the npm registry unless node_modules is current).
 set -euo pipefail
+# shellcheck source=tests/cli/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${KMS_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/kms}
@@ -69,12 +71,7 @@ TOML
 
 KMS_CONFIG="$work/kms.toml" KMS_LOG=warn "$bin" >"$work/stdout" 2>"$work/stderr" &
 server_pid=$!
-for _ in $(seq 100); do
-  endpoint=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/stdout" 2>/dev/null | head -n1 || true)
-  [ -n "$endpoint" ] && break
-  sleep 0.1
-done
-[ -n "${endpoint:-}" ] || { echo "FAIL: server did not start" >&2; cat "$work/stderr" >&2; exit 1; }
+wait_for_server "$work"
 echo "kms (and sts) at $endpoint"
 
 # Hermetic SDK: no profile, no shared files, no instance metadata; the tests pass endpoint,

@@ -12,6 +12,8 @@
 # ML-DSA (software root only; OpenSSL 3.0 has no ML-DSA) is checked with cryptography.
 # Loopback only; the server it starts is stopped by PID. Fails loudly when a tool is missing.
 set -euo pipefail
+# shellcheck source=tests/cli/lib.sh
+. "$(dirname "$0")/lib.sh"
 # AWS's request quotas (CreateKey 5/s, ...) are on by default; this run creates faster.
 export KMS_LIMITS__REQUEST_QUOTAS=false
 
@@ -61,12 +63,7 @@ KMS_SERVER__LISTEN=127.0.0.1:0 KMS_SERVER__DATA_DIR="$work/data" KMS_LOG=warn \
   "$bin" $config >"$work/stdout" 2>"$work/stderr" &
 server_pid=$!
 endpoint=""
-for _ in $(seq 100); do
-  endpoint=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/stdout" 2>/dev/null | head -n1 || true)
-  [ -n "$endpoint" ] && break
-  sleep 0.1
-done
-[ -n "$endpoint" ] || { echo "FAIL: server did not start" >&2; cat "$work/stderr" >&2; exit 1; }
+wait_for_server "$work"
 echo "kms ($kind root) at $endpoint"
 
 export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE

@@ -4,6 +4,8 @@
 # both regions, encrypt in one region and decrypt in the other, update-primary-region, and a
 # seeded key found by its fixed id and alias. Fails loudly when a tool is missing.
 set -euo pipefail
+# shellcheck source=tests/cli/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${KMS_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/kms}
@@ -35,12 +37,7 @@ KMS_SERVER__LISTEN=127.0.0.1:0 KMS_SERVER__DATA_DIR="$work/data" KMS_LOG=warn \
   KMS_SERVER__REGIONS='["us-east-1", "us-west-2"]' KMS_SERVER__SEED_FILE="$work/seed.toml" \
   "$bin" >"$work/stdout" 2>"$work/stderr" &
 server_pid=$!
-for _ in $(seq 100); do
-  endpoint=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/stdout" 2>/dev/null | head -n1 || true)
-  [ -n "$endpoint" ] && break
-  sleep 0.1
-done
-[ -n "${endpoint:-}" ] || { echo "FAIL: server did not start" >&2; cat "$work/stderr" >&2; exit 1; }
+wait_for_server "$work"
 echo "kms at $endpoint"
 
 export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE

@@ -5,6 +5,8 @@
 # policy names the role, and is denied on a key whose policy does not. Fails loudly on any
 # mismatch or when a tool is missing. Everything stays on 127.0.0.1.
 set -euo pipefail
+# shellcheck source=tests/cli/lib.sh
+. "$(dirname "$0")/lib.sh"
 # AWS's request quotas (CreateKey 5/s, ...) are on by default; this run creates faster.
 export KMS_LIMITS__REQUEST_QUOTAS=false
 
@@ -55,12 +57,7 @@ EOF
 
 KMS_CONFIG="$work/kms.toml" KMS_LOG=warn "$bin" >"$work/stdout" 2>"$work/stderr" &
 server_pid=$!
-for _ in $(seq 100); do
-  endpoint=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/stdout" 2>/dev/null | head -n1 || true)
-  [ -n "$endpoint" ] && break
-  sleep 0.1
-done
-[ -n "${endpoint:-}" ] || { echo "FAIL: server did not start" >&2; cat "$work/stderr" >&2; exit 1; }
+wait_for_server "$work"
 echo "kms (and sts) at $endpoint"
 
 # Hermetic AWS CLI: no profile, no shared files, no instance metadata.
