@@ -443,6 +443,15 @@ async fn encrypt_abc(
 /// ciphertext), the reference's KMSInvalidStateException "...ciphertext or additional
 /// authenticated data is corrupted..." (custom-key-stores.md, the proxy's
 /// InvalidCiphertextException). Retries a ThrottlingException. Returns the count per answer.
+/// Every other value of every byte on the software root; three values per byte on the PKCS#11
+/// root. The blob's header is parsed, and its key and context checked, before any root sees it,
+/// so the exhaustive run covers that code once; what differs on the PKCS#11 root is the token's
+/// AES-GCM, which rejects every change of IV, ciphertext or tag alike. (Exhaustive on both
+/// roots cost ~100 s of CI time per root.)
+fn every_value() -> bool {
+    common::backend() == "software"
+}
+
 async fn every_change_is_rejected(
     server: &TestServer,
     blob: &[u8],
@@ -513,7 +522,7 @@ async fn every_single_byte_change_of_a_version_1_blob_is_rejected() {
     let (blob, context) = encrypt_abc(&mut send, &server, &key_id).await;
     assert_eq!(blob[0], 1);
     let started = Instant::now();
-    let n = every_change_is_rejected(&server, &blob, &context, b"abc", true).await;
+    let n = every_change_is_rejected(&server, &blob, &context, b"abc", every_value()).await;
     eprintln!(
         "version 1 (Encrypt, {} bytes): changed blobs rejected {n:?} in {:?}",
         blob.len(),
@@ -617,7 +626,7 @@ async fn every_single_byte_change_of_a_version_2_blob_is_rejected() {
     let (blob, context) = encrypt_abc(&mut send, &server, &key_id).await;
     assert_eq!(blob[0], 2);
     let started = Instant::now();
-    let n = every_change_is_rejected(&server, &blob, &context, b"abc", true).await;
+    let n = every_change_is_rejected(&server, &blob, &context, b"abc", every_value()).await;
     eprintln!(
         "version 2 (external key store, {} bytes): changed blobs rejected {n:?} in {:?}",
         blob.len(),

@@ -467,6 +467,8 @@ async fn a_node_killed_under_load_loses_nothing_acknowledged() {
     let cluster = Cluster::new();
     let (mut a, b) = (cluster.node(), cluster.node());
     let client = a.client.clone();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = done.clone();
     let load = tokio::spawn(async move {
         let mut acked = Vec::new();
         loop {
@@ -478,9 +480,16 @@ async fn a_node_killed_under_load_loses_nothing_acknowledged() {
                 return acked;
             };
             acked.push((id, ct));
+            counted.fetch_add(1, std::sync::atomic::Ordering::Release);
         }
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill once A has acknowledged a few keys and is in the middle of more (a fixed sleep found
+    // none acknowledged once on a machine with load 10).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while done.load(std::sync::atomic::Ordering::Acquire) < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     a.child.kill().unwrap();
     a.child.wait().unwrap();
     let acked = load.await.unwrap();

@@ -14,7 +14,8 @@ cd "$root"
 . softhsm/bench-lib.sh
 target=${CARGO_TARGET_DIR:-$root/target}
 bench_need curl python3 pkcs11-tool softhsm2-util
-cargo build --quiet -p kms --bin kms -p xks-proxy --bin xks-proxy -p loadgen --bin loadgen
+# `--workspace`: the feature set the test suite built with, so after it nothing is rebuilt.
+cargo build --quiet --workspace --bins --locked
 loadgen=$target/debug/loadgen
 work=$(mktemp -d)
 trap 'bench_stop_all; rm -rf "$work"' EXIT
