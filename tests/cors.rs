@@ -55,9 +55,8 @@ impl Answer {
     }
 
     fn error_type(&self) -> String {
-        let json: serde_json::Value = serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {} {:?}", self.status, self.body));
-        json["__type"].as_str().unwrap_or_else(|| panic!("{} {json}", self.status)).to_string()
+        let json: serde_json::Value = serde_json::from_slice(&self.body).unwrap();
+        json["__type"].as_str().unwrap().to_string()
     }
 }
 

@@ -1,7 +1,8 @@
 // The browser side of tests/cli/browser.sh: the AWS SDK for JavaScript v3, bundled for the
 // browser by esbuild, calls a kms server on another origin (so the browser does CORS) and
 // writes what each call returned into the page, URI-encoded JSON in #result, for the script
-// to read from Chromium's --dump-dom. The server's endpoint and a credential come in the
+// to read from Chromium's --dump-dom, which prints the DOM at the load event: the page holds
+// that event until it is done (serve.mjs, /hold and /release). The server's endpoint and a credential come in the
 // fragment (#endpoint=...&akid=...&secret=...), which the page's own server never sees.
 import { KMSClient, CreateKeyCommand, EncryptCommand, DecryptCommand } from "@aws-sdk/client-kms";
 import { STSClient, GetCallerIdentityCommand } from "@aws-sdk/client-sts";
@@ -66,4 +67,5 @@ await step("GetCallerIdentity", async () => {
 
 results.expected = { plaintext };
 document.getElementById("result").textContent = encodeURIComponent(JSON.stringify(results));
-document.title = "done";
+// Lets the load event happen (index.html's held image), and with it the DOM dump.
+await fetch("release");
