@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod body;
+pub mod cors;
 pub mod error;
 pub mod operations;
 pub mod server;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Serve `POST /__baseline` (no auth, no work) for benchmarks.
     pub baseline_route: bool,
+    /// Browser origins answered with CORS headers ([`cors`]).
+    pub cors_allowed_origins: crate::config::CorsOrigins,
 }
 
 /// The metrics router (`GET /metrics`, Prometheus text), served on its own listener.
@@ -104,13 +107,14 @@ fn json_response(
     resp
 }
 
-/// The KMS router.
+/// The KMS router (STS included), inside the CORS layer when CORS is configured.
 pub fn router(state: Arc<AppState>) -> Router {
     let mut r = Router::new();
     if state.baseline_route {
         r = r.route("/__baseline", axum::routing::any(baseline));
     }
-    r.fallback(handle).with_state(state)
+    let cors_allowed_origins = state.cors_allowed_origins.clone();
+    cors::layer(r.fallback(handle).with_state(state), &cors_allowed_origins)
 }
 
 /// Request header naming a key for the benchmark floor (see the `baseline` route handler).

@@ -7,6 +7,7 @@
 //! `KMS_ACCESS_KEY_ID` + `KMS_SECRET_ACCESS_KEY` (+ optional `KMS_PRINCIPAL_ARN`) replace the
 //! credential list with one credential.
 
+mod cors;
 pub mod iam;
 
 use std::net::SocketAddr;
@@ -435,6 +436,8 @@ struct RawServer {
     shutdown_grace_ms: Option<u64>,
     /// Serve metrics on an address that is not loopback.
     metrics_public: Option<bool>,
+    /// Browser origins allowed to call the API (CORS): a list, or `"*"`.
+    cors_allowed_origins: Option<toml::Value>,
     /// Development switch: allows the built-in development credential and plain HTTP on a
     /// listen address that is not loopback.
     development: Option<bool>,
@@ -576,6 +579,7 @@ fn read_secret(
     }
 }
 
+pub use cors::CorsOrigins;
 pub use iam::{Credential, IamConfig, RoleConfig, UserConfig};
 
 /// The validated configuration.
@@ -602,6 +606,9 @@ pub struct Config {
     pub identity_reload: std::time::Duration,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub max_body_bytes: usize,
+    /// Browser origins answered with CORS headers (`[server] cors_allowed_origins`; default
+    /// off).
+    pub cors_allowed_origins: CorsOrigins,
     /// Where Prometheus metrics are served (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     /// Threads that run crypto operations when an HSM is configured (`None`: derived from
@@ -1322,6 +1329,7 @@ fn validate(
             errors.push(format!("xks.timeout_ms: {t} is not within 10..=60000"));
         }
     }
+    let cors_allowed_origins = cors::cors_settings(s.cors_allowed_origins, &mut errors);
     let store = store_settings(raw.store, &data_dir, env, &mut errors);
     let limits = limits_settings(raw.limits, &mut errors);
     if !errors.is_empty() {
@@ -1340,6 +1348,7 @@ fn validate(
         identity_reload: std::time::Duration::from_secs(identity_reload),
         tls,
         max_body_bytes,
+        cors_allowed_origins,
         metrics_listen,
         hsm_threads: s.hsm_threads,
         async_threads: s.async_threads,
@@ -1485,6 +1494,42 @@ mod tests {
         // AWS's SigV4 clock-skew windows: KMS 5 minutes, STS 15.
         assert_eq!(c.max_clock_skew, chrono::Duration::minutes(5));
         assert_eq!(c.sts_max_clock_skew, chrono::Duration::minutes(15));
+    }
+
+    #[test]
+    fn cors_is_off_by_default_and_set_from_the_environment() {
+        let env = |pairs: &[(&str, &str)]| {
+            load(
+                None,
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let c = env(&[]).unwrap();
+        assert_eq!(c.cors_allowed_origins, CorsOrigins::Off);
+        let c = env(&[("KMS_SERVER__CORS_ALLOWED_ORIGINS", "*")]).unwrap();
+        assert_eq!(c.cors_allowed_origins, CorsOrigins::Any);
+        let c = env(&[(
+            "KMS_SERVER__CORS_ALLOWED_ORIGINS",
+            r#"["http://127.0.0.1:5173", "https://app.example.com"]"#,
+        )])
+        .unwrap();
+        assert_eq!(
+            c.cors_allowed_origins,
+            CorsOrigins::Only(vec![
+                "http://127.0.0.1:5173".into(),
+                "https://app.example.com".into()
+            ])
+        );
+        let e = env(&[("KMS_SERVER__CORS_ALLOWED_ORIGINS", "http://127.0.0.1:5173/")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.cors_allowed_origins: 'http://127.0.0.1:5173/'"),
+            "{e}"
+        );
     }
 
     #[test]
