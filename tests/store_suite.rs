@@ -120,6 +120,26 @@ fn custom_store(id: &str, name: &str) -> CustomKeyStoreRecord {
 }
 
 /// A named grant's retry, for the store's `Name` look-up: the same name and grantee.
+/// A CloudHSM-style store of `account` on `cluster` (named as its id).
+fn cluster_store(id: &str, account: &str, cluster: &str) -> CustomKeyStoreRecord {
+    CustomKeyStoreRecord {
+        account: account.into(),
+        store_type: CustomKeyStoreType::AwsCloudhsm,
+        cluster_id: Some(cluster.into()),
+        trust_anchor: Some("-----BEGIN CERTIFICATE-----".into()),
+        xks: None,
+        ..custom_store(id, id)
+    }
+}
+
+/// The cluster the store refused, or a panic naming what it answered instead.
+fn cluster_in_use<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+    match r {
+        Err(StoreError::ClusterInUse { cluster_id }) => cluster_id,
+        other => panic!("expected ClusterInUse, got {other:?}"),
+    }
+}
+
 fn same_grant(a: &GrantRecord, b: &GrantRecord) -> bool {
     a.name.is_some() && a.name == b.name && a.grantee_principal == b.grantee_principal
 }
@@ -397,7 +417,7 @@ async fn suite(s: &dyn MetadataStore) {
     assert!(matches!(
         s.insert_custom_key_store(&custom_store("cks-c", "store-a"), Q)
             .await,
-        Err(StoreError::AlreadyExists)
+        Err(StoreError::CustomKeyStoreNameInUse { name }) if name == "store-a"
     ));
     // An account with `limit` stores in a region takes no more there; another region has room.
     assert!(matches!(
@@ -446,6 +466,52 @@ async fn suite(s: &dyn MetadataStore) {
     assert_eq!(s.find_key_by_xks_id("cks-a", "ext-2").await.unwrap(), None);
     s.delete_custom_key_store("cks-b").await.unwrap();
     assert!(s.get_custom_key_store("cks-b").await.unwrap().is_none());
+
+    // One store per cluster, across accounts and regions (stores without a cluster are many).
+    s.insert_custom_key_store(&cluster_store("cks-h1", A, "cluster-1"), Q)
+        .await
+        .unwrap();
+    let mut h2 = cluster_store("cks-h2", "444455556666", "cluster-1");
+    h2.region = "eu-west-1".into();
+    assert_eq!(
+        cluster_in_use(s.insert_custom_key_store(&h2, Q).await),
+        "cluster-1"
+    );
+    assert!(s.get_custom_key_store("cks-h2").await.unwrap().is_none());
+    h2.cluster_id = Some("cluster-2".into());
+    s.insert_custom_key_store(&h2, Q).await.unwrap();
+    // An update onto a taken cluster, or to a taken name, is refused with its own error and
+    // writes nothing.
+    let mut onto_taken = h2.clone();
+    onto_taken.cluster_id = Some("cluster-1".into());
+    assert_eq!(
+        cluster_in_use(s.update_custom_key_store(&onto_taken).await),
+        "cluster-1"
+    );
+    let h1 = s.get_custom_key_store("cks-h1").await.unwrap().unwrap();
+    let mut renamed = h1.clone();
+    renamed.name = "store-a".into();
+    assert!(matches!(
+        s.update_custom_key_store(&renamed).await,
+        Err(StoreError::CustomKeyStoreNameInUse { name }) if name == "store-a"
+    ));
+    assert_eq!(s.get_custom_key_store("cks-h2").await.unwrap().unwrap(), h2);
+    assert_eq!(s.get_custom_key_store("cks-h1").await.unwrap().unwrap(), h1);
+    // Writes that keep the cluster pass; the holder moving away frees its cluster, and a
+    // deleted store's cluster is free.
+    let mut h1 = h1;
+    h1.connection_state = ConnectionState::Connected;
+    let mut h1 = s.update_custom_key_store(&h1).await.unwrap();
+    h1.cluster_id = Some("cluster-3".into());
+    s.update_custom_key_store(&h1).await.unwrap();
+    s.update_custom_key_store(&onto_taken).await.unwrap();
+    s.delete_custom_key_store("cks-h2").await.unwrap();
+    s.insert_custom_key_store(&cluster_store("cks-h4", A, "cluster-1"), Q)
+        .await
+        .unwrap();
+    for id in ["cks-h1", "cks-h4"] {
+        s.delete_custom_key_store(id).await.unwrap();
+    }
 
     // Grants: oldest first per key, retirable by principal with pagination, deletion.
     for (g, key, created) in [("g2", &ids[3], 20), ("g1", &ids[3], 10), ("g3", &ids[4], 5)] {
@@ -961,6 +1027,59 @@ async fn concurrent_inserts_stop_at_the_limit(
         a.list_custom_key_stores(ACCOUNT, R).await.unwrap().len(),
         LIMIT
     );
+
+    // One store per cluster: concurrent creates on one cluster, from accounts with room,
+    // make one store; then concurrent updates moving stores onto one free cluster move one.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let cs = cluster_store(
+            &format!("cks-on-cluster-{i}"),
+            &format!("{}", 800_000_000_000u64 + i),
+            "raced",
+        );
+        tasks.spawn(async move { s.insert_custom_key_store(&cs, LIMIT).await });
+    }
+    let mut made = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(()) => made += 1,
+            refused => assert_eq!(cluster_in_use(refused), "raced"),
+        }
+    }
+    assert_eq!(made, 1);
+    let mut movers = Vec::new();
+    for i in 0..24 {
+        let cs = cluster_store(&format!("cks-mover-{i}"), A, &format!("own-{i}"));
+        a.insert_custom_key_store(&cs, Q).await.unwrap();
+        movers.push(cs);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, mut cs) in movers.into_iter().enumerate() {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        cs.cluster_id = Some("goal".into());
+        tasks.spawn(async move { s.update_custom_key_store(&cs).await });
+    }
+    let mut moved = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(_) => moved += 1,
+            refused => assert_eq!(cluster_in_use(refused), "goal"),
+        }
+    }
+    assert_eq!(moved, 1);
+    let on = |cluster: &'static str| {
+        let b = b.clone();
+        async move {
+            b.all_custom_key_stores()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|s| s.cluster_id.as_deref() == Some(cluster))
+                .count()
+        }
+    };
+    assert_eq!((on("raced").await, on("goal").await), (1, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -991,8 +1110,8 @@ async fn three_and_two_keys(s: &dyn MetadataStore) {
 }
 
 /// The key count's migration fills the count from the keys there are. The schema is put back
-/// to before it (the table dropped, the version removed: it is the last migration) and the
-/// store opened again.
+/// to before it (the table dropped, and the one-store-per-cluster migration after it undone,
+/// their versions removed) and the store opened again.
 #[tokio::test]
 async fn key_count_migration_counts_existing_keys() {
     // SQLite.
@@ -1001,14 +1120,14 @@ async fn key_count_migration_counts_existing_keys() {
     three_and_two_keys(&SqliteStore::open(&path).unwrap()).await;
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "DROP TABLE key_counts; \
-             DELETE FROM schema_version WHERE version = (SELECT MAX(version) FROM schema_version)",
-        )
+        conn.execute_batch(&format!(
+            "{UNDO_CLUSTER_INDEX} DROP TABLE key_counts; \
+             DELETE FROM schema_version WHERE version > (SELECT MAX(version) - 2 FROM schema_version)"
+        ))
         .unwrap();
     }
     let m = SqliteStore::migrate_file(&path).unwrap();
-    assert_eq!(m.from + 1, m.to);
+    assert_eq!(m.from + 2, m.to);
     let s = SqliteStore::open(&path).unwrap();
     assert_eq!(s.count_keys(A, R).await.unwrap(), 3);
     assert_eq!(s.count_keys(A, "eu-west-1").await.unwrap(), 2);
@@ -1020,11 +1139,13 @@ async fn key_count_migration_counts_existing_keys() {
     three_and_two_keys(&s).await;
     common::pg::psql(
         &url,
-        "DROP TABLE key_counts; DELETE FROM kms_schema_version \
-         WHERE version = (SELECT MAX(version) FROM kms_schema_version)",
+        &format!(
+            "{UNDO_CLUSTER_INDEX} DROP TABLE key_counts; DELETE FROM kms_schema_version \
+             WHERE version > (SELECT MAX(version) - 2 FROM kms_schema_version)"
+        ),
     );
     let m = s.migrate().await.unwrap();
-    assert_eq!(m.from + 1, m.to);
+    assert_eq!(m.from + 2, m.to);
     assert_eq!(s.count_keys(A, R).await.unwrap(), 3);
     assert_eq!(s.count_keys(A, "eu-west-1").await.unwrap(), 2);
     // And the limit holds on the filled count.
@@ -1033,4 +1154,118 @@ async fn key_count_migration_counts_existing_keys() {
         s.insert_key(&key(&id, A), &material(&id, 1), &[], 3).await,
         Err(StoreError::KeyQuota { limit: 3, usage: 3 })
     ));
+}
+
+/// Undoes the last migration, the one-store-per-cluster index (SQLite and PostgreSQL alike).
+const UNDO_CLUSTER_INDEX: &str = "DROP INDEX custom_key_stores_one_per_cluster; \
+    ALTER TABLE custom_key_stores DROP COLUMN cluster_shared;";
+
+/// Two stores on one cluster, as a database from before the one-store-per-cluster index may
+/// hold (the index dropped): `cks-z-old`, then `cks-a-new` (ids ordered the other way, so
+/// the creation time decides), and `cks-m-alone` on a cluster of its own.
+async fn two_stores_on_one_cluster(s: &dyn MetadataStore) {
+    let mut old = cluster_store("cks-z-old", A, "shared");
+    old.creation_date = at(1_700_000_000_000);
+    let mut new = cluster_store("cks-a-new", "444455556666", "shared");
+    new.creation_date = at(1_700_000_100_000);
+    for cs in [old, new, cluster_store("cks-m-alone", A, "alone")] {
+        s.insert_custom_key_store(&cs, Q).await.unwrap();
+    }
+}
+
+/// After the migration: both stores on the shared cluster are kept as they were, the older
+/// holds the cluster (`shared(id)`: the store's `cluster_shared` column read from the
+/// database), no further store gets on it, the later one's writes pass, and once moved to a
+/// free cluster it is an ordinary store there.
+async fn after_the_cluster_migration(s: &dyn MetadataStore, shared: impl Fn(&str) -> bool) {
+    let old = s.get_custom_key_store("cks-z-old").await.unwrap().unwrap();
+    let new = s.get_custom_key_store("cks-a-new").await.unwrap().unwrap();
+    assert_eq!(
+        (old.cluster_id.as_deref(), new.cluster_id.as_deref()),
+        (Some("shared"), Some("shared"))
+    );
+    assert!(!shared("cks-z-old") && shared("cks-a-new") && !shared("cks-m-alone"));
+    assert_eq!(
+        cluster_in_use(
+            s.insert_custom_key_store(&cluster_store("cks-third", A, "shared"), Q)
+                .await
+        ),
+        "shared"
+    );
+    let mut new = new;
+    new.connection_state = ConnectionState::Connected;
+    let mut new = s.update_custom_key_store(&new).await.unwrap();
+    assert!(shared("cks-a-new"));
+    new.cluster_id = Some("alone".into());
+    assert_eq!(
+        cluster_in_use(s.update_custom_key_store(&new).await),
+        "alone"
+    );
+    new.cluster_id = Some("free".into());
+    let mut new = s.update_custom_key_store(&new).await.unwrap();
+    assert!(!shared("cks-a-new"));
+    new.cluster_id = Some("shared".into());
+    assert_eq!(
+        cluster_in_use(s.update_custom_key_store(&new).await),
+        "shared"
+    );
+}
+
+/// A database from before the one-store-per-cluster index that already has two stores on one
+/// cluster still opens: the migration keeps both (the later one left out of the index) rather
+/// than failing the start-up.
+#[tokio::test]
+async fn the_cluster_index_migration_keeps_stores_that_already_share_a_cluster() {
+    // SQLite.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kms.sqlite3");
+    let sqlite = |sql: &str| {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(sql).unwrap();
+    };
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        sqlite("DROP INDEX custom_key_stores_one_per_cluster");
+        two_stores_on_one_cluster(&s).await;
+    }
+    sqlite(
+        "ALTER TABLE custom_key_stores DROP COLUMN cluster_shared; \
+         DELETE FROM schema_version WHERE version = (SELECT MAX(version) FROM schema_version)",
+    );
+    let m = SqliteStore::migrate_file(&path).unwrap();
+    assert_eq!(m.from + 1, m.to);
+    let s = SqliteStore::open(&path).unwrap();
+    after_the_cluster_migration(&s, |id| {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.query_row(
+            "SELECT cluster_shared FROM custom_key_stores WHERE id = ?1",
+            [id],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+            == 1
+    })
+    .await;
+
+    // PostgreSQL.
+    let url = common::pg::fresh_database();
+    let s = PgStore::connect(&pg_config(&url)).await.unwrap();
+    s.migrate().await.unwrap();
+    common::pg::psql(&url, "DROP INDEX custom_key_stores_one_per_cluster");
+    two_stores_on_one_cluster(&s).await;
+    common::pg::psql(
+        &url,
+        "ALTER TABLE custom_key_stores DROP COLUMN cluster_shared; DELETE FROM \
+         kms_schema_version WHERE version = (SELECT MAX(version) FROM kms_schema_version)",
+    );
+    let s = PgStore::connect(&pg_config(&url)).await.unwrap();
+    let m = s.migrate().await.unwrap();
+    assert_eq!(m.from + 1, m.to);
+    after_the_cluster_migration(&s, |id| {
+        common::pg::psql(
+            &url,
+            &format!("SELECT cluster_shared FROM custom_key_stores WHERE id = '{id}'"),
+        ) == "t"
+    })
+    .await;
 }

@@ -176,4 +176,18 @@ CREATE TABLE key_counts (
 INSERT INTO key_counts (account, region, n)
     SELECT account, region, COUNT(*) FROM keys GROUP BY account, region;
 "#,
+    // One custom key store per cluster, across accounts and regions: a unique index decides
+    // concurrent creates and updates, from any node. Stores that already shared a cluster are
+    // kept, not refused: the oldest on each cluster holds it, the others are marked
+    // `cluster_shared` and left out of the index until they move to another cluster
+    // (`docs/operations.md`).
+    r#"
+ALTER TABLE custom_key_stores ADD COLUMN cluster_shared BOOLEAN NOT NULL DEFAULT FALSE;
+UPDATE custom_key_stores s SET cluster_shared = TRUE
+    WHERE cluster_id IS NOT NULL AND EXISTS (
+        SELECT 1 FROM custom_key_stores o
+        WHERE o.cluster_id = s.cluster_id AND (o.creation_ms, o.id) < (s.creation_ms, s.id));
+CREATE UNIQUE INDEX custom_key_stores_one_per_cluster ON custom_key_stores(cluster_id)
+    WHERE cluster_id IS NOT NULL AND NOT cluster_shared;
+"#,
 ];
