@@ -460,7 +460,8 @@ async fn concurrent_stores_on_one_cluster_on_two_nodes_make_exactly_one() {
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
     assert_eq!(stores_on(hsm.id.clone()), "1");
 
-    // Stores on twins 0..8, then all moved onto twin 8 at once.
+    // Stores on twins 0..8, then all moved onto twin 8 at once (with a new password: sealing
+    // it widens the window between the early look-up and the write).
     let (goal, from) = twins.split_last().unwrap();
     let mut ids = Vec::new();
     for (i, twin) in from.iter().enumerate() {
@@ -475,6 +476,7 @@ async fn concurrent_stores_on_one_cluster_on_two_nodes_make_exactly_one() {
                 .update_custom_key_store()
                 .custom_key_store_id(id)
                 .cloud_hsm_cluster_id(goal)
+                .key_store_password(&hsm.pin)
                 .send()
         })
         .collect();
