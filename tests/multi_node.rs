@@ -427,7 +427,13 @@ async fn concurrent_stores_on_one_cluster_on_two_nodes_make_exactly_one() {
         .env
         .push(("KMS_LIMITS__CUSTOM_KEY_STORES".into(), "50".into()));
     let (a, b) = (cluster.node(), cluster.node());
-    let node = |i: usize| if i % 2 == 0 { &a.client } else { &b.client };
+    let node = |i: usize| {
+        if i.is_multiple_of(2) {
+            &a.client
+        } else {
+            &b.client
+        }
+    };
     let create = |c: &Client, name: String, cluster_id: &str| {
         c.create_custom_key_store()
             .custom_key_store_name(name)
