@@ -1121,7 +1121,7 @@ async fn key_count_migration_counts_existing_keys() {
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(&format!(
-            "{UNDO_CLUSTER_INDEX} DROP TABLE key_counts; \
+            "{SQLITE_UNDO_CLUSTER_INDEX} DROP TABLE key_counts; \
              DELETE FROM schema_version WHERE version > (SELECT MAX(version) - 2 FROM schema_version)"
         ))
         .unwrap();
@@ -1140,7 +1140,7 @@ async fn key_count_migration_counts_existing_keys() {
     common::pg::psql(
         &url,
         &format!(
-            "{UNDO_CLUSTER_INDEX} DROP TABLE key_counts; DELETE FROM kms_schema_version \
+            "{PG_UNDO_CLUSTER_INDEX} DROP TABLE key_counts; DELETE FROM kms_schema_version \
              WHERE version > (SELECT MAX(version) - 2 FROM kms_schema_version)"
         ),
     );
@@ -1156,43 +1156,60 @@ async fn key_count_migration_counts_existing_keys() {
     ));
 }
 
-/// Undoes the last migration, the one-store-per-cluster index (SQLite and PostgreSQL alike).
-const UNDO_CLUSTER_INDEX: &str = "DROP INDEX custom_key_stores_one_per_cluster; \
+/// Undoes the last migration, the one-store-per-cluster index, on SQLite.
+const SQLITE_UNDO_CLUSTER_INDEX: &str = "DROP TRIGGER custom_key_stores_hand_over_deleted; \
+    DROP TRIGGER custom_key_stores_hand_over_moved; \
+    DROP INDEX custom_key_stores_one_per_cluster; \
+    ALTER TABLE custom_key_stores DROP COLUMN cluster_shared;";
+/// The same on PostgreSQL.
+const PG_UNDO_CLUSTER_INDEX: &str =
+    "DROP TRIGGER custom_key_stores_hand_over ON custom_key_stores; \
+    DROP FUNCTION kms_cluster_hand_over(); \
+    DROP INDEX custom_key_stores_one_per_cluster; \
     ALTER TABLE custom_key_stores DROP COLUMN cluster_shared;";
 
-/// Two stores on one cluster, as a database from before the one-store-per-cluster index may
-/// hold (the index dropped): `cks-z-old`, then `cks-a-new` (ids ordered the other way, so
-/// the creation time decides), and `cks-m-alone` on a cluster of its own.
-async fn two_stores_on_one_cluster(s: &dyn MetadataStore) {
-    let mut old = cluster_store("cks-z-old", A, "shared");
-    old.creation_date = at(1_700_000_000_000);
-    let mut new = cluster_store("cks-a-new", "444455556666", "shared");
-    new.creation_date = at(1_700_000_100_000);
-    for cs in [old, new, cluster_store("cks-m-alone", A, "alone")] {
+/// Three stores on one cluster, as a database from before the one-store-per-cluster index may
+/// hold: `cks-z-old`, `cks-a-new`, `cks-b-newest` in that order of creation (ids ordered
+/// otherwise, so the creation time decides), and `cks-m-alone` on a cluster of its own.
+async fn three_stores_on_one_cluster(s: &dyn MetadataStore) {
+    let mut stores = Vec::new();
+    for (i, (id, account)) in [
+        ("cks-z-old", A),
+        ("cks-a-new", "444455556666"),
+        ("cks-b-newest", A),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut cs = cluster_store(id, account, "shared");
+        cs.creation_date = at(1_700_000_000_000 + 100_000 * i as i64);
+        stores.push(cs);
+    }
+    stores.push(cluster_store("cks-m-alone", A, "alone"));
+    for cs in stores {
         s.insert_custom_key_store(&cs, Q).await.unwrap();
     }
 }
 
-/// After the migration: both stores on the shared cluster are kept as they were, the older
-/// holds the cluster (`shared(id)`: the store's `cluster_shared` column read from the
-/// database), no further store gets on it, the later one's writes pass, and once moved to a
-/// free cluster it is an ordinary store there.
+/// After the migration: every store on the shared cluster is kept as it was, the oldest holds
+/// the cluster (`shared(id)`: the store's `cluster_shared` column read from the database), no
+/// further store gets on it, the later ones' writes pass, the holder's deletion or move hands
+/// the cluster to the oldest marked store left, and a marked store moved to a free cluster is
+/// an ordinary store there.
 async fn after_the_cluster_migration(s: &dyn MetadataStore, shared: impl Fn(&str) -> bool) {
-    let old = s.get_custom_key_store("cks-z-old").await.unwrap().unwrap();
-    let new = s.get_custom_key_store("cks-a-new").await.unwrap().unwrap();
+    let get = |id: &'static str| async move { s.get_custom_key_store(id).await.unwrap().unwrap() };
+    for id in ["cks-z-old", "cks-a-new", "cks-b-newest"] {
+        assert_eq!(get(id).await.cluster_id.as_deref(), Some("shared"), "{id}");
+    }
+    let marks = || ["cks-z-old", "cks-a-new", "cks-b-newest", "cks-m-alone"].map(|id| shared(id));
+    assert_eq!(marks(), [false, true, true, false]);
+    let third = cluster_store("cks-third", A, "shared");
     assert_eq!(
-        (old.cluster_id.as_deref(), new.cluster_id.as_deref()),
-        (Some("shared"), Some("shared"))
-    );
-    assert!(!shared("cks-z-old") && shared("cks-a-new") && !shared("cks-m-alone"));
-    assert_eq!(
-        cluster_in_use(
-            s.insert_custom_key_store(&cluster_store("cks-third", A, "shared"), Q)
-                .await
-        ),
+        cluster_in_use(s.insert_custom_key_store(&third, Q).await),
         "shared"
     );
-    let mut new = new;
+    // A marked store's writes that keep its cluster keep its mark; it moves only to a free one.
+    let mut new = get("cks-a-new").await;
     new.connection_state = ConnectionState::Connected;
     let mut new = s.update_custom_key_store(&new).await.unwrap();
     assert!(shared("cks-a-new"));
@@ -1201,37 +1218,52 @@ async fn after_the_cluster_migration(s: &dyn MetadataStore, shared: impl Fn(&str
         cluster_in_use(s.update_custom_key_store(&new).await),
         "alone"
     );
-    new.cluster_id = Some("free".into());
-    let mut new = s.update_custom_key_store(&new).await.unwrap();
-    assert!(!shared("cks-a-new"));
-    new.cluster_id = Some("shared".into());
+    // The holder moves away: the oldest marked store left holds the cluster.
+    let mut old = get("cks-z-old").await;
+    old.cluster_id = Some("elsewhere".into());
+    s.update_custom_key_store(&old).await.unwrap();
+    assert_eq!(marks(), [false, false, true, false]);
     assert_eq!(
-        cluster_in_use(s.update_custom_key_store(&new).await),
+        cluster_in_use(s.insert_custom_key_store(&third, Q).await),
         "shared"
     );
+    // The holder is deleted: the next one holds it.
+    s.delete_custom_key_store("cks-a-new").await.unwrap();
+    assert!(!shared("cks-b-newest"));
+    assert_eq!(
+        cluster_in_use(s.insert_custom_key_store(&third, Q).await),
+        "shared"
+    );
+    // The last one moves to a free cluster (it is checked there), and the cluster is free.
+    let mut newest = get("cks-b-newest").await;
+    newest.cluster_id = Some("elsewhere".into());
+    assert_eq!(
+        cluster_in_use(s.update_custom_key_store(&newest).await),
+        "elsewhere"
+    );
+    newest.cluster_id = Some("free".into());
+    s.update_custom_key_store(&newest).await.unwrap();
+    s.insert_custom_key_store(&third, Q).await.unwrap();
 }
 
-/// A database from before the one-store-per-cluster index that already has two stores on one
-/// cluster still opens: the migration keeps both (the later one left out of the index) rather
-/// than failing the start-up.
+/// A database from before the one-store-per-cluster index that already has several stores on
+/// one cluster still opens: the migration keeps them all (the later ones left out of the index)
+/// rather than failing the start-up.
 #[tokio::test]
 async fn the_cluster_index_migration_keeps_stores_that_already_share_a_cluster() {
-    // SQLite.
+    // SQLite: the schema put back to before the migration while a store is open on it.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kms.sqlite3");
-    let sqlite = |sql: &str| {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(sql).unwrap();
-    };
     {
         let s = SqliteStore::open(&path).unwrap();
-        sqlite("DROP INDEX custom_key_stores_one_per_cluster");
-        two_stores_on_one_cluster(&s).await;
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "{SQLITE_UNDO_CLUSTER_INDEX} DELETE FROM schema_version \
+             WHERE version = (SELECT MAX(version) FROM schema_version)"
+        ))
+        .unwrap();
+        three_stores_on_one_cluster(&s).await;
     }
-    sqlite(
-        "ALTER TABLE custom_key_stores DROP COLUMN cluster_shared; \
-         DELETE FROM schema_version WHERE version = (SELECT MAX(version) FROM schema_version)",
-    );
     let m = SqliteStore::migrate_file(&path).unwrap();
     assert_eq!(m.from + 1, m.to);
     let s = SqliteStore::open(&path).unwrap();
@@ -1251,13 +1283,14 @@ async fn the_cluster_index_migration_keeps_stores_that_already_share_a_cluster()
     let url = common::pg::fresh_database();
     let s = PgStore::connect(&pg_config(&url)).await.unwrap();
     s.migrate().await.unwrap();
-    common::pg::psql(&url, "DROP INDEX custom_key_stores_one_per_cluster");
-    two_stores_on_one_cluster(&s).await;
     common::pg::psql(
         &url,
-        "ALTER TABLE custom_key_stores DROP COLUMN cluster_shared; DELETE FROM \
-         kms_schema_version WHERE version = (SELECT MAX(version) FROM kms_schema_version)",
+        &format!(
+            "{PG_UNDO_CLUSTER_INDEX} DELETE FROM kms_schema_version \
+             WHERE version = (SELECT MAX(version) FROM kms_schema_version)"
+        ),
     );
+    three_stores_on_one_cluster(&s).await;
     let s = PgStore::connect(&pg_config(&url)).await.unwrap();
     let m = s.migrate().await.unwrap();
     assert_eq!(m.from + 1, m.to);

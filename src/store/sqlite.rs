@@ -152,7 +152,9 @@ INSERT INTO key_counts (account, region, n)
     // One custom key store per cluster, across accounts and regions: a unique index decides
     // concurrent creates and updates. Stores that already shared a cluster are kept, not
     // refused: the oldest on each cluster holds it, the others are marked `cluster_shared` and
-    // left out of the index until they move to another cluster (`docs/operations.md`).
+    // left out of the index until they move to another cluster; when the holder is deleted or
+    // moves, the triggers hand the cluster to the oldest marked store left on it, so a cluster
+    // in use always has a holder in the index (`docs/operations.md`).
     r#"
 ALTER TABLE custom_key_stores ADD COLUMN cluster_shared INTEGER NOT NULL DEFAULT 0;
 UPDATE custom_key_stores SET cluster_shared = 1
@@ -163,6 +165,21 @@ UPDATE custom_key_stores SET cluster_shared = 1
                OR (o.creation_ms = custom_key_stores.creation_ms AND o.id < custom_key_stores.id)));
 CREATE UNIQUE INDEX custom_key_stores_one_per_cluster ON custom_key_stores(cluster_id)
     WHERE cluster_id IS NOT NULL AND cluster_shared = 0;
+CREATE TRIGGER custom_key_stores_hand_over_deleted AFTER DELETE ON custom_key_stores
+    WHEN OLD.cluster_id IS NOT NULL AND OLD.cluster_shared = 0
+BEGIN
+    UPDATE custom_key_stores SET cluster_shared = 0 WHERE id = (
+        SELECT id FROM custom_key_stores WHERE cluster_id = OLD.cluster_id AND cluster_shared = 1
+        ORDER BY creation_ms, id LIMIT 1);
+END;
+CREATE TRIGGER custom_key_stores_hand_over_moved AFTER UPDATE OF cluster_id ON custom_key_stores
+    WHEN OLD.cluster_id IS NOT NULL AND OLD.cluster_shared = 0
+        AND NEW.cluster_id IS NOT OLD.cluster_id
+BEGIN
+    UPDATE custom_key_stores SET cluster_shared = 0 WHERE id = (
+        SELECT id FROM custom_key_stores WHERE cluster_id = OLD.cluster_id AND cluster_shared = 1
+        ORDER BY creation_ms, id LIMIT 1);
+END;
 "#,
 ];
 
