@@ -1201,7 +1201,7 @@ async fn after_the_cluster_migration(s: &dyn MetadataStore, shared: impl Fn(&str
     for id in ["cks-z-old", "cks-a-new", "cks-b-newest"] {
         assert_eq!(get(id).await.cluster_id.as_deref(), Some("shared"), "{id}");
     }
-    let marks = || ["cks-z-old", "cks-a-new", "cks-b-newest", "cks-m-alone"].map(|id| shared(id));
+    let marks = || ["cks-z-old", "cks-a-new", "cks-b-newest", "cks-m-alone"].map(&shared);
     assert_eq!(marks(), [false, true, true, false]);
     let third = cluster_store("cks-third", A, "shared");
     assert_eq!(
