@@ -154,6 +154,9 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
             None => tracing::error!(error = e.code(), "loading the session-token key failed"),
         }
     }
+    if let Err(e) = service.custom_key_stores.warn_shared_clusters().await {
+        tracing::warn!(error = e.code(), "listing custom key stores failed");
+    }
     // Custom key stores: on a database other nodes share, attach the stores they connected
     // (never rotating a PIN) and follow their changes from now on; on a database of this node
     // alone, connect again the stores that were connected.

@@ -404,6 +404,125 @@ async fn concurrent_custom_key_store_creates_on_two_nodes_at_the_quota_make_exac
     );
 }
 
+/// One cluster backs one custom key store, whichever node asks: many CreateCustomKeyStore on
+/// one cluster at once across both nodes make one store (the database's unique index decides,
+/// not the look-up before it), the rest get CloudHsmClusterInUseException; UpdateCustomKeyStore
+/// moving stores onto one cluster at once moves one, and renaming them to one name at once
+/// renames one (CustomKeyStoreNameInUseException, not an internal error).
+#[tokio::test]
+async fn concurrent_stores_on_one_cluster_on_two_nodes_make_exactly_one() {
+    let hsm = common::softhsm::cluster(1);
+    // Clusters related to `hsm` (the same trust anchor and members, as backups restored
+    // into new clusters are): the update race moves stores from one each onto the last.
+    let twins: Vec<String> = (0..9).map(|i| format!("cluster-twin{i:07}")).collect();
+    let mut config = hsm.toml();
+    for twin in &twins {
+        config.push_str(
+            &hsm.toml()
+                .replace(&format!("id = '{}'", hsm.id), &format!("id = '{twin}'")),
+        );
+    }
+    let mut cluster = Cluster::new().with_config(&config);
+    cluster
+        .env
+        .push(("KMS_LIMITS__CUSTOM_KEY_STORES".into(), "50".into()));
+    let (a, b) = (cluster.node(), cluster.node());
+    let node = |i: usize| {
+        if i.is_multiple_of(2) {
+            &a.client
+        } else {
+            &b.client
+        }
+    };
+    let create = |c: &Client, name: String, cluster_id: &str| {
+        c.create_custom_key_store()
+            .custom_key_store_name(name)
+            .cloud_hsm_cluster_id(cluster_id)
+            .trust_anchor_certificate(&hsm.trust_anchor_pem)
+            .key_store_password(&hsm.pin)
+            .send()
+    };
+    let stores_on = |cluster_id: String| {
+        common::pg::psql(
+            &cluster.url,
+            &format!("SELECT count(*) FROM custom_key_stores WHERE cluster_id = '{cluster_id}'"),
+        )
+    };
+
+    let calls: Vec<_> = (0..8)
+        .map(|i| create(node(i), format!("on-one-cluster-{i}"), &hsm.id))
+        .collect();
+    let results = futures_util::future::join_all(calls).await;
+    for e in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(common::code(e), "CloudHsmClusterInUseException");
+        assert_eq!(
+            common::message(e),
+            format!(
+                "Cluster {} is already associated with a custom key store",
+                hsm.id
+            )
+        );
+    }
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert_eq!(stores_on(hsm.id.clone()), "1");
+
+    // Stores on twins 0..8, then all moved onto twin 8 at once (with a new password: sealing
+    // it widens the window between the early look-up and the write).
+    let (goal, from) = twins.split_last().unwrap();
+    let mut ids = Vec::new();
+    for (i, twin) in from.iter().enumerate() {
+        let made = create(&a.client, format!("mover-{i}"), twin).await.unwrap();
+        ids.push(made.custom_key_store_id.unwrap());
+    }
+    let calls: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            node(i)
+                .update_custom_key_store()
+                .custom_key_store_id(id)
+                .cloud_hsm_cluster_id(goal)
+                .key_store_password(&hsm.pin)
+                .send()
+        })
+        .collect();
+    let results = futures_util::future::join_all(calls).await;
+    for e in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(common::code(e), "CloudHsmClusterInUseException");
+    }
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert_eq!(stores_on(goal.clone()), "1");
+
+    // And all renamed to one name at once.
+    let calls: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            node(i)
+                .update_custom_key_store()
+                .custom_key_store_id(id)
+                .new_custom_key_store_name("the-one-name")
+                .send()
+        })
+        .collect();
+    let results = futures_util::future::join_all(calls).await;
+    for e in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(common::code(e), "CustomKeyStoreNameInUseException");
+        assert_eq!(
+            common::message(e),
+            "Custom key store name 'the-one-name' is already in use"
+        );
+    }
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert_eq!(
+        common::pg::psql(
+            &cluster.url,
+            "SELECT count(*) FROM custom_key_stores WHERE name = 'the-one-name'"
+        ),
+        "1"
+    );
+}
+
 /// Keys whose deletion date has passed are deleted exactly once with two nodes running
 /// maintenance every second: one DeleteKey service event per key across both audit logs.
 #[tokio::test]

@@ -120,6 +120,26 @@ fn custom_store(id: &str, name: &str) -> CustomKeyStoreRecord {
 }
 
 /// A named grant's retry, for the store's `Name` look-up: the same name and grantee.
+/// A CloudHSM-style store of `account` on `cluster` (named as its id).
+fn cluster_store(id: &str, account: &str, cluster: &str) -> CustomKeyStoreRecord {
+    CustomKeyStoreRecord {
+        account: account.into(),
+        store_type: CustomKeyStoreType::AwsCloudhsm,
+        cluster_id: Some(cluster.into()),
+        trust_anchor: Some("-----BEGIN CERTIFICATE-----".into()),
+        xks: None,
+        ..custom_store(id, id)
+    }
+}
+
+/// The cluster the store refused, or a panic naming what it answered instead.
+fn cluster_in_use<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+    match r {
+        Err(StoreError::ClusterInUse { cluster_id }) => cluster_id,
+        other => panic!("expected ClusterInUse, got {other:?}"),
+    }
+}
+
 fn same_grant(a: &GrantRecord, b: &GrantRecord) -> bool {
     a.name.is_some() && a.name == b.name && a.grantee_principal == b.grantee_principal
 }
@@ -397,7 +417,7 @@ async fn suite(s: &dyn MetadataStore) {
     assert!(matches!(
         s.insert_custom_key_store(&custom_store("cks-c", "store-a"), Q)
             .await,
-        Err(StoreError::AlreadyExists)
+        Err(StoreError::CustomKeyStoreNameInUse { name }) if name == "store-a"
     ));
     // An account with `limit` stores in a region takes no more there; another region has room.
     assert!(matches!(
@@ -446,6 +466,52 @@ async fn suite(s: &dyn MetadataStore) {
     assert_eq!(s.find_key_by_xks_id("cks-a", "ext-2").await.unwrap(), None);
     s.delete_custom_key_store("cks-b").await.unwrap();
     assert!(s.get_custom_key_store("cks-b").await.unwrap().is_none());
+
+    // One store per cluster, across accounts and regions (stores without a cluster are many).
+    s.insert_custom_key_store(&cluster_store("cks-h1", A, "cluster-1"), Q)
+        .await
+        .unwrap();
+    let mut h2 = cluster_store("cks-h2", "444455556666", "cluster-1");
+    h2.region = "eu-west-1".into();
+    assert_eq!(
+        cluster_in_use(s.insert_custom_key_store(&h2, Q).await),
+        "cluster-1"
+    );
+    assert!(s.get_custom_key_store("cks-h2").await.unwrap().is_none());
+    h2.cluster_id = Some("cluster-2".into());
+    s.insert_custom_key_store(&h2, Q).await.unwrap();
+    // An update onto a taken cluster, or to a taken name, is refused with its own error and
+    // writes nothing.
+    let mut onto_taken = h2.clone();
+    onto_taken.cluster_id = Some("cluster-1".into());
+    assert_eq!(
+        cluster_in_use(s.update_custom_key_store(&onto_taken).await),
+        "cluster-1"
+    );
+    let h1 = s.get_custom_key_store("cks-h1").await.unwrap().unwrap();
+    let mut renamed = h1.clone();
+    renamed.name = "store-a".into();
+    assert!(matches!(
+        s.update_custom_key_store(&renamed).await,
+        Err(StoreError::CustomKeyStoreNameInUse { name }) if name == "store-a"
+    ));
+    assert_eq!(s.get_custom_key_store("cks-h2").await.unwrap().unwrap(), h2);
+    assert_eq!(s.get_custom_key_store("cks-h1").await.unwrap().unwrap(), h1);
+    // Writes that keep the cluster pass; the holder moving away frees its cluster, and a
+    // deleted store's cluster is free.
+    let mut h1 = h1;
+    h1.connection_state = ConnectionState::Connected;
+    let mut h1 = s.update_custom_key_store(&h1).await.unwrap();
+    h1.cluster_id = Some("cluster-3".into());
+    s.update_custom_key_store(&h1).await.unwrap();
+    s.update_custom_key_store(&onto_taken).await.unwrap();
+    s.delete_custom_key_store("cks-h2").await.unwrap();
+    s.insert_custom_key_store(&cluster_store("cks-h4", A, "cluster-1"), Q)
+        .await
+        .unwrap();
+    for id in ["cks-h1", "cks-h4"] {
+        s.delete_custom_key_store(id).await.unwrap();
+    }
 
     // Grants: oldest first per key, retirable by principal with pagination, deletion.
     for (g, key, created) in [("g2", &ids[3], 20), ("g1", &ids[3], 10), ("g3", &ids[4], 5)] {
@@ -961,6 +1027,59 @@ async fn concurrent_inserts_stop_at_the_limit(
         a.list_custom_key_stores(ACCOUNT, R).await.unwrap().len(),
         LIMIT
     );
+
+    // One store per cluster: concurrent creates on one cluster, from accounts with room,
+    // make one store; then concurrent updates moving stores onto one free cluster move one.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let cs = cluster_store(
+            &format!("cks-on-cluster-{i}"),
+            &format!("{}", 800_000_000_000u64 + i),
+            "raced",
+        );
+        tasks.spawn(async move { s.insert_custom_key_store(&cs, LIMIT).await });
+    }
+    let mut made = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(()) => made += 1,
+            refused => assert_eq!(cluster_in_use(refused), "raced"),
+        }
+    }
+    assert_eq!(made, 1);
+    let mut movers = Vec::new();
+    for i in 0..24 {
+        let cs = cluster_store(&format!("cks-mover-{i}"), A, &format!("own-{i}"));
+        a.insert_custom_key_store(&cs, Q).await.unwrap();
+        movers.push(cs);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, mut cs) in movers.into_iter().enumerate() {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        cs.cluster_id = Some("goal".into());
+        tasks.spawn(async move { s.update_custom_key_store(&cs).await });
+    }
+    let mut moved = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(_) => moved += 1,
+            refused => assert_eq!(cluster_in_use(refused), "goal"),
+        }
+    }
+    assert_eq!(moved, 1);
+    let on = |cluster: &'static str| {
+        let b = b.clone();
+        async move {
+            b.all_custom_key_stores()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|s| s.cluster_id.as_deref() == Some(cluster))
+                .count()
+        }
+    };
+    assert_eq!((on("raced").await, on("goal").await), (1, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -991,8 +1110,8 @@ async fn three_and_two_keys(s: &dyn MetadataStore) {
 }
 
 /// The key count's migration fills the count from the keys there are. The schema is put back
-/// to before it (the table dropped, the version removed: it is the last migration) and the
-/// store opened again.
+/// to before it (the table dropped, and the one-store-per-cluster migration after it undone,
+/// their versions removed) and the store opened again.
 #[tokio::test]
 async fn key_count_migration_counts_existing_keys() {
     // SQLite.
@@ -1001,14 +1120,14 @@ async fn key_count_migration_counts_existing_keys() {
     three_and_two_keys(&SqliteStore::open(&path).unwrap()).await;
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "DROP TABLE key_counts; \
-             DELETE FROM schema_version WHERE version = (SELECT MAX(version) FROM schema_version)",
-        )
+        conn.execute_batch(&format!(
+            "{SQLITE_UNDO_CLUSTER_INDEX} DROP TABLE key_counts; \
+             DELETE FROM schema_version WHERE version > (SELECT MAX(version) - 2 FROM schema_version)"
+        ))
         .unwrap();
     }
     let m = SqliteStore::migrate_file(&path).unwrap();
-    assert_eq!(m.from + 1, m.to);
+    assert_eq!(m.from + 2, m.to);
     let s = SqliteStore::open(&path).unwrap();
     assert_eq!(s.count_keys(A, R).await.unwrap(), 3);
     assert_eq!(s.count_keys(A, "eu-west-1").await.unwrap(), 2);
@@ -1020,11 +1139,13 @@ async fn key_count_migration_counts_existing_keys() {
     three_and_two_keys(&s).await;
     common::pg::psql(
         &url,
-        "DROP TABLE key_counts; DELETE FROM kms_schema_version \
-         WHERE version = (SELECT MAX(version) FROM kms_schema_version)",
+        &format!(
+            "{PG_UNDO_CLUSTER_INDEX} DROP TABLE key_counts; DELETE FROM kms_schema_version \
+             WHERE version > (SELECT MAX(version) - 2 FROM kms_schema_version)"
+        ),
     );
     let m = s.migrate().await.unwrap();
-    assert_eq!(m.from + 1, m.to);
+    assert_eq!(m.from + 2, m.to);
     assert_eq!(s.count_keys(A, R).await.unwrap(), 3);
     assert_eq!(s.count_keys(A, "eu-west-1").await.unwrap(), 2);
     // And the limit holds on the filled count.
@@ -1033,4 +1154,151 @@ async fn key_count_migration_counts_existing_keys() {
         s.insert_key(&key(&id, A), &material(&id, 1), &[], 3).await,
         Err(StoreError::KeyQuota { limit: 3, usage: 3 })
     ));
+}
+
+/// Undoes the last migration, the one-store-per-cluster index, on SQLite.
+const SQLITE_UNDO_CLUSTER_INDEX: &str = "DROP TRIGGER custom_key_stores_hand_over_deleted; \
+    DROP TRIGGER custom_key_stores_hand_over_moved; \
+    DROP INDEX custom_key_stores_one_per_cluster; \
+    ALTER TABLE custom_key_stores DROP COLUMN cluster_shared;";
+/// The same on PostgreSQL.
+const PG_UNDO_CLUSTER_INDEX: &str =
+    "DROP TRIGGER custom_key_stores_hand_over ON custom_key_stores; \
+    DROP FUNCTION kms_cluster_hand_over(); \
+    DROP INDEX custom_key_stores_one_per_cluster; \
+    ALTER TABLE custom_key_stores DROP COLUMN cluster_shared;";
+
+/// Three stores on one cluster, as a database from before the one-store-per-cluster index may
+/// hold: `cks-z-old`, `cks-a-new`, `cks-b-newest` in that order of creation (ids ordered
+/// otherwise, so the creation time decides), and `cks-m-alone` on a cluster of its own.
+async fn three_stores_on_one_cluster(s: &dyn MetadataStore) {
+    let mut stores = Vec::new();
+    for (i, (id, account)) in [
+        ("cks-z-old", A),
+        ("cks-a-new", "444455556666"),
+        ("cks-b-newest", A),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut cs = cluster_store(id, account, "shared");
+        cs.creation_date = at(1_700_000_000_000 + 100_000 * i as i64);
+        stores.push(cs);
+    }
+    stores.push(cluster_store("cks-m-alone", A, "alone"));
+    for cs in stores {
+        s.insert_custom_key_store(&cs, Q).await.unwrap();
+    }
+}
+
+/// After the migration: every store on the shared cluster is kept as it was, the oldest holds
+/// the cluster (`shared(id)`: the store's `cluster_shared` column read from the database), no
+/// further store gets on it, the later ones' writes pass, the holder's deletion or move hands
+/// the cluster to the oldest marked store left, and a marked store moved to a free cluster is
+/// an ordinary store there.
+async fn after_the_cluster_migration(s: &dyn MetadataStore, shared: impl Fn(&str) -> bool) {
+    let get = |id: &'static str| async move { s.get_custom_key_store(id).await.unwrap().unwrap() };
+    for id in ["cks-z-old", "cks-a-new", "cks-b-newest"] {
+        assert_eq!(get(id).await.cluster_id.as_deref(), Some("shared"), "{id}");
+    }
+    let marks = || ["cks-z-old", "cks-a-new", "cks-b-newest", "cks-m-alone"].map(&shared);
+    assert_eq!(marks(), [false, true, true, false]);
+    let third = cluster_store("cks-third", A, "shared");
+    assert_eq!(
+        cluster_in_use(s.insert_custom_key_store(&third, Q).await),
+        "shared"
+    );
+    // A marked store's writes that keep its cluster keep its mark; it moves only to a free one.
+    let mut new = get("cks-a-new").await;
+    new.connection_state = ConnectionState::Connected;
+    let mut new = s.update_custom_key_store(&new).await.unwrap();
+    assert!(shared("cks-a-new"));
+    new.cluster_id = Some("alone".into());
+    assert_eq!(
+        cluster_in_use(s.update_custom_key_store(&new).await),
+        "alone"
+    );
+    // The holder moves away: the oldest marked store left holds the cluster.
+    let mut old = get("cks-z-old").await;
+    old.cluster_id = Some("elsewhere".into());
+    s.update_custom_key_store(&old).await.unwrap();
+    assert_eq!(marks(), [false, false, true, false]);
+    assert_eq!(
+        cluster_in_use(s.insert_custom_key_store(&third, Q).await),
+        "shared"
+    );
+    // The holder is deleted: the next one holds it.
+    s.delete_custom_key_store("cks-a-new").await.unwrap();
+    assert!(!shared("cks-b-newest"));
+    assert_eq!(
+        cluster_in_use(s.insert_custom_key_store(&third, Q).await),
+        "shared"
+    );
+    // The last one moves to a free cluster (it is checked there), and the cluster is free.
+    let mut newest = get("cks-b-newest").await;
+    newest.cluster_id = Some("elsewhere".into());
+    assert_eq!(
+        cluster_in_use(s.update_custom_key_store(&newest).await),
+        "elsewhere"
+    );
+    newest.cluster_id = Some("free".into());
+    s.update_custom_key_store(&newest).await.unwrap();
+    s.insert_custom_key_store(&third, Q).await.unwrap();
+}
+
+/// A database from before the one-store-per-cluster index that already has several stores on
+/// one cluster still opens: the migration keeps them all (the later ones left out of the index)
+/// rather than failing the start-up.
+#[tokio::test]
+async fn the_cluster_index_migration_keeps_stores_that_already_share_a_cluster() {
+    // SQLite: the schema put back to before the migration while a store is open on it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kms.sqlite3");
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "{SQLITE_UNDO_CLUSTER_INDEX} DELETE FROM schema_version \
+             WHERE version = (SELECT MAX(version) FROM schema_version)"
+        ))
+        .unwrap();
+        three_stores_on_one_cluster(&s).await;
+    }
+    let m = SqliteStore::migrate_file(&path).unwrap();
+    assert_eq!(m.from + 1, m.to);
+    let s = SqliteStore::open(&path).unwrap();
+    after_the_cluster_migration(&s, |id| {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.query_row(
+            "SELECT cluster_shared FROM custom_key_stores WHERE id = ?1",
+            [id],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+            == 1
+    })
+    .await;
+
+    // PostgreSQL.
+    let url = common::pg::fresh_database();
+    let s = PgStore::connect(&pg_config(&url)).await.unwrap();
+    s.migrate().await.unwrap();
+    common::pg::psql(
+        &url,
+        &format!(
+            "{PG_UNDO_CLUSTER_INDEX} DELETE FROM kms_schema_version \
+             WHERE version = (SELECT MAX(version) FROM kms_schema_version)"
+        ),
+    );
+    three_stores_on_one_cluster(&s).await;
+    let s = PgStore::connect(&pg_config(&url)).await.unwrap();
+    let m = s.migrate().await.unwrap();
+    assert_eq!(m.from + 1, m.to);
+    after_the_cluster_migration(&s, |id| {
+        common::pg::psql(
+            &url,
+            &format!("SELECT cluster_shared FROM custom_key_stores WHERE id = '{id}'"),
+        ) == "t"
+    })
+    .await;
 }

@@ -294,6 +294,19 @@ pub(crate) fn store_quota_exceeded(limit: usize) -> KmsError {
     ))
 }
 
+/// CloudHsmClusterInUseException: another custom key store is on the cluster (the early check
+/// here, or the store's unique index when a concurrent create or update got there first).
+pub(crate) fn cluster_in_use(cluster_id: &str) -> KmsError {
+    KmsError::CloudHsmClusterInUse(format!(
+        "Cluster {cluster_id} is already associated with a custom key store"
+    ))
+}
+
+/// CustomKeyStoreNameInUseException: the account has a store of that name in the region.
+pub(crate) fn store_name_in_use(name: &str) -> KmsError {
+    KmsError::CustomKeyStoreNameInUse(format!("Custom key store name '{name}' is already in use"))
+}
+
 fn not_found(id: &str) -> KmsError {
     KmsError::CustomKeyStoreNotFound(format!("Custom key store '{id}' does not exist"))
 }
@@ -465,10 +478,7 @@ impl CustomKeyStores {
             if identical {
                 return Ok(same.id.clone());
             }
-            return Err(KmsError::CustomKeyStoreNameInUse(format!(
-                "Custom key store name '{}' is already in use",
-                req.name
-            )));
+            return Err(store_name_in_use(&req.name));
         }
         let Some(cluster) = self.connections.cluster_config(&cluster_id, &account) else {
             return Err(KmsError::CloudHsmClusterNotFound(format!(
@@ -486,6 +496,7 @@ impl CustomKeyStores {
         if existing.len() >= quota {
             return Err(store_quota_exceeded(quota));
         }
+        // Refused early too; the store's unique index decides (any node, any account).
         self.check_cluster_free(&cluster_id, None).await?;
         let id = new_store_id()?;
         let record = CustomKeyStoreRecord {
@@ -503,12 +514,8 @@ impl CustomKeyStores {
             row_version: 1,
             xks: None,
         };
-        match self.store.insert_custom_key_store(&record, quota).await {
-            Err(crate::store::StoreError::AlreadyExists) => Err(KmsError::CustomKeyStoreNameInUse(
-                format!("Custom key store name '{}' is already in use", record.name),
-            )),
-            other => Ok(other.map(|_| id)?),
-        }
+        self.store.insert_custom_key_store(&record, quota).await?;
+        Ok(id)
     }
 
     pub async fn connect_custom_key_store(&self, call: &mut Call, id: &str) -> KmsResult<()> {
@@ -638,16 +645,15 @@ impl CustomKeyStores {
     }
 
     /// A cluster backs at most one custom key store, across every account and region (two
-    /// stores on one cluster would rotate each other's crypto user PIN).
+    /// stores on one cluster would rotate each other's crypto user PIN). The fast path only:
+    /// the store's insert and update decide ([`crate::store::StoreError::ClusterInUse`]).
     async fn check_cluster_free(&self, cluster_id: &str, except: Option<&str>) -> KmsResult<()> {
         let all = self.store.all_custom_key_stores().await?;
         let taken = all
             .iter()
             .any(|s| s.cluster_id.as_deref() == Some(cluster_id) && Some(s.id.as_str()) != except);
         if taken {
-            return Err(KmsError::CloudHsmClusterInUse(format!(
-                "Cluster {cluster_id} is already associated with a custom key store"
-            )));
+            return Err(cluster_in_use(cluster_id));
         }
         Ok(())
     }
@@ -658,9 +664,7 @@ impl CustomKeyStores {
             .list_custom_key_stores(&store.account, &store.region)
             .await?;
         if others.iter().any(|s| s.name == name && s.id != store.id) {
-            return Err(KmsError::CustomKeyStoreNameInUse(format!(
-                "Custom key store name '{name}' is already in use"
-            )));
+            return Err(store_name_in_use(name));
         }
         Ok(())
     }
@@ -813,6 +817,28 @@ impl CustomKeyStores {
             )));
         };
         Ok(cluster.random(len).await?)
+    }
+
+    /// Logs each cluster that backs more than one store. Only a database from before the
+    /// store's one-store-per-cluster index can hold such stores: the migration keeps them (the
+    /// later ones marked `cluster_shared`) and the operator resolves them (`docs/operations.md`,
+    /// "One custom key store per cluster").
+    pub async fn warn_shared_clusters(&self) -> KmsResult<()> {
+        let mut by_cluster: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for s in self.store.all_custom_key_stores().await? {
+            if let Some(cluster) = s.cluster_id {
+                by_cluster.entry(cluster).or_default().push(s.id);
+            }
+        }
+        for (cluster, ids) in by_cluster.iter().filter(|(_, ids)| ids.len() > 1) {
+            tracing::warn!(
+                cluster_id = %cluster,
+                custom_key_store_ids = ids.join(","),
+                "custom key stores share a cluster (their connects rotate each other's crypto \
+                 user PIN): delete all but one or move them to other clusters"
+            );
+        }
+        Ok(())
     }
 
     /// Reconnects, after a restart, the stores that were connected (clusters: before this

@@ -261,6 +261,14 @@ impl From<StoreError> for KmsError {
             StoreError::CustomKeyStoreQuota { limit, .. } => {
                 super::custom_key_stores::store_quota_exceeded(limit)
             }
+            // A custom key store's unique name or cluster, decided by the store's indexes
+            // (a concurrent create or update got there first).
+            StoreError::CustomKeyStoreNameInUse { name } => {
+                super::custom_key_stores::store_name_in_use(&name)
+            }
+            StoreError::ClusterInUse { cluster_id } => {
+                super::custom_key_stores::cluster_in_use(&cluster_id)
+            }
             // The database is out of reach (restarting, fail-over): 503, retryable.
             StoreError::Unavailable(cause) => {
                 tracing::warn!(%cause, "metadata store unavailable");

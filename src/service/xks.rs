@@ -546,10 +546,7 @@ impl CustomKeyStores {
             .list_custom_key_stores(&account, self.region_of(call))
             .await?;
         if existing.iter().any(|s| s.name == req.name) {
-            return Err(KmsError::CustomKeyStoreNameInUse(format!(
-                "Custom key store name '{}' is already in use",
-                req.name
-            )));
+            return Err(super::custom_key_stores::store_name_in_use(&req.name));
         }
         if existing
             .iter()
@@ -598,13 +595,9 @@ impl CustomKeyStores {
             row_version: 1,
             xks: Some(settings),
         };
-        match self.store.insert_custom_key_store(&record, quota).await {
-            // Another create took the name since the look-up above.
-            Err(crate::store::StoreError::AlreadyExists) => Err(KmsError::CustomKeyStoreNameInUse(
-                format!("Custom key store name '{}' is already in use", record.name),
-            )),
-            other => Ok(other.map(|_| id)?),
-        }
+        // Another create may have taken the name since the look-up above: the store decides.
+        self.store.insert_custom_key_store(&record, quota).await?;
+        Ok(id)
     }
 
     /// ConnectCustomKeyStore for an external key store (the caller checked the state), under

@@ -39,6 +39,15 @@ pub enum StoreError {
     /// A uniqueness constraint (alias name) was violated.
     #[error("already exists")]
     AlreadyExists,
+    /// A custom key store write refused by the unique (account, region, name): another store
+    /// of the account in the region has the name.
+    #[error("custom key store name in use")]
+    CustomKeyStoreNameInUse { name: String },
+    /// A custom key store write refused by the unique cluster: another store, of any account
+    /// or region, is on the cluster (one store per cluster: two would rotate each other's
+    /// crypto user PIN).
+    #[error("cluster {cluster_id} in use")]
+    ClusterInUse { cluster_id: String },
     /// [`MetadataStore::insert_key`] refused the key: the account already has `limit` keys
     /// (`usage`, read in the refusing transaction) in the key's region.
     #[error("key quota {limit} reached (usage {usage})")]
@@ -363,10 +372,12 @@ pub trait MetadataStore: Send + Sync {
     async fn list_tags(&self, key_id: &KeyId) -> StoreResult<Vec<Tag>>;
 
     /// Inserts a custom key store unless its account already has `limit` stores in its region
-    /// ([`StoreError::CustomKeyStoreQuota`]); [`StoreError::AlreadyExists`] when the name is
-    /// taken. The count and the insert are one transaction, serialized per (account, region)
-    /// (SQLite: the one writer; PostgreSQL: a transaction advisory lock), so concurrent creates
-    /// on one node or several never pass the limit.
+    /// ([`StoreError::CustomKeyStoreQuota`]); [`StoreError::CustomKeyStoreNameInUse`] when the
+    /// name is taken, [`StoreError::ClusterInUse`] when another store (any account, any region)
+    /// is on its cluster. The count and the insert are one transaction, serialized per
+    /// (account, region) (SQLite: the one writer; PostgreSQL: a transaction advisory lock), so
+    /// concurrent creates on one node or several never pass the limit; the name and the cluster
+    /// are unique indexes, so the database decides those races too.
     async fn insert_custom_key_store(
         &self,
         store: &CustomKeyStoreRecord,
@@ -379,7 +390,9 @@ pub trait MetadataStore: Send + Sync {
         account: &str,
         region: &str,
     ) -> StoreResult<Vec<CustomKeyStoreRecord>>;
-    /// Replaces a store row if its `row_version` still matches; bumps it.
+    /// Replaces a store row if its `row_version` still matches; bumps it. A new name or cluster
+    /// is checked by the same unique indexes as [`MetadataStore::insert_custom_key_store`]
+    /// ([`StoreError::CustomKeyStoreNameInUse`], [`StoreError::ClusterInUse`]).
     async fn update_custom_key_store(
         &self,
         store: &CustomKeyStoreRecord,

@@ -149,6 +149,38 @@ CREATE TABLE key_counts (
 INSERT INTO key_counts (account, region, n)
     SELECT account, region, COUNT(*) FROM keys GROUP BY account, region;
 "#,
+    // One custom key store per cluster, across accounts and regions: a unique index decides
+    // concurrent creates and updates. Stores that already shared a cluster are kept, not
+    // refused: the oldest on each cluster holds it, the others are marked `cluster_shared` and
+    // left out of the index until they move to another cluster; when the holder is deleted or
+    // moves, the triggers hand the cluster to the oldest marked store left on it, so a cluster
+    // in use always has a holder in the index (`docs/operations.md`).
+    r#"
+ALTER TABLE custom_key_stores ADD COLUMN cluster_shared INTEGER NOT NULL DEFAULT 0;
+UPDATE custom_key_stores SET cluster_shared = 1
+    WHERE cluster_id IS NOT NULL AND EXISTS (
+        SELECT 1 FROM custom_key_stores o
+        WHERE o.cluster_id = custom_key_stores.cluster_id
+          AND (o.creation_ms < custom_key_stores.creation_ms
+               OR (o.creation_ms = custom_key_stores.creation_ms AND o.id < custom_key_stores.id)));
+CREATE UNIQUE INDEX custom_key_stores_one_per_cluster ON custom_key_stores(cluster_id)
+    WHERE cluster_id IS NOT NULL AND cluster_shared = 0;
+CREATE TRIGGER custom_key_stores_hand_over_deleted AFTER DELETE ON custom_key_stores
+    WHEN OLD.cluster_id IS NOT NULL AND OLD.cluster_shared = 0
+BEGIN
+    UPDATE custom_key_stores SET cluster_shared = 0 WHERE id = (
+        SELECT id FROM custom_key_stores WHERE cluster_id = OLD.cluster_id AND cluster_shared = 1
+        ORDER BY creation_ms, id LIMIT 1);
+END;
+CREATE TRIGGER custom_key_stores_hand_over_moved AFTER UPDATE OF cluster_id ON custom_key_stores
+    WHEN OLD.cluster_id IS NOT NULL AND OLD.cluster_shared = 0
+        AND NEW.cluster_id IS NOT OLD.cluster_id
+BEGIN
+    UPDATE custom_key_stores SET cluster_shared = 0 WHERE id = (
+        SELECT id FROM custom_key_stores WHERE cluster_id = OLD.cluster_id AND cluster_shared = 1
+        ORDER BY creation_ms, id LIMIT 1);
+END;
+"#,
 ];
 
 const READERS: usize = 4;
@@ -190,6 +222,28 @@ pub struct BackupReport {
     pub keys: usize,
     /// The copy's schema version.
     pub schema_version: i64,
+}
+
+/// A custom key store write refused by a unique index: which one (the name, the cluster), as
+/// its typed error; any other failure as usual.
+fn store_write_error(e: rusqlite::Error, r: &CustomKeyStoreRecord) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, Some(text)) = &e {
+        if f.code == rusqlite::ErrorCode::ConstraintViolation {
+            // SQLite names the columns of the violated index: "UNIQUE constraint failed:
+            // custom_key_stores.cluster_id".
+            if text.contains("custom_key_stores.cluster_id") {
+                return StoreError::ClusterInUse {
+                    cluster_id: r.cluster_id.clone().unwrap_or_default(),
+                };
+            }
+            if text.contains("custom_key_stores.name") {
+                return StoreError::CustomKeyStoreNameInUse {
+                    name: r.name.clone(),
+                };
+            }
+        }
+    }
+    e.into()
 }
 
 fn open(path: &Path) -> StoreResult<Connection> {
@@ -1033,7 +1087,8 @@ impl Db {
             r.xks.as_ref().and_then(|x| x.vpc_endpoint_service_name.clone()),
             r.xks.as_ref().map(|x| x.access_key_id.clone()),
             r.xks.as_ref().and_then(|x| x.credential_date).map(to_ms),
-        ])?;
+        ])
+        .map_err(|e| store_write_error(e, r))?;
         tx.commit()?;
         Ok(())
     }
@@ -1072,12 +1127,14 @@ impl Db {
         r: &CustomKeyStoreRecord,
     ) -> StoreResult<CustomKeyStoreRecord> {
         let conn = self.writer();
+        // A store that moves to another cluster leaves the shared ones (see the migration).
         let n = conn
             .prepare_cached(
                 "UPDATE custom_key_stores SET name = ?2, cluster_id = ?3, trust_anchor = ?4, \
                  password_encrypted = ?5, connection_state = ?6, connection_error = ?7, \
                  xks_uri_endpoint = ?9, xks_uri_path = ?10, xks_connectivity = ?11, \
                  xks_vpc_service = ?12, xks_access_key_id = ?13, xks_credential_ms = ?14, \
+                 cluster_shared = cluster_shared AND cluster_id IS ?3, \
                  row_version = row_version + 1 WHERE id = ?1 AND row_version = ?8",
             )?
             .execute(params![
@@ -1097,7 +1154,8 @@ impl Db {
                     .and_then(|x| x.vpc_endpoint_service_name.clone()),
                 r.xks.as_ref().map(|x| x.access_key_id.clone()),
                 r.xks.as_ref().and_then(|x| x.credential_date).map(to_ms),
-            ])?;
+            ])
+            .map_err(|e| store_write_error(e, r))?;
         if n != 1 {
             return Err(StoreError::Conflict);
         }

@@ -151,6 +151,29 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
+/// The unique index of one store per cluster (made by a migration in `schema.rs`).
+const ONE_STORE_PER_CLUSTER: &str = "custom_key_stores_one_per_cluster";
+/// The unique (account, region, name) of custom key stores (PostgreSQL's default name).
+const STORE_NAME_UNIQUE: &str = "custom_key_stores_account_region_name_key";
+
+/// A custom key store write refused by a unique index: which one (the name, the cluster), as
+/// its typed error; any other failure as usual.
+fn store_write_error(e: tokio_postgres::Error, r: &CustomKeyStoreRecord) -> StoreError {
+    let violated = e
+        .as_db_error()
+        .filter(|d| *d.code() == SqlState::UNIQUE_VIOLATION)
+        .and_then(|d| d.constraint());
+    match violated {
+        Some(ONE_STORE_PER_CLUSTER) => StoreError::ClusterInUse {
+            cluster_id: r.cluster_id.clone().unwrap_or_default(),
+        },
+        Some(STORE_NAME_UNIQUE) => StoreError::CustomKeyStoreNameInUse {
+            name: r.name.clone(),
+        },
+        _ => e.into(),
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match e {
@@ -1030,7 +1053,8 @@ impl MetadataStore for PgStore {
                 &xks.and_then(|x| x.credential_date).map(to_ms),
             ],
         )
-        .await?;
+        .await
+        .map_err(|e| store_write_error(e, r))?;
         tx.commit().await?;
         Ok(())
     }
@@ -1069,13 +1093,21 @@ impl MetadataStore for PgStore {
         r: &CustomKeyStoreRecord,
     ) -> StoreResult<CustomKeyStoreRecord> {
         let xks = r.xks.as_ref();
-        let n = self
-            .execute(
+        let c = self.client().await?;
+        // A store that moves to another cluster leaves the shared ones (see the migration).
+        let stmt = c
+            .prepare_cached(
                 "UPDATE custom_key_stores SET name = $2, cluster_id = $3, trust_anchor = $4, \
                  password_encrypted = $5, connection_state = $6, connection_error = $7, \
                  xks_uri_endpoint = $9, xks_uri_path = $10, xks_connectivity = $11, \
                  xks_vpc_service = $12, xks_access_key_id = $13, xks_credential_ms = $14, \
+                 cluster_shared = cluster_shared AND cluster_id IS NOT DISTINCT FROM $3, \
                  row_version = row_version + 1 WHERE id = $1 AND row_version = $8",
+            )
+            .await?;
+        let n = c
+            .execute(
+                &stmt,
                 &[
                     &r.id,
                     &r.name,
@@ -1093,7 +1125,8 @@ impl MetadataStore for PgStore {
                     &xks.and_then(|x| x.credential_date).map(to_ms),
                 ],
             )
-            .await?;
+            .await
+            .map_err(|e| store_write_error(e, r))?;
         if n != 1 {
             return Err(StoreError::Conflict);
         }

@@ -176,4 +176,31 @@ CREATE TABLE key_counts (
 INSERT INTO key_counts (account, region, n)
     SELECT account, region, COUNT(*) FROM keys GROUP BY account, region;
 "#,
+    // One custom key store per cluster, across accounts and regions: a unique index decides
+    // concurrent creates and updates, from any node. Stores that already shared a cluster are
+    // kept, not refused: the oldest on each cluster holds it, the others are marked
+    // `cluster_shared` and left out of the index until they move to another cluster; when the
+    // holder is deleted or moves, the trigger hands the cluster to the oldest marked store left
+    // on it, so a cluster in use always has a holder in the index (`docs/operations.md`).
+    r#"
+ALTER TABLE custom_key_stores ADD COLUMN cluster_shared BOOLEAN NOT NULL DEFAULT FALSE;
+UPDATE custom_key_stores s SET cluster_shared = TRUE
+    WHERE cluster_id IS NOT NULL AND EXISTS (
+        SELECT 1 FROM custom_key_stores o
+        WHERE o.cluster_id = s.cluster_id AND (o.creation_ms, o.id) < (s.creation_ms, s.id));
+CREATE UNIQUE INDEX custom_key_stores_one_per_cluster ON custom_key_stores(cluster_id)
+    WHERE cluster_id IS NOT NULL AND NOT cluster_shared;
+CREATE FUNCTION kms_cluster_hand_over() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.cluster_id IS NOT NULL AND NOT OLD.cluster_shared
+        AND (TG_OP = 'DELETE' OR NEW.cluster_id IS DISTINCT FROM OLD.cluster_id) THEN
+        UPDATE custom_key_stores SET cluster_shared = FALSE WHERE id = (
+            SELECT id FROM custom_key_stores WHERE cluster_id = OLD.cluster_id AND cluster_shared
+            ORDER BY creation_ms, id LIMIT 1);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER custom_key_stores_hand_over AFTER DELETE OR UPDATE OF cluster_id
+    ON custom_key_stores FOR EACH ROW EXECUTE FUNCTION kms_cluster_hand_over();
+"#,
 ];
