@@ -37,6 +37,11 @@ const FIRST: &str = "arn:aws:iam::111122223333:role/first";
 const SECOND: &str = "arn:aws:iam::111122223333:role/second";
 const THIRD: &str = "arn:aws:iam::111122223333:role/third";
 const NOTAG: &str = "arn:aws:iam::111122223333:role/notag";
+const WORKER: &str = "arn:aws:iam::111122223333:role/worker";
+
+/// Session policies.
+const ONLY_DECRYPT: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}]}"#;
+const ALL_BUT_ENCRYPT_AND_LIST_KEYS: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":["kms:Encrypt","kms:ListKeys"],"Resource":"*"}]}"#;
 
 const DAVE_KEY: (&str, &str) = (
     "AKIADAVE000000000001",
@@ -85,6 +90,11 @@ arn = 'arn:aws:iam::111122223333:role/app'
 unique_id = 'AROAAPPROLEEXAMPLE001'
 max_session_duration_seconds = 7200
 trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/dave"},"Action":"sts:AssumeRole"}]}'
+
+[[roles]]
+arn = 'arn:aws:iam::111122223333:role/worker'
+trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/dave"},"Action":"sts:AssumeRole"}]}'
+policies = ['{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}']
 
 [[roles]]
 arn = 'arn:aws:iam::111122223333:role/other'
@@ -142,14 +152,7 @@ fn sts(srv: &common::TestServer, key: (&str, &str)) -> aws_sdk_sts::Client {
 
 /// AssumeRole of `role` as session `name` with the long-term `key`, at `endpoint`: must succeed.
 async fn assume(endpoint: &str, key: (&str, &str), role: &str, name: &str) -> RoleSession {
-    RoleSession::assume(
-        endpoint,
-        common::sts::client(endpoint, key)
-            .assume_role()
-            .role_arn(role)
-            .role_session_name(name),
-    )
-    .await
+    RoleSession::of(endpoint, key, role, name, |r| r).await
 }
 
 /// A session tag.
@@ -182,17 +185,6 @@ fn sts_fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
         e.message().unwrap_or("").to_string(),
         status,
     )
-}
-
-fn kms_fail<
-    O: std::fmt::Debug,
-    E: aws_sdk_kms::error::ProvideErrorMetadata + std::fmt::Debug,
-    R: std::fmt::Debug,
->(
-    r: Result<O, aws_sdk_kms::error::SdkError<E, R>>,
-) -> (String, String) {
-    let e = r.expect_err("the call should have failed");
-    (common::code(&e), common::message(&e))
 }
 
 fn assume_denied(caller: &str, role: &str) -> String {
@@ -723,7 +715,7 @@ async fn temporary_credentials_with_kms() {
 
     // A key policy that names only carol: the role's session gets nothing (the role has no
     // identity policy for the account statement to delegate to).
-    let (code, msg) = kms_fail(
+    let (code, msg) = common::fail(
         kms.encrypt()
             .key_id(&for_carol)
             .plaintext(Blob::new("x"))
@@ -739,68 +731,45 @@ async fn temporary_credentials_with_kms() {
         )
     );
 
-    // A session policy narrows the session: Decrypt only.
-    let narrow = RoleSession::assume(
-        &srv.endpoint,
-        sts(&srv, DAVE_KEY)
-            .assume_role()
-            .role_arn(APP)
-            .role_session_name("narrow")
-            .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}]}"#),
-    )
+    // A session policy narrows the session: Decrypt only. The key policy names the role, the
+    // session policy is what does not allow.
+    let narrow = RoleSession::of(&srv.endpoint, DAVE_KEY, APP, "narrow", |r| {
+        r.policy(ONLY_DECRYPT)
+    })
     .await
     .kms();
-    let (code, msg) = kms_fail(
-        narrow
-            .encrypt()
-            .key_id(&for_role)
-            .plaintext(Blob::new("x"))
-            .send()
-            .await,
-    );
+    let (code, msg) = encrypt(&narrow, &for_role).await.unwrap_err();
     assert_eq!(code, "AccessDeniedException");
     assert_eq!(
         msg,
         format!(
             "User: arn:aws:sts::111122223333:assumed-role/app/narrow is not authorized to \
-             perform: kms:Encrypt on resource: {for_role} because no resource-based policy \
-             allows the kms:Encrypt action"
+             perform: kms:Encrypt on resource: {for_role} because no session policy allows the \
+             kms:Encrypt action"
         )
     );
     narrow.decrypt().ciphertext_blob(blob).send().await.unwrap();
 
-    // A session policy that denies Encrypt: an explicit deny in an identity-based policy.
-    let denying = RoleSession::assume(
-        &srv.endpoint,
-        sts(&srv, DAVE_KEY)
-            .assume_role()
-            .role_arn(APP)
-            .role_session_name("denying")
-            .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:Encrypt","Resource":"*"}]}"#),
-    )
+    // A session policy that denies Encrypt: an explicit deny in a session policy.
+    let denying = RoleSession::of(&srv.endpoint, DAVE_KEY, APP, "denying", |r| {
+        r.policy(ALL_BUT_ENCRYPT_AND_LIST_KEYS)
+    })
     .await
     .kms();
-    let (code, msg) = kms_fail(
-        denying
-            .encrypt()
-            .key_id(&for_role)
-            .plaintext(Blob::new("x"))
-            .send()
-            .await,
-    );
+    let (code, msg) = encrypt(&denying, &for_role).await.unwrap_err();
     assert_eq!(code, "AccessDeniedException");
     assert_eq!(
         msg,
         format!(
             "User: arn:aws:sts::111122223333:assumed-role/app/denying is not authorized to \
-             perform: kms:Encrypt on resource: {for_role} with an explicit deny in an \
-             identity-based policy"
+             perform: kms:Encrypt on resource: {for_role} with an explicit deny in a session \
+             policy"
         )
     );
 
     // A wrong session token.
     let wrong = s1.kms_at(&srv.endpoint, Some("bm90IHRoZSB0b2tlbg=="));
-    let (code, msg) = kms_fail(wrong.list_keys().send().await);
+    let (code, msg) = common::fail(wrong.list_keys().send().await);
     assert_eq!(code, "UnrecognizedClientException");
     assert_eq!(
         msg,
@@ -820,7 +789,7 @@ async fn temporary_credentials_with_kms() {
 
     // Past Expiration on the service's clock.
     srv.clock.advance(chrono::Duration::seconds(3601));
-    let (code, msg) = kms_fail(
+    let (code, msg) = common::fail(
         kms.encrypt()
             .key_id(&for_role)
             .plaintext(Blob::new("x"))
@@ -834,18 +803,136 @@ async fn temporary_credentials_with_kms() {
     assert_eq!(msg, "The security token included in the request is expired");
 }
 
+/// AccessDenied names the session policy as AWS does, for a role whose identity policy allows
+/// `kms:*` (the default key policy delegates to it): "because no session policy allows" when
+/// the role allows and the session policy does not, "with an explicit deny in a session
+/// policy" for its Deny; on a key and on `*` (CreateKey, ListKeys). What both allow works.
+#[tokio::test]
+async fn session_policy_denials_name_the_session_policy() {
+    let srv = server().await;
+    let admin = srv.client();
+    let (_, key) = common::new_key(&admin).await;
+    let blob = admin
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new("for the worker"))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob()
+        .unwrap()
+        .clone();
+    let session = |name: &'static str, policy: &'static str| {
+        RoleSession::of(&srv.endpoint, DAVE_KEY, WORKER, name, move |r| {
+            r.policy(policy)
+        })
+    };
+    let denied = |name: &str, action: &str, resource: &str, why: &str| {
+        format!(
+            "User: arn:aws:sts::111122223333:assumed-role/worker/{name} is not authorized to \
+             perform: kms:{action} on resource: {resource} {why}"
+        )
+    };
+
+    // Decrypt only: Encrypt, CreateKey and ListKeys are the role's but not the session's.
+    let narrow = session("narrow", ONLY_DECRYPT).await.kms();
+    let not_allowed =
+        |action: &str| format!("because no session policy allows the kms:{action} action");
+    let refused = [
+        (
+            "Encrypt",
+            key.as_str(),
+            encrypt(&narrow, &key).await.unwrap_err(),
+        ),
+        (
+            "CreateKey",
+            "*",
+            common::fail(narrow.create_key().send().await),
+        ),
+        (
+            "ListKeys",
+            "*",
+            common::fail(narrow.list_keys().send().await),
+        ),
+    ];
+    for (action, resource, (code, msg)) in refused {
+        assert_eq!(code, "AccessDeniedException", "{action}");
+        assert_eq!(
+            msg,
+            denied("narrow", action, resource, &not_allowed(action))
+        );
+    }
+    let plain = narrow.decrypt().ciphertext_blob(blob).send().await.unwrap();
+    assert_eq!(plain.plaintext().unwrap().as_ref(), b"for the worker");
+
+    // Everything but Encrypt and ListKeys: their Deny is named; CreateKey is allowed by both.
+    let denying = session("denying", ALL_BUT_ENCRYPT_AND_LIST_KEYS)
+        .await
+        .kms();
+    let explicit = "with an explicit deny in a session policy";
+    let refused = [
+        (
+            "Encrypt",
+            key.as_str(),
+            encrypt(&denying, &key).await.unwrap_err(),
+        ),
+        (
+            "ListKeys",
+            "*",
+            common::fail(denying.list_keys().send().await),
+        ),
+    ];
+    for (action, resource, (code, msg)) in refused {
+        assert_eq!(code, "AccessDeniedException", "{action}");
+        assert_eq!(msg, denied("denying", action, resource, explicit));
+    }
+    let (_, created) = common::new_key(&denying).await;
+    denying
+        .describe_key()
+        .key_id(&created)
+        .send()
+        .await
+        .unwrap();
+
+    // Without a session policy the role's own policy decides: the same calls work.
+    let whole = assume(&srv.endpoint, DAVE_KEY, WORKER, "whole").await.kms();
+    encrypt(&whole, &key).await.unwrap();
+    whole.list_keys().send().await.unwrap();
+}
+
+/// The `sessionContext` CloudTrail writes for a role session: the role that issued it, an
+/// empty `webIdFederationData`, `attributes` with the issue time (the Expiration less the
+/// duration) and `mfaAuthenticated` "false", and the source identity when it has one.
+fn session_context(s: &RoleSession, role: &str, seconds: i64, source: Option<&str>) -> Value {
+    let role_id = s.output.assumed_role_user().unwrap().assumed_role_id();
+    let issued = chrono::DateTime::from_timestamp(s.credentials().expiration().secs() - seconds, 0)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let mut context = serde_json::json!({
+        "sessionIssuer": {
+            "type": "Role",
+            "principalId": role_id.split(':').next().unwrap(),
+            "arn": role,
+            "accountId": A,
+            "userName": role.rsplit('/').next().unwrap(),
+        },
+        "webIdFederationData": {},
+        "attributes": {"creationDate": issued, "mfaAuthenticated": "false"},
+    });
+    if let Some(source) = source {
+        context["sourceIdentity"] = source.into();
+    }
+    context
+}
+
 #[tokio::test]
 async fn sts_calls_are_audited_without_secrets() {
     let srv = server().await;
     let dave = sts(&srv, DAVE_KEY);
-    let audited = RoleSession::assume(
-        &srv.endpoint,
-        dave.assume_role()
-            .role_arn(APP)
-            .role_session_name("audited")
-            .duration_seconds(1800)
-            .external_id("ext-secret-1"),
-    )
+    let audited = RoleSession::of(&srv.endpoint, DAVE_KEY, APP, "audited", |r| {
+        r.duration_seconds(1800).external_id("ext-secret-1")
+    })
     .await;
     let ok_rid = audited.output.request_id().unwrap().to_string();
     let creds = audited.credentials().clone();
@@ -859,6 +946,17 @@ async fn sts_calls_are_audited_without_secrets() {
     let denied_rid = denied.request_id().unwrap().to_string();
     let who = audited.sts().get_caller_identity().send().await.unwrap();
     let who_rid = who.request_id().unwrap().to_string();
+    // A chained session, with a source identity passed down.
+    srv.clock.advance(chrono::Duration::seconds(90));
+    let first = RoleSession::of(&srv.endpoint, DAVE_KEY, FIRST, "one", |r| {
+        r.source_identity("dave")
+    })
+    .await;
+    let chained = first
+        .chain(|r| r.role_arn(SECOND).role_session_name("two"))
+        .await;
+    let chained_who = chained.kms().list_keys().send().await.unwrap_err();
+    let chained_rid = chained_who.request_id().unwrap().to_string();
     let bad = common::sts::client_in(
         &srv.endpoint,
         "us-east-1",
@@ -887,6 +985,8 @@ async fn sts_calls_are_audited_without_secrets() {
     assert_eq!(r["eventName"], "AssumeRole");
     assert_eq!(r["userIdentity"]["arn"], DAVE);
     assert_eq!(r["userIdentity"]["type"], "IAMUser");
+    assert_eq!(r["userIdentity"]["userName"], "dave");
+    assert!(r["userIdentity"].get("sessionContext").is_none(), "{r}");
     assert_eq!(
         r["requestParameters"],
         serde_json::json!({"roleArn": APP, "roleSessionName": "audited", "durationSeconds": 1800})
@@ -919,6 +1019,24 @@ async fn sts_calls_are_audited_without_secrets() {
         "arn:aws:sts::111122223333:assumed-role/app/audited"
     );
     assert_eq!(r["userIdentity"]["accessKeyId"], creds.access_key_id());
+    assert_eq!(
+        r["userIdentity"]["principalId"],
+        format!("{APP_ID}:audited")
+    );
+    assert_eq!(
+        r["userIdentity"]["sessionContext"],
+        session_context(&audited, APP, 1800, None)
+    );
+
+    let r = record(&chained_rid);
+    assert_eq!(r["eventSource"], "kms.amazonaws.com");
+    assert_eq!(r["eventName"], "ListKeys");
+    assert_eq!(r["userIdentity"]["type"], "AssumedRole");
+    assert_eq!(r["userIdentity"]["arn"], chained.arn());
+    assert_eq!(
+        r["userIdentity"]["sessionContext"],
+        session_context(&chained, SECOND, 3600, Some("dave"))
+    );
 
     let r = record(&bad_rid);
     assert_eq!(r["eventSource"], "sts.amazonaws.com");
@@ -1305,25 +1423,25 @@ async fn session_tokens_survive_a_restart_and_are_sealed() {
     let mut tampered = Vec::new();
     for at in [0, 1, 20, token_len / 2, token_len - 1] {
         let t = tamper(token, at);
-        tampered.push(kms_fail(
+        tampered.push(common::fail(
             x.kms_at(&endpoint, Some(&t)).list_keys().send().await,
         ));
     }
     // X's token with Y's access key id (and Y's secret: the signature is Y's), and the reverse.
-    let swapped = kms_fail(
+    let swapped = common::fail(
         y.kms_at(&endpoint, Some(x.credentials().session_token()))
             .list_keys()
             .send()
             .await,
     );
-    let swapped_back = kms_fail(
+    let swapped_back = common::fail(
         x.kms_at(&endpoint, Some(y.credentials().session_token()))
             .list_keys()
             .send()
             .await,
     );
     // No token at all with a temporary key.
-    let no_token = kms_fail(
+    let no_token = common::fail(
         common::sdk_client(
             &endpoint,
             x.credentials().access_key_id(),
@@ -1338,7 +1456,7 @@ async fn session_tokens_survive_a_restart_and_are_sealed() {
     // Another deployment (its own root key or token objects' database, its own session key).
     let other_dir = tempfile::tempdir().unwrap();
     let (other, other_endpoint) = spawn_node(other_dir.path(), &common::backend_env());
-    let foreign = kms_fail(x.kms_at(&other_endpoint, None).list_keys().send().await);
+    let foreign = common::fail(x.kms_at(&other_endpoint, None).list_keys().send().await);
     drop(other);
 
     assert_eq!(
@@ -1395,17 +1513,12 @@ async fn session_tags_and_source_identity_are_condition_keys() {
         .arn()
         .unwrap()
         .to_string();
-    let dave = sts(&srv, DAVE_KEY);
-    let session = |team: &str, source: &str| {
-        RoleSession::assume(
-            &srv.endpoint,
-            dave.assume_role()
-                .role_arn(PARTNER)
-                .role_session_name(format!("team-{team}"))
-                .external_id("ext-123")
+    let session = |team: &'static str, source: &'static str| {
+        RoleSession::of(&srv.endpoint, DAVE_KEY, PARTNER, team, move |r| {
+            r.external_id("ext-123")
                 .source_identity(source)
-                .tags(tag("team", team)),
-        )
+                .tags(tag("team", team))
+        })
     };
     let kms_team = session("kms", "dave-desk").await;
     let other_team = session("web", "dave-desk").await;
@@ -1418,7 +1531,7 @@ async fn session_tags_and_source_identity_are_condition_keys() {
         .send()
         .await
         .unwrap();
-    let (code, msg) = kms_fail(
+    let (code, msg) = common::fail(
         other_team
             .kms()
             .encrypt()
@@ -1430,11 +1543,11 @@ async fn session_tags_and_source_identity_are_condition_keys() {
     assert_eq!(code, "AccessDeniedException");
     assert!(
         msg.starts_with(
-            "User: arn:aws:sts::111122223333:assumed-role/partner/team-web is not authorized"
+            "User: arn:aws:sts::111122223333:assumed-role/partner/web is not authorized"
         ),
         "{msg}"
     );
-    let (code, msg) = kms_fail(
+    let (code, msg) = common::fail(
         lost.kms()
             .encrypt()
             .key_id(&key)
@@ -1552,17 +1665,12 @@ async fn encrypt(kms: &aws_sdk_kms::Client, key: &str) -> Result<(), (String, St
 #[tokio::test]
 async fn transitive_tags_and_source_identity_pass_down_a_role_chain() {
     let srv = server().await;
-    let first = RoleSession::assume(
-        &srv.endpoint,
-        sts(&srv, DAVE_KEY)
-            .assume_role()
-            .role_arn(FIRST)
-            .role_session_name("one")
-            .source_identity("dave")
+    let first = RoleSession::of(&srv.endpoint, DAVE_KEY, FIRST, "one", |r| {
+        r.source_identity("dave")
             .tags(tag("Project", "p1"))
             .tags(tag("team", "kms"))
-            .transitive_tag_keys("Project"),
-    )
+            .transitive_tag_keys("Project")
+    })
     .await;
     // Nothing passed: the trust policy of `second` still sees Project=p1 (transitive) and the
     // source identity, and the result shows both.
@@ -1641,17 +1749,12 @@ async fn transitive_tags_and_source_identity_pass_down_a_role_chain() {
 #[tokio::test]
 async fn chained_requests_cannot_override_what_they_inherit() {
     let srv = server().await;
-    let dave = sts(&srv, DAVE_KEY);
-    let first = |name: &str, project: &str| {
-        RoleSession::assume(
-            &srv.endpoint,
-            dave.assume_role()
-                .role_arn(FIRST)
-                .role_session_name(name)
-                .source_identity("dave")
+    let first = |name: &'static str, project: &'static str| {
+        RoleSession::of(&srv.endpoint, DAVE_KEY, FIRST, name, move |r| {
+            r.source_identity("dave")
                 .tags(tag("Project", project))
-                .transitive_tag_keys("Project"),
-        )
+                .transitive_tag_keys("Project")
+        })
     };
     let one = first("one", "p1").await;
     let chained = || {
@@ -1731,13 +1834,9 @@ async fn chained_requests_cannot_override_what_they_inherit() {
             "User: {session_arn} is not authorized to perform: sts:TagSession on resource: {NOTAG}"
         )
     );
-    let only_source = RoleSession::assume(
-        &srv.endpoint,
-        dave.assume_role()
-            .role_arn(FIRST)
-            .role_session_name("src")
-            .source_identity("dave"),
-    )
+    let only_source = RoleSession::of(&srv.endpoint, DAVE_KEY, FIRST, "src", |r| {
+        r.source_identity("dave")
+    })
     .await;
     let (code, msg, _) = sts_fail(
         only_source
@@ -1757,13 +1856,9 @@ async fn chained_requests_cannot_override_what_they_inherit() {
         )
     );
     // Tags that are not transitive do not pass: nothing is inherited, `notag` is enough.
-    let untransitive = RoleSession::assume(
-        &srv.endpoint,
-        dave.assume_role()
-            .role_arn(FIRST)
-            .role_session_name("plain")
-            .tags(tag("team", "kms")),
-    )
+    let untransitive = RoleSession::of(&srv.endpoint, DAVE_KEY, FIRST, "plain", |r| {
+        r.tags(tag("team", "kms"))
+    })
     .await;
     let plain = untransitive
         .chain(|r| r.role_arn(NOTAG).role_session_name("nn"))
@@ -1856,15 +1951,10 @@ trust_policy = '{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Princi
     let srv =
         common::TestServer::start_with_config(&format!("{IAM}{revocable}"), common::backend_env())
             .await;
-    let dave = sts(&srv, DAVE_KEY);
-    let two_hours = |role: &str, name: &str| {
-        RoleSession::assume(
-            &srv.endpoint,
-            dave.assume_role()
-                .role_arn(role)
-                .role_session_name(name)
-                .duration_seconds(7200),
-        )
+    let two_hours = |role: &'static str, name: &'static str| {
+        RoleSession::of(&srv.endpoint, DAVE_KEY, role, name, |r| {
+            r.duration_seconds(7200)
+        })
     };
     let revocable = "arn:aws:iam::111122223333:role/revocable";
     let next = "arn:aws:iam::111122223333:role/next";
