@@ -759,6 +759,22 @@ pub async fn raw_request(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (u16, Option<String>, bytes::Bytes) {
+    let (status, response_headers, bytes) =
+        raw_response(endpoint, method, path, headers, body).await;
+    let request_id = response_headers
+        .get("x-amzn-requestid")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, request_id, bytes)
+}
+
+/// [`raw_request`] with every response header.
+pub async fn raw_response(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, hyper::HeaderMap, bytes::Bytes) {
     use http_body_util::BodyExt;
     let addr = endpoint.trim_start_matches("http://").to_string();
     let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -782,10 +798,7 @@ pub async fn raw_request(
         .await
         .unwrap();
     let status = resp.status().as_u16();
-    let request_id = resp
-        .headers()
-        .get("x-amzn-requestid")
-        .map(|v| v.to_str().unwrap().to_string());
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, request_id, bytes)
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (status, parts.headers, bytes)
 }
