@@ -2,13 +2,15 @@
 //! root and role sessions; AssumeRole authorized by trust policies (same account, account
 //! delegation, cross-account), its parameter rules and AWS's error codes and messages; and the
 //! temporary credentials used with the real `aws-sdk-kms` client (key policies naming the role,
-//! session policies, wrong tokens, expiry on the service clock); session tokens as sealed,
-//! self-contained credentials (they survive a restart, and a changed byte, another session's
-//! access key id or another deployment is refused; deleting the key's row ends them all);
+//! session policies and the AccessDenied texts that name them, wrong tokens, expiry on the
+//! service clock); session tokens as sealed, self-contained credentials (they survive a
+//! restart, and a changed byte, another session's access key id or another deployment is
+//! refused; deleting the key's row ends them all);
 //! session tags and source identity as condition keys; role chaining (transitive tags and the
 //! source identity passed on, what a chained request may not change, the limits); the
 //! `aws:TokenIssueTime` revocation recipe. Plus the raw wire (XML envelopes, unknown actions,
-//! GET) and the audit records. Role sessions are `common::sts::RoleSession`s.
+//! GET) and the audit records (a role session's `userIdentity.sessionContext`). Role sessions
+//! are `common::sts::RoleSession`s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 

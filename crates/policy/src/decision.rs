@@ -2,12 +2,13 @@
 //! safety check of §4 ([`lockout_check`]) and the AccessDenied texts of §7.1 ([`messages`]).
 //!
 //! The procedure: an explicit deny in the resource policy, the identity policies, the session
-//! policies or a guardrail policy wins (over grants too). A request on `"*"` is allowed by an identity policy (the root
-//! user needs none). A request on a resource of the caller's account is allowed by a resource
-//! policy statement that names the caller (user, session, role of the session, `"*"`, root), or
-//! by one that names the account together with an identity policy, or by a grant. A request on
-//! another account's resource needs an operation that works across accounts and both a resource
-//! policy statement naming the caller or its account and an identity policy, or a grant.
+//! policies or a guardrail policy wins (over grants too). A request on `"*"` is allowed by an
+//! identity policy (the root user needs none). A request on a resource of the caller's account
+//! is allowed by a resource policy statement that names the caller (user, session, role of the
+//! session, `"*"`, root), or by one that names the account together with an identity policy, or
+//! by a grant. A request on another account's resource needs an operation that works across
+//! accounts and both a resource policy statement naming the caller or its account and an
+//! identity policy, or a grant.
 //!
 //! A denial names one policy type, as AWS's messages do: the first explicit deny in the order
 //! above; otherwise the type that failed to allow. A role session's session policies are named
@@ -34,8 +35,6 @@ pub struct IdentityPolicies<'a> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IdentityEvaluation {
-    /// A `Deny` statement matched in a principal or session policy.
-    pub explicit_deny: bool,
     /// A `Deny` statement matched in a principal policy (the user's, or the session's role's).
     pub explicit_deny_in_principal_policy: bool,
     /// A `Deny` statement matched in a session policy.
@@ -53,7 +52,6 @@ pub struct IdentityEvaluation {
 impl IdentityEvaluation {
     /// The root user: no identity policies, and not limited by any.
     const ROOT: IdentityEvaluation = IdentityEvaluation {
-        explicit_deny: false,
         explicit_deny_in_principal_policy: false,
         explicit_deny_in_session_policy: false,
         allows: true,
@@ -108,7 +106,6 @@ impl IdentityPolicies<'_> {
         let session = self.session_policies.map(fold);
         let session_policies_allow = session.is_none_or(|s| s.allows());
         IdentityEvaluation {
-            explicit_deny: principal.explicit_deny || session.is_some_and(|s| s.explicit_deny),
             explicit_deny_in_principal_policy: principal.explicit_deny,
             explicit_deny_in_session_policy: session.is_some_and(|s| s.explicit_deny),
             allows: principal.allows() && session_policies_allow,
