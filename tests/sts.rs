@@ -2,23 +2,24 @@
 //! root and role sessions; AssumeRole authorized by trust policies (same account, account
 //! delegation, cross-account), its parameter rules and AWS's error codes and messages; and the
 //! temporary credentials used with the real `aws-sdk-kms` client (key policies naming the role,
-//! session policies, wrong tokens, expiry on the service clock); session tokens as sealed,
-//! self-contained credentials (they survive a restart, and a changed byte, another session's
-//! access key id or another deployment is refused; deleting the key's row ends them all);
+//! session policies and the AccessDenied texts that name them, wrong tokens, expiry on the
+//! service clock); session tokens as sealed, self-contained credentials (they survive a
+//! restart, and a changed byte, another session's access key id or another deployment is
+//! refused; deleting the key's row ends them all);
 //! session tags and source identity as condition keys; role chaining (transitive tags and the
 //! source identity passed on, what a chained request may not change, the limits); the
 //! `aws:TokenIssueTime` revocation recipe. Plus the raw wire (XML envelopes, unknown actions,
-//! GET) and the audit records. Role sessions are `common::sts::RoleSession`s.
+//! GET) and the audit records (a role session's `userIdentity.sessionContext`). Role sessions
+//! are `common::sts::RoleSession`s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
 use aws_credential_types::Credentials;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::operation::assume_role::builders::AssumeRoleFluentBuilder;
 use aws_sdk_sts::operation::RequestId;
 use common::sts::RoleSession;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 use kms::service::clock::Clock;
 use serde_json::Value;
 
@@ -37,6 +38,11 @@ const FIRST: &str = "arn:aws:iam::111122223333:role/first";
 const SECOND: &str = "arn:aws:iam::111122223333:role/second";
 const THIRD: &str = "arn:aws:iam::111122223333:role/third";
 const NOTAG: &str = "arn:aws:iam::111122223333:role/notag";
+const WORKER: &str = "arn:aws:iam::111122223333:role/worker";
+
+/// Session policies.
+const ONLY_DECRYPT: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}]}"#;
+const ALL_BUT_ENCRYPT_AND_LIST_KEYS: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":["kms:Encrypt","kms:ListKeys"],"Resource":"*"}]}"#;
 
 const DAVE_KEY: (&str, &str) = (
     "AKIADAVE000000000001",
@@ -85,6 +91,11 @@ arn = 'arn:aws:iam::111122223333:role/app'
 unique_id = 'AROAAPPROLEEXAMPLE001'
 max_session_duration_seconds = 7200
 trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/dave"},"Action":"sts:AssumeRole"}]}'
+
+[[roles]]
+arn = 'arn:aws:iam::111122223333:role/worker'
+trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/dave"},"Action":"sts:AssumeRole"}]}'
+policies = ['{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}']
 
 [[roles]]
 arn = 'arn:aws:iam::111122223333:role/other'
@@ -142,14 +153,7 @@ fn sts(srv: &common::TestServer, key: (&str, &str)) -> aws_sdk_sts::Client {
 
 /// AssumeRole of `role` as session `name` with the long-term `key`, at `endpoint`: must succeed.
 async fn assume(endpoint: &str, key: (&str, &str), role: &str, name: &str) -> RoleSession {
-    RoleSession::assume(
-        endpoint,
-        common::sts::client(endpoint, key)
-            .assume_role()
-            .role_arn(role)
-            .role_session_name(name),
-    )
-    .await
+    RoleSession::of(endpoint, key, role, name, |r| r).await
 }
 
 /// A session tag.
@@ -184,16 +188,32 @@ fn sts_fail<O: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
     )
 }
 
-fn kms_fail<
-    O: std::fmt::Debug,
-    E: aws_sdk_kms::error::ProvideErrorMetadata + std::fmt::Debug,
-    R: std::fmt::Debug,
->(
-    r: Result<O, aws_sdk_kms::error::SdkError<E, R>>,
-) -> (String, String) {
-    let e = r.expect_err("the call should have failed");
-    (common::code(&e), common::message(&e))
+/// AssumeRole of `role` as session `name` by `client`, completed by `with`, that must fail:
+/// (code, message, HTTP status).
+async fn assume_fails(
+    client: &aws_sdk_sts::Client,
+    role: &str,
+    name: &str,
+    with: impl FnOnce(AssumeRoleFluentBuilder) -> AssumeRoleFluentBuilder,
+) -> (String, String, u16) {
+    let request = client.assume_role().role_arn(role).role_session_name(name);
+    sts_fail(with(request).send().await)
 }
+
+/// A KMS AccessDenied message: `kms:<action>` by `caller` on `resource`, then `why`.
+fn kms_denied(caller: &str, action: &str, resource: &str, why: &str) -> String {
+    format!(
+        "User: {caller} is not authorized to perform: kms:{action} on resource: {resource} {why}"
+    )
+}
+
+/// Why a role session is denied `kms:<action>` that its role allows.
+fn no_session_policy_allows(action: &str) -> String {
+    format!("because no session policy allows the kms:{action} action")
+}
+
+/// Why a role session is denied what its session policy denies.
+const SESSION_POLICY_DENY: &str = "with an explicit deny in a session policy";
 
 fn assume_denied(caller: &str, role: &str) -> String {
     format!("User: {caller} is not authorized to perform: sts:AssumeRole on resource: {role}")
@@ -250,13 +270,7 @@ async fn get_caller_identity_of_user_root_and_role_session() {
     assert_eq!(who.arn(), Some("arn:aws:iam::444455556666:user/bob"));
     assert_eq!(who.account(), Some(B));
     // ... while AssumeRole, which needs permission, is denied by it.
-    let (code, msg, status) = sts_fail(
-        bob.assume_role()
-            .role_arn(LOCAL_B)
-            .role_session_name("b1")
-            .send()
-            .await,
-    );
+    let (code, msg, status) = assume_fails(&bob, LOCAL_B, "b1", |r| r).await;
     assert_eq!((code.as_str(), status), ("AccessDenied", 403));
     assert_eq!(
         msg,
@@ -302,14 +316,7 @@ async fn assume_role_allowed_by_a_trust_policy_naming_the_user() {
 
     // A trust policy naming someone else, and a role that does not exist: the same answer.
     for role in [OTHER, "arn:aws:iam::111122223333:role/no-such-role"] {
-        let (code, msg, status) = sts_fail(
-            sts(&srv, DAVE_KEY)
-                .assume_role()
-                .role_arn(role)
-                .role_session_name("s1")
-                .send()
-                .await,
-        );
+        let (code, msg, status) = assume_fails(&sts(&srv, DAVE_KEY), role, "s1", |r| r).await;
         assert_eq!((code.as_str(), status), ("AccessDenied", 403), "{role}");
         assert_eq!(msg, assume_denied(DAVE, role));
     }
@@ -321,14 +328,7 @@ async fn assume_role_allowed_by_a_trust_policy_naming_the_user() {
 async fn account_delegation_needs_an_identity_policy_allow() {
     let srv = server().await;
     // The trust policy names the account: dave has no identity policy allowing sts:AssumeRole.
-    let (code, msg, status) = sts_fail(
-        sts(&srv, DAVE_KEY)
-            .assume_role()
-            .role_arn(DELEGATED)
-            .role_session_name("d1")
-            .send()
-            .await,
-    );
+    let (code, msg, status) = assume_fails(&sts(&srv, DAVE_KEY), DELEGATED, "d1", |r| r).await;
     assert_eq!((code.as_str(), status), ("AccessDenied", 403));
     assert_eq!(msg, assume_denied(DAVE, DELEGATED));
     // carol's identity policy allows it.
@@ -361,14 +361,7 @@ async fn cross_account_role_needs_both_sides() {
         Some("arn:aws:sts::444455556666:assumed-role/cross/x1")
     );
     assert_eq!(who.account(), Some(B));
-    let (code, msg, status) = sts_fail(
-        sts(&srv, DAVE_KEY)
-            .assume_role()
-            .role_arn(CROSS)
-            .role_session_name("x2")
-            .send()
-            .await,
-    );
+    let (code, msg, status) = assume_fails(&sts(&srv, DAVE_KEY), CROSS, "x2", |r| r).await;
     assert_eq!((code.as_str(), status), ("AccessDenied", 403));
     assert_eq!(msg, assume_denied(DAVE, CROSS));
 }
@@ -376,14 +369,7 @@ async fn cross_account_role_needs_both_sides() {
 #[tokio::test]
 async fn root_credentials_cannot_assume_roles() {
     let srv = server().await;
-    let (code, msg, status) = sts_fail(
-        sts(&srv, ROOT_KEY)
-            .assume_role()
-            .role_arn(DELEGATED)
-            .role_session_name("r1")
-            .send()
-            .await,
-    );
+    let (code, msg, status) = assume_fails(&sts(&srv, ROOT_KEY), DELEGATED, "r1", |r| r).await;
     assert_eq!((code.as_str(), status), ("AccessDenied", 403));
     assert_eq!(msg, "Roles may not be assumed by root accounts.");
 }
@@ -428,14 +414,7 @@ async fn duration_rules() {
 
     // Role chaining: a session of `app` may assume `ops/chain` (max 43200) for an hour at most.
     let app = assume(&srv.endpoint, DAVE_KEY, APP, "s1").await.sts();
-    let (code, msg, status) = sts_fail(
-        app.assume_role()
-            .role_arn(CHAIN)
-            .role_session_name("c1")
-            .duration_seconds(3601)
-            .send()
-            .await,
-    );
+    let (code, msg, status) = assume_fails(&app, CHAIN, "c1", |r| r.duration_seconds(3601)).await;
     assert_eq!((code.as_str(), status), ("ValidationError", 400));
     assert_eq!(
         msg,
@@ -459,13 +438,7 @@ async fn duration_rules() {
     assert_eq!(out.source_identity(), None);
     assert_eq!(packed_policy_size(&out), None);
     // dave himself is not trusted by `ops/chain`, whatever the duration.
-    let (code, _, _) = sts_fail(
-        dave.assume_role()
-            .role_arn(CHAIN)
-            .role_session_name("c2")
-            .send()
-            .await,
-    );
+    let (code, _, _) = assume_fails(&dave, CHAIN, "c2", |r| r).await;
     assert_eq!(code, "AccessDenied");
 }
 
@@ -515,22 +488,10 @@ async fn session_name_and_role_arn_validation() {
     }
     assume(&srv.endpoint, DAVE_KEY, APP, "a_b+c=d,e.f@g-h").await;
 
-    let (code, msg, _) = sts_fail(
-        dave.assume_role()
-            .role_arn("not-an-arn-at-all-here")
-            .role_session_name("s1")
-            .send()
-            .await,
-    );
+    let (code, msg, _) = assume_fails(&dave, "not-an-arn-at-all-here", "s1", |r| r).await;
     assert_eq!(code, "ValidationError");
     assert_eq!(msg, "not-an-arn-at-all-here is invalid");
-    let (code, msg, _) = sts_fail(
-        dave.assume_role()
-            .role_arn("arn:aws:iam::1")
-            .role_session_name("s1")
-            .send()
-            .await,
-    );
+    let (code, msg, _) = assume_fails(&dave, "arn:aws:iam::1", "s1", |r| r).await;
     assert_eq!(code, "ValidationError");
     assert_eq!(
         msg,
@@ -543,78 +504,43 @@ async fn session_name_and_role_arn_validation() {
 async fn session_policies_tags_external_id_and_source_identity() {
     let srv = server().await;
     let dave = sts(&srv, DAVE_KEY);
-    let (code, msg, status) = sts_fail(
-        dave.assume_role()
-            .role_arn(APP)
-            .role_session_name("p1")
-            .policy("{not json")
-            .send()
-            .await,
-    );
+    let (code, msg, status) = assume_fails(&dave, APP, "p1", |r| r.policy("{not json")).await;
     assert_eq!((code.as_str(), status), ("MalformedPolicyDocument", 400));
     assert!(!msg.is_empty());
     // A policy must be an identity-style document: no Principal.
-    let (code, _, _) = sts_fail(
-        dave.assume_role()
-            .role_arn(APP)
-            .role_session_name("p1")
-            .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#)
-            .send()
-            .await,
-    );
+    let with_principal = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#;
+    let (code, _, _) = assume_fails(&dave, APP, "p1", |r| r.policy(with_principal)).await;
     assert_eq!(code, "MalformedPolicyDocument");
     let long = format!(
         r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"{}","Effect":"Allow","Action":"kms:*","Resource":"*"}}]}}"#,
         "S".repeat(2000)
     );
-    let (code, msg, _) = sts_fail(
-        dave.assume_role()
-            .role_arn(APP)
-            .role_session_name("p1")
-            .policy(&long)
-            .send()
-            .await,
-    );
+    let (code, msg, _) = assume_fails(&dave, APP, "p1", |r| r.policy(&long)).await;
     assert_eq!(code, "ValidationError");
     assert!(
         msg.ends_with("at 'policy' failed to satisfy constraint: Member must have length less than or equal to 2048"),
         "{msg}"
     );
-    let (code, msg, _) = sts_fail(
-        dave.assume_role()
-            .role_arn(APP)
-            .role_session_name("p1")
-            .policy_arns(
-                aws_sdk_sts::types::PolicyDescriptorType::builder()
-                    .arn("arn:aws:iam::aws:policy/ReadOnlyAccess")
-                    .build(),
-            )
-            .send()
-            .await,
-    );
+    let (code, msg, _) = assume_fails(&dave, APP, "p1", |r| {
+        r.policy_arns(
+            aws_sdk_sts::types::PolicyDescriptorType::builder()
+                .arn("arn:aws:iam::aws:policy/ReadOnlyAccess")
+                .build(),
+        )
+    })
+    .await;
     assert_eq!(code, "InvalidParameterValue");
     assert!(msg.starts_with("PolicyArns are not supported"), "{msg}");
 
     // A session policy: PackedPolicySize in the result.
-    let out = dave
-        .assume_role()
-        .role_arn(APP)
-        .role_session_name("p1")
-        .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}]}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(packed_policy_size(&out), Some(5));
+    let out = RoleSession::of(&srv.endpoint, DAVE_KEY, APP, "p1", |r| {
+        r.policy(ONLY_DECRYPT)
+    })
+    .await;
+    assert_eq!(packed_policy_size(&out.output), Some(5));
 
     // Session tags need sts:TagSession, which `app`'s trust policy does not grant.
-    let (code, msg, status) = sts_fail(
-        dave.assume_role()
-            .role_arn(APP)
-            .role_session_name("t1")
-            .tags(tag("team", "kms"))
-            .send()
-            .await,
-    );
+    let (code, msg, status) = assume_fails(&dave, APP, "t1", |r| r.tags(tag("team", "kms"))).await;
     assert_eq!((code.as_str(), status), ("AccessDenied", 403));
     assert_eq!(
         msg,
@@ -651,15 +577,11 @@ async fn session_policies_tags_external_id_and_source_identity() {
     assert_eq!(out.source_identity(), Some("dave-laptop"));
     assert_eq!(packed_policy_size(&out), Some(1));
 
-    let (code, msg, _) = sts_fail(
-        dave.assume_role()
-            .role_arn(APP)
-            .role_session_name("m1")
-            .serial_number("arn:aws:iam::111122223333:mfa/dave")
+    let (code, msg, _) = assume_fails(&dave, APP, "m1", |r| {
+        r.serial_number("arn:aws:iam::111122223333:mfa/dave")
             .token_code("123456")
-            .send()
-            .await,
-    );
+    })
+    .await;
     assert_eq!(code, "AccessDenied");
     assert!(msg.starts_with("MultiFactorAuthentication failed"), "{msg}");
 }
@@ -681,6 +603,11 @@ async fn key_allowing_with(admin: &aws_sdk_kms::Client, principal: &str) -> Stri
              "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*"}
         ]
     });
+    key_with_policy(admin, policy).await
+}
+
+/// A key of `admin`'s with the key policy `policy`; returns its ARN.
+async fn key_with_policy(admin: &aws_sdk_kms::Client, policy: serde_json::Value) -> String {
     admin
         .create_key()
         .policy(policy.to_string())
@@ -703,33 +630,18 @@ async fn temporary_credentials_with_kms() {
 
     let s1 = assume(&srv.endpoint, DAVE_KEY, APP, "s1").await;
     let kms = s1.kms();
-    let blob = kms
-        .encrypt()
-        .key_id(&for_role)
-        .plaintext(Blob::new("attack at dawn"))
-        .send()
-        .await
-        .unwrap()
-        .ciphertext_blob()
-        .unwrap()
-        .clone();
+    let blob = encrypt(&kms, &for_role).await.unwrap();
     let plain = kms
         .decrypt()
         .ciphertext_blob(blob.clone())
         .send()
         .await
         .unwrap();
-    assert_eq!(plain.plaintext().unwrap().as_ref(), b"attack at dawn");
+    assert_eq!(plain.plaintext().unwrap().as_ref(), PLAINTEXT.as_bytes());
 
     // A key policy that names only carol: the role's session gets nothing (the role has no
     // identity policy for the account statement to delegate to).
-    let (code, msg) = kms_fail(
-        kms.encrypt()
-            .key_id(&for_carol)
-            .plaintext(Blob::new("x"))
-            .send()
-            .await,
-    );
+    let (code, msg) = encrypt(&kms, &for_carol).await.unwrap_err();
     assert_eq!(code, "AccessDeniedException");
     assert_eq!(
         msg,
@@ -739,68 +651,35 @@ async fn temporary_credentials_with_kms() {
         )
     );
 
-    // A session policy narrows the session: Decrypt only.
-    let narrow = RoleSession::assume(
-        &srv.endpoint,
-        sts(&srv, DAVE_KEY)
-            .assume_role()
-            .role_arn(APP)
-            .role_session_name("narrow")
-            .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}]}"#),
-    )
-    .await
-    .kms();
-    let (code, msg) = kms_fail(
-        narrow
-            .encrypt()
-            .key_id(&for_role)
-            .plaintext(Blob::new("x"))
+    // Session policies narrow a session even where the key policy names its role: what the
+    // session policy does not allow, and what it denies, are named as AWS names them.
+    let encrypt_denied = no_session_policy_allows("Encrypt");
+    for (name, policy, why) in [
+        ("narrow", ONLY_DECRYPT, encrypt_denied.as_str()),
+        (
+            "denying",
+            ALL_BUT_ENCRYPT_AND_LIST_KEYS,
+            SESSION_POLICY_DENY,
+        ),
+    ] {
+        let session =
+            RoleSession::of(&srv.endpoint, DAVE_KEY, APP, name, |r| r.policy(policy)).await;
+        let (code, msg) = encrypt(&session.kms(), &for_role).await.unwrap_err();
+        assert_eq!(code, "AccessDeniedException");
+        assert_eq!(msg, kms_denied(session.arn(), "Encrypt", &for_role, why));
+        let plain = session
+            .kms()
+            .decrypt()
+            .ciphertext_blob(blob.clone())
             .send()
-            .await,
-    );
-    assert_eq!(code, "AccessDeniedException");
-    assert_eq!(
-        msg,
-        format!(
-            "User: arn:aws:sts::111122223333:assumed-role/app/narrow is not authorized to \
-             perform: kms:Encrypt on resource: {for_role} because no resource-based policy \
-             allows the kms:Encrypt action"
-        )
-    );
-    narrow.decrypt().ciphertext_blob(blob).send().await.unwrap();
-
-    // A session policy that denies Encrypt: an explicit deny in an identity-based policy.
-    let denying = RoleSession::assume(
-        &srv.endpoint,
-        sts(&srv, DAVE_KEY)
-            .assume_role()
-            .role_arn(APP)
-            .role_session_name("denying")
-            .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:Encrypt","Resource":"*"}]}"#),
-    )
-    .await
-    .kms();
-    let (code, msg) = kms_fail(
-        denying
-            .encrypt()
-            .key_id(&for_role)
-            .plaintext(Blob::new("x"))
-            .send()
-            .await,
-    );
-    assert_eq!(code, "AccessDeniedException");
-    assert_eq!(
-        msg,
-        format!(
-            "User: arn:aws:sts::111122223333:assumed-role/app/denying is not authorized to \
-             perform: kms:Encrypt on resource: {for_role} with an explicit deny in an \
-             identity-based policy"
-        )
-    );
+            .await
+            .unwrap();
+        assert_eq!(plain.plaintext().unwrap().as_ref(), PLAINTEXT.as_bytes());
+    }
 
     // A wrong session token.
     let wrong = s1.kms_at(&srv.endpoint, Some("bm90IHRoZSB0b2tlbg=="));
-    let (code, msg) = kms_fail(wrong.list_keys().send().await);
+    let (code, msg) = common::fail(wrong.list_keys().send().await);
     assert_eq!(code, "UnrecognizedClientException");
     assert_eq!(
         msg,
@@ -820,13 +699,7 @@ async fn temporary_credentials_with_kms() {
 
     // Past Expiration on the service's clock.
     srv.clock.advance(chrono::Duration::seconds(3601));
-    let (code, msg) = kms_fail(
-        kms.encrypt()
-            .key_id(&for_role)
-            .plaintext(Blob::new("x"))
-            .send()
-            .await,
-    );
+    let (code, msg) = encrypt(&kms, &for_role).await.unwrap_err();
     assert_eq!(code, "ExpiredTokenException");
     assert_eq!(msg, "The security token included in the request is expired");
     let (code, msg, status) = sts_fail(s1.sts().get_caller_identity().send().await);
@@ -834,18 +707,110 @@ async fn temporary_credentials_with_kms() {
     assert_eq!(msg, "The security token included in the request is expired");
 }
 
+/// AccessDenied names the session policy as AWS does, for a role whose identity policy allows
+/// `kms:*` (the default key policy delegates to it): "because no session policy allows" when
+/// the role allows and the session policy does not, "with an explicit deny in a session
+/// policy" for its Deny; on a key and on `*` (CreateKey, ListKeys). What both allow works.
+#[tokio::test]
+async fn session_policy_denials_name_the_session_policy() {
+    let srv = server().await;
+    let admin = srv.client();
+    let (_, key) = common::new_key(&admin).await;
+    let blob = encrypt(&admin, &key).await.unwrap();
+    let session = |name: &'static str, policy: &'static str| {
+        RoleSession::of(&srv.endpoint, DAVE_KEY, WORKER, name, move |r| {
+            r.policy(policy)
+        })
+    };
+
+    // Decrypt only: Encrypt, CreateKey and ListKeys are the role's but not the session's.
+    // Everything but Encrypt and ListKeys: their Deny is named.
+    let narrow = session("narrow", ONLY_DECRYPT).await;
+    let denying = session("denying", ALL_BUT_ENCRYPT_AND_LIST_KEYS).await;
+    let (n, d) = (narrow.kms(), denying.kms());
+    let not_allowed = |action| (action, no_session_policy_allows(action));
+    let denied = |action| (action, SESSION_POLICY_DENY.to_string());
+    let refused = [
+        (
+            &narrow,
+            not_allowed("Encrypt"),
+            key.as_str(),
+            encrypt(&n, &key).await.unwrap_err(),
+        ),
+        (
+            &narrow,
+            not_allowed("CreateKey"),
+            "*",
+            common::fail(n.create_key().send().await),
+        ),
+        (
+            &narrow,
+            not_allowed("ListKeys"),
+            "*",
+            common::fail(n.list_keys().send().await),
+        ),
+        (
+            &denying,
+            denied("Encrypt"),
+            key.as_str(),
+            encrypt(&d, &key).await.unwrap_err(),
+        ),
+        (
+            &denying,
+            denied("ListKeys"),
+            "*",
+            common::fail(d.list_keys().send().await),
+        ),
+    ];
+    for (session, (action, why), resource, (code, msg)) in refused {
+        assert_eq!(code, "AccessDeniedException", "{action}");
+        assert_eq!(msg, kms_denied(session.arn(), action, resource, &why));
+    }
+    // What both allow: Decrypt for the one, CreateKey (and the new key) for the other.
+    let plain = n.decrypt().ciphertext_blob(blob).send().await.unwrap();
+    assert_eq!(plain.plaintext().unwrap().as_ref(), PLAINTEXT.as_bytes());
+    let (_, created) = common::new_key(&d).await;
+    d.describe_key().key_id(&created).send().await.unwrap();
+
+    // Without a session policy the role's own policy decides: the same calls work.
+    let whole = assume(&srv.endpoint, DAVE_KEY, WORKER, "whole").await.kms();
+    encrypt(&whole, &key).await.unwrap();
+    whole.list_keys().send().await.unwrap();
+}
+
+/// The `sessionContext` CloudTrail writes for a role session: the role that issued it, an
+/// empty `webIdFederationData`, `attributes` with the issue time (the Expiration less the
+/// duration) and `mfaAuthenticated` "false", and the source identity when it has one.
+fn session_context(s: &RoleSession, role: &str, seconds: i64, source: Option<&str>) -> Value {
+    let role_id = s.output.assumed_role_user().unwrap().assumed_role_id();
+    let issued = chrono::DateTime::from_timestamp(s.credentials().expiration().secs() - seconds, 0)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let mut context = serde_json::json!({
+        "sessionIssuer": {
+            "type": "Role",
+            "principalId": role_id.split(':').next().unwrap(),
+            "arn": role,
+            "accountId": A,
+            "userName": role.rsplit('/').next().unwrap(),
+        },
+        "webIdFederationData": {},
+        "attributes": {"creationDate": issued, "mfaAuthenticated": "false"},
+    });
+    if let Some(source) = source {
+        context["sourceIdentity"] = source.into();
+    }
+    context
+}
+
 #[tokio::test]
 async fn sts_calls_are_audited_without_secrets() {
     let srv = server().await;
     let dave = sts(&srv, DAVE_KEY);
-    let audited = RoleSession::assume(
-        &srv.endpoint,
-        dave.assume_role()
-            .role_arn(APP)
-            .role_session_name("audited")
-            .duration_seconds(1800)
-            .external_id("ext-secret-1"),
-    )
+    let audited = RoleSession::of(&srv.endpoint, DAVE_KEY, APP, "audited", |r| {
+        r.duration_seconds(1800).external_id("ext-secret-1")
+    })
     .await;
     let ok_rid = audited.output.request_id().unwrap().to_string();
     let creds = audited.credentials().clone();
@@ -859,6 +824,17 @@ async fn sts_calls_are_audited_without_secrets() {
     let denied_rid = denied.request_id().unwrap().to_string();
     let who = audited.sts().get_caller_identity().send().await.unwrap();
     let who_rid = who.request_id().unwrap().to_string();
+    // A chained session, with a source identity passed down.
+    srv.clock.advance(chrono::Duration::seconds(90));
+    let first = RoleSession::of(&srv.endpoint, DAVE_KEY, FIRST, "one", |r| {
+        r.source_identity("dave")
+    })
+    .await;
+    let chained = first
+        .chain(|r| r.role_arn(SECOND).role_session_name("two"))
+        .await;
+    let chained_who = chained.kms().list_keys().send().await.unwrap_err();
+    let chained_rid = chained_who.request_id().unwrap().to_string();
     let bad = common::sts::client_in(
         &srv.endpoint,
         "us-east-1",
@@ -887,6 +863,8 @@ async fn sts_calls_are_audited_without_secrets() {
     assert_eq!(r["eventName"], "AssumeRole");
     assert_eq!(r["userIdentity"]["arn"], DAVE);
     assert_eq!(r["userIdentity"]["type"], "IAMUser");
+    assert_eq!(r["userIdentity"]["userName"], "dave");
+    assert!(r["userIdentity"].get("sessionContext").is_none(), "{r}");
     assert_eq!(
         r["requestParameters"],
         serde_json::json!({"roleArn": APP, "roleSessionName": "audited", "durationSeconds": 1800})
@@ -919,6 +897,24 @@ async fn sts_calls_are_audited_without_secrets() {
         "arn:aws:sts::111122223333:assumed-role/app/audited"
     );
     assert_eq!(r["userIdentity"]["accessKeyId"], creds.access_key_id());
+    assert_eq!(
+        r["userIdentity"]["principalId"],
+        format!("{APP_ID}:audited")
+    );
+    assert_eq!(
+        r["userIdentity"]["sessionContext"],
+        session_context(&audited, APP, 1800, None)
+    );
+
+    let r = record(&chained_rid);
+    assert_eq!(r["eventSource"], "kms.amazonaws.com");
+    assert_eq!(r["eventName"], "ListKeys");
+    assert_eq!(r["userIdentity"]["type"], "AssumedRole");
+    assert_eq!(r["userIdentity"]["arn"], chained.arn());
+    assert_eq!(
+        r["userIdentity"]["sessionContext"],
+        session_context(&chained, SECOND, 3600, Some("dave"))
+    );
 
     let r = record(&bad_rid);
     assert_eq!(r["eventSource"], "sts.amazonaws.com");
@@ -961,6 +957,11 @@ async fn sts_scope_region_is_the_servers_or_us_east_1() {
     assert_eq!(msg, "Credential should be scoped to a valid region. ");
 }
 
+/// A raw POST of `body` to `/`: (status, content type, body).
+async fn post(endpoint: &str, headers: Vec<(String, String)>, body: &str) -> (u16, String, String) {
+    raw(endpoint, "POST", "/", headers, body).await
+}
+
 /// A raw request: (status, content type, body).
 async fn raw(
     endpoint: &str,
@@ -969,31 +970,16 @@ async fn raw(
     headers: Vec<(String, String)>,
     body: &str,
 ) -> (u16, String, String) {
-    let addr = endpoint.trim_start_matches("http://").to_string();
-    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(path_and_query)
-        .header("host", &addr);
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    let resp = sender
-        .send_request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (status, response_headers, bytes) =
+        common::raw_exchange(endpoint, method, path_and_query, &headers, body.into()).await;
+    let content_type = response_headers
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     (
         status,
         content_type,
@@ -1057,10 +1043,8 @@ async fn raw_wire_envelopes_get_and_unknown_actions() {
 
     // POST with a form body: the XML success envelope.
     let body = "Action=GetCallerIdentity&Version=2011-06-15";
-    let (status, ct, xml) = raw(
+    let (status, ct, xml) = post(
         &srv.endpoint,
-        "POST",
-        "/",
         signed(&srv.endpoint, "POST", "", &[form], body),
         body,
     )
@@ -1101,10 +1085,8 @@ async fn raw_wire_envelopes_get_and_unknown_actions() {
             "Could not find operation GetCallerIdentity for version 2010-01-01",
         ),
     ] {
-        let (status, ct, xml) = raw(
+        let (status, ct, xml) = post(
             &srv.endpoint,
-            "POST",
-            "/",
             signed(&srv.endpoint, "POST", "", &[form], body),
             body,
         )
@@ -1122,22 +1104,13 @@ async fn raw_wire_envelopes_get_and_unknown_actions() {
     }
 
     // No signature at all.
-    let (status, _, xml) = raw(
-        &srv.endpoint,
-        "POST",
-        "/",
-        vec![(form.0.into(), form.1.into())],
-        body,
-    )
-    .await;
+    let (status, _, xml) = post(&srv.endpoint, vec![(form.0.into(), form.1.into())], body).await;
     assert_eq!(status, 403);
     assert!(xml.contains("<Code>MissingAuthenticationToken</Code><Message>Request is missing Authentication Token</Message>"), "{xml}");
 
     // A request without X-Amz-Target that is not a form is still the KMS API's.
-    let (status, ct, _) = raw(
+    let (status, ct, _) = post(
         &srv.endpoint,
-        "POST",
-        "/",
         vec![("content-type".into(), "application/x-amz-json-1.1".into())],
         "{}",
     )
@@ -1165,14 +1138,8 @@ async fn sts_clock_skew_window_is_15_minutes() {
         )
     };
     for minutes in [-10, 10] {
-        let (status, _, xml) = raw(
-            &srv.endpoint,
-            "POST",
-            "/",
-            at(chrono::Duration::minutes(minutes)),
-            body,
-        )
-        .await;
+        let (status, _, xml) =
+            post(&srv.endpoint, at(chrono::Duration::minutes(minutes)), body).await;
         assert_eq!(status, 200, "signed {minutes} min off: {xml}");
         assert!(xml.contains(&format!("<Arn>{DAVE}</Arn>")), "{xml}");
     }
@@ -1193,7 +1160,7 @@ async fn sts_clock_skew_window_is_15_minutes() {
             .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-date"))
             .map(|(_, v)| v.clone())
             .unwrap();
-        let (status, ct, xml) = raw(&srv.endpoint, "POST", "/", headers, body).await;
+        let (status, ct, xml) = post(&srv.endpoint, headers, body).await;
         assert_eq!((status, ct.as_str()), (403, "text/xml"), "{xml}");
         let message = xml
             .split_once("<Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code><Message>")
@@ -1275,17 +1242,7 @@ async fn session_tokens_survive_a_restart_and_are_sealed() {
         x.credentials().access_key_id(),
         y.credentials().access_key_id()
     );
-    let blob = x
-        .kms()
-        .encrypt()
-        .key_id(&key)
-        .plaintext(Blob::new("before the restart"))
-        .send()
-        .await
-        .unwrap()
-        .ciphertext_blob()
-        .unwrap()
-        .clone();
+    let blob = encrypt(&x.kms(), &key).await.unwrap();
     drop(node);
 
     // The same credentials after a restart.
@@ -1305,25 +1262,25 @@ async fn session_tokens_survive_a_restart_and_are_sealed() {
     let mut tampered = Vec::new();
     for at in [0, 1, 20, token_len / 2, token_len - 1] {
         let t = tamper(token, at);
-        tampered.push(kms_fail(
+        tampered.push(common::fail(
             x.kms_at(&endpoint, Some(&t)).list_keys().send().await,
         ));
     }
     // X's token with Y's access key id (and Y's secret: the signature is Y's), and the reverse.
-    let swapped = kms_fail(
+    let swapped = common::fail(
         y.kms_at(&endpoint, Some(x.credentials().session_token()))
             .list_keys()
             .send()
             .await,
     );
-    let swapped_back = kms_fail(
+    let swapped_back = common::fail(
         x.kms_at(&endpoint, Some(y.credentials().session_token()))
             .list_keys()
             .send()
             .await,
     );
     // No token at all with a temporary key.
-    let no_token = kms_fail(
+    let no_token = common::fail(
         common::sdk_client(
             &endpoint,
             x.credentials().access_key_id(),
@@ -1338,12 +1295,12 @@ async fn session_tokens_survive_a_restart_and_are_sealed() {
     // Another deployment (its own root key or token objects' database, its own session key).
     let other_dir = tempfile::tempdir().unwrap();
     let (other, other_endpoint) = spawn_node(other_dir.path(), &common::backend_env());
-    let foreign = kms_fail(x.kms_at(&other_endpoint, None).list_keys().send().await);
+    let foreign = common::fail(x.kms_at(&other_endpoint, None).list_keys().send().await);
     drop(other);
 
     assert_eq!(
         plain.unwrap().plaintext().unwrap().as_ref(),
-        b"before the restart"
+        PLAINTEXT.as_bytes()
     );
     assert_eq!(
         identity.unwrap().arn(),
@@ -1383,65 +1340,27 @@ async fn session_tags_and_source_identity_are_condition_keys() {
              "Condition": {"StringEquals": {"aws:SourceIdentity": "lost-laptop"}}}
         ]
     });
-    let key = srv
-        .client()
-        .create_key()
-        .policy(policy.to_string())
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string();
-    let dave = sts(&srv, DAVE_KEY);
-    let session = |team: &str, source: &str| {
-        RoleSession::assume(
-            &srv.endpoint,
-            dave.assume_role()
-                .role_arn(PARTNER)
-                .role_session_name(format!("team-{team}"))
-                .external_id("ext-123")
+    let key = key_with_policy(&srv.client(), policy).await;
+    let session = |team: &'static str, source: &'static str| {
+        RoleSession::of(&srv.endpoint, DAVE_KEY, PARTNER, team, move |r| {
+            r.external_id("ext-123")
                 .source_identity(source)
-                .tags(tag("team", team)),
-        )
+                .tags(tag("team", team))
+        })
     };
     let kms_team = session("kms", "dave-desk").await;
     let other_team = session("web", "dave-desk").await;
     let lost = session("kms", "lost-laptop").await;
-    kms_team
-        .kms()
-        .encrypt()
-        .key_id(&key)
-        .plaintext(Blob::new("tagged"))
-        .send()
-        .await
-        .unwrap();
-    let (code, msg) = kms_fail(
-        other_team
-            .kms()
-            .encrypt()
-            .key_id(&key)
-            .plaintext(Blob::new("tagged"))
-            .send()
-            .await,
-    );
+    encrypt(&kms_team.kms(), &key).await.unwrap();
+    let (code, msg) = encrypt(&other_team.kms(), &key).await.unwrap_err();
     assert_eq!(code, "AccessDeniedException");
     assert!(
         msg.starts_with(
-            "User: arn:aws:sts::111122223333:assumed-role/partner/team-web is not authorized"
+            "User: arn:aws:sts::111122223333:assumed-role/partner/web is not authorized"
         ),
         "{msg}"
     );
-    let (code, msg) = kms_fail(
-        lost.kms()
-            .encrypt()
-            .key_id(&key)
-            .plaintext(Blob::new("tagged"))
-            .send()
-            .await,
-    );
+    let (code, msg) = encrypt(&lost.kms(), &key).await.unwrap_err();
     assert_eq!(code, "AccessDeniedException");
     assert!(
         msg.ends_with("with an explicit deny in a resource-based policy"),
@@ -1519,31 +1438,24 @@ async fn key_for_sessions(
              "Condition": {"Null": {"aws:PrincipalTag/team": "false"}}}
         ]
     });
-    srv.client()
-        .create_key()
-        .policy(policy.to_string())
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string()
+    key_with_policy(&srv.client(), policy).await
 }
 
-async fn encrypt(kms: &aws_sdk_kms::Client, key: &str) -> Result<(), (String, String)> {
+/// Encrypt of [`PLAINTEXT`] under `key`: the ciphertext, or the error's (code, message).
+async fn encrypt(kms: &aws_sdk_kms::Client, key: &str) -> Result<Blob, (String, String)> {
     match kms
         .encrypt()
         .key_id(key)
-        .plaintext(Blob::new("chained"))
+        .plaintext(Blob::new(PLAINTEXT))
         .send()
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(out) => Ok(out.ciphertext_blob().unwrap().clone()),
         Err(e) => Err((common::code(&e), common::message(&e))),
     }
 }
+
+const PLAINTEXT: &str = "attack at dawn";
 
 /// Role chaining carries what AWS carries: the transitive tags (again transitive, as tags of
 /// the new session) and the source identity, down a chain of three roles; the trust policies
@@ -1552,17 +1464,12 @@ async fn encrypt(kms: &aws_sdk_kms::Client, key: &str) -> Result<(), (String, St
 #[tokio::test]
 async fn transitive_tags_and_source_identity_pass_down_a_role_chain() {
     let srv = server().await;
-    let first = RoleSession::assume(
-        &srv.endpoint,
-        sts(&srv, DAVE_KEY)
-            .assume_role()
-            .role_arn(FIRST)
-            .role_session_name("one")
-            .source_identity("dave")
+    let first = RoleSession::of(&srv.endpoint, DAVE_KEY, FIRST, "one", |r| {
+        r.source_identity("dave")
             .tags(tag("Project", "p1"))
             .tags(tag("team", "kms"))
-            .transitive_tag_keys("Project"),
-    )
+            .transitive_tag_keys("Project")
+    })
     .await;
     // Nothing passed: the trust policy of `second` still sees Project=p1 (transitive) and the
     // source identity, and the result shows both.
@@ -1583,22 +1490,12 @@ async fn transitive_tags_and_source_identity_pass_down_a_role_chain() {
 
     // The sessions' condition keys: Project and the source identity, never `team` (each key
     // denies sessions tagged `team`, which only the first session is).
-    let third_key = key_for_sessions(
-        &srv,
-        THIRD,
-        serde_json::json!({"StringEquals": {
-            "aws:PrincipalTag/Project": "p1", "aws:SourceIdentity": "dave"}}),
-    )
-    .await;
-    encrypt(&third.kms(), &third_key).await.unwrap();
-    let second_key = key_for_sessions(
-        &srv,
-        SECOND,
-        serde_json::json!({"StringEquals": {
-            "aws:PrincipalTag/Project": "p1", "aws:SourceIdentity": "dave"}}),
-    )
-    .await;
-    encrypt(&second.kms(), &second_key).await.unwrap();
+    for (session, role) in [(&third, THIRD), (&second, SECOND)] {
+        let inherited = serde_json::json!({"StringEquals": {
+            "aws:PrincipalTag/Project": "p1", "aws:SourceIdentity": "dave"}});
+        let key = key_for_sessions(&srv, role, inherited).await;
+        encrypt(&session.kms(), &key).await.unwrap();
+    }
     let first_key = key_for_sessions(
         &srv,
         FIRST,
@@ -1641,17 +1538,12 @@ async fn transitive_tags_and_source_identity_pass_down_a_role_chain() {
 #[tokio::test]
 async fn chained_requests_cannot_override_what_they_inherit() {
     let srv = server().await;
-    let dave = sts(&srv, DAVE_KEY);
-    let first = |name: &str, project: &str| {
-        RoleSession::assume(
-            &srv.endpoint,
-            dave.assume_role()
-                .role_arn(FIRST)
-                .role_session_name(name)
-                .source_identity("dave")
+    let first = |name: &'static str, project: &'static str| {
+        RoleSession::of(&srv.endpoint, DAVE_KEY, FIRST, name, move |r| {
+            r.source_identity("dave")
                 .tags(tag("Project", project))
-                .transitive_tag_keys("Project"),
-        )
+                .transitive_tag_keys("Project")
+        })
     };
     let one = first("one", "p1").await;
     let chained = || {
@@ -1704,26 +1596,12 @@ async fn chained_requests_cannot_override_what_they_inherit() {
 
     // The inherited Project=p2 is `aws:RequestTag/Project` for `second`, which wants p1.
     let p2 = first("p2", "p2").await;
-    let (code, msg, _) = sts_fail(
-        p2.sts()
-            .assume_role()
-            .role_arn(SECOND)
-            .role_session_name("two")
-            .send()
-            .await,
-    );
+    let (code, msg, _) = assume_fails(&p2.sts(), SECOND, "two", |r| r).await;
     assert_eq!(code, "AccessDenied");
     assert!(msg.contains("sts:TagSession"), "{msg}");
 
     // `notag` grants neither sts:TagSession nor sts:SetSourceIdentity: inheriting needs them.
-    let (code, msg, _) = sts_fail(
-        one.sts()
-            .assume_role()
-            .role_arn(NOTAG)
-            .role_session_name("nn")
-            .send()
-            .await,
-    );
+    let (code, msg, _) = assume_fails(&one.sts(), NOTAG, "nn", |r| r).await;
     assert_eq!(code, "AccessDenied");
     assert_eq!(
         msg,
@@ -1731,23 +1609,11 @@ async fn chained_requests_cannot_override_what_they_inherit() {
             "User: {session_arn} is not authorized to perform: sts:TagSession on resource: {NOTAG}"
         )
     );
-    let only_source = RoleSession::assume(
-        &srv.endpoint,
-        dave.assume_role()
-            .role_arn(FIRST)
-            .role_session_name("src")
-            .source_identity("dave"),
-    )
+    let only_source = RoleSession::of(&srv.endpoint, DAVE_KEY, FIRST, "src", |r| {
+        r.source_identity("dave")
+    })
     .await;
-    let (code, msg, _) = sts_fail(
-        only_source
-            .sts()
-            .assume_role()
-            .role_arn(NOTAG)
-            .role_session_name("nn")
-            .send()
-            .await,
-    );
+    let (code, msg, _) = assume_fails(&only_source.sts(), NOTAG, "nn", |r| r).await;
     assert_eq!(code, "AccessDenied");
     assert_eq!(
         msg,
@@ -1757,13 +1623,9 @@ async fn chained_requests_cannot_override_what_they_inherit() {
         )
     );
     // Tags that are not transitive do not pass: nothing is inherited, `notag` is enough.
-    let untransitive = RoleSession::assume(
-        &srv.endpoint,
-        dave.assume_role()
-            .role_arn(FIRST)
-            .role_session_name("plain")
-            .tags(tag("team", "kms")),
-    )
+    let untransitive = RoleSession::of(&srv.endpoint, DAVE_KEY, FIRST, "plain", |r| {
+        r.tags(tag("team", "kms"))
+    })
     .await;
     let plain = untransitive
         .chain(|r| r.role_arn(NOTAG).role_session_name("nn"))
@@ -1787,16 +1649,8 @@ async fn inherited_tags_count_towards_the_limits() {
             .transitive_tag_keys(format!("k{i}"));
     }
     let fifty = RoleSession::assume(&srv.endpoint, fifty).await;
-    let (code, msg, status) = sts_fail(
-        fifty
-            .sts()
-            .assume_role()
-            .role_arn(NOTAG)
-            .role_session_name("nn")
-            .tags(tag("one", "more"))
-            .send()
-            .await,
-    );
+    let (code, msg, status) =
+        assume_fails(&fifty.sts(), NOTAG, "nn", |r| r.tags(tag("one", "more"))).await;
     assert_eq!((code.as_str(), status), ("InvalidParameterValue", 400));
     assert_eq!(
         msg,
@@ -1814,15 +1668,10 @@ async fn inherited_tags_count_towards_the_limits() {
     }
     let big = RoleSession::assume(&srv.endpoint, big).await;
     assert_eq!(packed_policy_size(&big.output), Some(94));
-    let (code, msg, _) = sts_fail(
-        big.sts()
-            .assume_role()
-            .role_arn(NOTAG)
-            .role_session_name("nn")
-            .tags(tag(&"x".repeat(100), &"y".repeat(100)))
-            .send()
-            .await,
-    );
+    let (code, msg, _) = assume_fails(&big.sts(), NOTAG, "nn", |r| {
+        r.tags(tag(&"x".repeat(100), &"y".repeat(100)))
+    })
+    .await;
     assert_eq!(code, "PackedPolicyTooLarge");
     assert_eq!(
         msg,
@@ -1856,15 +1705,10 @@ trust_policy = '{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Princi
     let srv =
         common::TestServer::start_with_config(&format!("{IAM}{revocable}"), common::backend_env())
             .await;
-    let dave = sts(&srv, DAVE_KEY);
-    let two_hours = |role: &str, name: &str| {
-        RoleSession::assume(
-            &srv.endpoint,
-            dave.assume_role()
-                .role_arn(role)
-                .role_session_name(name)
-                .duration_seconds(7200),
-        )
+    let two_hours = |role: &'static str, name: &'static str| {
+        RoleSession::of(&srv.endpoint, DAVE_KEY, role, name, |r| {
+            r.duration_seconds(7200)
+        })
     };
     let revocable = "arn:aws:iam::111122223333:role/revocable";
     let next = "arn:aws:iam::111122223333:role/next";
@@ -1875,17 +1719,7 @@ trust_policy = '{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Princi
     let app_new = two_hours(APP, "new").await;
 
     // The role's identity policy: the old session is refused, for KMS and for chaining.
-    let key = srv
-        .client()
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string();
+    let (_, key) = common::new_key(&srv.client()).await;
     encrypt(&new.kms(), &key).await.unwrap();
     let (code, msg) = encrypt(&old.kms(), &key).await.unwrap_err();
     assert_eq!(code, "AccessDeniedException");
@@ -1893,14 +1727,7 @@ trust_policy = '{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Princi
         msg.ends_with("with an explicit deny in an identity-based policy"),
         "{msg}"
     );
-    let (code, msg, _) = sts_fail(
-        old.sts()
-            .assume_role()
-            .role_arn(next)
-            .role_session_name("nn")
-            .send()
-            .await,
-    );
+    let (code, msg, _) = assume_fails(&old.sts(), next, "nn", |r| r).await;
     assert_eq!(code, "AccessDenied");
     assert_eq!(msg, assume_denied(old.arn(), next));
     new.chain(|r| r.role_arn(next).role_session_name("nn"))
@@ -1921,21 +1748,10 @@ trust_policy = '{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Princi
                  "Action": "kms:Encrypt", "Resource": "*", "Condition": condition}
             ]
         })
-        .to_string()
     };
     let admin = srv.client();
-    let key = admin
-        .create_key()
-        .policy(key_policy(serde_json::json!(
-            {"DateLessThan": {"aws:TokenIssueTime": cutoff}}
-        )))
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_string();
+    let condition = serde_json::json!({"DateLessThan": {"aws:TokenIssueTime": cutoff}});
+    let key = key_with_policy(&admin, key_policy(condition)).await;
     // (alice, app's old session, app's new session) refused?
     let refused = || async {
         (
@@ -1963,7 +1779,7 @@ trust_policy = '{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Princi
         admin
             .put_key_policy()
             .key_id(&key)
-            .policy(key_policy(condition.clone()))
+            .policy(key_policy(condition.clone()).to_string())
             .send()
             .await
             .unwrap();

@@ -36,10 +36,51 @@ pub struct UserIdentity {
     pub user_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invoked_by: Option<String>,
-    /// Role sessions: `{"sessionIssuer": {"type": "Role", "principalId", "arn", "accountId",
-    /// "userName"}}`, as CloudTrail records an assumed role.
+    /// Role sessions only (IAM users and root have none).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_context: Option<serde_json::Value>,
+    pub session_context: Option<SessionContext>,
+}
+
+/// `userIdentity.sessionContext` of a role session, as CloudTrail writes it for an
+/// AssumeRole session.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionContext {
+    /// The role: `{"type": "Role", "principalId", "arn", "accountId", "userName"}`.
+    pub session_issuer: SessionIssuer,
+    /// Always `{}`: CloudTrail writes the empty object for sessions that no web identity
+    /// provider issued, and AssumeRoleWithWebIdentity is not served here.
+    pub web_id_federation_data: serde_json::Map<String, Value>,
+    pub attributes: SessionAttributes,
+    /// The session's source identity, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_identity: Option<String>,
+}
+
+/// `sessionContext.sessionIssuer`: the role a session was issued for.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionIssuer {
+    /// `Role`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The role's unique id (`AROA...`).
+    pub principal_id: String,
+    /// The role ARN, with its path.
+    pub arn: String,
+    pub account_id: String,
+    /// The role name (without path).
+    pub user_name: String,
+}
+
+/// `sessionContext.attributes`: both strings, as CloudTrail writes them.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionAttributes {
+    /// When the session was issued, `YYYY-MM-DDTHH:MM:SSZ`.
+    pub creation_date: String,
+    /// `"true"` or `"false"`.
+    pub mfa_authenticated: &'static str,
 }
 
 /// One entry of `resources`.

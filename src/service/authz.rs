@@ -236,7 +236,7 @@ impl Core {
             Decision::Deny(d) => d,
         };
         // Grants can allow what no policy does, never what a policy denies.
-        if matches!(denial.reason, DenyReason::NoResourcePolicyAllows) {
+        if denial.reason.is_implicit() {
             if let Some(op) = GrantOperation::parse(action) {
                 let check = self
                     .grant_check(caller, &key.key_id, op, context, rule)
@@ -348,8 +348,11 @@ impl Core {
             )
         };
         let identity = policies.identity().evaluate(&ctx);
-        if !caller.is_root() && identity.explicit_deny {
-            return Err(deny(DenyReason::ExplicitDenyInIdentityPolicy));
+        if let Some(reason) = identity
+            .explicit_deny_reason()
+            .filter(|_| !caller.is_root())
+        {
+            return Err(deny(reason));
         }
         if policies
             .guardrails
@@ -469,28 +472,26 @@ impl Core {
         } else {
             Some(policies.identity().evaluate(&ctx))
         };
-        let (arn, action, resource) = (caller.arn(), ctx.action(), ctx.resource().as_str());
-        if identity.is_some_and(|i| i.explicit_deny) {
-            return Err(denied(
-                kms_policy::messages::explicit_deny_in_identity_policy(arn, action, resource),
-            ));
-        }
-        if policies
-            .guardrails
-            .iter()
-            .any(|g| g.evaluate(&ctx).explicit_deny)
-        {
-            return Err(denied(
-                kms_policy::messages::explicit_deny_in_service_control_policy(
-                    arn, action, resource,
-                ),
-            ));
-        }
-        match identity {
-            Some(i) if !i.allows => Err(denied(kms_policy::messages::no_identity_policy_allows(
-                arn, action, resource,
-            ))),
-            _ => Ok(()),
+        let guardrail_denies = || {
+            policies
+                .guardrails
+                .iter()
+                .any(|g| g.evaluate(&ctx).explicit_deny)
+                .then_some(DenyReason::ExplicitDenyInGuardrailPolicy)
+        };
+        let reason = identity
+            .and_then(|i| i.explicit_deny_reason())
+            .or_else(guardrail_denies)
+            .or_else(|| identity.and_then(|i| i.implicit_deny_reason()));
+        match reason {
+            Some(reason) => Err(denied(
+                kms_policy::Denial {
+                    reason,
+                    cross_account: false,
+                }
+                .message(&ctx),
+            )),
+            None => Ok(()),
         }
     }
 

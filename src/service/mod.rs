@@ -49,7 +49,9 @@ use serde_json::Value;
 
 pub use error::{InternalCause, KmsError, KmsResult};
 
-use crate::audit::{AuditEvent, AuditSink, Resource, UserIdentity};
+use crate::audit::{
+    AuditEvent, AuditSink, Resource, SessionAttributes, SessionContext, SessionIssuer, UserIdentity,
+};
 use crate::backend::CryptoBackend;
 use crate::model::{KeyRecord, KeyRef, KeyRefError, KeyState, Principal};
 use crate::store::MetadataStore;
@@ -737,14 +739,29 @@ fn user_identity(p: &Principal) -> UserIdentity {
                 .as_deref()
                 .and_then(|id| id.split(':').next())
                 .unwrap_or_default();
-            let issuer = serde_json::json!({
-                "type": "Role",
-                "principalId": role_id,
-                "arn": role_arn,
-                "accountId": p.account,
-                "userName": role_name,
-            });
-            (None, Some(serde_json::json!({ "sessionIssuer": issuer })))
+            let session_issuer = SessionIssuer {
+                kind: "Role",
+                principal_id: role_id.to_string(),
+                arn: role_arn.to_string(),
+                account_id: p.account.clone(),
+                user_name: role_name.to_string(),
+            };
+            let attributes = SessionAttributes {
+                // Every session carries its issue time (`aws:TokenIssueTime`).
+                creation_date: p
+                    .token_issue_time
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default(),
+                // There are no MFA devices here: AssumeRole with an MFA code is refused.
+                mfa_authenticated: "false",
+            };
+            let context = SessionContext {
+                session_issuer,
+                web_id_federation_data: serde_json::Map::new(),
+                attributes,
+                source_identity: p.source_identity.clone(),
+            };
+            (None, Some(context))
         }
         _ => (None, None),
     };

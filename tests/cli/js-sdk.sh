@@ -33,11 +33,10 @@ admin_akid=AKIAIOSFODNN7EXAMPLE admin_secret=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMP
 deployer_akid=AKIADEPLOYER00000002 deployer_secret=deployerSecretKey000000000000000000000002
 deployer_arn="arn:aws:iam::$account:user/deployer"
 role_arn="arn:aws:iam::$account:role/js-app"
-deployer_id=AIDADEPLOYEREXAMPLE02 role_id=AROAJSAPPROLEEXAMPLE1
-cat >"$work/kms.toml" <<TOML
-[server]
-listen = '127.0.0.1:0'
-data_dir = '$work/data'
+deployer_id=AIDADEPLOYEREXAMPLE02 role_id=AROAJSAPPROLEEXAMPLE1 role_max_seconds=3600
+{
+  deployer_role_config
+  cat <<TOML
 
 [limits]
 # limits.test.mjs: the fourth alias of a key is LimitExceededException.
@@ -45,29 +44,8 @@ aliases_per_key = 3
 # AWS's rates, but CreateKey/CreateAlias/TagResource fast enough for this run, and one
 # operation (used only by limits.test.mjs) at one request, then none for 1000 s.
 request_rates = { CreateKey = 1000, CreateAlias = 1000, TagResource = 1000, UntagResource = 1000, ListKeyRotations = 0.001 }
-
-# An administrator (no [[users]] entry: every kms: and sts: action).
-[[credentials]]
-access_key_id = '$admin_akid'
-secret_access_key = '$admin_secret'
-principal = 'arn:aws:iam::$account:user/admin'
-
-# A user with no identity policy; the role's trust policy lets it assume the role.
-[[users]]
-arn = '$deployer_arn'
-unique_id = '$deployer_id'
-
-[[credentials]]
-access_key_id = '$deployer_akid'
-secret_access_key = '$deployer_secret'
-principal = '$deployer_arn'
-
-[[roles]]
-arn = '$role_arn'
-unique_id = '$role_id'
-max_session_duration_seconds = 3600
-trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"$deployer_arn"},"Action":"sts:AssumeRole"}]}'
 TOML
+} >"$work/kms.toml"
 
 KMS_CONFIG="$work/kms.toml" KMS_LOG=warn "$bin" >"$work/stdout" 2>"$work/stderr" &
 server_pid=$!

@@ -15,3 +15,37 @@ wait_for_server() {
   cat "$work/stderr" >&2
   exit 1
 }
+
+# deployer_role_config: prints the kms.toml of a server in $work (127.0.0.1, data in $work/data)
+# with the identities the STS scripts use: an administrator ($admin_akid, $admin_secret; no
+# [[users]] entry, so every kms: and sts: action), a user $deployer_arn ($deployer_id;
+# $deployer_akid, $deployer_secret) with no identity policy, and a role $role_arn ($role_id,
+# sessions of at most $role_max_seconds) whose trust policy lets the deployer assume it. The
+# caller sets those variables and $account, and may append tables of its own.
+deployer_role_config() {
+  cat <<TOML
+[server]
+listen = '127.0.0.1:0'
+data_dir = '$work/data'
+
+[[credentials]]
+access_key_id = '$admin_akid'
+secret_access_key = '$admin_secret'
+principal = 'arn:aws:iam::$account:user/admin'
+
+[[users]]
+arn = '$deployer_arn'
+unique_id = '$deployer_id'
+
+[[credentials]]
+access_key_id = '$deployer_akid'
+secret_access_key = '$deployer_secret'
+principal = '$deployer_arn'
+
+[[roles]]
+arn = '$role_arn'
+unique_id = '$role_id'
+max_session_duration_seconds = $role_max_seconds
+trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"$deployer_arn"},"Action":"sts:AssumeRole"}]}'
+TOML
+}

@@ -25,35 +25,11 @@ cleanup() {
 trap cleanup EXIT
 
 account=111122223333
-deployer_arn="arn:aws:iam::$account:user/deployer"
-role_arn="arn:aws:iam::$account:role/app"
-cat >"$work/kms.toml" <<EOF
-[server]
-listen = '127.0.0.1:0'
-data_dir = '$work/data'
-
-# An administrator (no [[users]] entry: every kms: and sts: action) who creates the keys.
-[[credentials]]
-access_key_id = 'AKIAIOSFODNN7EXAMPLE'
-secret_access_key = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'
-principal = 'arn:aws:iam::$account:user/admin'
-
-# A user with no identity policy: the role's trust policy alone lets it assume the role.
-[[users]]
-arn = '$deployer_arn'
-unique_id = 'AIDADEPLOYEREXAMPLE01'
-
-[[credentials]]
-access_key_id = 'AKIADEPLOYER00000001'
-secret_access_key = 'deployerSecretKey000000000000000000000001'
-principal = '$deployer_arn'
-
-[[roles]]
-arn = '$role_arn'
-unique_id = 'AROAAPPROLEEXAMPLE001'
-max_session_duration_seconds = 7200
-trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"$deployer_arn"},"Action":"sts:AssumeRole"}]}'
-EOF
+admin_akid=AKIAIOSFODNN7EXAMPLE admin_secret=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY
+deployer_akid=AKIADEPLOYER00000001 deployer_secret=deployerSecretKey000000000000000000000001
+deployer_arn="arn:aws:iam::$account:user/deployer" deployer_id=AIDADEPLOYEREXAMPLE01
+role_arn="arn:aws:iam::$account:role/app" role_id=AROAAPPROLEEXAMPLE001 role_max_seconds=7200
+deployer_role_config >"$work/kms.toml"
 
 KMS_CONFIG="$work/kms.toml" KMS_LOG=warn "$bin" >"$work/stdout" 2>"$work/stderr" &
 server_pid=$!
@@ -64,8 +40,8 @@ echo "kms (and sts) at $endpoint"
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN AWS_ENDPOINT_URL AWS_ENDPOINT_URL_KMS AWS_ENDPOINT_URL_STS || true
 export AWS_CONFIG_FILE="$work/aws-config" AWS_SHARED_CREDENTIALS_FILE="$work/aws-credentials"
 export AWS_EC2_METADATA_DISABLED=true AWS_DEFAULT_REGION=us-east-1 AWS_PAGER=""
-as_admin() { AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY "$@"; }
-as_deployer() { AWS_ACCESS_KEY_ID=AKIADEPLOYER00000001 AWS_SECRET_ACCESS_KEY=deployerSecretKey000000000000000000000001 "$@"; }
+as_admin() { AWS_ACCESS_KEY_ID=$admin_akid AWS_SECRET_ACCESS_KEY=$admin_secret "$@"; }
+as_deployer() { AWS_ACCESS_KEY_ID=$deployer_akid AWS_SECRET_ACCESS_KEY=$deployer_secret "$@"; }
 sts() { aws sts --endpoint-url "$endpoint" "$@"; }
 kms() { aws kms --endpoint-url "$endpoint" "$@"; }
 

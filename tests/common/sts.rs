@@ -48,6 +48,22 @@ impl RoleSession {
         }
     }
 
+    /// AssumeRole of `role` as session `name` by the long-term `key` at `endpoint`, the request
+    /// completed by `with` (a session policy, tags, ...); panics unless it succeeds.
+    pub async fn of(
+        endpoint: &str,
+        key: (&str, &str),
+        role: &str,
+        name: &str,
+        with: impl FnOnce(AssumeRoleFluentBuilder) -> AssumeRoleFluentBuilder,
+    ) -> RoleSession {
+        let request = client(endpoint, key)
+            .assume_role()
+            .role_arn(role)
+            .role_session_name(name);
+        RoleSession::assume(endpoint, with(request)).await
+    }
+
     /// AssumeRole by this session (role chaining) at its endpoint; panics unless it succeeds.
     pub async fn chain(
         &self,

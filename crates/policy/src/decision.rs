@@ -1,13 +1,19 @@
 //! The decision procedure of reference §3.2 as a pure function ([`authorize`]), the lockout
 //! safety check of §4 ([`lockout_check`]) and the AccessDenied texts of §7.1 ([`messages`]).
 //!
-//! The procedure: an explicit deny in the resource policy, the identity policies or a guardrail
-//! policy wins (over grants too). A request on `"*"` is allowed by an identity policy (the root
-//! user needs none). A request on a resource of the caller's account is allowed by a resource
-//! policy statement that names the caller (user, session, role of the session, `"*"`, root), or
-//! by one that names the account together with an identity policy, or by a grant. A request on
-//! another account's resource needs an operation that works across accounts and both a resource
-//! policy statement naming the caller or its account and an identity policy, or a grant.
+//! The procedure: an explicit deny in the resource policy, the identity policies, the session
+//! policies or a guardrail policy wins (over grants too). A request on `"*"` is allowed by an
+//! identity policy (the root user needs none). A request on a resource of the caller's account
+//! is allowed by a resource policy statement that names the caller (user, session, role of the
+//! session, `"*"`, root), or by one that names the account together with an identity policy, or
+//! by a grant. A request on another account's resource needs an operation that works across
+//! accounts and both a resource policy statement naming the caller or its account and an
+//! identity policy, or a grant.
+//!
+//! A denial names one policy type, as AWS's messages do: the first explicit deny in the order
+//! above; otherwise the type that failed to allow. A role session's session policies are named
+//! only when they are what is missing (the role's side would have allowed); the rest is
+//! "no identity-based policy" on `"*"` and "no resource-based policy" on a resource.
 
 use crate::arn::ResourceArn;
 use crate::context::{RequestContext, Resource};
@@ -29,14 +35,53 @@ pub struct IdentityPolicies<'a> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IdentityEvaluation {
-    /// A `Deny` statement matched in a principal or session policy.
-    pub explicit_deny: bool,
+    /// A `Deny` statement matched in a principal policy (the user's, or the session's role's).
+    pub explicit_deny_in_principal_policy: bool,
+    /// A `Deny` statement matched in a session policy.
+    pub explicit_deny_in_session_policy: bool,
     /// The identity policies allow the request (for sessions with session policies: a role
     /// policy and a session policy both allow).
     pub allows: bool,
+    /// A principal policy (the user's, or the session's role's) allows the request.
+    pub principal_policies_allow: bool,
     /// No session policies, or one of them allows: a resource policy that names the session's
     /// role (or `"*"`) may allow.
     pub session_policies_allow: bool,
+}
+
+impl IdentityEvaluation {
+    /// The root user: no identity policies, and not limited by any.
+    const ROOT: IdentityEvaluation = IdentityEvaluation {
+        explicit_deny_in_principal_policy: false,
+        explicit_deny_in_session_policy: false,
+        allows: true,
+        principal_policies_allow: true,
+        session_policies_allow: true,
+    };
+
+    /// The explicit deny among these policies, if any: a principal policy's is named before a
+    /// session policy's.
+    pub fn explicit_deny_reason(&self) -> Option<DenyReason> {
+        if self.explicit_deny_in_principal_policy {
+            Some(DenyReason::ExplicitDenyInIdentityPolicy)
+        } else if self.explicit_deny_in_session_policy {
+            Some(DenyReason::ExplicitDenyInSessionPolicy)
+        } else {
+            None
+        }
+    }
+
+    /// Why these policies alone do not allow the request (a request on `"*"` or an alias
+    /// ARN), or `None` when they allow: no principal policy allows, else no session policy.
+    pub fn implicit_deny_reason(&self) -> Option<DenyReason> {
+        if !self.principal_policies_allow {
+            Some(DenyReason::NoIdentityPolicyAllows)
+        } else if !self.session_policies_allow {
+            Some(DenyReason::NoSessionPolicyAllows)
+        } else {
+            None
+        }
+    }
 }
 
 impl IdentityPolicies<'_> {
@@ -61,8 +106,10 @@ impl IdentityPolicies<'_> {
         let session = self.session_policies.map(fold);
         let session_policies_allow = session.is_none_or(|s| s.allows());
         IdentityEvaluation {
-            explicit_deny: principal.explicit_deny || session.is_some_and(|s| s.explicit_deny),
+            explicit_deny_in_principal_policy: principal.explicit_deny,
+            explicit_deny_in_session_policy: session.is_some_and(|s| s.explicit_deny),
             allows: principal.allows() && session_policies_allow,
+            principal_policies_allow: principal.allows(),
             session_policies_allow,
         }
     }
@@ -177,14 +224,31 @@ pub enum AllowedBy {
 pub enum DenyReason {
     /// A `Deny` in the key policy (or trust policy).
     ExplicitDenyInResourcePolicy,
-    /// A `Deny` in an identity or session policy.
+    /// A `Deny` in an identity policy (a user's, or a session's role's).
     ExplicitDenyInIdentityPolicy,
+    /// A `Deny` in a role session's session policy.
+    ExplicitDenyInSessionPolicy,
     /// A `Deny` in a guardrail policy.
     ExplicitDenyInGuardrailPolicy,
     /// Nothing allowed a request on a resource (implicit deny).
     NoResourcePolicyAllows,
     /// Nothing allowed a request on `"*"` (implicit deny).
     NoIdentityPolicyAllows,
+    /// A role session's session policies allow nothing the rest would have allowed (implicit
+    /// deny).
+    NoSessionPolicyAllows,
+}
+
+impl DenyReason {
+    /// Nothing allowed the request (no `Deny` matched): a grant may still allow it.
+    pub fn is_implicit(&self) -> bool {
+        matches!(
+            self,
+            DenyReason::NoResourcePolicyAllows
+                | DenyReason::NoIdentityPolicyAllows
+                | DenyReason::NoSessionPolicyAllows
+        )
+    }
 }
 
 /// A denial: the reason, and whether the resource belongs to another account (AWS then uses
@@ -213,6 +277,9 @@ impl Denial {
             DenyReason::ExplicitDenyInIdentityPolicy => {
                 messages::explicit_deny_in_identity_policy(caller, action, resource)
             }
+            DenyReason::ExplicitDenyInSessionPolicy => {
+                messages::explicit_deny_in_session_policy(caller, action, resource)
+            }
             DenyReason::ExplicitDenyInGuardrailPolicy => {
                 messages::explicit_deny_in_service_control_policy(caller, action, resource)
             }
@@ -221,6 +288,9 @@ impl Denial {
             }
             DenyReason::NoIdentityPolicyAllows => {
                 messages::no_identity_policy_allows(caller, action, resource)
+            }
+            DenyReason::NoSessionPolicyAllows => {
+                messages::no_session_policy_allows(caller, action, resource)
             }
         }
     }
@@ -271,11 +341,7 @@ pub fn authorize(request: &AuthorizationRequest<'_>) -> Decision {
     };
     // The root user has no identity policies and is not limited by any.
     let identity = if caller.is_root() {
-        IdentityEvaluation {
-            explicit_deny: false,
-            allows: true,
-            session_policies_allow: true,
-        }
+        IdentityEvaluation::ROOT
     } else {
         request.identity_policies.evaluate(context)
     };
@@ -284,8 +350,8 @@ pub fn authorize(request: &AuthorizationRequest<'_>) -> Decision {
     if resource.explicit_deny {
         return deny(DenyReason::ExplicitDenyInResourcePolicy, cross_account);
     }
-    if identity.explicit_deny {
-        return deny(DenyReason::ExplicitDenyInIdentityPolicy, cross_account);
+    if let Some(reason) = identity.explicit_deny_reason() {
+        return deny(reason, cross_account);
     }
     if request
         .guardrail_policies
@@ -299,10 +365,11 @@ pub fn authorize(request: &AuthorizationRequest<'_>) -> Decision {
     if resource_account.is_none() {
         return if caller.is_root() {
             Decision::Allow(AllowedBy::RootUser)
-        } else if identity.allows {
-            Decision::Allow(AllowedBy::IdentityPolicy)
         } else {
-            deny(DenyReason::NoIdentityPolicyAllows, false)
+            match identity.implicit_deny_reason() {
+                None => Decision::Allow(AllowedBy::IdentityPolicy),
+                Some(reason) => deny(reason, false),
+            }
         };
     }
 
@@ -339,7 +406,21 @@ pub fn authorize(request: &AuthorizationRequest<'_>) -> Decision {
     match request.grant {
         GrantCheck::Allows => Decision::Allow(AllowedBy::Grant),
         GrantCheck::AllowsIfIdentityAllows if identity.allows => Decision::Allow(AllowedBy::Grant),
-        _ => deny(DenyReason::NoResourcePolicyAllows, cross_account),
+        _ => {
+            // The session policies are what is missing when the key policy names the
+            // session's role (or "*"), or names the account and the role's policies allow.
+            let role_side_allows = match resource.allow {
+                Some(PrincipalMatch::Role) => true,
+                Some(_) => identity.principal_policies_allow,
+                None => false,
+            };
+            let reason = if role_side_allows && !identity.session_policies_allow {
+                DenyReason::NoSessionPolicyAllows
+            } else {
+                DenyReason::NoResourcePolicyAllows
+            };
+            deny(reason, cross_account)
+        }
     }
 }
 
@@ -405,6 +486,27 @@ pub mod messages {
         format!(
             "User: {caller_arn} is not authorized to perform: {action} on resource: {resource} \
              with an explicit deny in an identity-based policy"
+        )
+    }
+
+    /// A `Deny` in a role session's session policy; `resource` is the ARN or `*`.
+    pub fn explicit_deny_in_session_policy(
+        caller_arn: &str,
+        action: &str,
+        resource: &str,
+    ) -> String {
+        format!(
+            "User: {caller_arn} is not authorized to perform: {action} on resource: {resource} \
+             with an explicit deny in a session policy"
+        )
+    }
+
+    /// A request of a role session that its role's policies (or the key policy) allow and its
+    /// session policies do not; `resource` is the ARN or `*`.
+    pub fn no_session_policy_allows(caller_arn: &str, action: &str, resource: &str) -> String {
+        format!(
+            "User: {caller_arn} is not authorized to perform: {action} on resource: {resource} \
+             because no session policy allows the {action} action"
         )
     }
 

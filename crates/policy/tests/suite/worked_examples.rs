@@ -172,7 +172,8 @@ fn reference_section_9() {
             .deny_cross_account(),
         Row::new("session policy bounds a role-ARN key policy allow", APP_S1, "kms:Encrypt")
             .key(app_encrypt)
-            .session(r#"{"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"}"#),
+            .session(r#"{"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"}"#)
+            .deny(DenyReason::NoSessionPolicyAllows),
         Row::new("session policy that allows keeps the role-ARN allow", APP_S1, "kms:Encrypt")
             .key(app_encrypt)
             .session(r#"{"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*"}"#)
@@ -188,11 +189,69 @@ fn reference_section_9() {
         Row::new("role identity policy intersected with session policy", APP_S1, "kms:Decrypt")
             .key(ROOT_A)
             .identity(r#"{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}"#)
-            .session(r#"{"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*"}"#),
+            .session(r#"{"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*"}"#)
+            .deny(DenyReason::NoSessionPolicyAllows),
+        Row::new("role policies that allow nothing are named before the session policy", APP_S1, "kms:Decrypt")
+            .key(ROOT_A)
+            .identity(r#"{"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*"}"#)
+            .session(r#"{"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*"}"#)
+            .deny(DenyReason::NoResourcePolicyAllows),
+        Row::new("a session policy that allows cannot stand in for the role's policies", APP_S1, "kms:Decrypt")
+            .key(ROOT_A)
+            .session(r#"{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}"#)
+            .deny(DenyReason::NoResourcePolicyAllows),
+        Row::new("a key policy that allows nothing is named before the session policy", APP_S1, "kms:Decrypt")
+            .key(app_encrypt)
+            .session(r#"{"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*"}"#)
+            .deny(DenyReason::NoResourcePolicyAllows),
+        Row::new("a grant to the role allows what the session policy does not", APP_S1, "kms:Decrypt")
+            .key(ROOT_A)
+            .session(r#"{"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*"}"#)
+            .grant(GrantCheck::Allows)
+            .allow(AllowedBy::Grant),
         Row::new("session policy deny", APP_S1, "kms:Encrypt")
             .key(app_encrypt)
             .session(r#"{"Effect": "Deny", "Action": "kms:*", "Resource": "*"}"#)
+            .deny(DenyReason::ExplicitDenyInSessionPolicy),
+        Row::new("a role policy deny is named before a session policy deny", APP_S1, "kms:Encrypt")
+            .key(app_encrypt)
+            .identity(r#"{"Effect": "Deny", "Action": "kms:Encrypt", "Resource": "*"}"#)
+            .session(r#"{"Effect": "Deny", "Action": "kms:*", "Resource": "*"}"#)
             .deny(DenyReason::ExplicitDenyInIdentityPolicy),
+        Row::new("a key policy deny is named before a session policy deny", APP_S1, "kms:Encrypt")
+            .key(&format!(r#"{app_encrypt}, {{"Effect": "Deny", "Principal": "*", "Action": "kms:Encrypt", "Resource": "*"}}"#))
+            .session(r#"{"Effect": "Deny", "Action": "kms:*", "Resource": "*"}"#)
+            .deny(DenyReason::ExplicitDenyInResourcePolicy),
+        Row::new("a session policy deny beats a session ARN in the key policy", APP_S1, "kms:Encrypt")
+            .key(r#"{"Effect": "Allow", "Principal": {"AWS": "arn:aws:sts::111122223333:assumed-role/app/s1"},
+                "Action": "kms:Encrypt", "Resource": "*"}"#)
+            .session(r#"{"Effect": "Deny", "Action": "kms:Encrypt", "Resource": "*"}"#)
+            .deny(DenyReason::ExplicitDenyInSessionPolicy),
+        Row::new("a session policy deny beats a grant", APP_S1, "kms:Decrypt")
+            .key(ROOT_A)
+            .session(r#"{"Effect": "Deny", "Action": "kms:Decrypt", "Resource": "*"}"#)
+            .grant(GrantCheck::Allows)
+            .deny(DenyReason::ExplicitDenyInSessionPolicy),
+        Row::new("CreateKey: the role allows, the session policy does not", APP_S1, "kms:CreateKey")
+            .on("*")
+            .identity(r#"{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}"#)
+            .session(r#"{"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*"}"#)
+            .deny(DenyReason::NoSessionPolicyAllows),
+        Row::new("CreateKey: the role allows nothing", APP_S1, "kms:CreateKey")
+            .on("*")
+            .identity(r#"{"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*"}"#)
+            .session(r#"{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}"#)
+            .deny(DenyReason::NoIdentityPolicyAllows),
+        Row::new("ListKeys: a session policy deny", APP_S1, "kms:ListKeys")
+            .on("*")
+            .identity(r#"{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}"#)
+            .session(r#"{"Effect": "Deny", "Action": "kms:List*", "Resource": "*"}"#)
+            .deny(DenyReason::ExplicitDenyInSessionPolicy),
+        Row::new("ListKeys: role and session policy allow", APP_S1, "kms:ListKeys")
+            .on("*")
+            .identity(r#"{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}"#)
+            .session(r#"{"Effect": "Allow", "Action": "kms:List*", "Resource": "*"}"#)
+            .allow(AllowedBy::IdentityPolicy),
         Row::new("NotPrincipal deny leaves the listed user out", ALICE, "kms:Decrypt")
             .key(&format!(r#"{ROOT_A}, {{"Effect": "Deny", "NotPrincipal": {{"AWS": ["{ALICE}", "111122223333"]}},
                 "Action": "kms:Decrypt", "Resource": "*"}}"#))
@@ -383,6 +442,58 @@ fn reference_messages() {
             "User: arn:aws:sts::111122223333:assumed-role/app/s1 is not authorized to perform: kms:Decrypt \
              on resource: {KEY} with an explicit deny in a resource-based policy"
         )
+    );
+
+    // A session policy that allows nothing the key policy allows, then one that denies.
+    let app = common::key_policy(
+        r#"{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:role/app"},
+            "Action": "kms:*", "Resource": "*"}"#,
+    );
+    let only_decrypt = common::parse(
+        PolicyKind::Session,
+        &doc(r#"{"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"}"#),
+    );
+    let deny_encrypt = common::parse(
+        PolicyKind::Session,
+        &doc(r#"{"Effect": "Deny", "Action": "kms:Encrypt", "Resource": "*"}"#),
+    );
+    let s = context(APP_S1, "kms:Encrypt", KEY, &[]);
+    for (session, wording) in [
+        (
+            &only_decrypt,
+            "because no session policy allows the kms:Encrypt action",
+        ),
+        (&deny_encrypt, "with an explicit deny in a session policy"),
+    ] {
+        let d = authorize(
+            &AuthorizationRequest::new(&s)
+                .resource_policy(&app)
+                .identity_policies(IdentityPolicies {
+                    principal_policies: &[],
+                    session_policies: Some(&[session]),
+                }),
+        );
+        assert_eq!(
+            d.denial().unwrap().message(&s),
+            format!(
+                "User: arn:aws:sts::111122223333:assumed-role/app/s1 is not authorized to perform: \
+                 kms:Encrypt on resource: {KEY} {wording}"
+            )
+        );
+    }
+    let role_all =
+        common::identity_policy(r#"{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}"#);
+    let s = context(APP_S1, "kms:CreateKey", "*", &[]);
+    let d = authorize(
+        &AuthorizationRequest::new(&s).identity_policies(IdentityPolicies {
+            principal_policies: &[&role_all],
+            session_policies: Some(&[&only_decrypt]),
+        }),
+    );
+    assert_eq!(
+        d.denial().unwrap().message(&s),
+        "User: arn:aws:sts::111122223333:assumed-role/app/s1 is not authorized to perform: kms:CreateKey \
+         on resource: * because no session policy allows the kms:CreateKey action"
     );
 
     let b = context(BOB_B, "kms:ScheduleKeyDeletion", KEY, &[]);
