@@ -48,7 +48,7 @@ async fn crypto_quota_throttles_at_the_configured_rate() {
         message(&e),
         "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."
     );
-    let raw = e.raw_exchange().expect("a response");
+    let raw = e.raw_response().expect("a response");
     assert_eq!(raw.status().as_u16(), 400);
     let body: serde_json::Value =
         serde_json::from_slice(raw.body().bytes().expect("a body")).unwrap();
