@@ -120,7 +120,7 @@ for deb in "$kms_deb" "$xks_deb"; do
   check "$name: Depends on libc6 (from dpkg-shlibdeps or ldd) and adduser" \
     grep -Eq '^libc6( \(>= [0-9.]+\))?, .*adduser' <<<"$(dpkg-deb --field "$deb" Depends)"
   check "$name: Recommends softhsm2" test "$(dpkg-deb --field "$deb" Recommends)" = softhsm2
-  check "$name: the description says what purge keeps or that the service is not started" \
+  check "$name: the description says the service is not started" \
     grep -q "not started" <<<"$(dpkg-deb --field "$deb" Description)"
   check "$name: maintainer scripts postinst, prerm, postrm" \
     bash -c "dpkg-deb --info '$deb' | grep -q ' postinst ' && dpkg-deb --info '$deb' | grep -q ' prerm ' && dpkg-deb --info '$deb' | grep -q ' postrm '"
@@ -181,8 +181,8 @@ for unit in kms xks-proxy; do
   # Exposure 0.0 (best) .. 10.0; --threshold is in tenths. The units score 1.6 with systemd 252.
   if systemd-analyze security --offline=true "/lib/systemd/system/$unit.service" >"$work/security" 2>&1; then
     grep Overall "$work/security" || true
-    check "systemd-analyze security $unit.service: exposure at most 2.0" \
-      systemd-analyze security --offline=true --threshold=20 "/lib/systemd/system/$unit.service" >/dev/null 2>&1
+    check "systemd-analyze security $unit.service: exposure at most 2.0" bash -c \
+      'systemd-analyze security --offline=true --threshold=20 "$1" >/dev/null 2>&1' _ "/lib/systemd/system/$unit.service"
   else
     echo "skip systemd-analyze security: no --offline mode here (systemd < 250): $(head -n1 "$work/security")"
   fi
@@ -260,6 +260,8 @@ printf '[[credentials]]\naccess_key_id = "%s"\nsecret_access_key = "%s"\n' "$xks
 # Free loopback ports for this run (an operator edits the file the same way).
 sed -i -e 's/^listen = "127\.0\.0\.1:8443"/listen = "127.0.0.1:0"/' \
   -e 's/^listen = "127\.0\.0\.1:9464"/listen = "127.0.0.1:0"/' /etc/xks-proxy/xks-proxy.toml
+check "xks-proxy.toml: the API and metrics listeners were on loopback, now on free ports" \
+  test "$(grep -c '^listen = "127\.0\.0\.1:0"$' /etc/xks-proxy/xks-proxy.toml)" = 2
 out=$work/xks
 check "xks-proxy check-config accepts the installed configuration" bash -c \
   "set -a; . /etc/xks-proxy/xks-proxy.env; set +a; setpriv --reuid=xks-proxy --regid=xks-proxy --init-groups -- \
