@@ -31,8 +31,9 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
 # --workspace: the same feature set as `cargo build --workspace` elsewhere (CI, tests/run.sh),
-# so the binaries there are reused instead of rebuilt with -p's narrower features.
-build=(cargo build --workspace --bins --locked)
+# so the binaries there are reused instead of rebuilt with -p's narrower features; --bin: only
+# the packaged binaries (not loadgen).
+build=(cargo build --workspace --bin kms --bin kms-cluster-key --bin xks-proxy --locked)
 [ "$profile" = release ] && build+=(--release)
 "${build[@]}"
 bins=${CARGO_TARGET_DIR:-$root/target}/$profile

@@ -101,6 +101,13 @@ stop() {
   wait "$pid"
 }
 
+# no_wx_memory PID: the process has no writable and executable mapping and no executable
+# anonymous memory ([vdso] and [vsyscall] aside): what MemoryDenyWriteExecute=yes forbids, so
+# the server and its PKCS#11 module (SoftHSM here) run under it. Checked after real work.
+no_wx_memory() {
+  ! awk '$2 ~ /w.x/ || ($2 ~ /x/ && ($6 == "" || $6 ~ /^\[(heap|stack|anon)/)) { print; bad = 1 } END { exit !bad }' "/proc/$1/maps"
+}
+
 echo "== build (packaging/deb.sh --debug) =="
 bash "$root/packaging/deb.sh" --debug --out "$work/deb" >"$work/debs"
 mapfile -t debs <"$work/debs"
@@ -227,6 +234,7 @@ else
 fi
 check "store and audit log in /var/lib/kms, owned by kms, mode 0600 (UMask=0077)" \
   test "$(stat -c '%a %U' /var/lib/kms/kms.sqlite3 /var/lib/kms/audit.log | sort -u)" = "600 kms"
+check "kms: no W+X or anonymous executable memory after the requests (MemoryDenyWriteExecute)" no_wx_memory "$kms_pid"
 check "kms stops on SIGTERM with status 0" stop "$kms_pid"
 check "kms says it stopped" grep -q "kms stopped" "$out/stderr"
 
@@ -289,6 +297,7 @@ health_status=$(xks_health "$xks_secret")
 check "signed GetHealthStatus (curl --aws-sigv4) answers 200" test "$health_status" = 200
 check "GetHealthStatus reports the fleet size" grep -Eq '"xksProxyFleetSize": *1' "$work/health"
 check "GetHealthStatus with a wrong secret answers 401" test "$(xks_health "$(openssl rand -base64 36)")" = 401
+check "xks-proxy: no W+X or anonymous executable memory (MemoryDenyWriteExecute)" no_wx_memory "$xks_pid"
 check "xks-proxy stops on SIGTERM with status 0" stop "$xks_pid"
 
 echo "== dpkg --purge =="
