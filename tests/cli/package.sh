@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The Debian packages, checked by installing them (root; CI containers, not a machine with a
 # real installation: it refuses to run when one is there). Builds them with
-# `packaging/deb.sh --debug`, checks fields, files and modes (dpkg-deb), lintian (when
-# installed) and the units (systemd-analyze verify, and security --offline); installs both with
+# `packaging/deb.sh --debug`, checks fields, files and modes (dpkg-deb), lintian and the units (systemd-analyze verify, and security --offline); installs both with
 # dpkg -i; configures them the way README.Debian tells an operator (SoftHSM token made by the
 # service user, PIN in the 0600 environment file, credential secret file, TLS files); runs the
 # installed binaries with the installed configuration as the service users would (systemd is
@@ -159,14 +158,11 @@ check "kms.toml: PKCS#11 root, PIN from the environment" \
 check "kms.toml: one credential with a secret file (no development credential, no inline secret)" \
   bash -c "grep -q '^secret_access_key_file = ' '$work/kms.toml' && ! grep -Eq '^(secret_access_key|development|pin) *=' '$work/kms.toml' && ! grep -q AKIAIOSFODNN7EXAMPLE '$work/kms.toml'"
 
-if command -v lintian >/dev/null; then
-  echo "== lintian (errors fail; warnings reported) =="
-  if lintian --fail-on error "$kms_deb" "$xks_deb" >"$work/lintian" 2>&1; then lintian_ok=true; else lintian_ok=false; fi
-  grep -E '^[EW]:' "$work/lintian" || true
-  check "lintian: no errors" $lintian_ok
-else
-  echo "== lintian not installed: skipped (apt-get install lintian to run it) =="
-fi
+command -v lintian >/dev/null || { echo "FAIL: lintian is not installed (apt-get install lintian)" >&2; exit 1; }
+echo "== lintian (errors fail; warnings reported) =="
+if lintian --fail-on error "$kms_deb" "$xks_deb" >"$work/lintian" 2>&1; then lintian_ok=true; else lintian_ok=false; fi
+grep -E '^[EW]:' "$work/lintian" || true
+check "lintian: no errors" $lintian_ok
 
 echo "== dpkg -i =="
 installed=1
