@@ -1304,11 +1304,23 @@ async fn the_cluster_index_migration_keeps_stores_that_already_share_a_cluster()
 }
 
 /// PostgreSQL, two nodes at once: the holder of a cluster that two older stores still share is
-/// deleted while another session deletes the oldest marked store (uncommitted when the
-/// hand-over reaches it). The hand-over must skip the store that is gone and give the cluster to
-/// the next marked one, so that the cluster keeps a holder and no further store gets on it.
+/// deleted while another session deletes the oldest marked store, or moves it to another
+/// cluster (uncommitted when the hand-over reaches it). The hand-over must skip that store and
+/// give the cluster to the next marked one, so that the cluster keeps a holder and no further
+/// store gets on it.
 #[tokio::test]
-async fn postgres_hand_over_skips_a_marked_store_deleted_concurrently() {
+async fn postgres_hand_over_skips_a_marked_store_deleted_or_moved_concurrently() {
+    hand_over_racing("DELETE FROM custom_key_stores WHERE id = 'cks-a-new'").await;
+    hand_over_racing(
+        "UPDATE custom_key_stores SET cluster_id = 'elsewhere', cluster_shared = FALSE \
+         WHERE id = 'cks-a-new'",
+    )
+    .await;
+}
+
+/// [`postgres_hand_over_skips_a_marked_store_deleted_or_moved_concurrently`] with `other_sql`,
+/// the other node's statement on `cks-a-new`.
+async fn hand_over_racing(other_sql: &str) {
     let url = common::pg::fresh_database();
     let s = PgStore::connect(&pg_config(&url)).await.unwrap();
     s.migrate().await.unwrap();
@@ -1333,8 +1345,8 @@ async fn postgres_hand_over_skips_a_marked_store_deleted_concurrently() {
         [false, true, true]
     );
 
-    // The other node: deletes the oldest marked store and holds its transaction open until
-    // told to commit (a line on its stdin).
+    // The other node: deletes or moves the oldest marked store and holds its transaction open
+    // until told to commit (a line on its stdin).
     use std::io::Write;
     let mut other = std::process::Command::new("psql")
         .env("PGPASSWORD", common::pg::password())
@@ -1346,8 +1358,7 @@ async fn postgres_hand_over_skips_a_marked_store_deleted_concurrently() {
     let mut stdin = other.stdin.take().unwrap();
     writeln!(
         stdin,
-        "SET application_name = 'other_node'; BEGIN; \
-         DELETE FROM custom_key_stores WHERE id = 'cks-a-new';"
+        "SET application_name = 'other_node'; BEGIN; {other_sql};"
     )
     .unwrap();
     let holds_the_row = || {
@@ -1390,10 +1401,11 @@ async fn postgres_hand_over_skips_a_marked_store_deleted_concurrently() {
     assert!(other.wait().unwrap().success());
     deleting.await.unwrap().unwrap();
 
-    assert!(s.get_custom_key_store("cks-a-new").await.unwrap().is_none());
+    let left = s.get_custom_key_store("cks-a-new").await.unwrap();
+    assert!(left.is_none_or(|l| l.cluster_id.as_deref() == Some("elsewhere")));
     assert!(
         !shared("cks-b-newest"),
-        "the cluster was left without a holder"
+        "{other_sql}: the cluster was left without a holder"
     );
     let third = cluster_store("cks-third", A, "shared");
     assert_eq!(
