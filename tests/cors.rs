@@ -107,6 +107,12 @@ fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `Vary: Origin` alone: an answer of a server with a list of origins to a request from no
+/// listed origin.
+fn vary_origin() -> Vec<(String, String)> {
+    pairs(&[("vary", "Origin")])
+}
+
 /// The headers of an actual response to an allowed origin.
 fn response_cors(allow_origin: &str, vary: bool) -> Vec<(String, String)> {
     let mut h = vec![
@@ -272,9 +278,10 @@ async fn a_listed_origin_gets_cors_headers_on_answers_and_on_every_kind_of_error
     );
     assert_eq!(r.cors(), want);
 
-    // The same call without an Origin (not a browser): no CORS headers.
+    // The same call without an Origin (not a browser): no CORS headers but `Vary: Origin`,
+    // so that a cache does not hand this answer to a page of a listed origin.
     let r = call(e, None, "ListKeys", b"{}").await;
-    assert_eq!((r.status, r.cors()), (200, vec![]));
+    assert_eq!((r.status, r.cors()), (200, vary_origin()));
 }
 
 #[tokio::test]
@@ -282,15 +289,16 @@ async fn an_origin_not_listed_gets_no_cors_headers_and_the_usual_answers() {
     let srv = server(Some(APP)).await;
     let e = &srv.endpoint;
     for origin in [OTHER, "https://127.0.0.1:5173", "null"] {
-        // The preflight is what any OPTIONS gets.
+        // The preflight is what any OPTIONS gets; like every answer of a server whose answer
+        // depends on the origin, it says so (`Vary: Origin`, for caches).
         let r = preflight(e, origin).await;
         assert_eq!(
             (r.status, r.error_type().as_str(), r.cors()),
-            (400, "UnknownOperationException", vec![]),
+            (400, "UnknownOperationException", vary_origin()),
             "{origin}"
         );
         let r = call(e, Some(origin), "ListKeys", b"{}").await;
-        assert_eq!((r.status, r.cors()), (200, vec![]), "{origin}");
+        assert_eq!((r.status, r.cors()), (200, vary_origin()), "{origin}");
     }
     // A listed origin is still answered (the setting was one origin as a string).
     let r = preflight(e, APP).await;
@@ -331,6 +339,23 @@ async fn any_origin_gets_a_star_and_no_vary_origin() {
         (400, "UnknownOperationException")
     );
     assert_eq!(r.cors(), response_cors("*", false));
+    // Without an Origin the answer is the same (`*` for every request, so no `Vary: Origin`
+    // and a cached answer serves every page); OPTIONS with Access-Control-Request-Method but
+    // no Origin is no preflight.
+    let r = call(e, None, "ListKeys", b"{}").await;
+    assert_eq!((r.status, r.cors()), (200, response_cors("*", false)));
+    let r = send(
+        e,
+        "OPTIONS",
+        "/",
+        &[("access-control-request-method", "POST")],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.error_type().as_str(), r.cors()),
+        (400, "UnknownOperationException", response_cors("*", false))
+    );
 }
 
 #[tokio::test]

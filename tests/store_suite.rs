@@ -1302,3 +1302,114 @@ async fn the_cluster_index_migration_keeps_stores_that_already_share_a_cluster()
     })
     .await;
 }
+
+/// PostgreSQL, two nodes at once: the holder of a cluster that two older stores still share is
+/// deleted while another session deletes the oldest marked store, or moves it to another
+/// cluster (uncommitted when the hand-over reaches it). The hand-over must skip that store and
+/// give the cluster to the next marked one, so that the cluster keeps a holder and no further
+/// store gets on it.
+#[tokio::test]
+async fn postgres_hand_over_skips_a_marked_store_deleted_or_moved_concurrently() {
+    hand_over_racing("DELETE FROM custom_key_stores WHERE id = 'cks-a-new'").await;
+    hand_over_racing(
+        "UPDATE custom_key_stores SET cluster_id = 'elsewhere', cluster_shared = FALSE \
+         WHERE id = 'cks-a-new'",
+    )
+    .await;
+}
+
+/// [`postgres_hand_over_skips_a_marked_store_deleted_or_moved_concurrently`] with `other_sql`,
+/// the other node's statement on `cks-a-new`.
+async fn hand_over_racing(other_sql: &str) {
+    let url = common::pg::fresh_database();
+    let s = PgStore::connect(&pg_config(&url)).await.unwrap();
+    s.migrate().await.unwrap();
+    common::pg::psql(
+        &url,
+        &format!(
+            "{PG_UNDO_CLUSTER_INDEX} DELETE FROM kms_schema_version \
+             WHERE version = (SELECT MAX(version) FROM kms_schema_version)"
+        ),
+    );
+    three_stores_on_one_cluster(&s).await;
+    let s = PgStore::connect(&pg_config(&url)).await.unwrap();
+    s.migrate().await.unwrap();
+    let shared = |id: &str| {
+        common::pg::psql(
+            &url,
+            &format!("SELECT cluster_shared FROM custom_key_stores WHERE id = '{id}'"),
+        ) == "t"
+    };
+    assert_eq!(
+        ["cks-z-old", "cks-a-new", "cks-b-newest"].map(shared),
+        [false, true, true]
+    );
+
+    // The other node: deletes or moves the oldest marked store and holds its transaction open
+    // until told to commit (a line on its stdin).
+    use std::io::Write;
+    let mut other = std::process::Command::new("psql")
+        .env("PGPASSWORD", common::pg::password())
+        .args([url.as_str(), "-v", "ON_ERROR_STOP=1", "-qAt"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql (postgresql-client) must be installed");
+    let mut stdin = other.stdin.take().unwrap();
+    writeln!(
+        stdin,
+        "SET application_name = 'other_node'; BEGIN; {other_sql};"
+    )
+    .unwrap();
+    let holds_the_row = || {
+        common::pg::psql(
+            &url,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'other_node' \
+             AND state = 'idle in transaction' AND datname = current_database()",
+        ) == "1"
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !holds_the_row() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other session never began"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // This node deletes the holder; its hand-over waits for the other session's row.
+    let deleting = {
+        let s = s.clone();
+        tokio::spawn(async move { s.delete_custom_key_store("cks-z-old").await })
+    };
+    let waits = || {
+        common::pg::psql(
+            &url,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND datname = current_database()",
+        ) == "1"
+    };
+    while !waits() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hand-over never waited for the other session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    writeln!(stdin, "COMMIT;").unwrap();
+    drop(stdin);
+    assert!(other.wait().unwrap().success());
+    deleting.await.unwrap().unwrap();
+
+    let left = s.get_custom_key_store("cks-a-new").await.unwrap();
+    assert!(left.is_none_or(|l| l.cluster_id.as_deref() == Some("elsewhere")));
+    assert!(
+        !shared("cks-b-newest"),
+        "{other_sql}: the cluster was left without a holder"
+    );
+    let third = cluster_store("cks-third", A, "shared");
+    assert_eq!(
+        cluster_in_use(s.insert_custom_key_store(&third, Q).await),
+        "shared"
+    );
+}

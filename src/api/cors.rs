@@ -11,9 +11,12 @@
 //!   `Access-Control-Allow-Origin` and `Access-Control-Expose-Headers` (the request id and
 //!   error headers the SDK reads).
 //!
-//! A request from any other origin, and every request when CORS is off, passes untouched (a
-//! preflight then gets what any `OPTIONS` gets: `UnknownOperationException`), and the browser
-//! refuses the answer.
+//! A request from any other origin passes untouched (a preflight then gets what any `OPTIONS`
+//! gets: `UnknownOperationException`), and the browser refuses the answer. Caches are told
+//! what the answer depends on, as the Fetch standard asks ("CORS protocol and HTTP caches"):
+//! with a list of origins every answer, to any origin or none, carries `Vary: Origin`; with
+//! `"*"` every answer, with an `Origin` or without, carries the same `*` and no `Vary`. When
+//! CORS is off nothing is added.
 
 use std::sync::Arc;
 
@@ -61,40 +64,44 @@ pub fn layer(router: Router, origins: &CorsOrigins) -> Router {
 }
 
 async fn cors(State(origins): State<Arc<CorsOrigins>>, req: Request, next: Next) -> Response {
-    let Some(allow_origin) = allowed_origin(&origins, req.headers()) else {
-        return next.run(req).await;
-    };
+    let allow_origin = allowed_origin(&origins, req.headers());
     let vary_origin = matches!(*origins, CorsOrigins::Only(_));
-    if req.method() == Method::OPTIONS
-        && req.uri().path() == "/"
-        && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD)
-    {
-        return preflight(allow_origin, vary_origin, req.headers());
+    if let Some(allow_origin) = &allow_origin {
+        if req.method() == Method::OPTIONS
+            && req.uri().path() == "/"
+            && req.headers().contains_key(ORIGIN)
+            && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return preflight(allow_origin.clone(), vary_origin, req.headers());
+        }
     }
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin);
-    h.insert(
-        ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(EXPOSE_HEADERS),
-    );
+    if let Some(allow_origin) = allow_origin {
+        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin);
+        h.insert(
+            ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSE_HEADERS),
+        );
+    }
     if vary_origin {
         h.append(VARY, HeaderValue::from_static("Origin"));
     }
     resp
 }
 
-/// The `Access-Control-Allow-Origin` value for this request, or `None` when it has no
-/// allowed `Origin`.
+/// The `Access-Control-Allow-Origin` value for this request: `*` for every request when any
+/// origin is allowed, the request's `Origin` when it is listed, else `None`.
 fn allowed_origin(origins: &CorsOrigins, headers: &HeaderMap) -> Option<HeaderValue> {
-    let origin = headers.get(ORIGIN)?;
     match origins {
         CorsOrigins::Off => None,
         CorsOrigins::Any => Some(HeaderValue::from_static("*")),
-        CorsOrigins::Only(list) => list
-            .iter()
-            .any(|o| o.as_bytes() == origin.as_bytes())
-            .then(|| origin.clone()),
+        CorsOrigins::Only(list) => {
+            let origin = headers.get(ORIGIN)?;
+            list.iter()
+                .any(|o| o.as_bytes() == origin.as_bytes())
+                .then(|| origin.clone())
+        }
     }
 }
 
@@ -175,7 +182,7 @@ mod tests {
             allowed_origin(&any, &headers(&[("origin", "null")])).unwrap(),
             "*"
         );
-        assert_eq!(allowed_origin(&any, &HeaderMap::new()), None);
+        assert_eq!(allowed_origin(&any, &HeaderMap::new()).unwrap(), "*");
         assert_eq!(
             allowed_origin(&CorsOrigins::Off, &headers(&[("origin", "http://a")])),
             None

@@ -181,7 +181,10 @@ INSERT INTO key_counts (account, region, n)
     // kept, not refused: the oldest on each cluster holds it, the others are marked
     // `cluster_shared` and left out of the index until they move to another cluster; when the
     // holder is deleted or moves, the trigger hands the cluster to the oldest marked store left
-    // on it, so a cluster in use always has a holder in the index (`docs/operations.md`).
+    // on it, so a cluster in use always has a holder in the index (`docs/operations.md`). The
+    // candidate is locked (`FOR UPDATE`): one that another transaction deletes or moves while
+    // the hand-over waits for it is skipped for the next, instead of the hand-over updating
+    // nothing and leaving the cluster without a holder.
     r#"
 ALTER TABLE custom_key_stores ADD COLUMN cluster_shared BOOLEAN NOT NULL DEFAULT FALSE;
 UPDATE custom_key_stores s SET cluster_shared = TRUE
@@ -196,7 +199,7 @@ BEGIN
         AND (TG_OP = 'DELETE' OR NEW.cluster_id IS DISTINCT FROM OLD.cluster_id) THEN
         UPDATE custom_key_stores SET cluster_shared = FALSE WHERE id = (
             SELECT id FROM custom_key_stores WHERE cluster_id = OLD.cluster_id AND cluster_shared
-            ORDER BY creation_ms, id LIMIT 1);
+            ORDER BY creation_ms, id LIMIT 1 FOR UPDATE);
     END IF;
     RETURN NULL;
 END $$;
