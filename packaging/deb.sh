@@ -35,6 +35,9 @@ out=$(cd "$out" && pwd)
 # the packaged binaries (not loadgen).
 build=(cargo build --workspace --bin kms --bin kms-cluster-key --bin xks-proxy --locked)
 [ "$profile" = release ] && build+=(--release)
+# A --debug package is for tests (tests/cli/package.sh): built with the test build's feature
+# set (--tests: dev-dependencies' features unified), it reuses the binaries the test suite made.
+[ "$profile" = debug ] && build+=(--tests)
 "${build[@]}"
 bins=${CARGO_TARGET_DIR:-$root/target}/$profile
 # xz for release; gzip -1 for --debug (CI: large unoptimized binaries, and speed matters).
