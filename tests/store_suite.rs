@@ -1280,6 +1280,21 @@ async fn the_cluster_index_migration_keeps_stores_that_already_share_a_cluster()
     .await;
 
     // PostgreSQL.
+    let (url, s, m) = pg_with_three_stores_on_one_cluster().await;
+    assert_eq!(m.from + 1, m.to);
+    after_the_cluster_migration(&s, |id| {
+        common::pg::psql(
+            &url,
+            &format!("SELECT cluster_shared FROM custom_key_stores WHERE id = '{id}'"),
+        ) == "t"
+    })
+    .await;
+}
+
+/// A fresh PostgreSQL database taken back to the schema before the one-store-per-cluster
+/// migration, given three stores on one cluster, then migrated again: its URL, the store and
+/// what the second migration did.
+async fn pg_with_three_stores_on_one_cluster() -> (String, PgStore, kms::store::Migrated) {
     let url = common::pg::fresh_database();
     let s = PgStore::connect(&pg_config(&url)).await.unwrap();
     s.migrate().await.unwrap();
@@ -1293,14 +1308,7 @@ async fn the_cluster_index_migration_keeps_stores_that_already_share_a_cluster()
     three_stores_on_one_cluster(&s).await;
     let s = PgStore::connect(&pg_config(&url)).await.unwrap();
     let m = s.migrate().await.unwrap();
-    assert_eq!(m.from + 1, m.to);
-    after_the_cluster_migration(&s, |id| {
-        common::pg::psql(
-            &url,
-            &format!("SELECT cluster_shared FROM custom_key_stores WHERE id = '{id}'"),
-        ) == "t"
-    })
-    .await;
+    (url, s, m)
 }
 
 /// PostgreSQL, two nodes at once: the holder of a cluster that two older stores still share is
@@ -1321,19 +1329,7 @@ async fn postgres_hand_over_skips_a_marked_store_deleted_or_moved_concurrently()
 /// [`postgres_hand_over_skips_a_marked_store_deleted_or_moved_concurrently`] with `other_sql`,
 /// the other node's statement on `cks-a-new`.
 async fn hand_over_racing(other_sql: &str) {
-    let url = common::pg::fresh_database();
-    let s = PgStore::connect(&pg_config(&url)).await.unwrap();
-    s.migrate().await.unwrap();
-    common::pg::psql(
-        &url,
-        &format!(
-            "{PG_UNDO_CLUSTER_INDEX} DELETE FROM kms_schema_version \
-             WHERE version = (SELECT MAX(version) FROM kms_schema_version)"
-        ),
-    );
-    three_stores_on_one_cluster(&s).await;
-    let s = PgStore::connect(&pg_config(&url)).await.unwrap();
-    s.migrate().await.unwrap();
+    let (url, s, _) = pg_with_three_stores_on_one_cluster().await;
     let shared = |id: &str| {
         common::pg::psql(
             &url,
