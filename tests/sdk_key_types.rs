@@ -1376,26 +1376,17 @@ async fn signing_and_mac_operations_take_every_identifier_form() {
             "alias/mac",
         ),
     ] {
-        let md = kms
-            .create_key()
-            .key_spec(spec)
-            .key_usage(usage)
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap();
+        let (key_id, arn) = common::new_key_of(&kms, spec, usage).await;
         kms.create_alias()
             .alias_name(alias)
-            .target_key_id(md.key_id())
+            .target_key_id(&key_id)
             .send()
             .await
             .unwrap();
-        let arn = md.arn().unwrap().to_string();
         forms.push((
             arn.clone(),
             [
-                md.key_id().to_string(),
+                key_id,
                 arn,
                 alias.to_string(),
                 format!("arn:aws:kms:us-east-1:111122223333:{alias}"),

@@ -1484,6 +1484,14 @@ fn store_settings(
 mod tests {
     use super::*;
 
+    /// Environment pairs as `load` takes them.
+    fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     #[test]
     fn defaults_are_valid() {
         let c = load(None, Vec::new()).unwrap();
@@ -1498,15 +1506,7 @@ mod tests {
 
     #[test]
     fn cors_is_off_by_default_and_set_from_the_environment() {
-        let env = |pairs: &[(&str, &str)]| {
-            load(
-                None,
-                pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect::<Vec<_>>(),
-            )
-        };
+        let env = |p: &[(&str, &str)]| load(None, owned(p));
         let c = env(&[]).unwrap();
         assert_eq!(c.cors_allowed_origins, CorsOrigins::Off);
         let c = env(&[("KMS_SERVER__CORS_ALLOWED_ORIGINS", "*")]).unwrap();
@@ -1534,15 +1534,7 @@ mod tests {
 
     #[test]
     fn regions_default_to_the_region_and_are_validated() {
-        let env = |pairs: &[(&str, &str)]| {
-            load(
-                None,
-                pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect::<Vec<_>>(),
-            )
-        };
+        let env = |p: &[(&str, &str)]| load(None, owned(p));
         let c = env(&[]).unwrap();
         assert_eq!(c.regions, vec!["us-east-1".to_string()]);
         let c = env(&[("KMS_SERVER__REGION", "eu-west-1")]).unwrap();
@@ -1847,12 +1839,7 @@ mod tests {
 
     #[test]
     fn a_public_listen_address_refuses_the_development_credential_and_plain_http() {
-        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
+        let env = owned;
         // Nothing listens here: validation only.
         let e = load(None, env(&[("KMS_SERVER__LISTEN", "0.0.0.0:4599")])).unwrap_err();
         assert_eq!(e.0.len(), 2, "{e}");
@@ -1897,12 +1884,7 @@ mod tests {
 
     #[test]
     fn the_metrics_listener_is_loopback_unless_the_operator_says_otherwise() {
-        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
+        let env = owned;
         let e = load(None, env(&[("KMS_SERVER__METRICS_LISTEN", "0.0.0.0:9599")])).unwrap_err();
         assert_eq!(e.0.len(), 1, "{e}");
         assert!(
