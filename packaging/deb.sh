@@ -4,8 +4,9 @@
 # Two packages because the two servers are separate deployments (the proxy sits next to an
 # HSM for AWS KMS; the KMS serves clients) with their own users, configuration and units, and
 # neither needs the other. Inputs are the files of packaging/<package>/ (control template,
-# configuration, unit, maintainer scripts, README.Debian); the layout is in
-# docs/operations.md, "Installing from the Debian package". Prints the paths of the .debs.
+# configuration, unit, maintainer scripts, README.Debian) and the manual pages of
+# packaging/man/; the layout is in docs/operations.md, "Installing from the Debian package".
+# Prints the paths of the .debs.
 set -euo pipefail
 
 profile=release
@@ -93,6 +94,24 @@ package() {
     install -m 0644 "$f" "$dir/lib/systemd/system/"
   done
   install -m 0644 "$src/README.Debian" "$doc/README.Debian"
+  # Manual pages (packaging/man/): one per binary (section 8, or 1 for a tool that is not
+  # admin-only) and one for the configuration file (section 5), gzipped as dh_compress does
+  # (-9n: no name or time stamp in the header, so the package is reproducible).
+  local page pages=("$root/packaging/man/$confdir.toml.5")
+  for b in "$@"; do
+    page=""
+    for f in "$root/packaging/man/$b".8 "$root/packaging/man/$b".1; do
+      [ -f "$f" ] && page=$f
+    done
+    [ -n "$page" ] || { echo "FAIL: packaging/man/ has no page $b.8 or $b.1 for /usr/bin/$b" >&2; exit 1; }
+    pages+=("$page")
+  done
+  for page in "${pages[@]}"; do
+    f=$(basename "$page")
+    install -d -m 0755 "$dir/usr/share/man/man${f##*.}"
+    gzip -9n <"$page" >"$dir/usr/share/man/man${f##*.}/$f.gz"
+    chmod 0644 "$dir/usr/share/man/man${f##*.}/$f.gz"
+  done
   install -m 0644 "$root/packaging/copyright" "$doc/copyright"
   {
     printf '%s (%s) unstable; urgency=medium\n\n' "$name" "$version"

@@ -16,7 +16,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 
 [ "$(id -u)" -eq 0 ] || { echo "FAIL: package.sh installs packages: run it as root" >&2; exit 1; }
-for tool in dpkg dpkg-deb systemd-analyze softhsm2-util setpriv runuser openssl curl aws deluser; do
+for tool in dpkg dpkg-deb systemd-analyze softhsm2-util setpriv runuser openssl curl aws deluser man groff; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool not found" >&2; exit 1; }
 done
 # The service sees the system SoftHSM configuration, not a test one.
@@ -36,6 +36,11 @@ done
 for d in /var/lib/kms /etc/kms /etc/xks-proxy; do
   [ ! -e "$d" ] || { echo "FAIL: $d exists; package.sh creates and removes it" >&2; exit 1; }
 done
+# Minimal container images tell dpkg not to install manual pages; `man kms` is checked below.
+if grep -Eqs '^path-exclude[= ]+/usr/share/man' /etc/dpkg/dpkg.cfg /etc/dpkg/dpkg.cfg.d/*; then
+  echo "FAIL: dpkg is configured not to install /usr/share/man (path-exclude in /etc/dpkg/dpkg.cfg.d/)" >&2
+  exit 1
+fi
 if softhsm2-util --show-slots 2>/dev/null | grep -Eq 'Label: +(kms-root|xks) *$'; then
   echo "FAIL: the system SoftHSM has a token kms-root or xks; package.sh makes and deletes them" >&2
   exit 1
@@ -148,6 +153,38 @@ check "kms-server: conffiles are the two /etc files" test "$(dpkg-deb --ctrl-tar
 check "xks-proxy: conffiles are the two /etc files" test "$(dpkg-deb --ctrl-tarfile "$xks_deb" | tar -xO ./conffiles)" = $'/etc/xks-proxy/xks-proxy.env\n/etc/xks-proxy/xks-proxy.toml'
 check "kms-server: README.Debian and copyright in /usr/share/doc" \
   bash -c "dpkg-deb --contents '$kms_deb' | grep -q ' ./usr/share/doc/kms-server/README.Debian$' && dpkg-deb --contents '$kms_deb' | grep -q ' ./usr/share/doc/kms-server/copyright$'"
+# Manual pages: one per binary and one per configuration file, gzipped, 0644; each renders
+# with groff's warnings all on (-ww) and none printed (lintian's groff-message runs man(1)).
+# pages_for_binaries DEB: every /usr/bin/X of DEB has usr/share/man/man8/X.8.gz (or man1).
+pages_for_binaries() {
+  local contents b
+  contents=$(dpkg-deb --contents "$1")
+  for b in $(awk '$6 ~ /^\.\/usr\/bin\/./ { sub(".*/", "", $6); print $6 }' <<<"$contents"); do
+    grep -Eq " \./usr/share/man/man[18]/$b\.[18]\.gz$" <<<"$contents" || { echo "no manual page for /usr/bin/$b"; return 1; }
+  done
+}
+pages_are_0644() {
+  ! dpkg-deb --contents "$1" | awk '$6 ~ /^\.\/usr\/share\/man\/.*\.gz$/ && $1 != "-rw-r--r--" { print; bad = 1 } END { exit !bad }'
+}
+renders_cleanly() { # PAGE.gz
+  local out
+  out=$(zcat "$1" | LC_ALL=C.UTF-8 groff -man -ww -z -Tutf8 2>&1) || return 1
+  [ -z "$out" ] || { printf '%s\n' "$out"; return 1; }
+}
+mkdir "$work/pages"
+for deb in "$kms_deb" "$xks_deb"; do
+  name=$(dpkg-deb --field "$deb" Package)
+  check "$name: a manual page for every binary" pages_for_binaries "$deb"
+  check "$name: manual pages are 0644" pages_are_0644 "$deb"
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work/pages" --wildcards './usr/share/man/*'
+done
+check "the pages of both packages are packaging/man/ (configuration files: section 5)" test \
+  "$(cd "$work/pages/usr/share/man" && find . -name '*.gz' | sort | tr '\n' ' ')" = \
+  "./man5/kms.toml.5.gz ./man5/xks-proxy.toml.5.gz ./man8/kms-cluster-key.8.gz ./man8/kms.8.gz ./man8/xks-proxy.8.gz "
+for page in "$work"/pages/usr/share/man/man*/*.gz; do
+  check "$(basename "$page" .gz) renders without groff warnings" renders_cleanly "$page"
+done
+
 # Safe defaults: loopback, a PKCS#11 root, a configured credential (so the development one is
 # not in force), no PIN or secret in the files.
 dpkg-deb --fsys-tarfile "$kms_deb" | tar -xO ./etc/kms/kms.toml >"$work/kms.toml"
@@ -163,6 +200,8 @@ echo "== lintian (errors fail; warnings reported) =="
 if lintian --fail-on error "$kms_deb" "$xks_deb" >"$work/lintian" 2>&1; then lintian_ok=true; else lintian_ok=false; fi
 grep -E '^[EW]:' "$work/lintian" || true
 check "lintian: no errors" $lintian_ok
+check "lintian: no manual page tags (no-manual-page, groff-message, ...)" \
+  bash -c "! grep -E 'manual-page|manpage|groff-message' '$work/lintian'"
 
 echo "== dpkg -i =="
 installed=1
@@ -174,6 +213,14 @@ if getent group softhsm >/dev/null; then
   check "postinst: kms and xks-proxy in group softhsm" \
     bash -c "id -nG kms | grep -qw softhsm && id -nG xks-proxy | grep -qw softhsm"
 fi
+# man NAME finds the installed page through the system's manpath (no MANPATH) and shows it.
+man_shows() { # NAME SECTION
+  [ "$(env -u MANPATH man -w "$1")" = "/usr/share/man/man$2/$1.$2.gz" ] &&
+    env -u MANPATH MANWIDTH=80 man "$1" 2>/dev/null | grep -Eq "^ +$1 +- "
+}
+for page in kms.8 kms-cluster-key.8 kms.toml.5 xks-proxy.8 xks-proxy.toml.5; do
+  check "installed: man ${page%.*} shows ${page%.*}(${page##*.})" man_shows "${page%.*}" "${page##*.}"
+done
 check "postinst: /var/lib/kms is 0750 kms:kms" test "$(stat -c '%a %U:%G' /var/lib/kms)" = "750 kms:kms"
 check "postinst: /etc/kms/credentials is 0750 root:kms" test "$(stat -c '%a %U:%G' /etc/kms/credentials)" = "750 root:kms"
 check "installed: /etc/kms/kms.env is 0600 root" test "$(stat -c '%a %U' /etc/kms/kms.env)" = "600 root"
