@@ -4,9 +4,9 @@
 # Two packages because the two servers are separate deployments (the proxy sits next to an
 # HSM for AWS KMS; the KMS serves clients) with their own users, configuration and units, and
 # neither needs the other. Inputs are the files of packaging/<package>/ (control template,
-# configuration, unit, maintainer scripts, README.Debian) and the manual pages of
-# packaging/man/; the layout is in docs/operations.md, "Installing from the Debian package".
-# Prints the paths of the .debs.
+# configuration, unit, maintainer scripts, README.Debian, lintian-overrides) and the manual
+# pages of packaging/man/; the layout is in docs/operations.md, "Installing from the Debian
+# package". Prints the paths of the .debs.
 set -euo pipefail
 
 profile=release
@@ -119,11 +119,17 @@ package() {
     printf ' -- %s  %s\n' "$maintainer" "$(date -u -R -d "@$SOURCE_DATE_EPOCH")"
   } | gzip -9n >"$doc/changelog.gz"
   chmod 0644 "$doc/changelog.gz"
+  # Deliberate departures from lintian's defaults, each with its reason in the file.
+  install -d -m 0755 "$dir/usr/share/lintian/overrides"
+  install -m 0644 "$src/lintian-overrides" "$dir/usr/share/lintian/overrides/$name"
   for f in postinst prerm postrm; do
     install -m 0755 "$src/$f" "$dir/DEBIAN/$f"
   done
   (cd "$dir" && find etc -type f | sort | sed 's|^|/|') >"$dir/DEBIAN/conffiles"
   chmod 0644 "$dir/DEBIAN/conffiles"
+  # Checksums for dpkg --verify (conffiles are left out, as dh_md5sums does: dpkg keeps theirs).
+  (cd "$dir" && find usr lib -type f | LC_ALL=C sort | xargs md5sum) >"$dir/DEBIAN/md5sums"
+  chmod 0644 "$dir/DEBIAN/md5sums"
   local shlibs size
   shlibs=$(shlib_depends "$dir")
   [ -n "$shlibs" ] || { echo "FAIL: no shared-library dependencies found for $name" >&2; exit 1; }

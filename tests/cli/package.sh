@@ -213,6 +213,7 @@ if getent group softhsm >/dev/null; then
   check "postinst: kms and xks-proxy in group softhsm" \
     bash -c "id -nG kms | grep -qw softhsm && id -nG xks-proxy | grep -qw softhsm"
 fi
+check "installed: dpkg --verify finds every file as packaged (DEBIAN/md5sums)" dpkg --verify kms-server xks-proxy
 # man NAME finds the installed page through the system's manpath (no MANPATH) and shows it.
 man_shows() { # NAME SECTION
   [ "$(env -u MANPATH man -w "$1")" = "/usr/share/man/man$2/$1.$2.gz" ] &&
