@@ -178,9 +178,12 @@ for deb in "$kms_deb" "$xks_deb"; do
   check "$name: manual pages are 0644" pages_are_0644 "$deb"
   dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work/pages" --wildcards './usr/share/man/*'
 done
-check "the pages of both packages are packaging/man/ (configuration files: section 5)" test \
-  "$(cd "$work/pages/usr/share/man" && find . -name '*.gz' | sort | tr '\n' ' ')" = \
-  "./man5/kms.toml.5.gz ./man5/xks-proxy.toml.5.gz ./man8/kms-cluster-key.8.gz ./man8/kms.8.gz ./man8/xks-proxy.8.gz "
+check "every page of packaging/man/ is in a package, in the directory of its section" test \
+  "$(cd "$work/pages/usr/share/man" && find . -name '*.gz' | sort)" = \
+  "$(cd "$root/packaging/man" && for f in *; do echo "./man${f##*.}/$f.gz"; done | sort)"
+check "the configuration files' pages: kms.toml(5) in kms-server, xks-proxy.toml(5) in xks-proxy" bash -c \
+  'dpkg-deb --contents "$1" | grep -q " \./usr/share/man/man5/kms\.toml\.5\.gz$" &&
+   dpkg-deb --contents "$2" | grep -q " \./usr/share/man/man5/xks-proxy\.toml\.5\.gz$"' _ "$kms_deb" "$xks_deb"
 for page in "$work"/pages/usr/share/man/man*/*.gz; do
   check "$(basename "$page" .gz) renders without groff warnings" renders_cleanly "$page"
 done
@@ -216,8 +219,9 @@ fi
 check "installed: dpkg --verify finds every file as packaged (DEBIAN/md5sums)" dpkg --verify kms-server xks-proxy
 # man NAME finds the installed page through the system's manpath (no MANPATH) and shows it.
 man_shows() { # NAME SECTION
+  local shown
   [ "$(env -u MANPATH man -w "$1")" = "/usr/share/man/man$2/$1.$2.gz" ] &&
-    env -u MANPATH MANWIDTH=80 man "$1" 2>/dev/null | grep -Eq "^ +$1 +- "
+    shown=$(env -u MANPATH MANWIDTH=80 man "$1" 2>/dev/null) && grep -Eq "^ +$1 +- " <<<"$shown"
 }
 for page in kms.8 kms-cluster-key.8 kms.toml.5 xks-proxy.8 xks-proxy.toml.5; do
   check "installed: man ${page%.*} shows ${page%.*}(${page##*.})" man_shows "${page%.*}" "${page##*.}"

@@ -14,8 +14,6 @@
 //! error for an unknown key lists every key of that table (``unknown field `x`, expected one
 //! of `a`, `b` ``), so each section is probed with a file holding one unknown key.
 
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
