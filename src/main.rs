@@ -14,7 +14,11 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "kms", about = "AWS-KMS-compatible key management service")]
+#[command(
+    name = "kms",
+    version,
+    about = "AWS-KMS-compatible key management service"
+)]
 struct Cli {
     /// TOML configuration file (see hsm-config/ for examples).
     #[arg(long, env = "KMS_CONFIG", global = true)]

@@ -27,6 +27,7 @@ use zeroize::Zeroizing;
 #[derive(Parser)]
 #[command(
     name = "kms-cluster-key",
+    version,
     about = "Provision a cluster key on one HSM cluster member"
 )]
 struct Args {
