@@ -224,6 +224,13 @@ struct ReqLog {
 async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let started = Instant::now();
     let peer = req.extensions().get::<PeerInfo>().cloned();
+    // The client behind trusted reverse proxies (`[server] trusted_proxies`), else the peer.
+    let client = peer.as_ref().map(|p| {
+        state
+            .server
+            .trusted_proxies
+            .client_ip(p.addr.ip(), req.headers())
+    });
     let mut log = ReqLog::default();
     let result = process(&state, req, &mut log).await;
     let elapsed = started.elapsed();
@@ -264,6 +271,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
                 aws_source_vpce = md.aws_source_vpce.as_deref().unwrap_or(""),
                 access_key_id = %log.access_key_id,
                 peer = %peer.as_ref().map(|p| p.addr.to_string()).unwrap_or_default(),
+                client = %client.map(|c| c.to_string()).unwrap_or_default(),
                 client_cn = peer.as_ref().and_then(|p| p.client_cn.as_deref()).unwrap_or(""),
                 status,
                 outcome,

@@ -103,6 +103,8 @@ struct RawServer {
     max_connections: usize,
     #[serde(default)]
     async_threads: Option<usize>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 /// The async workers when `[server] async_threads` is not set: as in the KMS
@@ -430,6 +432,9 @@ pub struct ServerConfig {
     /// Async worker threads of the runtime (see [`Config`]'s loader: `[server] async_threads`,
     /// or derived from the HSM threads).
     pub async_threads: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client in the request log (none by
+    /// default: the client is the socket peer).
+    pub trusted_proxies: serve::TrustedProxies,
 }
 
 #[derive(Debug, Clone)]
@@ -773,6 +778,15 @@ impl Validator {
                 ));
             }
         }
+        let mut trusted = Vec::new();
+        for n in &s.trusted_proxies {
+            match serve::Network::parse(n) {
+                Some(net) => trusted.push(net),
+                None => self.problem(format!(
+                    "[server] trusted_proxies: '{n}' is not an address or address/prefix"
+                )),
+            }
+        }
         ServerConfig {
             listen,
             region: s.region.clone(),
@@ -783,6 +797,7 @@ impl Validator {
             max_connections: s.max_connections.max(1),
             // Derived once the HSM threads are known (see `config`).
             async_threads: s.async_threads.unwrap_or(0).clamp(0, 1024),
+            trusted_proxies: serve::TrustedProxies::new(trusted),
         }
     }
 
@@ -1475,6 +1490,31 @@ mod tests {
             assert!(all.contains(needle), "missing '{needle}' in:\n{all}");
         }
         assert!(err.problems.len() >= 11, "{all}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks() {
+        let cfg = parse(&minimal(), Path::new("/"), "test").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.server.trusted_proxies, serve::TrustedProxies::default());
+        let text = minimal().replace(
+            "listen = '127.0.0.1:0'\n",
+            "listen = '127.0.0.1:0'\ntrusted_proxies = ['10.0.0.0/8', '2001:db8::1']\n",
+        );
+        let cfg = parse(&text, Path::new("/"), "test").unwrap_or_else(|e| panic!("{e}"));
+        let trusted = &cfg.server.trusted_proxies;
+        assert!(trusted.trusts("10.9.8.7".parse().unwrap()));
+        assert!(trusted.trusts("2001:db8::1".parse().unwrap()));
+        assert!(!trusted.trusts("11.0.0.1".parse().unwrap()));
+        let bad = minimal().replace(
+            "listen = '127.0.0.1:0'\n",
+            "listen = '127.0.0.1:0'\ntrusted_proxies = ['10.0.0.0/33', 'lb.example.com']\n",
+        );
+        let Err(err) = parse(&bad, Path::new("/"), "test") else {
+            panic!("accepted bad trusted_proxies");
+        };
+        let all = err.to_string();
+        assert!(all.contains("'10.0.0.0/33' is not an address"), "{all}");
+        assert!(all.contains("'lb.example.com' is not an address"), "{all}");
     }
 
     #[test]

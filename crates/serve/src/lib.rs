@@ -10,6 +10,7 @@
 //! the connection), and graceful shutdown: stop accepting, let requests in flight finish,
 //! close idle connections, and close whatever is left when the grace period ends.
 //! [`Observer`] tells the server about connections opened, closed and rejected (metrics, logs).
+//! [`forwarded`]: the client address behind trusted reverse proxies (`X-Forwarded-For`).
 //!
 //! What it refuses to do: HTTP/2, routing, authentication, request limits other than time
 //! (body sizes are the handlers' business), and any policy about which TLS clients may connect
@@ -29,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
+pub mod forwarded;
 pub mod tls;
 
 use std::collections::VecDeque;
@@ -50,6 +52,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tower::ServiceExt;
 
 pub use body::{is_body_timeout, BodyTimeout};
+pub use forwarded::{Network, TrustedProxies};
 pub use tls::{Tls, TlsError, TlsOptions};
 
 /// Listener settings. The defaults suit a public API port; servers expose them as settings.
