@@ -212,7 +212,7 @@ prefix = "bench"
 access_key_id = "$akid"
 secret_access_key = "$secret"
 CONF
-  SOFTHSM2_CONF=$XKS_SOFTHSM_CONF RUST_LOG=warn XKS_PROXY_LOG=warn \
+  SOFTHSM2_CONF=$XKS_SOFTHSM_CONF RUST_LOG=warn XKS_LOG=warn \
     "$proxy_bin" --config "$dir/xks-proxy.toml" >"$dir/proxy.log" 2>&1 &
   pids+=($!)
   PROXY_PID=$!

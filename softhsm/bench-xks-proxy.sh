@@ -54,7 +54,7 @@ access_key_id = "$akid"
 secret_access_key = "$secret"
 CONF
 export SOFTHSM2_CONF=$XKS_SOFTHSM_CONF
-RUST_LOG=warn XKS_PROXY_LOG=warn "$target/release/xks-proxy" --config "$work/xks-proxy.toml" \
+RUST_LOG=warn XKS_LOG=warn "$target/release/xks-proxy" --config "$work/xks-proxy.toml" \
   >"$work/proxy.log" 2>&1 &
 pids+=($!)
 proxy_pid=$!

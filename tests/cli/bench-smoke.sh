@@ -84,7 +84,7 @@ prefix = "bench"
 access_key_id = "AKIAXKSBENCHSMOKE234"
 secret_access_key = "$secret"
 CONF
-RUST_LOG=warn XKS_PROXY_LOG=warn "$target/debug/xks-proxy" --config "$work/xks-proxy.toml" >"$work/proxy.log" 2>&1 &
+RUST_LOG=warn XKS_LOG=warn "$target/debug/xks-proxy" --config "$work/xks-proxy.toml" >"$work/proxy.log" 2>&1 &
 pids+=($!)
 proxy_pid=$!
 wait_http "http://127.0.0.1:$port/__baseline" "$work/proxy.log"
