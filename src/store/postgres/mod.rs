@@ -638,20 +638,17 @@ impl MetadataStore for PgStore {
         .await?;
         insert_material(&tx, material).await?;
         upsert_tags(&tx, &k.key_id, tags).await?;
-        // Last: the count's row lock is held only from here to the commit. A refusal rolls
-        // back (dropping `tx`); the row was locked by the upsert, so the count read is current.
+        // Last: the count's row lock is held only from here to the commit. At the limit, the
+        // kept count is checked against the rows (this key's among them) before refusing; a
+        // refusal rolls back (dropping `tx`).
         if !count_key(&tx, &k.account, &k.region, limit).await? {
-            let stmt = tx
-                .prepare_cached("SELECT n FROM key_counts WHERE account = $1 AND region = $2")
-                .await?;
-            let usage: i64 = match tx.query_opt(&stmt, &[&k.account, &k.region]).await? {
-                Some(r) => get(&r, 0)?,
-                None => 0,
-            };
-            return Err(StoreError::KeyQuota {
-                limit,
-                usage: usize::try_from(usage).unwrap_or(0),
-            });
+            let with_this = recount_keys(&tx, &k.account, &k.region).await?;
+            if with_this > limit {
+                return Err(StoreError::KeyQuota {
+                    limit,
+                    usage: with_this - 1,
+                });
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -1172,6 +1169,14 @@ impl MetadataStore for PgStore {
         count(&rows)
     }
 
+    async fn recount_keys(&self, account: &str, region: &str) -> StoreResult<usize> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let n = recount_keys(&tx, account, region).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.query("SELECT 1", &[]).await.map(|_| ())
     }
@@ -1388,6 +1393,37 @@ async fn count_key(
         .await?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     Ok(c.execute(&stmt, &[&account, &region, &limit]).await? == 1)
+}
+
+/// Counts the keys of (`account`, `region`) there are, rows of `c`'s own transaction included,
+/// and sets the kept count to it: a count left too high by key rows deleted outside kms (an
+/// operator's SQL, a partial restore) heals here. Safe with concurrent writers on any node: the
+/// count's row is locked first (made if missing) and the keys are counted by a later statement,
+/// so with READ COMMITTED the count sees every insert and delete committed before the lock;
+/// one not yet committed has not yet changed the kept count either (insert_key and delete_key
+/// change it last in their transactions, under this row lock), and changes it after this
+/// transaction commits, from the corrected value.
+async fn recount_keys(
+    c: &impl deadpool_postgres::GenericClient,
+    account: &str,
+    region: &str,
+) -> StoreResult<usize> {
+    let lock = c
+        .prepare_cached(
+            "INSERT INTO key_counts (account, region, n) VALUES ($1, $2, 0) \
+             ON CONFLICT (account, region) DO UPDATE SET n = key_counts.n",
+        )
+        .await?;
+    c.execute(&lock, &[&account, &region]).await?;
+    let stmt = c
+        .prepare_cached("SELECT COUNT(*) FROM keys WHERE account = $1 AND region = $2")
+        .await?;
+    let n: i64 = get(&c.query_one(&stmt, &[&account, &region]).await?, 0)?;
+    let stmt = c
+        .prepare_cached("UPDATE key_counts SET n = $3 WHERE account = $1 AND region = $2")
+        .await?;
+    c.execute(&stmt, &[&account, &region, &n]).await?;
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// [`StoreError::AliasQuota`] unless `key` has fewer than `limit` aliases, under a transaction
