@@ -234,6 +234,29 @@ pub mod pg {
                 .unwrap();
             assert!(status.success(), "cluster.sh {cmd} failed");
         }
+
+        /// Has the server present another certificate (`cluster.sh install-cert`: the files
+        /// replaced, the configuration reloaded; new sessions get it once the reload is done).
+        pub fn install_cert(&self, cert: &std::path::Path, key: &std::path::Path) {
+            let status = std::process::Command::new("bash")
+                .arg(Self::script())
+                .arg("install-cert")
+                .args([self.dir.as_path(), cert, key])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "cluster.sh install-cert failed");
+        }
+
+        /// The port the cluster listens on (from its URL).
+        pub fn port(&self) -> u16 {
+            self.url
+                .rsplit_once(':')
+                .and_then(|(_, rest)| rest.split('/').next())
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("no port in {}", self.url))
+        }
     }
 
     impl Drop for OwnCluster {
