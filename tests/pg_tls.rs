@@ -267,8 +267,7 @@ fn end_sessions(pg: &OwnCluster, db: &str) {
 
 /// A key created, used and described on `server`: every step needs the database (CreateKey
 /// writes; with the change listener reconnecting, reads bypass the cache).
-async fn round_trip(server: &common::TestServer) -> Result<(), String> {
-    let client = server.client();
+async fn round_trip(client: &aws_sdk_kms::Client) -> Result<(), String> {
     let key = client
         .create_key()
         .send()
@@ -297,9 +296,9 @@ async fn round_trip(server: &common::TestServer) -> Result<(), String> {
 /// Polls [`round_trip`] until it succeeds (the first requests after [`end_sessions`] may meet
 /// a pooled connection that is closing: `DependencyTimeoutException`, as after a database
 /// restart), then requires three more in a row.
-async fn keeps_serving(server: &common::TestServer) {
+async fn keeps_serving(client: &aws_sdk_kms::Client) {
     let t0 = Instant::now();
-    while let Err(code) = round_trip(server).await {
+    while let Err(code) = round_trip(client).await {
         assert_eq!(code, "DependencyTimeoutException");
         assert!(
             t0.elapsed() < Duration::from_secs(20),
@@ -308,7 +307,7 @@ async fn keeps_serving(server: &common::TestServer) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for _ in 0..3 {
-        round_trip(server).await.unwrap();
+        round_trip(client).await.unwrap();
     }
 }
 
@@ -386,7 +385,7 @@ async fn postgres_over_tls_verified_connects_and_refuses_what_it_cannot_verify()
 /// reloaded: a running node keeps serving, its new connections verify the new certificate;
 /// (2) a CA rotation: a node (re)started with a bundle of the old and new CA keeps serving when
 /// the server switches to a certificate of the new CA, while a node still running with the old
-/// CA alone (not restarted: the CA file is read at start) cannot open connections any more;
+/// CA alone (neither restarted nor sent SIGHUP) cannot open connections any more;
 /// (3) the old CA dropped: a node started with the new CA alone serves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_certificate_and_ca_rotations_keep_nodes_serving() {
@@ -414,15 +413,15 @@ async fn server_certificate_and_ca_rotations_keep_nodes_serving() {
         e
     };
     let node_1 = common::TestServer::start_with(node_env(&only_a)).await;
-    keeps_serving(&node_1).await;
+    keeps_serving(&node_1.client()).await;
 
     // 1. Same CA, new key and certificate, `pg_reload_conf`: existing sessions keep the old
     //    one; the node's new connections (after its sessions end) verify the new one.
     let (crt, key) = server_cert(d, "a", "server-2");
     serve_cert(&pg, d, &crt, &key).await;
-    keeps_serving(&node_1).await; // on the sessions it had
+    keeps_serving(&node_1.client()).await; // on the sessions it had
     end_sessions(&pg, &db);
-    keeps_serving(&node_1).await;
+    keeps_serving(&node_1.client()).await;
     let tls = psql(
         &pg,
         "postgres",
@@ -445,16 +444,16 @@ async fn server_certificate_and_ca_rotations_keep_nodes_serving() {
     .concat();
     std::fs::write(&bundle, both).unwrap();
     let node_2 = common::TestServer::start_with(node_env(&bundle)).await;
-    keeps_serving(&node_2).await;
+    keeps_serving(&node_2.client()).await;
     // The server switches to a certificate of the new CA.
     let (crt, key) = server_cert(d, "b", "server-3");
     serve_cert(&pg, d, &crt, &key).await;
     end_sessions(&pg, &db);
-    keeps_serving(&node_2).await;
+    keeps_serving(&node_2.client()).await;
     // Node 1 runs with the CA it read at start: new connections fail verification.
     let t0 = Instant::now();
     loop {
-        match round_trip(&node_1).await {
+        match round_trip(&node_1.client()).await {
             Err(code) => {
                 assert_eq!(code, "DependencyTimeoutException");
                 break;
@@ -469,7 +468,7 @@ async fn server_certificate_and_ca_rotations_keep_nodes_serving() {
     }
     for _ in 0..3 {
         assert_eq!(
-            round_trip(&node_1).await.unwrap_err(),
+            round_trip(&node_1.client()).await.unwrap_err(),
             "DependencyTimeoutException"
         );
     }
@@ -479,5 +478,97 @@ async fn server_certificate_and_ca_rotations_keep_nodes_serving() {
     std::fs::copy(d.join("b-ca.crt"), &bundle).unwrap();
     drop(node_2);
     let node_2 = common::TestServer::start_with(node_env(&bundle)).await;
-    keeps_serving(&node_2).await;
+    keeps_serving(&node_2.client()).await;
+}
+
+/// A new CA bundle put in force by SIGHUP, without a restart: a running node (the `kms`
+/// binary) with the old CA alone gets the bundle of old and new CA in its `tls_ca_file` and a
+/// SIGHUP, and keeps serving when the server switches to a certificate of the new CA; a node
+/// started with the old CA and sent no SIGHUP cannot connect any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_ca_bundle_is_put_in_force_by_sighup() {
+    let pg = OwnCluster::start_with(&["hostssl-only"]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_ca(d, "a");
+    let (crt, key) = server_cert(d, "a", "server-1");
+    serve_cert(&pg, d, &crt, &key).await;
+    let ca_file = d.join("kms-ca.pem");
+    std::fs::copy(d.join("a-ca.crt"), &ca_file).unwrap();
+    let (db, mut env) = store_env(&pg, "verify-full", Some(&ca_file));
+    env.push((
+        "KMS_ROOT__KEY_FILE".into(),
+        d.join("root.key").display().to_string(),
+    ));
+    let spawn = |data: &std::path::Path| {
+        let (child, endpoint) = common::spawn_kms(data, env.clone(), std::process::Stdio::null());
+        let client = common::sdk_client(
+            &endpoint,
+            kms::config::DEV_ACCESS_KEY_ID,
+            kms::config::DEV_SECRET_ACCESS_KEY,
+        );
+        (child, client)
+    };
+    let (data_1, data_2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut reloaded, client) = spawn(data_1.path());
+    keeps_serving(&client).await;
+    // The other node reads the same file at start, before the bundle is written.
+    let other_ca_file = d.join("other-kms-ca.pem");
+    std::fs::copy(&ca_file, &other_ca_file).unwrap();
+    let (mut stale, stale_client) = {
+        let mut e = env.clone();
+        e.retain(|(k, _)| k != "KMS_STORE__TLS_CA_FILE");
+        e.push((
+            "KMS_STORE__TLS_CA_FILE".into(),
+            other_ca_file.display().to_string(),
+        ));
+        let (child, endpoint) = common::spawn_kms(data_2.path(), e, std::process::Stdio::null());
+        let client = common::sdk_client(
+            &endpoint,
+            kms::config::DEV_ACCESS_KEY_ID,
+            kms::config::DEV_SECRET_ACCESS_KEY,
+        );
+        (child, client)
+    };
+    keeps_serving(&stale_client).await;
+
+    // The bundle, then SIGHUP; then the server switches to the new CA's certificate.
+    make_ca(d, "b");
+    let both = [
+        std::fs::read_to_string(d.join("a-ca.crt")).unwrap(),
+        std::fs::read_to_string(d.join("b-ca.crt")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(&ca_file, &both).unwrap();
+    std::fs::write(&other_ca_file, &both).unwrap(); // written, but never reloaded
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &reloaded.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (crt, key) = server_cert(d, "b", "server-2");
+    serve_cert(&pg, d, &crt, &key).await;
+    end_sessions(&pg, &db);
+    keeps_serving(&client).await;
+    let t0 = Instant::now();
+    loop {
+        match round_trip(&stale_client).await {
+            Err(code) => {
+                assert_eq!(code, "DependencyTimeoutException");
+                break;
+            }
+            Ok(()) => end_sessions(&pg, &db),
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the stale node kept connecting"
+        );
+    }
+    // The reloaded node is still up (SIGHUP did not stop it) and serving.
+    assert!(reloaded.try_wait().unwrap().is_none());
+    round_trip(&client).await.unwrap();
+    for child in [&mut reloaded, &mut stale] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

@@ -705,7 +705,7 @@ fn pg_config(url: &str) -> PostgresConfig {
         url: url.into(),
         password: Some(common::pg::password().into()),
         tls: PgTls::Disable,
-        ca_pem: None,
+        ca: None,
         pool_size: 4,
         connect_timeout: std::time::Duration::from_secs(5),
         pool_wait: std::time::Duration::from_secs(5),

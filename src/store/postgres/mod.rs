@@ -84,33 +84,114 @@ pub(crate) fn connector(
     if pg.get_application_name().is_none() {
         pg.application_name("kms");
     }
-    let mut roots = rustls::RootCertStore::empty();
-    match &config.ca_pem {
-        Some(pem) => {
-            use rustls_pki_types::pem::PemObject;
-            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
-                let cert =
-                    cert.map_err(|e| StoreError::Database(format!("store.tls_ca_file: {e}")))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| StoreError::Database(format!("store.tls_ca_file: {e}")))?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
     pg.ssl_mode(match config.tls {
         PgTls::Disable => tokio_postgres::config::SslMode::Disable,
         // With rustls verifying the chain and the host name, "require" is verify-full.
         PgTls::VerifyFull => tokio_postgres::config::SslMode::Require,
     });
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| StoreError::Database(format!("store TLS: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &config.ca {
+        Some(ca) => {
+            roots_of(&ca.pem())?; // a bad file refuses the start, as before any connection
+            Arc::new(CaVerifier {
+                ca: ca.clone(),
+                provider: provider.clone(),
+            })
+        }
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| StoreError::Database(format!("store TLS: {e}")))?
+        }
+    };
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Database(format!("store TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
     Ok((pg, tokio_postgres_rustls::MakeRustlsConnect::new(tls)))
+}
+
+/// The CA certificates of a PEM bundle (`store.tls_ca_file`).
+fn roots_of(pem: &[u8]) -> StoreResult<rustls::RootCertStore> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| StoreError::Database(format!("store.tls_ca_file: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| StoreError::Database(format!("store.tls_ca_file: {e}")))?;
+    }
+    Ok(roots)
+}
+
+/// Verifies the server's certificate chain and name as rustls's WebPKI verifier does, against
+/// the CAs of `store.tls_ca_file` in force at the handshake ([`crate::config::CaFile`]: a
+/// reload on SIGHUP applies to the next connection without rebuilding the pool).
+#[derive(Debug)]
+struct CaVerifier {
+    ca: crate::config::CaFile,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for CaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let roots = roots_of(&self.ca.pem()).map_err(|e| rustls::Error::General(e.to_string()))?;
+        rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(format!("store.tls_ca_file: {e}")))?
+        .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// An error with its causes: the driver's own text is only the kind ("error performing TLS
