@@ -362,16 +362,20 @@ impl CaFile {
         self.pem.read().clone()
     }
 
-    /// Reads the file again and puts it in force if it holds at least one certificate (the
-    /// number it holds); otherwise the PEM in force stays and the error says why.
+    /// Reads the file again and puts it in force if every certificate in it is a usable CA
+    /// certificate and there is at least one (the number); otherwise the PEM in force stays
+    /// and the error says why.
     pub fn reload(&self) -> Result<usize, String> {
         use rustls_pki_types::pem::PemObject;
         let pem = std::fs::read(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
-        let mut n = 0;
+        let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-            cert.map_err(|e| format!("{}: {e}", self.path.display()))?;
-            n += 1;
+            let cert = cert.map_err(|e| format!("{}: {e}", self.path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", self.path.display()))?;
         }
+        let n = roots.len();
         if n == 0 {
             return Err(format!("{}: no certificate", self.path.display()));
         }
@@ -1525,6 +1529,39 @@ fn store_settings(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A reload takes a file of CA certificates and keeps the PEM in force when the file is
+    /// unreadable, holds no certificate or holds a broken one.
+    #[test]
+    fn ca_file_reload_keeps_the_cas_in_force_on_a_bad_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let pem = |name: &str| {
+            rcgen::generate_simple_self_signed(vec![name.to_string()])
+                .unwrap()
+                .cert
+                .pem()
+        };
+        let first = pem("first");
+        std::fs::write(&path, &first).unwrap();
+        let ca = CaFile::new(path.clone(), first.clone().into_bytes());
+        let clone = ca.clone();
+        for bad in [
+            "".to_string(),
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_string(),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(ca.reload().is_err());
+            assert_eq!(clone.pem().as_slice(), first.as_bytes());
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert!(ca.reload().is_err());
+        let both = format!("{first}{}", pem("second"));
+        std::fs::write(&path, &both).unwrap();
+        assert_eq!(ca.reload(), Ok(2));
+        // In force for every clone of the configuration.
+        assert_eq!(clone.pem().as_slice(), both.as_bytes());
+    }
 
     /// Environment pairs as `load` takes them.
     fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
