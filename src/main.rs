@@ -167,6 +167,9 @@ async fn run(config: kms::config::Config) -> (ExitCode, Option<Arc<kms::service:
         "http"
     };
     let endpoint = format!("{scheme}://{addr}");
+    // The PostgreSQL CA file reloads on SIGHUP (before the banner: whoever waits for it may
+    // signal at once).
+    let ca_reloader = spawn_ca_reloader(&config.store);
     // Written with errors ignored: a closed stdout must not take the server down.
     let mut banner = format!("kms listening on {endpoint} (region {})\n", config.region);
     if config.dev_credential {
@@ -240,8 +243,47 @@ async fn run(config: kms::config::Config) -> (ExitCode, Option<Arc<kms::service:
     server.run(shutdown).await;
     maintenance.abort();
     reloader.abort();
+    if let Some(r) = ca_reloader {
+        r.abort();
+    }
     app.state.service.flush_audit();
     tracing::info!("kms stopped");
     drop(app);
     (ExitCode::SUCCESS, service)
+}
+
+/// Reads `store.tls_ca_file` again on every SIGHUP (PostgreSQL with a CA file): new
+/// connections verify against it; a file that cannot be read or holds no certificate leaves
+/// the CAs in force, with a warning.
+fn spawn_ca_reloader(store: &kms::config::StoreConfig) -> Option<tokio::task::JoinHandle<()>> {
+    let kms::config::StoreConfig::Postgres(pg) = store else {
+        return None;
+    };
+    let ca = pg.ca.clone()?;
+    #[cfg(unix)]
+    {
+        let mut hup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()?;
+        Some(tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match ca.reload() {
+                    Ok(n) => tracing::info!(
+                        file = %ca.path.display(),
+                        certificates = n,
+                        "store.tls_ca_file reloaded: new connections to PostgreSQL verify \
+                         against it"
+                    ),
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "store.tls_ca_file not reloaded: the CAs in force stay"
+                    ),
+                }
+            }
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ca;
+        None
+    }
 }

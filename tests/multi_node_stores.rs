@@ -459,3 +459,81 @@ async fn a_store_left_connecting_by_a_killed_node_is_connected_by_another() {
     assert_eq!(decrypt(&b.client, ct).await, b"from every node");
     assert_eq!((hsm.failed_logins(0), hsm.failed_logins(1)), (0, 0));
 }
+
+/// A node that loses its connect claim while it logs in (its database session ended: here the
+/// test terminates it, as a database restart or a dropped connection would) rotates no PIN:
+/// the other node takes the connect over (its reconcile is told at once) and logs in with the
+/// stored password. Every login on member 0 is slow, so A finishes its logins while B's
+/// takeover is still logging in: had A rotated then, B's login would be refused (a failed
+/// login on the member, the store not CONNECTED by B's takeover).
+#[tokio::test]
+async fn a_node_that_lost_its_connect_claim_rotates_no_pin() {
+    let hsm = common::softhsm::fault_cluster(2);
+    hsm.share_pins();
+    let nodes = Cluster::new().with_config(&hsm.toml());
+    let (a, b) = (nodes.node(), nodes.node());
+    let id = hsm.create_store(&a.client, "claim-lost", &hsm.pin).await;
+    let book = stored_password(&nodes.url, &id);
+    hsm.delay_logins(0, 2000);
+    a.client
+        .connect_custom_key_store()
+        .custom_key_store_id(&id)
+        .send()
+        .await
+        .unwrap();
+    // A's claim: the session advisory lock of the connect claims (STORE_CONNECT_LOCK_CLASS).
+    let holder = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                  AND classid = 1802334980 AND objsubid = 2 \
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    let t0 = Instant::now();
+    let pid = loop {
+        let pid = common::pg::psql(&nodes.url, holder);
+        if !pid.is_empty() {
+            break pid;
+        }
+        assert!(t0.elapsed() < LIMIT, "A never held the connect claim");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    common::pg::psql(
+        &nodes.url,
+        &format!("SELECT pg_terminate_backend({pid}); SELECT pg_notify('kms_changes', 's:{id}')"),
+    );
+    // Until the store is CONNECTED: no member ever refuses a login (the counter would be reset
+    // by a later good login, so it is watched throughout).
+    let t0 = Instant::now();
+    loop {
+        assert_eq!(
+            (hsm.failed_logins(0), hsm.failed_logins(1)),
+            (0, 0),
+            "a login with the stored PIN was refused: a node rotated without its claim"
+        );
+        match state(&b.client, &id).await {
+            ConnectionStateType::Connected => break,
+            ConnectionStateType::Connecting => {}
+            other => panic!("store {id} is {other:?}"),
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "still CONNECTING {:?} after A lost its claim",
+            t0.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    hsm.delay_logins(0, 0);
+    println!(
+        "claim of A ended during its logins: CONNECTED by B's takeover {:?} later",
+        t0.elapsed()
+    );
+    // One rotation, B's: the stored book logs in on both nodes and the PINs stay put.
+    let rotated = stored_password(&nodes.url, &id);
+    assert_ne!(rotated, book);
+    let pins = (hsm.shared_pin_hash(0), hsm.shared_pin_hash(1));
+    assert!(pins.0.is_some() && pins.1.is_some(), "B rotated both PINs");
+    let key = store_key(&b.client, &id).await;
+    time_until(&a.client, &key, None).await;
+    let ct = encrypt(&a.client, &key).await.unwrap();
+    assert_eq!(decrypt(&b.client, ct).await, b"from every node");
+    assert_eq!((hsm.shared_pin_hash(0), hsm.shared_pin_hash(1)), pins);
+    assert_eq!(stored_password(&nodes.url, &id), rotated);
+    assert_eq!((hsm.failed_logins(0), hsm.failed_logins(1)), (0, 0));
+}

@@ -697,6 +697,44 @@ async fn key_quota_per_account_counts_pending_deletion_until_deleted() {
     assert!(msg.ends_with("current usage is 3."), "{msg}");
 }
 
+/// The kept key count heals when key rows are deleted outside kms (an operator's SQL, a partial
+/// restore): CreateKey is not refused below the quota, makes keys up to exactly the quota, and
+/// the next one is refused with the usage there really is.
+#[tokio::test]
+async fn key_quota_heals_after_key_rows_are_deleted_by_hand() {
+    let srv = common::TestServer::start_with_config(
+        "[limits]\nkeys_per_account = 4\n",
+        common::backend_env(),
+    )
+    .await;
+    let kms = srv.client();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(common::new_key(&kms).await.0);
+    }
+    let (code, _) = common::fail(kms.create_key().send().await);
+    assert_eq!(code, "LimitExceededException");
+
+    common::store_sql(
+        srv.data_dir.path(),
+        &format!(
+            "DELETE FROM keys WHERE key_id IN ('{}', '{}', '{}')",
+            ids[0], ids[1], ids[2]
+        ),
+    );
+    for _ in 0..3 {
+        common::new_key(&kms).await;
+    }
+    let (code, msg) = common::fail(kms.create_key().send().await);
+    assert_eq!(code, "LimitExceededException");
+    assert_eq!(
+        msg,
+        "Key quota for this account in this region is 4 but the current usage is 4."
+    );
+    let listed = kms.list_keys().limit(100).send().await.unwrap();
+    assert_eq!(listed.keys().len(), 4);
+}
+
 /// Concurrent CreateKey at the key quota on one node: many calls at once with room for 5 keys
 /// make exactly 5 (the store's conditional count, not a count read before the insert); every
 /// other call gets AWS's LimitExceededException with the usage at the limit.

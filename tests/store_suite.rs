@@ -705,7 +705,7 @@ fn pg_config(url: &str) -> PostgresConfig {
         url: url.into(),
         password: Some(common::pg::password().into()),
         tls: PgTls::Disable,
-        ca_pem: None,
+        ca: None,
         pool_size: 4,
         connect_timeout: std::time::Duration::from_secs(5),
         pool_wait: std::time::Duration::from_secs(5),
@@ -1097,6 +1097,161 @@ async fn postgres_concurrent_inserts_on_two_pools_stop_at_the_key_quota() {
     a.migrate().await.unwrap();
     let b = PgStore::connect(&pg_config(&url)).await.unwrap();
     concurrent_inserts_stop_at_the_limit(std::sync::Arc::new(a), std::sync::Arc::new(b)).await;
+}
+
+/// Counts left too high by rows deleted outside kms (an operator's SQL, a partial restore;
+/// `sql` runs it on the database of `a` and `b`) heal: the kept key count is recounted, under
+/// concurrent inserts from both handles (two nodes' pools on PostgreSQL), so inserts make keys
+/// up to exactly the quota and never past it. Aliases, grants and custom key stores are counted
+/// from their rows at every write (no kept count): their quotas free at once.
+async fn counts_heal_after_rows_deleted_by_hand(
+    a: std::sync::Arc<dyn MetadataStore>,
+    b: std::sync::Arc<dyn MetadataStore>,
+    sql: &dyn Fn(&str),
+) {
+    const LIMIT: usize = 5;
+    const ACCOUNT: &str = "555566668888";
+    let mut ids = Vec::new();
+    for _ in 0..LIMIT {
+        let id = KeyId::generate();
+        a.insert_key(&key(&id, ACCOUNT), &material(&id, 1), &[], LIMIT)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let in_list = |ids: &[KeyId]| {
+        ids.iter()
+            .map(|i| format!("'{}'", i.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    sql(&format!(
+        "DELETE FROM keys WHERE key_id IN ({})",
+        in_list(&ids[..3])
+    ));
+    // The kept count did not see it.
+    assert_eq!(a.count_keys(ACCOUNT, R).await.unwrap(), LIMIT);
+
+    // Concurrent inserts from both handles make the three keys there is room for.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.spawn(async move {
+            let id = KeyId::generate();
+            s.insert_key(&key(&id, ACCOUNT), &material(&id, 1), &[], LIMIT)
+                .await
+        });
+    }
+    let (mut made, mut refused) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(()) => made += 1,
+            Err(StoreError::KeyQuota {
+                limit: LIMIT,
+                usage: LIMIT,
+            }) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!((made, refused), (3, 24 - 3));
+    assert_eq!(a.count_keys(ACCOUNT, R).await.unwrap(), LIMIT);
+    let keys = b.list_keys(ACCOUNT, R, None, 100).await.unwrap();
+    assert_eq!(keys.len(), LIMIT);
+
+    // recount_keys (the service's check before it refuses) corrects the kept count.
+    sql(&format!(
+        "DELETE FROM keys WHERE key_id IN ({})",
+        in_list(&[keys[0].key_id.clone(), keys[1].key_id.clone()])
+    ));
+    assert_eq!(b.count_keys(ACCOUNT, R).await.unwrap(), LIMIT);
+    assert_eq!(b.recount_keys(ACCOUNT, R).await.unwrap(), LIMIT - 2);
+    assert_eq!(a.count_keys(ACCOUNT, R).await.unwrap(), LIMIT - 2);
+    // And a count too low (a restore that brought rows back without their count) is raised.
+    sql("UPDATE key_counts SET n = 0 WHERE account = '555566668888'");
+    assert_eq!(a.recount_keys(ACCOUNT, R).await.unwrap(), LIMIT - 2);
+    assert_eq!(b.count_keys(ACCOUNT, R).await.unwrap(), LIMIT - 2);
+
+    // Aliases, grants, custom key stores: at the quota, rows deleted by hand free it at once.
+    let target = keys[2].key_id.clone();
+    for i in 0..LIMIT {
+        let mut al = alias(&format!("alias/hand-{i}"), &target);
+        al.account = ACCOUNT.into();
+        a.create_alias(&al, LIMIT).await.unwrap();
+        let mut g = grant(&format!("hand-{i}"), &target, None, i as i64);
+        g.name = None;
+        a.insert_grant(&g, LIMIT, same_grant).await.unwrap();
+        let mut cs = custom_store(&format!("cks-hand-{i}"), &format!("hand-{i}"));
+        cs.account = ACCOUNT.into();
+        a.insert_custom_key_store(&cs, LIMIT).await.unwrap();
+    }
+    sql(
+        "DELETE FROM aliases WHERE name IN ('alias/hand-0', 'alias/hand-1'); \
+         DELETE FROM grants WHERE grant_id IN ('hand-0', 'hand-1'); \
+         DELETE FROM custom_key_stores WHERE id IN ('cks-hand-0', 'cks-hand-1');",
+    );
+    for i in LIMIT..LIMIT + 3 {
+        let mut al = alias(&format!("alias/hand-{i}"), &target);
+        al.account = ACCOUNT.into();
+        let mut g = grant(&format!("hand-{i}"), &target, None, i as i64);
+        g.name = None;
+        let mut cs = custom_store(&format!("cks-hand-{i}"), &format!("hand-{i}"));
+        cs.account = ACCOUNT.into();
+        let (al, g, cs) = (
+            b.create_alias(&al, LIMIT).await,
+            b.insert_grant(&g, LIMIT, same_grant).await.map(|_| ()),
+            b.insert_custom_key_store(&cs, LIMIT).await,
+        );
+        if i < LIMIT + 2 {
+            al.unwrap();
+            g.unwrap();
+            cs.unwrap();
+        } else {
+            assert!(matches!(
+                al,
+                Err(StoreError::AliasQuota {
+                    limit: LIMIT,
+                    usage: LIMIT
+                })
+            ));
+            assert!(matches!(
+                g,
+                Err(StoreError::GrantQuota {
+                    limit: LIMIT,
+                    usage: LIMIT
+                })
+            ));
+            assert!(matches!(
+                cs,
+                Err(StoreError::CustomKeyStoreQuota {
+                    limit: LIMIT,
+                    usage: LIMIT
+                })
+            ));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_counts_heal_after_rows_deleted_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kms.sqlite3");
+    let s: std::sync::Arc<dyn MetadataStore> =
+        std::sync::Arc::new(SqliteStore::open(&path).unwrap());
+    let sql = |q: &str| common::sqlite_sql(&path, q);
+    counts_heal_after_rows_deleted_by_hand(s.clone(), s, &sql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_counts_heal_after_rows_deleted_by_hand_on_two_pools() {
+    let url = common::pg::fresh_database();
+    let a = PgStore::connect(&pg_config(&url)).await.unwrap();
+    a.migrate().await.unwrap();
+    let b = PgStore::connect(&pg_config(&url)).await.unwrap();
+    let sql = |q: &str| {
+        common::pg::psql(&url, q);
+    };
+    counts_heal_after_rows_deleted_by_hand(std::sync::Arc::new(a), std::sync::Arc::new(b), &sql)
+        .await;
 }
 
 /// Inserts keys in two regions, for the migration tests below.

@@ -1379,14 +1379,10 @@ async fn deleting_the_session_key_row_ends_every_session() {
     let before = old.sts().get_caller_identity().send().await;
     drop(node);
 
-    let sql = "DELETE FROM system_secrets WHERE name = 'session-token-key-v1'";
-    if common::store() == "postgres" {
-        let url = std::fs::read_to_string(dir.path().join("test-postgres-url")).unwrap();
-        common::pg::psql(&url, sql);
-    } else {
-        let db = rusqlite::Connection::open(dir.path().join("kms.sqlite3")).unwrap();
-        assert_eq!(db.execute(sql, []).unwrap(), 1);
-    }
+    common::store_sql(
+        dir.path(),
+        "DELETE FROM system_secrets WHERE name = 'session-token-key-v1'",
+    );
 
     let (node, endpoint) = spawn_node(dir.path(), &root);
     let after = sts_fail(

@@ -329,13 +329,59 @@ pub struct PostgresConfig {
     pub url: String,
     pub password: Option<SecretString>,
     pub tls: PgTls,
-    pub ca_pem: Option<Vec<u8>>,
+    /// `tls_ca_file` (none: the public web PKI's roots).
+    pub ca: Option<CaFile>,
     /// Connections per node.
     pub pool_size: usize,
     pub connect_timeout: std::time::Duration,
     /// How long a request waits for a free connection before a retryable error.
     pub pool_wait: std::time::Duration,
     pub auto_migrate: bool,
+}
+
+/// `store.tls_ca_file`: its path and the PEM read from it, shared by every clone of the
+/// configuration. The TLS verifiers of the store's connections (pool and change listener) read
+/// the PEM at each handshake, so [`CaFile::reload`] (on SIGHUP) is in force for every new
+/// connection; connections already open keep their session.
+#[derive(Debug, Clone)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pem: std::sync::Arc<parking_lot::RwLock<std::sync::Arc<Vec<u8>>>>,
+}
+
+impl CaFile {
+    pub fn new(path: PathBuf, pem: Vec<u8>) -> Self {
+        CaFile {
+            path,
+            pem: std::sync::Arc::new(parking_lot::RwLock::new(std::sync::Arc::new(pem))),
+        }
+    }
+
+    /// The PEM in force.
+    pub fn pem(&self) -> std::sync::Arc<Vec<u8>> {
+        self.pem.read().clone()
+    }
+
+    /// Reads the file again and puts it in force if every certificate in it is a usable CA
+    /// certificate and there is at least one (the number); otherwise the PEM in force stays
+    /// and the error says why.
+    pub fn reload(&self) -> Result<usize, String> {
+        use rustls_pki_types::pem::PemObject;
+        let pem = std::fs::read(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("{}: {e}", self.path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        }
+        let n = roots.len();
+        if n == 0 {
+            return Err(format!("{}: no certificate", self.path.display()));
+        }
+        *self.pem.write() = std::sync::Arc::new(pem);
+        Ok(n)
+    }
 }
 
 /// How the KMS reaches external key store proxies.
@@ -1433,10 +1479,10 @@ fn store_settings(
                     PgTls::VerifyFull
                 }
             };
-            let ca_pem = match &r.tls_ca_file {
+            let ca = match &r.tls_ca_file {
                 None => None,
                 Some(p) => match std::fs::read(p) {
-                    Ok(b) => Some(b),
+                    Ok(b) => Some(CaFile::new(p.clone(), b)),
                     Err(e) => {
                         errors.push(format!("store.tls_ca_file: {}: {e}", p.display()));
                         None
@@ -1460,7 +1506,7 @@ fn store_settings(
                 url,
                 password,
                 tls,
-                ca_pem,
+                ca,
                 pool_size,
                 connect_timeout: millis("connect_timeout_ms", r.connect_timeout_ms, 5_000),
                 pool_wait: millis("pool_wait_ms", r.pool_wait_ms, 5_000),
@@ -1483,6 +1529,39 @@ fn store_settings(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A reload takes a file of CA certificates and keeps the PEM in force when the file is
+    /// unreadable, holds no certificate or holds a broken one.
+    #[test]
+    fn ca_file_reload_keeps_the_cas_in_force_on_a_bad_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let pem = |name: &str| {
+            rcgen::generate_simple_self_signed(vec![name.to_string()])
+                .unwrap()
+                .cert
+                .pem()
+        };
+        let first = pem("first");
+        std::fs::write(&path, &first).unwrap();
+        let ca = CaFile::new(path.clone(), first.clone().into_bytes());
+        let clone = ca.clone();
+        for bad in [
+            "".to_string(),
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_string(),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(ca.reload().is_err());
+            assert_eq!(clone.pem().as_slice(), first.as_bytes());
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert!(ca.reload().is_err());
+        let both = format!("{first}{}", pem("second"));
+        std::fs::write(&path, &both).unwrap();
+        assert_eq!(ca.reload(), Ok(2));
+        // In force for every clone of the configuration.
+        assert_eq!(clone.pem().as_slice(), both.as_bytes());
+    }
 
     /// Environment pairs as `load` takes them.
     fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

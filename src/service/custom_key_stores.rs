@@ -988,7 +988,7 @@ async fn finish_connect(core: &Arc<Core>, store_id: &str, turn: ConnectTurn, cla
         Some(c) => Ok(Some(c)),
         None => core.store.claim_store_connect(store_id, true).await,
     };
-    let _claim = match claim {
+    let claim = match claim {
         Ok(Some(c)) => c,
         Ok(None) | Err(_) => {
             // Left CONNECTING and unclaimed: a node's reconcile takes the connect over.
@@ -1000,7 +1000,7 @@ async fn finish_connect(core: &Arc<Core>, store_id: &str, turn: ConnectTurn, cla
         }
     };
     let _one_at_a_time = turn.lock.lock().await;
-    let result = connect_turn(core, store_id, turn.generation).await;
+    let result = connect_turn(core, store_id, turn.generation, &claim).await;
     if let Err(e) = result {
         tracing::error!(
             custom_key_store_id = store_id,
@@ -1010,7 +1010,12 @@ async fn finish_connect(core: &Arc<Core>, store_id: &str, turn: ConnectTurn, cla
     }
 }
 
-async fn connect_turn(core: &Arc<Core>, store_id: &str, generation: u64) -> KmsResult<()> {
+async fn connect_turn(
+    core: &Arc<Core>,
+    store_id: &str,
+    generation: u64,
+    claim: &Lease,
+) -> KmsResult<()> {
     let connections = &core.connections;
     if !connections.is_current(store_id, generation) {
         // Superseded before it began: nothing was sent to the members.
@@ -1065,13 +1070,25 @@ async fn connect_turn(core: &Arc<Core>, store_id: &str, generation: u64) -> KmsR
     };
     let outcome = match logged_in {
         Ok(members) => {
-            // Rotate only while the connect is still this one: the row as read above (a node
-            // that took the connect over rewrote it; a Disconnect changed it) and no newer
-            // turn here. Otherwise log out again, having changed nothing.
+            // Rotate only while the connect is still this one: its claim held (a node whose
+            // database session ended while it logged in has lost it, and another node may be
+            // taking the connect over), the row as read above (a node that took the connect
+            // over rewrote it; a Disconnect changed it) and no newer turn here. Otherwise log
+            // out again, having changed nothing: the store stays CONNECTING for the node that
+            // takes the connect over (this one's own reconcile included).
             let now = core.store.get_custom_key_store(store_id).await?;
-            let ours = connections.is_current(store_id, generation)
+            let claimed = claim.alive();
+            let ours = claimed
+                && connections.is_current(store_id, generation)
                 && now.is_some_and(|r| r.row_version == read_version);
             if !ours {
+                if !claimed {
+                    tracing::warn!(
+                        custom_key_store_id = store_id,
+                        "the custom key store's connect claim ended (database session lost) \
+                         while logging in: no PIN rotated, the connect is left to a takeover"
+                    );
+                }
                 let _ = threads.run(move || drop(members)).await;
                 return Ok(());
             }

@@ -70,13 +70,20 @@ pub const MAX_KEYS_PER_ACCOUNT: usize = 100_000;
 impl super::Core {
     /// The key quota of the calling account in this region, read before a key of any key
     /// store is made so that a refused request costs no key generation (HSM, proxy). It reads
-    /// the store's kept count (one row); the limit itself is enforced by
+    /// the store's kept count (one row), and counts the keys anew before it refuses; the limit
+    /// itself is enforced by
     /// [`MetadataStore::insert_key`](crate::store::MetadataStore::insert_key), atomically, so
     /// concurrent creates that all pass this read still never exceed it. Every key counts,
     /// PendingDeletion included, until it is deleted (AWS: "any spec or state").
     pub(crate) async fn check_key_quota(&self, account: &str, region: &str) -> KmsResult<()> {
         let limit = self.limits.keys_for(account);
         let usage = self.store.count_keys(account, region).await?;
+        if usage < limit {
+            return Ok(());
+        }
+        // Refused by the kept count: counted anew first, so a count left too high by key rows
+        // deleted outside kms heals instead of refusing below the quota.
+        let usage = self.store.recount_keys(account, region).await?;
         if usage >= limit {
             return Err(key_quota_exceeded(limit, usage));
         }

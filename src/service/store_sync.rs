@@ -41,10 +41,11 @@
 //! without an operator. The limit: a node that is alive but lost its database session (its
 //! claim) while connecting, e.g. across a database restart, is still connecting when another
 //! node takes over. `CustomKeyStores::take_over_connect` rewrites the row (a new row version)
-//! first, and a connect rotates, and records a state, only while the row is the version it
-//! read: the stale connect stops after its logins and records nothing (a login of it that
-//! comes after the takeover's rotation is refused once). What is left is a takeover whose
-//! rewrite falls between the stale connect's check and the end of its rotation.
+//! first, and a connect rotates, and records a state, only while it still holds its claim
+//! ([`crate::store::Lease::alive`]) and the row is the version it read: the stale connect
+//! stops after its logins and records nothing (a login of it that comes after the takeover's
+//! rotation is refused once). What is left is a claim lost between the stale connect's check
+//! and the end of its rotation, unnoticed by its driver at the check, with a takeover in time.
 //!
 //! Only stores that other nodes share have a change feed: on SQLite none of this runs and the
 //! single node connects and reconnects its stores as before (`reconnect_stores`).

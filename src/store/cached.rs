@@ -461,6 +461,10 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.inner.count_keys(account, region).await
     }
 
+    async fn recount_keys(&self, account: &str, region: &str) -> StoreResult<usize> {
+        self.inner.recount_keys(account, region).await
+    }
+
     fn custom_key_store_changes(&self) -> Option<tokio::sync::broadcast::Receiver<StoreChange>> {
         self.store_changes.as_ref().map(|tx| tx.subscribe())
     }

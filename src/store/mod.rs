@@ -282,7 +282,10 @@ pub trait MetadataStore: Send + Sync {
     /// account already has `limit` keys in its region: then nothing is written and the answer
     /// is [`StoreError::KeyQuota`]. The per-(account, region) key count is kept in the store
     /// and raised in the inserting transaction by a conditional update (`n < limit`), so
-    /// concurrent inserts, on one node or several, never pass the limit together.
+    /// concurrent inserts, on one node or several, never pass the limit together. When the
+    /// kept count is at the limit, the keys are counted anew in the same transaction
+    /// ([`MetadataStore::recount_keys`]) and the key is refused only if the rows there are
+    /// reach the limit.
     async fn insert_key(
         &self,
         key: &KeyRecord,
@@ -405,6 +408,12 @@ pub trait MetadataStore: Send + Sync {
     /// counts against the key quota), in every key store: the kept count (one row read, not a
     /// scan of the keys).
     async fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize>;
+    /// Counts the keys of an account and region anew and sets the kept count to it, in one
+    /// transaction that is safe with concurrent inserts and deletes on any node; the count. A
+    /// count left too high by key rows deleted outside kms (an operator's SQL, a partial
+    /// restore) would refuse CreateKey below the quota: [`MetadataStore::insert_key`] recounts
+    /// the same way, in its own transaction, before it refuses a key for the quota.
+    async fn recount_keys(&self, account: &str, region: &str) -> StoreResult<usize>;
     /// A trivial query that succeeds when the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
     /// Changes of custom key stores made by any node, for a store other nodes share (`None`:

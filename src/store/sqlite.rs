@@ -457,6 +457,22 @@ fn count_key(conn: &Connection, account: &str, region: &str, limit: usize) -> St
     Ok(changed == 1)
 }
 
+/// Counts the keys of (`account`, `region`) there are, rows of `conn`'s own transaction
+/// included, and sets the kept count to it: a count left too high by key rows deleted outside
+/// kms (an operator's SQL, a partial restore) heals here. Run in a writing transaction (the one
+/// writer: no insert or delete comes between the count and the write).
+fn recount_keys(conn: &Connection, account: &str, region: &str) -> StoreResult<usize> {
+    let n: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM keys WHERE account = ?1 AND region = ?2")?
+        .query_row([account, region], |r| r.get(0))?;
+    conn.prepare_cached(
+        "INSERT INTO key_counts (account, region, n) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (account, region) DO UPDATE SET n = excluded.n",
+    )?
+    .execute(params![account, region, n])?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// [`StoreError::AliasQuota`] unless `key` has fewer than `limit` aliases (run in the writing
 /// transaction: the one writer makes count and write atomic).
 fn alias_room(conn: &Connection, key: &KeyId, limit: usize) -> StoreResult<()> {
@@ -726,10 +742,16 @@ impl Db {
             )?
             .execute(params![k.key_id.as_str(), t.key, t.value])?;
         }
-        // Last, so a refusal costs nothing but the rollback (dropping `tx`).
+        // Last, so a refusal costs nothing but the rollback (dropping `tx`). At the limit, the
+        // kept count is checked against the rows (this key's among them) before refusing.
         if !count_key(&tx, &k.account, &k.region, limit)? {
-            let usage = key_count(&tx, &k.account, &k.region)?;
-            return Err(StoreError::KeyQuota { limit, usage });
+            let with_this = recount_keys(&tx, &k.account, &k.region)?;
+            if with_this > limit {
+                return Err(StoreError::KeyQuota {
+                    limit,
+                    usage: with_this - 1,
+                });
+            }
         }
         tx.commit()?;
         Ok(())
@@ -1200,6 +1222,14 @@ impl Db {
         key_count(&self.reader(), account, region)
     }
 
+    fn recount_keys(&self, account: &str, region: &str) -> StoreResult<usize> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let n = recount_keys(&tx, account, region)?;
+        tx.commit()?;
+        Ok(n)
+    }
+
     fn ping(&self) -> StoreResult<()> {
         let conn = self.reader();
         conn.prepare_cached("SELECT 1")?
@@ -1550,6 +1580,11 @@ impl MetadataStore for SqliteStore {
     async fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize> {
         let (account, region) = (account.to_string(), region.to_string());
         self.run(move |db| db.count_keys(&account, &region)).await
+    }
+
+    async fn recount_keys(&self, account: &str, region: &str) -> StoreResult<usize> {
+        let (account, region) = (account.to_string(), region.to_string());
+        self.run(move |db| db.recount_keys(&account, &region)).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

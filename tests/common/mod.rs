@@ -93,6 +93,25 @@ pub fn with_store_env(
     env
 }
 
+/// Runs SQL on the store of the server on `data_dir` (its PostgreSQL database, or its SQLite
+/// file with foreign keys on, so deletes cascade as kms's own do): an operator's hand edit.
+pub fn store_sql(data_dir: &std::path::Path, sql: &str) {
+    if store() == "postgres" {
+        let url = std::fs::read_to_string(data_dir.join("test-postgres-url")).unwrap();
+        pg::psql(&url, sql);
+    } else {
+        sqlite_sql(&data_dir.join("kms.sqlite3"), sql);
+    }
+}
+
+/// Runs SQL on the SQLite database `path` (foreign keys on, waiting out the server's writer).
+pub fn sqlite_sql(path: &std::path::Path, sql: &str) {
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute_batch(&format!("PRAGMA foreign_keys = ON; {sql}"))
+        .unwrap();
+}
+
 pub mod pg {
     //! The PostgreSQL cluster of `tests/pg/cluster.sh` (`KMS_TEST_PG_URL`,
     //! `KMS_TEST_PG_PASSWORD`).
@@ -214,6 +233,29 @@ pub mod pg {
                 .status()
                 .unwrap();
             assert!(status.success(), "cluster.sh {cmd} failed");
+        }
+
+        /// Has the server present another certificate (`cluster.sh install-cert`: the files
+        /// replaced, the configuration reloaded; new sessions get it once the reload is done).
+        pub fn install_cert(&self, cert: &std::path::Path, key: &std::path::Path) {
+            let status = std::process::Command::new("bash")
+                .arg(Self::script())
+                .arg("install-cert")
+                .args([self.dir.as_path(), cert, key])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "cluster.sh install-cert failed");
+        }
+
+        /// The port the cluster listens on (from its URL).
+        pub fn port(&self) -> u16 {
+            self.url
+                .rsplit_once(':')
+                .and_then(|(_, rest)| rest.split('/').next())
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("no port in {}", self.url))
         }
     }
 

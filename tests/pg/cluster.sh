@@ -4,6 +4,9 @@
 #   eval "$(bash tests/pg/cluster.sh start [DIR] [hostssl-only])"  # starts it, prints the exports below
 #   bash tests/pg/cluster.sh stop [DIR]              # stops it and removes DIR
 #   bash tests/pg/cluster.sh restart [DIR]           # fast shutdown, then start again (same port)
+#   bash tests/pg/cluster.sh install-cert DIR CERT KEY  # serve another certificate: copies CERT
+#                         and KEY over DIR/tls/server.{crt,key} and reloads the configuration
+#                         (pg_ctl reload: existing sessions keep theirs, new ones get the new one)
 #
 # Prints (for eval):
 #   KMS_TEST_PG_URL       postgres://kms@127.0.0.1:PORT/postgres (the admin database; each
@@ -120,6 +123,20 @@ restart)
   [ "$(id -u)" = 0 ] && run=(runuser -u postgres --)
   "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 restart >&2
   ;;
+install-cert)
+  cert=${3:?usage: $0 install-cert DIR CERT KEY}
+  key=${4:?usage: $0 install-cert DIR CERT KEY}
+  bin=$(find_bin)
+  run=()
+  [ "$(id -u)" = 0 ] && run=(runuser -u postgres --)
+  # Written next to the files and renamed over them: the server never reads half a file.
+  install -m 644 "$cert" "$dir/tls/server.crt.new"
+  install -m 600 "$key" "$dir/tls/server.key.new"
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$dir/tls/server.crt.new" "$dir/tls/server.key.new"; fi
+  mv -f "$dir/tls/server.crt.new" "$dir/tls/server.crt"
+  mv -f "$dir/tls/server.key.new" "$dir/tls/server.key"
+  "${run[@]}" "$bin/pg_ctl" -D "$dir/data" reload >&2
+  ;;
 stop)
   bin=$(find_bin) || exit 0
   if [ -f "$dir/data/postmaster.pid" ]; then
@@ -130,7 +147,7 @@ stop)
   rm -rf "$dir"
   ;;
 *)
-  echo "usage: $0 start [DIR] [hostssl-only] | stop [DIR] | restart [DIR]" >&2
+  echo "usage: $0 start [DIR] [hostssl-only] | stop [DIR] | restart [DIR] | install-cert DIR CERT KEY" >&2
   exit 64
   ;;
 esac

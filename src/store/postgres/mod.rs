@@ -84,33 +84,114 @@ pub(crate) fn connector(
     if pg.get_application_name().is_none() {
         pg.application_name("kms");
     }
-    let mut roots = rustls::RootCertStore::empty();
-    match &config.ca_pem {
-        Some(pem) => {
-            use rustls_pki_types::pem::PemObject;
-            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
-                let cert =
-                    cert.map_err(|e| StoreError::Database(format!("store.tls_ca_file: {e}")))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| StoreError::Database(format!("store.tls_ca_file: {e}")))?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
     pg.ssl_mode(match config.tls {
         PgTls::Disable => tokio_postgres::config::SslMode::Disable,
         // With rustls verifying the chain and the host name, "require" is verify-full.
         PgTls::VerifyFull => tokio_postgres::config::SslMode::Require,
     });
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| StoreError::Database(format!("store TLS: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &config.ca {
+        Some(ca) => {
+            roots_of(&ca.pem())?; // a bad file refuses the start, as before any connection
+            Arc::new(CaVerifier {
+                ca: ca.clone(),
+                provider: provider.clone(),
+            })
+        }
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| StoreError::Database(format!("store TLS: {e}")))?
+        }
+    };
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Database(format!("store TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
     Ok((pg, tokio_postgres_rustls::MakeRustlsConnect::new(tls)))
+}
+
+/// The CA certificates of a PEM bundle (`store.tls_ca_file`).
+fn roots_of(pem: &[u8]) -> StoreResult<rustls::RootCertStore> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| StoreError::Database(format!("store.tls_ca_file: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| StoreError::Database(format!("store.tls_ca_file: {e}")))?;
+    }
+    Ok(roots)
+}
+
+/// Verifies the server's certificate chain and name as rustls's WebPKI verifier does, against
+/// the CAs of `store.tls_ca_file` in force at the handshake ([`crate::config::CaFile`]: a
+/// reload on SIGHUP applies to the next connection without rebuilding the pool).
+#[derive(Debug)]
+struct CaVerifier {
+    ca: crate::config::CaFile,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for CaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let roots = roots_of(&self.ca.pem()).map_err(|e| rustls::Error::General(e.to_string()))?;
+        rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(format!("store.tls_ca_file: {e}")))?
+        .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// An error with its causes: the driver's own text is only the kind ("error performing TLS
@@ -638,20 +719,17 @@ impl MetadataStore for PgStore {
         .await?;
         insert_material(&tx, material).await?;
         upsert_tags(&tx, &k.key_id, tags).await?;
-        // Last: the count's row lock is held only from here to the commit. A refusal rolls
-        // back (dropping `tx`); the row was locked by the upsert, so the count read is current.
+        // Last: the count's row lock is held only from here to the commit. At the limit, the
+        // kept count is checked against the rows (this key's among them) before refusing; a
+        // refusal rolls back (dropping `tx`).
         if !count_key(&tx, &k.account, &k.region, limit).await? {
-            let stmt = tx
-                .prepare_cached("SELECT n FROM key_counts WHERE account = $1 AND region = $2")
-                .await?;
-            let usage: i64 = match tx.query_opt(&stmt, &[&k.account, &k.region]).await? {
-                Some(r) => get(&r, 0)?,
-                None => 0,
-            };
-            return Err(StoreError::KeyQuota {
-                limit,
-                usage: usize::try_from(usage).unwrap_or(0),
-            });
+            let with_this = recount_keys(&tx, &k.account, &k.region).await?;
+            if with_this > limit {
+                return Err(StoreError::KeyQuota {
+                    limit,
+                    usage: with_this - 1,
+                });
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -1172,6 +1250,14 @@ impl MetadataStore for PgStore {
         count(&rows)
     }
 
+    async fn recount_keys(&self, account: &str, region: &str) -> StoreResult<usize> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let n = recount_keys(&tx, account, region).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.query("SELECT 1", &[]).await.map(|_| ())
     }
@@ -1388,6 +1474,37 @@ async fn count_key(
         .await?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     Ok(c.execute(&stmt, &[&account, &region, &limit]).await? == 1)
+}
+
+/// Counts the keys of (`account`, `region`) there are, rows of `c`'s own transaction included,
+/// and sets the kept count to it: a count left too high by key rows deleted outside kms (an
+/// operator's SQL, a partial restore) heals here. Safe with concurrent writers on any node: the
+/// count's row is locked first (made if missing) and the keys are counted by a later statement,
+/// so with READ COMMITTED the count sees every insert and delete committed before the lock;
+/// one not yet committed has not yet changed the kept count either (insert_key and delete_key
+/// change it last in their transactions, under this row lock), and changes it after this
+/// transaction commits, from the corrected value.
+async fn recount_keys(
+    c: &impl deadpool_postgres::GenericClient,
+    account: &str,
+    region: &str,
+) -> StoreResult<usize> {
+    let lock = c
+        .prepare_cached(
+            "INSERT INTO key_counts (account, region, n) VALUES ($1, $2, 0) \
+             ON CONFLICT (account, region) DO UPDATE SET n = key_counts.n",
+        )
+        .await?;
+    c.execute(&lock, &[&account, &region]).await?;
+    let stmt = c
+        .prepare_cached("SELECT COUNT(*) FROM keys WHERE account = $1 AND region = $2")
+        .await?;
+    let n: i64 = get(&c.query_one(&stmt, &[&account, &region]).await?, 0)?;
+    let stmt = c
+        .prepare_cached("UPDATE key_counts SET n = $3 WHERE account = $1 AND region = $2")
+        .await?;
+    c.execute(&stmt, &[&account, &region, &n]).await?;
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// [`StoreError::AliasQuota`] unless `key` has fewer than `limit` aliases, under a transaction
