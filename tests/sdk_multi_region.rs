@@ -6,8 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
-use aws_credential_types::Credentials;
-use aws_sdk_kms::config::{BehaviorVersion, Region};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{
     KeySpec, KeyState, KeyUsageType, MacAlgorithmSpec, MultiRegionKeyType, SigningAlgorithmSpec,
@@ -33,20 +31,12 @@ async fn server(regions: &[&str]) -> common::TestServer {
 
 /// A client of the default user signing for `region`.
 fn client(srv: &common::TestServer, region: &str) -> aws_sdk_kms::Client {
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .endpoint_url(&srv.endpoint)
-        .credentials_provider(Credentials::new(
-            common::ACCESS_KEY,
-            common::SECRET_KEY,
-            None,
-            None,
-            "test",
-        ))
-        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_kms::Client::from_conf(conf)
+    common::sdk_client_in(
+        &srv.endpoint,
+        common::ACCESS_KEY,
+        common::SECRET_KEY,
+        region,
+    )
 }
 
 async fn mrk(kms: &aws_sdk_kms::Client) -> String {
@@ -1040,20 +1030,12 @@ async fn replicate_key_needs_create_key_in_the_replica_region() {
     ));
     let srv = common::TestServer::start_with_config(&extra, env).await;
     let rita = |region: &str| {
-        let conf = aws_sdk_kms::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region.to_string()))
-            .endpoint_url(&srv.endpoint)
-            .credentials_provider(Credentials::new(
-                "AKIARITAREGIONS00001",
-                "rita-secret-00000000000000000000000000",
-                None,
-                None,
-                "test",
-            ))
-            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
-            .build();
-        aws_sdk_kms::Client::from_conf(conf)
+        common::sdk_client_in(
+            &srv.endpoint,
+            "AKIARITAREGIONS00001",
+            "rita-secret-00000000000000000000000000",
+            region,
+        )
     };
     let east = rita(EAST);
     let id = mrk(&east).await;

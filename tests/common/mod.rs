@@ -17,9 +17,19 @@ use kms::service::clock::ManualClock;
 
 /// A real `aws-sdk-kms` client for `endpoint` (us-east-1, no retries).
 pub fn sdk_client(endpoint: &str, akid: &str, secret: &str) -> aws_sdk_kms::Client {
+    sdk_client_in(endpoint, akid, secret, "us-east-1")
+}
+
+/// A real `aws-sdk-kms` client for `endpoint` signing for `region` (no retries).
+pub fn sdk_client_in(
+    endpoint: &str,
+    akid: &str,
+    secret: &str,
+    region: &str,
+) -> aws_sdk_kms::Client {
     let conf = aws_sdk_kms::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
+        .region(Region::new(region.to_string()))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new(akid, secret, None, None, "test"))
         .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
