@@ -1451,55 +1451,6 @@ async fn wrapping_algorithm_and_valid_to_rules() {
     );
 }
 
-/// Calls the server's metadata cache has passed on to its store so far.
-fn store_calls(srv: &common::TestServer) -> u64 {
-    srv.state
-        .service
-        .core()
-        .cache_stats()
-        .expect("a metadata cache")
-        .store_calls
-}
-
-/// DescribeKey, and the calls to the store it made.
-async fn describe_counting(
-    srv: &common::TestServer,
-    kms: &aws_sdk_kms::Client,
-    key: &str,
-) -> (aws_sdk_kms::types::KeyMetadata, u64) {
-    let before = store_calls(srv);
-    let md = describe(kms, key).await;
-    (md, store_calls(srv) - before)
-}
-
-/// Describes `key` until a DescribeKey makes no store call (on PostgreSQL the cache is in force
-/// once the node's change listener is up, and a node's own writes come back through it as
-/// drops); then 20 more DescribeKeys must make none. Returns the metadata.
-async fn describe_from_cache(
-    srv: &common::TestServer,
-    kms: &aws_sdk_kms::Client,
-    key: &str,
-) -> aws_sdk_kms::types::KeyMetadata {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let md = loop {
-        let (md, calls) = describe_counting(srv, kms, key).await;
-        if calls == 0 {
-            break md;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "every DescribeKey of {key} still calls the store ({calls} calls)"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
-    for _ in 0..20 {
-        let (again, calls) = describe_counting(srv, kms, key).await;
-        assert_eq!(calls, 0, "DescribeKey of a cached key called the store");
-        assert_eq!(again, md);
-    }
-    md
-}
-
 /// DescribeKey of a key whose row and material summary are cached reads nothing from the
 /// store, for generated and for imported material, and a rotation, an import or a deletion of
 /// imported material shows at once (the writes replace the cached entry; the coherence across
@@ -1508,18 +1459,18 @@ async fn describe_from_cache(
 async fn describe_key_of_a_cached_key_makes_no_store_call() {
     let srv = common::TestServer::start().await;
     let kms = srv.client();
-    let before = store_calls(&srv);
+    let before = common::store_calls(&srv);
     let created = kms.create_key().send().await.unwrap().key_metadata.unwrap();
-    assert!(store_calls(&srv) > before, "CreateKey is a write");
+    assert!(common::store_calls(&srv) > before, "CreateKey is a write");
     let key = created.key_id().to_string();
     let first = created.current_key_material_id().unwrap().to_string();
     if common::store() == "sqlite" {
         // CreateKey cached the row with its summary: the first DescribeKey reads nothing.
-        let (md, calls) = describe_counting(&srv, &kms, &key).await;
+        let (md, calls) = common::describe_counting(&srv, &kms, &key).await;
         assert_eq!(calls, 0);
         assert_eq!(md.current_key_material_id(), Some(first.as_str()));
     }
-    let md = describe_from_cache(&srv, &kms, &key).await;
+    let md = common::describe_from_cache(&srv, &kms, &key).await;
     assert_eq!(md.current_key_material_id(), Some(first.as_str()));
 
     kms.rotate_key_on_demand()
@@ -1534,7 +1485,7 @@ async fn describe_key_of_a_cached_key_makes_no_store_call() {
         .to_string();
     assert!(is_material_id(&second));
     assert_ne!(second, first);
-    let md = describe_from_cache(&srv, &kms, &key).await;
+    let md = common::describe_from_cache(&srv, &kms, &key).await;
     assert_eq!(md.current_key_material_id(), Some(second.as_str()));
 
     // Imported material: the summary reads every material row; cached the same way.
@@ -1545,7 +1496,7 @@ async fn describe_key_of_a_cached_key_makes_no_store_call() {
         KeyUsageType::EncryptDecrypt,
     )
     .await;
-    let md = describe_from_cache(&srv, &kms, &ext).await;
+    let md = common::describe_from_cache(&srv, &kms, &ext).await;
     assert_eq!(md.current_key_material_id(), None);
     assert_eq!(md.expiration_model(), None);
     let material = make_material(dir.path(), &KeySpec::SymmetricDefault);
@@ -1566,13 +1517,13 @@ async fn describe_key_of_a_cached_key_makes_no_store_call() {
         md.expiration_model(),
         Some(&ExpirationModelType::KeyMaterialDoesNotExpire)
     );
-    assert_eq!(describe_from_cache(&srv, &kms, &ext).await, md);
+    assert_eq!(common::describe_from_cache(&srv, &kms, &ext).await, md);
     kms.delete_imported_key_material()
         .key_id(&ext)
         .send()
         .await
         .unwrap();
-    let md = describe_from_cache(&srv, &kms, &ext).await;
+    let md = common::describe_from_cache(&srv, &kms, &ext).await;
     assert_eq!(md.key_state(), Some(&KeyState::PendingImport));
 }
 

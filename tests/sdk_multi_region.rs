@@ -1121,3 +1121,28 @@ async fn a_replica_of_an_imported_key_needs_the_same_material() {
     let pt = west.decrypt().ciphertext_blob(blob).send().await.unwrap();
     assert_eq!(pt.plaintext.unwrap().into_inner(), b"imported");
 }
+
+/// DescribeKey of a multi-Region key reads nothing from the store once its rows are cached:
+/// its replicas' rows, and for the regions without one, that they have none; a ReplicateKey
+/// shows at once (on PostgreSQL the cache is in force once the change listener is up: polled).
+#[tokio::test]
+async fn describe_key_of_a_cached_multi_region_key_makes_no_store_call() {
+    let srv = server(&[EAST, WEST, EU]).await;
+    let (east, west) = (client(&srv, EAST), client(&srv, WEST));
+    let id = mrk(&east).await;
+    let md = common::describe_from_cache(&srv, &east, &id).await;
+    let conf = md.multi_region_configuration().unwrap();
+    assert_eq!(conf.primary_key().unwrap().region(), Some(EAST));
+    assert!(conf.replica_keys().is_empty());
+    replicate(&east, &id, WEST).await;
+    let (md, _) = common::describe_counting(&srv, &east, &id).await;
+    let conf = md.multi_region_configuration().unwrap();
+    assert_eq!(conf.replica_keys().len(), 1);
+    assert_eq!(conf.replica_keys()[0].region(), Some(WEST));
+    for kms in [&east, &west] {
+        let md = common::describe_from_cache(&srv, kms, &id).await;
+        let conf = md.multi_region_configuration().unwrap();
+        assert_eq!(conf.primary_key().unwrap().region(), Some(EAST));
+        assert_eq!(conf.replica_keys().len(), 1);
+    }
+}

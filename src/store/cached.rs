@@ -58,19 +58,26 @@ pub struct CachedStore<S> {
     store_changes: Option<tokio::sync::broadcast::Sender<StoreChange>>,
 }
 
-/// A cached key row and, once known, the material summary of that row version.
+/// A cached key row and, once known, the material summary of that row version; or, for a
+/// multi-Region key's id in a region, that no such row exists (the related keys of a
+/// multi-Region key are looked up in every served region on each DescribeKey).
 #[derive(Clone)]
 struct KeyEntry {
-    row: Arc<KeyRecord>,
+    row: Option<Arc<KeyRecord>>,
     summary: Option<Arc<MaterialSummary>>,
 }
 
 impl KeyEntry {
     fn new(row: &KeyRecord, summary: Option<MaterialSummary>) -> Self {
         KeyEntry {
-            row: Arc::new(row.clone()),
+            row: Some(Arc::new(row.clone())),
             summary: summary.map(Arc::new),
         }
+    }
+
+    /// The version of the cached row (`None`: known absent).
+    fn version(&self) -> Option<i64> {
+        self.row.as_ref().map(|r| r.row_version)
     }
 }
 
@@ -182,7 +189,8 @@ impl<S: MetadataStore> CachedStore<S> {
         let mut map = self.keys.lock();
         if map
             .peek(&key.key_id)
-            .is_some_and(|cached| cached.row.row_version > key.row_version)
+            .and_then(KeyEntry::version)
+            .is_some_and(|cached| cached > key.row_version)
         {
             return;
         }
@@ -194,14 +202,20 @@ impl<S: MetadataStore> CachedStore<S> {
         );
     }
 
-    fn cached(&self, key_id: &KeyId) -> Option<KeyRecord> {
+    /// What the cache knows of a key id: its row, or (`Some(None)`) that it has none.
+    fn lookup(&self, key_id: &KeyId) -> Option<Option<KeyRecord>> {
         if !self.coherent() {
             return None;
         }
         self.keys
             .lock()
             .get(key_id)
-            .map(|e| KeyRecord::clone(&e.row))
+            .map(|e| e.row.as_deref().cloned())
+    }
+
+    #[cfg(test)]
+    fn cached(&self, key_id: &KeyId) -> Option<KeyRecord> {
+        self.lookup(key_id).flatten()
     }
 
     /// The cached summary of this version of the key's row.
@@ -211,7 +225,7 @@ impl<S: MetadataStore> CachedStore<S> {
         }
         let map = self.keys.lock();
         let entry = map.peek(&key.key_id)?;
-        if entry.row.row_version != key.row_version {
+        if entry.version() != Some(key.row_version) {
             return None;
         }
         entry.summary.as_deref().cloned()
@@ -228,7 +242,7 @@ impl<S: MetadataStore> CachedStore<S> {
             return;
         }
         if let Some(entry) = map.peek_mut(&key.key_id) {
-            if entry.row.row_version == key.row_version {
+            if entry.version() == Some(key.row_version) {
                 entry.summary = Some(Arc::new(summary.clone()));
             }
         }
@@ -244,7 +258,8 @@ impl<S: MetadataStore> CachedStore<S> {
         }
         if map
             .peek(&key.key_id)
-            .is_some_and(|cached| cached.row.row_version >= key.row_version)
+            .and_then(KeyEntry::version)
+            .is_some_and(|cached| cached >= key.row_version)
         {
             return;
         }
@@ -254,6 +269,24 @@ impl<S: MetadataStore> CachedStore<S> {
             key.key_id.clone(),
             KeyEntry::new(key, None),
         );
+    }
+
+    /// Remembers that a multi-Region key has no row with this id (its region has no replica),
+    /// unless a drop happened since the read began: a replica made meanwhile (its insert is
+    /// put here, or told by the change feed as a drop) is never hidden.
+    fn put_absent(&self, key_id: &KeyId, drops_before: u64) {
+        let mut map = self.keys.lock();
+        if self.key_drops.load(Ordering::Acquire) != drops_before
+            || !self.coherent()
+            || map.contains_key(key_id)
+        {
+            return;
+        }
+        let absent = KeyEntry {
+            row: None,
+            summary: None,
+        };
+        self.insert_counting(&mut map, &self.key_drops, key_id.clone(), absent);
     }
 
     fn drop_key(&self, id: &KeyId) {
@@ -319,13 +352,17 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn get_key(&self, key_id: &KeyId) -> StoreResult<Option<KeyRecord>> {
-        if let Some(k) = self.cached(key_id) {
-            return Ok(Some(k));
+        if let Some(known) = self.lookup(key_id) {
+            return Ok(known);
         }
         let drops_before = self.key_drops.load(Ordering::Acquire);
         let found = self.db().get_key(key_id).await?;
-        if let Some(k) = &found {
-            self.put_read(k, drops_before);
+        match &found {
+            Some(k) => self.put_read(k, drops_before),
+            // Only multi-Region ids, for the related-key lookups of a set: remembering every
+            // id a caller makes up would let a stream of them evict the rows in use.
+            None if key_id.is_multi_region() => self.put_absent(key_id, drops_before),
+            None => {}
         }
         Ok(found)
     }
@@ -721,6 +758,39 @@ mod tests {
         store.put(&v2, Some(summary("two")));
         store.set_coherent(false);
         assert!(store.cached_summary(&v2).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_missing_multi_region_row_is_remembered_until_a_write_or_a_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            CachedStore::new(super::super::SqliteStore::open(&dir.path().join("db")).unwrap());
+        let calls = || store.store_calls.load(Ordering::Relaxed);
+        let mrk = KeyId::from_storage("mrk-0123456789abcdef0123456789abcdef/us-west-2").unwrap();
+        assert!(store.get_key(&mrk).await.unwrap().is_none());
+        let before = calls();
+        assert!(store.get_key(&mrk).await.unwrap().is_none());
+        assert_eq!(calls(), before, "the absence is cached");
+        // A replica written through this wrapper replaces the absence ...
+        store.put(&row(&mrk, 1, KeyState::Enabled), None);
+        assert_eq!(store.get_key(&mrk).await.unwrap().unwrap().row_version, 1);
+        // ... and one told by the change feed drops it.
+        store.drop_key(&mrk);
+        assert!(store.get_key(&mrk).await.unwrap().is_none());
+        store.key_changed(&mrk);
+        let before = calls();
+        assert!(store.get_key(&mrk).await.unwrap().is_none());
+        assert_eq!(calls(), before + 1);
+        // A read that overlapped a drop does not remember the absence.
+        store.key_changed(&mrk);
+        let drops = store.key_drops.load(Ordering::Acquire);
+        store.drop_key(&KeyId::generate());
+        store.put_absent(&mrk, drops);
+        assert!(store.lookup(&mrk).is_none());
+        // Single-Region ids that do not exist are not remembered.
+        let id = KeyId::generate();
+        assert!(store.get_key(&id).await.unwrap().is_none());
+        assert!(store.lookup(&id).is_none());
     }
 
     #[test]

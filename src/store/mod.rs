@@ -164,6 +164,7 @@ impl Lease {
 /// What the metadata cache holds ([`MetadataStore::cache_stats`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CacheStats {
+    /// Key rows held (with the ids of multi-Region keys known to have no row in a region).
     pub key_rows: usize,
     pub grant_lists: usize,
     /// Entries evicted for room since start.
