@@ -1,5 +1,5 @@
 # Helpers of the benchmark scripts (bench-xks.sh, bench-xks-proxy.sh, bench-ab.sh,
-# bench-key-types.sh, bench-pg.sh, bench-createkey-growth.sh); sourced, not run. Everything binds to 127.0.0.1; every process started here is recorded in `pids`
+# bench-describe-ab.sh, bench-key-types.sh, bench-pg.sh, bench-createkey-growth.sh); sourced, not run. Everything binds to 127.0.0.1; every process started here is recorded in `pids`
 # and stopped by `bench_stop_all` (by PID, nothing else).
 #
 # Needs: curl (with --aws-sigv4), jq, openssl, python3 (a free port), softhsm2-util and

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub cache_entries: IntGaugeVec,
     /// Entries evicted for room from the metadata cache.
     pub metadata_cache_evictions: prometheus::IntCounter,
+    /// Calls the metadata cache passed on to the store (reads it did not answer, writes).
+    pub metadata_store_calls: prometheus::IntCounter,
     /// Failed attachments of custom key stores connected by another node, by code.
     store_attach_failures: IntCounterVec,
     /// Requests refused before authentication completed, by error code (they count against no
@@ -213,6 +215,12 @@ impl Metrics {
         registry.register(Box::new(connections_rejected.clone()))?;
         registry.register(Box::new(cache_entries.clone()))?;
         registry.register(Box::new(metadata_cache_evictions.clone()))?;
+        let metadata_store_calls = prometheus::IntCounter::new(
+            "kms_metadata_store_calls_total",
+            "Calls the metadata cache passed on to the store: every read it did not answer, \
+             and every write",
+        )?;
+        registry.register(Box::new(metadata_store_calls.clone()))?;
         let store_attach_failures = IntCounterVec::new(
             Opts::new(
                 "kms_custom_key_store_attach_failures_total",
@@ -244,6 +252,7 @@ impl Metrics {
             connections_rejected,
             cache_entries,
             metadata_cache_evictions,
+            metadata_store_calls,
             store_attach_failures,
             authentication_failures,
             per_store,

@@ -9,6 +9,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{
+    AlgorithmSpec, ExpirationModelType, KeyMetadata, KeyState, MultiRegionKeyType, OriginType,
+    WrappingKeySpec,
+};
 use aws_sdk_kms::Client;
 use common::nodes::{Cluster, Node};
 
@@ -155,6 +159,191 @@ async fn a_change_on_one_node_is_in_force_on_the_other_within_a_second() {
         .await
         .unwrap();
     time_until(limit, "AccessDeniedException", || encrypt(&b.client, &key)).await;
+}
+
+/// Describes `key` on `kms` until `want` holds for its metadata; returns how long that took
+/// (at most `limit`).
+async fn describe_until(
+    kms: &Client,
+    key: &str,
+    limit: Duration,
+    what: &str,
+    want: impl Fn(&KeyMetadata) -> bool,
+) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let md = kms
+            .describe_key()
+            .key_id(key)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap();
+        if want(&md) {
+            println!("{what}: shown after {:?}", t0.elapsed());
+            return t0.elapsed();
+        }
+        assert!(t0.elapsed() < limit, "{what}: still {md:?} after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The metadata of a key is cached on B with its material summary (and the rows of its
+/// related keys); a rotation, an import, a DeleteImportedKeyMaterial, a ReplicateKey and an
+/// UpdatePrimaryRegion made on A show in DescribeKey on B through the key rows' change
+/// notifications, as they do for every other operation.
+#[tokio::test]
+async fn key_metadata_changes_on_one_node_show_in_describe_key_on_the_other() {
+    const EAST: &str = "us-east-1";
+    const WEST: &str = "us-west-2";
+    let mut cluster = Cluster::new();
+    cluster.env.push((
+        "KMS_SERVER__REGIONS".into(),
+        format!(r#"["{EAST}", "{WEST}"]"#),
+    ));
+    let (a, b) = (cluster.node(), cluster.node());
+    let limit = Duration::from_secs(5);
+    let describe = |kms: &Client, key: &str| {
+        let (kms, key) = (kms.clone(), key.to_string());
+        async move {
+            kms.describe_key()
+                .key_id(key)
+                .send()
+                .await
+                .unwrap()
+                .key_metadata
+                .unwrap()
+        }
+    };
+
+    // Rotation: B shows the new current material.
+    let key = create_key(&a.client).await;
+    let first = describe(&b.client, &key).await;
+    for _ in 0..3 {
+        assert_eq!(describe(&b.client, &key).await, first);
+    }
+    a.client
+        .rotate_key_on_demand()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let rotated = describe(&a.client, &key).await;
+    let new_id = rotated.current_key_material_id().unwrap().to_string();
+    assert_ne!(first.current_key_material_id(), Some(new_id.as_str()));
+    describe_until(&b.client, &key, limit, "rotation", |md| {
+        md.current_key_material_id() == Some(new_id.as_str())
+    })
+    .await;
+
+    // Import and deletion of imported material.
+    let dir = tempfile::tempdir().unwrap();
+    let ext = a
+        .client
+        .create_key()
+        .origin(OriginType::External)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id()
+        .to_string();
+    for _ in 0..3 {
+        let md = describe(&b.client, &ext).await;
+        assert_eq!(md.key_state(), Some(&KeyState::PendingImport));
+        assert_eq!(md.current_key_material_id(), None);
+    }
+    let material = common::openssl_import::make_material(dir.path(), "SYMMETRIC_DEFAULT");
+    let imported = common::openssl_import::import_with_sdk(
+        &a.client,
+        dir.path(),
+        &ext,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa2048,
+        &material,
+    )
+    .await
+    .unwrap();
+    describe_until(&b.client, &ext, limit, "import", |md| {
+        md.key_state() == Some(&KeyState::Enabled)
+            && md.current_key_material_id() == Some(imported.as_str())
+            && md.expiration_model() == Some(&ExpirationModelType::KeyMaterialDoesNotExpire)
+    })
+    .await;
+    a.client
+        .delete_imported_key_material()
+        .key_id(&ext)
+        .send()
+        .await
+        .unwrap();
+    let deleted = describe(&a.client, &ext).await;
+    assert_eq!(deleted.key_state(), Some(&KeyState::PendingImport));
+    describe_until(
+        &b.client,
+        &ext,
+        limit,
+        "deletion of imported material",
+        |md| *md == deleted,
+    )
+    .await;
+
+    // ReplicateKey and UpdatePrimaryRegion: B shows the set as A made it.
+    let mrk = a
+        .client
+        .create_key()
+        .multi_region(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id()
+        .to_string();
+    for _ in 0..3 {
+        let md = describe(&b.client, &mrk).await;
+        let conf = md.multi_region_configuration().unwrap();
+        assert!(conf.replica_keys().is_empty());
+    }
+    a.client
+        .replicate_key()
+        .key_id(&mrk)
+        .replica_region(WEST)
+        .send()
+        .await
+        .unwrap();
+    describe_until(&b.client, &mrk, limit, "ReplicateKey", |md| {
+        let conf = md.multi_region_configuration().unwrap();
+        conf.replica_keys().len() == 1 && conf.replica_keys()[0].region() == Some(WEST)
+    })
+    .await;
+    let west = common::sdk_client_in(
+        &a.endpoint,
+        kms::config::DEV_ACCESS_KEY_ID,
+        kms::config::DEV_SECRET_ACCESS_KEY,
+        WEST,
+    );
+    // The replica is enabled once its material is copied.
+    describe_until(&west, &mrk, limit, "replica enabled", |md| {
+        md.key_state() == Some(&KeyState::Enabled)
+    })
+    .await;
+    a.client
+        .update_primary_region()
+        .key_id(&mrk)
+        .primary_region(WEST)
+        .send()
+        .await
+        .unwrap();
+    describe_until(&b.client, &mrk, limit, "UpdatePrimaryRegion", |md| {
+        let conf = md.multi_region_configuration().unwrap();
+        conf.multi_region_key_type() == Some(&MultiRegionKeyType::Replica)
+            && conf.primary_key().unwrap().region() == Some(WEST)
+            && conf.replica_keys().len() == 1
+            && conf.replica_keys()[0].region() == Some(EAST)
+    })
+    .await;
 }
 
 /// Both nodes create the same alias at once, many times: exactly one wins each time, the other

@@ -1450,3 +1450,122 @@ async fn wrapping_algorithm_and_valid_to_rules() {
         Some(&KeyState::PendingImport)
     );
 }
+
+/// DescribeKey of a key whose row and material summary are cached reads nothing from the
+/// store, for generated and for imported material, and a rotation, an import or a deletion of
+/// imported material shows at once (the writes replace the cached entry; the coherence across
+/// nodes is `tests/multi_node.rs`).
+#[tokio::test]
+async fn describe_key_of_a_cached_key_makes_no_store_call() {
+    let srv = common::TestServer::start().await;
+    let kms = srv.client();
+    let before = common::store_calls(&srv);
+    let created = kms.create_key().send().await.unwrap().key_metadata.unwrap();
+    assert!(common::store_calls(&srv) > before, "CreateKey is a write");
+    let key = created.key_id().to_string();
+    let first = created.current_key_material_id().unwrap().to_string();
+    if common::store() == "sqlite" {
+        // CreateKey cached the row with its summary: the first DescribeKey reads nothing.
+        let (md, calls) = common::describe_counting(&srv, &kms, &key).await;
+        assert_eq!(calls, 0);
+        assert_eq!(md.current_key_material_id(), Some(first.as_str()));
+    }
+    let md = common::describe_from_cache(&srv, &kms, &key).await;
+    assert_eq!(md.current_key_material_id(), Some(first.as_str()));
+
+    kms.rotate_key_on_demand()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let second = describe(&kms, &key)
+        .await
+        .current_key_material_id()
+        .unwrap()
+        .to_string();
+    assert!(is_material_id(&second));
+    assert_ne!(second, first);
+    let md = common::describe_from_cache(&srv, &kms, &key).await;
+    assert_eq!(md.current_key_material_id(), Some(second.as_str()));
+
+    // Imported material: the summary reads every material row; cached the same way.
+    let dir = tempfile::tempdir().unwrap();
+    let ext = external_key(
+        &kms,
+        KeySpec::SymmetricDefault,
+        KeyUsageType::EncryptDecrypt,
+    )
+    .await;
+    let md = common::describe_from_cache(&srv, &kms, &ext).await;
+    assert_eq!(md.current_key_material_id(), None);
+    assert_eq!(md.expiration_model(), None);
+    let material = make_material(dir.path(), &KeySpec::SymmetricDefault);
+    let id = import(
+        &kms,
+        dir.path(),
+        &ext,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa2048,
+        &material,
+    )
+    .await
+    .unwrap();
+    let md = describe(&kms, &ext).await;
+    assert_eq!(md.key_state(), Some(&KeyState::Enabled));
+    assert_eq!(md.current_key_material_id(), Some(id.as_str()));
+    assert_eq!(
+        md.expiration_model(),
+        Some(&ExpirationModelType::KeyMaterialDoesNotExpire)
+    );
+    assert_eq!(common::describe_from_cache(&srv, &kms, &ext).await, md);
+    kms.delete_imported_key_material()
+        .key_id(&ext)
+        .send()
+        .await
+        .unwrap();
+    let md = common::describe_from_cache(&srv, &kms, &ext).await;
+    assert_eq!(md.key_state(), Some(&KeyState::PendingImport));
+}
+
+/// A store failure while reading the key material fails DescribeKey with
+/// `KMSInternalException` (500) instead of answering metadata without `CurrentKeyMaterialId`;
+/// the failure is made by renaming the material table under the running server.
+#[tokio::test]
+async fn describe_key_fails_when_the_key_material_cannot_be_read() {
+    let srv = common::TestServer::start().await;
+    let kms = srv.client();
+    let key = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id()
+        .to_string();
+    // A rotation leaves the new row version without a cached summary.
+    kms.rotate_key_on_demand()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let rename = |from: &str, to: &str| {
+        let sql = format!("ALTER TABLE {from} RENAME TO {to}");
+        match common::pg::url_of(&srv.env) {
+            Some(url) => {
+                common::pg::psql(&url, &sql);
+            }
+            None => {
+                let db = rusqlite::Connection::open(srv.data_dir.path().join("kms.sqlite3"));
+                db.unwrap().execute_batch(&sql).unwrap();
+            }
+        }
+    };
+    rename("key_material", "key_material_away");
+    let e = kms.describe_key().key_id(&key).send().await.unwrap_err();
+    rename("key_material_away", "key_material");
+    assert_eq!(common::code(&e), "KMSInternalException");
+    assert_eq!(e.raw_response().expect("a response").status().as_u16(), 500);
+    let md = describe(&kms, &key).await;
+    assert!(is_material_id(md.current_key_material_id().unwrap()));
+}

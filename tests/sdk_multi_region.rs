@@ -6,8 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
-use aws_credential_types::Credentials;
-use aws_sdk_kms::config::{BehaviorVersion, Region};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{
     KeySpec, KeyState, KeyUsageType, MacAlgorithmSpec, MultiRegionKeyType, SigningAlgorithmSpec,
@@ -33,20 +31,12 @@ async fn server(regions: &[&str]) -> common::TestServer {
 
 /// A client of the default user signing for `region`.
 fn client(srv: &common::TestServer, region: &str) -> aws_sdk_kms::Client {
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .endpoint_url(&srv.endpoint)
-        .credentials_provider(Credentials::new(
-            common::ACCESS_KEY,
-            common::SECRET_KEY,
-            None,
-            None,
-            "test",
-        ))
-        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_kms::Client::from_conf(conf)
+    common::sdk_client_in(
+        &srv.endpoint,
+        common::ACCESS_KEY,
+        common::SECRET_KEY,
+        region,
+    )
 }
 
 async fn mrk(kms: &aws_sdk_kms::Client) -> String {
@@ -1040,20 +1030,12 @@ async fn replicate_key_needs_create_key_in_the_replica_region() {
     ));
     let srv = common::TestServer::start_with_config(&extra, env).await;
     let rita = |region: &str| {
-        let conf = aws_sdk_kms::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region.to_string()))
-            .endpoint_url(&srv.endpoint)
-            .credentials_provider(Credentials::new(
-                "AKIARITAREGIONS00001",
-                "rita-secret-00000000000000000000000000",
-                None,
-                None,
-                "test",
-            ))
-            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
-            .build();
-        aws_sdk_kms::Client::from_conf(conf)
+        common::sdk_client_in(
+            &srv.endpoint,
+            "AKIARITAREGIONS00001",
+            "rita-secret-00000000000000000000000000",
+            region,
+        )
     };
     let east = rita(EAST);
     let id = mrk(&east).await;
@@ -1138,4 +1120,29 @@ async fn a_replica_of_an_imported_key_needs_the_same_material() {
     );
     let pt = west.decrypt().ciphertext_blob(blob).send().await.unwrap();
     assert_eq!(pt.plaintext.unwrap().into_inner(), b"imported");
+}
+
+/// DescribeKey of a multi-Region key reads nothing from the store once its rows are cached:
+/// its replicas' rows, and for the regions without one, that they have none; a ReplicateKey
+/// shows at once (on PostgreSQL the cache is in force once the change listener is up: polled).
+#[tokio::test]
+async fn describe_key_of_a_cached_multi_region_key_makes_no_store_call() {
+    let srv = server(&[EAST, WEST, EU]).await;
+    let (east, west) = (client(&srv, EAST), client(&srv, WEST));
+    let id = mrk(&east).await;
+    let md = common::describe_from_cache(&srv, &east, &id).await;
+    let conf = md.multi_region_configuration().unwrap();
+    assert_eq!(conf.primary_key().unwrap().region(), Some(EAST));
+    assert!(conf.replica_keys().is_empty());
+    replicate(&east, &id, WEST).await;
+    let (md, _) = common::describe_counting(&srv, &east, &id).await;
+    let conf = md.multi_region_configuration().unwrap();
+    assert_eq!(conf.replica_keys().len(), 1);
+    assert_eq!(conf.replica_keys()[0].region(), Some(WEST));
+    for kms in [&east, &west] {
+        let md = common::describe_from_cache(&srv, kms, &id).await;
+        let conf = md.multi_region_configuration().unwrap();
+        assert_eq!(conf.primary_key().unwrap().region(), Some(EAST));
+        assert_eq!(conf.replica_keys().len(), 1);
+    }
 }

@@ -14,6 +14,7 @@ use crate::model::{
     KeyUsage, MacAlgorithm, SigningAlgorithm,
 };
 use crate::service::ciphertext::EncryptionContext;
+use crate::service::KmsResult;
 
 /// A base64 blob in a request or response.
 #[derive(Clone, PartialEq, Eq)]
@@ -195,25 +196,20 @@ pub struct MultiRegionKey {
 
 impl KeyMetadata {
     /// Metadata with the fields that need the service (the CloudHSM cluster id, the key
-    /// material fields, the related keys of a multi-Region key in every served region). A
-    /// store failure reading the materials or the related keys leaves those fields out rather
-    /// than failing the call whose key metadata this is.
-    pub async fn of(kms: &crate::service::Kms, k: &KeyRecord) -> Self {
+    /// material fields, the related keys of a multi-Region key in every served region). The
+    /// material fields come from the metadata cache beside the key's row when it has them. A
+    /// store failure reading any of these fails the call (`KMSInternalException` or
+    /// `DependencyTimeoutException`, as store errors map): metadata with fields silently left
+    /// out would be a wrong answer with status 200.
+    pub async fn of(kms: &crate::service::Kms, k: &KeyRecord) -> KmsResult<Self> {
         let mut m = KeyMetadata::from(k);
-        m.cloud_hsm_cluster_id = kms.cloud_hsm_cluster_id(k).await;
-        match kms.material_summary(k).await {
-            Ok(summary) => {
-                m.current_key_material_id = summary.current_material_id;
-                m.expiration_model = summary.expiration_model.map(|e| e.as_str());
-                m.valid_to = summary.valid_to;
-            }
-            Err(e) => tracing::warn!(error = %e.code(), "key material summary unavailable"),
-        }
+        m.cloud_hsm_cluster_id = kms.cloud_hsm_cluster_id(k).await?;
+        let summary = kms.material_summary(k).await?;
+        m.current_key_material_id = summary.current_material_id;
+        m.expiration_model = summary.expiration_model.map(|e| e.as_str());
+        m.valid_to = summary.valid_to;
         if let Some(primary_region) = &k.mrk_primary_region {
-            let related = kms
-                .related_keys(k)
-                .await
-                .unwrap_or_else(|_| vec![k.clone()]);
+            let related = kms.related_keys(k).await?;
             let entry = |r: &KeyRecord| MultiRegionKey {
                 arn: r.arn.clone(),
                 region: r.region.clone(),
@@ -240,7 +236,7 @@ impl KeyMetadata {
                     .collect(),
             });
         }
-        m
+        Ok(m)
     }
 }
 

@@ -391,6 +391,75 @@ impl std::fmt::Debug for MaterialRecord {
     }
 }
 
+/// The key material fields of a key's metadata (`KeyMetadata`): the current material's id
+/// (symmetric keys of origin `AWS_KMS` or `EXTERNAL`), the expiration model of the current
+/// import, and the earliest `ValidTo` of any permanently associated imported material.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MaterialSummary {
+    pub current_material_id: Option<String>,
+    pub expiration_model: Option<ExpirationModel>,
+    pub valid_to: Option<DateTime<Utc>>,
+}
+
+/// Which material rows a key's [`MaterialSummary`] is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SummaryInput {
+    /// None: the summary is empty.
+    Nothing,
+    /// The current version only (symmetric `AWS_KMS` keys).
+    Current,
+    /// Every version (`EXTERNAL` keys).
+    All,
+}
+
+impl MaterialSummary {
+    /// The material rows `key`'s summary needs.
+    pub fn input(key: &KeyRecord) -> SummaryInput {
+        match key.origin {
+            Origin::AwsKms if key.key_spec == KeySpec::SymmetricDefault => SummaryInput::Current,
+            Origin::External => SummaryInput::All,
+            _ => SummaryInput::Nothing,
+        }
+    }
+
+    /// The summary of `key` with its material rows (those [`Self::input`] names; others are
+    /// ignored). Versions above the current one (imported for a rotation) do not count.
+    pub fn of<'a>(
+        key: &KeyRecord,
+        materials: impl IntoIterator<Item = &'a MaterialRecord>,
+    ) -> Self {
+        let mut out = MaterialSummary::default();
+        let symmetric = key.key_spec == KeySpec::SymmetricDefault;
+        let input = Self::input(key);
+        for m in materials {
+            if input == SummaryInput::Nothing || m.version > key.current_material {
+                continue;
+            }
+            if input == SummaryInput::Current {
+                if m.version == key.current_material {
+                    out.current_material_id = m.material_id.clone();
+                }
+                continue;
+            }
+            let Some(import) = &m.import else { continue };
+            if m.version == key.current_material {
+                if symmetric {
+                    out.current_material_id = m.material_id.clone();
+                }
+                if m.material_id.is_some() {
+                    out.expiration_model = Some(import.expiration_model);
+                }
+            }
+            if import.state == ImportState::Imported {
+                if let Some(v) = import.valid_to {
+                    out.valid_to = Some(out.valid_to.map_or(v, |o| o.min(v)));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// An alias as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AliasRecord {

@@ -14,8 +14,8 @@ pub use ids::{
 pub use key::{
     AliasRecord, ConnectionState, CustomKeyStoreRecord, CustomKeyStoreType, DataKeyPairSpec,
     DataKeySpec, EncryptionAlgorithm, KeyAgreementAlgorithm, KeyRecord, KeySpec, KeyState,
-    KeyUsage, MacAlgorithm, MaterialRecord, MessageType, Origin, RotationType, SigningAlgorithm,
-    Tag, XksProxySettings,
+    KeyUsage, MacAlgorithm, MaterialRecord, MaterialSummary, MessageType, Origin, RotationType,
+    SigningAlgorithm, SummaryInput, Tag, XksProxySettings,
 };
 pub use key::{
     ExpirationModel, ImportInfo, ImportState, ImportType, IncludeKeyMaterial, KeyMaterialState,

@@ -402,20 +402,25 @@ impl Core {
         }
     }
 
-    /// The cluster id of a store (DescribeKey's CloudHsmClusterId).
-    pub(crate) async fn cloud_hsm_cluster_id_of_store(&self, store_id: &str) -> Option<String> {
-        self.store
+    /// The cluster id of a store (DescribeKey's CloudHsmClusterId); `None` for an external key
+    /// store or one that is gone.
+    pub(crate) async fn cloud_hsm_cluster_id_of_store(
+        &self,
+        store_id: &str,
+    ) -> KmsResult<Option<String>> {
+        Ok(self
+            .store
             .get_custom_key_store(store_id)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|s| s.cluster_id)
+            .await?
+            .and_then(|s| s.cluster_id))
     }
 
     /// The cluster id of a key's store (DescribeKey's CloudHsmClusterId).
-    pub async fn cloud_hsm_cluster_id(&self, key: &KeyRecord) -> Option<String> {
-        self.cloud_hsm_cluster_id_of_store(key.custom_key_store_id.as_deref()?)
-            .await
+    pub async fn cloud_hsm_cluster_id(&self, key: &KeyRecord) -> KmsResult<Option<String>> {
+        match key.custom_key_store_id.as_deref() {
+            Some(store_id) => self.cloud_hsm_cluster_id_of_store(store_id).await,
+            None => Ok(None),
+        }
     }
 
     /// After deleting a custom-store key: best-effort deletion of its backing objects.

@@ -28,7 +28,7 @@ use super::{part, Call, KmsError, KmsResult};
 use crate::backend::{ImportWrapping, MaterialId};
 use crate::model::{
     hex, ExpirationModel, ImportInfo, ImportState, ImportType, KeyFamily, KeyRecord, KeySpec,
-    KeyState, MaterialRecord, Origin, WrappingAlgorithm, WrappingKeySpec,
+    KeyState, MaterialRecord, MaterialSummary, Origin, WrappingAlgorithm, WrappingKeySpec,
 };
 
 /// How long a wrapping key and import token pair is valid.
@@ -120,63 +120,16 @@ pub fn material_state(key: &KeyRecord, m: &MaterialRecord) -> crate::model::KeyM
     }
 }
 
-/// The imported-material fields of a key's metadata: the current material's id (symmetric
-/// keys), the expiration model of the current import, and the earliest `ValidTo` of any
-/// permanently associated material.
-pub struct MaterialSummary {
-    pub current_material_id: Option<String>,
-    pub expiration_model: Option<ExpirationModel>,
-    pub valid_to: Option<DateTime<Utc>>,
-}
-
 part!(
     /// GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial, material expiry.
     Import
 );
 
 impl super::Core {
-    /// The material fields of `key`'s metadata (reads the key's materials when the key has
-    /// any such field).
+    /// The material fields of `key`'s metadata: from the metadata cache beside the key's row,
+    /// else read from its material rows.
     pub async fn material_summary(&self, key: &KeyRecord) -> KmsResult<MaterialSummary> {
-        let mut out = MaterialSummary {
-            current_material_id: None,
-            expiration_model: None,
-            valid_to: None,
-        };
-        let symmetric = key.key_spec == KeySpec::SymmetricDefault;
-        match key.origin {
-            Origin::AwsKms if symmetric => {
-                out.current_material_id = self
-                    .store
-                    .get_material(&key.key_id, key.current_material)
-                    .await?
-                    .and_then(|m| m.material_id);
-            }
-            Origin::External => {
-                for m in self.store.list_materials(&key.key_id).await? {
-                    if m.version > key.current_material {
-                        continue;
-                    }
-                    let Some(import) = &m.import else { continue };
-                    if m.version == key.current_material {
-                        if symmetric {
-                            out.current_material_id = m.material_id.clone();
-                        }
-                        if m.material_id.is_some() {
-                            out.expiration_model = Some(import.expiration_model);
-                        }
-                    }
-                    if import.state == ImportState::Imported {
-                        if let Some(v) = import.valid_to {
-                            out.valid_to =
-                                Some(out.valid_to.map_or(v, |o: DateTime<Utc>| o.min(v)));
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-        Ok(out)
+        Ok(self.store.material_summary(key).await?)
     }
 
     /// Seals an import token for `key`.

@@ -54,7 +54,12 @@ impl Kms {
             // Keys of a CloudHSM-style store: best-effort deletion of the backing objects.
             let deleted = self.delete_backing_key(&key).await;
             let store = key.custom_key_store_id.clone().unwrap_or_default();
-            let cluster_id = self.cloud_hsm_cluster_id_of_store(&store).await;
+            // For the audit record of a deletion already made: left out if it cannot be read.
+            let cluster_id = self
+                .cloud_hsm_cluster_id_of_store(&store)
+                .await
+                .ok()
+                .flatten();
             let additional = deleted.map(|ok| {
                 serde_json::json!({
                     "customKeyStoreId": store,

@@ -398,7 +398,15 @@ impl Core {
             gauge("grant_lists", c.grant_lists);
             let evictions = &m.metadata_cache_evictions;
             evictions.inc_by(c.evictions.saturating_sub(evictions.get()));
+            let calls = &m.metadata_store_calls;
+            calls.inc_by(c.store_calls.saturating_sub(calls.get()));
         }
+    }
+
+    /// What the metadata cache holds and how many calls it passed on to the store (`None`
+    /// without a cache).
+    pub fn cache_stats(&self) -> Option<crate::store::CacheStats> {
+        self.store.cache_stats()
     }
 
     /// The default region (the first served).

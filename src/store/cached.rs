@@ -2,9 +2,12 @@
 //! [`MetadataStore`].
 //!
 //! Key rows are read on every request, and grants on every request that no policy allows;
-//! caching them keeps the hot path off the database. Every write of a key or grant goes through
-//! this wrapper, which replaces or drops the cached entry, so a single node always reads its
-//! own writes.
+//! caching them keeps the hot path off the database. Beside each key row the cache keeps the
+//! row's [`MaterialSummary`] (the material fields of `KeyMetadata`) once it was read or written:
+//! every material write bumps the row version in the same transaction, so a summary belongs to
+//! one row version and goes with the row whenever the row is replaced or dropped. Every write
+//! of a key or grant goes through this wrapper, which replaces or drops the cached entry, so a
+//! single node always reads its own writes.
 //!
 //! Several nodes sharing one database ([`CachedStore::shared`]) also drop entries that other
 //! nodes changed, told through [`Invalidate`] (the PostgreSQL listener); while that channel is
@@ -23,7 +26,8 @@ use std::sync::atomic::AtomicBool;
 
 use super::{Lease, LeaseName, MetadataStore, SameGrant, StoreChange, StoreResult};
 use crate::model::{
-    AliasRecord, CustomKeyStoreRecord, GrantRecord, KeyId, KeyRecord, MaterialRecord, Tag,
+    AliasRecord, CustomKeyStoreRecord, GrantRecord, KeyId, KeyRecord, MaterialRecord,
+    MaterialSummary, Tag,
 };
 
 /// Both maps are LRU maps of a fixed capacity (`[server] metadata_cache_entries`): at the
@@ -32,7 +36,7 @@ use crate::model::{
 /// the place of a newer one that was evicted meanwhile.
 pub struct CachedStore<S> {
     inner: S,
-    keys: Mutex<LruCache<KeyId, Arc<KeyRecord>>>,
+    keys: Mutex<LruCache<KeyId, KeyEntry>>,
     grants: Mutex<LruCache<KeyId, Arc<[GrantRecord]>>>,
     /// Counts key rows dropped from the cache (bumped under the `keys` lock): a read that
     /// overlapped a drop (a deletion, a failed conditional update, an eviction) must not cache
@@ -44,12 +48,37 @@ pub struct CachedStore<S> {
     grant_writes: AtomicU64,
     /// Entries evicted for room (both maps; metrics).
     evictions: AtomicU64,
+    /// Calls passed on to `inner` (metrics; tests count the reads of a request with it).
+    store_calls: AtomicU64,
     /// False while changes made elsewhere may go unseen (a shared database whose change
     /// listener is down): nothing is answered from or put into the maps.
     coherent: AtomicBool,
     /// Custom key store changes told by the feed, for the node's store sync (shared stores
     /// only).
     store_changes: Option<tokio::sync::broadcast::Sender<StoreChange>>,
+}
+
+/// A cached key row and, once known, the material summary of that row version; or, for a
+/// multi-Region key's id in a region, that no such row exists (the related keys of a
+/// multi-Region key are looked up in every served region on each DescribeKey).
+#[derive(Clone)]
+struct KeyEntry {
+    row: Option<Arc<KeyRecord>>,
+    summary: Option<Arc<MaterialSummary>>,
+}
+
+impl KeyEntry {
+    fn new(row: &KeyRecord, summary: Option<MaterialSummary>) -> Self {
+        KeyEntry {
+            row: Some(Arc::new(row.clone())),
+            summary: summary.map(Arc::new),
+        }
+    }
+
+    /// The version of the cached row (`None`: known absent).
+    fn version(&self) -> Option<i64> {
+        self.row.as_ref().map(|r| r.row_version)
+    }
 }
 
 /// Custom key store changes queued per subscriber before it counts as lagging (and
@@ -87,6 +116,7 @@ impl<S: MetadataStore> CachedStore<S> {
             key_drops: AtomicU64::new(0),
             grant_writes: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            store_calls: AtomicU64::new(0),
             coherent: AtomicBool::new(true),
             store_changes: None,
         }
@@ -139,20 +169,28 @@ impl<S: MetadataStore> CachedStore<S> {
         &self.inner
     }
 
+    /// The wrapped store, for one call passed on to it (counted).
+    fn db(&self) -> &S {
+        self.store_calls.fetch_add(1, Ordering::Relaxed);
+        &self.inner
+    }
+
     fn coherent(&self) -> bool {
         self.coherent.load(Ordering::Acquire)
     }
 
-    /// Caches a row this wrapper just wrote (never over a newer version: of two concurrent
-    /// writes, the later put may carry the older row).
-    fn put(&self, key: &KeyRecord) {
+    /// Caches a row this wrapper just wrote, with its material summary when the write knows it
+    /// (never over a newer version: of two concurrent writes, the later put may carry the older
+    /// row).
+    fn put(&self, key: &KeyRecord, summary: Option<MaterialSummary>) {
         if !self.coherent() {
             return;
         }
         let mut map = self.keys.lock();
         if map
             .peek(&key.key_id)
-            .is_some_and(|cached| cached.row_version > key.row_version)
+            .and_then(KeyEntry::version)
+            .is_some_and(|cached| cached > key.row_version)
         {
             return;
         }
@@ -160,15 +198,54 @@ impl<S: MetadataStore> CachedStore<S> {
             &mut map,
             &self.key_drops,
             key.key_id.clone(),
-            Arc::new(key.clone()),
+            KeyEntry::new(key, summary),
         );
     }
 
-    fn cached(&self, key_id: &KeyId) -> Option<KeyRecord> {
+    /// What the cache knows of a key id: its row, or (`Some(None)`) that it has none.
+    fn lookup(&self, key_id: &KeyId) -> Option<Option<KeyRecord>> {
         if !self.coherent() {
             return None;
         }
-        self.keys.lock().get(key_id).map(|k| KeyRecord::clone(k))
+        self.keys
+            .lock()
+            .get(key_id)
+            .map(|e| e.row.as_deref().cloned())
+    }
+
+    #[cfg(test)]
+    fn cached(&self, key_id: &KeyId) -> Option<KeyRecord> {
+        self.lookup(key_id).flatten()
+    }
+
+    /// The cached summary of this version of the key's row.
+    fn cached_summary(&self, key: &KeyRecord) -> Option<MaterialSummary> {
+        if !self.coherent() {
+            return None;
+        }
+        let map = self.keys.lock();
+        let entry = map.peek(&key.key_id)?;
+        if entry.version() != Some(key.row_version) {
+            return None;
+        }
+        entry.summary.as_deref().cloned()
+    }
+
+    /// Keeps a summary read from the database beside the cached row it was read for, if that
+    /// row version is still the one cached. The read began after the row was read, so it saw
+    /// that version's materials or newer ones; newer ones mean a change this node has not
+    /// applied yet, and applying it (the write's own put, or the change feed's drop) replaces
+    /// the entry, summary and all.
+    fn put_summary(&self, key: &KeyRecord, summary: &MaterialSummary) {
+        let mut map = self.keys.lock();
+        if !self.coherent() {
+            return;
+        }
+        if let Some(entry) = map.peek_mut(&key.key_id) {
+            if entry.version() == Some(key.row_version) {
+                entry.summary = Some(Arc::new(summary.clone()));
+            }
+        }
     }
 
     /// Caches a row read from the database, unless a drop happened since the read began
@@ -181,7 +258,8 @@ impl<S: MetadataStore> CachedStore<S> {
         }
         if map
             .peek(&key.key_id)
-            .is_some_and(|cached| cached.row_version >= key.row_version)
+            .and_then(KeyEntry::version)
+            .is_some_and(|cached| cached >= key.row_version)
         {
             return;
         }
@@ -189,8 +267,26 @@ impl<S: MetadataStore> CachedStore<S> {
             &mut map,
             &self.key_drops,
             key.key_id.clone(),
-            Arc::new(key.clone()),
+            KeyEntry::new(key, None),
         );
+    }
+
+    /// Remembers that a multi-Region key has no row with this id (its region has no replica),
+    /// unless a drop happened since the read began: a replica made meanwhile (its insert is
+    /// put here, or told by the change feed as a drop) is never hidden.
+    fn put_absent(&self, key_id: &KeyId, drops_before: u64) {
+        let mut map = self.keys.lock();
+        if self.key_drops.load(Ordering::Acquire) != drops_before
+            || !self.coherent()
+            || map.contains_key(key_id)
+        {
+            return;
+        }
+        let absent = KeyEntry {
+            row: None,
+            summary: None,
+        };
+        self.insert_counting(&mut map, &self.key_drops, key_id.clone(), absent);
     }
 
     fn drop_key(&self, id: &KeyId) {
@@ -250,27 +346,31 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         tags: &[Tag],
         limit: usize,
     ) -> StoreResult<()> {
-        self.inner.insert_key(key, material, tags, limit).await?;
-        self.put(key);
+        self.db().insert_key(key, material, tags, limit).await?;
+        self.put(key, Some(MaterialSummary::of(key, [material])));
         Ok(())
     }
 
     async fn get_key(&self, key_id: &KeyId) -> StoreResult<Option<KeyRecord>> {
-        if let Some(k) = self.cached(key_id) {
-            return Ok(Some(k));
+        if let Some(known) = self.lookup(key_id) {
+            return Ok(known);
         }
         let drops_before = self.key_drops.load(Ordering::Acquire);
-        let found = self.inner.get_key(key_id).await?;
-        if let Some(k) = &found {
-            self.put_read(k, drops_before);
+        let found = self.db().get_key(key_id).await?;
+        match &found {
+            Some(k) => self.put_read(k, drops_before),
+            // Only multi-Region ids, for the related-key lookups of a set: remembering every
+            // id a caller makes up would let a stream of them evict the rows in use.
+            None if key_id.is_multi_region() => self.put_absent(key_id, drops_before),
+            None => {}
         }
         Ok(found)
     }
 
     async fn update_key(&self, key: &KeyRecord) -> StoreResult<KeyRecord> {
-        match self.inner.update_key(key).await {
+        match self.db().update_key(key).await {
             Ok(k) => {
-                self.put(&k);
+                self.put(&k, None);
                 Ok(k)
             }
             Err(e) => {
@@ -286,9 +386,9 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         key: &KeyRecord,
         material: &MaterialRecord,
     ) -> StoreResult<KeyRecord> {
-        match self.inner.rotate_key(key, material).await {
+        match self.db().rotate_key(key, material).await {
             Ok(k) => {
-                self.put(&k);
+                self.put(&k, None);
                 Ok(k)
             }
             Err(e) => {
@@ -303,9 +403,9 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         key: &KeyRecord,
         material: &MaterialRecord,
     ) -> StoreResult<KeyRecord> {
-        match self.inner.save_material(key, material).await {
+        match self.db().save_material(key, material).await {
             Ok(k) => {
-                self.put(&k);
+                self.put(&k, None);
                 Ok(k)
             }
             Err(e) => {
@@ -316,9 +416,9 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn remove_material(&self, key: &KeyRecord, version: u32) -> StoreResult<KeyRecord> {
-        match self.inner.remove_material(key, version).await {
+        match self.db().remove_material(key, version).await {
             Ok(k) => {
-                self.put(&k);
+                self.put(&k, None);
                 Ok(k)
             }
             Err(e) => {
@@ -329,11 +429,11 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn keys_with_expired_material(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
-        self.inner.keys_with_expired_material(now).await
+        self.db().keys_with_expired_material(now).await
     }
 
     async fn delete_key(&self, key_id: &KeyId, row_version: i64) -> StoreResult<bool> {
-        let r = self.inner.delete_key(key_id, row_version).await;
+        let r = self.db().delete_key(key_id, row_version).await;
         self.drop_key(key_id);
         r
     }
@@ -345,15 +445,15 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<KeyRecord>> {
-        self.inner.list_keys(account, region, after, limit).await
+        self.db().list_keys(account, region, after, limit).await
     }
 
     async fn keys_due_for_deletion(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
-        self.inner.keys_due_for_deletion(now).await
+        self.db().keys_due_for_deletion(now).await
     }
 
     async fn keys_due_for_rotation(&self, now: DateTime<Utc>) -> StoreResult<Vec<KeyId>> {
-        self.inner.keys_due_for_rotation(now).await
+        self.db().keys_due_for_rotation(now).await
     }
 
     async fn get_material(
@@ -361,15 +461,24 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         key_id: &KeyId,
         version: u32,
     ) -> StoreResult<Option<MaterialRecord>> {
-        self.inner.get_material(key_id, version).await
+        self.db().get_material(key_id, version).await
     }
 
     async fn list_materials(&self, key_id: &KeyId) -> StoreResult<Vec<MaterialRecord>> {
-        self.inner.list_materials(key_id).await
+        self.db().list_materials(key_id).await
+    }
+
+    async fn material_summary(&self, key: &KeyRecord) -> StoreResult<MaterialSummary> {
+        if let Some(s) = self.cached_summary(key) {
+            return Ok(s);
+        }
+        let summary = self.db().material_summary(key).await?;
+        self.put_summary(key, &summary);
+        Ok(summary)
     }
 
     async fn create_alias(&self, alias: &AliasRecord, limit: usize) -> StoreResult<()> {
-        self.inner.create_alias(alias, limit).await
+        self.db().create_alias(alias, limit).await
     }
 
     async fn get_alias(
@@ -378,15 +487,15 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         region: &str,
         name: &str,
     ) -> StoreResult<Option<AliasRecord>> {
-        self.inner.get_alias(account, region, name).await
+        self.db().get_alias(account, region, name).await
     }
 
     async fn update_alias(&self, alias: &AliasRecord, limit: usize) -> StoreResult<()> {
-        self.inner.update_alias(alias, limit).await
+        self.db().update_alias(alias, limit).await
     }
 
     async fn delete_alias(&self, account: &str, region: &str, name: &str) -> StoreResult<bool> {
-        self.inner.delete_alias(account, region, name).await
+        self.db().delete_alias(account, region, name).await
     }
 
     async fn list_aliases(
@@ -397,25 +506,25 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<AliasRecord>> {
-        self.inner
+        self.db()
             .list_aliases(account, region, key_id, after, limit)
             .await
     }
 
     async fn count_aliases(&self, key_id: &KeyId) -> StoreResult<usize> {
-        self.inner.count_aliases(key_id).await
+        self.db().count_aliases(key_id).await
     }
 
     async fn put_tags(&self, key_id: &KeyId, tags: &[Tag]) -> StoreResult<()> {
-        self.inner.put_tags(key_id, tags).await
+        self.db().put_tags(key_id, tags).await
     }
 
     async fn remove_tags(&self, key_id: &KeyId, tag_keys: &[String]) -> StoreResult<()> {
-        self.inner.remove_tags(key_id, tag_keys).await
+        self.db().remove_tags(key_id, tag_keys).await
     }
 
     async fn list_tags(&self, key_id: &KeyId) -> StoreResult<Vec<Tag>> {
-        self.inner.list_tags(key_id).await
+        self.db().list_tags(key_id).await
     }
 
     async fn insert_custom_key_store(
@@ -423,11 +532,11 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         store: &CustomKeyStoreRecord,
         limit: usize,
     ) -> StoreResult<()> {
-        self.inner.insert_custom_key_store(store, limit).await
+        self.db().insert_custom_key_store(store, limit).await
     }
 
     async fn get_custom_key_store(&self, id: &str) -> StoreResult<Option<CustomKeyStoreRecord>> {
-        self.inner.get_custom_key_store(id).await
+        self.db().get_custom_key_store(id).await
     }
 
     async fn list_custom_key_stores(
@@ -435,30 +544,30 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         account: &str,
         region: &str,
     ) -> StoreResult<Vec<CustomKeyStoreRecord>> {
-        self.inner.list_custom_key_stores(account, region).await
+        self.db().list_custom_key_stores(account, region).await
     }
 
     async fn update_custom_key_store(
         &self,
         store: &CustomKeyStoreRecord,
     ) -> StoreResult<CustomKeyStoreRecord> {
-        self.inner.update_custom_key_store(store).await
+        self.db().update_custom_key_store(store).await
     }
 
     async fn delete_custom_key_store(&self, id: &str) -> StoreResult<()> {
-        self.inner.delete_custom_key_store(id).await
+        self.db().delete_custom_key_store(id).await
     }
 
     async fn all_custom_key_stores(&self) -> StoreResult<Vec<CustomKeyStoreRecord>> {
-        self.inner.all_custom_key_stores().await
+        self.db().all_custom_key_stores().await
     }
 
     async fn count_keys_in_store(&self, store_id: &str) -> StoreResult<usize> {
-        self.inner.count_keys_in_store(store_id).await
+        self.db().count_keys_in_store(store_id).await
     }
 
     async fn count_keys(&self, account: &str, region: &str) -> StoreResult<usize> {
-        self.inner.count_keys(account, region).await
+        self.db().count_keys(account, region).await
     }
 
     async fn recount_keys(&self, account: &str, region: &str) -> StoreResult<usize> {
@@ -475,11 +584,12 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
             key_rows,
             grant_lists,
             evictions: self.evictions(),
+            store_calls: self.store_calls.load(Ordering::Relaxed),
         })
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.inner.ping().await
+        self.db().ping().await
     }
 
     async fn find_key_by_xks_id(
@@ -487,7 +597,7 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         store_id: &str,
         xks_key_id: &str,
     ) -> StoreResult<Option<KeyId>> {
-        self.inner.find_key_by_xks_id(store_id, xks_key_id).await
+        self.db().find_key_by_xks_id(store_id, xks_key_id).await
     }
 
     async fn insert_grant(
@@ -496,20 +606,20 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         limit: usize,
         same: SameGrant,
     ) -> StoreResult<(GrantRecord, bool)> {
-        let r = self.inner.insert_grant(grant, limit, same).await;
+        let r = self.db().insert_grant(grant, limit, same).await;
         self.drop_grants(&grant.key_id);
         r
     }
 
     async fn list_grants(&self, key_id: &KeyId) -> StoreResult<Arc<[GrantRecord]>> {
         if !self.coherent() {
-            return self.inner.list_grants(key_id).await;
+            return self.db().list_grants(key_id).await;
         }
         if let Some(g) = self.grants.lock().get(key_id).cloned() {
             return Ok(g);
         }
         let writes_before = self.grant_writes.load(Ordering::Acquire);
-        let found = self.inner.list_grants(key_id).await?;
+        let found = self.db().list_grants(key_id).await?;
         let mut map = self.grants.lock();
         // A grant write since the read began may not be in `found`: answer it, don't keep it.
         if self.grant_writes.load(Ordering::Acquire) == writes_before && self.coherent() {
@@ -519,12 +629,12 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn get_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>> {
-        self.inner.get_grant(grant_id).await
+        self.db().get_grant(grant_id).await
     }
 
     async fn delete_grant(&self, grant_id: &str) -> StoreResult<bool> {
-        let grant = self.inner.get_grant(grant_id).await?;
-        let r = self.inner.delete_grant(grant_id).await;
+        let grant = self.db().get_grant(grant_id).await?;
+        let r = self.db().delete_grant(grant_id).await;
         if let Some(g) = grant {
             self.drop_grants(&g.key_id);
         }
@@ -537,25 +647,25 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<GrantRecord>> {
-        self.inner
+        self.db()
             .list_retirable_grants(principal, after, limit)
             .await
     }
 
     async fn get_system_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.get_system_secret(name).await
+        self.db().get_system_secret(name).await
     }
 
     async fn put_system_secret_if_absent(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
-        self.inner.put_system_secret_if_absent(name, value).await
+        self.db().put_system_secret_if_absent(name, value).await
     }
 
     async fn try_lease(&self, name: LeaseName) -> StoreResult<Option<Lease>> {
-        self.inner.try_lease(name).await
+        self.db().try_lease(name).await
     }
 
     async fn claim_store_connect(&self, store_id: &str, wait: bool) -> StoreResult<Option<Lease>> {
-        self.inner.claim_store_connect(store_id, wait).await
+        self.db().claim_store_connect(store_id, wait).await
     }
 }
 
@@ -600,12 +710,12 @@ mod tests {
             CachedStore::new(super::super::SqliteStore::open(&dir.path().join("db")).unwrap());
         let id = KeyId::generate();
         // A write put version 3 (disabled) while a read of version 2 (enabled) was in flight.
-        store.put(&row(&id, 3, KeyState::Disabled));
+        store.put(&row(&id, 3, KeyState::Disabled), None);
         let drops = store.key_drops.load(Ordering::Acquire);
         store.put_read(&row(&id, 2, KeyState::Enabled), drops);
         assert_eq!(store.cached(&id).unwrap().state, KeyState::Disabled);
         // Of two writes, the later put of the older row loses too.
-        store.put(&row(&id, 2, KeyState::Enabled));
+        store.put(&row(&id, 2, KeyState::Enabled), None);
         assert_eq!(store.cached(&id).unwrap().row_version, 3);
         // A deletion while a read was in flight: the read's row is not cached.
         let drops = store.key_drops.load(Ordering::Acquire);
@@ -618,6 +728,75 @@ mod tests {
         assert_eq!(store.cached(&id).unwrap().row_version, 4);
     }
 
+    #[tokio::test]
+    async fn a_material_summary_is_kept_for_its_row_version_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            CachedStore::new(super::super::SqliteStore::open(&dir.path().join("db")).unwrap());
+        let id = KeyId::generate();
+        let summary = |m: &str| MaterialSummary {
+            current_material_id: Some(m.into()),
+            ..MaterialSummary::default()
+        };
+        let v1 = row(&id, 1, KeyState::Enabled);
+        store.put(&v1, Some(summary("one")));
+        let calls = store.store_calls.load(Ordering::Relaxed);
+        assert_eq!(store.material_summary(&v1).await.unwrap(), summary("one"));
+        assert_eq!(store.store_calls.load(Ordering::Relaxed), calls);
+        // A new row version (a write through this wrapper) comes without one ...
+        let v2 = row(&id, 2, KeyState::Enabled);
+        store.put(&v2, None);
+        assert!(store.cached_summary(&v2).is_none());
+        assert!(store.cached_summary(&v1).is_none());
+        // ... and a summary read for the older version is not kept beside the newer row.
+        store.put_summary(&v1, &summary("one"));
+        assert!(store.cached_summary(&v2).is_none());
+        store.put_summary(&v2, &summary("two"));
+        assert_eq!(store.cached_summary(&v2).unwrap(), summary("two"));
+        // A drop (a change told by the feed) takes the summary with the row.
+        store.key_changed(&id);
+        assert!(store.cached_summary(&v2).is_none());
+        store.put_summary(&v2, &summary("two"));
+        assert!(store.cached_summary(&v2).is_none());
+        // While incoherent, nothing is answered from the cache.
+        store.put(&v2, Some(summary("two")));
+        store.set_coherent(false);
+        assert!(store.cached_summary(&v2).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_missing_multi_region_row_is_remembered_until_a_write_or_a_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            CachedStore::new(super::super::SqliteStore::open(&dir.path().join("db")).unwrap());
+        let calls = || store.store_calls.load(Ordering::Relaxed);
+        let mrk = KeyId::from_storage("mrk-0123456789abcdef0123456789abcdef/us-west-2").unwrap();
+        assert!(store.get_key(&mrk).await.unwrap().is_none());
+        let before = calls();
+        assert!(store.get_key(&mrk).await.unwrap().is_none());
+        assert_eq!(calls(), before, "the absence is cached");
+        // A replica written through this wrapper replaces the absence ...
+        store.put(&row(&mrk, 1, KeyState::Enabled), None);
+        assert_eq!(store.get_key(&mrk).await.unwrap().unwrap().row_version, 1);
+        // ... and one told by the change feed drops it.
+        store.drop_key(&mrk);
+        assert!(store.get_key(&mrk).await.unwrap().is_none());
+        store.key_changed(&mrk);
+        let before = calls();
+        assert!(store.get_key(&mrk).await.unwrap().is_none());
+        assert_eq!(calls(), before + 1);
+        // A read that overlapped a drop does not remember the absence.
+        store.key_changed(&mrk);
+        let drops = store.key_drops.load(Ordering::Acquire);
+        store.drop_key(&KeyId::generate());
+        store.put_absent(&mrk, drops);
+        assert!(store.lookup(&mrk).is_none());
+        // Single-Region ids that do not exist are not remembered.
+        let id = KeyId::generate();
+        assert!(store.get_key(&id).await.unwrap().is_none());
+        assert!(store.lookup(&id).is_none());
+    }
+
     #[test]
     fn bounded_lru_and_an_eviction_counts_as_a_drop() {
         let dir = tempfile::tempdir().unwrap();
@@ -627,7 +806,7 @@ mod tests {
         );
         let ids: Vec<KeyId> = (0..5).map(|_| KeyId::generate()).collect();
         for (i, id) in ids.iter().enumerate() {
-            store.put(&row(id, 1, KeyState::Enabled));
+            store.put(&row(id, 1, KeyState::Enabled), None);
             // The first stays the most recently used.
             assert!(store.cached(&ids[0]).is_some(), "after {i}");
         }
@@ -638,9 +817,9 @@ mod tests {
         // A write of version 2 is evicted while a read of version 1 is in flight: the read
         // must not bring version 1 back.
         let drops = store.key_drops.load(Ordering::Acquire);
-        store.put(&row(&ids[1], 2, KeyState::Disabled));
-        store.put(&row(&ids[2], 1, KeyState::Enabled));
-        store.put(&row(&ids[3], 1, KeyState::Enabled));
+        store.put(&row(&ids[1], 2, KeyState::Disabled), None);
+        store.put(&row(&ids[2], 1, KeyState::Enabled), None);
+        store.put(&row(&ids[3], 1, KeyState::Enabled), None);
         assert!(store.cached(&ids[1]).is_none());
         store.put_read(&row(&ids[1], 1, KeyState::Enabled), drops);
         assert!(store.cached(&ids[1]).is_none());

@@ -27,7 +27,8 @@ use chrono::{DateTime, Utc};
 use crate::config::StoreConfig;
 
 use crate::model::{
-    AliasRecord, CustomKeyStoreRecord, GrantRecord, KeyId, KeyRecord, MaterialRecord, Tag,
+    AliasRecord, CustomKeyStoreRecord, GrantRecord, KeyId, KeyRecord, MaterialRecord,
+    MaterialSummary, SummaryInput, Tag,
 };
 
 /// Errors of the store layer.
@@ -163,10 +164,14 @@ impl Lease {
 /// What the metadata cache holds ([`MetadataStore::cache_stats`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CacheStats {
+    /// Key rows held (with the ids of multi-Region keys known to have no row in a region).
     pub key_rows: usize,
     pub grant_lists: usize,
     /// Entries evicted for room since start.
     pub evictions: u64,
+    /// Calls passed on to the wrapped store since start: every read the cache did not answer,
+    /// and every write.
+    pub store_calls: u64,
 }
 
 /// Decides whether an existing grant is the one a named CreateGrant would make again
@@ -340,6 +345,21 @@ pub trait MetadataStore: Send + Sync {
     ) -> StoreResult<Option<MaterialRecord>>;
     /// All material versions of a key, oldest first.
     async fn list_materials(&self, key_id: &KeyId) -> StoreResult<Vec<MaterialRecord>>;
+    /// The material fields of `key`'s metadata, read from its material rows. Every write of a
+    /// key's materials also bumps its row version in the same transaction, so the summary of
+    /// a row version never changes ([`CachedStore`] keeps it beside the cached row).
+    async fn material_summary(&self, key: &KeyRecord) -> StoreResult<MaterialSummary> {
+        let rows = match MaterialSummary::input(key) {
+            SummaryInput::Nothing => Vec::new(),
+            SummaryInput::Current => self
+                .get_material(&key.key_id, key.current_material)
+                .await?
+                .into_iter()
+                .collect(),
+            SummaryInput::All => self.list_materials(&key.key_id).await?,
+        };
+        Ok(MaterialSummary::of(key, &rows))
+    }
 
     /// Creates an alias; [`StoreError::AlreadyExists`] when the name is taken,
     /// [`StoreError::AliasQuota`] when its target key already has `limit` aliases. The count

@@ -17,9 +17,19 @@ use kms::service::clock::ManualClock;
 
 /// A real `aws-sdk-kms` client for `endpoint` (us-east-1, no retries).
 pub fn sdk_client(endpoint: &str, akid: &str, secret: &str) -> aws_sdk_kms::Client {
+    sdk_client_in(endpoint, akid, secret, "us-east-1")
+}
+
+/// A real `aws-sdk-kms` client for `endpoint` signing for `region` (no retries).
+pub fn sdk_client_in(
+    endpoint: &str,
+    akid: &str,
+    secret: &str,
+    region: &str,
+) -> aws_sdk_kms::Client {
     let conf = aws_sdk_kms::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
+        .region(Region::new(region.to_string()))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new(akid, secret, None, None, "test"))
         .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
@@ -734,6 +744,62 @@ impl Drop for TestServer {
             let _ = tx.send(());
         }
     }
+}
+
+/// Calls the server's metadata cache has passed on to its store so far.
+pub fn store_calls(srv: &TestServer) -> u64 {
+    srv.state
+        .service
+        .core()
+        .cache_stats()
+        .expect("a metadata cache")
+        .store_calls
+}
+
+/// DescribeKey, and the calls to the store it made.
+pub async fn describe_counting(
+    srv: &TestServer,
+    kms: &aws_sdk_kms::Client,
+    key: &str,
+) -> (aws_sdk_kms::types::KeyMetadata, u64) {
+    let before = store_calls(srv);
+    let md = kms
+        .describe_key()
+        .key_id(key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    (md, store_calls(srv) - before)
+}
+
+/// Describes `key` until a DescribeKey makes no store call (on PostgreSQL the cache is in force
+/// once the node's change listener is up, and a node's own writes come back through it as
+/// drops); then 20 more DescribeKeys must make none. Returns the metadata.
+pub async fn describe_from_cache(
+    srv: &TestServer,
+    kms: &aws_sdk_kms::Client,
+    key: &str,
+) -> aws_sdk_kms::types::KeyMetadata {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let md = loop {
+        let (md, calls) = describe_counting(srv, kms, key).await;
+        if calls == 0 {
+            break md;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every DescribeKey of {key} still calls the store ({calls} calls)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    for _ in 0..20 {
+        let (again, calls) = describe_counting(srv, kms, key).await;
+        assert_eq!(calls, 0, "DescribeKey of a cached key called the store");
+        assert_eq!(again, md);
+    }
+    md
 }
 
 /// The AWS error code of an SDK error.

@@ -211,7 +211,7 @@ impl Operation for CreateKey {
                     .await?
             };
             return Ok(Response {
-                key_metadata: KeyMetadata::of(kms, &key).await,
+                key_metadata: KeyMetadata::of(kms, &key).await?,
             });
         }
         let key = kms
@@ -231,7 +231,7 @@ impl Operation for CreateKey {
             )
             .await?;
         Ok(Response {
-            key_metadata: KeyMetadata::of(kms, &key).await,
+            key_metadata: KeyMetadata::of(kms, &key).await?,
         })
     }
 }

@@ -41,7 +41,7 @@ impl Operation for DescribeKey {
         accept_grant_tokens(kms, &r.grant_tokens).await?;
         let key = kms.keys.describe_key(call, &present(r.key_id)?).await?;
         Ok(Response {
-            key_metadata: KeyMetadata::of(kms, &key).await,
+            key_metadata: KeyMetadata::of(kms, &key).await?,
         })
     }
 }

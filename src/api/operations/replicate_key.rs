@@ -99,7 +99,7 @@ impl Operation for ReplicateKey {
             )
             .await?;
         Ok(Response {
-            replica_key_metadata: KeyMetadata::of(kms, &replica.key).await,
+            replica_key_metadata: KeyMetadata::of(kms, &replica.key).await?,
             replica_policy: replica.policy,
             replica_tags: replica
                 .tags

@@ -10,7 +10,8 @@
 //!   `server.baseline_route`), so it measures the HTTP stack and the load generator;
 //! - per key (no suffix; `-cks` for the custom key store's key; `-authz` for the authorization
 //!   key) the `--ops` among `encrypt`, `decrypt` and `generate-data-key` (AES_256), 256-byte
-//!   plaintext by default;
+//!   plaintext by default, and `describe` (DescribeKey: the metadata read path, no
+//!   cryptography);
 //! - with `--floor`, before each Encrypt of the default and custom key store keys,
 //!   `floor-encrypt` (`-cks`): the baseline request plus the `x-kms-bench-key` header, where the
 //!   server also has the key's backend encrypt 256 bytes (same IV source, AAD shape, PKCS#11
@@ -170,6 +171,8 @@ pub enum Op {
     VerifyP256,
     /// CreateKey (symmetric, default policy): a write of the metadata store per request.
     CreateKey,
+    /// DescribeKey of the scenario's key: the metadata read path.
+    Describe,
 }
 
 impl Op {
@@ -183,6 +186,7 @@ impl Op {
             Op::MacHmac256 => "mac-hmac256",
             Op::VerifyP256 => "verify-p256",
             Op::CreateKey => "create-key",
+            Op::Describe => "describe",
         }
     }
 
@@ -190,7 +194,9 @@ impl Op {
     /// algorithm field and value, and its raw ceilings' groups (library, token).
     fn key_type(self) -> Option<KeyTypeOp> {
         let (spec, usage, operation, field, algorithm, lib, token) = match self {
-            Op::Encrypt | Op::Decrypt | Op::GenerateDataKey | Op::CreateKey => return None,
+            Op::Encrypt | Op::Decrypt | Op::GenerateDataKey | Op::CreateKey | Op::Describe => {
+                return None
+            }
             Op::SignP256 => (
                 "ECC_NIST_P256",
                 "SIGN_VERIFY",
@@ -460,6 +466,7 @@ pub async fn prepare(endpoint: &Endpoint, args: &KmsArgs) -> Result<Plan, BoxErr
                     "GenerateDataKey",
                     serde_json::json!({"KeyId": key, "KeySpec": "AES_256"}),
                 ),
+                Op::Describe => ("DescribeKey", serde_json::json!({"KeyId": key})),
                 Op::SignP256
                 | Op::SignRsa2048
                 | Op::MacHmac256
