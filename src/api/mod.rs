@@ -41,7 +41,7 @@ pub struct AppState {
     pub baseline_route: bool,
     /// Browser origins answered with CORS headers ([`cors`]).
     pub cors_allowed_origins: crate::config::CorsOrigins,
-    /// Peers whose `X-Forwarded-For` names the client ([`client_address`]).
+    /// Peers whose `X-Forwarded-For` names the client (`client_address`).
     pub trusted_proxies: serve::TrustedProxies,
 }
 
