@@ -368,7 +368,9 @@ pub struct Peer {
 
 /// The client's address (audit records, `aws:SourceIp`), worked out once per request: the
 /// rightmost `X-Forwarded-For` hop that is not a trusted proxy when the peer is one
-/// (`[server] trusted_proxies`, [`serve::TrustedProxies::client_ip`]), else the TCP peer.
+/// (`[server] trusted_proxies`, [`serve::TrustedProxies::client_ip`]), else the TCP peer as
+/// the socket names it (an IPv4 client of a dual-stack listener stays `::ffff:a.b.c.d`, as
+/// without trusted proxies; `aws:SourceIp` matches it as the IPv4 address either way).
 fn client_address(state: &AppState, parts: &axum::http::request::Parts) -> String {
     let peer = parts.extensions.get::<Peer>().map(|p| p.addr).or_else(|| {
         parts
@@ -376,13 +378,15 @@ fn client_address(state: &AppState, parts: &axum::http::request::Parts) -> Strin
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0)
     });
-    peer.map(|a| {
-        state
-            .trusted_proxies
-            .client_ip(a.ip(), &parts.headers)
-            .to_string()
-    })
-    .unwrap_or_else(|| "127.0.0.1".into())
+    let Some(peer) = peer.map(|a| a.ip()) else {
+        return "127.0.0.1".into();
+    };
+    if state.trusted_proxies.trusts(peer) {
+        state.trusted_proxies.client_ip(peer, &parts.headers)
+    } else {
+        peer
+    }
+    .to_string()
 }
 
 /// Whether the request came over TLS.
