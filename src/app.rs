@@ -192,6 +192,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         max_body_bytes: config.max_body_bytes,
         baseline_route: config.baseline_route,
         cors_allowed_origins: config.cors_allowed_origins.clone(),
+        trusted_proxies: config.trusted_proxies.clone(),
     });
     Ok(App {
         state,

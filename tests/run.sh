@@ -28,7 +28,7 @@ echo "== kms test suite, PKCS#11 root (SoftHSMv2) =="
 # binaries that always use one root (their own SoftHSM token, or the software root) ran above.
 root_independent='kind(lib) | kind(bin) | binary(pg_tls) | binary(backup) | binary(cluster_key_tool)
   | binary(durability) | binary(listener) | binary(man_pages) | binary(/^pkcs11_/) | binary(root_check) | binary(shutdown)
-  | binary(store_suite) | binary(tls) | binary(xks_proxy_end_to_end)'
+  | binary(store_suite) | binary(tls) | binary(trusted_proxies) | binary(xks_proxy_end_to_end)'
 KMS_TEST_BACKEND=pkcs11 cargo nextest run --workspace --locked --no-fail-fast \
   -E "package(kms) & not ($root_independent)"
 echo "== kms SDK suite on a PostgreSQL-backed node (software root), and TLS to PostgreSQL =="

@@ -41,6 +41,8 @@ pub struct AppState {
     pub baseline_route: bool,
     /// Browser origins answered with CORS headers ([`cors`]).
     pub cors_allowed_origins: crate::config::CorsOrigins,
+    /// Peers whose `X-Forwarded-For` names the client (`client_address`).
+    pub trusted_proxies: serve::TrustedProxies,
 }
 
 /// The metrics router (`GET /metrics`, Prometheus text), served on its own listener.
@@ -170,14 +172,16 @@ macro_rules! dispatch {
 async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = req.into_parts();
+    let source_ip = client_address(&state, &parts);
     if sts::is_sts_request(&parts) {
-        return sts::handle(&state, parts, body, request_id).await;
+        return sts::handle(&state, parts, body, request_id, source_ip).await;
     }
     if parts.method != Method::POST || parts.uri.path() != "/" {
         return rejected(
             &state,
             &parts,
             request_id,
+            source_ip,
             "",
             ProtocolError::UnknownOperation,
         )
@@ -194,6 +198,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
             &state,
             &parts,
             request_id,
+            source_ip,
             "",
             ProtocolError::UnknownOperation,
         )
@@ -201,9 +206,8 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
     };
     let body = match read_body(body, state.max_body_bytes).await {
         Ok(b) => b,
-        Err(e) => return rejected(&state, &parts, request_id, &operation, e).await,
+        Err(e) => return rejected(&state, &parts, request_id, source_ip, &operation, e).await,
     };
-    let source_ip = source_ip(&parts);
     let user_agent = user_agent(&parts);
     let (principal, region) = match state.auth.authenticate(&parts, &body) {
         Ok(p) => p,
@@ -312,13 +316,14 @@ async fn rejected(
     state: &AppState,
     parts: &axum::http::request::Parts,
     request_id: String,
+    source_ip: String,
     operation: &str,
     e: ProtocolError,
 ) -> Response {
     let call = Call::new(
         crate::model::Principal::anonymous("", ""),
         request_id.clone(),
-        source_ip(parts),
+        source_ip,
         user_agent(parts),
     );
     let message = e.to_string();
@@ -361,16 +366,27 @@ pub struct Peer {
     pub secure: bool,
 }
 
-/// The client's address (audit records, `aws:SourceIp`).
-fn source_ip(parts: &axum::http::request::Parts) -> String {
-    let addr = parts.extensions.get::<Peer>().map(|p| p.addr).or_else(|| {
+/// The client's address (audit records, `aws:SourceIp`), worked out once per request: the
+/// rightmost `X-Forwarded-For` hop that is not a trusted proxy when the peer is one
+/// (`[server] trusted_proxies`, [`serve::TrustedProxies::client_ip`]), else the TCP peer as
+/// the socket names it (an IPv4 client of a dual-stack listener stays `::ffff:a.b.c.d`, as
+/// without trusted proxies; `aws:SourceIp` matches it as the IPv4 address either way).
+fn client_address(state: &AppState, parts: &axum::http::request::Parts) -> String {
+    let peer = parts.extensions.get::<Peer>().map(|p| p.addr).or_else(|| {
         parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0)
     });
-    addr.map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "127.0.0.1".into())
+    let Some(peer) = peer.map(|a| a.ip()) else {
+        return "127.0.0.1".into();
+    };
+    if state.trusted_proxies.trusts(peer) {
+        state.trusted_proxies.client_ip(peer, &parts.headers)
+    } else {
+        peer
+    }
+    .to_string()
 }
 
 /// Whether the request came over TLS.

@@ -484,6 +484,10 @@ struct RawServer {
     metrics_public: Option<bool>,
     /// Browser origins allowed to call the API (CORS): a list, or `"*"`.
     cors_allowed_origins: Option<toml::Value>,
+    /// Load balancers and reverse proxies whose `X-Forwarded-For` names the client: addresses
+    /// or CIDRs.
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
     /// Development switch: allows the built-in development credential and plain HTTP on a
     /// listen address that is not loopback.
     development: Option<bool>,
@@ -655,6 +659,10 @@ pub struct Config {
     /// Browser origins answered with CORS headers (`[server] cors_allowed_origins`; default
     /// off).
     pub cors_allowed_origins: CorsOrigins,
+    /// The load balancers and reverse proxies whose `X-Forwarded-For` names the client
+    /// (`[server] trusted_proxies`; default none: the client is the TCP peer). Read at start-up
+    /// only.
+    pub trusted_proxies: serve::TrustedProxies,
     /// Where Prometheus metrics are served (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     /// Threads that run crypto operations when an HSM is configured (`None`: derived from
@@ -1376,6 +1384,7 @@ fn validate(
         }
     }
     let cors_allowed_origins = cors::cors_settings(s.cors_allowed_origins, &mut errors);
+    let trusted_proxies = trusted_proxies(&s.trusted_proxies, &mut errors);
     let store = store_settings(raw.store, &data_dir, env, &mut errors);
     let limits = limits_settings(raw.limits, &mut errors);
     if !errors.is_empty() {
@@ -1395,6 +1404,7 @@ fn validate(
         tls,
         max_body_bytes,
         cors_allowed_origins,
+        trusted_proxies,
         metrics_listen,
         hsm_threads: s.hsm_threads,
         async_threads: s.async_threads,
@@ -1412,6 +1422,22 @@ fn validate(
         store,
         limits,
     })
+}
+
+/// `[server] trusted_proxies` validated: each entry an address or `address/prefix`; every
+/// bad entry goes to `errors`.
+fn trusted_proxies(entries: &[String], errors: &mut Vec<String>) -> serve::TrustedProxies {
+    let mut networks = Vec::with_capacity(entries.len());
+    for e in entries {
+        match serve::Network::parse(e) {
+            Some(n) => networks.push(n),
+            None => errors.push(format!(
+                "server.trusted_proxies: '{e}' is not an address or address/prefix \
+                 (such as 10.0.0.5 or 10.0.0.0/8)"
+            )),
+        }
+    }
+    serve::TrustedProxies::new(networks)
 }
 
 /// `[store]` validated; every problem goes to `errors`.
@@ -1609,6 +1635,45 @@ mod tests {
             e.contains("server.cors_allowed_origins: 'http://127.0.0.1:5173/'"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn trusted_proxies_are_none_by_default_and_every_bad_entry_is_named() {
+        let env = |p: &[(&str, &str)]| load(None, owned(p));
+        let c = env(&[]).unwrap();
+        assert_eq!(c.trusted_proxies, serve::TrustedProxies::default());
+        let c = env(&[(
+            "KMS_SERVER__TRUSTED_PROXIES",
+            r#"["10.0.0.0/8", "127.0.0.2", "fd00::/8"]"#,
+        )])
+        .unwrap();
+        let peer = "10.1.2.3".parse().unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        assert!(c.trusted_proxies.trusts("127.0.0.2".parse().unwrap()));
+        assert!(c.trusted_proxies.trusts("fd00::1".parse().unwrap()));
+        assert!(!c.trusted_proxies.trusts("127.0.0.1".parse().unwrap()));
+        assert_eq!(
+            c.trusted_proxies.client_ip(peer, &headers),
+            "203.0.113.7".parse::<std::net::IpAddr>().unwrap()
+        );
+        let e = env(&[(
+            "KMS_SERVER__TRUSTED_PROXIES",
+            r#"["10.0.0.0/33", "lb.example.com", "127.0.0.2"]"#,
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("server.trusted_proxies: '10.0.0.0/33' is not an address or address/prefix"),
+            "{e}"
+        );
+        assert!(e.contains("'lb.example.com'"), "{e}");
+        assert!(!e.contains("'127.0.0.2'"), "{e}");
+        // A list, not a bare string (as every list key).
+        let e = env(&[("KMS_SERVER__TRUSTED_PROXIES", "10.0.0.0/8")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected a sequence"), "{e}");
     }
 
     #[test]

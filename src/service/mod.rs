@@ -64,6 +64,8 @@ pub struct Call {
     /// Shared: a long-term key's principal is built once per identity snapshot.
     pub principal: Arc<Principal>,
     pub request_id: String,
+    /// The client's address (`aws:SourceIp`, the audit `sourceIPAddress`): the TCP peer, or
+    /// the client a trusted proxy names (`[server] trusted_proxies`).
     pub source_ip: String,
     pub user_agent: String,
     /// Keys (and aliases) the call touched, in order; becomes the audit `resources`.

@@ -882,9 +882,33 @@ pub async fn raw_exchange(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (u16, hyper::HeaderMap, bytes::Bytes) {
+    raw_exchange_from(None, endpoint, method, path, headers, body).await
+}
+
+/// [`raw_exchange`] from the local address `from` (such as 127.0.0.2, another loopback
+/// address: a test's stand-in for a load balancer or a distinct client) when given.
+pub async fn raw_exchange_from(
+    from: Option<std::net::IpAddr>,
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, hyper::HeaderMap, bytes::Bytes) {
     use http_body_util::BodyExt;
     let addr = endpoint.trim_start_matches("http://").to_string();
-    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let stream = match from {
+        None => tokio::net::TcpStream::connect(&addr).await.unwrap(),
+        Some(local) => {
+            let socket = match local {
+                std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+            }
+            .unwrap();
+            socket.bind(std::net::SocketAddr::new(local, 0)).unwrap();
+            socket.connect(addr.parse().unwrap()).await.unwrap()
+        }
+    };
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await

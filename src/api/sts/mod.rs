@@ -95,12 +95,13 @@ struct Outcome {
     result: Result<(String, Value), StsApiError>,
 }
 
-/// Serves one STS request.
+/// Serves one STS request from `source_ip` (the client's address, worked out by the caller).
 pub(super) async fn handle(
     state: &Arc<AppState>,
     parts: Parts,
     body: Body,
     request_id: String,
+    source_ip: String,
 ) -> Response {
     let body = match super::body::read_body(body, state.max_body_bytes).await {
         Ok(b) => b,
@@ -118,7 +119,6 @@ pub(super) async fn handle(
         .chars()
         .take(MAX_EVENT_NAME_CHARS)
         .collect();
-    let source_ip = super::source_ip(&parts);
     let user_agent = super::user_agent(&parts);
     let principal = match state.auth.authenticate_for(Api::Sts, &parts, &body) {
         Ok(p) => p,
