@@ -24,13 +24,14 @@ trap 'bench_stop_all; rm -rf "$work"' EXIT
 
 start_kms_software "$target/debug/kms" "$work/kms"
 "$loadgen" kms --endpoint "$KMS_ENDPOINT" --duration 1 --warmup 0 --rounds 2 --concurrency 8 \
-  --server-pid "$KMS_PID" --floor --ops encrypt,decrypt --rate 50 --rate-duration 1 \
+  --server-pid "$KMS_PID" --floor --ops encrypt,decrypt,describe --rate 50 --rate-duration 1 \
   --report "$work/kms.json"
 python3 - "$work/kms.json" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
 names = [s["scenario"] for s in report["scenarios"]]
-assert names == ["baseline", "floor-encrypt", "encrypt", "decrypt", "encrypt@50", "decrypt@50"], names
+assert names == ["baseline", "floor-encrypt", "encrypt", "decrypt", "describe", "encrypt@50", "decrypt@50",
+                 "describe@50"], names
 for s in report["scenarios"]:
     assert s["errors"] == 0, s
     us = s["server_cpu_us_per_request"]
