@@ -312,7 +312,14 @@ async fn an_xks_store_connected_on_one_node_works_on_every_node() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let checks = health() - before;
     println!("{checks} proxy health checks in 3 s from two nodes with 1 s maintenance passes");
-    assert!((1..=4).contains(&checks), "{checks} health checks");
+    // At most one node checks (about 3 in 3 s; two checking nodes would make about 6). A loaded
+    // machine only delays passes, so the lower bound is "a check comes", within a deadline.
+    assert!(checks <= 4, "{checks} health checks in 3 s");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while health() == before {
+        assert!(Instant::now() < deadline, "no health check in 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     a.client
         .disconnect_custom_key_store()
