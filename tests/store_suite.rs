@@ -924,6 +924,36 @@ fn record_schema_version(path: &std::path::Path, version: i64) -> Result<(), Str
     Ok(())
 }
 
+/// 24 concurrent key inserts into `account`, alternating between two store handles, under the
+/// key quota `limit`: how many were made and how many refused with the quota error.
+async fn race_inserts(
+    a: &std::sync::Arc<dyn MetadataStore>,
+    b: &std::sync::Arc<dyn MetadataStore>,
+    account: &'static str,
+    limit: usize,
+) -> (usize, usize) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.spawn(async move {
+            let id = KeyId::generate();
+            s.insert_key(&key(&id, account), &material(&id, 1), &[], limit)
+                .await
+        });
+    }
+    let (mut made, mut refused) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(()) => made += 1,
+            Err(StoreError::KeyQuota { limit: l, usage: u }) if l == limit && u == limit => {
+                refused += 1
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    (made, refused)
+}
+
 /// Concurrent inserts at the key quota (and alias creates at the aliases-per-key quota) make
 /// exactly `limit`; the others are refused with the quota and write nothing. `a` and `b` are
 /// handles on one database (two nodes' pools on PostgreSQL).
@@ -933,26 +963,7 @@ async fn concurrent_inserts_stop_at_the_limit(
 ) {
     const LIMIT: usize = 5;
     const ACCOUNT: &str = "555566667777";
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..24 {
-        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
-        tasks.spawn(async move {
-            let id = KeyId::generate();
-            s.insert_key(&key(&id, ACCOUNT), &material(&id, 1), &[], LIMIT)
-                .await
-        });
-    }
-    let (mut made, mut refused) = (0, 0);
-    while let Some(r) = tasks.join_next().await {
-        match r.unwrap() {
-            Ok(()) => made += 1,
-            Err(StoreError::KeyQuota {
-                limit: LIMIT,
-                usage: LIMIT,
-            }) => refused += 1,
-            Err(e) => panic!("unexpected {e}"),
-        }
-    }
+    let (made, refused) = race_inserts(&a, &b, ACCOUNT, LIMIT).await;
     assert_eq!((made, refused), (LIMIT, 24 - LIMIT));
     assert_eq!(a.count_keys(ACCOUNT, R).await.unwrap(), LIMIT);
     let keys = b.list_keys(ACCOUNT, R, None, 100).await.unwrap();
@@ -1133,26 +1144,7 @@ async fn counts_heal_after_rows_deleted_by_hand(
     assert_eq!(a.count_keys(ACCOUNT, R).await.unwrap(), LIMIT);
 
     // Concurrent inserts from both handles make the three keys there is room for.
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..24 {
-        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
-        tasks.spawn(async move {
-            let id = KeyId::generate();
-            s.insert_key(&key(&id, ACCOUNT), &material(&id, 1), &[], LIMIT)
-                .await
-        });
-    }
-    let (mut made, mut refused) = (0, 0);
-    while let Some(r) = tasks.join_next().await {
-        match r.unwrap() {
-            Ok(()) => made += 1,
-            Err(StoreError::KeyQuota {
-                limit: LIMIT,
-                usage: LIMIT,
-            }) => refused += 1,
-            Err(e) => panic!("unexpected {e}"),
-        }
-    }
+    let (made, refused) = race_inserts(&a, &b, ACCOUNT, LIMIT).await;
     assert_eq!((made, refused), (3, 24 - 3));
     assert_eq!(a.count_keys(ACCOUNT, R).await.unwrap(), LIMIT);
     let keys = b.list_keys(ACCOUNT, R, None, 100).await.unwrap();
