@@ -366,11 +366,8 @@ pub struct Peer {
     pub secure: bool,
 }
 
-/// The client's address (audit records, `aws:SourceIp`), worked out once per request: the
-/// rightmost `X-Forwarded-For` hop that is not a trusted proxy when the peer is one
-/// (`[server] trusted_proxies`, [`serve::TrustedProxies::client_ip`]), else the TCP peer as
-/// the socket names it (an IPv4 client of a dual-stack listener stays `::ffff:a.b.c.d`, as
-/// without trusted proxies; `aws:SourceIp` matches it as the IPv4 address either way).
+/// The client's address (audit records, `aws:SourceIp`), worked out once per request from the
+/// TCP peer (see [`client_ip`]).
 fn client_address(state: &AppState, parts: &axum::http::request::Parts) -> String {
     let peer = parts.extensions.get::<Peer>().map(|p| p.addr).or_else(|| {
         parts
@@ -378,14 +375,27 @@ fn client_address(state: &AppState, parts: &axum::http::request::Parts) -> Strin
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0)
     });
-    let Some(peer) = peer.map(|a| a.ip()) else {
+    client_ip(&state.trusted_proxies, peer.map(|a| a.ip()), &parts.headers)
+}
+
+/// The rightmost `X-Forwarded-For` hop that is not a trusted proxy when the peer is one
+/// (`[server] trusted_proxies`, [`serve::TrustedProxies::client_ip`]), else the peer. An IPv4
+/// client of a dual-stack listener (`::ffff:a.b.c.d`) is named by its IPv4 address, as
+/// CloudTrail names it. No peer (an in-process call) is loopback.
+fn client_ip(
+    trusted: &serve::TrustedProxies,
+    peer: Option<std::net::IpAddr>,
+    headers: &axum::http::HeaderMap,
+) -> String {
+    let Some(peer) = peer.map(|p| p.to_canonical()) else {
         return "127.0.0.1".into();
     };
-    if state.trusted_proxies.trusts(peer) {
-        state.trusted_proxies.client_ip(peer, &parts.headers)
+    if trusted.trusts(peer) {
+        trusted.client_ip(peer, headers)
     } else {
         peer
     }
+    .to_canonical()
     .to_string()
 }
 
@@ -535,8 +545,30 @@ fn serialization_error(e: serde_json::Error) -> ProtocolError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::escaped;
+    use super::{client_ip, escaped};
+
+    #[test]
+    fn an_ipv4_client_of_a_dual_stack_listener_is_named_by_its_ipv4_address() {
+        let mapped: std::net::IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        let none = serve::TrustedProxies::default();
+        let headers = axum::http::HeaderMap::new();
+        assert_eq!(client_ip(&none, Some(mapped), &headers), "192.0.2.7");
+        assert_eq!(
+            client_ip(&none, Some("::1".parse().unwrap()), &headers),
+            "::1"
+        );
+        // A trusted balancer written either way, and the client it names in either form.
+        let lb = serve::TrustedProxies::new(vec![serve::Network::parse("192.0.2.7").unwrap()]);
+        let mut fwd = axum::http::HeaderMap::new();
+        fwd.insert("x-forwarded-for", "::ffff:203.0.113.9".parse().unwrap());
+        assert_eq!(client_ip(&lb, Some(mapped), &fwd), "203.0.113.9");
+        fwd.insert("x-forwarded-for", "203.0.113.10".parse().unwrap());
+        assert_eq!(client_ip(&lb, Some(mapped), &fwd), "203.0.113.10");
+        // An untrusted peer cannot name another client.
+        assert_eq!(client_ip(&none, Some(mapped), &fwd), "192.0.2.7");
+    }
 
     #[test]
     fn client_text_for_a_log_line_cannot_forge_lines_or_terminal_codes() {
