@@ -40,14 +40,39 @@ async fn connect(kms: &Client, id: &str) {
         .send()
         .await
         .unwrap();
+    until_connected(
+        kms,
+        id,
+        Duration::from_secs(20),
+        "after ConnectCustomKeyStore",
+        || {},
+    )
+    .await;
+}
+
+/// Polls the store's state on `kms` until CONNECTED (CONNECTING meanwhile, anything else
+/// fails), calling `each` before every poll; fails after `limit`, naming `what` it waited after.
+/// Returns how long it took.
+async fn until_connected(
+    kms: &Client,
+    id: &str,
+    limit: Duration,
+    what: &str,
+    mut each: impl FnMut(),
+) -> Duration {
     let t0 = Instant::now();
     loop {
+        each();
         match state(kms, id).await {
-            ConnectionStateType::Connected => return,
+            ConnectionStateType::Connected => return t0.elapsed(),
             ConnectionStateType::Connecting => {}
             other => panic!("store {id} is {other:?}"),
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "still CONNECTING");
+        assert!(
+            t0.elapsed() < limit,
+            "still CONNECTING {:?} {what}",
+            t0.elapsed()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -442,19 +467,8 @@ async fn a_store_left_connecting_by_a_killed_node_is_connected_by_another() {
     hsm.delay_logins(0, 0);
     let killed_at = Instant::now();
     // B's backstop reconcile (every 5 s) finds the store unclaimed and connects it.
-    loop {
-        match state(&b.client, &id).await {
-            ConnectionStateType::Connected => break,
-            ConnectionStateType::Connecting => {}
-            other => panic!("store {id} is {other:?}"),
-        }
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(30),
-            "still CONNECTING {:?} after the connecting node died",
-            killed_at.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = "after the connecting node died";
+    until_connected(&b.client, &id, Duration::from_secs(30), what, || {}).await;
     println!(
         "store left CONNECTING by a killed node: CONNECTED by the other {:?} after the kill",
         killed_at.elapsed()
@@ -507,30 +521,24 @@ async fn a_node_that_lost_its_connect_claim_rotates_no_pin() {
     );
     // Until the store is CONNECTED: no member ever refuses a login (the counter would be reset
     // by a later good login, so it is watched throughout).
-    let t0 = Instant::now();
-    loop {
+    let no_refused_login = || {
         assert_eq!(
             (hsm.failed_logins(0), hsm.failed_logins(1)),
             (0, 0),
             "a login with the stored PIN was refused: a node rotated without its claim"
-        );
-        match state(&b.client, &id).await {
-            ConnectionStateType::Connected => break,
-            ConnectionStateType::Connecting => {}
-            other => panic!("store {id} is {other:?}"),
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(15),
-            "still CONNECTING {:?} after A lost its claim",
-            t0.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        )
+    };
+    let what = "after A lost its claim";
+    let took = until_connected(
+        &b.client,
+        &id,
+        Duration::from_secs(15),
+        what,
+        no_refused_login,
+    )
+    .await;
     hsm.delay_logins(0, 0);
-    println!(
-        "claim of A ended during its logins: CONNECTED by B's takeover {:?} later",
-        t0.elapsed()
-    );
+    println!("claim of A ended during its logins: CONNECTED by B's takeover {took:?} later");
     // One rotation, B's: the stored book logs in on both nodes and the PINs stay put.
     let rotated = stored_password(&nodes.url, &id);
     assert_ne!(rotated, book);

@@ -101,6 +101,18 @@ async fn describe(kms: &aws_sdk_kms::Client, key: &str) -> aws_sdk_kms::types::K
         .unwrap()
 }
 
+/// RotateKeyOnDemand of `key`; returns the new current key material id (checked well formed).
+async fn rotate_now(kms: &aws_sdk_kms::Client, key: &str) -> String {
+    kms.rotate_key_on_demand().key_id(key).send().await.unwrap();
+    let id = describe(kms, key)
+        .await
+        .current_key_material_id()
+        .unwrap()
+        .to_string();
+    assert!(is_material_id(&id));
+    id
+}
+
 fn is_material_id(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
@@ -828,17 +840,7 @@ async fn generated_material_has_ids_in_metadata_and_rotations() {
     let first = md.current_key_material_id().unwrap().to_string();
     assert!(is_material_id(&first));
     assert_eq!(md.expiration_model(), None);
-    kms.rotate_key_on_demand()
-        .key_id(&key)
-        .send()
-        .await
-        .unwrap();
-    let second = describe(&kms, &key)
-        .await
-        .current_key_material_id()
-        .unwrap()
-        .to_string();
-    assert!(is_material_id(&second));
+    let second = rotate_now(&kms, &key).await;
     assert_ne!(first, second);
     let all = kms
         .list_key_rotations()
@@ -1473,17 +1475,7 @@ async fn describe_key_of_a_cached_key_makes_no_store_call() {
     let md = common::describe_from_cache(&srv, &kms, &key).await;
     assert_eq!(md.current_key_material_id(), Some(first.as_str()));
 
-    kms.rotate_key_on_demand()
-        .key_id(&key)
-        .send()
-        .await
-        .unwrap();
-    let second = describe(&kms, &key)
-        .await
-        .current_key_material_id()
-        .unwrap()
-        .to_string();
-    assert!(is_material_id(&second));
+    let second = rotate_now(&kms, &key).await;
     assert_ne!(second, first);
     let md = common::describe_from_cache(&srv, &kms, &key).await;
     assert_eq!(md.current_key_material_id(), Some(second.as_str()));
